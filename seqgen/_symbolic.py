@@ -1,0 +1,228 @@
+"""Every use of torch's private symbolic-shape API lives here (ShapeEnv, FakeTensorMode, sympy).
+
+The trace stage asks this module for symbolic sizes, builds modules on fake tensors without
+initialising weights, and turns sympy size expressions back into plain Python source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+import torch
+from torch._dispatch.python import enable_python_dispatcher
+from torch._guards import GuardSource, Source
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+from torch.utils._sympy import functions as symfn
+
+
+@dataclass(frozen=True)
+class _ParamSource(Source):
+    """Names a symbol after the model parameter it stands for (what dynamo's ConstantSource does)."""
+
+    param: str
+
+    @property
+    def guard_source(self) -> GuardSource:
+        return GuardSource.CONSTANT
+
+    @property
+    def _name_template(self) -> str:
+        return self.param
+
+    def reconstruct(self, codegen: Any) -> None:  # pragma: no cover - only dynamo calls this
+        raise NotImplementedError
+
+    def make_guard(self, fn: Any) -> Any:  # pragma: no cover - only dynamo calls this
+        raise NotImplementedError
+
+
+class Session:
+    """A ShapeEnv and a FakeTensorMode: tensors made inside `active()` have no storage."""
+
+    def __init__(self) -> None:
+        # duck_shape=False: two parameters that happen to share a sample value stay two symbols.
+        # specialize_zero_one=False: a parameter whose sample is 1 still gets a symbol.
+        self.env = ShapeEnv(duck_shape=False, specialize_zero_one=False)
+        self.mode = FakeTensorMode(shape_env=self.env, allow_non_fake_inputs=True)
+        self.names: dict[sympy.Symbol, str] = {}
+
+    def symbol(self, name: str, hint: int) -> torch.SymInt:
+        """A symbolic int that prints as `name` and behaves like `hint`."""
+        source = _ParamSource(name)
+        sym = self.env.create_symbol(hint, source, dynamic_dim=DimDynamic.DYNAMIC)
+        self.names[sym] = name
+        return self.env.create_symintnode(sym, hint=hint, source=source)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Run torch code on fake tensors, with symbolic-shape-aware Python decompositions."""
+        with self.mode, enable_python_dispatcher(), _symbolic_composites():
+            yield
+
+    def specialized(self) -> dict[str, str]:
+        """Parameters whose symbol torch replaced during the trace, with what it became."""
+        out = {}
+        for sym, name in self.names.items():
+            repl = self.env.replacements.get(sym)
+            if repl is not None and repl != sym:
+                out[name] = to_python(repl, self.names)
+        return out
+
+
+def expr_of(value: Any) -> sympy.Expr:
+    """The sympy expression of an int or SymInt."""
+    if isinstance(value, torch.SymInt):
+        return value.node.expr
+    return sympy.Integer(int(value))
+
+
+def simplify(session: Session, expr: sympy.Expr) -> sympy.Expr:
+    """Apply the ShapeEnv's replacements (what the trace proved equal)."""
+    return session.env.replace(expr)
+
+
+def construct(cls: type[torch.nn.Module], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.nn.Module:
+    """Instantiate `cls` without initialising weights: initialisers would specialise sizes."""
+    return _no_init_subclass(cls)(*args, **kwargs)
+
+
+@functools.cache
+def _no_init_subclass(cls: type[torch.nn.Module]) -> type[torch.nn.Module]:
+    if not hasattr(cls, "reset_parameters"):
+        return cls
+    return type(cls.__name__, (cls,), {"reset_parameters": lambda self: None,
+                                       "__module__": cls.__module__})
+
+
+@contextlib.contextmanager
+def _symbolic_composites() -> Iterator[None]:
+    """Route composite ops whose C++ kernels read sizes as plain ints to size-generic ones."""
+    orig = {name: getattr(torch, name) for name in _COMPOSITES}
+    try:
+        for name, fn in _COMPOSITES.items():
+            setattr(torch, name, fn)
+        yield
+    finally:
+        for name, fn in orig.items():
+            setattr(torch, name, fn)
+
+
+def _max_pool1d(input: torch.Tensor, kernel_size: Any, stride: Any = (), padding: Any = 0,
+                dilation: Any = 1, ceil_mode: bool = False) -> torch.Tensor:
+    # torch.max_pool1d's CPU path checks sizes with concrete ints; the with_indices op is symbolic.
+    return torch.ops.aten.max_pool1d_with_indices(input, kernel_size, stride, padding, dilation,
+                                                  ceil_mode)[0]
+
+
+_COMPOSITES = {"max_pool1d": _max_pool1d}
+
+# ------------------------------------------------------------------ sympy -> Python source
+
+_PREC_ADD, _PREC_MUL, _PREC_UNARY, _PREC_ATOM = 1, 2, 3, 4
+
+
+class Unprintable(Exception):
+    """A size expression that plain Python arithmetic cannot express."""
+
+
+def to_python(expr: sympy.Expr, names: Mapping[sympy.Symbol, str]) -> str:
+    """Render a size expression as Python source over the parameter names."""
+    return _emit(sympy.sympify(expr), names)[0]
+
+
+def _wrap(text_prec: tuple[str, int], min_prec: int) -> str:
+    text, prec = text_prec
+    return f"({text})" if prec < min_prec else text
+
+
+def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
+    if isinstance(e, sympy.Integer):
+        v = int(e)
+        return (str(v), _PREC_ATOM) if v >= 0 else (str(v), _PREC_UNARY)
+    if isinstance(e, sympy.Symbol):
+        if e not in names:
+            raise Unprintable(f"unknown symbol {e}")
+        return names[e], _PREC_ATOM
+    if isinstance(e, sympy.Add):
+        terms = sorted(e.args, key=_term_order)
+        out = ""
+        for i, term in enumerate(terms):
+            coeff, rest = term.as_coeff_Mul()
+            negative = coeff < 0
+            if negative:
+                term = -term
+            text = _wrap(_emit(term, names), _PREC_ADD + (1 if i else 0))
+            if i == 0:
+                out = f"-{_wrap(_emit(term, names), _PREC_UNARY)}" if negative else text
+            else:
+                out += f" - {text}" if negative else f" + {text}"
+        return out, _PREC_ADD
+    if isinstance(e, sympy.Mul):
+        coeff, rest = e.as_coeff_Mul()
+        if coeff == -1:
+            return f"-{_wrap(_emit(rest, names), _PREC_UNARY)}", _PREC_UNARY
+        factors = list(rest.args) if isinstance(rest, sympy.Mul) else [rest]
+        if coeff != 1:
+            if not isinstance(coeff, sympy.Integer):
+                raise Unprintable(f"non-integer coefficient in {e}")
+            factors = [coeff, *factors]
+        parts = [_wrap(_emit(f, names), _PREC_MUL) for f in factors]
+        return " * ".join(parts), _PREC_MUL
+    if isinstance(e, sympy.Pow) and isinstance(e.exp, sympy.Integer) and int(e.exp) > 0:
+        return " * ".join([_wrap(_emit(e.base, names), _PREC_MUL + 1)] * int(e.exp)), _PREC_MUL
+    if isinstance(e, symfn.FloorDiv):
+        a, b = e.args
+        return f"{_wrap(_emit(a, names), _PREC_MUL)} // {_wrap(_emit(b, names), _PREC_MUL + 1)}", _PREC_MUL
+    if isinstance(e, (symfn.Mod, symfn.PythonMod)):
+        a, b = e.args
+        return f"{_wrap(_emit(a, names), _PREC_MUL)} % {_wrap(_emit(b, names), _PREC_MUL + 1)}", _PREC_MUL
+    if isinstance(e, (sympy.Max, symfn.Max)):
+        return f"max({', '.join(_emit(a, names)[0] for a in e.args)})", _PREC_ATOM
+    if isinstance(e, (sympy.Min, symfn.Min)):
+        return f"min({', '.join(_emit(a, names)[0] for a in e.args)})", _PREC_ATOM
+    raise Unprintable(f"{type(e).__name__}: {e}")
+
+
+def _term_order(term: sympy.Expr) -> tuple[int, str]:
+    """Symbolic terms first, positive before negative, constants last: `16 * n - 32`."""
+    coeff, _ = term.as_coeff_Mul()
+    return (2 if term.is_number else (1 if coeff < 0 else 0), str(term))
+
+
+def evaluate(expr: sympy.Expr, values: Mapping[sympy.Symbol, int]) -> int:
+    """Evaluate a size expression at integer values (exact, no floats)."""
+    e = sympy.sympify(expr)
+    if isinstance(e, sympy.Integer):
+        return int(e)
+    if isinstance(e, sympy.Symbol):
+        return int(values[e])
+    args = [evaluate(a, values) for a in e.args]
+    if isinstance(e, sympy.Add):
+        return sum(args)
+    if isinstance(e, sympy.Mul):
+        out = 1
+        for a in args:
+            out *= a
+        return out
+    if isinstance(e, sympy.Pow):
+        return args[0] ** args[1]
+    if isinstance(e, symfn.FloorDiv):
+        return args[0] // args[1]
+    if isinstance(e, (symfn.Mod, symfn.PythonMod)):
+        return args[0] % args[1]
+    if isinstance(e, (sympy.Max, symfn.Max)):
+        return max(args)
+    if isinstance(e, (sympy.Min, symfn.Min)):
+        return min(args)
+    raise Unprintable(f"{type(e).__name__}: {e}")
+
+
+def free_symbols(expr: sympy.Expr) -> frozenset[sympy.Symbol]:
+    """The symbols an expression depends on."""
+    return frozenset(s for s in sympy.sympify(expr).free_symbols if isinstance(s, sympy.Symbol))

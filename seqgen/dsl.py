@@ -1,0 +1,566 @@
+"""Stage 1: spec text -> ModelSpec. Values are parsed into a closed set of nodes, never evaluated."""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import Location, SpecReadError, SpecSyntaxError
+from .spec import (
+    BinOp,
+    Const,
+    Expr,
+    Keyword,
+    LayerSpec,
+    ModelSpec,
+    Name,
+    Neg,
+    Num,
+    Param,
+    Str,
+    TupleExpr,
+)
+
+ALIASES = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
+# Names generated code uses itself; a parameter or class with one of these names would shadow it.
+RESERVED = frozenset({"self", "torch", "nn", "math", "pytest", "x", "N", "batch", "model", "super"})
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>[ \t]+)
+  | (?P<comment>\#.*)
+  | (?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)
+  | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
+  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<op>//|[-+*(),=:])
+    """,
+    re.VERBOSE,
+)
+_SHAPE_X = re.compile(r"\d+(?:x\d+)*")
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # number | name | string | op | end
+    text: str
+    col: int  # 1-based
+    space_before: bool
+
+
+def check_identifier(name: str, what: str, loc: Location) -> str:
+    """Return `name` if it is safe to place in generated code as `what`, else raise."""
+    if not name.isidentifier() or not name.isascii():
+        raise SpecSyntaxError(f"{what} {name!r} is not a valid Python identifier", location=loc)
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise SpecSyntaxError(f"{what} {name!r} is a Python keyword", location=loc,
+                              hint="choose another name")
+    if name.startswith("__") and name.endswith("__"):
+        raise SpecSyntaxError(f"{what} {name!r} is a dunder name, which seqgen refuses",
+                              location=loc)
+    if name in RESERVED:
+        raise SpecSyntaxError(
+            f"{what} {name!r} is reserved: generated code uses it", location=loc,
+            hint=f"reserved names: {', '.join(sorted(RESERVED))}",
+        )
+    return name
+
+
+def camel_case(stem: str) -> str:
+    """`variable_input` -> `VariableInput`; the class name when a spec has no `model` line."""
+    parts = re.split(r"[^A-Za-z0-9]+", stem)
+    name = "".join(p[:1].upper() + p[1:] for p in parts if p)
+    if not name or name[0].isdigit():
+        name = "Model" + name
+    return name
+
+
+class _Line:
+    """Tokens of one spec line, with a cursor."""
+
+    def __init__(self, path: str, lineno: int, text: str) -> None:
+        self.path, self.lineno, self.text = path, lineno, text
+        self.tokens = self._tokenize()
+        self.pos = 0
+
+    def loc(self, col: int, width: int = 1) -> Location:
+        return Location(self.path, self.lineno, col, self.text, max(1, width))
+
+    def error(self, message: str, col: int, width: int = 1, hint: str | None = None) -> SpecSyntaxError:
+        return SpecSyntaxError(message, location=self.loc(col, width), hint=hint)
+
+    def _tokenize(self) -> list[Token]:
+        tokens: list[Token] = []
+        pos, space = 0, True
+        while pos < len(self.text):
+            m = _TOKEN.match(self.text, pos)
+            if m is None:
+                ch = self.text[pos]
+                hint = None
+                if ch == "/":
+                    hint = "use // for integer division"
+                elif ch in "\"'":
+                    hint = "close the string with a matching quote"
+                elif ch in "[]{}":
+                    hint = "tuples are written with parentheses: (3, 3)"
+                raise self.error(f"unexpected character {ch!r}", pos + 1, hint=hint)
+            kind = m.lastgroup or ""
+            if kind == "comment":
+                break
+            if kind == "space":
+                space = True
+            else:
+                if kind == "op" and m.group() == "*" and self.text.startswith("**", pos):
+                    raise self.error("'**' is not supported", pos + 1, 2,
+                                     hint="spec values allow + - * // and parentheses")
+                tokens.append(Token(kind, m.group(), pos + 1, space))
+                space = False
+            pos = m.end()
+        tokens.append(Token("end", "", len(self.text.rstrip()) + 1, True))
+        return tokens
+
+    # -- cursor
+    def peek(self, ahead: int = 0) -> Token:
+        return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+
+    def next(self) -> Token:
+        tok = self.peek()
+        self.pos += 1
+        return tok
+
+    def at(self, text: str) -> bool:
+        tok = self.peek()
+        return tok.kind == "op" and tok.text == text
+
+    def expect(self, text: str, what: str) -> Token:
+        tok = self.peek()
+        if not self.at(text):
+            found = f"{tok.text!r}" if tok.kind != "end" else "end of line"
+            raise self.error(f"expected {what}, found {found}", tok.col, len(tok.text))
+        return self.next()
+
+    def expect_end(self, what: str) -> None:
+        tok = self.peek()
+        if tok.kind != "end":
+            raise self.error(f"unexpected {tok.text!r} after {what}", tok.col, len(tok.text))
+
+    # -- expressions
+    def expr(self, top_level: bool = False) -> Expr:
+        """Parse `term (('+'|'-') term)*`; at top level a glued sign starts a new argument."""
+        left = self.term(top_level)
+        while self.at("+") or self.at("-"):
+            if top_level and self._is_sign(self.peek()):
+                break
+            op = self.next()
+            right = self.term(top_level)
+            left = BinOp(op.text, left, right, self.loc(op.col))
+        return left
+
+    def _is_sign(self, tok: Token) -> bool:
+        nxt = self.peek(1)
+        return tok.text == "-" and tok.space_before and not nxt.space_before and nxt.kind == "number"
+
+    def term(self, top_level: bool) -> Expr:
+        left = self.unary()
+        while self.at("*") or self.at("//"):
+            op = self.next()
+            right = self.unary()
+            left = BinOp(op.text, left, right, self.loc(op.col))
+        return left
+
+    def unary(self) -> Expr:
+        if self.at("-"):
+            tok = self.next()
+            operand = self.unary()
+            if isinstance(operand, Num):  # fold `-1` into a literal
+                return Num(-operand.value, self.loc(tok.col))
+            return Neg(operand, self.loc(tok.col))
+        if self.at("+"):
+            self.next()
+            return self.unary()
+        return self.atom()
+
+    def atom(self) -> Expr:
+        tok = self.next()
+        loc = self.loc(tok.col, len(tok.text))
+        if tok.kind == "number":
+            text = tok.text
+            value: int | float = int(text) if text.isdigit() else float(text)
+            if isinstance(value, float) and value in (float("inf"), float("-inf")):
+                raise self.error(f"number {text} is too large", tok.col, len(text))
+            return Num(value, loc)
+        if tok.kind == "string":
+            return Str(_unquote(tok.text), loc)
+        if tok.kind == "name":
+            if tok.text in ("True", "False", "None"):
+                return Const({"True": True, "False": False, "None": None}[tok.text], loc)
+            return Name(tok.text, loc)
+        if tok.kind == "op" and tok.text == "(":
+            return self.paren(tok)
+        if tok.kind == "end":
+            raise self.error("expected a value, found end of line", tok.col)
+        raise self.error(f"expected a value, found {tok.text!r}", tok.col, len(tok.text))
+
+    def paren(self, open_tok: Token) -> Expr:
+        items: list[Expr] = []
+        trailing_comma = False
+        while not self.at(")"):
+            if self.peek().kind == "end":
+                raise self.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                 hint="add the missing ')'")
+            items.append(self.expr())
+            trailing_comma = False
+            if self.at(","):
+                self.next()
+                trailing_comma = True
+            elif not self.at(")"):
+                tok = self.peek()
+                if tok.kind == "end":
+                    raise self.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                     hint="add the missing ')'")
+                raise self.error(f"expected ',' or ')', found {tok.text!r}", tok.col, len(tok.text))
+        self.next()
+        if len(items) == 1 and not trailing_comma:
+            return items[0]
+        return TupleExpr(tuple(items), self.loc(open_tok.col))
+
+
+def _unquote(text: str) -> str:
+    body, out, i = text[1:-1], [], 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            out.append(_ESCAPES.get(body[i + 1], "\\" + body[i + 1]))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def read_spec(path: str | Path) -> str:
+    """Read a spec file, turning I/O and encoding problems into SpecReadError."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise SpecReadError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise SpecReadError(f"{p}: is a directory, not a spec file") from None
+    except OSError as e:
+        raise SpecReadError(f"{p}: cannot read: {e.strerror}") from e
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise SpecReadError(
+            f"{p}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})",
+            hint="save the spec as UTF-8",
+        ) from None
+    if not text.strip():
+        raise SpecReadError(f"{p}: the spec is empty",
+                            hint="start with `input SHAPE` and one layer per line; "
+                                 "`seqgen init NAME` writes a starter spec")
+    return text
+
+
+def parse_file(path: str | Path, input_override: str | None = None) -> ModelSpec:
+    """Read and parse a spec file."""
+    return parse(read_spec(path), str(path), input_override=input_override)
+
+
+def parse_shape(text: str, path: str = "<--input>") -> tuple[tuple[Expr, ...], list[Param]]:
+    """Parse a shape (`3x32x32`, `(3, 32, 32)`, `(8, seq_len=50)`); return dims and new params."""
+    line = _Line(path, 1, text)
+    return _Parser(path).shape(line)
+
+
+def parse(text: str, path: str = "<spec>", input_override: str | None = None) -> ModelSpec:
+    """Parse spec text into a ModelSpec."""
+    return _Parser(path).parse(text, input_override)
+
+
+class _Parser:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.params: list[Param] = []
+        self.class_name: str | None = None
+        self.input: tuple[Expr, ...] | None = None
+        self.input_loc: Location | None = None
+
+    def parse(self, text: str, input_override: str | None) -> ModelSpec:
+        lines = text.splitlines()
+        items: list[tuple[int, _Line]] = []  # (indent, tokens) of non-blank lines
+        for i, raw in enumerate(lines, start=1):
+            if "\t" in raw[: len(raw) - len(raw.lstrip())]:
+                raise SpecSyntaxError("tabs are not allowed in indentation",
+                                      location=Location(self.path, i, 1, raw), hint="indent with spaces")
+            line = _Line(self.path, i, raw)
+            if line.peek().kind == "end":
+                continue
+            items.append((len(raw) - len(raw.lstrip(" ")), line))
+        layers = self.block(items, 0, len(items), None, top=True)
+        if input_override is not None:
+            dims, new = parse_shape(input_override)
+            self.input, self.input_loc = dims, Location("<--input>", 1, 1, input_override)
+            self._declare_input_params(new, replace=True)
+        if self.input is None:
+            raise SpecSyntaxError(
+                "the spec has no `input` line",
+                location=Location(self.path, 1, 1, lines[0] if lines else ""),
+                hint="add `input SHAPE` before the first layer, e.g. `input 3x32x32` "
+                     "(one sample, batch excluded), or pass --input",
+            )
+        if not layers:
+            raise SpecSyntaxError("the spec has no layers", location=self.input_loc,
+                                  hint="add one layer per line after `input`, e.g. `linear 10`")
+        self._check_names(layers)
+        stem = Path(self.path).stem
+        return ModelSpec(
+            path=self.path,
+            class_name=self.class_name or check_identifier(camel_case(stem), "class name",
+                                                           Location(self.path, 1, 1, "")),
+            params=tuple(self.params),
+            input_shape=self.input,
+            layers=tuple(layers),
+            input_loc=self.input_loc,
+        )
+
+    def block(self, items: list[tuple[int, _Line]], start: int, stop: int, indent: int | None,
+              top: bool) -> list[LayerSpec]:
+        layers: list[LayerSpec] = []
+        i = start
+        while i < stop:
+            ind, line = items[i]
+            if indent is None:
+                indent = ind
+            if ind != indent:
+                raise line.error("unexpected indentation" if ind > indent else
+                                 "indentation does not match the block it closes", 1, max(1, ind),
+                                 hint="only the lines of a `repeat N:` block are indented")
+            head = line.peek()
+            word = head.text.lower() if head.kind == "name" else ""
+            if word == "repeat":
+                end = i + 1
+                while end < stop and items[end][0] > ind:
+                    end += 1
+                count = self.repeat_header(line)
+                if end == i + 1:
+                    raise line.error("`repeat` needs an indented block after it", head.col, 6,
+                                     hint="indent the layers to repeat under `repeat N:`")
+                body = self.block(items, i + 1, end, items[i + 1][0], top=False)
+                layers.extend(body * count)
+                i = end
+                continue
+            if word in ("model", "input") and (line.peek(1).kind != "op" or line.peek(1).text in "("):
+                if not top:
+                    raise line.error(f"`{word}` cannot appear inside a repeat block", head.col, len(word))
+                if layers:
+                    raise line.error(f"`{word}` must come before the first layer", head.col, len(word))
+                line.next()
+                self.model_line(line, head) if word == "model" else self.input_line(line, head)
+            else:
+                layers.append(self.layer(line))
+            i += 1
+        return layers
+
+    def repeat_header(self, line: _Line) -> int:
+        head = line.next()
+        tok = line.next()
+        if tok.kind != "number" or not tok.text.isdigit():
+            raise line.error("`repeat` needs a whole number of times, like `repeat 3:`",
+                             tok.col, len(tok.text) or 1)
+        count = int(tok.text)
+        if not 1 <= count <= 10_000:
+            raise line.error(f"repeat count must be between 1 and 10000, got {count}", tok.col, len(tok.text))
+        if not line.at(":"):
+            t = line.peek()
+            raise line.error("expected ':' after the repeat count", t.col, hint=f"write `repeat {count}:`")
+        line.next()
+        line.expect_end("`repeat N:`")
+        del head
+        return count
+
+    # -- `model NAME(p=default, ...)`
+    def model_line(self, line: _Line, head: Token) -> None:
+        if self.class_name is not None:
+            raise line.error("a spec has one `model` line", head.col, 5)
+        tok = line.next()
+        if tok.kind != "name":
+            raise line.error("expected a class name after `model`", tok.col, len(tok.text) or 1,
+                             hint="e.g. `model CNN(num_classes=10)`")
+        self.class_name = check_identifier(tok.text, "class name", line.loc(tok.col, len(tok.text)))
+        if line.at("("):
+            open_tok = line.next()
+            while not line.at(")"):
+                ptok = line.next()
+                if ptok.kind == "end":
+                    raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                     hint="add the missing ')'")
+                if ptok.kind != "name":
+                    raise line.error(f"expected a parameter name, found {ptok.text!r}", ptok.col,
+                                     len(ptok.text))
+                ploc = line.loc(ptok.col, len(ptok.text))
+                if not line.at("="):
+                    raise line.error(f"parameter {ptok.text!r} needs a default value",
+                                     line.peek().col, hint=f"write `{ptok.text}=VALUE`")
+                line.next()
+                value = self.literal(line, ptok.text)
+                self.add_param(Param(check_identifier(ptok.text, "parameter name", ploc), value, ploc))
+                if line.at(","):
+                    line.next()
+                elif not line.at(")"):
+                    t = line.peek()
+                    if t.kind == "end":
+                        raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                         hint="add the missing ')'")
+                    raise line.error(f"expected ',' or ')', found {t.text!r}", t.col, len(t.text))
+            line.next()
+        line.expect_end("the model line")
+
+    def literal(self, line: _Line, pname: str) -> int | float | bool | str:
+        tok = line.peek()
+        if tok.kind == "end" or line.at(",") or line.at(")"):
+            raise line.error(f"dangling '=': parameter {pname!r} has no value", tok.col)
+        value = line.unary()
+        if isinstance(value, Num | Str) or (isinstance(value, Const) and value.value is not None):
+            return value.value  # type: ignore[return-value]
+        raise line.error(f"the default of {pname!r} must be a literal int, float, bool or string",
+                         value.loc.col)
+
+    def add_param(self, param: Param) -> None:
+        if any(p.name == param.name for p in self.params):
+            raise SpecSyntaxError(f"parameter {param.name!r} is defined twice", location=param.loc)
+        if param.name == self.class_name:
+            raise SpecSyntaxError(f"parameter {param.name!r} has the class's name", location=param.loc)
+        self.params.append(param)
+
+    # -- `input SHAPE`
+    def input_line(self, line: _Line, head: Token) -> None:
+        if self.input is not None:
+            raise line.error("a spec has one `input` line", head.col, 5)
+        dims, new = self.shape(line)
+        self.input, self.input_loc = dims, line.loc(head.col, 5)
+        self._declare_input_params(new, replace=False)
+
+    def _declare_input_params(self, new: list[Param], replace: bool) -> None:
+        for p in new:
+            if replace and any(q.name == p.name for q in self.params):
+                self.params = [q if q.name != p.name else p for q in self.params]
+            else:
+                self.add_param(p)
+
+    def shape(self, line: _Line) -> tuple[tuple[Expr, ...], list[Param]]:
+        rest = line.text[line.peek().col - 1:].split("#", 1)[0].strip()
+        start = line.peek()
+        if _SHAPE_X.fullmatch(rest):
+            dims = tuple(Num(int(d), line.loc(start.col)) for d in rest.split("x"))
+            return dims, []
+        if start.kind == "end":
+            raise line.error("`input` needs a shape", start.col,
+                             hint="e.g. `input 3x32x32` or `input (1, seq_len=28)`")
+        if not line.at("("):
+            raise line.error(f"cannot read the shape {rest!r}", start.col, len(rest),
+                             hint="write `3x32x32` or `(3, 32, 32)`; a named dim is `(1, seq_len=28)`")
+        open_tok = line.next()
+        dims: list[Expr] = []
+        new: list[Param] = []
+        while not line.at(")"):
+            tok = line.peek()
+            if tok.kind == "end":
+                raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                 hint="add the missing ')'")
+            if tok.kind == "name" and line.peek(1).text == "=" and line.peek(1).kind == "op":
+                line.next()
+                line.next()
+                loc = line.loc(tok.col, len(tok.text))
+                vtok = line.peek()
+                if vtok.kind != "number" or not vtok.text.isdigit():
+                    raise line.error(f"named dim {tok.text!r} needs a positive whole sample size",
+                                     vtok.col, len(vtok.text) or 1, hint=f"e.g. `{tok.text}=28`")
+                line.next()
+                new.append(Param(check_identifier(tok.text, "parameter name", loc), int(vtok.text),
+                                 loc, from_input=True))
+                dims.append(Name(tok.text, loc))
+            else:
+                dims.append(line.expr())
+            if line.at(","):
+                line.next()
+            elif not line.at(")"):
+                t = line.peek()
+                if t.kind == "end":
+                    raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                     hint="add the missing ')'")
+                raise line.error(f"expected ',' or ')', found {t.text!r}", t.col, len(t.text))
+        line.next()
+        line.expect_end("the shape")
+        if not dims:
+            raise line.error("the input shape is empty", open_tok.col,
+                             hint="give one sample's shape, batch excluded, e.g. `(10,)`")
+        return tuple(dims), new
+
+    # -- layers
+    def layer(self, line: _Line) -> LayerSpec:
+        head = line.next()
+        if head.kind != "name":
+            raise line.error(f"expected a layer name, found {head.text!r}", head.col, len(head.text),
+                             hint="a layer line starts with a torch.nn class name, e.g. `linear 10`")
+        args: list[Expr] = []
+        kwargs: list[Keyword] = []
+        while line.peek().kind != "end":
+            tok = line.peek()
+            if tok.kind == "name" and line.peek(1).kind == "op" and line.peek(1).text == "=":
+                line.next()
+                eq = line.next()
+                if line.peek().kind == "end" or (line.peek().kind == "name" and line.peek(1).text == "="):
+                    raise line.error(f"dangling '=': {tok.text!r} has no value", eq.col,
+                                     hint=f"write `{tok.text}=VALUE`")
+                key = ALIASES.get(tok.text, tok.text)
+                if any(k.name == key for k in kwargs):
+                    raise line.error(f"argument {key!r} is given twice", tok.col, len(tok.text))
+                kwargs.append(Keyword(key, line.expr(top_level=True), line.loc(tok.col, len(tok.text)),
+                                      tok.text))
+                continue
+            if tok.kind == "op" and tok.text == "=":
+                raise line.error("dangling '=': no argument name before it", tok.col,
+                                 hint="write `NAME=VALUE` with no space before '='")
+            if tok.kind == "op" and tok.text == ")":
+                raise line.error("unbalanced parenthesis: ')' without a matching '('", tok.col)
+            value = line.expr(top_level=True)
+            if kwargs:
+                raise SpecSyntaxError("positional argument after a keyword argument", location=value.loc,
+                                      hint="put positional arguments first")
+            args.append(value)
+        return LayerSpec(head.text, tuple(args), tuple(kwargs), line.loc(head.col, len(head.text)))
+
+    def _check_names(self, layers: list[LayerSpec]) -> None:
+        """Every Name in the input and the layers must be a defined parameter."""
+        defined = {p.name for p in self.params}
+
+        def visit(e: Expr) -> None:
+            if isinstance(e, Name):
+                if e.id not in defined:
+                    close = difflib.get_close_matches(e.id, sorted(defined), n=1)
+                    hint = (f"did you mean {close[0]!r}?" if close else
+                            f"declare it in the model line: `model {self.class_name or 'Net'}"
+                            f"({e.id}=...)`, or quote it if it is a string")
+                    raise SpecSyntaxError(f"undefined parameter {e.id!r}", location=e.loc, hint=hint)
+            elif isinstance(e, Neg):
+                visit(e.operand)
+            elif isinstance(e, BinOp):
+                visit(e.left)
+                visit(e.right)
+            elif isinstance(e, TupleExpr):
+                for item in e.items:
+                    visit(item)
+
+        for d in self.input or ():
+            visit(d)
+        for layer in layers:
+            for a in layer.args:
+                visit(a)
+            for k in layer.kwargs:
+                visit(k.value)

@@ -1,0 +1,90 @@
+"""One error hierarchy for every stage, and the exit codes the CLI maps them to."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Exit(enum.IntEnum):
+    """Process exit codes, documented in README.md."""
+
+    OK = 0
+    SPEC_ERROR = 1  # a problem in a spec, a stale output (--check), or a refused overwrite
+    USAGE = 2  # bad command-line usage (click's own code for usage errors)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a spec: 1-based line and column, the line's text and the span's width."""
+
+    path: str
+    line: int
+    col: int
+    text: str = ""
+    width: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """An error or warning about a spec, with where it is and how to fix it."""
+
+    severity: str  # "error" | "warning"
+    message: str
+    location: Location | None = None
+    hint: str | None = None
+
+    def render(self) -> str:
+        """Format like a compiler: `file:line:col: error: ...`, the line, a caret, a hint."""
+        head = f"{self.severity}: {self.message}"
+        lines = [f"{self.location}: {head}" if self.location else head]
+        loc = self.location
+        if loc is not None and loc.text:
+            gutter = str(loc.line)
+            lines.append(f" {gutter} | {loc.text}")
+            caret = " " * (loc.col - 1) + "^" + "~" * max(0, loc.width - 1)
+            lines.append(f" {' ' * len(gutter)} | {caret}")
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+class SeqgenError(Exception):
+    """Base of every error seqgen reports to a user; never shown as a traceback."""
+
+    def __init__(
+        self, message: str, *, location: Location | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.diagnostic = Diagnostic("error", message, location, hint)
+
+    @property
+    def location(self) -> Location | None:
+        return self.diagnostic.location
+
+    def render(self) -> str:
+        """The message as the CLI prints it."""
+        return self.diagnostic.render()
+
+
+class SpecReadError(SeqgenError):
+    """The spec file cannot be read: missing, empty, or not UTF-8."""
+
+
+class SpecSyntaxError(SeqgenError):
+    """The spec text does not follow the spec language."""
+
+
+class TraceError(SeqgenError):
+    """The layers do not fit together, or torch rejects a layer's arguments."""
+
+
+class RenderError(SeqgenError):
+    """Generated code could not be produced (a template or formatting failure)."""
+
+
+class WriteError(SeqgenError):
+    """Output files could not be written, or would clobber hand edits."""

@@ -1,0 +1,36 @@
+"""Plain-text reports of a traced model: the shape table `new` and `check` print. No torch."""
+
+from __future__ import annotations
+
+from .spec import Dim, TracedModel
+
+
+def shape_text(dims: tuple[Dim, ...]) -> str:
+    """`(N, 16, 32, 32)`: symbolic dims by name, the rest as numbers."""
+    return "(" + ", ".join(d.shown for d in dims) + ")"
+
+
+def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
+    """Align columns; `right` holds the indexes of right-aligned (numeric) columns."""
+    right = right or set()
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), rule, *(fmt(r) for r in rows)])
+
+
+def shape_table(traced: TracedModel) -> str:
+    """Per-layer table: spec line, layer as generated, output shape, parameters."""
+    rows = [["", "input", shape_text(traced.input_shape), ""]]
+    for layer in traced.layers:
+        rows.append([str(layer.line), layer.call, shape_text(layer.out_shape),
+                     f"{layer.params.value:,}"])
+    body = table(rows, ["line", "layer", "output shape", "params"], right={0, 3})
+    total = f"total parameters: {traced.total_params.value:,}"
+    if traced.total_params.symbolic:
+        total += f" at the defaults ({traced.total_params.code})"
+    return f"{body}\n{total}"

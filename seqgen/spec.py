@@ -1,0 +1,209 @@
+"""Frozen dataclasses passed between pipeline stages.
+
+DSL text --dsl--> ModelSpec --trace--> TracedModel --render--> source --write--> files.
+Nothing here imports torch: the trace stage copies what it learns into plain values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from .errors import Diagnostic, Location
+
+# ---------------------------------------------------------------- spec values (parsed, never evaluated)
+
+
+@dataclass(frozen=True)
+class Num:
+    """An int or float literal."""
+
+    value: int | float
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Str:
+    """A quoted string literal."""
+
+    value: str
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Const:
+    """True, False or None."""
+
+    value: bool | None
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Name:
+    """A reference to a model parameter."""
+
+    id: str
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Neg:
+    """Unary minus."""
+
+    operand: Expr
+    loc: Location
+
+
+@dataclass(frozen=True)
+class BinOp:
+    """Arithmetic: op is one of + - * //."""
+
+    op: str
+    left: Expr
+    right: Expr
+    loc: Location
+
+
+@dataclass(frozen=True)
+class TupleExpr:
+    """A parenthesised tuple of values."""
+
+    items: tuple[Expr, ...]
+    loc: Location
+
+
+Expr = Union[Num, Str, Const, Name, Neg, BinOp, TupleExpr]
+Literal = Union[int, float, bool, str, None]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A constructor parameter of the generated class (`model CNN(num_classes=10)`)."""
+
+    name: str
+    default: int | float | bool | str
+    loc: Location
+    from_input: bool = False  # declared in the `input` line (`input (8, seq_len=50)`)
+
+    @property
+    def type_name(self) -> str:
+        return type(self.default).__name__
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A `KEY=VALUE` layer argument, with the key already resolved from its alias."""
+
+    name: str
+    value: Expr
+    loc: Location
+    written: str  # the key as written (`k` for kernel_size)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer line: a torch.nn class name with its arguments."""
+
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[Keyword, ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed spec: class name, parameters, sample input and the layers, repeats unrolled."""
+
+    path: str
+    class_name: str
+    params: tuple[Param, ...]
+    input_shape: tuple[Expr, ...]
+    layers: tuple[LayerSpec, ...]
+    input_loc: Location | None = None
+
+    def param(self, name: str) -> Param | None:
+        """The parameter called `name`, if any."""
+        return next((p for p in self.params if p.name == name), None)
+
+
+# ---------------------------------------------------------------- traced model (plain values only
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One dimension of a traced shape.
+
+    `code` is a Python expression over the model's parameters (the batch is `N`), as written in
+    generated code; `value` is its size at the sample input and default parameters.
+    """
+
+    code: str
+    value: int
+    symbolic: bool = False  # depends on a model parameter or the batch
+
+    @property
+    def shown(self) -> str:
+        """How a shape comment shows it: the number, or the expression when it has names."""
+        return self.code if self.symbolic else str(self.value)
+
+
+@dataclass(frozen=True)
+class TracedLayer:
+    """A layer after tracing: how to construct it and what comes out."""
+
+    index: int
+    spec: LayerSpec
+    class_name: str  # torch.nn class name, e.g. "Conv2d"
+    call_args: tuple[str, ...]  # Python source of each positional argument
+    call_kwargs: tuple[tuple[str, str], ...]  # (name, Python source)
+    out_shape: tuple[Dim, ...]
+    params: Dim  # parameter count as an expression of the model's parameters
+    trainable_params: Dim
+    macs: Dim  # multiply-accumulates for one sample, counted as torchinfo counts them
+
+    @property
+    def line(self) -> int:
+        return self.spec.loc.line
+
+    @property
+    def call(self) -> str:
+        """`nn.Conv2d(3, 16, kernel_size=3)` as it appears in generated code."""
+        parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
+        return f"nn.{self.class_name}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A condition the constructor arguments must meet, and the layer that needs it."""
+
+    condition: str  # Python expression that must hold, e.g. "seq_len >= 3"
+    symbol: str | None  # the one parameter it bounds, when it bounds exactly one
+    minimum: int | None  # that parameter's smallest valid value
+    layer_index: int
+    message: str  # what goes wrong otherwise
+
+
+@dataclass(frozen=True)
+class TracedModel:
+    """Everything the renderer needs, as plain values."""
+
+    spec: ModelSpec
+    input_shape: tuple[Dim, ...]  # includes the batch dim N
+    layers: tuple[TracedLayer, ...]
+    total_params: Dim
+    trainable_params: Dim
+    constraints: tuple[Constraint, ...]
+    dim_params: tuple[str, ...]  # parameters that size the input (named input dims)
+    warnings: tuple[Diagnostic, ...] = field(default=())
+
+    @property
+    def out_shape(self) -> tuple[Dim, ...]:
+        return self.layers[-1].out_shape if self.layers else self.input_shape
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """One rendered output: where it goes and its full text."""
+
+    path: str
+    text: str
