@@ -460,7 +460,7 @@ class _Tracer:
             start = module.start_dim % x.dim()
             end = module.end_dim % x.dim()
             merged = dims[start:end + 1]
-            product = " * ".join(d.code if d.expr.is_Atom else f"({d.code})" for d in merged)
+            product = " * ".join(_factor(d.code) for d in merged)
             return list(dims[:start]) + [_DimInfo(exprs[start], product)] + list(dims[end + 1:])
         out = []
         for i, e in enumerate(exprs):
@@ -525,7 +525,12 @@ def _needs(layers: Sequence[TracedLayer], index: int) -> str:
     if index < 0:
         return "the input would have an empty dimension"
     layer = layers[index]
-    return f"below that, {layer.class_name} at spec line {layer.line} has an empty output"
+    return f"{layer.class_name} (spec line {layer.line}) would output nothing"
+
+
+def _factor(code: str) -> str:
+    """A dim's code as a factor of a product: `seq_len - 2` needs parentheses, `2 * w` does not."""
+    return f"({code})" if re.search(r" (\+|-|//|%) ", code) else code
 
 
 def dims_of_input(tracer: _Tracer, spec: ModelSpec) -> list[sympy.Expr]:
@@ -606,8 +611,8 @@ def _layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimIn
         return TraceError(
             f"{cls.__name__} needs an input of rank {rank} but gets rank {len(dims)} "
             f"{_shape_text(dims)}", location=layer.loc, hint=hint)
-    if "too small" in msg or "Output size is too small" in msg or "larger than" in msg \
-            or "non-positive" in msg:
+    if any(t in msg for t in ("too small", "larger than", "greater than actual input size",
+                              "non-positive")):
         return TraceError(
             f"{cls.__name__} gets input {_shape_text(dims)}, too small for it: "
             f"the output would be empty ({msg})", location=layer.loc,

@@ -1,0 +1,109 @@
+"""CLI: files written, exit codes, messages without tracebacks, no torch for --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import EXAMPLES
+from seqgen import __version__
+from seqgen.cli import main
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "seqgen", *args], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def test_new_writes_module_and_test_next_to_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "cnn.seq"
+    spec.write_bytes((EXAMPLES / "cnn.seq").read_bytes())
+    result = CliRunner().invoke(main, ["new", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cnn.py").is_file() and (tmp_path / "test_cnn.py").is_file()
+    assert "nn.Linear(32 * 8 * 8, 128)" in result.output
+    assert "(N, num_classes)" in result.output
+    again = CliRunner().invoke(main, ["new", str(spec)])
+    assert "unchanged" in again.output
+
+
+def test_new_with_output_and_tests_dirs_and_input_override(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, [
+        "new", str(EXAMPLES / "cnn.seq"), "-o", str(tmp_path / "m"), "--tests-dir",
+        str(tmp_path / "t"), "--input", "3x64x64", "--device", "cpu", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "nn.Linear(32 * 16 * 16, 128)" in (tmp_path / "m" / "cnn.py").read_text()
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            str(tmp_path / "t")], capture_output=True, text=True)
+    assert tests.returncode == 0, tests.stdout
+
+
+def test_version_and_module_entry_point() -> None:
+    out = run("--version")
+    assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_help_does_not_import_torch() -> None:
+    code = ("import sys\nfrom seqgen.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip().endswith("NO-TORCH")
+
+
+@pytest.mark.parametrize("spec_text, message", [
+    ("input 3x8x8\nconv2d 16 k=\n", "bad.seq:2:12: error: dangling '='"),
+    ("input 3x8x8\nconv2d 4 kernal_size=3\n", "did you mean 'kernel_size'?"),
+    ("input 8\nlstm 4\n", "LSTM returns a tuple"),
+    ("", "the spec is empty"),
+])
+def test_spec_errors_exit_1_without_traceback_and_write_nothing(
+        tmp_path: Path, spec_text: str, message: str) -> None:
+    spec = tmp_path / "bad.seq"
+    spec.write_text(spec_text)
+    out = run("new", "bad.seq", cwd=tmp_path)
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.seq"]
+
+
+def test_non_utf8_spec_is_named(tmp_path: Path) -> None:
+    (tmp_path / "latin.seq").write_bytes(b"input 3\n\xff\n")
+    out = run("new", "latin.seq", cwd=tmp_path)
+    assert out.returncode == 1 and "latin.seq:2: not valid UTF-8" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_spec_and_bad_usage_exit_codes(tmp_path: Path) -> None:
+    assert run("new", "nope.seq", cwd=tmp_path).returncode == 1
+    assert run("new", cwd=tmp_path).returncode == 2
+    assert run("new", "x.seq", "--device", "tpu", cwd=tmp_path).returncode == 2
+    assert run("frobnicate").returncode == 2
+
+
+def test_one_bad_spec_does_not_stop_the_others(tmp_path: Path) -> None:
+    (tmp_path / "good.seq").write_text("input 4\nlinear 2\n")
+    (tmp_path / "bad.seq").write_text("input 4\nlinear\n")
+    out = run("new", "bad.seq", "good.seq", cwd=tmp_path)
+    assert out.returncode == 1
+    assert (tmp_path / "good.py").is_file() and not (tmp_path / "bad.py").exists()
+
+
+def test_hand_edited_output_is_not_clobbered(tmp_path: Path) -> None:
+    spec = tmp_path / "m.seq"
+    spec.write_text("input 4\nlinear 2\n")
+    assert run("new", "m.seq", cwd=tmp_path).returncode == 0
+    module = tmp_path / "m.py"
+    edited = module.read_text().replace("nn.Linear(4, 2)", "nn.Linear(4, 3)")
+    module.write_text(edited)
+    spec.write_text("input 4\nlinear 5\n")
+    out = run("new", "m.seq", cwd=tmp_path)
+    assert out.returncode == 1 and "--force" in out.stderr
+    assert module.read_text() == edited
+    assert run("new", "m.seq", "--force", cwd=tmp_path).returncode == 0
+    assert "nn.Linear(4, 5)" in module.read_text()
