@@ -31,8 +31,24 @@ def main() -> None:
     """
 
 
+def _expand(specs: tuple[str, ...]) -> list[str]:
+    """Shell globs arrive expanded; quoted ones (pre-commit, Windows) are expanded here."""
+    import glob
+
+    out: list[str] = []
+    for s in specs:
+        matches = sorted(glob.glob(s, recursive=True)) if any(c in s for c in "*?[") else []
+        out.extend(matches or [s])
+    return out
+
+
+def _progress(i: int, n: int, spec: str) -> None:
+    if n > 3:
+        click.echo(f"[{i}/{n}] {spec}", err=True)
+
+
 @main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, required=True)
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False),
               help="Directory for <stem>.py (default: next to the spec).")
 @click.option("--tests-dir", type=click.Path(file_okay=False),
@@ -41,38 +57,154 @@ def main() -> None:
               help="Override the spec's `input` line, e.g. 3x64x64 or '(1, seq_len=100)'.")
 @click.option("--device", type=DEVICES,
               help="Also build the model for real on this device and compare shapes.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Write nothing; exit 1 if any output would change (lists them).")
+@click.option("--diff", is_flag=True, help="Write nothing; print the unified diff of each change.")
 @click.option("--force", is_flag=True, help="Overwrite generated files that were edited by hand.")
+@click.option("--templates", "templates_dir", type=click.Path(file_okay=False, exists=True),
+              help="Render with the templates in DIR (model.py.jinja, test_model.py.jinja).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape table.")
 def new(specs: tuple[str, ...], out_dir: str | None, tests_dir: str | None,
-        input_shape: str | None, device: str | None, force: bool, quiet: bool) -> None:
-    """Generate <stem>.py and test_<stem>.py from each SPEC."""
-    from .api import generate, options_for
-    from .report import shape_table
-    from .write import write_files
+        input_shape: str | None, device: str | None, check_only: bool, diff: bool, force: bool,
+        templates_dir: str | None, quiet: bool) -> None:
+    """Generate <stem>.py and test_<stem>.py from each SPEC (globs allowed)."""
+    from .api import is_up_to_date, options_for
 
-    failed = 0
-    for spec_path in specs:
+    paths = _expand(specs)
+    failed = stale = 0
+    for i, spec_path in enumerate(paths, start=1):
+        _progress(i, len(paths), spec_path)
+        options = options_for(spec_path, out_dir, tests_dir, templates_dir)
+        if (check_only or diff) and device is None and is_up_to_date(spec_path, options, input_shape):
+            continue  # recognised from the headers alone: no torch import, no trace
         try:
-            options = options_for(spec_path, out_dir, tests_dir)
-            result = generate(spec_path, options, input_shape, device)
-            statuses = write_files(list(result.files), force=force)
+            changed = _new_one(spec_path, options, input_shape, device, check_only or diff, diff,
+                               force, quiet)
         except SeqgenError as e:
             _err(e.render())
             failed += 1
             continue
-        if not quiet:
-            click.echo(f"{spec_path}: {result.traced.spec.class_name}")
-            click.echo(shape_table(result.traced))
-        for w in result.traced.warnings:
-            _err(w.render())
-        wrote = [s.path for s in statuses if s.state != "unchanged"]
-        same = [s.path for s in statuses if s.state == "unchanged"]
-        if wrote:
-            click.echo(f"wrote {', '.join(wrote)}")
-        if same:
-            click.echo(f"unchanged {', '.join(same)}")
-    if failed:
+        stale += changed
+    if failed or ((check_only or diff) and stale):
         sys.exit(Exit.SPEC_ERROR)
+
+
+def _new_one(spec_path: str, options: object, input_shape: str | None, device: str | None,
+             dry: bool, diff: bool, force: bool, quiet: bool) -> int:
+    """Generate one spec; return how many outputs changed (or would change, when dry)."""
+    import difflib
+
+    from .api import generate
+    from .lint import lint
+    from .report import shape_table
+    from .write import check_overwrite, write_files
+
+    result = generate(spec_path, options, input_shape, device)  # type: ignore[arg-type]
+    for w in lint(result.traced):
+        _err(w.render())
+    if dry:
+        statuses = check_overwrite(list(result.files), force=True)
+        changed = [s for s in statuses if s.state != "unchanged"]
+        for f, s in zip(result.files, statuses):
+            if s.state == "unchanged":
+                continue
+            click.echo(f"would {'create' if s.state == 'new' else 'change'} {s.path}"
+                       + (" (edited by hand)" if s.state == "edited" else ""))
+            if diff:
+                old = Path(f.path).read_text(encoding="utf-8") if s.state != "new" else ""
+                click.echo("".join(difflib.unified_diff(
+                    old.splitlines(keepends=True), f.text.splitlines(keepends=True),
+                    f"a/{f.path}", f"b/{f.path}")), nl=False)
+        return len(changed)
+    statuses = write_files(list(result.files), force=force)
+    if not quiet:
+        click.echo(f"{spec_path}: {result.traced.spec.class_name}")
+        click.echo(shape_table(result.traced))
+    wrote = [s.path for s in statuses if s.state != "unchanged"]
+    same = [s.path for s in statuses if s.state == "unchanged"]
+    if wrote:
+        click.echo(f"wrote {', '.join(wrote)}")
+    if same and not quiet:
+        click.echo(f"unchanged {', '.join(same)}")
+    return 0
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+@click.option("-q", "--quiet", is_flag=True, help="Only report problems, not the shape table.")
+def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: bool) -> None:
+    """Parse and trace each SPEC; print its shape table and every problem found."""
+    from .api import load, trace_spec
+    from .lint import lint
+    from .report import shape_table
+
+    paths = _expand(specs)
+    errors = warnings = 0
+    for i, spec_path in enumerate(paths, start=1):
+        _progress(i, len(paths), spec_path)
+        try:
+            _, spec = load(spec_path, input_shape)
+            traced = trace_spec(spec)
+        except SeqgenError as e:
+            _err(e.render())
+            errors += 1
+            continue
+        if not quiet:
+            click.echo(f"{spec_path}: {traced.spec.class_name}")
+            click.echo(shape_table(traced))
+        found = lint(traced)
+        for w in found:
+            _err(w.render())
+        warnings += len(found)
+        if not found and not quiet:
+            click.echo("no problems found")
+    if errors or (strict and warnings):
+        sys.exit(Exit.SPEC_ERROR)
+
+
+@main.command()
+@click.argument("spec")
+@click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
+              show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch size for mult-adds and memory.")
+def summary(spec: str, input_shape: str | None, fmt: str, batch: int) -> None:
+    """Per-layer shapes, parameters and mult-adds, and memory totals, allocating nothing."""
+    from .api import load, trace_spec
+    from .summary import render_summary
+
+    try:
+        _, parsed = load(spec, input_shape)
+        traced = trace_spec(parsed)
+    except SeqgenError as e:
+        _err(e.render())
+        sys.exit(Exit.SPEC_ERROR)
+    click.echo(render_summary(traced, fmt, batch))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["mlp", "cnn", "cnn1d"]), default="mlp", show_default=True)
+def init(name: str, kind: str) -> None:
+    """Write a starter spec NAME.seq."""
+    from .starters import starter_spec
+
+    path = Path(name if name.endswith(".seq") else f"{name}.seq")
+    if path.exists():
+        _err(f"error: {path} already exists; left unchanged")
+        sys.exit(Exit.SPEC_ERROR)
+    try:
+        text = starter_spec(path.stem, kind)
+        from .write import write_atomic
+
+        write_atomic(path, text)
+    except SeqgenError as e:
+        _err(e.render())
+        sys.exit(Exit.SPEC_ERROR)
+    click.echo(f"wrote {path}; next: seqgen new {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover
