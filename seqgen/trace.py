@@ -585,7 +585,7 @@ def expected_rank(cls: type[nn.Module]) -> int | None:
 
 
 def _shape_text(dims: Sequence[_DimInfo]) -> str:
-    return "(" + ", ".join(d.code for d in dims) + ")"
+    return "(" + ", ".join(str(int(d.expr)) if d.expr.is_number else d.code for d in dims) + ")"
 
 
 def _rank_error(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimInfo], need: int) -> TraceError:

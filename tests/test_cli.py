@@ -107,3 +107,57 @@ def test_hand_edited_output_is_not_clobbered(tmp_path: Path) -> None:
     assert module.read_text() == edited
     assert run("new", "m.seq", "--force", cwd=tmp_path).returncode == 0
     assert "nn.Linear(4, 5)" in module.read_text()
+
+
+def test_check_recognises_up_to_date_specs_without_torch(tmp_path: Path) -> None:
+    spec = tmp_path / "m.seq"
+    spec.write_text("model M(n=4)\ninput (n,)\nlinear 2\n")
+    assert run("new", "m.seq", cwd=tmp_path).returncode == 0
+    code = ("import sys\nfrom seqgen.cli import main\n"
+            "try:\n    main(['new', '--check', 'm.seq'])\nexcept SystemExit as e:\n"
+            "    print('exit', e.code)\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert "NO-TORCH" in out.stdout and "exit 1" not in out.stdout, out.stdout + out.stderr
+
+
+def test_check_and_diff_report_stale_output_and_write_nothing(tmp_path: Path) -> None:
+    spec = tmp_path / "m.seq"
+    spec.write_text("input 4\nlinear 2\n")
+    assert run("new", "m.seq", cwd=tmp_path).returncode == 0
+    spec.write_text("input 4\nlinear 3\n")
+    before = (tmp_path / "m.py").read_text()
+    check = run("new", "--check", "m.seq", cwd=tmp_path)
+    assert check.returncode == 1 and "would change" in check.stdout and "m.py" in check.stdout
+    diff = run("new", "--diff", "m.seq", cwd=tmp_path)
+    assert diff.returncode == 1
+    assert "-            nn.Linear(4, 2)," in diff.stdout and "+            nn.Linear(4, 3)," in diff.stdout
+    assert (tmp_path / "m.py").read_text() == before
+    fresh = run("new", "--check", "new.seq", cwd=tmp_path)
+    assert fresh.returncode == 1  # missing spec
+
+
+def test_init_writes_starters_that_generate(tmp_path: Path) -> None:
+    for kind in ("mlp", "cnn", "cnn1d"):
+        assert run("init", f"s_{kind}", "--kind", kind, cwd=tmp_path).returncode == 0
+    assert run("init", "s_mlp", cwd=tmp_path).returncode == 1  # never overwrites
+    out = run("new", "s_*.seq", "-q", cwd=tmp_path)  # a quoted glob is expanded by seqgen
+    assert out.returncode == 0, out.stderr
+    assert {p.name for p in tmp_path.glob("test_s_*.py")} == {
+        "test_s_mlp.py", "test_s_cnn.py", "test_s_cnn1d.py"}
+
+
+def test_custom_templates(tmp_path: Path) -> None:
+    from seqgen.render import default_templates_dir
+
+    custom = tmp_path / "tpl"
+    custom.mkdir()
+    for t in default_templates_dir().glob("*.jinja"):
+        text = t.read_text()
+        if t.name == "model.py.jinja":
+            text = text.replace("import torch\n", "import torch  # custom template\n", 1)
+        (custom / t.name).write_text(text)
+    (tmp_path / "m.seq").write_text("input 4\nlinear 2\n")
+    out = run("new", "m.seq", "--templates", "tpl", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "# custom template" in (tmp_path / "m.py").read_text()

@@ -1,0 +1,72 @@
+"""`seqgen summary` numbers equal torchinfo's on the same models, computed without allocating."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import EXAMPLES
+from seqgen.api import generate, options_for
+from seqgen.cli import main
+from seqgen.summary import totals
+
+torchinfo = pytest.importorskip("torchinfo")
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SPECS = {
+    "cnn": EXAMPLES / "cnn.seq",
+    "simple_classifier": EXAMPLES / "simple_classifier.seq",
+    "variable_input": EXAMPLES / "variable_input.seq",
+    "vgg_block": GOLDEN / "vgg_block" / "vgg_block.seq",
+    "norms": None,
+}
+NORMS = ("input 3x16x16\nconv2d 8 3 p=1 bias=False\nbatchnorm2d\ngroupnorm 2\nconvtranspose2d 4 2 s=2\n"
+         "layernorm\nflatten\nlinear 6\nprelu\n")
+
+
+def _module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"summary_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("batch", [1, 4])
+def test_totals_match_torchinfo(name: str, batch: int, tmp_path: Path) -> None:
+    spec = SPECS[name]
+    if spec is None:
+        spec = tmp_path / f"{name}.seq"
+        spec.write_text(NORMS)
+    result = generate(str(spec), options_for(str(spec), str(tmp_path)))
+    from seqgen.write import write_files
+
+    write_files(list(result.files))
+    traced = result.traced
+    model_cls = getattr(_module(Path(result.files[0].path)), traced.spec.class_name)
+    shape = (batch, *(d.value for d in traced.input_shape[1:]))
+    info = torchinfo.summary(model_cls(), input_size=shape, verbose=0, device="cpu")
+    ours = totals(traced, batch)
+    assert ours.params == info.total_params
+    assert ours.trainable == info.trainable_params
+    assert ours.macs == info.total_mult_adds
+    assert ours.forward_backward_bytes == info.total_output_bytes
+    assert ours.param_bytes == info.total_param_bytes
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "json"])
+def test_summary_formats(fmt: str) -> None:
+    result = CliRunner().invoke(main, ["summary", str(EXAMPLES / "cnn.seq"), "--format", fmt,
+                                       "--batch", "2"])
+    assert result.exit_code == 0, result.output
+    if fmt == "json":
+        data = json.loads(result.output)
+        assert data["totals"]["params"] == 268650 and data["totals"]["macs"] == 3820308
+        assert data["layers"][7]["layer"] == "nn.Linear(32 * 8 * 8, 128)"
+    else:
+        assert "3,820,308" in result.output and "nn.Linear(32 * 8 * 8, 128)" in result.output
