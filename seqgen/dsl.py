@@ -27,6 +27,10 @@ from .spec import (
 ALIASES = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
 # Names generated code uses itself; a parameter or class with one of these names would shadow it.
 RESERVED = frozenset({"self", "torch", "nn", "math", "pytest", "x", "N", "batch", "model", "super"})
+# Bounds that keep hostile specs from exhausting the stack (every stage walks values recursively)
+# or memory (`repeat` multiplies layers).
+MAX_NESTING = 50  # parentheses, signs and operators in one value; `repeat` blocks inside each other
+MAX_LAYERS = 10_000  # layers after unrolling `repeat`
 
 _TOKEN = re.compile(
     r"""
@@ -85,6 +89,7 @@ class _Line:
         self.path, self.lineno, self.text = path, lineno, text
         self.tokens = self._tokenize()
         self.pos = 0
+        self.depth = 0  # nesting of the value being parsed, bounded by MAX_NESTING
 
     def loc(self, col: int, width: int = 1) -> Location:
         return Location(self.path, self.lineno, col, self.text, max(1, width))
@@ -148,15 +153,25 @@ class _Line:
             raise self.error(f"unexpected {tok.text!r} after {what}", tok.col, len(tok.text))
 
     # -- expressions
+    def deeper(self, tok: Token) -> None:
+        """Count one more level of nesting; refuse values nested past MAX_NESTING."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"value is nested more than {MAX_NESTING} levels deep", tok.col,
+                             len(tok.text), hint="split it up with a model parameter")
+
     def expr(self, top_level: bool = False) -> Expr:
         """Parse `term (('+'|'-') term)*`; at top level a glued sign starts a new argument."""
+        depth = self.depth
         left = self.term(top_level)
         while self.at("+") or self.at("-"):
             if top_level and self._is_sign(self.peek()):
                 break
             op = self.next()
+            self.deeper(op)  # a chain of operators is a left-leaning tree: each one nests
             right = self.term(top_level)
             left = BinOp(op.text, left, right, self.loc(op.col))
+        self.depth = depth
         return left
 
     def _is_sign(self, tok: Token) -> bool:
@@ -164,23 +179,28 @@ class _Line:
         return tok.text == "-" and tok.space_before and not nxt.space_before and nxt.kind == "number"
 
     def term(self, top_level: bool) -> Expr:
+        depth = self.depth
         left = self.unary()
         while self.at("*") or self.at("//"):
             op = self.next()
+            self.deeper(op)
             right = self.unary()
             left = BinOp(op.text, left, right, self.loc(op.col))
+        self.depth = depth
         return left
 
     def unary(self) -> Expr:
-        if self.at("-"):
+        if self.at("-") or self.at("+"):
+            depth = self.depth
             tok = self.next()
+            self.deeper(tok)
             operand = self.unary()
+            self.depth = depth
+            if tok.text == "+":
+                return operand
             if isinstance(operand, Num):  # fold `-1` into a literal
                 return Num(-operand.value, self.loc(tok.col))
             return Neg(operand, self.loc(tok.col))
-        if self.at("+"):
-            self.next()
-            return self.unary()
         return self.atom()
 
     def atom(self) -> Expr:
@@ -188,7 +208,7 @@ class _Line:
         loc = self.loc(tok.col, len(tok.text))
         if tok.kind == "number":
             text = tok.text
-            value: int | float = int(text) if text.isdigit() else float(text)
+            value: int | float = self.whole(tok) if text.isdigit() else float(text)
             if isinstance(value, float) and value in (float("inf"), float("-inf")):
                 raise self.error(f"number {text} is too large", tok.col, len(text))
             return Num(value, loc)
@@ -199,10 +219,22 @@ class _Line:
                 return Const({"True": True, "False": False, "None": None}[tok.text], loc)
             return Name(tok.text, loc)
         if tok.kind == "op" and tok.text == "(":
-            return self.paren(tok)
+            depth = self.depth
+            self.deeper(tok)
+            value = self.paren(tok)
+            self.depth = depth
+            return value
         if tok.kind == "end":
             raise self.error("expected a value, found end of line", tok.col)
         raise self.error(f"expected a value, found {tok.text!r}", tok.col, len(tok.text))
+
+    def whole(self, tok: Token) -> int:
+        """The int a number token spells; Python refuses to convert over 4300 digits."""
+        try:
+            return int(tok.text)
+        except ValueError:
+            raise self.error(f"number {tok.text[:20]}... is too large", tok.col,
+                             len(tok.text)) from None
 
     def paren(self, open_tok: Token) -> Expr:
         items: list[Expr] = []
@@ -330,7 +362,7 @@ class _Parser:
         )
 
     def block(self, items: list[tuple[int, _Line]], start: int, stop: int, indent: int | None,
-              top: bool) -> list[LayerSpec]:
+              top: bool, depth: int = 0) -> list[LayerSpec]:
         layers: list[LayerSpec] = []
         i = start
         while i < stop:
@@ -351,7 +383,13 @@ class _Parser:
                 if end == i + 1:
                     raise line.error("`repeat` needs an indented block after it", head.col, 6,
                                      hint="indent the layers to repeat under `repeat N:`")
-                body = self.block(items, i + 1, end, items[i + 1][0], top=False)
+                if depth >= MAX_NESTING:
+                    raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep",
+                                     head.col, 6)
+                body = self.block(items, i + 1, end, items[i + 1][0], top=False, depth=depth + 1)
+                if len(layers) + len(body) * count > MAX_LAYERS:
+                    raise line.error(f"the spec unrolls to more than {MAX_LAYERS} layers", head.col,
+                                     6, hint="repeat fewer times")
                 layers.extend(body * count)
                 i = end
                 continue
@@ -373,7 +411,7 @@ class _Parser:
         if tok.kind != "number" or not tok.text.isdigit():
             raise line.error("`repeat` needs a whole number of times, like `repeat 3:`",
                              tok.col, len(tok.text) or 1)
-        count = int(tok.text)
+        count = line.whole(tok)
         if not 1 <= count <= 10_000:
             raise line.error(f"repeat count must be between 1 and 10000, got {count}", tok.col, len(tok.text))
         if not line.at(":"):
@@ -457,7 +495,8 @@ class _Parser:
         rest = line.text[line.peek().col - 1:].split("#", 1)[0].strip()
         start = line.peek()
         if _SHAPE_X.fullmatch(rest):
-            dims = tuple(Num(int(d), line.loc(start.col)) for d in rest.split("x"))
+            dims = tuple(Num(line.whole(Token("number", d, start.col, True)), line.loc(start.col))
+                         for d in rest.split("x"))
             return dims, []
         if start.kind == "end":
             raise line.error("`input` needs a shape", start.col,
@@ -482,7 +521,7 @@ class _Parser:
                     raise line.error(f"named dim {tok.text!r} needs a positive whole sample size",
                                      vtok.col, len(vtok.text) or 1, hint=f"e.g. `{tok.text}=28`")
                 line.next()
-                new.append(Param(check_identifier(tok.text, "parameter name", loc), int(vtok.text),
+                new.append(Param(check_identifier(tok.text, "parameter name", loc), line.whole(vtok),
                                  loc, from_input=True))
                 dims.append(Name(tok.text, loc))
             else:

@@ -27,6 +27,7 @@ from .spec import (
     Constraint,
     Dim,
     Expr,
+    Keyword,
     LayerSpec,
     ModelSpec,
     Name,
@@ -222,6 +223,9 @@ def _bind(cls: type[nn.Module], layer: LayerSpec) -> _Bound:
                                                if sig.inferred else ""))
     extra_kwargs: dict[str, Expr] = {}
     for kw in layer.kwargs:
+        if kw.written in sig.order and kw.written != kw.name:
+            # an alias (`p` = padding) never hides the class's own parameter (Dropout's `p`)
+            kw = Keyword(kw.written, kw.value, kw.loc, kw.written)
         if kw.name in NOT_ARGS:
             raise TraceError(f"{kw.name!r} cannot be set in a spec", location=kw.loc,
                              hint="seqgen chooses device and dtype; use --device to check a device")
@@ -378,8 +382,8 @@ class _Tracer:
                 raise TraceError(
                     f"torch's kernel for {layer.name} needs a fixed value of {name!r} "
                     f"(it assumed {name} == {became})", location=layer.loc,
-                    hint=f"seqgen keeps {name} symbolic; give this layer's sizes as literals, "
-                         "or make the dim a literal in `input`")
+                    hint=f"a sample value of 0 or 1 looks like broadcasting to torch: give {name} "
+                         "a default of 2 or more, or write this size as a literal")
 
     def build(self, cls: type[nn.Module], layer: LayerSpec, x: torch.Tensor,
               dims: Sequence[_DimInfo]) -> tuple[nn.Module, list[str], list[tuple[str, str]]]:

@@ -129,3 +129,8 @@ def test_ten_billion_parameters_trace_without_allocating(tmp_path: Path) -> None
     params, grow_mb = map(int, out.stdout.split())
     assert params == 10 * (32768 * 32768 + 32768)
     assert grow_mb < 500
+
+
+def test_alias_never_hides_the_class_own_parameter() -> None:
+    t = traced("input 3x8x8\nconv2d 4 3 p=1\ndropout p=0.2")
+    assert [l.call for l in t.layers] == ["nn.Conv2d(3, 4, 3, padding=1)", "nn.Dropout(p=0.2)"]
