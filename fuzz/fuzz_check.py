@@ -1,8 +1,8 @@
-"""Long-running fuzzer: spec text through parse (and trace_spec) must end in a result or a SeqgenError.
+"""Long-running fuzzer: parse (and trace_spec) must end every input in a result or a SeqgenError.
 
     python fuzz/fuzz_check.py --mode parse --examples 100000   # parser only: fast
     python fuzz/fuzz_check.py --mode check --seconds 600       # parse + trace_spec
-    python fuzz/fuzz_check.py --engine atheris --seconds 600   # coverage-guided (pip install atheris)
+    python fuzz/fuzz_check.py --engine atheris --seconds 600   # coverage-guided; needs atheris
 
 The hypothesis engine draws from the grammar-aware strategy of tests/test_fuzz.py; the atheris
 engine mutates bytes, seeded with the example specs. Any other exception, or an input that runs
@@ -202,7 +202,7 @@ def run_atheris(fuzzer: Fuzzer, done: Callable[[], bool], finish: Callable[[], N
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse options, fuzz until the budget is spent, print the counts; exit 1 if anything crashed."""
+    """Fuzz until the budget is spent and print the counts; exit 1 if anything crashed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=["parse", "check"], default="check",
                     help="parse only, or parse + trace_spec (default)")

@@ -6,6 +6,7 @@ The strategies here are shared with the long-running harness, fuzz/fuzz_check.py
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import itertools
 import re
 import subprocess
@@ -18,8 +19,9 @@ from hypothesis import strategies as st
 
 from seqgen.api import generate, options_for, trace_spec
 from seqgen.dsl import parse
-from seqgen.errors import SeqgenError, SpecSyntaxError
-from seqgen.trace import layer_names
+from seqgen.errors import SeqgenError
+from seqgen.spec import TracedModel
+from seqgen.trace import INFERRED, layer_names
 from seqgen.write import write_files
 
 # ------------------------------------------------------------------ spec text, token by token
@@ -41,7 +43,7 @@ ARG_NAMES = [
 ODD_NAMES = ["True", "False", "None", "self", "x", "N", "batch", "torch", "__class__",
              "__import__", "class", "lambda", "match", "_", "sum", "tuple", "ValueError"]
 NUMBER_TEXTS = ["0", "1", "-1", "1.", ".5", "1e5", "1e999", "-1e999", "1E-3", "0.0", "007",
-                "1_0", "0x1f", "\u0663", "\u00b2", "9" * 30, "9" * 4400, "1" + "0" * 19]
+                "1_0", "0x1f", "\u0663", "\u00b2", "9" * 30, "9" * 4000, "9" * 4400, "1" + "0" * 19]
 ODD_TEXTS = ["=", "(", ")", ",", ":", "+", "-", "*", "//", "/", "**", "x", "[", "]", "{", "}",
              ";", "\\", "@", ".", "'", '"', "'''", '"""', "#", "{{ 7*7 }}", "{% if 1 %}",
              "\t", "\x00", "\r", "\x0c", "\u00a0", "\u2028", "\u202e", "\ufeff", "é", "😀"]
@@ -164,12 +166,76 @@ def input_lines(draw: st.DrawFn) -> str:
     return "input" + draw(token_lines())
 
 
+def _settable(name: str) -> list[tuple[str, object]]:
+    """(name, default) of the constructor arguments a spec may give torch.nn.<name>."""
+    import torch.nn
+
+    try:
+        params = list(inspect.signature(getattr(torch.nn, name).__init__).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return []
+    return [(p.name, p.default) for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD,
+            p.KEYWORD_ONLY) and p.name not in ("device", "dtype")]
+
+
+SIGNATURES = {name.lower(): _settable(name) for name in layer_names()
+              if not name.endswith("Loss") and not name.startswith("Lazy")}  # quick refusals
+
+
+@st.composite
+def _argument(draw: st.DrawFn, default: object, sizes: list[str]) -> str:
+    """A value of the kind a constructor argument's default suggests."""
+    if isinstance(default, bool):
+        return draw(st.sampled_from(["True", "False"]))
+    if isinstance(default, float):
+        return draw(st.sampled_from(["0.5", "1.0", "1e-3", "0.0", "2.5"]))
+    if isinstance(default, str):
+        return draw(st.sampled_from(["'zeros'", "'nearest'", "'mean'", "'reflect'", "'tanh'"]))
+    if isinstance(default, tuple):
+        items = draw(st.lists(st.sampled_from(sizes), min_size=1, max_size=3))
+        return "(" + ", ".join(items) + ",)"
+    return draw(st.sampled_from(sizes))  # required, int or None: a size
+
+
+@st.composite
+def plausible_specs(draw: st.DrawFn) -> str:
+    """Any torch.nn layers with arguments that fit their signatures, sizes often symbolic."""
+    params = {n: draw(st.integers(1, 6)) for n in draw(st.lists(st.sampled_from(["c", "k", "s"]),
+                                                                 unique=True))}
+    sizes = ["1", "2", "3", "4", "0", *params]
+    first = draw(st.sampled_from(sorted(SIGNATURES)))
+    rank = {"1d": 2, "2d": 3, "3d": 4}.get(first[-2:], draw(st.integers(1, 3)))
+    dims = [draw(st.one_of(st.integers(1, 12).map(str), st.sampled_from(
+        ["h=8", "w=9", "L=16", "h=1"]))) for _ in range(rank)]
+    dims = list(dict.fromkeys(dims))  # a named dim once
+    lines = [f"model Net({', '.join(f'{n}={v}' for n, v in params.items())})",
+             f"input ({', '.join(dims)},)"]
+    for i in range(draw(st.integers(1, 4))):
+        name = first if i == 0 else draw(st.sampled_from(sorted(SIGNATURES)))
+        parts = [name]
+        positional = True
+        for pname, default in SIGNATURES[name]:
+            if pname in INFERRED and draw(st.integers(0, 5)) > 0:
+                positional = False
+                continue
+            if default is inspect.Parameter.empty or draw(st.integers(0, 3)) == 0:
+                value = draw(_argument(default, sizes))
+                parts.append(value if positional and draw(st.booleans()) else f"{pname}={value}")
+                positional = positional and "=" not in parts[-1]
+            else:
+                positional = False
+        lines.append(" ".join(parts))
+    return "\n".join(lines)
+
+
 @st.composite
 def spec_texts(draw: st.DrawFn) -> str:
     """Text that looks like a spec: a header, layer lines, repeat blocks, comments, noise."""
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 11))
     if kind == 0:
         return draw(st.text(max_size=80))
+    if kind >= 10:
+        return draw(plausible_specs())
     noisy = kind <= 4  # else only well-formed tokens: more specs get through to the tracer
     lines: list[str] = []
     if draw(st.integers(0, 2)) > 0:
@@ -216,6 +282,7 @@ KNOWN_TRACE_BUGS: list[tuple[type[BaseException], str]] = [
     (AssertionError, r"positive set for negative value"),
     (TypeError, r"Overflow when unpacking long"),
     (ValueError, r"Exceeds the limit \(\d+ digits\) for integer string conversion"),
+    (ZeroDivisionError, r"integer division or modulo by zero"),
 ]
 
 
@@ -227,22 +294,27 @@ def known_trace_bug(e: BaseException) -> str | None:
     return None
 
 
+def _check_located(e: SeqgenError, text: str) -> None:
+    """Every error about a spec points into it, and renders."""
+    loc = e.location
+    assert loc is not None, f"{type(e).__name__} without a location: {e}"
+    assert 1 <= loc.line <= max(1, len(text.splitlines())) and loc.col >= 1, loc
+    e.render()
+
+
 def check_contract(text: str, trace: bool = True) -> str:
     """Parse (and trace) `text`; return the outcome, raising anything that is not a SeqgenError."""
     try:
         spec = parse(text, "fuzz.seq")
-    except SpecSyntaxError as e:
-        loc = e.location
-        assert loc is not None, f"syntax error without a location: {e}"
-        assert 1 <= loc.line <= max(1, len(text.splitlines())) and loc.col >= 1, loc
-        e.render()
+    except SeqgenError as e:
+        _check_located(e, text)
         return "syntax error"
     if not trace:
         return "parsed"
     try:
         trace_spec(spec)
     except SeqgenError as e:
-        e.render()
+        _check_located(e, text)
         return "trace error"
     return "traced"
 
@@ -304,7 +376,14 @@ TRACE_CRASHERS = {
     # TypeError from torch.empty in _Tracer.run: input sizes are not checked against int64.
     "input dim beyond int64": "input 99999999999999999999999\nlinear 2",
     # ValueError from str() of a >4300-digit int in _symbolic._emit (via _Tracer.code).
-    "input dim product over 4300 digits": "input (" + "9" * 4000 + " * " + "9" * 4000 + ",)\nlinear 2",
+    "input dim product over 4300 digits":
+        "input (" + "9" * 4000 + " * " + "9" * 4000 + ",)\nlinear 2",
+    # ZeroDivisionError from torch's SymInt floordiv in _Values.eval: the `right == 0` check
+    # does not catch a parameter whose default is 0.
+    "division by a zero parameter": "model M(a=0)\ninput (4,)\nlinear 4//a",
+    # ZeroDivisionError from _symbolic.evaluate in _Tracer._minimum, which tries n=1 where the
+    # size `n // 4` it divides by is 0.
+    "minimum search divides by zero": "input (n=12,)\nunflatten 1 (-1, 4)",
 }
 
 
@@ -312,6 +391,26 @@ TRACE_CRASHERS = {
 @pytest.mark.parametrize("text", TRACE_CRASHERS.values(), ids=TRACE_CRASHERS.keys())
 def test_trace_crashers_are_seqgen_errors(text: str) -> None:
     check_contract(text)
+
+
+# Specs the symbolic trace accepts although the real layers reject them on CPU (found by running
+# plausible_specs through trace_spec(spec, device="cpu")): seqgen generates a model that fails.
+TRACE_TOO_LENIENT = {
+    "output_padding not below stride": "input (3, 9)\nconvtranspose1d 2 2 output_padding=4",
+    "softmax dim out of range": "input (9,)\nsoftmax dim=2",
+    "transposed conv with kernel 0": "input (3, 8)\nconvtranspose1d 4 0",
+    "bilinear upsampling to size 0": "input (3, 8, 8)\nupsamplingbilinear2d 0",
+}
+
+
+@pytest.mark.xfail(strict=False, reason="trace bug, reported: fake tensors accept it, CPU does not")
+@pytest.mark.parametrize("text", TRACE_TOO_LENIENT.values(), ids=TRACE_TOO_LENIENT.keys())
+def test_trace_rejects_what_the_cpu_rejects(text: str) -> None:
+    spec = parse(text, "t.seq")
+    with pytest.raises(SeqgenError):
+        trace_spec(spec, device="cpu")  # holds today: the real forward fails
+    with pytest.raises(SeqgenError):
+        trace_spec(spec)
 
 
 def test_known_trace_bugs_are_exactly_the_recorded_crashes() -> None:
@@ -366,12 +465,14 @@ def valid_stacks(draw: st.DrawFn) -> str:
             else:
                 line = f"conv2d out_channels={out} kernel_size=({k}, {k}) bias=False"
                 s, p = 1, 0
-            channels, height, width = out, (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
+            channels = out
+            height, width = (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
         elif kind in ("maxpool2d", "avgpool2d"):
             k = draw(st.integers(2, min(4, height, width)))
             s = draw(st.integers(1, k))
             p = draw(st.integers(0, k // 2))
-            line = f"{kind} {k}" + (f" stride={s}" if s != k else "") + (f" padding={p}" if p else "")
+            line = f"{kind} {k}" + (f" stride={s}" if s != k else "") + \
+                (f" padding={p}" if p else "")
             if s == k and not p and draw(st.booleans()):
                 line = f"{kind} kernel_size={k}"
             height, width = (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
@@ -387,7 +488,11 @@ def valid_stacks(draw: st.DrawFn) -> str:
         else:
             line = f"linear {draw(st.integers(1, 32))}" + draw(st.sampled_from(["", " bias=False"]))
         lines.append(line)
-    if draw(st.booleans()):
+    trainable = any(line.startswith(("conv2d", "linear")) or line in ("batchnorm2d",
+                    "batchnorm2d eps=1e-3") for line in lines)
+    # a stack without trainable parameters generates a failing backward test: see
+    # test_parameter_free_stack_generates_passing_tests; give every stack a head instead
+    if draw(st.booleans()) or classes is not None or not trainable:
         lines += [] if flat else ["flatten"]
         lines.append("linear classes" if classes is not None else "linear 10")
     return "\n".join(header + [""] + lines) + "\n"
@@ -396,7 +501,7 @@ def valid_stacks(draw: st.DrawFn) -> str:
 _fresh = itertools.count()
 
 
-def _generate(directory: Path, text: str) -> tuple[Path, Path, object]:
+def _generate(directory: Path, text: str) -> tuple[Path, Path, TracedModel]:
     """Write the spec, generate and write its module and test file; return their paths."""
     directory.mkdir(parents=True)
     stem = f"fuzzed_{next(_fresh)}"
@@ -425,13 +530,54 @@ def test_valid_stacks_trace_to_the_shapes_of_a_real_forward(tmp_path: Path, text
     import torch
 
     module_path, _, traced = _generate(tmp_path / f"case_{next(_fresh)}", text)
-    model = getattr(_import(module_path), traced.spec.class_name)().eval()  # type: ignore[attr-defined]
-    x = torch.randn([d.value for d in traced.input_shape])  # type: ignore[attr-defined]
+    model = getattr(_import(module_path), traced.spec.class_name)().eval()
+    x = torch.randn([d.value for d in traced.input_shape])
     assert x.shape[0] == 2  # the trace's batch
     with torch.no_grad():
-        for layer, module in zip(traced.layers, model.model, strict=True):  # type: ignore[attr-defined]
+        for layer, module in zip(traced.layers, model.model, strict=True):
             x = module(x)
             assert tuple(x.shape) == tuple(d.value for d in layer.out_shape), (layer.call, text)
+
+
+def _run_pytest(tests: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, tests)],
+        cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.xfail(strict=False, reason="render bug, reported: the generated backward test "
+                   "fails when no layer has a trainable parameter")
+def test_parameter_free_stack_generates_passing_tests(tmp_path: Path) -> None:
+    _, test_path, _ = _generate(tmp_path / "case", "input 3x8x8\nmaxpool2d 2\nrelu\n")
+    proc = _run_pytest([test_path], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+@pytest.mark.xfail(strict=False, reason="trace bug, reported: CrossMapLRN2d specialises the "
+                   "batch to the trace's 2, and _check_specialized skips the batch")
+def test_batch_stays_symbolic_through_crossmaplrn2d() -> None:
+    traced = trace_spec(parse("input 3x8x8\ncrossmaplrn2d 3\nflatten\nlinear 2", "t.seq"))
+    assert [layer.out_shape[0].code for layer in traced.layers] == ["N"] * 3
+
+
+@pytest.mark.xfail(strict=False, reason="trace bug, reported: _Tracer._minimum assumes sizes grow "
+                   "with their parameter, so test_L_sizes[32] builds a negative dim")
+def test_size_that_shrinks_as_a_dim_grows_generates_passing_tests(tmp_path: Path) -> None:
+    _, test_path, _ = _generate(tmp_path / "case", "input (L=16, 20 - L)\nflatten\nlinear 2\n")
+    proc = _run_pytest([test_path], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+@pytest.mark.xfail(strict=False, reason="trace bug, reported: torch's fake-tensor logger prints "
+                   "a traceback to stderr before seqgen reports the TraceError")
+def test_trace_errors_print_no_torch_traceback(tmp_path: Path) -> None:
+    # a subprocess: under pytest, its logging plugin takes the record before it reaches stderr
+    spec = tmp_path / "pool.seq"
+    spec.write_text("input 37x37x32x36\nadaptiveavgpool2d 3\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "seqgen", "new", "-q", str(spec)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "error:" in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[:2000]
 
 
 def test_valid_stacks_generate_tests_that_pass(tmp_path: Path) -> None:
@@ -445,10 +591,7 @@ def test_valid_stacks_generate_tests_that_pass(tmp_path: Path) -> None:
         cases.append((text, test_path))
 
     collect()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-         *(str(p) for _, p in cases)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = _run_pytest([p for _, p in cases], tmp_path)
     specs = "\n".join(f"--- {p.name}\n{text}" for text, p in cases)
     assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}\n{specs}"
     assert f"{4 * len(cases)} passed" in proc.stdout, proc.stdout[-2000:]
