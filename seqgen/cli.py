@@ -10,8 +10,13 @@ from pathlib import Path
 
 import click
 
+from typing import TYPE_CHECKING
+
 from . import __version__
 from .errors import Exit, SeqgenError
+
+if TYPE_CHECKING:  # pragma: no cover - render imports jinja2; keep --help light
+    from .render import Options
 
 DEVICES = click.Choice(["meta", "cpu", "cuda"])
 
@@ -89,7 +94,7 @@ def new(specs: tuple[str, ...], out_dir: str | None, tests_dir: str | None,
         sys.exit(Exit.SPEC_ERROR)
 
 
-def _new_one(spec_path: str, options: object, input_shape: str | None, device: str | None,
+def _new_one(spec_path: str, options: Options, input_shape: str | None, device: str | None,
              dry: bool, diff: bool, force: bool, quiet: bool) -> int:
     """Generate one spec; return how many outputs changed (or would change, when dry)."""
     import difflib
@@ -99,7 +104,7 @@ def _new_one(spec_path: str, options: object, input_shape: str | None, device: s
     from .report import shape_table
     from .write import check_overwrite, write_files
 
-    result = generate(spec_path, options, input_shape, device)  # type: ignore[arg-type]
+    result = generate(spec_path, options, input_shape, device)
     for w in lint(result.traced):
         _err(w.render())
     if dry:

@@ -406,7 +406,7 @@ class _Parser:
         return layers
 
     def repeat_header(self, line: _Line) -> int:
-        head = line.next()
+        line.next()  # `repeat`
         tok = line.next()
         if tok.kind != "number" or not tok.text.isdigit():
             raise line.error("`repeat` needs a whole number of times, like `repeat 3:`",
@@ -419,7 +419,6 @@ class _Parser:
             raise line.error("expected ':' after the repeat count", t.col, hint=f"write `repeat {count}:`")
         line.next()
         line.expect_end("`repeat N:`")
-        del head
         return count
 
     # -- `model NAME(p=default, ...)`

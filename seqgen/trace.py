@@ -133,7 +133,6 @@ def resolve_layer(layer: LayerSpec) -> type[nn.Module]:
 class _Values:
     """How spec values evaluate during the trace: parameters are symbols or plain defaults."""
 
-    spec: ModelSpec
     env: dict[str, Any]
 
     def eval(self, e: Expr) -> Any:
@@ -275,7 +274,7 @@ class _Tracer:
                 self.hints[S.expr_of(sym)] = p.default
             else:
                 env[p.name] = p.default
-        self.values = _Values(spec, env)
+        self.values = _Values(env)
         batch = self.session.symbol(BATCH, BATCH_HINT)
         self.batch_sym = S.expr_of(batch)
         self.hints[self.batch_sym] = BATCH_HINT
@@ -315,6 +314,7 @@ class _Tracer:
     def run(self) -> TracedModel:
         spec = self.spec
         dims = self.input_dims()
+        input_shape_dims = dims[1:]
         input_shape = tuple(self.dim(d) for d in dims)
         traced: list[TracedLayer] = []
         # every size that depends on a parameter must stay >= 1: the input's (layer -1) too
@@ -367,8 +367,8 @@ class _Tracer:
             total_params=self.as_dim(total),
             trainable_params=self.as_dim(trainable),
             constraints=tuple(self.constraints(constraints_raw, traced)),
-            dim_params=tuple(sorted({self.names[s] for d in dims_of_input(self, spec)
-                                     for s in S.free_symbols(d) if s in self.names})),
+            dim_params=tuple(sorted({self.names[s] for d in input_shape_dims
+                                     for s in S.free_symbols(d.expr) if s in self.names})),
             warnings=tuple(self.warnings),
         )
 
@@ -396,7 +396,7 @@ class _Tracer:
             if pname == "normalized_shape" and pname in bound.args:
                 continue  # LayerNorm's shape is inferred only when not given
             pos = INFERRED[pname]
-            if x.dim() < (2 if pos == -1 else 2):
+            if x.dim() < 2:
                 raise _rank_error(layer, cls, dims, 2)
             info = dims[pos]
             if info.expr == self.batch_sym:
@@ -537,10 +537,6 @@ def _factor(code: str) -> str:
     return f"({code})" if re.search(r" (\+|-|//|%) ", code) else code
 
 
-def dims_of_input(tracer: _Tracer, spec: ModelSpec) -> list[sympy.Expr]:
-    return [S.expr_of(tracer.values.eval(e)) for e in spec.input_shape]
-
-
 def _symint(tracer: _Tracer, d: _DimInfo) -> Any:
     """The SymInt (or int) for a dim expression."""
     if d.expr.is_number:
@@ -595,8 +591,11 @@ def _shape_text(dims: Sequence[_DimInfo]) -> str:
 def _rank_error(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimInfo], need: int) -> TraceError:
     rank = expected_rank(cls) or need
     hint = None
-    if len(dims) > rank:
-        hint = "add `flatten` before it" if cls is nn.Linear else None
+    if len(dims) > rank and cls is nn.Linear:
+        hint = "add `flatten` before it"
+    elif len(dims) < rank:
+        hint = (f"{cls.__name__} works on (N, C, ...) tensors of rank {rank}; check `input` "
+                "or an earlier flatten")
     return TraceError(
         f"{cls.__name__} needs an input of rank {rank} but gets rank {len(dims)} "
         f"{_shape_text(dims)}", location=layer.loc, hint=hint)
@@ -606,15 +605,10 @@ def _layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimIn
                    e: BaseException) -> TraceError:
     rank = expected_rank(cls)
     msg = _first_line(e)
-    if rank is not None and len(dims) not in (rank, rank - 1) or (
-            rank is not None and "Expected" in msg and "input" in msg and len(dims) != rank):
-        hint = None
-        if len(dims) < rank:
-            hint = f"{cls.__name__} works on (N, C, ...) tensors of rank {rank}; check `input` " \
-                   "or an earlier flatten"
-        return TraceError(
-            f"{cls.__name__} needs an input of rank {rank} but gets rank {len(dims)} "
-            f"{_shape_text(dims)}", location=layer.loc, hint=hint)
+    # rank - 1 is an unbatched input, which torch accepts: blame the rank only when torch does
+    if rank is not None and len(dims) != rank and (
+            len(dims) != rank - 1 or ("Expected" in msg and "input" in msg)):
+        return _rank_error(layer, cls, dims, rank)
     if any(t in msg for t in ("too small", "larger than", "greater than actual input size",
                               "non-positive")):
         return TraceError(
@@ -644,7 +638,7 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
         raise TraceError(f"unknown device {device!r}: {_first_line(e)}",
                          hint="use meta, cpu or cuda") from e
     spec = traced.spec
-    values = _Values(spec, {p.name: p.default for p in spec.params})
+    values = _Values({p.name: p.default for p in spec.params})
     shape = [BATCH_HINT] + [int(values.eval(e)) for e in spec.input_shape]
     x = torch.randn(shape, device=dev)
     with torch.no_grad():
