@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +17,8 @@ import sympy
 import torch
 from torch._dispatch.python import enable_python_dispatcher
 from torch._guards import GuardSource, Source
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
+from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, SLoc
 from torch.utils._sympy import functions as symfn
 
 
@@ -49,6 +50,10 @@ class Session:
         # duck_shape=False: two parameters that happen to share a sample value stay two symbols.
         # specialize_zero_one=False: a parameter whose sample is 1 still gets a symbol.
         self.env = ShapeEnv(duck_shape=False, specialize_zero_one=False)
+        # ShapeEnv labels each guard with the user's source line; finding it imports
+        # torch.export, torch._inductor and dynamo's guards (0.2 s, 19 MB) for a label seqgen
+        # never reads (see BENCHMARKS.md).
+        self.env._get_stack_summary = _no_stack_summary  # type: ignore[method-assign]
         self.mode = FakeTensorMode(shape_env=self.env, allow_non_fake_inputs=True)
         self.names: dict[sympy.Symbol, str] = {}
 
@@ -61,9 +66,20 @@ class Session:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        """Run torch code on fake tensors, with symbolic-shape-aware Python decompositions."""
-        with self.mode, enable_python_dispatcher(), _symbolic_composites():
-            yield
+        """Run torch code on fake tensors, with symbolic-shape-aware Python decompositions.
+
+        torch logs a traceback when a fake kernel rejects its input; seqgen reports that error
+        itself, so the fake-tensor logger is silenced meanwhile.
+        """
+        logger = logging.getLogger("torch._subclasses.fake_tensor")
+        level = logger.level
+        logger.setLevel(logging.CRITICAL)
+        try:
+            with self.mode, enable_python_dispatcher(), _symbolic_composites():
+                yield
+        finally:
+            logger.setLevel(level)
+
 
     def specialized(self) -> dict[str, str]:
         """Parameters whose symbol torch replaced during the trace, with what it became."""
@@ -73,6 +89,17 @@ class Session:
             if repl is not None and repl != sym:
                 out[name] = to_python(repl, self.names)
         return out
+
+
+@contextlib.contextmanager
+def real_tensors() -> Iterator[None]:
+    """Inside `Session.active()`, make real tensors again (for a small CPU confirmation)."""
+    with unset_fake_temporarily():
+        yield
+
+
+def _no_stack_summary(is_debug: bool = False, framework_loc: Any = None) -> tuple[SLoc, str]:
+    return SLoc(framework_loc, None), ""
 
 
 def expr_of(value: Any) -> sympy.Expr:
@@ -151,6 +178,10 @@ def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
         return names[e], _PREC_ATOM
     if isinstance(e, sympy.Add):
         terms = sorted(e.args, key=_term_order)
+        first_positive = next((t for t in terms if t.as_coeff_Mul()[0] > 0), None)
+        if first_positive is not None and terms[0].as_coeff_Mul()[0] < 0:
+            terms.remove(first_positive)  # `20 - L`, not `-L + 20`
+            terms.insert(0, first_positive)
         out = ""
         for i, term in enumerate(terms):
             coeff, rest = term.as_coeff_Mul()

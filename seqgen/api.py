@@ -53,7 +53,8 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
 
 def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     """Trace symbolically; with `device`, also run a real forward there and compare."""
-    from .trace import trace, verify_on_device
+    from .confirm import verify_on_device
+    from .trace import trace
 
     traced = trace(spec)
     if device is not None:

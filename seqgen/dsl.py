@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import keyword
 import re
@@ -26,7 +27,13 @@ from .spec import (
 
 ALIASES = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
 # Names generated code uses itself; a parameter or class with one of these names would shadow it.
-RESERVED = frozenset({"self", "torch", "nn", "math", "pytest", "x", "N", "batch", "model", "super"})
+# Builtins are reserved too: generated code calls several (sum, tuple, ValueError, ...), and a
+# custom template may call any.
+RESERVED = frozenset({
+    "self", "torch", "nn", "math", "pytest", "sys", "Path", "x", "N", "batch", "model",
+    # helpers the generated test file defines
+    "PARAM_COUNT", "input_shape", "expected_shapes", "expected_param_count", "layer_shapes",
+} | {name for name in dir(builtins) if not name.startswith("_")})
 # Bounds that keep hostile specs from exhausting the stack (every stage walks values recursively)
 # or memory (`repeat` multiplies layers).
 MAX_NESTING = 50  # parentheses, signs and operators in one value; `repeat` blocks inside each other
@@ -68,7 +75,8 @@ def check_identifier(name: str, what: str, loc: Location) -> str:
     if name in RESERVED:
         raise SpecSyntaxError(
             f"{what} {name!r} is reserved: generated code uses it", location=loc,
-            hint=f"reserved names: {', '.join(sorted(RESERVED))}",
+            hint="Python builtins and the names generated code defines are reserved; "
+                 "choose another name",
         )
     return name
 

@@ -20,7 +20,7 @@ def _has_bias(layer: TracedLayer) -> bool:
 
 def lint(traced: TracedModel) -> list[Diagnostic]:
     """Every warning for a traced model, in spec order."""
-    out: list[Diagnostic] = []
+    out: list[Diagnostic] = list(traced.warnings)
     layers = traced.layers
     for i, layer in enumerate(layers):
         prev = layers[i - 1] if i else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,6 +21,8 @@ from .errors import RenderError
 from .spec import Dim, GeneratedFile, TracedModel
 
 _BATCH = re.compile(r"\bN\b")
+_TAKEN_MODULES = frozenset({"torch", "nn", "pytest", "test", "conftest", "seqgen", "jinja2",
+                            "black", "click", "numpy", "sympy", "typing_extensions", "_pytest"})
 FINGERPRINT_PREFIX = "# seqgen-fingerprint: "
 
 
@@ -71,7 +74,8 @@ def module_stem(spec_path: str) -> str:
     stem = re.sub(r"\W", "_", Path(spec_path).stem, flags=re.ASCII) or "model"
     if stem[0].isdigit():
         stem = "model_" + stem
-    if keyword.iskeyword(stem) or stem in ("torch", "nn", "pytest", "test"):
+    # `from os import Os` would find the stdlib's os: avoid every module a test may have imported
+    if keyword.iskeyword(stem) or stem in sys.stdlib_module_names or stem in _TAKEN_MODULES:
         stem += "_model"
     return stem
 
@@ -141,13 +145,8 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         if int_params else ""
     rows = [{"shape": _tuple_source([_batch(d.code, "batch") for d in layer.out_shape]),
              "comment": f"line {layer.line}: {layer.call}"} for layer in traced.layers]
-    dims = []
-    minima = {c.symbol: c.minimum for c in traced.constraints if c.symbol is not None}
-    for name in traced.dim_params:
-        sample = spec.param(name).default  # type: ignore[union-attr]
-        minimum = minima.get(name, 1)
-        sizes = sorted({minimum, sample, 2 * sample})
-        dims.append({"name": name, "sizes": repr(sizes), "below": minimum - 1})
+    dims = [{"name": name, "sizes": repr(list(sizes)), "below": below}
+            for name, sizes, below in traced.dim_sizes]
     rel = os.path.relpath(options.out_dir, options.tests_dir)
     module_dir = [repr(part) for part in PurePosixPath(Path(rel).as_posix()).parts if part != "."]
     return {

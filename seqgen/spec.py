@@ -194,6 +194,8 @@ class TracedModel:
     trainable_params: Dim
     constraints: tuple[Constraint, ...]
     dim_params: tuple[str, ...]  # parameters that size the input (named input dims)
+    # per named dim: (name, sizes its test builds, a size __init__ must refuse)
+    dim_sizes: tuple[tuple[str, tuple[int, ...], int], ...] = field(default=())
     warnings: tuple[Diagnostic, ...] = field(default=())
 
     @property

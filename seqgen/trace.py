@@ -7,10 +7,8 @@ ever allocated (FakeTensorMode), and weight initialisers are skipped.
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,21 +17,27 @@ import torch
 from torch import nn
 
 from . import _symbolic as S
+from .confirm import confirm_on_cpu
 from .errors import Diagnostic, Location, TraceError
 from .exprs import expr_source
+from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
+    INFERRED,
+    _Bound,
+    _bind,
+    _first_line,
+    _value_hint,
+    _Values,
+    concrete_values,
+    layer_names,
+    resolve_layer,
+)
 from .spec import (
-    BinOp,
-    Const,
     Constraint,
     Dim,
     Expr,
-    Keyword,
     LayerSpec,
     ModelSpec,
     Name,
-    Neg,
-    Num,
-    Str,
     TracedLayer,
     TracedModel,
     TupleExpr,
@@ -41,215 +45,7 @@ from .spec import (
 
 BATCH = "N"
 BATCH_HINT = 2  # a sample batch of 2 keeps the batch dim symbolic (1 would broadcast)
-
-# Size parameters seqgen infers from the incoming tensor: name -> which dim of it.
-INFERRED: dict[str, int] = {
-    "in_features": -1,
-    "in_channels": 1,
-    "num_features": 1,
-    "num_channels": 1,
-    "normalized_shape": -1,
-}
-# Classes that cannot sit in nn.Sequential: why, and what to do instead.
-REFUSED: dict[str, str] = {
-    "RNN": "returns a tuple (output, h_n), which cannot flow through nn.Sequential",
-    "LSTM": "returns a tuple (output, (h_n, c_n)), which cannot flow through nn.Sequential",
-    "GRU": "returns a tuple (output, h_n), which cannot flow through nn.Sequential",
-    "LSTMCell": "returns a tuple (h, c), which cannot flow through nn.Sequential",
-    "RNNBase": "is a base class; its subclasses return tuples",
-    "RNNCellBase": "is a base class",
-    "MultiheadAttention": "takes query, key and value and returns a tuple (output, weights)",
-    "Transformer": "takes two tensors (src, tgt)",
-    "TransformerEncoder": "needs a layer module as its argument",
-    "TransformerDecoder": "takes two tensors (tgt, memory)",
-    "TransformerEncoderLayer": "is not supported by seqgen yet (attention over a symbolic length)",
-    "TransformerDecoderLayer": "takes two tensors (tgt, memory)",
-    "Bilinear": "takes two tensors",
-    "CosineSimilarity": "takes two tensors",
-    "PairwiseDistance": "takes two tensors",
-    "MaxUnpool1d": "needs the indices of a MaxPool1d as a second input",
-    "MaxUnpool2d": "needs the indices of a MaxPool2d as a second input",
-    "MaxUnpool3d": "needs the indices of a MaxPool3d as a second input",
-    "AdaptiveLogSoftmaxWithLoss": "takes inputs and targets and returns a named tuple",
-    "Embedding": "expects integer indices, and seqgen's sample input is a float tensor",
-    "EmbeddingBag": "expects integer indices, and seqgen's sample input is a float tensor",
-    "Module": "is the base class of all layers",
-    "Container": "is a container",
-    "Sequential": "is a container: list its layers directly",
-    "ModuleList": "is a container",
-    "ModuleDict": "is a container",
-    "ParameterList": "is a container",
-    "ParameterDict": "is a container",
-    "DataParallel": "wraps a module",
-    "SyncBatchNorm": "needs a distributed process group; use batchnorm1d/2d/3d",
-}
-NOT_ARGS = frozenset({"device", "dtype"})
-
-
-def _layer_registry() -> dict[str, type[nn.Module]]:
-    reg = {}
-    for name in dir(nn):
-        obj = getattr(nn, name)
-        if isinstance(obj, type) and issubclass(obj, nn.Module) and not name.startswith("_"):
-            reg[name.lower()] = obj
-    return reg
-
-
-_REGISTRY = _layer_registry()
-
-
-def layer_names() -> list[str]:
-    """Every torch.nn class name a spec may use."""
-    return sorted(c.__name__ for c in _REGISTRY.values() if c.__name__ not in REFUSED)
-
-
-def resolve_layer(layer: LayerSpec) -> type[nn.Module]:
-    """The torch.nn.Module subclass a layer line names (case-insensitive)."""
-    cls = _REGISTRY.get(layer.name.lower())
-    if cls is None:
-        close = difflib.get_close_matches(layer.name.lower(), list(_REGISTRY), n=3, cutoff=0.6)
-        hint = (f"did you mean {' or '.join(repr(_REGISTRY[c].__name__.lower()) for c in close)}?"
-                if close else "layer names are torch.nn class names, e.g. conv2d, relu, linear")
-        raise TraceError(f"unknown layer {layer.name!r}", location=layer.loc, hint=hint)
-    name = cls.__name__
-    if name in REFUSED:
-        raise TraceError(f"{name} {REFUSED[name]}", location=layer.loc,
-                         hint="seqgen builds nn.Sequential stacks of one-tensor-in, "
-                              "one-tensor-out layers")
-    if name.endswith("Loss") or name == "NLLLoss2d":
-        raise TraceError(f"{name} is a loss function: it takes predictions and targets",
-                         location=layer.loc, hint="apply the loss in your training loop")
-    if name.startswith("Lazy"):
-        plain = name[4:].lower()
-        raise TraceError(f"{name} infers its size at the first call; seqgen infers it for you",
-                         location=layer.loc, hint=f"use `{plain}` without its input size")
-    return cls
-
-
-# ------------------------------------------------------------------------------- values
-
-
-@dataclass
-class _Values:
-    """How spec values evaluate during the trace: parameters are symbols or plain defaults."""
-
-    env: dict[str, Any]
-
-    def eval(self, e: Expr) -> Any:
-        if isinstance(e, (Num, Str, Const)):
-            return e.value
-        if isinstance(e, Name):
-            return self.env[e.id]
-        if isinstance(e, Neg):
-            return -self._number(e.operand)
-        if isinstance(e, TupleExpr):
-            return tuple(self.eval(i) for i in e.items)
-        if isinstance(e, BinOp):
-            left, right = self._number(e.left), self._number(e.right)
-            if e.op == "+":
-                return left + right
-            if e.op == "-":
-                return left - right
-            if e.op == "*":
-                return left * right
-            if right == 0:
-                raise TraceError("division by zero", location=e.loc)
-            return left // right
-        raise TypeError(e)
-
-    def _number(self, e: Expr) -> Any:
-        v = self.eval(e)
-        if isinstance(v, bool) or not isinstance(v, (int, float, torch.SymInt)):
-            raise TraceError(f"arithmetic needs numbers, got {v!r}", location=e.loc)
-        return v
-
-
-# ------------------------------------------------------------------------------- binding
-
-
-@dataclass(frozen=True)
-class _Signature:
-    positional: tuple[str, ...]  # constructor parameters a positional spec arg may fill, in order
-    inferred: tuple[str, ...]  # size parameters seqgen fills, in constructor order
-    order: tuple[str, ...]  # all named parameters in constructor order
-    required: tuple[str, ...]
-    var_args: bool
-    var_kwargs: bool
-
-
-def _signature(cls: type[nn.Module]) -> _Signature:
-    init = cls.__init__
-    if init is nn.Module.__init__:
-        return _Signature((), (), (), (), False, False)
-    params = list(inspect.signature(init).parameters.values())[1:]
-    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-             and p.name not in NOT_ARGS]
-    inferred = tuple(p.name for p in named if p.name in INFERRED)
-    positional = tuple(p.name for p in named if p.kind == p.POSITIONAL_OR_KEYWORD
-                       and p.name not in INFERRED)
-    required = tuple(p.name for p in named if p.default is p.empty and p.name not in INFERRED)
-    return _Signature(positional, inferred, tuple(p.name for p in named), required,
-                      any(p.kind == p.VAR_POSITIONAL for p in params),
-                      any(p.kind == p.VAR_KEYWORD for p in params))
-
-
-@dataclass(frozen=True)
-class _Bound:
-    """A layer's arguments by constructor parameter: the spec node (None when inferred)."""
-
-    args: dict[str, Expr]  # parameter name -> spec value
-    extra_args: tuple[Expr, ...]  # beyond the named parameters (*args)
-    extra_kwargs: dict[str, Expr]  # beyond the named parameters (**kwargs)
-    sig: _Signature
-
-
-def _bind(cls: type[nn.Module], layer: LayerSpec) -> _Bound:
-    sig = _signature(cls)
-    name = cls.__name__.lower()
-    args: dict[str, Expr] = {}
-    extra: list[Expr] = []
-    for i, value in enumerate(layer.args):
-        if i < len(sig.positional):
-            args[sig.positional[i]] = value
-        elif sig.var_args:
-            extra.append(value)
-        else:
-            want = ", ".join(sig.positional) or "no positional arguments"
-            raise TraceError(
-                f"{name} takes {len(sig.positional)} positional argument(s) after the inferred "
-                f"size, got {len(layer.args)}", location=value.loc,
-                hint=f"{name} takes: {want}" + (f" (seqgen infers {', '.join(sig.inferred)})"
-                                               if sig.inferred else ""))
-    extra_kwargs: dict[str, Expr] = {}
-    for kw in layer.kwargs:
-        if kw.written in sig.order and kw.written != kw.name:
-            # an alias (`p` = padding) never hides the class's own parameter (Dropout's `p`)
-            kw = Keyword(kw.written, kw.value, kw.loc, kw.written)
-        if kw.name in NOT_ARGS:
-            raise TraceError(f"{kw.name!r} cannot be set in a spec", location=kw.loc,
-                             hint="seqgen chooses device and dtype; use --device to check a device")
-        if kw.name in sig.order:
-            if kw.name in args:
-                raise TraceError(f"{name} got {kw.name!r} both by position and by keyword",
-                                 location=kw.loc)
-            args[kw.name] = kw.value
-        elif sig.var_kwargs:
-            from .dsl import check_identifier
-
-            check_identifier(kw.name, "argument name", kw.loc)
-            extra_kwargs[kw.name] = kw.value
-        else:
-            choices = list(sig.order)
-            close = difflib.get_close_matches(kw.name, choices, n=1, cutoff=0.6)
-            hint = (f"did you mean {close[0]!r}?" if close else
-                    f"{name} takes: {', '.join(choices)}" if choices else f"{name} takes no arguments")
-            raise TraceError(f"{name} has no argument {kw.written!r}", location=kw.loc, hint=hint)
-    missing = [p for p in sig.required if p not in args]
-    if missing:
-        raise TraceError(f"{name} needs {', '.join(repr(m) for m in missing)}", location=layer.loc,
-                         hint=f"write `{layer.name} {' '.join(m.upper() for m in missing)}`")
-    return _Bound(args, tuple(extra), extra_kwargs, sig)
-
+MAX_SIZE = 2**40  # larger sizes overflow torch's int64 element counts
 
 # ------------------------------------------------------------------------------- tracing
 
@@ -267,14 +63,24 @@ class _Tracer:
         self.names = self.session.names
         self.hints: dict[sympy.Symbol, int] = {}
         env: dict[str, Any] = {}
+        self.constants: set[str] = set()  # int parameters traced as their default
         for p in spec.params:
-            if type(p.default) is int:
+            if type(p.default) is int and abs(p.default) > MAX_SIZE:
+                raise TraceError(f"{p.name}={p.default} is too large for a tensor size",
+                                 location=p.loc, hint=f"sizes go up to {MAX_SIZE:,}")
+            if type(p.default) is int and p.default < 2:
+                # torch reads a size of 0 or 1 as broadcasting and fixes it, and a negative
+                # value is no size: such a parameter is traced as the constant it defaults to.
+                env[p.name] = p.default
+                self.constants.add(p.name)
+            elif type(p.default) is int:
                 sym = self.session.symbol(p.name, p.default)
                 env[p.name] = sym
                 self.hints[S.expr_of(sym)] = p.default
             else:
                 env[p.name] = p.default
         self.values = _Values(env)
+        self.concrete = concrete_values(spec)
         batch = self.session.symbol(BATCH, BATCH_HINT)
         self.batch_sym = S.expr_of(batch)
         self.hints[self.batch_sym] = BATCH_HINT
@@ -306,15 +112,20 @@ class _Tracer:
             if isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)):
                 raise TraceError(f"input sizes must be whole numbers, got {v!r}", location=e.loc)
             expr = S.expr_of(v)
-            if self.value(expr) < 1:
-                raise TraceError(f"input size must be positive, got {self.value(expr)}", location=e.loc)
+            size = self.value(expr)
+            if size < 1:
+                raise TraceError(f"input size must be positive, got {size}", location=e.loc)
+            if size > MAX_SIZE:
+                raise TraceError("input size is too large for a tensor", location=e.loc,
+                                 hint=f"sizes go up to {MAX_SIZE:,}")
             dims.append(_DimInfo(expr, self.code(expr, e.loc)))
         return dims
 
     def run(self) -> TracedModel:
         spec = self.spec
         dims = self.input_dims()
-        input_shape_dims = dims[1:]
+        self.input_dim_names = {self.names[s] for d in dims[1:] for s in S.free_symbols(d.expr)
+                                if s in self.names}
         input_shape = tuple(self.dim(d) for d in dims)
         traced: list[TracedLayer] = []
         # every size that depends on a parameter must stay >= 1: the input's (layer -1) too
@@ -327,7 +138,7 @@ class _Tracer:
             for index, layer in enumerate(spec.layers):
                 cls = resolve_layer(layer)
                 before = self.session.specialized()
-                module, call_args, call_kwargs = self.build(cls, layer, x, dims)
+                module, bound, call_args, call_kwargs = self.build(cls, layer, x, dims)
                 try:
                     y = module(x)
                 except Exception as e:  # torch's own error, rewritten into words about the spec
@@ -338,6 +149,15 @@ class _Tracer:
                                      hint="nn.Sequential passes exactly one tensor between layers")
                 self._check_specialized(before, layer)
                 out_dims = self.out_dims(module, x, y, dims, layer)
+                if any(d.expr.is_number and int(d.expr) < 1 for d in out_dims):
+                    raise TraceError(
+                        f"{cls.__name__} gets input {_shape_text(dims)} and its output "
+                        f"{_shape_text(out_dims)} collapses to zero", location=layer.loc,
+                        hint="use a larger `input`, a smaller kernel or stride, or padding")
+                with S.real_tensors():
+                    confirm_on_cpu(cls, bound, self.concrete,
+                                   tuple(self.value(d.expr) for d in dims),
+                                   tuple(self.value(d.expr) for d in out_dims), layer)
                 n_params = sympy.Integer(0)
                 n_train = sympy.Integer(0)
                 for p in module.parameters():
@@ -360,25 +180,53 @@ class _Tracer:
                     if S.free_symbols(d.expr) - {self.batch_sym}:
                         constraints_raw.append((d.expr, index))
                 x, dims = y, out_dims
+        constraints = tuple(self.constraints(constraints_raw, traced))
+        self.warn_constants()
         return TracedModel(
             spec=spec,
             input_shape=input_shape,
             layers=tuple(traced),
             total_params=self.as_dim(total),
             trainable_params=self.as_dim(trainable),
-            constraints=tuple(self.constraints(constraints_raw, traced)),
-            dim_params=tuple(sorted({self.names[s] for d in input_shape_dims
-                                     for s in S.free_symbols(d.expr) if s in self.names})),
+            constraints=constraints,
+            dim_params=tuple(sorted(self.input_dim_names)),
+            dim_sizes=tuple(self.test_sizes(constraints_raw, constraints)),
             warnings=tuple(self.warnings),
         )
 
     def _sizes(self, dims: Sequence[_DimInfo]) -> list[Any]:
         return [_symint(self, d) for d in dims]
 
+    def warn_constants(self) -> None:
+        """Say where an int parameter traced as a constant sizes something."""
+        def names(e: Expr) -> Iterator[Name]:
+            if isinstance(e, Name):
+                yield e
+            for child in (getattr(e, "operand", None), getattr(e, "left", None),
+                          getattr(e, "right", None), *getattr(e, "items", ())):
+                if child is not None:
+                    yield from names(child)
+
+        used = [n for e in self.spec.input_shape for n in names(e)]
+        used += [n for layer in self.spec.layers for a in layer.args for n in names(a)]
+        warned = set()
+        for n in used:
+            if n.id in self.constants and n.id not in warned:
+                warned.add(n.id)
+                self.warnings.append(Diagnostic(
+                    "warning", f"{n.id} defaults to {self.spec.param(n.id).default}, so seqgen "
+                    "traces it as a constant: sizes that follow from it are written as numbers",
+                    n.loc, f"give {n.id} a default of 2 or more to keep it symbolic"))
+
     def _check_specialized(self, before: Mapping[str, str], layer: LayerSpec) -> None:
         after = self.session.specialized()
         for name, became in after.items():
-            if name not in before and name != BATCH:
+            if name == BATCH and name not in before:
+                raise TraceError(
+                    f"torch's kernel for {layer.name} fixes the batch size (it assumed "
+                    f"N == {became}), so the model would only work at that batch size",
+                    location=layer.loc, hint="use another layer; seqgen keeps the batch symbolic")
+            if name not in before:
                 raise TraceError(
                     f"torch's kernel for {layer.name} needs a fixed value of {name!r} "
                     f"(it assumed {name} == {became})", location=layer.loc,
@@ -386,7 +234,8 @@ class _Tracer:
                          "a default of 2 or more, or write this size as a literal")
 
     def build(self, cls: type[nn.Module], layer: LayerSpec, x: torch.Tensor,
-              dims: Sequence[_DimInfo]) -> tuple[nn.Module, list[str], list[tuple[str, str]]]:
+              dims: Sequence[_DimInfo]
+              ) -> tuple[nn.Module, _Bound, list[str], list[tuple[str, str]]]:
         """Construct the layer on fake tensors; return it with its call arguments as source."""
         bound = _bind(cls, layer)
         sig = bound.sig
@@ -455,7 +304,7 @@ class _Tracer:
                 f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}",
                 location=layer.loc, hint=_value_hint(e)) from e
         module.eval()  # shape checks at any batch size (BatchNorm refuses batch 1 in training)
-        return module, call_args, call_kwargs
+        return module, bound, call_args, call_kwargs
 
     def out_dims(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  dims: Sequence[_DimInfo], layer: LayerSpec) -> list[_DimInfo]:
@@ -476,23 +325,26 @@ class _Tracer:
 
     def constraints(self, raw: list[tuple[sympy.Expr, int]],
                     layers: Sequence[TracedLayer]) -> list[Constraint]:
-        """Every size that depends on a parameter must stay >= 1; find each parameter's minimum."""
+        """Every size that depends on a parameter must stay >= 1; find each parameter's minimum.
+
+        A size of one parameter that grows with it (checked at the sample and beyond) becomes a
+        minimum, `seq_len >= 3`; any other becomes a condition checked as written.
+        """
         per_symbol: dict[sympy.Symbol, tuple[int, int]] = {}  # symbol -> (minimum, layer index)
-        multi: list[Constraint] = []
+        conditions: list[Constraint] = []
         seen: set[tuple[str, int]] = set()
         for expr, index in raw:
             free = sorted(S.free_symbols(expr) - {self.batch_sym}, key=str)
-            if len(free) == 1:
+            minimum = self._minimum(expr, free[0]) if len(free) == 1 else None
+            if minimum is not None:
                 sym = free[0]
-                minimum = self._minimum(expr, sym)
                 if sym not in per_symbol or minimum > per_symbol[sym][0]:
                     per_symbol[sym] = (minimum, index)
-            else:
-                code = self.code(expr, None)
-                if (code, index) in seen:
-                    continue
+                continue
+            code = self.code(expr, None)
+            if (code, index) not in seen:
                 seen.add((code, index))
-                multi.append(Constraint(
+                conditions.append(Constraint(
                     condition=f"{code} >= 1", symbol=None, minimum=None, layer_index=index,
                     message=f"{code} must be at least 1: {_needs(layers, index)}"))
         out = []
@@ -502,27 +354,56 @@ class _Tracer:
             out.append(Constraint(
                 condition=f"{name} >= {minimum}", symbol=name, minimum=minimum, layer_index=index,
                 message=f"{name} must be at least {minimum}: {_needs(layers, index)}"))
-        return out + multi
+        return out + conditions
 
-    def _minimum(self, expr: sympy.Expr, sym: sympy.Symbol) -> int:
-        """Smallest value of `sym` >= 1 keeping `expr` >= 1 (sizes grow with their inputs)."""
+    def _holds(self, exprs: Sequence[sympy.Expr], values: Mapping[sympy.Symbol, int]) -> bool:
+        """Every size in `exprs` is >= 1 at `values` (a division by zero is no size at all)."""
+        try:
+            return all(S.evaluate(e, values) >= 1 for e in exprs)
+        except ZeroDivisionError:
+            return False
+
+    def _minimum(self, expr: sympy.Expr, sym: sympy.Symbol) -> int | None:
+        """Smallest value of `sym` >= 1 keeping `expr` >= 1, if `expr` holds from there on."""
         hint = self.hints[sym]
         values = dict(self.hints)
 
         def ok(v: int) -> bool:
             values[sym] = v
-            return S.evaluate(expr, values) >= 1
+            return self._holds([expr], values)
 
         lo, hi = 1, hint
         if ok(lo):
-            return 1
+            hi = 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if ok(mid):
                 hi = mid
             else:
                 lo = mid
+        # a binary search assumes the size grows with `sym`: check it where the tests will look
+        if not all(ok(v) for v in {hi, hint, 2 * hint, 4 * hint}):
+            return None
         return hi
+
+    def test_sizes(self, raw: list[tuple[sympy.Expr, int]],
+                   constraints: Sequence[Constraint]) -> list[tuple[str, tuple[int, ...], int]]:
+        """For each named input dim: sizes its generated test builds, and one it must refuse."""
+        exprs = [e for e, _ in raw]
+        minima = {c.symbol: c.minimum for c in constraints if c.symbol is not None}
+        out = []
+        for sym, name in sorted(self.names.items(), key=lambda kv: kv[1]):
+            if name not in self.input_dim_names:
+                continue
+            hint = self.hints[sym]
+            minimum = minima.get(name) or 1
+            sizes = []
+            for size in sorted({minimum, hint, 2 * hint}):
+                values = {**self.hints, sym: size}
+                if self._holds(exprs, values):
+                    sizes.append(size)
+            out.append((name, tuple(sizes), minimum - 1))
+        return out
 
 
 def _needs(layers: Sequence[TracedLayer], index: int) -> str:
@@ -561,18 +442,6 @@ def _macs(module: nn.Module, y: torch.Tensor) -> sympy.Expr:
         else:
             total += n
     return total
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-def _value_hint(e: BaseException) -> str | None:
-    msg = str(e)
-    if "negative" in msg or "non-positive" in msg or "must be positive" in msg:
-        return "sizes must be positive whole numbers"
-    return None
 
 
 _RANK = {"1d": 3, "2d": 4, "3d": 5}
@@ -624,43 +493,3 @@ def trace(spec: ModelSpec) -> TracedModel:
     return _Tracer(spec).run()
 
 
-def verify_on_device(traced: TracedModel, device: str) -> None:
-    """Build the model for real on `device`, run a random sample, and compare every shape.
-
-    The default device is never changed: modules and the sample are placed explicitly.
-    """
-    try:
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise TraceError("--device cuda: no CUDA device is available here",
-                             hint="use --device cpu or meta")
-    except RuntimeError as e:
-        raise TraceError(f"unknown device {device!r}: {_first_line(e)}",
-                         hint="use meta, cpu or cuda") from e
-    spec = traced.spec
-    values = _Values({p.name: p.default for p in spec.params})
-    shape = [BATCH_HINT] + [int(values.eval(e)) for e in spec.input_shape]
-    x = torch.randn(shape, device=dev)
-    with torch.no_grad():
-        for layer in traced.layers:
-            cls = resolve_layer(layer.spec)
-            bound = _bind(cls, layer.spec)
-            kwargs = {k: values.eval(e) for k, e in bound.args.items()}
-            kwargs.update({k: values.eval(e) for k, e in bound.extra_kwargs.items()})
-            for pname in bound.sig.inferred:
-                if pname not in kwargs:
-                    kwargs[pname] = x.shape[INFERRED[pname]]
-            extra = [values.eval(e) for e in bound.extra_args]
-            try:
-                module = cls(*extra, **kwargs)
-                module = module.to(dev).eval()
-                x = module(x)
-            except Exception as e:
-                raise TraceError(f"on {dev.type}, {layer.class_name} failed: {_first_line(e)}",
-                                 location=layer.spec.loc) from e
-            want = tuple(d.value for d in layer.out_shape)
-            if tuple(x.shape) != want:
-                raise TraceError(
-                    f"on {dev.type}, {layer.class_name} gives {tuple(x.shape)}, "
-                    f"the symbolic trace said {want}", location=layer.spec.loc,
-                    hint="please report this as a seqgen bug")

@@ -275,15 +275,9 @@ def spec_texts(draw: st.DrawFn) -> str:
 
 # ------------------------------------------------------------------ the contract
 
-# Crashes in trace.py found by fuzzing and reported to the lead, not fixed here: the property
-# tests tolerate exactly these (type, message) so they keep hunting for new ones. Delete an entry
-# when its bug is fixed; its regression case below then starts passing (xfail strict=False).
-KNOWN_TRACE_BUGS: list[tuple[type[BaseException], str]] = [
-    (AssertionError, r"positive set for negative value"),
-    (TypeError, r"Overflow when unpacking long"),
-    (ValueError, r"Exceeds the limit \(\d+ digits\) for integer string conversion"),
-    (ZeroDivisionError, r"integer division or modulo by zero"),
-]
+# Crashes in trace.py the property tests tolerate while they are being fixed, as (type, message
+# pattern); each recorded crasher below must then be listed. Empty: every one found is fixed.
+KNOWN_TRACE_BUGS: list[tuple[type[BaseException], str]] = []
 
 
 def known_trace_bug(e: BaseException) -> str | None:
@@ -344,7 +338,7 @@ def test_any_text_traces_to_a_result_or_a_seqgen_error(text: str) -> None:
 
 
 # Inputs that crashed once, found by fuzz/fuzz_check.py or by hand. Parser crashes are fixed in
-# seqgen/dsl.py; trace crashes are reported and marked xfail until trace.py is fixed.
+# seqgen/dsl.py; trace crashes found by fuzzing are kept below as regression cases.
 PARSER_CRASHERS = {
     "int over 4300 digits": "input 4\nlinear " + "9" * 5000,
     "input dim over 4300 digits": "input " + "9" * 5000 + "\nlinear 2",
@@ -387,7 +381,6 @@ TRACE_CRASHERS = {
 }
 
 
-@pytest.mark.xfail(strict=False, reason="crash in trace.py, reported to the lead, not fixed yet")
 @pytest.mark.parametrize("text", TRACE_CRASHERS.values(), ids=TRACE_CRASHERS.keys())
 def test_trace_crashers_are_seqgen_errors(text: str) -> None:
     check_contract(text)
@@ -403,7 +396,6 @@ TRACE_TOO_LENIENT = {
 }
 
 
-@pytest.mark.xfail(strict=False, reason="trace bug, reported: fake tensors accept it, CPU does not")
 @pytest.mark.parametrize("text", TRACE_TOO_LENIENT.values(), ids=TRACE_TOO_LENIENT.keys())
 def test_trace_rejects_what_the_cpu_rejects(text: str) -> None:
     spec = parse(text, "t.seq")
@@ -545,31 +537,25 @@ def _run_pytest(tests: list[Path], cwd: Path) -> subprocess.CompletedProcess[str
         cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.xfail(strict=False, reason="render bug, reported: the generated backward test "
-                   "fails when no layer has a trainable parameter")
 def test_parameter_free_stack_generates_passing_tests(tmp_path: Path) -> None:
     _, test_path, _ = _generate(tmp_path / "case", "input 3x8x8\nmaxpool2d 2\nrelu\n")
     proc = _run_pytest([test_path], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
-@pytest.mark.xfail(strict=False, reason="trace bug, reported: CrossMapLRN2d specialises the "
-                   "batch to the trace's 2, and _check_specialized skips the batch")
-def test_batch_stays_symbolic_through_crossmaplrn2d() -> None:
-    traced = trace_spec(parse("input 3x8x8\ncrossmaplrn2d 3\nflatten\nlinear 2", "t.seq"))
-    assert [layer.out_shape[0].code for layer in traced.layers] == ["N"] * 3
+def test_a_layer_that_fixes_the_batch_is_refused() -> None:
+    # CrossMapLRN2d's Python forward reads the batch as a plain int: the model would only work
+    # at the trace's batch size, so seqgen says so instead of generating it.
+    with pytest.raises(SeqgenError, match="fixes the batch size"):
+        trace_spec(parse("input 3x8x8\ncrossmaplrn2d 3\nflatten\nlinear 2", "t.seq"))
 
 
-@pytest.mark.xfail(strict=False, reason="trace bug, reported: _Tracer._minimum assumes sizes grow "
-                   "with their parameter, so test_L_sizes[32] builds a negative dim")
 def test_size_that_shrinks_as_a_dim_grows_generates_passing_tests(tmp_path: Path) -> None:
     _, test_path, _ = _generate(tmp_path / "case", "input (L=16, 20 - L)\nflatten\nlinear 2\n")
     proc = _run_pytest([test_path], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
-@pytest.mark.xfail(strict=False, reason="trace bug, reported: torch's fake-tensor logger prints "
-                   "a traceback to stderr before seqgen reports the TraceError")
 def test_trace_errors_print_no_torch_traceback(tmp_path: Path) -> None:
     # a subprocess: under pytest, its logging plugin takes the record before it reaches stderr
     spec = tmp_path / "pool.seq"

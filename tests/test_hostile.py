@@ -118,26 +118,13 @@ CASES: dict[str, Case] = {
     "reserved parameter": Case("model M(self=1)\ninput 4\nlinear 2", "error"),
     "reserved class name": Case("model torch\ninput 4\nlinear 2", "error"),
     "reserved named dim": Case("input (N=3,)\nlinear 2", "error"),
-    # -- names the generated code itself uses (builtins, helpers of the test file)
-    "builtin tuple as class name": Case(
-        "model tuple\ninput 4\nlinear 2", "generated",
-        bug="test file annotates `-> tuple[int, ...]`, which subscripts the imported class"),
-    "builtin sum as class name": Case(
-        "model sum\ninput 4\nlinear 2", "generated",
-        bug="test_parameter_count calls sum(), which is now the model class"),
-    "ValueError as class name": Case(
-        "model ValueError\ninput (3, L=16)\nconv1d 4 3", "generated",
-        bug="the model raises ValueError(...) and the test expects pytest.raises(ValueError): "
-            "both now mean the model class"),
-    "ValueError as named dim": Case(
-        "input (3, ValueError=16)\nconv1d 4 3", "generated",
-        bug="__init__'s `raise ValueError(...)` calls the int parameter"),
-    "sum as named dim": Case(
-        "input (3, sum=16)\nconv1d 4 3", "generated",
-        bug="test_sum_sizes(sum) calls sum(), which is now the int parameter"),
-    "test helper as named dim": Case(
-        "input (3, input_shape=16)\nconv1d 4 3", "generated",
-        bug="test_input_shape_sizes(input_shape) calls input_shape(), now the int parameter"),
+    # -- names the generated code itself uses (builtins, helpers of the test file) are reserved
+    "builtin tuple as class name": Case("model tuple\ninput 4\nlinear 2", "error"),
+    "builtin sum as class name": Case("model sum\ninput 4\nlinear 2", "error"),
+    "ValueError as class name": Case("model ValueError\ninput (3, L=16)\nconv1d 4 3", "error"),
+    "ValueError as named dim": Case("input (3, ValueError=16)\nconv1d 4 3", "error"),
+    "sum as named dim": Case("input (3, sum=16)\nconv1d 4 3", "error"),
+    "test helper as named dim": Case("input (3, input_shape=16)\nconv1d 4 3", "error"),
     # -- spec file names
     "quotes in the file name": Case("input 4\nlinear 2", "generated",
                                     file_name="my \"quoted\" 'model'.seq"),
@@ -151,8 +138,7 @@ CASES: dict[str, Case] = {
                                   file_name="'; __import__('os') #.seq"),
     "__init__ as the file name": Case("input 4\nlinear 2", "generated", file_name="__init__.seq"),
     "a stdlib module's name as the file name": Case(
-        "input 4\nlinear 2", "generated", file_name="os.seq",
-        bug="the test file's `from os import Os` finds the stdlib os already imported"),
+        "input 4\nlinear 2", "generated", file_name="os.seq"),
 }
 
 # Names the generated code may use besides the spec's own: Python's, and the templates'.
