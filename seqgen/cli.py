@@ -73,15 +73,18 @@ def new(specs: tuple[str, ...], out_dir: str | None, tests_dir: str | None,
         input_shape: str | None, device: str | None, check_only: bool, diff: bool, force: bool,
         templates_dir: str | None, quiet: bool) -> None:
     """Generate <stem>.py and test_<stem>.py from each SPEC (globs allowed)."""
-    from .api import is_up_to_date, options_for
+    from .api import is_up_to_date, options_for, output_paths
 
     paths = _expand(specs)
     failed = stale = 0
     for i, spec_path in enumerate(paths, start=1):
         _progress(i, len(paths), spec_path)
         options = options_for(spec_path, out_dir, tests_dir, templates_dir)
-        if (check_only or diff) and device is None and is_up_to_date(spec_path, options, input_shape):
-            continue  # recognised from the headers alone: no torch import, no trace
+        if device is None and not force and is_up_to_date(spec_path, options, input_shape):
+            # recognised from the headers alone: no torch import, no trace
+            if not (check_only or diff or quiet):
+                click.echo(f"unchanged (up to date, not traced): {', '.join(output_paths(options))}")
+            continue
         try:
             changed = _new_one(spec_path, options, input_shape, device, check_only or diff, diff,
                                force, quiet)
