@@ -82,6 +82,10 @@ class TraceError(SeqgenError):
     """The layers do not fit together, or torch rejects a layer's arguments."""
 
 
+class SizeTooSmallError(TraceError):
+    """A size collapses to zero: the input is too small for a layer."""
+
+
 class RenderError(SeqgenError):
     """Generated code could not be produced (a template or formatting failure)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sympy
@@ -18,7 +18,7 @@ from torch import nn
 
 from . import _symbolic as S
 from .confirm import confirm_on_cpu
-from .errors import Diagnostic, Location, TraceError
+from .errors import Diagnostic, Location, SeqgenError, SizeTooSmallError, TraceError
 from .exprs import expr_source
 from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
     INFERRED,
@@ -38,6 +38,7 @@ from .spec import (
     LayerSpec,
     ModelSpec,
     Name,
+    Num,
     TracedLayer,
     TracedModel,
     TupleExpr,
@@ -150,7 +151,7 @@ class _Tracer:
                 self._check_specialized(before, layer)
                 out_dims = self.out_dims(module, x, y, dims, layer)
                 if any(d.expr.is_number and int(d.expr) < 1 for d in out_dims):
-                    raise TraceError(
+                    raise SizeTooSmallError(
                         f"{cls.__name__} gets input {_shape_text(dims)} and its output "
                         f"{_shape_text(out_dims)} collapses to zero", location=layer.loc,
                         hint="use a larger `input`, a smaller kernel or stride, or padding")
@@ -480,7 +481,7 @@ def _layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimIn
         return _rank_error(layer, cls, dims, rank)
     if any(t in msg for t in ("too small", "larger than", "greater than actual input size",
                               "non-positive")):
-        return TraceError(
+        return SizeTooSmallError(
             f"{cls.__name__} gets input {_shape_text(dims)}, too small for it: "
             f"the output would be empty ({msg})", location=layer.loc,
             hint="use a larger `input`, a smaller kernel, or padding")
@@ -490,6 +491,49 @@ def _layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimIn
 
 def trace(spec: ModelSpec) -> TracedModel:
     """Trace a parsed spec symbolically on fake tensors."""
-    return _Tracer(spec).run()
+    try:
+        return _Tracer(spec).run()
+    except SizeTooSmallError as e:
+        smallest = smallest_input(spec)
+        if smallest is None:
+            raise
+        hint = f"the smallest input that works is `input {smallest}`"
+        if e.diagnostic.hint:
+            hint += f"; or {e.diagnostic.hint[0].lower()}{e.diagnostic.hint[1:]}"
+        raise SizeTooSmallError(e.diagnostic.message, location=e.location, hint=hint) from e
+
+
+def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:
+    """The smallest square/cubic input (spatial dims raised to one size) that traces, if any.
+
+    Spatial dims are all but the first (channel) one, or the only one of a rank-1 input; only
+    literal sizes are raised. Each probe is a full symbolic trace, so this runs on errors only.
+    """
+    dims = spec.input_shape
+    spatial = range(1, len(dims)) if len(dims) > 1 else range(1)
+    if not all(isinstance(dims[i], Num) for i in spatial):
+        return None
+    current = max(int(dims[i].value) for i in spatial)  # type: ignore[union-attr]
+
+    def shape(size: int) -> tuple[Expr, ...]:
+        return tuple(Num(max(int(d.value), size), d.loc) if i in spatial else d  # type: ignore[union-attr]
+                     for i, d in enumerate(dims))
+
+    def works(size: int) -> bool:
+        try:
+            _Tracer(replace(spec, input_shape=shape(size))).run()
+        except SeqgenError:
+            return False
+        return True
+
+    lo, hi = current, current * 2
+    while not works(hi):
+        lo, hi = hi, hi * 2
+        if hi > limit:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if works(mid) else (mid, hi)
+    return "x".join(expr_source(d) for d in shape(hi))
 
 
