@@ -62,13 +62,29 @@ def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     return traced
 
 
+def traced_spec(spec_path: str, input_override: str | None = None,
+                device: str | None = None) -> tuple[str, TracedModel]:
+    """Read, parse and trace a spec file, reusing a cached trace when nothing it depends on
+    changed (then torch is never imported). `device` always traces and runs for real."""
+    from . import cache
+
+    text, spec = load(spec_path, input_override)
+    cache_key = cache.key(spec_path, text, input_override)
+    if device is None:
+        cached = cache.load(cache_key)
+        if cached is not None and cached.spec == spec:
+            return text, cached
+    traced = trace_spec(spec, device)
+    cache.store(cache_key, traced)
+    return text, traced
+
+
 def generate(spec_path: str, options: Options, input_override: str | None = None,
              device: str | None = None) -> Generated:
     """Parse, trace and render one spec (writes nothing)."""
     from .render import render
 
-    text, spec = load(spec_path, input_override)
-    traced = trace_spec(spec, device)
+    text, traced = traced_spec(spec_path, input_override, device)
     files = render(traced, options, spec_key(text, options, input_override))
     return Generated(traced, tuple(files))
 

@@ -144,7 +144,7 @@ def _new_one(spec_path: str, options: Options, input_shape: str | None, device: 
 @click.option("-q", "--quiet", is_flag=True, help="Only report problems, not the shape table.")
 def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: bool) -> None:
     """Parse and trace each SPEC; print its shape table and every problem found."""
-    from .api import load, trace_spec
+    from .api import traced_spec
     from .lint import lint
     from .report import shape_table
 
@@ -153,8 +153,7 @@ def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: 
     for i, spec_path in enumerate(paths, start=1):
         _progress(i, len(paths), spec_path)
         try:
-            _, spec = load(spec_path, input_shape)
-            traced = trace_spec(spec)
+            _, traced = traced_spec(spec_path, input_shape)
         except SeqgenError as e:
             _err(e.render())
             errors += 1
@@ -181,12 +180,11 @@ def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: 
               help="Batch size for mult-adds and memory.")
 def summary(spec: str, input_shape: str | None, fmt: str, batch: int) -> None:
     """Per-layer shapes, parameters and mult-adds, and memory totals, allocating nothing."""
-    from .api import load, trace_spec
+    from .api import traced_spec
     from .summary import render_summary
 
     try:
-        _, parsed = load(spec, input_shape)
-        traced = trace_spec(parsed)
+        _, traced = traced_spec(spec, input_shape)
     except SeqgenError as e:
         _err(e.render())
         sys.exit(Exit.SPEC_ERROR)

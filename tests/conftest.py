@@ -21,3 +21,17 @@ def write_spec(tmp_path: Path):
         return str(path)
 
     return _write
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _trace_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests (and the seqgen subprocesses they start) keep traces under a temporary folder."""
+    import os
+
+    old = os.environ.get("SEQGEN_CACHE_DIR")
+    os.environ["SEQGEN_CACHE_DIR"] = str(tmp_path_factory.mktemp("trace-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SEQGEN_CACHE_DIR", None)
+    else:
+        os.environ["SEQGEN_CACHE_DIR"] = old
