@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,10 +58,15 @@ class Session:
         self.mode = FakeTensorMode(shape_env=self.env, allow_non_fake_inputs=True)
         self.names: dict[sympy.Symbol, str] = {}
 
-    def symbol(self, name: str, hint: int) -> torch.SymInt:
-        """A symbolic int that prints as `name` and behaves like `hint`."""
+    def symbol(self, name: str, hint: int, size: bool = True) -> torch.SymInt:
+        """A symbolic int that prints as `name` and behaves like `hint`.
+
+        A size is known positive; any other int (a padding, a channel count written as
+        `ch * 2 + 1`) may be zero or negative, so sympy must not assume a sign for it.
+        """
         source = _ParamSource(name)
-        sym = self.env.create_symbol(hint, source, dynamic_dim=DimDynamic.DYNAMIC)
+        sym = self.env.create_symbol(hint, source, dynamic_dim=DimDynamic.DYNAMIC,
+                                     positive=True if size else None)
         self.names[sym] = name
         return self.env.create_symintnode(sym, hint=hint, source=source)
 
@@ -151,15 +157,28 @@ _COMPOSITES = {"max_pool1d": _max_pool1d}
 
 # ------------------------------------------------------------------ sympy -> Python source
 
-_PREC_ADD, _PREC_MUL, _PREC_UNARY, _PREC_ATOM = 1, 2, 3, 4
+# Python's binding strength, loosest first: `or`, `and`, `not`, comparisons, `+ -`, `* // %`,
+# unary minus, atoms (names, numbers, calls, parenthesised text).
+_PREC_OR, _PREC_AND, _PREC_NOT, _PREC_CMP, _PREC_ADD, _PREC_MUL, _PREC_UNARY, _PREC_ATOM = range(8)
+_RELATIONS = {sympy.Ge: ">=", sympy.Gt: ">", sympy.Le: "<=", sympy.Lt: "<", sympy.Eq: "==",
+              sympy.Ne: "!="}
+
+
+MIN_MAX = (sympy.Max, sympy.Min, symfn.Max, symfn.Min)
+FLOOR_DIVISIONS = (symfn.FloorDiv, symfn.CeilDiv)  # a // b and -(-a // b)
 
 
 class Unprintable(Exception):
     """A size expression that plain Python arithmetic cannot express."""
 
 
-def to_python(expr: sympy.Expr, names: Mapping[sympy.Symbol, str]) -> str:
-    """Render a size expression as Python source over the parameter names."""
+def to_python(expr: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> str:
+    """Render a size expression (or a condition on sizes) as Python source over the names.
+
+    Every operand of `//` and `%` that is not atomic is parenthesised, and so is every `//` or
+    `%` inside a product: `2 * (h // 2)`, never `2 * h // 2`. Terms and factors are ordered by
+    their rendered text, so the output never depends on torch's internal symbol names.
+    """
     return _emit(sympy.sympify(expr), names)[0]
 
 
@@ -168,7 +187,14 @@ def _wrap(text_prec: tuple[str, int], min_prec: int) -> str:
     return f"({text})" if prec < min_prec else text
 
 
+def _atom(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> str:
+    """`e` as an atom: parenthesised unless it is a name, a non-negative number or a call."""
+    return _wrap(_emit(e, names), _PREC_ATOM)
+
+
 def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
+    if e is sympy.true or e is sympy.false:
+        return ("True" if e is sympy.true else "False"), _PREC_ATOM
     if isinstance(e, sympy.Integer):
         v = int(e)
         return (str(v), _PREC_ATOM) if v >= 0 else (str(v), _PREC_UNARY)
@@ -177,58 +203,93 @@ def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
             raise Unprintable(f"unknown symbol {e}")
         return names[e], _PREC_ATOM
     if isinstance(e, sympy.Add):
-        terms = sorted(e.args, key=_term_order)
-        first_positive = next((t for t in terms if t.as_coeff_Mul()[0] > 0), None)
-        if first_positive is not None and terms[0].as_coeff_Mul()[0] < 0:
-            terms.remove(first_positive)  # `20 - L`, not `-L + 20`
-            terms.insert(0, first_positive)
-        out = ""
-        for i, term in enumerate(terms):
-            coeff, rest = term.as_coeff_Mul()
-            negative = coeff < 0
-            if negative:
-                term = -term
-            text = _wrap(_emit(term, names), _PREC_ADD + (1 if i else 0))
-            if i == 0:
-                out = f"-{_wrap(_emit(term, names), _PREC_UNARY)}" if negative else text
-            else:
-                out += f" - {text}" if negative else f" + {text}"
-        return out, _PREC_ADD
+        return _emit_sum(e, names)
     if isinstance(e, sympy.Mul):
         coeff, rest = e.as_coeff_Mul()
         if coeff == -1:
             return f"-{_wrap(_emit(rest, names), _PREC_UNARY)}", _PREC_UNARY
-        factors = list(rest.args) if isinstance(rest, sympy.Mul) else [rest]
+        if not isinstance(coeff, sympy.Integer):
+            raise Unprintable(f"non-integer coefficient in {e}")
+        factors = sorted((_emit_factor(f, names) for f in sympy.Mul.make_args(rest)),
+                         key=lambda text: (text.lstrip("("), text))
         if coeff != 1:
-            if not isinstance(coeff, sympy.Integer):
-                raise Unprintable(f"non-integer coefficient in {e}")
-            factors = [coeff, *factors]
-        parts = [_wrap(_emit(f, names), _PREC_MUL) for f in factors]
-        return " * ".join(parts), _PREC_MUL
-    if isinstance(e, sympy.Pow) and isinstance(e.exp, sympy.Integer) and int(e.exp) > 0:
-        return " * ".join([_wrap(_emit(e.base, names), _PREC_MUL + 1)] * int(e.exp)), _PREC_MUL
+            factors.insert(0, str(int(coeff)))
+        return " * ".join(factors), _PREC_MUL
+    if isinstance(e, (sympy.Pow, symfn.PowByNatural)):
+        base, exp = e.args
+        if not (isinstance(exp, sympy.Integer) and int(exp) > 0):
+            raise Unprintable(f"power {e}")
+        return " * ".join([_emit_factor(base, names)] * int(exp)), _PREC_MUL
     if isinstance(e, symfn.FloorDiv):
         a, b = e.args
-        return f"{_wrap(_emit(a, names), _PREC_MUL)} // {_wrap(_emit(b, names), _PREC_MUL + 1)}", _PREC_MUL
-    if isinstance(e, (symfn.Mod, symfn.PythonMod)):
+        return f"{_atom(a, names)} // {_atom(b, names)}", _PREC_MUL
+    if isinstance(e, symfn.CeilDiv):
         a, b = e.args
-        return f"{_wrap(_emit(a, names), _PREC_MUL)} % {_wrap(_emit(b, names), _PREC_MUL + 1)}", _PREC_MUL
-    if isinstance(e, (sympy.Max, symfn.Max)):
-        return f"max({', '.join(_emit(a, names)[0] for a in e.args)})", _PREC_ATOM
-    if isinstance(e, (sympy.Min, symfn.Min)):
-        return f"min({', '.join(_emit(a, names)[0] for a in e.args)})", _PREC_ATOM
+        return f"-(-{_atom(a, names)} // {_atom(b, names)})", _PREC_UNARY
+    if isinstance(e, (symfn.Mod, symfn.PythonMod, sympy.Mod)):
+        a, b = e.args
+        return f"{_atom(a, names)} % {_atom(b, names)}", _PREC_MUL
+    if isinstance(e, (sympy.Max, symfn.Max, sympy.Min, symfn.Min)):
+        fn = "max" if isinstance(e, (sympy.Max, symfn.Max)) else "min"
+        args = sorted(_emit(a, names)[0] for a in e.args)
+        return f"{fn}({', '.join(args)})", _PREC_ATOM
+    if type(e) in _RELATIONS:
+        lhs, rhs = e.args
+        return (f"{_wrap(_emit(lhs, names), _PREC_ADD)} {_RELATIONS[type(e)]} "
+                f"{_wrap(_emit(rhs, names), _PREC_ADD)}"), _PREC_CMP
+    if isinstance(e, sympy.Not):
+        return f"not {_wrap(_emit(e.args[0], names), _PREC_NOT)}", _PREC_NOT
+    if isinstance(e, (sympy.And, sympy.Or)):
+        op, prec = ("and", _PREC_AND) if isinstance(e, sympy.And) else ("or", _PREC_OR)
+        parts = sorted(_wrap(_emit(a, names), prec + 1) for a in e.args)
+        return f" {op} ".join(parts), prec
     raise Unprintable(f"{type(e).__name__}: {e}")
 
 
-def _term_order(term: sympy.Expr) -> tuple[int, str]:
-    """Symbolic terms first, positive before negative, constants last: `16 * n - 32`."""
-    coeff, _ = term.as_coeff_Mul()
-    return (2 if term.is_number else (1 if coeff < 0 else 0), str(term))
+def _emit_factor(f: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> str:
+    """A factor of a product: a sum, `//`, `%` or negative number inside it is parenthesised."""
+    text, prec = _emit(f, names)
+    return text if prec == _PREC_ATOM or (prec == _PREC_MUL and not _has_division(f)) \
+        else f"({text})"
 
 
-def evaluate(expr: sympy.Expr, values: Mapping[sympy.Symbol, int]) -> int:
-    """Evaluate a size expression at integer values (exact, no floats)."""
+def _has_division(f: sympy.Basic) -> bool:
+    return isinstance(f, (symfn.FloorDiv, symfn.Mod, symfn.PythonMod, sympy.Mod))
+
+
+def _emit_sum(e: sympy.Add, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
+    """`16 * n - k + 2`: positive symbolic terms first, then negative ones, the constant last."""
+    rendered = []
+    for term in e.args:
+        coeff, rest = term.as_coeff_Mul()
+        negative = coeff < 0
+        text = _wrap(_emit(-term if negative else term, names), _PREC_ADD + 1)
+        key = _emit(rest, names)[0].lstrip("(") if not term.is_number else ""
+        rendered.append((2 if term.is_number else (1 if negative else 0), key, text, negative))
+    rendered.sort()
+    if rendered[0][3] and rendered[-1][0] == 2 and not rendered[-1][3]:
+        rendered.insert(0, rendered.pop())  # `16 - k`, not `-k + 16`
+    out = ""
+    for i, (_, _, text, negative) in enumerate(rendered):
+        if i == 0 and negative:
+            # `-(h // 2)`: Python reads `-h // 2` as `(-h) // 2`
+            out = f"-({text})" if " // " in text or " % " in text else f"-{text}"
+        elif i == 0:
+            out = text
+        else:
+            out += f" - {text}" if negative else f" + {text}"
+    return out, _PREC_ADD
+
+
+_COMPARE = {sympy.Ge: operator.ge, sympy.Gt: operator.gt, sympy.Le: operator.le,
+            sympy.Lt: operator.lt, sympy.Eq: operator.eq, sympy.Ne: operator.ne}
+
+
+def evaluate(expr: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> Any:
+    """Evaluate a size expression (int) or condition (bool) at integer values, exactly."""
     e = sympy.sympify(expr)
+    if e is sympy.true or e is sympy.false:
+        return e is sympy.true
     if isinstance(e, sympy.Integer):
         return int(e)
     if isinstance(e, sympy.Symbol):
@@ -241,12 +302,22 @@ def evaluate(expr: sympy.Expr, values: Mapping[sympy.Symbol, int]) -> int:
         for a in args:
             out *= a
         return out
-    if isinstance(e, sympy.Pow):
+    if isinstance(e, (sympy.Pow, symfn.PowByNatural)):
         return args[0] ** args[1]
     if isinstance(e, symfn.FloorDiv):
         return args[0] // args[1]
-    if isinstance(e, (symfn.Mod, symfn.PythonMod)):
+    if isinstance(e, symfn.CeilDiv):
+        return -(-args[0] // args[1])
+    if isinstance(e, (symfn.Mod, symfn.PythonMod, sympy.Mod)):
         return args[0] % args[1]
+    if type(e) in _RELATIONS:
+        return _COMPARE[type(e)](args[0], args[1])
+    if isinstance(e, sympy.Not):
+        return not args[0]
+    if isinstance(e, sympy.And):
+        return all(args)
+    if isinstance(e, sympy.Or):
+        return any(args)
     if isinstance(e, (sympy.Max, symfn.Max)):
         return max(args)
     if isinstance(e, (sympy.Min, symfn.Min)):

@@ -18,7 +18,7 @@ import jinja2
 
 from . import __version__
 from .errors import RenderError
-from .spec import Dim, GeneratedFile, TracedModel
+from .spec import Constraint, Dim, GeneratedFile, TracedModel
 
 _BATCH = re.compile(r"\bN\b")
 _TAKEN_MODULES = frozenset({"torch", "nn", "pytest", "test", "conftest", "seqgen", "jinja2",
@@ -115,15 +115,7 @@ def fingerprint(text: str) -> str:
 def model_context(traced: TracedModel) -> dict[str, Any]:
     spec = traced.spec
     init_params = [f"{p.name}: {p.type_name} = {p.default!r}" for p in spec.params]
-    checks = []
-    for c in traced.constraints:
-        if c.symbol is not None:
-            failed = f"{c.symbol} < {c.minimum}"
-            message = f"f\"got {c.symbol}={{{c.symbol}}}; \" {c.message!r}"
-        else:
-            failed = f"not ({c.condition})"
-            message = repr(c.message)
-        checks.append({"failed": failed, "message": message})
+    checks = [_check(c) for c in traced.constraints]
     layers = [{"call": layer.call, "comment": _shape(layer.out_shape)} for layer in traced.layers]
     return {
         "class_name": spec.class_name,
@@ -134,6 +126,20 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         "checks": checks,
         "layers": layers,
     }
+
+
+def _check(c: Constraint) -> dict[str, str]:
+    """`if seq_len < 3: raise ValueError(...)`: the failing test and the message, as source."""
+    if c.minimum is not None:
+        failed = f"{c.symbol} < {c.minimum}"
+    elif c.maximum is not None:
+        failed = f"{c.symbol} > {c.maximum}"
+    else:
+        failed = f"not ({c.condition})"
+    if not c.names:
+        return {"failed": failed, "message": repr(c.message)}
+    got = ", ".join(f"{n}={{{n}}}" for n in c.names)
+    return {"failed": failed, "message": f"f\"got {got}; \" {c.message!r}"}
 
 
 def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:

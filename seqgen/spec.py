@@ -181,6 +181,8 @@ class Constraint:
     minimum: int | None  # that parameter's smallest valid value
     layer_index: int
     message: str  # what goes wrong otherwise
+    maximum: int | None = None  # that parameter's largest valid value
+    names: tuple[str, ...] = ()  # the parameters the condition reads
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sympy
@@ -17,9 +17,13 @@ import torch
 from torch import nn
 
 from . import _symbolic as S
+from . import rules
 from .confirm import confirm_on_cpu
+from .constraints import Condition, derive, holds
 from .errors import Diagnostic, Location, SeqgenError, SizeTooSmallError, TraceError
 from .exprs import expr_source
+from .pysource import evaluate_source
+from .verify import verify_at_other_values
 from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
     INFERRED,
     _Bound,
@@ -64,18 +68,13 @@ class _Tracer:
         self.names = self.session.names
         self.hints: dict[sympy.Symbol, int] = {}
         env: dict[str, Any] = {}
-        self.constants: set[str] = set()  # int parameters traced as their default
         for p in spec.params:
             if type(p.default) is int and abs(p.default) > MAX_SIZE:
                 raise TraceError(f"{p.name}={p.default} is too large for a tensor size",
                                  location=p.loc, hint=f"sizes go up to {MAX_SIZE:,}")
-            if type(p.default) is int and p.default < 2:
-                # torch reads a size of 0 or 1 as broadcasting and fixes it, and a negative
-                # value is no size: such a parameter is traced as the constant it defaults to.
-                env[p.name] = p.default
-                self.constants.add(p.name)
-            elif type(p.default) is int:
-                sym = self.session.symbol(p.name, p.default)
+            if type(p.default) is int:
+                # no sign is assumed: __init__ receives any int, and must refuse the bad ones
+                sym = self.session.symbol(p.name, p.default, size=False)
                 env[p.name] = sym
                 self.hints[S.expr_of(sym)] = p.default
             else:
@@ -87,13 +86,52 @@ class _Tracer:
         self.hints[self.batch_sym] = BATCH_HINT
         self.batch = batch
         self.warnings: list[Diagnostic] = []
+        self.conditions: list[Condition] = []
+        self.points = _probe_points(self.hints)
+        self.positive: list[sympy.Expr] = []  # sizes already required to be >= 1
 
-    def code(self, expr: sympy.Expr, loc: Location | None) -> str:
+    def code(self, expr: sympy.Basic, loc: Location | None) -> str:
+        expr = S.simplify(self.session, expr)
         try:
-            return S.to_python(S.simplify(self.session, expr), self.names)
+            text = S.to_python(expr, self.names)
         except S.Unprintable as e:
             raise TraceError(f"cannot write the size {expr} as Python arithmetic ({e})",
                              location=loc) from e
+        self.check_printed(expr, text, loc)
+        return text
+
+    def check_printed(self, expr: sympy.Basic, text: str, loc: Location | None) -> None:
+        """The printed text must compute what the expression does, here and at other values."""
+        for point in self.points:
+            by_name = {self.names[s]: v for s, v in point.items()}
+            try:
+                want = S.evaluate(expr, point)
+            except ZeroDivisionError:
+                want = ZeroDivisionError
+            try:
+                got = evaluate_source(text, by_name)
+            except ZeroDivisionError:
+                got = ZeroDivisionError
+            if got != want:
+                raise TraceError(f"internal error: seqgen printed {text!r} for {expr}, which "
+                                 f"gives {got} instead of {want} at {by_name}", location=loc,
+                                 hint="please report this as a seqgen bug")
+
+    def implied_positive(self, expr: sympy.Expr) -> bool:
+        """A size already known >= 1, or a positive multiple of such sizes (a flatten)."""
+        if expr in self.positive:
+            return True
+        # only recent sizes over the same names: a redundant check is harmless, a slow trace not
+        free = S.free_symbols(expr)
+        recent = [k for k in self.positive[-16:] if S.free_symbols(k) <= free]
+        rest = sympy.factor_terms(expr)
+        for known in sorted(recent, key=sympy.count_ops, reverse=True) + [self.batch_sym]:
+            while True:
+                quotient = sympy.cancel(rest / known)
+                if sympy.fraction(quotient)[1] != 1:
+                    break
+                rest = quotient
+        return rest.is_number and rest > 0
 
     def value(self, expr: sympy.Expr) -> int:
         return S.evaluate(S.simplify(self.session, expr), self.hints)
@@ -105,6 +143,11 @@ class _Tracer:
         expr = S.simplify(self.session, expr)
         return Dim(code if code is not None else self.code(expr, None), self.value(expr),
                    bool(S.free_symbols(expr)))
+
+    def show(self, expr: sympy.Expr) -> str:
+        """A value inside a message: its expression when it has names, else the number."""
+        expr = S.simplify(self.session, expr)
+        return self.code(expr, None) if S.free_symbols(expr) else str(self.value(expr))
 
     def input_dims(self) -> list[_DimInfo]:
         dims = [_DimInfo(self.batch_sym, BATCH)]
@@ -120,6 +163,10 @@ class _Tracer:
                 raise TraceError("input size is too large for a tensor", location=e.loc,
                                  hint=f"sizes go up to {MAX_SIZE:,}")
             dims.append(_DimInfo(expr, self.code(expr, e.loc)))
+            if S.free_symbols(expr):
+                self.positive.append(expr)
+                self.conditions.append(Condition(
+                    sympy.Ge(expr, 1), -1, "the input would have an empty dimension"))
         return dims
 
     def run(self) -> TracedModel:
@@ -129,60 +176,17 @@ class _Tracer:
                                 if s in self.names}
         input_shape = tuple(self.dim(d) for d in dims)
         traced: list[TracedLayer] = []
-        # every size that depends on a parameter must stay >= 1: the input's (layer -1) too
-        constraints_raw: list[tuple[sympy.Expr, int]] = [
-            (d.expr, -1) for d in dims[1:] if S.free_symbols(d.expr)]
         with self.session.active():
             x = torch.empty(self._sizes(dims))
             total = sympy.Integer(0)
             trainable = sympy.Integer(0)
             for index, layer in enumerate(spec.layers):
-                cls = resolve_layer(layer)
-                before = self.session.specialized()
-                module, bound, call_args, call_kwargs = self.build(cls, layer, x, dims)
-                try:
-                    y = module(x)
-                except Exception as e:  # torch's own error, rewritten into words about the spec
-                    raise _layer_failure(layer, cls, dims, e) from e
-                if not isinstance(y, torch.Tensor):
-                    raise TraceError(f"{cls.__name__} returned {type(y).__name__}, not one tensor",
-                                     location=layer.loc,
-                                     hint="nn.Sequential passes exactly one tensor between layers")
-                self._check_specialized(before, layer)
-                out_dims = self.out_dims(module, x, y, dims, layer)
-                if any(d.expr.is_number and int(d.expr) < 1 for d in out_dims):
-                    raise SizeTooSmallError(
-                        f"{cls.__name__} gets input {_shape_text(dims)} and its output "
-                        f"{_shape_text(out_dims)} collapses to zero", location=layer.loc,
-                        hint="use a larger `input`, a smaller kernel or stride, or padding")
-                with S.real_tensors():
-                    confirm_on_cpu(cls, bound, self.concrete,
-                                   tuple(self.value(d.expr) for d in dims),
-                                   tuple(self.value(d.expr) for d in out_dims), layer)
-                n_params = sympy.Integer(0)
-                n_train = sympy.Integer(0)
-                for p in module.parameters():
-                    n = S.expr_of(p.numel())
-                    n_params += n
-                    if p.requires_grad:
-                        n_train += n
-                total += n_params
-                trainable += n_train
-                macs = _macs(module, y)
-                traced.append(TracedLayer(
-                    index=index, spec=layer, class_name=cls.__name__,
-                    call_args=tuple(call_args), call_kwargs=tuple(call_kwargs),
-                    out_shape=tuple(self.dim(d) for d in out_dims),
-                    params=self.as_dim(n_params),
-                    trainable_params=self.as_dim(n_train),
-                    macs=self.as_dim(macs),
-                ))
-                for d in out_dims:
-                    if S.free_symbols(d.expr) - {self.batch_sym}:
-                        constraints_raw.append((d.expr, index))
-                x, dims = y, out_dims
-        constraints = tuple(self.constraints(constraints_raw, traced))
-        self.warn_constants()
+                x, dims, step = self.layer(index, layer, x, dims)
+                total += step.params_expr
+                trainable += step.trainable_expr
+                traced.append(step.traced)
+        constraints = tuple(derive(self.conditions, self.hints, self.names,
+                                   lambda e: self.code(e, None)))
         return TracedModel(
             spec=spec,
             input_shape=input_shape,
@@ -191,33 +195,141 @@ class _Tracer:
             trainable_params=self.as_dim(trainable),
             constraints=constraints,
             dim_params=tuple(sorted(self.input_dim_names)),
-            dim_sizes=tuple(self.test_sizes(constraints_raw, constraints)),
+            dim_sizes=tuple(self.test_sizes(constraints)),
             warnings=tuple(self.warnings),
         )
 
+    def layer(self, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[_DimInfo]
+              ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+        """Trace one layer: its output, its conditions, and how the generated code builds it."""
+        cls = resolve_layer(layer)
+        before = self.session.specialized()
+        args = self.arguments(cls, layer, x, dims)
+        if rules.has_rule(cls):
+            module, y = self.apply_rule(index, cls, layer, args, dims)
+        else:
+            module = self.construct(cls, layer, args)
+            try:
+                y = module(x)
+            except Exception as e:  # torch's own error, rewritten into words about the spec
+                raise _layer_failure(layer, cls, dims, e) from e
+            if not isinstance(y, torch.Tensor):
+                raise _not_one_tensor(cls, y, layer)
+        self._check_specialized(before, layer)
+        out_dims = self.out_dims(module, x, y, dims, layer)
+        for d in out_dims[1:]:
+            free = S.free_symbols(d.expr)
+            if not free and int(d.expr) < 1 or free and self.value(d.expr) < 1:
+                raise SizeTooSmallError(
+                    f"{cls.__name__} gets input {_shape_text(dims)} and its output "
+                    f"{_shape_text(out_dims)} collapses to zero", location=layer.loc,
+                    hint="use a larger `input`, a smaller kernel or stride, or padding")
+            if free and self.batch_sym not in free and not self.implied_positive(d.expr):
+                self.positive.append(d.expr)
+                self.conditions.append(Condition(
+                    sympy.Ge(d.expr, 1), index,
+                    f"{cls.__name__} (spec line {layer.loc.line}) would output nothing"))
+        with S.real_tensors():
+            confirm_on_cpu(cls, args.bound, self.concrete,
+                           tuple(self.value(d.expr) for d in dims),
+                           tuple(self.value(d.expr) for d in out_dims), layer)
+        n_params = sympy.Integer(0)
+        n_train = sympy.Integer(0)
+        for p in module.parameters():
+            n = S.expr_of(p.numel())
+            n_params += n
+            if p.requires_grad:
+                n_train += n
+        traced = TracedLayer(
+            index=index, spec=layer, class_name=cls.__name__,
+            call_args=tuple(args.call_args), call_kwargs=tuple(args.call_kwargs),
+            out_shape=tuple(self.dim(d) for d in out_dims),
+            params=self.as_dim(n_params),
+            trainable_params=self.as_dim(n_train),
+            macs=self.as_dim(_macs(module, y)),
+        )
+        return y, out_dims, _Step(traced, n_params, n_train)
+
+    def apply_rule(self, index: int, cls: type[nn.Module], layer: LayerSpec, args: _Arguments,
+                   dims: Sequence[_DimInfo]) -> tuple[nn.Module, torch.Tensor]:
+        """Output size from seqgen's own formula; torch checks the layer at the defaults."""
+        self.refuse_non_int_shape_args(cls, layer, args.bound)
+        shape = self._sizes(dims)
+        try:
+            outcome = rules.apply(cls, args.values, shape)
+        except rules.RankError as e:
+            raise _rank_error(layer, cls, dims, e.rank) from e
+        except rules.RuleError as e:
+            raise TraceError(f"{cls.__name__}: {e}", location=layer.loc) from e
+        except rules.NeedsLiteral as e:
+            node = args.bound.args.get(e.arg)
+            raise TraceError(f"{cls.__name__}'s {e.arg} must be a literal number here: {e.why}",
+                             location=node.loc if node is not None else layer.loc) from e
+        where = f"{cls.__name__} (spec line {layer.loc.line})"
+        for check in outcome.checks:
+            if S.free_symbols(check.condition) & {self.batch_sym}:
+                raise TraceError(f"{cls.__name__}: {check.message(self.show)} depends on the "
+                                 "batch size", location=layer.loc)
+            if not holds(check.condition, self.hints):
+                raise TraceError(f"{cls.__name__}: {check.message(lambda e: str(self.value(e)))}",
+                                 location=layer.loc,
+                                 hint="with the defaults" if S.free_symbols(check.condition)
+                                 else None)
+            self.conditions.append(Condition(check.condition, index,
+                                             f"{where}: {check.message(self.show)}"))
+        # torch itself runs the layer at the defaults (fake tensors: nothing is allocated)
+        want = tuple(self.value(S.expr_of(v)) for v in outcome.shape)
+        hint_shape = tuple(self.value(d.expr) for d in dims)
+        concrete = self.construct_concrete(cls, layer, args.bound, hint_shape)
+        try:
+            y_hint = concrete(torch.empty(hint_shape))
+        except Exception as e:
+            raise _layer_failure(layer, cls, dims, e) from e
+        if not isinstance(y_hint, torch.Tensor):
+            raise _not_one_tensor(cls, y_hint, layer)
+        if tuple(int(s) for s in y_hint.shape) != want:
+            raise TraceError(f"internal error: seqgen computes {want} for {cls.__name__} but torch "
+                             f"gives {tuple(y_hint.shape)}", location=layer.loc,
+                             hint="please report this as a seqgen bug")
+        module = self.construct(cls, layer, args) if any(True for _ in concrete.parameters()) \
+            else concrete
+        return module, torch.empty(list(outcome.shape))
+
+    def refuse_non_int_shape_args(self, cls: type[nn.Module], layer: LayerSpec,
+                                  bound: _Bound) -> None:
+        """A float, bool or str parameter cannot stand for an argument that decides sizes."""
+        for pname, node in bound.args.items():
+            if pname not in rules.SHAPE_ARGS:
+                continue
+            for ref in _names(node):
+                param = self.spec.param(ref.id)
+                if param is not None and type(param.default) is not int:
+                    raise TraceError(
+                        f"{cls.__name__}'s {pname} decides the output size, so it cannot be the "
+                        f"{param.type_name} parameter {ref.id!r}: seqgen's sizes would only hold "
+                        f"for {ref.id}={param.default!r}", location=ref.loc,
+                        hint=f"write the value itself ({pname}={param.default!r})")
+
+    def construct_concrete(self, cls: type[nn.Module], layer: LayerSpec, bound: _Bound,
+                           in_shape: tuple[int, ...]) -> nn.Module:
+        """The layer at the default values, for torch to check (inside the fake mode)."""
+        kwargs: dict[str, Any] = {k: self.concrete.eval(e) for k, e in bound.args.items()}
+        kwargs.update({k: self.concrete.eval(e) for k, e in bound.extra_kwargs.items()})
+        for pname in bound.sig.inferred:
+            if pname not in kwargs:
+                size = in_shape[INFERRED[pname]]
+                kwargs[pname] = (size,) if pname == "normalized_shape" else size
+        try:
+            module = S.construct(cls, tuple(self.concrete.eval(e) for e in bound.extra_args),
+                                 kwargs)
+        except Exception as e:
+            raise TraceError(f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}",
+                             location=layer.loc, hint=_value_hint(e)) from e
+        module.eval()
+        return module
+
     def _sizes(self, dims: Sequence[_DimInfo]) -> list[Any]:
         return [_symint(self, d) for d in dims]
-
-    def warn_constants(self) -> None:
-        """Say where an int parameter traced as a constant sizes something."""
-        def names(e: Expr) -> Iterator[Name]:
-            if isinstance(e, Name):
-                yield e
-            for child in (getattr(e, "operand", None), getattr(e, "left", None),
-                          getattr(e, "right", None), *getattr(e, "items", ())):
-                if child is not None:
-                    yield from names(child)
-
-        used = [n for e in self.spec.input_shape for n in names(e)]
-        used += [n for layer in self.spec.layers for a in layer.args for n in names(a)]
-        warned = set()
-        for n in used:
-            if n.id in self.constants and n.id not in warned:
-                warned.add(n.id)
-                self.warnings.append(Diagnostic(
-                    "warning", f"{n.id} defaults to {self.spec.param(n.id).default}, so seqgen "
-                    "traces it as a constant: sizes that follow from it are written as numbers",
-                    n.loc, f"give {n.id} a default of 2 or more to keep it symbolic"))
 
     def _check_specialized(self, before: Mapping[str, str], layer: LayerSpec) -> None:
         after = self.session.specialized()
@@ -231,13 +343,11 @@ class _Tracer:
                 raise TraceError(
                     f"torch's kernel for {layer.name} needs a fixed value of {name!r} "
                     f"(it assumed {name} == {became})", location=layer.loc,
-                    hint=f"a sample value of 0 or 1 looks like broadcasting to torch: give {name} "
-                         "a default of 2 or more, or write this size as a literal")
+                    hint=f"write this argument as a number instead of {name}")
 
-    def build(self, cls: type[nn.Module], layer: LayerSpec, x: torch.Tensor,
-              dims: Sequence[_DimInfo]
-              ) -> tuple[nn.Module, _Bound, list[str], list[tuple[str, str]]]:
-        """Construct the layer on fake tensors; return it with its call arguments as source."""
+    def arguments(self, cls: type[nn.Module], layer: LayerSpec, x: torch.Tensor,
+                  dims: Sequence[_DimInfo]) -> _Arguments:
+        """The layer's arguments: symbolic values by name, and as source for the generated call."""
         bound = _bind(cls, layer)
         sig = bound.sig
         values: dict[str, Any] = {}
@@ -269,35 +379,37 @@ class _Tracer:
                 continue
             values[pname] = self.values.eval(node)
             sources[pname] = expr_source(node)
-        extra_values = [self.values.eval(e) for e in bound.extra_args]
-        extra_kw_values = {k: self.values.eval(e) for k, e in bound.extra_kwargs.items()}
         # Positional in the generated call: inferred sizes plus what the user gave by position,
         # as long as they run contiguously from the constructor's first parameter.
         given_pos = set(sig.positional[: len(layer.args)])
-        call_args: list[str] = []
-        call_kwargs: list[tuple[str, str]] = []
+        out = _Arguments(bound, values)
         positional_run = True
-        pos_values: list[Any] = []
-        kw_values: dict[str, Any] = {}
         for pname in sig.order:
             if pname not in sources:
                 positional_run = False
                 continue
+            value = values[pname]
+            if pname == "normalized_shape" and pname not in bound.args:
+                value = (value,)  # nn.LayerNorm calls tuple() on a size that is no int
             if positional_run and (pname in sig.inferred or pname in given_pos):
-                call_args.append(sources[pname])
-                pos_values.append(values[pname])
+                out.call_args.append(sources[pname])
+                out.pos_values.append(value)
             else:
                 positional_run = False
-                call_kwargs.append((pname, sources[pname]))
-                kw_values[pname] = values[pname]
-        if extra_values:
-            call_args.extend(expr_source(e) for e in bound.extra_args)
-            pos_values.extend(extra_values)
+                out.call_kwargs.append((pname, sources[pname]))
+                out.kw_values[pname] = value
+        for e in bound.extra_args:
+            out.call_args.append(expr_source(e))
+            out.pos_values.append(self.values.eval(e))
         for k, e in bound.extra_kwargs.items():
-            call_kwargs.append((k, expr_source(e)))
-            kw_values[k] = extra_kw_values[k]
+            out.call_kwargs.append((k, expr_source(e)))
+            out.kw_values[k] = self.values.eval(e)
+        return out
+
+    def construct(self, cls: type[nn.Module], layer: LayerSpec, args: _Arguments) -> nn.Module:
+        """The layer with symbolic arguments, on fake tensors (its parameter counts are exprs)."""
         try:
-            module = S.construct(cls, tuple(pos_values), kw_values)
+            module = S.construct(cls, tuple(args.pos_values), args.kw_values)
         except TraceError:
             raise
         except Exception as e:
@@ -305,7 +417,7 @@ class _Tracer:
                 f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}",
                 location=layer.loc, hint=_value_hint(e)) from e
         module.eval()  # shape checks at any batch size (BatchNorm refuses batch 1 in training)
-        return module, bound, call_args, call_kwargs
+        return module
 
     def out_dims(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  dims: Sequence[_DimInfo], layer: LayerSpec) -> list[_DimInfo]:
@@ -313,8 +425,8 @@ class _Tracer:
         if isinstance(module, nn.Flatten) and y.dim() < x.dim():
             start = module.start_dim % x.dim()
             end = module.end_dim % x.dim()
-            merged = dims[start:end + 1]
-            product = " * ".join(_factor(d.code) for d in merged)
+            merged = [d for d in dims[start:end + 1] if not (d.expr.is_number and int(d.expr) == 1)]
+            product = " * ".join(_factor(d.code) for d in merged) or "1"
             return list(dims[:start]) + [_DimInfo(exprs[start], product)] + list(dims[end + 1:])
         out = []
         for i, e in enumerate(exprs):
@@ -324,94 +436,69 @@ class _Tracer:
                 out.append(_DimInfo(e, self.code(e, layer.loc)))
         return out
 
-    def constraints(self, raw: list[tuple[sympy.Expr, int]],
-                    layers: Sequence[TracedLayer]) -> list[Constraint]:
-        """Every size that depends on a parameter must stay >= 1; find each parameter's minimum.
-
-        A size of one parameter that grows with it (checked at the sample and beyond) becomes a
-        minimum, `seq_len >= 3`; any other becomes a condition checked as written.
-        """
-        per_symbol: dict[sympy.Symbol, tuple[int, int]] = {}  # symbol -> (minimum, layer index)
-        conditions: list[Constraint] = []
-        seen: set[tuple[str, int]] = set()
-        for expr, index in raw:
-            free = sorted(S.free_symbols(expr) - {self.batch_sym}, key=str)
-            minimum = self._minimum(expr, free[0]) if len(free) == 1 else None
-            if minimum is not None:
-                sym = free[0]
-                if sym not in per_symbol or minimum > per_symbol[sym][0]:
-                    per_symbol[sym] = (minimum, index)
-                continue
-            code = self.code(expr, None)
-            if (code, index) not in seen:
-                seen.add((code, index))
-                conditions.append(Constraint(
-                    condition=f"{code} >= 1", symbol=None, minimum=None, layer_index=index,
-                    message=f"{code} must be at least 1: {_needs(layers, index)}"))
-        out = []
-        for sym in sorted(per_symbol, key=lambda s: self.names[s]):
-            minimum, index = per_symbol[sym]
-            name = self.names[sym]
-            out.append(Constraint(
-                condition=f"{name} >= {minimum}", symbol=name, minimum=minimum, layer_index=index,
-                message=f"{name} must be at least {minimum}: {_needs(layers, index)}"))
-        return out + conditions
-
-    def _holds(self, exprs: Sequence[sympy.Expr], values: Mapping[sympy.Symbol, int]) -> bool:
-        """Every size in `exprs` is >= 1 at `values` (a division by zero is no size at all)."""
-        try:
-            return all(S.evaluate(e, values) >= 1 for e in exprs)
-        except ZeroDivisionError:
-            return False
-
-    def _minimum(self, expr: sympy.Expr, sym: sympy.Symbol) -> int | None:
-        """Smallest value of `sym` >= 1 keeping `expr` >= 1, if `expr` holds from there on."""
-        hint = self.hints[sym]
-        values = dict(self.hints)
-
-        def ok(v: int) -> bool:
-            values[sym] = v
-            return self._holds([expr], values)
-
-        lo, hi = 1, hint
-        if ok(lo):
-            hi = 1
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                hi = mid
-            else:
-                lo = mid
-        # a binary search assumes the size grows with `sym`: check it where the tests will look
-        if not all(ok(v) for v in {hi, hint, 2 * hint, 4 * hint}):
-            return None
-        return hi
-
-    def test_sizes(self, raw: list[tuple[sympy.Expr, int]],
-                   constraints: Sequence[Constraint]) -> list[tuple[str, tuple[int, ...], int]]:
+    def test_sizes(self, constraints: Sequence[Constraint]
+                   ) -> list[tuple[str, tuple[int, ...], int]]:
         """For each named input dim: sizes its generated test builds, and one it must refuse."""
-        exprs = [e for e, _ in raw]
-        minima = {c.symbol: c.minimum for c in constraints if c.symbol is not None}
+        minima = {c.symbol: c.minimum for c in constraints
+                  if c.symbol is not None and c.minimum is not None}
         out = []
         for sym, name in sorted(self.names.items(), key=lambda kv: kv[1]):
             if name not in self.input_dim_names:
                 continue
             hint = self.hints[sym]
-            minimum = minima.get(name) or 1
+            minimum = minima.get(name, 1)
             sizes = []
             for size in sorted({minimum, hint, 2 * hint}):
                 values = {**self.hints, sym: size}
-                if self._holds(exprs, values):
+                if all(holds(c.condition, values) for c in self.conditions):
                     sizes.append(size)
             out.append((name, tuple(sizes), minimum - 1))
         return out
 
 
-def _needs(layers: Sequence[TracedLayer], index: int) -> str:
-    if index < 0:
-        return "the input would have an empty dimension"
-    layer = layers[index]
-    return f"{layer.class_name} (spec line {layer.line}) would output nothing"
+@dataclass
+class _Arguments:
+    """A layer's arguments: bound spec nodes, symbolic values, and the generated call."""
+
+    bound: _Bound
+    values: dict[str, Any]
+    call_args: list[str] = field(default_factory=list)
+    call_kwargs: list[tuple[str, str]] = field(default_factory=list)
+    pos_values: list[Any] = field(default_factory=list)
+    kw_values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Step:
+    traced: TracedLayer
+    params_expr: sympy.Expr
+    trainable_expr: sympy.Expr
+
+
+def _probe_points(hints: Mapping[sympy.Symbol, int]) -> list[dict[sympy.Symbol, int]]:
+    """Values at which printed expressions are checked: the defaults, and others around them."""
+    points = [dict(hints)]
+    for shift in (lambda v: v + 1, lambda v: 2 * v + 3, lambda v: 3 * v + 7, lambda v: v - 1):
+        points.append({s: shift(v) for s, v in hints.items()})
+    for i, s in enumerate(sorted(hints, key=str)):
+        points.append({**hints, s: hints[s] + 1 + 2 * (i % 3)})
+    return points
+
+
+def _names(e: Expr) -> Iterator[Name]:
+    """Every parameter reference inside a spec value."""
+    if isinstance(e, Name):
+        yield e
+    for child in (getattr(e, "operand", None), getattr(e, "left", None),
+                  getattr(e, "right", None), *getattr(e, "items", ())):
+        if child is not None:
+            yield from _names(child)
+
+
+def _not_one_tensor(cls: type[nn.Module], y: Any, layer: LayerSpec) -> TraceError:
+    return TraceError(f"{cls.__name__} returned {type(y).__name__}, not one tensor",
+                      location=layer.loc,
+                      hint="nn.Sequential passes exactly one tensor between layers")
 
 
 def _factor(code: str) -> str:
@@ -492,7 +579,9 @@ def _layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimIn
 def trace(spec: ModelSpec) -> TracedModel:
     """Trace a parsed spec symbolically on fake tensors."""
     try:
-        return _Tracer(spec).run()
+        traced = _Tracer(spec).run()
+        verify_at_other_values(traced)
+        return traced
     except SizeTooSmallError as e:
         smallest = smallest_input(spec)
         if smallest is None:

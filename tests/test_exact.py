@@ -1,0 +1,185 @@
+"""Exactness of the symbolic machinery: the printer, the safe evaluator, bounds and rules.
+
+The printer is checked against sympy's own value on random expression trees; the bounds that
+become `if x < m` checks against a brute-force scan; the layer rules against torch on the CPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import sympy
+import torch
+from torch import nn
+from torch.utils._sympy import functions as symfn
+
+from seqgen import _symbolic as S
+from seqgen.constraints import Condition, derive, holds, monotone
+from seqgen.pysource import NotArithmetic, evaluate_source
+from seqgen.rules import RuleError, apply
+
+H, K, W = sympy.symbols("s0 s1 s2", integer=True)
+NAMES = {H: "h", K: "k", W: "w"}
+
+
+def _random_expr(rng: random.Random, depth: int = 0) -> sympy.Expr:
+    leaves = [H, K, W, sympy.Integer(rng.randint(-3, 9))]
+    if depth > 3 or rng.random() < 0.25:
+        return rng.choice(leaves)
+    a, b = _random_expr(rng, depth + 1), _random_expr(rng, depth + 1)
+    op = rng.choice(["add", "sub", "mul", "floordiv", "mod", "min", "max", "neg"])
+    if op in ("floordiv", "mod"):
+        b = sympy.Integer(rng.randint(1, 5)) if rng.random() < 0.6 else b
+        return (symfn.FloorDiv if op == "floordiv" else symfn.PythonMod)(a, b)
+    return {"add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b,
+            "min": lambda: sympy.Min(a, b), "max": lambda: sympy.Max(a, b),
+            "neg": lambda: -a}[op]()
+
+
+def test_printed_python_computes_what_sympy_computes() -> None:
+    rng = random.Random(0)
+    checked = 0
+    for _ in range(1500):
+        try:
+            expr = _random_expr(rng)
+        except ZeroDivisionError:  # sympy folds a literal `x // 0` as it builds it
+            continue
+        try:
+            text = S.to_python(expr, NAMES)
+        except S.Unprintable:
+            continue
+        for values in ({H: 18, K: 3, W: 7}, {H: -5, K: 2, W: 11}, {H: 9, K: -4, W: 1}):
+            by_name = {NAMES[s]: v for s, v in values.items()}
+            try:
+                want = S.evaluate(expr, values)
+            except ZeroDivisionError:
+                with pytest.raises(ZeroDivisionError):
+                    evaluate_source(text, by_name)
+                continue
+            assert evaluate_source(text, by_name) == want, (expr, text, values)
+            checked += 1
+    assert checked > 2000
+
+
+@pytest.mark.parametrize(("expr", "text"), [
+    (2 * symfn.FloorDiv(H - 3, 2) + 2, "2 * ((h - 3) // 2) + 2"),
+    (-symfn.FloorDiv(H, 2) + 5, "5 - h // 2"),
+    (-symfn.FloorDiv(H, 2) - K, "-(h // 2) - k"),
+    (symfn.FloorDiv(2 * H, 3), "(2 * h) // 3"),
+    (symfn.FloorDiv(symfn.FloorDiv(H, 2) + K, 2), "(h // 2 + k) // 2"),
+    (H * symfn.PythonMod(K, 3), "h * (k % 3)"),
+    (sympy.Ge(16 - K, 1), "16 - k >= 1"),
+])
+def test_known_precedence_traps(expr: sympy.Expr, text: str) -> None:
+    assert S.to_python(expr, NAMES) == text
+
+
+def test_term_order_does_not_depend_on_internal_symbol_names() -> None:
+    a, b = sympy.symbols("s99 s1", integer=True)
+    first = S.to_python(a * 3 + b - 2, {a: "alpha", b: "beta"})
+    second = S.to_python(a * 3 + b - 2, {a: "beta", b: "alpha"})
+    assert first == "3 * alpha + beta - 2"
+    assert second == "alpha + 3 * beta - 2"
+
+
+def test_safe_evaluator_refuses_anything_but_arithmetic() -> None:
+    for text in ("__import__('os')", "h.real", "[h]", "h if h else k", "h ** 2", "lambda: 1"):
+        with pytest.raises(NotArithmetic):
+            evaluate_source(text, {"h": 1, "k": 2})
+
+
+@pytest.mark.parametrize(("expr", "direction"), [
+    (H - 3, 1), (3 - H, -1), (symfn.FloorDiv(H + 1, 2), 1), (-2 * symfn.FloorDiv(H, 3), -1),
+    (sympy.Min(H, 2 * H), 1), (H * H, None), (symfn.FloorDiv(16, H), None), (sympy.Integer(4), 0),
+    (symfn.PythonMod(H, 2), None),
+])
+def test_monotone(expr: sympy.Expr, direction: int | None) -> None:
+    assert monotone(expr, H) == direction
+
+
+def _brute_valid(cond: sympy.Basic) -> list[int]:
+    return [v for v in range(-60, 61) if holds(cond, {H: v})]
+
+
+@pytest.mark.parametrize("cond", [
+    sympy.Ge(2 * H + 1, 1),  # ch * 2 + 1 >= 1: ch = 0 works
+    sympy.Ge(17 - H, 1),  # a kernel on a length-16 input: at most 16
+    sympy.Ge(symfn.FloorDiv(H - 3, 2) + 1, 1),
+    sympy.Ge(sympy.Min(symfn.FloorDiv(H + 1, 2), symfn.FloorDiv(H, 2)) + 1, 1),
+    sympy.Eq(symfn.PythonMod(H, 4), 0),
+    sympy.Ge(symfn.FloorDiv(16 - H, H) + 1, 1),
+])
+def test_derived_checks_accept_exactly_the_valid_values(cond: sympy.Basic) -> None:
+    hint = next(v for v in (9, 8, 4, 3) if holds(cond, {H: v}))
+    checks = derive([Condition(cond, 0, "msg")], {H: hint}, {H: "h"}, lambda e: S.to_python(e, NAMES))
+    for v in range(-60, 61):
+        accepted = True
+        for c in checks:
+            if c.minimum is not None:
+                accepted &= v >= c.minimum
+            elif c.maximum is not None:
+                accepted &= v <= c.maximum
+            else:
+                try:
+                    accepted &= bool(evaluate_source(c.condition, {"h": v}))
+                except ZeroDivisionError:
+                    accepted = False
+        assert accepted == (v in _brute_valid(cond)), (cond, v, checks)
+
+
+# ---------------------------------------------------------------- rules against torch on the CPU
+
+
+def _torch_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    try:
+        with torch.no_grad():
+            return tuple(module(torch.zeros(shape)).shape)
+    except RuntimeError:
+        return None
+
+
+POOLS = [(nn.MaxPool1d, "max"), (nn.AvgPool1d, "avg")]
+
+
+@pytest.mark.parametrize(("cls", "kind"), POOLS)
+def test_pooling_formula_matches_torch_with_ceil_mode(cls: type[nn.Module], kind: str) -> None:
+    for length, k, s, p, ceil in itertools.product(range(1, 12), range(1, 5), range(1, 4),
+                                                   range(0, 3), (False, True)):
+        if 2 * p > k:
+            continue
+        args = {"kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil}
+        module = cls(**args)
+        got = _torch_shape(module, (2, 3, length))
+        try:
+            outcome = apply(cls, args, (2, 3, length))
+        except RuleError:
+            assert got is None, (args, length, got)
+            continue
+        ok = all(bool(c.condition) for c in outcome.checks) and outcome.shape[-1] >= 1
+        if got is None:
+            assert not ok, (args, length)
+        else:
+            assert ok and outcome.shape == got, (args, length, outcome.shape, got)
+
+
+def test_conv_transpose_formula_matches_torch() -> None:
+    for length, k, s, p, op, d in itertools.product(range(1, 6), range(1, 4), range(1, 4),
+                                                    range(0, 3), range(0, 3), range(1, 3)):
+        args = {"out_channels": 2, "kernel_size": k, "stride": s, "padding": p,
+                "output_padding": op, "dilation": d}
+        try:
+            module = nn.ConvTranspose1d(3, **args)
+        except (ValueError, RuntimeError):
+            module = None
+        got = _torch_shape(module, (2, 3, length)) if module is not None else None
+        try:
+            outcome = apply(nn.ConvTranspose1d, {**args, "in_channels": 3}, (2, 3, length))
+        except RuleError:
+            assert got is None, (args, length, got)
+            continue
+        ok = all(bool(c.condition) for c in outcome.checks) and outcome.shape[-1] >= 1
+        assert ok == (got is not None and got[-1] >= 1), (args, length, got, outcome)
+        if ok:
+            assert outcome.shape == got
