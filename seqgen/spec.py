@@ -199,6 +199,13 @@ class TracedModel:
     # per named dim: (name, sizes its test builds, a size __init__ must refuse)
     dim_sizes: tuple[tuple[str, tuple[int, ...], int], ...] = field(default=())
     warnings: tuple[Diagnostic, ...] = field(default=())
+    # named input dims that size no weight: not constructor arguments; their rules are documented
+    free_dims: tuple[str, ...] = field(default=())
+
+    @property
+    def init_params(self) -> tuple[Param, ...]:
+        """The parameters the generated `__init__` takes."""
+        return tuple(p for p in self.spec.params if p.name not in self.free_dims)
 
     @property
     def out_shape(self) -> tuple[Dim, ...]:

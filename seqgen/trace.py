@@ -117,6 +117,14 @@ class _Tracer:
                                  f"gives {got} instead of {want} at {by_name}", location=loc,
                                  hint="please report this as a seqgen bug")
 
+    def implied_by_sizes(self, cond: sympy.Basic) -> bool:
+        """`e >= 1` for an `e` known >= 1 already; otherwise `e` is now known (and kept)."""
+        if isinstance(cond, sympy.Ge) and cond.rhs == 1:
+            if self.implied_positive(cond.lhs):
+                return True
+            self.positive.append(cond.lhs)
+        return False
+
     def implied_positive(self, expr: sympy.Expr) -> bool:
         """A size already known >= 1, or a positive multiple of such sizes (a flatten)."""
         if expr in self.positive:
@@ -187,6 +195,7 @@ class _Tracer:
                 traced.append(step.traced)
         constraints = tuple(derive(self.conditions, self.hints, self.names,
                                    lambda e: self.code(e, None)))
+        self.warn_unused_params(traced)
         return TracedModel(
             spec=spec,
             input_shape=input_shape,
@@ -197,7 +206,20 @@ class _Tracer:
             dim_params=tuple(sorted(self.input_dim_names)),
             dim_sizes=tuple(self.test_sizes(constraints)),
             warnings=tuple(self.warnings),
+            free_dims=free_dims(spec, traced),
         )
+
+    def warn_unused_params(self, traced: Sequence[TracedLayer]) -> None:
+        """A model parameter that no layer and no input size reads does nothing."""
+        used = {n.id for e in self.spec.input_shape for n in _names(e)}
+        for layer in self.spec.layers:
+            for e in (*layer.args, *(kw.value for kw in layer.kwargs)):
+                used.update(n.id for n in _names(e))
+        for p in self.spec.params:
+            if p.name not in used:
+                self.warnings.append(Diagnostic(
+                    "warning", f"model parameter {p.name!r} is not used: no layer or input size "
+                    "reads it", p.loc, f"remove {p.name}, or use it in a layer's arguments"))
 
     def layer(self, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[_DimInfo]
               ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
@@ -224,8 +246,8 @@ class _Tracer:
                     f"{cls.__name__} gets input {_shape_text(dims)} and its output "
                     f"{_shape_text(out_dims)} collapses to zero", location=layer.loc,
                     hint="use a larger `input`, a smaller kernel or stride, or padding")
-            if free and self.batch_sym not in free and not self.implied_positive(d.expr):
-                self.positive.append(d.expr)
+            if free and self.batch_sym not in free and not self.implied_by_sizes(
+                    sympy.Ge(d.expr, 1)):
                 self.conditions.append(Condition(
                     sympy.Ge(d.expr, 1), index,
                     f"{cls.__name__} (spec line {layer.loc.line}) would output nothing"))
@@ -275,6 +297,8 @@ class _Tracer:
                                  location=layer.loc,
                                  hint="with the defaults" if S.free_symbols(check.condition)
                                  else None)
+            if self.implied_by_sizes(check.condition):
+                continue
             self.conditions.append(Condition(check.condition, index,
                                              f"{where}: {check.message(self.show)}"))
         # torch itself runs the layer at the defaults (fake tensors: nothing is allocated)
@@ -473,6 +497,22 @@ class _Step:
     traced: TracedLayer
     params_expr: sympy.Expr
     trainable_expr: sympy.Expr
+
+
+def free_dims(spec: ModelSpec, layers: Sequence[TracedLayer]) -> tuple[str, ...]:
+    """Named input dims that no layer's constructor reads: the model works at any size of them,
+    so they are no constructor arguments (`input (1, length=16000)` before adaptive pooling)."""
+    called: set[str] = set()
+    for layer in layers:
+        for source in (*layer.call_args, *(v for _, v in layer.call_kwargs)):
+            called |= _identifiers(source)
+    return tuple(p.name for p in spec.params if p.from_input and p.name not in called)
+
+
+def _identifiers(source: str) -> set[str]:
+    import ast
+
+    return {n.id for n in ast.walk(ast.parse(source, mode="eval")) if isinstance(n, ast.Name)}
 
 
 def _probe_points(hints: Mapping[sympy.Symbol, int]) -> list[dict[sympy.Symbol, int]]:

@@ -1,0 +1,82 @@
+"""Parameters that do nothing or lie: unused parameters, 0/1 defaults, input dims that size no
+weight. Each generated model is imported and built at values other than the defaults."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqgen.api import generate, load, options_for, trace_spec
+from seqgen.write import write_files
+
+
+def _generate(tmp_path: Path, text: str, name: str = "net.seq"):
+    spec = tmp_path / name
+    spec.write_text(text, encoding="utf-8")
+    result = generate(str(spec), options_for(str(spec)))
+    write_files(list(result.files))
+    mod_path = tmp_path / f"{spec.stem}.py"
+    module_spec = importlib.util.spec_from_file_location(f"_gen_{spec.stem}_{id(tmp_path)}", mod_path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return result, getattr(module, result.traced.spec.class_name)
+
+
+def test_unused_parameter_is_a_located_warning(tmp_path: Path) -> None:
+    spec = tmp_path / "u.seq"
+    spec.write_text("model M(depth=3, n=4)\ninput (8,)\nlinear n\n", encoding="utf-8")
+    traced = trace_spec(load(str(spec))[1])
+    warnings = [w for w in traced.warnings if "depth" in w.message]
+    assert len(warnings) == 1 and warnings[0].location.line == 1
+    strict = subprocess.run([sys.executable, "-m", "seqgen", "check", "-q", "--strict", str(spec)],
+                            capture_output=True, text=True)
+    assert strict.returncode == 1 and "'depth' is not used" in strict.stderr
+
+
+def test_parameter_defaulting_to_one_stays_symbolic(tmp_path: Path) -> None:
+    _, GrayNet = _generate(tmp_path, "model GrayNet(in_ch=1)\ninput (in_ch, 28, 28)\n"
+                                     "conv2d 16 3\nflatten\nlinear 10\n", "gray.seq")
+    for in_ch in (1, 3):
+        model = GrayNet(in_ch=in_ch).eval()
+        assert model(torch.randn(2, in_ch, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="in_ch"):
+        GrayNet(in_ch=0)
+
+
+def test_zero_default_padding_stays_symbolic(tmp_path: Path) -> None:
+    _, Net = _generate(tmp_path, "model Net(pad=0)\ninput 3x16\nconv1d 4 3 padding=pad\n"
+                                 "flatten\nlinear 2\n")
+    for pad in (0, 1, 5):
+        assert Net(pad=pad).eval()(torch.randn(2, 3, 16)).shape == (2, 2)
+    with pytest.raises(ValueError, match="pad"):
+        Net(pad=-1)
+
+
+def test_input_dim_that_sizes_no_weight_is_no_constructor_argument(tmp_path: Path) -> None:
+    result, Audio = _generate(tmp_path, "model Audio(width=16)\ninput (1, length=16000)\n"
+                                        "conv1d width 400 stride=160\nrelu\nadaptiveavgpool1d 1\n"
+                                        "flatten\nlinear 10\n", "audio.seq")
+    assert list(inspect.signature(Audio).parameters) == ["width"]
+    assert "length must be at least 400" in Audio.__doc__
+    model = Audio().eval()
+    for length in (400, 1234, 16000):
+        assert model(torch.randn(2, 1, length)).shape == (2, 10)
+    test_file = tmp_path / "test_audio.py"
+    text = test_file.read_text(encoding="utf-8")
+    assert "Audio(length=" not in text and "def test_length_sizes" in text
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", str(test_file)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_input_dim_that_sizes_a_weight_stays_a_constructor_argument(tmp_path: Path) -> None:
+    _, Net = _generate(tmp_path, "input (1, seq_len=28)\nconv1d 16 kernel_size=3\nflatten\n"
+                                 "linear 10\n")
+    assert "seq_len" in inspect.signature(Net).parameters
+    assert Net(seq_len=50).eval()(torch.randn(2, 1, 50)).shape == (2, 10)
