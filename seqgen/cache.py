@@ -24,6 +24,7 @@ _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (errors.Location, errors.Diagnostic, spec.Num, spec.Str, spec.Const, spec.Name,
                 spec.Neg, spec.BinOp, spec.TupleExpr, spec.Param, spec.Keyword, spec.LayerSpec,
+                spec.RepeatSpec,
                 spec.ModelSpec, spec.Dim, spec.TracedLayer, spec.Constraint, spec.TracedModel)
 }
 FORMAT = "1"

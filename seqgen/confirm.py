@@ -12,7 +12,7 @@ from torch import nn
 
 from .errors import TraceError
 from .layers import INFERRED, _Bound, _bind, _first_line, _Values, concrete_values, resolve_layer
-from .spec import LayerSpec, TracedModel
+from .spec import LayerSpec, TracedLayer, TracedModel
 
 BATCH_HINT = 2
 # Real checks allocate: confirm a layer only when its sample and weights are this small.
@@ -86,14 +86,11 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
     spec = traced.spec
     values = concrete_values(spec)
     shape = [BATCH_HINT] + [int(values.eval(e)) for e in spec.input_shape]
-    x = torch.randn(shape, device=dev)
-    with torch.no_grad():
+    with torch.no_grad(), torch.device(dev):
+        x = torch.randn(shape)
         for layer in traced.layers:
-            cls = resolve_layer(layer.spec)
-            bound = _bind(cls, layer.spec)
             try:
-                module = real_module(cls, bound, values, tuple(x.shape)).to(dev).eval()
-                x = module(x)
+                _, x = run_real(layer, values, x)
             except Exception as e:
                 raise TraceError(f"on {dev.type}, {layer.class_name} failed: {_first_line(e)}",
                                  location=layer.spec.loc) from e
@@ -103,3 +100,20 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
                     f"on {dev.type}, {layer.class_name} gives {tuple(x.shape)}, "
                     f"the symbolic trace said {want}", location=layer.spec.loc,
                     hint="please report this as a seqgen bug")
+
+
+def run_real(layer: TracedLayer, values: _Values, x: torch.Tensor
+             ) -> tuple[list[nn.Module], torch.Tensor]:
+    """Build a traced layer concretely from `values` for the input `x` (on the current default
+    device), run it in eval mode, and return its modules and output. A `repeat depth:` block
+    builds its body `depth` times."""
+    if layer.repeat is not None:
+        modules: list[nn.Module] = []
+        for _ in range(int(values.eval(layer.spec.args[0]))):
+            for inner in layer.body:
+                built, x = run_real(inner, values, x)
+                modules += built
+        return modules, x
+    cls = resolve_layer(layer.spec)
+    module = real_module(cls, _bind(cls, layer.spec), values, tuple(x.shape)).eval()
+    return [module], module(x)

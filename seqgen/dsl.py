@@ -11,6 +11,8 @@ from pathlib import Path
 
 from .errors import Location, SpecReadError, SpecSyntaxError
 from .spec import (
+    RepeatSpec,
+    flat_layers,
     BinOp,
     Const,
     Expr,
@@ -370,8 +372,8 @@ class _Parser:
         )
 
     def block(self, items: list[tuple[int, _Line]], start: int, stop: int, indent: int | None,
-              top: bool, depth: int = 0) -> list[LayerSpec]:
-        layers: list[LayerSpec] = []
+              top: bool, depth: int = 0) -> list[LayerSpec | RepeatSpec]:
+        layers: list[LayerSpec | RepeatSpec] = []
         i = start
         while i < stop:
             ind, line = items[i]
@@ -395,6 +397,15 @@ class _Parser:
                     raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep",
                                      head.col, 6)
                 body = self.block(items, i + 1, end, items[i + 1][0], top=False, depth=depth + 1)
+                if isinstance(count, Name):
+                    inner = next((b for b in body if isinstance(b, RepeatSpec)), None)
+                    if inner is not None:
+                        raise SpecSyntaxError(
+                            "a `repeat` with a parameter count cannot hold another one",
+                            location=inner.loc, hint="give one of them a literal count")
+                    layers.append(RepeatSpec(count, tuple(body), count.loc))  # type: ignore[arg-type]
+                    i = end
+                    continue
                 if len(layers) + len(body) * count > MAX_LAYERS:
                     raise line.error(f"the spec unrolls to more than {MAX_LAYERS} layers", head.col,
                                      6, hint="repeat fewer times")
@@ -413,12 +424,25 @@ class _Parser:
             i += 1
         return layers
 
-    def repeat_header(self, line: _Line) -> int:
+    def repeat_header(self, line: _Line) -> int | Name:
+        """The count of `repeat N:`: a whole number, or an int model parameter (a loop)."""
         line.next()  # `repeat`
         tok = line.next()
+        if tok.kind == "name" and line.at(":"):
+            param = next((p for p in self.params if p.name == tok.text), None)
+            loc = line.loc(tok.col, len(tok.text))
+            if param is None or type(param.default) is not int or param.default < 1:
+                raise SpecSyntaxError(
+                    f"`repeat {tok.text}:` needs a whole number, or an int model parameter with a "
+                    "default of 1 or more",
+                    location=loc, hint=f"declare it: `model {self.class_name or 'Net'}"
+                                       f"({tok.text}=2)`, or write a number")
+            line.next()
+            line.expect_end("`repeat N:`")
+            return Name(tok.text, loc)
         if tok.kind != "number" or not tok.text.isdigit():
-            raise line.error("`repeat` needs a whole number of times, like `repeat 3:`",
-                             tok.col, len(tok.text) or 1)
+            raise line.error("`repeat` needs a whole number of times or an int parameter, like "
+                             "`repeat 3:` or `repeat depth:`", tok.col, len(tok.text) or 1)
         count = line.whole(tok)
         if not 1 <= count <= 10_000:
             raise line.error(f"repeat count must be between 1 and 10000, got {count}", tok.col, len(tok.text))
@@ -582,7 +606,7 @@ class _Parser:
             args.append(value)
         return LayerSpec(head.text, tuple(args), tuple(kwargs), line.loc(head.col, len(head.text)))
 
-    def _check_names(self, layers: list[LayerSpec]) -> None:
+    def _check_names(self, layers: list[LayerSpec | RepeatSpec]) -> None:
         """Every Name in the input and the layers must be a defined parameter."""
         defined = {p.name for p in self.params}
 
@@ -605,8 +629,9 @@ class _Parser:
 
         for d in self.input or ():
             visit(d)
-        for layer in layers:
+        for layer in flat_layers(layers):
             for a in layer.args:
                 visit(a)
             for k in layer.kwargs:
                 visit(k.value)
+

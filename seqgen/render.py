@@ -18,7 +18,7 @@ import jinja2
 
 from . import __version__
 from .errors import RenderError
-from .spec import Constraint, Dim, GeneratedFile, TracedModel
+from .spec import Constraint, Dim, GeneratedFile, TracedLayer, TracedModel
 
 _BATCH = re.compile(r"\bN\b")
 _TAKEN_MODULES = frozenset({"torch", "nn", "pytest", "test", "conftest", "seqgen", "jinja2",
@@ -118,7 +118,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     free = set(traced.free_dims)
     checks = [_check(c) for c in traced.constraints if not free & set(c.names)]
     input_rules = [_input_rule(c) for c in traced.constraints if free & set(c.names)]
-    layers = [{"call": layer.call, "comment": _shape(layer.out_shape)} for layer in traced.layers]
+    layers = [{"call": _call(layer), "comment": _shape(layer.out_shape)} for layer in traced.layers]
     summary = (f"Maps {_shape(traced.input_shape)} to {_shape(traced.out_shape)}; "
                f"{traced.total_params.value:,} parameters at the defaults.")
     if input_rules:
@@ -133,6 +133,15 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         "checks": checks,
         "layers": layers,
     }
+
+
+def _call(layer: TracedLayer) -> str:
+    """A layer as it appears in the model's nn.Sequential; a `repeat depth:` block is a loop of
+    nn.Sequential blocks, each inner layer with its shape comment."""
+    if layer.repeat is None:
+        return layer.call
+    inner = "".join(f"        {b.call},  # {_shape(b.out_shape)}\n" for b in layer.body)
+    return f"*[\n    nn.Sequential(\n{inner}    )\n    for _ in range({layer.repeat})\n]"
 
 
 def _input_rule(c: Constraint) -> str:
@@ -163,8 +172,12 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         if int_params else ""
     count_params = ", ".join(["*"] + [f"{p.name}: int = {p.default!r}" for p in int_params]) \
         if int_params else ""
-    rows = [{"shape": _tuple_source([_batch(d.code, "batch") for d in layer.out_shape]),
-             "comment": f"line {layer.line}: {layer.call}"} for layer in traced.layers]
+    rows = []
+    for layer in traced.layers:
+        shape = _tuple_source([_batch(d.code, "batch") for d in layer.out_shape])
+        if layer.repeat is not None:  # one row per repetition: each is one nn.Sequential
+            shape = f"*[{shape}] * {layer.repeat}"
+        rows.append({"shape": shape, "comment": f"line {layer.line}: {layer.call}"})
     free = set(traced.free_dims)
     dims = [{"name": name, "sizes": repr(list(sizes)), "below": below,
              "model": f"{spec.class_name}()" if name in free

@@ -6,6 +6,7 @@ Nothing here imports torch: the trace stage copies what it learns into plain val
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -111,14 +112,34 @@ class LayerSpec:
 
 
 @dataclass(frozen=True)
+class RepeatSpec:
+    """`repeat depth:` with an int parameter: a block repeated `depth` times by a loop in the
+    generated model (a literal `repeat 3:` is unrolled by the parser instead)."""
+
+    count: Name
+    layers: tuple[LayerSpec, ...]
+    loc: Location
+
+
+def flat_layers(layers: Sequence[LayerSpec | RepeatSpec]) -> Iterator[LayerSpec]:
+    """Every layer line, those inside `repeat depth:` blocks too."""
+    for item in layers:
+        if isinstance(item, RepeatSpec):
+            yield from item.layers
+        else:
+            yield item
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """A parsed spec: class name, parameters, sample input and the layers, repeats unrolled."""
+    """A parsed spec: class name, parameters, sample input and the layers, literal repeats
+    unrolled."""
 
     path: str
     class_name: str
     params: tuple[Param, ...]
     input_shape: tuple[Expr, ...]
-    layers: tuple[LayerSpec, ...]
+    layers: tuple[LayerSpec | RepeatSpec, ...]
     input_loc: Location | None = None
 
     def param(self, name: str) -> Param | None:
@@ -160,6 +181,8 @@ class TracedLayer:
     params: Dim  # parameter count as an expression of the model's parameters
     trainable_params: Dim
     macs: Dim  # multiply-accumulates for one sample, counted as torchinfo counts them
+    body: tuple[TracedLayer, ...] = ()  # the layers of a `repeat depth:` block
+    repeat: str | None = None  # its count: the int parameter's name
 
     @property
     def line(self) -> int:
@@ -168,6 +191,9 @@ class TracedLayer:
     @property
     def call(self) -> str:
         """`nn.Conv2d(3, 16, kernel_size=3)` as it appears in generated code."""
+        if self.repeat is not None:
+            inner = ", ".join(b.call for b in self.body)
+            return f"*[nn.Sequential({inner}) for _ in range({self.repeat})]"
         parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
         return f"nn.{self.class_name}({', '.join(parts)})"
 

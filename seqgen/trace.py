@@ -42,10 +42,12 @@ from .spec import (
     LayerSpec,
     ModelSpec,
     Name,
+    RepeatSpec,
     Num,
     TracedLayer,
     TracedModel,
     TupleExpr,
+    flat_layers,
 )
 
 BATCH = "N"
@@ -188,8 +190,11 @@ class _Tracer:
             x = torch.empty(self._sizes(dims))
             total = sympy.Integer(0)
             trainable = sympy.Integer(0)
-            for index, layer in enumerate(spec.layers):
-                x, dims, step = self.layer(index, layer, x, dims)
+            for index, item in enumerate(spec.layers):
+                if isinstance(item, RepeatSpec):
+                    x, dims, step = self.repeat(index, item, x, dims)
+                else:
+                    x, dims, step = self.layer(index, item, x, dims)
                 total += step.params_expr
                 trainable += step.trainable_expr
                 traced.append(step.traced)
@@ -212,7 +217,8 @@ class _Tracer:
     def warn_unused_params(self, traced: Sequence[TracedLayer]) -> None:
         """A model parameter that no layer and no input size reads does nothing."""
         used = {n.id for e in self.spec.input_shape for n in _names(e)}
-        for layer in self.spec.layers:
+        used |= {r.count.id for r in self.spec.layers if isinstance(r, RepeatSpec)}
+        for layer in flat_layers(self.spec.layers):
             for e in (*layer.args, *(kw.value for kw in layer.kwargs)):
                 used.update(n.id for n in _names(e))
         for p in self.spec.params:
@@ -220,6 +226,33 @@ class _Tracer:
                 self.warnings.append(Diagnostic(
                     "warning", f"model parameter {p.name!r} is not used: no layer or input size "
                     "reads it", p.loc, f"remove {p.name}, or use it in a layer's arguments"))
+
+    def repeat(self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[_DimInfo]
+               ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+        """`repeat depth:`: the block is traced once; it must give back the shape it gets."""
+        count = S.expr_of(self.values.eval(item.count))
+        self.conditions.append(Condition(sympy.Ge(count, 1), index,
+                                         f"repeat (spec line {item.loc.line}) runs at least once"))
+        y, out_dims, steps = x, dims, []
+        for layer in item.layers:
+            y, out_dims, step = self.layer(index, layer, y, out_dims)
+            steps.append(step)
+        if [d.expr for d in out_dims] != [d.expr for d in dims]:
+            raise TraceError(
+                f"the block under `repeat {item.count.id}:` turns {_shape_text(dims)} into "
+                f"{_shape_text(out_dims)}; a loop needs the same shape in and out",
+                location=item.loc, hint="write a number of times (`repeat 3:`) to unroll it, "
+                                        "or keep the sizes the same inside the block")
+        params = count * sum((st.params_expr for st in steps), sympy.Integer(0))
+        train = count * sum((st.trainable_expr for st in steps), sympy.Integer(0))
+        macs = count * sum((st.macs_expr for st in steps), sympy.Integer(0))
+        traced = TracedLayer(
+            index=index, spec=LayerSpec("repeat", (item.count,), (), item.loc),
+            class_name="Sequential", call_args=(), call_kwargs=(),
+            out_shape=tuple(self.dim(d) for d in dims), params=self.as_dim(params),
+            trainable_params=self.as_dim(train), macs=self.as_dim(macs),
+            body=tuple(st.traced for st in steps), repeat=item.count.id)
+        return y, dims, _Step(traced, params, train, macs)
 
     def layer(self, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[_DimInfo]
               ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
@@ -262,15 +295,16 @@ class _Tracer:
             n_params += n
             if p.requires_grad:
                 n_train += n
+        macs = _macs(module, y)
         traced = TracedLayer(
             index=index, spec=layer, class_name=cls.__name__,
             call_args=tuple(args.call_args), call_kwargs=tuple(args.call_kwargs),
             out_shape=tuple(self.dim(d) for d in out_dims),
             params=self.as_dim(n_params),
             trainable_params=self.as_dim(n_train),
-            macs=self.as_dim(_macs(module, y)),
+            macs=self.as_dim(macs),
         )
-        return y, out_dims, _Step(traced, n_params, n_train)
+        return y, out_dims, _Step(traced, n_params, n_train, macs)
 
     def apply_rule(self, index: int, cls: type[nn.Module], layer: LayerSpec, args: _Arguments,
                    dims: Sequence[_DimInfo]) -> tuple[nn.Module, torch.Tensor]:
@@ -497,6 +531,7 @@ class _Step:
     traced: TracedLayer
     params_expr: sympy.Expr
     trainable_expr: sympy.Expr
+    macs_expr: sympy.Expr
 
 
 def free_dims(spec: ModelSpec, layers: Sequence[TracedLayer]) -> tuple[str, ...]:

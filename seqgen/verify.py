@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
-from .confirm import real_module
+from .confirm import run_real
 from .errors import TraceError
-from .layers import _bind, _first_line, _Values, resolve_layer
+from .layers import _first_line, _Values
 from .pysource import evaluate_source
 from .spec import Constraint, TracedModel
 
@@ -83,18 +83,15 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             want = tuple(evaluate_source(d.code, values) for d in layer.out_shape)
             if _numel(want) > MAX_NUMEL:
                 return False
-            cls = resolve_layer(layer.spec)
             try:
-                module = real_module(cls, _bind(cls, layer.spec), spec_values, tuple(x.shape))
-                module.eval()
                 with torch.no_grad():
-                    y = module(x)
+                    modules, y = run_real(layer, spec_values, x)
             except Exception as e:
                 raise _mismatch(layer, point, f"torch rejects it there: {_first_line(e)}") from e
             got = tuple(int(s) for s in y.shape)
             if got != want:
                 raise _mismatch(layer, point, f"torch gives {got}, the generated code says {want}")
-            params = sum(p.numel() for p in module.parameters())
+            params = sum(p.numel() for m in modules for p in m.parameters())
             if params != evaluate_source(layer.params.code, values):
                 raise _mismatch(layer, point, f"torch counts {params} parameters, the generated "
                                 f"code says {evaluate_source(layer.params.code, values)}")

@@ -80,3 +80,56 @@ def test_input_dim_that_sizes_a_weight_stays_a_constructor_argument(tmp_path: Pa
                                  "linear 10\n")
     assert "seq_len" in inspect.signature(Net).parameters
     assert Net(seq_len=50).eval()(torch.randn(2, 1, 50)).shape == (2, 10)
+
+
+DEEP = """model Deep(depth=3, width=8)
+input 3x16x16
+conv2d width 3 p=1
+repeat depth:
+    conv2d width 3 p=1 bias=False
+    batchnorm2d
+    relu
+adaptiveavgpool2d 1
+flatten
+linear 4
+"""
+
+
+def test_repeat_with_a_parameter_count_is_a_loop(tmp_path: Path) -> None:
+    result, Deep = _generate(tmp_path, DEEP, "deep.seq")
+    source = (tmp_path / "deep.py").read_text(encoding="utf-8")
+    assert "for _ in range(depth)" in source and source.count("nn.BatchNorm2d") == 1
+    for depth, width in ((1, 8), (2, 5), (6, 3)):
+        model = Deep(depth=depth, width=width).eval()
+        assert model(torch.randn(2, 3, 16, 16)).shape == (2, 4)
+        torch_count = sum(p.numel() for p in model.parameters())
+        # the same layers, unrolled by hand
+        layers = [torch.nn.Conv2d(3, width, 3, padding=1)]
+        for _ in range(depth):
+            layers += [torch.nn.Conv2d(width, width, 3, padding=1, bias=False),
+                       torch.nn.BatchNorm2d(width), torch.nn.ReLU()]
+        layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(width, 4)]
+        assert torch_count == sum(p.numel() for p in torch.nn.Sequential(*layers).parameters())
+    with pytest.raises(ValueError, match="depth"):
+        Deep(depth=0)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", str(tmp_path / "test_deep.py")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("model M(depth=2)\ninput 3x16x16\nrepeat depth:\n    conv2d 8 3\n",
+     "a loop needs the same shape in and out"),
+    ("model M(depth=2.0)\ninput 3x16x16\nrepeat depth:\n    relu\n",
+     "an int model parameter"),
+    ("model M(d=2)\ninput 3x16x16\nrepeat depth:\n    relu\n", "an int model parameter"),
+    ("model M(a=2, b=2)\ninput 3x16x16\nrepeat a:\n    repeat b:\n        relu\n",
+     "cannot hold another one"),
+])
+def test_repeat_with_a_parameter_count_errors(tmp_path: Path, text: str, message: str) -> None:
+    from seqgen.errors import SeqgenError
+
+    spec = tmp_path / "bad.seq"
+    spec.write_text(text, encoding="utf-8")
+    with pytest.raises(SeqgenError, match=message):
+        trace_spec(load(str(spec))[1])
