@@ -143,15 +143,32 @@ def _spatial(shape: Sequence[Size], n: int) -> list[Size]:
 
 def _pad_mode_checks(checks: _Checks, mode: str, pads: Sequence[tuple[Size, Size]],
                      sizes: Sequence[Size], what: str) -> None:
-    """reflect needs each pad below the size it pads; circular at most that size."""
+    """What torch's padding kernels need besides a size >= 1 (pads may be negative: a crop).
+
+    constant: a crop never goes past the input; reflect: each pad below the size it pads;
+    circular: each pad at most that size, and a side that wraps around has the other side's
+    crop still inside the input (torch copies from there; beyond it, only some sizes work).
+    """
     for (left, right), size in zip(pads, sizes):
+        n, l, r = _expr(size), _expr(left), _expr(right)
+        if mode == "constant":
+            if not all(isinstance(v, int) and v >= 0 for v in (left, right)):
+                checks.need(sympy.Ge(n + sympy.Min(l, 0) + sympy.Min(r, 0), 0),
+                            f"cropping by {what} ({{}}, {{}}) must leave the input size ({{}}) "
+                            "non-negative", left, right, size)
+            continue
         for pad in (left, right):
             if mode == "reflect":
-                checks.need(sympy.Lt(_expr(pad), _expr(size)),
+                checks.need(sympy.Lt(_expr(pad), n),
                             f"{what} ({{}}) must be smaller than the input size ({{}})", pad, size)
             elif mode == "circular":
-                checks.need(sympy.Le(_expr(pad), _expr(size)),
+                checks.need(sympy.Le(_expr(pad), n),
                             f"{what} ({{}}) must be at most the input size ({{}})", pad, size)
+        if mode == "circular":
+            for pad, other in ((l, r), (r, l)):
+                checks.need(sympy.Or(sympy.Le(pad, 0), sympy.Ge(n + sympy.Min(other, 0), 0)),
+                            f"circular {what} ({{}}, {{}}) may not crop past the input size ({{}}) "
+                            "on the side opposite a wrap", left, right, size)
 
 
 # ------------------------------------------------------------------------------- families
@@ -174,11 +191,13 @@ def _conv(n: int, a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size
             for dd, kk in zip(d, k):
                 total = dd * (kk - 1)
                 pads.append((total // 2, total - total // 2))
-            _pad_mode_checks(checks, a["padding_mode"], pads, spatial, "padding")
+            if a["padding_mode"] != "zeros":
+                _pad_mode_checks(checks, a["padding_mode"], pads, spatial, "padding")
             return [shape[0], cout, *spatial]
         a.values["padding"] = 0  # 'valid'
     (p,) = _tuples(a, n, checks, 0, "padding")
-    _pad_mode_checks(checks, a["padding_mode"], [(v, v) for v in p], spatial, "padding")
+    if a["padding_mode"] != "zeros":
+        _pad_mode_checks(checks, a["padding_mode"], [(v, v) for v in p], spatial, "padding")
     out = [(size + 2 * pp - dd * (kk - 1) - 1) // ss + 1
            for size, pp, dd, kk, ss in zip(spatial, p, d, k, s)]
     return [shape[0], cout, *out]
@@ -191,8 +210,11 @@ def _conv_transpose(n: int, a: _Args, shape: Sequence[Size], checks: _Checks) ->
     _divides(checks, cout, "out_channels", groups, "groups")
     if isinstance(a["padding"], str):
         raise RuleError(f"{a['padding']!r} padding is not supported by transposed convolutions")
-    k, s, d = _tuples(a, n, checks, 1, "kernel_size", "stride", "dilation")
-    p, op = _tuples(a, n, checks, 0, "padding", "output_padding")
+    k, s = _tuples(a, n, checks, 1, "kernel_size", "stride")
+    p, op, d = _tuples(a, n, checks, 0, "padding", "output_padding", "dilation")
+    for dd, kk in zip(d, k):  # torch accepts dilation 0 only where it changes nothing
+        checks.need(sympy.Or(sympy.Ge(_expr(dd), 1), sympy.Eq(_expr(kk), 1)),
+                    "dilation ({}) must be at least 1 unless kernel_size ({}) is 1", dd, kk)
     for oo, ss, dd in zip(op, s, d):
         checks.need(sympy.Or(sympy.Lt(_expr(oo), _expr(ss)), sympy.Lt(_expr(oo), _expr(dd))),
                     "output_padding ({}) must be smaller than stride ({}) or dilation ({})",
@@ -435,6 +457,46 @@ def _linear(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
     return [*shape[:-1], a["out_features"]]
 
 
+def _same(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
+    """Elementwise layers, dropout and normalisation: the output has the input's shape."""
+    return list(shape)
+
+
+def _glu(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
+    rank = len(shape)
+    dim = _literal_dim(a["dim"], "dim")
+    if not -rank <= dim < rank:
+        raise RuleError(f"dim {dim} is out of range for a tensor of rank {rank}")
+    dim %= rank
+    checks.need(sympy.Eq(_expr(shape[dim]) % 2, 0), "GLU halves a size ({}) that must be even",
+                shape[dim])
+    return [*shape[:dim], shape[dim] // 2, *shape[dim + 1:]]
+
+
+def _prelu(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
+    n = a["num_parameters"]
+    if not _is_one(n):
+        channels = shape[1] if len(shape) >= 2 else 1
+        checks.need(sympy.Or(sympy.Eq(_expr(n), 1), sympy.Eq(_expr(n), _expr(channels))),
+                    "num_parameters ({}) must be 1 or the number of channels ({})", n, channels)
+    return list(shape)
+
+
+def _shape_preserving() -> list[str]:
+    """torch.nn's activations, dropouts and normalisations (those without a rule of their own)."""
+    from torch.nn.modules import activation, batchnorm, dropout, normalization
+
+    names = []
+    for module in (activation, batchnorm, dropout, normalization):
+        for name in dir(module):
+            obj = getattr(module, name)
+            if (isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ ==
+                    module.__name__ and not name.startswith("_")):
+                names.append(name)
+    # GLU halves a dim (its own rule); CrossMapLRN2d's kernel fixes the batch (torch traces it)
+    return [n for n in names if n not in ("GLU", "CrossMapLRN2d")] + ["Identity"]
+
+
 def _is_one(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v == 1
 
@@ -451,7 +513,10 @@ RuleFn = Callable[[_Args, Sequence[Size], _Checks], list[Size]]
 
 
 def _rules() -> dict[str, RuleFn]:
-    rules: dict[str, RuleFn] = {
+    rules: dict[str, RuleFn] = {name: _same for name in _shape_preserving()}
+    rules |= {
+        "PReLU": _prelu,
+        "GLU": _glu,
         "Linear": _linear,
         "Upsample": _upsample,
         "UpsamplingNearest2d": _upsample,
@@ -482,8 +547,10 @@ def _rules() -> dict[str, RuleFn]:
 
 
 RULES = _rules()
-# Arguments that decide sizes: a float, bool or str model parameter cannot stand for them.
+# Arguments that decide sizes or parameter counts: a float, bool or str model parameter cannot
+# stand for them (seqgen's expressions would hold for its default only).
 SHAPE_ARGS = frozenset({
+    "bias", "affine", "elementwise_affine", "num_parameters",
     "kernel_size", "stride", "padding", "dilation", "output_padding", "groups", "ceil_mode",
     "output_size", "size", "scale_factor", "start_dim", "end_dim", "dim", "unflattened_size",
     "upscale_factor", "downscale_factor", "num_groups", "padding_mode", "out_features",

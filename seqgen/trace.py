@@ -260,6 +260,7 @@ class _Tracer:
         cls = resolve_layer(layer)
         before = self.session.specialized()
         args = self.arguments(cls, layer, x, dims)
+        self.refuse_non_int_shape_args(cls, layer, args.bound)
         if rules.has_rule(cls):
             module, y = self.apply_rule(index, cls, layer, args, dims)
         else:
@@ -309,7 +310,6 @@ class _Tracer:
     def apply_rule(self, index: int, cls: type[nn.Module], layer: LayerSpec, args: _Arguments,
                    dims: Sequence[_DimInfo]) -> tuple[nn.Module, torch.Tensor]:
         """Output size from seqgen's own formula; torch checks the layer at the defaults."""
-        self.refuse_non_int_shape_args(cls, layer, args.bound)
         shape = self._sizes(dims)
         try:
             outcome = rules.apply(cls, args.values, shape)
@@ -355,7 +355,8 @@ class _Tracer:
 
     def refuse_non_int_shape_args(self, cls: type[nn.Module], layer: LayerSpec,
                                   bound: _Bound) -> None:
-        """A float, bool or str parameter cannot stand for an argument that decides sizes."""
+        """A float, bool or str parameter cannot stand for an argument that decides sizes or
+        parameter counts (`bias=use_bias`): seqgen's expressions would hold at its default only."""
         for pname, node in bound.args.items():
             if pname not in rules.SHAPE_ARGS:
                 continue
@@ -363,7 +364,8 @@ class _Tracer:
                 param = self.spec.param(ref.id)
                 if param is not None and type(param.default) is not int:
                     raise TraceError(
-                        f"{cls.__name__}'s {pname} decides the output size, so it cannot be the "
+                        f"{cls.__name__}'s {pname} decides sizes or parameter counts, so it "
+                        "cannot be the "
                         f"{param.type_name} parameter {ref.id!r}: seqgen's sizes would only hold "
                         f"for {ref.id}={param.default!r}", location=ref.loc,
                         hint=f"write the value itself ({pname}={param.default!r})")

@@ -22,7 +22,7 @@ from .pysource import evaluate_source
 from .spec import Constraint, TracedModel
 
 BATCH = 2
-MAX_POINTS = 3
+MAX_POINTS = 4
 MAX_NUMEL = 1 << 26  # meta tensors cost nothing, but keep the arithmetic of huge specs away
 
 
@@ -45,11 +45,12 @@ def candidate_points(traced: TracedModel) -> Iterator[dict[str, int]]:
     """Values of the int parameters other than the defaults, nearest first."""
     defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
     names = sorted(defaults)
-    for shift in (1, 2, 3, -1, 5, 7):
-        yield {n: defaults[n] + shift for n in names}
+    # far values first: a size like `c // 4` only moves once c has moved by 4
+    for move in (lambda v: 2 * v + 1, lambda v: v + 1, lambda v: 3 * v + 2, lambda v: v + 7,
+                 lambda v: v - 1, lambda v: v + 2):
+        yield {n: move(defaults[n]) for n in names}
         for n in names:
-            yield {**defaults, n: defaults[n] + shift}
-    yield {n: 2 * v + 1 for n, v in defaults.items()}
+            yield {**defaults, n: move(defaults[n])}
 
 
 def verify_at_other_values(traced: TracedModel) -> None:
