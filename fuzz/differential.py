@@ -627,7 +627,7 @@ def _short(text: str, n: int = 160) -> str:
 DIM_NAMES = ["h", "w", "l", "t", "dd", "ln", "wd", "len1"]
 PREFIX = {"size": "ch", "hid": "hid", "kernel": "k", "stride": "s", "pad": "pd", "dil": "dl",
           "groups": "g", "outpad": "op", "osize": "os", "cin": "cin", "ngroups": "ng",
-          "scale": "sf", "dim": "sz"}
+          "scale": "sf", "dim": "sz", "flag": "b"}
 
 
 class Gen:
@@ -784,7 +784,7 @@ class Gen:
                     ("groupnorm", 0.5)]
         if rank >= 3:
             out += [("conv", 3), ("convtranspose", 1.5), ("maxpool", 1.5), ("avgpool", 1),
-                    ("adaptive", 1), ("upsample", 1), ("pad", 1.5), ("batchnorm", 0.7),
+                    ("adaptive", 1), ("upsample", 1), ("pad", 2.0), ("batchnorm", 0.7),
                     ("instancenorm", 0.6), ("groupnorm", 0.6), ("layernorm", 0.3),
                     ("flatten", 1.2), ("linear", 0.3), ("unflatten", 0.3)]
         if rank in (3, 4):
@@ -919,8 +919,9 @@ class Gen:
         if fam == "upsample":
             args = {}
             if r.random() < 0.6:
-                args["scale_factor"] = Lit(r.choice([2, 2, 3])) if r.random() < 0.9 \
-                    else self.num(2, "scale", 1)
+                roll = r.random()
+                args["scale_factor"] = Lit(r.choice([2, 2, 3])) if roll < 0.85 \
+                    else Lit(1.5) if roll < 0.9 else self.num(2, "scale", 1)
             else:
                 args["size"] = self.ks(nd, 1, max(2, 2 * smin), "osize", 0.6, tup=0.3)
             if r.random() < 0.25:
@@ -1247,8 +1248,8 @@ class Finding:
     pinned: bool = False  # only pinned parameters (int default 0/1, bool, float) differ from the defaults
 
     def signature(self) -> tuple[str, str, str]:
-        detail = re.sub(r"\d+", "#", self.detail.split(":")[0])[:60]
-        return self.kind, self.family, detail
+        words = re.sub(r"[^A-Za-z_ ]+", " ", self.detail).split()
+        return self.kind, self.family, " ".join(words[:6])
 
 
 def _layer_from_message(message: str, spec: SpecIR) -> int | None:
@@ -1258,6 +1259,28 @@ def _layer_from_message(message: str, spec: SpecIR) -> int | None:
         return None
     idx = int(m.group(1)) - 3  # line 1: model, line 2: input, then one layer a line
     return idx if 0 <= idx < len(spec.layers) else None
+
+
+def _raising_layer(exc: BaseException, spec: SpecIR) -> int | None:
+    """The spec layer whose torch constructor raised `exc` (from the traceback's frames)."""
+    import torch.nn as nn
+
+    tb = exc.__traceback__
+    raised = None
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, nn.Module) and type(obj).__module__.startswith("torch."):
+            raised = type(obj)
+        tb = tb.tb_next
+    if raised is None:
+        return None
+    for i, layer in enumerate(spec.layers):
+        try:
+            if torch_class(layer.name) is raised:
+                return i
+        except ValueError:
+            pass
+    return None
 
 
 def _fam(spec: SpecIR, i: int | None) -> str:
@@ -1280,7 +1303,7 @@ def _count_suspect(spec: SpecIR, res: OracleResult, ref: OracleResult | None) ->
     for i, c in enumerate(res.counts):
         if c and family(spec.layers[i].name) in ("linear", "conv", "convtranspose"):
             return i
-    return None
+    return next((i for i, c in enumerate(res.counts) if c), None)
 
 
 def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
@@ -1322,12 +1345,14 @@ def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
                 layer = _layer_from_message(str(e), spec)
                 if layer is None and "the input" in str(e):
                     layer = -1
+                if layer is None:
+                    layer = _raising_layer(e, spec)
                 return found("false_reject", layer, f"__init__ raised ValueError: {_short(str(e), 200)}")
             return "checked", []
         except _Timeout:
             raise
         except Exception as e:  # noqa: BLE001
-            return found("crash", _layer_from_message(str(e), spec),
+            return found("crash", _layer_from_message(str(e), spec) or _raising_layer(e, spec),
                          f"__init__ raised {type(e).__name__}: {_short(str(e), 200)}")
         if not res.valid:
             return found("false_accept", res.fail_layer, f"oracle: {res.reason}")
@@ -1700,7 +1725,7 @@ def shrink_candidates(spec: SpecIR) -> list[SpecIR]:
     return cands
 
 
-def shrink(spec: SpecIR, finding: Finding, *, budget_s: float = 90.0, max_tries: int = 150,
+def shrink(spec: SpecIR, finding: Finding, *, budget_s: float = 60.0, max_tries: int = 80,
            point_timeout: float = 20.0) -> tuple[SpecIR, Finding]:
     """Greedily make the spec smaller while a finding of the same kind and family persists."""
     deadline = time.monotonic() + budget_s
@@ -1826,6 +1851,7 @@ class Totals:
     by_family: Counter = field(default_factory=Counter)
     spec_with: Counter = field(default_factory=Counter)  # specs with at least one finding of a kind
     refusal_msgs: Counter = field(default_factory=Counter)
+    at_pinned: int = 0  # discrepancies at points where only pinned parameters differ
 
     def add(self, o: SpecOutcome) -> None:
         self.specs += 1
@@ -1845,6 +1871,7 @@ class Totals:
             self.errors += 1
         for f in o.findings:
             self.kinds[f.kind] += 1
+            self.at_pinned += f.pinned and f.kind in DISCREPANCIES
             self.by_family[(f.family, f.kind)] += 1
         for k in {f.kind for f in o.findings}:
             self.spec_with[k] += 1
@@ -1864,6 +1891,8 @@ class Totals:
                  f"  + {self.kinds['generated_test_fail']} generated test fails, {self.pinned_rejects} "
                  f"pinned rejects, {self.skipped} skipped points (too large), {self.timeouts} "
                  f"timeouts, {self.errors} harness errors",
+                 f"  {self.at_pinned} of the discrepancies are at points where only pinned parameters "
+                 "(int default 0/1, bool, float) differ from the defaults",
                  "  specs with a finding: " + ", ".join(f"{k} {v}" for k, v in sorted(self.spec_with.items()))]
         if self.specs:
             lines.append(f"  time: {self.seconds / self.specs:.2f} s per spec, "
@@ -1935,6 +1964,17 @@ def run_many(seed: int, n: int, *, jobs: int = 1, seconds: float | None = None, 
     return totals, kept
 
 
+def _shrink_task(task: tuple[SpecIR, Finding, float, int]) -> tuple[int, str, str]:
+    spec, finding, budget, index = task
+    try:
+        small, sf = shrink(spec, finding, budget_s=budget)
+    except Exception:  # noqa: BLE001 - keep the unshrunk case
+        small, sf = spec, finding
+    text = case_text(small, sf)
+    name = f"{sf.kind}-{sf.family}-{hashlib.sha1(text.encode()).hexdigest()[:10]}.seq"
+    return index, text, name
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1949,8 +1989,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, default=64, help="value points per spec at most")
     ap.add_argument("--point-timeout", type=float, default=20.0)
     ap.add_argument("--shrink", type=int, default=12, help="findings to shrink (0: none)")
-    ap.add_argument("--shrink-seconds", type=float, default=90.0, help="per finding")
+    ap.add_argument("--shrink-seconds", type=float, default=60.0, help="per finding")
     ap.add_argument("--case", action="append", default=[], help="check a case file instead")
+    ap.add_argument("--findings", help="also write every finding to this file (JSON lines)")
     ap.add_argument("--show", action="store_true", help="print each spec's text")
     ap.add_argument("--verbose", "-v", action="store_true")
     a = ap.parse_args(argv)
@@ -1972,7 +2013,21 @@ def main(argv: list[str] | None = None) -> int:
     start, n = (a.index, 1) if a.index is not None else (a.start, a.specs)
     t0 = time.monotonic()
 
+    sink = open(a.findings, "w", encoding="utf-8") if a.findings else None  # noqa: SIM115
+
     def progress(o: SpecOutcome) -> None:
+        if sink is not None:
+            import json
+
+            for f in o.findings:
+                sink.write(json.dumps({"seed": a.seed, "index": o.index, "kind": f.kind,
+                                       "family": f.family, "layer": f.layer, "point": f.point,
+                                       "pinned": f.pinned, "detail": f.detail, "spec": o.text}) + "\n")
+            if o.status == "refused":
+                sink.write(json.dumps({"seed": a.seed, "index": o.index, "kind": "refused",
+                                       "works": o.refused_but_works, "detail": o.message,
+                                       "spec": o.text}) + "\n")
+            sink.flush()
         if a.show:
             print(f"--- spec {o.index} [{o.status}]\n{o.text}", end="")
             if o.status != "ok" and o.message:
@@ -1999,18 +2054,27 @@ def main(argv: list[str] | None = None) -> int:
                         and f.signature() not in seen:
                     seen.add(f.signature())
                     todo.append((o, f))
-        print(f"shrinking {min(len(todo), a.shrink)} of {len(todo)} distinct findings into {out_dir}",
+        by_kind: Counter = Counter()
+        ranked = []
+        for o, f in todo:  # round robin over kinds, so each kind gets examples
+            by_kind[f.kind] += 1
+            ranked.append((by_kind[f.kind], o.index, o, f))
+        todo = [(o, f) for _, _, o, f in sorted(ranked, key=lambda r: (r[0], r[1]))][: a.shrink]
+        print(f"shrinking {len(todo)} of {len(ranked)} distinct findings into {out_dir}",
               file=sys.stderr)
-        for o, f in todo[: a.shrink]:
-            try:
-                small, sf = shrink(o.spec, f, budget_s=a.shrink_seconds)  # type: ignore[arg-type]
-            except Exception as e:  # noqa: BLE001
-                print(f"  shrinking spec {o.index} failed: {e}", file=sys.stderr)
-                small, sf = o.spec, f  # type: ignore[assignment]
-            text = case_text(small, sf)  # type: ignore[arg-type]
-            name = f"{sf.kind}-{sf.family}-{hashlib.sha1(text.encode()).hexdigest()[:10]}.seq"
-            (out_dir / name).write_text(f"# from seed {a.seed} spec {o.index}\n" + text, encoding="utf-8")
-            print(f"\n== {name} (seed {a.seed} spec {o.index})\n{text}", end="")
+        tasks = [(o.spec, f, a.shrink_seconds, o.index) for o, f in todo]
+        if a.jobs > 1:
+            import concurrent.futures as cf
+            import multiprocessing
+
+            with cf.ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("fork"),
+                                        initializer=_init_worker) as ex:
+                results = list(ex.map(_shrink_task, tasks))
+        else:
+            results = [_shrink_task(t) for t in tasks]
+        for index, text, name in results:
+            (out_dir / name).write_text(f"# from seed {a.seed} spec {index}\n" + text, encoding="utf-8")
+            print(f"\n== {name} (seed {a.seed} spec {index})\n{text}", end="")
     print(f"\n{elapsed:.0f} s")
     print(totals.report())
     return 1 if totals.discrepancies() else 0

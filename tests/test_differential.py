@@ -26,7 +26,7 @@ import differential as D  # noqa: E402
 
 CASES = sorted((Path(__file__).resolve().parent / "differential_cases").glob("*.seq"))
 CI_SEED = 20240601
-CI_SPECS = 50
+CI_SPECS = 40
 CI_POINTS = 24  # value points per spec at most
 
 
