@@ -1792,6 +1792,8 @@ def read_case(text: str) -> Case:
             pt = dict(defaults)
             for item in filter(None, (s.strip() for s in m.group(1).split(","))):
                 k, v = (s.strip() for s in item.split("=", 1))
+                if k not in defaults:
+                    raise CaseSyntaxError(f"point names {k!r}, which is not a parameter or named dim")
                 val = _P(_tokens(v)).expr()
                 pt[k] = ev(val, {})
             if pt not in points:

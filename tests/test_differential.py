@@ -107,3 +107,5 @@ def test_oracle_rules() -> None:
 def test_case_headers_are_read() -> None:
     case = D.read_case("# point: a=1, b=0\n# point: a=5\nmodel M(a=2, b=3)\ninput (a + 1,)\nlinear b\n")
     assert case.points == [{"a": 2, "b": 3}, {"a": 1, "b": 0}, {"a": 5, "b": 3}]
+    with pytest.raises(D.CaseSyntaxError):
+        D.read_case("# point: c=1\nmodel M(a=2)\ninput (a,)\nlinear 2\n")
