@@ -11,7 +11,10 @@ Usage
 Options: `--pytest` also runs each generated test file under pytest (once per spec, slow);
 `--shrink K` shrinks up to K findings with distinct (kind, family, detail) signatures (default
 12; 0 turns shrinking off) and writes them to `--out` (default: a temporary folder, printed);
-`--points N` caps the value points per spec; `--verbose` prints every finding as it comes.
+`--points N` caps the value points per spec; `--verbose` prints every finding as it comes;
+`--findings FILE` writes every finding and refusal as a JSON line; `--seconds T` starts no new
+spec after T seconds; `--jobs J` runs specs in J forked worker processes. Exit status 1 when
+any discrepancy was found.
 
 How it works
 ------------
@@ -71,10 +74,18 @@ ValueError), plus `generated test fails` (with --pytest), `pinned rejects`, skip
 timeouts. Discrepancies = false accepts + false rejects + wrong shapes + wrong counts + crashes +
 generated test fails; `refused_but_works` is reported but is not a discrepancy.
 
+Layer family of a finding: the layer whose shape differs first (wrong_shape), the layer the oracle
+fails at (false_accept, and crashes where the oracle fails), the layer a generated ValueError
+names ("spec line N") or whose torch constructor raised (false_reject), the first layer whose
+parameter count differs or changes with the point (wrong_count: a heuristic), `input` for the
+input shape, `seqgen` for a crash inside seqgen itself.
+
 Oracle caveats: validity is what the CPU kernels of the installed torch do at batch 2 (BatchNorm
 in train mode needs > 1 value per channel, so a batch of 1 could fail where batch 2 works; the CPU
 avg_pool3d needs input >= kernel even with padding; InstanceNorm needs > 1 spatial element).
-Negative pads of ConstantPad/ZeroPad crop in torch, so they are valid points.
+Negative pads of ConstantPad/ZeroPad crop in torch, so they are valid points. Kernel 0 in a
+convolution fails in oneDNN's CPU primitive ("could not create a primitive descriptor"), which
+is what makes such points invalid here.
 """
 
 from __future__ import annotations
@@ -1068,7 +1079,6 @@ class Gen:
         self.exprs = [None] * y.dim()
 
     def try_layers(self, layers: list[LayerIR], x: Any) -> tuple[bool, Any]:
-        spec = SpecIR("T", self.params, self.dims, layers)
         env = self.env()
         import torch
 
@@ -1089,7 +1099,6 @@ class Gen:
                             return False, None
             except Exception:  # noqa: BLE001
                 return False, None
-        del spec
         return True, y
 
 
