@@ -297,13 +297,10 @@ class SpecIR:
 
 
 def pinned(spec: SpecIR, name: str) -> bool:
-    """Parameters seqgen documents as traced as constants: int default 0/1, bool, float."""
+    """Parameters seqgen passes through at their defaults: bool and float ones."""
     for p in spec.declared_params():
         if p.name == name:
-            return type(p.default) is not int or p.default in (0, 1)
-    for d in spec.dims():
-        if d.expr.name == name:  # type: ignore[union-attr]
-            return d.sample in (0, 1)
+            return type(p.default) is not int
     return False
 
 
@@ -1168,6 +1165,9 @@ class Generated:
     shape_names: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
     syspaths: tuple[str, ...] = ()
+    # the rules for input dims that are no constructor arguments (documented in the class
+    # docstring, not checked by __init__): seqgen's Constraint objects
+    input_rules: tuple[Any, ...] = ()
 
 
 _fresh = [0]
@@ -1224,6 +1224,8 @@ def run_seqgen(text: str, workdir: Path, stem: str) -> Generated:
     shape_names = tuple(inspect.signature(test_mod.input_shape).parameters)[1:]
     return Generated("ok", model_cls=cls, test_mod=test_mod, test_path=str(test_path),
                      init_names=init_names, shape_names=shape_names,
+                     input_rules=tuple(c for c in result.traced.constraints
+                                       if set(c.names) & set(result.traced.free_dims)),
                      modules=(stem, f"test_{stem}"), syspaths=added)
 
 
@@ -1363,6 +1365,14 @@ def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
         except Exception as e:  # noqa: BLE001
             return found("crash", _layer_from_message(str(e), spec) or _raising_layer(e, spec),
                          f"__init__ raised {type(e).__name__}: {_short(str(e), 200)}")
+        if gen.input_rules:
+            from seqgen.verify import accepts
+
+            if not accepts(gen.input_rules, env):  # a documented rule on the input refuses it
+                if res.valid:
+                    return found("false_reject", None, "the documented input rules refuse a "
+                                                       "valid input")
+                return "checked", []
         if not res.valid:
             return found("false_accept", res.fail_layer, f"oracle: {res.reason}")
         findings: list[Finding] = []
