@@ -18,6 +18,7 @@ from torch import nn
 
 from . import _symbolic as S
 from . import rules
+from .argcheck import check_arguments
 from .confirm import confirm_on_cpu
 from .constraints import Condition, derive, holds
 from .errors import Diagnostic, Location, SeqgenError, SizeTooSmallError, TraceError
@@ -27,7 +28,6 @@ from .verify import verify_at_other_values
 from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
     INFERRED,
     _Bound,
-    _bind,
     _first_line,
     _value_hint,
     _Values,
@@ -348,7 +348,7 @@ class _Tracer:
     def arguments(self, cls: type[nn.Module], layer: LayerSpec, x: torch.Tensor,
                   dims: Sequence[_DimInfo]) -> _Arguments:
         """The layer's arguments: symbolic values by name, and as source for the generated call."""
-        bound = _bind(cls, layer)
+        bound = check_arguments(cls, layer, self.concrete, tuple(self.value(d.expr) for d in dims))
         sig = bound.sig
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
