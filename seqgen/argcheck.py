@@ -24,10 +24,14 @@ from typing import Any
 
 from torch import nn
 
-from .errors import Location, TraceError
+from .errors import Diagnostic, Location, TraceError
 from .exprs import expr_source
 from .layers import INFERRED, Mismatch, _Bound, _bind, _signature, _Values
-from .spec import BinOp, Const, Expr, LayerSpec, Neg, Num, Str, TupleExpr
+from .spec import BinOp, Const, Expr, LayerSpec, Neg, Num, Str, TracedLayer, TupleExpr
+
+# A layer above this many parameters is most likely a typo in a size (`linear 1000000`).
+HUGE_LAYER = 10**9
+
 
 # ------------------------------------------------------------------------------- types
 
@@ -385,3 +389,14 @@ def check_arguments(cls: type[nn.Module], layer: LayerSpec, values: _Values,
     bound = _bind(cls, layer, mismatch(cls, values))
     check_values(cls, layer, bound, values)
     return bound
+
+
+def huge_layer_warning(layer: TracedLayer) -> Diagnostic | None:
+    """A layer above a billion parameters: most likely a typo in one of its sizes."""
+    n = layer.params.value
+    if n <= HUGE_LAYER:
+        return None
+    return Diagnostic("warning", f"{layer.spec.name} has {n:,} parameters "
+                                 f"({n / 1e9:.1f} billion, {4 * n / 1e9:.1f} GB in fp32)",
+                      layer.spec.loc, "a layer this large is usually a typo in a size: check "
+                                      "its arguments")

@@ -18,7 +18,7 @@ from torch import nn
 
 from . import _symbolic as S
 from . import rules
-from .argcheck import check_arguments
+from .argcheck import check_arguments, huge_layer_warning
 from .confirm import confirm_on_cpu
 from .constraints import Condition, derive, holds
 from .errors import Diagnostic, Location, SeqgenError, SizeTooSmallError, TraceError
@@ -185,6 +185,8 @@ class _Tracer:
                 total += step.params_expr
                 trainable += step.trainable_expr
                 traced.append(step.traced)
+                if (warning := huge_layer_warning(step.traced)) is not None:
+                    self.warnings.append(warning)
         constraints = tuple(derive(self.conditions, self.hints, self.names,
                                    lambda e: self.code(e, None)))
         return TracedModel(

@@ -1,5 +1,5 @@
 """No silent reinterpretation of arguments: types, ranges, the positional rule, and inferred sizes
-written out of PyTorch habit."""
+written out of PyTorch habit, and implausibly large layers."""
 
 from __future__ import annotations
 
@@ -165,3 +165,15 @@ def test_values_that_do_not_fit_their_parameter(text: str, at: str, message: str
 ])
 def test_values_that_fit_are_accepted(text: str) -> None:
     traced(text)
+
+
+# ------------------------------------------------------------------ implausibly large layers
+
+
+def test_a_layer_above_a_billion_parameters_is_a_warning() -> None:
+    t = traced("model M(hidden=2621440)\ninput 4096\nlinear hidden\nrelu\nlinear 10")
+    (warning,) = t.warnings
+    assert warning.severity == "warning" and warning.location.line == 3
+    assert "linear has 10,740,039,680 parameters (10.7 billion" in warning.message
+    assert "typo" in (warning.hint or "")
+    assert traced("input 4096\nlinear 200000").warnings == ()  # 0.8 billion
