@@ -1,13 +1,19 @@
-"""No silent reinterpretation of arguments: types, ranges, the positional rule, and inferred sizes
-written out of PyTorch habit, and implausibly large layers."""
+"""No silent reinterpretation of arguments: types, ranges, the positional rule, inferred sizes
+written out of PyTorch habit, implausibly large layers, and generated tests that fit in memory."""
 
 from __future__ import annotations
 
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from seqgen.api import trace_spec
+from seqgen.api import generate, options_for, trace_spec
 from seqgen.dsl import parse
 from seqgen.errors import TraceError
+from seqgen.write import write_files
 
 
 def traced(text: str):
@@ -177,3 +183,53 @@ def test_a_layer_above_a_billion_parameters_is_a_warning() -> None:
     assert "linear has 10,740,039,680 parameters (10.7 billion" in warning.message
     assert "typo" in (warning.hint or "")
     assert traced("input 4096\nlinear 200000").warnings == ()  # 0.8 billion
+
+
+# ------------------------------------------------------------------ generated tests' memory
+
+
+def _no_more_than(limit: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
+def test_tests_for_a_huge_model_check_shapes_on_meta_and_skip_the_real_pass(
+        tmp_path: Path) -> None:
+    from seqgen.budget import generated_tests_bytes
+
+    spec = tmp_path / "huge.seq"
+    spec.write_text("model Huge(hidden=2621440)\ninput 4096\nlinear hidden\nrelu\nlinear 10\n")
+    result = generate(str(spec), options_for(str(spec), out_dir=str(tmp_path)))
+    assert generated_tests_bytes(result.traced) > 40 * 10**9
+    write_files(list(result.files))
+    text = (tmp_path / "test_huge.py").read_text()
+    assert 'with torch.device("meta")' in text and "Huge needs about 43.1 GB" in text
+    # about 43 GB if it built the model for real: under an 8 GB cap that fails at once
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "test_huge.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        preexec_fn=_no_more_than(8 << 30))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "3 passed" in proc.stdout and "SKIPPED" in proc.stdout
+    assert "over the 2 GB" in proc.stdout
+
+
+def test_tests_for_a_normal_model_run_for_real(tmp_path: Path) -> None:
+    from seqgen.budget import BUDGET_BYTES, generated_tests_bytes
+
+    spec = tmp_path / "small.seq"
+    spec.write_text("input 3x32x32\nconv2d 16 3\nflatten\nlinear 10\n")
+    result = generate(str(spec), options_for(str(spec), out_dir=str(tmp_path)))
+    assert generated_tests_bytes(result.traced) < BUDGET_BYTES
+    text = next(f.text for f in result.files if Path(f.path).name == "test_small.py")
+    assert "meta" not in text and "pytest.mark.skip(" not in text
+
+
+def test_the_budget_counts_activations_at_the_largest_named_dim_size() -> None:
+    from seqgen.budget import BUDGET_BYTES, generated_tests_bytes
+
+    # tiny weights, but 2 * 2 * 160M activations at L=2 * 80M: over the budget
+    t = traced("input (1, L=80000000)\nrelu")
+    assert generated_tests_bytes(t) > BUDGET_BYTES
+    assert generated_tests_bytes(traced("input (1, 80000000)\nrelu")) < BUDGET_BYTES
