@@ -7,8 +7,10 @@ spec arguments to constructor parameters, and evaluates spec values without eval
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,6 +18,7 @@ from torch import nn
 
 from .dsl import check_identifier
 from .errors import TraceError
+from .exprs import expr_source
 from .spec import BinOp, Const, Expr, Keyword, LayerSpec, ModelSpec, Name, Neg, Num, Str, TupleExpr
 
 
@@ -61,6 +64,8 @@ REFUSED: dict[str, str] = {
     "SyncBatchNorm": "needs a distributed process group; use batchnorm1d/2d/3d",
 }
 NOT_ARGS = frozenset({"device", "dtype"})
+# Why a spec value cannot be a parameter ("True or False"), or None when it fits.
+Mismatch = Callable[[str, Expr], "str | None"]
 
 
 def _layer_registry() -> dict[str, type[nn.Module]]:
@@ -152,8 +157,10 @@ class _Signature:
     required: tuple[str, ...]
     var_args: bool
     var_kwargs: bool
+    by_position: int = 0  # how many of `positional` a spec may give by position (see below)
 
 
+@functools.lru_cache(maxsize=None)
 def _signature(cls: type[nn.Module]) -> _Signature:
     init = cls.__init__
     if init is nn.Module.__init__:
@@ -167,7 +174,26 @@ def _signature(cls: type[nn.Module]) -> _Signature:
     required = tuple(p.name for p in named if p.default is p.empty and p.name not in INFERRED)
     return _Signature(positional, inferred, tuple(p.name for p in named), required,
                       any(p.kind == p.VAR_POSITIONAL for p in params),
-                      any(p.kind == p.VAR_KEYWORD for p in params))
+                      any(p.kind == p.VAR_KEYWORD for p in params),
+                      _by_position(positional, required, any_required=bool(required or inferred)))
+
+
+def _by_position(positional: tuple[str, ...], required: tuple[str, ...], any_required: bool) -> int:
+    """How many arguments a spec may give by position (README, "Arguments").
+
+    Positional spec arguments fill the required parameters after the inferred sizes
+    (`conv2d 16 3`); a class with no required parameter at all takes its first optional one
+    (`dropout 0.5`, `flatten 1`). Everything else is a keyword, so a value written out of habit
+    for a size seqgen infers cannot shift into kernel_size, stride, bias or eps unnoticed.
+    """
+    if not any_required:
+        return min(1, len(positional))
+    count = 0
+    for name in positional:
+        if name not in required:
+            break
+        count += 1
+    return count
 
 
 @dataclass(frozen=True)
@@ -180,20 +206,23 @@ class _Bound:
     sig: _Signature
 
 
-def _bind(cls: type[nn.Module], layer: LayerSpec) -> _Bound:
+def _bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = None) -> _Bound:
+    """Spec arguments by constructor parameter; `describe` says why a value misfits a parameter."""
     sig = _signature(cls)
     name = cls.__name__.lower()
     args: dict[str, Expr] = {}
     extra: list[Expr] = []
     for i, value in enumerate(layer.args):
-        if i < len(sig.positional):
+        if i < sig.by_position:
             args[sig.positional[i]] = value
+        elif i < len(sig.positional):
+            raise _keyword_needed(name, sig, sig.positional[i], value, describe)
         elif sig.var_args:
             extra.append(value)
         else:
-            want = ", ".join(sig.positional) or "no positional arguments"
+            want = ", ".join(sig.positional[: sig.by_position]) or "no positional arguments"
             raise TraceError(
-                f"{name} takes {len(sig.positional)} positional argument(s) after the inferred "
+                f"{name} takes {sig.by_position} positional argument(s) after the inferred "
                 f"size, got {len(layer.args)}", location=value.loc,
                 hint=f"{name} takes: {want}" + (f" (seqgen infers {', '.join(sig.inferred)})"
                                                if sig.inferred else ""))
@@ -224,6 +253,23 @@ def _bind(cls: type[nn.Module], layer: LayerSpec) -> _Bound:
         raise TraceError(f"{name} needs {', '.join(repr(m) for m in missing)}", location=layer.loc,
                          hint=f"write `{layer.name} {' '.join(m.upper() for m in missing)}`")
     return _Bound(args, tuple(extra), extra_kwargs, sig)
+
+
+def _keyword_needed(name: str, sig: _Signature, pname: str, value: Expr,
+                    describe: Mismatch | None) -> TraceError:
+    """A positional argument beyond what the class takes by position: name the keyword to use."""
+    taken = sig.positional[: sig.by_position]
+    count = {0: "no arguments", 1: "1 argument"}.get(len(taken), f"{len(taken)} arguments")
+    shown = f" ({', '.join(taken)})" if taken else ""
+    inferred = f", seqgen infers {', '.join(sig.inferred)}" if sig.inferred else ""
+    misfit = describe(pname, value) if describe is not None else None
+    hint = (f"{pname} takes {misfit}" if misfit is not None
+            else f"write {pname}={expr_source(value)}")
+    if sig.inferred:
+        hint = f"seqgen infers {', '.join(sig.inferred)}: don't write it; " + (
+            hint if misfit is not None else f"to set {pname}, {hint}")
+    return TraceError(f"{name} takes {count} by position{shown}{inferred}; give {pname} "
+                      "by keyword", location=value.loc, hint=hint)
 
 
 def concrete_values(spec: ModelSpec) -> _Values:

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from . import __version__
+from .budget import over_budget
 from .errors import RenderError
 from .spec import Constraint, Dim, GeneratedFile, TracedLayer, TracedModel
 
@@ -186,6 +187,7 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
             for name, sizes, below in traced.dim_sizes]
     rel = os.path.relpath(options.out_dir, options.tests_dir)
     module_dir = [repr(part) for part in PurePosixPath(Path(rel).as_posix()).parts if part != "."]
+    too_large = over_budget(traced)
     return {
         "class_name": spec.class_name,
         "module_name": options.module_stem,
@@ -198,6 +200,9 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         "param_count": traced.total_params.value,
         "param_count_code": traced.total_params.code,
         "dims": dims,
+        # too large to allocate: shapes and counts on the meta device, real passes skipped
+        "meta_only": too_large is not None,
+        "skip_reason": repr(too_large or ""),
     }
 
 

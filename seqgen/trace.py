@@ -18,6 +18,7 @@ from torch import nn
 
 from . import _symbolic as S
 from . import rules
+from .argcheck import check_arguments, huge_layer_warning
 from .confirm import confirm_on_cpu
 from .constraints import Condition, derive, holds
 from .errors import Diagnostic, Location, SeqgenError, SizeTooSmallError, TraceError
@@ -27,7 +28,6 @@ from .verify import verify_at_other_values
 from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
     INFERRED,
     _Bound,
-    _bind,
     _first_line,
     _value_hint,
     _Values,
@@ -198,6 +198,8 @@ class _Tracer:
                 total += step.params_expr
                 trainable += step.trainable_expr
                 traced.append(step.traced)
+                if (warning := huge_layer_warning(step.traced)) is not None:
+                    self.warnings.append(warning)
         constraints = tuple(derive(self.conditions, self.hints, self.names,
                                    lambda e: self.code(e, None)))
         self.warn_unused_params(traced)
@@ -408,7 +410,7 @@ class _Tracer:
     def arguments(self, cls: type[nn.Module], layer: LayerSpec, x: torch.Tensor,
                   dims: Sequence[_DimInfo]) -> _Arguments:
         """The layer's arguments: symbolic values by name, and as source for the generated call."""
-        bound = _bind(cls, layer)
+        bound = check_arguments(cls, layer, self.concrete, tuple(self.value(d.expr) for d in dims))
         sig = bound.sig
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
