@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torchinfo  # a hard import: CI must fail, not skip, when the [dev] extra is incomplete
 from click.testing import CliRunner
 
 from conftest import EXAMPLES
 from seqgen.api import generate, options_for
 from seqgen.cli import main
 from seqgen.summary import totals
-
-torchinfo = pytest.importorskip("torchinfo")
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SPECS = {
