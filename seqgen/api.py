@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .dsl import parse, read_spec
+from .dsl import parse_partial, read_spec
+from .errors import raise_all
 from .render import Options, fingerprint, module_stem, templates_fingerprint
 from .spec import GeneratedFile, ModelSpec, TracedModel
 from .write import body_of, recorded_fingerprint
@@ -46,9 +47,19 @@ def spec_key(spec_text: str, options: Options, input_override: str | None) -> st
 
 
 def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelSpec]:
-    """Read and parse a spec file."""
+    """Read and parse a spec file.
+
+    With syntax errors, the lines that did parse are bound to their torch.nn classes too, so a
+    single run reports every parse and binding error (torch is imported on this error path only).
+    """
     text = read_spec(spec_path)
-    return text, parse(text, spec_path, input_override=input_override)
+    spec, errors = parse_partial(text, spec_path, input_override=input_override)
+    if errors:
+        from .preflight import layer_errors
+
+        raise_all(errors + (layer_errors(spec.layers) if spec is not None else []))
+    assert spec is not None
+    return text, spec
 
 
 def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:

@@ -20,6 +20,8 @@ from . import _symbolic as S
 from .confirm import confirm_on_cpu
 from .errors import Diagnostic, Location, SeqgenError, SizeTooSmallError, TraceError
 from .exprs import expr_source
+from .hints import rejection
+from .preflight import check_layers, quiet_torch_warnings
 from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
     INFERRED,
     _Bound,
@@ -301,9 +303,11 @@ class _Tracer:
         except TraceError:
             raise
         except Exception as e:
-            raise TraceError(
-                f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}",
-                location=layer.loc, hint=_value_hint(e)) from e
+            sample = {k: self.value(S.expr_of(v)) if isinstance(v, torch.SymInt) else v
+                      for k, v in values.items()}
+            message, hint = rejection(cls.__name__, _first_line(e), sample) or (
+                f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}", _value_hint(e))
+            raise TraceError(message, location=layer.loc, hint=hint) from e
         module.eval()  # shape checks at any batch size (BatchNorm refuses batch 1 in training)
         return module, bound, call_args, call_kwargs
 
@@ -490,9 +494,11 @@ def _layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimIn
 
 
 def trace(spec: ModelSpec) -> TracedModel:
-    """Trace a parsed spec symbolically on fake tensors."""
+    """Trace a parsed spec symbolically on fake tensors (every layer's binding checked first)."""
+    check_layers(spec)
     try:
-        return _Tracer(spec).run()
+        with quiet_torch_warnings():
+            return _Tracer(spec).run()
     except SizeTooSmallError as e:
         smallest = smallest_input(spec)
         if smallest is None:
