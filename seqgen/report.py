@@ -5,9 +5,15 @@ from __future__ import annotations
 from .spec import Dim, TracedModel
 
 
-def shape_text(dims: tuple[Dim, ...]) -> str:
-    """`(N, 16, 32, 32)`: symbolic dims by name, the rest as numbers."""
-    return "(" + ", ".join(d.shown for d in dims) + ")"
+def shape_text(dims: tuple[Dim, ...], sizes: bool = False) -> str:
+    """`(N, 16, 32, 32)`: symbolic dims by name, the rest as numbers; with `sizes`, a symbolic
+    dim also shows its size at the sample input and defaults: `(N, 16, seq_len - 2 [26])`."""
+    def one(d: Dim) -> str:
+        if sizes and d.symbolic and d.code != "N":  # the batch is whatever --batch says
+            return f"{d.code} [{d.value}]"
+        return d.shown
+
+    return "(" + ", ".join(one(d) for d in dims) + ")"
 
 
 def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
