@@ -119,3 +119,7 @@ class RenderError(SeqgenError):
 
 class WriteError(SeqgenError):
     """Output files could not be written, or would clobber hand edits."""
+
+
+class OutputConflict(SeqgenError):
+    """Two outputs of one run would land on the same path (a usage error: exit 2)."""

@@ -40,3 +40,10 @@ def shape_table(traced: TracedModel) -> str:
     if traced.total_params.symbolic:
         total += f" at the defaults ({traced.total_params.code})"
     return f"{body}\n{total}"
+
+
+def device_report(traced: TracedModel, device: str, batch: int = 2) -> str:
+    """One line for `--device`: what ran where, and that it agreed with the trace."""
+    sample = (batch, *(d.value for d in traced.input_shape[1:]))
+    return (f"--device {device}: built {traced.spec.class_name} for real on {device} and ran a "
+            f"{sample} sample: all {len(traced.layers)} layer output shapes agree with the trace")

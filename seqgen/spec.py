@@ -213,3 +213,4 @@ class GeneratedFile:
 
     path: str
     text: str
+    source: str = ""  # the absolute path of the spec it is generated from (checked, not written)
