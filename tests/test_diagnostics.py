@@ -10,10 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from seqgen.api import load, trace_spec
-from seqgen.cli import main
 from seqgen.dsl import parse
 from seqgen.errors import SeqgenError, SpecErrors
 from seqgen.lint import lint
