@@ -11,7 +11,9 @@ from pathlib import Path
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 # case name -> (model dir, tests dir), relative to the case's expected/ folder
-LAYOUTS = {"split_dirs": ("models", "tests")}
+LAYOUTS = {"split_dirs": ("models", "tests"), "in_package": ("mypkg/models", "tests")}
+# cases whose model dir is a package (its folders get an __init__.py when rendered)
+PACKAGES = {"in_package"}
 
 
 def cases() -> list[Path]:
@@ -24,6 +26,12 @@ def render_case(case: Path, root: Path) -> dict[str, str]:
     from seqgen.api import generate, options_for
 
     model_dir, tests_dir = LAYOUTS.get(case.name, (".", "."))
+    if case.name in PACKAGES:
+        folder = root
+        for part in Path(model_dir).parts:
+            folder = folder / part
+            folder.mkdir(exist_ok=True)
+            (folder / "__init__.py").touch()
     spec = root / f"{case.name}.seq"
     spec.write_bytes((case / f"{case.name}.seq").read_bytes())
     options = options_for(str(spec), str(root / model_dir), str(root / tests_dir),
