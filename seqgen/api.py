@@ -93,11 +93,13 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
 def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     """Trace symbolically; with `device`, also run a real forward there and compare."""
     from .confirm import verify_on_device
+    from .preflight import quiet_torch_warnings
     from .trace import trace
 
     traced = trace(spec)
     if device is not None:
-        verify_on_device(traced, device)
+        with quiet_torch_warnings():  # lint says it, located in the spec
+            verify_on_device(traced, device)
     return traced
 
 

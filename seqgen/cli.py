@@ -159,7 +159,7 @@ def _new_one(spec_path: str, options: Options, device: str | None, dry: bool, di
     result = generate(spec_path, options, device)
     for w in lint(result.traced):
         _err(w.render())
-    if device is not None and not quiet:
+    if device is not None:  # what the user asked for: said even with -q (which hides the table)
         click.echo(device_report(result.traced, device))
     if dry:
         statuses = check_overwrite(list(result.files), force=True)

@@ -180,3 +180,12 @@ def test_ignore_names_only_its_own_line_and_code() -> None:
 def test_unknown_ignore_code_is_reported() -> None:
     found = warnings_of("input 10\nlinear 4  # seqgen: ignore[W01]\n")
     assert len(found) == 1 and "unknown warning 'W01'" in found[0] and "did you mean 'W001'?" in found[0]
+
+
+def test_device_check_of_softmax_without_dim_leaks_no_torch_warning(tmp_path: Path) -> None:
+    (tmp_path / "m.seq").write_text("input 10\nlinear 4\nsoftmax\nlinear 2\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "seqgen", "new", "-q", "--device", "cpu", "m.seq"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "UserWarning" not in out.stderr and "[W006 softmax-without-dim]" in out.stderr
+    assert "--device cpu: built M for real on cpu" in out.stdout
