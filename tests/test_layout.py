@@ -237,3 +237,18 @@ def test_device_cpu_says_what_ran_in_one_line(project: Path) -> None:
     assert out.returncode == 0, out.stderr
     (line,) = [x for x in out.stdout.splitlines() if x.startswith("--device cpu:")]
     assert "ran a (2, 3, 16, 16) sample" in line and "all 3 layer output shapes agree" in line
+
+
+def test_a_copy_generated_in_another_project_is_no_stray(project: Path) -> None:
+    # like tests/golden/*/expected: generated with its own root, then committed inside ours
+    fixture = project / "fixtures" / "expected"
+    fixture.mkdir(parents=True)
+    (fixture / "m.seq").write_text("input 4\nlinear 2\n")
+    (fixture / "pyproject.toml").write_text("")
+    assert seqgen("new", "-q", "m.seq", cwd=fixture).returncode == 0
+    (fixture / "m.seq").unlink()
+    (fixture / "pyproject.toml").unlink()
+    out = seqgen("new", "--check", "pkg_a/cnn.seq", "fixtures/expected/m.py", cwd=project)
+    assert "fixtures" not in out.stderr and "fixtures" not in out.stdout
+    assert seqgen("new", "-q", "--prune", "pkg_a/cnn.seq", cwd=project).returncode == 0
+    assert (fixture / "m.py").exists()
