@@ -105,6 +105,7 @@ class Recorded:
 
     @property
     def is_model(self) -> bool:
+        """The model module (else the test file)."""
         return self.path.stem == self.layout.module and self.path.stem != self.layout.test
 
     @property

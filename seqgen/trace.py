@@ -21,7 +21,6 @@ from .confirm import confirm_on_cpu
 from .errors import Diagnostic, Location, SeqgenError, SizeTooSmallError, TraceError
 from .exprs import expr_source
 from .hints import rejection
-from .preflight import check_layers, quiet_torch_warnings
 from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
     INFERRED,
     _Bound,
@@ -33,6 +32,7 @@ from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this 
     layer_names,
     resolve_layer,
 )
+from .preflight import check_layers, quiet_torch_warnings
 from .spec import (
     Constraint,
     Dim,
