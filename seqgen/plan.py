@@ -22,6 +22,7 @@ class Job:
 
     spec_path: str
     options: Options
+    explicit: bool = False  # placed by options given on the command line, not a recorded layout
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,10 @@ def plan(args: list[str], out_dir: str | None = None, tests_dir: str | None = No
     orphans: list[Recorded] = []
     folders: list[Path] = []
 
-    def add(spec_path: str, options: Options) -> None:
+    def add(spec_path: str, options: Options, given: bool = False) -> None:
         key = (Path(spec_path).resolve(), *(Path(p).resolve() for p in output_paths(options)),
                options.input_override, options.templates_dir)
-        jobs.setdefault(key, Job(spec_path, options))
+        jobs.setdefault(key, Job(spec_path, options, given))
 
     for arg in args:
         path = Path(arg)
@@ -69,7 +70,7 @@ def plan(args: list[str], out_dir: str | None = None, tests_dir: str | None = No
             continue
         folders.append(path.parent)
         if explicit:
-            add(arg, options_for(arg, out_dir, tests_dir, templates_dir, input_override))
+            add(arg, options_for(arg, out_dir, tests_dir, templates_dir, input_override), True)
             continue
         found = finder.layouts_of(path, path.parent / f"{module_stem(arg)}.py")
         for recorded in found:
@@ -82,16 +83,20 @@ def plan(args: list[str], out_dir: str | None = None, tests_dir: str | None = No
 
 def _strays(finder: Finder, jobs: list[Job], orphans: list[Recorded], folders: list[Path]
             ) -> tuple[Stray, ...]:
-    """Generated files that no job rewrites: their spec is gone, or its outputs moved.
+    """Generated files that no job rewrites: their spec is gone, or its recorded layout moved
+    its outputs elsewhere.
 
     A project found by its marker file is searched whole (for files generated in it: see
     _belongs); otherwise the folders the run reads from and writes to.
     """
     gone = "its spec {} no longer exists (renamed or deleted?)"
-    outputs: dict[Path, list[str]] = {}  # spec -> its outputs in this run
+    # spec -> its outputs in its recorded layout. Files of such a spec elsewhere are left from an
+    # earlier layout; with options given, a run may be a one-off, and nothing is superseded.
+    outputs: dict[Path, list[str]] = {}
     for job in jobs:
         folders = [*folders, Path(job.options.out_dir), Path(job.options.tests_dir)]
-        outputs.setdefault(Path(job.spec_path).resolve(), []).extend(output_paths(job.options))
+        if not job.explicit:
+            outputs.setdefault(Path(job.spec_path).resolve(), []).extend(output_paths(job.options))
     searches = {(folder.resolve(), False) for folder in folders}
     searches |= {(root, True) for root, marked in map(project_root, folders) if marked}
     found = {r.path.resolve(): r for r in orphans}

@@ -252,3 +252,10 @@ def test_a_copy_generated_in_another_project_is_no_stray(project: Path) -> None:
     assert "fixtures" not in out.stderr and "fixtures" not in out.stdout
     assert seqgen("new", "-q", "--prune", "pkg_a/cnn.seq", cwd=project).returncode == 0
     assert (fixture / "m.py").exists()
+
+
+def test_a_one_off_run_with_options_leaves_the_recorded_outputs_alone(project: Path) -> None:
+    assert seqgen("new", "-q", "pkg_a/cnn.seq", cwd=project).returncode == 0
+    out = seqgen("new", "-q", "--prune", "pkg_a/cnn.seq", "-o", "scratch", cwd=project)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert (project / "pkg_a" / "cnn.py").exists() and (project / "pkg_a" / "test_cnn.py").exists()
