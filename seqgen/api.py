@@ -7,11 +7,14 @@ torch is imported only when a spec is actually traced (`seqgen --help` and an up
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import __version__
-from .dsl import parse, read_spec
+from .dsl import parse_partial, read_spec
+from .errors import raise_all
+from .layout import Layout, Recorded, package_of, relative
+from .layout import project_root as find_project_root
 from .render import Options, fingerprint, module_stem, templates_fingerprint
 from .spec import GeneratedFile, ModelSpec, TracedModel
 from .write import body_of, recorded_fingerprint
@@ -26,39 +29,77 @@ class Generated:
 
 
 def options_for(spec_path: str, out_dir: str | None = None, tests_dir: str | None = None,
-                templates_dir: str | None = None) -> Options:
-    """Where a spec's outputs go: next to the spec unless told otherwise."""
+                templates_dir: str | None = None, input_override: str | None = None,
+                project_root: Path | None = None) -> Options:
+    """Where a spec's outputs go (next to the spec unless told otherwise), and what the headers
+    record about it, relative to the project root (found from the spec unless given)."""
     out = out_dir if out_dir is not None else str(Path(spec_path).parent)
-    return Options(
-        module_stem=module_stem(spec_path),
-        out_dir=out,
-        tests_dir=tests_dir if tests_dir is not None else out,
-        spec_name=Path(spec_path).name,
-        templates_dir=templates_dir,
-    )
+    tests = tests_dir if tests_dir is not None else out
+    root = project_root if project_root is not None else find_project_root(Path(spec_path).parent)[0]
+    stem = module_stem(spec_path)
+    package = package_of(Path(out))
+    # pytest (prepend mode) names a test module after its file when its folder is no package:
+    # two models `cnn` in two packages would both get `test_cnn` there, so name it in full
+    test_stem = "test_" + "_".join((*package, stem)) if package and not package_of(Path(tests)) \
+        else f"test_{stem}"
+    layout = Layout(
+        spec=relative(Path(spec_path), root), out=relative(Path(out), root),
+        tests=relative(Path(tests), root), module=stem, test=test_stem, input=input_override,
+        templates=relative(Path(templates_dir), root) if templates_dir is not None else None)
+    return Options(module_stem=stem, out_dir=out, tests_dir=tests, layout=layout, package=package,
+                   test_stem=test_stem, templates_dir=templates_dir, input_override=input_override)
 
 
-def spec_key(spec_text: str, options: Options, input_override: str | None) -> str:
-    """What the outputs depend on besides the templates: spec, version and layout options."""
-    rel = os.path.relpath(options.out_dir, options.tests_dir)
-    return fingerprint("\0".join([__version__, spec_text, input_override or "", Path(rel).as_posix(),
-                                  options.module_stem]))
+def recorded_options(recorded: Recorded) -> tuple[str, Options]:
+    """The spec a generated file was made from and the options it was made with, read back
+    from its header (paths relative to the current directory where possible)."""
+    root, layout = recorded.root, recorded.layout
+
+    def here(rel: str) -> str:
+        path = Path(os.path.normpath(root / rel))
+        try:
+            return os.path.relpath(path)
+        except ValueError:  # another drive (Windows)
+            return str(path)
+
+    spec = here(layout.spec)
+    return spec, options_for(spec, here(layout.out), here(layout.tests),
+                             here(layout.templates) if layout.templates is not None else None,
+                             layout.input, project_root=root)
+
+
+def spec_key(spec_text: str, options: Options) -> str:
+    """What the outputs depend on besides the templates: spec, version, layout and imports."""
+    return fingerprint("\0".join([__version__, spec_text, options.layout.record(),
+                                  options.model_import]))
 
 
 def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelSpec]:
-    """Read and parse a spec file."""
+    """Read and parse a spec file.
+
+    With syntax errors, the lines that did parse are bound to their torch.nn classes too, so a
+    single run reports every parse and binding error (torch is imported on this error path only).
+    """
     text = read_spec(spec_path)
-    return text, parse(text, spec_path, input_override=input_override)
+    spec, errors = parse_partial(text, spec_path, input_override=input_override)
+    if errors:
+        from .preflight import layer_errors
+
+        raise_all(errors + (layer_errors(spec.layers) if spec is not None else []))
+    assert spec is not None
+    return text, spec
 
 
 def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     """Trace symbolically; with `device`, also run a real forward there and compare."""
     from .confirm import verify_on_device
+    from .preflight import quiet_torch_warnings
     from .trace import trace
 
     traced = trace(spec)
     if device is not None:
-        verify_on_device(traced, device)
+        with quiet_torch_warnings():  # lint says it, located in the spec
+            verify_on_device(traced, device)
     return traced
 
 
@@ -79,23 +120,23 @@ def traced_spec(spec_path: str, input_override: str | None = None,
     return text, traced
 
 
-def generate(spec_path: str, options: Options, input_override: str | None = None,
-             device: str | None = None) -> Generated:
+def generate(spec_path: str, options: Options, device: str | None = None) -> Generated:
     """Parse, trace and render one spec (writes nothing)."""
     from .render import render
 
-    text, traced = traced_spec(spec_path, input_override, device)
-    files = render(traced, options, spec_key(text, options, input_override))
+    text, traced = traced_spec(spec_path, options.input_override, device)
+    source = str(Path(spec_path).resolve())  # which spec owns the files (never written)
+    files = [replace(f, source=source) for f in render(traced, options, spec_key(text, options))]
     return Generated(traced, tuple(files))
 
 
 def output_paths(options: Options) -> tuple[str, str]:
     """The model module and test file a spec generates."""
     return (str(Path(options.out_dir) / f"{options.module_stem}.py"),
-            str(Path(options.tests_dir) / f"test_{options.module_stem}.py"))
+            str(Path(options.tests_dir) / f"{options.test_stem}.py"))
 
 
-def is_up_to_date(spec_path: str, options: Options, input_override: str | None = None) -> bool:
+def is_up_to_date(spec_path: str, options: Options) -> bool:
     """True when both outputs exist, untouched, and were made from this spec, version and templates.
 
     Reads headers only: no torch import, no trace.
@@ -104,7 +145,7 @@ def is_up_to_date(spec_path: str, options: Options, input_override: str | None =
         text = read_spec(spec_path)
     except Exception:
         return False
-    want_spec = spec_key(text, options, input_override)
+    want_spec = spec_key(text, options)
     want_templates = templates_fingerprint(options.templates_dir)
     for path in output_paths(options):
         try:

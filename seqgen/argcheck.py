@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from . import lint
 from .errors import Diagnostic, Location, TraceError
 from .exprs import expr_source
 from .layers import INFERRED, Mismatch, _Bound, _bind, _signature, _Values
@@ -399,4 +400,4 @@ def huge_layer_warning(layer: TracedLayer) -> Diagnostic | None:
     return Diagnostic("warning", f"{layer.spec.name} has {n:,} parameters "
                                  f"({n / 1e9:.1f} billion, {4 * n / 1e9:.1f} GB in fp32)",
                       layer.spec.loc, "a layer this large is usually a typo in a size: check "
-                                      "its arguments")
+                                      "its arguments", lint.HUGE_LAYER)

@@ -16,6 +16,7 @@ from . import __version__
 from .errors import Exit, SeqgenError
 
 if TYPE_CHECKING:  # pragma: no cover - render imports jinja2; keep --help light
+    from .plan import Stray
     from .render import Options
 
 DEVICES = click.Choice(["meta", "cpu", "cuda"])
@@ -57,7 +58,7 @@ def _progress(i: int, n: int, spec: str) -> None:
 @click.option("-o", "--out-dir", type=click.Path(file_okay=False),
               help="Directory for <stem>.py (default: next to the spec).")
 @click.option("--tests-dir", type=click.Path(file_okay=False),
-              help="Directory for test_<stem>.py (default: the output directory).")
+              help="Directory for the test file (default: the output directory).")
 @click.option("--input", "input_shape", metavar="SHAPE",
               help="Override the spec's `input` line, e.g. 3x64x64 or '(1, seq_len=100)'.")
 @click.option("--device", type=DEVICES,
@@ -66,58 +67,109 @@ def _progress(i: int, n: int, spec: str) -> None:
               help="Write nothing; exit 1 if any output would change (lists them).")
 @click.option("--diff", is_flag=True, help="Write nothing; print the unified diff of each change.")
 @click.option("--force", is_flag=True, help="Overwrite generated files that were edited by hand.")
+@click.option("--prune", is_flag=True,
+              help="Remove generated files whose spec no longer exists.")
 @click.option("--templates", "templates_dir", type=click.Path(file_okay=False, exists=True),
               help="Render with the templates in DIR (model.py.jinja, test_model.py.jinja).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape table.")
 def new(specs: tuple[str, ...], out_dir: str | None, tests_dir: str | None,
         input_shape: str | None, device: str | None, check_only: bool, diff: bool, force: bool,
-        templates_dir: str | None, quiet: bool) -> None:
-    """Generate <stem>.py and test_<stem>.py from each SPEC (globs allowed)."""
-    from .api import is_up_to_date, options_for, output_paths
+        prune: bool, templates_dir: str | None, quiet: bool) -> None:
+    """Generate <stem>.py and its test file from each SPEC (globs allowed).
 
+    \b
+    With none of -o, --tests-dir, --input, --templates, each spec's outputs go where its
+    generated files' headers say they went (next to the spec the first time). A generated
+    .py file as SPEC stands for its spec; other .py files are skipped.
+    """
+    from .errors import OutputConflict
+    from .plan import plan
+
+    if check_only and diff:
+        raise click.UsageError("--check and --diff both write nothing; give one "
+                               "(--diff also lists what would change)")
+    if force and (check_only or diff):
+        raise click.UsageError("--force writes files; --check and --diff write nothing")
     paths = _expand(specs)
+    if input_shape is not None and len([p for p in paths if not p.endswith(".py")]) > 1:
+        raise click.UsageError("--input overrides the input of one spec; "
+                               f"{len(paths)} specs were given")
+    try:
+        run = plan(paths, out_dir, tests_dir, input_shape, templates_dir)
+    except OutputConflict as e:
+        raise click.UsageError(e.diagnostic.message + f" ({e.diagnostic.hint})") from None
+    dry = check_only or diff
     failed = stale = 0
-    for i, spec_path in enumerate(paths, start=1):
-        _progress(i, len(paths), spec_path)
-        options = options_for(spec_path, out_dir, tests_dir, templates_dir)
-        if device is None and not force and is_up_to_date(spec_path, options, input_shape):
-            # recognised from the headers alone: no torch import, no trace
-            if not (check_only or diff or quiet):
-                click.echo(f"unchanged (up to date, not traced): {', '.join(output_paths(options))}")
-            continue
+    for i, job in enumerate(run.jobs, start=1):
+        _progress(i, len(run.jobs), job.spec_path)
         try:
-            changed = _new_one(spec_path, options, input_shape, device, check_only or diff, diff,
-                               force, quiet)
+            stale += _new_one(job.spec_path, job.options, device, dry, diff, force, quiet)
         except SeqgenError as e:
             _err(e.render())
             failed += 1
-            continue
-        stale += changed
-    if failed or ((check_only or diff) and stale):
+    stale += len(run.strays)
+    failed += _strays(run.strays, prune and not dry, force)
+    if failed or (dry and stale):
         sys.exit(Exit.SPEC_ERROR)
 
 
-def _new_one(spec_path: str, options: Options, input_shape: str | None, device: str | None,
-             dry: bool, diff: bool, force: bool, quiet: bool) -> int:
+def _strays(strays: tuple[Stray, ...], remove: bool, force: bool) -> int:
+    """Report (or, with --prune, remove) generated files no spec of the run will rewrite;
+    return how many could not be removed."""
+    from .write import remove_generated
+
+    failed = 0
+    for stray in strays:
+        shown = _shown(stray.recorded.path)
+        if not remove:
+            _err(f"{shown}: {stray.reason}; --prune removes it")
+            continue
+        try:
+            remove_generated(stray.recorded.path, force=force)
+            click.echo(f"removed {shown}: {stray.reason}")
+        except SeqgenError as e:
+            _err(e.render())
+            failed += 1
+    return failed
+
+
+def _shown(path: Path) -> str:
+    """A path as messages show it: relative to the current directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _new_one(spec_path: str, options: Options, device: str | None, dry: bool, diff: bool,
+             force: bool, quiet: bool) -> int:
     """Generate one spec; return how many outputs changed (or would change, when dry)."""
     import difflib
 
-    from .api import generate
+    from .api import generate, is_up_to_date, output_paths
     from .lint import lint
-    from .report import shape_table
+    from .report import device_report, shape_table
     from .write import check_overwrite, write_files
 
-    result = generate(spec_path, options, input_shape, device)
+    if device is None and not force and is_up_to_date(spec_path, options):
+        # recognised from the headers alone: no torch import, no trace
+        if not (dry or quiet):
+            click.echo(f"unchanged (up to date, not traced): {', '.join(output_paths(options))}")
+        return 0
+    result = generate(spec_path, options, device)
     for w in lint(result.traced):
         _err(w.render())
+    if device is not None:  # what the user asked for: said even with -q (which hides the table)
+        click.echo(device_report(result.traced, device))
     if dry:
         statuses = check_overwrite(list(result.files), force=True)
         changed = [s for s in statuses if s.state != "unchanged"]
         for f, s in zip(result.files, statuses):
             if s.state == "unchanged":
                 continue
-            click.echo(f"would {'create' if s.state == 'new' else 'change'} {s.path}"
-                       + (" (edited by hand)" if s.state == "edited" else ""))
+            note = {"edited": " (edited by hand)", "foreign": " (not generated by seqgen)",
+                    "other": f" (generated from {s.detail})"}.get(s.state, "")
+            click.echo(f"would {'create' if s.state == 'new' else 'change'} {s.path}{note}")
             if diff:
                 old = Path(f.path).read_text(encoding="utf-8") if s.state != "new" else ""
                 click.echo("".join(difflib.unified_diff(

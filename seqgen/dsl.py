@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Location, SpecReadError, SpecSyntaxError
+from .errors import Location, SeqgenError, SpecReadError, SpecSyntaxError, raise_all
 from .spec import (
     RepeatSpec,
     flat_layers,
@@ -53,6 +53,8 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _SHAPE_X = re.compile(r"\d+(?:x\d+)*")
+_IGNORE = re.compile(r"#\s*seqgen:\s*ignore\b(?:\[([^\]]*)\])?")
+PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
 
 
@@ -97,6 +99,8 @@ class _Line:
 
     def __init__(self, path: str, lineno: int, text: str) -> None:
         self.path, self.lineno, self.text = path, lineno, text
+        self.ignore: tuple[str, ...] | None = None  # codes of `# seqgen: ignore[...]`
+        self.ignore_col = 0
         self.tokens = self._tokenize()
         self.pos = 0
         self.depth = 0  # nesting of the value being parsed, bounded by MAX_NESTING
@@ -124,6 +128,11 @@ class _Line:
                 raise self.error(f"unexpected character {ch!r}", pos + 1, hint=hint)
             kind = m.lastgroup or ""
             if kind == "comment":
+                ignore = _IGNORE.match(m.group())
+                if ignore is not None:
+                    codes = (ignore.group(1) or "").split(",")
+                    self.ignore = tuple(c.strip() for c in codes if c.strip())
+                    self.ignore_col = pos + 1
                 break
             if kind == "space":
                 space = True
@@ -321,54 +330,99 @@ def parse_shape(text: str, path: str = "<--input>") -> tuple[tuple[Expr, ...], l
 
 
 def parse(text: str, path: str = "<spec>", input_override: str | None = None) -> ModelSpec:
-    """Parse spec text into a ModelSpec."""
+    """Parse spec text into a ModelSpec; every independent error is raised together."""
     return _Parser(path).parse(text, input_override)
 
 
+def parse_partial(text: str, path: str = "<spec>", input_override: str | None = None
+                  ) -> tuple[ModelSpec | None, list[SeqgenError]]:
+    """Parse what parses (the lines without errors) and return the errors found, unraised.
+
+    The trace stage checks the partial spec's layers too, so one run reports every error.
+    """
+    parser = _Parser(path)
+    spec = parser.parse_partial(text, input_override)
+    return spec, parser.errors
+
+
 class _Parser:
+    """Parses line by line; an error in one line is recorded and the next line is parsed, so a
+    spec's independent errors are reported together."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.params: list[Param] = []
         self.class_name: str | None = None
         self.input: tuple[Expr, ...] | None = None
         self.input_loc: Location | None = None
+        self.errors: list[SeqgenError] = []
+        self.header_failed = False  # a `model`/`input` line had an error
+        self.loose_names: set[str] = set()  # names such a line seems to declare (no false alarms)
 
     def parse(self, text: str, input_override: str | None) -> ModelSpec:
+        spec = self.parse_partial(text, input_override)
+        raise_all(self.errors)
+        assert spec is not None
+        return spec
+
+    def parse_partial(self, text: str, input_override: str | None) -> ModelSpec | None:
+        """Parse what parses; errors are left in `self.errors`. None when no spec can be built."""
         lines = text.splitlines()
         items: list[tuple[int, _Line]] = []  # (indent, tokens) of non-blank lines
+        ignores: list[tuple[Location, tuple[str, ...]]] = []
         for i, raw in enumerate(lines, start=1):
             if "\t" in raw[: len(raw) - len(raw.lstrip())]:
-                raise SpecSyntaxError("tabs are not allowed in indentation",
-                                      location=Location(self.path, i, 1, raw), hint="indent with spaces")
-            line = _Line(self.path, i, raw)
+                self.errors.append(SpecSyntaxError(
+                    "tabs are not allowed in indentation", location=Location(self.path, i, 1, raw),
+                    hint="indent with spaces"))
+                continue
+            try:
+                line = _Line(self.path, i, raw)
+            except SpecSyntaxError as e:
+                self.errors.append(e)
+                continue
+            if line.ignore is not None:
+                ignores.append((line.loc(line.ignore_col, len(raw) - line.ignore_col + 1),
+                                line.ignore))
             if line.peek().kind == "end":
                 continue
             items.append((len(raw) - len(raw.lstrip(" ")), line))
         layers = self.block(items, 0, len(items), None, top=True)
         if input_override is not None:
-            dims, new = parse_shape(input_override)
-            self.input, self.input_loc = dims, Location("<--input>", 1, 1, input_override)
-            self._declare_input_params(new, replace=True)
-        if self.input is None:
-            raise SpecSyntaxError(
+            try:
+                dims, new = parse_shape(input_override)
+                self.input, self.input_loc = dims, Location("<--input>", 1, 1, input_override)
+                self._declare_input_params(new, replace=True)
+            except SpecSyntaxError as e:
+                self.errors.append(e)
+                self.header_failed = True
+        if self.input is None and not self.header_failed:
+            self.errors.append(SpecSyntaxError(
                 "the spec has no `input` line",
                 location=Location(self.path, 1, 1, lines[0] if lines else ""),
                 hint="add `input SHAPE` before the first layer, e.g. `input 3x32x32` "
                      "(one sample, batch excluded), or pass --input",
-            )
-        if not layers:
-            raise SpecSyntaxError("the spec has no layers", location=self.input_loc,
-                                  hint="add one layer per line after `input`, e.g. `linear 10`")
+            ))
+        if not layers and not self.errors:
+            self.errors.append(SpecSyntaxError(
+                "the spec has no layers", location=self.input_loc,
+                hint="add one layer per line after `input`, e.g. `linear 10`"))
         self._check_names(layers)
-        stem = Path(self.path).stem
+        self._check_keys(layers)
+        try:
+            class_name = self.class_name or check_identifier(
+                camel_case(Path(self.path).stem), "class name", Location(self.path, 1, 1, ""))
+        except SpecSyntaxError as e:
+            self.errors.append(e)
+            return None
         return ModelSpec(
             path=self.path,
-            class_name=self.class_name or check_identifier(camel_case(stem), "class name",
-                                                           Location(self.path, 1, 1, "")),
+            class_name=class_name,
             params=tuple(self.params),
-            input_shape=self.input,
+            input_shape=self.input or (),
             layers=tuple(layers),
             input_loc=self.input_loc,
+            ignores=tuple(ignores),
         )
 
     def block(self, items: list[tuple[int, _Line]], start: int, stop: int, indent: int | None,
@@ -379,50 +433,76 @@ class _Parser:
             ind, line = items[i]
             if indent is None:
                 indent = ind
-            if ind != indent:
-                raise line.error("unexpected indentation" if ind > indent else
-                                 "indentation does not match the block it closes", 1, max(1, ind),
-                                 hint="only the lines of a `repeat N:` block are indented")
             head = line.peek()
             word = head.text.lower() if head.kind == "name" else ""
-            if word == "repeat":
-                end = i + 1
-                while end < stop and items[end][0] > ind:
-                    end += 1
-                count = self.repeat_header(line)
-                if end == i + 1:
-                    raise line.error("`repeat` needs an indented block after it", head.col, 6,
-                                     hint="indent the layers to repeat under `repeat N:`")
-                if depth >= MAX_NESTING:
-                    raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep",
-                                     head.col, 6)
-                body = self.block(items, i + 1, end, items[i + 1][0], top=False, depth=depth + 1)
-                if isinstance(count, Name):
-                    inner = next((b for b in body if isinstance(b, RepeatSpec)), None)
-                    if inner is not None:
-                        raise SpecSyntaxError(
-                            "a `repeat` with a parameter count cannot hold another one",
-                            location=inner.loc, hint="give one of them a literal count")
-                    layers.append(RepeatSpec(count, tuple(body), count.loc))  # type: ignore[arg-type]
-                    i = end
+            try:
+                if ind != indent:
+                    raise line.error("unexpected indentation" if ind > indent else
+                                     "indentation does not match the block it closes", 1,
+                                     max(1, ind),
+                                     hint="only the lines of a `repeat N:` block are indented")
+                if word == "repeat":
+                    i = self.repeat(items, i, stop, ind, line, head, layers, depth)
                     continue
-                if len(layers) + len(body) * count > MAX_LAYERS:
-                    raise line.error(f"the spec unrolls to more than {MAX_LAYERS} layers", head.col,
-                                     6, hint="repeat fewer times")
-                layers.extend(body * count)
-                i = end
-                continue
-            if word in ("model", "input") and (line.peek(1).kind != "op" or line.peek(1).text in "("):
-                if not top:
-                    raise line.error(f"`{word}` cannot appear inside a repeat block", head.col, len(word))
-                if layers:
-                    raise line.error(f"`{word}` must come before the first layer", head.col, len(word))
-                line.next()
-                self.model_line(line, head) if word == "model" else self.input_line(line, head)
-            else:
-                layers.append(self.layer(line))
+                if word in ("model", "input") and (line.peek(1).kind != "op"
+                                                   or line.peek(1).text in "("):
+                    if not top:
+                        raise line.error(f"`{word}` cannot appear inside a repeat block",
+                                         head.col, len(word))
+                    if layers:
+                        raise line.error(f"`{word}` must come before the first layer",
+                                         head.col, len(word))
+                    line.next()
+                    try:
+                        self.model_line(line, head) if word == "model" else \
+                            self.input_line(line, head)
+                    except SpecSyntaxError:
+                        self.header_failed = True
+                        self.loose_names |= {t.text for t, after in zip(line.tokens,
+                                                                        line.tokens[1:])
+                                             if t.kind == "name" and after.text in ("=", ":")}
+                        raise
+                else:
+                    layers.append(self.layer(line))
+            except SpecSyntaxError as e:
+                self.errors.append(e)
             i += 1
         return layers
+
+    def repeat(self, items: list[tuple[int, _Line]], i: int, stop: int, ind: int, line: _Line,
+               head: Token, layers: list[LayerSpec | RepeatSpec], depth: int) -> int:
+        """Unroll the `repeat N:` block at items[i] into `layers` (or, with an int parameter as
+        its count, add it as a RepeatSpec); return the index after it."""
+        end = i + 1
+        while end < stop and items[end][0] > ind:
+            end += 1
+        try:
+            count = self.repeat_header(line)
+        except SpecSyntaxError as e:
+            self.errors.append(e)
+            count = 0  # still parse the body, for its own errors
+        if end == i + 1:
+            raise line.error("`repeat` needs an indented block after it", head.col, 6,
+                             hint="indent the layers to repeat under `repeat N:`")
+        if depth >= MAX_NESTING:
+            raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep",
+                             head.col, 6)
+        body = self.block(items, i + 1, end, items[i + 1][0], top=False, depth=depth + 1)
+        if isinstance(count, Name):  # a loop in the generated model
+            inner = next((b for b in body if isinstance(b, RepeatSpec)), None)
+            if inner is not None:
+                self.errors.append(SpecSyntaxError(
+                    "a `repeat` with a parameter count cannot hold another one",
+                    location=inner.loc, hint="give one of them a literal count"))
+            else:
+                layers.append(RepeatSpec(count, tuple(body), count.loc))  # type: ignore[arg-type]
+            return end
+        if len(layers) + len(body) * count > MAX_LAYERS:
+            self.errors.append(line.error(f"the spec unrolls to more than {MAX_LAYERS} layers",
+                                          head.col, 6, hint="repeat fewer times"))
+            return end
+        layers.extend(body * count)
+        return end
 
     def repeat_header(self, line: _Line) -> int | Name:
         """The count of `repeat N:`: a whole number, or an int model parameter (a loop)."""
@@ -473,11 +553,15 @@ class _Parser:
                     raise line.error(f"expected a parameter name, found {ptok.text!r}", ptok.col,
                                      len(ptok.text))
                 ploc = line.loc(ptok.col, len(ptok.text))
+                annotation = self.annotation(line, ptok.text)
                 if not line.at("="):
+                    typed = f": {annotation[0]}" if annotation else ""
                     raise line.error(f"parameter {ptok.text!r} needs a default value",
-                                     line.peek().col, hint=f"write `{ptok.text}=VALUE`")
+                                     line.peek().col, hint=f"write `{ptok.text}{typed} = VALUE`")
                 line.next()
                 value = self.literal(line, ptok.text)
+                if annotation is not None:
+                    value = self.check_annotation(line, ptok.text, annotation, value)
                 self.add_param(Param(check_identifier(ptok.text, "parameter name", ploc), value, ploc))
                 if line.at(","):
                     line.next()
@@ -490,6 +574,33 @@ class _Parser:
             line.next()
         line.expect_end("the model line")
 
+    def annotation(self, line: _Line, pname: str) -> tuple[str, int] | None:
+        """An optional `: int` after a parameter name: (type name, column), Python's own form."""
+        if not line.at(":"):
+            return None
+        line.next()
+        tok = line.next()
+        if tok.kind != "name" or tok.text not in PARAM_TYPES:
+            shown = repr(tok.text) if tok.kind != "end" else "nothing"
+            raise line.error(f"parameter {pname!r} is annotated with {shown}", tok.col,
+                             len(tok.text) or 1,
+                             hint="parameters are int, float, bool or str (the annotation is "
+                                  f"optional: `{pname}=VALUE` takes the default's type)")
+        return tok.text, tok.col
+
+    def check_annotation(self, line: _Line, pname: str, annotation: tuple[str, int],
+                         value: int | float | bool | str) -> int | float | bool | str:
+        """The default, if it has the annotated type (an int default of a float is widened)."""
+        name, col = annotation
+        if name == "float" and type(value) is int:
+            return float(value)
+        if type(value) is not PARAM_TYPES[name]:
+            raise line.error(
+                f"parameter {pname!r} is annotated {name} but its default {value!r} is a "
+                f"{type(value).__name__}", col, len(name),
+                hint=f"give a {name} default, or drop the annotation")
+        return value
+
     def literal(self, line: _Line, pname: str) -> int | float | bool | str:
         tok = line.peek()
         if tok.kind == "end" or line.at(",") or line.at(")"):
@@ -497,8 +608,11 @@ class _Parser:
         value = line.unary()
         if isinstance(value, Num | Str) or (isinstance(value, Const) and value.value is not None):
             return value.value  # type: ignore[return-value]
+        hint = None
+        if isinstance(value, Name) and value.id.lower() in ("true", "false"):
+            hint = f"did you mean {value.id.capitalize()}?"
         raise line.error(f"the default of {pname!r} must be a literal int, float, bool or string",
-                         value.loc.col)
+                         value.loc.col, hint=hint)
 
     def add_param(self, param: Param) -> None:
         if any(p.name == param.name for p in self.params):
@@ -578,46 +692,119 @@ class _Parser:
         if head.kind != "name":
             raise line.error(f"expected a layer name, found {head.text!r}", head.col, len(head.text),
                              hint="a layer line starts with a torch.nn class name, e.g. `linear 10`")
+        call_syntax = line.at("(") and not line.peek().space_before
+        if call_syntax:  # `Linear(784, 10)`: read the call, refused later with the right spelling
+            open_tok = line.next()
+            args, kwargs, key = self.arguments(line, open_tok)
+            line.expect_end(f"`{head.text}(...)`")
+        else:
+            args, kwargs, key = self.arguments(line, None)
+        return LayerSpec(head.text, tuple(args), tuple(kwargs), line.loc(head.col, len(head.text)),
+                         key=key, call_syntax=call_syntax)
+
+    def arguments(self, line: _Line, open_tok: Token | None
+                  ) -> tuple[list[Expr], list[Keyword], str | None]:
+        """`ARG... KEY=VALUE...` up to the end of the line, or up to `)` after `open_tok`."""
         args: list[Expr] = []
         kwargs: list[Keyword] = []
-        while line.peek().kind != "end":
+        key: str | None = None
+
+        def done() -> bool:
+            if open_tok is None:
+                return line.peek().kind == "end"
+            if line.peek().kind == "end":
+                raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                 hint="add the missing ')'")
+            if line.at(")"):
+                line.next()
+                return True
+            return False
+
+        while not done():
             tok = line.peek()
+            if open_tok is not None and args + kwargs and not line.at(","):
+                raise line.error(f"expected ',' or ')', found {tok.text!r}", tok.col, len(tok.text))
+            if open_tok is not None and line.at(","):
+                line.next()
+                if done():
+                    break
+                tok = line.peek()
             if tok.kind == "name" and line.peek(1).kind == "op" and line.peek(1).text == "=":
                 line.next()
                 eq = line.next()
                 if line.peek().kind == "end" or (line.peek().kind == "name" and line.peek(1).text == "="):
                     raise line.error(f"dangling '=': {tok.text!r} has no value", eq.col,
                                      hint=f"write `{tok.text}=VALUE`")
-                key = ALIASES.get(tok.text, tok.text)
-                if any(k.name == key for k in kwargs):
-                    raise line.error(f"argument {key!r} is given twice", tok.col, len(tok.text))
-                kwargs.append(Keyword(key, line.expr(top_level=True), line.loc(tok.col, len(tok.text)),
-                                      tok.text))
+                if tok.text == "name":
+                    if key is not None:
+                        raise line.error("argument 'name' is given twice", tok.col, 4)
+                    key = self.layer_key(line)
+                    continue
+                kw = ALIASES.get(tok.text, tok.text)
+                if any(k.name == kw for k in kwargs):
+                    raise line.error(f"argument {kw!r} is given twice", tok.col, len(tok.text))
+                kwargs.append(Keyword(kw, line.expr(top_level=open_tok is None),
+                                      line.loc(tok.col, len(tok.text)), tok.text))
                 continue
             if tok.kind == "op" and tok.text == "=":
                 raise line.error("dangling '=': no argument name before it", tok.col,
                                  hint="write `NAME=VALUE` with no space before '='")
             if tok.kind == "op" and tok.text == ")":
                 raise line.error("unbalanced parenthesis: ')' without a matching '('", tok.col)
-            value = line.expr(top_level=True)
+            value = line.expr(top_level=open_tok is None)
             if kwargs:
                 raise SpecSyntaxError("positional argument after a keyword argument", location=value.loc,
                                       hint="put positional arguments first")
             args.append(value)
-        return LayerSpec(head.text, tuple(args), tuple(kwargs), line.loc(head.col, len(head.text)))
+        return args, kwargs, key
+
+    def layer_key(self, line: _Line) -> str:
+        """The value of `name=`: the layer's key in the nn.Sequential, a plain identifier."""
+        tok = line.next()
+        text = tok.text if tok.kind == "name" else _unquote(tok.text) if tok.kind == "string" else ""
+        loc = line.loc(tok.col, len(tok.text) or 1)
+        if not text or not text.isidentifier() or not text.isascii():
+            raise SpecSyntaxError(f"layer name {tok.text!r} is not a valid Python identifier",
+                                  location=loc, hint="e.g. `name=stem`: letters, digits and _")
+        if keyword.iskeyword(text) or (text.startswith("__") and text.endswith("__")):
+            raise SpecSyntaxError(f"layer name {text!r} is a Python keyword or dunder name",
+                                  location=loc, hint="choose another name")
+        return text
+
+    def _check_keys(self, layers: list[LayerSpec]) -> None:
+        """Layer names must be unique, also after `repeat` unrolls a named layer."""
+        first: dict[str, LayerSpec] = {}
+        for layer in dict.fromkeys(layers):  # each line once; `repeat` repeats the objects
+            if layer.key is None:
+                continue
+            seen = first.setdefault(layer.key, layer)
+            if seen is layer and layers.count(layer) > 1:
+                self.errors.append(SpecSyntaxError(
+                    f"layer name {layer.key!r} is inside a `repeat` block, so it would be used "
+                    "more than once", location=layer.loc,
+                    hint="layer names must be unique: name the layers outside `repeat`"))
+            elif seen is not layer:
+                self.errors.append(SpecSyntaxError(
+                    f"layer name {layer.key!r} is already used on line {seen.loc.line}",
+                    location=layer.loc, hint="layer names must be unique"))
 
     def _check_names(self, layers: list[LayerSpec | RepeatSpec]) -> None:
         """Every Name in the input and the layers must be a defined parameter."""
-        defined = {p.name for p in self.params}
+        defined = {p.name for p in self.params} | self.loose_names
 
         def visit(e: Expr) -> None:
             if isinstance(e, Name):
                 if e.id not in defined:
                     close = difflib.get_close_matches(e.id, sorted(defined), n=1)
-                    hint = (f"did you mean {close[0]!r}?" if close else
-                            f"declare it in the model line: `model {self.class_name or 'Net'}"
-                            f"({e.id}=...)`, or quote it if it is a string")
-                    raise SpecSyntaxError(f"undefined parameter {e.id!r}", location=e.loc, hint=hint)
+                    if e.id.lower() in ("true", "false", "none"):
+                        hint = f"did you mean {e.id.capitalize()}?"
+                    elif close:
+                        hint = f"did you mean {close[0]!r}?"
+                    else:
+                        hint = (f"declare it in the model line: `model {self.class_name or 'Net'}"
+                                f"({e.id}=...)`, or quote it if it is a string")
+                    self.errors.append(SpecSyntaxError(f"undefined parameter {e.id!r}",
+                                                       location=e.loc, hint=hint))
             elif isinstance(e, Neg):
                 visit(e.operand)
             elif isinstance(e, BinOp):
@@ -629,7 +816,7 @@ class _Parser:
 
         for d in self.input or ():
             visit(d)
-        for layer in flat_layers(layers):
+        for layer in dict.fromkeys(flat_layers(layers)):  # `repeat` repeats the same objects
             for a in layer.args:
                 visit(a)
             for k in layer.kwargs:

@@ -36,10 +36,11 @@ class Diagnostic:
     message: str
     location: Location | None = None
     hint: str | None = None
+    code: str | None = None  # a warning's stable code and name, e.g. "W001 softmax-before-loss"
 
     def render(self) -> str:
         """Format like a compiler: `file:line:col: error: ...`, the line, a caret, a hint."""
-        head = f"{self.severity}: {self.message}"
+        head = f"{self.severity}: {self.message}" + (f" [{self.code}]" if self.code else "")
         lines = [f"{self.location}: {head}" if self.location else head]
         loc = self.location
         if loc is not None and loc.text:
@@ -70,6 +71,32 @@ class SeqgenError(Exception):
         return self.diagnostic.render()
 
 
+class SpecErrors(SeqgenError):
+    """Several independent errors in one spec, reported together (first one as the headline)."""
+
+    def __init__(self, errors: list[SeqgenError]) -> None:
+        first = errors[0].diagnostic
+        super().__init__(first.message, location=first.location, hint=first.hint)
+        self.errors = tuple(errors)
+
+    def render(self) -> str:
+        return "\n".join(e.render() for e in self.errors)
+
+
+def raise_all(errors: list[SeqgenError]) -> None:
+    """Raise nothing, the one error as itself, or several sorted by line as SpecErrors."""
+    unique: dict[tuple[object, ...], SeqgenError] = {}
+    for e in errors:  # `repeat` unrolls one line into several layers: report each place once
+        d = e.diagnostic
+        unique.setdefault((str(d.location), d.message), e)
+    found = sorted(unique.values(), key=lambda e: (e.location.line, e.location.col)
+                   if e.location is not None else (0, 0))
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise SpecErrors(found)
+
+
 class SpecReadError(SeqgenError):
     """The spec file cannot be read: missing, empty, or not UTF-8."""
 
@@ -92,3 +119,7 @@ class RenderError(SeqgenError):
 
 class WriteError(SeqgenError):
     """Output files could not be written, or would clobber hand edits."""
+
+
+class OutputConflict(SeqgenError):
+    """Two outputs of one run would land on the same path (a usage error: exit 2)."""

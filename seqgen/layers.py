@@ -19,6 +19,7 @@ from torch import nn
 from .dsl import check_identifier
 from .errors import TraceError
 from .exprs import expr_source
+from .hints import missing_hint
 from .spec import BinOp, Const, Expr, Keyword, LayerSpec, ModelSpec, Name, Neg, Num, Str, TupleExpr
 
 
@@ -251,7 +252,7 @@ def _bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = No
     missing = [p for p in sig.required if p not in args]
     if missing:
         raise TraceError(f"{name} needs {', '.join(repr(m) for m in missing)}", location=layer.loc,
-                         hint=f"write `{layer.name} {' '.join(m.upper() for m in missing)}`")
+                         hint=missing_hint(layer, sig.positional, missing))
     return _Bound(args, tuple(extra), extra_kwargs, sig)
 
 

@@ -1,52 +1,138 @@
-"""Warnings about specs that trace but are probably not what the author meant. No torch here."""
+"""Warnings about specs that trace but are probably not what the author meant. No torch here.
+
+Each warning has a stable code and name (`W001 softmax-before-loss`), shown in its message; a
+trailing `# seqgen: ignore[W001]` (or `ignore[softmax-before-loss]`, or a bare `ignore` for
+every warning) on the spec line silences it.
+"""
 
 from __future__ import annotations
 
-from .errors import Diagnostic
+import difflib
+
+from .errors import Diagnostic, Location
 from .spec import TracedLayer, TracedModel
+
+SOFTMAX_BEFORE_LOSS = "W001 softmax-before-loss"
+LINEAR_BEFORE_FLATTEN = "W002 linear-before-flatten"
+BIAS_BEFORE_BATCHNORM = "W003 bias-before-batchnorm"
+DROPOUT_LAST = "W004 dropout-last"
+SPATIAL_SIZE_ONE = "W005 spatial-size-one"
+SOFTMAX_WITHOUT_DIM = "W006 softmax-without-dim"
+UNKNOWN_IGNORE = "W007 unknown-ignore"
+UNUSED_PARAMETER = "W008 unused-parameter"  # raised by the trace
+HUGE_LAYER = "W009 huge-layer"  # raised by the trace
+CODES = (SOFTMAX_BEFORE_LOSS, LINEAR_BEFORE_FLATTEN, BIAS_BEFORE_BATCHNORM, DROPOUT_LAST,
+         SPATIAL_SIZE_ONE, SOFTMAX_WITHOUT_DIM, UNKNOWN_IGNORE, UNUSED_PARAMETER, HUGE_LAYER)
 
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
 _BIASED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
            "Linear")
+_SOFTMAXES = ("Softmax", "LogSoftmax", "Softmin")
+# Layers that use or change spatial dims: the first one after a size-1 bottleneck decides
+_SPATIAL_USERS = ("Conv", "Pool", "Upsample", "PixelShuffle", "PixelUnshuffle", "Unflatten",
+                  "Flatten", "Fold", "Unfold")
 
 
-def _warn(layer: TracedLayer, message: str, hint: str) -> Diagnostic:
-    return Diagnostic("warning", message, layer.spec.loc, hint)
+def _warn(layer: TracedLayer, message: str, hint: str, code: str) -> Diagnostic:
+    return Diagnostic("warning", message, layer.spec.loc, hint, code)
 
 
 def _has_bias(layer: TracedLayer) -> bool:
     return dict(layer.call_kwargs).get("bias") != "False"
 
 
-def lint(traced: TracedModel) -> list[Diagnostic]:
-    """Every warning for a traced model, in spec order."""
+def _spatial_one(shape: tuple[object, ...]) -> bool:
+    spatial = shape[2:]
+    return bool(spatial) and all(d.value == 1 and not d.symbolic for d in spatial)  # type: ignore[attr-defined]
+
+
+def _shrinks_again(later: tuple[TracedLayer, ...]) -> bool:
+    """The first later layer that uses spatial dims convolves or pools them (not upsampling)."""
+    for layer in later:
+        name = layer.class_name
+        if any(k in name for k in _SPATIAL_USERS):
+            return (("Conv" in name and "Transpose" not in name)
+                    or ("Pool" in name and "Adaptive" not in name))
+    return False
+
+
+def _softmax_dim(rank: int) -> int:
+    """The dim torch picks for softmax without `dim` (torch.nn.functional._get_softmax_dim)."""
+    return 0 if rank in (0, 1, 3) else 1
+
+
+def _checks(traced: TracedModel) -> list[Diagnostic]:
     out: list[Diagnostic] = list(traced.warnings)
     layers = traced.layers
     for i, layer in enumerate(layers):
         prev = layers[i - 1] if i else None
-        rank_in = len(prev.out_shape) if prev else len(traced.input_shape)
-        if layer.class_name == "Linear" and rank_in > 2 and (
+        in_shape = prev.out_shape if prev else traced.input_shape
+        rank_in = len(in_shape)
+        name = layer.class_name
+        if name == "Linear" and rank_in > 2 and (
                 prev is None or any(k in prev.class_name for k in _SPATIAL)
                 or prev.class_name in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU")):
             out.append(_warn(layer, f"linear is applied to a rank-{rank_in} tensor; it maps only "
-                                    "the last dimension", "did you forget `flatten` before it?"))
-        if prev is not None and layer.class_name.startswith("BatchNorm") \
+                                    "the last dimension", "did you forget `flatten` before it?",
+                             LINEAR_BEFORE_FLATTEN))
+        if prev is not None and name.startswith("BatchNorm") \
                 and prev.class_name in _BIASED and _has_bias(prev):
-            out.append(_warn(layer, f"{layer.class_name} right after {prev.class_name} cancels "
-                                    f"that layer's bias", f"add bias=False to line {prev.line}"))
+            out.append(_warn(layer, f"{name} right after {prev.class_name} cancels that layer's "
+                                    "bias", f"add bias=False to line {prev.line}",
+                             BIAS_BEFORE_BATCHNORM))
+        if name in _SOFTMAXES and not layer.call_args \
+                and dict(layer.call_kwargs).get("dim", "None") == "None":
+            picked = _softmax_dim(rank_in)
+            what = "the batch" if picked == 0 else "the channels" if rank_in > 2 else "the features"
+            out.append(_warn(layer, f"{name.lower()} has no `dim`: for this rank-{rank_in} input "
+                                    f"torch picks dim={picked}, {what} (a deprecated guess)",
+                             f"write `{layer.spec.name} dim={1 if picked == 0 else picked}` "
+                             "(or dim=-1 for the last dim)", SOFTMAX_WITHOUT_DIM))
         if i == len(layers) - 1:
-            if layer.class_name in ("Softmax", "LogSoftmax"):
-                out.append(_warn(layer, f"{layer.class_name.lower()} is the last layer",
-                                 "nn.CrossEntropyLoss expects raw logits: drop it, or use "
-                                 "NLLLoss after log_softmax"))
-            if layer.class_name.startswith("Dropout") or layer.class_name.endswith("Dropout"):
+            if name == "Softmax":
+                out.append(_warn(layer, "softmax is the last layer, and nn.CrossEntropyLoss "
+                                        "expects raw logits",
+                                 "drop it (apply softmax when predicting), or end with "
+                                 "log_softmax and train with nn.NLLLoss", SOFTMAX_BEFORE_LOSS))
+            if name.startswith("Dropout") or name.endswith("Dropout"):
                 out.append(_warn(layer, "dropout is the last layer: it zeroes outputs in training",
-                                 "move it before the last linear"))
-        spatial = layer.out_shape[2:]
-        if spatial and all(d.value == 1 and not d.symbolic for d in spatial) \
-                and "Adaptive" not in layer.class_name and any(
-                    any(k in later.class_name for k in ("Conv", "Pool")) for later in layers[i + 1:]):
-            out.append(_warn(layer, f"spatial size is reduced to 1 here, before later "
-                                    "conv/pool layers", "use a larger input or fewer "
-                                                        "downsampling layers"))
+                                 "move it before the last linear", DROPOUT_LAST))
+        if _spatial_one(layer.out_shape) and "Adaptive" not in name \
+                and not (len(in_shape) == len(layer.out_shape) and _spatial_one(in_shape)) \
+                and _shrinks_again(layers[i + 1:]):
+            out.append(_warn(layer, "spatial size is reduced to 1 here, before later conv/pool "
+                                    "layers", "use a larger input or fewer downsampling layers",
+                             SPATIAL_SIZE_ONE))
     return out
+
+
+def _matches(code: str | None, ignored: tuple[str, ...]) -> bool:
+    return not ignored or (code is not None and any(c in code.split() for c in ignored))
+
+
+def _unknown_ignores(traced: TracedModel) -> list[Diagnostic]:
+    known = {part for code in CODES for part in code.split()}
+    out = []
+    for loc, codes in traced.spec.ignores:
+        for code in codes:
+            if code not in known:
+                close = difflib.get_close_matches(code, sorted(known), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else \
+                    f"codes are {', '.join(c.split()[0] for c in CODES)} or their names"
+                out.append(Diagnostic("warning", f"`# seqgen: ignore` names an unknown warning "
+                                                 f"{code!r}", loc, hint, UNKNOWN_IGNORE))
+    return out
+
+
+def lint(traced: TracedModel) -> list[Diagnostic]:
+    """Every warning for a traced model, in spec order, less those its spec ignores."""
+    ignored: dict[tuple[str, int], tuple[str, ...]] = {
+        (loc.path, loc.line): codes for loc, codes in traced.spec.ignores}
+
+    def kept(d: Diagnostic) -> bool:
+        loc: Location | None = d.location
+        return loc is None or (loc.path, loc.line) not in ignored \
+            or not _matches(d.code, ignored[(loc.path, loc.line)])
+
+    found = [d for d in _checks(traced) + _unknown_ignores(traced) if kept(d)]
+    return sorted(found, key=lambda d: (d.location.line, d.location.col) if d.location else (0, 0))

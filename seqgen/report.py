@@ -5,9 +5,15 @@ from __future__ import annotations
 from .spec import Dim, TracedModel
 
 
-def shape_text(dims: tuple[Dim, ...]) -> str:
-    """`(N, 16, 32, 32)`: symbolic dims by name, the rest as numbers."""
-    return "(" + ", ".join(d.shown for d in dims) + ")"
+def shape_text(dims: tuple[Dim, ...], sizes: bool = False) -> str:
+    """`(N, 16, 32, 32)`: symbolic dims by name, the rest as numbers; with `sizes`, a symbolic
+    dim also shows its size at the sample input and defaults: `(N, 16, seq_len - 2 [26])`."""
+    def one(d: Dim) -> str:
+        if sizes and d.symbolic and d.code != "N":  # the batch is whatever --batch says
+            return f"{d.code} [{d.value}]"
+        return d.shown
+
+    return "(" + ", ".join(one(d) for d in dims) + ")"
 
 
 def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
@@ -34,3 +40,10 @@ def shape_table(traced: TracedModel) -> str:
     if traced.total_params.symbolic:
         total += f" at the defaults ({traced.total_params.code})"
     return f"{body}\n{total}"
+
+
+def device_report(traced: TracedModel, device: str, batch: int = 2) -> str:
+    """One line for `--device`: what ran where, and that it agreed with the trace."""
+    sample = (batch, *(d.value for d in traced.input_shape[1:]))
+    return (f"--device {device}: built {traced.spec.class_name} for real on {device} and ran a "
+            f"{sample} sample: all {len(traced.layers)} layer output shapes agree with the trace")

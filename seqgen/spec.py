@@ -109,6 +109,8 @@ class LayerSpec:
     args: tuple[Expr, ...]
     kwargs: tuple[Keyword, ...]
     loc: Location
+    key: str | None = None  # `name=stem`: the module's key in the nn.Sequential (default: index)
+    call_syntax: bool = False  # written as a Python call, `Linear(784, 10)`: refused, with a hint
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ class ModelSpec:
     input_shape: tuple[Expr, ...]
     layers: tuple[LayerSpec | RepeatSpec, ...]
     input_loc: Location | None = None
+    # `# seqgen: ignore[W001]` comments: (where, codes); no codes ignores every warning on the line
+    ignores: tuple[tuple[Location, tuple[str, ...]], ...] = ()
 
     def param(self, name: str) -> Param | None:
         """The parameter called `name`, if any."""
@@ -244,3 +248,4 @@ class GeneratedFile:
 
     path: str
     text: str
+    source: str = ""  # the absolute path of the spec it is generated from (checked, not written)

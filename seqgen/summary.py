@@ -48,7 +48,8 @@ def totals(traced: TracedModel, batch: int = 1) -> Totals:
 
 
 def _rows(traced: TracedModel, batch: int) -> list[dict[str, object]]:
-    return [{"line": l.line, "layer": l.call, "output_shape": shape_text(l.out_shape),
+    return [{"line": l.line, "layer": l.call, "output_shape": shape_text(l.out_shape, sizes=True),
+             "output_size": [batch, *(d.value for d in l.out_shape[1:])],
              "params": l.params.value, "trainable": l.trainable_params.value,
              "macs": batch * l.macs.value} for l in traced.layers]
 
@@ -64,7 +65,7 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
     if fmt == "json":
         return json.dumps({
             "model": traced.spec.class_name,
-            "input_shape": shape_text(traced.input_shape),
+            "input_shape": shape_text(traced.input_shape, sizes=True),
             "layers": rows,
             "totals": t.__dict__,
             "params_expression": traced.total_params.code,
@@ -83,7 +84,7 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
         ("params size", _mb(t.param_bytes)),
         ("estimated total size", _mb(t.input_bytes + t.forward_backward_bytes + t.param_bytes)),
     ]
-    title = f"{traced.spec.class_name}: input {shape_text(traced.input_shape)}"
+    title = f"{traced.spec.class_name}: input {shape_text(traced.input_shape, sizes=True)}"
     if fmt == "markdown":
         def md(row: list[str]) -> str:
             return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"

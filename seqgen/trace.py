@@ -23,8 +23,10 @@ from .confirm import confirm_on_cpu
 from .constraints import Condition, derive, holds
 from .errors import Diagnostic, Location, SeqgenError, SizeTooSmallError, TraceError
 from .exprs import expr_source
+from .hints import rejection
 from .pysource import evaluate_source
 from .verify import verify_at_other_values
+from .lint import UNUSED_PARAMETER
 from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
     INFERRED,
     _Bound,
@@ -35,6 +37,7 @@ from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this 
     layer_names,
     resolve_layer,
 )
+from .preflight import check_layers, quiet_torch_warnings
 from .spec import (
     Constraint,
     Dim,
@@ -181,6 +184,12 @@ class _Tracer:
 
     def run(self) -> TracedModel:
         spec = self.spec
+        loop = next((r for r in spec.layers if isinstance(r, RepeatSpec)), None)
+        named = next((layer for layer in flat_layers(spec.layers) if layer.key is not None), None)
+        if loop is not None and named is not None:
+            raise TraceError("layer names and `repeat` with a parameter count cannot be combined: "
+                             "the loop's layers have no fixed place to name", location=named.loc,
+                             hint="drop name=..., or write a number of times (`repeat 3:`)")
         dims = self.input_dims()
         self.input_dim_names = {self.names[s] for d in dims[1:] for s in S.free_symbols(d.expr)
                                 if s in self.names}
@@ -227,7 +236,8 @@ class _Tracer:
             if p.name not in used:
                 self.warnings.append(Diagnostic(
                     "warning", f"model parameter {p.name!r} is not used: no layer or input size "
-                    "reads it", p.loc, f"remove {p.name}, or use it in a layer's arguments"))
+                    "reads it", p.loc, f"remove {p.name}, or use it in a layer's arguments",
+                    UNUSED_PARAMETER))
 
     def repeat(self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[_DimInfo]
                ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
@@ -385,8 +395,7 @@ class _Tracer:
             module = S.construct(cls, tuple(self.concrete.eval(e) for e in bound.extra_args),
                                  kwargs)
         except Exception as e:
-            raise TraceError(f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}",
-                             location=layer.loc, hint=_value_hint(e)) from e
+            raise _rejected(cls, layer, e, kwargs) from e
         module.eval()
         return module
 
@@ -475,9 +484,9 @@ class _Tracer:
         except TraceError:
             raise
         except Exception as e:
-            raise TraceError(
-                f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}",
-                location=layer.loc, hint=_value_hint(e)) from e
+            sample = {k: self.value(S.expr_of(v)) if isinstance(v, torch.SymInt) else v
+                      for k, v in args.values.items()}
+            raise _rejected(cls, layer, e, sample) from e
         module.eval()  # shape checks at any batch size (BatchNorm refuses batch 1 in training)
         return module
 
@@ -574,6 +583,14 @@ def _names(e: Expr) -> Iterator[Name]:
             yield from _names(child)
 
 
+def _rejected(cls: type[nn.Module], layer: LayerSpec, e: BaseException,
+              sample: Mapping[str, Any]) -> TraceError:
+    """torch refused to construct the layer: say why in the spec's words."""
+    message, hint = rejection(cls.__name__, _first_line(e), dict(sample)) or (
+        f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}", _value_hint(e))
+    return TraceError(message, location=layer.loc, hint=hint)
+
+
 def _not_one_tensor(cls: type[nn.Module], y: Any, layer: LayerSpec) -> TraceError:
     return TraceError(f"{cls.__name__} returned {type(y).__name__}, not one tensor",
                       location=layer.loc,
@@ -656,10 +673,12 @@ def _layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimIn
 
 
 def trace(spec: ModelSpec) -> TracedModel:
-    """Trace a parsed spec symbolically on fake tensors."""
+    """Trace a parsed spec symbolically on fake tensors (every layer's binding checked first)."""
+    check_layers(spec)
     try:
-        traced = _Tracer(spec).run()
-        verify_at_other_values(traced)
+        with quiet_torch_warnings():
+            traced = _Tracer(spec).run()
+            verify_at_other_values(traced)
         return traced
     except SizeTooSmallError as e:
         smallest = smallest_input(spec)

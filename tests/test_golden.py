@@ -53,8 +53,10 @@ def test_formatting_is_stable(spec_path: Path) -> None:
 
 def test_output_is_byte_identical_across_runs_and_directories(tmp_path: Path) -> None:
     spec = EXAMPLES / "cnn.seq"
-    copy = tmp_path / "elsewhere" / "cnn.seq"
-    copy.parent.mkdir()
+    project = tmp_path / "elsewhere"  # another checkout: same paths below its project root
+    copy = project / "generated_examples" / "cnn.seq"
+    copy.parent.mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
     copy.write_bytes(spec.read_bytes())
     first = generate(str(spec), options_for(str(spec)))
     second = generate(str(copy), options_for(str(copy)))

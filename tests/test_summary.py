@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torchinfo  # a hard import: CI must fail, not skip, when the [dev] extra is incomplete
 from click.testing import CliRunner
 
 from conftest import EXAMPLES
 from seqgen.api import generate, options_for
 from seqgen.cli import main
 from seqgen.summary import totals
-
-torchinfo = pytest.importorskip("torchinfo")
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SPECS = {
@@ -70,3 +69,13 @@ def test_summary_formats(fmt: str) -> None:
         assert data["layers"][7]["layer"] == "nn.Linear(32 * 8 * 8, 128)"
     else:
         assert "3,820,308" in result.output and "nn.Linear(32 * 8 * 8, 128)" in result.output
+
+
+def test_summary_shows_sample_sizes_beside_symbolic_dims() -> None:
+    result = CliRunner().invoke(main, ["summary", str(EXAMPLES / "variable_input.seq")])
+    assert result.exit_code == 0, result.output
+    assert "input (N, 1, seq_len [28])" in result.output
+    assert "(N, 16, seq_len - 2 [26])" in result.output
+    data = json.loads(CliRunner().invoke(main, ["summary", str(EXAMPLES / "variable_input.seq"),
+                                                "--format", "json", "--batch", "3"]).output)
+    assert data["layers"][0]["output_size"] == [3, 16, 26]

@@ -1,0 +1,57 @@
+"""Before the trace: every layer line resolves to a torch.nn class and binds to its constructor.
+
+Part of the trace stage (imports torch). Binding needs no tensors, so every layer is checked up
+front and all such errors are reported together, instead of the trace stopping at the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+
+from torch import nn
+
+from .errors import SeqgenError, TraceError, raise_all
+from .hints import call_syntax_hint
+from .layers import _bind, _signature, resolve_layer
+from .spec import LayerSpec, ModelSpec
+
+
+def check_layer(layer: LayerSpec) -> None:
+    """Raise the first problem of one layer line that needs no trace to find."""
+    cls = resolve_layer(layer)
+    if layer.call_syntax:
+        sig = _signature(cls)
+        order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
+        message, hint = call_syntax_hint(layer, order, sig.inferred, cls.__name__.lower())
+        raise TraceError(message, location=layer.loc, hint=hint)
+    if layer.key is not None and hasattr(nn.Sequential, layer.key):
+        raise TraceError(f"layer name {layer.key!r} is taken by nn.Sequential itself",
+                         location=layer.loc, hint="choose another name")
+    _bind(cls, layer)
+
+
+def layer_errors(layers: Sequence[LayerSpec]) -> list[SeqgenError]:
+    """The binding error of each layer line (each line once, however often `repeat` uses it)."""
+    errors: list[SeqgenError] = []
+    for layer in dict.fromkeys(layers):
+        try:
+            check_layer(layer)
+        except TraceError as e:
+            errors.append(e)
+    return errors
+
+
+def check_layers(spec: ModelSpec) -> None:
+    """Raise every layer line's binding error together (nothing when all bind)."""
+    raise_all(layer_errors(spec.layers))
+
+
+@contextlib.contextmanager
+def quiet_torch_warnings() -> Iterator[None]:
+    """torch's warnings about a spec (softmax without dim) are seqgen's located lint warnings;
+    torch's own copy, pointing into torch's source, is noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Implicit dimension choice", category=UserWarning)
+        yield

@@ -1,0 +1,46 @@
+"""The README's code that users copy is run here, against the committed generated model."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import EXAMPLES, ROOT
+
+
+def readme_block(marker: str) -> str:
+    """The fenced code block right after `<!-- tested: MARKER -->` in README.md."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- tested: {marker} -->\n```\w*\n(.*?)```", text, re.DOTALL)
+    assert match is not None, f"README.md has no block marked {marker!r}"
+    return match.group(1)
+
+
+def test_subclassing_snippet_customises_the_generated_model(tmp_path: Path) -> None:
+    (tmp_path / "custom.py").write_text(readme_block("subclass"), encoding="utf-8")
+    check = f"""
+import sys
+sys.path[:0] = [{str(tmp_path)!r}, {str(EXAMPLES)!r}]
+import torch
+from torch import nn
+from cnn import CNN
+from custom import InitializedCNN
+
+torch.manual_seed(0)
+model = InitializedCNN(num_classes=7).eval()
+plain = CNN(num_classes=7)
+assert list(model.state_dict()) == list(plain.state_dict())
+assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in plain.parameters())
+convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+assert convs and all(torch.count_nonzero(m.bias) == 0 for m in convs)
+x = torch.randn(2, 3, 32, 32)
+assert model(x).shape == (2, 7) and model.features(x).shape == (2, 128)
+try:
+    InitializedCNN(num_classes=0)
+except ValueError:
+    print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
