@@ -519,6 +519,15 @@ def bind(layer: LayerIR, env: dict[str, Any], shape: tuple[int, ...]) -> tuple[A
             if len(shape) < 2:
                 raise ValueError("rank < 2 for an inferred size")
             kwargs[pname] = shape[INFERRED_SIZES[pname]]
+    if layer.name == "unflatten":
+        # seqgen's documented rule (README): -1 in unflatten's sizes is written literally; a
+        # parameter there is a size >= 1 (torch would read -1 as "infer" and change the shape)
+        written = dict(zip(fill, layer.pos)) | {ALIASES.get(k, k): v for k, v in layer.kw}
+        sizes = written.get("unflattened_size")
+        items = sizes.items if isinstance(sizes, Tup) else ()
+        for item in items:
+            if not isinstance(item, Lit) and ev(item, env) == -1:
+                raise ValueError("seqgen rule: a parameter in unflatten's sizes must be >= 1")
     return cls, kwargs
 
 
@@ -765,7 +774,13 @@ class Gen:
                 prefix += 1
             else:
                 break
-        npos = min(positional_max, r.randint(0, prefix)) if r.random() < 0.7 else 0
+        # README: positional arguments fill the required parameters after the inferred ones; a
+        # class with none (inferred sizes count as required) takes its first optional one
+        sig = inspect.signature(cls.__init__).parameters
+        required = [p for p in fill if sig[p].default is inspect.Parameter.empty]
+        any_required = required or any(p in sig for p in INFERRED_SIZES)
+        allowed = len(required) if any_required else 1
+        npos = min(positional_max, allowed, r.randint(0, prefix)) if r.random() < 0.7 else 0
         layer = LayerIR(name)
         for p in fill[:npos]:
             layer.pos.append(args[p])

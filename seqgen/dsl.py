@@ -771,9 +771,10 @@ class _Parser:
                                   location=loc, hint="choose another name")
         return text
 
-    def _check_keys(self, layers: list[LayerSpec]) -> None:
+    def _check_keys(self, items: list[LayerSpec | RepeatSpec]) -> None:
         """Layer names must be unique, also after `repeat` unrolls a named layer."""
         first: dict[str, LayerSpec] = {}
+        layers = list(flat_layers(items))
         for layer in dict.fromkeys(layers):  # each line once; `repeat` repeats the objects
             if layer.key is None:
                 continue

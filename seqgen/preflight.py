@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from torch import nn
 
 from .errors import SeqgenError, TraceError, raise_all
 from .hints import call_syntax_hint
 from .layers import _bind, _signature, resolve_layer
-from .spec import LayerSpec, ModelSpec
+from .spec import LayerSpec, ModelSpec, Num, RepeatSpec, flat_layers
 
 
 def check_layer(layer: LayerSpec) -> None:
@@ -29,13 +30,30 @@ def check_layer(layer: LayerSpec) -> None:
     if layer.key is not None and hasattr(nn.Sequential, layer.key):
         raise TraceError(f"layer name {layer.key!r} is taken by nn.Sequential itself",
                          location=layer.loc, hint="choose another name")
-    _bind(cls, layer)
+    try:
+        _bind(cls, layer)
+    except TraceError:
+        if _inferred_written(cls, layer):
+            return  # `conv2d 3 16 3`: the trace knows the incoming size and says so precisely
+        raise
 
 
-def layer_errors(layers: Sequence[LayerSpec]) -> list[SeqgenError]:
+def _inferred_written(cls: type[nn.Module], layer: LayerSpec) -> bool:
+    """The line binds once its first value, a literal number, is dropped: PyTorch habit of
+    writing the size seqgen infers."""
+    if not _signature(cls).inferred or not layer.args or not isinstance(layer.args[0], Num):
+        return False
+    try:
+        _bind(cls, replace(layer, args=layer.args[1:]))
+    except TraceError:
+        return False
+    return True
+
+
+def layer_errors(layers: Sequence[LayerSpec | RepeatSpec]) -> list[SeqgenError]:
     """The binding error of each layer line (each line once, however often `repeat` uses it)."""
     errors: list[SeqgenError] = []
-    for layer in dict.fromkeys(layers):
+    for layer in dict.fromkeys(flat_layers(layers)):
         try:
             check_layer(layer)
         except TraceError as e:

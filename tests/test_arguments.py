@@ -163,7 +163,7 @@ def test_values_that_do_not_fit_their_parameter(text: str, at: str, message: str
     "input 3x8x8\nmaxpool2d kernel_size=(2, 2) stride=2",
     "input 3x8x8\ndropout 0\ndropout 1\nleakyrelu 0",
     "input 3x8x8\nhardtanh -2 max_val=2",
-    "model M(hidden=64, drop=0.25, wide=True)\ninput 10\nlinear hidden // 2 bias=wide\n"
+    "model M(hidden=64, drop=0.25)\ninput 10\nlinear hidden // 2 bias=True\n"
     "dropout drop\nlinear (hidden - 2) * 3",
     "input (4, 8)\nlayernorm normalized_shape=(4, 8)",
     "input 10\nlinear 4 in_features=10",
@@ -171,6 +171,13 @@ def test_values_that_do_not_fit_their_parameter(text: str, at: str, message: str
 ])
 def test_values_that_fit_are_accepted(text: str) -> None:
     traced(text)
+
+
+def test_a_bool_parameter_cannot_decide_a_parameter_count() -> None:
+    # bias=wide would make every count in the generated code hold for wide=True only
+    with pytest.raises(TraceError, match="bias decides sizes or parameter counts") as info:
+        traced("model M(wide=True)\ninput 10\nlinear 4 bias=wide\n")
+    assert info.value.location.line == 3 and info.value.location.col == 15
 
 
 # ------------------------------------------------------------------ implausibly large layers
