@@ -996,7 +996,7 @@ class Gen:
             if rank >= 4 and r.random() < 0.25:
                 return [r.choice([LayerIR("flatten", [Lit(2)]),
                                   LayerIR("flatten", [], [("start_dim", Lit(2)), ("end_dim", Lit(-1))])])]
-            return [r.choice([LayerIR("flatten"), LayerIR("flatten"), LayerIR("flatten", [Lit(1), Lit(-1)]),
+            return [r.choice([LayerIR("flatten"), LayerIR("flatten"), LayerIR("flatten", [Lit(1)], [("end_dim", Lit(-1))]),
                               LayerIR("flatten", [], [("start_dim", Lit(1))])])]
         if fam == "unflatten":
             dim = r.choice([1, -1]) if rank == 2 else r.choice([1, rank - 1, -1])

@@ -195,8 +195,10 @@ def _conv(n: int, a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size
                 _pad_mode_checks(checks, a["padding_mode"], pads, spatial, "padding")
             return [shape[0], cout, *spatial]
         a.values["padding"] = 0  # 'valid'
-    (p,) = _tuples(a, n, checks, 0, "padding")
-    if a["padding_mode"] != "zeros":
+    if a["padding_mode"] == "zeros":
+        (p,) = _tuples(a, n, checks, 0, "padding")
+    else:  # torch pads with F.pad first: a negative padding crops, as in the padding layers
+        p = _ints(a["padding"], n, "padding")
         _pad_mode_checks(checks, a["padding_mode"], [(v, v) for v in p], spatial, "padding")
     out = [(size + 2 * pp - dd * (kk - 1) - 1) // ss + 1
            for size, pp, dd, kk, ss in zip(spatial, p, d, k, s)]

@@ -23,15 +23,13 @@ from .confirm import confirm_on_cpu
 from .constraints import Condition, derive, holds
 from .errors import Diagnostic, Location, SeqgenError, SizeTooSmallError, TraceError
 from .exprs import expr_source
-from .hints import rejection
+from .failures import layer_failure, not_one_tensor, rank_error, rejected, shape_text
 from .pysource import evaluate_source
 from .verify import verify_at_other_values
 from .lint import UNUSED_PARAMETER
 from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
     INFERRED,
     _Bound,
-    _first_line,
-    _value_hint,
     _Values,
     concrete_values,
     layer_names,
@@ -251,8 +249,8 @@ class _Tracer:
             steps.append(step)
         if [d.expr for d in out_dims] != [d.expr for d in dims]:
             raise TraceError(
-                f"the block under `repeat {item.count.id}:` turns {_shape_text(dims)} into "
-                f"{_shape_text(out_dims)}; a loop needs the same shape in and out",
+                f"the block under `repeat {item.count.id}:` turns {shape_text(dims)} into "
+                f"{shape_text(out_dims)}; a loop needs the same shape in and out",
                 location=item.loc, hint="write a number of times (`repeat 3:`) to unroll it, "
                                         "or keep the sizes the same inside the block")
         params = count * sum((st.params_expr for st in steps), sympy.Integer(0))
@@ -280,17 +278,17 @@ class _Tracer:
             try:
                 y = module(x)
             except Exception as e:  # torch's own error, rewritten into words about the spec
-                raise _layer_failure(layer, cls, dims, e) from e
+                raise layer_failure(layer, cls, dims, e) from e
             if not isinstance(y, torch.Tensor):
-                raise _not_one_tensor(cls, y, layer)
+                raise not_one_tensor(cls, y, layer)
         self._check_specialized(before, layer)
         out_dims = self.out_dims(module, x, y, dims, layer)
         for d in out_dims[1:]:
             free = S.free_symbols(d.expr)
             if not free and int(d.expr) < 1 or free and self.value(d.expr) < 1:
                 raise SizeTooSmallError(
-                    f"{cls.__name__} gets input {_shape_text(dims)} and its output "
-                    f"{_shape_text(out_dims)} collapses to zero", location=layer.loc,
+                    f"{cls.__name__} gets input {shape_text(dims)} and its output "
+                    f"{shape_text(out_dims)} collapses to zero", location=layer.loc,
                     hint="use a larger `input`, a smaller kernel or stride, or padding")
             if free and self.batch_sym not in free and not self.implied_by_sizes(
                     sympy.Ge(d.expr, 1)):
@@ -326,19 +324,24 @@ class _Tracer:
         try:
             outcome = rules.apply(cls, args.values, shape)
         except rules.RankError as e:
-            raise _rank_error(layer, cls, dims, e.rank) from e
+            raise rank_error(layer, cls, dims, e.rank) from e
         except rules.RuleError as e:
+            # torch's constructor may refuse first: its refusal, in the spec's words, names
+            # the values that would work
+            self.construct_concrete(cls, layer, args.bound, tuple(self.value(d.expr) for d in dims))
             raise TraceError(f"{cls.__name__}: {e}", location=layer.loc) from e
         except rules.NeedsLiteral as e:
             node = args.bound.args.get(e.arg)
             raise TraceError(f"{cls.__name__}'s {e.arg} must be a literal number here: {e.why}",
                              location=node.loc if node is not None else layer.loc) from e
         where = f"{cls.__name__} (spec line {layer.loc.line})"
+        hint_shape = tuple(self.value(d.expr) for d in dims)
         for check in outcome.checks:
             if S.free_symbols(check.condition) & {self.batch_sym}:
                 raise TraceError(f"{cls.__name__}: {check.message(self.show)} depends on the "
                                  "batch size", location=layer.loc)
             if not holds(check.condition, self.hints):
+                self.construct_concrete(cls, layer, args.bound, hint_shape)  # as above
                 raise TraceError(f"{cls.__name__}: {check.message(lambda e: str(self.value(e)))}",
                                  location=layer.loc,
                                  hint="with the defaults" if S.free_symbols(check.condition)
@@ -349,14 +352,13 @@ class _Tracer:
                                              f"{where}: {check.message(self.show)}"))
         # torch itself runs the layer at the defaults (fake tensors: nothing is allocated)
         want = tuple(self.value(S.expr_of(v)) for v in outcome.shape)
-        hint_shape = tuple(self.value(d.expr) for d in dims)
         concrete = self.construct_concrete(cls, layer, args.bound, hint_shape)
         try:
             y_hint = concrete(torch.empty(hint_shape))
         except Exception as e:
-            raise _layer_failure(layer, cls, dims, e) from e
+            raise layer_failure(layer, cls, dims, e) from e
         if not isinstance(y_hint, torch.Tensor):
-            raise _not_one_tensor(cls, y_hint, layer)
+            raise not_one_tensor(cls, y_hint, layer)
         if tuple(int(s) for s in y_hint.shape) != want:
             raise TraceError(f"internal error: seqgen computes {want} for {cls.__name__} but torch "
                              f"gives {tuple(y_hint.shape)}", location=layer.loc,
@@ -395,7 +397,7 @@ class _Tracer:
             module = S.construct(cls, tuple(self.concrete.eval(e) for e in bound.extra_args),
                                  kwargs)
         except Exception as e:
-            raise _rejected(cls, layer, e, kwargs) from e
+            raise rejected(cls, layer, e, kwargs) from e
         module.eval()
         return module
 
@@ -428,10 +430,10 @@ class _Tracer:
                 continue  # LayerNorm's shape is inferred only when not given
             pos = INFERRED[pname]
             if x.dim() < 2:
-                raise _rank_error(layer, cls, dims, 2)
+                raise rank_error(layer, cls, dims, 2)
             info = dims[pos]
             if info.expr == self.batch_sym:
-                raise _rank_error(layer, cls, dims, 2)
+                raise rank_error(layer, cls, dims, 2)
             values[pname] = _symint(self, info)
             sources[pname] = info.code
             given = bound.args.get(pname)
@@ -486,7 +488,7 @@ class _Tracer:
         except Exception as e:
             sample = {k: self.value(S.expr_of(v)) if isinstance(v, torch.SymInt) else v
                       for k, v in args.values.items()}
-            raise _rejected(cls, layer, e, sample) from e
+            raise rejected(cls, layer, e, sample) from e
         module.eval()  # shape checks at any batch size (BatchNorm refuses batch 1 in training)
         return module
 
@@ -583,20 +585,6 @@ def _names(e: Expr) -> Iterator[Name]:
             yield from _names(child)
 
 
-def _rejected(cls: type[nn.Module], layer: LayerSpec, e: BaseException,
-              sample: Mapping[str, Any]) -> TraceError:
-    """torch refused to construct the layer: say why in the spec's words."""
-    message, hint = rejection(cls.__name__, _first_line(e), dict(sample)) or (
-        f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}", _value_hint(e))
-    return TraceError(message, location=layer.loc, hint=hint)
-
-
-def _not_one_tensor(cls: type[nn.Module], y: Any, layer: LayerSpec) -> TraceError:
-    return TraceError(f"{cls.__name__} returned {type(y).__name__}, not one tensor",
-                      location=layer.loc,
-                      hint="nn.Sequential passes exactly one tensor between layers")
-
-
 def _factor(code: str) -> str:
     """A dim's code as a factor of a product: `seq_len - 2` needs parentheses, `2 * w` does not."""
     return f"({code})" if re.search(r" (\+|-|//|%) ", code) else code
@@ -626,50 +614,6 @@ def _macs(module: nn.Module, y: torch.Tensor) -> sympy.Expr:
         else:
             total += n
     return total
-
-
-_RANK = {"1d": 3, "2d": 4, "3d": 5}
-
-
-def expected_rank(cls: type[nn.Module]) -> int | None:
-    """Rank (batch included) a `...1d/2d/3d` layer needs."""
-    m = re.search(r"([123]d)$", cls.__name__, re.IGNORECASE)
-    return _RANK[m.group(1).lower()] if m else None
-
-
-def _shape_text(dims: Sequence[_DimInfo]) -> str:
-    return "(" + ", ".join(str(int(d.expr)) if d.expr.is_number else d.code for d in dims) + ")"
-
-
-def _rank_error(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimInfo], need: int) -> TraceError:
-    rank = expected_rank(cls) or need
-    hint = None
-    if len(dims) > rank and cls is nn.Linear:
-        hint = "add `flatten` before it"
-    elif len(dims) < rank:
-        hint = (f"{cls.__name__} works on (N, C, ...) tensors of rank {rank}; check `input` "
-                "or an earlier flatten")
-    return TraceError(
-        f"{cls.__name__} needs an input of rank {rank} but gets rank {len(dims)} "
-        f"{_shape_text(dims)}", location=layer.loc, hint=hint)
-
-
-def _layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[_DimInfo],
-                   e: BaseException) -> TraceError:
-    rank = expected_rank(cls)
-    msg = _first_line(e)
-    # rank - 1 is an unbatched input, which torch accepts: blame the rank only when torch does
-    if rank is not None and len(dims) != rank and (
-            len(dims) != rank - 1 or ("Expected" in msg and "input" in msg)):
-        return _rank_error(layer, cls, dims, rank)
-    if any(t in msg for t in ("too small", "larger than", "greater than actual input size",
-                              "non-positive")):
-        return SizeTooSmallError(
-            f"{cls.__name__} gets input {_shape_text(dims)}, too small for it: "
-            f"the output would be empty ({msg})", location=layer.loc,
-            hint="use a larger `input`, a smaller kernel, or padding")
-    return TraceError(f"{cls.__name__} cannot take input {_shape_text(dims)}: {msg}",
-                      location=layer.loc)
 
 
 def trace(spec: ModelSpec) -> TracedModel:
