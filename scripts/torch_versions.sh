@@ -10,11 +10,15 @@
 #   TORCH_VENVS  where the venvs live, one per version: $TORCH_VENVS/<version>
 #                (default: torch-venvs/ beside this checkout); logs go to $TORCH_VENVS/logs/
 #   PYTHON       the interpreter new venvs are made from (default: python3)
+#   PYTEST_ADDOPTS  extra pytest options (pytest reads it itself)
 #
 # A venv that already has the right torch is reused; seqgen itself is installed editable from
 # this checkout on every run (a few seconds). Releases other than a local CPU build come from
 # PyPI as CUDA builds (about 7 GB installed per venv, a few minutes to download); they run on
 # CPU. Delete $TORCH_VENVS/<version> to free the space. Each version's suite takes minutes.
+#
+# pytest runs with --hypothesis-seed=0, so every version gets the same fuzzed specs: a failure
+# then says something about that torch, not about the draw.
 #
 # Tracked files are left as they were: generated_examples/ must be clean at the start, and is
 # restored after each version and on exit. Exits 1 if any version fails.
@@ -38,6 +42,7 @@ restore() {
   git checkout -q -- generated_examples/ && git clean -fdq -- generated_examples/
 }
 trap restore EXIT
+trap 'exit 130' INT TERM
 
 installed_torch() {  # the torch release in a venv, without a local label (2.13.0+cpu -> 2.13.0)
   "$1/bin/python" -c 'from importlib.metadata import version; print(version("torch").split("+")[0])' \
@@ -78,6 +83,7 @@ for v in "${versions[@]}"; do
   start=$SECONDS
   reused=fresh
   [ "$(installed_torch "$venv")" = "$v" ] && reused=reused
+  echo "torch $v: installing ($reused venv $venv), then testing; log: $log" >&2
   tests="-" examples="-" verdict=ok
   if ! install "$venv" "$v" >>"$log" 2>&1; then
     verdict=FAIL
@@ -86,7 +92,7 @@ for v in "${versions[@]}"; do
     install_s=$((SECONDS - start))
     echo "== torch $v: pytest" >>"$log"
     t0=$SECONDS
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider >>"$log" 2>&1
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider --hypothesis-seed=0 >>"$log" 2>&1
     rc=$?
     tests="$(counts "$log")"
     [ -n "$tests" ] || tests="pytest exit $rc"
