@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import operator
 from collections.abc import Iterator, Mapping
@@ -23,19 +24,30 @@ from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, SLoc
 from torch.utils._sympy import functions as symfn
 
 
+# torch 2.10 made Source.name and Source.guard_source properties; before, they are methods.
+_SOURCE_PROPERTIES = not callable(inspect.getattr_static(Source, "name"))
+
+
 @dataclass(frozen=True)
 class _ParamSource(Source):
     """Names a symbol after the model parameter it stands for (what dynamo's ConstantSource does)."""
 
     param: str
 
-    @property
-    def guard_source(self) -> GuardSource:
-        return GuardSource.CONSTANT
+    if _SOURCE_PROPERTIES:
+        @property
+        def guard_source(self) -> GuardSource:
+            return GuardSource.CONSTANT
 
-    @property
-    def _name_template(self) -> str:
-        return self.param
+        @property
+        def _name_template(self) -> str:
+            return self.param
+    else:  # torch < 2.10
+        def guard_source(self) -> GuardSource:  # type: ignore[override]
+            return GuardSource.CONSTANT
+
+        def name(self) -> str:  # type: ignore[override]
+            return self.param
 
     def reconstruct(self, codegen: Any) -> None:  # pragma: no cover - only dynamo calls this
         raise NotImplementedError

@@ -92,6 +92,9 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
 
 def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     """Trace symbolically; with `device`, also run a real forward there and compare."""
+    from .compat import check_torch
+
+    check_torch()  # before the first torch import: an unverified torch fails with one line
     from .confirm import verify_on_device
     from .preflight import quiet_torch_warnings
     from .trace import trace

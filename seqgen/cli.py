@@ -13,6 +13,7 @@ import click
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .compat import TorchVersionError
 from .errors import Exit, SeqgenError
 
 if TYPE_CHECKING:  # pragma: no cover - render imports jinja2; keep --help light
@@ -106,6 +107,8 @@ def new(specs: tuple[str, ...], out_dir: str | None, tests_dir: str | None,
             stale += _new_one(job.spec_path, job.options, device, dry, diff, force, quiet)
         except SeqgenError as e:
             _err(e.render())
+            if isinstance(e, TorchVersionError):
+                sys.exit(Exit.SPEC_ERROR)  # the same for every spec: say it once
             failed += 1
     stale += len(run.strays)
     failed += _strays(run.strays, prune and not dry, force)
@@ -208,6 +211,8 @@ def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: 
             _, traced = traced_spec(spec_path, input_shape)
         except SeqgenError as e:
             _err(e.render())
+            if isinstance(e, TorchVersionError):
+                sys.exit(Exit.SPEC_ERROR)  # the same for every spec: say it once
             errors += 1
             continue
         if not quiet:
