@@ -92,6 +92,7 @@ class _Tracer:
         self.conditions: list[Condition] = []
         self.points = _probe_points(self.hints)
         self.positive: list[sympy.Expr] = []  # sizes already required to be >= 1
+        self.previous: tuple[str, bool] | None = None  # the last layer's class, and in-place?
 
     def code(self, expr: sympy.Basic, loc: Location | None) -> str:
         expr = S.simplify(self.session, expr)
@@ -270,6 +271,7 @@ class _Tracer:
         cls = resolve_layer(layer)
         before = self.session.specialized()
         args = self.arguments(cls, layer, x, dims)
+        self.refuse_inplace_after_output_saver(cls, layer, args)
         self.refuse_non_int_shape_args(cls, layer, args.bound)
         if rules.has_rule(cls):
             module, y = self.apply_rule(index, cls, layer, args, dims)
@@ -366,6 +368,22 @@ class _Tracer:
         module = self.construct(cls, layer, args) if any(True for _ in concrete.parameters()) \
             else concrete
         return module, torch.empty(list(outcome.shape))
+
+    def refuse_inplace_after_output_saver(self, cls: type[nn.Module], layer: LayerSpec,
+                                          args: _Arguments) -> None:
+        """`relu` then `relu inplace=True`: the first one's backward needs the output that the
+        second overwrites, so training fails ("modified by an inplace operation")."""
+        inplace = bool(self.concrete.eval(args.bound.args["inplace"])) \
+            if "inplace" in args.bound.args else False
+        previous, self.previous = self.previous, (cls.__name__, inplace)
+        if not inplace or previous is None:
+            return
+        name, was_inplace = previous
+        if name in _SAVES_OUTPUT or (was_inplace and name in _SAVES_OUTPUT_INPLACE):
+            raise TraceError(
+                f"{cls.__name__} with inplace=True right after {name} breaks training: {name}'s "
+                "backward needs its output, which this layer overwrites",
+                location=args.bound.args["inplace"].loc, hint="drop inplace=True here")
 
     def refuse_non_int_shape_args(self, cls: type[nn.Module], layer: LayerSpec,
                                   bound: _Bound) -> None:
@@ -527,6 +545,13 @@ class _Tracer:
                     sizes.append(size)
             out.append((name, tuple(sizes), minimum - 1))
         return out
+
+
+# Layers whose backward reads their own output (measured with torch: an in-place layer right
+# after them fails backward), always or when they ran in place themselves.
+_SAVES_OUTPUT = frozenset({"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Softmin"})
+_SAVES_OUTPUT_INPLACE = frozenset({"ELU", "CELU", "SELU", "LeakyReLU", "Hardtanh", "ReLU6",
+                                   "RReLU", "Threshold"})
 
 
 @dataclass

@@ -475,6 +475,8 @@ def valid_stacks(draw: st.DrawFn) -> str:
             line = draw(st.sampled_from(["dropout", "dropout 0.25", "dropout p=0.5"]))
         elif kind == "relu":
             line = draw(st.sampled_from(["relu", "relu inplace=True", "ReLU"]))
+            if lines and lines[-1].lower().startswith("relu"):
+                line = "relu"  # in place right after a ReLU breaks backward: seqgen refuses it
         elif kind == "flatten":
             line, flat = "flatten", True
         else:

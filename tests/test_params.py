@@ -133,3 +133,15 @@ def test_repeat_with_a_parameter_count_errors(tmp_path: Path, text: str, message
     spec.write_text(text, encoding="utf-8")
     with pytest.raises(SeqgenError, match=message):
         trace_spec(load(str(spec))[1])
+
+
+def test_in_place_layer_after_a_layer_that_saves_its_output_is_refused(tmp_path: Path) -> None:
+    from seqgen.errors import SeqgenError
+
+    spec = tmp_path / "ip.seq"
+    spec.write_text("input 8\nlinear 4\nrelu\nrelu inplace=True\n", encoding="utf-8")
+    with pytest.raises(SeqgenError, match="breaks training") as info:
+        trace_spec(load(str(spec))[1])
+    assert info.value.location.line == 4
+    spec.write_text("input 8\nlinear 4\nbatchnorm1d\nrelu inplace=True\n", encoding="utf-8")
+    trace_spec(load(str(spec))[1])  # BatchNorm's backward needs its input, not its output
