@@ -85,7 +85,13 @@ class _Args:
 
 
 def _expr(v: Size) -> sympy.Expr:
-    return S.expr_of(v)
+    return v if isinstance(v, sympy.Basic) else S.expr_of(v)
+
+
+def _mod(a: Size, b: Size) -> sympy.Expr:
+    """`a % b` for a divisibility check. The dividend is expanded first: sympy 1.14 folds
+    `Mod(18*(a + 6)*(b + 6), 726)` to 0, while the expanded form is exact."""
+    return sympy.Mod(sympy.expand(_expr(a)), _expr(b))
 
 
 def _is_int(v: Any) -> bool:
@@ -344,7 +350,7 @@ def _unflatten(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
             known = known * v
     total = shape[dim]
     if holes:
-        checks.need(sympy.Eq(_expr(total) % _expr(known), 0),
+        checks.need(sympy.Eq(_mod(total, known), 0),
                     "the size {} must be divisible by {} to unflatten it", total, known)
         out = [total // known if i in holes else v for i, v in enumerate(sizes)]
     else:
@@ -378,7 +384,7 @@ def _pixel_shuffle(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Siz
     r = a["upscale_factor"]
     checks.at_least(r, 1, "upscale_factor")
     c = shape[-3]
-    checks.need(sympy.Eq(_expr(c) % (_expr(r) * _expr(r)), 0),
+    checks.need(sympy.Eq(_mod(c, r * r), 0),
                 "channels ({}) must be divisible by upscale_factor squared ({})", c, r * r)
     return [*shape[:-3], c // (r * r), shape[-2] * r, shape[-1] * r]
 
@@ -412,7 +418,7 @@ def _fold(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
     out = _ints(a["output_size"], 2, "output_size")
     k, blocks = _blocks(a, out, checks)
     per = k[0] * k[1]
-    checks.need(sympy.Eq(_expr(shape[1]) % _expr(per), 0),
+    checks.need(sympy.Eq(_mod(shape[1], per), 0),
                 "the size {} must be divisible by the kernel's {} positions", shape[1], per)
     checks.need(sympy.Eq(_expr(shape[2]), _expr(blocks[0] * blocks[1])),
                 "the number of blocks ({}) must equal {}", shape[2], blocks[0] * blocks[1])
@@ -449,7 +455,7 @@ def _divides(checks: _Checks, size: Size, what: str, by: Size, by_what: str) -> 
     """`by` >= 1 (a group count, a stride) and `size` a multiple of it."""
     checks.at_least(by, 1, by_what)
     if not _is_one(by):
-        checks.need(sympy.Eq(_expr(size) % _expr(by), 0),
+        checks.need(sympy.Eq(_mod(size, by), 0),
                     f"{what} ({{}}) must be divisible by {by_what} ({{}})", size, by)
 
 
@@ -470,7 +476,7 @@ def _glu(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
     if not -rank <= dim < rank:
         raise RuleError(f"dim {dim} is out of range for a tensor of rank {rank}")
     dim %= rank
-    checks.need(sympy.Eq(_expr(shape[dim]) % 2, 0), "GLU halves a size ({}) that must be even",
+    checks.need(sympy.Eq(_mod(shape[dim], 2), 0), "GLU halves a size ({}) that must be even",
                 shape[dim])
     return [*shape[:dim], shape[dim] // 2, *shape[dim + 1:]]
 

@@ -183,3 +183,13 @@ def test_conv_transpose_formula_matches_torch() -> None:
         assert ok == (got is not None and got[-1] >= 1), (args, length, got, outcome)
         if ok:
             assert outcome.shape == got
+
+
+def test_divisibility_check_of_a_product_is_not_folded_away() -> None:
+    # sympy 1.14: Mod(18*(a + 6)*(b + 6), 726) == 0, wrongly; rules expand the dividend first
+    from seqgen.rules import _mod
+
+    mod = _mod(18 * (H + 6) * (K + 6), 726)
+    assert mod != 0
+    for h, k in ((5, 5), (11, 11), (16, 5)):
+        assert S.evaluate(mod, {H: h, K: k}) == (18 * (h + 6) * (k + 6)) % 726
