@@ -161,6 +161,17 @@ def _call(layer: TracedLayer) -> str:
     return f"*[\n    nn.Sequential(\n{inner}    )\n    for _ in range({layer.repeat})\n]"
 
 
+def _sample_batches(traced: TracedModel) -> list[int]:
+    """Batch 1 and 3, or 2 and 3 when a BatchNorm uses batch statistics in eval mode too
+    (track_running_stats=False needs more than one value per channel)."""
+    def batch_stats(layer: TracedLayer) -> bool:
+        return layer.class_name.startswith("BatchNorm") and \
+            dict(layer.call_kwargs).get("track_running_stats") == "False"
+
+    layers = [b for layer in traced.layers for b in (layer.body or (layer,))]
+    return [2, 3] if any(batch_stats(layer) for layer in layers) else [1, 3]
+
+
 def _input_rule(c: Constraint) -> str:
     """A condition on an input size, for the class docstring."""
     if c.minimum is not None or c.maximum is not None:
@@ -220,6 +231,7 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         "param_count": traced.total_params.value,
         "param_count_code": traced.total_params.code,
         "dims": dims,
+        "sample_batches": repr(_sample_batches(traced)),
         # too large to allocate: shapes and counts on the meta device, real passes skipped
         "meta_only": too_large is not None,
         "skip_reason": repr(too_large or ""),

@@ -145,3 +145,13 @@ def test_in_place_layer_after_a_layer_that_saves_its_output_is_refused(tmp_path:
     assert info.value.location.line == 4
     spec.write_text("input 8\nlinear 4\nbatchnorm1d\nrelu inplace=True\n", encoding="utf-8")
     trace_spec(load(str(spec))[1])  # BatchNorm's backward needs its input, not its output
+
+
+def test_batchnorm_with_batch_statistics_is_tested_above_batch_one(tmp_path: Path) -> None:
+    # track_running_stats=False normalises with batch statistics in eval mode too: batch 1 fails
+    _generate(tmp_path, "input (21,)\nbatchnorm1d track_running_stats=False\nlinear 4\n", "bn.seq")
+    text = (tmp_path / "test_bn.py").read_text(encoding="utf-8")
+    assert '@pytest.mark.parametrize("batch", [2, 3])' in text
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", str(tmp_path / "test_bn.py")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
