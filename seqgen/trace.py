@@ -518,6 +518,7 @@ class _Tracer:
             end = module.end_dim % x.dim()
             merged = [d for d in dims[start:end + 1] if not (d.expr.is_number and int(d.expr) == 1)]
             product = " * ".join(_factor(d.code) for d in merged) or "1"
+            self.check_printed(exprs[start], product, layer.loc)  # hand-built: check it too
             return list(dims[:start]) + [_DimInfo(exprs[start], product)] + list(dims[end + 1:])
         out = []
         for i, e in enumerate(exprs):
