@@ -85,7 +85,7 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
     if errors:
         from .preflight import layer_errors
 
-        raise_all(errors + (layer_errors(spec.layers) if spec is not None else []))
+        raise_all(errors + (layer_errors(spec.layers, spec.blocks) if spec is not None else []))
     assert spec is not None
     return text, spec
 

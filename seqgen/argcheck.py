@@ -27,7 +27,7 @@ from torch import nn
 from . import lint
 from .errors import Diagnostic, Location, TraceError
 from .exprs import expr_source
-from .layers import INFERRED, Mismatch, _Bound, _bind, _signature, _Values
+from .layers import INFERRED, Mismatch, Bound, _bind, _signature, Values
 from .spec import BinOp, Const, Expr, LayerSpec, Neg, Num, Str, TracedLayer, TupleExpr
 
 # A layer above this many parameters is most likely a typo in a size (`linear 1000000`).
@@ -308,7 +308,7 @@ RANGES = (
 # ------------------------------------------------------------------------------- checks
 
 
-def mismatch(cls: type[nn.Module], values: _Values) -> Mismatch:
+def mismatch(cls: type[nn.Module], values: Values) -> Mismatch:
     """A `describe` callback for _bind: what `pname` takes when `node` does not fit it."""
     types_ = parameter_types(cls)
 
@@ -323,7 +323,7 @@ def mismatch(cls: type[nn.Module], values: _Values) -> Mismatch:
     return check
 
 
-def check_values(cls: type[nn.Module], layer: LayerSpec, bound: _Bound, values: _Values) -> None:
+def check_values(cls: type[nn.Module], layer: LayerSpec, bound: Bound, values: Values) -> None:
     """Every bound value against its parameter's type and range; raise at the first misfit."""
     name = cls.__name__.lower()
     types_ = parameter_types(cls)
@@ -347,7 +347,7 @@ def _layer_text(layer: LayerSpec) -> str:
     return " ".join(parts)
 
 
-def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: _Values) -> bool:
+def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: Values) -> bool:
     try:
         bound = _bind(cls, layer)
         missing = [p for p in bound.sig.required if p not in bound.args]
@@ -357,7 +357,7 @@ def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: _Values) -> b
     return not missing
 
 
-def _inferred_written(cls: type[nn.Module], layer: LayerSpec, values: _Values,
+def _inferred_written(cls: type[nn.Module], layer: LayerSpec, values: Values,
                       in_shape: tuple[int, ...]) -> None:
     """`conv2d 3 16 3` on 3 channels: the first size is in_channels, which seqgen infers."""
     sig = _signature(cls)
@@ -382,8 +382,8 @@ def _inferred_written(cls: type[nn.Module], layer: LayerSpec, values: _Values,
                              location=node.loc, hint=f"did you mean `{_layer_text(rest)}`?")
 
 
-def check_arguments(cls: type[nn.Module], layer: LayerSpec, values: _Values,
-                    in_shape: tuple[int, ...]) -> _Bound:
+def check_arguments(cls: type[nn.Module], layer: LayerSpec, values: Values,
+                    in_shape: tuple[int, ...]) -> Bound:
     """Bind a layer's arguments and check each value; `in_shape` is the incoming shape at the
     defaults (batch first), `values` evaluates spec values at the parameter defaults."""
     _inferred_written(cls, layer, values, in_shape)

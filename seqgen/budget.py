@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
+
 from .pysource import evaluate_source
+from .rows import rows
 from .spec import Dim, TracedModel
 
 BUDGET_BYTES = 2 * 10**9  # weights plus activations, fp32, at the largest test batch
@@ -30,7 +33,11 @@ def generated_tests_bytes(traced: TracedModel) -> int:
     for values in points:
         params = evaluate_source(traced.total_params.code, values)
         shapes = [traced.input_shape, *(layer.out_shape for layer in traced.layers)]
-        worst = max(worst, params + sum(_numel(shape, values) for shape in shapes))
+        activations = sum(_numel(shape, values) for shape in shapes)
+        if values is points[0]:  # at the defaults, the nodes inside merges and blocks too
+            activations += sum(values["N"] * math.prod(r.sizes) for r in rows(traced)
+                               if r.depth > 0)
+        worst = max(worst, params + activations)
     return BYTES_PER_VALUE * worst
 
 

@@ -24,10 +24,11 @@ _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (errors.Location, errors.Diagnostic, spec.Num, spec.Str, spec.Const, spec.Name,
                 spec.Neg, spec.BinOp, spec.TupleExpr, spec.Param, spec.Keyword, spec.LayerSpec,
-                spec.RepeatSpec,
+                spec.RepeatSpec, spec.MergeSpec, spec.BlockUse, spec.BlockDef,
+                spec.TracedMerge, spec.TracedBlockUse, spec.TracedBlock, spec.BlockArg,
                 spec.ModelSpec, spec.Dim, spec.TracedLayer, spec.Constraint, spec.TracedModel)
 }
-FORMAT = "1"
+FORMAT = "2"
 
 
 def cache_dir() -> Path | None:

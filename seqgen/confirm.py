@@ -5,21 +5,31 @@ the layers whose fake/meta kernels are known to accept arguments the real kernel
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import TraceError
-from .layers import INFERRED, _Bound, _bind, _first_line, _Values, concrete_values, resolve_layer
-from .spec import LayerSpec, TracedLayer, TracedModel
+from .layers import INFERRED, Bound, _bind, _first_line, Values, concrete_values, resolve_layer
+from .dsl import input_names
+from .spec import (
+    LayerSpec,
+    TracedBlock,
+    TracedBlockUse,
+    TracedLayer,
+    TracedMerge,
+    TracedModel,
+    TracedNode,
+)
 
 BATCH_HINT = 2
 # Real checks allocate: confirm a layer only when its sample and weights are this small.
 CONFIRM_LIMIT = 1 << 22
 
 
-def real_module(cls: type[nn.Module], bound: _Bound, values: _Values,
+def real_module(cls: type[nn.Module], bound: Bound, values: Values,
                 in_shape: tuple[int, ...]) -> nn.Module:
     """Construct `cls` for real from concrete values, inferring sizes from `in_shape`."""
     kwargs: dict[str, Any] = {k: values.eval(e) for k, e in bound.args.items()}
@@ -30,7 +40,7 @@ def real_module(cls: type[nn.Module], bound: _Bound, values: _Values,
     return cls(*(values.eval(e) for e in bound.extra_args), **kwargs)
 
 
-def _untrusted(cls: type[nn.Module], bound: _Bound) -> bool:
+def _untrusted(cls: type[nn.Module], bound: Bound) -> bool:
     """Layers whose fake kernels skip checks the CPU kernels make (seen in fuzzing)."""
     name = cls.__name__
     return (name.startswith(("ConvTranspose", "Upsampl", "Fold", "Unfold"))
@@ -38,7 +48,7 @@ def _untrusted(cls: type[nn.Module], bound: _Bound) -> bool:
             or (name.startswith("Conv") and "groups" in bound.args))
 
 
-def confirm_on_cpu(cls: type[nn.Module], bound: _Bound, values: _Values,
+def confirm_on_cpu(cls: type[nn.Module], bound: Bound, values: Values,
                    in_shape: tuple[int, ...], out_shape: tuple[int, ...], layer: LayerSpec) -> None:
     """Run an untrusted layer on a small real CPU sample; raise if torch disagrees."""
     if not _untrusted(cls, bound):
@@ -88,9 +98,10 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
     shape = [BATCH_HINT] + [int(values.eval(e)) for e in spec.input_shape]
     with torch.no_grad(), torch.device(dev):
         x = torch.randn(shape)
+        blocks = {b.class_name: b for b in traced.blocks}
         for layer in traced.layers:
             try:
-                _, x = run_real(layer, values, x)
+                _, x = run_node(layer, values.env, x, blocks)
             except Exception as e:
                 raise TraceError(f"on {dev.type}, {layer.class_name} failed: {_first_line(e)}",
                                  location=layer.spec.loc) from e
@@ -102,18 +113,78 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
                     hint="please report this as a seqgen bug")
 
 
-def run_real(layer: TracedLayer, values: _Values, x: torch.Tensor
+Visit = Callable[[TracedNode, Mapping[str, Any], torch.Tensor, list[nn.Module]], None]
+
+
+def run_real(layer: TracedLayer, values: Values, x: torch.Tensor
              ) -> tuple[list[nn.Module], torch.Tensor]:
     """Build a traced layer concretely from `values` for the input `x` (on the current default
-    device), run it in eval mode, and return its modules and output. A `repeat depth:` block
-    builds its body `depth` times."""
-    if layer.repeat is not None:
-        modules: list[nn.Module] = []
-        for _ in range(int(values.eval(layer.spec.args[0]))):
-            for inner in layer.body:
-                built, x = run_real(inner, values, x)
-                modules += built
-        return modules, x
+    device), run it in eval mode, and return its modules and output."""
     cls = resolve_layer(layer.spec)
     module = real_module(cls, _bind(cls, layer.spec), values, tuple(x.shape)).eval()
     return [module], module(x)
+
+
+def run_stack(nodes: Sequence[TracedNode], env: Mapping[str, Any], x: torch.Tensor,
+              blocks: Mapping[str, TracedBlock], visit: Visit | None = None
+              ) -> tuple[list[nn.Module], torch.Tensor]:
+    """Build and run a traced stack concretely: `env` holds the values of the scope's names
+    (the model's parameters, or a block's arguments). `visit` sees every node's output."""
+    modules: list[nn.Module] = []
+    for node in nodes:
+        built, x = run_node(node, env, x, blocks, visit)
+        modules += built
+    return modules, x
+
+
+def run_node(node: TracedNode, env: Mapping[str, Any], x: torch.Tensor,
+             blocks: Mapping[str, TracedBlock], visit: Visit | None = None
+             ) -> tuple[list[nn.Module], torch.Tensor]:
+    """One node of run_stack: a layer, a `repeat depth:` loop, a merge or a block use."""
+    modules: list[nn.Module] = []
+    if isinstance(node, TracedMerge):
+        outs = []
+        for branch in node.branches:
+            built, y = run_stack(branch, env, x, blocks, visit)
+            modules += built
+            outs.append(y)
+        if node.spec.kind == "residual" and len(outs) == 1:
+            outs.append(x)
+        y = _merge(node, outs)
+    elif isinstance(node, TracedBlockUse):
+        block = blocks[node.spec.name]
+        modules, y = run_stack(block.layers, block_env(block, node, env, x), x, blocks, visit)
+    elif node.repeat is not None:
+        y = x
+        for _ in range(int(Values(dict(env)).eval(node.spec.args[0]))):
+            built, y = run_stack(node.body, env, y, blocks, visit)
+            modules += built
+    else:
+        modules, y = run_real(node, Values(dict(env)), x)
+    if visit is not None:
+        visit(node, env, y, modules)
+    return modules, y
+
+
+def _merge(node: TracedMerge, outs: list[torch.Tensor]) -> torch.Tensor:
+    kind = node.spec.kind
+    if kind == "concat":
+        return torch.cat(outs, dim=node.dim or 1)
+    if kind != "multiply" and any(o.shape != outs[0].shape for o in outs):
+        raise ValueError(f"{kind} of shapes {[tuple(o.shape) for o in outs]}")
+    y = outs[0]
+    for o in outs[1:]:
+        y = y * o if kind == "multiply" else y + o
+    return y
+
+
+def block_env(block: TracedBlock, use: TracedBlockUse, env: Mapping[str, Any],
+              x: torch.Tensor) -> dict[str, Any]:
+    """The values of a block's names at one use: its input sizes and its arguments."""
+    values = Values(dict(env))
+    out: dict[str, Any] = dict(zip(input_names(x.dim()), (int(s) for s in x.shape[1:])))
+    given = dict(zip((p.name for p in block.spec.params), use.spec.args))
+    given.update((kw.name, kw.value) for kw in use.spec.kwargs)
+    for p in block.spec.params:
+        out[p.name] = values.eval(given[p.name]) if p.name in given else p.default
+    return out

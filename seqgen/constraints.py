@@ -15,6 +15,7 @@ its sizes: a condition that divides by a stride is only reached once that stride
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import math
 from dataclasses import dataclass
 
 import sympy
@@ -50,6 +51,7 @@ def derive(conditions: Sequence[Condition], hints: Mapping[sympy.Symbol, int],
     upper: dict[sympy.Symbol, tuple[int, Condition]] = {}
     written: list[Constraint] = []
     seen: set[str] = set()
+    periods: dict[sympy.Symbol, list[tuple[int, frozenset[int], Condition]]] = {}
     for c in conditions:
         free = sorted(S.free_symbols(c.condition), key=lambda s: names[s])
         if not free:
@@ -66,6 +68,13 @@ def derive(conditions: Sequence[Condition], hints: Mapping[sympy.Symbol, int],
                 continue
             if bound is None and _vacuous(c.condition, free[0], hints):
                 continue
+            residues = periodic(c.condition, free[0])
+            if residues is not None:
+                period, ok = residues
+                if len(ok) == period:
+                    continue  # holds for every value
+                periods.setdefault(free[0], []).append((period, ok, c))
+                continue
         text = code(c.condition)
         if text in seen:
             continue
@@ -74,6 +83,8 @@ def derive(conditions: Sequence[Condition], hints: Mapping[sympy.Symbol, int],
                                   layer_index=c.layer_index, message=c.message,
                                   names=tuple(names[s] for s in free)))
     out: list[Constraint] = []
+    for sym, found in sorted(periods.items(), key=lambda kv: names[kv[0]]):
+        out.extend(_residue_constraints(sym, names[sym], found, hints, code))
     for sym in sorted(set(lower) | set(upper), key=lambda s: names[s]):
         name = names[sym]
         if sym in lower:
@@ -89,6 +100,67 @@ def derive(conditions: Sequence[Condition], hints: Mapping[sympy.Symbol, int],
                                   message=f"{name} must be at most {value}: {c.message}",
                                   names=(name,)))
     return out + written
+
+
+MAX_PERIOD = 1 << 12
+
+
+def periodic(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, frozenset[int]] | None:
+    """(P, residues) when `cond` holds exactly for the values of `sym` whose remainder mod P is
+    in residues; None when that cannot be shown.
+
+    For floor-linear sizes (`2 * (h // 2) == h`): with P a multiple of every divisor, each side
+    grows by a fixed amount when sym grows by P. When both sides grow by the same amount, the
+    condition repeats with period P, so checking one period decides it for all integers.
+    """
+    if not isinstance(cond, (sympy.Eq, sympy.Ne, sympy.Ge, sympy.Gt, sympy.Le, sympy.Lt)):
+        return None
+    period = 1
+    for node in sympy.preorder_traversal(cond):
+        if isinstance(node, (*S.FLOOR_DIVISIONS, sympy.Mod)) or type(node).__name__ in (
+                "Mod", "PythonMod"):
+            divisor = node.args[1]
+            if not (divisor.is_Integer and int(divisor) > 0):
+                return None
+            period *= int(divisor)
+            if period > MAX_PERIOD:
+                return None
+    if period == 1:
+        return None
+    diff = cond.lhs - cond.rhs
+    try:
+        steps = {S.evaluate(diff, {sym: v + period}) - S.evaluate(diff, {sym: v})
+                 for v in (-3 * period, -1, 0, 1, 7, period + 3, 5 * period)}
+    except (ZeroDivisionError, S.Unprintable):
+        return None
+    if steps != {0}:
+        return None
+    ok = frozenset(r for r in range(period) if holds(cond, {sym: r + period}))
+    return period, ok
+
+
+def _residue_constraints(sym: sympy.Symbol, name: str,
+                         found: list[tuple[int, frozenset[int], Condition]],
+                         hints: Mapping[sympy.Symbol, int],
+                         code: Callable[[sympy.Basic], str]) -> list[Constraint]:
+    """One check per parameter for its periodic conditions: `h % 16 == 0` when together they
+    mean a multiple; otherwise each condition as written."""
+    period = 1
+    for p, _, _ in found:
+        period = period * p // math.gcd(period, p)
+    ok = [r for r in range(period) if all(r % p in rs for p, rs, _ in found)]
+    first = min(found, key=lambda f: f[2].layer_index)[2]
+    why = "; ".join(dict.fromkeys(c.message for _, _, c in found))
+    multiple = next((m for m in range(1, period + 1)
+                     if period % m == 0 and ok == list(range(0, period, m))), None)
+    if multiple is not None:
+        return [Constraint(condition=f"{name} % {multiple} == 0", symbol=None, minimum=None,
+                           layer_index=first.layer_index,
+                           message=f"{name} must be a multiple of {multiple}: {why}",
+                           names=(name,))]
+    return [Constraint(condition=code(c.condition), symbol=None, minimum=None,
+                       layer_index=c.layer_index, message=c.message, names=(name,))
+            for _, _, c in found]
 
 
 def _bound(cond: sympy.Basic, sym: sympy.Symbol,

@@ -6,13 +6,18 @@ import builtins
 import difflib
 import keyword
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import Location, SeqgenError, SpecReadError, SpecSyntaxError, raise_all
 from .spec import (
+    BlockDef,
+    BlockUse,
+    MergeSpec,
+    Node,
     RepeatSpec,
     flat_layers,
+    walk,
     BinOp,
     Const,
     Expr,
@@ -56,6 +61,50 @@ _SHAPE_X = re.compile(r"\d+(?:x\d+)*")
 _IGNORE = re.compile(r"#\s*seqgen:\s*ignore\b(?:\[([^\]]*)\])?")
 PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
+
+
+MERGES = frozenset({"residual", "concat", "add", "multiply"})
+# Words of the spec language: a block may not take one as its name.
+KEYWORDS = frozenset({"model", "input", "repeat", "block", "branch", "shortcut", *MERGES})
+# Inside a block, the names of its input sizes, by the input's rank (batch included): dim 1 is
+# `in_channels` from rank 3 on, the last dim is `in_features` up to rank 3, and the spatial dims
+# of an image or volume are H, W and D.
+INPUT_NAMES: dict[int, tuple[str, ...]] = {
+    2: ("in_features",),
+    3: ("in_channels", "in_features"),
+    4: ("in_channels", "H", "W"),
+    5: ("in_channels", "D", "H", "W"),
+}
+ALL_INPUT_NAMES = frozenset(n for names in INPUT_NAMES.values() for n in names)
+
+
+def input_names(rank: int) -> tuple[str, ...]:
+    """The names of a block's input sizes (dims 1..rank-1) for an input of `rank`."""
+    return INPUT_NAMES.get(rank, tuple(f"in_dim{i}" for i in range(1, rank)))
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Where a stack of lines sits: at the top level, inside merges or repeats, in a block."""
+
+    top: bool
+    depth: int
+    block: str | None  # the block being defined, if any
+    params: tuple[Param, ...]  # the block's parameters (the model's are read from the parser)
+
+
+def _extent(items: list[tuple[int, "_Line"]], i: int, stop: int, ind: int) -> int:
+    """The index after the line items[i] and the lines indented under it."""
+    end = i + 1
+    while end < stop and items[end][0] > ind:
+        end += 1
+    return end
+
+
+def _is_header(line: "_Line") -> bool:
+    """A line that ends with ':' opens an indented block."""
+    tokens = line.tokens
+    return len(tokens) >= 2 and tokens[-2].kind == "op" and tokens[-2].text == ":"
 
 
 @dataclass(frozen=True)
@@ -358,6 +407,9 @@ class _Parser:
         self.errors: list[SeqgenError] = []
         self.header_failed = False  # a `model`/`input` line had an error
         self.loose_names: set[str] = set()  # names such a line seems to declare (no false alarms)
+        self.blocks: dict[str, BlockDef] = {}  # defined so far, in order
+        self.block_lines: dict[str, int] = {}  # every `block NAME` line of the spec
+        self.failed_blocks: set[str] = set()  # blocks whose definition had an error
 
     def parse(self, text: str, input_override: str | None) -> ModelSpec:
         spec = self.parse_partial(text, input_override)
@@ -387,7 +439,11 @@ class _Parser:
             if line.peek().kind == "end":
                 continue
             items.append((len(raw) - len(raw.lstrip(" ")), line))
-        layers = self.block(items, 0, len(items), None, top=True)
+        for _, line in items:
+            tokens = line.tokens
+            if tokens[0].text == "block" and tokens[1].kind == "name":
+                self.block_lines.setdefault(tokens[1].text, line.lineno)
+        layers = self.stack(items, 0, len(items), _Scope(True, 0, None, ()))
         if input_override is not None:
             try:
                 dims, new = parse_shape(input_override)
@@ -407,7 +463,9 @@ class _Parser:
             self.errors.append(SpecSyntaxError(
                 "the spec has no layers", location=self.input_loc,
                 hint="add one layer per line after `input`, e.g. `linear 10`"))
-        self._check_names(layers)
+        self._check_names(layers, None)
+        for block in self.blocks.values():
+            self._check_names(list(block.body), block)
         self._check_keys(layers)
         try:
             class_name = self.class_name or check_identifier(
@@ -423,11 +481,14 @@ class _Parser:
             layers=tuple(layers),
             input_loc=self.input_loc,
             ignores=tuple(ignores),
+            blocks=tuple(self.blocks.values()),
         )
 
-    def block(self, items: list[tuple[int, _Line]], start: int, stop: int, indent: int | None,
-              top: bool, depth: int = 0) -> list[LayerSpec | RepeatSpec]:
-        layers: list[LayerSpec | RepeatSpec] = []
+    def stack(self, items: list[tuple[int, _Line]], start: int, stop: int,
+              scope: _Scope) -> list[Node]:
+        """The nodes of the lines items[start:stop], all at the indentation of the first."""
+        nodes: list[Node] = []
+        indent: int | None = None
         i = start
         while i < stop:
             ind, line = items[i]
@@ -435,21 +496,39 @@ class _Parser:
                 indent = ind
             head = line.peek()
             word = head.text.lower() if head.kind == "name" else ""
+            end = _extent(items, i, stop, ind)
+            nxt = i + 1
             try:
                 if ind != indent:
                     raise line.error("unexpected indentation" if ind > indent else
                                      "indentation does not match the block it closes", 1,
                                      max(1, ind),
-                                     hint="only the lines of a `repeat N:` block are indented")
+                                     hint="only the lines under a `NAME:` header are indented")
                 if word == "repeat":
-                    i = self.repeat(items, i, stop, ind, line, head, layers, depth)
-                    continue
-                if word in ("model", "input") and (line.peek(1).kind != "op"
-                                                   or line.peek(1).text in "("):
-                    if not top:
-                        raise line.error(f"`{word}` cannot appear inside a repeat block",
+                    nxt = end
+                    nxt = self.repeat(items, i, stop, ind, line, head, nodes, scope)
+                elif word == "block" and line.peek(1).kind == "name":
+                    nxt = end
+                    self.failed_blocks.add(line.peek(1).text)  # until it is defined
+                    self.block_def(items, i, end, line, scope)
+                elif word in MERGES and _is_header(line):
+                    nxt = end
+                    nxt = self.merge(items, i, end, stop, line, scope, nodes)
+                elif word in ("shortcut", "branch") and _is_header(line):
+                    nxt = end
+                    raise line.error(
+                        "`shortcut:` must come right after a `residual:` block, at its "
+                        "indentation" if word == "shortcut" else
+                        "`branch:` only appears directly inside `concat:`, `add:` or "
+                        "`multiply:`", head.col, len(word),
+                        hint="indent it under the merge it belongs to" if word == "branch" else
+                        "write `residual:` with the body, then `shortcut:` below it")
+                elif word in ("model", "input") and (line.peek(1).kind != "op"
+                                                     or line.peek(1).text in "("):
+                    if not scope.top:
+                        raise line.error(f"`{word}` cannot appear inside an indented block",
                                          head.col, len(word))
-                    if layers:
+                    if nodes:
                         raise line.error(f"`{word}` must come before the first layer",
                                          head.col, len(word))
                     line.next()
@@ -463,39 +542,215 @@ class _Parser:
                                              if t.kind == "name" and after.text in ("=", ":")}
                         raise
                 else:
-                    layers.append(self.layer(line))
+                    node = self.layer_or_use(line, scope)
+                    if node is not None:
+                        nodes.append(node)
             except SpecSyntaxError as e:
                 self.errors.append(e)
-            i += 1
-        return layers
+            i = nxt
+        return nodes
+
+    def layer_or_use(self, line: _Line, scope: _Scope) -> LayerSpec | BlockUse | None:
+        """A layer line, or the use of a block defined above it (None: the use of a block whose
+        definition had an error, reported there)."""
+        layer = self.layer(line)
+        block = self.blocks.get(layer.name)
+        if layer.name == scope.block:
+            raise SpecSyntaxError(f"block {layer.name!r} uses itself: blocks cannot be "
+                                  "recursive", location=layer.loc)
+        if block is None and layer.name in self.failed_blocks:
+            return None
+        if block is None:
+            later = self.block_lines.get(layer.name)
+            if later is not None:
+                raise SpecSyntaxError(
+                    f"block {layer.name!r} is used before its definition on line {later}",
+                    location=layer.loc, hint="define a block above its first use")
+            return layer
+        if layer.call_syntax:
+            raise SpecSyntaxError(f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`",
+                                  location=layer.loc)
+        if layer.key is not None:
+            raise SpecSyntaxError("name= is not supported on a block use", location=layer.loc)
+        self.bind_use(block, layer)
+        kwargs = tuple(Keyword(k.written, k.value, k.loc, k.written) for k in layer.kwargs)
+        return BlockUse(layer.name, layer.args, kwargs, layer.loc)
+
+    def bind_use(self, block: BlockDef, layer: LayerSpec) -> None:
+        """A block use's arguments must fit the block's parameters."""
+        params = [p.name for p in block.params]
+        if len(layer.args) > len(params):
+            extra = layer.args[len(params)]
+            raise SpecSyntaxError(
+                f"block {block.name!r} takes {len(params)} argument{'s' * (len(params) != 1)} "
+                f"({', '.join(params) or 'none'}), {len(layer.args)} given", location=extra.loc)
+        given = set(params[: len(layer.args)])
+        for kw in layer.kwargs:
+            if kw.written not in params:
+                close = difflib.get_close_matches(kw.written, params, n=1)
+                raise SpecSyntaxError(
+                    f"block {block.name!r} has no parameter {kw.written!r}", location=kw.loc,
+                    hint=f"did you mean {close[0]!r}?" if close else
+                    f"its parameters: {', '.join(params) or 'none'}")
+            if kw.written in given:
+                raise SpecSyntaxError(f"argument {kw.written!r} is given twice (by position "
+                                      "and by name)", location=kw.loc)
+            given.add(kw.written)
+        missing = [p.name for p in block.params if p.required and p.name not in given]
+        if missing:
+            raise SpecSyntaxError(
+                f"block {block.name!r} needs {', '.join(repr(m) for m in missing)}",
+                location=layer.loc, hint=f"e.g. `{block.name} "
+                + " ".join(f"{m}=..." for m in missing) + "`")
+
+    def merge(self, items: list[tuple[int, _Line]], i: int, end: int, stop: int, line: _Line,
+              scope: _Scope, nodes: list[Node]) -> int:
+        """A merge at items[i] (and a `shortcut:` after a `residual:`); return the next index."""
+        head = line.next()
+        kind = head.text.lower()
+        inner = _Scope(False, scope.depth + 1, scope.block, scope.params)
+        dim: Expr | None = None
+        try:
+            if scope.depth >= MAX_NESTING:
+                raise line.error(f"blocks are nested more than {MAX_NESTING} deep", head.col,
+                                 len(head.text))
+            if kind == "concat" and line.peek().kind == "name" and line.peek().text == "dim":
+                line.next()
+                line.expect("=", "'=' after dim")
+                dim = line.expr()
+            elif line.peek().kind == "name" and not line.at(":"):
+                tok = line.peek()
+                raise line.error(f"`{kind}:` takes no arguments" if kind != "concat" else
+                                 f"`concat` takes only `dim=D`, found {tok.text!r}", tok.col,
+                                 len(tok.text))
+            line.expect(":", f"':' after `{kind}`")
+            line.expect_end(f"`{kind}:`")
+        except SpecSyntaxError as e:
+            self.errors.append(e)
+        if end == i + 1:
+            self.errors.append(line.error(f"`{kind}:` needs an indented block after it",
+                                          head.col, len(head.text)))
+            return end
+        loc = line.loc(head.col, len(head.text))
+        if kind == "residual":
+            body = self.stack(items, i + 1, end, inner)
+            branches = [tuple(body)]
+            if end < stop and items[end][0] == items[i][0]:
+                sline = items[end][1]
+                stok = sline.peek()
+                if stok.kind == "name" and stok.text.lower() == "shortcut" and _is_header(sline):
+                    send = _extent(items, end, stop, items[end][0])
+                    sline.next()
+                    try:
+                        sline.expect(":", "':' after `shortcut`")
+                        sline.expect_end("`shortcut:`")
+                        if send == end + 1:
+                            raise sline.error("`shortcut:` needs an indented block after it",
+                                              stok.col, 8)
+                    except SpecSyntaxError as e:
+                        self.errors.append(e)
+                    branches.append(tuple(self.stack(items, end + 1, send, inner)))
+                    end = send
+            nodes.append(MergeSpec(kind, tuple(branches), loc))
+            return end
+        branches = []
+        j = i + 1
+        while j < end:
+            bind, bline = items[j]
+            bend = _extent(items, j, end, bind)
+            btok = bline.peek()
+            if not (btok.kind == "name" and btok.text.lower() == "branch" and _is_header(bline)):
+                self.errors.append(bline.error(
+                    f"inside `{kind}:`, each line at this level must be `branch:`", btok.col,
+                    len(btok.text) or 1,
+                    hint="put the layers of each branch, indented, under its own `branch:`"))
+                j = bend
+                continue
+            bline.next()
+            try:
+                bline.expect(":", "':' after `branch`")
+                bline.expect_end("`branch:`")
+                if bend == j + 1:
+                    raise bline.error("`branch:` needs an indented block after it",
+                                      btok.col, 6, hint="a branch that passes its input on is "
+                                                        "`identity`")
+            except SpecSyntaxError as e:
+                self.errors.append(e)
+            branches.append(tuple(self.stack(items, j + 1, bend, inner)))
+            j = bend
+        if len(branches) < 2:
+            self.errors.append(SpecSyntaxError(
+                f"`{kind}:` needs two or more `branch:` stacks, found {len(branches)}",
+                location=loc, hint="a single stack needs no merge: write its layers directly"))
+        nodes.append(MergeSpec(kind, tuple(branches), loc, dim))
+        return end
+
+    def block_def(self, items: list[tuple[int, _Line]], i: int, end: int, line: _Line,
+                  scope: _Scope) -> None:
+        """`block NAME(p, q=default):` and its indented body."""
+        head = line.next()
+        tok = line.next()
+        loc = line.loc(tok.col, len(tok.text))
+        if not scope.top:
+            raise line.error("a `block` is defined at the top level, not inside another block",
+                             head.col, 5)
+        name = check_identifier(tok.text, "block name", loc)
+        if name.lower() in KEYWORDS:
+            raise SpecSyntaxError(f"block name {name!r} is a keyword of the spec language",
+                                  location=loc, hint="choose another name")
+        if name in self.blocks:
+            raise SpecSyntaxError(f"block {name!r} is defined twice (first on line "
+                                  f"{self.blocks[name].loc.line})", location=loc)
+        if name == self.class_name or any(p.name == name for p in self.params):
+            raise SpecSyntaxError(f"block name {name!r} is already the model's name or one of "
+                                  "its parameters", location=loc)
+        params: list[Param] = []
+        for param in self.param_list(line, block=True):
+            if param.name in ALL_INPUT_NAMES:
+                raise SpecSyntaxError(f"{param.name!r} names the block's input size; a parameter "
+                                      "cannot take it", location=param.loc,
+                                      hint="seqgen passes it; choose another name")
+            if any(p.name == param.name for p in params):
+                raise SpecSyntaxError(f"parameter {param.name!r} is defined twice",
+                                      location=param.loc)
+            if param.required and params and not params[-1].required:
+                raise SpecSyntaxError(f"parameter {param.name!r} without a default follows one "
+                                      "with a default", location=param.loc,
+                                      hint="put parameters without defaults first")
+            params.append(param)
+        line.expect(":", f"':' after `block {name}`")
+        line.expect_end(f"`block {name}:`")
+        if end == i + 1:
+            raise line.error(f"block {name!r} needs an indented body", head.col, 5)
+        body = self.stack(items, i + 1, end, _Scope(False, 1, name, tuple(params)))
+        self.blocks[name] = BlockDef(name, tuple(params), tuple(body), loc)
 
     def repeat(self, items: list[tuple[int, _Line]], i: int, stop: int, ind: int, line: _Line,
-               head: Token, layers: list[LayerSpec | RepeatSpec], depth: int) -> int:
+               head: Token, layers: list[Node], scope: _Scope) -> int:
         """Unroll the `repeat N:` block at items[i] into `layers` (or, with an int parameter as
         its count, add it as a RepeatSpec); return the index after it."""
-        end = i + 1
-        while end < stop and items[end][0] > ind:
-            end += 1
+        end = _extent(items, i, stop, ind)
         try:
-            count = self.repeat_header(line)
+            count = self.repeat_header(line, scope)
         except SpecSyntaxError as e:
             self.errors.append(e)
             count = 0  # still parse the body, for its own errors
         if end == i + 1:
             raise line.error("`repeat` needs an indented block after it", head.col, 6,
                              hint="indent the layers to repeat under `repeat N:`")
-        if depth >= MAX_NESTING:
+        if scope.depth >= MAX_NESTING:
             raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep",
                              head.col, 6)
-        body = self.block(items, i + 1, end, items[i + 1][0], top=False, depth=depth + 1)
+        body = self.stack(items, i + 1, end, _Scope(False, scope.depth + 1, scope.block,
+                                                     scope.params))
         if isinstance(count, Name):  # a loop in the generated model
-            inner = next((b for b in body if isinstance(b, RepeatSpec)), None)
+            inner = next((b for b in walk(body) if isinstance(b, RepeatSpec)), None)
             if inner is not None:
                 self.errors.append(SpecSyntaxError(
                     "a `repeat` with a parameter count cannot hold another one",
                     location=inner.loc, hint="give one of them a literal count"))
             else:
-                layers.append(RepeatSpec(count, tuple(body), count.loc))  # type: ignore[arg-type]
+                layers.append(RepeatSpec(count, tuple(body), count.loc))
             return end
         if len(layers) + len(body) * count > MAX_LAYERS:
             self.errors.append(line.error(f"the spec unrolls to more than {MAX_LAYERS} layers",
@@ -504,12 +759,15 @@ class _Parser:
         layers.extend(body * count)
         return end
 
-    def repeat_header(self, line: _Line) -> int | Name:
+    def repeat_header(self, line: _Line, scope: _Scope) -> int | Name:
         """The count of `repeat N:`: a whole number, or an int model parameter (a loop)."""
         line.next()  # `repeat`
         tok = line.next()
         if tok.kind == "name" and line.at(":"):
-            param = next((p for p in self.params if p.name == tok.text), None)
+            params = scope.params if scope.block is not None else self.params
+            param = next((p for p in params if p.name == tok.text), None)
+            if param is not None and param.required and param.type_name == "int":
+                param = replace(param, default=1)
             loc = line.loc(tok.col, len(tok.text))
             if param is None or type(param.default) is not int or param.default < 1:
                 raise SpecSyntaxError(
@@ -542,37 +800,48 @@ class _Parser:
             raise line.error("expected a class name after `model`", tok.col, len(tok.text) or 1,
                              hint="e.g. `model CNN(num_classes=10)`")
         self.class_name = check_identifier(tok.text, "class name", line.loc(tok.col, len(tok.text)))
-        if line.at("("):
-            open_tok = line.next()
-            while not line.at(")"):
-                ptok = line.next()
-                if ptok.kind == "end":
-                    raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                     hint="add the missing ')'")
-                if ptok.kind != "name":
-                    raise line.error(f"expected a parameter name, found {ptok.text!r}", ptok.col,
-                                     len(ptok.text))
-                ploc = line.loc(ptok.col, len(ptok.text))
-                annotation = self.annotation(line, ptok.text)
-                if not line.at("="):
-                    typed = f": {annotation[0]}" if annotation else ""
-                    raise line.error(f"parameter {ptok.text!r} needs a default value",
-                                     line.peek().col, hint=f"write `{ptok.text}{typed} = VALUE`")
+        for param in self.param_list(line, block=False):
+            self.add_param(param)
+        line.expect_end("the model line")
+
+    def param_list(self, line: _Line, block: bool) -> list[Param]:
+        """`(p: int = 1, q=2)` after a model or block name; a block's may lack defaults."""
+        params: list[Param] = []
+        if not line.at("("):
+            return params
+        open_tok = line.next()
+        while not line.at(")"):
+            ptok = line.next()
+            if ptok.kind == "end":
+                raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                 hint="add the missing ')'")
+            if ptok.kind != "name":
+                raise line.error(f"expected a parameter name, found {ptok.text!r}", ptok.col,
+                                 len(ptok.text))
+            ploc = line.loc(ptok.col, len(ptok.text))
+            annotation = self.annotation(line, ptok.text)
+            value: int | float | bool | str | None = None
+            if line.at("="):
                 line.next()
                 value = self.literal(line, ptok.text)
                 if annotation is not None:
                     value = self.check_annotation(line, ptok.text, annotation, value)
-                self.add_param(Param(check_identifier(ptok.text, "parameter name", ploc), value, ploc))
-                if line.at(","):
-                    line.next()
-                elif not line.at(")"):
-                    t = line.peek()
-                    if t.kind == "end":
-                        raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                         hint="add the missing ')'")
-                    raise line.error(f"expected ',' or ')', found {t.text!r}", t.col, len(t.text))
-            line.next()
-        line.expect_end("the model line")
+            elif not block:
+                typed = f": {annotation[0]}" if annotation else ""
+                raise line.error(f"parameter {ptok.text!r} needs a default value",
+                                 line.peek().col, hint=f"write `{ptok.text}{typed} = VALUE`")
+            params.append(Param(check_identifier(ptok.text, "parameter name", ploc), value, ploc,
+                                annotation=annotation[0] if annotation and block else None))
+            if line.at(","):
+                line.next()
+            elif not line.at(")"):
+                t = line.peek()
+                if t.kind == "end":
+                    raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                     hint="add the missing ')'")
+                raise line.error(f"expected ',' or ')', found {t.text!r}", t.col, len(t.text))
+        line.next()
+        return params
 
     def annotation(self, line: _Line, pname: str) -> tuple[str, int] | None:
         """An optional `: int` after a parameter name: (type name, column), Python's own form."""
@@ -771,10 +1040,18 @@ class _Parser:
                                   location=loc, hint="choose another name")
         return text
 
-    def _check_keys(self, items: list[LayerSpec | RepeatSpec]) -> None:
-        """Layer names must be unique, also after `repeat` unrolls a named layer."""
+    def _check_keys(self, items: list[Node]) -> None:
+        """Layer names must be unique, also after `repeat` unrolls a named layer; they key the
+        model's own nn.Sequential, so only its top-level layers take one."""
+        nested = [n for m in items if isinstance(m, MergeSpec) for n in flat_layers([m])]
+        nested += [n for b in self.blocks.values() for n in flat_layers(b.body)]
+        for layer in dict.fromkeys(nested):
+            if layer.key is not None:
+                self.errors.append(SpecSyntaxError(
+                    "name= is only supported on the model's top-level layers",
+                    location=layer.loc, hint="drop name=... inside blocks and merges"))
         first: dict[str, LayerSpec] = {}
-        layers = list(flat_layers(items))
+        layers = list(flat_layers([n for n in items if not isinstance(n, MergeSpec)]))
         for layer in dict.fromkeys(layers):  # each line once; `repeat` repeats the objects
             if layer.key is None:
                 continue
@@ -789,18 +1066,30 @@ class _Parser:
                     f"layer name {layer.key!r} is already used on line {seen.loc.line}",
                     location=layer.loc, hint="layer names must be unique"))
 
-    def _check_names(self, layers: list[LayerSpec | RepeatSpec]) -> None:
-        """Every Name in the input and the layers must be a defined parameter."""
-        defined = {p.name for p in self.params} | self.loose_names
+    def _check_names(self, layers: list[Node], block: BlockDef | None) -> None:
+        """Every Name in the input and the layers must be a defined parameter: the model's, or
+        inside a block, the block's own and its input sizes."""
+        model = {p.name for p in self.params} | self.loose_names
+        defined = model if block is None else {p.name for p in block.params} | ALL_INPUT_NAMES
 
         def visit(e: Expr) -> None:
             if isinstance(e, Name):
                 if e.id not in defined:
                     close = difflib.get_close_matches(e.id, sorted(defined), n=1)
+                    if block is not None and e.id in model:
+                        self.errors.append(SpecSyntaxError(
+                            f"model parameter {e.id!r} is used inside block {block.name!r}, "
+                            "which sees only its own parameters and input sizes",
+                            location=e.loc, hint=f"pass it as a block parameter: "
+                                                 f"`block {block.name}(..., {e.id})`"))
+                        return
                     if e.id.lower() in ("true", "false", "none"):
                         hint = f"did you mean {e.id.capitalize()}?"
                     elif close:
                         hint = f"did you mean {close[0]!r}?"
+                    elif block is not None:
+                        hint = f"add it to the block's parameters: `block {block.name}(..., " \
+                               f"{e.id})`"
                     else:
                         hint = (f"declare it in the model line: `model {self.class_name or 'Net'}"
                                 f"({e.id}=...)`, or quote it if it is a string")
@@ -815,11 +1104,14 @@ class _Parser:
                 for item in e.items:
                     visit(item)
 
-        for d in self.input or ():
-            visit(d)
-        for layer in dict.fromkeys(flat_layers(layers)):  # `repeat` repeats the same objects
-            for a in layer.args:
-                visit(a)
-            for k in layer.kwargs:
-                visit(k.value)
-
+        if block is None:
+            for d in self.input or ():
+                visit(d)
+        for node in dict.fromkeys(walk(layers)):  # `repeat` repeats the same objects
+            if isinstance(node, (LayerSpec, BlockUse)):
+                for a in node.args:
+                    visit(a)
+                for k in node.kwargs:
+                    visit(k.value)
+            elif isinstance(node, MergeSpec) and node.dim is not None:
+                visit(node.dim)

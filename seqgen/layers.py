@@ -81,6 +81,11 @@ def _layer_registry() -> dict[str, type[nn.Module]]:
 _REGISTRY = _layer_registry()
 
 
+def registry() -> dict[str, type[nn.Module]]:
+    """torch.nn's module classes by lower-case name."""
+    return _REGISTRY
+
+
 def layer_names() -> list[str]:
     """Every torch.nn class name a spec may use."""
     return sorted(c.__name__ for c in _REGISTRY.values() if c.__name__ not in REFUSED)
@@ -113,7 +118,7 @@ def resolve_layer(layer: LayerSpec) -> type[nn.Module]:
 
 
 @dataclass
-class _Values:
+class Values:
     """How spec values evaluate during the trace: parameters are symbols or plain defaults."""
 
     env: dict[str, Any]
@@ -198,7 +203,7 @@ def _by_position(positional: tuple[str, ...], required: tuple[str, ...], any_req
 
 
 @dataclass(frozen=True)
-class _Bound:
+class Bound:
     """A layer's arguments by constructor parameter: the spec node (None when inferred)."""
 
     args: dict[str, Expr]  # parameter name -> spec value
@@ -207,7 +212,7 @@ class _Bound:
     sig: _Signature
 
 
-def _bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = None) -> _Bound:
+def _bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = None) -> Bound:
     """Spec arguments by constructor parameter; `describe` says why a value misfits a parameter."""
     sig = _signature(cls)
     name = cls.__name__.lower()
@@ -253,7 +258,7 @@ def _bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = No
     if missing:
         raise TraceError(f"{name} needs {', '.join(repr(m) for m in missing)}", location=layer.loc,
                          hint=missing_hint(layer, sig.positional, missing))
-    return _Bound(args, tuple(extra), extra_kwargs, sig)
+    return Bound(args, tuple(extra), extra_kwargs, sig)
 
 
 def _keyword_needed(name: str, sig: _Signature, pname: str, value: Expr,
@@ -273,9 +278,9 @@ def _keyword_needed(name: str, sig: _Signature, pname: str, value: Expr,
                       "by keyword", location=value.loc, hint=hint)
 
 
-def concrete_values(spec: ModelSpec) -> _Values:
+def concrete_values(spec: ModelSpec) -> Values:
     """Values with every parameter at its default (for real, non-symbolic modules)."""
-    return _Values({p.name: p.default for p in spec.params})
+    return Values({p.name: p.default for p in spec.params})
 
 
 def _first_line(e: BaseException) -> str:

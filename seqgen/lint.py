@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 
 from .errors import Diagnostic, Location
-from .spec import TracedLayer, TracedModel
+from collections.abc import Iterator
+
+from .spec import Dim, TracedLayer, TracedMerge, TracedModel, TracedNode
 
 SOFTMAX_BEFORE_LOSS = "W001 softmax-before-loss"
 LINEAR_BEFORE_FLATTEN = "W002 linear-before-flatten"
@@ -46,7 +48,7 @@ def _spatial_one(shape: tuple[object, ...]) -> bool:
     return bool(spatial) and all(d.value == 1 and not d.symbolic for d in spatial)  # type: ignore[attr-defined]
 
 
-def _shrinks_again(later: tuple[TracedLayer, ...]) -> bool:
+def _shrinks_again(later: tuple[TracedNode, ...]) -> bool:
     """The first later layer that uses spatial dims convolves or pools them (not upsampling)."""
     for layer in later:
         name = layer.class_name
@@ -61,12 +63,38 @@ def _softmax_dim(rank: int) -> int:
     return 0 if rank in (0, 1, 3) else 1
 
 
+def _stacks(traced: TracedModel) -> Iterator[tuple[tuple[Dim, ...], tuple[TracedNode, ...], bool]]:
+    """Every stack of nodes with its input shape: the model's (last: True), each branch of each
+    merge, each block body, and the body of each `repeat depth:` loop."""
+    todo: list[tuple[tuple[Dim, ...], tuple[TracedNode, ...], bool]] = [
+        (traced.input_shape, traced.layers, True),
+        *((b.input_shape, b.layers, False) for b in traced.blocks)]
+    while todo:
+        in_shape, nodes, top = todo.pop(0)
+        yield in_shape, nodes, top
+        for i, node in enumerate(nodes):
+            before = nodes[i - 1].out_shape if i else in_shape
+            if isinstance(node, TracedMerge):
+                todo.extend((before, branch, False) for branch in node.branches)
+            elif isinstance(node, TracedLayer) and node.body:
+                todo.append((before, node.body, False))
+
+
 def _checks(traced: TracedModel) -> list[Diagnostic]:
     out: list[Diagnostic] = list(traced.warnings)
-    layers = traced.layers
+    for in_shape, nodes, top in _stacks(traced):
+        out += _stack_checks(in_shape, nodes, top)
+    return out
+
+
+def _stack_checks(first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...],
+                  top: bool) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
     for i, layer in enumerate(layers):
         prev = layers[i - 1] if i else None
-        in_shape = prev.out_shape if prev else traced.input_shape
+        in_shape = prev.out_shape if prev else first_shape
+        if not isinstance(layer, TracedLayer) or layer.body:
+            continue
         rank_in = len(in_shape)
         name = layer.class_name
         if name == "Linear" and rank_in > 2 and (
@@ -75,7 +103,7 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
             out.append(_warn(layer, f"linear is applied to a rank-{rank_in} tensor; it maps only "
                                     "the last dimension", "did you forget `flatten` before it?",
                              LINEAR_BEFORE_FLATTEN))
-        if prev is not None and name.startswith("BatchNorm") \
+        if isinstance(prev, TracedLayer) and name.startswith("BatchNorm") \
                 and prev.class_name in _BIASED and _has_bias(prev):
             out.append(_warn(layer, f"{name} right after {prev.class_name} cancels that layer's "
                                     "bias", f"add bias=False to line {prev.line}",
@@ -88,7 +116,7 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
                                     f"torch picks dim={picked}, {what} (a deprecated guess)",
                              f"write `{layer.spec.name} dim={1 if picked == 0 else picked}` "
                              "(or dim=-1 for the last dim)", SOFTMAX_WITHOUT_DIM))
-        if i == len(layers) - 1:
+        if top and i == len(layers) - 1:
             if name == "Softmax":
                 out.append(_warn(layer, "softmax is the last layer, and nn.CrossEntropyLoss "
                                         "expects raw logits",

@@ -15,13 +15,21 @@ from torch import nn
 
 from .errors import SeqgenError, TraceError, raise_all
 from .hints import call_syntax_hint
-from .layers import _bind, _signature, resolve_layer
-from .spec import LayerSpec, ModelSpec, Num, RepeatSpec, flat_layers
+from .layers import _bind, _signature, registry, resolve_layer
+from .spec import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
 
 
-def check_layer(layer: LayerSpec) -> None:
+def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
     """Raise the first problem of one layer line that needs no trace to find."""
-    cls = resolve_layer(layer)
+    try:
+        cls = resolve_layer(layer)
+    except TraceError as e:
+        block = next((b for b in blocks if b.name.lower() == layer.name.lower()), None)
+        if block is None:
+            raise
+        raise TraceError(f"unknown layer {layer.name!r}", location=layer.loc,
+                         hint=f"did you mean the block {block.name!r}? block names are matched "
+                              "exactly") from e
     if layer.call_syntax:
         sig = _signature(cls)
         order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
@@ -50,12 +58,20 @@ def _inferred_written(cls: type[nn.Module], layer: LayerSpec) -> bool:
     return True
 
 
-def layer_errors(layers: Sequence[LayerSpec | RepeatSpec]) -> list[SeqgenError]:
-    """The binding error of each layer line (each line once, however often `repeat` uses it)."""
+def layer_errors(layers: Sequence[Node], blocks: Sequence[BlockDef] = ()) -> list[SeqgenError]:
+    """The binding error of each layer line (each line once, however often `repeat` uses it),
+    in block bodies too, and a block named like a torch.nn class."""
     errors: list[SeqgenError] = []
-    for layer in dict.fromkeys(flat_layers(layers)):
+    for block in blocks:
+        if block.name.lower() in registry():
+            errors.append(TraceError(
+                f"block name {block.name!r} is also the torch.nn class "
+                f"{registry()[block.name.lower()].__name__!r}", location=block.loc,
+                hint="choose another name: a layer line could mean either"))
+    stacks = [*(b.body for b in blocks), layers]
+    for layer in dict.fromkeys(layer for nodes in stacks for layer in flat_layers(nodes)):
         try:
-            check_layer(layer)
+            check_layer(layer, blocks)
         except TraceError as e:
             errors.append(e)
     return errors
@@ -63,7 +79,7 @@ def layer_errors(layers: Sequence[LayerSpec | RepeatSpec]) -> list[SeqgenError]:
 
 def check_layers(spec: ModelSpec) -> None:
     """Raise every layer line's binding error together (nothing when all bind)."""
-    raise_all(layer_errors(spec.layers))
+    raise_all(layer_errors(spec.layers, spec.blocks))
 
 
 @contextlib.contextmanager

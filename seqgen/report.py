@@ -31,15 +31,24 @@ def table(rows: list[list[str]], header: list[str], right: set[int] | None = Non
 
 def shape_table(traced: TracedModel) -> str:
     """Per-layer table: spec line, layer as generated, output shape, parameters."""
+    from .rows import rows as nested
+
     rows = [["", "input", shape_text(traced.input_shape), ""]]
-    for layer in traced.layers:
-        rows.append([str(layer.line), layer.call, shape_text(layer.out_shape),
-                     f"{layer.params.value:,}"])
+    for r in nested(traced):
+        shape = _plain(r.shape)
+        rows.append([str(r.line), "  " * r.depth + r.label, shape, f"{r.params:,}"])
     body = table(rows, ["line", "layer", "output shape", "params"], right={0, 3})
     total = f"total parameters: {traced.total_params.value:,}"
     if traced.total_params.symbolic:
         total += f" at the defaults ({traced.total_params.code})"
     return f"{body}\n{total}"
+
+
+def _plain(shape: str) -> str:
+    """A summary shape without the bracketed sample sizes: `(N, 16, seq_len - 2)`."""
+    import re
+
+    return re.sub(r" \[\d+\]", "", shape)
 
 
 def device_report(traced: TracedModel, device: str, batch: int = 2) -> str:

@@ -79,16 +79,24 @@ Literal = Union[int, float, bool, str, None]
 
 @dataclass(frozen=True)
 class Param:
-    """A constructor parameter of the generated class (`model CNN(num_classes=10)`)."""
+    """A constructor parameter of the generated class (`model CNN(num_classes=10)`), or of a
+    block's class (`block Basic(out, stride=1)`, where a default may be missing)."""
 
     name: str
-    default: int | float | bool | str
+    default: int | float | bool | str | None  # None: required (block parameters only)
     loc: Location
     from_input: bool = False  # declared in the `input` line (`input (8, seq_len=50)`)
+    annotation: str | None = None  # `out: int`
 
     @property
     def type_name(self) -> str:
-        return type(self.default).__name__
+        if self.annotation is not None:
+            return self.annotation
+        return type(self.default).__name__ if self.default is not None else "int"
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
 
 
 @dataclass(frozen=True)
@@ -119,16 +127,67 @@ class RepeatSpec:
     generated model (a literal `repeat 3:` is unrolled by the parser instead)."""
 
     count: Name
-    layers: tuple[LayerSpec, ...]
+    layers: tuple[Node, ...]
     loc: Location
 
 
-def flat_layers(layers: Sequence[LayerSpec | RepeatSpec]) -> Iterator[LayerSpec]:
-    """Every layer line, those inside `repeat depth:` blocks too."""
-    for item in layers:
+@dataclass(frozen=True)
+class MergeSpec:
+    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:` or `multiply:`.
+
+    Each branch is a stack of nodes that reads the merge's input. A residual has its body as the
+    first branch and its shortcut, when written, as the second; without one the input itself is
+    added.
+    """
+
+    kind: str  # residual | concat | add | multiply
+    branches: tuple[tuple[Node, ...], ...]
+    loc: Location
+    dim: Expr | None = None  # concat's dim, when written
+
+
+@dataclass(frozen=True)
+class BlockUse:
+    """A layer line that names a block defined above it: `Basic 128 stride=2`."""
+
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[Keyword, ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    """`block NAME(p, q=default):` and its body: one nn.Module class in the generated file."""
+
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Node, ...]
+    loc: Location
+
+    def param(self, name: str) -> Param | None:
+        """The parameter called `name`, if any."""
+        return next((p for p in self.params if p.name == name), None)
+
+
+Node = Union[LayerSpec, RepeatSpec, MergeSpec, BlockUse]
+
+
+def walk(nodes: Sequence[Node]) -> Iterator[Node]:
+    """Every node of a stack, depth first: the stack's own, then those inside each."""
+    for item in nodes:
+        yield item
         if isinstance(item, RepeatSpec):
-            yield from item.layers
-        else:
+            yield from walk(item.layers)
+        elif isinstance(item, MergeSpec):
+            for branch in item.branches:
+                yield from walk(branch)
+
+
+def flat_layers(layers: Sequence[Node]) -> Iterator[LayerSpec]:
+    """Every layer line of a stack, those inside `repeat` and merges too (not block bodies)."""
+    for item in walk(layers):
+        if isinstance(item, LayerSpec):
             yield item
 
 
@@ -141,10 +200,15 @@ class ModelSpec:
     class_name: str
     params: tuple[Param, ...]
     input_shape: tuple[Expr, ...]
-    layers: tuple[LayerSpec | RepeatSpec, ...]
+    layers: tuple[Node, ...]
     input_loc: Location | None = None
     # `# seqgen: ignore[W001]` comments: (where, codes); no codes ignores every warning on the line
     ignores: tuple[tuple[Location, tuple[str, ...]], ...] = ()
+    blocks: tuple[BlockDef, ...] = ()  # in definition order
+
+    def block(self, name: str) -> BlockDef | None:
+        """The block called `name`, if any."""
+        return next((b for b in self.blocks if b.name == name), None)
 
     def param(self, name: str) -> Param | None:
         """The parameter called `name`, if any."""
@@ -185,7 +249,7 @@ class TracedLayer:
     params: Dim  # parameter count as an expression of the model's parameters
     trainable_params: Dim
     macs: Dim  # multiply-accumulates for one sample, counted as torchinfo counts them
-    body: tuple[TracedLayer, ...] = ()  # the layers of a `repeat depth:` block
+    body: tuple[TracedNode, ...] = ()  # the nodes of a `repeat depth:` block
     repeat: str | None = None  # its count: the int parameter's name
 
     @property
@@ -200,6 +264,106 @@ class TracedLayer:
             return f"*[nn.Sequential({inner}) for _ in range({self.repeat})]"
         parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
         return f"nn.{self.class_name}({', '.join(parts)})"
+
+
+MERGE_CLASSES = {"residual": "Residual", "concat": "Concat", "add": "Add",
+                 "multiply": "Multiply"}
+
+
+@dataclass(frozen=True)
+class TracedMerge:
+    """A merge after tracing: its branches, traced from the same input, and the merged shape."""
+
+    index: int
+    spec: MergeSpec
+    branches: tuple[tuple[TracedNode, ...], ...]
+    out_shape: tuple[Dim, ...]
+    params: Dim
+    trainable_params: Dim
+    macs: Dim
+    dim: int | None = None  # concat's dim (1 <= dim < rank)
+
+    @property
+    def line(self) -> int:
+        return self.spec.loc.line
+
+    @property
+    def class_name(self) -> str:
+        """The helper module that implements it in generated code (`Concat`)."""
+        return MERGE_CLASSES[self.spec.kind]
+
+    @property
+    def call(self) -> str:
+        """A one-line label: `Concat(2 branches, dim=1)`."""
+        n = len(self.branches)
+        if self.spec.kind == "residual":
+            return "Residual(body, shortcut)" if n == 2 else "Residual(body)"
+        return f"{self.class_name}({n} branches" + (f", dim={self.dim})" if self.dim is not None
+                                                    else ")")
+
+
+@dataclass(frozen=True)
+class TracedBlockUse:
+    """A use of a named block: the call that builds its class, and what comes out."""
+
+    index: int
+    spec: BlockUse
+    call_args: tuple[str, ...]  # Python source: the input sizes it needs, then its arguments
+    call_kwargs: tuple[tuple[str, str], ...]
+    out_shape: tuple[Dim, ...]
+    params: Dim
+    trainable_params: Dim
+    macs: Dim
+    # the block's own names (input sizes, int parameters) -> their values at the model's
+    # defaults, to evaluate the block's inner shapes for this use
+    bindings: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def line(self) -> int:
+        return self.spec.loc.line
+
+    @property
+    def class_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def call(self) -> str:
+        parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
+        return f"{self.spec.name}({', '.join(parts)})"
+
+
+TracedNode = Union[TracedLayer, TracedMerge, TracedBlockUse]
+
+
+@dataclass(frozen=True)
+class BlockArg:
+    """A constructor parameter of a block's class: an input size, or a block parameter."""
+
+    name: str
+    type_name: str
+    default: str | None  # Python source of the default; None when required
+    input_size: bool = False  # an input size seqgen passes (`in_channels`)
+
+
+@dataclass(frozen=True)
+class TracedBlock:
+    """A block traced once with its own symbols: its class, in the names of its arguments."""
+
+    spec: BlockDef
+    args: tuple[BlockArg, ...]
+    input_shape: tuple[Dim, ...]  # in the block's names; values at its first use
+    layers: tuple[TracedNode, ...]
+    out_shape: tuple[Dim, ...]
+    constraints: tuple[Constraint, ...]
+    total_params: Dim
+    # its first use, at the model's defaults: the arguments (name, Python source of the value)
+    first_call: tuple[tuple[str, str], ...] = ()
+    first_input: tuple[int, ...] = ()  # batch excluded
+    first_output: tuple[int, ...] = ()
+
+    @property
+    def class_name(self) -> str:
+        return self.spec.name
 
 
 @dataclass(frozen=True)
@@ -221,7 +385,7 @@ class TracedModel:
 
     spec: ModelSpec
     input_shape: tuple[Dim, ...]  # includes the batch dim N
-    layers: tuple[TracedLayer, ...]
+    layers: tuple[TracedNode, ...]
     total_params: Dim
     trainable_params: Dim
     constraints: tuple[Constraint, ...]
@@ -231,6 +395,7 @@ class TracedModel:
     warnings: tuple[Diagnostic, ...] = field(default=())
     # named input dims that size no weight: not constructor arguments; their rules are documented
     free_dims: tuple[str, ...] = field(default=())
+    blocks: tuple[TracedBlock, ...] = field(default=())  # in definition order, used ones only
 
     @property
     def init_params(self) -> tuple[Param, ...]:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from .report import shape_text, table
+from .rows import rows
 from .spec import TracedModel
 
 BYTES_PER_ELEMENT = 4  # float32
@@ -33,9 +34,9 @@ def _numel(dims: tuple[int, ...], batch: int) -> int:
 
 
 def totals(traced: TracedModel, batch: int = 1) -> Totals:
-    """Totals at `batch`; activation memory counts the outputs of layers with parameters, x2."""
-    out_elems = sum(_numel(tuple(d.value for d in l.out_shape), batch)
-                    for l in traced.layers if l.params.value)
+    """Totals at `batch`; activation memory counts the outputs of leaf modules with parameters,
+    x2, as torchinfo does."""
+    out_elems = sum(_numel((0, *r.sizes), batch) for r in rows(traced) if r.leaf and r.params)
     return Totals(
         batch=batch,
         params=traced.total_params.value,
@@ -48,10 +49,9 @@ def totals(traced: TracedModel, batch: int = 1) -> Totals:
 
 
 def _rows(traced: TracedModel, batch: int) -> list[dict[str, object]]:
-    return [{"line": l.line, "layer": l.call, "output_shape": shape_text(l.out_shape, sizes=True),
-             "output_size": [batch, *(d.value for d in l.out_shape[1:])],
-             "params": l.params.value, "trainable": l.trainable_params.value,
-             "macs": batch * l.macs.value} for l in traced.layers]
+    return [{"line": r.line, "depth": r.depth, "layer": r.label, "output_shape": r.shape,
+             "output_size": [batch, *r.sizes], "params": r.params, "trainable": r.trainable,
+             "macs": batch * r.macs} for r in rows(traced)]
 
 
 def _mb(n: int) -> str:
@@ -71,7 +71,8 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
             "params_expression": traced.total_params.code,
         }, indent=2)
     head = ["line", "layer", "output shape", "params", "trainable", "mult-adds"]
-    cells = [[str(r["line"]), str(r["layer"]), str(r["output_shape"]), f"{r['params']:,}",
+    cells = [[str(r["line"]), "  " * int(r["depth"]) + str(r["layer"]),  # type: ignore[call-overload]
+              str(r["output_shape"]), f"{r['params']:,}",
               f"{r['trainable']:,}", f"{r['macs']:,}"] for r in rows]
     foot = [
         ("total params", f"{t.params:,}" + (f" ({traced.total_params.code})"

@@ -29,26 +29,36 @@ from .verify import verify_at_other_values
 from .lint import UNUSED_PARAMETER
 from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
     INFERRED,
-    _Bound,
-    _Values,
+    Bound,
+    Values,
     concrete_values,
     layer_names,
     resolve_layer,
 )
 from .preflight import check_layers, quiet_torch_warnings
+from .blocks import BlockInfo, bind_use, trace_block
+from .merges import MergeMismatch, combine
 from .spec import (
+    BlockUse,
     Constraint,
     Dim,
     Expr,
     LayerSpec,
+    MergeSpec,
     ModelSpec,
     Name,
+    Node,
+    Param,
     RepeatSpec,
     Num,
+    TracedBlockUse,
     TracedLayer,
+    TracedMerge,
     TracedModel,
+    TracedNode,
     TupleExpr,
     flat_layers,
+    walk,
 )
 
 BATCH = "N"
@@ -64,35 +74,62 @@ class _DimInfo:
     code: str  # how it reads in generated code (a flatten's product stays a product)
 
 
+@dataclass
+class Shared:
+    """What every scope of one trace shares: the symbols, the spec, the blocks traced so far."""
+
+    session: S.Session
+    spec: ModelSpec
+    batch: Any  # the batch's SymInt
+    batch_sym: sympy.Symbol
+    blocks: dict[str, BlockInfo] = field(default_factory=dict)  # by name, in first-use order
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def model_scope(spec: ModelSpec) -> _Tracer:
+    """The tracer of a model's own stack: its int parameters are symbols."""
+    session = S.Session()
+    env: dict[str, Any] = {}
+    hints: dict[sympy.Symbol, int] = {}
+    for p in spec.params:
+        if type(p.default) is int and abs(p.default) > MAX_SIZE:
+            raise TraceError(f"{p.name}={p.default} is too large for a tensor size",
+                             location=p.loc, hint=f"sizes go up to {MAX_SIZE:,}")
+        if type(p.default) is int:
+            # no sign is assumed: __init__ receives any int, and must refuse the bad ones
+            sym = session.symbol(p.name, p.default, size=False)
+            env[p.name] = sym
+            hints[S.expr_of(sym)] = p.default
+        else:
+            env[p.name] = p.default
+    batch = session.symbol(BATCH, BATCH_HINT)
+    shared = Shared(session, spec, batch, S.expr_of(batch))
+    return _Tracer(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})
+
+
 class _Tracer:
-    def __init__(self, spec: ModelSpec) -> None:
-        self.spec = spec
-        self.session = S.Session()
+    """Traces the nodes of one scope: the model's stack, or a block's body with its own symbols."""
+
+    def __init__(self, shared: Shared, env: dict[str, Any], hints: Mapping[sympy.Symbol, int],
+                 concrete: Values, params: Mapping[str, Param],
+                 block: str | None = None) -> None:
+        self.shared = shared
+        self.spec = shared.spec
+        self.session = shared.session
         self.names = self.session.names
-        self.hints: dict[sympy.Symbol, int] = {}
-        env: dict[str, Any] = {}
-        for p in spec.params:
-            if type(p.default) is int and abs(p.default) > MAX_SIZE:
-                raise TraceError(f"{p.name}={p.default} is too large for a tensor size",
-                                 location=p.loc, hint=f"sizes go up to {MAX_SIZE:,}")
-            if type(p.default) is int:
-                # no sign is assumed: __init__ receives any int, and must refuse the bad ones
-                sym = self.session.symbol(p.name, p.default, size=False)
-                env[p.name] = sym
-                self.hints[S.expr_of(sym)] = p.default
-            else:
-                env[p.name] = p.default
-        self.values = _Values(env)
-        self.concrete = concrete_values(spec)
-        batch = self.session.symbol(BATCH, BATCH_HINT)
-        self.batch_sym = S.expr_of(batch)
-        self.hints[self.batch_sym] = BATCH_HINT
-        self.batch = batch
-        self.warnings: list[Diagnostic] = []
+        self.batch = shared.batch
+        self.batch_sym = shared.batch_sym
+        self.hints: dict[sympy.Symbol, int] = {**hints, shared.batch_sym: BATCH_HINT}
+        self.values = Values(env)
+        self.concrete = concrete
+        self.params = params
+        self.block = block  # the block this scope traces, None for the model
+        self.warnings = shared.warnings
         self.conditions: list[Condition] = []
         self.points = _probe_points(self.hints)
         self.positive: list[sympy.Expr] = []  # sizes already required to be >= 1
         self.previous: tuple[str, bool] | None = None  # the last layer's class, and in-place?
+        self.shared_input = False  # the stack's input is read by other branches too
 
     def code(self, expr: sympy.Basic, loc: Location | None) -> str:
         expr = S.simplify(self.session, expr)
@@ -182,6 +219,7 @@ class _Tracer:
         return dims
 
     def run(self) -> TracedModel:
+        """Trace the model's stack (this is the model's scope)."""
         spec = self.spec
         loop = next((r for r in spec.layers if isinstance(r, RepeatSpec)), None)
         named = next((layer for layer in flat_layers(spec.layers) if layer.key is not None), None)
@@ -193,24 +231,16 @@ class _Tracer:
         self.input_dim_names = {self.names[s] for d in dims[1:] for s in S.free_symbols(d.expr)
                                 if s in self.names}
         input_shape = tuple(self.dim(d) for d in dims)
-        traced: list[TracedLayer] = []
         with self.session.active():
             x = torch.empty(self._sizes(dims))
-            total = sympy.Integer(0)
-            trainable = sympy.Integer(0)
-            for index, item in enumerate(spec.layers):
-                if isinstance(item, RepeatSpec):
-                    x, dims, step = self.repeat(index, item, x, dims)
-                else:
-                    x, dims, step = self.layer(index, item, x, dims)
-                total += step.params_expr
-                trainable += step.trainable_expr
-                traced.append(step.traced)
-                if (warning := huge_layer_warning(step.traced)) is not None:
-                    self.warnings.append(warning)
+            _, _, steps = self.stack(spec.layers, x, dims)
+        total = sum((st.params_expr for st in steps), sympy.Integer(0))
+        trainable = sum((st.trainable_expr for st in steps), sympy.Integer(0))
+        traced = [st.traced for st in steps]
         constraints = tuple(derive(self.conditions, self.hints, self.names,
                                    lambda e: self.code(e, None)))
-        self.warn_unused_params(traced)
+        self.warn_unused_params()
+        blocks = tuple(info.traced for info in self.shared.blocks.values())
         return TracedModel(
             spec=spec,
             input_shape=input_shape,
@@ -222,15 +252,13 @@ class _Tracer:
             dim_sizes=tuple(self.test_sizes(constraints)),
             warnings=tuple(self.warnings),
             free_dims=free_dims(spec, traced),
+            blocks=tuple(sorted(blocks, key=lambda b: spec.blocks.index(b.spec))),
         )
 
-    def warn_unused_params(self, traced: Sequence[TracedLayer]) -> None:
+    def warn_unused_params(self) -> None:
         """A model parameter that no layer and no input size reads does nothing."""
         used = {n.id for e in self.spec.input_shape for n in _names(e)}
-        used |= {r.count.id for r in self.spec.layers if isinstance(r, RepeatSpec)}
-        for layer in flat_layers(self.spec.layers):
-            for e in (*layer.args, *(kw.value for kw in layer.kwargs)):
-                used.update(n.id for n in _names(e))
+        used |= spec_names(self.spec.layers)
         for p in self.spec.params:
             if p.name not in used:
                 self.warnings.append(Diagnostic(
@@ -238,16 +266,40 @@ class _Tracer:
                     "reads it", p.loc, f"remove {p.name}, or use it in a layer's arguments",
                     UNUSED_PARAMETER))
 
+    # ---------------------------------------------------------------- nodes
+
+    def stack(self, nodes: Sequence[Node], x: torch.Tensor, dims: list[_DimInfo],
+              index: int | None = None) -> tuple[torch.Tensor, list[_DimInfo], list[_Step]]:
+        """Trace a stack of nodes in order; `index` is the top-level node they sit in."""
+        steps: list[_Step] = []
+        for i, node in enumerate(nodes):
+            x, dims, step = self.node(i if index is None else index, node, x, dims)
+            steps.append(step)
+        return x, dims, steps
+
+    def node(self, index: int, node: Node, x: torch.Tensor, dims: list[_DimInfo]
+             ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+        """Trace one node, by kind."""
+        if isinstance(node, LayerSpec):
+            x, dims, step = self.layer(index, node, x, dims)
+            if (warning := huge_layer_warning(step.traced)) is not None:  # type: ignore[arg-type]
+                self.warnings.append(warning)
+            if step.traced.class_name not in _PASS_THROUGH:  # type: ignore[union-attr]
+                self.shared_input = False
+            return x, dims, step
+        if isinstance(node, RepeatSpec):
+            return self.repeat(index, node, x, dims)
+        if isinstance(node, MergeSpec):
+            return self.merge(index, node, x, dims)
+        return self.block_use(index, node, x, dims)
+
     def repeat(self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[_DimInfo]
                ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
         """`repeat depth:`: the block is traced once; it must give back the shape it gets."""
         count = S.expr_of(self.values.eval(item.count))
         self.conditions.append(Condition(sympy.Ge(count, 1), index,
                                          f"repeat (spec line {item.loc.line}) runs at least once"))
-        y, out_dims, steps = x, dims, []
-        for layer in item.layers:
-            y, out_dims, step = self.layer(index, layer, y, out_dims)
-            steps.append(step)
+        y, out_dims, steps = self.stack(item.layers, x, dims, index)
         if [d.expr for d in out_dims] != [d.expr for d in dims]:
             raise TraceError(
                 f"the block under `repeat {item.count.id}:` turns {shape_text(dims)} into "
@@ -264,6 +316,132 @@ class _Tracer:
             trainable_params=self.as_dim(train), macs=self.as_dim(macs),
             body=tuple(st.traced for st in steps), repeat=item.count.id)
         return y, dims, _Step(traced, params, train, macs)
+
+    def merge(self, index: int, merge: MergeSpec, x: torch.Tensor, dims: list[_DimInfo]
+              ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+        """Trace each branch from the merge's input, then combine their shapes exactly."""
+        outs: list[tuple[list[_DimInfo], list[_Step]]] = []
+        for branch in merge.branches:
+            self.previous, self.shared_input = None, True
+            _, branch_dims, steps = self.stack(branch, x, dims, index)
+            outs.append((branch_dims, steps))
+        self.previous, self.shared_input = None, False  # a merge's output is a new tensor
+        shapes = [[d.expr for d in bd] for bd, _ in outs]
+        if merge.kind == "residual":
+            labels = ["the body", "the shortcut"] if len(outs) == 2 else ["the body", "the input"]
+            if len(outs) == 1:
+                shapes.append([d.expr for d in dims])
+        else:
+            labels = [f"branch {i}" for i in range(1, len(outs) + 1)]
+        dim = self.concat_dim(merge, len(dims))
+        try:
+            merged = combine(merge.kind, shapes, dim, self.value,
+                             lambda sh: shape_text([_DimInfo(e, self.show(e)) for e in sh]), labels)
+        except MergeMismatch as e:
+            raise TraceError(str(e), location=merge.loc, hint=e.hint) from e
+        for cond, what in merged.conditions:
+            self.need(cond, index,
+                      f"{merge.kind} (spec line {merge.loc.line}): {what}", merge.loc)
+        known = [d for bd, _ in outs for d in bd] + list(dims)
+        out_dims = []
+        for e in merged.shape:
+            e = S.simplify(self.session, e)
+            same = next((d for d in known if d.expr == e), None)
+            out_dims.append(same if same is not None else _DimInfo(e, self.code(e, merge.loc)))
+        steps = [st for _, sts in outs for st in sts]
+        params = sum((st.params_expr for st in steps), sympy.Integer(0))
+        train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
+        macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
+        self.check_sizes(out_dims, index, f"{merge.kind} (spec line {merge.loc.line})",
+                         merge.loc, dims)
+        traced = TracedMerge(
+            index=index, spec=merge,
+            branches=tuple(tuple(st.traced for st in sts) for _, sts in outs),
+            out_shape=tuple(self.dim(d) for d in out_dims), params=self.as_dim(params),
+            trainable_params=self.as_dim(train), macs=self.as_dim(macs),
+            dim=(dim % len(dims)) if merge.kind == "concat" else None)
+        y = torch.empty(self._sizes(out_dims))
+        return y, out_dims, _Step(traced, params, train, macs)
+
+    def concat_dim(self, merge: MergeSpec, rank: int) -> int:
+        """`concat dim=D`: a literal int (default 1), not the batch dim."""
+        if merge.dim is None:
+            return 1
+        value = self.concrete.eval(merge.dim) if not isinstance(merge.dim, Name) else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TraceError("concat's dim must be a whole number", location=merge.dim.loc,
+                             hint="e.g. `concat dim=1:` (channels)")
+        if not -rank < value < rank or value % rank == 0:
+            raise TraceError(f"concat dim={value} is outside dims 1..{rank - 1} of its rank-{rank} "
+                             "input (dim 0 is the batch)", location=merge.dim.loc)
+        return value
+
+    def need(self, cond: sympy.Basic, index: int, message: str, loc: Location) -> None:
+        """A condition on the parameters: it must hold at the defaults, and becomes a check."""
+        if not S.free_symbols(cond):
+            if not holds(cond, {}):
+                raise TraceError(message, location=loc)
+            return
+        if S.free_symbols(cond) & {self.batch_sym}:
+            raise TraceError(f"{message} depends on the batch size", location=loc)
+        if not holds(cond, self.hints):
+            raise TraceError(message, location=loc, hint="with the defaults")
+        self.conditions.append(Condition(cond, index, message))
+
+    def check_sizes(self, out_dims: Sequence[_DimInfo], index: int, where: str, loc: Location,
+                    dims: Sequence[_DimInfo]) -> None:
+        """Every output size stays >= 1: at the defaults now, for other values in __init__."""
+        for d in out_dims[1:]:
+            free = S.free_symbols(d.expr)
+            if not free and int(d.expr) < 1 or free and self.value(d.expr) < 1:
+                raise SizeTooSmallError(
+                    f"{where.split(' (')[0]} gets input {shape_text(dims)} and its output "
+                    f"{shape_text(out_dims)} collapses to zero", location=loc,
+                    hint="use a larger `input`, a smaller kernel or stride, or padding")
+            if free and self.batch_sym not in free and not self.implied_by_sizes(
+                    sympy.Ge(d.expr, 1)):
+                self.conditions.append(Condition(sympy.Ge(d.expr, 1), index,
+                                                 f"{where} would output nothing"))
+
+    def block_use(self, index: int, use: BlockUse, x: torch.Tensor, dims: list[_DimInfo]
+                  ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+        """A block's class, traced at its first use; each use substitutes its own sizes."""
+        block = self.spec.block(use.name)
+        assert block is not None  # the parser resolved it
+        args = bind_use(block, use, self.values)
+        info = self.shared.blocks.get(use.name)
+        if info is None:
+            info = trace_block(self, block, dims, args)
+            self.shared.blocks[use.name] = info
+        elif info.rank != len(dims):
+            raise TraceError(
+                f"block {use.name!r} gets a rank-{len(dims)} input {shape_text(dims)} here, but "
+                f"its class was traced for rank {info.rank} (line {info.first_line})",
+                location=use.loc, hint="a block's class takes one input rank")
+        mapping = info.mapping([d.expr for d in dims], args)
+        where = f"block {use.name} (used on line {use.loc.line})"
+        for cond, message in info.conditions:
+            self.need(cond.xreplace(mapping), index, f"{where}: {message}", use.loc)
+        out_dims = []
+        for i, e in enumerate(info.out_exprs):
+            e = S.simplify(self.session, e.xreplace(mapping))
+            if i < len(dims) and dims[i].expr == e:
+                out_dims.append(dims[i])
+            else:
+                out_dims.append(_DimInfo(e, self.code(e, use.loc)))
+        params, train, macs = (S.simplify(self.session, e.xreplace(mapping))
+                               for e in (info.params, info.trainable, info.macs))
+        bindings = tuple((name, self.value(S.simplify(self.session, sym.xreplace(mapping))))
+                         for name, sym in info.bound_symbols())
+        call_args = [dims[i].code for i in info.size_args]
+        call_args += [expr_source(a) for a in use.args]
+        call_kwargs = [(kw.name, expr_source(kw.value)) for kw in use.kwargs]
+        self.previous, self.shared_input = None, False
+        traced = TracedBlockUse(
+            index=index, spec=use, call_args=tuple(call_args), call_kwargs=tuple(call_kwargs),
+            out_shape=tuple(self.dim(d) for d in out_dims), params=self.as_dim(params),
+            trainable_params=self.as_dim(train), macs=self.as_dim(macs), bindings=bindings)
+        return torch.empty(self._sizes(out_dims)), out_dims, _Step(traced, params, train, macs)
 
     def layer(self, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[_DimInfo]
               ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
@@ -285,18 +463,8 @@ class _Tracer:
                 raise not_one_tensor(cls, y, layer)
         self._check_specialized(before, layer)
         out_dims = self.out_dims(module, x, y, dims, layer)
-        for d in out_dims[1:]:
-            free = S.free_symbols(d.expr)
-            if not free and int(d.expr) < 1 or free and self.value(d.expr) < 1:
-                raise SizeTooSmallError(
-                    f"{cls.__name__} gets input {shape_text(dims)} and its output "
-                    f"{shape_text(out_dims)} collapses to zero", location=layer.loc,
-                    hint="use a larger `input`, a smaller kernel or stride, or padding")
-            if free and self.batch_sym not in free and not self.implied_by_sizes(
-                    sympy.Ge(d.expr, 1)):
-                self.conditions.append(Condition(
-                    sympy.Ge(d.expr, 1), index,
-                    f"{cls.__name__} (spec line {layer.loc.line}) would output nothing"))
+        self.check_sizes(out_dims, index, f"{cls.__name__} (spec line {layer.loc.line})",
+                         layer.loc, dims)
         with S.real_tensors():
             confirm_on_cpu(cls, args.bound, self.concrete,
                            tuple(self.value(d.expr) for d in dims),
@@ -375,6 +543,13 @@ class _Tracer:
         second overwrites, so training fails ("modified by an inplace operation")."""
         inplace = bool(self.concrete.eval(args.bound.args["inplace"])) \
             if "inplace" in args.bound.args else False
+        if inplace and self.shared_input:
+            raise TraceError(
+                f"{cls.__name__} with inplace=True here overwrites the input that the merge's "
+                "other branches (or its residual sum) read as well", location=args.bound.args[
+                    "inplace"].loc,
+                hint="drop inplace=True here; in place is safe after a layer that makes a new "
+                     "tensor")
         previous, self.previous = self.previous, (cls.__name__, inplace)
         if not inplace or previous is None:
             return
@@ -386,23 +561,24 @@ class _Tracer:
                 location=args.bound.args["inplace"].loc, hint="drop inplace=True here")
 
     def refuse_non_int_shape_args(self, cls: type[nn.Module], layer: LayerSpec,
-                                  bound: _Bound) -> None:
+                                  bound: Bound) -> None:
         """A float, bool or str parameter cannot stand for an argument that decides sizes or
         parameter counts (`bias=use_bias`): seqgen's expressions would hold at its default only."""
         for pname, node in bound.args.items():
             if pname not in rules.SHAPE_ARGS:
                 continue
             for ref in _names(node):
-                param = self.spec.param(ref.id)
-                if param is not None and type(param.default) is not int:
+                param = self.params.get(ref.id)
+                if param is not None and param.type_name != "int":
+                    shown = self.concrete.eval(ref)
                     raise TraceError(
                         f"{cls.__name__}'s {pname} decides sizes or parameter counts, so it "
                         "cannot be the "
                         f"{param.type_name} parameter {ref.id!r}: seqgen's sizes would only hold "
-                        f"for {ref.id}={param.default!r}", location=ref.loc,
-                        hint=f"write the value itself ({pname}={param.default!r})")
+                        f"for {ref.id}={shown!r}", location=ref.loc,
+                        hint=f"write the value itself ({pname}={shown!r})")
 
-    def construct_concrete(self, cls: type[nn.Module], layer: LayerSpec, bound: _Bound,
+    def construct_concrete(self, cls: type[nn.Module], layer: LayerSpec, bound: Bound,
                            in_shape: tuple[int, ...]) -> nn.Module:
         """The layer at the default values, for torch to check (inside the fake mode)."""
         kwargs: dict[str, Any] = {k: self.concrete.eval(e) for k, e in bound.args.items()}
@@ -548,6 +724,10 @@ class _Tracer:
         return out
 
 
+# Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
+# them still writes into the stack's input.
+_PASS_THROUGH = frozenset({"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d",
+                           "AlphaDropout", "FeatureAlphaDropout", "Flatten", "Unflatten"})
 # Layers whose backward reads their own output (measured with torch: an in-place layer right
 # after them fails backward), always or when they ran in place themselves.
 _SAVES_OUTPUT = frozenset({"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Softmin"})
@@ -559,7 +739,7 @@ _SAVES_OUTPUT_INPLACE = frozenset({"ELU", "CELU", "SELU", "LeakyReLU", "Hardtanh
 class _Arguments:
     """A layer's arguments: bound spec nodes, symbolic values, and the generated call."""
 
-    bound: _Bound
+    bound: Bound
     values: dict[str, Any]
     call_args: list[str] = field(default_factory=list)
     call_kwargs: list[tuple[str, str]] = field(default_factory=list)
@@ -575,13 +755,41 @@ class _Step:
     macs_expr: sympy.Expr
 
 
-def free_dims(spec: ModelSpec, layers: Sequence[TracedLayer]) -> tuple[str, ...]:
+def spec_names(nodes: Sequence[Node]) -> set[str]:
+    """The parameter names a stack's values read (repeat counts, arguments, concat dims)."""
+    used: set[str] = set()
+    for node in walk(nodes):
+        if isinstance(node, RepeatSpec):
+            used.add(node.count.id)
+        elif isinstance(node, (LayerSpec, BlockUse)):
+            for e in (*node.args, *(kw.value for kw in node.kwargs)):
+                used.update(n.id for n in _names(e))
+        elif isinstance(node, MergeSpec) and node.dim is not None:
+            used.update(n.id for n in _names(node.dim))
+    return used
+
+
+def called_names(layers: Sequence[TracedNode]) -> set[str]:
+    """The names the generated constructor calls of a stack read."""
+    called: set[str] = set()
+    for node in layers:
+        if isinstance(node, TracedMerge):
+            for branch in node.branches:
+                called |= called_names(branch)
+            continue
+        if isinstance(node, TracedLayer) and node.repeat is not None:
+            called.add(node.repeat)
+            called |= called_names(node.body)
+            continue
+        for source in (*node.call_args, *(v for _, v in node.call_kwargs)):
+            called |= _identifiers(source)
+    return called
+
+
+def free_dims(spec: ModelSpec, layers: Sequence[TracedNode]) -> tuple[str, ...]:
     """Named input dims that no layer's constructor reads: the model works at any size of them,
     so they are no constructor arguments (`input (1, length=16000)` before adaptive pooling)."""
-    called: set[str] = set()
-    for layer in layers:
-        for source in (*layer.call_args, *(v for _, v in layer.call_kwargs)):
-            called |= _identifiers(source)
+    called = called_names(layers)
     return tuple(p.name for p in spec.params if p.from_input and p.name not in called)
 
 
@@ -647,7 +855,7 @@ def trace(spec: ModelSpec) -> TracedModel:
     check_layers(spec)
     try:
         with quiet_torch_warnings():
-            traced = _Tracer(spec).run()
+            traced = model_scope(spec).run()
             verify_at_other_values(traced)
         return traced
     except SizeTooSmallError as e:
@@ -678,7 +886,7 @@ def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:
 
     def works(size: int) -> bool:
         try:
-            _Tracer(replace(spec, input_shape=shape(size))).run()
+            model_scope(replace(spec, input_shape=shape(size))).run()
         except SeqgenError:
             return False
         return True

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
+from torch import nn
 
-from .confirm import run_real
+from .confirm import run_node
 from .errors import TraceError
-from .layers import _first_line, _Values
+from .layers import _first_line, Values
 from .pysource import evaluate_source
-from .spec import Constraint, TracedModel
+from .spec import Constraint, TracedModel, TracedNode
 
 BATCH = 2
 MAX_POINTS = 4
@@ -76,28 +78,41 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
     shape = tuple(evaluate_source(d.code, values) for d in traced.input_shape)
     if _numel(shape) > MAX_NUMEL:
         return False
-    spec_values = _Values({p.name: point.get(p.name, p.default) for p in traced.spec.params})
+    env = {p.name: point.get(p.name, p.default) for p in traced.spec.params}
+    blocks = {b.class_name: b for b in traced.blocks}
+
+    def visit(node: TracedNode, scope: Mapping[str, Any], y: torch.Tensor,
+              modules: list[nn.Module]) -> None:
+        at = {**scope, "N": BATCH}
+        want = tuple(evaluate_source(d.code, at) for d in node.out_shape)
+        got = tuple(int(s) for s in y.shape)
+        if got != want:
+            raise _mismatch(node, point, f"torch gives {got}, the generated code says {want}")
+        params = sum(p.numel() for m in modules for p in m.parameters())
+        if params != evaluate_source(node.params.code, at):
+            raise _mismatch(node, point, f"torch counts {params} parameters, the generated "
+                            f"code says {evaluate_source(node.params.code, at)}")
+        if _numel(got) > MAX_NUMEL:
+            raise _TooLarge
+
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x = torch.empty(shape)
         for layer in traced.layers:
-            want = tuple(evaluate_source(d.code, values) for d in layer.out_shape)
-            if _numel(want) > MAX_NUMEL:
-                return False
             try:
                 with torch.no_grad():
-                    modules, y = run_real(layer, spec_values, x)
+                    _, x = run_node(layer, env, x, blocks, visit)
+            except _TooLarge:
+                return False
+            except TraceError:
+                raise
             except Exception as e:
                 raise _mismatch(layer, point, f"torch rejects it there: {_first_line(e)}") from e
-            got = tuple(int(s) for s in y.shape)
-            if got != want:
-                raise _mismatch(layer, point, f"torch gives {got}, the generated code says {want}")
-            params = sum(p.numel() for m in modules for p in m.parameters())
-            if params != evaluate_source(layer.params.code, values):
-                raise _mismatch(layer, point, f"torch counts {params} parameters, the generated "
-                                f"code says {evaluate_source(layer.params.code, values)}")
-            x = y
     return True
+
+
+class _TooLarge(Exception):
+    """A shape too large to check at this point."""
 
 
 def _mismatch(layer, point: Mapping[str, int], what: str) -> TraceError:  # type: ignore[no-untyped-def]

@@ -1,0 +1,147 @@
+"""How a merge combines its branches' shapes (trace stage; sympy only, no tensors).
+
+Each branch reads the merge's input. A residual and `add:` need equal shapes, `concat` equal
+shapes except along its dim (whose size is the sum), `multiply:` shapes that broadcast. A size
+that is equal only for some parameter values becomes a condition, checked in `__init__` like any
+other; a size that differs at the defaults is an error that names every branch's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sympy
+
+Shape = Sequence[sympy.Expr]  # batch first
+
+
+class MergeMismatch(Exception):
+    """The branches cannot be merged at the defaults; `hint` suggests a fix when one is known."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The merged shape, and the conditions under which the branches agree."""
+
+    shape: tuple[sympy.Expr, ...]
+    conditions: tuple[tuple[sympy.Basic, str], ...]  # (condition, what it keeps true)
+
+
+def same(a: sympy.Expr, b: sympy.Expr) -> bool:
+    """Whether two sizes are provably the same expression."""
+    return a == b or sympy.expand(a - b) == 0
+
+
+def combine(kind: str, shapes: Sequence[Shape], dim: int | None,
+            value: Callable[[sympy.Expr], int], show: Callable[[Sequence[sympy.Expr]], str],
+            labels: Sequence[str]) -> Merged:
+    """The shape a merge of `kind` gives for branch outputs `shapes` (labelled for messages)."""
+    ranks = {len(s) for s in shapes}
+    if kind != "multiply" and len(ranks) > 1:
+        raise MergeMismatch(f"{kind}: {_listing(shapes, show, labels)}: the ranks differ")
+    if kind == "concat":
+        return _concat(shapes, dim or 1, value, show, labels)
+    if kind == "multiply":
+        return _broadcast(shapes, value, show, labels)
+    return _equal(kind, shapes, value, show, labels)
+
+
+def _listing(shapes: Sequence[Shape], show: Callable[[Sequence[sympy.Expr]], str],
+             labels: Sequence[str]) -> str:
+    return ", ".join(f"{label} gives {show(s)}" for label, s in zip(labels, shapes))
+
+
+def _agree(a: sympy.Expr, b: sympy.Expr, value: Callable[[sympy.Expr], int], what: str,
+           conditions: list[tuple[sympy.Basic, str]]) -> bool:
+    """Whether sizes a and b agree at the defaults; a condition when only for some values."""
+    if same(a, b):
+        return True
+    if value(a) != value(b):
+        return False
+    conditions.append((sympy.Eq(a, b), what))
+    return True
+
+
+def _equal(kind: str, shapes: Sequence[Shape], value: Callable[[sympy.Expr], int],
+           show: Callable[[Sequence[sympy.Expr]], str], labels: Sequence[str]) -> Merged:
+    conditions: list[tuple[sympy.Basic, str]] = []
+    first = shapes[0]
+    for other in shapes[1:]:
+        for i, (a, b) in enumerate(zip(first, other)):
+            if i == 0:
+                continue  # the batch
+            if not _agree(a, b, value, f"its branches must agree in dim {i}", conditions):
+                hint = None
+                if kind == "residual":
+                    hint = _shortcut_hint(shapes, value)
+                raise MergeMismatch(
+                    f"{kind}: {_listing(shapes, show, labels)}; "
+                    f"{'adding' if kind != 'multiply' else 'multiplying'} needs equal shapes",
+                    hint)
+    return Merged(tuple(first), tuple(conditions))
+
+
+def _shortcut_hint(shapes: Sequence[Shape], value: Callable[[sympy.Expr], int]) -> str:
+    body, given = shapes[0], shapes[1]
+    if len(shapes) == 2 and len(body) == len(given) and len(body) in (3, 4, 5):
+        channels = value(body[1])
+        strides = {value(g) // max(value(b), 1) for b, g in zip(body[2:], given[2:])
+                   if value(b) and value(g) % value(b) == 0}
+        stride = f" s={strides.pop()}" if len(strides) == 1 and 1 not in strides else ""
+        n = len(body) - 2
+        return (f"add a `shortcut:` right after the body that gives the same shape, e.g. "
+                f"`conv{n}d {channels} k=1{stride}` and `batchnorm{n}d`")
+    return "add a `shortcut:` right after the body that gives the body's shape"
+
+
+def _concat(shapes: Sequence[Shape], dim: int, value: Callable[[sympy.Expr], int],
+            show: Callable[[Sequence[sympy.Expr]], str], labels: Sequence[str]) -> Merged:
+    rank = len(shapes[0])
+    if not -rank < dim < rank or dim % rank == 0:
+        raise MergeMismatch(f"concat: dim={dim} is outside dims 1..{rank - 1} of "
+                            f"{show(shapes[0])} (dim 0 is the batch)")
+    dim %= rank
+    conditions: list[tuple[sympy.Basic, str]] = []
+    out = list(shapes[0])
+    for other in shapes[1:]:
+        for i, (a, b) in enumerate(zip(shapes[0], other)):
+            if i in (0, dim):
+                continue
+            if not _agree(a, b, value, f"its branches must agree in dim {i}", conditions):
+                raise MergeMismatch(
+                    f"concat: {_listing(shapes, show, labels)}; they must agree in every dim "
+                    f"but dim {dim}",
+                    "change the branches so their sizes agree outside the concat dim (padding, "
+                    "or the same strides)")
+    out[dim] = sympy.Add(*(s[dim] for s in shapes))
+    return Merged(tuple(out), tuple(conditions))
+
+
+def _broadcast(shapes: Sequence[Shape], value: Callable[[sympy.Expr], int],
+               show: Callable[[Sequence[sympy.Expr]], str], labels: Sequence[str]) -> Merged:
+    """numpy broadcasting, dims aligned from the right; a size broadcasts only when it is 1."""
+    conditions: list[tuple[sympy.Basic, str]] = []
+    rank = max(len(s) for s in shapes)
+    out: list[sympy.Expr] = []
+    for i in range(rank):
+        sizes = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
+        big = [d for d in sizes if not (d.is_number and int(d) == 1)]
+        if not big:
+            out.append(sympy.Integer(1))
+            continue
+        ref = big[0]
+        for d in big[1:]:
+            if not _agree(ref, d, value, f"its branches must agree in dim {i}",
+                          conditions):
+                raise MergeMismatch(
+                    f"multiply: {_listing(shapes, show, labels)}; sizes {value(ref)} and "
+                    f"{value(d)} in dim {i} do not broadcast",
+                    "broadcasting needs equal sizes or 1 in each dim (e.g. "
+                    "`adaptiveavgpool2d 1` for a per-channel gate)")
+        out.append(ref)
+    return Merged(tuple(out), tuple(conditions))

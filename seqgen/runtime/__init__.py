@@ -1,0 +1,1 @@
+"""Modules seqgen copies into generated files: the trace runs these very classes."""

@@ -1,0 +1,94 @@
+"""Merge modules that seqgen writes into generated files when a spec uses them.
+
+Each class is copied verbatim (found by name) into the generated module, which needs nothing
+but torch, so a class here uses only `torch` and `nn` and no helper outside itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Residual(nn.Module):
+    """`body(x) + shortcut(x)`, or `body(x) + x` without a shortcut (He et al., 2015)."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None = None) -> None:
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        skip = x if self.shortcut is None else self.shortcut(x)
+        if out.shape != skip.shape:
+            raise ValueError(
+                f"Residual: the body gives {tuple(out.shape)} but the "
+                f"{'input' if self.shortcut is None else 'shortcut'} gives "
+                f"{tuple(skip.shape)} for input {tuple(x.shape)}"
+            )
+        return out + skip
+
+
+class Concat(nn.Module):
+    """Runs every branch on the same input and concatenates the outputs along `dim`."""
+
+    def __init__(self, *branches: nn.Module, dim: int = 1) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [branch(x) for branch in self.branches]
+        first = outs[0].shape
+        for out in outs[1:]:
+            if out.dim() != len(first) or any(
+                a != b
+                for i, (a, b) in enumerate(zip(out.shape, first))
+                if i != self.dim
+            ):
+                shapes = ", ".join(str(tuple(o.shape)) for o in outs)
+                raise ValueError(
+                    f"Concat: branch outputs {shapes} for input {tuple(x.shape)} differ "
+                    f"outside dim {self.dim}"
+                )
+        return torch.cat(outs, dim=self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Add(nn.Module):
+    """Runs every branch on the same input and adds the outputs (equal shapes)."""
+
+    def __init__(self, *branches: nn.Module) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [branch(x) for branch in self.branches]
+        if any(out.shape != outs[0].shape for out in outs[1:]):
+            shapes = ", ".join(str(tuple(o.shape)) for o in outs)
+            raise ValueError(
+                f"Add: branch outputs {shapes} for input {tuple(x.shape)} differ"
+            )
+        total = outs[0]
+        for out in outs[1:]:
+            total = total + out
+        return total
+
+
+class Multiply(nn.Module):
+    """Runs every branch on the same input and multiplies the outputs, broadcasting (a
+    squeeze-excitation gate is `Multiply(nn.Identity(), gate)`)."""
+
+    def __init__(self, *branches: nn.Module) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [branch(x) for branch in self.branches]
+        product = outs[0]
+        for out in outs[1:]:
+            product = product * out
+        return product
