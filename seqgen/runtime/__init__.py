@@ -1,0 +1,1 @@
+"""nn.Module classes that seqgen copies verbatim into generated model files."""
