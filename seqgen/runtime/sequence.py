@@ -1,0 +1,250 @@
+"""Small nn.Module classes for sequence models, copied verbatim into generated files.
+
+seqgen finds each class here by name (with `ast`) and writes its source into the generated
+model file, so every class stands alone: it uses only `math`, `torch` and `nn`, and no helper
+outside its own body.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class RecurrentOutput(nn.Module):
+    """Runs a batch-first nn.RNN, nn.LSTM or nn.GRU and keeps one tensor of its output.
+
+    take="all": the output sequence, (N, L, H * dirs); "last": its last time step,
+    (N, H * dirs); "hidden": the final hidden state of the last layer with both directions
+    concatenated (forward first), (N, H * dirs). H is proj_size for an LSTM with a projection.
+    For a bidirectional layer "last" and "hidden" differ: the backward direction's last output
+    step has seen one element, its final hidden state the whole sequence.
+    """
+
+    TAKES = ("all", "last", "hidden")
+
+    def __init__(self, rnn: nn.RNNBase, take: str) -> None:
+        super().__init__()
+        if take not in self.TAKES:
+            raise ValueError(
+                f"take must be one of 'all', 'last', 'hidden', got {take!r}"
+            )
+        if not rnn.batch_first:
+            raise ValueError("the recurrent layer must be built with batch_first=True")
+        self.rnn = rnn
+        self.take = take
+        self.directions = 2 if rnn.bidirectional else 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output: torch.Tensor
+        state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+        output, state = self.rnn(x)
+        if self.take == "all":
+            return output
+        if self.take == "last":
+            return output[:, -1]
+        h_n = (
+            state[0] if isinstance(state, tuple) else state
+        )  # an LSTM gives (h_n, c_n)
+        # h_n is (num_layers * dirs, N, H): the last layer's directions are its last rows
+        return torch.cat(list(h_n[-self.directions :]), dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"take={self.take!r}"
+
+
+class Permute(nn.Module):
+    """Reorders the dimensions: `x.permute(*dims)`."""
+
+    def __init__(self, *dims: int) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+    def extra_repr(self) -> str:
+        return ", ".join(str(d) for d in self.dims)
+
+
+class Transpose(nn.Module):
+    """Swaps two dimensions: `x.transpose(dim0, dim1)`."""
+
+    def __init__(self, dim0: int, dim1: int) -> None:
+        super().__init__()
+        self.dim0 = dim0
+        self.dim1 = dim1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(self.dim0, self.dim1)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim0}, {self.dim1}"
+
+
+class Unsqueeze(nn.Module):
+    """Inserts a dimension of size 1: `x.unsqueeze(dim)`."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Squeeze(nn.Module):
+    """Removes a dimension of size 1: `x.squeeze(dim)` (seqgen checks that its size is 1)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.squeeze(self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Mean(nn.Module):
+    """The mean over a dimension: `x.mean(dim, keepdim)`."""
+
+    def __init__(self, dim: int, keepdim: bool = False) -> None:
+        super().__init__()
+        self.dim = dim
+        self.keepdim = keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(self.dim, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+
+class Sum(nn.Module):
+    """The sum over a dimension: `x.sum(dim, keepdim)`."""
+
+    def __init__(self, dim: int, keepdim: bool = False) -> None:
+        super().__init__()
+        self.dim = dim
+        self.keepdim = keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(self.dim, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+
+class Amax(nn.Module):
+    """The maximum over a dimension: `x.amax(dim, keepdim)`."""
+
+    def __init__(self, dim: int, keepdim: bool = False) -> None:
+        super().__init__()
+        self.dim = dim
+        self.keepdim = keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(self.dim, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+
+class Select(nn.Module):
+    """One index along a dimension, which disappears: `x.select(dim, index)`."""
+
+    def __init__(self, dim: int, index: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.index = index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.select(self.dim, self.index)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, index={self.index}"
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant: `x * value`."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.value
+
+    def extra_repr(self) -> str:
+        return f"value={self.value}"
+
+
+class ClsToken(nn.Module):
+    """Prepends a learned (1, 1, E) token to every sequence: (N, L, E) -> (N, L + 1, E)."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        token = self.token.expand(x.shape[0], -1, -1)
+        return torch.cat([token, x], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}"
+
+
+class PosEmbedding(nn.Module):
+    """Adds a learned (1, L, E) position embedding (zeros at first): (N, L, E) -> (N, L, E)."""
+
+    def __init__(self, length: int, embed_dim: int) -> None:
+        super().__init__()
+        self.length = length
+        self.embed_dim = embed_dim
+        self.weight = nn.Parameter(torch.zeros(1, length, embed_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.weight
+
+    def extra_repr(self) -> str:
+        return f"length={self.length}, embed_dim={self.embed_dim}"
+
+
+class PosEncoding(nn.Module):
+    """Adds the fixed sinusoidal position encoding of Vaswani et al. to (N, L, E), L <= max_len.
+
+    Column 2i holds sin(pos / 10000^(2i/E)) and column 2i + 1 the cos of the same angle, as in
+    the PyTorch tutorial; for an odd E the last column is a sin without its cos. The table is
+    a non-persistent buffer: it follows `.to(device)` but stays out of the state_dict, since it
+    is recomputed identically from (embed_dim, max_len) and holds nothing learned.
+    """
+
+    encoding: torch.Tensor
+
+    def __init__(self, embed_dim: int, max_len: int = 5000) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.max_len = max_len
+        position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
+        rate = torch.exp(
+            torch.arange(0, embed_dim, 2, dtype=torch.float32)
+            * (-math.log(10000.0) / embed_dim)
+        )
+        table = torch.zeros(max_len, embed_dim)
+        table[:, 0::2] = torch.sin(position * rate)
+        table[:, 1::2] = torch.cos(position * rate[: embed_dim // 2])
+        self.register_buffer("encoding", table, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.encoding[: x.shape[1]]
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, max_len={self.max_len}"
