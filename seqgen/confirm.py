@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import seqlayers
 from .errors import TraceError
 from .layers import INFERRED, Bound, _bind, _first_line, Values, concrete_values, resolve_layer
 from .dsl import input_names
@@ -97,7 +98,7 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
     values = concrete_values(spec)
     shape = [BATCH_HINT] + [int(values.eval(e)) for e in spec.input_shape]
     with torch.no_grad(), torch.device(dev):
-        x = torch.randn(shape)
+        x = torch.randint(0, 2, shape) if spec.input_dtype == "long" else torch.randn(shape)
         blocks = {b.class_name: b for b in traced.blocks}
         for layer in traced.layers:
             try:
@@ -120,6 +121,9 @@ def run_real(layer: TracedLayer, values: Values, x: torch.Tensor
              ) -> tuple[list[nn.Module], torch.Tensor]:
     """Build a traced layer concretely from `values` for the input `x` (on the current default
     device), run it in eval mode, and return its modules and output."""
+    own = seqlayers.run_real(layer.spec, values, x)
+    if own is not None:
+        return own
     cls = resolve_layer(layer.spec)
     module = real_module(cls, _bind(cls, layer.spec), values, tuple(x.shape)).eval()
     return [module], module(x)

@@ -78,6 +78,12 @@ INPUT_NAMES: dict[int, tuple[str, ...]] = {
 ALL_INPUT_NAMES = frozenset(n for names in INPUT_NAMES.values() for n in names)
 
 
+# Keywords whose values may be written unquoted: `lstm 64 take=last`
+BARE_WORDS = {"take": ("all", "last", "hidden")}
+# `input ... dtype=X`: the spellings seqgen reads, and the dtype each means
+INPUT_DTYPES = {"long": "long", "int64": "long", "float": "float", "float32": "float"}
+
+
 def input_names(rank: int) -> tuple[str, ...]:
     """The names of a block's input sizes (dims 1..rank-1) for an input of `rank`."""
     return INPUT_NAMES.get(rank, tuple(f"in_dim{i}" for i in range(1, rank)))
@@ -404,6 +410,7 @@ class _Parser:
         self.class_name: str | None = None
         self.input: tuple[Expr, ...] | None = None
         self.input_loc: Location | None = None
+        self.input_dtype = "float"
         self.errors: list[SeqgenError] = []
         self.header_failed = False  # a `model`/`input` line had an error
         self.loose_names: set[str] = set()  # names such a line seems to declare (no false alarms)
@@ -480,6 +487,7 @@ class _Parser:
             input_shape=self.input or (),
             layers=tuple(layers),
             input_loc=self.input_loc,
+            input_dtype=self.input_dtype,
             ignores=tuple(ignores),
             blocks=tuple(self.blocks.values()),
         )
@@ -894,9 +902,24 @@ class _Parser:
     def input_line(self, line: _Line, head: Token) -> None:
         if self.input is not None:
             raise line.error("a spec has one `input` line", head.col, 5)
+        self.input_dtype = self.dtype_option(line)
         dims, new = self.shape(line)
         self.input, self.input_loc = dims, line.loc(head.col, 5)
         self._declare_input_params(new, replace=False)
+
+    def dtype_option(self, line: _Line) -> str:
+        """A trailing `dtype=long` (or int64, float, float32) on the input line, taken off it."""
+        toks = line.tokens
+        if len(toks) < 4 or toks[-4].text != "dtype" or toks[-3].text != "=":
+            return "float"
+        value = toks[-2]
+        dtype = INPUT_DTYPES.get(value.text)
+        if dtype is None:
+            raise line.error(f"unknown input dtype {value.text!r}", value.col, len(value.text),
+                             hint="write dtype=long for integer token ids (an embedding's input); "
+                                  "the default is float")
+        line.tokens = [*toks[:-4], Token("end", "", toks[-4].col, True)]
+        return dtype
 
     def _declare_input_params(self, new: list[Param], replace: bool) -> None:
         for p in new:
@@ -906,7 +929,7 @@ class _Parser:
                 self.add_param(p)
 
     def shape(self, line: _Line) -> tuple[tuple[Expr, ...], list[Param]]:
-        rest = line.text[line.peek().col - 1:].split("#", 1)[0].strip()
+        rest = line.text[line.peek().col - 1:line.tokens[-1].col - 1].split("#", 1)[0].strip()
         start = line.peek()
         if _SHAPE_X.fullmatch(rest):
             dims = tuple(Num(line.whole(Token("number", d, start.col, True)), line.loc(start.col))
@@ -1012,8 +1035,10 @@ class _Parser:
                 kw = ALIASES.get(tok.text, tok.text)
                 if any(k.name == kw for k in kwargs):
                     raise line.error(f"argument {kw!r} is given twice", tok.col, len(tok.text))
-                kwargs.append(Keyword(kw, line.expr(top_level=open_tok is None),
-                                      line.loc(tok.col, len(tok.text)), tok.text))
+                value = line.expr(top_level=open_tok is None)
+                if kw == "take" and isinstance(value, Name) and value.id in BARE_WORDS["take"]:
+                    value = Str(value.id, value.loc)  # `take=hidden` reads as `take="hidden"`
+                kwargs.append(Keyword(kw, value, line.loc(tok.col, len(tok.text)), tok.text))
                 continue
             if tok.kind == "op" and tok.text == "=":
                 raise line.error("dangling '=': no argument name before it", tok.col,

@@ -33,9 +33,6 @@ INFERRED: dict[str, int] = {
 }
 # Classes that cannot sit in nn.Sequential: why, and what to do instead.
 REFUSED: dict[str, str] = {
-    "RNN": "returns a tuple (output, h_n), which cannot flow through nn.Sequential",
-    "LSTM": "returns a tuple (output, (h_n, c_n)), which cannot flow through nn.Sequential",
-    "GRU": "returns a tuple (output, h_n), which cannot flow through nn.Sequential",
     "LSTMCell": "returns a tuple (h, c), which cannot flow through nn.Sequential",
     "RNNBase": "is a base class; its subclasses return tuples",
     "RNNCellBase": "is a base class",
@@ -43,7 +40,6 @@ REFUSED: dict[str, str] = {
     "Transformer": "takes two tensors (src, tgt)",
     "TransformerEncoder": "needs a layer module as its argument",
     "TransformerDecoder": "takes two tensors (tgt, memory)",
-    "TransformerEncoderLayer": "is not supported by seqgen yet (attention over a symbolic length)",
     "TransformerDecoderLayer": "takes two tensors (tgt, memory)",
     "Bilinear": "takes two tensors",
     "CosineSimilarity": "takes two tensors",
@@ -52,7 +48,6 @@ REFUSED: dict[str, str] = {
     "MaxUnpool2d": "needs the indices of a MaxPool2d as a second input",
     "MaxUnpool3d": "needs the indices of a MaxPool3d as a second input",
     "AdaptiveLogSoftmaxWithLoss": "takes inputs and targets and returns a named tuple",
-    "Embedding": "expects integer indices, and seqgen's sample input is a float tensor",
     "EmbeddingBag": "expects integer indices, and seqgen's sample input is a float tensor",
     "Module": "is the base class of all layers",
     "Container": "is a container",

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from torch import nn
 
+from . import seqlayers
 from .errors import SeqgenError, TraceError, raise_all
 from .hints import call_syntax_hint
 from .layers import _bind, _signature, registry, resolve_layer
@@ -21,6 +22,9 @@ from .spec import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
 
 def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
     """Raise the first problem of one layer line that needs no trace to find."""
+    if seqlayers.is_seq_layer(layer):
+        return seqlayers.check(layer)
+    layer, _ = seqlayers.without_weight_norm(layer)
     try:
         cls = resolve_layer(layer)
     except TraceError as e:

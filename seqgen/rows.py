@@ -28,6 +28,8 @@ class Row:
     trainable: int
     macs: int
     leaf: bool  # a module with no child modules (what torchinfo totals over)
+    # output elements torchinfo keeps for the backward pass (leaves with parameters), per sample
+    activations: int = 0
 
 
 def rows(traced: TracedModel) -> list[Row]:
@@ -45,10 +47,14 @@ def _walk(nodes: Sequence[TracedNode], env: Mapping[str, int], depth: int,
         shape = ("(N, " + ", ".join(map(str, sizes)) + ")") if nested else \
             shape_text(node.out_shape, sizes=True)
         leaf = isinstance(node, TracedLayer) and node.repeat is None
-        yield Row(depth, node.line, node.call, shape, sizes,
-                  evaluate_source(node.params.code, at),
+        params = evaluate_source(node.params.code, at)
+        if isinstance(node, TracedLayer) and node.activations is not None:
+            kept = evaluate_source(node.activations.code, at)  # its leaves' outputs
+        else:
+            kept = _prod(sizes) if leaf and params else 0
+        yield Row(depth, node.line, node.call, shape, sizes, params,
                   evaluate_source(node.trainable_params.code, at),
-                  evaluate_source(node.macs.code, at), leaf)
+                  evaluate_source(node.macs.code, at), leaf, kept)
         if isinstance(node, TracedMerge):
             for branch in node.branches:
                 yield from _walk(branch, env, depth + 1, blocks, nested)
@@ -59,3 +65,10 @@ def _walk(nodes: Sequence[TracedNode], env: Mapping[str, int], depth: int,
         elif isinstance(node, TracedLayer) and node.repeat is not None:
             for _ in range(env[node.repeat]):
                 yield from _walk(node.body, env, depth + 1, blocks, nested)
+
+
+def _prod(sizes: tuple[int, ...]) -> int:
+    n = 1
+    for s in sizes:
+        n *= s
+    return n

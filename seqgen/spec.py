@@ -205,6 +205,7 @@ class ModelSpec:
     # `# seqgen: ignore[W001]` comments: (where, codes); no codes ignores every warning on the line
     ignores: tuple[tuple[Location, tuple[str, ...]], ...] = ()
     blocks: tuple[BlockDef, ...] = ()  # in definition order
+    input_dtype: str = "float"  # `input ... dtype=long`: "long" (token ids) or "float"
 
     def block(self, name: str) -> BlockDef | None:
         """The block called `name`, if any."""
@@ -251,6 +252,14 @@ class TracedLayer:
     macs: Dim  # multiply-accumulates for one sample, counted as torchinfo counts them
     body: tuple[TracedNode, ...] = ()  # the nodes of a `repeat depth:` block
     repeat: str | None = None  # its count: the int parameter's name
+    # seqgen's own layers (seqlayers.py): the whole constructor call, when it is not
+    # `nn.{class_name}(...)` (`RecurrentOutput(nn.LSTM(...), take="last")`), and the helper
+    # classes of seqgen/runtime it needs
+    code: str | None = None
+    helpers: tuple[str, ...] = ()
+    # per sample, the output elements torchinfo keeps for the backward pass, when they are not
+    # this layer's own output (a layer with child modules: the leaves' outputs); None: as usual
+    activations: Dim | None = None
 
     @property
     def line(self) -> int:
@@ -262,6 +271,8 @@ class TracedLayer:
         if self.repeat is not None:
             inner = ", ".join(b.call for b in self.body)
             return f"*[nn.Sequential({inner}) for _ in range({self.repeat})]"
+        if self.code is not None:
+            return self.code
         parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
         return f"nn.{self.class_name}({', '.join(parts)})"
 

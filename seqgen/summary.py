@@ -36,7 +36,7 @@ def _numel(dims: tuple[int, ...], batch: int) -> int:
 def totals(traced: TracedModel, batch: int = 1) -> Totals:
     """Totals at `batch`; activation memory counts the outputs of leaf modules with parameters,
     x2, as torchinfo does."""
-    out_elems = sum(_numel((0, *r.sizes), batch) for r in rows(traced) if r.leaf and r.params)
+    out_elems = batch * sum(r.activations for r in rows(traced))
     return Totals(
         batch=batch,
         params=traced.total_params.value,

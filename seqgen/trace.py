@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from . import _symbolic as S
-from . import rules
+from . import rules, seqlayers
 from .argcheck import check_arguments, huge_layer_warning
 from .confirm import confirm_on_cpu
 from .constraints import Condition, derive, holds
@@ -232,7 +232,7 @@ class _Tracer:
                                 if s in self.names}
         input_shape = tuple(self.dim(d) for d in dims)
         with self.session.active():
-            x = torch.empty(self._sizes(dims))
+            x = torch.empty(self._sizes(dims), dtype=input_dtype(spec))
             _, _, steps = self.stack(spec.layers, x, dims)
         total = sum((st.params_expr for st in steps), sympy.Integer(0))
         trainable = sum((st.trainable_expr for st in steps), sympy.Integer(0))
@@ -446,6 +446,8 @@ class _Tracer:
     def layer(self, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[_DimInfo]
               ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
         """Trace one layer: its output, its conditions, and how the generated code builds it."""
+        if (own := seqlayers.trace_hook(self, index, layer, x, dims)) is not None:
+            return own  # seqgen's own layers, and weight_norm=
         cls = resolve_layer(layer)
         before = self.session.specialized()
         args = self.arguments(cls, layer, x, dims)
@@ -848,6 +850,11 @@ def _macs(module: nn.Module, y: torch.Tensor) -> sympy.Expr:
         else:
             total += n
     return total
+
+
+def input_dtype(spec: ModelSpec) -> torch.dtype:
+    """The sample input's dtype: float, or int64 token ids (`input ... dtype=long`)."""
+    return torch.int64 if spec.input_dtype == "long" else torch.float32
 
 
 def trace(spec: ModelSpec) -> TracedModel:

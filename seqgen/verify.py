@@ -97,7 +97,8 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
 
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x = torch.empty(shape)
+        x = torch.empty(shape, dtype=torch.int64 if traced.spec.input_dtype == "long"
+                        else torch.float32)
         for layer in traced.layers:
             try:
                 with torch.no_grad():
