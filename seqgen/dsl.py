@@ -78,7 +78,8 @@ INPUT_NAMES: dict[int, tuple[str, ...]] = {
 ALL_INPUT_NAMES = frozenset(n for names in INPUT_NAMES.values() for n in names)
 
 
-# Keywords whose values may be written unquoted: `lstm 64 take=last`
+# Keywords whose values are words, which may be written unquoted (`lstm 64 take=last`): never
+# parameter names
 BARE_WORDS = {"take": ("all", "last", "hidden")}
 # `input ... dtype=X`: the spellings seqgen reads, and the dtype each means
 INPUT_DTYPES = {"long": "long", "int64": "long", "float": "float", "float32": "float"}
@@ -1036,7 +1037,7 @@ class _Parser:
                 if any(k.name == kw for k in kwargs):
                     raise line.error(f"argument {kw!r} is given twice", tok.col, len(tok.text))
                 value = line.expr(top_level=open_tok is None)
-                if kw == "take" and isinstance(value, Name) and value.id in BARE_WORDS["take"]:
+                if kw in BARE_WORDS and isinstance(value, Name):
                     value = Str(value.id, value.loc)  # `take=hidden` reads as `take="hidden"`
                 kwargs.append(Keyword(kw, value, line.loc(tok.col, len(tok.text)), tok.text))
                 continue
