@@ -285,7 +285,8 @@ def _traced_layer(t: _Tracer, index: int, layer: LayerSpec, title: str, call: st
     from .spec import TracedLayer
 
     return TracedLayer(
-        index=index, spec=layer, class_name=title, call_args=(), call_kwargs=(),
+        # the whole call as its one "argument": what reads the names a call uses sees them all
+        index=index, spec=layer, class_name=title, call_args=(call,), call_kwargs=(),
         out_shape=tuple(t.dim(d) for d in out_dims), params=t.as_dim(count),
         trainable_params=t.as_dim(count), macs=t.as_dim(macs), code=call,
         helpers=(op.helper,) if op.helper else (),

@@ -244,7 +244,7 @@ class TracedLayer:
     index: int
     spec: LayerSpec
     class_name: str  # torch.nn class name, e.g. "Conv2d"
-    call_args: tuple[str, ...]  # Python source of each positional argument
+    call_args: tuple[str, ...]  # Python source of each positional argument (`code`, if set)
     call_kwargs: tuple[tuple[str, str], ...]  # (name, Python source)
     out_shape: tuple[Dim, ...]
     params: Dim  # parameter count as an expression of the model's parameters
