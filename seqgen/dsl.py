@@ -40,6 +40,10 @@ RESERVED = frozenset({
     "self", "torch", "nn", "math", "pytest", "sys", "Path", "x", "N", "batch", "model",
     # helpers the generated test file defines
     "PARAM_COUNT", "input_shape", "expected_shapes", "expected_param_count", "layer_shapes",
+    "sample_input",
+    # helper classes a generated model file may define (seqgen/runtime/sequence.py)
+    "RecurrentOutput", "Permute", "Transpose", "Unsqueeze", "Squeeze", "Mean", "Sum", "Amax",
+    "Select", "Scale", "ClsToken", "PosEmbedding", "PosEncoding",
 } | {name for name in dir(builtins) if not name.startswith("_")})
 # Bounds that keep hostile specs from exhausting the stack (every stage walks values recursively)
 # or memory (`repeat` multiplies layers).

@@ -23,8 +23,13 @@ SOFTMAX_WITHOUT_DIM = "W006 softmax-without-dim"
 UNKNOWN_IGNORE = "W007 unknown-ignore"
 UNUSED_PARAMETER = "W008 unused-parameter"  # raised by the trace
 HUGE_LAYER = "W009 huge-layer"  # raised by the trace
+BIDIRECTIONAL_LAST = "W010 bidirectional-take-last"
 CODES = (SOFTMAX_BEFORE_LOSS, LINEAR_BEFORE_FLATTEN, BIAS_BEFORE_BATCHNORM, DROPOUT_LAST,
-         SPATIAL_SIZE_ONE, SOFTMAX_WITHOUT_DIM, UNKNOWN_IGNORE, UNUSED_PARAMETER, HUGE_LAYER)
+         SPATIAL_SIZE_ONE, SOFTMAX_WITHOUT_DIM, UNKNOWN_IGNORE, UNUSED_PARAMETER, HUGE_LAYER,
+         BIDIRECTIONAL_LAST)
+# After these, a tensor is a sequence (N, L, E): a linear on its last dim is meant (per step)
+_SEQUENCE = frozenset({"Embedding", "RNN", "LSTM", "GRU", "TransformerEncoderLayer", "Transpose",
+                       "Permute", "ClsToken", "PosEmbedding", "PosEncoding"})
 
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
 _BIASED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
@@ -90,14 +95,21 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
 def _stack_checks(first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...],
                   top: bool) -> list[Diagnostic]:
     out: list[Diagnostic] = []
+    sequence = False  # a sequence layer came before, in this stack
     for i, layer in enumerate(layers):
+        sequence = sequence or (i > 0 and layers[i - 1].class_name in _SEQUENCE)
         prev = layers[i - 1] if i else None
         in_shape = prev.out_shape if prev else first_shape
         if not isinstance(layer, TracedLayer) or layer.body:
             continue
         rank_in = len(in_shape)
         name = layer.class_name
-        if name == "Linear" and rank_in > 2 and (
+        if _bidirectional_last(layer):
+            out.append(_warn(layer, f"take=last on a bidirectional {name}: the backward "
+                                    "direction's last step has read one element only",
+                             "take=hidden keeps both directions' final states, each of which "
+                             "has read the whole sequence", BIDIRECTIONAL_LAST))
+        if name == "Linear" and rank_in > 2 and not sequence and (
                 prev is None or any(k in prev.class_name for k in _SPATIAL)
                 or prev.class_name in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU")):
             out.append(_warn(layer, f"linear is applied to a rank-{rank_in} tensor; it maps only "
@@ -132,6 +144,14 @@ def _stack_checks(first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...],
                                     "layers", "use a larger input or fewer downsampling layers",
                              SPATIAL_SIZE_ONE))
     return out
+
+
+def _bidirectional_last(layer: TracedLayer) -> bool:
+    """`lstm ... bidirectional=True take=last` (spec values, read without evaluating them)."""
+    if layer.class_name not in ("RNN", "LSTM", "GRU"):
+        return False
+    kwargs = {kw.name: getattr(kw.value, "value", None) for kw in layer.spec.kwargs}
+    return kwargs.get("bidirectional") is True and kwargs.get("take") == "last"
 
 
 def _matches(code: str | None, ignored: tuple[str, ...]) -> bool:
