@@ -30,6 +30,7 @@ class Row:
     leaf: bool  # a module with no child modules (what torchinfo totals over)
     # output elements torchinfo keeps for the backward pass (leaves with parameters), per sample
     activations: int = 0
+    hidden_params: int = 0  # of these parameters, those torchinfo's "params size" leaves out
 
 
 def rows(traced: TracedModel) -> list[Row]:
@@ -52,9 +53,11 @@ def _walk(nodes: Sequence[TracedNode], env: Mapping[str, int], depth: int,
             kept = evaluate_source(node.activations.code, at)  # its leaves' outputs
         else:
             kept = _prod(sizes) if leaf and params else 0
+        hidden = node.hidden_params if isinstance(node, TracedLayer) else None
         yield Row(depth, node.line, node.call, shape, sizes, params,
                   evaluate_source(node.trainable_params.code, at),
-                  evaluate_source(node.macs.code, at), leaf, kept)
+                  evaluate_source(node.macs.code, at), leaf, kept,
+                  evaluate_source(hidden.code, at) if hidden is not None else 0)
         if isinstance(node, TracedMerge):
             for branch in node.branches:
                 yield from _walk(branch, env, depth + 1, blocks, nested)

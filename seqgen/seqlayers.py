@@ -222,7 +222,7 @@ def _trace_op(t: _Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: l
                          "embedding looks them up", location=layer.loc,
                          hint="put `embedding VOCAB DIM` before it")
     try:
-        outcome, count, macs, acts = _rule(name, values, shape, x.dtype)
+        outcome, count, macs, acts, hidden = _rule(name, values, shape, x.dtype)
     except RankError as e:
         raise TraceError(
             f"{name} needs an input of rank {e.rank} but gets rank {len(dims)} "
@@ -274,6 +274,8 @@ def _trace_op(t: _Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: l
     count_e, macs_e = sympy.sympify(count), sympy.sympify(macs)
     call = _call(name, nodes, dims)
     traced = _traced_layer(t, index, layer, title, call, op, out_dims, count_e, macs_e, acts)
+    if hidden is not None:
+        traced = replace(traced, hidden_params=t.as_dim(sympy.sympify(hidden)))
     out_dtype = x.dtype if name != "embedding" else torch.float32
     y_fake = torch.empty(t._sizes(out_dims), dtype=out_dtype)
     return y_fake, out_dims, _Step(traced, count_e, count_e, macs_e)
@@ -294,14 +296,15 @@ def _traced_layer(t: _Tracer, index: int, layer: LayerSpec, title: str, call: st
 
 
 def _rule(name: str, v: Mapping[str, Any], shape: Sequence[Any], dtype: torch.dtype
-          ) -> tuple[Outcome, Any, Any, Any]:
-    """(outcome, parameter count, torchinfo's MACs per sample, its kept activations or None)."""
+          ) -> tuple[Outcome, Any, Any, Any, Any]:
+    """(outcome, parameter count, torchinfo's MACs per sample, its kept activations or None,
+    the parameters torchinfo's "params size" leaves out or None)."""
     e = S.expr_of
     if name == "embedding":
         out = R.embedding(v["num_embeddings"], v["embedding_dim"], shape,
                           padding_idx=v.get("padding_idx"), dtype=dtype)
         n = R.embedding_params(v["num_embeddings"], v["embedding_dim"])
-        return out, n, n, None
+        return out, n, n, None, None
     if name in R.RECURRENT_KINDS:
         kw = {k: v[k] for k in ("num_layers", "bidirectional", "proj_size", "bias")
               if k in v}
@@ -311,7 +314,7 @@ def _rule(name: str, v: Mapping[str, Any], shape: Sequence[Any], dtype: torch.dt
         n = R.recurrent_params(name, shape[-1], v["hidden_size"], **kw)
         # torchinfo: the inner nn.RNN is the leaf; its output is the whole sequence
         seq = out.shape if len(out.shape) == 3 else (shape[0], shape[1], out.shape[-1])
-        return out, n, e(seq[1]) * sympy.sympify(n), e(seq[1]) * e(seq[2])
+        return out, n, e(seq[1]) * sympy.sympify(n), e(seq[1]) * e(seq[2]), None
     if name == "transformerencoderlayer":
         out = R.transformer_encoder_layer(
             v["nhead"], shape, **{k: v[k] for k in ("dim_feedforward", "dropout", "activation",
@@ -323,31 +326,33 @@ def _rule(name: str, v: Mapping[str, Any], shape: Sequence[Any], dtype: torch.dt
         # torchinfo's leaves: linear1, linear2, norm1, norm2 (attention's out_proj never runs
         # as a module)
         macs = 2 * d * f + (f + 5 * d if bias else 2 * d)
-        return out, n, macs, e(shape[1]) * (f + 3 * d)
+        # the attention's weights sit in a module with a child (out_proj): not a leaf
+        attention = 4 * d * d + (4 * d if bias else 0)
+        return out, n, macs, e(shape[1]) * (f + 3 * d), attention
     if name == "permute":
-        return R.permute(v["dims"], shape), 0, 0, None
+        return R.permute(v["dims"], shape), 0, 0, None, None
     if name == "transpose":
-        return R.transpose(v["dim0"], v["dim1"], shape), 0, 0, None
+        return R.transpose(v["dim0"], v["dim1"], shape), 0, 0, None, None
     if name == "unsqueeze":
-        return R.unsqueeze(v["dim"], shape), 0, 0, None
+        return R.unsqueeze(v["dim"], shape), 0, 0, None, None
     if name == "squeeze":
-        return R.squeeze(v["dim"], shape), 0, 0, None
+        return R.squeeze(v["dim"], shape), 0, 0, None, None
     if name in ("mean", "sum", "amax"):
-        return R.reduce(v["dim"], shape, keepdim=v.get("keepdim", False)), 0, 0, None
+        return R.reduce(v["dim"], shape, keepdim=v.get("keepdim", False)), 0, 0, None, None
     if name == "select":
-        return R.select(v["dim"], v["index"], shape), 0, 0, None
+        return R.select(v["dim"], v["index"], shape), 0, 0, None, None
     if name == "scale":
-        return R.scale(v["value"], shape), 0, 0, None
+        return R.scale(v["value"], shape), 0, 0, None, None
     if name == "cls_token":
         out = R.cls_token(shape)
-        return out, R.cls_token_params(shape[-1]), 0, None
+        return out, R.cls_token_params(shape[-1]), 0, None, None
     if name == "pos_embedding":
         out = R.pos_embedding(shape)
         n = R.pos_embedding_params(shape[1], shape[2])
-        return out, n, n, None
+        return out, n, n, None, None
     assert name == "pos_encoding"
     out = R.pos_encoding(shape, max_len=v.get("max_len", 5000))
-    return out, 0, 0, None
+    return out, 0, 0, None, None
 
 
 # ------------------------------------------------------------------------------- code
@@ -466,7 +471,7 @@ def _trace_weight_norm(t: _Tracer, index: int, layer: LayerSpec, plain: LayerSpe
     new = replace(traced, spec=layer, params=t.as_dim(params), trainable_params=t.as_dim(
         trainable), macs=t.as_dim(zero),
         code=f"nn.utils.parametrizations.weight_norm({traced.call})",
-        activations=t.as_dim(zero))
+        activations=t.as_dim(zero), hidden_params=t.as_dim(params))
     return y, out_dims, _Step(new, params, trainable, zero)
 
 

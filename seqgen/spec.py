@@ -260,6 +260,9 @@ class TracedLayer:
     # per sample, the output elements torchinfo keeps for the backward pass, when they are not
     # this layer's own output (a layer with child modules: the leaves' outputs); None: as usual
     activations: Dim | None = None
+    # parameters torchinfo's "params size" leaves out: those of modules that have children (a
+    # transformer layer's attention, a weight_norm'd layer); None: none
+    hidden_params: Dim | None = None
 
     @property
     def line(self) -> int:

@@ -36,7 +36,8 @@ def _numel(dims: tuple[int, ...], batch: int) -> int:
 def totals(traced: TracedModel, batch: int = 1) -> Totals:
     """Totals at `batch`; activation memory counts the outputs of leaf modules with parameters,
     x2, as torchinfo does."""
-    out_elems = batch * sum(r.activations for r in rows(traced))
+    all_rows = rows(traced)
+    out_elems = batch * sum(r.activations for r in all_rows)
     return Totals(
         batch=batch,
         params=traced.total_params.value,
@@ -44,7 +45,9 @@ def totals(traced: TracedModel, batch: int = 1) -> Totals:
         macs=batch * sum(l.macs.value for l in traced.layers),
         input_bytes=_numel(tuple(d.value for d in traced.input_shape), batch) * BYTES_PER_ELEMENT,
         forward_backward_bytes=2 * out_elems * BYTES_PER_ELEMENT,
-        param_bytes=traced.total_params.value * BYTES_PER_ELEMENT,
+        # torchinfo sums the parameter bytes of leaf modules only
+        param_bytes=(traced.total_params.value - sum(r.hidden_params for r in all_rows))
+        * BYTES_PER_ELEMENT,
     )
 
 

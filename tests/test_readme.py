@@ -44,3 +44,8 @@ except ValueError:
 """
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_sequence_example_is_the_committed_spec() -> None:
+    committed = (EXAMPLES / "text_lstm.seq").read_text(encoding="utf-8")
+    assert readme_block("text_lstm") == committed

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import torchinfo  # a hard import: CI must fail, not skip, when the [dev] extra is incomplete
 from click.testing import CliRunner
 
@@ -23,9 +24,22 @@ SPECS = {
     "variable_input": EXAMPLES / "variable_input.seq",
     "vgg_block": GOLDEN / "vgg_block" / "vgg_block.seq",
     "norms": None,
+    "text_lstm": EXAMPLES / "text_lstm.seq",
+    "tiny_vit": EXAMPLES / "tiny_vit.seq",
+    "text_cnn": EXAMPLES / "text_cnn.seq",
+    "time_series": EXAMPLES / "time_series.seq",
+    "sequence_ops": None,
 }
 NORMS = ("input 3x16x16\nconv2d 8 3 p=1 bias=False\nbatchnorm2d\ngroupnorm 2\nconvtranspose2d 4 2 s=2\n"
          "layernorm\nflatten\nlinear 6\nprelu\n")
+
+# weight_norm'd convs in a residual (a TCN), a GRU, the position layers and the tensor ops
+SEQUENCE_OPS = ("model Ops(c=8)\ninput (3, steps=20)\nconv1d c 3 p=1 weight_norm=True\nrelu\n"
+                "residual:\n    conv1d c 3 p=2 d=2 weight_norm=True\n    relu\ntranspose 1 2\n"
+                "cls_token\npos_embedding\npos_encoding max_len=64\nscale 2.0\n"
+                "gru 6 bidirectional=True take=last\nunsqueeze 1\nsum 1\n"
+                "linear 2 weight_norm=True\n")
+INLINE = {"norms": NORMS, "sequence_ops": SEQUENCE_OPS}
 
 
 def _module(path: Path):
@@ -41,7 +55,7 @@ def test_totals_match_torchinfo(name: str, batch: int, tmp_path: Path) -> None:
     spec = SPECS[name]
     if spec is None:
         spec = tmp_path / f"{name}.seq"
-        spec.write_text(NORMS)
+        spec.write_text(INLINE[name])
     result = generate(str(spec), options_for(str(spec), str(tmp_path)))
     from seqgen.write import write_files
 
@@ -49,7 +63,8 @@ def test_totals_match_torchinfo(name: str, batch: int, tmp_path: Path) -> None:
     traced = result.traced
     model_cls = getattr(_module(Path(result.files[0].path)), traced.spec.class_name)
     shape = (batch, *(d.value for d in traced.input_shape[1:]))
-    info = torchinfo.summary(model_cls(), input_size=shape, verbose=0, device="cpu")
+    tokens = {"dtypes": [torch.long]} if traced.spec.input_dtype == "long" else {}
+    info = torchinfo.summary(model_cls(), input_size=shape, verbose=0, device="cpu", **tokens)
     ours = totals(traced, batch)
     assert ours.params == info.total_params
     assert ours.trainable == info.trainable_params
