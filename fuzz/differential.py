@@ -114,6 +114,8 @@ from typing import Any, Union
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import sequence_oracle as SQ  # noqa: E402
 
 DISCREPANCIES = ("false_accept", "false_reject", "wrong_shape", "wrong_count", "crash",
                  "generated_test_fail")
@@ -255,6 +257,7 @@ class SpecIR:
     params: list[Param]
     input: list[InputDim]
     layers: list[LayerIR]
+    dtype: str = "float"  # "long": token ids (`input ... dtype=long`), read by an embedding
 
     def dims(self) -> list[InputDim]:
         return [d for d in self.input if d.sample is not None]
@@ -289,7 +292,8 @@ class SpecIR:
             head += "(" + ", ".join(f"{p.name}={p.default!r}" for p in params) + ")"
         entries = [f"{d.expr.name}={d.sample}" if d.sample is not None else show(d.expr)  # type: ignore[union-attr]
                    for d in self.input]
-        lines = [head, "input (" + ", ".join(entries) + ("," if len(entries) == 1 else "") + ")"]
+        lines = [head, "input (" + ", ".join(entries) + ("," if len(entries) == 1 else "") + ")"
+                 + (" dtype=long" if self.dtype == "long" else "")]
         for layer in self.layers:
             parts = [layer.name] + [show(v) for v in layer.pos] + [f"{k}={show(v)}" for k, v in layer.kw]
             lines.append(" ".join(parts))
@@ -413,7 +417,7 @@ def _strip_comment(line: str) -> str:
 
 def parse_spec(text: str) -> SpecIR:
     """Spec text (the subset this fuzzer writes: no `repeat`) -> SpecIR."""
-    model, params, inputs, layers = "Model", [], None, []
+    model, params, inputs, layers, dtype = "Model", [], None, [], "float"
     for raw in text.splitlines():
         line = _strip_comment(raw)
         if not line.strip():
@@ -433,6 +437,8 @@ def parse_spec(text: str) -> SpecIR:
                 params.append(Param(name, v.value))
         elif word == "input":
             rest = rest.strip()
+            if re.search(r"\sdtype=long$", rest):
+                dtype, rest = "long", rest[: rest.rindex("dtype=")].strip()
             if re.fullmatch(r"\d+(x\d+)*", rest):
                 inputs = [InputDim(Lit(int(d))) for d in rest.split("x")]
                 continue
@@ -464,7 +470,7 @@ def parse_spec(text: str) -> SpecIR:
             layers.append(layer)
     if inputs is None:
         raise CaseSyntaxError("no input line")
-    return SpecIR(model, params, inputs, layers)
+    return SpecIR(model, params, inputs, layers, dtype)
 
 
 # ================================================================== torch side (the oracle)
@@ -501,6 +507,18 @@ def ctor_params(cls: Any) -> list[str]:
 
 def bind(layer: LayerIR, env: dict[str, Any], shape: tuple[int, ...]) -> tuple[Any, dict[str, Any]]:
     """The torch class and concrete constructor kwargs of a layer at `env` on input `shape`."""
+    if layer.name in SQ.NAMES:
+        pos = [ev(v, env) for v in layer.pos]
+        # `take=last` unquoted is a word, never a parameter (as in seqgen)
+        kw = {k: v.name if k == "take" and isinstance(v, Var) else ev(v, env) for k, v in layer.kw}
+        return (lambda: SQ.build(layer.name, pos, dict(kw), shape)), {}
+    normed = [v for k, v in layer.kw if k == "weight_norm"]
+    if normed:
+        plain = LayerIR(layer.name, layer.pos, [(k, v) for k, v in layer.kw if k != "weight_norm"])
+        cls, kwargs = bind(plain, env, shape)
+        if ev(normed[0], env) is True:
+            return (lambda **kw: SQ.weight_normed(cls(**kw))), kwargs
+        return cls, kwargs
     cls = torch_class(layer.name)
     params = ctor_params(cls)
     fill = [p for p in params if p not in INFERRED_SIZES]
@@ -533,6 +551,10 @@ def bind(layer: LayerIR, env: dict[str, Any], shape: tuple[int, ...]) -> tuple[A
 
 def family(name: str) -> str:
     n = name.lower()
+    if n in SQ.NAMES:
+        return {"lstm": "recurrent", "gru": "recurrent", "rnn": "recurrent",
+                "transformerencoderlayer": "transformer", "embedding": "embedding"}.get(
+                    n, "positions" if n in SQ.POSITIONS else "seqop")
     for prefix, fam in (("convtranspose", "convtranspose"), ("conv", "conv"),
                         ("maxpool", "maxpool"), ("avgpool", "avgpool"), ("lppool", "lppool"),
                         ("adaptive", "adaptivepool"), ("upsampl", "upsample"), ("unfold", "unfold"),
@@ -588,7 +610,7 @@ def oracle(spec: SpecIR, env: dict[str, Any], *, device: str = "cpu", seed: int 
             return OracleResult(False, input_shape=shape, too_large=True, reason="input too large")
         res = OracleResult(True, input_shape=shape)
         torch.manual_seed(seed)
-        x = torch.randn(shape, device=device) if device != "meta" else torch.empty(shape, device="meta")
+        x = sample(spec, env, shape, device)
         modules = []
         with torch.no_grad():
             for i, layer in enumerate(spec.layers):
@@ -620,7 +642,7 @@ def oracle(spec: SpecIR, env: dict[str, Any], *, device: str = "cpu", seed: int 
             if device == "meta":
                 return res
             torch.manual_seed(seed + 1)
-            x = torch.randn(shape)
+            x = sample(spec, env, shape, "cpu")
             for i, m in enumerate(modules):
                 try:
                     m.train()
@@ -632,6 +654,20 @@ def oracle(spec: SpecIR, env: dict[str, Any], *, device: str = "cpu", seed: int 
                     return OracleResult(False, res.shapes, res.counts, shape, i,
                                         f"train shape {tuple(x.shape)} != eval {res.shapes[i]}")
         return res
+
+
+def sample(spec: SpecIR, env: dict[str, Any], shape: tuple[int, ...], device: str) -> Any:
+    """A random input: floats, or token ids below the first embedding's num_embeddings."""
+    import torch
+
+    if spec.dtype != "long":
+        return torch.randn(shape, device=device) if device != "meta" else \
+            torch.empty(shape, device="meta")
+    first = spec.layers[0] if spec.layers else None
+    high = ev(first.pos[0], env) if first is not None and first.name == "embedding" else 2
+    if device == "meta":
+        return torch.empty(shape, device="meta", dtype=torch.long)
+    return torch.randint(0, max(int(high), 1), shape, device=device)
 
 
 def _short(text: str, n: int = 160) -> str:
@@ -659,6 +695,7 @@ class Gen:
         self.allow_invalid = rng.random() < 0.06
         self.allow_offrank = rng.random() < 0.05
         self.sym = rng.choice([0.15, 0.3, 0.45, 0.6])  # how symbolic this spec is
+        self.dtype = "float"
 
     # ---------------------------------------------------------- expressions
     def env(self) -> dict[str, Any]:
@@ -814,9 +851,18 @@ class Gen:
             out += [("lppool", 0.5)]
         if rank == 4:
             out += [("unfold", 0.8)]
-        return out
+        return out + SQ.candidates(shape)
 
     def draw_layer(self, fam: str, shape: tuple[int, ...]) -> list[LayerIR]:
+        if fam in ("seqop", "recurrent", "transformer", "positions"):
+            return SQ.draw(self, fam, shape, lambda n, pos=(), kw=(): LayerIR(n, list(pos),
+                                                                              list(kw)), Lit)
+        layers = self.draw_torch_layer(fam, shape)
+        if fam in ("conv", "linear") and self.rng.random() < 0.1:
+            layers[-1].kw.append(("weight_norm", Lit(True)))  # torch's weight_norm around it
+        return layers
+
+    def draw_torch_layer(self, fam: str, shape: tuple[int, ...]) -> list[LayerIR]:
         r = self.rng
         rank = len(shape)
         nd = max(1, min(3, rank - 2))
@@ -1041,12 +1087,25 @@ class Gen:
         import torch
 
         r = self.rng
-        self.make_input()
+        tokens = r.random() < 0.12
+        if tokens:  # token ids of a named length, looked up by an embedding
+            self.dims.append(InputDim(Var(r.choice(DIM_NAMES)), r.randint(1, 24)))
+        else:
+            self.make_input()
         env = self.env()
         shape = (2,) + tuple(ev(d.expr, env) for d in self.dims)
         self.exprs: list[Expr | None] = [None] + [d.expr for d in self.dims]
         torch.manual_seed(0)
         x = torch.randn(shape)
+        if tokens:
+            self.dtype = "long"
+            emb = SQ.embedding(self, lambda n, pos=(), kw=(): LayerIR(n, list(pos), list(kw)), Lit)
+            ok, x = self.try_layers([emb], torch.randint(0, ev(emb.pos[0], self.env()), shape))
+            if not ok:
+                self.dtype = "float"
+                return self.finish()
+            self.layers.append(emb)
+            self.exprs = [None] * x.dim()
         n_layers = r.choices([1, 2, 3, 4, 5, 6, 7], [4, 10, 14, 14, 12, 8, 5])[0]
         invalid_used = False
         for _ in range(n_layers):
@@ -1079,7 +1138,7 @@ class Gen:
 
     def finish(self) -> SpecIR:
         name = self.rng.choice(["Net", "M", "Model", "Fuzzed", "CNN"])
-        return SpecIR(name, self.params, self.dims, self.layers)
+        return SpecIR(name, self.params, self.dims, self.layers, self.dtype)
 
     def update_exprs(self, new: list[LayerIR], x: Any, y: Any) -> None:
         if y is None:
@@ -1452,7 +1511,7 @@ def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
         except Exception as e:  # noqa: BLE001
             add("crash", None, f"cpu __init__ raised {type(e).__name__}: {_short(str(e))}")
             return "checked", findings
-        x = torch.randn(ishape)
+        x = sample(spec, env, ishape, "cpu")
         with torch.no_grad():
             for i, m in enumerate(model.model):
                 try:
