@@ -26,6 +26,11 @@ How it works
    trees (`Lit`, `Var`, `Bin` with + - * //, `Neg`, `Tup`) over the parameter names, printed as
    spec text with positional arguments following seqgen's documented rule (they fill constructor
    parameters after the inferred sizes) and keywords otherwise (aliases k/s/p/d/g sometimes).
+   Sequence layers (issue #11) come from fuzz/sequence_oracle.py: some specs start from token
+   ids (`input (l=9,) dtype=long`) and an `embedding`; rank-3 tensors draw `rnn`/`lstm`/`gru`
+   with a `take=`, `transformerencoderlayer`, `cls_token`/`pos_embedding`/`pos_encoding`; any
+   rank >= 2 draws the tensor ops (permute, transpose, unsqueeze, squeeze, mean/sum/amax,
+   select, scale); a conv or linear sometimes carries `weight_norm=True`.
    Each layer is tried at the defaults while generating, so most specs trace; a few rank
    mismatches and layers invalid at the defaults are kept on purpose. Sizes are kept small
    (activations and weights <= 1e5 elements at the defaults). Nothing is ever eval'd: spec text
@@ -33,7 +38,10 @@ How it works
 2. **Oracle** (`oracle(spec, env)`), independent of seqgen: for a full assignment of every
    parameter and named dim it evaluates the IR, infers in_channels / in_features / num_features /
    num_channels (dim 1) and in_features / normalized_shape (last dim) from the running shape,
-   constructs the `torch.nn` classes with concrete ints, and runs `torch.randn` at batch 2 through
+   constructs the `torch.nn` classes with concrete ints (sequence layers: the reference modules
+   of sequence_oracle.py, written independently of seqgen's runtime, with seqgen's stricter
+   rules as invalid points), and runs `torch.randn` (token ids: `torch.randint` below the
+   embedding's num_embeddings) at batch 2 through
    them under `torch.no_grad()`, once in `eval()` and once in `train()` mode. A point is
    **invalid** when evaluating an argument, constructing a layer or either forward raises, when
    an input size is < 1, or when any layer's output has a dimension of size 0 (seqgen's rule:
