@@ -314,9 +314,9 @@ class TracedBlockUse:
     params: Dim
     trainable_params: Dim
     macs: Dim
-    # the block's own names (input sizes, int parameters) -> their values at the model's
-    # defaults, to evaluate the block's inner shapes for this use
-    bindings: tuple[tuple[str, int], ...] = ()
+    # the block's own names (input sizes, int parameters) -> their values at this use, as
+    # Python source in the caller's names, to evaluate the block's inner shapes for this use
+    bindings: tuple[tuple[str, str], ...] = ()
 
     @property
     def line(self) -> int:

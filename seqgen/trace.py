@@ -431,7 +431,7 @@ class _Tracer:
                 out_dims.append(_DimInfo(e, self.code(e, use.loc)))
         params, train, macs = (S.simplify(self.session, e.xreplace(mapping))
                                for e in (info.params, info.trainable, info.macs))
-        bindings = tuple((name, self.value(S.simplify(self.session, sym.xreplace(mapping))))
+        bindings = tuple((name, self.code(sym.xreplace(mapping), use.loc))
                          for name, sym in info.bound_symbols())
         call_args = [dims[i].code for i in info.size_args]
         call_args += [expr_source(a) for a in use.args]
