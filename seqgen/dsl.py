@@ -654,6 +654,7 @@ class _Parser:
             nodes.append(MergeSpec(kind, tuple(branches), loc))
             return end
         branches = []
+        strays = 0
         j = i + 1
         while j < end:
             bind, bline = items[j]
@@ -664,6 +665,7 @@ class _Parser:
                     f"inside `{kind}:`, each line at this level must be `branch:`", btok.col,
                     len(btok.text) or 1,
                     hint="put the layers of each branch, indented, under its own `branch:`"))
+                strays += 1
                 j = bend
                 continue
             bline.next()
@@ -678,7 +680,7 @@ class _Parser:
                 self.errors.append(e)
             branches.append(tuple(self.stack(items, j + 1, bend, inner)))
             j = bend
-        if len(branches) < 2:
+        if len(branches) < 2 and not strays:
             self.errors.append(SpecSyntaxError(
                 f"`{kind}:` needs two or more `branch:` stacks, found {len(branches)}",
                 location=loc, hint="a single stack needs no merge: write its layers directly"))

@@ -57,6 +57,7 @@ from .spec import (
     TracedModel,
     TracedNode,
     TupleExpr,
+    expr_names,
     flat_layers,
     walk,
 )
@@ -257,7 +258,7 @@ class _Tracer:
 
     def warn_unused_params(self) -> None:
         """A model parameter that no layer and no input size reads does nothing."""
-        used = {n.id for e in self.spec.input_shape for n in _names(e)}
+        used = {n.id for e in self.spec.input_shape for n in expr_names(e)}
         used |= spec_names(self.spec.layers)
         for p in self.spec.params:
             if p.name not in used:
@@ -411,7 +412,7 @@ class _Tracer:
         args = bind_use(block, use, self.values)
         info = self.shared.blocks.get(use.name)
         if info is None:
-            info = trace_block(self, block, dims, args)
+            info = trace_block(self, block, dims, args, use)
             self.shared.blocks[use.name] = info
         elif info.rank != len(dims):
             raise TraceError(
@@ -567,7 +568,7 @@ class _Tracer:
         for pname, node in bound.args.items():
             if pname not in rules.SHAPE_ARGS:
                 continue
-            for ref in _names(node):
+            for ref in expr_names(node):
                 param = self.params.get(ref.id)
                 if param is not None and param.type_name != "int":
                     shown = self.concrete.eval(ref)
@@ -763,9 +764,9 @@ def spec_names(nodes: Sequence[Node]) -> set[str]:
             used.add(node.count.id)
         elif isinstance(node, (LayerSpec, BlockUse)):
             for e in (*node.args, *(kw.value for kw in node.kwargs)):
-                used.update(n.id for n in _names(e))
+                used.update(n.id for n in expr_names(e))
         elif isinstance(node, MergeSpec) and node.dim is not None:
-            used.update(n.id for n in _names(node.dim))
+            used.update(n.id for n in expr_names(node.dim))
     return used
 
 
@@ -807,16 +808,6 @@ def _probe_points(hints: Mapping[sympy.Symbol, int]) -> list[dict[sympy.Symbol, 
     for i, s in enumerate(sorted(hints, key=str)):
         points.append({**hints, s: hints[s] + 1 + 2 * (i % 3)})
     return points
-
-
-def _names(e: Expr) -> Iterator[Name]:
-    """Every parameter reference inside a spec value."""
-    if isinstance(e, Name):
-        yield e
-    for child in (getattr(e, "operand", None), getattr(e, "left", None),
-                  getattr(e, "right", None), *getattr(e, "items", ())):
-        if child is not None:
-            yield from _names(child)
 
 
 def _factor(code: str) -> str:

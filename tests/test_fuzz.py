@@ -228,12 +228,67 @@ def plausible_specs(draw: st.DrawFn) -> str:
     return "\n".join(lines)
 
 
+TREE_LAYERS = ["conv2d {c} k=3 p=1", "conv2d {c} k=1", "conv2d {c} k=k p=k // 2", "maxpool2d 2",
+               "avgpool2d 3 s=1 p=1", "relu", "relu inplace=True", "batchnorm2d", "identity",
+               "convtranspose2d {c} k=2 s=2", "adaptiveavgpool2d 1", "sigmoid",
+               "upsample scale_factor=2", "linear {c}", "flatten", "conv1d {c} k=3",
+               "dropout 0.1", "groupnorm 2"]
+MERGE_WORDS = ["residual:", "concat:", "concat dim=2:", "concat dim=0:", "add:", "multiply:"]
+
+
+@st.composite
+def tree_nodes(draw: st.DrawFn, depth: int, indent: str, sizes: list[str],
+               blocks: list[str]) -> list[str]:
+    """Lines of a stack: layers, block uses and merges (nested up to depth 2)."""
+    lines: list[str] = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.integers(0, 6))
+        if kind <= 3 or depth >= 2:
+            lines.append(indent + draw(st.sampled_from(TREE_LAYERS)).format(
+                c=draw(st.sampled_from(sizes))))
+        elif kind == 4 and blocks:
+            lines.append(indent + f"{draw(st.sampled_from(blocks))} {draw(st.sampled_from(sizes))}")
+        else:
+            word = draw(st.sampled_from(MERGE_WORDS))
+            lines.append(indent + word)
+            inner = indent + "    "
+            if word == "residual:":
+                lines += draw(tree_nodes(depth + 1, inner, sizes, blocks))
+                if draw(st.booleans()):
+                    lines.append(indent + "shortcut:")
+                    lines += draw(tree_nodes(depth + 1, inner, sizes, blocks))
+            else:
+                for _ in range(draw(st.integers(1, 3))):
+                    lines.append(inner + "branch:")
+                    lines += draw(tree_nodes(depth + 1, inner + "    ", sizes, blocks))
+    return lines
+
+
+@st.composite
+def tree_specs(draw: st.DrawFn) -> str:
+    """Specs of the v2 language: blocks, merges and their misuse, sizes often symbolic."""
+    lines = ["model Net(c=4, k=3, n=2)",
+             "input " + draw(st.sampled_from(["3x16x16", "(3, h=16, w=16)", "(8, L=20)", "(16,)",
+                                                 "2x8x8x8"]))]
+    blocks: list[str] = []
+    for name in draw(st.lists(st.sampled_from(["B", "Down", "Gate"]), unique=True, max_size=2)):
+        params = draw(st.sampled_from(["(out)", "(out, s=1)", "", "(out: int)"]))
+        lines.append(f"block {name}{params}:")
+        sizes = ["out", "in_channels", "2", "out * 2"] if "out" in params else ["4", "in_channels"]
+        lines += draw(tree_nodes(1, "    ", sizes, list(blocks)))
+        blocks.append(name if "out" in params else f"{name} #")
+    lines += draw(tree_nodes(0, "", ["c", "4", "8", "c * 2", "n"], blocks))
+    return "\n".join(lines)
+
+
 @st.composite
 def spec_texts(draw: st.DrawFn) -> str:
     """Text that looks like a spec: a header, layer lines, repeat blocks, comments, noise."""
-    kind = draw(st.integers(0, 11))
+    kind = draw(st.integers(0, 13))
     if kind == 0:
         return draw(st.text(max_size=80))
+    if kind >= 12:
+        return draw(tree_specs())
     if kind >= 10:
         return draw(plausible_specs())
     noisy = kind <= 4  # else only well-formed tokens: more specs get through to the tracer
@@ -252,7 +307,11 @@ def spec_texts(draw: st.DrawFn) -> str:
         elif choice <= 10:
             line = draw(token_lines())
         elif choice == 11:
-            line = f"repeat {draw(st.sampled_from(['2', '1', '0', '3', 'two', '10001', '2.5']))}:"
+            line = draw(st.one_of(
+                st.sampled_from(['2', '1', '0', '3', 'two', '10001', '2.5']).map(
+                    lambda n: f"repeat {n}:"),
+                st.sampled_from(MERGE_WORDS + ["branch:", "shortcut:", "block B(c):", "block B:",
+                                               "block Conv2d(c):", "B 4", "B"])))
         elif choice == 12:
             line = draw(comments if noisy else printable.map(lambda t: "# " + t))
         elif choice == 13:
@@ -260,7 +319,7 @@ def spec_texts(draw: st.DrawFn) -> str:
         else:
             line = draw(st.sampled_from(["model M", "input 3x8x8", "input (n=8,)", "flatten"]))
         lines.append(indent + line)
-        if line.startswith("repeat"):
+        if line.endswith(":"):
             indent += draw(st.sampled_from(["  ", "  ", "    ", " ", "\t" if noisy else " "]))
         elif indent and draw(st.integers(0, 3)) == 0:
             indent = indent[: draw(st.integers(0, len(indent)))]
@@ -356,6 +415,13 @@ PARSER_CRASHERS = {
     "repeats nested 2000 deep": "input 4\n" + "".join(" " * i + "repeat 1:\n" for i in range(2000))
                                 + " " * 2000 + "relu",
 }
+
+
+@settings(max_examples=120, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(tree_specs())
+def test_blocks_and_merges_trace_to_a_result_or_a_located_error(text: str) -> None:
+    event(_tolerating_known_bugs(text))
 
 
 @pytest.mark.parametrize("text", PARSER_CRASHERS.values(), ids=PARSER_CRASHERS.keys())
