@@ -26,7 +26,7 @@ from .lint import UNUSED_PARAMETER
 from .spec import BlockArg, BlockDef, BlockUse, Expr, TracedBlock, expr_names, walk
 
 if TYPE_CHECKING:  # the tracer passes itself in; importing it here would be circular
-    from .trace import _DimInfo, _Tracer
+    from .trace import DimInfo, Tracer
 
 PARAM_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
 
@@ -113,10 +113,10 @@ def _check_input_names(block: BlockDef, rank: int) -> None:
                         hint=f"its input sizes are {', '.join(have) or 'none'} (dim 1 on)")
 
 
-def trace_block(parent: _Tracer, block: BlockDef, dims: Sequence[_DimInfo],
+def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
                 args: BlockArgs, use: BlockUse) -> BlockInfo:
     """Trace `block`'s body once, its symbols hinted by this (first) use."""
-    from .trace import _DimInfo  # the tracer's own record of a dim
+    from .trace import DimInfo  # the tracer's own record of a dim
 
     rank = len(dims)
     session = parent.session
@@ -131,7 +131,7 @@ def trace_block(parent: _Tracer, block: BlockDef, dims: Sequence[_DimInfo],
         expr = S.expr_of(sym)
         env[name], hints[expr], concrete[name] = sym, hint, hint
         inputs.append(expr)
-        block_dims.append(_DimInfo(expr, name))
+        block_dims.append(DimInfo(expr, name))
     param_symbols: dict[str, sympy.Symbol] = {}
     defaults: dict[str, Any] = {}
     for p in block.params:
@@ -193,7 +193,7 @@ def trace_block(parent: _Tracer, block: BlockDef, dims: Sequence[_DimInfo],
         size_args=size_args, names=parent.names)
 
 
-def _warn_unused(parent: _Tracer, block: BlockDef, used: set[str]) -> None:
+def _warn_unused(parent: Tracer, block: BlockDef, used: set[str]) -> None:
     for p in block.params:
         if p.name not in used:
             parent.warnings.append(Diagnostic(

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .errors import TraceError
-from .layers import INFERRED, Bound, _bind, _first_line, Values, concrete_values, resolve_layer
+from .layers import INFERRED, Bound, bind, first_line, Values, concrete_values, resolve_layer
 from .dsl import input_names
 from .spec import (
     LayerSpec,
@@ -66,7 +66,7 @@ def confirm_on_cpu(cls: type[nn.Module], bound: Bound, values: Values,
                 got = tuple(module.eval()(torch.zeros(sample)).shape)
         except Exception as e:  # torch's message, kept as the cause
             raise TraceError(f"torch rejects {cls.__name__} on a real tensor of shape "
-                             f"{sample}: {_first_line(e)}", location=layer.loc) from e
+                             f"{sample}: {first_line(e)}", location=layer.loc) from e
     if got[1:] != out_shape[1:]:
         raise TraceError(f"{cls.__name__} gives {got[1:]} per sample on the CPU, the symbolic "
                          f"trace said {out_shape[1:]}", location=layer.loc,
@@ -91,7 +91,7 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
             raise TraceError("--device cuda: no CUDA device is available here",
                              hint="use --device cpu or meta")
     except RuntimeError as e:
-        raise TraceError(f"unknown device {device!r}: {_first_line(e)}",
+        raise TraceError(f"unknown device {device!r}: {first_line(e)}",
                          hint="use meta, cpu or cuda") from e
     spec = traced.spec
     values = concrete_values(spec)
@@ -103,7 +103,7 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
             try:
                 _, x = run_node(layer, values.env, x, blocks)
             except Exception as e:
-                raise TraceError(f"on {dev.type}, {layer.class_name} failed: {_first_line(e)}",
+                raise TraceError(f"on {dev.type}, {layer.class_name} failed: {first_line(e)}",
                                  location=layer.spec.loc) from e
             want = tuple(d.value for d in layer.out_shape)
             if tuple(x.shape) != want:
@@ -121,7 +121,7 @@ def run_real(layer: TracedLayer, values: Values, x: torch.Tensor
     """Build a traced layer concretely from `values` for the input `x` (on the current default
     device), run it in eval mode, and return its modules and output."""
     cls = resolve_layer(layer.spec)
-    module = real_module(cls, _bind(cls, layer.spec), values, tuple(x.shape)).eval()
+    module = real_module(cls, bind(cls, layer.spec), values, tuple(x.shape)).eval()
     return [module], module(x)
 
 

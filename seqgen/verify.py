@@ -19,7 +19,7 @@ from torch import nn
 
 from .confirm import run_node
 from .errors import TraceError
-from .layers import _first_line, Values
+from .layers import first_line, Values
 from .pysource import evaluate_source
 from .spec import Constraint, TracedModel, TracedNode
 
@@ -107,7 +107,7 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             except TraceError:
                 raise
             except Exception as e:
-                raise _mismatch(layer, point, f"torch rejects it there: {_first_line(e)}") from e
+                raise _mismatch(layer, point, f"torch rejects it there: {first_line(e)}") from e
     return True
 
 
