@@ -125,27 +125,32 @@ def run_real(layer: TracedLayer, values: Values, x: torch.Tensor
     return [module], module(x)
 
 
+Memo = dict[tuple[Any, ...], tuple[list[nn.Module], tuple[int, ...]]]
+
+
 def run_stack(nodes: Sequence[TracedNode], env: Mapping[str, Any], x: torch.Tensor,
-              blocks: Mapping[str, TracedBlock], visit: Visit | None = None
-              ) -> tuple[list[nn.Module], torch.Tensor]:
+              blocks: Mapping[str, TracedBlock], visit: Visit | None = None,
+              memo: Memo | None = None) -> tuple[list[nn.Module], torch.Tensor]:
     """Build and run a traced stack concretely: `env` holds the values of the scope's names
-    (the model's parameters, or a block's arguments). `visit` sees every node's output."""
+    (the model's parameters, or a block's arguments). `visit` sees every node's output. With a
+    `memo` (shapes only, on `meta`), a block used again with the same arguments and input shape
+    is not built again."""
     modules: list[nn.Module] = []
     for node in nodes:
-        built, x = run_node(node, env, x, blocks, visit)
+        built, x = run_node(node, env, x, blocks, visit, memo)
         modules += built
     return modules, x
 
 
 def run_node(node: TracedNode, env: Mapping[str, Any], x: torch.Tensor,
-             blocks: Mapping[str, TracedBlock], visit: Visit | None = None
-             ) -> tuple[list[nn.Module], torch.Tensor]:
+             blocks: Mapping[str, TracedBlock], visit: Visit | None = None,
+             memo: Memo | None = None) -> tuple[list[nn.Module], torch.Tensor]:
     """One node of run_stack: a layer, a `repeat depth:` loop, a merge or a block use."""
     modules: list[nn.Module] = []
     if isinstance(node, TracedMerge):
         outs = []
         for branch in node.branches:
-            built, y = run_stack(branch, env, x, blocks, visit)
+            built, y = run_stack(branch, env, x, blocks, visit, memo)
             modules += built
             outs.append(y)
         if node.spec.kind == "residual" and len(outs) == 1:
@@ -153,11 +158,20 @@ def run_node(node: TracedNode, env: Mapping[str, Any], x: torch.Tensor,
         y = _merge(node, outs)
     elif isinstance(node, TracedBlockUse):
         block = blocks[node.spec.name]
-        modules, y = run_stack(block.layers, block_env(block, node, env, x), x, blocks, visit)
+        inner = block_env(block, node, env, x)
+        key = (node.spec.name, tuple(sorted(inner.items(), key=lambda kv: kv[0])),
+               tuple(x.shape))
+        if memo is not None and key in memo:
+            modules, shape = memo[key]
+            y = torch.empty(shape)
+        else:
+            modules, y = run_stack(block.layers, inner, x, blocks, visit, memo)
+            if memo is not None:
+                memo[key] = (modules, tuple(y.shape))
     elif node.repeat is not None:
         y = x
         for _ in range(int(Values(dict(env)).eval(node.spec.args[0]))):
-            built, y = run_stack(node.body, env, y, blocks, visit)
+            built, y = run_stack(node.body, env, y, blocks, visit, memo)
             modules += built
     else:
         modules, y = run_real(node, Values(dict(env)), x)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .confirm import run_node
+from .confirm import Memo, run_node
 from .errors import TraceError
 from .layers import first_line, Values
 from .pysource import evaluate_source
@@ -95,13 +95,14 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
         if _numel(got) > MAX_NUMEL:
             raise _TooLarge
 
+    memo: Memo = {}  # a block used again with the same values is checked once per point
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x = torch.empty(shape)
         for layer in traced.layers:
             try:
                 with torch.no_grad():
-                    _, x = run_node(layer, env, x, blocks, visit)
+                    _, x = run_node(layer, env, x, blocks, visit, memo)
             except _TooLarge:
                 return False
             except TraceError:
