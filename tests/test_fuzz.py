@@ -11,6 +11,7 @@ import itertools
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -236,48 +237,57 @@ TREE_LAYERS = ["conv2d {c} k=3 p=1", "conv2d {c} k=1", "conv2d {c} k=k p=k // 2"
 MERGE_WORDS = ["residual:", "concat:", "concat dim=2:", "concat dim=0:", "add:", "multiply:"]
 
 
+IMAGE_LAYERS = ["conv2d {c} k=3 p=1", "conv2d {c} k=1", "conv2d {c} k=k p=k // 2",
+                "maxpool2d 2", "avgpool2d 3 s=1 p=1", "relu", "batchnorm2d", "identity",
+                "convtranspose2d {c} k=2 s=2", "adaptiveavgpool2d 1", "sigmoid",
+                "upsample scale_factor=2", "conv2d {c} k=3 s=2 p=1", "dropout 0.1"]
+CLEAN_MERGES = ["residual:", "concat:", "concat dim=2:", "add:", "multiply:"]
+
+
 @st.composite
 def tree_nodes(draw: st.DrawFn, depth: int, indent: str, sizes: list[str],
-               blocks: list[str]) -> list[str]:
+               blocks: list[str], clean: bool = False) -> list[str]:
     """Lines of a stack: layers, block uses and merges (nested up to depth 2)."""
     lines: list[str] = []
+    vocabulary = IMAGE_LAYERS if clean else TREE_LAYERS
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.integers(0, 6))
         if kind <= 3 or depth >= 2:
-            lines.append(indent + draw(st.sampled_from(TREE_LAYERS)).format(
+            lines.append(indent + draw(st.sampled_from(vocabulary)).format(
                 c=draw(st.sampled_from(sizes))))
         elif kind == 4 and blocks:
             lines.append(indent + f"{draw(st.sampled_from(blocks))} {draw(st.sampled_from(sizes))}")
         else:
-            word = draw(st.sampled_from(MERGE_WORDS))
+            word = draw(st.sampled_from(CLEAN_MERGES if clean else MERGE_WORDS))
             lines.append(indent + word)
             inner = indent + "    "
             if word == "residual:":
-                lines += draw(tree_nodes(depth + 1, inner, sizes, blocks))
+                lines += draw(tree_nodes(depth + 1, inner, sizes, blocks, clean))
                 if draw(st.booleans()):
                     lines.append(indent + "shortcut:")
-                    lines += draw(tree_nodes(depth + 1, inner, sizes, blocks))
+                    lines += draw(tree_nodes(depth + 1, inner, sizes, blocks, clean))
             else:
-                for _ in range(draw(st.integers(1, 3))):
+                for _ in range(draw(st.integers(2 if clean else 1, 3))):
                     lines.append(inner + "branch:")
-                    lines += draw(tree_nodes(depth + 1, inner + "    ", sizes, blocks))
+                    lines += draw(tree_nodes(depth + 1, inner + "    ", sizes, blocks, clean))
     return lines
 
 
 @st.composite
-def tree_specs(draw: st.DrawFn) -> str:
-    """Specs of the v2 language: blocks, merges and their misuse, sizes often symbolic."""
-    lines = ["model Net(c=4, k=3, n=2)",
-             "input " + draw(st.sampled_from(["3x16x16", "(3, h=16, w=16)", "(8, L=20)", "(16,)",
-                                                 "2x8x8x8"]))]
+def tree_specs(draw: st.DrawFn, clean: bool = False) -> str:
+    """Specs of the v2 language: blocks, merges and (unless `clean`) their misuse, sizes often
+    symbolic. Clean specs are images through layers that keep the rank."""
+    inputs = ["3x16x16", "(3, h=16, w=16)"] if clean else \
+        ["3x16x16", "(3, h=16, w=16)", "(8, L=20)", "(16,)", "2x8x8x8"]
+    lines = ["model Net(c=4, k=3, n=2)", "input " + draw(st.sampled_from(inputs))]
     blocks: list[str] = []
     for name in draw(st.lists(st.sampled_from(["B", "Down", "Gate"]), unique=True, max_size=2)):
         params = draw(st.sampled_from(["(out)", "(out, s=1)", "", "(out: int)"]))
         lines.append(f"block {name}{params}:")
         sizes = ["out", "in_channels", "2", "out * 2"] if "out" in params else ["4", "in_channels"]
-        lines += draw(tree_nodes(1, "    ", sizes, list(blocks)))
+        lines += draw(tree_nodes(1, "    ", sizes, list(blocks), clean))
         blocks.append(name if "out" in params else f"{name} #")
-    lines += draw(tree_nodes(0, "", ["c", "4", "8", "c * 2", "n"], blocks))
+    lines += draw(tree_nodes(0, "", ["c", "4", "8", "c * 2", "n"], blocks, clean))
     return "\n".join(lines)
 
 
@@ -422,6 +432,21 @@ PARSER_CRASHERS = {
 @given(tree_specs())
 def test_blocks_and_merges_trace_to_a_result_or_a_located_error(text: str) -> None:
     event(_tolerating_known_bugs(text))
+
+
+@settings(max_examples=12, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(tree_specs(clean=True))
+def test_generated_trees_agree_with_torch_at_other_values(tmp_path: Path, text: str) -> None:
+    """fuzz/trees.py's check, bounded: generated code vs a real forward at accepted values."""
+    import random
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
+    from trees import check
+
+    with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
+        event(check(text, Path(tmp), random.Random(text)).split(" ")[0])
 
 
 @pytest.mark.parametrize("text", PARSER_CRASHERS.values(), ids=PARSER_CRASHERS.keys())
