@@ -802,6 +802,9 @@ class _Parser:
             raise line.error("expected a class name after `model`", tok.col, len(tok.text) or 1,
                              hint="e.g. `model CNN(num_classes=10)`")
         self.class_name = check_identifier(tok.text, "class name", line.loc(tok.col, len(tok.text)))
+        if self.class_name in self.blocks:
+            raise line.error(f"class name {self.class_name!r} is already a block's name", tok.col,
+                             len(tok.text), hint="give the model or the block another name")
         for param in self.param_list(line, block=False):
             self.add_param(param)
         line.expect_end("the model line")

@@ -23,8 +23,10 @@ SOFTMAX_WITHOUT_DIM = "W006 softmax-without-dim"
 UNKNOWN_IGNORE = "W007 unknown-ignore"
 UNUSED_PARAMETER = "W008 unused-parameter"  # raised by the trace
 HUGE_LAYER = "W009 huge-layer"  # raised by the trace
+UNUSED_BLOCK = "W010 unused-block"
 CODES = (SOFTMAX_BEFORE_LOSS, LINEAR_BEFORE_FLATTEN, BIAS_BEFORE_BATCHNORM, DROPOUT_LAST,
-         SPATIAL_SIZE_ONE, SOFTMAX_WITHOUT_DIM, UNKNOWN_IGNORE, UNUSED_PARAMETER, HUGE_LAYER)
+         SPATIAL_SIZE_ONE, SOFTMAX_WITHOUT_DIM, UNKNOWN_IGNORE, UNUSED_PARAMETER, HUGE_LAYER,
+         UNUSED_BLOCK)
 
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
 _BIASED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
@@ -82,6 +84,12 @@ def _stacks(traced: TracedModel) -> Iterator[tuple[tuple[Dim, ...], tuple[Traced
 
 def _checks(traced: TracedModel) -> list[Diagnostic]:
     out: list[Diagnostic] = list(traced.warnings)
+    used = {b.class_name for b in traced.blocks}
+    for block in traced.spec.blocks:
+        if block.name not in used:
+            out.append(Diagnostic("warning", f"block {block.name!r} is defined but never used: "
+                                             "the generated file leaves it out", block.loc,
+                                  f"use it (`{block.name} ...`) or remove it", UNUSED_BLOCK))
     for in_shape, nodes, top in _stacks(traced):
         out += _stack_checks(in_shape, nodes, top)
     return out

@@ -304,3 +304,13 @@ def test_summary_nests_block_rows_with_per_use_sizes() -> None:
     inner = [r for r in table if r.depth == 2 and r.label.startswith("nn.Conv2d(in_channels")]
     assert [r.sizes for r in inner] == [(16, 32, 32), (16, 32, 32), (32, 16, 16), (32, 16, 16)]
     assert sum(r.params for r in table if r.depth == 0) == trace(parse(RESNET)).total_params.value
+
+
+def test_lints_inside_blocks_point_at_the_block_line() -> None:
+    from seqgen.lint import lint
+
+    text = ("input 3x8x8\nblock B(c):\n    conv2d c k=3 p=1\n    batchnorm2d\n"
+            "block Unused:\n    relu\nB 4\nflatten\nlinear 2\n")
+    found = {(d.location.line, d.code) for d in lint(trace(parse(text)))}  # type: ignore[union-attr]
+    assert (4, "W003 bias-before-batchnorm") in found
+    assert (5, "W010 unused-block") in found
