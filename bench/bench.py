@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CNN_SPEC = REPO / "generated_examples" / "cnn.seq"
 VGG16_SPEC = REPO / "bench" / "vgg16.seq"
+RESNET_SPEC = REPO / "bench" / "resnet50blocks.seq"
 OUT = "{out}"  # in a case's argv: replaced by a fresh, empty directory for each execution
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
 
@@ -51,6 +52,13 @@ TORCHINFO_VGG16 = textwrap.dedent("""\
     layers += [nn.Flatten(), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(),
                nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 1000)]
     torchinfo.summary(nn.Sequential(*layers), input_size=(1, 3, 224, 224))
+""")
+
+# Exits 0 when this seqgen reads spec language v2 (blocks and merges, issue #10).
+V2_PROBE = textwrap.dedent("""\
+    from seqgen.dsl import parse
+    parse("input 4x8x8\\nblock Probe(out):\\n    residual:\\n        conv2d out k=3 p=1\\n"
+          "    relu\\nProbe 4\\n")
 """)
 
 # Runs the CLI in-process and says whether it imported torch (exit codes are irrelevant here).
@@ -186,6 +194,7 @@ def build_cases(tmp: Path) -> tuple[list[Case], dict[str, bool | None]]:
     top_help = run_text([*seqgen, "--help"])
     has_check = "--check" in run_text([*seqgen, "new", "--help"])
     has_summary = any(line.split()[:1] == ["summary"] for line in top_help.splitlines())
+    has_v2 = subprocess.run([py, "-c", V2_PROBE], cwd=REPO, capture_output=True).returncode == 0
 
     check_out = str(tmp / "uptodate")
     check_args = ["new", "--check", str(CNN_SPEC), "-o", check_out]
@@ -210,6 +219,9 @@ def build_cases(tmp: Path) -> tuple[list[Case], dict[str, bool | None]]:
                                                      "-o", out), "reference for 1000 layers"),
         Case("layers1000", "`seqgen new`, 1000 layers",
              (*seqgen, "new", "-q", str(specs["layers1000"]), "-o", out), "wall <= 2.0x 10 layers"),
+        Case("resnet50blocks", "`seqgen new resnet50blocks.seq` (50 block uses)",
+             (*seqgen, "new", str(RESNET_SPEC), "-o", out), "wall <= 1.5x cnn.seq",
+             "" if has_v2 else "n/a (needs spec v2)"),
         Case("torchinfo", "torchinfo.summary, VGG-16 224x224", (py, "-c", TORCHINFO_VGG16),
              "reference for summary"),
         Case("summary", "`seqgen summary vgg16.seq`", (*seqgen, "summary", str(VGG16_SPEC)),
@@ -275,6 +287,9 @@ def judge(case: Case, res: Results, torch_checks: dict[str, bool | None]) -> str
     if case.key in ("cnn", "cnn_cached"):
         r = res.ratio(case.key, "torch")
         return verdict(r <= 1.3, f"{r:.2f}x") if r is not None else "-"
+    if case.key == "resnet50blocks":
+        r = res.ratio("resnet50blocks", "cnn")
+        return verdict(r <= 1.5, f"{r:.2f}x cnn.seq") if r is not None else "-"
     if case.key == "big":
         r = res.ratio("big", "torch", memory=True)
         return verdict(r <= 2.0, f"{r:.2f}x") if r is not None else "-"

@@ -27,7 +27,7 @@ from torch import nn
 from . import lint
 from .errors import Diagnostic, Location, TraceError
 from .exprs import expr_source
-from .layers import INFERRED, Mismatch, Bound, _bind, _signature, Values
+from .layers import INFERRED, Mismatch, Bound, bind, signature, Values
 from .spec import BinOp, Const, Expr, LayerSpec, Neg, Num, Str, TracedLayer, TupleExpr
 
 # A layer above this many parameters is most likely a typo in a size (`linear 1000000`).
@@ -309,7 +309,7 @@ RANGES = (
 
 
 def mismatch(cls: type[nn.Module], values: Values) -> Mismatch:
-    """A `describe` callback for _bind: what `pname` takes when `node` does not fit it."""
+    """A `describe` callback for bind: what `pname` takes when `node` does not fit it."""
     types_ = parameter_types(cls)
 
     def check(pname: str, node: Expr) -> str | None:
@@ -349,7 +349,7 @@ def _layer_text(layer: LayerSpec) -> str:
 
 def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: Values) -> bool:
     try:
-        bound = _bind(cls, layer)
+        bound = bind(cls, layer)
         missing = [p for p in bound.sig.required if p not in bound.args]
         check_values(cls, layer, bound, values)
     except TraceError:
@@ -360,7 +360,7 @@ def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: Values) -> bo
 def _inferred_written(cls: type[nn.Module], layer: LayerSpec, values: Values,
                       in_shape: tuple[int, ...]) -> None:
     """`conv2d 3 16 3` on 3 channels: the first size is in_channels, which seqgen infers."""
-    sig = _signature(cls)
+    sig = signature(cls)
     if len(in_shape) < 2:
         return
     given = {kw.name for kw in layer.kwargs}
@@ -387,7 +387,7 @@ def check_arguments(cls: type[nn.Module], layer: LayerSpec, values: Values,
     """Bind a layer's arguments and check each value; `in_shape` is the incoming shape at the
     defaults (batch first), `values` evaluates spec values at the parameter defaults."""
     _inferred_written(cls, layer, values, in_shape)
-    bound = _bind(cls, layer, mismatch(cls, values))
+    bound = bind(cls, layer, mismatch(cls, values))
     check_values(cls, layer, bound, values)
     return bound
 

@@ -18,15 +18,15 @@ import torch
 from . import _symbolic as S
 from .constraints import derive
 from .dsl import input_names
-from .errors import Diagnostic, TraceError
+from .errors import Diagnostic, SeqgenError, TraceError
 from .exprs import expr_source
 from .failures import shape_text
 from .layers import Values
 from .lint import UNUSED_PARAMETER
-from .spec import BlockArg, BlockDef, BlockUse, Expr, TracedBlock
+from .spec import BlockArg, BlockDef, BlockUse, Expr, TracedBlock, expr_names, walk
 
 if TYPE_CHECKING:  # the tracer passes itself in; importing it here would be circular
-    from .trace import _DimInfo, _Tracer
+    from .trace import DimInfo, Tracer
 
 PARAM_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
 
@@ -96,10 +96,27 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
     return BlockArgs(nodes, out)
 
 
-def trace_block(parent: _Tracer, block: BlockDef, dims: Sequence[_DimInfo],
-                args: BlockArgs) -> BlockInfo:
+def _check_input_names(block: BlockDef, rank: int) -> None:
+    """An input-size name the block reads must exist for the rank it is used at."""
+    from .dsl import ALL_INPUT_NAMES
+
+    have = input_names(rank)
+    for node in walk(block.body):
+        exprs = [*getattr(node, "args", ()), *(kw.value for kw in getattr(node, "kwargs", ()))]
+        for e in exprs:
+            for ref in expr_names(e):
+                if ref.id in ALL_INPUT_NAMES and ref.id not in have \
+                        and block.param(ref.id) is None:
+                    raise TraceError(
+                        f"{ref.id!r} is not a size of this block's rank-{rank} input",
+                        location=ref.loc,
+                        hint=f"its input sizes are {', '.join(have) or 'none'} (dim 1 on)")
+
+
+def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
+                args: BlockArgs, use: BlockUse) -> BlockInfo:
     """Trace `block`'s body once, its symbols hinted by this (first) use."""
-    from .trace import _DimInfo  # the tracer's own record of a dim
+    from .trace import DimInfo  # the tracer's own record of a dim
 
     rank = len(dims)
     session = parent.session
@@ -114,7 +131,7 @@ def trace_block(parent: _Tracer, block: BlockDef, dims: Sequence[_DimInfo],
         expr = S.expr_of(sym)
         env[name], hints[expr], concrete[name] = sym, hint, hint
         inputs.append(expr)
-        block_dims.append(_DimInfo(expr, name))
+        block_dims.append(DimInfo(expr, name))
     param_symbols: dict[str, sympy.Symbol] = {}
     defaults: dict[str, Any] = {}
     for p in block.params:
@@ -128,11 +145,18 @@ def trace_block(parent: _Tracer, block: BlockDef, dims: Sequence[_DimInfo],
             param_symbols[p.name] = expr
         else:
             env[p.name] = concrete[p.name] = value
+    _check_input_names(block, rank)
     tracer = type(parent)(parent.shared, env, hints, Values(concrete),
                           {p.name: p for p in block.params}, block=block.name)
     tracer.positive.extend(inputs)
     x = torch.empty(tracer._sizes(block_dims))
-    _, out_dims, steps = tracer.stack(block.body, x, block_dims)
+    try:
+        _, out_dims, steps = tracer.stack(block.body, x, block_dims)
+    except SeqgenError as e:  # say which use the block was traced at
+        shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
+        note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
+        hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
+        raise type(e)(e.diagnostic.message, location=e.location, hint=hint) from e
     layers = tuple(st.traced for st in steps)
     from .trace import called_names, spec_names
 
@@ -169,7 +193,7 @@ def trace_block(parent: _Tracer, block: BlockDef, dims: Sequence[_DimInfo],
         size_args=size_args, names=parent.names)
 
 
-def _warn_unused(parent: _Tracer, block: BlockDef, used: set[str]) -> None:
+def _warn_unused(parent: Tracer, block: BlockDef, used: set[str]) -> None:
     for p in block.params:
         if p.name not in used:
             parent.warnings.append(Diagnostic(

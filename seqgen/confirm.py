@@ -13,7 +13,7 @@ from torch import nn
 
 from . import seqlayers
 from .errors import TraceError
-from .layers import INFERRED, Bound, _bind, _first_line, Values, concrete_values, resolve_layer
+from .layers import INFERRED, Bound, bind, first_line, Values, concrete_values, resolve_layer
 from .dsl import input_names
 from .spec import (
     LayerSpec,
@@ -67,7 +67,7 @@ def confirm_on_cpu(cls: type[nn.Module], bound: Bound, values: Values,
                 got = tuple(module.eval()(torch.zeros(sample)).shape)
         except Exception as e:  # torch's message, kept as the cause
             raise TraceError(f"torch rejects {cls.__name__} on a real tensor of shape "
-                             f"{sample}: {_first_line(e)}", location=layer.loc) from e
+                             f"{sample}: {first_line(e)}", location=layer.loc) from e
     if got[1:] != out_shape[1:]:
         raise TraceError(f"{cls.__name__} gives {got[1:]} per sample on the CPU, the symbolic "
                          f"trace said {out_shape[1:]}", location=layer.loc,
@@ -92,7 +92,7 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
             raise TraceError("--device cuda: no CUDA device is available here",
                              hint="use --device cpu or meta")
     except RuntimeError as e:
-        raise TraceError(f"unknown device {device!r}: {_first_line(e)}",
+        raise TraceError(f"unknown device {device!r}: {first_line(e)}",
                          hint="use meta, cpu or cuda") from e
     spec = traced.spec
     values = concrete_values(spec)
@@ -104,7 +104,7 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
             try:
                 _, x = run_node(layer, values.env, x, blocks)
             except Exception as e:
-                raise TraceError(f"on {dev.type}, {layer.class_name} failed: {_first_line(e)}",
+                raise TraceError(f"on {dev.type}, {layer.class_name} failed: {first_line(e)}",
                                  location=layer.spec.loc) from e
             want = tuple(d.value for d in layer.out_shape)
             if tuple(x.shape) != want:
@@ -125,31 +125,36 @@ def run_real(layer: TracedLayer, values: Values, x: torch.Tensor
     if own is not None:
         return own
     cls = resolve_layer(layer.spec)
-    module = real_module(cls, _bind(cls, layer.spec), values, tuple(x.shape)).eval()
+    module = real_module(cls, bind(cls, layer.spec), values, tuple(x.shape)).eval()
     return [module], module(x)
 
 
+Memo = dict[tuple[Any, ...], tuple[list[nn.Module], tuple[int, ...]]]
+
+
 def run_stack(nodes: Sequence[TracedNode], env: Mapping[str, Any], x: torch.Tensor,
-              blocks: Mapping[str, TracedBlock], visit: Visit | None = None
-              ) -> tuple[list[nn.Module], torch.Tensor]:
+              blocks: Mapping[str, TracedBlock], visit: Visit | None = None,
+              memo: Memo | None = None) -> tuple[list[nn.Module], torch.Tensor]:
     """Build and run a traced stack concretely: `env` holds the values of the scope's names
-    (the model's parameters, or a block's arguments). `visit` sees every node's output."""
+    (the model's parameters, or a block's arguments). `visit` sees every node's output. With a
+    `memo` (shapes only, on `meta`), a block used again with the same arguments and input shape
+    is not built again."""
     modules: list[nn.Module] = []
     for node in nodes:
-        built, x = run_node(node, env, x, blocks, visit)
+        built, x = run_node(node, env, x, blocks, visit, memo)
         modules += built
     return modules, x
 
 
 def run_node(node: TracedNode, env: Mapping[str, Any], x: torch.Tensor,
-             blocks: Mapping[str, TracedBlock], visit: Visit | None = None
-             ) -> tuple[list[nn.Module], torch.Tensor]:
+             blocks: Mapping[str, TracedBlock], visit: Visit | None = None,
+             memo: Memo | None = None) -> tuple[list[nn.Module], torch.Tensor]:
     """One node of run_stack: a layer, a `repeat depth:` loop, a merge or a block use."""
     modules: list[nn.Module] = []
     if isinstance(node, TracedMerge):
         outs = []
         for branch in node.branches:
-            built, y = run_stack(branch, env, x, blocks, visit)
+            built, y = run_stack(branch, env, x, blocks, visit, memo)
             modules += built
             outs.append(y)
         if node.spec.kind == "residual" and len(outs) == 1:
@@ -157,11 +162,20 @@ def run_node(node: TracedNode, env: Mapping[str, Any], x: torch.Tensor,
         y = _merge(node, outs)
     elif isinstance(node, TracedBlockUse):
         block = blocks[node.spec.name]
-        modules, y = run_stack(block.layers, block_env(block, node, env, x), x, blocks, visit)
+        inner = block_env(block, node, env, x)
+        key = (node.spec.name, tuple(sorted(inner.items(), key=lambda kv: kv[0])),
+               tuple(x.shape))
+        if memo is not None and key in memo:
+            modules, shape = memo[key]
+            y = torch.empty(shape)
+        else:
+            modules, y = run_stack(block.layers, inner, x, blocks, visit, memo)
+            if memo is not None:
+                memo[key] = (modules, tuple(y.shape))
     elif node.repeat is not None:
         y = x
         for _ in range(int(Values(dict(env)).eval(node.spec.args[0]))):
-            built, y = run_stack(node.body, env, y, blocks, visit)
+            built, y = run_stack(node.body, env, y, blocks, visit, memo)
             modules += built
     else:
         modules, y = run_real(node, Values(dict(env)), x)

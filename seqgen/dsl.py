@@ -667,6 +667,7 @@ class _Parser:
             nodes.append(MergeSpec(kind, tuple(branches), loc))
             return end
         branches = []
+        strays = 0
         j = i + 1
         while j < end:
             bind, bline = items[j]
@@ -677,6 +678,7 @@ class _Parser:
                     f"inside `{kind}:`, each line at this level must be `branch:`", btok.col,
                     len(btok.text) or 1,
                     hint="put the layers of each branch, indented, under its own `branch:`"))
+                strays += 1
                 j = bend
                 continue
             bline.next()
@@ -691,7 +693,7 @@ class _Parser:
                 self.errors.append(e)
             branches.append(tuple(self.stack(items, j + 1, bend, inner)))
             j = bend
-        if len(branches) < 2:
+        if len(branches) < 2 and not strays:
             self.errors.append(SpecSyntaxError(
                 f"`{kind}:` needs two or more `branch:` stacks, found {len(branches)}",
                 location=loc, hint="a single stack needs no merge: write its layers directly"))
@@ -813,6 +815,9 @@ class _Parser:
             raise line.error("expected a class name after `model`", tok.col, len(tok.text) or 1,
                              hint="e.g. `model CNN(num_classes=10)`")
         self.class_name = check_identifier(tok.text, "class name", line.loc(tok.col, len(tok.text)))
+        if self.class_name in self.blocks:
+            raise line.error(f"class name {self.class_name!r} is already a block's name", tok.col,
+                             len(tok.text), hint="give the model or the block another name")
         for param in self.param_list(line, block=False):
             self.add_param(param)
         line.expect_end("the model line")

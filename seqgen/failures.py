@@ -15,7 +15,7 @@ from torch import nn
 
 from .errors import SizeTooSmallError, TraceError
 from .hints import rejection
-from .layers import _first_line, _value_hint
+from .layers import first_line, value_hint
 from .spec import LayerSpec
 
 
@@ -29,8 +29,8 @@ class SizedDim(Protocol):
 def rejected(cls: type[nn.Module], layer: LayerSpec, e: BaseException,
               sample: Mapping[str, Any]) -> TraceError:
     """torch refused to construct the layer: say why in the spec's words."""
-    message, hint = rejection(cls.__name__, _first_line(e), dict(sample)) or (
-        f"torch rejected the arguments of {cls.__name__}: {_first_line(e)}", _value_hint(e))
+    message, hint = rejection(cls.__name__, first_line(e), dict(sample)) or (
+        f"torch rejected the arguments of {cls.__name__}: {first_line(e)}", value_hint(e))
     return TraceError(message, location=layer.loc, hint=hint)
 
 
@@ -69,7 +69,7 @@ def rank_error(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[SizedDim],
 def layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[SizedDim],
                    e: BaseException) -> TraceError:
     rank = expected_rank(cls)
-    msg = _first_line(e)
+    msg = first_line(e)
     # rank - 1 is an unbatched input, which torch accepts: blame the rank only when torch does
     if rank is not None and len(dims) != rank and (
             len(dims) != rank - 1 or ("Expected" in msg and "input" in msg)):

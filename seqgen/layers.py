@@ -162,7 +162,7 @@ class _Signature:
 
 
 @functools.lru_cache(maxsize=None)
-def _signature(cls: type[nn.Module]) -> _Signature:
+def signature(cls: type[nn.Module]) -> _Signature:
     init = cls.__init__
     if init is nn.Module.__init__:
         return _Signature((), (), (), (), False, False)
@@ -207,9 +207,9 @@ class Bound:
     sig: _Signature
 
 
-def _bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = None) -> Bound:
+def bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = None) -> Bound:
     """Spec arguments by constructor parameter; `describe` says why a value misfits a parameter."""
-    sig = _signature(cls)
+    sig = signature(cls)
     name = cls.__name__.lower()
     args: dict[str, Expr] = {}
     extra: list[Expr] = []
@@ -278,12 +278,12 @@ def concrete_values(spec: ModelSpec) -> Values:
     return Values({p.name: p.default for p in spec.params})
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
 
 
-def _value_hint(e: BaseException) -> str | None:
+def value_hint(e: BaseException) -> str | None:
     msg = str(e)
     if "negative" in msg or "non-positive" in msg or "must be positive" in msg:
         return "sizes must be positive whole numbers"

@@ -23,10 +23,11 @@ SOFTMAX_WITHOUT_DIM = "W006 softmax-without-dim"
 UNKNOWN_IGNORE = "W007 unknown-ignore"
 UNUSED_PARAMETER = "W008 unused-parameter"  # raised by the trace
 HUGE_LAYER = "W009 huge-layer"  # raised by the trace
-BIDIRECTIONAL_LAST = "W010 bidirectional-take-last"
+UNUSED_BLOCK = "W010 unused-block"
+BIDIRECTIONAL_LAST = "W011 bidirectional-take-last"
 CODES = (SOFTMAX_BEFORE_LOSS, LINEAR_BEFORE_FLATTEN, BIAS_BEFORE_BATCHNORM, DROPOUT_LAST,
          SPATIAL_SIZE_ONE, SOFTMAX_WITHOUT_DIM, UNKNOWN_IGNORE, UNUSED_PARAMETER, HUGE_LAYER,
-         BIDIRECTIONAL_LAST)
+         UNUSED_BLOCK, BIDIRECTIONAL_LAST)
 # After these, a tensor is a sequence (N, L, E): a linear on its last dim is meant (per step)
 _SEQUENCE = frozenset({"Embedding", "RNN", "LSTM", "GRU", "TransformerEncoderLayer", "Transpose",
                        "Permute", "ClsToken", "PosEmbedding", "PosEncoding"})
@@ -87,6 +88,12 @@ def _stacks(traced: TracedModel) -> Iterator[tuple[tuple[Dim, ...], tuple[Traced
 
 def _checks(traced: TracedModel) -> list[Diagnostic]:
     out: list[Diagnostic] = list(traced.warnings)
+    used = {b.class_name for b in traced.blocks}
+    for block in traced.spec.blocks:
+        if block.name not in used:
+            out.append(Diagnostic("warning", f"block {block.name!r} is defined but never used: "
+                                             "the generated file leaves it out", block.loc,
+                                  f"use it (`{block.name} ...`) or remove it", UNUSED_BLOCK))
     for in_shape, nodes, top in _stacks(traced):
         out += _stack_checks(in_shape, nodes, top)
     return out

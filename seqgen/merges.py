@@ -71,11 +71,12 @@ def _equal(kind: str, shapes: Sequence[Shape], value: Callable[[sympy.Expr], int
            show: Callable[[Sequence[sympy.Expr]], str], labels: Sequence[str]) -> Merged:
     conditions: list[tuple[sympy.Basic, str]] = []
     first = shapes[0]
-    for other in shapes[1:]:
+    for j, other in enumerate(shapes[1:], start=1):
         for i, (a, b) in enumerate(zip(first, other)):
             if i == 0:
                 continue  # the batch
-            if not _agree(a, b, value, f"its branches must agree in dim {i}", conditions):
+            what = f"{labels[0]} and {labels[j]} must agree in dim {i}"
+            if not _agree(a, b, value, what, conditions):
                 hint = None
                 if kind == "residual":
                     hint = _shortcut_hint(shapes, value)
@@ -108,11 +109,12 @@ def _concat(shapes: Sequence[Shape], dim: int, value: Callable[[sympy.Expr], int
     dim %= rank
     conditions: list[tuple[sympy.Basic, str]] = []
     out = list(shapes[0])
-    for other in shapes[1:]:
+    for j, other in enumerate(shapes[1:], start=1):
         for i, (a, b) in enumerate(zip(shapes[0], other)):
             if i in (0, dim):
                 continue
-            if not _agree(a, b, value, f"its branches must agree in dim {i}", conditions):
+            what = f"{labels[0]} and {labels[j]} must agree in dim {i}"
+            if not _agree(a, b, value, what, conditions):
                 raise MergeMismatch(
                     f"concat: {_listing(shapes, show, labels)}; they must agree in every dim "
                     f"but dim {dim}",

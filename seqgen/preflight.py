@@ -16,7 +16,7 @@ from torch import nn
 from . import seqlayers
 from .errors import SeqgenError, TraceError, raise_all
 from .hints import call_syntax_hint
-from .layers import _bind, _signature, registry, resolve_layer
+from .layers import bind, signature, registry, resolve_layer
 from .spec import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
 
 
@@ -35,7 +35,7 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
                          hint=f"did you mean the block {block.name!r}? block names are matched "
                               "exactly") from e
     if layer.call_syntax:
-        sig = _signature(cls)
+        sig = signature(cls)
         order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
         message, hint = call_syntax_hint(layer, order, sig.inferred, cls.__name__.lower())
         raise TraceError(message, location=layer.loc, hint=hint)
@@ -43,7 +43,7 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
         raise TraceError(f"layer name {layer.key!r} is taken by nn.Sequential itself",
                          location=layer.loc, hint="choose another name")
     try:
-        _bind(cls, layer)
+        bind(cls, layer)
     except TraceError:
         if _inferred_written(cls, layer):
             return  # `conv2d 3 16 3`: the trace knows the incoming size and says so precisely
@@ -53,10 +53,10 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
 def _inferred_written(cls: type[nn.Module], layer: LayerSpec) -> bool:
     """The line binds once its first value, a literal number, is dropped: PyTorch habit of
     writing the size seqgen infers."""
-    if not _signature(cls).inferred or not layer.args or not isinstance(layer.args[0], Num):
+    if not signature(cls).inferred or not layer.args or not isinstance(layer.args[0], Num):
         return False
     try:
-        _bind(cls, replace(layer, args=layer.args[1:]))
+        bind(cls, replace(layer, args=layer.args[1:]))
     except TraceError:
         return False
     return True

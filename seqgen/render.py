@@ -7,6 +7,7 @@ reach code through repr(), a checked identifier, or an expression rebuilt from p
 from __future__ import annotations
 
 import ast
+import textwrap
 import functools
 import hashlib
 import os
@@ -176,8 +177,10 @@ def _block_class(block: TracedBlock) -> dict[str, Any]:
     """A block's class: its arguments, its checks and its layers, in its own names."""
     params = [f"{a.name}: {a.type_name}" + (f" = {a.default}" if a.default is not None else "")
               for a in block.args]
-    doc = (f"Block {block.class_name} (spec line {block.spec.loc.line}): maps "
-           f"{_shape(block.input_shape)} to {_shape(block.out_shape)}.")
+    doc = "\n    ".join(textwrap.wrap(
+        f"Block {block.class_name} (spec line {block.spec.loc.line}): maps "
+        f"{_shape(block.input_shape)} to {_shape(block.out_shape)}.", 84,
+        break_long_words=False, break_on_hyphens=False))
     return {"class_name": block.class_name, "docstring": doc, "init_params": params,
             "checks": [_check(c) for c in block.constraints], "named": False,
             "layers": [_item(layer) for layer in block.layers]}

@@ -63,7 +63,8 @@ def _walk(nodes: Sequence[TracedNode], env: Mapping[str, int], depth: int,
                 yield from _walk(branch, env, depth + 1, blocks, nested)
         elif isinstance(node, TracedBlockUse):
             block = blocks[node.spec.name]
-            yield from _walk(block.layers, dict(node.bindings), depth + 1,  # type: ignore[attr-defined]
+            inner = {name: evaluate_source(code, at) for name, code in node.bindings}
+            yield from _walk(block.layers, inner, depth + 1,  # type: ignore[attr-defined]
                              blocks, nested=True)
         elif isinstance(node, TracedLayer) and node.repeat is not None:
             for _ in range(env[node.repeat]):

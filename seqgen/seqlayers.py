@@ -12,7 +12,7 @@ layer is handled here too: the layer is traced as usual, then wrapped and recoun
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +26,19 @@ from .constraints import Condition, holds
 from .errors import TraceError
 from .exprs import expr_source
 from .failures import shape_text
-from .layers import Values, _first_line
+from .layers import Values, first_line
 from .rules import NeedsLiteral, Outcome, RankError, RuleError
 from .runtime import sequence as runtime
 from .spec import Const, Dim, Expr, LayerSpec, Str
 
 if TYPE_CHECKING:
-    from .trace import _Step, _Tracer
+    from .spec import TracedLayer
+    from .trace import DimInfo, Tracer
+
+# What the tracer gets back: the output, its dims, the traced layer, and its parameter,
+# trainable-parameter and mult-add counts as expressions
+Traced = tuple[torch.Tensor, list["DimInfo"], "TracedLayer", tuple[sympy.Expr, sympy.Expr,
+                                                                   sympy.Expr]]
 
 
 @dataclass(frozen=True)
@@ -188,8 +194,8 @@ def without_weight_norm(layer: LayerSpec) -> tuple[LayerSpec, Expr | None]:
 # ------------------------------------------------------------------------------- trace
 
 
-def trace_hook(t: _Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[Any]
-               ) -> tuple[torch.Tensor, list[Any], _Step] | None:
+def trace_hook(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor,
+               dims: list[DimInfo]) -> Traced | None:
     """Trace the line if it is one of seqgen's own (or has weight_norm=); None otherwise."""
     if is_seq_layer(layer):
         return _trace_op(t, index, layer, x, dims)
@@ -205,9 +211,9 @@ def trace_hook(t: _Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: 
     return _trace_weight_norm(t, index, layer, plain, wn, x, dims)
 
 
-def _trace_op(t: _Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[Any]
-              ) -> tuple[torch.Tensor, list[Any], _Step]:
-    from .trace import _DimInfo, _Step
+def _trace_op(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[DimInfo]
+              ) -> Traced:
+    from .trace import DimInfo
 
     name = _label(layer)
     op = OPS[name]
@@ -215,7 +221,7 @@ def _trace_op(t: _Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: l
     nodes = bind(layer)
     values = {k: (tuple(t.values.eval(e) for e in v) if isinstance(v, tuple) else
                   t.values.eval(v)) for k, v in nodes.items()}
-    shape = t._sizes(dims)
+    shape = t.symbolic_sizes(dims)
     if x.dtype != torch.float32 and name not in ("embedding", "permute", "transpose",
                                                    "unsqueeze", "squeeze", "select"):
         raise TraceError(f"{name} gets integer token ids (the input has dtype=long); only an "
@@ -255,7 +261,7 @@ def _trace_op(t: _Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: l
     for s in outcome.shape:
         e = S.simplify(t.session, S.expr_of(s))
         same = next((d for d in dims if d.expr == e), None)
-        out_dims.append(same if same is not None else _DimInfo(e, t.code(e, layer.loc)))
+        out_dims.append(same if same is not None else DimInfo(e, t.code(e, layer.loc)))
     t.check_sizes(out_dims, index, where, layer.loc, dims)
     # torch itself builds and runs the layer at the sample values (meta: nothing allocated)
     hint_shape = tuple(t.value(d.expr) for d in dims)
@@ -265,7 +271,7 @@ def _trace_op(t: _Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: l
             module = build(layer, t.concrete, hint_shape)
             y = module.eval()(torch.empty(hint_shape, dtype=x.dtype))
         except Exception as e:
-            raise TraceError(f"torch rejects {title} here: {_first_line(e)}",
+            raise TraceError(f"torch rejects {title} here: {first_line(e)}",
                              location=layer.loc) from e
     if tuple(int(s) for s in y.shape) != want:
         raise TraceError(f"internal error: seqgen computes {want} for {name} but torch gives "
@@ -277,11 +283,11 @@ def _trace_op(t: _Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: l
     if hidden is not None:
         traced = replace(traced, hidden_params=t.as_dim(sympy.sympify(hidden)))
     out_dtype = x.dtype if name != "embedding" else torch.float32
-    y_fake = torch.empty(t._sizes(out_dims), dtype=out_dtype)
-    return y_fake, out_dims, _Step(traced, count_e, count_e, macs_e)
+    y_fake = torch.empty(t.symbolic_sizes(out_dims), dtype=out_dtype)
+    return y_fake, out_dims, traced, (count_e, count_e, macs_e)
 
 
-def _traced_layer(t: _Tracer, index: int, layer: LayerSpec, title: str, call: str, op: SeqOp,
+def _traced_layer(t: Tracer, index: int, layer: LayerSpec, title: str, call: str, op: SeqOp,
                   out_dims: Sequence[Any], count: sympy.Expr, macs: sympy.Expr,
                   acts: Any) -> Any:
     from .spec import TracedLayer
@@ -431,10 +437,10 @@ def run_real(layer: LayerSpec, values: Values, x: torch.Tensor
     if wn is None:
         return None
     from .confirm import real_module
-    from .layers import _bind, resolve_layer
+    from .layers import bind as bind_layer, resolve_layer
 
     cls = resolve_layer(plain)
-    module = real_module(cls, _bind(cls, plain), values, tuple(x.shape))
+    module = real_module(cls, bind_layer(cls, plain), values, tuple(x.shape))
     if values.eval(wn) is True:
         module = nn.utils.parametrizations.weight_norm(module)
     module = module.eval()
@@ -444,17 +450,15 @@ def run_real(layer: LayerSpec, values: Values, x: torch.Tensor
 # ------------------------------------------------------------------------------- weight_norm
 
 
-def _trace_weight_norm(t: _Tracer, index: int, layer: LayerSpec, plain: LayerSpec, wn: Expr,
-                       x: torch.Tensor, dims: list[Any]
-                       ) -> tuple[torch.Tensor, list[Any], _Step]:
-    from .trace import _Step
-
+def _trace_weight_norm(t: Tracer, index: int, layer: LayerSpec, plain: LayerSpec, wn: Expr,
+                       x: torch.Tensor, dims: list[DimInfo]) -> Traced:
     if not (isinstance(wn, Const) and isinstance(wn.value, bool)):
         raise TraceError(f"weight_norm must be True or False, got {expr_source(wn)}",
                          location=wn.loc, hint="write weight_norm=True")
     y, out_dims, step = t.layer(index, plain, x, dims)
     if wn.value is False:
-        return y, out_dims, replace(step, traced=replace(step.traced, spec=layer))
+        return y, out_dims, replace(step.traced, spec=layer), (
+            step.params_expr, step.trainable_expr, step.macs_expr)
     traced = step.traced
     which = _NORMED.get(traced.class_name)
     if which is None:
@@ -472,7 +476,5 @@ def _trace_weight_norm(t: _Tracer, index: int, layer: LayerSpec, plain: LayerSpe
         trainable), macs=t.as_dim(zero),
         code=f"nn.utils.parametrizations.weight_norm({traced.call})",
         activations=t.as_dim(zero), hidden_params=t.as_dim(params))
-    return y, out_dims, _Step(new, params, trainable, zero)
+    return y, out_dims, new, (params, trainable, zero)
 
-
-Builder = Callable[[LayerSpec, Values, tuple[int, ...]], nn.Module]

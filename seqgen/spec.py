@@ -184,6 +184,20 @@ def walk(nodes: Sequence[Node]) -> Iterator[Node]:
                 yield from walk(branch)
 
 
+def expr_names(e: Expr) -> Iterator[Name]:
+    """Every parameter reference inside a spec value."""
+    if isinstance(e, Name):
+        yield e
+    elif isinstance(e, Neg):
+        yield from expr_names(e.operand)
+    elif isinstance(e, BinOp):
+        yield from expr_names(e.left)
+        yield from expr_names(e.right)
+    elif isinstance(e, TupleExpr):
+        for item in e.items:
+            yield from expr_names(item)
+
+
 def flat_layers(layers: Sequence[Node]) -> Iterator[LayerSpec]:
     """Every layer line of a stack, those inside `repeat` and merges too (not block bodies)."""
     for item in walk(layers):
@@ -328,9 +342,9 @@ class TracedBlockUse:
     params: Dim
     trainable_params: Dim
     macs: Dim
-    # the block's own names (input sizes, int parameters) -> their values at the model's
-    # defaults, to evaluate the block's inner shapes for this use
-    bindings: tuple[tuple[str, int], ...] = ()
+    # the block's own names (input sizes, int parameters) -> their values at this use, as
+    # Python source in the caller's names, to evaluate the block's inner shapes for this use
+    bindings: tuple[tuple[str, str], ...] = ()
 
     @property
     def line(self) -> int:

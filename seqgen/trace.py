@@ -57,6 +57,7 @@ from .spec import (
     TracedModel,
     TracedNode,
     TupleExpr,
+    expr_names,
     flat_layers,
     walk,
 )
@@ -69,7 +70,7 @@ MAX_SIZE = 2**40  # larger sizes overflow torch's int64 element counts
 
 
 @dataclass
-class _DimInfo:
+class DimInfo:
     expr: sympy.Expr
     code: str  # how it reads in generated code (a flatten's product stays a product)
 
@@ -86,7 +87,7 @@ class Shared:
     warnings: list[Diagnostic] = field(default_factory=list)
 
 
-def model_scope(spec: ModelSpec) -> _Tracer:
+def model_scope(spec: ModelSpec) -> Tracer:
     """The tracer of a model's own stack: its int parameters are symbols."""
     session = S.Session()
     env: dict[str, Any] = {}
@@ -104,10 +105,10 @@ def model_scope(spec: ModelSpec) -> _Tracer:
             env[p.name] = p.default
     batch = session.symbol(BATCH, BATCH_HINT)
     shared = Shared(session, spec, batch, S.expr_of(batch))
-    return _Tracer(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})
+    return Tracer(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})
 
 
-class _Tracer:
+class Tracer:
     """Traces the nodes of one scope: the model's stack, or a block's body with its own symbols."""
 
     def __init__(self, shared: Shared, env: dict[str, Any], hints: Mapping[sympy.Symbol, int],
@@ -185,7 +186,7 @@ class _Tracer:
     def value(self, expr: sympy.Expr) -> int:
         return S.evaluate(S.simplify(self.session, expr), self.hints)
 
-    def dim(self, info: _DimInfo) -> Dim:
+    def dim(self, info: DimInfo) -> Dim:
         return self.as_dim(info.expr, info.code)
 
     def as_dim(self, expr: sympy.Expr, code: str | None = None) -> Dim:
@@ -198,8 +199,8 @@ class _Tracer:
         expr = S.simplify(self.session, expr)
         return self.code(expr, None) if S.free_symbols(expr) else str(self.value(expr))
 
-    def input_dims(self) -> list[_DimInfo]:
-        dims = [_DimInfo(self.batch_sym, BATCH)]
+    def input_dims(self) -> list[DimInfo]:
+        dims = [DimInfo(self.batch_sym, BATCH)]
         for e in self.spec.input_shape:
             v = self.values.eval(e)
             if isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)):
@@ -211,7 +212,7 @@ class _Tracer:
             if size > MAX_SIZE:
                 raise TraceError("input size is too large for a tensor", location=e.loc,
                                  hint=f"sizes go up to {MAX_SIZE:,}")
-            dims.append(_DimInfo(expr, self.code(expr, e.loc)))
+            dims.append(DimInfo(expr, self.code(expr, e.loc)))
             if S.free_symbols(expr):
                 self.positive.append(expr)
                 self.conditions.append(Condition(
@@ -257,7 +258,7 @@ class _Tracer:
 
     def warn_unused_params(self) -> None:
         """A model parameter that no layer and no input size reads does nothing."""
-        used = {n.id for e in self.spec.input_shape for n in _names(e)}
+        used = {n.id for e in self.spec.input_shape for n in expr_names(e)}
         used |= spec_names(self.spec.layers)
         for p in self.spec.params:
             if p.name not in used:
@@ -268,8 +269,8 @@ class _Tracer:
 
     # ---------------------------------------------------------------- nodes
 
-    def stack(self, nodes: Sequence[Node], x: torch.Tensor, dims: list[_DimInfo],
-              index: int | None = None) -> tuple[torch.Tensor, list[_DimInfo], list[_Step]]:
+    def stack(self, nodes: Sequence[Node], x: torch.Tensor, dims: list[DimInfo],
+              index: int | None = None) -> tuple[torch.Tensor, list[DimInfo], list[_Step]]:
         """Trace a stack of nodes in order; `index` is the top-level node they sit in."""
         steps: list[_Step] = []
         for i, node in enumerate(nodes):
@@ -277,8 +278,8 @@ class _Tracer:
             steps.append(step)
         return x, dims, steps
 
-    def node(self, index: int, node: Node, x: torch.Tensor, dims: list[_DimInfo]
-             ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+    def node(self, index: int, node: Node, x: torch.Tensor, dims: list[DimInfo]
+             ) -> tuple[torch.Tensor, list[DimInfo], _Step]:
         """Trace one node, by kind."""
         if isinstance(node, LayerSpec):
             x, dims, step = self.layer(index, node, x, dims)
@@ -293,8 +294,8 @@ class _Tracer:
             return self.merge(index, node, x, dims)
         return self.block_use(index, node, x, dims)
 
-    def repeat(self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[_DimInfo]
-               ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+    def repeat(self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[DimInfo]
+               ) -> tuple[torch.Tensor, list[DimInfo], _Step]:
         """`repeat depth:`: the block is traced once; it must give back the shape it gets."""
         count = S.expr_of(self.values.eval(item.count))
         self.conditions.append(Condition(sympy.Ge(count, 1), index,
@@ -317,10 +318,10 @@ class _Tracer:
             body=tuple(st.traced for st in steps), repeat=item.count.id)
         return y, dims, _Step(traced, params, train, macs)
 
-    def merge(self, index: int, merge: MergeSpec, x: torch.Tensor, dims: list[_DimInfo]
-              ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+    def merge(self, index: int, merge: MergeSpec, x: torch.Tensor, dims: list[DimInfo]
+              ) -> tuple[torch.Tensor, list[DimInfo], _Step]:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
-        outs: list[tuple[list[_DimInfo], list[_Step]]] = []
+        outs: list[tuple[list[DimInfo], list[_Step]]] = []
         for branch in merge.branches:
             self.previous, self.shared_input = None, True
             _, branch_dims, steps = self.stack(branch, x, dims, index)
@@ -336,7 +337,7 @@ class _Tracer:
         dim = self.concat_dim(merge, len(dims))
         try:
             merged = combine(merge.kind, shapes, dim, self.value,
-                             lambda sh: shape_text([_DimInfo(e, self.show(e)) for e in sh]), labels)
+                             lambda sh: shape_text([DimInfo(e, self.show(e)) for e in sh]), labels)
         except MergeMismatch as e:
             raise TraceError(str(e), location=merge.loc, hint=e.hint) from e
         for cond, what in merged.conditions:
@@ -347,7 +348,7 @@ class _Tracer:
         for e in merged.shape:
             e = S.simplify(self.session, e)
             same = next((d for d in known if d.expr == e), None)
-            out_dims.append(same if same is not None else _DimInfo(e, self.code(e, merge.loc)))
+            out_dims.append(same if same is not None else DimInfo(e, self.code(e, merge.loc)))
         steps = [st for _, sts in outs for st in sts]
         params = sum((st.params_expr for st in steps), sympy.Integer(0))
         train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
@@ -388,8 +389,8 @@ class _Tracer:
             raise TraceError(message, location=loc, hint="with the defaults")
         self.conditions.append(Condition(cond, index, message))
 
-    def check_sizes(self, out_dims: Sequence[_DimInfo], index: int, where: str, loc: Location,
-                    dims: Sequence[_DimInfo]) -> None:
+    def check_sizes(self, out_dims: Sequence[DimInfo], index: int, where: str, loc: Location,
+                    dims: Sequence[DimInfo]) -> None:
         """Every output size stays >= 1: at the defaults now, for other values in __init__."""
         for d in out_dims[1:]:
             free = S.free_symbols(d.expr)
@@ -403,15 +404,15 @@ class _Tracer:
                 self.conditions.append(Condition(sympy.Ge(d.expr, 1), index,
                                                  f"{where} would output nothing"))
 
-    def block_use(self, index: int, use: BlockUse, x: torch.Tensor, dims: list[_DimInfo]
-                  ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+    def block_use(self, index: int, use: BlockUse, x: torch.Tensor, dims: list[DimInfo]
+                  ) -> tuple[torch.Tensor, list[DimInfo], _Step]:
         """A block's class, traced at its first use; each use substitutes its own sizes."""
         block = self.spec.block(use.name)
         assert block is not None  # the parser resolved it
         args = bind_use(block, use, self.values)
         info = self.shared.blocks.get(use.name)
         if info is None:
-            info = trace_block(self, block, dims, args)
+            info = trace_block(self, block, dims, args, use)
             self.shared.blocks[use.name] = info
         elif info.rank != len(dims):
             raise TraceError(
@@ -428,10 +429,10 @@ class _Tracer:
             if i < len(dims) and dims[i].expr == e:
                 out_dims.append(dims[i])
             else:
-                out_dims.append(_DimInfo(e, self.code(e, use.loc)))
+                out_dims.append(DimInfo(e, self.code(e, use.loc)))
         params, train, macs = (S.simplify(self.session, e.xreplace(mapping))
                                for e in (info.params, info.trainable, info.macs))
-        bindings = tuple((name, self.value(S.simplify(self.session, sym.xreplace(mapping))))
+        bindings = tuple((name, self.code(sym.xreplace(mapping), use.loc))
                          for name, sym in info.bound_symbols())
         call_args = [dims[i].code for i in info.size_args]
         call_args += [expr_source(a) for a in use.args]
@@ -443,11 +444,12 @@ class _Tracer:
             trainable_params=self.as_dim(train), macs=self.as_dim(macs), bindings=bindings)
         return torch.empty(self._sizes(out_dims)), out_dims, _Step(traced, params, train, macs)
 
-    def layer(self, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[_DimInfo]
-              ) -> tuple[torch.Tensor, list[_DimInfo], _Step]:
+    def layer(self, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[DimInfo]
+              ) -> tuple[torch.Tensor, list[DimInfo], _Step]:
         """Trace one layer: its output, its conditions, and how the generated code builds it."""
         if (own := seqlayers.trace_hook(self, index, layer, x, dims)) is not None:
-            return own  # seqgen's own layers, and weight_norm=
+            y, out_dims, traced, counts = own  # seqgen's own layers, and weight_norm=
+            return y, out_dims, _Step(traced, *counts)
         cls = resolve_layer(layer)
         before = self.session.specialized()
         args = self.arguments(cls, layer, x, dims)
@@ -490,7 +492,7 @@ class _Tracer:
         return y, out_dims, _Step(traced, n_params, n_train, macs)
 
     def apply_rule(self, index: int, cls: type[nn.Module], layer: LayerSpec, args: _Arguments,
-                   dims: Sequence[_DimInfo]) -> tuple[nn.Module, torch.Tensor]:
+                   dims: Sequence[DimInfo]) -> tuple[nn.Module, torch.Tensor]:
         """Output size from seqgen's own formula; torch checks the layer at the defaults."""
         shape = self._sizes(dims)
         try:
@@ -569,7 +571,7 @@ class _Tracer:
         for pname, node in bound.args.items():
             if pname not in rules.SHAPE_ARGS:
                 continue
-            for ref in _names(node):
+            for ref in expr_names(node):
                 param = self.params.get(ref.id)
                 if param is not None and param.type_name != "int":
                     shown = self.concrete.eval(ref)
@@ -597,8 +599,12 @@ class _Tracer:
         module.eval()
         return module
 
-    def _sizes(self, dims: Sequence[_DimInfo]) -> list[Any]:
+    def _sizes(self, dims: Sequence[DimInfo]) -> list[Any]:
         return [_symint(self, d) for d in dims]
+
+    def symbolic_sizes(self, dims: Sequence[DimInfo]) -> list[Any]:
+        """The SymInts (or ints) of traced dims, for a fake tensor or a shape rule."""
+        return self._sizes(dims)
 
     def _check_specialized(self, before: Mapping[str, str], layer: LayerSpec) -> None:
         after = self.session.specialized()
@@ -615,7 +621,7 @@ class _Tracer:
                     hint=f"write this argument as a number instead of {name}")
 
     def arguments(self, cls: type[nn.Module], layer: LayerSpec, x: torch.Tensor,
-                  dims: Sequence[_DimInfo]) -> _Arguments:
+                  dims: Sequence[DimInfo]) -> _Arguments:
         """The layer's arguments: symbolic values by name, and as source for the generated call."""
         bound = check_arguments(cls, layer, self.concrete, tuple(self.value(d.expr) for d in dims))
         sig = bound.sig
@@ -689,7 +695,7 @@ class _Tracer:
         return module
 
     def out_dims(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 dims: Sequence[_DimInfo], layer: LayerSpec) -> list[_DimInfo]:
+                 dims: Sequence[DimInfo], layer: LayerSpec) -> list[DimInfo]:
         exprs = [S.simplify(self.session, S.expr_of(s)) for s in y.shape]
         if isinstance(module, nn.Flatten) and y.dim() < x.dim():
             start = module.start_dim % x.dim()
@@ -697,13 +703,13 @@ class _Tracer:
             merged = [d for d in dims[start:end + 1] if not (d.expr.is_number and int(d.expr) == 1)]
             product = " * ".join(_factor(d.code) for d in merged) or "1"
             self.check_printed(exprs[start], product, layer.loc)  # hand-built: check it too
-            return list(dims[:start]) + [_DimInfo(exprs[start], product)] + list(dims[end + 1:])
+            return list(dims[:start]) + [DimInfo(exprs[start], product)] + list(dims[end + 1:])
         out = []
         for i, e in enumerate(exprs):
             if y.dim() == x.dim() and e == dims[i].expr:  # unchanged: keep how it was written
                 out.append(dims[i])
             else:
-                out.append(_DimInfo(e, self.code(e, layer.loc)))
+                out.append(DimInfo(e, self.code(e, layer.loc)))
         return out
 
     def test_sizes(self, constraints: Sequence[Constraint]
@@ -765,9 +771,9 @@ def spec_names(nodes: Sequence[Node]) -> set[str]:
             used.add(node.count.id)
         elif isinstance(node, (LayerSpec, BlockUse)):
             for e in (*node.args, *(kw.value for kw in node.kwargs)):
-                used.update(n.id for n in _names(e))
+                used.update(n.id for n in expr_names(e))
         elif isinstance(node, MergeSpec) and node.dim is not None:
-            used.update(n.id for n in _names(node.dim))
+            used.update(n.id for n in expr_names(node.dim))
     return used
 
 
@@ -811,22 +817,12 @@ def _probe_points(hints: Mapping[sympy.Symbol, int]) -> list[dict[sympy.Symbol, 
     return points
 
 
-def _names(e: Expr) -> Iterator[Name]:
-    """Every parameter reference inside a spec value."""
-    if isinstance(e, Name):
-        yield e
-    for child in (getattr(e, "operand", None), getattr(e, "left", None),
-                  getattr(e, "right", None), *getattr(e, "items", ())):
-        if child is not None:
-            yield from _names(child)
-
-
 def _factor(code: str) -> str:
     """A dim's code as a factor of a product: `seq_len - 2` needs parentheses, `2 * w` does not."""
     return f"({code})" if re.search(r" (\+|-|//|%) ", code) else code
 
 
-def _symint(tracer: _Tracer, d: _DimInfo) -> Any:
+def _symint(tracer: Tracer, d: DimInfo) -> Any:
     """The SymInt (or int) for a dim expression."""
     if d.expr.is_number:
         return int(d.expr)

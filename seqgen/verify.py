@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .confirm import run_node
+from .confirm import Memo, run_node
 from .errors import TraceError
-from .layers import _first_line, Values
+from .layers import first_line, Values
 from .pysource import evaluate_source
 from .spec import Constraint, TracedModel, TracedNode
 
@@ -95,6 +95,7 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
         if _numel(got) > MAX_NUMEL:
             raise _TooLarge
 
+    memo: Memo = {}  # a block used again with the same values is checked once per point
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x = torch.empty(shape, dtype=torch.int64 if traced.spec.input_dtype == "long"
@@ -102,13 +103,13 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
         for layer in traced.layers:
             try:
                 with torch.no_grad():
-                    _, x = run_node(layer, env, x, blocks, visit)
+                    _, x = run_node(layer, env, x, blocks, visit, memo)
             except _TooLarge:
                 return False
             except TraceError:
                 raise
             except Exception as e:
-                raise _mismatch(layer, point, f"torch rejects it there: {_first_line(e)}") from e
+                raise _mismatch(layer, point, f"torch rejects it there: {first_line(e)}") from e
     return True
 
 

@@ -11,6 +11,7 @@ import itertools
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -228,12 +229,76 @@ def plausible_specs(draw: st.DrawFn) -> str:
     return "\n".join(lines)
 
 
+TREE_LAYERS = ["conv2d {c} k=3 p=1", "conv2d {c} k=1", "conv2d {c} k=k p=k // 2", "maxpool2d 2",
+               "avgpool2d 3 s=1 p=1", "relu", "relu inplace=True", "batchnorm2d", "identity",
+               "convtranspose2d {c} k=2 s=2", "adaptiveavgpool2d 1", "sigmoid",
+               "upsample scale_factor=2", "linear {c}", "flatten", "conv1d {c} k=3",
+               "dropout 0.1", "groupnorm 2"]
+MERGE_WORDS = ["residual:", "concat:", "concat dim=2:", "concat dim=0:", "add:", "multiply:"]
+
+
+IMAGE_LAYERS = ["conv2d {c} k=3 p=1", "conv2d {c} k=1", "conv2d {c} k=k p=k // 2",
+                "maxpool2d 2", "avgpool2d 3 s=1 p=1", "relu", "batchnorm2d", "identity",
+                "convtranspose2d {c} k=2 s=2", "adaptiveavgpool2d 1", "sigmoid",
+                "upsample scale_factor=2", "conv2d {c} k=3 s=2 p=1", "dropout 0.1"]
+CLEAN_MERGES = ["residual:", "concat:", "concat dim=2:", "add:", "multiply:"]
+
+
+@st.composite
+def tree_nodes(draw: st.DrawFn, depth: int, indent: str, sizes: list[str],
+               blocks: list[str], clean: bool = False) -> list[str]:
+    """Lines of a stack: layers, block uses and merges (nested up to depth 2)."""
+    lines: list[str] = []
+    vocabulary = IMAGE_LAYERS if clean else TREE_LAYERS
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.integers(0, 6))
+        if kind <= 3 or depth >= 2:
+            lines.append(indent + draw(st.sampled_from(vocabulary)).format(
+                c=draw(st.sampled_from(sizes))))
+        elif kind == 4 and blocks:
+            lines.append(indent + f"{draw(st.sampled_from(blocks))} {draw(st.sampled_from(sizes))}")
+        else:
+            word = draw(st.sampled_from(CLEAN_MERGES if clean else MERGE_WORDS))
+            lines.append(indent + word)
+            inner = indent + "    "
+            if word == "residual:":
+                lines += draw(tree_nodes(depth + 1, inner, sizes, blocks, clean))
+                if draw(st.booleans()):
+                    lines.append(indent + "shortcut:")
+                    lines += draw(tree_nodes(depth + 1, inner, sizes, blocks, clean))
+            else:
+                for _ in range(draw(st.integers(2 if clean else 1, 3))):
+                    lines.append(inner + "branch:")
+                    lines += draw(tree_nodes(depth + 1, inner + "    ", sizes, blocks, clean))
+    return lines
+
+
+@st.composite
+def tree_specs(draw: st.DrawFn, clean: bool = False) -> str:
+    """Specs of the v2 language: blocks, merges and (unless `clean`) their misuse, sizes often
+    symbolic. Clean specs are images through layers that keep the rank."""
+    inputs = ["3x16x16", "(3, h=16, w=16)"] if clean else \
+        ["3x16x16", "(3, h=16, w=16)", "(8, L=20)", "(16,)", "2x8x8x8"]
+    lines = ["model Net(c=4, k=3, n=2)", "input " + draw(st.sampled_from(inputs))]
+    blocks: list[str] = []
+    for name in draw(st.lists(st.sampled_from(["B", "Down", "Gate"]), unique=True, max_size=2)):
+        params = draw(st.sampled_from(["(out)", "(out, s=1)", "", "(out: int)"]))
+        lines.append(f"block {name}{params}:")
+        sizes = ["out", "in_channels", "2", "out * 2"] if "out" in params else ["4", "in_channels"]
+        lines += draw(tree_nodes(1, "    ", sizes, list(blocks), clean))
+        blocks.append(name if "out" in params else f"{name} #")
+    lines += draw(tree_nodes(0, "", ["c", "4", "8", "c * 2", "n"], blocks, clean))
+    return "\n".join(lines)
+
+
 @st.composite
 def spec_texts(draw: st.DrawFn) -> str:
     """Text that looks like a spec: a header, layer lines, repeat blocks, comments, noise."""
-    kind = draw(st.integers(0, 11))
+    kind = draw(st.integers(0, 13))
     if kind == 0:
         return draw(st.text(max_size=80))
+    if kind >= 12:
+        return draw(tree_specs())
     if kind >= 10:
         return draw(plausible_specs())
     noisy = kind <= 4  # else only well-formed tokens: more specs get through to the tracer
@@ -252,7 +317,11 @@ def spec_texts(draw: st.DrawFn) -> str:
         elif choice <= 10:
             line = draw(token_lines())
         elif choice == 11:
-            line = f"repeat {draw(st.sampled_from(['2', '1', '0', '3', 'two', '10001', '2.5']))}:"
+            line = draw(st.one_of(
+                st.sampled_from(['2', '1', '0', '3', 'two', '10001', '2.5']).map(
+                    lambda n: f"repeat {n}:"),
+                st.sampled_from(MERGE_WORDS + ["branch:", "shortcut:", "block B(c):", "block B:",
+                                               "block Conv2d(c):", "B 4", "B"])))
         elif choice == 12:
             line = draw(comments if noisy else printable.map(lambda t: "# " + t))
         elif choice == 13:
@@ -260,7 +329,7 @@ def spec_texts(draw: st.DrawFn) -> str:
         else:
             line = draw(st.sampled_from(["model M", "input 3x8x8", "input (n=8,)", "flatten"]))
         lines.append(indent + line)
-        if line.startswith("repeat"):
+        if line.endswith(":"):
             indent += draw(st.sampled_from(["  ", "  ", "    ", " ", "\t" if noisy else " "]))
         elif indent and draw(st.integers(0, 3)) == 0:
             indent = indent[: draw(st.integers(0, len(indent)))]
@@ -358,6 +427,28 @@ PARSER_CRASHERS = {
 }
 
 
+@settings(max_examples=120, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(tree_specs())
+def test_blocks_and_merges_trace_to_a_result_or_a_located_error(text: str) -> None:
+    event(_tolerating_known_bugs(text))
+
+
+@settings(max_examples=12, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(tree_specs(clean=True))
+def test_generated_trees_agree_with_torch_at_other_values(tmp_path: Path, text: str) -> None:
+    """fuzz/trees.py's check, bounded: generated code vs a real forward at accepted values."""
+    import random
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
+    from trees import check
+
+    with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
+        event(check(text, Path(tmp), random.Random(text)).split(" ")[0])
+
+
 @pytest.mark.parametrize("text", PARSER_CRASHERS.values(), ids=PARSER_CRASHERS.keys())
 def test_parser_crashers_are_syntax_errors(text: str) -> None:
     assert check_contract(text) == "syntax error"
@@ -367,15 +458,15 @@ TRACE_CRASHERS = {
     # AssertionError from torch's ShapeEnv.create_symbol: an int parameter's default becomes the
     # hint of a symbol, which torch assumes is positive.
     "negative int parameter": "model M(a=-5)\ninput (3,)\nlinear a",
-    # TypeError from torch.empty in _Tracer.run: input sizes are not checked against int64.
+    # TypeError from torch.empty in Tracer.run: input sizes are not checked against int64.
     "input dim beyond int64": "input 99999999999999999999999\nlinear 2",
-    # ValueError from str() of a >4300-digit int in _symbolic._emit (via _Tracer.code).
+    # ValueError from str() of a >4300-digit int in _symbolic._emit (via Tracer.code).
     "input dim product over 4300 digits":
         "input (" + "9" * 4000 + " * " + "9" * 4000 + ",)\nlinear 2",
     # ZeroDivisionError from torch's SymInt floordiv in _Values.eval: the `right == 0` check
     # does not catch a parameter whose default is 0.
     "division by a zero parameter": "model M(a=0)\ninput (4,)\nlinear 4//a",
-    # ZeroDivisionError from _symbolic.evaluate in _Tracer._minimum, which tries n=1 where the
+    # ZeroDivisionError from _symbolic.evaluate in Tracer._minimum, which tries n=1 where the
     # size `n // 4` it divides by is 0.
     "minimum search divides by zero": "input (n=12,)\nunflatten 1 (-1, 4)",
 }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE_SPECS
+from conftest import EXAMPLE_SPECS, EXAMPLES
 from seqgen.api import load, trace_spec
 from seqgen.dsl import parse
 from seqgen.errors import SeqgenError, TraceError
@@ -30,15 +30,15 @@ def test_examples_fake_trace_matches_real_cpu_forward(spec_path: Path) -> None:
 
 
 def test_seed_examples_generate_the_expected_calls() -> None:
-    cnn = trace_spec(load(str(EXAMPLE_SPECS[0]))[1])
+    cnn = trace_spec(load(str(EXAMPLES / "cnn.seq"))[1])
     calls = [l.call for l in cnn.layers]
     assert "nn.Linear(32 * 8 * 8, 128)" in calls
     assert calls[0] == "nn.Conv2d(3, 16, kernel_size=3, padding=1)"
     assert calls[-1] == "nn.Linear(128, num_classes)"
     assert cnn.total_params.value == 268650
-    simple = trace_spec(load(str(EXAMPLE_SPECS[1]))[1])
+    simple = trace_spec(load(str(EXAMPLES / "simple_classifier.seq"))[1])
     assert simple.layers[0].call == "nn.Linear(input_size, hidden_size)"
-    variable = trace_spec(load(str(EXAMPLE_SPECS[2]))[1])
+    variable = trace_spec(load(str(EXAMPLES / "variable_input.seq"))[1])
     assert variable.layers[-1].call == "nn.Linear(16 * (seq_len - 2), 10)"
     assert [(c.symbol, c.minimum) for c in variable.constraints] == [("seq_len", 3)]
 
