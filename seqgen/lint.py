@@ -165,13 +165,22 @@ def _matches(code: str | None, ignored: tuple[str, ...]) -> bool:
     return not ignored or (code is not None and any(c in code.split() for c in ignored))
 
 
+def _closest(code: str, known: set[str]) -> list[str]:
+    """The known code most like `code`, the lowest one on a tie (`W01`: W001, not W011)."""
+    close = difflib.get_close_matches(code, sorted(known), n=len(known))
+    if not close:
+        return []
+    score = difflib.SequenceMatcher(None, code, close[0]).ratio()
+    return [min(c for c in close if difflib.SequenceMatcher(None, code, c).ratio() == score)]
+
+
 def _unknown_ignores(traced: TracedModel) -> list[Diagnostic]:
     known = {part for code in CODES for part in code.split()}
     out = []
     for loc, codes in traced.spec.ignores:
         for code in codes:
             if code not in known:
-                close = difflib.get_close_matches(code, sorted(known), n=1)
+                close = _closest(code, known)
                 hint = f"did you mean {close[0]!r}?" if close else \
                     f"codes are {', '.join(c.split()[0] for c in CODES)} or their names"
                 out.append(Diagnostic("warning", f"`# seqgen: ignore` names an unknown warning "

@@ -58,7 +58,7 @@ def test_help_does_not_import_torch() -> None:
 @pytest.mark.parametrize("spec_text, message", [
     ("input 3x8x8\nconv2d 16 k=\n", "bad.seq:2:12: error: dangling '='"),
     ("input 3x8x8\nconv2d 4 kernal_size=3\n", "did you mean 'kernel_size'?"),
-    ("input 8\nlstm 4\n", "LSTM returns a tuple"),
+    ("input 8\nlstm 4\n", "lstm returns a tuple (output, state), so it needs take="),
     ("", "the spec is empty"),
 ])
 def test_spec_errors_exit_1_without_traceback_and_write_nothing(

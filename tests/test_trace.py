@@ -77,7 +77,7 @@ def test_explicit_inferred_size_is_checked() -> None:
     ("input 3x8x8\nconv2D 4 3\nrelux", "unknown layer 'relux'", "did you mean 'relu"),
     ("input 3x8x8\nconv2d 4 kernal_size=3", "conv2d has no argument 'kernal_size'",
      "did you mean 'kernel_size'?"),
-    ("input 8\nlstm 16", "LSTM returns a tuple", "nn.Sequential"),
+    ("input 8\nlstm 16", "so it needs take=", "take= must be 'all'"),
     ("input 8\nmultiheadattention 8 2", "MultiheadAttention takes query", None),
     ("input 8\ncrossentropyloss", "loss function", "training loop"),
     ("input 8\nlazylinear 4", "infers its size", "use `linear`"),
