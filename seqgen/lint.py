@@ -25,9 +25,10 @@ UNUSED_PARAMETER = "W008 unused-parameter"  # raised by the trace
 HUGE_LAYER = "W009 huge-layer"  # raised by the trace
 UNUSED_BLOCK = "W010 unused-block"
 BIDIRECTIONAL_LAST = "W011 bidirectional-take-last"
+RECURRENT_DROPOUT = "W012 recurrent-dropout-one-layer"
 CODES = (SOFTMAX_BEFORE_LOSS, LINEAR_BEFORE_FLATTEN, BIAS_BEFORE_BATCHNORM, DROPOUT_LAST,
          SPATIAL_SIZE_ONE, SOFTMAX_WITHOUT_DIM, UNKNOWN_IGNORE, UNUSED_PARAMETER, HUGE_LAYER,
-         UNUSED_BLOCK, BIDIRECTIONAL_LAST)
+         UNUSED_BLOCK, BIDIRECTIONAL_LAST, RECURRENT_DROPOUT)
 # After these, a tensor is a sequence (N, L, E): a linear on its last dim is meant (per step)
 _SEQUENCE = frozenset({"Embedding", "RNN", "LSTM", "GRU", "TransformerEncoderLayer", "Transpose",
                        "Permute", "ClsToken", "PosEmbedding", "PosEncoding"})
@@ -116,6 +117,10 @@ def _stack_checks(first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...],
                                     "direction's last step has read one element only",
                              "take=hidden keeps both directions' final states, each of which "
                              "has read the whole sequence", BIDIRECTIONAL_LAST))
+        if _dropout_one_layer(layer):
+            out.append(_warn(layer, f"{name}'s dropout acts between its layers, and it has one: "
+                                    "the dropout does nothing", "add num_layers=2 or more, or "
+                                    "a `dropout` line after it", RECURRENT_DROPOUT))
         if name == "Linear" and rank_in > 2 and not sequence and (
                 prev is None or any(k in prev.class_name for k in _SPATIAL)
                 or prev.class_name in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU")):
@@ -159,6 +164,17 @@ def _bidirectional_last(layer: TracedLayer) -> bool:
         return False
     kwargs = {kw.name: getattr(kw.value, "value", None) for kw in layer.spec.kwargs}
     return kwargs.get("bidirectional") is True and kwargs.get("take") == "last"
+
+
+def _dropout_one_layer(layer: TracedLayer) -> bool:
+    """`lstm 64 dropout=0.5 take=last`: a literal dropout > 0 with one layer."""
+    if layer.class_name not in ("RNN", "LSTM", "GRU"):
+        return False
+    kwargs = {kw.name: kw.value for kw in layer.spec.kwargs}
+    dropout, layers = kwargs.get("dropout"), kwargs.get("num_layers")
+    p = getattr(dropout, "value", None)
+    one = layers is None or getattr(layers, "value", None) == 1
+    return isinstance(p, (int, float)) and not isinstance(p, bool) and p > 0 and one
 
 
 def _matches(code: str | None, ignored: tuple[str, ...]) -> bool:

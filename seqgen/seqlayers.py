@@ -12,6 +12,7 @@ layer is handled here too: the layer is traced as usual, then wrapped and recoun
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,8 @@ class SeqOp:
     shape_hint: str = ""  # what a wrong-rank input should become
 
 
-_RECURRENT_KW = ("num_layers", "bias", "batch_first", "dropout", "bidirectional", "take")
+_RECURRENT_KW = ("num_layers", "bias", "batch_first", "dropout", "bidirectional", "take",
+                 "input_size")
 _REDUCE = SeqOp(("dim",), ("keepdim",), ("dim",))
 _SEQ3 = "(N, L, E): a batch of sequences of E features"
 OPS: dict[str, SeqOp] = {
@@ -70,7 +72,8 @@ OPS: dict[str, SeqOp] = {
                  helper="RecurrentOutput", rank=3, shape_hint=_SEQ3),
     "transformerencoderlayer": SeqOp(
         ("nhead",), ("dim_feedforward", "dropout", "activation", "layer_norm_eps", "batch_first",
-                     "norm_first", "bias"), ("nhead",), torch_class="TransformerEncoderLayer",
+                     "norm_first", "bias", "d_model"), ("nhead",),
+        torch_class="TransformerEncoderLayer",
         rank=3, shape_hint=_SEQ3),
     "permute": SeqOp(var_positional="dims", helper="Permute"),
     "transpose": SeqOp(("dim0", "dim1"), (), ("dim0", "dim1"), helper="Transpose"),
@@ -86,6 +89,7 @@ OPS: dict[str, SeqOp] = {
     "pos_encoding": SeqOp((), ("max_len",), helper="PosEncoding", rank=3, shape_hint=_SEQ3),
 }
 WEIGHT_NORM = "weight_norm"
+INFERRED_LAST = ("input_size", "d_model")  # sizes seqgen reads from the last input dim
 # torch layers weight_norm may wrap, and which size its weight_g adds (NOTES-seq.md)
 _NORMED = {"Linear": "out", "Conv1d": "out", "Conv2d": "out", "Conv3d": "out",
            "ConvTranspose1d": "in", "ConvTranspose2d": "in", "ConvTranspose3d": "in"}
@@ -218,7 +222,7 @@ def _trace_op(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: li
     name = _label(layer)
     op = OPS[name]
     title = op.torch_class or op.helper or name
-    nodes = bind(layer)
+    nodes = _check_inferred(t, name, bind(layer), dims)
     values = {k: (tuple(t.values.eval(e) for e in v) if isinstance(v, tuple) else
                   t.values.eval(v)) for k, v in nodes.items()}
     shape = t.symbolic_sizes(dims)
@@ -266,7 +270,8 @@ def _trace_op(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: li
     # torch itself builds and runs the layer at the sample values (meta: nothing allocated)
     hint_shape = tuple(t.value(d.expr) for d in dims)
     want = tuple(t.value(d.expr) for d in out_dims)
-    with S.real_tensors(), torch.device("meta"):
+    with S.real_tensors(), torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's dropout-with-one-layer note is lint W012
         try:
             module = build(layer, t.concrete, hint_shape)
             y = module.eval()(torch.empty(hint_shape, dtype=x.dtype))
@@ -285,6 +290,25 @@ def _trace_op(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: li
     out_dtype = x.dtype if name != "embedding" else torch.float32
     y_fake = torch.empty(t.symbolic_sizes(out_dims), dtype=out_dtype)
     return y_fake, out_dims, traced, (count_e, count_e, macs_e)
+
+
+def _check_inferred(t: Tracer, name: str, nodes: dict[str, Any], dims: list[DimInfo]
+                    ) -> dict[str, Any]:
+    """A written input_size= / d_model= must be the last input dim; seqgen writes its own."""
+    for key in INFERRED_LAST:
+        given = nodes.pop(key, None)
+        if given is None:
+            continue
+        last = dims[-1]
+        value = t.values.eval(given)
+        if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)) or \
+                t.value(S.expr_of(value)) != t.value(last.expr):
+            got = str(t.value(last.expr))
+            shown = got if last.code == got else f"{got} ({last.code})"
+            raise TraceError(f"{key}={expr_source(given)} disagrees with the traced input: {name} "
+                             f"receives {shown} features",
+                             location=given.loc, hint=f"remove {key}=...; seqgen infers it")
+    return nodes
 
 
 def _traced_layer(t: Tracer, index: int, layer: LayerSpec, title: str, call: str, op: SeqOp,
@@ -402,7 +426,7 @@ def build(layer: LayerSpec, values: Values, in_shape: tuple[int, ...]) -> nn.Mod
     name = _label(layer)
     op = OPS[name]
     v = {k: (tuple(values.eval(i) for i in n) if isinstance(n, tuple) else values.eval(n))
-         for k, n in bind(layer).items()}
+         for k, n in bind(layer).items() if k not in INFERRED_LAST}
     last = in_shape[-1]
     if name == "embedding":
         return nn.Embedding(**v)

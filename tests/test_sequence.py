@@ -294,3 +294,37 @@ def test_generated_token_tests_sample_below_the_vocabulary(tmp_path: Path) -> No
     _generate(BILSTM, tmp_path, "tok")
     test_text = (tmp_path / "test_tok.py").read_text()
     assert "torch.randint(0, vocab, shape, device=device)" in test_text
+
+
+def test_written_input_size_and_d_model_are_checked() -> None:
+    text = ("model M(e=8)\ninput (seq_len=6, e)\ntransformerencoderlayer d_model=e nhead=2\n"
+            "lstm input_size=e hidden_size=4 take=last\n")
+    model = trace_spec(parse(text, "t.seq"))
+    assert [layer.call for layer in model.layers] == [
+        "nn.TransformerEncoderLayer(e, 2, batch_first=True)",
+        "RecurrentOutput(nn.LSTM(e, 4, batch_first=True), take='last')"]
+    with pytest.raises(SeqgenError, match="input_size=7 disagrees with the traced input"):
+        trace_spec(parse("input 6x8\nlstm 4 input_size=7 take=last\n", "t.seq"))
+
+
+def test_reductions_over_several_dims() -> None:
+    model = trace_spec(parse("input 3x4x5\nmean (1, 2)\n", "t.seq"))
+    assert model.layers[0].call == "Mean((1, 2))"
+    assert [d.value for d in model.out_shape] == [2, 5]
+
+
+@pytest.mark.parametrize("text, code", [
+    ("input 6x4\nlstm 8 bidirectional=True take=last\nlinear 2\n", "W011"),
+    ("input 6x4\ngru 8 dropout=0.3 take=hidden\nlinear 2\n", "W012"),
+])
+def test_sequence_lints(text: str, code: str) -> None:
+    from seqgen.lint import lint
+
+    assert [d.code.split()[0] for d in lint(trace_spec(parse(text, "t.seq")))] == [code]
+
+
+def test_per_step_linear_in_a_sequence_model_is_not_linear_before_flatten() -> None:
+    from seqgen.lint import lint
+
+    text = "input (seq_len=6) dtype=long\nembedding 10 8\nlayernorm\nlinear 4\nrelu\nlinear 2\n"
+    assert lint(trace_spec(parse(text, "t.seq"))) == []
