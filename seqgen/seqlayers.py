@@ -262,10 +262,10 @@ def _trace_op(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: li
             continue
         t.conditions.append(Condition(c.condition, index, f"{where}: {c.message(t.show)}"))
     out_dims = []
-    for s in outcome.shape:
-        e = S.simplify(t.session, S.expr_of(s))
-        same = next((d for d in dims if d.expr == e), None)
-        out_dims.append(same if same is not None else DimInfo(e, t.code(e, layer.loc)))
+    for size in outcome.shape:
+        expr = S.simplify(t.session, S.expr_of(size))
+        same = next((d for d in dims if d.expr == expr), None)
+        out_dims.append(same if same is not None else DimInfo(expr, t.code(expr, layer.loc)))
     t.check_sizes(out_dims, index, where, layer.loc, dims)
     # torch itself builds and runs the layer at the sample values (meta: nothing allocated)
     hint_shape = tuple(t.value(d.expr) for d in dims)
@@ -392,8 +392,8 @@ def _call(name: str, nodes: Mapping[str, Any], dims: Sequence[Any]) -> str:
     """The generated constructor call, from the spec's values (via expr_source) and the
     traced sizes."""
     op = OPS[name]
-    src = {k: (tuple(expr_source(i) for i in v) if isinstance(v, tuple) else expr_source(v))
-           for k, v in nodes.items()}
+    src: dict[str, Any] = {k: (tuple(expr_source(i) for i in v) if isinstance(v, tuple)
+                               else expr_source(v)) for k, v in nodes.items()}
 
     def kwargs(skip: Sequence[str]) -> list[str]:
         return [f"{k}={s}" for k, s in src.items() if k not in skip]
@@ -425,8 +425,9 @@ def build(layer: LayerSpec, values: Values, in_shape: tuple[int, ...]) -> nn.Mod
     """The layer for real from concrete values (on the current default device)."""
     name = _label(layer)
     op = OPS[name]
-    v = {k: (tuple(values.eval(i) for i in n) if isinstance(n, tuple) else values.eval(n))
-         for k, n in bind(layer).items() if k not in INFERRED_LAST}
+    v: dict[str, Any] = {k: (tuple(values.eval(i) for i in n) if isinstance(n, tuple)
+                             else values.eval(n))
+                         for k, n in bind(layer).items() if k not in INFERRED_LAST}
     last = in_shape[-1]
     if name == "embedding":
         return nn.Embedding(**v)
@@ -438,7 +439,7 @@ def build(layer: LayerSpec, values: Values, in_shape: tuple[int, ...]) -> nn.Mod
     if name == "transformerencoderlayer":
         v.pop("batch_first", None)
         return nn.TransformerEncoderLayer(last, batch_first=True, **v)
-    cls = getattr(runtime, op.helper or "")
+    cls: type[nn.Module] = getattr(runtime, op.helper or "")
     if name == "permute":
         return cls(*v["dims"])
     if name == "cls_token":
