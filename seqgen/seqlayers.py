@@ -126,9 +126,14 @@ def bind(layer: LayerSpec) -> dict[str, Any]:
         for i, value in enumerate(layer.args):
             if i >= len(op.positional):
                 takes = ", ".join(op.positional) or "no positional arguments"
+                hint = f"{name} takes: {takes}" + _inferred_note(name)
+                if _inferred_note(name) and len(layer.args) == len(op.positional) + 1:
+                    rest = " ".join(expr_source(a) for a in layer.args[1:]) + (
+                        " ..." if layer.kwargs else "")
+                    hint = (f"seqgen infers {_INFERRED_FIRST[name]}: don't write it; did you "
+                            f"mean `{name} {rest}`?")
                 raise TraceError(f"{name} takes {len(op.positional)} positional argument(s), got "
-                                 f"{len(layer.args)}", location=value.loc,
-                                 hint=f"{name} takes: {takes}" + _inferred_note(name))
+                                 f"{len(layer.args)}", location=value.loc, hint=hint)
             args[op.positional[i]] = value
     accepted = (*op.positional, *op.keywords)
     for kw in layer.kwargs:
@@ -162,6 +167,10 @@ def bind(layer: LayerSpec) -> dict[str, Any]:
                              "batch first, and it writes batch_first=True itself",
                              location=value.loc, hint="remove batch_first=...")
     return args
+
+
+_INFERRED_FIRST = {"rnn": "input_size", "lstm": "input_size", "gru": "input_size",
+                   "transformerencoderlayer": "d_model"}
 
 
 def _inferred_note(name: str) -> str:
