@@ -48,7 +48,7 @@ REFUSED: dict[str, str] = {
     "MaxUnpool2d": "needs the indices of a MaxPool2d as a second input",
     "MaxUnpool3d": "needs the indices of a MaxPool3d as a second input",
     "AdaptiveLogSoftmaxWithLoss": "takes inputs and targets and returns a named tuple",
-    "EmbeddingBag": "expects integer indices, and seqgen's sample input is a float tensor",
+    "EmbeddingBag": "takes bags of indices with offsets; use `embedding` then `mean 1` or `sum 1`",
     "Module": "is the base class of all layers",
     "Container": "is a container",
     "Sequential": "is a container: list its layers directly",

@@ -29,6 +29,10 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
         cls = resolve_layer(layer)
     except TraceError as e:
         block = next((b for b in blocks if b.name.lower() == layer.name.lower()), None)
+        own = seqlayers.close_name(layer.name)
+        if block is None and own is not None and "unknown layer" in e.diagnostic.message:
+            raise TraceError(e.diagnostic.message, location=layer.loc,
+                             hint=f"did you mean {own!r}?") from e
         if block is None:
             raise
         raise TraceError(f"unknown layer {layer.name!r}", location=layer.loc,

@@ -100,6 +100,12 @@ def is_seq_layer(layer: LayerSpec) -> bool:
     return layer.name.lower() in OPS
 
 
+def close_name(name: str) -> str | None:
+    """One of seqgen's own layer names that `name` is probably a typo of (`permut`, `clstoken`)."""
+    close = difflib.get_close_matches(name.lower(), sorted(OPS), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def op_names() -> list[str]:
     """The layer names this module adds."""
     return sorted(OPS)
