@@ -116,6 +116,12 @@ def embedding(num_embeddings: Size, embedding_dim: Size, shape: Sequence[Size], 
         if not _is_int(padding_idx):
             raise RuleError(f"padding_idx must be a whole number or None, got {padding_idx!r}")
         n, p = _expr(num_embeddings), _expr(padding_idx)
+        if isinstance(padding_idx, int):  # one bound: 0 needs n >= 1, 5 needs 6, -2 needs 2
+            low = padding_idx + 1 if padding_idx >= 0 else -padding_idx
+            if low > 1:
+                checks.need(sympy.Ge(n, low), f"num_embeddings ({{}}) must be at least {low} to "
+                            f"hold padding_idx {padding_idx}", num_embeddings)
+            return Outcome((*shape, embedding_dim), tuple(checks.items))
         checks.need(sympy.And(sympy.Ge(p, -n), sympy.Lt(p, n)),
                     "padding_idx ({}) must be within num_embeddings ({}): from -{} to {} - 1",
                     padding_idx, num_embeddings, num_embeddings, num_embeddings)
