@@ -337,6 +337,7 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
                "input_shape": _tuple_source(["batch", *map(str, b.first_input)]),
                "output_shape": _tuple_source(["batch", *map(str, b.first_output)]),
                "batches": repr(_batches([b.layers])),
+               "param_count": b.total_params.value,
                "test_name": f"test_block_{_snake(b.class_name)}_at_its_first_use"}
               for b in traced.blocks]
     return {
