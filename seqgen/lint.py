@@ -103,9 +103,8 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
 def _stack_checks(first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...],
                   top: bool) -> list[Diagnostic]:
     out: list[Diagnostic] = []
-    sequence = False  # a sequence layer came before, in this stack
+    sequence = _sequence_model(layers)  # (N, L, E): a linear per step is meant
     for i, layer in enumerate(layers):
-        sequence = sequence or (i > 0 and layers[i - 1].class_name in _SEQUENCE)
         prev = layers[i - 1] if i else None
         in_shape = prev.out_shape if prev else first_shape
         if not isinstance(layer, TracedLayer) or layer.body:
@@ -156,6 +155,19 @@ def _stack_checks(first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...],
                                     "layers", "use a larger input or fewer downsampling layers",
                              SPATIAL_SIZE_ONE))
     return out
+
+
+def _sequence_model(nodes: tuple[TracedNode, ...]) -> bool:
+    """Whether a stack holds a sequence layer (an embedding, rnn, transformer layer, ...), in
+    loops and merges too."""
+    for node in nodes:
+        if node.class_name in _SEQUENCE:
+            return True
+        if isinstance(node, TracedMerge) and any(_sequence_model(b) for b in node.branches):
+            return True
+        if isinstance(node, TracedLayer) and node.body and _sequence_model(node.body):
+            return True
+    return False
 
 
 def _bidirectional_last(layer: TracedLayer) -> bool:

@@ -328,3 +328,30 @@ def test_per_step_linear_in_a_sequence_model_is_not_linear_before_flatten() -> N
 
     text = "input (seq_len=6) dtype=long\nembedding 10 8\nlayernorm\nlinear 4\nrelu\nlinear 2\n"
     assert lint(trace_spec(parse(text, "t.seq"))) == []
+
+
+def test_time_series_transformer_and_speech_models_count_like_torch() -> None:
+    from seqgen.lint import lint
+
+    ts = trace_spec(parse(
+        "model TS(features=8, d=64, heads=4, layers=3, horizon=24)\ninput (steps=96, features)\n"
+        "linear d\nscale 8.0\npos_encoding max_len=512\nrepeat layers:\n"
+        "    transformerencoderlayer nhead=heads dim_feedforward=4 * d dropout=0.1\n"
+        "mean 1\nlinear horizon\n", "ts.seq"))
+    layer = nn.TransformerEncoderLayer(64, 4, 256, batch_first=True)
+    ref = nn.ModuleList([nn.Linear(8, 64), nn.TransformerEncoder(layer, 3,
+                                                                 enable_nested_tensor=False),
+                         nn.Linear(64, 24)])
+    assert ts.total_params.value == _count(ref)
+    assert [d.code for d in ts.out_shape] == ["N", "horizon"]
+    assert lint(ts) == []  # a linear on (N, steps, features) is per step here
+    speech = trace_spec(parse(
+        "model Speech(n_mels=64, hidden=128, tokens=29)\ninput (1, n_mels, frames=200)\n"
+        "conv2d 32 3 p=1 bias=False\nbatchnorm2d\nrelu\nmaxpool2d (2, 1)\npermute 0 3 1 2\n"
+        "flatten 2\ngru hidden num_layers=2 bidirectional=True take=all\nlinear tokens\n",
+        "speech.seq"))
+    ref = nn.ModuleList([nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32),
+                         nn.GRU(32 * 32, 128, num_layers=2, bidirectional=True),
+                         nn.Linear(256, 29)])
+    assert speech.total_params.value == _count(ref)
+    assert [d.code for d in speech.out_shape] == ["N", "frames", "tokens"]
