@@ -15,18 +15,29 @@ from typing import TYPE_CHECKING, Any
 import sympy
 import torch
 
-from . import _symbolic as S
+from . import symbolic as S
 from .constraints import derive
-from .dsl import input_names
+from .dsl import ALL_INPUT_NAMES, input_names
 from .errors import Diagnostic, SeqgenError, TraceError
-from .exprs import expr_source
 from .failures import shape_text
 from .layers import Values
 from .lint import UNUSED_PARAMETER
-from .spec import BlockArg, BlockDef, BlockUse, Expr, TracedBlock, expr_names, walk
+from .spec import (
+    BlockArg,
+    BlockDef,
+    BlockUse,
+    Expr,
+    TracedBlock,
+    called_names,
+    expr_names,
+    spec_names,
+    walk,
+)
+
+from .scope import DimInfo
 
 if TYPE_CHECKING:  # the tracer passes itself in; importing it here would be circular
-    from .trace import DimInfo, Tracer
+    from .trace import Tracer
 
 PARAM_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
 
@@ -98,8 +109,6 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
 
 def _check_input_names(block: BlockDef, rank: int) -> None:
     """An input-size name the block reads must exist for the rank it is used at."""
-    from .dsl import ALL_INPUT_NAMES
-
     have = input_names(rank)
     for node in walk(block.body):
         exprs = [*getattr(node, "args", ()), *(kw.value for kw in getattr(node, "kwargs", ()))]
@@ -116,7 +125,6 @@ def _check_input_names(block: BlockDef, rank: int) -> None:
 def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
                 args: BlockArgs, use: BlockUse) -> BlockInfo:
     """Trace `block`'s body once, its symbols hinted by this (first) use."""
-    from .trace import DimInfo  # the tracer's own record of a dim
 
     rank = len(dims)
     session = parent.session
@@ -158,8 +166,6 @@ def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
         hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
         raise type(e)(e.diagnostic.message, location=e.location, hint=hint) from e
     layers = tuple(st.traced for st in steps)
-    from .trace import called_names, spec_names
-
     called = called_names(layers)
     names = input_names(rank)
     size_args = tuple(i for i, name in enumerate(names, start=1) if name in called)

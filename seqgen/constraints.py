@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 import sympy
-from . import _symbolic as S
+from . import symbolic as S
 from .spec import Constraint
 
 LOWEST = -(2**40)  # where the search for a lower bound starts (sizes go up to 2**40)

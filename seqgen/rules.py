@@ -23,7 +23,7 @@ import sympy
 import torch
 from torch import nn
 
-from . import _symbolic as S
+from . import symbolic as S
 
 Size = Any  # int | torch.SymInt
 

@@ -21,7 +21,7 @@ import sympy
 import torch
 from torch import nn
 
-from . import _symbolic as S
+from . import symbolic as S
 from . import seqrules as R
 from .constraints import Condition, holds
 from .errors import TraceError
@@ -30,11 +30,11 @@ from .failures import shape_text
 from .layers import Values, first_line
 from .rules import NeedsLiteral, Outcome, RankError, RuleError
 from .runtime import sequence as runtime
-from .spec import Const, Dim, Expr, LayerSpec, Str
+from .scope import DimInfo
+from .spec import Const, Expr, LayerSpec, Str, TracedLayer
 
 if TYPE_CHECKING:
-    from .spec import TracedLayer
-    from .trace import DimInfo, Tracer
+    from .trace import Tracer
 
 # What the tracer gets back: the output, its dims, the traced layer, and its parameter,
 # trainable-parameter and mult-add counts as expressions
@@ -232,7 +232,6 @@ def trace_hook(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor,
 
 def _trace_op(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[DimInfo]
               ) -> Traced:
-    from .trace import DimInfo
 
     name = _label(layer)
     op = OPS[name]
@@ -329,8 +328,6 @@ def _check_inferred(t: Tracer, name: str, nodes: dict[str, Any], dims: list[DimI
 def _traced_layer(t: Tracer, index: int, layer: LayerSpec, title: str, call: str, op: SeqOp,
                   out_dims: Sequence[Any], count: sympy.Expr, macs: sympy.Expr,
                   acts: Any) -> Any:
-    from .spec import TracedLayer
-
     return TracedLayer(
         # the whole call as its one "argument": what reads the names a call uses sees them all
         index=index, spec=layer, class_name=title, call_args=(call,), call_kwargs=(),

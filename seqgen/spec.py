@@ -442,3 +442,40 @@ class GeneratedFile:
     path: str
     text: str
     source: str = ""  # the absolute path of the spec it is generated from (checked, not written)
+
+
+def spec_names(nodes: Sequence[Node]) -> set[str]:
+    """The parameter names a stack's values read (repeat counts, arguments, concat dims)."""
+    used: set[str] = set()
+    for node in walk(nodes):
+        if isinstance(node, RepeatSpec):
+            used.add(node.count.id)
+        elif isinstance(node, (LayerSpec, BlockUse)):
+            for e in (*node.args, *(kw.value for kw in node.kwargs)):
+                used.update(n.id for n in expr_names(e))
+        elif isinstance(node, MergeSpec) and node.dim is not None:
+            used.update(n.id for n in expr_names(node.dim))
+    return used
+
+
+def called_names(layers: Sequence[TracedNode]) -> set[str]:
+    """The names the generated constructor calls of a stack read."""
+    called: set[str] = set()
+    for node in layers:
+        if isinstance(node, TracedMerge):
+            for branch in node.branches:
+                called |= called_names(branch)
+            continue
+        if isinstance(node, TracedLayer) and node.repeat is not None:
+            called.add(node.repeat)
+            called |= called_names(node.body)
+            continue
+        for source in (*node.call_args, *(v for _, v in node.call_kwargs)):
+            called |= _identifiers(source)
+    return called
+
+
+def _identifiers(source: str) -> set[str]:
+    import ast
+
+    return {n.id for n in ast.walk(ast.parse(source, mode="eval")) if isinstance(n, ast.Name)}

@@ -19,7 +19,7 @@ from torch import nn
 
 from .confirm import Memo, run_node
 from .errors import TraceError
-from .layers import first_line, Values
+from .layers import first_line
 from .pysource import evaluate_source
 from .spec import Constraint, TracedModel, TracedNode
 

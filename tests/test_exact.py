@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils._sympy import functions as symfn
 
-from seqgen import _symbolic as S
+from seqgen import symbolic as S
 from seqgen.constraints import Condition, derive, holds, monotone
 from seqgen.pysource import NotArithmetic, evaluate_source
 from seqgen.rules import RuleError, apply

@@ -460,13 +460,13 @@ TRACE_CRASHERS = {
     "negative int parameter": "model M(a=-5)\ninput (3,)\nlinear a",
     # TypeError from torch.empty in Tracer.run: input sizes are not checked against int64.
     "input dim beyond int64": "input 99999999999999999999999\nlinear 2",
-    # ValueError from str() of a >4300-digit int in _symbolic._emit (via Tracer.code).
+    # ValueError from str() of a >4300-digit int in symbolic._emit (via Tracer.code).
     "input dim product over 4300 digits":
         "input (" + "9" * 4000 + " * " + "9" * 4000 + ",)\nlinear 2",
     # ZeroDivisionError from torch's SymInt floordiv in _Values.eval: the `right == 0` check
     # does not catch a parameter whose default is 0.
     "division by a zero parameter": "model M(a=0)\ninput (4,)\nlinear 4//a",
-    # ZeroDivisionError from _symbolic.evaluate in Tracer._minimum, which tries n=1 where the
+    # ZeroDivisionError from symbolic.evaluate in Tracer._minimum, which tries n=1 where the
     # size `n // 4` it divides by is 0.
     "minimum search divides by zero": "input (n=12,)\nunflatten 1 (-1, 4)",
 }

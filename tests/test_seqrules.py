@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from seqgen import _symbolic as S
+from seqgen import symbolic as S
 from seqgen import seqrules as R
 from seqgen.rules import NeedsLiteral, Outcome, RankError, RuleError
 from seqgen.runtime import sequence as seq
