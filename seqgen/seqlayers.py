@@ -3,7 +3,7 @@
 Embeddings, recurrent layers, transformer encoder layers and the tensor ops of
 seqgen/runtime/sequence.py are not traced by building torch modules on symbolic sizes (torch
 refuses SymInt sizes for RNNs, specialises the sequence length, and cannot build a transformer
-layer on a symbolic d_model: NOTES-seq.md). Each line here is bound by its own small signature,
+layer on a symbolic d_model: docs/torch-facts-sequence-layers.md). Each line here is bound by its own small signature,
 its output shape and parameter count come from seqrules' exact formulas, and torch itself runs
 the layer at the sample values (on `meta`) to confirm the shape. `weight_norm=True` on a torch
 layer is handled here too: the layer is traced as usual, then wrapped and recounted.
@@ -90,7 +90,7 @@ OPS: dict[str, SeqOp] = {
 }
 WEIGHT_NORM = "weight_norm"
 INFERRED_LAST = ("input_size", "d_model")  # sizes seqgen reads from the last input dim
-# torch layers weight_norm may wrap, and which size its weight_g adds (NOTES-seq.md)
+# torch layers weight_norm may wrap, and which size its weight_g adds (docs/torch-facts-sequence-layers.md)
 _NORMED = {"Linear": "out", "Conv1d": "out", "Conv2d": "out", "Conv3d": "out",
            "ConvTranspose1d": "in", "ConvTranspose2d": "in", "ConvTranspose3d": "in"}
 
