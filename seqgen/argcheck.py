@@ -25,6 +25,7 @@ from typing import Any
 from torch import nn
 
 from . import lint
+from .classcache import class_cache
 from .errors import Diagnostic, Location, TraceError
 from .exprs import expr_source
 from .layers import INFERRED, Mismatch, Bound, bind, signature, Values
@@ -126,7 +127,7 @@ def _from_hint(hint: Any) -> _Type:
     return _ANY
 
 
-@functools.lru_cache(maxsize=None)
+@class_cache
 def parameter_types(cls: type[nn.Module]) -> dict[str, _Type]:
     """What each constructor parameter of `cls` accepts."""
     init = cls.__init__
@@ -238,7 +239,8 @@ def _span(node: Expr) -> Location:
     """Where a value is written: all of `hidden * 0.5`, not just its operator."""
     if not isinstance(node, BinOp):
         return node.loc
-    left, right = node, node
+    left: Expr = node
+    right: Expr = node
     while isinstance(left, BinOp):
         left = left.left
     while isinstance(right, BinOp):

@@ -39,7 +39,8 @@ from .scope import DimInfo
 if TYPE_CHECKING:  # the tracer passes itself in; importing it here would be circular
     from .trace import Tracer
 
-PARAM_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int, "float": (int, float), "bool": bool, "str": str}
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,10 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
         nodes[kw.name] = kw.value
     out: dict[str, Any] = {}
     for name, node in nodes.items():
-        param = block.param(name)
-        assert param is not None
+        declared = block.param(name)
+        assert declared is not None
         value = values.eval(node)
-        want = param.type_name
+        want = declared.type_name
         ok = isinstance(value, torch.SymInt) if want == "int" else False
         if not ok:
             ok = isinstance(value, PARAM_TYPES[want]) and not (
@@ -163,8 +164,8 @@ def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
     except SeqgenError as e:  # say which use the block was traced at
         shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
         note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
-        hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
-        raise type(e)(e.diagnostic.message, location=e.location, hint=hint) from e
+        use_hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
+        raise type(e)(e.diagnostic.message, location=e.location, hint=use_hint) from e
     layers = tuple(st.traced for st in steps)
     called = called_names(layers)
     names = input_names(rank)

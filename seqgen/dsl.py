@@ -287,10 +287,10 @@ class _Line:
         loc = self.loc(tok.col, len(tok.text))
         if tok.kind == "number":
             text = tok.text
-            value: int | float = self.whole(tok) if text.isdigit() else float(text)
-            if isinstance(value, float) and value in (float("inf"), float("-inf")):
+            number: int | float = self.whole(tok) if text.isdigit() else float(text)
+            if isinstance(number, float) and number in (float("inf"), float("-inf")):
                 raise self.error(f"number {text} is too large", tok.col, len(text))
-            return Num(value, loc)
+            return Num(number, loc)
         if tok.kind == "string":
             return Str(_unquote(tok.text), loc)
         if tok.kind == "name":
@@ -942,9 +942,9 @@ class _Parser:
         rest = line.text[line.peek().col - 1:line.tokens[-1].col - 1].split("#", 1)[0].strip()
         start = line.peek()
         if _SHAPE_X.fullmatch(rest):
-            dims = tuple(Num(line.whole(Token("number", d, start.col, True)), line.loc(start.col))
-                         for d in rest.split("x"))
-            return dims, []
+            sizes = tuple(Num(line.whole(Token("number", d, start.col, True)), line.loc(start.col))
+                          for d in rest.split("x"))
+            return sizes, []
         if start.kind == "end":
             raise line.error("`input` needs a shape", start.col,
                              hint="e.g. `input 3x32x32` or `input (1, seq_len=28)`")

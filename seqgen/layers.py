@@ -7,7 +7,6 @@ spec arguments to constructor parameters, and evaluates spec values without eval
 from __future__ import annotations
 
 import difflib
-import functools
 import inspect
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .classcache import class_cache
 from .dsl import check_identifier
 from .errors import TraceError
 from .exprs import expr_source
@@ -161,7 +161,7 @@ class _Signature:
     by_position: int = 0  # how many of `positional` a spec may give by position (see below)
 
 
-@functools.lru_cache(maxsize=None)
+@class_cache
 def signature(cls: type[nn.Module]) -> _Signature:
     init = cls.__init__
     if init is nn.Module.__init__:

@@ -34,7 +34,7 @@ class Merged:
 
 def same(a: sympy.Expr, b: sympy.Expr) -> bool:
     """Whether two sizes are provably the same expression."""
-    return a == b or sympy.expand(a - b) == 0
+    return a == b or bool(sympy.expand(a - b) == 0)
 
 
 def combine(kind: str, shapes: Sequence[Shape], dim: int | None,

@@ -378,8 +378,9 @@ def _token_high(traced: TracedModel) -> str | None:
 def format_source(source: str) -> str:
     """black with a fixed Mode, so output never depends on a user's configuration."""
     import black
+    from black.mode import TargetVersion
 
-    mode = black.Mode(target_versions={black.TargetVersion.PY311}, line_length=88)
+    mode = black.Mode(target_versions={TargetVersion.PY311}, line_length=88)
     try:
         return black.format_str(source, mode=mode)
     except Exception as e:  # a template bug, never a user error

@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 import sympy
@@ -243,7 +244,8 @@ def _pool_size(size: Size, k: Size, s: Size, p: Size, d: Size, ceil_mode: bool) 
         return a // s + 1
     if sympy.Le(_expr(p + s), _expr(d * (k - 1) + 1)) is sympy.true:
         return _ceil_div(a, s) + 1  # the last window always starts inside: no correction
-    return torch.sym_min(_ceil_div(a, s), (size + p - 1) // s) + 1
+    # torch.sym_min has no annotations
+    return torch.sym_min(_ceil_div(a, s), (size + p - 1) // s) + 1  # type: ignore[no-untyped-call]
 
 
 def _pool(n: int, a: _Args, shape: Sequence[Size], checks: _Checks, *, kind: str) -> list[Size]:
@@ -320,9 +322,11 @@ def _upsample(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
 
 
 def _flatten(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
-    start, end = _literal_dim(a["start_dim"], "start_dim"), _literal_dim(a["end_dim"], "end_dim")
+    given_start = _literal_dim(a["start_dim"], "start_dim")
+    given_end = _literal_dim(a["end_dim"], "end_dim")
     rank = len(shape)
-    start, end = start % rank if -rank <= start < rank else None, end % rank if -rank <= end < rank else None
+    start = given_start % rank if -rank <= given_start < rank else None
+    end = given_end % rank if -rank <= given_end < rank else None
     if start is None or end is None or start > end:
         raise RuleError(f"flatten dims out of range for a tensor of rank {rank}")
     product = 1
@@ -539,18 +543,18 @@ def _rules() -> dict[str, RuleFn]:
         "GroupNorm": _group_norm,
     }
     for n in (1, 2, 3):
-        rules[f"Conv{n}d"] = lambda a, s, c, n=n: _conv(n, a, s, c)
-        rules[f"ConvTranspose{n}d"] = lambda a, s, c, n=n: _conv_transpose(n, a, s, c)
-        rules[f"MaxPool{n}d"] = lambda a, s, c, n=n: _pool(n, a, s, c, kind="max")
-        rules[f"AvgPool{n}d"] = lambda a, s, c, n=n: _pool(n, a, s, c, kind="avg")
-        rules[f"LPPool{n}d"] = lambda a, s, c, n=n: _pool(n, a, s, c, kind="lp")
-        rules[f"AdaptiveAvgPool{n}d"] = lambda a, s, c, n=n: _adaptive(n, a, s, c)
-        rules[f"AdaptiveMaxPool{n}d"] = lambda a, s, c, n=n: _adaptive(n, a, s, c)
-        rules[f"InstanceNorm{n}d"] = lambda a, s, c, n=n: _instance_norm(n, a, s, c)
+        rules[f"Conv{n}d"] = partial(_conv, n)
+        rules[f"ConvTranspose{n}d"] = partial(_conv_transpose, n)
+        rules[f"MaxPool{n}d"] = partial(_pool, n, kind="max")
+        rules[f"AvgPool{n}d"] = partial(_pool, n, kind="avg")
+        rules[f"LPPool{n}d"] = partial(_pool, n, kind="lp")
+        rules[f"AdaptiveAvgPool{n}d"] = partial(_adaptive, n)
+        rules[f"AdaptiveMaxPool{n}d"] = partial(_adaptive, n)
+        rules[f"InstanceNorm{n}d"] = partial(_instance_norm, n)
         for prefix, mode in (("Zero", "constant"), ("Constant", "constant"),
                              ("Reflection", "reflect"), ("Replication", "replicate"),
                              ("Circular", "circular")):
-            rules[f"{prefix}Pad{n}d"] = lambda a, s, c, n=n, mode=mode: _pad(n, mode, a, s, c)
+            rules[f"{prefix}Pad{n}d"] = partial(_pad, n, mode)
     return rules
 
 

@@ -7,9 +7,9 @@ source, keeps the conditions its layers need, and knows which sizes are already 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sympy
 
@@ -128,10 +128,10 @@ class Scope:
                 if sympy.fraction(quotient)[1] != 1:
                     break
                 rest = quotient
-        return rest.is_number and rest > 0
+        return bool(rest.is_number and rest > 0)
 
     def value(self, expr: sympy.Expr) -> int:
-        return S.evaluate(S.simplify(self.session, expr), self.hints)
+        return cast(int, S.evaluate(S.simplify(self.session, expr), self.hints))  # a size: an int
 
     def dim(self, info: DimInfo) -> Dim:
         return self.as_dim(info.expr, info.code)
@@ -198,7 +198,9 @@ class Scope:
 def probe_points(hints: Mapping[sympy.Symbol, int]) -> list[dict[sympy.Symbol, int]]:
     """Values at which printed expressions are checked: the defaults, and others around them."""
     points = [dict(hints)]
-    for shift in (lambda v: v + 1, lambda v: 2 * v + 3, lambda v: 3 * v + 7, lambda v: v - 1):
+    shifts: tuple[Callable[[int], int], ...] = (
+        lambda v: v + 1, lambda v: 2 * v + 3, lambda v: 3 * v + 7, lambda v: v - 1)
+    for shift in shifts:
         points.append({s: shift(v) for s, v in hints.items()})
     for i, s in enumerate(sorted(hints, key=str)):
         points.append({**hints, s: hints[s] + 1 + 2 * (i % 3)})

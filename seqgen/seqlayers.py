@@ -34,7 +34,7 @@ from .scope import DimInfo
 from .spec import Const, Expr, LayerSpec, Str, TracedLayer
 
 if TYPE_CHECKING:
-    from .trace import Tracer
+    from .layertrace import LayerTracer
 
 # What the tracer gets back: the output, its dims, the traced layer, and its parameter,
 # trainable-parameter and mult-add counts as expressions
@@ -213,7 +213,7 @@ def without_weight_norm(layer: LayerSpec) -> tuple[LayerSpec, Expr | None]:
 # ------------------------------------------------------------------------------- trace
 
 
-def trace_hook(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor,
+def trace_hook(t: LayerTracer, index: int, layer: LayerSpec, x: torch.Tensor,
                dims: list[DimInfo]) -> Traced | None:
     """Trace the line if it is one of seqgen's own (or has weight_norm=); None otherwise."""
     if is_seq_layer(layer):
@@ -230,7 +230,7 @@ def trace_hook(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor,
     return _trace_weight_norm(t, index, layer, plain, wn, x, dims)
 
 
-def _trace_op(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[DimInfo]
+def _trace_op(t: LayerTracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[DimInfo]
               ) -> Traced:
 
     name = _label(layer)
@@ -306,7 +306,7 @@ def _trace_op(t: Tracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: li
     return y_fake, out_dims, traced, (count_e, count_e, macs_e)
 
 
-def _check_inferred(t: Tracer, name: str, nodes: dict[str, Any], dims: list[DimInfo]
+def _check_inferred(t: LayerTracer, name: str, nodes: dict[str, Any], dims: list[DimInfo]
                     ) -> dict[str, Any]:
     """A written input_size= / d_model= must be the last input dim; seqgen writes its own."""
     for key in INFERRED_LAST:
@@ -325,7 +325,7 @@ def _check_inferred(t: Tracer, name: str, nodes: dict[str, Any], dims: list[DimI
     return nodes
 
 
-def _traced_layer(t: Tracer, index: int, layer: LayerSpec, title: str, call: str, op: SeqOp,
+def _traced_layer(t: LayerTracer, index: int, layer: LayerSpec, title: str, call: str, op: SeqOp,
                   out_dims: Sequence[Any], count: sympy.Expr, macs: sympy.Expr,
                   acts: Any) -> Any:
     return TracedLayer(
@@ -487,16 +487,17 @@ def run_real(layer: LayerSpec, values: Values, x: torch.Tensor
 # ------------------------------------------------------------------------------- weight_norm
 
 
-def _trace_weight_norm(t: Tracer, index: int, layer: LayerSpec, plain: LayerSpec, wn: Expr,
+def _trace_weight_norm(t: LayerTracer, index: int, layer: LayerSpec, plain: LayerSpec, wn: Expr,
                        x: torch.Tensor, dims: list[DimInfo]) -> Traced:
     if not (isinstance(wn, Const) and isinstance(wn.value, bool)):
         raise TraceError(f"weight_norm must be True or False, got {expr_source(wn)}",
                          location=wn.loc, hint="write weight_norm=True")
     y, out_dims, step = t.layer(index, plain, x, dims)
-    if wn.value is False:
-        return y, out_dims, replace(step.traced, spec=layer), (
-            step.params_expr, step.trainable_expr, step.macs_expr)
     traced = step.traced
+    assert isinstance(traced, TracedLayer)  # the plain line is one torch.nn layer
+    if wn.value is False:
+        return y, out_dims, replace(traced, spec=layer), (
+            step.params_expr, step.trainable_expr, step.macs_expr)
     which = _NORMED.get(traced.class_name)
     if which is None:
         raise TraceError(f"weight_norm=True works on linear and conv layers, not "

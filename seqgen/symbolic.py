@@ -7,21 +7,22 @@ initialising weights, and turns sympy size expressions back into plain Python so
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import logging
 import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sympy
 import torch
 from torch._dispatch.python import enable_python_dispatcher
-from torch._guards import GuardSource, Source
+from torch._guards import GuardSource, SLoc, Source
 from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
-from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, SLoc
+from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 from torch.utils._sympy import functions as symfn
+
+from .classcache import class_cache
 
 
 # torch 2.10 made Source.name and Source.guard_source properties; before, they are methods.
@@ -43,7 +44,7 @@ class _ParamSource(Source):
         def _name_template(self) -> str:
             return self.param
     else:  # torch < 2.10
-        def guard_source(self) -> GuardSource:  # type: ignore[override]
+        def guard_source(self) -> GuardSource:
             return GuardSource.CONSTANT
 
         def name(self) -> str:  # type: ignore[override]
@@ -70,7 +71,7 @@ class Session:
         self.mode = FakeTensorMode(shape_env=self.env, allow_non_fake_inputs=True)
         self.names: dict[sympy.Symbol, str] = {}
 
-    def symbol(self, name: str, hint: int, size: bool = True) -> torch.SymInt:
+    def symbol(self, name: str, hint: int, size: bool = True) -> torch.SymInt | int:
         """A symbolic int that prints as `name` and behaves like `hint`.
 
         A size is known positive; any other int (a padding, a channel count written as
@@ -137,7 +138,7 @@ def construct(cls: type[torch.nn.Module], args: tuple[Any, ...], kwargs: Mapping
     return _no_init_subclass(cls)(*args, **kwargs)
 
 
-@functools.cache
+@class_cache
 def _no_init_subclass(cls: type[torch.nn.Module]) -> type[torch.nn.Module]:
     if not hasattr(cls, "reset_parameters"):
         return cls
@@ -161,8 +162,9 @@ def _symbolic_composites() -> Iterator[None]:
 def _max_pool1d(input: torch.Tensor, kernel_size: Any, stride: Any = (), padding: Any = 0,
                 dilation: Any = 1, ceil_mode: bool = False) -> torch.Tensor:
     # torch.max_pool1d's CPU path checks sizes with concrete ints; the with_indices op is symbolic.
-    return torch.ops.aten.max_pool1d_with_indices(input, kernel_size, stride, padding, dilation,
-                                                  ceil_mode)[0]
+    out = torch.ops.aten.max_pool1d_with_indices(input, kernel_size, stride, padding, dilation,
+                                                 ceil_mode)  # torch.ops is untyped
+    return cast(torch.Tensor, out[0])
 
 
 _COMPOSITES = {"max_pool1d": _max_pool1d}

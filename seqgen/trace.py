@@ -180,9 +180,11 @@ class Tracer(LayerTracer):
         """Trace one node, by kind."""
         if isinstance(node, LayerSpec):
             x, dims, step = self.layer(index, node, x, dims)
-            if (warning := huge_layer_warning(step.traced)) is not None:  # type: ignore[arg-type]
+            traced = step.traced
+            assert isinstance(traced, TracedLayer)  # a layer line traces to one layer
+            if (warning := huge_layer_warning(traced)) is not None:
                 self.warnings.append(warning)
-            if step.traced.class_name not in PASS_THROUGH:  # type: ignore[union-attr]
+            if traced.class_name not in PASS_THROUGH:
                 self.shared_input = False
             return x, dims, step
         if isinstance(node, RepeatSpec):
@@ -235,8 +237,8 @@ class Tracer(LayerTracer):
         try:
             merged = combine(merge.kind, shapes, dim, self.value,
                              lambda sh: shape_text([DimInfo(e, self.show(e)) for e in sh]), labels)
-        except MergeMismatch as e:
-            raise TraceError(str(e), location=merge.loc, hint=e.hint) from e
+        except MergeMismatch as mismatch:
+            raise TraceError(str(mismatch), location=merge.loc, hint=mismatch.hint) from mismatch
         for cond, what in merged.conditions:
             self.need(cond, index,
                       f"{merge.kind} (spec line {merge.loc.line}): {what}", merge.loc)
@@ -359,12 +361,16 @@ def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:
     """
     dims = spec.input_shape
     spatial = range(1, len(dims)) if len(dims) > 1 else range(1)
-    if not all(isinstance(dims[i], Num) for i in spatial):
-        return None
-    current = max(int(dims[i].value) for i in spatial)  # type: ignore[union-attr]
+    literal: dict[int, Num] = {}
+    for i in spatial:
+        node = dims[i]
+        if not isinstance(node, Num):
+            return None
+        literal[i] = node
+    current = max(int(n.value) for n in literal.values())
 
     def shape(size: int) -> tuple[Expr, ...]:
-        return tuple(Num(max(int(d.value), size), d.loc) if i in spatial else d  # type: ignore[union-attr]
+        return tuple(Num(max(int(literal[i].value), size), d.loc) if i in spatial else d
                      for i, d in enumerate(dims))
 
     def works(size: int) -> bool:

@@ -11,7 +11,7 @@ reported as an error instead of a wrong file.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -48,8 +48,10 @@ def candidate_points(traced: TracedModel) -> Iterator[dict[str, int]]:
     defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
     names = sorted(defaults)
     # far values first: a size like `c // 4` only moves once c has moved by 4
-    for move in (lambda v: 2 * v + 1, lambda v: v + 1, lambda v: 3 * v + 2, lambda v: v + 7,
-                 lambda v: v - 1, lambda v: v + 2):
+    moves: tuple[Callable[[int], int], ...] = (
+        lambda v: 2 * v + 1, lambda v: v + 1, lambda v: 3 * v + 2, lambda v: v + 7,
+        lambda v: v - 1, lambda v: v + 2)
+    for move in moves:
         yield {n: move(defaults[n]) for n in names}
         for n in names:
             yield {**defaults, n: move(defaults[n])}
