@@ -24,7 +24,11 @@ from .exprs import expr_source
 from .failures import shape_text
 from .verify import verify_at_other_values
 from .lint import UNUSED_PARAMETER
-from .layers import concrete_values
+from .layers import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
+    INFERRED,
+    concrete_values,
+    layer_names,
+)
 from .preflight import check_layers, quiet_torch_warnings
 from .blocks import bind_use, trace_block
 from .merges import MergeMismatch, combine
