@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import sympy
 import torch
-from torch._dispatch.python import enable_python_dispatcher
+from torch._dispatch.python import enable_python_dispatcher, no_python_dispatcher
 from torch._guards import GuardSource, SLoc, Source
 from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
@@ -112,8 +112,12 @@ class Session:
 
 @contextlib.contextmanager
 def real_tensors() -> Iterator[None]:
-    """Inside `Session.active()`, make real tensors again (for a small CPU confirmation)."""
-    with unset_fake_temporarily():
+    """Inside `Session.active()`, make real tensors again (for a small CPU or meta check).
+
+    The Python dispatcher is off for them too: it exists for symbolic sizes, and under it torch
+    2.8's meta LSTM returns h_n with an extra dim ((layers * dirs, 1, N, H)).
+    """
+    with unset_fake_temporarily(), no_python_dispatcher():
         yield
 
 
