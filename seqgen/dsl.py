@@ -226,6 +226,17 @@ class _Line:
             raise self.error(f"expected {what}, found {found}", tok.col, len(tok.text))
         return self.next()
 
+    def separator(self, open_tok: Token) -> None:
+        """After an item of a parenthesised list: take a ',' or stop before the ')'."""
+        if self.at(","):
+            self.next()
+        elif not self.at(")"):
+            t = self.peek()
+            if t.kind == "end":
+                raise self.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
+                                 hint="add the missing ')'")
+            raise self.error(f"expected ',' or ')', found {t.text!r}", t.col, len(t.text))
+
     def expect_end(self, what: str) -> None:
         tok = self.peek()
         if tok.kind != "end":
@@ -850,14 +861,7 @@ class _Parser:
                                  line.peek().col, hint=f"write `{ptok.text}{typed} = VALUE`")
             params.append(Param(check_identifier(ptok.text, "parameter name", ploc), value, ploc,
                                 annotation=annotation[0] if annotation and block else None))
-            if line.at(","):
-                line.next()
-            elif not line.at(")"):
-                t = line.peek()
-                if t.kind == "end":
-                    raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                     hint="add the missing ')'")
-                raise line.error(f"expected ',' or ')', found {t.text!r}", t.col, len(t.text))
+            line.separator(open_tok)
         line.next()
         return params
 
@@ -973,14 +977,7 @@ class _Parser:
                 dims.append(Name(tok.text, loc))
             else:
                 dims.append(line.expr())
-            if line.at(","):
-                line.next()
-            elif not line.at(")"):
-                t = line.peek()
-                if t.kind == "end":
-                    raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                     hint="add the missing ')'")
-                raise line.error(f"expected ',' or ')', found {t.text!r}", t.col, len(t.text))
+            line.separator(open_tok)
         line.next()
         line.expect_end("the shape")
         if not dims:
