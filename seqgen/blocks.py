@@ -158,7 +158,7 @@ def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
     tracer = type(parent)(parent.shared, env, hints, Values(concrete),
                           {p.name: p for p in block.params}, block=block.name)
     tracer.positive.extend(inputs)
-    x = torch.empty(tracer._sizes(block_dims))
+    x = torch.empty(tracer.symbolic_sizes(block_dims))
     try:
         _, out_dims, steps = tracer.stack(block.body, x, block_dims)
     except SeqgenError as e:  # say which use the block was traced at

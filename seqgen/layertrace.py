@@ -93,7 +93,7 @@ class LayerTracer(Scope):
     def apply_rule(self, index: int, cls: type[nn.Module], layer: LayerSpec, args: _Arguments,
                    dims: Sequence[DimInfo]) -> tuple[nn.Module, torch.Tensor]:
         """Output size from seqgen's own formula; torch checks the layer at the defaults."""
-        shape = self._sizes(dims)
+        shape = self.symbolic_sizes(dims)
         try:
             outcome = rules.apply(cls, args.values, shape)
         except rules.RankError as e:

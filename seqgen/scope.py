@@ -173,12 +173,9 @@ class Scope:
                 self.conditions.append(Condition(sympy.Ge(d.expr, 1), index,
                                                  f"{where} would output nothing"))
 
-    def _sizes(self, dims: Sequence[DimInfo]) -> list[Any]:
-        return [symint(self, d) for d in dims]
-
     def symbolic_sizes(self, dims: Sequence[DimInfo]) -> list[Any]:
         """The SymInts (or ints) of traced dims, for a fake tensor or a shape rule."""
-        return self._sizes(dims)
+        return [symint(self, d) for d in dims]
 
     def _check_specialized(self, before: Mapping[str, str], layer: LayerSpec) -> None:
         after = self.session.specialized()

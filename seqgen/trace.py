@@ -115,7 +115,7 @@ class Tracer(LayerTracer):
                                 if s in self.names}
         input_shape = tuple(self.dim(d) for d in dims)
         with self.session.active():
-            x = torch.empty(self._sizes(dims), dtype=input_dtype(spec))
+            x = torch.empty(self.symbolic_sizes(dims), dtype=input_dtype(spec))
             _, _, steps = self.stack(spec.layers, x, dims)
         total = sum((st.params_expr for st in steps), sympy.Integer(0))
         trainable = sum((st.trainable_expr for st in steps), sympy.Integer(0))
@@ -264,7 +264,7 @@ class Tracer(LayerTracer):
             out_shape=tuple(self.dim(d) for d in out_dims), params=self.as_dim(params),
             trainable_params=self.as_dim(train), macs=self.as_dim(macs),
             dim=(dim % len(dims)) if merge.kind == "concat" else None)
-        y = torch.empty(self._sizes(out_dims))
+        y = torch.empty(self.symbolic_sizes(out_dims))
         return y, out_dims, Step(traced, params, train, macs)
 
     def concat_dim(self, merge: MergeSpec, rank: int) -> int:
@@ -318,7 +318,7 @@ class Tracer(LayerTracer):
             index=index, spec=use, call_args=tuple(call_args), call_kwargs=tuple(call_kwargs),
             out_shape=tuple(self.dim(d) for d in out_dims), params=self.as_dim(params),
             trainable_params=self.as_dim(train), macs=self.as_dim(macs), bindings=bindings)
-        return torch.empty(self._sizes(out_dims)), out_dims, Step(traced, params, train, macs)
+        return torch.empty(self.symbolic_sizes(out_dims)), out_dims, Step(traced, params, train, macs)
 
 
 def free_dims(spec: ModelSpec, layers: Sequence[TracedNode]) -> tuple[str, ...]:
