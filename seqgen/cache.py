@@ -45,8 +45,10 @@ def cache_dir() -> Path | None:
 def _code_fingerprint() -> str:
     """seqgen's source and the torch version: a change to either is a different tracer."""
     h = hashlib.sha256(FORMAT.encode())
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    root = Path(__file__).resolve().parent
+    # recursive: the tracer lives in subpackages, and runtime/ is copied into outputs
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     try:
         h.update(metadata.version("torch").encode())
     except metadata.PackageNotFoundError:

@@ -58,3 +58,26 @@ def test_corrupt_or_disabled_cache_is_ignored(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("SEQGEN_NO_CACHE", "1")
     assert cache.cache_dir() is None
     assert traced_spec(str(spec))[1] == traced
+
+
+def test_code_fingerprint_covers_every_subpackage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trace cached by other tracer code must miss: every .py under seqgen/ is hashed."""
+    root = Path(cache.__file__).resolve().parent
+    nested = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py") if p.parent != root)
+    assert nested, "seqgen has subpackages (runtime/ at least)"
+    hashed: list[str] = []
+
+    class Recorder:
+        def update(self, data: bytes) -> None:
+            hashed.append(data.split(b"\0")[0].decode(errors="replace"))
+
+        def hexdigest(self) -> str:
+            return "0"
+
+    monkeypatch.setattr(cache.hashlib, "sha256", lambda *a: Recorder())
+    cache._code_fingerprint.cache_clear()
+    try:
+        cache._code_fingerprint()
+    finally:
+        cache._code_fingerprint.cache_clear()
+    assert set(nested) <= set(hashed)
