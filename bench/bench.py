@@ -56,7 +56,7 @@ TORCHINFO_VGG16 = textwrap.dedent("""\
 
 # Exits 0 when this seqgen reads spec language v2 (blocks and merges, issue #10).
 V2_PROBE = textwrap.dedent("""\
-    from seqgen.dsl import parse
+    from seqgen.lang.parser import parse
     parse("input 4x8x8\\nblock Probe(out):\\n    residual:\\n        conv2d out k=3 p=1\\n"
           "    relu\\nProbe 4\\n")
 """)

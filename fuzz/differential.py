@@ -49,7 +49,7 @@ How it works
    Torch warnings are suppressed. Points whose sizes (found on the meta device first) exceed
    1e6 elements per activation or 1e6 weights are skipped, not counted.
 3. **Comparison** per spec (`check_spec`): the spec is written to a temporary folder and run
-   through `seqgen.api.generate` + `seqgen.write.write_files`; the model and test modules are
+   through `seqgen.api.generate` + `seqgen.project.write.write_files`; the model and test modules are
    imported under unique names. A `SeqgenError` is `refused` (and `refused_but_works` when the
    oracle is valid at the defaults); any other exception is a `crash`. Otherwise value points are
    sampled: for each int parameter / named dim its default, the minimum the generated `__init__`
@@ -1259,7 +1259,7 @@ def run_seqgen(text: str, workdir: Path, stem: str) -> Generated:
     """Generate and import the model and test modules of one spec."""
     from seqgen.api import generate, options_for
     from seqgen.errors import SeqgenError
-    from seqgen.write import write_files
+    from seqgen.project.write import write_files
 
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{stem}.seq"
@@ -1448,7 +1448,7 @@ def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
             return found("crash", _layer_from_message(str(e), spec) or _raising_layer(e, spec),
                          f"__init__ raised {type(e).__name__}: {_short(str(e), 200)}")
         if gen.input_rules:
-            from seqgen.verify import accepts
+            from seqgen.check.other_values import accepts
 
             if not accepts(gen.input_rules, env):  # a documented rule on the input refuses it
                 if res.valid:

@@ -227,13 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         import atheris
 
         with atheris.instrument_imports(include=["seqgen"]):
-            import seqgen.dsl  # noqa: F401
+            import seqgen.lang.parser  # noqa: F401
             if args.mode == "check":
-                import seqgen.trace  # noqa: F401
+                import seqgen.trace.tracer  # noqa: F401
     fuzzer = Fuzzer(args.mode, args.timeout, args.crashers)
     signal.signal(signal.SIGALRM, _on_alarm)
     if args.mode == "check":
-        import seqgen.trace  # noqa: F401 - import torch before the clock starts
+        import seqgen.trace.tracer  # noqa: F401 - import torch before the clock starts
     start = time.monotonic()
     last = [start]
 

@@ -28,8 +28,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from seqgen.api import generate, options_for  # noqa: E402
 from seqgen.errors import SeqgenError  # noqa: E402
-from seqgen.pysource import evaluate_source  # noqa: E402
-from seqgen.write import write_files  # noqa: E402
+from seqgen.safe_eval import evaluate_source  # noqa: E402
+from seqgen.project.write import write_files  # noqa: E402
 
 
 def points(defaults: dict[str, int], rng: random.Random) -> list[dict[str, int]]:

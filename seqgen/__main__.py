@@ -1,6 +1,6 @@
 """`python -m seqgen`."""
 
-from .cli import main
+from seqgen.cli import main
 
 if __name__ == "__main__":
     main()

@@ -10,14 +10,14 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import __version__
-from .dsl import parse_partial, read_spec
-from .errors import raise_all
-from .layout import Layout, Recorded, package_of, relative
-from .layout import project_root as find_project_root
-from .render import Options, fingerprint, module_stem, templates_fingerprint
-from .spec import GeneratedFile, ModelSpec, TracedModel
-from .write import body_of, recorded_fingerprint
+from seqgen import __version__
+from seqgen.lang.parser import parse_partial, read_spec
+from seqgen.errors import raise_all
+from seqgen.project.layout import Layout, Recorded, package_of, relative
+from seqgen.project.layout import project_root as find_project_root
+from seqgen.render.context import Options, fingerprint, module_stem, templates_fingerprint
+from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
+from seqgen.project.write import body_of, recorded_fingerprint
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
     text = read_spec(spec_path)
     spec, errors = parse_partial(text, spec_path, input_override=input_override)
     if errors:
-        from .preflight import layer_errors
+        from seqgen.layers.preflight import layer_errors
 
         raise_all(errors + (layer_errors(spec.layers, spec.blocks) if spec is not None else []))
     assert spec is not None
@@ -92,12 +92,12 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
 
 def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     """Trace symbolically; with `device`, also run a real forward there and compare."""
-    from .compat import check_torch
+    from seqgen.torch_version import check_torch
 
     check_torch()  # before the first torch import: an unverified torch fails with one line
-    from .confirm import verify_on_device
-    from .preflight import quiet_torch_warnings
-    from .trace import trace
+    from seqgen.check.realize import verify_on_device
+    from seqgen.layers.preflight import quiet_torch_warnings
+    from seqgen.trace.tracer import trace
 
     traced = trace(spec)
     if device is not None:
@@ -110,7 +110,7 @@ def traced_spec(spec_path: str, input_override: str | None = None,
                 device: str | None = None) -> tuple[str, TracedModel]:
     """Read, parse and trace a spec file, reusing a cached trace when nothing it depends on
     changed (then torch is never imported). `device` always traces and runs for real."""
-    from . import cache
+    from seqgen.project import cache
 
     text, spec = load(spec_path, input_override)
     cache_key = cache.key(spec_path, text, input_override)
@@ -125,7 +125,7 @@ def traced_spec(spec_path: str, input_override: str | None = None,
 
 def generate(spec_path: str, options: Options, device: str | None = None) -> Generated:
     """Parse, trace and render one spec (writes nothing)."""
-    from .render import render
+    from seqgen.render.context import render
 
     text, traced = traced_spec(spec_path, options.input_override, device)
     source = str(Path(spec_path).resolve())  # which spec owns the files (never written)

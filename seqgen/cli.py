@@ -12,13 +12,13 @@ import click
 
 from typing import TYPE_CHECKING
 
-from . import __version__
-from .compat import TorchVersionError
-from .errors import Exit, SeqgenError
+from seqgen import __version__
+from seqgen.torch_version import TorchVersionError
+from seqgen.errors import Exit, SeqgenError
 
 if TYPE_CHECKING:  # pragma: no cover - render imports jinja2; keep --help light
-    from .plan import Stray
-    from .render import Options
+    from seqgen.project.plan import Stray
+    from seqgen.render.context import Options
 
 DEVICES = click.Choice(["meta", "cpu", "cuda"])
 
@@ -83,8 +83,8 @@ def new(specs: tuple[str, ...], out_dir: str | None, tests_dir: str | None,
     generated files' headers say they went (next to the spec the first time). A generated
     .py file as SPEC stands for its spec; other .py files are skipped.
     """
-    from .errors import OutputConflict
-    from .plan import plan
+    from seqgen.errors import OutputConflict
+    from seqgen.project.plan import plan
 
     if check_only and diff:
         raise click.UsageError("--check and --diff both write nothing; give one "
@@ -119,7 +119,7 @@ def new(specs: tuple[str, ...], out_dir: str | None, tests_dir: str | None,
 def _strays(strays: tuple[Stray, ...], remove: bool, force: bool) -> int:
     """Report (or, with --prune, remove) generated files no spec of the run will rewrite;
     return how many could not be removed."""
-    from .write import remove_generated
+    from seqgen.project.write import remove_generated
 
     failed = 0
     for stray in strays:
@@ -149,10 +149,10 @@ def _new_one(spec_path: str, options: Options, device: str | None, dry: bool, di
     """Generate one spec; return how many outputs changed (or would change, when dry)."""
     import difflib
 
-    from .api import generate, is_up_to_date, output_paths
-    from .lint import lint
-    from .report import device_report, shape_table
-    from .write import check_overwrite, write_files
+    from seqgen.api import generate, is_up_to_date, output_paths
+    from seqgen.report.lint import lint
+    from seqgen.report.table import device_report, shape_table
+    from seqgen.project.write import check_overwrite, write_files
 
     if device is None and not force and is_up_to_date(spec_path, options):
         # recognised from the headers alone: no torch import, no trace
@@ -199,9 +199,9 @@ def _new_one(spec_path: str, options: Options, device: str | None, dry: bool, di
 @click.option("-q", "--quiet", is_flag=True, help="Only report problems, not the shape table.")
 def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: bool) -> None:
     """Parse and trace each SPEC; print its shape table and every problem found."""
-    from .api import traced_spec
-    from .lint import lint
-    from .report import shape_table
+    from seqgen.api import traced_spec
+    from seqgen.report.lint import lint
+    from seqgen.report.table import shape_table
 
     paths = _expand(specs)
     errors = warnings = 0
@@ -237,8 +237,8 @@ def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: 
               help="Batch size for mult-adds and memory.")
 def summary(spec: str, input_shape: str | None, fmt: str, batch: int) -> None:
     """Per-layer shapes, parameters and mult-adds, and memory totals, allocating nothing."""
-    from .api import traced_spec
-    from .summary import render_summary
+    from seqgen.api import traced_spec
+    from seqgen.report.summary import render_summary
 
     try:
         _, traced = traced_spec(spec, input_shape)
@@ -253,7 +253,7 @@ def summary(spec: str, input_shape: str | None, fmt: str, batch: int) -> None:
 @click.option("--kind", type=click.Choice(["mlp", "cnn", "cnn1d"]), default="mlp", show_default=True)
 def init(name: str, kind: str) -> None:
     """Write a starter spec NAME.seq."""
-    from .starters import starter_spec
+    from seqgen.lang.starters import starter_spec
 
     path = Path(name if name.endswith(".seq") else f"{name}.seq")
     if path.exists():
@@ -261,7 +261,7 @@ def init(name: str, kind: str) -> None:
         sys.exit(Exit.SPEC_ERROR)
     try:
         text = starter_spec(path.stem, kind)
-        from .write import write_atomic
+        from seqgen.project.write import write_atomic
 
         write_atomic(path, text)
     except SeqgenError as e:

@@ -26,9 +26,9 @@ import torch
 import torchinfo  # a hard import, as in test_summary.py
 
 from seqgen.api import Generated, generate, options_for, output_paths
-from seqgen.dsl import parse
-from seqgen.summary import totals
-from seqgen.write import write_files
+from seqgen.lang.parser import parse
+from seqgen.report.summary import totals
+from seqgen.project.write import write_files
 
 ARCHITECTURES = Path(__file__).resolve().parent / "architectures"
 SPECS = sorted(ARCHITECTURES.glob("*.seq"))

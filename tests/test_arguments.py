@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from seqgen.api import generate, options_for, trace_spec
-from seqgen.dsl import parse
+from seqgen.lang.parser import parse
 from seqgen.errors import TraceError
-from seqgen.write import write_files
+from seqgen.project.write import write_files
 
 
 def traced(text: str):
@@ -203,7 +203,7 @@ def _no_more_than(limit: int):
 
 def test_tests_for_a_huge_model_check_shapes_on_meta_and_skip_the_real_pass(
         tmp_path: Path) -> None:
-    from seqgen.budget import generated_tests_bytes
+    from seqgen.render.budget import generated_tests_bytes
 
     spec = tmp_path / "huge.seq"
     spec.write_text("model Huge(hidden=2621440)\ninput 4096\nlinear hidden\nrelu\nlinear 10\n")
@@ -223,7 +223,7 @@ def test_tests_for_a_huge_model_check_shapes_on_meta_and_skip_the_real_pass(
 
 
 def test_tests_for_a_normal_model_run_for_real(tmp_path: Path) -> None:
-    from seqgen.budget import BUDGET_BYTES, generated_tests_bytes
+    from seqgen.render.budget import BUDGET_BYTES, generated_tests_bytes
 
     spec = tmp_path / "small.seq"
     spec.write_text("input 3x32x32\nconv2d 16 3\nflatten\nlinear 10\n")
@@ -234,7 +234,7 @@ def test_tests_for_a_normal_model_run_for_real(tmp_path: Path) -> None:
 
 
 def test_the_budget_counts_activations_at_the_largest_named_dim_size() -> None:
-    from seqgen.budget import BUDGET_BYTES, generated_tests_bytes
+    from seqgen.render.budget import BUDGET_BYTES, generated_tests_bytes
 
     # tiny weights, but 2 * 2 * 160M activations at L=2 * 80M: over the budget
     t = traced("input (1, L=80000000)\nrelu")

@@ -56,7 +56,7 @@ def test_warnings_exit_0_unless_strict(text: str, hint: str, tmp_path: Path) -> 
 
 
 def test_every_warning_has_a_stable_code() -> None:
-    from seqgen.lint import CODES
+    from seqgen.report.lint import CODES
 
     assert len({c.split()[0] for c in CODES}) == len(CODES)
     assert all(c.split()[0].startswith("W") and len(c.split()) == 2 for c in CODES)

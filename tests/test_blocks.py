@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from seqgen.api import generate, options_for
-from seqgen.dsl import parse
+from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError
-from seqgen.pysource import evaluate_source
-from seqgen.spec import BlockUse, LayerSpec, MergeSpec, RepeatSpec, TracedBlockUse, TracedMerge
-from seqgen.trace import trace
-from seqgen.write import write_files
+from seqgen.safe_eval import evaluate_source
+from seqgen.ir import BlockUse, LayerSpec, MergeSpec, RepeatSpec, TracedBlockUse, TracedMerge
+from seqgen.trace.tracer import trace
+from seqgen.project.write import write_files
 
 RESNET = """\
 model ResNetish(num_classes=10, width=16)
@@ -296,7 +296,7 @@ def test_each_block_is_one_class_and_helpers_only_when_used(tmp_path: Path) -> N
 
 
 def test_summary_nests_block_rows_with_per_use_sizes() -> None:
-    from seqgen.rows import rows
+    from seqgen.report.rows import rows
 
     table = rows(trace(parse(RESNET)))
     depths = [r.depth for r in table]
@@ -307,7 +307,7 @@ def test_summary_nests_block_rows_with_per_use_sizes() -> None:
 
 
 def test_lints_inside_blocks_point_at_the_block_line() -> None:
-    from seqgen.lint import lint
+    from seqgen.report.lint import lint
 
     text = ("input 3x8x8\nblock B(c):\n    conv2d c k=3 p=1\n    batchnorm2d\n"
             "block Unused:\n    relu\nB 4\nflatten\nlinear 2\n")

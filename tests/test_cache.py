@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE_SPECS
-from seqgen import cache
+from seqgen.project import cache
 from seqgen.api import load, trace_spec, traced_spec
 
 NO_TORCH = ("import sys\nfrom seqgen.cli import main\n"
@@ -62,7 +62,9 @@ def test_corrupt_or_disabled_cache_is_ignored(monkeypatch: pytest.MonkeyPatch,
 
 def test_code_fingerprint_covers_every_subpackage(monkeypatch: pytest.MonkeyPatch) -> None:
     """A trace cached by other tracer code must miss: every .py under seqgen/ is hashed."""
-    root = Path(cache.__file__).resolve().parent
+    import seqgen
+
+    root = Path(seqgen.__file__).resolve().parent
     nested = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py") if p.parent != root)
     assert nested, "seqgen has subpackages (runtime/ at least)"
     hashed: list[str] = []

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLES
-from seqgen import compat
+from seqgen import torch_version as compat
 from seqgen.cli import main
-from seqgen.compat import TorchVersionError, check_torch
+from seqgen.torch_version import TorchVersionError, check_torch
 
 
 @pytest.fixture

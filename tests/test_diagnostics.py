@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from seqgen.api import load, trace_spec
-from seqgen.dsl import parse
+from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError, SpecErrors
-from seqgen.lint import lint
+from seqgen.report.lint import lint
 
 
 def check(tmp_path: Path, text: str, *args: str, name: str = "m.seq") -> subprocess.CompletedProcess[str]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from seqgen.dsl import camel_case, parse, parse_shape
+from seqgen.lang.parser import camel_case, parse, parse_shape
 from seqgen.errors import SeqgenError, SpecReadError, SpecSyntaxError
-from seqgen.exprs import expr_source
-from seqgen.spec import BinOp, Const, Name, Num, Str, TupleExpr
+from seqgen.lang.values import expr_source
+from seqgen.ir import BinOp, Const, Name, Num, Str, TupleExpr
 
 
 def layers(text: str):
@@ -133,7 +133,7 @@ def test_undefined_name_suggests_a_close_one() -> None:
 
 
 def test_unreadable_files(tmp_path) -> None:
-    from seqgen.dsl import parse_file
+    from seqgen.lang.parser import parse_file
 
     empty = tmp_path / "empty.seq"
     empty.write_text("  \n# only a comment?\n")

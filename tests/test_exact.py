@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.utils._sympy import functions as symfn
 
-from seqgen import symbolic as S
-from seqgen.constraints import Condition, derive, holds, monotone
-from seqgen.pysource import NotArithmetic, evaluate_source
-from seqgen.rules import RuleError, apply
+from seqgen.trace import symbolic as S
+from seqgen.trace.constraints import Condition, derive, holds, monotone
+from seqgen.safe_eval import NotArithmetic, evaluate_source
+from seqgen.layers.torch_rules import RuleError, apply
 
 H, K, W = sympy.symbols("s0 s1 s2", integer=True)
 NAMES = {H: "h", K: "k", W: "w"}
@@ -187,7 +187,7 @@ def test_conv_transpose_formula_matches_torch() -> None:
 
 def test_divisibility_check_of_a_product_is_not_folded_away() -> None:
     # sympy 1.14: Mod(18*(a + 6)*(b + 6), 726) == 0, wrongly; rules expand the dividend first
-    from seqgen.rules import _mod
+    from seqgen.layers.torch_rules import _mod
 
     mod = _mod(18 * (H + 6) * (K + 6), 726)
     assert mod != 0

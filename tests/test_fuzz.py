@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from seqgen.api import generate, options_for, trace_spec
-from seqgen.dsl import parse
+from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError
-from seqgen.spec import TracedModel
-from seqgen.trace import INFERRED, layer_names
-from seqgen.write import write_files
+from seqgen.ir import TracedModel
+from seqgen.trace.tracer import INFERRED, layer_names
+from seqgen.project.write import write_files
 
 # ------------------------------------------------------------------ spec text, token by token
 

@@ -25,7 +25,7 @@ import pytest
 from conftest import ROOT
 from seqgen.api import generate, options_for
 from seqgen.errors import SeqgenError
-from seqgen.write import write_files
+from seqgen.project.write import write_files
 
 PAYLOAD = "__import__('os').system('touch PWNED')"
 MARKER = "PWNED"

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from seqgen.cli import main
 
-from seqgen.layout import Layout, package_of, project_root
+from seqgen.project.layout import Layout, package_of, project_root
 
 CNN_A = "model CNN(num_classes=10)\ninput 3x16x16\nconv2d 8 3\nflatten\nlinear num_classes\n"
 CNN_B = "model CNN(num_classes=5)\ninput 1x8x8\nconv2d 4 3\nflatten\nlinear num_classes\n"

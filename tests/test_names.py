@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from seqgen.api import generate, options_for, load, trace_spec
-from seqgen.dsl import parse
+from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError
-from seqgen.write import write_files
+from seqgen.project.write import write_files
 
 SPEC = "model Net(n=10)\ninput 3x8x8\nconv2d 16 k=3 name=stem\nrelu\nflatten\nlinear n name=head\n"
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from seqgen.api import generate, load, options_for, trace_spec
-from seqgen.write import write_files
+from seqgen.project.write import write_files
 
 
 def _generate(tmp_path: Path, text: str, name: str = "net.seq"):

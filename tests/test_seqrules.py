@@ -25,9 +25,9 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from seqgen import symbolic as S
-from seqgen import seqrules as R
-from seqgen.rules import NeedsLiteral, Outcome, RankError, RuleError
+from seqgen.trace import symbolic as S
+from seqgen.layers import sequence_rules as R
+from seqgen.layers.torch_rules import NeedsLiteral, Outcome, RankError, RuleError
 from seqgen.runtime import sequence as seq
 
 Point = dict[sympy.Symbol, int]

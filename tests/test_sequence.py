@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from seqgen.api import generate, options_for, trace_spec
-from seqgen.dsl import parse
+from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError
-from seqgen.write import write_files
+from seqgen.project.write import write_files
 
 
 def _generate(text: str, tmp_path: Path, name: str) -> ModuleType:
@@ -318,20 +318,20 @@ def test_reductions_over_several_dims() -> None:
     ("input 6x4\ngru 8 dropout=0.3 take=hidden\nlinear 2\n", "W012"),
 ])
 def test_sequence_lints(text: str, code: str) -> None:
-    from seqgen.lint import lint
+    from seqgen.report.lint import lint
 
     assert [d.code.split()[0] for d in lint(trace_spec(parse(text, "t.seq")))] == [code]
 
 
 def test_per_step_linear_in_a_sequence_model_is_not_linear_before_flatten() -> None:
-    from seqgen.lint import lint
+    from seqgen.report.lint import lint
 
     text = "input (seq_len=6) dtype=long\nembedding 10 8\nlayernorm\nlinear 4\nrelu\nlinear 2\n"
     assert lint(trace_spec(parse(text, "t.seq"))) == []
 
 
 def test_time_series_transformer_and_speech_models_count_like_torch() -> None:
-    from seqgen.lint import lint
+    from seqgen.report.lint import lint
 
     ts = trace_spec(parse(
         "model TS(features=8, d=64, heads=4, layers=3, horizon=24)\ninput (steps=96, features)\n"

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import EXAMPLES
 from seqgen.api import generate, options_for
 from seqgen.cli import main
-from seqgen.summary import totals
+from seqgen.report.summary import totals
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SPECS = {
@@ -57,7 +57,7 @@ def test_totals_match_torchinfo(name: str, batch: int, tmp_path: Path) -> None:
         spec = tmp_path / f"{name}.seq"
         spec.write_text(INLINE[name])
     result = generate(str(spec), options_for(str(spec), str(tmp_path)))
-    from seqgen.write import write_files
+    from seqgen.project.write import write_files
 
     write_files(list(result.files))
     traced = result.traced

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import EXAMPLE_SPECS, EXAMPLES
 from seqgen.api import load, trace_spec
-from seqgen.dsl import parse
+from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError, TraceError
 
 
@@ -118,7 +118,7 @@ def test_ten_billion_parameters_trace_without_allocating(tmp_path: Path) -> None
     spec = "input 32768\n" + "linear 32768\nrelu\n" * 10
     code = (
         "import resource, sys\n"
-        "from seqgen.api import trace_spec\nfrom seqgen.dsl import parse\n"
+        "from seqgen.api import trace_spec\nfrom seqgen.lang.parser import parse\n"
         "import torch\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         f"t = trace_spec(parse({spec!r}, 'big.seq'))\n"

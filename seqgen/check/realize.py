@@ -1,0 +1,208 @@
+"""Real-tensor checks (part of the trace stage): `--device`, and confirming on a tiny CPU sample
+the layers whose fake/meta kernels are known to accept arguments the real kernels reject.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqgen.layers import sequence_ops as seqlayers
+from seqgen.errors import TraceError
+from seqgen.layers.torch_nn import INFERRED, Bound, bind, first_line, Values, concrete_values, resolve_layer
+from seqgen.lang.parser import input_names
+from seqgen.ir import (
+    LayerSpec,
+    TracedBlock,
+    TracedBlockUse,
+    TracedLayer,
+    TracedMerge,
+    TracedModel,
+    TracedNode,
+)
+
+BATCH_HINT = 2
+# Real checks allocate: confirm a layer only when its sample and weights are this small.
+CONFIRM_LIMIT = 1 << 22
+
+
+def real_module(cls: type[nn.Module], bound: Bound, values: Values,
+                in_shape: tuple[int, ...]) -> nn.Module:
+    """Construct `cls` for real from concrete values, inferring sizes from `in_shape`."""
+    kwargs: dict[str, Any] = {k: values.eval(e) for k, e in bound.args.items()}
+    kwargs.update({k: values.eval(e) for k, e in bound.extra_kwargs.items()})
+    for pname in bound.sig.inferred:
+        if pname not in kwargs:
+            kwargs[pname] = in_shape[INFERRED[pname]]
+    return cls(*(values.eval(e) for e in bound.extra_args), **kwargs)
+
+
+def _untrusted(cls: type[nn.Module], bound: Bound) -> bool:
+    """Layers whose fake kernels skip checks the CPU kernels make (seen in fuzzing)."""
+    name = cls.__name__
+    return (name.startswith(("ConvTranspose", "Upsampl", "Fold", "Unfold"))
+            or name in ("Softmax", "LogSoftmax", "Softmin")
+            or (name.startswith("Conv") and "groups" in bound.args))
+
+
+def confirm_on_cpu(cls: type[nn.Module], bound: Bound, values: Values,
+                   in_shape: tuple[int, ...], out_shape: tuple[int, ...], layer: LayerSpec) -> None:
+    """Run an untrusted layer on a small real CPU sample; raise if torch disagrees."""
+    if not _untrusted(cls, bound):
+        return
+    sample = (1, *in_shape[1:])
+    if _numel(sample) > CONFIRM_LIMIT:
+        return
+    with torch.device("cpu"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's warnings about degenerate layers; errors stay
+        try:
+            module = real_module(cls, bound, values, sample)
+            if sum(p.numel() for p in module.parameters()) > CONFIRM_LIMIT:
+                return
+            with torch.no_grad():
+                got = tuple(module.eval()(torch.zeros(sample)).shape)
+        except Exception as e:  # torch's message, kept as the cause
+            raise TraceError(f"torch rejects {cls.__name__} on a real tensor of shape "
+                             f"{sample}: {first_line(e)}", location=layer.loc) from e
+    if got[1:] != out_shape[1:]:
+        raise TraceError(f"{cls.__name__} gives {got[1:]} per sample on the CPU, the symbolic "
+                         f"trace said {out_shape[1:]}", location=layer.loc,
+                         hint="please report this as a seqgen bug")
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def verify_on_device(traced: TracedModel, device: str) -> None:
+    """Build the model for real on `device`, run a random sample, and compare every shape.
+
+    The default device is never changed: modules and the sample are placed explicitly.
+    """
+    try:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise TraceError("--device cuda: no CUDA device is available here",
+                             hint="use --device cpu or meta")
+    except RuntimeError as e:
+        raise TraceError(f"unknown device {device!r}: {first_line(e)}",
+                         hint="use meta, cpu or cuda") from e
+    spec = traced.spec
+    values = concrete_values(spec)
+    shape = [BATCH_HINT] + [int(values.eval(e)) for e in spec.input_shape]
+    with torch.no_grad(), torch.device(dev):
+        x = torch.randint(0, 2, shape) if spec.input_dtype == "long" else torch.randn(shape)
+        blocks = {b.class_name: b for b in traced.blocks}
+        for layer in traced.layers:
+            try:
+                _, x = run_node(layer, values.env, x, blocks)
+            except Exception as e:
+                raise TraceError(f"on {dev.type}, {layer.class_name} failed: {first_line(e)}",
+                                 location=layer.spec.loc) from e
+            want = tuple(d.value for d in layer.out_shape)
+            if tuple(x.shape) != want:
+                raise TraceError(
+                    f"on {dev.type}, {layer.class_name} gives {tuple(x.shape)}, "
+                    f"the symbolic trace said {want}", location=layer.spec.loc,
+                    hint="please report this as a seqgen bug")
+
+
+Visit = Callable[[TracedNode, Mapping[str, Any], torch.Tensor, list[nn.Module]], None]
+
+
+def run_real(layer: TracedLayer, values: Values, x: torch.Tensor
+             ) -> tuple[list[nn.Module], torch.Tensor]:
+    """Build a traced layer concretely from `values` for the input `x` (on the current default
+    device), run it in eval mode, and return its modules and output."""
+    own = seqlayers.run_real(layer.spec, values, x)
+    if own is not None:
+        return own
+    cls = resolve_layer(layer.spec)
+    module = real_module(cls, bind(cls, layer.spec), values, tuple(x.shape)).eval()
+    return [module], module(x)
+
+
+Memo = dict[tuple[Any, ...], tuple[list[nn.Module], tuple[int, ...]]]
+
+
+def run_stack(nodes: Sequence[TracedNode], env: Mapping[str, Any], x: torch.Tensor,
+              blocks: Mapping[str, TracedBlock], visit: Visit | None = None,
+              memo: Memo | None = None) -> tuple[list[nn.Module], torch.Tensor]:
+    """Build and run a traced stack concretely: `env` holds the values of the scope's names
+    (the model's parameters, or a block's arguments). `visit` sees every node's output. With a
+    `memo` (shapes only, on `meta`), a block used again with the same arguments and input shape
+    is not built again."""
+    modules: list[nn.Module] = []
+    for node in nodes:
+        built, x = run_node(node, env, x, blocks, visit, memo)
+        modules += built
+    return modules, x
+
+
+def run_node(node: TracedNode, env: Mapping[str, Any], x: torch.Tensor,
+             blocks: Mapping[str, TracedBlock], visit: Visit | None = None,
+             memo: Memo | None = None) -> tuple[list[nn.Module], torch.Tensor]:
+    """One node of run_stack: a layer, a `repeat depth:` loop, a merge or a block use."""
+    modules: list[nn.Module] = []
+    if isinstance(node, TracedMerge):
+        outs = []
+        for branch in node.branches:
+            built, y = run_stack(branch, env, x, blocks, visit, memo)
+            modules += built
+            outs.append(y)
+        if node.spec.kind == "residual" and len(outs) == 1:
+            outs.append(x)
+        y = _merge(node, outs)
+    elif isinstance(node, TracedBlockUse):
+        block = blocks[node.spec.name]
+        inner = block_env(block, node, env, x)
+        key = (node.spec.name, tuple(sorted(inner.items(), key=lambda kv: kv[0])),
+               tuple(x.shape))
+        if memo is not None and key in memo:
+            modules, shape = memo[key]
+            y = torch.empty(shape)
+        else:
+            modules, y = run_stack(block.layers, inner, x, blocks, visit, memo)
+            if memo is not None:
+                memo[key] = (modules, tuple(y.shape))
+    elif node.repeat is not None:
+        y = x
+        for _ in range(int(Values(dict(env)).eval(node.spec.args[0]))):
+            built, y = run_stack(node.body, env, y, blocks, visit, memo)
+            modules += built
+    else:
+        modules, y = run_real(node, Values(dict(env)), x)
+    if visit is not None:
+        visit(node, env, y, modules)
+    return modules, y
+
+
+def _merge(node: TracedMerge, outs: list[torch.Tensor]) -> torch.Tensor:
+    kind = node.spec.kind
+    if kind == "concat":
+        return torch.cat(outs, dim=node.dim or 1)
+    if kind != "multiply" and any(o.shape != outs[0].shape for o in outs):
+        raise ValueError(f"{kind} of shapes {[tuple(o.shape) for o in outs]}")
+    y = outs[0]
+    for o in outs[1:]:
+        y = y * o if kind == "multiply" else y + o
+    return y
+
+
+def block_env(block: TracedBlock, use: TracedBlockUse, env: Mapping[str, Any],
+              x: torch.Tensor) -> dict[str, Any]:
+    """The values of a block's names at one use: its input sizes and its arguments."""
+    values = Values(dict(env))
+    out: dict[str, Any] = dict(zip(input_names(x.dim()), (int(s) for s in x.shape[1:])))
+    given = dict(zip((p.name for p in block.spec.params), use.spec.args))
+    given.update((kw.name, kw.value) for kw in use.spec.kwargs)
+    for p in block.spec.params:
+        out[p.name] = values.eval(given[p.name]) if p.name in given else p.default
+    return out

@@ -1,0 +1,99 @@
+"""Before the trace: every layer line resolves to a torch.nn class and binds to its constructor.
+
+Part of the trace stage (imports torch). Binding needs no tensors, so every layer is checked up
+front and all such errors are reported together, instead of the trace stopping at the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+from torch import nn
+
+from seqgen.layers import sequence_ops as seqlayers
+from seqgen.errors import SeqgenError, TraceError, raise_all
+from seqgen.lang.hints import call_syntax_hint
+from seqgen.layers.torch_nn import bind, signature, registry, resolve_layer
+from seqgen.ir import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
+
+
+def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
+    """Raise the first problem of one layer line that needs no trace to find."""
+    if seqlayers.is_seq_layer(layer):
+        return seqlayers.check(layer)
+    layer, _ = seqlayers.without_weight_norm(layer)
+    try:
+        cls = resolve_layer(layer)
+    except TraceError as e:
+        block = next((b for b in blocks if b.name.lower() == layer.name.lower()), None)
+        own = seqlayers.close_name(layer.name)
+        if block is None and own is not None and "unknown layer" in e.diagnostic.message:
+            raise TraceError(e.diagnostic.message, location=layer.loc,
+                             hint=f"did you mean {own!r}?") from e
+        if block is None:
+            raise
+        raise TraceError(f"unknown layer {layer.name!r}", location=layer.loc,
+                         hint=f"did you mean the block {block.name!r}? block names are matched "
+                              "exactly") from e
+    if layer.call_syntax:
+        sig = signature(cls)
+        order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
+        message, hint = call_syntax_hint(layer, order, sig.inferred, cls.__name__.lower())
+        raise TraceError(message, location=layer.loc, hint=hint)
+    if layer.key is not None and hasattr(nn.Sequential, layer.key):
+        raise TraceError(f"layer name {layer.key!r} is taken by nn.Sequential itself",
+                         location=layer.loc, hint="choose another name")
+    try:
+        bind(cls, layer)
+    except TraceError:
+        if _inferred_written(cls, layer):
+            return  # `conv2d 3 16 3`: the trace knows the incoming size and says so precisely
+        raise
+
+
+def _inferred_written(cls: type[nn.Module], layer: LayerSpec) -> bool:
+    """The line binds once its first value, a literal number, is dropped: PyTorch habit of
+    writing the size seqgen infers."""
+    if not signature(cls).inferred or not layer.args or not isinstance(layer.args[0], Num):
+        return False
+    try:
+        bind(cls, replace(layer, args=layer.args[1:]))
+    except TraceError:
+        return False
+    return True
+
+
+def layer_errors(layers: Sequence[Node], blocks: Sequence[BlockDef] = ()) -> list[SeqgenError]:
+    """The binding error of each layer line (each line once, however often `repeat` uses it),
+    in block bodies too, and a block named like a torch.nn class."""
+    errors: list[SeqgenError] = []
+    for block in blocks:
+        if block.name.lower() in registry():
+            errors.append(TraceError(
+                f"block name {block.name!r} is also the torch.nn class "
+                f"{registry()[block.name.lower()].__name__!r}", location=block.loc,
+                hint="choose another name: a layer line could mean either"))
+    stacks = [*(b.body for b in blocks), layers]
+    for layer in dict.fromkeys(layer for nodes in stacks for layer in flat_layers(nodes)):
+        try:
+            check_layer(layer, blocks)
+        except TraceError as e:
+            errors.append(e)
+    return errors
+
+
+def check_layers(spec: ModelSpec) -> None:
+    """Raise every layer line's binding error together (nothing when all bind)."""
+    raise_all(layer_errors(spec.layers, spec.blocks))
+
+
+@contextlib.contextmanager
+def quiet_torch_warnings() -> Iterator[None]:
+    """torch's warnings about a spec (softmax without dim) are seqgen's located lint warnings;
+    torch's own copy, pointing into torch's source, is noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Implicit dimension choice", category=UserWarning)
+        yield

@@ -1,0 +1,107 @@
+"""A cache of traces, so `check`, `summary` and `new` on an unchanged spec never import torch.
+
+A TracedModel is frozen plain dataclasses, stored as tagged JSON under the user's cache
+directory. The key covers everything a trace depends on: the spec's text and path, `--input`,
+the torch version (read from package metadata, not by importing torch) and the bytes of
+seqgen's own source, so any change to seqgen or torch misses the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from seqgen import errors
+
+from seqgen import ir as spec
+from seqgen.project.write import write_atomic
+
+_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (errors.Location, errors.Diagnostic, spec.Num, spec.Str, spec.Const, spec.Name,
+                spec.Neg, spec.BinOp, spec.TupleExpr, spec.Param, spec.Keyword, spec.LayerSpec,
+                spec.RepeatSpec, spec.MergeSpec, spec.BlockUse, spec.BlockDef,
+                spec.TracedMerge, spec.TracedBlockUse, spec.TracedBlock, spec.BlockArg,
+                spec.ModelSpec, spec.Dim, spec.TracedLayer, spec.Constraint, spec.TracedModel)
+}
+FORMAT = "2"
+
+
+def cache_dir() -> Path | None:
+    """Where traces are kept; None when caching is off (SEQGEN_NO_CACHE=1)."""
+    if os.environ.get("SEQGEN_NO_CACHE"):
+        return None
+    if os.environ.get("SEQGEN_CACHE_DIR"):
+        return Path(os.environ["SEQGEN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "seqgen"
+
+
+@cache
+def _code_fingerprint() -> str:
+    """seqgen's source and the torch version: a change to either is a different tracer."""
+    h = hashlib.sha256(FORMAT.encode())
+    root = Path(__file__).resolve().parent.parent  # the seqgen package
+    # recursive: the tracer lives in subpackages, and runtime/ is copied into outputs
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    try:
+        h.update(metadata.version("torch").encode())
+    except metadata.PackageNotFoundError:
+        pass
+    return h.hexdigest()
+
+
+def key(spec_path: str, spec_text: str, input_override: str | None) -> str:
+    """The cache key of one trace."""
+    parts = [_code_fingerprint(), spec_path, spec_text, input_override or ""]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def load(cache_key: str) -> spec.TracedModel | None:
+    """The cached trace, or None (missing, unreadable, or from another format)."""
+    root = cache_dir()
+    if root is None:
+        return None
+    try:
+        data = json.loads((root / f"{cache_key}.json").read_text(encoding="utf-8"))
+        traced = _decode(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return traced if isinstance(traced, spec.TracedModel) else None
+
+
+def store(cache_key: str, traced: spec.TracedModel) -> None:
+    """Keep a trace; a cache that cannot be written is skipped silently (it is only a cache)."""
+    root = cache_dir()
+    if root is None:
+        return
+    try:
+        write_atomic(root / f"{cache_key}.json", json.dumps(_encode(traced), separators=(",", ":")))
+    except errors.SeqgenError:
+        pass
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {"__t": type(value).__name__}
+        out.update({f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)})
+        return out
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        cls = _TYPES[value["__t"]]
+        return cls(**{k: _decode(v) for k, v in value.items() if k != "__t"})
+    if isinstance(value, list):
+        return tuple(_decode(v) for v in value)
+    return value

@@ -1,0 +1,78 @@
+"""The rows of a traced model, nested like torchinfo's `depth` (no torch).
+
+A merge's branches and a block use's layers come right after it, one level deeper. Inside a
+block use, sizes are the block's expressions evaluated at that use (its `bindings`), so each use
+shows its own numbers; everything else shows the traced shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from seqgen.safe_eval import evaluate_source
+from seqgen.report.table import shape_text
+from seqgen.ir import TracedLayer, TracedMerge, TracedBlockUse, TracedModel, TracedNode
+
+
+@dataclass(frozen=True)
+class Row:
+    """One node of the model as a table row; numbers are per sample (batch 1)."""
+
+    depth: int
+    line: int
+    label: str
+    shape: str  # as shown: symbolic dims by name with their sample size, or numbers
+    sizes: tuple[int, ...]  # batch excluded
+    params: int
+    trainable: int
+    macs: int
+    leaf: bool  # a module with no child modules (what torchinfo totals over)
+    # output elements torchinfo keeps for the backward pass (leaves with parameters), per sample
+    activations: int = 0
+    hidden_params: int = 0  # of these parameters, those torchinfo's "params size" leaves out
+
+
+def rows(traced: TracedModel) -> list[Row]:
+    """Every node, depth first: the model's own at depth 0, nested ones deeper."""
+    blocks = {b.class_name: b for b in traced.blocks}
+    defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
+    return list(_walk(traced.layers, defaults, 0, blocks, nested=False))
+
+
+def _walk(nodes: Sequence[TracedNode], env: Mapping[str, int], depth: int,
+          blocks: Mapping[str, object], nested: bool) -> Iterator[Row]:
+    for node in nodes:
+        at = {**env, "N": 1}
+        sizes = tuple(evaluate_source(d.code, at) for d in node.out_shape[1:])
+        shape = ("(N, " + ", ".join(map(str, sizes)) + ")") if nested else \
+            shape_text(node.out_shape, sizes=True)
+        leaf = isinstance(node, TracedLayer) and node.repeat is None
+        params = evaluate_source(node.params.code, at)
+        if isinstance(node, TracedLayer) and node.activations is not None:
+            kept = evaluate_source(node.activations.code, at)  # its leaves' outputs
+        else:
+            kept = _prod(sizes) if leaf and params else 0
+        hidden = node.hidden_params if isinstance(node, TracedLayer) else None
+        yield Row(depth, node.line, node.call, shape, sizes, params,
+                  evaluate_source(node.trainable_params.code, at),
+                  evaluate_source(node.macs.code, at), leaf, kept,
+                  evaluate_source(hidden.code, at) if hidden is not None else 0)
+        if isinstance(node, TracedMerge):
+            for branch in node.branches:
+                yield from _walk(branch, env, depth + 1, blocks, nested)
+        elif isinstance(node, TracedBlockUse):
+            block = blocks[node.spec.name]
+            inner = {name: evaluate_source(code, at) for name, code in node.bindings}
+            yield from _walk(block.layers, inner, depth + 1,  # type: ignore[attr-defined]
+                             blocks, nested=True)
+        elif isinstance(node, TracedLayer) and node.repeat is not None:
+            for _ in range(env[node.repeat]):
+                yield from _walk(node.body, env, depth + 1, blocks, nested)
+
+
+def _prod(sizes: tuple[int, ...]) -> int:
+    n = 1
+    for s in sizes:
+        n *= s
+    return n

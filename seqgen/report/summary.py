@@ -1,0 +1,101 @@
+"""`seqgen summary`: per-layer shapes, parameters and multiply-accumulates, counted as torchinfo
+counts them, computed from the symbolic trace (nothing is allocated). No torch here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from seqgen.report.table import shape_text, table
+from seqgen.report.rows import rows
+from seqgen.ir import TracedModel
+
+BYTES_PER_ELEMENT = 4  # float32
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Whole-model numbers for one batch size."""
+
+    batch: int
+    params: int
+    trainable: int
+    macs: int  # torchinfo's "Total mult-adds"
+    input_bytes: int
+    forward_backward_bytes: int  # torchinfo's "Forward/backward pass size"
+    param_bytes: int
+
+
+def _numel(dims: tuple[int, ...], batch: int) -> int:
+    n = batch
+    for d in dims[1:]:
+        n *= d
+    return n
+
+
+def totals(traced: TracedModel, batch: int = 1) -> Totals:
+    """Totals at `batch`; activation memory counts the outputs of leaf modules with parameters,
+    x2, as torchinfo does."""
+    all_rows = rows(traced)
+    out_elems = batch * sum(r.activations for r in all_rows)
+    return Totals(
+        batch=batch,
+        params=traced.total_params.value,
+        trainable=traced.trainable_params.value,
+        macs=batch * sum(l.macs.value for l in traced.layers),
+        input_bytes=_numel(tuple(d.value for d in traced.input_shape), batch) * BYTES_PER_ELEMENT,
+        forward_backward_bytes=2 * out_elems * BYTES_PER_ELEMENT,
+        # torchinfo sums the parameter bytes of leaf modules only
+        param_bytes=(traced.total_params.value - sum(r.hidden_params for r in all_rows))
+        * BYTES_PER_ELEMENT,
+    )
+
+
+def _rows(traced: TracedModel, batch: int) -> list[dict[str, object]]:
+    return [{"line": r.line, "depth": r.depth, "layer": r.label, "output_shape": r.shape,
+             "output_size": [batch, *r.sizes], "params": r.params, "trainable": r.trainable,
+             "macs": batch * r.macs} for r in rows(traced)]
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.2f} MB"
+
+
+def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> str:
+    """The summary as a text table, a markdown table, or JSON."""
+    t = totals(traced, batch)
+    rows = _rows(traced, batch)
+    if fmt == "json":
+        return json.dumps({
+            "model": traced.spec.class_name,
+            "input_shape": shape_text(traced.input_shape, sizes=True),
+            "layers": rows,
+            "totals": t.__dict__,
+            "params_expression": traced.total_params.code,
+        }, indent=2)
+    head = ["line", "layer", "output shape", "params", "trainable", "mult-adds"]
+    cells = [[str(r["line"]), "  " * int(r["depth"]) + str(r["layer"]),  # type: ignore[call-overload]
+              str(r["output_shape"]), f"{r['params']:,}",
+              f"{r['trainable']:,}", f"{r['macs']:,}"] for r in rows]
+    foot = [
+        ("total params", f"{t.params:,}" + (f" ({traced.total_params.code})"
+                                            if traced.total_params.symbolic else "")),
+        ("trainable params", f"{t.trainable:,}"),
+        ("non-trainable params", f"{t.params - t.trainable:,}"),
+        (f"mult-adds (batch {batch})", f"{t.macs:,}"),
+        (f"input size (batch {batch})", _mb(t.input_bytes)),
+        (f"forward/backward pass size (batch {batch})", _mb(t.forward_backward_bytes)),
+        ("params size", _mb(t.param_bytes)),
+        ("estimated total size", _mb(t.input_bytes + t.forward_backward_bytes + t.param_bytes)),
+    ]
+    title = f"{traced.spec.class_name}: input {shape_text(traced.input_shape, sizes=True)}"
+    if fmt == "markdown":
+        def md(row: list[str]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+        lines = [f"**{title}**", "", md(head), md(["---"] * 3 + ["---:"] * 3),
+                 *(md([c if i != 1 else f"`{c}`" for i, c in enumerate(r)]) for r in cells), "",
+                 md(["total", "value"]), md(["---", "---:"]), *(md([k, v]) for k, v in foot)]
+        return "\n".join(lines)
+    width = max(len(k) for k, _ in foot)
+    return "\n".join([title, table(cells, head, right={0, 3, 4, 5}), "",
+                      *(f"{k.ljust(width)}  {v}" for k, v in foot)])

@@ -1,0 +1,58 @@
+"""Plain-text reports of a traced model: the shape table `new` and `check` print. No torch."""
+
+from __future__ import annotations
+
+from seqgen.ir import Dim, TracedModel
+
+
+def shape_text(dims: tuple[Dim, ...], sizes: bool = False) -> str:
+    """`(N, 16, 32, 32)`: symbolic dims by name, the rest as numbers; with `sizes`, a symbolic
+    dim also shows its size at the sample input and defaults: `(N, 16, seq_len - 2 [26])`."""
+    def one(d: Dim) -> str:
+        if sizes and d.symbolic and d.code != "N":  # the batch is whatever --batch says
+            return f"{d.code} [{d.value}]"
+        return d.shown
+
+    return "(" + ", ".join(one(d) for d in dims) + ")"
+
+
+def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
+    """Align columns; `right` holds the indexes of right-aligned (numeric) columns."""
+    right = right or set()
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), rule, *(fmt(r) for r in rows)])
+
+
+def shape_table(traced: TracedModel) -> str:
+    """Per-layer table: spec line, layer as generated, output shape, parameters."""
+    from seqgen.report.rows import rows as nested
+
+    rows = [["", "input", shape_text(traced.input_shape), ""]]
+    for r in nested(traced):
+        shape = _plain(r.shape)
+        rows.append([str(r.line), "  " * r.depth + r.label, shape, f"{r.params:,}"])
+    body = table(rows, ["line", "layer", "output shape", "params"], right={0, 3})
+    total = f"total parameters: {traced.total_params.value:,}"
+    if traced.total_params.symbolic:
+        total += f" at the defaults ({traced.total_params.code})"
+    return f"{body}\n{total}"
+
+
+def _plain(shape: str) -> str:
+    """A summary shape without the bracketed sample sizes: `(N, 16, seq_len - 2)`."""
+    import re
+
+    return re.sub(r" \[\d+\]", "", shape)
+
+
+def device_report(traced: TracedModel, device: str, batch: int = 2) -> str:
+    """One line for `--device`: what ran where, and that it agreed with the trace."""
+    sample = (batch, *(d.value for d in traced.input_shape[1:]))
+    return (f"--device {device}: built {traced.spec.class_name} for real on {device} and ran a "
+            f"{sample} sample: all {len(traced.layers)} layer output shapes agree with the trace")

@@ -1,0 +1,208 @@
+"""Named blocks (trace stage): a block's class is traced once, with its own symbols.
+
+Its input sizes (`in_channels`, ...) and int parameters are symbols of their own, so every size
+inside the class is an expression of its constructor's arguments. Each use then substitutes the
+caller's sizes and arguments into the block's output shape, parameter count and conditions:
+nothing is traced again per use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sympy
+import torch
+
+from seqgen.trace import symbolic as S
+from seqgen.trace.constraints import derive
+from seqgen.lang.parser import ALL_INPUT_NAMES, input_names
+from seqgen.errors import Diagnostic, SeqgenError, TraceError
+from seqgen.trace.torch_errors import shape_text
+from seqgen.layers.torch_nn import Values
+from seqgen.report.lint import UNUSED_PARAMETER
+from seqgen.ir import (
+    BlockArg,
+    BlockDef,
+    BlockUse,
+    Expr,
+    TracedBlock,
+    called_names,
+    expr_names,
+    spec_names,
+    walk,
+)
+
+from seqgen.trace.scope import DimInfo
+
+if TYPE_CHECKING:  # the tracer passes itself in; importing it here would be circular
+    from seqgen.trace.tracer import Tracer
+
+PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+@dataclass(frozen=True)
+class BlockArgs:
+    """A use's arguments, by block parameter: the spec value and what it evaluates to."""
+
+    nodes: Mapping[str, Expr]
+    values: Mapping[str, Any]  # SymInt or int for int parameters, else the literal
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """A traced block in sympy terms, ready to be substituted at each use."""
+
+    traced: TracedBlock
+    rank: int
+    first_line: int
+    input_symbols: tuple[sympy.Symbol, ...]  # dims 1.. of its input
+    param_symbols: Mapping[str, sympy.Symbol]  # its int parameters
+    defaults: Mapping[str, Any]
+    out_exprs: tuple[sympy.Expr, ...]
+    params: sympy.Expr
+    trainable: sympy.Expr
+    macs: sympy.Expr
+    conditions: tuple[tuple[sympy.Basic, str], ...]
+    size_args: tuple[int, ...]  # the input dims its constructor takes, in order
+    names: Mapping[sympy.Symbol, str]
+
+    def mapping(self, dims: Sequence[sympy.Expr], args: BlockArgs) -> dict[sympy.Symbol, Any]:
+        """Block symbol -> the caller's expression, for one use."""
+        out: dict[sympy.Symbol, Any] = dict(zip(self.input_symbols, dims[1:]))
+        for name, sym in self.param_symbols.items():
+            value = args.values.get(name, self.defaults.get(name))
+            out[sym] = S.expr_of(value)
+        return out
+
+    def bound_symbols(self) -> list[tuple[str, sympy.Symbol]]:
+        """(name, symbol) of every input size and int parameter."""
+        return [(self.names[s], s) for s in (*self.input_symbols, *self.param_symbols.values())]
+
+
+def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
+    """A use's arguments by parameter (the parser checked names and counts), type-checked."""
+    nodes: dict[str, Expr] = {}
+    for param, node in zip(block.params, use.args):
+        nodes[param.name] = node
+    for kw in use.kwargs:
+        nodes[kw.name] = kw.value
+    out: dict[str, Any] = {}
+    for name, node in nodes.items():
+        declared = block.param(name)
+        assert declared is not None
+        value = values.eval(node)
+        want = declared.type_name
+        ok = isinstance(value, torch.SymInt) if want == "int" else False
+        if not ok:
+            ok = isinstance(value, PARAM_TYPES[want]) and not (
+                want != "bool" and isinstance(value, bool))
+        if not ok:
+            got = "an int expression" if isinstance(value, torch.SymInt) else \
+                f"{value!r} ({type(value).__name__})"
+            raise TraceError(f"block {block.name!r}'s parameter {name!r} is {want}, got {got}",
+                             location=node.loc)
+        out[name] = value
+    return BlockArgs(nodes, out)
+
+
+def _check_input_names(block: BlockDef, rank: int) -> None:
+    """An input-size name the block reads must exist for the rank it is used at."""
+    have = input_names(rank)
+    for node in walk(block.body):
+        exprs = [*getattr(node, "args", ()), *(kw.value for kw in getattr(node, "kwargs", ()))]
+        for e in exprs:
+            for ref in expr_names(e):
+                if ref.id in ALL_INPUT_NAMES and ref.id not in have \
+                        and block.param(ref.id) is None:
+                    raise TraceError(
+                        f"{ref.id!r} is not a size of this block's rank-{rank} input",
+                        location=ref.loc,
+                        hint=f"its input sizes are {', '.join(have) or 'none'} (dim 1 on)")
+
+
+def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
+                args: BlockArgs, use: BlockUse) -> BlockInfo:
+    """Trace `block`'s body once, its symbols hinted by this (first) use."""
+
+    rank = len(dims)
+    session = parent.session
+    env: dict[str, Any] = {}
+    hints: dict[sympy.Symbol, int] = {}
+    concrete: dict[str, Any] = {}
+    inputs = []
+    block_dims = [dims[0]]
+    for i, name in enumerate(input_names(rank), start=1):
+        hint = parent.value(dims[i].expr)
+        sym = session.symbol(name, hint)
+        expr = S.expr_of(sym)
+        env[name], hints[expr], concrete[name] = sym, hint, hint
+        inputs.append(expr)
+        block_dims.append(DimInfo(expr, name))
+    param_symbols: dict[str, sympy.Symbol] = {}
+    defaults: dict[str, Any] = {}
+    for p in block.params:
+        value = args.values.get(p.name, p.default)
+        defaults[p.name] = p.default
+        if p.type_name == "int":
+            hint = parent.value(S.expr_of(value))
+            sym = session.symbol(p.name, hint, size=False)
+            expr = S.expr_of(sym)
+            env[p.name], hints[expr], concrete[p.name] = sym, hint, hint
+            param_symbols[p.name] = expr
+        else:
+            env[p.name] = concrete[p.name] = value
+    _check_input_names(block, rank)
+    tracer = type(parent)(parent.shared, env, hints, Values(concrete),
+                          {p.name: p for p in block.params}, block=block.name)
+    tracer.positive.extend(inputs)
+    x = torch.empty(tracer.symbolic_sizes(block_dims))
+    try:
+        _, out_dims, steps = tracer.stack(block.body, x, block_dims)
+    except SeqgenError as e:  # say which use the block was traced at
+        shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
+        note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
+        use_hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
+        raise type(e)(e.diagnostic.message, location=e.location, hint=use_hint) from e
+    layers = tuple(st.traced for st in steps)
+    called = called_names(layers)
+    names = input_names(rank)
+    size_args = tuple(i for i, name in enumerate(names, start=1) if name in called)
+    ctor = {inputs[i - 1] for i in size_args} | set(param_symbols.values())
+    own = [c for c in tracer.conditions if S.free_symbols(c.condition) <= ctor]
+    constraints = tuple(derive(own, tracer.hints, parent.names, lambda e: tracer.code(e, None)))
+    _warn_unused(parent, block, spec_names(block.body))
+    total = sum((st.params_expr for st in steps), sympy.Integer(0))
+    train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
+    macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
+    block_args = [BlockArg(names[i - 1], "int", None, input_size=True) for i in size_args]
+    block_args += [BlockArg(p.name, p.type_name, None if p.required else repr(p.default))
+                   for p in block.params]
+    first_call = [(names[i - 1], str(concrete[names[i - 1]])) for i in size_args]
+    first_call += [(p.name, repr(concrete[p.name])) for p in block.params]
+    traced = TracedBlock(
+        spec=block, args=tuple(block_args),
+        input_shape=tuple(tracer.dim(d) for d in block_dims), layers=layers,
+        out_shape=tuple(tracer.dim(d) for d in out_dims), constraints=constraints,
+        total_params=tracer.as_dim(total), first_call=tuple(first_call),
+        first_input=tuple(parent.value(d.expr) for d in dims[1:]),
+        first_output=tuple(tracer.value(d.expr) for d in out_dims[1:]))
+    if any(d.expr == tracer.batch_sym for d in out_dims[1:]):
+        raise TraceError(f"block {block.name!r} moves the batch dim: {shape_text(out_dims)}",
+                         location=block.loc)
+    return BlockInfo(
+        traced=traced, rank=rank, first_line=block.loc.line, input_symbols=tuple(inputs),
+        param_symbols=param_symbols, defaults=defaults,
+        out_exprs=tuple(d.expr for d in out_dims), params=total, trainable=train, macs=macs,
+        conditions=tuple((c.condition, c.message) for c in tracer.conditions),
+        size_args=size_args, names=parent.names)
+
+
+def _warn_unused(parent: Tracer, block: BlockDef, used: set[str]) -> None:
+    for p in block.params:
+        if p.name not in used:
+            parent.warnings.append(Diagnostic(
+                "warning", f"block parameter {p.name!r} of {block.name!r} is not used", p.loc,
+                f"remove {p.name}, or use it in the block's layers", UNUSED_PARAMETER))

@@ -1,0 +1,245 @@
+"""Conditions on the constructor arguments -> the checks of the generated `__init__` (trace stage).
+
+The tracer collects, layer by layer, every condition the model needs: each layer's argument
+rules (kernel_size >= 1, output_padding < stride, divisibility, ...) and "every size stays >= 1".
+This module turns them into `Constraint`s that are exact, never approximate:
+
+- a condition on one parameter that provably grows (or shrinks) with it becomes a bound,
+  `seq_len >= 3` or `k <= 16`, found by an exact search over the integers;
+- every other condition is checked as written, `h - k + 1 >= 1`.
+
+Bounds come first, then the written conditions in layer order, a layer's argument rules before
+its sizes: a condition that divides by a stride is only reached once that stride is known >= 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+import math
+from dataclasses import dataclass
+
+import sympy
+from seqgen.trace import symbolic as S
+from seqgen.ir import Constraint
+
+LOWEST = -(2**40)  # where the search for a lower bound starts (sizes go up to 2**40)
+HIGHEST = 2**40
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Something that must hold, with the layer that needs it and what to say otherwise."""
+
+    condition: sympy.Basic
+    layer_index: int
+    message: str
+
+
+def holds(cond: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> bool:
+    """`cond` at `values`; a division by zero on the way means it does not hold."""
+    try:
+        return bool(S.evaluate(cond, values))
+    except ZeroDivisionError:
+        return False
+
+
+def derive(conditions: Sequence[Condition], hints: Mapping[sympy.Symbol, int],
+           names: Mapping[sympy.Symbol, str],
+           code: Callable[[sympy.Basic], str]) -> list[Constraint]:
+    """Exact checks for the generated `__init__`, from the conditions the trace collected."""
+    lower: dict[sympy.Symbol, tuple[int, Condition]] = {}
+    upper: dict[sympy.Symbol, tuple[int, Condition]] = {}
+    written: list[Constraint] = []
+    seen: set[str] = set()
+    periods: dict[sympy.Symbol, list[tuple[int, frozenset[int], Condition]]] = {}
+    for c in conditions:
+        free = sorted(S.free_symbols(c.condition), key=lambda s: names[s])
+        if not free:
+            continue  # a literal: checked at the defaults already
+        if len(free) == 1:
+            bound = _bound(c.condition, free[0], hints)
+            if bound is not None:
+                kind, value = bound
+                table = lower if kind == "min" else upper
+                better = (value > table[free[0]][0] if kind == "min" else value < table[free[0]][0]) \
+                    if free[0] in table else True
+                if better:
+                    table[free[0]] = (value, c)
+                continue
+            if bound is None and _vacuous(c.condition, free[0], hints):
+                continue
+            residues = periodic(c.condition, free[0])
+            if residues is not None:
+                period, ok = residues
+                if len(ok) == period:
+                    continue  # holds for every value
+                periods.setdefault(free[0], []).append((period, ok, c))
+                continue
+        text = code(c.condition)
+        if text in seen:
+            continue
+        seen.add(text)
+        written.append(Constraint(condition=text, symbol=None, minimum=None,
+                                  layer_index=c.layer_index, message=c.message,
+                                  names=tuple(names[s] for s in free)))
+    out: list[Constraint] = []
+    for sym, found in sorted(periods.items(), key=lambda kv: names[kv[0]]):
+        out.extend(_residue_constraints(sym, names[sym], found, hints, code))
+    for sym in sorted(set(lower) | set(upper), key=lambda s: names[s]):
+        name = names[sym]
+        if sym in lower:
+            value, c = lower[sym]
+            out.append(Constraint(condition=f"{name} >= {value}", symbol=name, minimum=value,
+                                  layer_index=c.layer_index,
+                                  message=f"{name} must be at least {value}: {c.message}",
+                                  names=(name,)))
+        if sym in upper:
+            value, c = upper[sym]
+            out.append(Constraint(condition=f"{name} <= {value}", symbol=name, minimum=None,
+                                  maximum=value, layer_index=c.layer_index,
+                                  message=f"{name} must be at most {value}: {c.message}",
+                                  names=(name,)))
+    return out + written
+
+
+MAX_PERIOD = 1 << 12
+
+
+def periodic(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, frozenset[int]] | None:
+    """(P, residues) when `cond` holds exactly for the values of `sym` whose remainder mod P is
+    in residues; None when that cannot be shown.
+
+    For floor-linear sizes (`2 * (h // 2) == h`): with P a multiple of every divisor, each side
+    grows by a fixed amount when sym grows by P. When both sides grow by the same amount, the
+    condition repeats with period P, so checking one period decides it for all integers.
+    """
+    if not isinstance(cond, (sympy.Eq, sympy.Ne, sympy.Ge, sympy.Gt, sympy.Le, sympy.Lt)):
+        return None
+    period = 1
+    for node in sympy.preorder_traversal(cond):
+        if isinstance(node, (*S.FLOOR_DIVISIONS, sympy.Mod)) or type(node).__name__ in (
+                "Mod", "PythonMod"):
+            divisor = node.args[1]
+            if not (divisor.is_Integer and int(divisor) > 0):
+                return None
+            period *= int(divisor)
+            if period > MAX_PERIOD:
+                return None
+    if period == 1:
+        return None
+    diff = cond.lhs - cond.rhs
+    try:
+        steps = {S.evaluate(diff, {sym: v + period}) - S.evaluate(diff, {sym: v})
+                 for v in (-3 * period, -1, 0, 1, 7, period + 3, 5 * period)}
+    except (ZeroDivisionError, S.Unprintable):
+        return None
+    if steps != {0}:
+        return None
+    ok = frozenset(r for r in range(period) if holds(cond, {sym: r + period}))
+    return period, ok
+
+
+def _residue_constraints(sym: sympy.Symbol, name: str,
+                         found: list[tuple[int, frozenset[int], Condition]],
+                         hints: Mapping[sympy.Symbol, int],
+                         code: Callable[[sympy.Basic], str]) -> list[Constraint]:
+    """One check per parameter for its periodic conditions: `h % 16 == 0` when together they
+    mean a multiple; otherwise each condition as written."""
+    period = 1
+    for p, _, _ in found:
+        period = period * p // math.gcd(period, p)
+    ok = [r for r in range(period) if all(r % p in rs for p, rs, _ in found)]
+    first = min(found, key=lambda f: f[2].layer_index)[2]
+    why = "; ".join(dict.fromkeys(c.message for _, _, c in found))
+    multiple = next((m for m in range(1, period + 1)
+                     if period % m == 0 and ok == list(range(0, period, m))), None)
+    if multiple is not None:
+        return [Constraint(condition=f"{name} % {multiple} == 0", symbol=None, minimum=None,
+                           layer_index=first.layer_index,
+                           message=f"{name} must be a multiple of {multiple}: {why}",
+                           names=(name,))]
+    return [Constraint(condition=code(c.condition), symbol=None, minimum=None,
+                       layer_index=c.layer_index, message=c.message, names=(name,))
+            for _, _, c in found]
+
+
+def _bound(cond: sympy.Basic, sym: sympy.Symbol,
+           hints: Mapping[sympy.Symbol, int]) -> tuple[str, int] | None:
+    """("min", m) when `cond` holds exactly for sym >= m; ("max", m) for sym <= m; else None."""
+    slack = _slack(cond)
+    if slack is None:
+        return None
+    direction = monotone(slack, sym)
+    if direction not in (1, -1):
+        return None
+    values = dict(hints)
+
+    def ok(v: int) -> bool:
+        values[sym] = v
+        return holds(cond, values)
+
+    hint = hints[sym]
+    if not ok(hint):
+        return None  # the caller reports conditions that fail at the defaults
+    end = LOWEST if direction == 1 else HIGHEST
+    if ok(end):
+        return None
+    good, bad = hint, end  # the boundary lies between them: bisect
+    while abs(good - bad) > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if ok(mid) else (good, mid)
+    return ("min" if direction == 1 else "max"), good
+
+
+def _vacuous(cond: sympy.Basic, sym: sympy.Symbol, hints: Mapping[sympy.Symbol, int]) -> bool:
+    """A monotone condition that holds at both ends of the range holds everywhere."""
+    slack = _slack(cond)
+    if slack is None or monotone(slack, sym) not in (1, -1, 0):
+        return False
+    return all(holds(cond, {**hints, sym: v}) for v in (LOWEST, HIGHEST))
+
+
+def _slack(cond: sympy.Basic) -> sympy.Expr | None:
+    """For `a >= b`, `a > b`, `a <= b`, `a < b`: an expression that must be >= 0 (or > 0)."""
+    if isinstance(cond, (sympy.Ge, sympy.Gt)):
+        return cond.lhs - cond.rhs
+    if isinstance(cond, (sympy.Le, sympy.Lt)):
+        return cond.rhs - cond.lhs
+    return None
+
+
+def monotone(e: sympy.Basic, sym: sympy.Symbol) -> int | None:
+    """+1 if `e` never decreases as `sym` grows, -1 if it never increases, 0 if constant,
+    None when that cannot be shown from the expression's structure."""
+    if sym not in e.free_symbols:
+        return 0
+    if e == sym:
+        return 1
+    if isinstance(e, (sympy.Add, *S.MIN_MAX)):
+        return _combine([monotone(a, sym) for a in e.args])
+    if isinstance(e, sympy.Mul):
+        coeff, rest = e.as_coeff_Mul()
+        factors = sympy.Mul.make_args(rest)
+        varying = [f for f in factors if sym in f.free_symbols]
+        constant = sympy.Mul(coeff, *(f for f in factors if sym not in f.free_symbols))
+        if len(varying) != 1 or not constant.is_number:
+            return None
+        inner = monotone(varying[0], sym)
+        if inner is None or constant == 0:
+            return None if inner is None else 0
+        return inner if constant > 0 else -inner
+    if isinstance(e, S.FLOOR_DIVISIONS):
+        a, b = e.args
+        if b.is_number and b > 0:
+            return monotone(a, sym)
+        return None
+    return None
+
+
+def _combine(directions: list[int | None]) -> int | None:
+    if any(d is None for d in directions):
+        return None
+    moving = {d for d in directions if d != 0}
+    if not moving:
+        return 0
+    return moving.pop() if len(moving) == 1 else None

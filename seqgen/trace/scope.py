@@ -1,0 +1,211 @@
+"""A tracing scope (trace stage): the symbols, printed sizes and conditions of one stack.
+
+The model's own stack is one scope, and each block's body is another, traced once with symbols
+of its own (its input sizes and int parameters). A scope turns sympy sizes into checked Python
+source, keeps the conditions its layers need, and knows which sizes are already >= 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import sympy
+
+from seqgen.trace import symbolic as S
+from seqgen.trace.constraints import Condition, holds
+from seqgen.errors import Diagnostic, Location, SizeTooSmallError, TraceError
+from seqgen.trace.torch_errors import shape_text
+from seqgen.safe_eval import evaluate_source
+from seqgen.layers.torch_nn import Values
+from seqgen.ir import Dim, LayerSpec, ModelSpec, Param, TracedNode
+
+if TYPE_CHECKING:  # blocks.py builds on this module
+    from seqgen.trace.blocks import BlockInfo
+
+BATCH = "N"
+BATCH_HINT = 2  # a sample batch of 2 keeps the batch dim symbolic (1 would broadcast)
+MAX_SIZE = 2**40  # larger sizes overflow torch's int64 element counts
+
+
+@dataclass
+class DimInfo:
+    expr: sympy.Expr
+    code: str  # how it reads in generated code (a flatten's product stays a product)
+
+
+@dataclass
+class Shared:
+    """What every scope of one trace shares: the symbols, the spec, the blocks traced so far."""
+
+    session: S.Session
+    spec: ModelSpec
+    batch: Any  # the batch's SymInt
+    batch_sym: sympy.Symbol
+    blocks: dict[str, BlockInfo] = field(default_factory=dict)  # by name, in first-use order
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Step:
+    traced: TracedNode
+    params_expr: sympy.Expr
+    trainable_expr: sympy.Expr
+    macs_expr: sympy.Expr
+
+
+class Scope:
+    """Symbols, printing and conditions of one stack (see Tracer for the nodes)."""
+
+    def __init__(self, shared: Shared, env: dict[str, Any], hints: Mapping[sympy.Symbol, int],
+                 concrete: Values, params: Mapping[str, Param],
+                 block: str | None = None) -> None:
+        self.shared = shared
+        self.spec = shared.spec
+        self.session = shared.session
+        self.names = self.session.names
+        self.batch = shared.batch
+        self.batch_sym = shared.batch_sym
+        self.hints: dict[sympy.Symbol, int] = {**hints, shared.batch_sym: BATCH_HINT}
+        self.values = Values(env)
+        self.concrete = concrete
+        self.params = params
+        self.block = block  # the block this scope traces, None for the model
+        self.warnings = shared.warnings
+        self.conditions: list[Condition] = []
+        self.points = probe_points(self.hints)
+        self.positive: list[sympy.Expr] = []  # sizes already required to be >= 1
+        self.previous: tuple[str, bool] | None = None  # the last layer's class, and in-place?
+        self.shared_input = False  # the stack's input is read by other branches too
+
+    def code(self, expr: sympy.Basic, loc: Location | None) -> str:
+        expr = S.simplify(self.session, expr)
+        try:
+            text = S.to_python(expr, self.names)
+        except S.Unprintable as e:
+            raise TraceError(f"cannot write the size {expr} as Python arithmetic ({e})",
+                             location=loc) from e
+        self.check_printed(expr, text, loc)
+        return text
+
+    def check_printed(self, expr: sympy.Basic, text: str, loc: Location | None) -> None:
+        """The printed text must compute what the expression does, here and at other values."""
+        for point in self.points:
+            by_name = {self.names[s]: v for s, v in point.items()}
+            try:
+                want = S.evaluate(expr, point)
+            except ZeroDivisionError:
+                want = ZeroDivisionError
+            try:
+                got = evaluate_source(text, by_name)
+            except ZeroDivisionError:
+                got = ZeroDivisionError
+            if got != want:
+                raise TraceError(f"internal error: seqgen printed {text!r} for {expr}, which "
+                                 f"gives {got} instead of {want} at {by_name}", location=loc,
+                                 hint="please report this as a seqgen bug")
+
+    def implied_by_sizes(self, cond: sympy.Basic) -> bool:
+        """`e >= 1` for an `e` known >= 1 already; otherwise `e` is now known (and kept)."""
+        if isinstance(cond, sympy.Ge) and cond.rhs == 1:
+            if self.implied_positive(cond.lhs):
+                return True
+            self.positive.append(cond.lhs)
+        return False
+
+    def implied_positive(self, expr: sympy.Expr) -> bool:
+        """A size already known >= 1, or a positive multiple of such sizes (a flatten)."""
+        if expr in self.positive:
+            return True
+        # only recent sizes over the same names: a redundant check is harmless, a slow trace not
+        free = S.free_symbols(expr)
+        recent = [k for k in self.positive[-16:] if S.free_symbols(k) <= free]
+        rest = sympy.factor_terms(expr)
+        for known in sorted(recent, key=sympy.count_ops, reverse=True) + [self.batch_sym]:
+            while True:
+                quotient = sympy.cancel(rest / known)
+                if sympy.fraction(quotient)[1] != 1:
+                    break
+                rest = quotient
+        return bool(rest.is_number and rest > 0)
+
+    def value(self, expr: sympy.Expr) -> int:
+        return cast(int, S.evaluate(S.simplify(self.session, expr), self.hints))  # a size: an int
+
+    def dim(self, info: DimInfo) -> Dim:
+        return self.as_dim(info.expr, info.code)
+
+    def as_dim(self, expr: sympy.Expr, code: str | None = None) -> Dim:
+        expr = S.simplify(self.session, expr)
+        return Dim(code if code is not None else self.code(expr, None), self.value(expr),
+                   bool(S.free_symbols(expr)))
+
+    def show(self, expr: sympy.Expr) -> str:
+        """A value inside a message: its expression when it has names, else the number."""
+        expr = S.simplify(self.session, expr)
+        return self.code(expr, None) if S.free_symbols(expr) else str(self.value(expr))
+
+    def need(self, cond: sympy.Basic, index: int, message: str, loc: Location) -> None:
+        """A condition on the parameters: it must hold at the defaults, and becomes a check."""
+        if not S.free_symbols(cond):
+            if not holds(cond, {}):
+                raise TraceError(message, location=loc)
+            return
+        if S.free_symbols(cond) & {self.batch_sym}:
+            raise TraceError(f"{message} depends on the batch size", location=loc)
+        if not holds(cond, self.hints):
+            raise TraceError(message, location=loc, hint="with the defaults")
+        self.conditions.append(Condition(cond, index, message))
+
+    def check_sizes(self, out_dims: Sequence[DimInfo], index: int, where: str, loc: Location,
+                    dims: Sequence[DimInfo]) -> None:
+        """Every output size stays >= 1: at the defaults now, for other values in __init__."""
+        for d in out_dims[1:]:
+            free = S.free_symbols(d.expr)
+            if not free and int(d.expr) < 1 or free and self.value(d.expr) < 1:
+                raise SizeTooSmallError(
+                    f"{where.split(' (')[0]} gets input {shape_text(dims)} and its output "
+                    f"{shape_text(out_dims)} collapses to zero", location=loc,
+                    hint="use a larger `input`, a smaller kernel or stride, or padding")
+            if free and self.batch_sym not in free and not self.implied_by_sizes(
+                    sympy.Ge(d.expr, 1)):
+                self.conditions.append(Condition(sympy.Ge(d.expr, 1), index,
+                                                 f"{where} would output nothing"))
+
+    def symbolic_sizes(self, dims: Sequence[DimInfo]) -> list[Any]:
+        """The SymInts (or ints) of traced dims, for a fake tensor or a shape rule."""
+        return [symint(self, d) for d in dims]
+
+    def _check_specialized(self, before: Mapping[str, str], layer: LayerSpec) -> None:
+        after = self.session.specialized()
+        for name, became in after.items():
+            if name == BATCH and name not in before:
+                raise TraceError(
+                    f"torch's kernel for {layer.name} fixes the batch size (it assumed "
+                    f"N == {became}), so the model would only work at that batch size",
+                    location=layer.loc, hint="use another layer; seqgen keeps the batch symbolic")
+            if name not in before:
+                raise TraceError(
+                    f"torch's kernel for {layer.name} needs a fixed value of {name!r} "
+                    f"(it assumed {name} == {became})", location=layer.loc,
+                    hint=f"write this argument as a number instead of {name}")
+
+
+def probe_points(hints: Mapping[sympy.Symbol, int]) -> list[dict[sympy.Symbol, int]]:
+    """Values at which printed expressions are checked: the defaults, and others around them."""
+    points = [dict(hints)]
+    shifts: tuple[Callable[[int], int], ...] = (
+        lambda v: v + 1, lambda v: 2 * v + 3, lambda v: 3 * v + 7, lambda v: v - 1)
+    for shift in shifts:
+        points.append({s: shift(v) for s, v in hints.items()})
+    for i, s in enumerate(sorted(hints, key=str)):
+        points.append({**hints, s: hints[s] + 1 + 2 * (i % 3)})
+    return points
+
+
+def symint(tracer: Scope, d: DimInfo) -> Any:
+    """The SymInt (or int) for a dim expression."""
+    if d.expr.is_number:
+        return int(d.expr)
+    return tracer.session.env.create_symintnode(d.expr, hint=tracer.value(d.expr))

@@ -1,0 +1,395 @@
+"""Stage 2: ModelSpec -> TracedModel, by running the layers on fake tensors with symbolic sizes.
+
+torch is imported here and in the trace-stage modules only. Parameters of type int and named
+input dims become symbols, so every inferred size is an expression over them; no weight or
+activation is ever allocated (FakeTensorMode), and weight initialisers are skipped. This module
+walks the spec's tree, one method per node kind (layer, `repeat depth:`, merge, block use);
+scope.py holds what a stack's tracing shares, layertrace.py one layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import sympy
+import torch
+
+from seqgen.trace import symbolic as S
+from seqgen.layers.arg_types import huge_layer_warning
+from seqgen.trace.constraints import Condition, derive, holds
+from seqgen.errors import Diagnostic, SeqgenError, SizeTooSmallError, TraceError
+from seqgen.lang.values import expr_source
+from seqgen.trace.torch_errors import shape_text
+from seqgen.check.other_values import verify_at_other_values
+from seqgen.report.lint import UNUSED_PARAMETER
+from seqgen.layers.torch_nn import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
+    INFERRED,
+    concrete_values,
+    layer_names,
+)
+from seqgen.layers.preflight import check_layers, quiet_torch_warnings
+from seqgen.trace.blocks import bind_use, trace_block
+from seqgen.trace.merge_shapes import MergeMismatch, combine
+from seqgen.trace.layer import PASS_THROUGH, LayerTracer
+from seqgen.trace.scope import BATCH, BATCH_HINT, MAX_SIZE, DimInfo, Shared, Step
+from seqgen.ir import (
+    called_names,
+    spec_names,
+    BlockUse,
+    Constraint,
+    Expr,
+    LayerSpec,
+    MergeSpec,
+    ModelSpec,
+    Name,
+    Node,
+    RepeatSpec,
+    Num,
+    TracedBlockUse,
+    TracedLayer,
+    TracedMerge,
+    TracedModel,
+    TracedNode,
+    expr_names,
+    flat_layers,
+)
+
+
+def model_scope(spec: ModelSpec) -> Tracer:
+    """The tracer of a model's own stack: its int parameters are symbols."""
+    session = S.Session()
+    env: dict[str, Any] = {}
+    hints: dict[sympy.Symbol, int] = {}
+    for p in spec.params:
+        if type(p.default) is int and abs(p.default) > MAX_SIZE:
+            raise TraceError(f"{p.name}={p.default} is too large for a tensor size",
+                             location=p.loc, hint=f"sizes go up to {MAX_SIZE:,}")
+        if type(p.default) is int:
+            # no sign is assumed: __init__ receives any int, and must refuse the bad ones
+            sym = session.symbol(p.name, p.default, size=False)
+            env[p.name] = sym
+            hints[S.expr_of(sym)] = p.default
+        else:
+            env[p.name] = p.default
+    batch = session.symbol(BATCH, BATCH_HINT)
+    shared = Shared(session, spec, batch, S.expr_of(batch))
+    return Tracer(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})
+
+
+class Tracer(LayerTracer):
+    """Traces the nodes of one scope: the model's stack, or a block's body with its own symbols."""
+
+    def input_dims(self) -> list[DimInfo]:
+        dims = [DimInfo(self.batch_sym, BATCH)]
+        for e in self.spec.input_shape:
+            v = self.values.eval(e)
+            if isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)):
+                raise TraceError(f"input sizes must be whole numbers, got {v!r}", location=e.loc)
+            expr = S.expr_of(v)
+            size = self.value(expr)
+            if size < 1:
+                raise TraceError(f"input size must be positive, got {size}", location=e.loc)
+            if size > MAX_SIZE:
+                raise TraceError("input size is too large for a tensor", location=e.loc,
+                                 hint=f"sizes go up to {MAX_SIZE:,}")
+            dims.append(DimInfo(expr, self.code(expr, e.loc)))
+            if S.free_symbols(expr):
+                self.positive.append(expr)
+                self.conditions.append(Condition(
+                    sympy.Ge(expr, 1), -1, "the input would have an empty dimension"))
+        return dims
+
+    def run(self) -> TracedModel:
+        """Trace the model's stack (this is the model's scope)."""
+        spec = self.spec
+        loop = next((r for r in spec.layers if isinstance(r, RepeatSpec)), None)
+        named = next((layer for layer in flat_layers(spec.layers) if layer.key is not None), None)
+        if loop is not None and named is not None:
+            raise TraceError("layer names and `repeat` with a parameter count cannot be combined: "
+                             "the loop's layers have no fixed place to name", location=named.loc,
+                             hint="drop name=..., or write a number of times (`repeat 3:`)")
+        dims = self.input_dims()
+        self.input_dim_names = {self.names[s] for d in dims[1:] for s in S.free_symbols(d.expr)
+                                if s in self.names}
+        input_shape = tuple(self.dim(d) for d in dims)
+        with self.session.active():
+            x = torch.empty(self.symbolic_sizes(dims), dtype=input_dtype(spec))
+            _, _, steps = self.stack(spec.layers, x, dims)
+        total = sum((st.params_expr for st in steps), sympy.Integer(0))
+        trainable = sum((st.trainable_expr for st in steps), sympy.Integer(0))
+        traced = [st.traced for st in steps]
+        constraints = tuple(derive(self.conditions, self.hints, self.names,
+                                   lambda e: self.code(e, None)))
+        self.warn_unused_params()
+        blocks = tuple(info.traced for info in self.shared.blocks.values())
+        return TracedModel(
+            spec=spec,
+            input_shape=input_shape,
+            layers=tuple(traced),
+            total_params=self.as_dim(total),
+            trainable_params=self.as_dim(trainable),
+            constraints=constraints,
+            dim_params=tuple(sorted(self.input_dim_names)),
+            dim_sizes=tuple(self.test_sizes(constraints)),
+            warnings=tuple(self.warnings),
+            free_dims=free_dims(spec, traced),
+            blocks=tuple(sorted(blocks, key=lambda b: spec.blocks.index(b.spec))),
+        )
+
+    def warn_unused_params(self) -> None:
+        """A model parameter that no layer and no input size reads does nothing."""
+        used = {n.id for e in self.spec.input_shape for n in expr_names(e)}
+        used |= spec_names(self.spec.layers)
+        for p in self.spec.params:
+            if p.name not in used:
+                self.warnings.append(Diagnostic(
+                    "warning", f"model parameter {p.name!r} is not used: no layer or input size "
+                    "reads it", p.loc, f"remove {p.name}, or use it in a layer's arguments",
+                    UNUSED_PARAMETER))
+
+    # ---------------------------------------------------------------- nodes
+
+    def test_sizes(self, constraints: Sequence[Constraint]
+                   ) -> list[tuple[str, tuple[int, ...], int]]:
+        """For each named input dim: sizes its generated test builds, and one it must refuse."""
+        minima = {c.symbol: c.minimum for c in constraints
+                  if c.symbol is not None and c.minimum is not None}
+        out = []
+        for sym, name in sorted(self.names.items(), key=lambda kv: kv[1]):
+            if name not in self.input_dim_names:
+                continue
+            hint = self.hints[sym]
+            minimum = minima.get(name, 1)
+            sizes = []
+            for size in sorted({minimum, hint, 2 * hint}):
+                values = {**self.hints, sym: size}
+                if all(holds(c.condition, values) for c in self.conditions):
+                    sizes.append(size)
+            out.append((name, tuple(sizes), minimum - 1))
+        return out
+
+    def stack(self, nodes: Sequence[Node], x: torch.Tensor, dims: list[DimInfo],
+              index: int | None = None) -> tuple[torch.Tensor, list[DimInfo], list[Step]]:
+        """Trace a stack of nodes in order; `index` is the top-level node they sit in."""
+        steps: list[Step] = []
+        for i, node in enumerate(nodes):
+            x, dims, step = self.node(i if index is None else index, node, x, dims)
+            steps.append(step)
+        return x, dims, steps
+
+    def node(self, index: int, node: Node, x: torch.Tensor, dims: list[DimInfo]
+             ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+        """Trace one node, by kind."""
+        if isinstance(node, LayerSpec):
+            x, dims, step = self.layer(index, node, x, dims)
+            traced = step.traced
+            assert isinstance(traced, TracedLayer)  # a layer line traces to one layer
+            if (warning := huge_layer_warning(traced)) is not None:
+                self.warnings.append(warning)
+            if traced.class_name not in PASS_THROUGH:
+                self.shared_input = False
+            return x, dims, step
+        if isinstance(node, RepeatSpec):
+            return self.repeat(index, node, x, dims)
+        if isinstance(node, MergeSpec):
+            return self.merge(index, node, x, dims)
+        return self.block_use(index, node, x, dims)
+
+    def repeat(self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[DimInfo]
+               ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+        """`repeat depth:`: the block is traced once; it must give back the shape it gets."""
+        count = S.expr_of(self.values.eval(item.count))
+        self.conditions.append(Condition(sympy.Ge(count, 1), index,
+                                         f"repeat (spec line {item.loc.line}) runs at least once"))
+        y, out_dims, steps = self.stack(item.layers, x, dims, index)
+        if [d.expr for d in out_dims] != [d.expr for d in dims]:
+            raise TraceError(
+                f"the block under `repeat {item.count.id}:` turns {shape_text(dims)} into "
+                f"{shape_text(out_dims)}; a loop needs the same shape in and out",
+                location=item.loc, hint="write a number of times (`repeat 3:`) to unroll it, "
+                                        "or keep the sizes the same inside the block")
+        params = count * sum((st.params_expr for st in steps), sympy.Integer(0))
+        train = count * sum((st.trainable_expr for st in steps), sympy.Integer(0))
+        macs = count * sum((st.macs_expr for st in steps), sympy.Integer(0))
+        traced = TracedLayer(
+            index=index, spec=LayerSpec("repeat", (item.count,), (), item.loc),
+            class_name="Sequential", call_args=(), call_kwargs=(),
+            out_shape=tuple(self.dim(d) for d in dims), params=self.as_dim(params),
+            trainable_params=self.as_dim(train), macs=self.as_dim(macs),
+            body=tuple(st.traced for st in steps), repeat=item.count.id)
+        return y, dims, Step(traced, params, train, macs)
+
+    def merge(self, index: int, merge: MergeSpec, x: torch.Tensor, dims: list[DimInfo]
+              ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+        """Trace each branch from the merge's input, then combine their shapes exactly."""
+        outs: list[tuple[list[DimInfo], list[Step]]] = []
+        for branch in merge.branches:
+            self.previous, self.shared_input = None, True
+            _, branch_dims, steps = self.stack(branch, x, dims, index)
+            outs.append((branch_dims, steps))
+        self.previous, self.shared_input = None, False  # a merge's output is a new tensor
+        shapes = [[d.expr for d in bd] for bd, _ in outs]
+        if merge.kind == "residual":
+            labels = ["the body", "the shortcut"] if len(outs) == 2 else ["the body", "the input"]
+            if len(outs) == 1:
+                shapes.append([d.expr for d in dims])
+        else:
+            labels = [f"branch {i}" for i in range(1, len(outs) + 1)]
+        dim = self.concat_dim(merge, len(dims))
+        try:
+            merged = combine(merge.kind, shapes, dim, self.value,
+                             lambda sh: shape_text([DimInfo(e, self.show(e)) for e in sh]), labels)
+        except MergeMismatch as mismatch:
+            raise TraceError(str(mismatch), location=merge.loc, hint=mismatch.hint) from mismatch
+        for cond, what in merged.conditions:
+            self.need(cond, index,
+                      f"{merge.kind} (spec line {merge.loc.line}): {what}", merge.loc)
+        known = [d for bd, _ in outs for d in bd] + list(dims)
+        out_dims = []
+        for e in merged.shape:
+            e = S.simplify(self.session, e)
+            same = next((d for d in known if d.expr == e), None)
+            out_dims.append(same if same is not None else DimInfo(e, self.code(e, merge.loc)))
+        steps = [st for _, sts in outs for st in sts]
+        params = sum((st.params_expr for st in steps), sympy.Integer(0))
+        train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
+        macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
+        self.check_sizes(out_dims, index, f"{merge.kind} (spec line {merge.loc.line})",
+                         merge.loc, dims)
+        traced = TracedMerge(
+            index=index, spec=merge,
+            branches=tuple(tuple(st.traced for st in sts) for _, sts in outs),
+            out_shape=tuple(self.dim(d) for d in out_dims), params=self.as_dim(params),
+            trainable_params=self.as_dim(train), macs=self.as_dim(macs),
+            dim=(dim % len(dims)) if merge.kind == "concat" else None)
+        y = torch.empty(self.symbolic_sizes(out_dims))
+        return y, out_dims, Step(traced, params, train, macs)
+
+    def concat_dim(self, merge: MergeSpec, rank: int) -> int:
+        """`concat dim=D`: a literal int (default 1), not the batch dim."""
+        if merge.dim is None:
+            return 1
+        value = self.concrete.eval(merge.dim) if not isinstance(merge.dim, Name) else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TraceError("concat's dim must be a whole number", location=merge.dim.loc,
+                             hint="e.g. `concat dim=1:` (channels)")
+        if not -rank < value < rank or value % rank == 0:
+            raise TraceError(f"concat dim={value} is outside dims 1..{rank - 1} of its rank-{rank} "
+                             "input (dim 0 is the batch)", location=merge.dim.loc)
+        return value
+
+    def block_use(self, index: int, use: BlockUse, x: torch.Tensor, dims: list[DimInfo]
+                  ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+        """A block's class, traced at its first use; each use substitutes its own sizes."""
+        block = self.spec.block(use.name)
+        assert block is not None  # the parser resolved it
+        args = bind_use(block, use, self.values)
+        info = self.shared.blocks.get(use.name)
+        if info is None:
+            info = trace_block(self, block, dims, args, use)
+            self.shared.blocks[use.name] = info
+        elif info.rank != len(dims):
+            raise TraceError(
+                f"block {use.name!r} gets a rank-{len(dims)} input {shape_text(dims)} here, but "
+                f"its class was traced for rank {info.rank} (line {info.first_line})",
+                location=use.loc, hint="a block's class takes one input rank")
+        mapping = info.mapping([d.expr for d in dims], args)
+        where = f"block {use.name} (used on line {use.loc.line})"
+        for cond, message in info.conditions:
+            self.need(cond.xreplace(mapping), index, f"{where}: {message}", use.loc)
+        out_dims = []
+        for i, e in enumerate(info.out_exprs):
+            e = S.simplify(self.session, e.xreplace(mapping))
+            if i < len(dims) and dims[i].expr == e:
+                out_dims.append(dims[i])
+            else:
+                out_dims.append(DimInfo(e, self.code(e, use.loc)))
+        params, train, macs = (S.simplify(self.session, e.xreplace(mapping))
+                               for e in (info.params, info.trainable, info.macs))
+        bindings = tuple((name, self.code(sym.xreplace(mapping), use.loc))
+                         for name, sym in info.bound_symbols())
+        call_args = [dims[i].code for i in info.size_args]
+        call_args += [expr_source(a) for a in use.args]
+        call_kwargs = [(kw.name, expr_source(kw.value)) for kw in use.kwargs]
+        self.previous, self.shared_input = None, False
+        traced = TracedBlockUse(
+            index=index, spec=use, call_args=tuple(call_args), call_kwargs=tuple(call_kwargs),
+            out_shape=tuple(self.dim(d) for d in out_dims), params=self.as_dim(params),
+            trainable_params=self.as_dim(train), macs=self.as_dim(macs), bindings=bindings)
+        return torch.empty(self.symbolic_sizes(out_dims)), out_dims, Step(traced, params, train, macs)
+
+
+def free_dims(spec: ModelSpec, layers: Sequence[TracedNode]) -> tuple[str, ...]:
+    """Named input dims that no layer's constructor reads: the model works at any size of them,
+    so they are no constructor arguments (`input (1, length=16000)` before adaptive pooling)."""
+    called = called_names(layers)
+    return tuple(p.name for p in spec.params if p.from_input and p.name not in called)
+
+
+def _identifiers(source: str) -> set[str]:
+    import ast
+
+    return {n.id for n in ast.walk(ast.parse(source, mode="eval")) if isinstance(n, ast.Name)}
+
+
+def input_dtype(spec: ModelSpec) -> torch.dtype:
+    """The sample input's dtype: float, or int64 token ids (`input ... dtype=long`)."""
+    return torch.int64 if spec.input_dtype == "long" else torch.float32
+
+
+def trace(spec: ModelSpec) -> TracedModel:
+    """Trace a parsed spec symbolically on fake tensors (every layer's binding checked first)."""
+    check_layers(spec)
+    try:
+        with quiet_torch_warnings():
+            traced = model_scope(spec).run()
+            verify_at_other_values(traced)
+        return traced
+    except SizeTooSmallError as e:
+        smallest = smallest_input(spec)
+        if smallest is None:
+            raise
+        hint = f"the smallest input that works is `input {smallest}`"
+        if e.diagnostic.hint:
+            hint += f"; or {e.diagnostic.hint[0].lower()}{e.diagnostic.hint[1:]}"
+        raise SizeTooSmallError(e.diagnostic.message, location=e.location, hint=hint) from e
+
+
+def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:
+    """The smallest square/cubic input (spatial dims raised to one size) that traces, if any.
+
+    Spatial dims are all but the first (channel) one, or the only one of a rank-1 input; only
+    literal sizes are raised. Each probe is a full symbolic trace, so this runs on errors only.
+    """
+    dims = spec.input_shape
+    spatial = range(1, len(dims)) if len(dims) > 1 else range(1)
+    literal: dict[int, Num] = {}
+    for i in spatial:
+        node = dims[i]
+        if not isinstance(node, Num):
+            return None
+        literal[i] = node
+    current = max(int(n.value) for n in literal.values())
+
+    def shape(size: int) -> tuple[Expr, ...]:
+        return tuple(Num(max(int(literal[i].value), size), d.loc) if i in spatial else d
+                     for i, d in enumerate(dims))
+
+    def works(size: int) -> bool:
+        try:
+            model_scope(replace(spec, input_shape=shape(size))).run()
+        except SeqgenError:
+            return False
+        return True
+
+    lo, hi = current, current * 2
+    while not works(hi):
+        lo, hi = hi, hi * 2
+        if hi > limit:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if works(mid) else (mid, hi)
+    return "x".join(expr_source(d) for d in shape(hi))
