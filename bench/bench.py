@@ -114,8 +114,11 @@ class Results:
 
     def ratio(self, key: str, ref: str, memory: bool = False) -> float | None:
         """Median over rounds of key/ref, pairing the two measurements of the same round."""
-        pairs = [(r[key], r[ref]) for r in self.rounds
-                 if key in r and ref in r and r[key].ok and r[ref].ok]
+        pairs = [
+            (r[key], r[ref])
+            for r in self.rounds
+            if key in r and ref in r and r[key].ok and r[ref].ok
+        ]
         if not pairs:
             return None
         if memory:
@@ -148,8 +151,9 @@ def measure(argv: tuple[str, ...], log: Path, cached: bool = False) -> tuple[Sam
         env["SEQGEN_NO_CACHE"] = "1"
     with open(log, "wb") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                env=env)
+        proc = subprocess.Popen(
+            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
     proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -165,8 +169,12 @@ def run_text(argv: list[str]) -> str:
 
 def imports_torch(seqgen_args: list[str]) -> bool | None:
     """Whether `seqgen ARGS` imports torch (None if that could not be determined)."""
-    done = subprocess.run([sys.executable, "-c", TORCH_IMPORTED, *seqgen_args], cwd=REPO,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", TORCH_IMPORTED, *seqgen_args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     last = done.stderr.strip().splitlines()[-1:] or [""]
     return {"True": True, "False": False}.get(last[0])
 
@@ -177,7 +185,9 @@ def write_specs(tmp: Path) -> dict[str, Path]:
     big += ["linear 32768", "relu"] * 10
     specs = {"big": big}
     for n in (10, 1000):
-        specs[f"layers{n}"] = ["input 64"] + ["linear 64" if i % 2 == 0 else "relu" for i in range(n)]
+        specs[f"layers{n}"] = ["input 64"] + [
+            "linear 64" if i % 2 == 0 else "relu" for i in range(n)
+        ]
     paths = {}
     for name, lines in specs.items():
         paths[name] = tmp / f"{name}.seq"
@@ -200,38 +210,82 @@ def build_cases(tmp: Path) -> tuple[list[Case], dict[str, bool | None]]:
     check_args = ["new", "--check", str(CNN_SPEC), "-o", check_out]
     check_skip = "" if has_check else "n/a (--check not implemented)"
     if has_check:  # outputs for --check to find up to date
-        made = subprocess.run([*seqgen, "new", "-q", str(CNN_SPEC), "-o", check_out], cwd=REPO,
-                              capture_output=True)
+        made = subprocess.run(
+            [*seqgen, "new", "-q", str(CNN_SPEC), "-o", check_out], cwd=REPO, capture_output=True
+        )
         check_skip = "" if made.returncode == 0 else "n/a (`seqgen new cnn.seq` failed)"
 
     no_torch = "no torch import"
     cases = [
         Case("torch", '`python -c "import torch"`', (py, "-c", "import torch"), "baseline"),
-        Case("cnn", "`seqgen new cnn.seq`", (*seqgen, "new", str(CNN_SPEC), "-o", out),
-             "wall <= 1.3x import torch"),
+        Case(
+            "cnn",
+            "`seqgen new cnn.seq`",
+            (*seqgen, "new", str(CNN_SPEC), "-o", out),
+            "wall <= 1.3x import torch",
+        ),
         Case("help", "`seqgen --help`", (*seqgen, "--help"), no_torch),
         Case("version", "`seqgen --version`", (*seqgen, "--version"), no_torch),
-        Case("check", "`seqgen new --check cnn.seq` (up to date)", (*seqgen, *check_args),
-             no_torch, check_skip),
-        Case("big", "`seqgen new`, 10 x linear 32768 (10.7 B params)",
-             (*seqgen, "new", "-q", str(specs["big"]), "-o", out), "peak <= 2.0x import torch"),
-        Case("layers10", "`seqgen new`, 10 layers", (*seqgen, "new", "-q", str(specs["layers10"]),
-                                                     "-o", out), "reference for 1000 layers"),
-        Case("layers1000", "`seqgen new`, 1000 layers",
-             (*seqgen, "new", "-q", str(specs["layers1000"]), "-o", out), "wall <= 2.0x 10 layers"),
-        Case("resnet50blocks", "`seqgen new resnet50blocks.seq` (50 block uses)",
-             (*seqgen, "new", str(RESNET_SPEC), "-o", out), "wall <= 1.5x cnn.seq",
-             "" if has_v2 else "n/a (needs spec v2)"),
-        Case("torchinfo", "torchinfo.summary, VGG-16 224x224", (py, "-c", TORCHINFO_VGG16),
-             "reference for summary"),
-        Case("summary", "`seqgen summary vgg16.seq`", (*seqgen, "summary", str(VGG16_SPEC)),
-             "wall, peak <= 0.5x torchinfo", "" if has_summary else "n/a (summary not implemented)"),
-        Case("cnn_cached", "`seqgen new cnn.seq`, trace cached",
-             (*seqgen, "new", str(CNN_SPEC), "-o", out), "wall <= 1.3x import torch",
-             cached=True),
-        Case("summary_cached", "`seqgen summary vgg16.seq`, trace cached",
-             (*seqgen, "summary", str(VGG16_SPEC)), "wall, peak <= 0.5x torchinfo",
-             "" if has_summary else "n/a (summary not implemented)", cached=True),
+        Case(
+            "check",
+            "`seqgen new --check cnn.seq` (up to date)",
+            (*seqgen, *check_args),
+            no_torch,
+            check_skip,
+        ),
+        Case(
+            "big",
+            "`seqgen new`, 10 x linear 32768 (10.7 B params)",
+            (*seqgen, "new", "-q", str(specs["big"]), "-o", out),
+            "peak <= 2.0x import torch",
+        ),
+        Case(
+            "layers10",
+            "`seqgen new`, 10 layers",
+            (*seqgen, "new", "-q", str(specs["layers10"]), "-o", out),
+            "reference for 1000 layers",
+        ),
+        Case(
+            "layers1000",
+            "`seqgen new`, 1000 layers",
+            (*seqgen, "new", "-q", str(specs["layers1000"]), "-o", out),
+            "wall <= 2.0x 10 layers",
+        ),
+        Case(
+            "resnet50blocks",
+            "`seqgen new resnet50blocks.seq` (50 block uses)",
+            (*seqgen, "new", str(RESNET_SPEC), "-o", out),
+            "wall <= 1.5x cnn.seq",
+            "" if has_v2 else "n/a (needs spec v2)",
+        ),
+        Case(
+            "torchinfo",
+            "torchinfo.summary, VGG-16 224x224",
+            (py, "-c", TORCHINFO_VGG16),
+            "reference for summary",
+        ),
+        Case(
+            "summary",
+            "`seqgen summary vgg16.seq`",
+            (*seqgen, "summary", str(VGG16_SPEC)),
+            "wall, peak <= 0.5x torchinfo",
+            "" if has_summary else "n/a (summary not implemented)",
+        ),
+        Case(
+            "cnn_cached",
+            "`seqgen new cnn.seq`, trace cached",
+            (*seqgen, "new", str(CNN_SPEC), "-o", out),
+            "wall <= 1.3x import torch",
+            cached=True,
+        ),
+        Case(
+            "summary_cached",
+            "`seqgen summary vgg16.seq`, trace cached",
+            (*seqgen, "summary", str(VGG16_SPEC)),
+            "wall, peak <= 0.5x torchinfo",
+            "" if has_summary else "n/a (summary not implemented)",
+            cached=True,
+        ),
     ]
     torch_checks: dict[str, bool | None] = {
         "help": imports_torch(["--help"]),
@@ -276,6 +330,7 @@ def run_rounds(cases: list[Case], rounds: int, tmp: Path, warmup: bool) -> Resul
 
 def judge(case: Case, res: Results, torch_checks: dict[str, bool | None]) -> str:
     """The `met?` cell."""
+
     def verdict(ok: bool, detail: str) -> str:
         return f"{'yes' if ok else 'NO'} ({detail})"
 
@@ -305,12 +360,20 @@ def judge(case: Case, res: Results, torch_checks: dict[str, bool | None]) -> str
     return "-"
 
 
-HEADER = ["measurement", "median s", "ratio vs import torch", "peak MB", "memory ratio", "goal",
-          "met?"]
+HEADER = [
+    "measurement",
+    "median s",
+    "ratio vs import torch",
+    "peak MB",
+    "memory ratio",
+    "goal",
+    "met?",
+]
 
 
-def table_rows(cases: list[Case], res: Results,
-               torch_checks: dict[str, bool | None]) -> list[list[str]]:
+def table_rows(
+    cases: list[Case], res: Results, torch_checks: dict[str, bool | None]
+) -> list[list[str]]:
     """One row of cells per case, in the order of `cases`."""
     rows = []
     for c in cases:
@@ -323,15 +386,17 @@ def table_rows(cases: list[Case], res: Results,
             continue
         secs, mb = res.median_seconds(c.key), res.median_mb(c.key)
         wall_r, mem_r = res.ratio(c.key, "torch"), res.ratio(c.key, "torch", memory=True)
-        rows.append([
-            c.label,
-            f"{secs:.2f}" if secs is not None else "-",
-            f"{wall_r:.2f}x" if wall_r is not None else "-",
-            f"{mb:.0f}" if mb is not None else "-",
-            f"{mem_r:.2f}x" if mem_r is not None else "-",
-            c.goal,
-            judge(c, res, torch_checks),
-        ])
+        rows.append(
+            [
+                c.label,
+                f"{secs:.2f}" if secs is not None else "-",
+                f"{wall_r:.2f}x" if wall_r is not None else "-",
+                f"{mb:.0f}" if mb is not None else "-",
+                f"{mem_r:.2f}x" if mem_r is not None else "-",
+                c.goal,
+                judge(c, res, torch_checks),
+            ]
+        )
     return rows
 
 
@@ -341,16 +406,19 @@ def render_text(rows: list[list[str]]) -> str:
     numeric = {1, 2, 3, 4}
 
     def fmt(row: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()
 
     return "\n".join([fmt(HEADER), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 
 def render_markdown(rows: list[list[str]]) -> str:
     """A markdown table, for BENCHMARKS.md."""
-    lines = ["| " + " | ".join(HEADER) + " |",
-             "|" + "|".join(["---", "---:", "---:", "---:", "---:", "---", "---"]) + "|"]
+    lines = [
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join(["---", "---:", "---:", "---:", "---:", "---", "---"]) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -365,11 +433,14 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    versions = run_text([sys.executable, "-c",
-                         "import torch, seqgen; print(torch.__version__, seqgen.__version__)"]).split()
+    versions = run_text(
+        [sys.executable, "-c", "import torch, seqgen; print(torch.__version__, seqgen.__version__)"]
+    ).split()
     torch_v, seqgen_v = (versions + ["?", "?"])[:2]
-    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-            f"torch {torch_v}, seqgen {seqgen_v}, {platform.system()} {platform.release()}")
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+        f"torch {torch_v}, seqgen {seqgen_v}, {platform.system()} {platform.release()}"
+    )
 
 
 # -- --profile: the cost of each stage of `seqgen new cnn.seq`, imports first.
@@ -417,13 +488,16 @@ PROFILE_CHILD = textwrap.dedent("""\
 
 def profile(rounds: int, tmp: Path, markdown: bool) -> str:
     """Median seconds and RSS growth of each stage, over `rounds` fresh processes."""
-    code = (f"RSS_UNIT = {RSS_UNIT}\nSPEC = {str(CNN_SPEC)!r}\nOUT = {str(tmp / 'profile')!r}\n"
-            + PROFILE_CHILD)
+    code = (
+        f"RSS_UNIT = {RSS_UNIT}\nSPEC = {str(CNN_SPEC)!r}\nOUT = {str(tmp / 'profile')!r}\n"
+        + PROFILE_CHILD
+    )
     per_stage: dict[str, list[tuple[float, float]]] = {}
     for n in range(rounds):
         progress(f"[profile {n + 1}/{rounds}]")
-        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+        )
         for line in done.stdout.splitlines():
             if not line.startswith("@stage\t"):
                 continue  # the CLI's own output
@@ -431,11 +505,22 @@ def profile(rounds: int, tmp: Path, markdown: bool) -> str:
             per_stage.setdefault(label, []).append((float(secs), float(mb)))
     progress("")
     header = ["stage", "median s", "peak RSS +MB"]
-    rows = [[label, f"{statistics.median(s for s, _ in v):.2f}",
-             f"{statistics.median(m for _, m in v):.0f}"] for label, v in per_stage.items()]
+    rows = [
+        [
+            label,
+            f"{statistics.median(s for s, _ in v):.2f}",
+            f"{statistics.median(m for _, m in v):.0f}",
+        ]
+        for label, v in per_stage.items()
+    ]
     if markdown:
-        return "\n".join(["| " + " | ".join(header) + " |", "|---|---:|---:|",
-                          *("| " + " | ".join(r) + " |" for r in rows)])
+        return "\n".join(
+            [
+                "| " + " | ".join(header) + " |",
+                "|---|---:|---:|",
+                *("| " + " | ".join(r) + " |" for r in rows),
+            ]
+        )
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{r[0]:<{width}}  {r[1]:>6}  {r[2]:>5}" for r in [header, *rows])
 
@@ -446,8 +531,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="rounds to run (default 5)")
     parser.add_argument("--quick", action="store_true", help="1 round, no warm-up")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
-    parser.add_argument("--profile", action="store_true",
-                        help="instead: time each stage of `seqgen new cnn.seq` (imports first)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead: time each stage of `seqgen new cnn.seq` (imports first)",
+    )
     args = parser.parse_args()
     rounds = 1 if args.quick else max(1, args.runs)
 

@@ -49,12 +49,13 @@ How it works
    Torch warnings are suppressed. Points whose sizes (found on the meta device first) exceed
    1e6 elements per activation or 1e6 weights are skipped, not counted.
 3. **Comparison** per spec (`check_spec`): the spec is written to a temporary folder and run
-   through `seqgen.api.generate` + `seqgen.project.write.write_files`; the model and test modules are
-   imported under unique names. A `SeqgenError` is `refused` (and `refused_but_works` when the
-   oracle is valid at the defaults); any other exception is a `crash`. Otherwise value points are
-   sampled: for each int parameter / named dim its default, the minimum the generated `__init__`
-   accepts (probed downwards), one below, 0, 1, -1, 2..5, default +- 1, 2x and 3x the default and
-   a large value; True/False for bool parameters; plus random joint points. At each point:
+   through `seqgen.api.generate` + `seqgen.project.write.write_files`; the model and test
+   modules are imported under unique names. A `SeqgenError` is `refused` (and
+   `refused_but_works` when the oracle is valid at the defaults); any other exception is a
+   `crash`. Otherwise value points are sampled: for each int parameter / named dim its default,
+   the minimum the generated `__init__` accepts (probed downwards), one below, 0, 1, -1, 2..5,
+   default +- 1, 2x and 3x the default and a large value; True/False for bool parameters; plus
+   random joint points. At each point:
      - `Model(**point)` raises ValueError, oracle valid            -> false_reject
      - `Model(**point)` accepts, oracle invalid                    -> false_accept
      - `Model(**point)` raises anything but ValueError             -> crash
@@ -118,15 +119,21 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import sequence_oracle as SQ  # noqa: E402
 
-DISCREPANCIES = ("false_accept", "false_reject", "wrong_shape", "wrong_count", "crash",
-                 "generated_test_fail")
+DISCREPANCIES = (
+    "false_accept",
+    "false_reject",
+    "wrong_shape",
+    "wrong_count",
+    "crash",
+    "generated_test_fail",
+)
 MAX_ACT = 1_000_000  # per activation, batch 2, at a value point
 MAX_WEIGHTS = 1_000_000
 GEN_MAX_ACT = 100_000  # at the defaults, while generating
@@ -148,14 +155,14 @@ class Var:
 @dataclass(frozen=True)
 class Bin:
     op: str  # + - * //
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
     paren: bool = False  # print redundant parentheses around it
 
 
 @dataclass(frozen=True)
 class Neg:
-    operand: "Expr"
+    operand: Expr
 
 
 @dataclass(frozen=True)
@@ -163,7 +170,7 @@ class Tup:
     items: tuple
 
 
-Expr = Union[Lit, Var, Bin, Neg, Tup]
+Expr = Lit | Var | Bin | Neg | Tup
 _PREC = {"+": 1, "-": 1, "*": 2, "//": 2}
 
 
@@ -190,8 +197,12 @@ def ev(e: Expr, env: dict[str, Any]) -> Any:
 def _prec(e: Expr) -> int:
     if isinstance(e, Bin) and not e.paren:
         return _PREC[e.op]
-    if isinstance(e, Lit) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool) \
-            and e.value < 0:
+    if (
+        isinstance(e, Lit)
+        and isinstance(e.value, (int, float))
+        and not isinstance(e.value, bool)
+        and e.value < 0
+    ):
         return 2  # a negative literal: unary, binds tighter than * but print it in parens anyway
     return 3
 
@@ -298,12 +309,24 @@ class SpecIR:
         head = f"model {self.model}"
         if params:
             head += "(" + ", ".join(f"{p.name}={p.default!r}" for p in params) + ")"
-        entries = [f"{d.expr.name}={d.sample}" if d.sample is not None else show(d.expr)  # type: ignore[union-attr]
-                   for d in self.input]
-        lines = [head, "input (" + ", ".join(entries) + ("," if len(entries) == 1 else "") + ")"
-                 + (" dtype=long" if self.dtype == "long" else "")]
+        entries = [
+            f"{d.expr.name}={d.sample}" if d.sample is not None else show(d.expr)  # type: ignore[union-attr]
+            for d in self.input
+        ]
+        lines = [
+            head,
+            "input ("
+            + ", ".join(entries)
+            + ("," if len(entries) == 1 else "")
+            + ")"
+            + (" dtype=long" if self.dtype == "long" else ""),
+        ]
         for layer in self.layers:
-            parts = [layer.name] + [show(v) for v in layer.pos] + [f"{k}={show(v)}" for k, v in layer.kw]
+            parts = (
+                [layer.name]
+                + [show(v) for v in layer.pos]
+                + [f"{k}={show(v)}" for k, v in layer.kw]
+            )
             lines.append(" ".join(parts))
         return "\n".join(lines) + "\n"
 
@@ -318,9 +341,12 @@ def pinned(spec: SpecIR, name: str) -> bool:
 
 # ================================================================== a small parser (for case files)
 
-_TOKEN = re.compile(r"""\s*(?:(?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\d*\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\d*\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)
                          |(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<str>'[^']*'|"[^"]*")
-                         |(?P<op>//|[-+*(),=]))""", re.X)
+                         |(?P<op>//|[-+*(),=]))""",
+    re.X,
+)
 
 
 class CaseSyntaxError(ValueError):
@@ -359,8 +385,13 @@ class _P:
     def expr(self, top: bool = False) -> Expr:
         left = self.term()
         while self.at("+") or self.at("-"):
-            if top and self.peek()[1] == "-" and self.peek()[2] and not self.peek(1)[2] \
-                    and self.peek(1)[0] == "num":
+            if (
+                top
+                and self.peek()[1] == "-"
+                and self.peek()[2]
+                and not self.peek(1)[2]
+                and self.peek(1)[0] == "num"
+            ):
                 break
             op = self.next()[1]
             left = Bin(op, left, self.term())
@@ -391,8 +422,11 @@ class _P:
         if kind == "str":
             return Lit(text[1:-1])
         if kind == "name":
-            return Lit({"True": True, "False": False, "None": None}[text]) \
-                if text in ("True", "False", "None") else Var(text)
+            return (
+                Lit({"True": True, "False": False, "None": None}[text])
+                if text in ("True", "False", "None")
+                else Var(text)
+            )
         if kind == "op" and text == "(":
             items, comma = [], False
             while not self.at(")"):
@@ -431,7 +465,7 @@ def parse_spec(text: str) -> SpecIR:
         if not line.strip():
             continue
         word = line.split()[0]
-        rest = line.strip()[len(word):]
+        rest = line.strip()[len(word) :]
         if word == "model":
             m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*", rest)
             if not m:
@@ -483,8 +517,13 @@ def parse_spec(text: str) -> SpecIR:
 
 # ================================================================== torch side (the oracle)
 
-INFERRED_SIZES = {"in_channels": 1, "in_features": -1, "num_features": 1, "num_channels": 1,
-                  "normalized_shape": -1}
+INFERRED_SIZES = {
+    "in_channels": 1,
+    "in_features": -1,
+    "num_features": 1,
+    "num_channels": 1,
+    "normalized_shape": -1,
+}
 ALIASES = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
 _CLASSES: dict[str, Any] = {}
 _SIGS: dict[Any, list[str]] = {}
@@ -507,9 +546,12 @@ def torch_class(name: str) -> Any:
 def ctor_params(cls: Any) -> list[str]:
     if cls not in _SIGS:
         sig = inspect.signature(cls.__init__)
-        _SIGS[cls] = [p.name for p in list(sig.parameters.values())[1:]
-                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                      and p.name not in ("device", "dtype")]
+        _SIGS[cls] = [
+            p.name
+            for p in list(sig.parameters.values())[1:]
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in ("device", "dtype")
+        ]
     return _SIGS[cls]
 
 
@@ -560,17 +602,33 @@ def bind(layer: LayerIR, env: dict[str, Any], shape: tuple[int, ...]) -> tuple[A
 def family(name: str) -> str:
     n = name.lower()
     if n in SQ.NAMES:
-        return {"lstm": "recurrent", "gru": "recurrent", "rnn": "recurrent",
-                "transformerencoderlayer": "transformer", "embedding": "embedding"}.get(
-                    n, "positions" if n in SQ.POSITIONS else "seqop")
-    for prefix, fam in (("convtranspose", "convtranspose"), ("conv", "conv"),
-                        ("maxpool", "maxpool"), ("avgpool", "avgpool"), ("lppool", "lppool"),
-                        ("adaptive", "adaptivepool"), ("upsampl", "upsample"), ("unfold", "unfold"),
-                        ("fold", "fold"), ("unflatten", "unflatten"), ("flatten", "flatten"),
-                        ("linear", "linear"), ("batchnorm", "batchnorm"),
-                        ("instancenorm", "instancenorm"), ("groupnorm", "groupnorm"),
-                        ("layernorm", "layernorm"), ("dropout", "dropout"),
-                        ("alphadropout", "dropout")):
+        return {
+            "lstm": "recurrent",
+            "gru": "recurrent",
+            "rnn": "recurrent",
+            "transformerencoderlayer": "transformer",
+            "embedding": "embedding",
+        }.get(n, "positions" if n in SQ.POSITIONS else "seqop")
+    for prefix, fam in (
+        ("convtranspose", "convtranspose"),
+        ("conv", "conv"),
+        ("maxpool", "maxpool"),
+        ("avgpool", "avgpool"),
+        ("lppool", "lppool"),
+        ("adaptive", "adaptivepool"),
+        ("upsampl", "upsample"),
+        ("unfold", "unfold"),
+        ("fold", "fold"),
+        ("unflatten", "unflatten"),
+        ("flatten", "flatten"),
+        ("linear", "linear"),
+        ("batchnorm", "batchnorm"),
+        ("instancenorm", "instancenorm"),
+        ("groupnorm", "groupnorm"),
+        ("layernorm", "layernorm"),
+        ("dropout", "dropout"),
+        ("alphadropout", "dropout"),
+    ):
         if n.startswith(prefix):
             return fam
     m = re.match(r"(zero|constant|reflection|replication|circular)pad", n)
@@ -598,7 +656,9 @@ def _numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape) if shape else 1
 
 
-def oracle(spec: SpecIR, env: dict[str, Any], *, device: str = "cpu", seed: int = 0) -> OracleResult:
+def oracle(
+    spec: SpecIR, env: dict[str, Any], *, device: str = "cpu", seed: int = 0
+) -> OracleResult:
     """Build the layers with concrete values and run them at batch 2 (see the module docstring).
 
     device="meta" only measures sizes: it allocates nothing and does not decide validity.
@@ -609,11 +669,12 @@ def oracle(spec: SpecIR, env: dict[str, Any], *, device: str = "cpu", seed: int 
         warnings.simplefilter("ignore")
         try:
             shape = (2,) + tuple(ev(d.expr, env) for d in spec.input)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             return OracleResult(False, fail_layer=-1, reason=f"input: {type(e).__name__}: {e}")
         if any(type(s) is not int or s < 1 for s in shape):
-            return OracleResult(False, input_shape=None, fail_layer=-1,
-                                reason=f"input size {shape} < 1")
+            return OracleResult(
+                False, input_shape=None, fail_layer=-1, reason=f"input size {shape} < 1"
+            )
         if device == "meta" and _numel(shape) > MAX_ACT:
             return OracleResult(False, input_shape=shape, too_large=True, reason="input too large")
         res = OracleResult(True, input_shape=shape)
@@ -631,12 +692,20 @@ def oracle(spec: SpecIR, env: dict[str, Any], *, device: str = "cpu", seed: int 
                         m = cls(**kwargs)
                     count = sum(p.numel() for p in m.parameters())
                     if count > MAX_WEIGHTS:
-                        return OracleResult(False, too_large=True, reason=f"layer {i} weights {count}")
+                        return OracleResult(
+                            False, too_large=True, reason=f"layer {i} weights {count}"
+                        )
                     m.eval()
                     x = m(x)
-                except Exception as e:  # noqa: BLE001 - anything torch raises makes the point invalid
-                    return OracleResult(False, res.shapes, res.counts, shape, i,
-                                        f"{type(e).__name__}: {_short(str(e))}")
+                except Exception as e:
+                    return OracleResult(
+                        False,
+                        res.shapes,
+                        res.counts,
+                        shape,
+                        i,
+                        f"{type(e).__name__}: {_short(str(e))}",
+                    )
                 if not isinstance(x, torch.Tensor):
                     return OracleResult(False, res.shapes, res.counts, shape, i, "not a tensor")
                 out = tuple(int(s) for s in x.shape)
@@ -655,12 +724,24 @@ def oracle(spec: SpecIR, env: dict[str, Any], *, device: str = "cpu", seed: int 
                 try:
                     m.train()
                     x = m(x)
-                except Exception as e:  # noqa: BLE001
-                    return OracleResult(False, res.shapes, res.counts, shape, i,
-                                        f"train: {type(e).__name__}: {_short(str(e))}")
+                except Exception as e:
+                    return OracleResult(
+                        False,
+                        res.shapes,
+                        res.counts,
+                        shape,
+                        i,
+                        f"train: {type(e).__name__}: {_short(str(e))}",
+                    )
                 if tuple(x.shape) != res.shapes[i]:
-                    return OracleResult(False, res.shapes, res.counts, shape, i,
-                                        f"train shape {tuple(x.shape)} != eval {res.shapes[i]}")
+                    return OracleResult(
+                        False,
+                        res.shapes,
+                        res.counts,
+                        shape,
+                        i,
+                        f"train shape {tuple(x.shape)} != eval {res.shapes[i]}",
+                    )
         return res
 
 
@@ -669,8 +750,11 @@ def sample(spec: SpecIR, env: dict[str, Any], shape: tuple[int, ...], device: st
     import torch
 
     if spec.dtype != "long":
-        return torch.randn(shape, device=device) if device != "meta" else \
-            torch.empty(shape, device="meta")
+        return (
+            torch.randn(shape, device=device)
+            if device != "meta"
+            else torch.empty(shape, device="meta")
+        )
     first = spec.layers[0] if spec.layers else None
     high = ev(first.pos[0], env) if first is not None and first.name == "embedding" else 2
     if device == "meta":
@@ -686,9 +770,22 @@ def _short(text: str, n: int = 160) -> str:
 # ================================================================== the spec generator
 
 DIM_NAMES = ["h", "w", "l", "t", "dd", "ln", "wd", "len1"]
-PREFIX = {"size": "ch", "hid": "hid", "kernel": "k", "stride": "s", "pad": "pd", "dil": "dl",
-          "groups": "g", "outpad": "op", "osize": "os", "cin": "cin", "ngroups": "ng",
-          "scale": "sf", "dim": "sz", "flag": "b"}
+PREFIX = {
+    "size": "ch",
+    "hid": "hid",
+    "kernel": "k",
+    "stride": "s",
+    "pad": "pd",
+    "dil": "dl",
+    "groups": "g",
+    "outpad": "op",
+    "osize": "os",
+    "cin": "cin",
+    "ngroups": "ng",
+    "scale": "sf",
+    "dim": "sz",
+    "flag": "b",
+}
 
 
 class Gen:
@@ -728,12 +825,19 @@ class Gen:
         r = self.rng
         c, m = r.randint(1, 3), r.randint(2, 4)
         choices = [
-            lambda: Bin("+", q, Lit(c)), lambda: Bin("-", q, Lit(c)), lambda: Bin("*", q, Lit(m)),
-            lambda: Bin("*", Lit(m), q), lambda: Bin("//", q, Lit(m)),
-            lambda: Bin("//", Bin("+", q, Lit(c)), Lit(m)), lambda: Bin("+", Bin("*", q, Lit(m)), Lit(c)),
-            lambda: Bin("*", Bin("-", q, Lit(c)), Lit(m)), lambda: Bin("*", Lit(m), Bin("//", q, Lit(m))),
-            lambda: Bin("*", Bin("//", q, Lit(m)), Lit(m)), lambda: Bin("-", Bin("//", q, Lit(m)), Lit(c)),
-            lambda: Bin("+", Bin("*", Lit(m), q), Lit(c)), lambda: q,
+            lambda: Bin("+", q, Lit(c)),
+            lambda: Bin("-", q, Lit(c)),
+            lambda: Bin("*", q, Lit(m)),
+            lambda: Bin("*", Lit(m), q),
+            lambda: Bin("//", q, Lit(m)),
+            lambda: Bin("//", Bin("+", q, Lit(c)), Lit(m)),
+            lambda: Bin("+", Bin("*", q, Lit(m)), Lit(c)),
+            lambda: Bin("*", Bin("-", q, Lit(c)), Lit(m)),
+            lambda: Bin("*", Lit(m), Bin("//", q, Lit(m))),
+            lambda: Bin("*", Bin("//", q, Lit(m)), Lit(m)),
+            lambda: Bin("-", Bin("//", q, Lit(m)), Lit(c)),
+            lambda: Bin("+", Bin("*", Lit(m), q), Lit(c)),
+            lambda: q,
         ]
         e = r.choice(choices)()
         if isinstance(e, Bin) and r.random() < 0.1:
@@ -741,7 +845,7 @@ class Gen:
         return e
 
     def num(self, target: int, kind: str, weight: float = 1.0) -> Expr:
-        """An int expression worth `target` at the defaults; symbolic with probability sym*weight."""
+        """An int expression worth `target` at the defaults; symbolic with chance sym*weight."""
         r = self.rng
         if target < 0 or r.random() >= self.sym * weight:
             return Lit(target)
@@ -792,8 +896,12 @@ class Gen:
         r = self.rng
         rank = r.choices([1, 2, 3, 4], [15, 32, 35, 18])[0]
         names = r.sample(DIM_NAMES, len(DIM_NAMES))
-        ranges = {1: [(4, 40)], 2: [(1, 4), (8, 48)], 3: [(1, 4), (6, 24), (6, 24)],
-                  4: [(1, 3), (3, 8), (3, 10), (3, 10)]}[rank]
+        ranges = {
+            1: [(4, 40)],
+            2: [(1, 4), (8, 48)],
+            3: [(1, 4), (6, 24), (6, 24)],
+            4: [(1, 3), (3, 8), (3, 10), (3, 10)],
+        }[rank]
         for i, (lo, hi) in enumerate(ranges):
             v = r.randint(lo, hi)
             spatial = rank == 1 or i > 0
@@ -848,13 +956,30 @@ class Gen:
         rank = len(shape)
         out: list[tuple[str, float]] = [("act", 1.5), ("dropout", 0.5)]
         if rank == 2:
-            out += [("linear", 4), ("batchnorm", 1), ("layernorm", 1), ("unflatten", 1),
-                    ("groupnorm", 0.5)]
+            out += [
+                ("linear", 4),
+                ("batchnorm", 1),
+                ("layernorm", 1),
+                ("unflatten", 1),
+                ("groupnorm", 0.5),
+            ]
         if rank >= 3:
-            out += [("conv", 3), ("convtranspose", 1.5), ("maxpool", 1.5), ("avgpool", 1),
-                    ("adaptive", 1), ("upsample", 1), ("pad", 2.0), ("batchnorm", 0.7),
-                    ("instancenorm", 0.6), ("groupnorm", 0.6), ("layernorm", 0.3),
-                    ("flatten", 1.2), ("linear", 0.3), ("unflatten", 0.3)]
+            out += [
+                ("conv", 3),
+                ("convtranspose", 1.5),
+                ("maxpool", 1.5),
+                ("avgpool", 1),
+                ("adaptive", 1),
+                ("upsample", 1),
+                ("pad", 2.0),
+                ("batchnorm", 0.7),
+                ("instancenorm", 0.6),
+                ("groupnorm", 0.6),
+                ("layernorm", 0.3),
+                ("flatten", 1.2),
+                ("linear", 0.3),
+                ("unflatten", 0.3),
+            ]
         if rank in (3, 4):
             out += [("lppool", 0.5)]
         if rank == 4:
@@ -863,8 +988,9 @@ class Gen:
 
     def draw_layer(self, fam: str, shape: tuple[int, ...]) -> list[LayerIR]:
         if fam in ("seqop", "recurrent", "transformer", "positions"):
-            return SQ.draw(self, fam, shape, lambda n, pos=(), kw=(): LayerIR(n, list(pos),
-                                                                              list(kw)), Lit)
+            return SQ.draw(
+                self, fam, shape, lambda n, pos=(), kw=(): LayerIR(n, list(pos), list(kw)), Lit
+            )
         layers = self.draw_torch_layer(fam, shape)
         if fam in ("conv", "linear") and self.rng.random() < 0.1:
             layers[-1].kw.append(("weight_norm", Lit(True)))  # torch's weight_norm around it
@@ -880,8 +1006,22 @@ class Gen:
         smin = max(1, min(sp))
         C = shape[1] if rank >= 2 else 1
         if fam == "act":
-            choice = r.choice(["relu", "gelu", "tanh", "sigmoid", "leakyrelu", "elu", "softmax",
-                               "logsoftmax", "identity", "silu", "prelu", "hardtanh"])
+            choice = r.choice(
+                [
+                    "relu",
+                    "gelu",
+                    "tanh",
+                    "sigmoid",
+                    "leakyrelu",
+                    "elu",
+                    "softmax",
+                    "logsoftmax",
+                    "identity",
+                    "silu",
+                    "prelu",
+                    "hardtanh",
+                ]
+            )
             if choice == "leakyrelu":
                 return [LayerIR("leakyrelu", [Lit(0.1)] if r.random() < 0.5 else [])]
             if choice in ("softmax", "logsoftmax"):
@@ -892,8 +1032,14 @@ class Gen:
                 return [LayerIR("prelu")]
             return [LayerIR(r.choice([choice, choice.upper() if choice == "relu" else choice]))]
         if fam == "dropout":
-            name = r.choice(["dropout", "dropout", "alphadropout",
-                             {3: "dropout1d", 4: "dropout2d", 5: "dropout3d"}.get(rank, "dropout")])
+            name = r.choice(
+                [
+                    "dropout",
+                    "dropout",
+                    "alphadropout",
+                    {3: "dropout1d", 4: "dropout2d", 5: "dropout3d"}.get(rank, "dropout"),
+                ]
+            )
             return [LayerIR(name, [Lit(r.choice([0.1, 0.25, 0.5]))] if r.random() < 0.5 else [])]
         if fam == "linear":
             args = {"out_features": self.num(r.choice([2, 3, 4, 5, 8, 10, 16, 32]), "hid", 1.2)}
@@ -956,8 +1102,11 @@ class Gen:
                 dil = 2
                 args["dilation"] = self.num(2, "dil", 0.5)
             if r.random() < 0.35:
-                args["output_padding"] = self.num(r.randint(0, max(s, dil) - 1), "outpad", 0.5) \
-                    if r.random() < 0.8 else Lit(1)
+                args["output_padding"] = (
+                    self.num(r.randint(0, max(s, dil) - 1), "outpad", 0.5)
+                    if r.random() < 0.8
+                    else Lit(1)
+                )
             if g > 1:
                 args["groups"] = Lit(g)
             if r.random() < 0.1:
@@ -987,8 +1136,10 @@ class Gen:
         if fam == "adaptive":
             kind = r.choice(["avg", "max"])
             if r.random() < 0.25 and nd > 1:
-                items = [self.num(r.randint(1, 4), "osize", 0.6) if r.random() < 0.85 else Lit(None)
-                         for _ in range(nd)]
+                items = [
+                    self.num(r.randint(1, 4), "osize", 0.6) if r.random() < 0.85 else Lit(None)
+                    for _ in range(nd)
+                ]
                 size: Expr = Tup(tuple(items))
             else:
                 size = self.num(r.randint(1, 5), "osize", 0.6)
@@ -997,8 +1148,13 @@ class Gen:
             args = {}
             if r.random() < 0.6:
                 roll = r.random()
-                args["scale_factor"] = Lit(r.choice([2, 2, 3])) if roll < 0.85 \
-                    else Lit(1.5) if roll < 0.9 else self.num(2, "scale", 1)
+                args["scale_factor"] = (
+                    Lit(r.choice([2, 2, 3]))
+                    if roll < 0.85
+                    else Lit(1.5)
+                    if roll < 0.9
+                    else self.num(2, "scale", 1)
+                )
             else:
                 args["size"] = self.ks(nd, 1, max(2, 2 * smin), "osize", 0.6, tup=0.3)
             if r.random() < 0.25:
@@ -1010,7 +1166,9 @@ class Gen:
             kind = r.choice(["zero", "constant", "reflection", "replication", "circular"])
             hi = 3 if kind in ("zero", "constant", "replication") else max(0, min(3, smin - 1))
             if r.random() < 0.3:
-                pad: Expr = Tup(tuple(self.num(r.randint(0, hi), "pad", 0.5) for _ in range(2 * nd)))
+                pad: Expr = Tup(
+                    tuple(self.num(r.randint(0, hi), "pad", 0.5) for _ in range(2 * nd))
+                )
             else:
                 pad = self.num(r.randint(0 if r.random() < 0.2 else 1, max(1, hi)), "pad", 1.2)
             args = {"padding": pad}
@@ -1048,10 +1206,24 @@ class Gen:
             return [self.layer("layernorm", args)]
         if fam == "flatten":
             if rank >= 4 and r.random() < 0.25:
-                return [r.choice([LayerIR("flatten", [Lit(2)]),
-                                  LayerIR("flatten", [], [("start_dim", Lit(2)), ("end_dim", Lit(-1))])])]
-            return [r.choice([LayerIR("flatten"), LayerIR("flatten"), LayerIR("flatten", [Lit(1)], [("end_dim", Lit(-1))]),
-                              LayerIR("flatten", [], [("start_dim", Lit(1))])])]
+                return [
+                    r.choice(
+                        [
+                            LayerIR("flatten", [Lit(2)]),
+                            LayerIR("flatten", [], [("start_dim", Lit(2)), ("end_dim", Lit(-1))]),
+                        ]
+                    )
+                ]
+            return [
+                r.choice(
+                    [
+                        LayerIR("flatten"),
+                        LayerIR("flatten"),
+                        LayerIR("flatten", [Lit(1)], [("end_dim", Lit(-1))]),
+                        LayerIR("flatten", [], [("start_dim", Lit(1))]),
+                    ]
+                )
+            ]
         if fam == "unflatten":
             dim = r.choice([1, -1]) if rank == 2 else r.choice([1, rank - 1, -1])
             n = shape[dim]
@@ -1123,7 +1295,7 @@ class Gen:
                 saved = (list(self.params), Counter(self.counter))
                 try:
                     new = self.draw_layer(fam, tuple(x.shape))
-                except Exception:  # noqa: BLE001 - a generator corner: try another layer
+                except Exception:
                     self.params, self.counter = saved
                     continue
                 ok, y = self.try_layers(new, x)
@@ -1138,7 +1310,9 @@ class Gen:
                 self.params, self.counter = saved
         if r.random() < 0.65 and x.dim() >= 2 and not (x.dim() == 2 and r.random() < 0.3):
             head = [] if x.dim() == 2 else [LayerIR("flatten")]
-            head.append(self.layer("linear", {"out_features": self.num(r.randint(2, 12), "hid", 1.2)}))
+            head.append(
+                self.layer("linear", {"out_features": self.num(r.randint(2, 12), "hid", 1.2)})
+            )
             ok, y = self.try_layers(head, x)
             if ok:
                 self.layers += head
@@ -1151,8 +1325,11 @@ class Gen:
     def update_exprs(self, new: list[LayerIR], x: Any, y: Any) -> None:
         if y is None:
             return
-        keep = all(family(layer.name) in ("activation", "dropout", "batchnorm", "instancenorm",
-                                          "groupnorm", "layernorm") for layer in new)
+        keep = all(
+            family(layer.name)
+            in ("activation", "dropout", "batchnorm", "instancenorm", "groupnorm", "layernorm")
+            for layer in new
+        )
         if keep and tuple(y.shape) == tuple(x.shape):
             return
         self.exprs = [None] * y.dim()
@@ -1176,7 +1353,7 @@ class Gen:
                         y = m.eval()(y)
                         if 0 in y.shape or y.numel() > GEN_MAX_ACT:
                             return False, None
-            except Exception:  # noqa: BLE001
+            except Exception:
                 return False, None
         return True, y
 
@@ -1185,7 +1362,9 @@ def _subst(e: Expr, name: str, by: Expr) -> Expr:
     if isinstance(e, Var):
         return by if e.name == name else e
     if isinstance(e, Bin):
-        return dataclasses.replace(e, left=_subst(e.left, name, by), right=_subst(e.right, name, by))
+        return dataclasses.replace(
+            e, left=_subst(e.left, name, by), right=_subst(e.right, name, by)
+        )
     if isinstance(e, Neg):
         return Neg(_subst(e.operand, name, by))
     if isinstance(e, Tup):
@@ -1221,7 +1400,7 @@ class _alarm:
         self.seconds = seconds
         self.active = False
 
-    def __enter__(self) -> "_alarm":
+    def __enter__(self) -> _alarm:
         import threading
 
         if self.seconds and threading.current_thread() is threading.main_thread():
@@ -1272,16 +1451,19 @@ def run_seqgen(text: str, workdir: Path, stem: str) -> Generated:
     except SeqgenError as e:
         try:
             msg = e.render()
-        except Exception:  # noqa: BLE001
+        except Exception:
             msg = str(e)
         return Generated("refused", msg)
     except _Timeout:
         return Generated("crash", "seqgen timed out")
-    except BaseException as e:  # noqa: BLE001 - a finding
+    except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
-        return Generated("crash", f"seqgen raised {type(e).__name__}: {_short(str(e), 300)}\n"
-                         + "".join(traceback.format_exception(e)[-4:]))
+        return Generated(
+            "crash",
+            f"seqgen raised {type(e).__name__}: {_short(str(e), 300)}\n"
+            + "".join(traceback.format_exception(e)[-4:]),
+        )
     model_path = test_path = None
     for f in result.files:
         p = Path(f.path)
@@ -1296,7 +1478,7 @@ def run_seqgen(text: str, workdir: Path, stem: str) -> Generated:
         model_mod = _import(model_path, stem)
         test_mod = _import(test_path, f"test_{stem}")
         cls = getattr(model_mod, result.traced.spec.class_name)
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
         _forget((stem, f"test_{stem}"), ())
@@ -1304,11 +1486,19 @@ def run_seqgen(text: str, workdir: Path, stem: str) -> Generated:
     added = tuple(p for p in sys.path if p not in before)
     init_names = tuple(inspect.signature(cls.__init__).parameters)[1:]
     shape_names = tuple(inspect.signature(test_mod.input_shape).parameters)[1:]
-    return Generated("ok", model_cls=cls, test_mod=test_mod, test_path=str(test_path),
-                     init_names=init_names, shape_names=shape_names,
-                     input_rules=tuple(c for c in result.traced.constraints
-                                       if set(c.names) & set(result.traced.free_dims)),
-                     modules=(stem, f"test_{stem}"), syspaths=added)
+    return Generated(
+        "ok",
+        model_cls=cls,
+        test_mod=test_mod,
+        test_path=str(test_path),
+        init_names=init_names,
+        shape_names=shape_names,
+        input_rules=tuple(
+            c for c in result.traced.constraints if set(c.names) & set(result.traced.free_dims)
+        ),
+        modules=(stem, f"test_{stem}"),
+        syspaths=added,
+    )
 
 
 def _import(path: Path, name: str) -> Any:
@@ -1338,7 +1528,9 @@ class Finding:
     family: str
     layer: int | None
     detail: str
-    pinned: bool = False  # only pinned parameters (int default 0/1, bool, float) differ from the defaults
+    pinned: bool = (
+        False  # only pinned parameters (int default 0/1, bool, float) differ from the defaults
+    )
 
     def signature(self) -> tuple[str, str, str]:
         words = re.sub(r"[^A-Za-z_ ]+", " ", self.detail).split()
@@ -1399,8 +1591,9 @@ def _count_suspect(spec: SpecIR, res: OracleResult, ref: OracleResult | None) ->
     return next((i for i, c in enumerate(res.counts) if c), None)
 
 
-def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
-                ref: OracleResult | None = None) -> tuple[str, list[Finding]]:
+def check_point(
+    spec: SpecIR, gen: Generated, point: dict[str, Any], ref: OracleResult | None = None
+) -> tuple[str, list[Finding]]:
     """Compare the generated model and its test helpers with the oracle at one point.
 
     Returns (outcome, findings); outcome is "checked", "skipped" (too large) or "pinned_reject".
@@ -1440,20 +1633,26 @@ def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
                     layer = -1
                 if layer is None:
                     layer = _raising_layer(e, spec)
-                return found("false_reject", layer, f"__init__ raised ValueError: {_short(str(e), 200)}")
+                return found(
+                    "false_reject", layer, f"__init__ raised ValueError: {_short(str(e), 200)}"
+                )
             return "checked", []
         except _Timeout:
             raise
-        except Exception as e:  # noqa: BLE001
-            return found("crash", _layer_from_message(str(e), spec) or _raising_layer(e, spec),
-                         f"__init__ raised {type(e).__name__}: {_short(str(e), 200)}")
+        except Exception as e:
+            return found(
+                "crash",
+                _layer_from_message(str(e), spec) or _raising_layer(e, spec),
+                f"__init__ raised {type(e).__name__}: {_short(str(e), 200)}",
+            )
         if gen.input_rules:
             from seqgen.check.other_values import accepts
 
             if not accepts(gen.input_rules, env):  # a documented rule on the input refuses it
                 if res.valid:
-                    return found("false_reject", None, "the documented input rules refuse a "
-                                                       "valid input")
+                    return found(
+                        "false_reject", None, "the documented input rules refuse a valid input"
+                    )
                 return "checked", []
         if not res.valid:
             return found("false_accept", res.fail_layer, f"oracle: {res.reason}")
@@ -1467,7 +1666,7 @@ def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
         # the generated test helpers
         try:
             ishape = tuple(gen.test_mod.input_shape(2, **int_kw))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             add("wrong_shape", -1, f"input_shape raised {type(e).__name__}: {_short(str(e))}")
             return "checked", findings
         if ishape != res.input_shape:
@@ -1475,48 +1674,69 @@ def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
             return "checked", findings
         try:
             expected = [tuple(s) for s in gen.test_mod.expected_shapes(2, **int_kw)]
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             expected = None
             add("wrong_shape", None, f"expected_shapes raised {type(e).__name__}: {_short(str(e))}")
         if expected is not None:
             for i, (want, got) in enumerate(zip(res.shapes, expected)):
                 if want != got:
-                    add("wrong_shape", i, f"expected_shapes {got} != oracle {want} "
-                        f"(layer {i} {spec.layers[i].name})")
+                    add(
+                        "wrong_shape",
+                        i,
+                        f"expected_shapes {got} != oracle {want} (layer {i} {spec.layers[i].name})",
+                    )
                     break
             else:
                 if len(expected) != len(res.shapes):
-                    add("wrong_shape", None, f"expected_shapes has {len(expected)} layers, "
-                        f"oracle {len(res.shapes)}")
+                    add(
+                        "wrong_shape",
+                        None,
+                        f"expected_shapes has {len(expected)} layers, oracle {len(res.shapes)}",
+                    )
         try:
             want_count = gen.test_mod.expected_param_count(**int_kw)
             if want_count != res.total:
                 add("wrong_count", None, f"expected_param_count {want_count} != oracle {res.total}")
-        except Exception as e:  # noqa: BLE001
-            add("wrong_count", None, f"expected_param_count raised {type(e).__name__}: {_short(str(e))}")
+        except Exception as e:
+            add(
+                "wrong_count",
+                None,
+                f"expected_param_count raised {type(e).__name__}: {_short(str(e))}",
+            )
         # the generated model, for real
         try:
             with torch.device("meta"):
                 meta_model = gen.model_cls(**init_kw)
             layers = list(meta_model.model)
             counts = [sum(p.numel() for p in m.parameters()) for m in layers]
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             add("crash", None, f"meta __init__ raised {type(e).__name__}: {_short(str(e))}")
             return "checked", findings
         if len(layers) != len(res.shapes):
-            add("wrong_shape", None, f"generated model has {len(layers)} layers, oracle {len(res.shapes)}")
+            add(
+                "wrong_shape",
+                None,
+                f"generated model has {len(layers)} layers, oracle {len(res.shapes)}",
+            )
             return "checked", findings
         if sum(counts) != res.total:
             bad = next((i for i, (a, b) in enumerate(zip(counts, res.counts)) if a != b), None)
-            add("wrong_count", bad, f"model parameters {sum(counts)} != oracle {res.total}"
-                + (f" (layer {bad} {spec.layers[bad].name}: {counts[bad]} != {res.counts[bad]})"
-                   if bad is not None else ""))
+            add(
+                "wrong_count",
+                bad,
+                f"model parameters {sum(counts)} != oracle {res.total}"
+                + (
+                    f" (layer {bad} {spec.layers[bad].name}: {counts[bad]} != {res.counts[bad]})"
+                    if bad is not None
+                    else ""
+                ),
+            )
         if sum(counts) > MAX_WEIGHTS * 4:
             return "checked", findings
         try:
             torch.manual_seed(0)
             model = gen.model_cls(**init_kw).eval()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             add("crash", None, f"cpu __init__ raised {type(e).__name__}: {_short(str(e))}")
             return "checked", findings
         x = sample(spec, env, ishape, "cpu")
@@ -1524,13 +1744,21 @@ def check_point(spec: SpecIR, gen: Generated, point: dict[str, Any],
             for i, m in enumerate(model.model):
                 try:
                     x = m(x)
-                except Exception as e:  # noqa: BLE001
-                    add("wrong_shape", i, f"generated forward raised at layer {i} "
-                        f"{spec.layers[i].name}: {type(e).__name__}: {_short(str(e), 120)}")
+                except Exception as e:
+                    add(
+                        "wrong_shape",
+                        i,
+                        f"generated forward raised at layer {i} "
+                        f"{spec.layers[i].name}: {type(e).__name__}: {_short(str(e), 120)}",
+                    )
                     break
                 if tuple(x.shape) != res.shapes[i]:
-                    add("wrong_shape", i, f"generated layer {i} {spec.layers[i].name} outputs "
-                        f"{tuple(x.shape)} != oracle {res.shapes[i]}")
+                    add(
+                        "wrong_shape",
+                        i,
+                        f"generated layer {i} {spec.layers[i].name} outputs "
+                        f"{tuple(x.shape)} != oracle {res.shapes[i]}",
+                    )
                     break
     return "checked", _dedupe(findings)
 
@@ -1560,7 +1788,7 @@ def probe_minimum(gen: Generated, spec: SpecIR, name: str, default: int) -> int 
                     gen.model_cls(**kw)
             except _Timeout:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:
                 return last
             last = v
             if v <= -3:
@@ -1600,8 +1828,11 @@ def sample_points(spec: SpecIR, gen: Generated, rng: random.Random, limit: int) 
     for _ in range(n_joint):
         pt = dict(defaults)
         for name in rng.sample(names, rng.randint(2, len(names))):
-            pool = [defaults[name], *per[name]] if type(defaults[name]) is not int else \
-                [v for v in [defaults[name], *per[name]] if v >= 0] + [defaults[name]] * 2
+            pool = (
+                [defaults[name], *per[name]]
+                if type(defaults[name]) is not int
+                else [v for v in [defaults[name], *per[name]] if v >= 0] + [defaults[name]] * 2
+            )
             pt[name] = rng.choice(pool)
         points.append(pt)
     out: list[dict] = []
@@ -1638,15 +1869,25 @@ class SpecOutcome:
     families: list[str] = field(default_factory=list)
 
 
-def check_spec(spec: SpecIR, *, workdir: Path | None = None, points: list[dict] | None = None,
-               rng: random.Random | None = None, max_points: int = 64, run_pytest: bool = False,
-               point_timeout: float = 20.0, seqgen_timeout: float = 180.0, index: int = 0,
-               keep: bool = False) -> SpecOutcome:
+def check_spec(
+    spec: SpecIR,
+    *,
+    workdir: Path | None = None,
+    points: list[dict] | None = None,
+    rng: random.Random | None = None,
+    max_points: int = 64,
+    run_pytest: bool = False,
+    point_timeout: float = 20.0,
+    seqgen_timeout: float = 180.0,
+    index: int = 0,
+    keep: bool = False,
+) -> SpecOutcome:
     """Run seqgen on a spec and compare it with the oracle (see the module docstring)."""
     t0 = time.perf_counter()
     text = spec.text()
-    out = SpecOutcome(index, text, "ok", spec=spec,
-                      families=sorted({family(layer.name) for layer in spec.layers}))
+    out = SpecOutcome(
+        index, text, "ok", spec=spec, families=sorted({family(layer.name) for layer in spec.layers})
+    )
     rng = rng or random.Random(f"points:{text}")
     own_dir = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="seqgen-diff-")) if workdir is None else workdir
@@ -1661,14 +1902,21 @@ def check_spec(spec: SpecIR, *, workdir: Path | None = None, points: list[dict] 
             out.message = gen.message
             try:
                 out.refused_but_works = oracle(spec, spec.defaults()).valid
-            except Exception:  # noqa: BLE001
+            except Exception:
                 out.refused_but_works = False
             return out
         if gen.status == "crash":
             out.status = "crash"
             out.message = gen.message
-            out.findings.append(Finding("crash", dict(spec.defaults()), "seqgen", None,
-                                        gen.message.splitlines()[0] if gen.message else "crash"))
+            out.findings.append(
+                Finding(
+                    "crash",
+                    dict(spec.defaults()),
+                    "seqgen",
+                    None,
+                    gen.message.splitlines()[0] if gen.message else "crash",
+                )
+            )
             return out
         try:
             with _alarm(point_timeout * 4):
@@ -1678,7 +1926,7 @@ def check_spec(spec: SpecIR, *, workdir: Path | None = None, points: list[dict] 
         tp = time.perf_counter()
         try:
             ref = oracle(spec, spec.defaults())
-        except Exception:  # noqa: BLE001
+        except Exception:
             ref = None
         for pt in pts:
             pt = {k: v for k, v in pt.items() if k in spec.defaults()}
@@ -1688,9 +1936,16 @@ def check_spec(spec: SpecIR, *, workdir: Path | None = None, points: list[dict] 
             except _Timeout:
                 out.timeouts += 1
                 continue
-            except Exception as e:  # noqa: BLE001 - the harness must go on
-                out.findings.append(Finding("crash", pt, "harness", None,
-                                            f"harness raised {type(e).__name__}: {_short(str(e))}"))
+            except Exception as e:
+                out.findings.append(
+                    Finding(
+                        "crash",
+                        pt,
+                        "harness",
+                        None,
+                        f"harness raised {type(e).__name__}: {_short(str(e))}",
+                    )
+                )
                 continue
             if outcome == "skipped":
                 out.skipped += 1
@@ -1715,16 +1970,38 @@ def check_spec(spec: SpecIR, *, workdir: Path | None = None, points: list[dict] 
 def _run_generated_tests(gen: Generated, spec: SpecIR, cwd: Path) -> list[Finding]:
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-             gen.test_path], cwd=cwd, capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:randomly",
+                gen.test_path,
+            ],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     except subprocess.TimeoutExpired:
         return [Finding("generated_test_fail", spec.defaults(), "pytest", None, "pytest timed out")]
     if proc.returncode == 0:
         return []
     failed = re.findall(r"FAILED \S+::(\S+)", proc.stdout)
-    return [Finding("generated_test_fail", spec.defaults(), "pytest", None,
-                    f"{len(failed)} failed: {', '.join(failed[:6])}" if failed
-                    else f"pytest exit {proc.returncode}: {_short(proc.stdout[-300:])}")]
+    return [
+        Finding(
+            "generated_test_fail",
+            spec.defaults(),
+            "pytest",
+            None,
+            f"{len(failed)} failed: {', '.join(failed[:6])}"
+            if failed
+            else f"pytest exit {proc.returncode}: {_short(proc.stdout[-300:])}",
+        )
+    ]
 
 
 # ================================================================== shrinking
@@ -1779,14 +2056,14 @@ def _simpler_values(v: Expr, env: dict[str, Any]) -> list[Expr]:
             out.append(Tup(tuple(Lit(x) for x in val)))
         else:
             out.append(Lit(val))
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     if isinstance(v, Bin):
         out += [v.left, v.right]
     if isinstance(v, Tup):
         for k, item in enumerate(v.items):
             for simpler in _simpler_values(item, env):
-                out.append(Tup(v.items[:k] + (simpler,) + v.items[k + 1:]))
+                out.append(Tup(v.items[:k] + (simpler,) + v.items[k + 1 :]))
     if isinstance(v, Lit) and type(v.value) is int and v.value > 2:
         out += [Lit(2), Lit(v.value // 2)]
     return [o for o in out if o != v]
@@ -1826,8 +2103,14 @@ def shrink_candidates(spec: SpecIR) -> list[SpecIR]:
     return cands
 
 
-def shrink(spec: SpecIR, finding: Finding, *, budget_s: float = 60.0, max_tries: int = 80,
-           point_timeout: float = 20.0) -> tuple[SpecIR, Finding]:
+def shrink(
+    spec: SpecIR,
+    finding: Finding,
+    *,
+    budget_s: float = 60.0,
+    max_tries: int = 80,
+    point_timeout: float = 20.0,
+) -> tuple[SpecIR, Finding]:
     """Greedily make the spec smaller while a finding of the same kind and family persists."""
     deadline = time.monotonic() + budget_s
     tries = 0
@@ -1838,8 +2121,9 @@ def shrink(spec: SpecIR, finding: Finding, *, budget_s: float = 60.0, max_tries:
         pt = {k: v for k, v in best_f.point.items() if k in names}
         res = check_spec(s, points=[pt], point_timeout=point_timeout)
         for f in res.findings:
-            if f.kind == best_f.kind and (best_f.family in ("unknown", "seqgen", "harness")
-                                          or f.family == best_f.family):
+            if f.kind == best_f.kind and (
+                best_f.family in ("unknown", "seqgen", "harness") or f.family == best_f.family
+            ):
                 return f
         return None
 
@@ -1854,7 +2138,7 @@ def shrink(spec: SpecIR, finding: Finding, *, budget_s: float = 60.0, max_tries:
             tries += 1
             try:
                 f = reproduces(cand)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 f = None
             if f is not None:
                 best, best_f = cand, f
@@ -1866,8 +2150,11 @@ def shrink(spec: SpecIR, finding: Finding, *, budget_s: float = 60.0, max_tries:
 def case_text(spec: SpecIR, finding: Finding) -> str:
     names = set(spec.defaults())
     pt = {k: v for k, v in finding.point.items() if k in names}
-    head = [f"# kind: {finding.kind}", f"# family: {finding.family}",
-            f"# detail: {_short(finding.detail, 300)}"]
+    head = [
+        f"# kind: {finding.kind}",
+        f"# family: {finding.family}",
+        f"# detail: {_short(finding.detail, 300)}",
+    ]
     head.append("# point: " + ", ".join(f"{k}={v!r}" for k, v in pt.items()) if pt else "# point:")
     return "\n".join(head) + "\n" + spec.text()
 
@@ -1894,7 +2181,9 @@ def read_case(text: str) -> Case:
             for item in filter(None, (s.strip() for s in m.group(1).split(","))):
                 k, v = (s.strip() for s in item.split("=", 1))
                 if k not in defaults:
-                    raise CaseSyntaxError(f"point names {k!r}, which is not a parameter or named dim")
+                    raise CaseSyntaxError(
+                        f"point names {k!r}, which is not a parameter or named dim"
+                    )
                 val = _P(_tokens(v)).expr()
                 pt[k] = ev(val, {})
             if pt not in points:
@@ -1908,8 +2197,15 @@ def check_case(text: str, **kw: Any) -> SpecOutcome:
     case = read_case(text)
     out = check_spec(case.spec, points=case.points, **kw)
     if out.status == "refused" and not case.refusal_ok:
-        out.findings.append(Finding("refused", {}, "seqgen", None, out.message.splitlines()[0]
-                                    if out.message else "refused"))
+        out.findings.append(
+            Finding(
+                "refused",
+                {},
+                "seqgen",
+                None,
+                out.message.splitlines()[0] if out.message else "refused",
+            )
+        )
     return out
 
 
@@ -1928,14 +2224,25 @@ def _run_index(args: tuple[int, int, int, bool, float]) -> SpecOutcome:
     seed, index, max_points, run_pytest, point_timeout = args
     try:
         spec = generate_spec(seed, index)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return SpecOutcome(index, "", "error", message=f"generator raised {type(e).__name__}: {e}")
     try:
-        return check_spec(spec, rng=random.Random(f"points:{seed}:{index}"), max_points=max_points,
-                          run_pytest=run_pytest, point_timeout=point_timeout, index=index)
-    except Exception as e:  # noqa: BLE001
-        return SpecOutcome(index, spec.text(), "error", message=f"harness raised {type(e).__name__}: {e}",
-                           spec=spec)
+        return check_spec(
+            spec,
+            rng=random.Random(f"points:{seed}:{index}"),
+            max_points=max_points,
+            run_pytest=run_pytest,
+            point_timeout=point_timeout,
+            index=index,
+        )
+    except Exception as e:
+        return SpecOutcome(
+            index,
+            spec.text(),
+            "error",
+            message=f"harness raised {type(e).__name__}: {e}",
+            spec=spec,
+        )
 
 
 @dataclass
@@ -1984,29 +2291,41 @@ class Totals:
 
     def line(self) -> str:
         k = self.kinds
-        return (f"{self.specs} specs, {self.points} value points, {self.refused} refused, "
-                f"{self.refused_but_works} refused_but_works, {k['false_accept']} false accepts, "
-                f"{k['false_reject']} false rejects, {k['wrong_shape']} wrong shapes, "
-                f"{k['wrong_count']} wrong counts, {k['crash']} crashes")
+        return (
+            f"{self.specs} specs, {self.points} value points, {self.refused} refused, "
+            f"{self.refused_but_works} refused_but_works, {k['false_accept']} false accepts, "
+            f"{k['false_reject']} false rejects, {k['wrong_shape']} wrong shapes, "
+            f"{k['wrong_count']} wrong counts, {k['crash']} crashes"
+        )
 
     def report(self) -> str:
-        lines = [self.line(),
-                 f"  + {self.kinds['generated_test_fail']} generated test fails, {self.pinned_rejects} "
-                 f"pinned rejects, {self.skipped} skipped points (too large), {self.timeouts} "
-                 f"timeouts, {self.errors} harness errors",
-                 f"  {self.at_pinned} of the discrepancies are at points where only pinned parameters "
-                 "(int default 0/1, bool, float) differ from the defaults",
-                 "  specs with a finding: " + ", ".join(f"{k} {v}" for k, v in sorted(self.spec_with.items()))]
+        lines = [
+            self.line(),
+            f"  + {self.kinds['generated_test_fail']} generated test fails, {self.pinned_rejects} "
+            f"pinned rejects, {self.skipped} skipped points (too large), {self.timeouts} "
+            f"timeouts, {self.errors} harness errors",
+            f"  {self.at_pinned} of the discrepancies are at points where only pinned parameters "
+            "(int default 0/1, bool, float) differ from the defaults",
+            "  specs with a finding: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.spec_with.items())),
+        ]
         if self.specs:
-            lines.append(f"  time: {self.seconds / self.specs:.2f} s per spec, "
-                         f"{1000 * self.point_seconds / max(1, self.points):.1f} ms per value point")
+            lines.append(
+                f"  time: {self.seconds / self.specs:.2f} s per spec, "
+                f"{1000 * self.point_seconds / max(1, self.points):.1f} ms per value point"
+            )
         if self.by_family:
             lines.append("discrepancies by layer family:")
-            fams = sorted({f for f, _ in self.by_family},
-                          key=lambda f: -sum(v for (g, _), v in self.by_family.items() if g == f))
+            fams = sorted(
+                {f for f, _ in self.by_family},
+                key=lambda f: -sum(v for (g, _), v in self.by_family.items() if g == f),
+            )
             for fam in fams:
-                parts = [f"{kind} {self.by_family[(fam, kind)]}" for kind in (*DISCREPANCIES, "refused")
-                         if self.by_family[(fam, kind)]]
+                parts = [
+                    f"{kind} {self.by_family[(fam, kind)]}"
+                    for kind in (*DISCREPANCIES, "refused")
+                    if self.by_family[(fam, kind)]
+                ]
                 lines.append(f"  {fam:16s} " + ", ".join(parts))
         if self.refusal_msgs:
             lines.append("refused although the oracle works at the defaults (most common):")
@@ -2015,9 +2334,18 @@ class Totals:
         return "\n".join(lines)
 
 
-def run_many(seed: int, n: int, *, jobs: int = 1, seconds: float | None = None, max_points: int = 64,
-             run_pytest: bool = False, point_timeout: float = 20.0, start: int = 0,
-             on_outcome: Any = None) -> tuple[Totals, list[SpecOutcome]]:
+def run_many(
+    seed: int,
+    n: int,
+    *,
+    jobs: int = 1,
+    seconds: float | None = None,
+    max_points: int = 64,
+    run_pytest: bool = False,
+    point_timeout: float = 20.0,
+    start: int = 0,
+    on_outcome: Any = None,
+) -> tuple[Totals, list[SpecOutcome]]:
     """Check specs start..start+n-1 of a seed; returns totals and the outcomes with findings."""
     totals = Totals()
     kept: list[SpecOutcome] = []
@@ -2047,7 +2375,11 @@ def run_many(seed: int, n: int, *, jobs: int = 1, seconds: float | None = None, 
             with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker) as ex:
                 running: dict[Any, tuple] = {}
                 while pending or running:
-                    while pending and len(running) < 2 * jobs and not (deadline and time.monotonic() > deadline):
+                    while (
+                        pending
+                        and len(running) < 2 * jobs
+                        and not (deadline and time.monotonic() > deadline)
+                    ):
                         a = pending.pop()
                         running[ex.submit(_run_index, a)] = a
                     if not running:
@@ -2071,7 +2403,7 @@ def _shrink_task(task: tuple[SpecIR, Finding, float, int]) -> tuple[int, str, st
     spec, finding, budget, index = task
     try:
         small, sf = shrink(spec, finding, budget_s=budget)
-    except Exception:  # noqa: BLE001 - keep the unshrunk case
+    except Exception:
         small, sf = spec, finding
     text = case_text(small, sf)
     name = f"{sf.kind}-{sf.family}-{hashlib.sha1(text.encode()).hexdigest()[:10]}.seq"
@@ -2079,8 +2411,9 @@ def _shrink_task(task: tuple[SpecIR, Finding, float, int]) -> tuple[int, str, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--specs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--start", type=int, default=0, help="first spec index")
@@ -2123,13 +2456,36 @@ def main(argv: list[str] | None = None) -> int:
             import json
 
             for f in o.findings:
-                sink.write(json.dumps({"seed": a.seed, "index": o.index, "kind": f.kind,
-                                       "family": f.family, "layer": f.layer, "point": f.point,
-                                       "pinned": f.pinned, "detail": f.detail, "spec": o.text}) + "\n")
+                sink.write(
+                    json.dumps(
+                        {
+                            "seed": a.seed,
+                            "index": o.index,
+                            "kind": f.kind,
+                            "family": f.family,
+                            "layer": f.layer,
+                            "point": f.point,
+                            "pinned": f.pinned,
+                            "detail": f.detail,
+                            "spec": o.text,
+                        }
+                    )
+                    + "\n"
+                )
             if o.status == "refused":
-                sink.write(json.dumps({"seed": a.seed, "index": o.index, "kind": "refused",
-                                       "works": o.refused_but_works, "detail": o.message,
-                                       "spec": o.text}) + "\n")
+                sink.write(
+                    json.dumps(
+                        {
+                            "seed": a.seed,
+                            "index": o.index,
+                            "kind": "refused",
+                            "works": o.refused_but_works,
+                            "detail": o.message,
+                            "spec": o.text,
+                        }
+                    )
+                    + "\n"
+                )
             sink.flush()
         if a.show:
             print(f"--- spec {o.index} [{o.status}]\n{o.text}", end="")
@@ -2141,9 +2497,17 @@ def main(argv: list[str] | None = None) -> int:
         elif o.index % 25 == 0:
             print(f"... spec {o.index}, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
 
-    totals, kept = run_many(a.seed, n, jobs=a.jobs, seconds=a.seconds, max_points=a.points,
-                            run_pytest=a.pytest, point_timeout=a.point_timeout, start=start,
-                            on_outcome=progress)
+    totals, kept = run_many(
+        a.seed,
+        n,
+        jobs=a.jobs,
+        seconds=a.seconds,
+        max_points=a.points,
+        run_pytest=a.pytest,
+        point_timeout=a.point_timeout,
+        start=start,
+        on_outcome=progress,
+    )
     elapsed = time.monotonic() - t0
     # shrink one finding per signature
     if a.shrink and kept:
@@ -2153,8 +2517,12 @@ def main(argv: list[str] | None = None) -> int:
         todo: list[tuple[SpecOutcome, Finding]] = []
         for o in sorted(kept, key=lambda o: o.index):
             for f in o.findings:
-                if f.kind in DISCREPANCIES and f.kind != "generated_test_fail" and o.spec is not None \
-                        and f.signature() not in seen:
+                if (
+                    f.kind in DISCREPANCIES
+                    and f.kind != "generated_test_fail"
+                    and o.spec is not None
+                    and f.signature() not in seen
+                ):
                     seen.add(f.signature())
                     todo.append((o, f))
         by_kind: Counter = Counter()
@@ -2163,20 +2531,25 @@ def main(argv: list[str] | None = None) -> int:
             by_kind[f.kind] += 1
             ranked.append((by_kind[f.kind], o.index, o, f))
         todo = [(o, f) for _, _, o, f in sorted(ranked, key=lambda r: (r[0], r[1]))][: a.shrink]
-        print(f"shrinking {len(todo)} of {len(ranked)} distinct findings into {out_dir}",
-              file=sys.stderr)
+        print(
+            f"shrinking {len(todo)} of {len(ranked)} distinct findings into {out_dir}",
+            file=sys.stderr,
+        )
         tasks = [(o.spec, f, a.shrink_seconds, o.index) for o, f in todo]
         if a.jobs > 1:
             import concurrent.futures as cf
             import multiprocessing
 
-            with cf.ProcessPoolExecutor(a.jobs, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_init_worker) as ex:
+            with cf.ProcessPoolExecutor(
+                a.jobs, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker
+            ) as ex:
                 results = list(ex.map(_shrink_task, tasks))
         else:
             results = [_shrink_task(t) for t in tasks]
         for index, text, name in results:
-            (out_dir / name).write_text(f"# from seed {a.seed} spec {index}\n" + text, encoding="utf-8")
+            (out_dir / name).write_text(
+                f"# from seed {a.seed} spec {index}\n" + text, encoding="utf-8"
+            )
             print(f"\n== {name} (seed {a.seed} spec {index})\n{text}", end="")
     print(f"\n{elapsed:.0f} s")
     print(totals.report())

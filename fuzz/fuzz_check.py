@@ -70,7 +70,7 @@ class Fuzzer:
             self.outcomes[self.check(text, self.trace)] += 1
         except KeyboardInterrupt:
             raise
-        except BaseException as e:  # noqa: BLE001 - every other exception is a finding
+        except BaseException as e:
             signal.setitimer(signal.ITIMER_REAL, 0)  # saving it must not be interrupted
             self.crashed(text, e)
         finally:
@@ -115,12 +115,28 @@ class Mutator:
     """Cheap random edits of a drawn spec: hypothesis draws slowly, the parser runs fast."""
 
     def __init__(self, seed: int | None) -> None:
-        from test_fuzz import NUMBER_TEXTS, ODD_TEXTS, ODD_NAMES, PARAM_NAMES, COMMON_LAYERS
+        from test_fuzz import COMMON_LAYERS, NUMBER_TEXTS, ODD_NAMES, ODD_TEXTS, PARAM_NAMES
 
         self.rng = random.Random(seed)
-        self.vocab = [*NUMBER_TEXTS, *ODD_TEXTS, *ODD_NAMES, *PARAM_NAMES, *COMMON_LAYERS,
-                      "repeat 2:", "model M(a=1)", "input 3x8x8", "\n", "\n  ", "=", "k=3",
-                      "(", ")", "'", "#", " "]
+        self.vocab = [
+            *NUMBER_TEXTS,
+            *ODD_TEXTS,
+            *ODD_NAMES,
+            *PARAM_NAMES,
+            *COMMON_LAYERS,
+            "repeat 2:",
+            "model M(a=1)",
+            "input 3x8x8",
+            "\n",
+            "\n  ",
+            "=",
+            "k=3",
+            "(",
+            ")",
+            "'",
+            "#",
+            " ",
+        ]
         self.pool: list[str] = []
 
     def mutate(self, text: str) -> str:
@@ -135,19 +151,34 @@ class Mutator:
             elif op == 2:
                 text = text[:j] + text[i:j] + text[j:]
             elif op == 3:
-                text = text[:i] + chr(rng.choice([rng.randint(0, 127), rng.randint(128, 0xD7FF),
-                                                  rng.randint(0xE000, 0x10FFFF)])) + text[i + 1:]
+                text = (
+                    text[:i]
+                    + chr(
+                        rng.choice(
+                            [
+                                rng.randint(0, 127),
+                                rng.randint(128, 0xD7FF),
+                                rng.randint(0xE000, 0x10FFFF),
+                            ]
+                        )
+                    )
+                    + text[i + 1 :]
+                )
             elif op == 4 and self.pool:
                 other = rng.choice(self.pool)
                 k = rng.randint(0, len(other))
-                text = text[:i] + other[k:k + rng.randint(1, 40)] + text[j:]
+                text = text[:i] + other[k : k + rng.randint(1, 40)] + text[j:]
             elif op == 5:
                 lines = text.split("\n")
                 rng.shuffle(lines)
                 text = "\n".join(lines)
             else:
-                text = re.sub(r"\d+", lambda m: rng.choice([m.group(), "0", "-1", str(2**63),
-                                                             "9" * 4400, "1e999"]), text, count=1)
+                text = re.sub(
+                    r"\d+",
+                    lambda m: rng.choice([m.group(), "0", "-1", str(2**63), "9" * 4400, "1e999"]),
+                    text,
+                    count=1,
+                )
         if len(self.pool) < 200:
             self.pool.append(text)
         else:
@@ -155,18 +186,25 @@ class Mutator:
         return text
 
 
-def run_hypothesis(fuzzer: Fuzzer, done: Callable[[], bool], seed: int | None,
-                   mutations: int) -> None:
+def run_hypothesis(
+    fuzzer: Fuzzer, done: Callable[[], bool], seed: int | None, mutations: int
+) -> None:
     """Draw from the tests' strategy in batches until `done()`; check each draw and mutants."""
-    from hypothesis import HealthCheck, Phase, given, seed as hypothesis_seed, settings
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hypothesis_seed
     from test_fuzz import spec_texts
 
     mutator = Mutator(seed)
     batch = 0
     while not done():
 
-        @settings(max_examples=500, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=500,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(spec_texts())
         def one(text: str) -> None:
             for i in range(mutations + 1):
@@ -186,8 +224,9 @@ def run_atheris(fuzzer: Fuzzer, done: Callable[[], bool], finish: Callable[[], N
 
     # libFuzzer writes new inputs into its corpus folder: seed a scratch copy, never the sources
     corpus = Path(tempfile.mkdtemp(prefix="seqgen-corpus-"))
-    for i, spec in enumerate(sorted(ROOT.glob("generated_examples/*.seq"))
-                             + sorted(ROOT.glob("tests/bad_specs/*.seq"))):
+    for i, spec in enumerate(
+        sorted(ROOT.glob("generated_examples/*.seq")) + sorted(ROOT.glob("tests/bad_specs/*.seq"))
+    ):
         shutil.copy(spec, corpus / f"{i}-{spec.name}")
 
     def one(data: bytes) -> None:
@@ -204,19 +243,34 @@ def run_atheris(fuzzer: Fuzzer, done: Callable[[], bool], finish: Callable[[], N
 def main(argv: list[str] | None = None) -> int:
     """Fuzz until the budget is spent and print the counts; exit 1 if anything crashed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mode", choices=["parse", "check"], default="check",
-                    help="parse only, or parse + trace_spec (default)")
+    ap.add_argument(
+        "--mode",
+        choices=["parse", "check"],
+        default="check",
+        help="parse only, or parse + trace_spec (default)",
+    )
     ap.add_argument("--engine", choices=["hypothesis", "atheris"], default="hypothesis")
     budget = ap.add_mutually_exclusive_group()
     budget.add_argument("--seconds", type=float, help="stop after this long")
     budget.add_argument("--examples", type=int, help="stop after this many inputs")
-    ap.add_argument("--timeout", type=float, default=30.0,
-                    help="seconds one input may take before it counts as a crasher (0: none)")
-    ap.add_argument("--mutations", type=int,
-                    help="random edits checked per drawn input (default: 50 parse, 2 check)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds one input may take before it counts as a crasher (0: none)",
+    )
+    ap.add_argument(
+        "--mutations",
+        type=int,
+        help="random edits checked per drawn input (default: 50 parse, 2 check)",
+    )
     ap.add_argument("--seed", type=int, help="hypothesis seed (first batch; later ones add 1)")
-    ap.add_argument("--crashers", type=Path, default=HERE / "crashers",
-                    help="where crashing inputs are saved (default: fuzz/crashers)")
+    ap.add_argument(
+        "--crashers",
+        type=Path,
+        default=HERE / "crashers",
+        help="where crashing inputs are saved (default: fuzz/crashers)",
+    )
     args = ap.parse_args(argv)
     if args.seconds is None and args.examples is None:
         args.seconds = 60.0
@@ -227,9 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         import atheris
 
         with atheris.instrument_imports(include=["seqgen"]):
-            import seqgen.lang.parser  # noqa: F401
+            import seqgen.lang.parser
+
             if args.mode == "check":
-                import seqgen.trace.tracer  # noqa: F401
+                import seqgen.trace.tracer
     fuzzer = Fuzzer(args.mode, args.timeout, args.crashers)
     signal.signal(signal.SIGALRM, _on_alarm)
     if args.mode == "check":
@@ -254,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.engine == "atheris":
             run_atheris(fuzzer, done, finish)
         else:
-            mutations = args.mutations if args.mutations is not None else (
-                50 if args.mode == "parse" else 2)
+            mutations = (
+                args.mutations
+                if args.mutations is not None
+                else (50 if args.mode == "parse" else 2)
+            )
             run_hypothesis(fuzzer, done, args.seed, mutations)
     except KeyboardInterrupt:
         print("interrupted")

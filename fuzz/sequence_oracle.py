@@ -11,7 +11,8 @@ layer in torch's parametrization. The generators draw these layers for different
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -77,6 +78,7 @@ def _squeeze(d: int) -> Callable[[torch.Tensor], torch.Tensor]:
         if x.shape[d] != 1:
             raise ValueError("seqgen rule: squeeze removes a dim of size 1")
         return x.squeeze(d)
+
     return fn
 
 
@@ -106,15 +108,15 @@ def build(name: str, pos: list[Any], kw: dict[str, Any], shape: tuple[int, ...])
         return _Add(torch.randn(max_len, shape[2]), False, None)
     a = (*pos, *kw.values())
     fns: dict[str, Callable[[], Callable[[torch.Tensor], torch.Tensor]]] = {
-        "permute": lambda: (lambda x: x.permute(*a)),
-        "transpose": lambda: (lambda x: x.transpose(a[0], a[1])),
-        "unsqueeze": lambda: (lambda x: x.unsqueeze(a[0])),
+        "permute": lambda: lambda x: x.permute(*a),
+        "transpose": lambda: lambda x: x.transpose(a[0], a[1]),
+        "unsqueeze": lambda: lambda x: x.unsqueeze(a[0]),
         "squeeze": lambda: _squeeze(a[0]),
-        "mean": lambda: (lambda x: x.mean(a[0], keepdim=kw.get("keepdim", False))),
-        "sum": lambda: (lambda x: x.sum(a[0], keepdim=kw.get("keepdim", False))),
-        "amax": lambda: (lambda x: x.amax(a[0], keepdim=kw.get("keepdim", False))),
-        "select": lambda: (lambda x: x.select(a[0], a[1])),
-        "scale": lambda: (lambda x: x * a[0]),
+        "mean": lambda: lambda x: x.mean(a[0], keepdim=kw.get("keepdim", False)),
+        "sum": lambda: lambda x: x.sum(a[0], keepdim=kw.get("keepdim", False)),
+        "amax": lambda: lambda x: x.amax(a[0], keepdim=kw.get("keepdim", False)),
+        "select": lambda: lambda x: x.select(a[0], a[1]),
+        "scale": lambda: lambda x: x * a[0],
     }
     return _Fn(fns[name]())
 
@@ -164,8 +166,10 @@ def draw(gen: Any, fam: str, shape: tuple[int, ...], layer_ir: Any, lit: Any) ->
     if fam == "transformer":
         e = shape[2]
         heads = r.choice([h for h in (1, 2, 3, 4) if e % h == 0])
-        kw = [("dim_feedforward", gen.num(r.randint(2, 16), "hid")),
-              ("dropout", lit(r.choice([0.0, 0.1])))]
+        kw = [
+            ("dim_feedforward", gen.num(r.randint(2, 16), "hid")),
+            ("dropout", lit(r.choice([0.0, 0.1]))),
+        ]
         if r.random() < 0.4:
             kw.append(("norm_first", lit(True)))
         if r.random() < 0.4:
@@ -217,5 +221,6 @@ def embedding(gen: Any, layer_ir: Any, lit: Any) -> Any:
     """The first line of a token-id spec."""
     r: random.Random = gen.rng
     kw = [("padding_idx", lit(0))] if r.random() < 0.3 else []
-    return layer_ir("embedding", [gen.num(r.randint(3, 40), "size"),
-                                  gen.num(r.randint(2, 12), "hid")], kw)
+    return layer_ir(
+        "embedding", [gen.num(r.randint(3, 40), "size"), gen.num(r.randint(2, 12), "hid")], kw
+    )

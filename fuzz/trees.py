@@ -28,16 +28,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from seqgen.api import generate, options_for  # noqa: E402
 from seqgen.errors import SeqgenError  # noqa: E402
-from seqgen.safe_eval import evaluate_source  # noqa: E402
 from seqgen.project.write import write_files  # noqa: E402
+from seqgen.safe_eval import evaluate_source  # noqa: E402
 
 
 def points(defaults: dict[str, int], rng: random.Random) -> list[dict[str, int]]:
     """The defaults, then other values near and far from them."""
     out = [dict(defaults)]
     for _ in range(4):
-        out.append({n: max(1, v + rng.choice([-1, 1, 2, 3, v, 2 * v + 1])) for n, v in
-                    defaults.items()})
+        out.append(
+            {n: max(1, v + rng.choice([-1, 1, 2, 3, v, 2 * v + 1])) for n, v in defaults.items()}
+        )
     return out
 
 
@@ -50,8 +51,9 @@ def check(text: str, workdir: Path, rng: random.Random) -> str:
     except SeqgenError:
         return "refused"
     write_files(list(result.files))
-    module_spec = importlib.util.spec_from_file_location(f"tree_{rng.random()}",
-                                                         result.files[0].path)
+    module_spec = importlib.util.spec_from_file_location(
+        f"tree_{rng.random()}", result.files[0].path
+    )
     module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
     module_spec.loader.exec_module(module)  # type: ignore[union-attr]
     traced = result.traced
@@ -64,7 +66,7 @@ def check(text: str, workdir: Path, rng: random.Random) -> str:
             model = cls(**ctor).eval()
         except ValueError:
             if point == defaults:
-                raise AssertionError("the generated __init__ refuses its own defaults")
+                raise AssertionError("the generated __init__ refuses its own defaults") from None
             continue
         values = {**point, "N": 2}
         x = torch.randn([evaluate_source(d.code, values) for d in traced.input_shape])
@@ -73,15 +75,20 @@ def check(text: str, workdir: Path, rng: random.Random) -> str:
                 try:
                     x = layer(x)
                 except Exception as e:
-                    raise AssertionError(f"at {point}, torch fails in {node.call} (line "
-                                         f"{node.line}) although __init__ accepted: {e}") from e
+                    raise AssertionError(
+                        f"at {point}, torch fails in {node.call} (line "
+                        f"{node.line}) although __init__ accepted: {e}"
+                    ) from e
                 want = tuple(evaluate_source(d.code, values) for d in node.out_shape)
-                assert tuple(x.shape) == want, f"at {point}, line {node.line}: torch gives " \
-                                               f"{tuple(x.shape)}, seqgen wrote {want}"
+                assert tuple(x.shape) == want, (
+                    f"at {point}, line {node.line}: torch gives "
+                    f"{tuple(x.shape)}, seqgen wrote {want}"
+                )
                 got = sum(p.numel() for p in layer.parameters())
-                assert got == evaluate_source(node.params.code, values), \
-                    f"at {point}, line {node.line}: {got} parameters, seqgen wrote " \
+                assert got == evaluate_source(node.params.code, values), (
+                    f"at {point}, line {node.line}: {got} parameters, seqgen wrote "
                     f"{node.params.code}"
+                )
         checked += 1
     return f"checked {checked} points"
 
@@ -98,8 +105,13 @@ def main() -> int:
     outcomes: Counter[str] = Counter()
     failures: list[tuple[str, str]] = []
 
-    @settings(max_examples=args.examples, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=args.examples,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(tree_specs(clean=True))
     def run(text: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:

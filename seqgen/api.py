@@ -11,13 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from seqgen import __version__
-from seqgen.lang.parser import parse_partial, read_spec
 from seqgen.errors import raise_all
+from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
+from seqgen.lang.parser import parse_partial, read_spec
 from seqgen.project.layout import Layout, Recorded, package_of, relative
 from seqgen.project.layout import project_root as find_project_root
-from seqgen.render.context import Options, fingerprint, module_stem, templates_fingerprint
-from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.project.write import body_of, recorded_fingerprint
+from seqgen.render.context import Options, fingerprint, module_stem, templates_fingerprint
 
 
 @dataclass(frozen=True)
@@ -28,26 +28,49 @@ class Generated:
     files: tuple[GeneratedFile, ...]
 
 
-def options_for(spec_path: str, out_dir: str | None = None, tests_dir: str | None = None,
-                templates_dir: str | None = None, input_override: str | None = None,
-                project_root: Path | None = None) -> Options:
+def options_for(
+    spec_path: str,
+    out_dir: str | None = None,
+    tests_dir: str | None = None,
+    templates_dir: str | None = None,
+    input_override: str | None = None,
+    project_root: Path | None = None,
+) -> Options:
     """Where a spec's outputs go (next to the spec unless told otherwise), and what the headers
     record about it, relative to the project root (found from the spec unless given)."""
     out = out_dir if out_dir is not None else str(Path(spec_path).parent)
     tests = tests_dir if tests_dir is not None else out
-    root = project_root if project_root is not None else find_project_root(Path(spec_path).parent)[0]
+    root = (
+        project_root if project_root is not None else find_project_root(Path(spec_path).parent)[0]
+    )
     stem = module_stem(spec_path)
     package = package_of(Path(out))
     # pytest (prepend mode) names a test module after its file when its folder is no package:
     # two models `cnn` in two packages would both get `test_cnn` there, so name it in full
-    test_stem = "test_" + "_".join((*package, stem)) if package and not package_of(Path(tests)) \
+    test_stem = (
+        "test_" + "_".join((*package, stem))
+        if package and not package_of(Path(tests))
         else f"test_{stem}"
+    )
     layout = Layout(
-        spec=relative(Path(spec_path), root), out=relative(Path(out), root),
-        tests=relative(Path(tests), root), module=stem, test=test_stem, input=input_override,
-        templates=relative(Path(templates_dir), root) if templates_dir is not None else None)
-    return Options(module_stem=stem, out_dir=out, tests_dir=tests, layout=layout, package=package,
-                   test_stem=test_stem, templates_dir=templates_dir, input_override=input_override)
+        spec=relative(Path(spec_path), root),
+        out=relative(Path(out), root),
+        tests=relative(Path(tests), root),
+        module=stem,
+        test=test_stem,
+        input=input_override,
+        templates=relative(Path(templates_dir), root) if templates_dir is not None else None,
+    )
+    return Options(
+        module_stem=stem,
+        out_dir=out,
+        tests_dir=tests,
+        layout=layout,
+        package=package,
+        test_stem=test_stem,
+        templates_dir=templates_dir,
+        input_override=input_override,
+    )
 
 
 def recorded_options(recorded: Recorded) -> tuple[str, Options]:
@@ -63,15 +86,21 @@ def recorded_options(recorded: Recorded) -> tuple[str, Options]:
             return str(path)
 
     spec = here(layout.spec)
-    return spec, options_for(spec, here(layout.out), here(layout.tests),
-                             here(layout.templates) if layout.templates is not None else None,
-                             layout.input, project_root=root)
+    return spec, options_for(
+        spec,
+        here(layout.out),
+        here(layout.tests),
+        here(layout.templates) if layout.templates is not None else None,
+        layout.input,
+        project_root=root,
+    )
 
 
 def spec_key(spec_text: str, options: Options) -> str:
     """What the outputs depend on besides the templates: spec, version, layout and imports."""
-    return fingerprint("\0".join([__version__, spec_text, options.layout.record(),
-                                  options.model_import]))
+    return fingerprint(
+        "\0".join([__version__, spec_text, options.layout.record(), options.model_import])
+    )
 
 
 def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelSpec]:
@@ -106,8 +135,9 @@ def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     return traced
 
 
-def traced_spec(spec_path: str, input_override: str | None = None,
-                device: str | None = None) -> tuple[str, TracedModel]:
+def traced_spec(
+    spec_path: str, input_override: str | None = None, device: str | None = None
+) -> tuple[str, TracedModel]:
     """Read, parse and trace a spec file, reusing a cached trace when nothing it depends on
     changed (then torch is never imported). `device` always traces and runs for real."""
     from seqgen.project import cache
@@ -135,8 +165,10 @@ def generate(spec_path: str, options: Options, device: str | None = None) -> Gen
 
 def output_paths(options: Options) -> tuple[str, str]:
     """The model module and test file a spec generates."""
-    return (str(Path(options.out_dir) / f"{options.module_stem}.py"),
-            str(Path(options.tests_dir) / f"{options.test_stem}.py"))
+    return (
+        str(Path(options.out_dir) / f"{options.module_stem}.py"),
+        str(Path(options.tests_dir) / f"{options.test_stem}.py"),
+    )
 
 
 def is_up_to_date(spec_path: str, options: Options) -> bool:
@@ -156,7 +188,10 @@ def is_up_to_date(spec_path: str, options: Options) -> bool:
         except (OSError, UnicodeDecodeError):
             return False
         recorded = recorded_fingerprint(current)
-        if (recorded.get("spec") != want_spec or recorded.get("templates") != want_templates
-                or recorded.get("body") != fingerprint(body_of(current))):
+        if (
+            recorded.get("spec") != want_spec
+            or recorded.get("templates") != want_templates
+            or recorded.get("body") != fingerprint(body_of(current))
+        ):
             return False
     return True

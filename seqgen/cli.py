@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from typing import TYPE_CHECKING
-
 from seqgen import __version__
-from seqgen.torch_version import TorchVersionError
 from seqgen.errors import Exit, SeqgenError
+from seqgen.torch_version import TorchVersionError
 
 if TYPE_CHECKING:  # pragma: no cover - render imports jinja2; keep --help light
     from seqgen.project.plan import Stray
@@ -56,26 +55,57 @@ def _progress(i: int, n: int, spec: str) -> None:
 
 @main.command()
 @click.argument("specs", nargs=-1, required=True)
-@click.option("-o", "--out-dir", type=click.Path(file_okay=False),
-              help="Directory for <stem>.py (default: next to the spec).")
-@click.option("--tests-dir", type=click.Path(file_okay=False),
-              help="Directory for the test file (default: the output directory).")
-@click.option("--input", "input_shape", metavar="SHAPE",
-              help="Override the spec's `input` line, e.g. 3x64x64 or '(1, seq_len=100)'.")
-@click.option("--device", type=DEVICES,
-              help="Also build the model for real on this device and compare shapes.")
-@click.option("--check", "check_only", is_flag=True,
-              help="Write nothing; exit 1 if any output would change (lists them).")
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    help="Directory for <stem>.py (default: next to the spec).",
+)
+@click.option(
+    "--tests-dir",
+    type=click.Path(file_okay=False),
+    help="Directory for the test file (default: the output directory).",
+)
+@click.option(
+    "--input",
+    "input_shape",
+    metavar="SHAPE",
+    help="Override the spec's `input` line, e.g. 3x64x64 or '(1, seq_len=100)'.",
+)
+@click.option(
+    "--device",
+    type=DEVICES,
+    help="Also build the model for real on this device and compare shapes.",
+)
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Write nothing; exit 1 if any output would change (lists them).",
+)
 @click.option("--diff", is_flag=True, help="Write nothing; print the unified diff of each change.")
 @click.option("--force", is_flag=True, help="Overwrite generated files that were edited by hand.")
-@click.option("--prune", is_flag=True,
-              help="Remove generated files whose spec no longer exists.")
-@click.option("--templates", "templates_dir", type=click.Path(file_okay=False, exists=True),
-              help="Render with the templates in DIR (model.py.jinja, test_model.py.jinja).")
+@click.option("--prune", is_flag=True, help="Remove generated files whose spec no longer exists.")
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(file_okay=False, exists=True),
+    help="Render with the templates in DIR (model.py.jinja, test_model.py.jinja).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape table.")
-def new(specs: tuple[str, ...], out_dir: str | None, tests_dir: str | None,
-        input_shape: str | None, device: str | None, check_only: bool, diff: bool, force: bool,
-        prune: bool, templates_dir: str | None, quiet: bool) -> None:
+def new(
+    specs: tuple[str, ...],
+    out_dir: str | None,
+    tests_dir: str | None,
+    input_shape: str | None,
+    device: str | None,
+    check_only: bool,
+    diff: bool,
+    force: bool,
+    prune: bool,
+    templates_dir: str | None,
+    quiet: bool,
+) -> None:
     """Generate <stem>.py and its test file from each SPEC (globs allowed).
 
     \b
@@ -87,14 +117,16 @@ def new(specs: tuple[str, ...], out_dir: str | None, tests_dir: str | None,
     from seqgen.project.plan import plan
 
     if check_only and diff:
-        raise click.UsageError("--check and --diff both write nothing; give one "
-                               "(--diff also lists what would change)")
+        raise click.UsageError(
+            "--check and --diff both write nothing; give one (--diff also lists what would change)"
+        )
     if force and (check_only or diff):
         raise click.UsageError("--force writes files; --check and --diff write nothing")
     paths = _expand(specs)
     if input_shape is not None and len([p for p in paths if not p.endswith(".py")]) > 1:
-        raise click.UsageError("--input overrides the input of one spec; "
-                               f"{len(paths)} specs were given")
+        raise click.UsageError(
+            f"--input overrides the input of one spec; {len(paths)} specs were given"
+        )
     try:
         run = plan(paths, out_dir, tests_dir, input_shape, templates_dir)
     except OutputConflict as e:
@@ -144,15 +176,22 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _new_one(spec_path: str, options: Options, device: str | None, dry: bool, diff: bool,
-             force: bool, quiet: bool) -> int:
+def _new_one(
+    spec_path: str,
+    options: Options,
+    device: str | None,
+    dry: bool,
+    diff: bool,
+    force: bool,
+    quiet: bool,
+) -> int:
     """Generate one spec; return how many outputs changed (or would change, when dry)."""
     import difflib
 
     from seqgen.api import generate, is_up_to_date, output_paths
+    from seqgen.project.write import check_overwrite, write_files
     from seqgen.report.lint import lint
     from seqgen.report.table import device_report, shape_table
-    from seqgen.project.write import check_overwrite, write_files
 
     if device is None and not force and is_up_to_date(spec_path, options):
         # recognised from the headers alone: no torch import, no trace
@@ -170,14 +209,25 @@ def _new_one(spec_path: str, options: Options, device: str | None, dry: bool, di
         for f, s in zip(result.files, statuses):
             if s.state == "unchanged":
                 continue
-            note = {"edited": " (edited by hand)", "foreign": " (not generated by seqgen)",
-                    "other": f" (generated from {s.detail})"}.get(s.state, "")
+            note = {
+                "edited": " (edited by hand)",
+                "foreign": " (not generated by seqgen)",
+                "other": f" (generated from {s.detail})",
+            }.get(s.state, "")
             click.echo(f"would {'create' if s.state == 'new' else 'change'} {s.path}{note}")
             if diff:
                 old = Path(f.path).read_text(encoding="utf-8") if s.state != "new" else ""
-                click.echo("".join(difflib.unified_diff(
-                    old.splitlines(keepends=True), f.text.splitlines(keepends=True),
-                    f"a/{f.path}", f"b/{f.path}")), nl=False)
+                click.echo(
+                    "".join(
+                        difflib.unified_diff(
+                            old.splitlines(keepends=True),
+                            f.text.splitlines(keepends=True),
+                            f"a/{f.path}",
+                            f"b/{f.path}",
+                        )
+                    ),
+                    nl=False,
+                )
         return len(changed)
     statuses = write_files(list(result.files), force=force)
     if not quiet:
@@ -231,10 +281,20 @@ def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: 
 @main.command()
 @click.argument("spec")
 @click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
-              show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Batch size for mult-adds and memory.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Batch size for mult-adds and memory.",
+)
 def summary(spec: str, input_shape: str | None, fmt: str, batch: int) -> None:
     """Per-layer shapes, parameters and mult-adds, and memory totals, allocating nothing."""
     from seqgen.api import traced_spec
@@ -250,7 +310,9 @@ def summary(spec: str, input_shape: str | None, fmt: str, batch: int) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["mlp", "cnn", "cnn1d"]), default="mlp", show_default=True)
+@click.option(
+    "--kind", type=click.Choice(["mlp", "cnn", "cnn1d"]), default="mlp", show_default=True
+)
 def init(name: str, kind: str) -> None:
     """Write a starter spec NAME.seq."""
     from seqgen.lang.starters import starter_spec

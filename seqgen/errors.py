@@ -89,8 +89,10 @@ def raise_all(errors: list[SeqgenError]) -> None:
     for e in errors:  # `repeat` unrolls one line into several layers: report each place once
         d = e.diagnostic
         unique.setdefault((str(d.location), d.message), e)
-    found = sorted(unique.values(), key=lambda e: (e.location.line, e.location.col)
-                   if e.location is not None else (0, 0))
+    found = sorted(
+        unique.values(),
+        key=lambda e: (e.location.line, e.location.col) if e.location is not None else (0, 0),
+    )
     if len(found) == 1:
         raise found[0]
     if found:

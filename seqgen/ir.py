@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Union
 
 from seqgen.errors import Diagnostic, Location
 
-# ---------------------------------------------------------------- spec values (parsed, never evaluated)
+# ------------------------------------------------------- spec values (parsed, never evaluated)
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,8 @@ class TupleExpr:
     loc: Location
 
 
-Expr = Union[Num, Str, Const, Name, Neg, BinOp, TupleExpr]
-Literal = Union[int, float, bool, str, None]
+Expr = Num | Str | Const | Name | Neg | BinOp | TupleExpr
+Literal = int | float | bool | str | None
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ class BlockDef:
         return next((p for p in self.params if p.name == name), None)
 
 
-Node = Union[LayerSpec, RepeatSpec, MergeSpec, BlockUse]
+Node = LayerSpec | RepeatSpec | MergeSpec | BlockUse
 
 
 def walk(nodes: Sequence[Node]) -> Iterator[Node]:
@@ -294,8 +293,7 @@ class TracedLayer:
         return f"nn.{self.class_name}({', '.join(parts)})"
 
 
-MERGE_CLASSES = {"residual": "Residual", "concat": "Concat", "add": "Add",
-                 "multiply": "Multiply"}
+MERGE_CLASSES = {"residual": "Residual", "concat": "Concat", "add": "Add", "multiply": "Multiply"}
 
 
 @dataclass(frozen=True)
@@ -326,8 +324,9 @@ class TracedMerge:
         n = len(self.branches)
         if self.spec.kind == "residual":
             return "Residual(body, shortcut)" if n == 2 else "Residual(body)"
-        return f"{self.class_name}({n} branches" + (f", dim={self.dim})" if self.dim is not None
-                                                    else ")")
+        return f"{self.class_name}({n} branches" + (
+            f", dim={self.dim})" if self.dim is not None else ")"
+        )
 
 
 @dataclass(frozen=True)
@@ -360,7 +359,7 @@ class TracedBlockUse:
         return f"{self.spec.name}({', '.join(parts)})"
 
 
-TracedNode = Union[TracedLayer, TracedMerge, TracedBlockUse]
+TracedNode = TracedLayer | TracedMerge | TracedBlockUse
 
 
 @dataclass(frozen=True)

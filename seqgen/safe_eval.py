@@ -60,9 +60,15 @@ def _eval(node: ast.AST, values: Mapping[str, int]) -> Any:
         parts = (_eval(v, values) for v in node.values)
         return all(parts) if isinstance(node.op, ast.And) else any(parts)
     if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
-        return _COMPARE[type(node.ops[0])](_eval(node.left, values),
-                                           _eval(node.comparators[0], values))
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id in _CALLS and not node.keywords and len(node.args) >= 2):
+        return _COMPARE[type(node.ops[0])](
+            _eval(node.left, values), _eval(node.comparators[0], values)
+        )
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _CALLS
+        and not node.keywords
+        and len(node.args) >= 2
+    ):
         return _CALLS[node.func.id](*(_eval(a, values) for a in node.args))
     raise NotArithmetic(f"unexpected {type(node).__name__} in seqgen arithmetic")

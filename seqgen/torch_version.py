@@ -55,4 +55,5 @@ def check_torch() -> None:
     if minor > MAX_TORCH and not os.environ.get(ALLOW_NEWER):
         raise TorchVersionError(
             f"seqgen is verified on torch {lo} to {hi} (found {found}); {fix}, "
-            f"or set {ALLOW_NEWER}=1 to try it anyway")
+            f"or set {ALLOW_NEWER}=1 to try it anyway"
+        )

@@ -34,8 +34,9 @@ def render_case(case: Path, root: Path) -> dict[str, str]:
             (folder / "__init__.py").touch()
     spec = root / f"{case.name}.seq"
     spec.write_bytes((case / f"{case.name}.seq").read_bytes())
-    options = options_for(str(spec), str(root / model_dir), str(root / tests_dir),
-                          project_root=root)
+    options = options_for(
+        str(spec), str(root / model_dir), str(root / tests_dir), project_root=root
+    )
     result = generate(str(spec), options)
     return {Path(f.path).relative_to(root).as_posix(): f.text for f in result.files}
 

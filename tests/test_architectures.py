@@ -27,8 +27,8 @@ import torchinfo  # a hard import, as in test_summary.py
 
 from seqgen.api import Generated, generate, options_for, output_paths
 from seqgen.lang.parser import parse
-from seqgen.report.summary import totals
 from seqgen.project.write import write_files
+from seqgen.report.summary import totals
 
 ARCHITECTURES = Path(__file__).resolve().parent / "architectures"
 SPECS = sorted(ARCHITECTURES.glob("*.seq"))
@@ -66,7 +66,7 @@ def v2_missing() -> str | None:
     """Why seqgen cannot read spec language v2 yet, or None once it can."""
     try:
         parse(V2_PROBE, "<v2 probe>")
-    except Exception as exc:  # noqa: BLE001 - any refusal means: not implemented
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
 
@@ -108,16 +108,19 @@ def built(tmp_path_factory: pytest.TempPathFactory):
                 write_files(list(result.files))
                 model_path = Path(output_paths(options)[0])
                 made[spec] = Built(spec, result, model_path, out, _import(model_path))
-            except Exception as exc:  # noqa: BLE001 - reported by the test that asked
+            except Exception as exc:
                 made[spec] = exc
         value = made[spec]
         if isinstance(value, BaseException):
             missing = v2_missing()
             if missing is not None:
                 said = f"{type(value).__name__}: {value}".splitlines()[0]
-                pytest.fail(f"spec language v2 (issue #10) is not implemented yet, so "
-                            f"{spec.name} cannot be generated ({said}); the v2 probe fails "
-                            f"with: {missing}", pytrace=False)
+                pytest.fail(
+                    f"spec language v2 (issue #10) is not implemented yet, so "
+                    f"{spec.name} cannot be generated ({said}); the v2 probe fails "
+                    f"with: {missing}",
+                    pytrace=False,
+                )
             raise value
         return value
 
@@ -161,8 +164,12 @@ def test_output_shape_equals_the_reference(spec: Path, built) -> None:
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_generated_tests_pass(spec: Path, built) -> None:
     b = built(spec)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(b.out_dir)], capture_output=True, text=True, cwd=b.out_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(b.out_dir)],
+        capture_output=True,
+        text=True,
+        cwd=b.out_dir,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 

@@ -47,11 +47,15 @@ WARNINGS = [
 def test_warnings_exit_0_unless_strict(text: str, hint: str, tmp_path: Path) -> None:
     spec = tmp_path / "w.seq"
     spec.write_text(text)
-    out = subprocess.run([sys.executable, "-m", "seqgen", "check", str(spec)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "seqgen", "check", str(spec)], capture_output=True, text=True
+    )
     assert out.returncode == 0 and hint in out.stderr and "warning:" in out.stderr
-    strict = subprocess.run([sys.executable, "-m", "seqgen", "check", "--strict", str(spec)],
-                            capture_output=True, text=True)
+    strict = subprocess.run(
+        [sys.executable, "-m", "seqgen", "check", "--strict", str(spec)],
+        capture_output=True,
+        text=True,
+    )
     assert strict.returncode == 1
 
 
@@ -63,7 +67,16 @@ def test_every_warning_has_a_stable_code() -> None:
 
 
 def test_clean_spec_has_no_warnings() -> None:
-    out = subprocess.run([sys.executable, "-m", "seqgen", "check", "--strict",
-                          str(HERE.parent / "generated_examples" / "cnn.seq")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seqgen",
+            "check",
+            "--strict",
+            str(HERE.parent / "generated_examples" / "cnn.seq"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0 and "no problems found" in out.stdout

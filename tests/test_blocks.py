@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from seqgen.api import generate, options_for
-from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError
-from seqgen.safe_eval import evaluate_source
-from seqgen.ir import BlockUse, LayerSpec, MergeSpec, RepeatSpec, TracedBlockUse, TracedMerge
-from seqgen.trace.tracer import trace
+from seqgen.ir import BlockUse, MergeSpec, RepeatSpec, TracedBlockUse, TracedMerge
+from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
+from seqgen.safe_eval import evaluate_source
+from seqgen.trace.tracer import trace
 
 RESNET = """\
 model ResNetish(num_classes=10, width=16)
@@ -68,8 +68,9 @@ def _generate(tmp_path: Path, text: str, name: str = "model"):
     spec.write_text(text)
     result = generate(str(spec), options_for(str(spec), str(tmp_path)))
     write_files(list(result.files))
-    module_spec = importlib.util.spec_from_file_location(f"gen_{name}_{id(text)}",
-                                                         result.files[0].path)
+    module_spec = importlib.util.spec_from_file_location(
+        f"gen_{name}_{id(text)}", result.files[0].path
+    )
     module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
     module_spec.loader.exec_module(module)  # type: ignore[union-attr]
     return result, module
@@ -87,8 +88,16 @@ def test_parser_builds_the_tree() -> None:
     assert isinstance(residual, MergeSpec) and residual.kind == "residual"
     assert [len(b) for b in residual.branches] == [5, 2]  # body, shortcut
     kinds = [type(n).__name__ for n in spec.layers]
-    assert kinds == ["LayerSpec", "BlockUse", "BlockUse", "MergeSpec", "MergeSpec", "LayerSpec",
-                     "LayerSpec", "LayerSpec"]
+    assert kinds == [
+        "LayerSpec",
+        "BlockUse",
+        "BlockUse",
+        "MergeSpec",
+        "MergeSpec",
+        "LayerSpec",
+        "LayerSpec",
+        "LayerSpec",
+    ]
     use = spec.layers[2]
     assert isinstance(use, BlockUse) and [k.name for k in use.kwargs] == ["stride"]
     concat = spec.layers[3]
@@ -97,10 +106,12 @@ def test_parser_builds_the_tree() -> None:
 
 
 def test_block_keywords_keep_their_spelling_and_nest() -> None:
-    spec = parse("input 3x8x8\nblock B(k, p=1):\n    conv2d 4 k=k p=p\n"
-                 "block C:\n    B 3\n    add:\n        branch:\n            B k=1 p=0\n"
-                 "        branch:\n            identity\nC\nconcat dim=2:\n    branch:\n"
-                 "        repeat 2:\n            C\n    branch:\n        identity\n")
+    spec = parse(
+        "input 3x8x8\nblock B(k, p=1):\n    conv2d 4 k=k p=p\n"
+        "block C:\n    B 3\n    add:\n        branch:\n            B k=1 p=0\n"
+        "        branch:\n            identity\nC\nconcat dim=2:\n    branch:\n"
+        "        repeat 2:\n            C\n    branch:\n        identity\n"
+    )
     use = spec.blocks[1].body[1].branches[0][0]  # type: ignore[union-attr]
     assert isinstance(use, BlockUse) and [k.name for k in use.kwargs] == ["k", "p"]
     concat = spec.layers[1]
@@ -109,29 +120,35 @@ def test_block_keywords_keep_their_spelling_and_nest() -> None:
 
 
 def test_repeat_with_a_block_parameter_is_a_loop() -> None:
-    spec = parse("input 3x8x8\nblock B(c, depth=2):\n    repeat depth:\n        conv2d c k=1\n"
-                 "B 3\n")
+    spec = parse(
+        "input 3x8x8\nblock B(c, depth=2):\n    repeat depth:\n        conv2d c k=1\nB 3\n"
+    )
     assert isinstance(spec.blocks[0].body[0], RepeatSpec)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("input 3x8x8\nshortcut:\n    relu\n", "`shortcut:` must come right after a `residual:`"),
-    ("input 3x8x8\nconcat:\n    branch:\n        relu\n", "needs two or more `branch:`"),
-    ("input 3x8x8\nconcat:\n    relu\n    relu\n", "each line at this level must be `branch:`"),
-    ("input 3x8x8\nresidual:\nrelu\n", "`residual:` needs an indented block"),
-    ("input 3x8x8\nB 4\nblock B(c):\n    relu\n", "used before its definition on line 3"),
-    ("input 3x8x8\nblock B(c):\n    B c\nB 3\n", "cannot be recursive"),
-    ("input 3x8x8\nblock B(c):\n    relu\n    block C:\n        relu\nB 3\n", "top level"),
-    ("input 3x8x8\nblock B(c):\n    relu\nB\n", "block 'B' needs 'c'"),
-    ("input 3x8x8\nblock B(c):\n    relu\nB 1 2\n", "takes 1 argument (c), 2 given"),
-    ("input 3x8x8\nblock B(c):\n    relu\nB 1 c=2\n", "given twice"),
-    ("input 3x8x8\nblock B(in_channels):\n    relu\n", "names the block's input size"),
-    ("input 3x8x8\nblock add(c):\n    relu\n", "keyword of the spec language"),
-    ("model M(w=2)\ninput 3x8x8\nblock B:\n    conv2d w k=1\nB\n", "pass it as a block"),
-    ("input 3x8x8\nblock B:\n    conv2d 4 k=1 name=stem\nB\n", "only supported on the model"),
-    ("input 3x8x8\nconcat dim=1 x:\n    branch:\n        relu\n    branch:\n        relu\n",
-     "expected ':' after `concat`, found 'x'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("input 3x8x8\nshortcut:\n    relu\n", "`shortcut:` must come right after a `residual:`"),
+        ("input 3x8x8\nconcat:\n    branch:\n        relu\n", "needs two or more `branch:`"),
+        ("input 3x8x8\nconcat:\n    relu\n    relu\n", "each line at this level must be `branch:`"),
+        ("input 3x8x8\nresidual:\nrelu\n", "`residual:` needs an indented block"),
+        ("input 3x8x8\nB 4\nblock B(c):\n    relu\n", "used before its definition on line 3"),
+        ("input 3x8x8\nblock B(c):\n    B c\nB 3\n", "cannot be recursive"),
+        ("input 3x8x8\nblock B(c):\n    relu\n    block C:\n        relu\nB 3\n", "top level"),
+        ("input 3x8x8\nblock B(c):\n    relu\nB\n", "block 'B' needs 'c'"),
+        ("input 3x8x8\nblock B(c):\n    relu\nB 1 2\n", "takes 1 argument (c), 2 given"),
+        ("input 3x8x8\nblock B(c):\n    relu\nB 1 c=2\n", "given twice"),
+        ("input 3x8x8\nblock B(in_channels):\n    relu\n", "names the block's input size"),
+        ("input 3x8x8\nblock add(c):\n    relu\n", "keyword of the spec language"),
+        ("model M(w=2)\ninput 3x8x8\nblock B:\n    conv2d w k=1\nB\n", "pass it as a block"),
+        ("input 3x8x8\nblock B:\n    conv2d 4 k=1 name=stem\nB\n", "only supported on the model"),
+        (
+            "input 3x8x8\nconcat dim=1 x:\n    branch:\n        relu\n    branch:\n        relu\n",
+            "expected ':' after `concat`, found 'x'",
+        ),
+    ],
+)
 def test_misuse_is_a_located_syntax_error(text: str, message: str) -> None:
     with pytest.raises(SeqgenError) as info:
         parse(text)
@@ -146,8 +163,12 @@ def test_block_class_is_traced_once_in_its_own_names() -> None:
     traced = trace(parse(RESNET))
     (basic,) = traced.blocks
     assert [a.name for a in basic.args] == ["in_channels", "out", "stride"]
-    assert [d.code for d in basic.out_shape] == ["N", "out", "(H - 1) // stride + 1",
-                                                  "(W - 1) // stride + 1"]
+    assert [d.code for d in basic.out_shape] == [
+        "N",
+        "out",
+        "(H - 1) // stride + 1",
+        "(W - 1) // stride + 1",
+    ]
     assert basic.total_params.code == "10 * in_channels * out + 6 * out + 9 * out * out"
     uses = [n for n in traced.layers if isinstance(n, TracedBlockUse)]
     assert [u.call for u in uses] == ["Basic(width, width)", "Basic(width, width * 2, stride=2)"]
@@ -156,9 +177,13 @@ def test_block_class_is_traced_once_in_its_own_names() -> None:
 
 
 def test_concat_sums_symbolic_channels() -> None:
-    traced = trace(parse("model M(a=8, b=4)\ninput (3, h=16, w=16)\nconcat:\n    branch:\n"
-                         "        conv2d a k=1\n    branch:\n        conv2d b k=3 p=1\n"
-                         "    branch:\n        identity\n"))
+    traced = trace(
+        parse(
+            "model M(a=8, b=4)\ninput (3, h=16, w=16)\nconcat:\n    branch:\n"
+            "        conv2d a k=1\n    branch:\n        conv2d b k=3 p=1\n"
+            "    branch:\n        identity\n"
+        )
+    )
     (merge,) = traced.layers
     assert isinstance(merge, TracedMerge)
     assert [d.code for d in merge.out_shape] == ["N", "a + b + 3", "h", "w"]
@@ -175,9 +200,11 @@ def test_residual_that_needs_equal_channels_becomes_an_init_check(tmp_path: Path
 
 
 def test_skip_connections_derive_a_divisibility_rule(tmp_path: Path) -> None:
-    text = ("model U(ch=4)\ninput (3, h=32, w=32)\nconv2d ch k=3 p=1\nconcat:\n    branch:\n"
-            "        identity\n    branch:\n        maxpool2d 2\n        conv2d ch k=3 p=1\n"
-            "        maxpool2d 2\n        convtranspose2d ch k=4 s=4\nflatten\nlinear 10\n")
+    text = (
+        "model U(ch=4)\ninput (3, h=32, w=32)\nconv2d ch k=3 p=1\nconcat:\n    branch:\n"
+        "        identity\n    branch:\n        maxpool2d 2\n        conv2d ch k=3 p=1\n"
+        "        maxpool2d 2\n        convtranspose2d ch k=4 s=4\nflatten\nlinear 10\n"
+    )
     result, module = _generate(tmp_path, text)
     rules = {c.condition: c.message for c in result.traced.constraints}
     assert "h % 4 == 0" in rules and "h must be a multiple of 4" in rules["h % 4 == 0"]
@@ -187,9 +214,11 @@ def test_skip_connections_derive_a_divisibility_rule(tmp_path: Path) -> None:
 
 
 def test_free_input_dims_document_the_rule(tmp_path: Path) -> None:
-    text = ("input (3, h=32, w=32)\nconcat:\n    branch:\n        identity\n    branch:\n"
-            "        maxpool2d 2\n        upsample scale_factor=2\n")
-    result, module = _generate(tmp_path, text, "free")
+    text = (
+        "input (3, h=32, w=32)\nconcat:\n    branch:\n        identity\n    branch:\n"
+        "        maxpool2d 2\n        upsample scale_factor=2\n"
+    )
+    _result, module = _generate(tmp_path, text, "free")
     assert "h must be a multiple of 2" in module.Free.__doc__
     model = module.Free().eval()
     assert tuple(model(torch.randn(1, 3, 10, 6)).shape) == (1, 6, 10, 6)
@@ -197,21 +226,36 @@ def test_free_input_dims_document_the_rule(tmp_path: Path) -> None:
         model(torch.randn(1, 3, 9, 6))
 
 
-@pytest.mark.parametrize("text, message", [
-    ("input 3x8x8\nresidual:\n    conv2d 16 k=3 s=2 p=1\n", "add a `shortcut:`"),
-    ("input 3x8x8\nadd:\n    branch:\n        conv2d 4 k=1\n    branch:\n        conv2d 5 k=1\n",
-     "branch 1 gives (N, 4, 8, 8), branch 2 gives (N, 5, 8, 8)"),
-    ("input 3x8x8\nconcat dim=3:\n    branch:\n        conv2d 4 k=1\n    branch:\n"
-     "        conv2d 5 k=1\n", "must agree in every dim but dim 3"),
-    ("input 3x8x8\nmultiply:\n    branch:\n        identity\n    branch:\n        flatten\n",
-     "do not broadcast"),
-    ("input 16\nblock B:\n    linear in_channels\nB\n", "not a size of this block's rank-2"),
-    ("input 3x8x8\nblock B:\n    relu\nB\nflatten\nB\n", "traced for rank 4"),
-    ("input 3x8x8\nblock B(c):\n    conv2d c k=9\nB 4\n", "first use (line 4"),
-    ("input 3x8x8\nblock B(p=0.1):\n    dropout p\nB 'x'\n", "parameter 'p' is float"),
-    ("input 3x8x8\nconv2d 4 k=1\nadd:\n    branch:\n        dropout\n        relu inplace=True\n"
-     "    branch:\n        identity\n", "overwrites the input"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("input 3x8x8\nresidual:\n    conv2d 16 k=3 s=2 p=1\n", "add a `shortcut:`"),
+        (
+            "input 3x8x8\nadd:\n    branch:\n        conv2d 4 k=1\n"
+            "    branch:\n        conv2d 5 k=1\n",
+            "branch 1 gives (N, 4, 8, 8), branch 2 gives (N, 5, 8, 8)",
+        ),
+        (
+            "input 3x8x8\nconcat dim=3:\n    branch:\n        conv2d 4 k=1\n    branch:\n"
+            "        conv2d 5 k=1\n",
+            "must agree in every dim but dim 3",
+        ),
+        (
+            "input 3x8x8\nmultiply:\n    branch:\n        identity\n    branch:\n        flatten\n",
+            "do not broadcast",
+        ),
+        ("input 16\nblock B:\n    linear in_channels\nB\n", "not a size of this block's rank-2"),
+        ("input 3x8x8\nblock B:\n    relu\nB\nflatten\nB\n", "traced for rank 4"),
+        ("input 3x8x8\nblock B(c):\n    conv2d c k=9\nB 4\n", "first use (line 4"),
+        ("input 3x8x8\nblock B(p=0.1):\n    dropout p\nB 'x'\n", "parameter 'p' is float"),
+        (
+            "input 3x8x8\nconv2d 4 k=1\nadd:\n    branch:\n        dropout\n"
+            "        relu inplace=True\n"
+            "    branch:\n        identity\n",
+            "overwrites the input",
+        ),
+    ],
+)
 def test_trace_errors_name_the_merge_or_block(text: str, message: str) -> None:
     with pytest.raises(SeqgenError) as info:
         trace(parse(text))
@@ -229,25 +273,29 @@ SPECS = {
         "        conv2d in_channels * expand k=3 p=1 g=in_channels * expand bias=False\n"
         "        batchnorm2d\n        relu6\n        conv2d in_channels k=1 bias=False\n"
         "        batchnorm2d\nconv2d c k=1\nInverted t\nInverted 2\nadaptiveavgpool2d 1\n"
-        "flatten\nlinear 10\n"),
+        "flatten\nlinear 10\n"
+    ),
     "dense": (
         "model D(g=4)\ninput 3x16x16\nblock Dense(growth):\n    concat:\n        branch:\n"
         "            identity\n        branch:\n            batchnorm2d\n            relu\n"
         "            conv2d growth k=3 p=1\nconv2d 2 * g k=3 p=1\nrepeat 3:\n    Dense g\n"
-        "avgpool2d 2\nflatten\n"),
+        "avgpool2d 2\nflatten\n"
+    ),
     "nested": (
         "model Nested(a=4, b=2)\ninput (3, L=12)\nconcat:\n    branch:\n        conv1d a k=3 p=1\n"
         "    branch:\n        add:\n            branch:\n                conv1d b k=1\n"
         "            branch:\n                conv1d b k=3 p=1\n"
         "multiply:\n    branch:\n        identity\n    branch:\n        adaptivemaxpool1d 1\n"
-        "        sigmoid\n"),
+        "        sigmoid\n"
+    ),
 }
 
 
 def _points(defaults: dict[str, int]) -> list[dict[str, int]]:
     moves = [lambda v: v + 1, lambda v: 2 * v + 1, lambda v: v + 3]
-    return [{n: move(v) for n, v in defaults.items()} for move in moves] + \
-        [{**defaults, n: defaults[n] * 2} for n in defaults]
+    return [{n: move(v) for n, v in defaults.items()} for move in moves] + [
+        {**defaults, n: defaults[n] * 2} for n in defaults
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -280,8 +328,12 @@ def test_generated_tests_pass_and_test_each_block(tmp_path: Path) -> None:
     result, _ = _generate(tmp_path, RESNET, "resnet")
     test_file = Path(result.files[1].path)
     assert "def test_block_basic_at_its_first_use" in test_file.read_text()
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(test_file)], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -289,8 +341,7 @@ def test_each_block_is_one_class_and_helpers_only_when_used(tmp_path: Path) -> N
     result, _ = _generate(tmp_path, RESNET, "resnet")
     text = result.files[0].text
     assert text.count("class Basic(nn.Module):") == 1
-    for helper, used in [("Residual", True), ("Concat", True), ("Multiply", True),
-                         ("Add", False)]:
+    for helper, used in [("Residual", True), ("Concat", True), ("Multiply", True), ("Add", False)]:
         assert (f"class {helper}(nn.Module):" in text) is used
     assert "import seqgen" not in text and "from seqgen" not in text
 
@@ -309,8 +360,10 @@ def test_summary_nests_block_rows_with_per_use_sizes() -> None:
 def test_lints_inside_blocks_point_at_the_block_line() -> None:
     from seqgen.report.lint import lint
 
-    text = ("input 3x8x8\nblock B(c):\n    conv2d c k=3 p=1\n    batchnorm2d\n"
-            "block Unused:\n    relu\nB 4\nflatten\nlinear 2\n")
+    text = (
+        "input 3x8x8\nblock B(c):\n    conv2d c k=3 p=1\n    batchnorm2d\n"
+        "block Unused:\n    relu\nB 4\nflatten\nlinear 2\n"
+    )
     found = {(d.location.line, d.code) for d in lint(trace(parse(text)))}  # type: ignore[union-attr]
     assert (4, "W003 bias-before-batchnorm") in found
     assert (5, "W010 unused-block") in found

@@ -7,19 +7,22 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE_SPECS
-from seqgen.project import cache
-from seqgen.api import load, trace_spec, traced_spec
 
-NO_TORCH = ("import sys\nfrom seqgen.cli import main\n"
-            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    print('exit', e.code)\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+from seqgen.api import load, trace_spec, traced_spec
+from seqgen.project import cache
+
+NO_TORCH = (
+    "import sys\nfrom seqgen.cli import main\n"
+    "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+    "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+)
 
 
 @pytest.mark.parametrize("spec_path", EXAMPLE_SPECS, ids=lambda p: p.stem)
-def test_cached_trace_round_trips(spec_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  tmp_path: Path) -> None:
+def test_cached_trace_round_trips(
+    spec_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("SEQGEN_CACHE_DIR", str(tmp_path))
     _, spec = load(str(spec_path))
     fresh = trace_spec(spec)
@@ -33,21 +36,34 @@ def test_unchanged_spec_needs_no_torch(command: list[str], tmp_path: Path) -> No
     spec = tmp_path / "m.seq"
     # the comment keeps this case's key apart from the other command's (same relative path)
     spec.write_text(f"# {command[0]}\nmodel M(n=16)\ninput (3, n)\nconv1d 4 3\nflatten\nlinear 2\n")
-    first = subprocess.run([sys.executable, "-c", NO_TORCH, *command, "m.seq"], cwd=tmp_path,
-                           capture_output=True, text=True)
+    first = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *command, "m.seq"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert "TORCH" in first.stdout.splitlines()[-1] and "exit 1" not in first.stdout
-    second = subprocess.run([sys.executable, "-c", NO_TORCH, *command, "m.seq"], cwd=tmp_path,
-                            capture_output=True, text=True)
+    second = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *command, "m.seq"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert second.stdout.splitlines()[-1] == "NO-TORCH", second.stdout + second.stderr
     assert first.stdout == second.stdout.replace("NO-TORCH", "TORCH")
     spec.write_text(f"# {command[0]}\nmodel M(n=16)\ninput (3, n)\nconv1d 5 3\nflatten\nlinear 2\n")
-    third = subprocess.run([sys.executable, "-c", NO_TORCH, *command, "m.seq"], cwd=tmp_path,
-                           capture_output=True, text=True)
+    third = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *command, "m.seq"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert third.stdout.splitlines()[-1] == "TORCH"  # the spec changed: traced again
 
 
-def test_corrupt_or_disabled_cache_is_ignored(monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_corrupt_or_disabled_cache_is_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("SEQGEN_CACHE_DIR", str(tmp_path / "c"))
     spec = tmp_path / "m.seq"
     spec.write_text("input 4\nlinear 2\n")

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import EXAMPLES
+
 from seqgen import __version__
 from seqgen.cli import main
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "seqgen", *args], capture_output=True, text=True,
-                          cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "seqgen", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_new_writes_module_and_test_next_to_spec(tmp_path: Path) -> None:
@@ -32,13 +33,29 @@ def test_new_writes_module_and_test_next_to_spec(tmp_path: Path) -> None:
 
 
 def test_new_with_output_and_tests_dirs_and_input_override(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, [
-        "new", str(EXAMPLES / "cnn.seq"), "-o", str(tmp_path / "m"), "--tests-dir",
-        str(tmp_path / "t"), "--input", "3x64x64", "--device", "cpu", "-q"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "new",
+            str(EXAMPLES / "cnn.seq"),
+            "-o",
+            str(tmp_path / "m"),
+            "--tests-dir",
+            str(tmp_path / "t"),
+            "--input",
+            "3x64x64",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "nn.Linear(32 * 16 * 16, 128)" in (tmp_path / "m" / "cnn.py").read_text()
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            str(tmp_path / "t")], capture_output=True, text=True)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+    )
     assert tests.returncode == 0, tests.stdout
 
 
@@ -48,21 +65,27 @@ def test_version_and_module_entry_point() -> None:
 
 
 def test_help_does_not_import_torch() -> None:
-    code = ("import sys\nfrom seqgen.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    code = (
+        "import sys\nfrom seqgen.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().endswith("NO-TORCH")
 
 
-@pytest.mark.parametrize("spec_text, message", [
-    ("input 3x8x8\nconv2d 16 k=\n", "bad.seq:2:12: error: dangling '='"),
-    ("input 3x8x8\nconv2d 4 kernal_size=3\n", "did you mean 'kernel_size'?"),
-    ("input 8\nlstm 4\n", "lstm returns a tuple (output, state), so it needs take="),
-    ("", "the spec is empty"),
-])
+@pytest.mark.parametrize(
+    "spec_text, message",
+    [
+        ("input 3x8x8\nconv2d 16 k=\n", "bad.seq:2:12: error: dangling '='"),
+        ("input 3x8x8\nconv2d 4 kernal_size=3\n", "did you mean 'kernel_size'?"),
+        ("input 8\nlstm 4\n", "lstm returns a tuple (output, state), so it needs take="),
+        ("", "the spec is empty"),
+    ],
+)
 def test_spec_errors_exit_1_without_traceback_and_write_nothing(
-        tmp_path: Path, spec_text: str, message: str) -> None:
+    tmp_path: Path, spec_text: str, message: str
+) -> None:
     spec = tmp_path / "bad.seq"
     spec.write_text(spec_text)
     out = run("new", "bad.seq", cwd=tmp_path)
@@ -113,10 +136,12 @@ def test_check_recognises_up_to_date_specs_without_torch(tmp_path: Path) -> None
     spec = tmp_path / "m.seq"
     spec.write_text("model M(n=4)\ninput (n,)\nlinear 2\n")
     assert run("new", "m.seq", cwd=tmp_path).returncode == 0
-    code = ("import sys\nfrom seqgen.cli import main\n"
-            "try:\n    main(['new', '--check', 'm.seq'])\nexcept SystemExit as e:\n"
-            "    print('exit', e.code)\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    code = (
+        "import sys\nfrom seqgen.cli import main\n"
+        "try:\n    main(['new', '--check', 'm.seq'])\nexcept SystemExit as e:\n"
+        "    print('exit', e.code)\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert "NO-TORCH" in out.stdout and "exit 1" not in out.stdout, out.stdout + out.stderr
 
@@ -131,7 +156,10 @@ def test_check_and_diff_report_stale_output_and_write_nothing(tmp_path: Path) ->
     assert check.returncode == 1 and "would change" in check.stdout and "m.py" in check.stdout
     diff = run("new", "--diff", "m.seq", cwd=tmp_path)
     assert diff.returncode == 1
-    assert "-            nn.Linear(4, 2)," in diff.stdout and "+            nn.Linear(4, 3)," in diff.stdout
+    assert (
+        "-            nn.Linear(4, 2)," in diff.stdout
+        and "+            nn.Linear(4, 3)," in diff.stdout
+    )
     assert (tmp_path / "m.py").read_text() == before
     fresh = run("new", "--check", "new.seq", cwd=tmp_path)
     assert fresh.returncode == 1  # missing spec
@@ -144,7 +172,10 @@ def test_init_writes_starters_that_generate(tmp_path: Path) -> None:
     out = run("new", "s_*.seq", "-q", cwd=tmp_path)  # a quoted glob is expanded by seqgen
     assert out.returncode == 0, out.stderr
     assert {p.name for p in tmp_path.glob("test_s_*.py")} == {
-        "test_s_mlp.py", "test_s_cnn.py", "test_s_cnn1d.py"}
+        "test_s_mlp.py",
+        "test_s_cnn.py",
+        "test_s_cnn1d.py",
+    }
 
 
 def test_custom_templates(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import EXAMPLES
+
 from seqgen import torch_version as compat
 from seqgen.cli import main
 from seqgen.torch_version import TorchVersionError, check_torch
@@ -28,11 +28,14 @@ def _message() -> str:
     return e.value.render()
 
 
-@pytest.mark.parametrize("version", [
-    f"{compat.MIN_TORCH[0]}.{compat.MIN_TORCH[1]}.0",
-    f"{compat.MAX_TORCH[0]}.{compat.MAX_TORCH[1]}.3+cu128",
-    "2.13.0+cpu",
-])
+@pytest.mark.parametrize(
+    "version",
+    [
+        f"{compat.MIN_TORCH[0]}.{compat.MIN_TORCH[1]}.0",
+        f"{compat.MAX_TORCH[0]}.{compat.MAX_TORCH[1]}.3+cu128",
+        "2.13.0+cpu",
+    ],
+)
 def test_verified_versions_pass(torch_version, version: str) -> None:
     torch_version(version)
     check_torch()
@@ -43,8 +46,9 @@ def test_older_torch_is_refused_in_one_line(torch_version, version: str) -> None
     torch_version(version)
     lo = f"{compat.MIN_TORCH[0]}.{compat.MIN_TORCH[1]}"
     message = _message()
-    assert message.startswith(f"error: seqgen needs torch {lo} or newer (found {version}); "
-                              f"pip install 'torch>={lo},<")
+    assert message.startswith(
+        f"error: seqgen needs torch {lo} or newer (found {version}); pip install 'torch>={lo},<"
+    )
     assert "\n" not in message
 
 
@@ -67,8 +71,11 @@ def test_cli_prints_the_line_once_and_exits_1(torch_version, monkeypatch, tmp_pa
     monkeypatch.setenv("SEQGEN_NO_CACHE", "1")
     torch_version("2.4.1")
     specs = [str(p) for p in sorted(EXAMPLES.glob("*.seq"))]
-    for command in (["new", "--force", "-o", str(tmp_path), *specs], ["check", *specs],
-                    ["summary", specs[0]]):
+    for command in (
+        ["new", "--force", "-o", str(tmp_path), *specs],
+        ["check", *specs],
+        ["summary", specs[0]],
+    ):
         result = CliRunner().invoke(main, command)
         assert result.exit_code == 1, result.output
         assert result.output.count("error: seqgen needs torch") == 1, result.output

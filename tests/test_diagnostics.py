@@ -12,16 +12,22 @@ from pathlib import Path
 import pytest
 
 from seqgen.api import load, trace_spec
-from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError, SpecErrors
+from seqgen.lang.parser import parse
 from seqgen.report.lint import lint
 
 
-def check(tmp_path: Path, text: str, *args: str, name: str = "m.seq") -> subprocess.CompletedProcess[str]:
+def check(
+    tmp_path: Path, text: str, *args: str, name: str = "m.seq"
+) -> subprocess.CompletedProcess[str]:
     spec = tmp_path / name
     spec.write_text(text, encoding="utf-8")
-    return subprocess.run([sys.executable, "-m", "seqgen", "check", "-q", *args, str(spec)],
-                          capture_output=True, text=True, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-m", "seqgen", "check", "-q", *args, str(spec)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
 
 
 def error_of(tmp_path: Path, text: str) -> SeqgenError:
@@ -104,18 +110,27 @@ def test_python_call_syntax_says_what_to_write(tmp_path: Path) -> None:
 
 
 def test_annotated_parameter_is_accepted() -> None:
-    spec = parse("model Net(num_classes: int = 10, p: float = 1, act: str = 'relu')\n"
-                 "input 784\nlinear num_classes\n", "t.seq")
+    spec = parse(
+        "model Net(num_classes: int = 10, p: float = 1, act: str = 'relu')\n"
+        "input 784\nlinear num_classes\n",
+        "t.seq",
+    )
     assert [(p.name, p.default) for p in spec.params] == [
-        ("num_classes", 10), ("p", 1.0), ("act", "relu")]
+        ("num_classes", 10),
+        ("p", 1.0),
+        ("act", "relu"),
+    ]
     assert isinstance(spec.params[1].default, float)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("model Net(n: int = 'x')", "annotated int but its default 'x' is a str"),
-    ("model Net(n: list = 3)", "annotated with 'list'"),
-    ("model Net(n: int)", "write `n: int = VALUE`"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("model Net(n: int = 'x')", "annotated int but its default 'x' is a str"),
+        ("model Net(n: list = 3)", "annotated with 'list'"),
+        ("model Net(n: int)", "write `n: int = VALUE`"),
+    ],
+)
 def test_bad_annotations_are_precise(line: str, message: str) -> None:
     with pytest.raises(SeqgenError) as info:
         parse(f"{line}\ninput 4\nlinear 2\n", "t.seq")
@@ -155,8 +170,10 @@ def test_log_softmax_last_is_right_with_nll_loss() -> None:
 
 
 def test_bottleneck_before_transposed_convolutions_is_fine() -> None:
-    autoencoder = ("input 1x8x8\nconv2d 4 3 s=2\nconv2d 8 3\nrelu\nconvtranspose2d 4 3\nrelu\n"
-                   "convtranspose2d 1 3 s=2 output_padding=1\n")
+    autoencoder = (
+        "input 1x8x8\nconv2d 4 3 s=2\nconv2d 8 3\nrelu\nconvtranspose2d 4 3\nrelu\n"
+        "convtranspose2d 1 3 s=2 output_padding=1\n"
+    )
     assert warnings_of(autoencoder) == []
 
 
@@ -165,27 +182,43 @@ def test_bottleneck_warns_once_where_the_size_becomes_one() -> None:
     assert len(found) == 1 and "w.seq:2:1" in found[0] and "[W005 spatial-size-one]" in found[0]
 
 
-@pytest.mark.parametrize("comment", ["# seqgen: ignore[W001]", "# seqgen: ignore[softmax-before-loss]",
-                                     "# seqgen: ignore", "#seqgen:ignore[W004, W001]"])
+@pytest.mark.parametrize(
+    "comment",
+    [
+        "# seqgen: ignore[W001]",
+        "# seqgen: ignore[softmax-before-loss]",
+        "# seqgen: ignore",
+        "#seqgen:ignore[W004, W001]",
+    ],
+)
 def test_a_warning_is_silenced_per_line(comment: str) -> None:
     assert warnings_of(f"input 10\nlinear 4\nsoftmax dim=1  {comment}\n") == []
 
 
 def test_ignore_names_only_its_own_line_and_code() -> None:
-    found = warnings_of("input 10\nlinear 4  # seqgen: ignore[W001]\nsoftmax dim=1  "
-                        "# seqgen: ignore[W004]\n")
+    found = warnings_of(
+        "input 10\nlinear 4  # seqgen: ignore[W001]\nsoftmax dim=1  # seqgen: ignore[W004]\n"
+    )
     assert len(found) == 1 and "W001" in found[0]
 
 
 def test_unknown_ignore_code_is_reported() -> None:
     found = warnings_of("input 10\nlinear 4  # seqgen: ignore[W01]\n")
-    assert len(found) == 1 and "unknown warning 'W01'" in found[0] and "did you mean 'W001'?" in found[0]
+    assert (
+        len(found) == 1
+        and "unknown warning 'W01'" in found[0]
+        and "did you mean 'W001'?" in found[0]
+    )
 
 
 def test_device_check_of_softmax_without_dim_leaks_no_torch_warning(tmp_path: Path) -> None:
     (tmp_path / "m.seq").write_text("input 10\nlinear 4\nsoftmax\nlinear 2\n", encoding="utf-8")
-    out = subprocess.run([sys.executable, "-m", "seqgen", "new", "-q", "--device", "cpu", "m.seq"],
-                         capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "seqgen", "new", "-q", "--device", "cpu", "m.seq"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "UserWarning" not in out.stderr and "[W006 softmax-without-dim]" in out.stderr
     assert "--device cpu: built M for real on cpu" in out.stdout

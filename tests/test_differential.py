@@ -57,10 +57,12 @@ def test_bounded_differential_run() -> None:
     assert totals.errors == 0, [o.message for o in kept if o.status == "error"]
     assert totals.points >= CI_SPECS, totals.line()  # the run really checked something
     examples = "\n".join(_explain(o, 4) for o in kept[:6])
-    assert totals.discrepancies() == 0, (f"{totals.report()}\nfirst specs with a discrepancy "
-                                         f"(seed {CI_SEED}; replay one with `python "
-                                         f"fuzz/differential.py --seed {CI_SEED} --index I -v`):"
-                                         f"\n{examples}\n({time.monotonic() - t0:.0f} s)")
+    assert totals.discrepancies() == 0, (
+        f"{totals.report()}\nfirst specs with a discrepancy "
+        f"(seed {CI_SEED}; replay one with `python "
+        f"fuzz/differential.py --seed {CI_SEED} --index I -v`):"
+        f"\n{examples}\n({time.monotonic() - t0:.0f} s)"
+    )
 
 
 def test_generator_is_deterministic_and_specs_read_back() -> None:
@@ -79,8 +81,12 @@ def test_printed_expressions_keep_their_meaning() -> None:
     def draw(depth: int) -> D.Expr:
         if depth > 3 or rng.random() < 0.3:
             return rng.choice([D.Var("a"), D.Var("b"), D.Lit(rng.randint(1, 9))])
-        return D.Bin(rng.choice(["+", "-", "*", "//"]), draw(depth + 1), draw(depth + 1),
-                     paren=rng.random() < 0.2)
+        return D.Bin(
+            rng.choice(["+", "-", "*", "//"]),
+            draw(depth + 1),
+            draw(depth + 1),
+            paren=rng.random() < 0.2,
+        )
 
     for _ in range(300):
         e = draw(0)
@@ -95,7 +101,9 @@ def test_printed_expressions_keep_their_meaning() -> None:
 
 
 def test_oracle_rules() -> None:
-    spec = D.parse_spec("model M(k=3)\ninput (3, l=16)\nconv1d 4 kernel_size=k\nflatten\nlinear 2\n")
+    spec = D.parse_spec(
+        "model M(k=3)\ninput (3, l=16)\nconv1d 4 kernel_size=k\nflatten\nlinear 2\n"
+    )
     ok = D.oracle(spec, {"k": 3, "l": 16})
     assert ok.valid and ok.shapes == [(2, 4, 14), (2, 56), (2, 2)]
     assert ok.total == 4 * 3 * 3 + 4 + 56 * 2 + 2
@@ -108,7 +116,9 @@ def test_oracle_rules() -> None:
 
 
 def test_case_headers_are_read() -> None:
-    case = D.read_case("# point: a=1, b=0\n# point: a=5\nmodel M(a=2, b=3)\ninput (a + 1,)\nlinear b\n")
+    case = D.read_case(
+        "# point: a=1, b=0\n# point: a=5\nmodel M(a=2, b=3)\ninput (a + 1,)\nlinear b\n"
+    )
     assert case.points == [{"a": 2, "b": 3}, {"a": 1, "b": 0}, {"a": 5, "b": 3}]
     with pytest.raises(D.CaseSyntaxError):
         D.read_case("# point: c=1\nmodel M(a=2)\ninput (a,)\nlinear 2\n")

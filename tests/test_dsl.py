@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from seqgen.lang.parser import camel_case, parse, parse_shape
 from seqgen.errors import SeqgenError, SpecReadError, SpecSyntaxError
-from seqgen.lang.values import expr_source
 from seqgen.ir import BinOp, Const, Name, Num, Str, TupleExpr
+from seqgen.lang.parser import camel_case, parse, parse_shape
+from seqgen.lang.values import expr_source
 
 
 def layers(text: str):
@@ -18,7 +18,12 @@ def test_model_line_and_params() -> None:
     spec = parse("model Net(a=1, b=2.5, c=True, d='x', e=-3)\ninput (a,)\nlinear a", "t.seq")
     assert spec.class_name == "Net"
     assert [(p.name, p.default) for p in spec.params] == [
-        ("a", 1), ("b", 2.5), ("c", True), ("d", "x"), ("e", -3)]
+        ("a", 1),
+        ("b", 2.5),
+        ("c", True),
+        ("d", "x"),
+        ("e", -3),
+    ]
     assert [p.type_name for p in spec.params] == ["int", "float", "bool", "str", "int"]
 
 
@@ -50,8 +55,14 @@ def test_layer_args_and_aliases() -> None:
     (layer,) = layers("Conv2d 16 k=3 s=2 p=1 d=1 g=1 bias=False")
     assert layer.name == "Conv2d"
     assert [a.value for a in layer.args] == [16]  # type: ignore[union-attr]
-    assert [k.name for k in layer.kwargs] == ["kernel_size", "stride", "padding", "dilation",
-                                              "groups", "bias"]
+    assert [k.name for k in layer.kwargs] == [
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "bias",
+    ]
     assert isinstance(layer.kwargs[-1].value, Const)
 
 
@@ -77,43 +88,48 @@ def test_values() -> None:
 
 
 def test_repeat_unrolls_blocks() -> None:
-    spec = parse("input 3x8x8\nrepeat 2:\n  conv2d 4 3 p=1\n  repeat 2:\n    relu\nflatten", "t.seq")
+    spec = parse(
+        "input 3x8x8\nrepeat 2:\n  conv2d 4 3 p=1\n  repeat 2:\n    relu\nflatten", "t.seq"
+    )
     assert [l.name for l in spec.layers] == ["conv2d", "relu", "relu"] * 2 + ["flatten"]
     assert spec.layers[0].loc.line == 3
 
 
-@pytest.mark.parametrize("text, message, line, col", [
-    ("input 3x8x8\nconv2d 16 k=", "dangling '='", 2, 12),
-    ("input 3x8x8\nconv2d (16, 3", "unbalanced parenthesis", 2, 8),
-    ("input 3x8x8\nconv2d 16)", "unbalanced parenthesis", 2, 10),
-    ("input 3x8x8\nrepeat 2:\nrelu", "needs an indented block", 2, 1),
-    ("input 3x8x8\n  relu", "unexpected indentation", 2, 1),
-    ("input 3x8x8\nrepeat 2:\n    relu\n  relu", "indentation does not match", 4, 1),
-    ("input 3x8x8\nrepeat two:\n  relu", "whole number", 2, 8),
-    ("input 3x8x8\nrepeat 2\n  relu", "expected ':'", 2, 9),
-    ("linear 3", "no `input` line", 1, 1),
-    ("model 3D\ninput 3", "class name", 1, 7),
-    ("model class\ninput 3\nrelu", "keyword", 1, 7),
-    ("model __init__\ninput 3\nrelu", "dunder", 1, 7),
-    ("model M(self=1)\ninput 3\nrelu", "reserved", 1, 9),
-    ("model M(a=1, a=2)\ninput 3\nrelu", "defined twice", 1, 14),
-    ("model M(a)\ninput 3\nrelu", "needs a default", 1, 10),
-    ("model M(a=)\ninput 3\nrelu", "dangling '='", 1, 11),
-    ("model M(a=b)\ninput 3\nrelu", "must be a literal", 1, 11),
-    ("input 3x8x8\nlinear hidden", "undefined parameter 'hidden'", 2, 8),
-    ("input 3x8x8\nlinear 4 / 2", "unexpected character '/'", 2, 10),
-    ("input 3x8x8\nlinear 2 ** 3", "'**' is not supported", 2, 10),
-    ("input 3x8x8\nlinear 'abc", "unexpected character", 2, 8),
-    ("input 3x8x8\nlinear bias=False 4", "positional argument after a keyword", 2, 19),
-    ("input 3x8x8\nlinear 4 bias=1 bias=2", "given twice", 2, 17),
-    ("input 3x8x8\nrelu\ninput 3", "before the first layer", 3, 1),
-    ("input 3x8x8\ninput 3", "one `input` line", 2, 1),
-    ("input\nrelu", "needs a shape", 1, 6),
-    ("input (3, n=x)\nrelu", "positive whole sample size", 1, 13),
-    ("input ()\nrelu", "empty", 1, 7),
-    ("input 3x8x8", "no layers", 1, 1),
-    ("input 3x8x8\n\tlinear 3", "tabs", 2, 1),
-])
+@pytest.mark.parametrize(
+    "text, message, line, col",
+    [
+        ("input 3x8x8\nconv2d 16 k=", "dangling '='", 2, 12),
+        ("input 3x8x8\nconv2d (16, 3", "unbalanced parenthesis", 2, 8),
+        ("input 3x8x8\nconv2d 16)", "unbalanced parenthesis", 2, 10),
+        ("input 3x8x8\nrepeat 2:\nrelu", "needs an indented block", 2, 1),
+        ("input 3x8x8\n  relu", "unexpected indentation", 2, 1),
+        ("input 3x8x8\nrepeat 2:\n    relu\n  relu", "indentation does not match", 4, 1),
+        ("input 3x8x8\nrepeat two:\n  relu", "whole number", 2, 8),
+        ("input 3x8x8\nrepeat 2\n  relu", "expected ':'", 2, 9),
+        ("linear 3", "no `input` line", 1, 1),
+        ("model 3D\ninput 3", "class name", 1, 7),
+        ("model class\ninput 3\nrelu", "keyword", 1, 7),
+        ("model __init__\ninput 3\nrelu", "dunder", 1, 7),
+        ("model M(self=1)\ninput 3\nrelu", "reserved", 1, 9),
+        ("model M(a=1, a=2)\ninput 3\nrelu", "defined twice", 1, 14),
+        ("model M(a)\ninput 3\nrelu", "needs a default", 1, 10),
+        ("model M(a=)\ninput 3\nrelu", "dangling '='", 1, 11),
+        ("model M(a=b)\ninput 3\nrelu", "must be a literal", 1, 11),
+        ("input 3x8x8\nlinear hidden", "undefined parameter 'hidden'", 2, 8),
+        ("input 3x8x8\nlinear 4 / 2", "unexpected character '/'", 2, 10),
+        ("input 3x8x8\nlinear 2 ** 3", "'**' is not supported", 2, 10),
+        ("input 3x8x8\nlinear 'abc", "unexpected character", 2, 8),
+        ("input 3x8x8\nlinear bias=False 4", "positional argument after a keyword", 2, 19),
+        ("input 3x8x8\nlinear 4 bias=1 bias=2", "given twice", 2, 17),
+        ("input 3x8x8\nrelu\ninput 3", "before the first layer", 3, 1),
+        ("input 3x8x8\ninput 3", "one `input` line", 2, 1),
+        ("input\nrelu", "needs a shape", 1, 6),
+        ("input (3, n=x)\nrelu", "positive whole sample size", 1, 13),
+        ("input ()\nrelu", "empty", 1, 7),
+        ("input 3x8x8", "no layers", 1, 1),
+        ("input 3x8x8\n\tlinear 3", "tabs", 2, 1),
+    ],
+)
 def test_syntax_errors_point_at_the_spec(text: str, message: str, line: int, col: int) -> None:
     with pytest.raises(SpecSyntaxError) as info:
         parse(text, "bad.seq")

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.utils._sympy import functions as symfn
 
+from seqgen.layers.torch_rules import RuleError, apply
+from seqgen.safe_eval import NotArithmetic, evaluate_source
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, derive, holds, monotone
-from seqgen.safe_eval import NotArithmetic, evaluate_source
-from seqgen.layers.torch_rules import RuleError, apply
 
 H, K, W = sympy.symbols("s0 s1 s2", integer=True)
 NAMES = {H: "h", K: "k", W: "w"}
@@ -33,9 +33,14 @@ def _random_expr(rng: random.Random, depth: int = 0) -> sympy.Expr:
     if op in ("floordiv", "mod"):
         b = sympy.Integer(rng.randint(1, 5)) if rng.random() < 0.6 else b
         return (symfn.FloorDiv if op == "floordiv" else symfn.PythonMod)(a, b)
-    return {"add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b,
-            "min": lambda: sympy.Min(a, b), "max": lambda: sympy.Max(a, b),
-            "neg": lambda: -a}[op]()
+    return {
+        "add": lambda: a + b,
+        "sub": lambda: a - b,
+        "mul": lambda: a * b,
+        "min": lambda: sympy.Min(a, b),
+        "max": lambda: sympy.Max(a, b),
+        "neg": lambda: -a,
+    }[op]()
 
 
 def test_printed_python_computes_what_sympy_computes() -> None:
@@ -63,15 +68,18 @@ def test_printed_python_computes_what_sympy_computes() -> None:
     assert checked > 2000
 
 
-@pytest.mark.parametrize(("expr", "text"), [
-    (2 * symfn.FloorDiv(H - 3, 2) + 2, "2 * ((h - 3) // 2) + 2"),
-    (-symfn.FloorDiv(H, 2) + 5, "5 - h // 2"),
-    (-symfn.FloorDiv(H, 2) - K, "-(h // 2) - k"),
-    (symfn.FloorDiv(2 * H, 3), "(2 * h) // 3"),
-    (symfn.FloorDiv(symfn.FloorDiv(H, 2) + K, 2), "(h // 2 + k) // 2"),
-    (H * symfn.PythonMod(K, 3), "h * (k % 3)"),
-    (sympy.Ge(16 - K, 1), "16 - k >= 1"),
-])
+@pytest.mark.parametrize(
+    ("expr", "text"),
+    [
+        (2 * symfn.FloorDiv(H - 3, 2) + 2, "2 * ((h - 3) // 2) + 2"),
+        (-symfn.FloorDiv(H, 2) + 5, "5 - h // 2"),
+        (-symfn.FloorDiv(H, 2) - K, "-(h // 2) - k"),
+        (symfn.FloorDiv(2 * H, 3), "(2 * h) // 3"),
+        (symfn.FloorDiv(symfn.FloorDiv(H, 2) + K, 2), "(h // 2 + k) // 2"),
+        (H * symfn.PythonMod(K, 3), "h * (k % 3)"),
+        (sympy.Ge(16 - K, 1), "16 - k >= 1"),
+    ],
+)
 def test_known_precedence_traps(expr: sympy.Expr, text: str) -> None:
     assert S.to_python(expr, NAMES) == text
 
@@ -90,11 +98,20 @@ def test_safe_evaluator_refuses_anything_but_arithmetic() -> None:
             evaluate_source(text, {"h": 1, "k": 2})
 
 
-@pytest.mark.parametrize(("expr", "direction"), [
-    (H - 3, 1), (3 - H, -1), (symfn.FloorDiv(H + 1, 2), 1), (-2 * symfn.FloorDiv(H, 3), -1),
-    (sympy.Min(H, 2 * H), 1), (H * H, None), (symfn.FloorDiv(16, H), None), (sympy.Integer(4), 0),
-    (symfn.PythonMod(H, 2), None),
-])
+@pytest.mark.parametrize(
+    ("expr", "direction"),
+    [
+        (H - 3, 1),
+        (3 - H, -1),
+        (symfn.FloorDiv(H + 1, 2), 1),
+        (-2 * symfn.FloorDiv(H, 3), -1),
+        (sympy.Min(H, 2 * H), 1),
+        (H * H, None),
+        (symfn.FloorDiv(16, H), None),
+        (sympy.Integer(4), 0),
+        (symfn.PythonMod(H, 2), None),
+    ],
+)
 def test_monotone(expr: sympy.Expr, direction: int | None) -> None:
     assert monotone(expr, H) == direction
 
@@ -103,17 +120,22 @@ def _brute_valid(cond: sympy.Basic) -> list[int]:
     return [v for v in range(-60, 61) if holds(cond, {H: v})]
 
 
-@pytest.mark.parametrize("cond", [
-    sympy.Ge(2 * H + 1, 1),  # ch * 2 + 1 >= 1: ch = 0 works
-    sympy.Ge(17 - H, 1),  # a kernel on a length-16 input: at most 16
-    sympy.Ge(symfn.FloorDiv(H - 3, 2) + 1, 1),
-    sympy.Ge(sympy.Min(symfn.FloorDiv(H + 1, 2), symfn.FloorDiv(H, 2)) + 1, 1),
-    sympy.Eq(symfn.PythonMod(H, 4), 0),
-    sympy.Ge(symfn.FloorDiv(16 - H, H) + 1, 1),
-])
+@pytest.mark.parametrize(
+    "cond",
+    [
+        sympy.Ge(2 * H + 1, 1),  # ch * 2 + 1 >= 1: ch = 0 works
+        sympy.Ge(17 - H, 1),  # a kernel on a length-16 input: at most 16
+        sympy.Ge(symfn.FloorDiv(H - 3, 2) + 1, 1),
+        sympy.Ge(sympy.Min(symfn.FloorDiv(H + 1, 2), symfn.FloorDiv(H, 2)) + 1, 1),
+        sympy.Eq(symfn.PythonMod(H, 4), 0),
+        sympy.Ge(symfn.FloorDiv(16 - H, H) + 1, 1),
+    ],
+)
 def test_derived_checks_accept_exactly_the_valid_values(cond: sympy.Basic) -> None:
     hint = next(v for v in (9, 8, 4, 3) if holds(cond, {H: v}))
-    checks = derive([Condition(cond, 0, "msg")], {H: hint}, {H: "h"}, lambda e: S.to_python(e, NAMES))
+    checks = derive(
+        [Condition(cond, 0, "msg")], {H: hint}, {H: "h"}, lambda e: S.to_python(e, NAMES)
+    )
     for v in range(-60, 61):
         accepted = True
         for c in checks:
@@ -145,8 +167,9 @@ POOLS = [(nn.MaxPool1d, "max"), (nn.AvgPool1d, "avg")]
 
 @pytest.mark.parametrize(("cls", "kind"), POOLS)
 def test_pooling_formula_matches_torch_with_ceil_mode(cls: type[nn.Module], kind: str) -> None:
-    for length, k, s, p, ceil in itertools.product(range(1, 12), range(1, 5), range(1, 4),
-                                                   range(0, 3), (False, True)):
+    for length, k, s, p, ceil in itertools.product(
+        range(1, 12), range(1, 5), range(1, 4), range(0, 3), (False, True)
+    ):
         if 2 * p > k:
             continue
         args = {"kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil}
@@ -165,10 +188,17 @@ def test_pooling_formula_matches_torch_with_ceil_mode(cls: type[nn.Module], kind
 
 
 def test_conv_transpose_formula_matches_torch() -> None:
-    for length, k, s, p, op, d in itertools.product(range(1, 6), range(1, 4), range(1, 4),
-                                                    range(0, 3), range(0, 3), range(1, 3)):
-        args = {"out_channels": 2, "kernel_size": k, "stride": s, "padding": p,
-                "output_padding": op, "dilation": d}
+    for length, k, s, p, op, d in itertools.product(
+        range(1, 6), range(1, 4), range(1, 4), range(0, 3), range(0, 3), range(1, 3)
+    ):
+        args = {
+            "out_channels": 2,
+            "kernel_size": k,
+            "stride": s,
+            "padding": p,
+            "output_padding": op,
+            "dilation": d,
+        }
         try:
             module = nn.ConvTranspose1d(3, **args)
         except (ValueError, RuntimeError):

@@ -19,35 +19,173 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from seqgen.api import generate, options_for, trace_spec
-from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError
 from seqgen.ir import TracedModel
-from seqgen.trace.tracer import INFERRED, layer_names
+from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
+from seqgen.trace.tracer import INFERRED, layer_names
 
 # ------------------------------------------------------------------ spec text, token by token
 
 LAYER_WORDS = sorted({n.lower() for n in layer_names()}) + [
-    "Conv2d", "LINEAR", "lstm", "sequential", "module", "lazylinear", "notalayer", "model",
-    "input", "repeat", "__class__", "import", "x"]
-COMMON_LAYERS = ["conv1d", "conv2d", "linear", "relu", "flatten", "maxpool2d", "avgpool2d",
-                 "batchnorm2d", "batchnorm1d", "dropout", "layernorm", "identity", "unflatten",
-                 "upsample", "convtranspose2d", "groupnorm", "maxpool1d", "adaptiveavgpool2d"]
+    "Conv2d",
+    "LINEAR",
+    "lstm",
+    "sequential",
+    "module",
+    "lazylinear",
+    "notalayer",
+    "model",
+    "input",
+    "repeat",
+    "__class__",
+    "import",
+    "x",
+]
+COMMON_LAYERS = [
+    "conv1d",
+    "conv2d",
+    "linear",
+    "relu",
+    "flatten",
+    "maxpool2d",
+    "avgpool2d",
+    "batchnorm2d",
+    "batchnorm1d",
+    "dropout",
+    "layernorm",
+    "identity",
+    "unflatten",
+    "upsample",
+    "convtranspose2d",
+    "groupnorm",
+    "maxpool1d",
+    "adaptiveavgpool2d",
+]
 PARAM_NAMES = ["a", "n", "h", "w", "c", "hidden", "classes", "seq_len", "k"]
 ARG_NAMES = [
-    "kernel_size", "stride", "padding", "dilation", "groups", "bias", "inplace", "p", "dim",
-    "start_dim", "end_dim", "eps", "momentum", "affine", "scale_factor", "mode", "size",
-    "output_size", "ceil_mode", "padding_mode", "negative_slope", "num_parameters",
-    "upscale_factor", "value", "k", "s", "d", "g", "in_features", "in_channels", "num_features",
-    "normalized_shape", "device", "dtype", "out_features", "out_channels", "unflattened_size",
-    "return_indices", "count_include_pad", "divisor_override", "num_groups", "track_running_stats"]
-ODD_NAMES = ["True", "False", "None", "self", "x", "N", "batch", "torch", "__class__",
-             "__import__", "class", "lambda", "match", "_", "sum", "tuple", "ValueError"]
-NUMBER_TEXTS = ["0", "1", "-1", "1.", ".5", "1e5", "1e999", "-1e999", "1E-3", "0.0", "007",
-                "1_0", "0x1f", "\u0663", "\u00b2", "9" * 30, "9" * 4000, "9" * 4400, "1" + "0" * 19]
-ODD_TEXTS = ["=", "(", ")", ",", ":", "+", "-", "*", "//", "/", "**", "x", "[", "]", "{", "}",
-             ";", "\\", "@", ".", "'", '"', "'''", '"""', "#", "{{ 7*7 }}", "{% if 1 %}",
-             "\t", "\x00", "\r", "\x0c", "\u00a0", "\u2028", "\u202e", "\ufeff", "é", "😀"]
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+    "bias",
+    "inplace",
+    "p",
+    "dim",
+    "start_dim",
+    "end_dim",
+    "eps",
+    "momentum",
+    "affine",
+    "scale_factor",
+    "mode",
+    "size",
+    "output_size",
+    "ceil_mode",
+    "padding_mode",
+    "negative_slope",
+    "num_parameters",
+    "upscale_factor",
+    "value",
+    "k",
+    "s",
+    "d",
+    "g",
+    "in_features",
+    "in_channels",
+    "num_features",
+    "normalized_shape",
+    "device",
+    "dtype",
+    "out_features",
+    "out_channels",
+    "unflattened_size",
+    "return_indices",
+    "count_include_pad",
+    "divisor_override",
+    "num_groups",
+    "track_running_stats",
+]
+ODD_NAMES = [
+    "True",
+    "False",
+    "None",
+    "self",
+    "x",
+    "N",
+    "batch",
+    "torch",
+    "__class__",
+    "__import__",
+    "class",
+    "lambda",
+    "match",
+    "_",
+    "sum",
+    "tuple",
+    "ValueError",
+]
+NUMBER_TEXTS = [
+    "0",
+    "1",
+    "-1",
+    "1.",
+    ".5",
+    "1e5",
+    "1e999",
+    "-1e999",
+    "1E-3",
+    "0.0",
+    "007",
+    "1_0",
+    "0x1f",
+    "\u0663",
+    "\u00b2",
+    "9" * 30,
+    "9" * 4000,
+    "9" * 4400,
+    "1" + "0" * 19,
+]
+ODD_TEXTS = [
+    "=",
+    "(",
+    ")",
+    ",",
+    ":",
+    "+",
+    "-",
+    "*",
+    "//",
+    "/",
+    "**",
+    "x",
+    "[",
+    "]",
+    "{",
+    "}",
+    ";",
+    "\\",
+    "@",
+    ".",
+    "'",
+    '"',
+    "'''",
+    '"""',
+    "#",
+    "{{ 7*7 }}",
+    "{% if 1 %}",
+    "\t",
+    "\x00",
+    "\r",
+    "\x0c",
+    "\u00a0",
+    "\u2028",
+    "\u202e",
+    "\ufeff",
+    "é",
+    "😀",
+]
 
 
 def _quote(body: str, q: str) -> str:
@@ -66,11 +204,27 @@ printable = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size
 strings = st.one_of(
     st.builds(_quote, printable, st.sampled_from(["'", '"'])),
     st.builds(_quote, st.text(max_size=8), st.sampled_from(["'", '"'])),
-    st.sampled_from(['"unterminated', "'a\\'", '"\\"', "'\\n\\t\\0\\x41'", '"{{ 7*7 }}"',
-                     "'{% raw %}'", '"\\""', "''", '""', '"a # b"', "'\\\\'"]),
+    st.sampled_from(
+        [
+            '"unterminated',
+            "'a\\'",
+            '"\\"',
+            "'\\n\\t\\0\\x41'",
+            '"{{ 7*7 }}"',
+            "'{% raw %}'",
+            '"\\""',
+            "''",
+            '""',
+            '"a # b"',
+            "'\\\\'",
+        ]
+    ),
 )
-clean_numbers = st.one_of(st.integers(-3, 70).map(str), st.floats(-10, 10).map(repr),
-                          st.sampled_from(["1e-3", "0.5", "1.", ".5", "007"]))
+clean_numbers = st.one_of(
+    st.integers(-3, 70).map(str),
+    st.floats(-10, 10).map(repr),
+    st.sampled_from(["1e-3", "0.5", "1.", ".5", "007"]),
+)
 clean_strings = st.builds(_quote, printable, st.sampled_from(["'", '"']))
 comments = st.one_of(printable, st.text(max_size=12)).map(lambda t: "# " + t)
 raw = st.text(max_size=10)
@@ -79,9 +233,14 @@ raw = st.text(max_size=10)
 @st.composite
 def values(draw: st.DrawFn, noisy: bool = True, depth: int = 0) -> str:
     """A spec value: numbers, names, strings, tuples, arithmetic; `noisy` adds malformed ones."""
-    leaf = st.one_of(small_ints, small_ints, numbers if noisy else clean_numbers,
-                     st.sampled_from(PARAM_NAMES), strings if noisy else clean_strings,
-                     st.sampled_from(["True", "False", "None"]))
+    leaf = st.one_of(
+        small_ints,
+        small_ints,
+        numbers if noisy else clean_numbers,
+        st.sampled_from(PARAM_NAMES),
+        strings if noisy else clean_strings,
+        st.sampled_from(["True", "False", "None"]),
+    )
     if depth >= 3 or draw(st.integers(0, 3)) > 0:
         return draw(leaf)
     kind = draw(st.sampled_from(["tuple", "binop", "neg", "paren"]))
@@ -96,19 +255,26 @@ def values(draw: st.DrawFn, noisy: bool = True, depth: int = 0) -> str:
     return "(" + draw(values(noisy, depth + 1)) + ")"
 
 
-tokens = st.one_of(numbers, names, strings, st.sampled_from(ODD_TEXTS), values(),
-                   st.characters(), raw)
+tokens = st.one_of(
+    numbers, names, strings, st.sampled_from(ODD_TEXTS), values(), st.characters(), raw
+)
+
+
 def kwargs(noisy: bool) -> st.SearchStrategy[str]:
-    return st.builds(lambda k, v: f"{k}={v}", st.sampled_from(ARG_NAMES + PARAM_NAMES + ODD_NAMES),
-                     values(noisy))
+    return st.builds(
+        lambda k, v: f"{k}={v}", st.sampled_from(ARG_NAMES + PARAM_NAMES + ODD_NAMES), values(noisy)
+    )
 
 
 @st.composite
 def layer_lines(draw: st.DrawFn, noisy: bool) -> str:
     """`NAME arg ... key=value ...`: the shape of a layer line, with arbitrary values."""
     head = draw(st.one_of(st.sampled_from(COMMON_LAYERS), st.sampled_from(LAYER_WORDS)))
-    parts = [head, *draw(st.lists(values(noisy), max_size=3)),
-             *draw(st.lists(kwargs(noisy), max_size=3))]
+    parts = [
+        head,
+        *draw(st.lists(values(noisy), max_size=3)),
+        *draw(st.lists(kwargs(noisy), max_size=3)),
+    ]
     if draw(st.integers(0, 5)) == 0:
         parts.append(draw(comments if noisy else printable.map(lambda t: "# " + t)))
     return " ".join(parts)
@@ -119,11 +285,31 @@ def plausible_layer_lines(draw: st.DrawFn) -> str:
     """A common layer with small whole-number arguments: the lines that reach the tracer."""
     head = draw(st.sampled_from(COMMON_LAYERS))
     args = draw(st.lists(st.one_of(small_ints, st.sampled_from(PARAM_NAMES)), max_size=2))
-    keys = draw(st.lists(st.sampled_from(["kernel_size", "stride", "padding", "bias", "dim",
-                                          "k", "s", "p", "eps", "inplace", "start_dim"]),
-                         max_size=2, unique=True))
-    given = [f"{k}={draw(st.one_of(small_ints, st.sampled_from(['True', 'False', '0.5'])))}"
-             for k in keys]
+    keys = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "kernel_size",
+                    "stride",
+                    "padding",
+                    "bias",
+                    "dim",
+                    "k",
+                    "s",
+                    "p",
+                    "eps",
+                    "inplace",
+                    "start_dim",
+                ]
+            ),
+            max_size=2,
+            unique=True,
+        )
+    )
+    given = [
+        f"{k}={draw(st.one_of(small_ints, st.sampled_from(['True', 'False', '0.5'])))}"
+        for k in keys
+    ]
     return " ".join([head, *args, *given])
 
 
@@ -131,8 +317,9 @@ def plausible_layer_lines(draw: st.DrawFn) -> str:
 def token_lines(draw: st.DrawFn) -> str:
     """Tokens of every kind glued together with spaces or nothing."""
     parts = draw(st.lists(tokens, min_size=1, max_size=8))
-    seps = draw(st.lists(st.sampled_from([" ", " ", "", "  "]), min_size=len(parts),
-                         max_size=len(parts)))
+    seps = draw(
+        st.lists(st.sampled_from([" ", " ", "", "  "]), min_size=len(parts), max_size=len(parts))
+    )
     return "".join(s + p for s, p in zip(seps, parts)).lstrip(" ")
 
 
@@ -140,14 +327,22 @@ def token_lines(draw: st.DrawFn) -> str:
 def model_lines(draw: st.DrawFn) -> str:
     name = draw(st.one_of(st.sampled_from(["Net", "M", "CNN"]), names))
     if draw(st.integers(0, 2)) > 0:  # declare the names values use, so layer lines can parse
-        defaults = draw(st.lists(st.integers(1, 16), min_size=len(PARAM_NAMES),
-                                 max_size=len(PARAM_NAMES)))
+        defaults = draw(
+            st.lists(st.integers(1, 16), min_size=len(PARAM_NAMES), max_size=len(PARAM_NAMES))
+        )
         return "model Net(" + ", ".join(f"{n}={v}" for n, v in zip(PARAM_NAMES, defaults)) + ")"
     if draw(st.booleans()):
         return f"model {name}"
-    params = draw(st.lists(st.builds(lambda n, v: f"{n}={v}", st.one_of(
-        st.sampled_from(PARAM_NAMES), names), st.one_of(numbers, strings, values(noisy=False))),
-        max_size=3))
+    params = draw(
+        st.lists(
+            st.builds(
+                lambda n, v: f"{n}={v}",
+                st.one_of(st.sampled_from(PARAM_NAMES), names),
+                st.one_of(numbers, strings, values(noisy=False)),
+            ),
+            max_size=3,
+        )
+    )
     return f"model {name}({', '.join(params)})"
 
 
@@ -158,9 +353,20 @@ def input_lines(draw: st.DrawFn) -> str:
         dims = draw(st.lists(st.integers(0, 40), min_size=1, max_size=4))
         return "input " + "x".join(map(str, dims))
     if kind == 1:
-        dims = draw(st.lists(st.one_of(st.integers(1, 40).map(str), st.builds(
-            lambda n, v: f"{n}={v}", st.sampled_from(PARAM_NAMES + ODD_NAMES),
-            st.integers(0, 40).map(str))), min_size=1, max_size=4))
+        dims = draw(
+            st.lists(
+                st.one_of(
+                    st.integers(1, 40).map(str),
+                    st.builds(
+                        lambda n, v: f"{n}={v}",
+                        st.sampled_from(PARAM_NAMES + ODD_NAMES),
+                        st.integers(0, 40).map(str),
+                    ),
+                ),
+                min_size=1,
+                max_size=4,
+            )
+        )
         return f"input ({', '.join(dims)}{',' if len(dims) == 1 else ''})"
     if kind == 2:
         return "input " + draw(values(noisy=False))
@@ -175,12 +381,18 @@ def _settable(name: str) -> list[tuple[str, object]]:
         params = list(inspect.signature(getattr(torch.nn, name).__init__).parameters.values())[1:]
     except (TypeError, ValueError):
         return []
-    return [(p.name, p.default) for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD,
-            p.KEYWORD_ONLY) and p.name not in ("device", "dtype")]
+    return [
+        (p.name, p.default)
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("device", "dtype")
+    ]
 
 
-SIGNATURES = {name.lower(): _settable(name) for name in layer_names()
-              if not name.endswith("Loss") and not name.startswith("Lazy")}  # quick refusals
+SIGNATURES = {
+    name.lower(): _settable(name)
+    for name in layer_names()
+    if not name.endswith("Loss") and not name.startswith("Lazy")
+}  # quick refusals
 
 
 @st.composite
@@ -201,16 +413,22 @@ def _argument(draw: st.DrawFn, default: object, sizes: list[str]) -> str:
 @st.composite
 def plausible_specs(draw: st.DrawFn) -> str:
     """Any torch.nn layers with arguments that fit their signatures, sizes often symbolic."""
-    params = {n: draw(st.integers(1, 6)) for n in draw(st.lists(st.sampled_from(["c", "k", "s"]),
-                                                                 unique=True))}
+    params = {
+        n: draw(st.integers(1, 6))
+        for n in draw(st.lists(st.sampled_from(["c", "k", "s"]), unique=True))
+    }
     sizes = ["1", "2", "3", "4", "0", *params]
     first = draw(st.sampled_from(sorted(SIGNATURES)))
     rank = {"1d": 2, "2d": 3, "3d": 4}.get(first[-2:], draw(st.integers(1, 3)))
-    dims = [draw(st.one_of(st.integers(1, 12).map(str), st.sampled_from(
-        ["h=8", "w=9", "L=16", "h=1"]))) for _ in range(rank)]
+    dims = [
+        draw(st.one_of(st.integers(1, 12).map(str), st.sampled_from(["h=8", "w=9", "L=16", "h=1"])))
+        for _ in range(rank)
+    ]
     dims = list(dict.fromkeys(dims))  # a named dim once
-    lines = [f"model Net({', '.join(f'{n}={v}' for n, v in params.items())})",
-             f"input ({', '.join(dims)},)"]
+    lines = [
+        f"model Net({', '.join(f'{n}={v}' for n, v in params.items())})",
+        f"input ({', '.join(dims)},)",
+    ]
     for i in range(draw(st.integers(1, 4))):
         name = first if i == 0 else draw(st.sampled_from(sorted(SIGNATURES)))
         parts = [name]
@@ -229,32 +447,66 @@ def plausible_specs(draw: st.DrawFn) -> str:
     return "\n".join(lines)
 
 
-TREE_LAYERS = ["conv2d {c} k=3 p=1", "conv2d {c} k=1", "conv2d {c} k=k p=k // 2", "maxpool2d 2",
-               "avgpool2d 3 s=1 p=1", "relu", "relu inplace=True", "batchnorm2d", "identity",
-               "convtranspose2d {c} k=2 s=2", "adaptiveavgpool2d 1", "sigmoid",
-               "upsample scale_factor=2", "linear {c}", "flatten", "conv1d {c} k=3",
-               "dropout 0.1", "groupnorm 2"]
+TREE_LAYERS = [
+    "conv2d {c} k=3 p=1",
+    "conv2d {c} k=1",
+    "conv2d {c} k=k p=k // 2",
+    "maxpool2d 2",
+    "avgpool2d 3 s=1 p=1",
+    "relu",
+    "relu inplace=True",
+    "batchnorm2d",
+    "identity",
+    "convtranspose2d {c} k=2 s=2",
+    "adaptiveavgpool2d 1",
+    "sigmoid",
+    "upsample scale_factor=2",
+    "linear {c}",
+    "flatten",
+    "conv1d {c} k=3",
+    "dropout 0.1",
+    "groupnorm 2",
+]
 MERGE_WORDS = ["residual:", "concat:", "concat dim=2:", "concat dim=0:", "add:", "multiply:"]
 
 
-IMAGE_LAYERS = ["conv2d {c} k=3 p=1", "conv2d {c} k=1", "conv2d {c} k=k p=k // 2",
-                "maxpool2d 2", "avgpool2d 3 s=1 p=1", "relu", "batchnorm2d", "identity",
-                "convtranspose2d {c} k=2 s=2", "adaptiveavgpool2d 1", "sigmoid",
-                "upsample scale_factor=2", "conv2d {c} k=3 s=2 p=1", "dropout 0.1"]
+IMAGE_LAYERS = [
+    "conv2d {c} k=3 p=1",
+    "conv2d {c} k=1",
+    "conv2d {c} k=k p=k // 2",
+    "maxpool2d 2",
+    "avgpool2d 3 s=1 p=1",
+    "relu",
+    "batchnorm2d",
+    "identity",
+    "convtranspose2d {c} k=2 s=2",
+    "adaptiveavgpool2d 1",
+    "sigmoid",
+    "upsample scale_factor=2",
+    "conv2d {c} k=3 s=2 p=1",
+    "dropout 0.1",
+]
 CLEAN_MERGES = ["residual:", "concat:", "concat dim=2:", "add:", "multiply:"]
 
 
 @st.composite
-def tree_nodes(draw: st.DrawFn, depth: int, indent: str, sizes: list[str],
-               blocks: list[str], clean: bool = False) -> list[str]:
+def tree_nodes(
+    draw: st.DrawFn,
+    depth: int,
+    indent: str,
+    sizes: list[str],
+    blocks: list[str],
+    clean: bool = False,
+) -> list[str]:
     """Lines of a stack: layers, block uses and merges (nested up to depth 2)."""
     lines: list[str] = []
     vocabulary = IMAGE_LAYERS if clean else TREE_LAYERS
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.integers(0, 6))
         if kind <= 3 or depth >= 2:
-            lines.append(indent + draw(st.sampled_from(vocabulary)).format(
-                c=draw(st.sampled_from(sizes))))
+            lines.append(
+                indent + draw(st.sampled_from(vocabulary)).format(c=draw(st.sampled_from(sizes)))
+            )
         elif kind == 4 and blocks:
             lines.append(indent + f"{draw(st.sampled_from(blocks))} {draw(st.sampled_from(sizes))}")
         else:
@@ -277,8 +529,11 @@ def tree_nodes(draw: st.DrawFn, depth: int, indent: str, sizes: list[str],
 def tree_specs(draw: st.DrawFn, clean: bool = False) -> str:
     """Specs of the v2 language: blocks, merges and (unless `clean`) their misuse, sizes often
     symbolic. Clean specs are images through layers that keep the rank."""
-    inputs = ["3x16x16", "(3, h=16, w=16)"] if clean else \
-        ["3x16x16", "(3, h=16, w=16)", "(8, L=20)", "(16,)", "2x8x8x8"]
+    inputs = (
+        ["3x16x16", "(3, h=16, w=16)"]
+        if clean
+        else ["3x16x16", "(3, h=16, w=16)", "(8, L=20)", "(16,)", "2x8x8x8"]
+    )
     lines = ["model Net(c=4, k=3, n=2)", "input " + draw(st.sampled_from(inputs))]
     blocks: list[str] = []
     for name in draw(st.lists(st.sampled_from(["B", "Down", "Gate"]), unique=True, max_size=2)):
@@ -317,11 +572,25 @@ def spec_texts(draw: st.DrawFn) -> str:
         elif choice <= 10:
             line = draw(token_lines())
         elif choice == 11:
-            line = draw(st.one_of(
-                st.sampled_from(['2', '1', '0', '3', 'two', '10001', '2.5']).map(
-                    lambda n: f"repeat {n}:"),
-                st.sampled_from(MERGE_WORDS + ["branch:", "shortcut:", "block B(c):", "block B:",
-                                               "block Conv2d(c):", "B 4", "B"])))
+            line = draw(
+                st.one_of(
+                    st.sampled_from(["2", "1", "0", "3", "two", "10001", "2.5"]).map(
+                        lambda n: f"repeat {n}:"
+                    ),
+                    st.sampled_from(
+                        MERGE_WORDS
+                        + [
+                            "branch:",
+                            "shortcut:",
+                            "block B(c):",
+                            "block B:",
+                            "block Conv2d(c):",
+                            "B 4",
+                            "B",
+                        ]
+                    ),
+                )
+            )
         elif choice == 12:
             line = draw(comments if noisy else printable.map(lambda t: "# " + t))
         elif choice == 13:
@@ -338,7 +607,7 @@ def spec_texts(draw: st.DrawFn) -> str:
         for _ in range(draw(st.integers(1, 3))):
             pos = draw(st.integers(0, len(text)))
             cut = draw(st.integers(0, 2))
-            text = text[:pos] + draw(st.one_of(st.sampled_from(ODD_TEXTS), raw)) + text[pos + cut:]
+            text = text[:pos] + draw(st.one_of(st.sampled_from(ODD_TEXTS), raw)) + text[pos + cut :]
     return text
 
 
@@ -392,15 +661,23 @@ def _tolerating_known_bugs(text: str) -> str:
         return f"known trace bug: {pattern}"
 
 
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(spec_texts())
 def test_any_text_parses_to_a_spec_or_a_located_syntax_error(text: str) -> None:
     event(check_contract(text, trace=False))
 
 
-@settings(max_examples=200, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(spec_texts())
 def test_any_text_traces_to_a_result_or_a_seqgen_error(text: str) -> None:
     event(_tolerating_known_bugs(text))
@@ -422,21 +699,34 @@ PARSER_CRASHERS = {
     "long sum": "input 4\nlinear " + "+".join(["1"] * 5000),
     "long product": "model M(a=1)\ninput 4\nlinear " + "*".join(["a"] * 5000),
     "nested repeats unroll to 10^8 layers": "input 4\nrepeat 10000:\n repeat 10000:\n  relu",
-    "repeats nested 2000 deep": "input 4\n" + "".join(" " * i + "repeat 1:\n" for i in range(2000))
-                                + " " * 2000 + "relu",
+    "repeats nested 2000 deep": "input 4\n"
+    + "".join(" " * i + "repeat 1:\n" for i in range(2000))
+    + " " * 2000
+    + "relu",
 }
 
 
-@settings(max_examples=120, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=120,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(tree_specs())
 def test_blocks_and_merges_trace_to_a_result_or_a_located_error(text: str) -> None:
     event(_tolerating_known_bugs(text))
 
 
-@settings(max_examples=12, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 @given(tree_specs(clean=True))
 def test_generated_trees_agree_with_torch_at_other_values(tmp_path: Path, text: str) -> None:
     """fuzz/trees.py's check, bounded: generated code vs a real forward at accepted values."""
@@ -461,8 +751,11 @@ TRACE_CRASHERS = {
     # TypeError from torch.empty in Tracer.run: input sizes are not checked against int64.
     "input dim beyond int64": "input 99999999999999999999999\nlinear 2",
     # ValueError from str() of a >4300-digit int in symbolic._emit (via Tracer.code).
-    "input dim product over 4300 digits":
-        "input (" + "9" * 4000 + " * " + "9" * 4000 + ",)\nlinear 2",
+    "input dim product over 4300 digits": "input ("
+    + "9" * 4000
+    + " * "
+    + "9" * 4000
+    + ",)\nlinear 2",
     # ZeroDivisionError from torch's SymInt floordiv in _Values.eval: the `right == 0` check
     # does not catch a parameter whose default is 0.
     "division by a zero parameter": "model M(a=0)\ninput (4,)\nlinear 4//a",
@@ -502,12 +795,13 @@ def test_known_trace_bugs_are_exactly_the_recorded_crashes() -> None:
     for text in TRACE_CRASHERS.values():
         try:
             check_contract(text)
-        except Exception as e:  # noqa: BLE001 - classifying the crash is the point
+        except Exception as e:
             pattern = known_trace_bug(e)
             assert pattern is not None, f"{type(e).__name__}: {e}"
             needed.add(pattern)
-    assert needed == {pattern for _, pattern in KNOWN_TRACE_BUGS}, "a known bug was fixed: " \
-        "delete its KNOWN_TRACE_BUGS entry"
+    assert needed == {pattern for _, pattern in KNOWN_TRACE_BUGS}, (
+        "a known bug was fixed: delete its KNOWN_TRACE_BUGS entry"
+    )
 
 
 # ------------------------------------------------------------------ valid stacks run for real
@@ -524,16 +818,26 @@ def valid_stacks(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         classes = draw(st.integers(2, 12))  # a sample of 1 broadcasts, so torch fixes it
         header.append(f"model Net(classes={classes})")
-    header.append(draw(st.sampled_from([f"input {channels}x{height}x{width}",
-                                        f"input ({channels}, {height}, {width})"])))
+    header.append(
+        draw(
+            st.sampled_from(
+                [f"input {channels}x{height}x{width}", f"input ({channels}, {height}, {width})"]
+            )
+        )
+    )
     lines: list[str] = []
     flat = False
     for _ in range(draw(st.integers(1, 8))):
         if flat:
             kind = draw(st.sampled_from(["linear", "relu", "dropout"]))
         else:
-            kind = draw(st.sampled_from(_conv_layers if min(height, width) >= 2
-                                        else [k for k in _conv_layers if "pool" not in k]))
+            kind = draw(
+                st.sampled_from(
+                    _conv_layers
+                    if min(height, width) >= 2
+                    else [k for k in _conv_layers if "pool" not in k]
+                )
+            )
         if kind == "conv2d":
             out = draw(st.integers(1, 16))
             k = draw(st.integers(1, min(5, height, width)))
@@ -541,8 +845,11 @@ def valid_stacks(draw: st.DrawFn) -> str:
             s = draw(st.integers(1, 3))
             form = draw(st.integers(0, 2))
             if form == 0:
-                line = f"conv2d {out} {k}" + (f" stride={s}" if s > 1 else "") + \
-                    (f" padding={p}" if p else "")
+                line = (
+                    f"conv2d {out} {k}"
+                    + (f" stride={s}" if s > 1 else "")
+                    + (f" padding={p}" if p else "")
+                )
             elif form == 1:
                 line = f"conv2d {out} k={k} s={s} p={p}"
             else:
@@ -554,14 +861,18 @@ def valid_stacks(draw: st.DrawFn) -> str:
             k = draw(st.integers(2, min(4, height, width)))
             s = draw(st.integers(1, k))
             p = draw(st.integers(0, k // 2))
-            line = f"{kind} {k}" + (f" stride={s}" if s != k else "") + \
-                (f" padding={p}" if p else "")
+            line = (
+                f"{kind} {k}" + (f" stride={s}" if s != k else "") + (f" padding={p}" if p else "")
+            )
             if s == k and not p and draw(st.booleans()):
                 line = f"{kind} kernel_size={k}"
             height, width = (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
         elif kind == "batchnorm2d":
-            line = draw(st.sampled_from(["batchnorm2d", "batchnorm2d eps=1e-3",
-                                         "batchnorm2d momentum=0.2 affine=False"]))
+            line = draw(
+                st.sampled_from(
+                    ["batchnorm2d", "batchnorm2d eps=1e-3", "batchnorm2d momentum=0.2 affine=False"]
+                )
+            )
         elif kind == "dropout":
             line = draw(st.sampled_from(["dropout", "dropout 0.25", "dropout p=0.5"]))
         elif kind == "relu":
@@ -573,8 +884,10 @@ def valid_stacks(draw: st.DrawFn) -> str:
         else:
             line = f"linear {draw(st.integers(1, 32))}" + draw(st.sampled_from(["", " bias=False"]))
         lines.append(line)
-    trainable = any(line.startswith(("conv2d", "linear")) or line in ("batchnorm2d",
-                    "batchnorm2d eps=1e-3") for line in lines)
+    trainable = any(
+        line.startswith(("conv2d", "linear")) or line in ("batchnorm2d", "batchnorm2d eps=1e-3")
+        for line in lines
+    )
     # a stack without trainable parameters generates a failing backward test: see
     # test_parameter_free_stack_generates_passing_tests; give every stack a head instead
     if draw(st.booleans()) or classes is not None or not trainable:
@@ -605,8 +918,11 @@ def _import(path: Path):
     return module
 
 
-_valid = settings(deadline=None, database=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+_valid = settings(
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @settings(_valid, max_examples=40)
@@ -627,7 +943,11 @@ def test_valid_stacks_trace_to_the_shapes_of_a_real_forward(tmp_path: Path, text
 def _run_pytest(tests: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, tests)],
-        cwd=cwd, capture_output=True, text=True, timeout=300)
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_parameter_free_stack_generates_passing_tests(tmp_path: Path) -> None:
@@ -653,8 +973,13 @@ def test_trace_errors_print_no_torch_traceback(tmp_path: Path) -> None:
     # a subprocess: under pytest, its logging plugin takes the record before it reaches stderr
     spec = tmp_path / "pool.seq"
     spec.write_text("input 37x37x32x36\nadaptiveavgpool2d 3\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "seqgen", "new", "-q", str(spec)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqgen", "new", "-q", str(spec)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "error:" in proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr[:2000]
 

@@ -7,23 +7,27 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE_SPECS, EXAMPLES
 from golden_cases import cases, render_case
+
 from seqgen.api import generate, options_for
-from seqgen.render.context import format_source
 from seqgen.project.write import body_of
+from seqgen.render.context import format_source
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda p: p.name)
 def test_golden_case(case: Path, tmp_path: Path) -> None:
     rendered = render_case(case, tmp_path)
     expected_dir = case / "expected"
-    expected = {p.relative_to(expected_dir).as_posix(): p.read_text(encoding="utf-8")
-                for p in expected_dir.rglob("*.py")}
+    expected = {
+        p.relative_to(expected_dir).as_posix(): p.read_text(encoding="utf-8")
+        for p in expected_dir.rglob("*.py")
+    }
     assert sorted(rendered) == sorted(expected), "run `python tests/golden_cases.py`"
     for rel, text in rendered.items():
-        assert text == expected[rel], f"{rel} differs: run `python tests/golden_cases.py`, read the diff"
+        assert text == expected[rel], (
+            f"{rel} differs: run `python tests/golden_cases.py`, read the diff"
+        )
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda p: p.name)
@@ -31,8 +35,12 @@ def test_golden_case_output_passes_its_own_tests(case: Path, tmp_path: Path) -> 
     for rel, text in render_case(case, tmp_path).items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text, encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

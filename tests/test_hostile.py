@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from seqgen.api import generate, options_for
 from seqgen.errors import SeqgenError
 from seqgen.project.write import write_files
@@ -47,60 +47,80 @@ class Case:
 # parameter, so its generated backward test has something to check.
 CASES: dict[str, Case] = {
     # -- code in parameter defaults
-    "code in a default, reserved name": Case(
-        f'model M(x="{PAYLOAD}")\ninput 4\nlinear 2', "error"),
+    "code in a default, reserved name": Case(f'model M(x="{PAYLOAD}")\ninput 4\nlinear 2', "error"),
     "code in a string default": Case(
-        f'model M(cmd="{PAYLOAD}")\ninput 4\nlinear 2', "generated", strings=(PAYLOAD,)),
+        f'model M(cmd="{PAYLOAD}")\ninput 4\nlinear 2', "generated", strings=(PAYLOAD,)
+    ),
     "default that closes its quote": Case(
         "model M(cmd='\\'); __import__(\"os\").system(\"touch PWNED\"); (\\'')\ninput 4\nlinear 2",
-        "generated", strings=("'); __import__(\"os\").system(\"touch PWNED\"); ('",)),
+        "generated",
+        strings=('\'); __import__("os").system("touch PWNED"); (\'',),
+    ),
     "code as a default value": Case("model M(cmd=__import__)\ninput 4\nlinear 2", "error"),
     # -- code in layer arguments
     "code in a kwarg value": Case(
-        f'input 4\nlinear 4\nidentity cmd="{PAYLOAD}"', "generated", strings=(PAYLOAD,)),
+        f'input 4\nlinear 4\nidentity cmd="{PAYLOAD}"', "generated", strings=(PAYLOAD,)
+    ),
     "code as a kwarg name": Case("input 4\nlinear 4\nidentity __import__=1", "error"),
     "code as a bare value": Case("input 4\nlinear __import__", "error"),
     "code in a tuple": Case("input 4\nlinear 4\nidentity (__import__, 'os')", "error"),
     "f-string prefix": Case("input 4\nlinear 4\nidentity f\"{__import__('os')}\"", "error"),
     "code in positional strings": Case(
         "input 4\nlinear 4\nidentity \"'); __import__('os').system('touch PWNED') #\" "
-        "'\"\"\"; import os; os.system(\"touch PWNED\") #'",
-        "generated", strings=("'); __import__('os').system('touch PWNED') #",
-                              '"""; import os; os.system("touch PWNED") #')),
+        '\'"""; import os; os.system("touch PWNED") #\'',
+        "generated",
+        strings=(
+            "'); __import__('os').system('touch PWNED') #",
+            '"""; import os; os.system("touch PWNED") #',
+        ),
+    ),
     # -- Jinja syntax, which must reach the templates as data, never as template source
     "jinja in comments": Case(
         "# {{ 7*7 }} {% for i in range(3) %}x{% endfor %} {# c #}\ninput 4  # {{ config }}\n"
-        "linear 2  # {% raw %}", "generated", absent=("7*7", "{%", "{#", "config", "raw")),
+        "linear 2  # {% raw %}",
+        "generated",
+        absent=("7*7", "{%", "{#", "config", "raw"),
+    ),
     "jinja in strings": Case(
         "model M(s=\"{{ 7*7 }}\", t='{% if true %}x{% endif %}')\ninput 4\n"
-        "linear 4\nidentity \"{{ self.__init__.__globals__ }}\" t=\"{#\"", "generated",
-        strings=("{{ 7*7 }}", "{% if true %}x{% endif %}", "{{ self.__init__.__globals__ }}",
-                 "{#")),
+        'linear 4\nidentity "{{ self.__init__.__globals__ }}" t="{#"',
+        "generated",
+        strings=("{{ 7*7 }}", "{% if true %}x{% endif %}", "{{ self.__init__.__globals__ }}", "{#"),
+    ),
     "jinja in the file name": Case("input 4\nlinear 2", "generated", file_name="{{7*7}}.seq"),
     # -- quotes and backslashes
     "triple quotes in comments": Case(
-        "# \"\"\" ''' \\\ninput 4  # \"\"\"\nlinear 2  # '''\\", "generated",
-        absent=("'''", "\\")),
+        "# \"\"\" ''' \\\ninput 4  # \"\"\"\nlinear 2  # '''\\", "generated", absent=("'''", "\\")
+    ),
     "triple quotes and backslashes in strings": Case(
         "input 4\nlinear 4\n"
-        "identity '\"\"\"' \"'''\" \"\\\\\" 'ends in a backslash\\\\' \"\\\"\\\"\\\"\"",
-        "generated", strings=('"""', "'''", "\\", "ends in a backslash\\", '"""')),
+        'identity \'"""\' "\'\'\'" "\\\\" \'ends in a backslash\\\\\' "\\"\\"\\""',
+        "generated",
+        strings=('"""', "'''", "\\", "ends in a backslash\\", '"""'),
+    ),
     "backslash ending a layer line": Case("input 4\nlinear 2 \\\nrelu", "error"),
-    "unterminated string": Case("input 4\nlinear 4\nidentity \"abc\\\"", "error"),
+    "unterminated string": Case('input 4\nlinear 4\nidentity "abc\\"', "error"),
     # -- newlines and other control characters, via escapes or raw
     "newline escapes in strings": Case(
-        "model M(s=\"line1\\nline2\\r\\n\\t\\0\")\ninput 4\n"
-        "linear 4\nidentity \"a\\nimport os\\nos.system('touch PWNED')\\n\"", "generated",
-        strings=("line1\nline2\\r\n\t\0", "a\nimport os\nos.system('touch PWNED')\n")),
+        'model M(s="line1\\nline2\\r\\n\\t\\0")\ninput 4\n'
+        "linear 4\nidentity \"a\\nimport os\\nos.system('touch PWNED')\\n\"",
+        "generated",
+        strings=("line1\nline2\\r\n\t\0", "a\nimport os\nos.system('touch PWNED')\n"),
+    ),
     "unknown escapes stay backslashes": Case(
-        "input 4\nlinear 4\nidentity \"\\x41\\u0041\\N{BULLET}\"", "generated",
-        strings=("\\x41\\u0041\\N{BULLET}",)),
-    "line separator inside a string": Case("input 4\nlinear 4\nidentity \"a\u2028b\"", "error"),
+        'input 4\nlinear 4\nidentity "\\x41\\u0041\\N{BULLET}"',
+        "generated",
+        strings=("\\x41\\u0041\\N{BULLET}",),
+    ),
+    "line separator inside a string": Case('input 4\nlinear 4\nidentity "a\u2028b"', "error"),
     "bidi override and NUL in strings": Case(
-        "input 4\nlinear 4\nidentity \"\u202e#\" 'a\x00b' \"\ufeff\"", "generated",
-        strings=("\u202e#", "a\x00b", "\ufeff")),
-    "a long string": Case("input 4\nlinear 4\nidentity \"" + "A" * 20000 + "\"", "generated",
-                          strings=("A" * 20000,)),
+        'input 4\nlinear 4\nidentity "\u202e#" \'a\x00b\' "\ufeff"',
+        "generated",
+        strings=("\u202e#", "a\x00b", "\ufeff"),
+    ),
+    "a long string": Case(
+        'input 4\nlinear 4\nidentity "' + "A" * 20000 + '"', "generated", strings=("A" * 20000,)
+    ),
     # -- dunder names
     "dunder class name": Case("model __class__\ninput 4\nlinear 2", "error"),
     "dunder parameter": Case("model M(__class__=1)\ninput 4\nlinear 2", "error"),
@@ -126,25 +146,37 @@ CASES: dict[str, Case] = {
     "sum as named dim": Case("input (3, sum=16)\nconv1d 4 3", "error"),
     "test helper as named dim": Case("input (3, input_shape=16)\nconv1d 4 3", "error"),
     # -- spec file names
-    "quotes in the file name": Case("input 4\nlinear 2", "generated",
-                                    file_name="my \"quoted\" 'model'.seq"),
-    "spaces in the file name": Case("input 4\nlinear 2", "generated",
-                                    file_name="spaces in name.seq"),
+    "quotes in the file name": Case(
+        "input 4\nlinear 2", "generated", file_name="my \"quoted\" 'model'.seq"
+    ),
+    "spaces in the file name": Case(
+        "input 4\nlinear 2", "generated", file_name="spaces in name.seq"
+    ),
     "triple quote and backslash in the file name": Case(
-        "input 4\nlinear 2", "generated", file_name="a\"\"\"b\\.seq"),
-    "newline in the file name": Case("input 4\nlinear 2", "generated",
-                                     file_name="new\nline # x.seq"),
-    "code in the file name": Case("input 4\nlinear 2", "generated",
-                                  file_name="'; __import__('os') #.seq"),
+        "input 4\nlinear 2", "generated", file_name='a"""b\\.seq'
+    ),
+    "newline in the file name": Case(
+        "input 4\nlinear 2", "generated", file_name="new\nline # x.seq"
+    ),
+    "code in the file name": Case(
+        "input 4\nlinear 2", "generated", file_name="'; __import__('os') #.seq"
+    ),
     "__init__ as the file name": Case("input 4\nlinear 2", "generated", file_name="__init__.seq"),
     "a stdlib module's name as the file name": Case(
-        "input 4\nlinear 2", "generated", file_name="os.seq"),
+        "input 4\nlinear 2", "generated", file_name="os.seq"
+    ),
 }
 
 # Names the generated code may use besides the spec's own: Python's, and the templates'.
 _BUILTINS = set(dir(builtins))
-_TEMPLATE_NAMES = set(re.findall(r"[A-Za-z_]\w*", "".join(
-    p.read_text(encoding="utf-8") for p in sorted((ROOT / "templates").glob("*.jinja")))))
+_TEMPLATE_NAMES = set(
+    re.findall(
+        r"[A-Za-z_]\w*",
+        "".join(
+            p.read_text(encoding="utf-8") for p in sorted((ROOT / "templates").glob("*.jinja"))
+        ),
+    )
+)
 _SPEC_WORDS = ("__import__", "system", "PWNED", "{{", "{%", "{#", "7*7", "__globals__", "config")
 
 
@@ -176,8 +208,9 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
             spec_path = directory / (case.file_name or f"c{index}.seq")
             spec_path.write_text(case.text, encoding="utf-8")
             try:
-                result = generate(str(spec_path), options_for(str(spec_path),
-                                                              out_dir=str(directory)))
+                result = generate(
+                    str(spec_path), options_for(str(spec_path), out_dir=str(directory))
+                )
             except SeqgenError as e:
                 out.error = e
                 continue
@@ -185,18 +218,37 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
             out.texts = [f.text for f in result.files]
             spec = result.traced.spec
             out.class_name = spec.class_name
-            out.names = {spec.class_name, *(p.name for p in spec.params),
-                         Path(result.files[0].path).stem}
+            out.names = {
+                spec.class_name,
+                *(p.name for p in spec.params),
+                Path(result.files[0].path).stem,
+            }
             for name in result.traced.dim_params:  # the test file's per-dim tests
                 out.names |= {f"test_{name}_sizes", f"test_{name}_below_minimum_is_refused"}
             for layer in result.traced.layers:  # nn.<Class>(..., <keyword>=...)
                 out.names |= {layer.class_name, *(k for k, _ in layer.call_kwargs)}
         tests = sorted(str(p.relative_to(base)) for p in base.glob("c*/test_*.py"))
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-             "--continue-on-collection-errors",
-             "--junitxml=report.xml", "--rootdir", str(base), "-c", str(base / "pytest.ini"),
-             *tests], cwd=base, capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--continue-on-collection-errors",
+                "--junitxml=report.xml",
+                "--rootdir",
+                str(base),
+                "-c",
+                str(base / "pytest.ini"),
+                *tests,
+            ],
+            cwd=base,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     report = base / "report.xml"
     assert report.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     for case_out in ET.parse(report).iter("testcase"):
@@ -215,8 +267,16 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
 
 def _code_tokens(text: str) -> list[tokenize.TokenInfo]:
     """Tokens of generated source that are code: not strings, comments or layout."""
-    skip = {tokenize.STRING, tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
-            tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER}
+    skip = {
+        tokenize.STRING,
+        tokenize.COMMENT,
+        tokenize.NL,
+        tokenize.NEWLINE,
+        tokenize.INDENT,
+        tokenize.DEDENT,
+        tokenize.ENCODING,
+        tokenize.ENDMARKER,
+    }
     return [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type not in skip]
 
 
@@ -228,9 +288,11 @@ def _check_generated(case: Case, out: Outcome) -> None:
                 continue  # an identifier seqgen checked (class, parameter, module, torch names)
             assert not any(w in tok.string for w in _SPEC_WORDS), f"spec text as code: {tok}"
             if tok.type == tokenize.NAME:
-                assert (keyword.iskeyword(tok.string) or tok.string in _BUILTINS
-                        or tok.string in _TEMPLATE_NAMES), \
-                    f"unexpected name in generated code: {tok.string!r}"
+                assert (
+                    keyword.iskeyword(tok.string)
+                    or tok.string in _BUILTINS
+                    or tok.string in _TEMPLATE_NAMES
+                ), f"unexpected name in generated code: {tok.string!r}"
         for ch in text:  # no raw control, bidi or line-separator characters: repr() escapes them
             assert ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp"), repr(ch)
         header = text.split('"""', 1)[0]
@@ -243,9 +305,15 @@ def _check_generated(case: Case, out: Outcome) -> None:
                 assert s in literals, f"{s!r} did not come out as that exact string literal"
 
 
-@pytest.mark.parametrize("case_id", [
-    pytest.param(case_id, marks=pytest.mark.xfail(strict=False, reason=case.bug))
-    if case.bug else case_id for case_id, case in CASES.items()])
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        pytest.param(case_id, marks=pytest.mark.xfail(strict=False, reason=case.bug))
+        if case.bug
+        else case_id
+        for case_id, case in CASES.items()
+    ],
+)
 def test_hostile_spec(case_id: str, outcomes: dict[str, Outcome]) -> None:
     case, out = CASES[case_id], outcomes[case_id]
     for place in (out.directory, out.directory.parent, Path.cwd()):

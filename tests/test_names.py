@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from seqgen.api import generate, options_for, load, trace_spec
-from seqgen.lang.parser import parse
+from seqgen.api import generate, load, options_for, trace_spec
 from seqgen.errors import SeqgenError
+from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
 
 SPEC = "model Net(n=10)\ninput 3x8x8\nconv2d 16 k=3 name=stem\nrelu\nflatten\nlinear n name=head\n"
@@ -31,8 +31,12 @@ def _generated(tmp_path: Path, text: str):
 def test_named_layers_key_the_state_dict_and_unnamed_keep_their_index(tmp_path: Path) -> None:
     result, module = _generated(tmp_path, SPEC)
     model = module.Net()
-    assert list(model.state_dict()) == ["model.stem.weight", "model.stem.bias",
-                                        "model.head.weight", "model.head.bias"]
+    assert list(model.state_dict()) == [
+        "model.stem.weight",
+        "model.stem.bias",
+        "model.head.weight",
+        "model.head.bias",
+    ]
     assert [name for name, _ in model.model.named_children()] == ["stem", "1", "2", "head"]
     assert "from collections import OrderedDict" in result.files[0].text
     assert '("1", nn.ReLU()),' in result.files[0].text
@@ -40,9 +44,20 @@ def test_named_layers_key_the_state_dict_and_unnamed_keep_their_index(tmp_path: 
 
 def test_named_model_passes_its_generated_tests(tmp_path: Path) -> None:
     _generated(tmp_path, SPEC)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           str(tmp_path / "test_named.py")], capture_output=True, text=True,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_named.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
 
 
@@ -59,14 +74,17 @@ def test_name_is_not_a_constructor_argument() -> None:
     assert traced.layers[0].call == "nn.Linear(4, 2, bias=False)"
 
 
-@pytest.mark.parametrize("line, message", [
-    ("linear 2 name=2a", "is not a valid Python identifier"),
-    ("linear 2 name=class", "keyword or dunder"),
-    ("linear 2 name=__init__", "keyword or dunder"),
-    ("linear 2 name='a b'", "is not a valid Python identifier"),
-    ("linear 2 name=forward", "taken by nn.Sequential"),
-    ("linear 2 name=x name=y", "'name' is given twice"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("linear 2 name=2a", "is not a valid Python identifier"),
+        ("linear 2 name=class", "keyword or dunder"),
+        ("linear 2 name=__init__", "keyword or dunder"),
+        ("linear 2 name='a b'", "is not a valid Python identifier"),
+        ("linear 2 name=forward", "taken by nn.Sequential"),
+        ("linear 2 name=x name=y", "'name' is given twice"),
+    ],
+)
 def test_bad_names_are_located_errors(tmp_path: Path, line: str, message: str) -> None:
     spec = tmp_path / "m.seq"
     spec.write_text(f"input 4\n{line}\n", encoding="utf-8")

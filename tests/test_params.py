@@ -22,7 +22,9 @@ def _generate(tmp_path: Path, text: str, name: str = "net.seq"):
     result = generate(str(spec), options_for(str(spec)))
     write_files(list(result.files))
     mod_path = tmp_path / f"{spec.stem}.py"
-    module_spec = importlib.util.spec_from_file_location(f"_gen_{spec.stem}_{id(tmp_path)}", mod_path)
+    module_spec = importlib.util.spec_from_file_location(
+        f"_gen_{spec.stem}_{id(tmp_path)}", mod_path
+    )
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return result, getattr(module, result.traced.spec.class_name)
@@ -34,14 +36,20 @@ def test_unused_parameter_is_a_located_warning(tmp_path: Path) -> None:
     traced = trace_spec(load(str(spec))[1])
     warnings = [w for w in traced.warnings if "depth" in w.message]
     assert len(warnings) == 1 and warnings[0].location.line == 1
-    strict = subprocess.run([sys.executable, "-m", "seqgen", "check", "-q", "--strict", str(spec)],
-                            capture_output=True, text=True)
+    strict = subprocess.run(
+        [sys.executable, "-m", "seqgen", "check", "-q", "--strict", str(spec)],
+        capture_output=True,
+        text=True,
+    )
     assert strict.returncode == 1 and "'depth' is not used" in strict.stderr
 
 
 def test_parameter_defaulting_to_one_stays_symbolic(tmp_path: Path) -> None:
-    _, GrayNet = _generate(tmp_path, "model GrayNet(in_ch=1)\ninput (in_ch, 28, 28)\n"
-                                     "conv2d 16 3\nflatten\nlinear 10\n", "gray.seq")
+    _, GrayNet = _generate(
+        tmp_path,
+        "model GrayNet(in_ch=1)\ninput (in_ch, 28, 28)\nconv2d 16 3\nflatten\nlinear 10\n",
+        "gray.seq",
+    )
     for in_ch in (1, 3):
         model = GrayNet(in_ch=in_ch).eval()
         assert model(torch.randn(2, in_ch, 28, 28)).shape == (2, 10)
@@ -50,8 +58,9 @@ def test_parameter_defaulting_to_one_stays_symbolic(tmp_path: Path) -> None:
 
 
 def test_zero_default_padding_stays_symbolic(tmp_path: Path) -> None:
-    _, Net = _generate(tmp_path, "model Net(pad=0)\ninput 3x16\nconv1d 4 3 padding=pad\n"
-                                 "flatten\nlinear 2\n")
+    _, Net = _generate(
+        tmp_path, "model Net(pad=0)\ninput 3x16\nconv1d 4 3 padding=pad\nflatten\nlinear 2\n"
+    )
     for pad in (0, 1, 5):
         assert Net(pad=pad).eval()(torch.randn(2, 3, 16)).shape == (2, 2)
     with pytest.raises(ValueError, match="pad"):
@@ -59,9 +68,13 @@ def test_zero_default_padding_stays_symbolic(tmp_path: Path) -> None:
 
 
 def test_input_dim_that_sizes_no_weight_is_no_constructor_argument(tmp_path: Path) -> None:
-    result, Audio = _generate(tmp_path, "model Audio(width=16)\ninput (1, length=16000)\n"
-                                        "conv1d width 400 stride=160\nrelu\nadaptiveavgpool1d 1\n"
-                                        "flatten\nlinear 10\n", "audio.seq")
+    _result, Audio = _generate(
+        tmp_path,
+        "model Audio(width=16)\ninput (1, length=16000)\n"
+        "conv1d width 400 stride=160\nrelu\nadaptiveavgpool1d 1\n"
+        "flatten\nlinear 10\n",
+        "audio.seq",
+    )
     assert list(inspect.signature(Audio).parameters) == ["width"]
     assert "length must be at least 400" in Audio.__doc__
     model = Audio().eval()
@@ -70,14 +83,19 @@ def test_input_dim_that_sizes_no_weight_is_no_constructor_argument(tmp_path: Pat
     test_file = tmp_path / "test_audio.py"
     text = test_file.read_text(encoding="utf-8")
     assert "Audio(length=" not in text and "def test_length_sizes" in text
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", str(test_file)],
-                         capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", str(test_file)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_input_dim_that_sizes_a_weight_stays_a_constructor_argument(tmp_path: Path) -> None:
-    _, Net = _generate(tmp_path, "input (1, seq_len=28)\nconv1d 16 kernel_size=3\nflatten\n"
-                                 "linear 10\n")
+    _, Net = _generate(
+        tmp_path, "input (1, seq_len=28)\nconv1d 16 kernel_size=3\nflatten\nlinear 10\n"
+    )
     assert "seq_len" in inspect.signature(Net).parameters
     assert Net(seq_len=50).eval()(torch.randn(2, 1, 50)).shape == (2, 10)
 
@@ -96,7 +114,7 @@ linear 4
 
 
 def test_repeat_with_a_parameter_count_is_a_loop(tmp_path: Path) -> None:
-    result, Deep = _generate(tmp_path, DEEP, "deep.seq")
+    _result, Deep = _generate(tmp_path, DEEP, "deep.seq")
     source = (tmp_path / "deep.py").read_text(encoding="utf-8")
     assert "for _ in range(depth)" in source and source.count("nn.BatchNorm2d") == 1
     for depth, width in ((1, 8), (2, 5), (6, 3)):
@@ -106,26 +124,39 @@ def test_repeat_with_a_parameter_count_is_a_loop(tmp_path: Path) -> None:
         # the same layers, unrolled by hand
         layers = [torch.nn.Conv2d(3, width, 3, padding=1)]
         for _ in range(depth):
-            layers += [torch.nn.Conv2d(width, width, 3, padding=1, bias=False),
-                       torch.nn.BatchNorm2d(width), torch.nn.ReLU()]
+            layers += [
+                torch.nn.Conv2d(width, width, 3, padding=1, bias=False),
+                torch.nn.BatchNorm2d(width),
+                torch.nn.ReLU(),
+            ]
         layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(width, 4)]
         assert torch_count == sum(p.numel() for p in torch.nn.Sequential(*layers).parameters())
     with pytest.raises(ValueError, match="depth"):
         Deep(depth=0)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", str(tmp_path / "test_deep.py")],
-                         capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", str(tmp_path / "test_deep.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("model M(depth=2)\ninput 3x16x16\nrepeat depth:\n    conv2d 8 3\n",
-     "a loop needs the same shape in and out"),
-    ("model M(depth=2.0)\ninput 3x16x16\nrepeat depth:\n    relu\n",
-     "an int model parameter"),
-    ("model M(d=2)\ninput 3x16x16\nrepeat depth:\n    relu\n", "an int model parameter"),
-    ("model M(a=2, b=2)\ninput 3x16x16\nrepeat a:\n    repeat b:\n        relu\n",
-     "cannot hold another one"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "model M(depth=2)\ninput 3x16x16\nrepeat depth:\n    conv2d 8 3\n",
+            "a loop needs the same shape in and out",
+        ),
+        ("model M(depth=2.0)\ninput 3x16x16\nrepeat depth:\n    relu\n", "an int model parameter"),
+        ("model M(d=2)\ninput 3x16x16\nrepeat depth:\n    relu\n", "an int model parameter"),
+        (
+            "model M(a=2, b=2)\ninput 3x16x16\nrepeat a:\n    repeat b:\n        relu\n",
+            "cannot hold another one",
+        ),
+    ],
+)
 def test_repeat_with_a_parameter_count_errors(tmp_path: Path, text: str, message: str) -> None:
     from seqgen.errors import SeqgenError
 
@@ -152,6 +183,10 @@ def test_batchnorm_with_batch_statistics_is_tested_above_batch_one(tmp_path: Pat
     _generate(tmp_path, "input (21,)\nbatchnorm1d track_running_stats=False\nlinear 4\n", "bn.seq")
     text = (tmp_path / "test_bn.py").read_text(encoding="utf-8")
     assert '@pytest.mark.parametrize("batch", [2, 3])' in text
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", str(tmp_path / "test_bn.py")],
-                         capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", str(tmp_path / "test_bn.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stdout + run.stderr

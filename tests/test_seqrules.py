@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from seqgen.trace import symbolic as S
 from seqgen.layers import sequence_rules as R
 from seqgen.layers.torch_rules import NeedsLiteral, Outcome, RankError, RuleError
 from seqgen.runtime import sequence as seq
+from seqgen.trace import symbolic as S
 
 Point = dict[sympy.Symbol, int]
 
@@ -55,7 +55,9 @@ def _value(v: Any, point: Mapping[sympy.Symbol, int]) -> int:
     return int(S.evaluate(v if isinstance(v, sympy.Basic) else S.expr_of(v), point))
 
 
-def _judge(rule: Callable[[], Outcome], point: Point) -> tuple[tuple[int, ...] | None, Outcome | None]:
+def _judge(
+    rule: Callable[[], Outcome], point: Point
+) -> tuple[tuple[int, ...] | None, Outcome | None]:
     """The rule's output shape at the point, or None where it refuses (error or failed check)."""
     try:
         outcome = rule()
@@ -80,8 +82,12 @@ def _run(fn: Callable[[], torch.Tensor]) -> torch.Tensor | None:
 def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
     """x[i, ...] == i + 1: an op keeps the batch iff out[i] holds one value per i, all distinct."""
     n = shape[0]
-    return (torch.arange(n, dtype=torch.float32) + 1).view(n, *[1] * (len(shape) - 1)).expand(
-        shape).contiguous()
+    return (
+        (torch.arange(n, dtype=torch.float32) + 1)
+        .view(n, *[1] * (len(shape) - 1))
+        .expand(shape)
+        .contiguous()
+    )
 
 
 def _keeps_batch(out: torch.Tensor, n: int) -> bool:
@@ -107,8 +113,9 @@ def _random_dim(rng: random.Random, rank: int) -> int:
     return rng.randint(-rank - 1, rank)
 
 
-def _op_case(rng: random.Random, op: str, sizes: tuple[Any, ...], sym: _Symbols
-             ) -> tuple[Callable[[], Outcome], Callable[[torch.Tensor], torch.Tensor]]:
+def _op_case(
+    rng: random.Random, op: str, sizes: tuple[Any, ...], sym: _Symbols
+) -> tuple[Callable[[], Outcome], Callable[[torch.Tensor], torch.Tensor]]:
     """A random use of `op` (in range or not): the rule's call, and torch's."""
     rank = len(sizes)
     if op == "permute":
@@ -136,13 +143,17 @@ def _op_case(rng: random.Random, op: str, sizes: tuple[Any, ...], sym: _Symbols
         dim: Any = _random_dim(rng, rank)
         if rng.random() < 0.25:
             dim = tuple(_random_dim(rng, rank) for _ in range(rng.randint(0, 2)))
-        return (partial(R.reduce, dim, sizes, keepdim=keepdim),
-                partial(getattr(torch, op), dim=dim, keepdim=keepdim))
+        return (
+            partial(R.reduce, dim, sizes, keepdim=keepdim),
+            partial(getattr(torch, op), dim=dim, keepdim=keepdim),
+        )
     assert op == "select"
     d = _random_dim(rng, rank)
     index = sym("index", rng.randint(-5, 4))
-    return (partial(R.select, d, index, sizes),
-            partial(torch.select, dim=d, index=_value(index, sym.point)))
+    return (
+        partial(R.select, d, index, sizes),
+        partial(torch.select, dim=d, index=_value(index, sym.point)),
+    )
 
 
 OPS = ["permute", "transpose", "unsqueeze", "squeeze", "mean", "sum", "amax", "select"]
@@ -167,7 +178,10 @@ def test_tensor_op_rule_matches_torch(op: str) -> None:
             refused += 1
             silent_noop = op == "squeeze" and got is not None and got.shape == x.shape
             assert got is None or not _keeps_batch(got, values[0]) or silent_noop, (
-                op, values, None if got is None else got.shape)
+                op,
+                values,
+                None if got is None else got.shape,
+            )
     assert accepted > 40 and refused > 20, (accepted, refused)
 
 
@@ -197,8 +211,12 @@ def test_squeeze_of_a_symbolic_size_is_a_check_and_of_a_literal_an_error() -> No
 def test_dims_must_be_literals() -> None:
     session = S.Session()
     d = session.symbol("d", 1, size=False)
-    for rule in (lambda: R.unsqueeze(d, (2, 3)), lambda: R.reduce(d, (2, 3)),
-                 lambda: R.transpose(d, 1, (2, 3, 4)), lambda: R.permute([0, d], (2, 3))):
+    for rule in (
+        lambda: R.unsqueeze(d, (2, 3)),
+        lambda: R.reduce(d, (2, 3)),
+        lambda: R.transpose(d, 1, (2, 3, 4)),
+        lambda: R.permute([0, d], (2, 3)),
+    ):
         with pytest.raises(NeedsLiteral):
             rule()
 
@@ -228,8 +246,9 @@ def test_embedding_rule_matches_torch() -> None:
         s_num, s_dim = sym("num", num), sym("dim", dim)
         s_pad = None if pad is None else sym("pad", pad)
         s_shape = tuple(sym("len", v) for v in shape)
-        want, _ = _judge(lambda: R.embedding(s_num, s_dim, s_shape, padding_idx=s_pad,
-                                             dtype=dtype), sym.point)
+        want, _ = _judge(
+            lambda: R.embedding(s_num, s_dim, s_shape, padding_idx=s_pad, dtype=dtype), sym.point
+        )
 
         def run() -> torch.Tensor:
             module = nn.Embedding(num, dim, padding_idx=pad)
@@ -267,20 +286,35 @@ def test_recurrent_rule_matches_torch(kind: str) -> None:
     for _ in range(250):
         sym = _Symbols(rng, 0.4)
         hidden = rng.randint(0, 4)
-        args = {"input_size": rng.randint(1, 3), "hidden_size": hidden,
-                "num_layers": rng.randint(0, 3), "bidirectional": rng.random() < 0.5,
-                "bias": rng.random() < 0.7,
-                "proj_size": rng.choice([0, 0, rng.randint(-1, hidden + 1)])
-                if kind == "lstm" else rng.choice([0, 0, 0, 2])}
+        args = {
+            "input_size": rng.randint(1, 3),
+            "hidden_size": hidden,
+            "num_layers": rng.randint(0, 3),
+            "bidirectional": rng.random() < 0.5,
+            "bias": rng.random() < 0.7,
+            "proj_size": rng.choice([0, 0, rng.randint(-1, hidden + 1)])
+            if kind == "lstm"
+            else rng.choice([0, 0, 0, 2]),
+        }
         take = rng.choice(R.TAKES)
         n, length = 2, rng.randint(1, 4)
         s_length, s_features = sym("L", length), sym("F", args["input_size"])
         s_hidden, s_layers = sym("H", hidden), sym("layers", args["num_layers"])
         # a symbolic proj_size means "projection on" (>= 1); 0 stays a literal (tested below)
         s_proj = sym("P", args["proj_size"]) if args["proj_size"] >= 1 else args["proj_size"]
-        want, _ = _judge(lambda: R.recurrent(
-            kind, s_hidden, (n, s_length, s_features), take=take, num_layers=s_layers,
-            bidirectional=args["bidirectional"], proj_size=s_proj, bias=args["bias"]), sym.point)
+        want, _ = _judge(
+            lambda: R.recurrent(
+                kind,
+                s_hidden,
+                (n, s_length, s_features),
+                take=take,
+                num_layers=s_layers,
+                bidirectional=args["bidirectional"],
+                proj_size=s_proj,
+                bias=args["bias"],
+            ),
+            sym.point,
+        )
 
         def run() -> torch.Tensor:
             module = seq.RecurrentOutput(_recurrent_module(kind, args), take)
@@ -293,9 +327,15 @@ def test_recurrent_rule_matches_torch(kind: str) -> None:
             continue
         accepted += 1
         assert got is not None and tuple(got.shape) == want, (args, take, want)
-        count = R.recurrent_params(kind, s_features, s_hidden, num_layers=s_layers,
-                                   bias=args["bias"], bidirectional=args["bidirectional"],
-                                   proj_size=s_proj)
+        count = R.recurrent_params(
+            kind,
+            s_features,
+            s_hidden,
+            num_layers=s_layers,
+            bias=args["bias"],
+            bidirectional=args["bidirectional"],
+            proj_size=s_proj,
+        )
         module = _recurrent_module(kind, args)
         assert _value(count, sym.point) == sum(p.numel() for p in module.parameters()), args
     assert accepted > 60 and refused > 30, (accepted, refused)
@@ -315,8 +355,9 @@ def test_recurrent_errors() -> None:
             R.recurrent("lstm", 8, shape, take="all")
         assert info.value.rank == 3
     with pytest.raises(NeedsLiteral):
-        R.recurrent("lstm", 8, (2, 5, 3), take="all",
-                    bidirectional=S.Session().symbol("b", 1, size=False))  # type: ignore[arg-type]
+        R.recurrent(
+            "lstm", 8, (2, 5, 3), take="all", bidirectional=S.Session().symbol("b", 1, size=False)
+        )  # type: ignore[arg-type]
 
 
 def test_symbolic_proj_size_means_projection_on() -> None:
@@ -324,9 +365,15 @@ def test_symbolic_proj_size_means_projection_on() -> None:
     proj, hidden = session.symbol("p", 2, size=False), session.symbol("h", 6, size=False)
     outcome = R.recurrent("lstm", hidden, (2, 5, 3), take="last", proj_size=proj)
     assert S.expr_of(outcome.shape[1]) == S.expr_of(proj)
-    ok = [(p, h) for p in range(-1, 8) for h in range(1, 8)
-          if all(S.evaluate(c.condition, {S.expr_of(proj): p, S.expr_of(hidden): h})
-                 for c in outcome.checks)]
+    ok = [
+        (p, h)
+        for p in range(-1, 8)
+        for h in range(1, 8)
+        if all(
+            S.evaluate(c.condition, {S.expr_of(proj): p, S.expr_of(hidden): h})
+            for c in outcome.checks
+        )
+    ]
     assert ok == [(p, h) for p in range(1, 8) for h in range(1, 8) if p < h]
 
 
@@ -339,12 +386,23 @@ def test_transformer_encoder_layer_rule_matches_torch() -> None:
         bias, norm_first, length = rng.random() < 0.7, rng.random() < 0.5, rng.randint(1, 3)
         shape = (2, sym("L", length), sym("E", d_model))
         s_nhead, s_ff = sym("nhead", nhead), sym("ff", ff)
-        want, _ = _judge(lambda: R.transformer_encoder_layer(
-            s_nhead, shape, dim_feedforward=s_ff, norm_first=norm_first, bias=bias), sym.point)
+        want, _ = _judge(
+            lambda: R.transformer_encoder_layer(
+                s_nhead, shape, dim_feedforward=s_ff, norm_first=norm_first, bias=bias
+            ),
+            sym.point,
+        )
 
         def build() -> nn.TransformerEncoderLayer:
-            return nn.TransformerEncoderLayer(d_model, nhead, ff, batch_first=True, bias=bias,
-                                              norm_first=norm_first, device="meta")
+            return nn.TransformerEncoderLayer(
+                d_model,
+                nhead,
+                ff,
+                batch_first=True,
+                bias=bias,
+                norm_first=norm_first,
+                device="meta",
+            )
 
         got = _run(lambda: build()(torch.empty(2, length, d_model, device="meta")))
         if want is None:
@@ -372,11 +430,17 @@ def test_transformer_encoder_layer_errors() -> None:
     checks = R.transformer_encoder_layer(4, (2, 5, e)).checks
     divisible = [c for c in checks if "divisible" in c.text]
     assert len(divisible) == 1
-    assert [v for v in range(1, 20) if S.evaluate(divisible[0].condition, {S.expr_of(e): v})] == \
-        [4, 8, 12, 16]
+    assert [v for v in range(1, 20) if S.evaluate(divisible[0].condition, {S.expr_of(e): v})] == [
+        4,
+        8,
+        12,
+        16,
+    ]
 
 
-def _with_sequence(rng: random.Random, sym: _Symbols) -> tuple[tuple[int, int, int], tuple[Any, ...]]:
+def _with_sequence(
+    rng: random.Random, sym: _Symbols
+) -> tuple[tuple[int, int, int], tuple[Any, ...]]:
     values = (2, rng.randint(1, 6), rng.randint(1, 5))
     return values, (values[0], sym("L", values[1]), sym("E", values[2]))
 
@@ -389,13 +453,15 @@ def test_sequence_layers_match_their_runtime_classes() -> None:
         x = torch.randn(values)
         _, length, embed = values
         cls_out = R.cls_token(sizes)
-        assert tuple(_value(s, sym.point) for s in cls_out.shape) == \
-            tuple(seq.ClsToken(embed)(x).shape)
+        assert tuple(_value(s, sym.point) for s in cls_out.shape) == tuple(
+            seq.ClsToken(embed)(x).shape
+        )
         assert _value(R.cls_token_params(sizes[2]), sym.point) == embed
         pos = seq.PosEmbedding(length, embed)
         assert R.pos_embedding(sizes).shape == sizes and pos(x).shape == x.shape
-        assert _value(R.pos_embedding_params(sizes[1], sizes[2]), sym.point) == \
-            sum(p.numel() for p in pos.parameters())
+        assert _value(R.pos_embedding_params(sizes[1], sizes[2]), sym.point) == sum(
+            p.numel() for p in pos.parameters()
+        )
         max_len = rng.randint(1, 7)
         s_max = sym("max_len", max_len)
         want, _ = _judge(lambda: R.pos_encoding(sizes, max_len=s_max), sym.point)
@@ -413,8 +479,9 @@ def test_sequence_layers_match_their_runtime_classes() -> None:
 
 def test_symbolic_counts_equal_torch_numel_under_fake_tensors() -> None:
     session = S.Session()
-    n, e, length = (session.symbol(name, hint, size=False)
-                    for name, hint in (("n", 10), ("e", 6), ("L", 9)))
+    n, e, length = (
+        session.symbol(name, hint, size=False) for name, hint in (("n", 10), ("e", 6), ("L", 9))
+    )
     with session.active():
         modules = {
             "embedding": (S.construct(nn.Embedding, (n, e), {}), R.embedding_params(n, e)),
@@ -436,8 +503,10 @@ def _weight_norm_cases() -> list[tuple[nn.Module, tuple[int, ...]]]:
         (nn.Linear(4, 7, bias=False), R.linear_weight_shape(4, 7)),
         (nn.Conv1d(6, 4, 3, groups=2), R.conv_weight_shape(6, 4, (3,), groups=2)),
         (nn.Conv2d(3, 8, (3, 5)), R.conv_weight_shape(3, 8, (3, 5))),
-        (nn.ConvTranspose1d(4, 6, 3, groups=2),
-         R.conv_weight_shape(4, 6, (3,), groups=2, transposed=True)),
+        (
+            nn.ConvTranspose1d(4, 6, 3, groups=2),
+            R.conv_weight_shape(4, 6, (3,), groups=2, transposed=True),
+        ),
     ]
 
 
@@ -465,14 +534,14 @@ def test_weight_norm_does_not_take_an_lstm() -> None:
 @pytest.mark.parametrize("kind", [nn.RNN, nn.GRU, nn.LSTM])
 @pytest.mark.parametrize("layers", [1, 3])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_recurrent_output_takes_what_torch_returns(kind: type[nn.RNNBase], layers: int,
-                                                   bidirectional: bool) -> None:
+def test_recurrent_output_takes_what_torch_returns(
+    kind: type[nn.RNNBase], layers: int, bidirectional: bool
+) -> None:
     torch.manual_seed(0)
     projs = [0, 2] if kind is nn.LSTM else [0]
     for proj in projs:
         extra = {"proj_size": proj} if proj else {}
-        rnn = kind(3, 5, num_layers=layers, bidirectional=bidirectional, batch_first=True,
-                   **extra)
+        rnn = kind(3, 5, num_layers=layers, bidirectional=bidirectional, batch_first=True, **extra)
         x = torch.randn(4, 6, 3)
         out, state = rnn(x)
         h_n = state[0] if kind is nn.LSTM else state
@@ -563,11 +632,11 @@ def test_pos_encoding_is_the_sinusoidal_table(embed_dim: int) -> None:
 # ------------------------------------------------------------------------------- copied source
 
 SOURCE = inspect.getsource(seq)
-RUNTIME_CLASSES = sorted(node.name for node in ast.parse(SOURCE).body
-                         if isinstance(node, ast.ClassDef))
+RUNTIME_CLASSES = sorted(
+    node.name for node in ast.parse(SOURCE).body if isinstance(node, ast.ClassDef)
+)
 SAMPLES: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {
-    "RecurrentOutput": ((nn.GRU(4, 3, batch_first=True, bidirectional=True), "hidden"),
-                        (2, 5, 4)),
+    "RecurrentOutput": ((nn.GRU(4, 3, batch_first=True, bidirectional=True), "hidden"), (2, 5, 4)),
     "Permute": ((0, 2, 1), (2, 5, 4)),
     "Transpose": ((1, 2), (2, 5, 4)),
     "Unsqueeze": ((1,), (2, 5, 4)),
@@ -584,7 +653,7 @@ SAMPLES: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {
 
 
 def test_every_runtime_class_has_a_sample() -> None:
-    assert RUNTIME_CLASSES == sorted(SAMPLES)
+    assert sorted(SAMPLES) == RUNTIME_CLASSES
 
 
 def test_runtime_module_imports_only_math_and_torch() -> None:
@@ -610,10 +679,11 @@ def test_runtime_class_source_runs_standalone(name: str) -> None:
     assert all(a.annotation is not None for a in init.args.args[1:] + init.args.kwonlyargs)
     assert init.args.vararg is None or init.args.vararg.annotation is not None
     forward = methods["forward"]
-    assert [ast.unparse(a.annotation) for a in forward.args.args[1:] if a.annotation] == \
-        ["torch.Tensor"] and ast.unparse(forward.returns) == "torch.Tensor"  # type: ignore[arg-type]
+    assert [ast.unparse(a.annotation) for a in forward.args.args[1:] if a.annotation] == [
+        "torch.Tensor"
+    ] and ast.unparse(forward.returns) == "torch.Tensor"  # type: ignore[arg-type]
     namespace: dict[str, Any] = {"math": math, "torch": torch, "nn": nn, "__name__": "generated"}
-    exec(compile(text, f"<{name}>", "exec"), namespace)  # noqa: S102 - our own source
+    exec(compile(text, f"<{name}>", "exec"), namespace)
     args, shape = SAMPLES[name]
     torch.manual_seed(0)
     copied = namespace[name](*args)

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from seqgen.api import generate, options_for, trace_spec
-from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError
+from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
 
 
@@ -55,8 +55,9 @@ linear num_classes
 
 
 class BiLSTMRef(nn.Module):
-    def __init__(self, vocab: int = 500, embed: int = 24, hidden: int = 32,
-                 num_classes: int = 5) -> None:
+    def __init__(
+        self, vocab: int = 500, embed: int = 24, hidden: int = 32, num_classes: int = 5
+    ) -> None:
         super().__init__()
         self.emb = nn.Embedding(vocab, embed, padding_idx=0)
         self.lstm = nn.LSTM(embed, hidden, bidirectional=True, batch_first=True)
@@ -91,8 +92,9 @@ class TaggerRef(nn.Module):
     def __init__(self, vocab: int = 300, embed: int = 16, hidden: int = 20, tags: int = 7) -> None:
         super().__init__()
         self.emb = nn.Embedding(vocab, embed)
-        self.gru = nn.GRU(embed, hidden, num_layers=2, bidirectional=True, dropout=0.2,
-                          batch_first=True)
+        self.gru = nn.GRU(
+            embed, hidden, num_layers=2, bidirectional=True, dropout=0.2, batch_first=True
+        )
         self.out = nn.Linear(2 * hidden, tags)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,10 +135,14 @@ def _wn(m: nn.Module) -> nn.Module:
 def test_tcn_with_weight_norm_matches_torch(tmp_path: Path) -> None:
     gen = _generate(TCN, tmp_path, "tcn")
     for c, k in ((16, 4), (7, 2)):
-        ref = nn.ModuleList([_wn(nn.Conv1d(3, c, 3, padding=1)),
-                             _wn(nn.Conv1d(c, c, 3, padding=2, dilation=2)),
-                             _wn(nn.Conv1d(c, c, 3, padding=4, dilation=4)),
-                             _wn(nn.Linear(c, k))])
+        ref = nn.ModuleList(
+            [
+                _wn(nn.Conv1d(3, c, 3, padding=1)),
+                _wn(nn.Conv1d(c, c, 3, padding=2, dilation=2)),
+                _wn(nn.Conv1d(c, c, 3, padding=4, dilation=4)),
+                _wn(nn.Linear(c, k)),
+            ]
+        )
         ours = gen.TCN(channels=c, classes=k).eval()
         assert _count(ours) == _count(ref)
         _copy(ref, ours)
@@ -170,11 +176,18 @@ def test_tiny_bert_counts_and_shapes_match_torch(tmp_path: Path) -> None:
     for kw in ({}, {"d": 24, "heads": 3, "ff": 40, "layers": 3, "seq_len": 9}):
         d, ff, n = kw.get("d", 32), kw.get("ff", 64), kw.get("layers", 2)
         length = kw.get("seq_len", 16)
-        layer = nn.TransformerEncoderLayer(d, kw.get("heads", 4), ff, activation="gelu",
-                                           batch_first=True)
-        ref = nn.ModuleList([nn.Embedding(1000, d), nn.LayerNorm(d),
-                             nn.TransformerEncoder(layer, n, enable_nested_tensor=False),
-                             nn.Linear(d, d), nn.Linear(d, 3)])
+        layer = nn.TransformerEncoderLayer(
+            d, kw.get("heads", 4), ff, activation="gelu", batch_first=True
+        )
+        ref = nn.ModuleList(
+            [
+                nn.Embedding(1000, d),
+                nn.LayerNorm(d),
+                nn.TransformerEncoder(layer, n, enable_nested_tensor=False),
+                nn.Linear(d, d),
+                nn.Linear(d, 3),
+            ]
+        )
         ours = gen.TinyBERT(**kw).eval()
         assert _count(ours) == _count(ref) + length * d  # + the position table
         with torch.no_grad():
@@ -182,34 +195,48 @@ def test_tiny_bert_counts_and_shapes_match_torch(tmp_path: Path) -> None:
 
 
 def test_text_lstm_example_matches_the_issue(tmp_path: Path) -> None:
-    text = (Path(__file__).resolve().parent.parent / "generated_examples" /
-            "text_lstm.seq").read_text()
+    text = (
+        Path(__file__).resolve().parent.parent / "generated_examples" / "text_lstm.seq"
+    ).read_text()
     model = trace_spec(parse(text, "text_lstm.seq"))
     call = model.layers[1].call
-    assert call == ("RecurrentOutput(nn.LSTM(128, 256, num_layers=2, bidirectional=True, "
-                    "dropout=0.5, batch_first=True), take='hidden')")
-    ref = nn.ModuleList([nn.Embedding(20000, 128, padding_idx=0),
-                         nn.LSTM(128, 256, num_layers=2, bidirectional=True, dropout=0.5),
-                         nn.Linear(512, 2)])
+    assert call == (
+        "RecurrentOutput(nn.LSTM(128, 256, num_layers=2, bidirectional=True, "
+        "dropout=0.5, batch_first=True), take='hidden')"
+    )
+    ref = nn.ModuleList(
+        [
+            nn.Embedding(20000, 128, padding_idx=0),
+            nn.LSTM(128, 256, num_layers=2, bidirectional=True, dropout=0.5),
+            nn.Linear(512, 2),
+        ]
+    )
     assert model.total_params.value == _count(ref)
     assert model.total_params.code == "513 * num_classes + 128 * vocab + 2367488"
     assert [d.code for d in model.layers[0].out_shape] == ["N", "seq_len", "128"]
 
 
 def test_tiny_vit_example_counts_equal_torch() -> None:
-    text = (Path(__file__).resolve().parent.parent / "generated_examples" /
-            "tiny_vit.seq").read_text()
+    text = (
+        Path(__file__).resolve().parent.parent / "generated_examples" / "tiny_vit.seq"
+    ).read_text()
     model = trace_spec(parse(text, "tiny_vit.seq"))
     dim, mlp = 64, 128
-    ref = nn.ModuleList([nn.Conv2d(3, dim, 4, stride=4),
-                         *(nn.TransformerEncoderLayer(dim, 4, mlp, norm_first=True)
-                           for _ in range(3)), nn.LayerNorm(dim), nn.Linear(dim, 10)])
+    ref = nn.ModuleList(
+        [
+            nn.Conv2d(3, dim, 4, stride=4),
+            *(nn.TransformerEncoderLayer(dim, 4, mlp, norm_first=True) for _ in range(3)),
+            nn.LayerNorm(dim),
+            nn.Linear(dim, 10),
+        ]
+    )
     assert model.total_params.value == _count(ref) + dim + 65 * dim  # cls token, positions
     assert [d.code for d in model.out_shape] == ["N", "num_classes"]
 
 
-@pytest.mark.parametrize("kind, take, gates", [
-    ("rnn", "last", 1), ("gru", "hidden", 3), ("lstm", "all", 4)])
+@pytest.mark.parametrize(
+    "kind, take, gates", [("rnn", "last", 1), ("gru", "hidden", 3), ("lstm", "all", 4)]
+)
 def test_recurrent_counts_and_takes(kind: str, take: str, gates: int) -> None:
     text = f"model M(h=6)\ninput (seq_len=5, 4)\n{kind} h num_layers=3 take={take}\n"
     model = trace_spec(parse(text, "t.seq"))
@@ -228,24 +255,38 @@ def test_lstm_projection_and_no_bias() -> None:
 
 
 def test_tensor_ops_shapes() -> None:
-    text = ("model M(e=6)\ninput (seq_len=7, e)\nunsqueeze 1\npermute 0 3 2 1\nsqueeze 3\n"
-            "transpose 1 2\nmean 1 keepdim=True\nsum -1\namax 1\n")
+    text = (
+        "model M(e=6)\ninput (seq_len=7, e)\nunsqueeze 1\npermute 0 3 2 1\nsqueeze 3\n"
+        "transpose 1 2\nmean 1 keepdim=True\nsum -1\namax 1\n"
+    )
     model = trace_spec(parse(text, "t.seq"))
     shapes = [[d.code for d in layer.out_shape] for layer in model.layers]
-    assert shapes == [["N", "1", "seq_len", "e"], ["N", "e", "seq_len", "1"],
-                      ["N", "e", "seq_len"], ["N", "seq_len", "e"], ["N", "1", "e"],
-                      ["N", "1"], ["N"]]
+    assert shapes == [
+        ["N", "1", "seq_len", "e"],
+        ["N", "e", "seq_len", "1"],
+        ["N", "e", "seq_len"],
+        ["N", "seq_len", "e"],
+        ["N", "1", "e"],
+        ["N", "1"],
+        ["N"],
+    ]
     calls = [layer.call for layer in model.layers]
     assert calls[:4] == ["Unsqueeze(1)", "Permute(0, 3, 2, 1)", "Squeeze(3)", "Transpose(1, 2)"]
 
 
 def test_scale_select_cls_and_positions() -> None:
-    text = ("model M(e=8, temp=2.0)\ninput (seq_len=5, e)\nscale temp\ncls_token\npos_embedding\n"
-            "pos_encoding max_len=64\nselect 1 -1\n")
+    text = (
+        "model M(e=8, temp=2.0)\ninput (seq_len=5, e)\nscale temp\ncls_token\npos_embedding\n"
+        "pos_encoding max_len=64\nselect 1 -1\n"
+    )
     model = trace_spec(parse(text, "t.seq"))
     assert [layer.call for layer in model.layers] == [
-        "Scale(temp)", "ClsToken(e)", "PosEmbedding(seq_len + 1, e)",
-        "PosEncoding(e, max_len=64)", "Select(1, -1)"]
+        "Scale(temp)",
+        "ClsToken(e)",
+        "PosEmbedding(seq_len + 1, e)",
+        "PosEncoding(e, max_len=64)",
+        "Select(1, -1)",
+    ]
     assert model.total_params.code == "2 * e + e * seq_len"  # the token, the (L + 1, e) table
     assert model.total_params.value == 8 * 5 + 2 * 8
 
@@ -262,20 +303,23 @@ def test_pos_encoding_past_max_len_is_refused_for_a_symbolic_length() -> None:
     assert any(c.symbol == "seq_len" and c.maximum == 32 for c in model.constraints)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("input 8x16\nlstm 16\n", "needs take="),
-    ("input 3x8x8\nlstm 16 take=last\n", "rank 3"),
-    ("input (seq_len=5)\nembedding 10 4\n", "dtype=long"),
-    ("input (seq_len=5) dtype=long\nconv1d 4 3\n", "only an embedding"),
-    ("input 8x16\ngru 8 take=all batch_first=False\n", "batch first"),
-    ("input 8x16\nrnn 8 take=last proj_size=2\n", "proj_size"),
-    ("input 8x16\ntransformerencoderlayer nhead=5\n", "divisible by nhead"),
-    ("input 8x16\nselect 1 8\n", "at least 9"),
-    ("input 8x16\nunsqueeze 0\n", "before the batch"),
-    ("input 8x16\nrelu weight_norm=True\n", "linear and conv"),
-    ("input 8x16\nlinear 4 weight_norm=1\n", "True or False"),
-    ("input (seq_len=5) dtype=float64\nlinear 4\n", "unknown input dtype"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("input 8x16\nlstm 16\n", "needs take="),
+        ("input 3x8x8\nlstm 16 take=last\n", "rank 3"),
+        ("input (seq_len=5)\nembedding 10 4\n", "dtype=long"),
+        ("input (seq_len=5) dtype=long\nconv1d 4 3\n", "only an embedding"),
+        ("input 8x16\ngru 8 take=all batch_first=False\n", "batch first"),
+        ("input 8x16\nrnn 8 take=last proj_size=2\n", "proj_size"),
+        ("input 8x16\ntransformerencoderlayer nhead=5\n", "divisible by nhead"),
+        ("input 8x16\nselect 1 8\n", "at least 9"),
+        ("input 8x16\nunsqueeze 0\n", "before the batch"),
+        ("input 8x16\nrelu weight_norm=True\n", "linear and conv"),
+        ("input 8x16\nlinear 4 weight_norm=1\n", "True or False"),
+        ("input (seq_len=5) dtype=float64\nlinear 4\n", "unknown input dtype"),
+    ],
+)
 def test_errors_are_located(text: str, message: str) -> None:
     with pytest.raises(SeqgenError) as info:
         trace_spec(parse(text, "t.seq"))
@@ -286,8 +330,7 @@ def test_errors_are_located(text: str, message: str) -> None:
 def test_input_dtype_parses() -> None:
     assert parse("input (L=5) dtype=int64\nembedding 4 2\n", "t.seq").input_dtype == "long"
     assert parse("input 3x4 dtype=float\nlinear 2\n", "t.seq").input_dtype == "float"
-    assert parse("input 3x4  # dtype=long in a comment\nlinear 2\n", "t.seq").input_dtype == \
-        "float"
+    assert parse("input 3x4  # dtype=long in a comment\nlinear 2\n", "t.seq").input_dtype == "float"
 
 
 def test_generated_token_tests_sample_below_the_vocabulary(tmp_path: Path) -> None:
@@ -297,12 +340,15 @@ def test_generated_token_tests_sample_below_the_vocabulary(tmp_path: Path) -> No
 
 
 def test_written_input_size_and_d_model_are_checked() -> None:
-    text = ("model M(e=8)\ninput (seq_len=6, e)\ntransformerencoderlayer d_model=e nhead=2\n"
-            "lstm input_size=e hidden_size=4 take=last\n")
+    text = (
+        "model M(e=8)\ninput (seq_len=6, e)\ntransformerencoderlayer d_model=e nhead=2\n"
+        "lstm input_size=e hidden_size=4 take=last\n"
+    )
     model = trace_spec(parse(text, "t.seq"))
     assert [layer.call for layer in model.layers] == [
         "nn.TransformerEncoderLayer(e, 2, batch_first=True)",
-        "RecurrentOutput(nn.LSTM(e, 4, batch_first=True), take='last')"]
+        "RecurrentOutput(nn.LSTM(e, 4, batch_first=True), take='last')",
+    ]
     with pytest.raises(SeqgenError, match="input_size=7 disagrees with the traced input"):
         trace_spec(parse("input 6x8\nlstm 4 input_size=7 take=last\n", "t.seq"))
 
@@ -313,10 +359,13 @@ def test_reductions_over_several_dims() -> None:
     assert [d.value for d in model.out_shape] == [2, 5]
 
 
-@pytest.mark.parametrize("text, code", [
-    ("input 6x4\nlstm 8 bidirectional=True take=last\nlinear 2\n", "W011"),
-    ("input 6x4\ngru 8 dropout=0.3 take=hidden\nlinear 2\n", "W012"),
-])
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        ("input 6x4\nlstm 8 bidirectional=True take=last\nlinear 2\n", "W011"),
+        ("input 6x4\ngru 8 dropout=0.3 take=hidden\nlinear 2\n", "W012"),
+    ],
+)
 def test_sequence_lints(text: str, code: str) -> None:
     from seqgen.report.lint import lint
 
@@ -333,25 +382,42 @@ def test_per_step_linear_in_a_sequence_model_is_not_linear_before_flatten() -> N
 def test_time_series_transformer_and_speech_models_count_like_torch() -> None:
     from seqgen.report.lint import lint
 
-    ts = trace_spec(parse(
-        "model TS(features=8, d=64, heads=4, layers=3, horizon=24)\ninput (steps=96, features)\n"
-        "linear d\nscale 8.0\npos_encoding max_len=512\nrepeat layers:\n"
-        "    transformerencoderlayer nhead=heads dim_feedforward=4 * d dropout=0.1\n"
-        "mean 1\nlinear horizon\n", "ts.seq"))
+    ts = trace_spec(
+        parse(
+            "model TS(features=8, d=64, heads=4, layers=3, horizon=24)\n"
+            "input (steps=96, features)\n"
+            "linear d\nscale 8.0\npos_encoding max_len=512\nrepeat layers:\n"
+            "    transformerencoderlayer nhead=heads dim_feedforward=4 * d dropout=0.1\n"
+            "mean 1\nlinear horizon\n",
+            "ts.seq",
+        )
+    )
     layer = nn.TransformerEncoderLayer(64, 4, 256, batch_first=True)
-    ref = nn.ModuleList([nn.Linear(8, 64), nn.TransformerEncoder(layer, 3,
-                                                                 enable_nested_tensor=False),
-                         nn.Linear(64, 24)])
+    ref = nn.ModuleList(
+        [
+            nn.Linear(8, 64),
+            nn.TransformerEncoder(layer, 3, enable_nested_tensor=False),
+            nn.Linear(64, 24),
+        ]
+    )
     assert ts.total_params.value == _count(ref)
     assert [d.code for d in ts.out_shape] == ["N", "horizon"]
     assert lint(ts) == []  # a linear on (N, steps, features) is per step here
-    speech = trace_spec(parse(
-        "model Speech(n_mels=64, hidden=128, tokens=29)\ninput (1, n_mels, frames=200)\n"
-        "conv2d 32 3 p=1 bias=False\nbatchnorm2d\nrelu\nmaxpool2d (2, 1)\npermute 0 3 1 2\n"
-        "flatten 2\ngru hidden num_layers=2 bidirectional=True take=all\nlinear tokens\n",
-        "speech.seq"))
-    ref = nn.ModuleList([nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32),
-                         nn.GRU(32 * 32, 128, num_layers=2, bidirectional=True),
-                         nn.Linear(256, 29)])
+    speech = trace_spec(
+        parse(
+            "model Speech(n_mels=64, hidden=128, tokens=29)\ninput (1, n_mels, frames=200)\n"
+            "conv2d 32 3 p=1 bias=False\nbatchnorm2d\nrelu\nmaxpool2d (2, 1)\npermute 0 3 1 2\n"
+            "flatten 2\ngru hidden num_layers=2 bidirectional=True take=all\nlinear tokens\n",
+            "speech.seq",
+        )
+    )
+    ref = nn.ModuleList(
+        [
+            nn.Conv2d(1, 32, 3, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.GRU(32 * 32, 128, num_layers=2, bidirectional=True),
+            nn.Linear(256, 29),
+        ]
+    )
     assert speech.total_params.value == _count(ref)
     assert [d.code for d in speech.out_shape] == ["N", "frames", "tokens"]

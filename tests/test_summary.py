@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torchinfo  # a hard import: CI must fail, not skip, when the [dev] extra is incomplete
 from click.testing import CliRunner
-
 from conftest import EXAMPLES
+
 from seqgen.api import generate, options_for
 from seqgen.cli import main
 from seqgen.report.summary import totals
@@ -30,15 +29,19 @@ SPECS = {
     "time_series": EXAMPLES / "time_series.seq",
     "sequence_ops": None,
 }
-NORMS = ("input 3x16x16\nconv2d 8 3 p=1 bias=False\nbatchnorm2d\ngroupnorm 2\nconvtranspose2d 4 2 s=2\n"
-         "layernorm\nflatten\nlinear 6\nprelu\n")
+NORMS = (
+    "input 3x16x16\nconv2d 8 3 p=1 bias=False\nbatchnorm2d\ngroupnorm 2\nconvtranspose2d 4 2 s=2\n"
+    "layernorm\nflatten\nlinear 6\nprelu\n"
+)
 
 # weight_norm'd convs in a residual (a TCN), a GRU, the position layers and the tensor ops
-SEQUENCE_OPS = ("model Ops(c=8)\ninput (3, steps=20)\nconv1d c 3 p=1 weight_norm=True\nrelu\n"
-                "residual:\n    conv1d c 3 p=2 d=2 weight_norm=True\n    relu\ntranspose 1 2\n"
-                "cls_token\npos_embedding\npos_encoding max_len=64\nscale 2.0\n"
-                "gru 6 bidirectional=True take=last\nunsqueeze 1\nsum 1\n"
-                "linear 2 weight_norm=True\n")
+SEQUENCE_OPS = (
+    "model Ops(c=8)\ninput (3, steps=20)\nconv1d c 3 p=1 weight_norm=True\nrelu\n"
+    "residual:\n    conv1d c 3 p=2 d=2 weight_norm=True\n    relu\ntranspose 1 2\n"
+    "cls_token\npos_embedding\npos_encoding max_len=64\nscale 2.0\n"
+    "gru 6 bidirectional=True take=last\nunsqueeze 1\nsum 1\n"
+    "linear 2 weight_norm=True\n"
+)
 INLINE = {"norms": NORMS, "sequence_ops": SEQUENCE_OPS}
 
 
@@ -75,8 +78,9 @@ def test_totals_match_torchinfo(name: str, batch: int, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["table", "markdown", "json"])
 def test_summary_formats(fmt: str) -> None:
-    result = CliRunner().invoke(main, ["summary", str(EXAMPLES / "cnn.seq"), "--format", fmt,
-                                       "--batch", "2"])
+    result = CliRunner().invoke(
+        main, ["summary", str(EXAMPLES / "cnn.seq"), "--format", fmt, "--batch", "2"]
+    )
     assert result.exit_code == 0, result.output
     if fmt == "json":
         data = json.loads(result.output)
@@ -91,6 +95,12 @@ def test_summary_shows_sample_sizes_beside_symbolic_dims() -> None:
     assert result.exit_code == 0, result.output
     assert "input (N, 1, seq_len [28])" in result.output
     assert "(N, 16, seq_len - 2 [26])" in result.output
-    data = json.loads(CliRunner().invoke(main, ["summary", str(EXAMPLES / "variable_input.seq"),
-                                                "--format", "json", "--batch", "3"]).output)
+    data = json.loads(
+        CliRunner()
+        .invoke(
+            main,
+            ["summary", str(EXAMPLES / "variable_input.seq"), "--format", "json", "--batch", "3"],
+        )
+        .output
+    )
     assert data["layers"][0]["output_size"] == [3, 16, 26]

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE_SPECS, EXAMPLES
+
 from seqgen.api import load, trace_spec
-from seqgen.lang.parser import parse
 from seqgen.errors import SeqgenError, TraceError
+from seqgen.lang.parser import parse
 
 
 def traced(text: str):
@@ -44,13 +44,22 @@ def test_seed_examples_generate_the_expected_calls() -> None:
 
 
 def test_inferred_sizes_for_every_family() -> None:
-    t = traced("input 3x16x16\nconv2d 8 3 p=1\nbatchnorm2d\ngroupnorm 2\ninstancenorm2d\n"
-               "convtranspose2d 4 2 s=2\nlayernorm\nflatten\nlinear 5\nbatchnorm1d")
+    t = traced(
+        "input 3x16x16\nconv2d 8 3 p=1\nbatchnorm2d\ngroupnorm 2\ninstancenorm2d\n"
+        "convtranspose2d 4 2 s=2\nlayernorm\nflatten\nlinear 5\nbatchnorm1d"
+    )
     calls = [l.call for l in t.layers]
     assert calls == [
-        "nn.Conv2d(3, 8, 3, padding=1)", "nn.BatchNorm2d(8)", "nn.GroupNorm(2, 8)",
-        "nn.InstanceNorm2d(8)", "nn.ConvTranspose2d(8, 4, 2, stride=2)", "nn.LayerNorm(32)",
-        "nn.Flatten()", "nn.Linear(4 * 32 * 32, 5)", "nn.BatchNorm1d(5)"]
+        "nn.Conv2d(3, 8, 3, padding=1)",
+        "nn.BatchNorm2d(8)",
+        "nn.GroupNorm(2, 8)",
+        "nn.InstanceNorm2d(8)",
+        "nn.ConvTranspose2d(8, 4, 2, stride=2)",
+        "nn.LayerNorm(32)",
+        "nn.Flatten()",
+        "nn.Linear(4 * 32 * 32, 5)",
+        "nn.BatchNorm1d(5)",
+    ]
 
 
 def test_symbolic_dims_flow_through_pooling_and_flatten() -> None:
@@ -73,21 +82,31 @@ def test_explicit_inferred_size_is_checked() -> None:
     assert "receives 10" in str(info.value) and "says 12" in str(info.value)
 
 
-@pytest.mark.parametrize("text, message, hint", [
-    ("input 3x8x8\nconv2D 4 3\nrelux", "unknown layer 'relux'", "did you mean 'relu"),
-    ("input 3x8x8\nconv2d 4 kernal_size=3", "conv2d has no argument 'kernal_size'",
-     "did you mean 'kernel_size'?"),
-    ("input 8\nlstm 16", "so it needs take=", "take= must be 'all'"),
-    ("input 8\nmultiheadattention 8 2", "MultiheadAttention takes query", None),
-    ("input 8\ncrossentropyloss", "loss function", "training loop"),
-    ("input 8\nlazylinear 4", "infers its size", "use `linear`"),
-    ("input 3x8x8\nflatten\nconv2d 4 3", "Conv2d needs an input of rank 4 but gets rank 2", None),
-    ("input 3x4x4\nconv2d 4 5", "too small", "larger"),
-    ("input 3x8x8\nconv2d -4 3", "torch rejected the arguments of Conv2d", None),
-    ("input 3x8x8\nconv2d", "needs 'out_channels', 'kernel_size'", None),
-    ("input 3x8x8\nconv2d 4 3 device='cpu'", "'device' cannot be set", None),
-    ("input 3x8x8\nrelu 1 2 3", "relu takes 1 positional", None),
-])
+@pytest.mark.parametrize(
+    "text, message, hint",
+    [
+        ("input 3x8x8\nconv2D 4 3\nrelux", "unknown layer 'relux'", "did you mean 'relu"),
+        (
+            "input 3x8x8\nconv2d 4 kernal_size=3",
+            "conv2d has no argument 'kernal_size'",
+            "did you mean 'kernel_size'?",
+        ),
+        ("input 8\nlstm 16", "so it needs take=", "take= must be 'all'"),
+        ("input 8\nmultiheadattention 8 2", "MultiheadAttention takes query", None),
+        ("input 8\ncrossentropyloss", "loss function", "training loop"),
+        ("input 8\nlazylinear 4", "infers its size", "use `linear`"),
+        (
+            "input 3x8x8\nflatten\nconv2d 4 3",
+            "Conv2d needs an input of rank 4 but gets rank 2",
+            None,
+        ),
+        ("input 3x4x4\nconv2d 4 5", "too small", "larger"),
+        ("input 3x8x8\nconv2d -4 3", "torch rejected the arguments of Conv2d", None),
+        ("input 3x8x8\nconv2d", "needs 'out_channels', 'kernel_size'", None),
+        ("input 3x8x8\nconv2d 4 3 device='cpu'", "'device' cannot be set", None),
+        ("input 3x8x8\nrelu 1 2 3", "relu takes 1 positional", None),
+    ],
+)
 def test_trace_errors_point_at_the_layer(text: str, message: str, hint: str | None) -> None:
     with pytest.raises(SeqgenError) as info:
         traced(text)

@@ -19,9 +19,9 @@ from torch import nn
 
 from seqgen.check.realize import Memo, run_node
 from seqgen.errors import TraceError
+from seqgen.ir import Constraint, TracedModel, TracedNode
 from seqgen.layers.torch_nn import first_line
 from seqgen.safe_eval import evaluate_source
-from seqgen.ir import Constraint, TracedModel, TracedNode
 
 BATCH = 2
 MAX_POINTS = 4
@@ -49,8 +49,13 @@ def candidate_points(traced: TracedModel) -> Iterator[dict[str, int]]:
     names = sorted(defaults)
     # far values first: a size like `c // 4` only moves once c has moved by 4
     moves: tuple[Callable[[int], int], ...] = (
-        lambda v: 2 * v + 1, lambda v: v + 1, lambda v: 3 * v + 2, lambda v: v + 7,
-        lambda v: v - 1, lambda v: v + 2)
+        lambda v: 2 * v + 1,
+        lambda v: v + 1,
+        lambda v: 3 * v + 2,
+        lambda v: v + 7,
+        lambda v: v - 1,
+        lambda v: v + 2,
+    )
     for move in moves:
         yield {n: move(defaults[n]) for n in names}
         for n in names:
@@ -83,8 +88,9 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
     env = {p.name: point.get(p.name, p.default) for p in traced.spec.params}
     blocks = {b.class_name: b for b in traced.blocks}
 
-    def visit(node: TracedNode, scope: Mapping[str, Any], y: torch.Tensor,
-              modules: list[nn.Module]) -> None:
+    def visit(
+        node: TracedNode, scope: Mapping[str, Any], y: torch.Tensor, modules: list[nn.Module]
+    ) -> None:
         at = {**scope, "N": BATCH}
         want = tuple(evaluate_source(d.code, at) for d in node.out_shape)
         got = tuple(int(s) for s in y.shape)
@@ -92,16 +98,21 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             raise _mismatch(node, point, f"torch gives {got}, the generated code says {want}")
         params = sum(p.numel() for m in modules for p in m.parameters())
         if params != evaluate_source(node.params.code, at):
-            raise _mismatch(node, point, f"torch counts {params} parameters, the generated "
-                            f"code says {evaluate_source(node.params.code, at)}")
+            raise _mismatch(
+                node,
+                point,
+                f"torch counts {params} parameters, the generated "
+                f"code says {evaluate_source(node.params.code, at)}",
+            )
         if _numel(got) > MAX_NUMEL:
             raise _TooLarge
 
     memo: Memo = {}  # a block used again with the same values is checked once per point
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x = torch.empty(shape, dtype=torch.int64 if traced.spec.input_dtype == "long"
-                        else torch.float32)
+        x = torch.empty(
+            shape, dtype=torch.int64 if traced.spec.input_dtype == "long" else torch.float32
+        )
         for layer in traced.layers:
             try:
                 with torch.no_grad():
@@ -125,7 +136,8 @@ def _mismatch(layer, point: Mapping[str, int], what: str) -> TraceError:  # type
         f"{layer.class_name}: at {shown} (values the generated __init__ accepts), {what}",
         location=layer.spec.loc,
         hint="seqgen cannot write exact sizes for this spec; please report it as a seqgen bug "
-             "(writing this argument as a number avoids it)")
+        "(writing this argument as a number avoids it)",
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -11,10 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqgen.layers import sequence_ops as seqlayers
 from seqgen.errors import TraceError
-from seqgen.layers.torch_nn import INFERRED, Bound, bind, first_line, Values, concrete_values, resolve_layer
-from seqgen.lang.parser import input_names
 from seqgen.ir import (
     LayerSpec,
     TracedBlock,
@@ -24,14 +21,26 @@ from seqgen.ir import (
     TracedModel,
     TracedNode,
 )
+from seqgen.lang.parser import input_names
+from seqgen.layers import sequence_ops as seqlayers
+from seqgen.layers.torch_nn import (
+    INFERRED,
+    Bound,
+    Values,
+    bind,
+    concrete_values,
+    first_line,
+    resolve_layer,
+)
 
 BATCH_HINT = 2
 # Real checks allocate: confirm a layer only when its sample and weights are this small.
 CONFIRM_LIMIT = 1 << 22
 
 
-def real_module(cls: type[nn.Module], bound: Bound, values: Values,
-                in_shape: tuple[int, ...]) -> nn.Module:
+def real_module(
+    cls: type[nn.Module], bound: Bound, values: Values, in_shape: tuple[int, ...]
+) -> nn.Module:
     """Construct `cls` for real from concrete values, inferring sizes from `in_shape`."""
     kwargs: dict[str, Any] = {k: values.eval(e) for k, e in bound.args.items()}
     kwargs.update({k: values.eval(e) for k, e in bound.extra_kwargs.items()})
@@ -44,13 +53,21 @@ def real_module(cls: type[nn.Module], bound: Bound, values: Values,
 def _untrusted(cls: type[nn.Module], bound: Bound) -> bool:
     """Layers whose fake kernels skip checks the CPU kernels make (seen in fuzzing)."""
     name = cls.__name__
-    return (name.startswith(("ConvTranspose", "Upsampl", "Fold", "Unfold"))
-            or name in ("Softmax", "LogSoftmax", "Softmin")
-            or (name.startswith("Conv") and "groups" in bound.args))
+    return (
+        name.startswith(("ConvTranspose", "Upsampl", "Fold", "Unfold"))
+        or name in ("Softmax", "LogSoftmax", "Softmin")
+        or (name.startswith("Conv") and "groups" in bound.args)
+    )
 
 
-def confirm_on_cpu(cls: type[nn.Module], bound: Bound, values: Values,
-                   in_shape: tuple[int, ...], out_shape: tuple[int, ...], layer: LayerSpec) -> None:
+def confirm_on_cpu(
+    cls: type[nn.Module],
+    bound: Bound,
+    values: Values,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    layer: LayerSpec,
+) -> None:
     """Run an untrusted layer on a small real CPU sample; raise if torch disagrees."""
     if not _untrusted(cls, bound):
         return
@@ -66,12 +83,17 @@ def confirm_on_cpu(cls: type[nn.Module], bound: Bound, values: Values,
             with torch.no_grad():
                 got = tuple(module.eval()(torch.zeros(sample)).shape)
         except Exception as e:  # torch's message, kept as the cause
-            raise TraceError(f"torch rejects {cls.__name__} on a real tensor of shape "
-                             f"{sample}: {first_line(e)}", location=layer.loc) from e
+            raise TraceError(
+                f"torch rejects {cls.__name__} on a real tensor of shape {sample}: {first_line(e)}",
+                location=layer.loc,
+            ) from e
     if got[1:] != out_shape[1:]:
-        raise TraceError(f"{cls.__name__} gives {got[1:]} per sample on the CPU, the symbolic "
-                         f"trace said {out_shape[1:]}", location=layer.loc,
-                         hint="please report this as a seqgen bug")
+        raise TraceError(
+            f"{cls.__name__} gives {got[1:]} per sample on the CPU, the symbolic "
+            f"trace said {out_shape[1:]}",
+            location=layer.loc,
+            hint="please report this as a seqgen bug",
+        )
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -89,11 +111,13 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
     try:
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise TraceError("--device cuda: no CUDA device is available here",
-                             hint="use --device cpu or meta")
+            raise TraceError(
+                "--device cuda: no CUDA device is available here", hint="use --device cpu or meta"
+            )
     except RuntimeError as e:
-        raise TraceError(f"unknown device {device!r}: {first_line(e)}",
-                         hint="use meta, cpu or cuda") from e
+        raise TraceError(
+            f"unknown device {device!r}: {first_line(e)}", hint="use meta, cpu or cuda"
+        ) from e
     spec = traced.spec
     values = concrete_values(spec)
     shape = [BATCH_HINT] + [int(values.eval(e)) for e in spec.input_shape]
@@ -104,21 +128,26 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
             try:
                 _, x = run_node(layer, values.env, x, blocks)
             except Exception as e:
-                raise TraceError(f"on {dev.type}, {layer.class_name} failed: {first_line(e)}",
-                                 location=layer.spec.loc) from e
+                raise TraceError(
+                    f"on {dev.type}, {layer.class_name} failed: {first_line(e)}",
+                    location=layer.spec.loc,
+                ) from e
             want = tuple(d.value for d in layer.out_shape)
             if tuple(x.shape) != want:
                 raise TraceError(
                     f"on {dev.type}, {layer.class_name} gives {tuple(x.shape)}, "
-                    f"the symbolic trace said {want}", location=layer.spec.loc,
-                    hint="please report this as a seqgen bug")
+                    f"the symbolic trace said {want}",
+                    location=layer.spec.loc,
+                    hint="please report this as a seqgen bug",
+                )
 
 
 Visit = Callable[[TracedNode, Mapping[str, Any], torch.Tensor, list[nn.Module]], None]
 
 
-def run_real(layer: TracedLayer, values: Values, x: torch.Tensor
-             ) -> tuple[list[nn.Module], torch.Tensor]:
+def run_real(
+    layer: TracedLayer, values: Values, x: torch.Tensor
+) -> tuple[list[nn.Module], torch.Tensor]:
     """Build a traced layer concretely from `values` for the input `x` (on the current default
     device), run it in eval mode, and return its modules and output."""
     own = seqlayers.run_real(layer.spec, values, x)
@@ -132,9 +161,14 @@ def run_real(layer: TracedLayer, values: Values, x: torch.Tensor
 Memo = dict[tuple[Any, ...], tuple[list[nn.Module], tuple[int, ...]]]
 
 
-def run_stack(nodes: Sequence[TracedNode], env: Mapping[str, Any], x: torch.Tensor,
-              blocks: Mapping[str, TracedBlock], visit: Visit | None = None,
-              memo: Memo | None = None) -> tuple[list[nn.Module], torch.Tensor]:
+def run_stack(
+    nodes: Sequence[TracedNode],
+    env: Mapping[str, Any],
+    x: torch.Tensor,
+    blocks: Mapping[str, TracedBlock],
+    visit: Visit | None = None,
+    memo: Memo | None = None,
+) -> tuple[list[nn.Module], torch.Tensor]:
     """Build and run a traced stack concretely: `env` holds the values of the scope's names
     (the model's parameters, or a block's arguments). `visit` sees every node's output. With a
     `memo` (shapes only, on `meta`), a block used again with the same arguments and input shape
@@ -146,9 +180,14 @@ def run_stack(nodes: Sequence[TracedNode], env: Mapping[str, Any], x: torch.Tens
     return modules, x
 
 
-def run_node(node: TracedNode, env: Mapping[str, Any], x: torch.Tensor,
-             blocks: Mapping[str, TracedBlock], visit: Visit | None = None,
-             memo: Memo | None = None) -> tuple[list[nn.Module], torch.Tensor]:
+def run_node(
+    node: TracedNode,
+    env: Mapping[str, Any],
+    x: torch.Tensor,
+    blocks: Mapping[str, TracedBlock],
+    visit: Visit | None = None,
+    memo: Memo | None = None,
+) -> tuple[list[nn.Module], torch.Tensor]:
     """One node of run_stack: a layer, a `repeat depth:` loop, a merge or a block use."""
     modules: list[nn.Module] = []
     if isinstance(node, TracedMerge):
@@ -163,8 +202,7 @@ def run_node(node: TracedNode, env: Mapping[str, Any], x: torch.Tensor,
     elif isinstance(node, TracedBlockUse):
         block = blocks[node.spec.name]
         inner = block_env(block, node, env, x)
-        key = (node.spec.name, tuple(sorted(inner.items(), key=lambda kv: kv[0])),
-               tuple(x.shape))
+        key = (node.spec.name, tuple(sorted(inner.items(), key=lambda kv: kv[0])), tuple(x.shape))
         if memo is not None and key in memo:
             modules, shape = memo[key]
             y = torch.empty(shape)
@@ -196,8 +234,9 @@ def _merge(node: TracedMerge, outs: list[torch.Tensor]) -> torch.Tensor:
     return y
 
 
-def block_env(block: TracedBlock, use: TracedBlockUse, env: Mapping[str, Any],
-              x: torch.Tensor) -> dict[str, Any]:
+def block_env(
+    block: TracedBlock, use: TracedBlockUse, env: Mapping[str, Any], x: torch.Tensor
+) -> dict[str, Any]:
     """The values of a block's names at one use: its input sizes and its arguments."""
     values = Values(dict(env))
     out: dict[str, Any] = dict(zip(input_names(x.dim()), (int(s) for s in x.shape[1:])))

@@ -1,4 +1,4 @@
-"""Stage 1: spec text -> ModelSpec. Values are parsed into a closed set of nodes, never evaluated."""
+"""Stage 1: spec text -> ModelSpec. Values are parsed into a closed set of nodes, never run."""
 
 from __future__ import annotations
 
@@ -11,40 +11,68 @@ from pathlib import Path
 
 from seqgen.errors import Location, SeqgenError, SpecReadError, SpecSyntaxError, raise_all
 from seqgen.ir import (
+    BinOp,
     BlockDef,
     BlockUse,
-    MergeSpec,
-    Node,
-    RepeatSpec,
-    flat_layers,
-    walk,
-    BinOp,
     Const,
     Expr,
     Keyword,
     LayerSpec,
+    MergeSpec,
     ModelSpec,
     Name,
     Neg,
+    Node,
     Num,
     Param,
+    RepeatSpec,
     Str,
     TupleExpr,
+    flat_layers,
+    walk,
 )
 
 ALIASES = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
 # Names generated code uses itself; a parameter or class with one of these names would shadow it.
 # Builtins are reserved too: generated code calls several (sum, tuple, ValueError, ...), and a
 # custom template may call any.
-RESERVED = frozenset({
-    "self", "torch", "nn", "math", "pytest", "sys", "Path", "x", "N", "batch", "model",
-    # helpers the generated test file defines
-    "PARAM_COUNT", "input_shape", "expected_shapes", "expected_param_count", "layer_shapes",
-    "sample_input",
-    # helper classes a generated model file may define (seqgen/runtime/sequence.py)
-    "RecurrentOutput", "Permute", "Transpose", "Unsqueeze", "Squeeze", "Mean", "Sum", "Amax",
-    "Select", "Scale", "ClsToken", "PosEmbedding", "PosEncoding",
-} | {name for name in dir(builtins) if not name.startswith("_")})
+RESERVED = frozenset(
+    {
+        "self",
+        "torch",
+        "nn",
+        "math",
+        "pytest",
+        "sys",
+        "Path",
+        "x",
+        "N",
+        "batch",
+        "model",
+        # helpers the generated test file defines
+        "PARAM_COUNT",
+        "input_shape",
+        "expected_shapes",
+        "expected_param_count",
+        "layer_shapes",
+        "sample_input",
+        # helper classes a generated model file may define (seqgen/runtime/sequence.py)
+        "RecurrentOutput",
+        "Permute",
+        "Transpose",
+        "Unsqueeze",
+        "Squeeze",
+        "Mean",
+        "Sum",
+        "Amax",
+        "Select",
+        "Scale",
+        "ClsToken",
+        "PosEmbedding",
+        "PosEncoding",
+    }
+    | {name for name in dir(builtins) if not name.startswith("_")}
+)
 # Bounds that keep hostile specs from exhausting the stack (every stage walks values recursively)
 # or memory (`repeat` multiplies layers).
 MAX_NESTING = 50  # parentheses, signs and operators in one value; `repeat` blocks inside each other
@@ -104,7 +132,7 @@ class _Scope:
     params: tuple[Param, ...]  # the block's parameters (the model's are read from the parser)
 
 
-def _extent(items: list[tuple[int, "_Line"]], i: int, stop: int, ind: int) -> int:
+def _extent(items: list[tuple[int, _Line]], i: int, stop: int, ind: int) -> int:
     """The index after the line items[i] and the lines indented under it."""
     end = i + 1
     while end < stop and items[end][0] > ind:
@@ -112,7 +140,7 @@ def _extent(items: list[tuple[int, "_Line"]], i: int, stop: int, ind: int) -> in
     return end
 
 
-def _is_header(line: "_Line") -> bool:
+def _is_header(line: _Line) -> bool:
     """A line that ends with ':' opens an indented block."""
     tokens = line.tokens
     return len(tokens) >= 2 and tokens[-2].kind == "op" and tokens[-2].text == ":"
@@ -131,16 +159,19 @@ def check_identifier(name: str, what: str, loc: Location) -> str:
     if not name.isidentifier() or not name.isascii():
         raise SpecSyntaxError(f"{what} {name!r} is not a valid Python identifier", location=loc)
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
-        raise SpecSyntaxError(f"{what} {name!r} is a Python keyword", location=loc,
-                              hint="choose another name")
+        raise SpecSyntaxError(
+            f"{what} {name!r} is a Python keyword", location=loc, hint="choose another name"
+        )
     if name.startswith("__") and name.endswith("__"):
-        raise SpecSyntaxError(f"{what} {name!r} is a dunder name, which seqgen refuses",
-                              location=loc)
+        raise SpecSyntaxError(
+            f"{what} {name!r} is a dunder name, which seqgen refuses", location=loc
+        )
     if name in RESERVED:
         raise SpecSyntaxError(
-            f"{what} {name!r} is reserved: generated code uses it", location=loc,
+            f"{what} {name!r} is reserved: generated code uses it",
+            location=loc,
             hint="Python builtins and the names generated code defines are reserved; "
-                 "choose another name",
+            "choose another name",
         )
     return name
 
@@ -168,7 +199,9 @@ class _Line:
     def loc(self, col: int, width: int = 1) -> Location:
         return Location(self.path, self.lineno, col, self.text, max(1, width))
 
-    def error(self, message: str, col: int, width: int = 1, hint: str | None = None) -> SpecSyntaxError:
+    def error(
+        self, message: str, col: int, width: int = 1, hint: str | None = None
+    ) -> SpecSyntaxError:
         return SpecSyntaxError(message, location=self.loc(col, width), hint=hint)
 
     def _tokenize(self) -> list[Token]:
@@ -198,8 +231,12 @@ class _Line:
                 space = True
             else:
                 if kind == "op" and m.group() == "*" and self.text.startswith("**", pos):
-                    raise self.error("'**' is not supported", pos + 1, 2,
-                                     hint="spec values allow + - * // and parentheses")
+                    raise self.error(
+                        "'**' is not supported",
+                        pos + 1,
+                        2,
+                        hint="spec values allow + - * // and parentheses",
+                    )
                 tokens.append(Token(kind, m.group(), pos + 1, space))
                 space = False
             pos = m.end()
@@ -233,8 +270,11 @@ class _Line:
         elif not self.at(")"):
             t = self.peek()
             if t.kind == "end":
-                raise self.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                 hint="add the missing ')'")
+                raise self.error(
+                    "unbalanced parenthesis: '(' is never closed",
+                    open_tok.col,
+                    hint="add the missing ')'",
+                )
             raise self.error(f"expected ',' or ')', found {t.text!r}", t.col, len(t.text))
 
     def expect_end(self, what: str) -> None:
@@ -247,8 +287,12 @@ class _Line:
         """Count one more level of nesting; refuse values nested past MAX_NESTING."""
         self.depth += 1
         if self.depth > MAX_NESTING:
-            raise self.error(f"value is nested more than {MAX_NESTING} levels deep", tok.col,
-                             len(tok.text), hint="split it up with a model parameter")
+            raise self.error(
+                f"value is nested more than {MAX_NESTING} levels deep",
+                tok.col,
+                len(tok.text),
+                hint="split it up with a model parameter",
+            )
 
     def expr(self, top_level: bool = False) -> Expr:
         """Parse `term (('+'|'-') term)*`; at top level a glued sign starts a new argument."""
@@ -266,7 +310,9 @@ class _Line:
 
     def _is_sign(self, tok: Token) -> bool:
         nxt = self.peek(1)
-        return tok.text == "-" and tok.space_before and not nxt.space_before and nxt.kind == "number"
+        return (
+            tok.text == "-" and tok.space_before and not nxt.space_before and nxt.kind == "number"
+        )
 
     def term(self, top_level: bool) -> Expr:
         depth = self.depth
@@ -323,16 +369,20 @@ class _Line:
         try:
             return int(tok.text)
         except ValueError:
-            raise self.error(f"number {tok.text[:20]}... is too large", tok.col,
-                             len(tok.text)) from None
+            raise self.error(
+                f"number {tok.text[:20]}... is too large", tok.col, len(tok.text)
+            ) from None
 
     def paren(self, open_tok: Token) -> Expr:
         items: list[Expr] = []
         trailing_comma = False
         while not self.at(")"):
             if self.peek().kind == "end":
-                raise self.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                 hint="add the missing ')'")
+                raise self.error(
+                    "unbalanced parenthesis: '(' is never closed",
+                    open_tok.col,
+                    hint="add the missing ')'",
+                )
             items.append(self.expr())
             trailing_comma = False
             if self.at(","):
@@ -341,8 +391,11 @@ class _Line:
             elif not self.at(")"):
                 tok = self.peek()
                 if tok.kind == "end":
-                    raise self.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                     hint="add the missing ')'")
+                    raise self.error(
+                        "unbalanced parenthesis: '(' is never closed",
+                        open_tok.col,
+                        hint="add the missing ')'",
+                    )
                 raise self.error(f"expected ',' or ')', found {tok.text!r}", tok.col, len(tok.text))
         self.next()
         if len(items) == 1 and not trailing_comma:
@@ -383,9 +436,11 @@ def read_spec(path: str | Path) -> str:
             hint="save the spec as UTF-8",
         ) from None
     if not text.strip():
-        raise SpecReadError(f"{p}: the spec is empty",
-                            hint="start with `input SHAPE` and one layer per line; "
-                                 "`seqgen init NAME` writes a starter spec")
+        raise SpecReadError(
+            f"{p}: the spec is empty",
+            hint="start with `input SHAPE` and one layer per line; "
+            "`seqgen init NAME` writes a starter spec",
+        )
     return text
 
 
@@ -405,8 +460,9 @@ def parse(text: str, path: str = "<spec>", input_override: str | None = None) ->
     return _Parser(path).parse(text, input_override)
 
 
-def parse_partial(text: str, path: str = "<spec>", input_override: str | None = None
-                  ) -> tuple[ModelSpec | None, list[SeqgenError]]:
+def parse_partial(
+    text: str, path: str = "<spec>", input_override: str | None = None
+) -> tuple[ModelSpec | None, list[SeqgenError]]:
     """Parse what parses (the lines without errors) and return the errors found, unraised.
 
     The trace stage checks the partial spec's layers too, so one run reports every error.
@@ -447,9 +503,13 @@ class _Parser:
         ignores: list[tuple[Location, tuple[str, ...]]] = []
         for i, raw in enumerate(lines, start=1):
             if "\t" in raw[: len(raw) - len(raw.lstrip())]:
-                self.errors.append(SpecSyntaxError(
-                    "tabs are not allowed in indentation", location=Location(self.path, i, 1, raw),
-                    hint="indent with spaces"))
+                self.errors.append(
+                    SpecSyntaxError(
+                        "tabs are not allowed in indentation",
+                        location=Location(self.path, i, 1, raw),
+                        hint="indent with spaces",
+                    )
+                )
                 continue
             try:
                 line = _Line(self.path, i, raw)
@@ -457,8 +517,9 @@ class _Parser:
                 self.errors.append(e)
                 continue
             if line.ignore is not None:
-                ignores.append((line.loc(line.ignore_col, len(raw) - line.ignore_col + 1),
-                                line.ignore))
+                ignores.append(
+                    (line.loc(line.ignore_col, len(raw) - line.ignore_col + 1), line.ignore)
+                )
             if line.peek().kind == "end":
                 continue
             items.append((len(raw) - len(raw.lstrip(" ")), line))
@@ -476,23 +537,30 @@ class _Parser:
                 self.errors.append(e)
                 self.header_failed = True
         if self.input is None and not self.header_failed:
-            self.errors.append(SpecSyntaxError(
-                "the spec has no `input` line",
-                location=Location(self.path, 1, 1, lines[0] if lines else ""),
-                hint="add `input SHAPE` before the first layer, e.g. `input 3x32x32` "
-                     "(one sample, batch excluded), or pass --input",
-            ))
+            self.errors.append(
+                SpecSyntaxError(
+                    "the spec has no `input` line",
+                    location=Location(self.path, 1, 1, lines[0] if lines else ""),
+                    hint="add `input SHAPE` before the first layer, e.g. `input 3x32x32` "
+                    "(one sample, batch excluded), or pass --input",
+                )
+            )
         if not layers and not self.errors:
-            self.errors.append(SpecSyntaxError(
-                "the spec has no layers", location=self.input_loc,
-                hint="add one layer per line after `input`, e.g. `linear 10`"))
+            self.errors.append(
+                SpecSyntaxError(
+                    "the spec has no layers",
+                    location=self.input_loc,
+                    hint="add one layer per line after `input`, e.g. `linear 10`",
+                )
+            )
         self._check_names(layers, None)
         for block in self.blocks.values():
             self._check_names(list(block.body), block)
         self._check_keys(layers)
         try:
             class_name = self.class_name or check_identifier(
-                camel_case(Path(self.path).stem), "class name", Location(self.path, 1, 1, ""))
+                camel_case(Path(self.path).stem), "class name", Location(self.path, 1, 1, "")
+            )
         except SpecSyntaxError as e:
             self.errors.append(e)
             return None
@@ -508,8 +576,9 @@ class _Parser:
             blocks=tuple(self.blocks.values()),
         )
 
-    def stack(self, items: list[tuple[int, _Line]], start: int, stop: int,
-              scope: _Scope) -> list[Node]:
+    def stack(
+        self, items: list[tuple[int, _Line]], start: int, stop: int, scope: _Scope
+    ) -> list[Node]:
         """The nodes of the lines items[start:stop], all at the indentation of the first."""
         nodes: list[Node] = []
         indent: int | None = None
@@ -524,10 +593,14 @@ class _Parser:
             nxt = i + 1
             try:
                 if ind != indent:
-                    raise line.error("unexpected indentation" if ind > indent else
-                                     "indentation does not match the block it closes", 1,
-                                     max(1, ind),
-                                     hint="only the lines under a `NAME:` header are indented")
+                    raise line.error(
+                        "unexpected indentation"
+                        if ind > indent
+                        else "indentation does not match the block it closes",
+                        1,
+                        max(1, ind),
+                        hint="only the lines under a `NAME:` header are indented",
+                    )
                 if word == "repeat":
                     nxt = end
                     nxt = self.repeat(items, i, stop, ind, line, head, nodes, scope)
@@ -541,29 +614,39 @@ class _Parser:
                 elif word in ("shortcut", "branch") and _is_header(line):
                     nxt = end
                     raise line.error(
-                        "`shortcut:` must come right after a `residual:` block, at its "
-                        "indentation" if word == "shortcut" else
-                        "`branch:` only appears directly inside `concat:`, `add:` or "
-                        "`multiply:`", head.col, len(word),
-                        hint="indent it under the merge it belongs to" if word == "branch" else
-                        "write `residual:` with the body, then `shortcut:` below it")
-                elif word in ("model", "input") and (line.peek(1).kind != "op"
-                                                     or line.peek(1).text in "("):
+                        "`shortcut:` must come right after a `residual:` block, at its indentation"
+                        if word == "shortcut"
+                        else "`branch:` only appears directly inside `concat:`, `add:` or "
+                        "`multiply:`",
+                        head.col,
+                        len(word),
+                        hint="indent it under the merge it belongs to"
+                        if word == "branch"
+                        else "write `residual:` with the body, then `shortcut:` below it",
+                    )
+                elif word in ("model", "input") and (
+                    line.peek(1).kind != "op" or line.peek(1).text in "("
+                ):
                     if not scope.top:
-                        raise line.error(f"`{word}` cannot appear inside an indented block",
-                                         head.col, len(word))
+                        raise line.error(
+                            f"`{word}` cannot appear inside an indented block", head.col, len(word)
+                        )
                     if nodes:
-                        raise line.error(f"`{word}` must come before the first layer",
-                                         head.col, len(word))
+                        raise line.error(
+                            f"`{word}` must come before the first layer", head.col, len(word)
+                        )
                     line.next()
                     try:
-                        self.model_line(line, head) if word == "model" else \
-                            self.input_line(line, head)
+                        self.model_line(line, head) if word == "model" else self.input_line(
+                            line, head
+                        )
                     except SpecSyntaxError:
                         self.header_failed = True
-                        self.loose_names |= {t.text for t, after in zip(line.tokens,
-                                                                        line.tokens[1:])
-                                             if t.kind == "name" and after.text in ("=", ":")}
+                        self.loose_names |= {
+                            t.text
+                            for t, after in zip(line.tokens, line.tokens[1:])
+                            if t.kind == "name" and after.text in ("=", ":")
+                        }
                         raise
                 else:
                     node = self.layer_or_use(line, scope)
@@ -580,8 +663,9 @@ class _Parser:
         layer = self.layer(line)
         block = self.blocks.get(layer.name)
         if layer.name == scope.block:
-            raise SpecSyntaxError(f"block {layer.name!r} uses itself: blocks cannot be "
-                                  "recursive", location=layer.loc)
+            raise SpecSyntaxError(
+                f"block {layer.name!r} uses itself: blocks cannot be recursive", location=layer.loc
+            )
         if block is None and layer.name in self.failed_blocks:
             return None
         if block is None:
@@ -589,11 +673,14 @@ class _Parser:
             if later is not None:
                 raise SpecSyntaxError(
                     f"block {layer.name!r} is used before its definition on line {later}",
-                    location=layer.loc, hint="define a block above its first use")
+                    location=layer.loc,
+                    hint="define a block above its first use",
+                )
             return layer
         if layer.call_syntax:
-            raise SpecSyntaxError(f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`",
-                                  location=layer.loc)
+            raise SpecSyntaxError(
+                f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`", location=layer.loc
+            )
         if layer.key is not None:
             raise SpecSyntaxError("name= is not supported on a block use", location=layer.loc)
         self.bind_use(block, layer)
@@ -607,28 +694,44 @@ class _Parser:
             extra = layer.args[len(params)]
             raise SpecSyntaxError(
                 f"block {block.name!r} takes {len(params)} argument{'s' * (len(params) != 1)} "
-                f"({', '.join(params) or 'none'}), {len(layer.args)} given", location=extra.loc)
+                f"({', '.join(params) or 'none'}), {len(layer.args)} given",
+                location=extra.loc,
+            )
         given = set(params[: len(layer.args)])
         for kw in layer.kwargs:
             if kw.written not in params:
                 close = difflib.get_close_matches(kw.written, params, n=1)
                 raise SpecSyntaxError(
-                    f"block {block.name!r} has no parameter {kw.written!r}", location=kw.loc,
-                    hint=f"did you mean {close[0]!r}?" if close else
-                    f"its parameters: {', '.join(params) or 'none'}")
+                    f"block {block.name!r} has no parameter {kw.written!r}",
+                    location=kw.loc,
+                    hint=f"did you mean {close[0]!r}?"
+                    if close
+                    else f"its parameters: {', '.join(params) or 'none'}",
+                )
             if kw.written in given:
-                raise SpecSyntaxError(f"argument {kw.written!r} is given twice (by position "
-                                      "and by name)", location=kw.loc)
+                raise SpecSyntaxError(
+                    f"argument {kw.written!r} is given twice (by position and by name)",
+                    location=kw.loc,
+                )
             given.add(kw.written)
         missing = [p.name for p in block.params if p.required and p.name not in given]
         if missing:
             raise SpecSyntaxError(
                 f"block {block.name!r} needs {', '.join(repr(m) for m in missing)}",
-                location=layer.loc, hint=f"e.g. `{block.name} "
-                + " ".join(f"{m}=..." for m in missing) + "`")
+                location=layer.loc,
+                hint=f"e.g. `{block.name} " + " ".join(f"{m}=..." for m in missing) + "`",
+            )
 
-    def merge(self, items: list[tuple[int, _Line]], i: int, end: int, stop: int, line: _Line,
-              scope: _Scope, nodes: list[Node]) -> int:
+    def merge(
+        self,
+        items: list[tuple[int, _Line]],
+        i: int,
+        end: int,
+        stop: int,
+        line: _Line,
+        scope: _Scope,
+        nodes: list[Node],
+    ) -> int:
         """A merge at items[i] (and a `shortcut:` after a `residual:`); return the next index."""
         head = line.next()
         kind = head.text.lower()
@@ -636,24 +739,30 @@ class _Parser:
         dim: Expr | None = None
         try:
             if scope.depth >= MAX_NESTING:
-                raise line.error(f"blocks are nested more than {MAX_NESTING} deep", head.col,
-                                 len(head.text))
+                raise line.error(
+                    f"blocks are nested more than {MAX_NESTING} deep", head.col, len(head.text)
+                )
             if kind == "concat" and line.peek().kind == "name" and line.peek().text == "dim":
                 line.next()
                 line.expect("=", "'=' after dim")
                 dim = line.expr()
             elif line.peek().kind == "name" and not line.at(":"):
                 tok = line.peek()
-                raise line.error(f"`{kind}:` takes no arguments" if kind != "concat" else
-                                 f"`concat` takes only `dim=D`, found {tok.text!r}", tok.col,
-                                 len(tok.text))
+                raise line.error(
+                    f"`{kind}:` takes no arguments"
+                    if kind != "concat"
+                    else f"`concat` takes only `dim=D`, found {tok.text!r}",
+                    tok.col,
+                    len(tok.text),
+                )
             line.expect(":", f"':' after `{kind}`")
             line.expect_end(f"`{kind}:`")
         except SpecSyntaxError as e:
             self.errors.append(e)
         if end == i + 1:
-            self.errors.append(line.error(f"`{kind}:` needs an indented block after it",
-                                          head.col, len(head.text)))
+            self.errors.append(
+                line.error(f"`{kind}:` needs an indented block after it", head.col, len(head.text))
+            )
             return end
         loc = line.loc(head.col, len(head.text))
         if kind == "residual":
@@ -669,8 +778,9 @@ class _Parser:
                         sline.expect(":", "':' after `shortcut`")
                         sline.expect_end("`shortcut:`")
                         if send == end + 1:
-                            raise sline.error("`shortcut:` needs an indented block after it",
-                                              stok.col, 8)
+                            raise sline.error(
+                                "`shortcut:` needs an indented block after it", stok.col, 8
+                            )
                     except SpecSyntaxError as e:
                         self.errors.append(e)
                     branches.append(tuple(self.stack(items, end + 1, send, inner)))
@@ -685,10 +795,14 @@ class _Parser:
             bend = _extent(items, j, end, bind)
             btok = bline.peek()
             if not (btok.kind == "name" and btok.text.lower() == "branch" and _is_header(bline)):
-                self.errors.append(bline.error(
-                    f"inside `{kind}:`, each line at this level must be `branch:`", btok.col,
-                    len(btok.text) or 1,
-                    hint="put the layers of each branch, indented, under its own `branch:`"))
+                self.errors.append(
+                    bline.error(
+                        f"inside `{kind}:`, each line at this level must be `branch:`",
+                        btok.col,
+                        len(btok.text) or 1,
+                        hint="put the layers of each branch, indented, under its own `branch:`",
+                    )
+                )
                 strays += 1
                 j = bend
                 continue
@@ -697,52 +811,73 @@ class _Parser:
                 bline.expect(":", "':' after `branch`")
                 bline.expect_end("`branch:`")
                 if bend == j + 1:
-                    raise bline.error("`branch:` needs an indented block after it",
-                                      btok.col, 6, hint="a branch that passes its input on is "
-                                                        "`identity`")
+                    raise bline.error(
+                        "`branch:` needs an indented block after it",
+                        btok.col,
+                        6,
+                        hint="a branch that passes its input on is `identity`",
+                    )
             except SpecSyntaxError as e:
                 self.errors.append(e)
             branches.append(tuple(self.stack(items, j + 1, bend, inner)))
             j = bend
         if len(branches) < 2 and not strays:
-            self.errors.append(SpecSyntaxError(
-                f"`{kind}:` needs two or more `branch:` stacks, found {len(branches)}",
-                location=loc, hint="a single stack needs no merge: write its layers directly"))
+            self.errors.append(
+                SpecSyntaxError(
+                    f"`{kind}:` needs two or more `branch:` stacks, found {len(branches)}",
+                    location=loc,
+                    hint="a single stack needs no merge: write its layers directly",
+                )
+            )
         nodes.append(MergeSpec(kind, tuple(branches), loc, dim))
         return end
 
-    def block_def(self, items: list[tuple[int, _Line]], i: int, end: int, line: _Line,
-                  scope: _Scope) -> None:
+    def block_def(
+        self, items: list[tuple[int, _Line]], i: int, end: int, line: _Line, scope: _Scope
+    ) -> None:
         """`block NAME(p, q=default):` and its indented body."""
         head = line.next()
         tok = line.next()
         loc = line.loc(tok.col, len(tok.text))
         if not scope.top:
-            raise line.error("a `block` is defined at the top level, not inside another block",
-                             head.col, 5)
+            raise line.error(
+                "a `block` is defined at the top level, not inside another block", head.col, 5
+            )
         name = check_identifier(tok.text, "block name", loc)
         if name.lower() in KEYWORDS:
-            raise SpecSyntaxError(f"block name {name!r} is a keyword of the spec language",
-                                  location=loc, hint="choose another name")
+            raise SpecSyntaxError(
+                f"block name {name!r} is a keyword of the spec language",
+                location=loc,
+                hint="choose another name",
+            )
         if name in self.blocks:
-            raise SpecSyntaxError(f"block {name!r} is defined twice (first on line "
-                                  f"{self.blocks[name].loc.line})", location=loc)
+            raise SpecSyntaxError(
+                f"block {name!r} is defined twice (first on line {self.blocks[name].loc.line})",
+                location=loc,
+            )
         if name == self.class_name or any(p.name == name for p in self.params):
-            raise SpecSyntaxError(f"block name {name!r} is already the model's name or one of "
-                                  "its parameters", location=loc)
+            raise SpecSyntaxError(
+                f"block name {name!r} is already the model's name or one of its parameters",
+                location=loc,
+            )
         params: list[Param] = []
         for param in self.param_list(line, block=True):
             if param.name in ALL_INPUT_NAMES:
-                raise SpecSyntaxError(f"{param.name!r} names the block's input size; a parameter "
-                                      "cannot take it", location=param.loc,
-                                      hint="seqgen passes it; choose another name")
+                raise SpecSyntaxError(
+                    f"{param.name!r} names the block's input size; a parameter cannot take it",
+                    location=param.loc,
+                    hint="seqgen passes it; choose another name",
+                )
             if any(p.name == param.name for p in params):
-                raise SpecSyntaxError(f"parameter {param.name!r} is defined twice",
-                                      location=param.loc)
+                raise SpecSyntaxError(
+                    f"parameter {param.name!r} is defined twice", location=param.loc
+                )
             if param.required and params and not params[-1].required:
-                raise SpecSyntaxError(f"parameter {param.name!r} without a default follows one "
-                                      "with a default", location=param.loc,
-                                      hint="put parameters without defaults first")
+                raise SpecSyntaxError(
+                    f"parameter {param.name!r} without a default follows one with a default",
+                    location=param.loc,
+                    hint="put parameters without defaults first",
+                )
             params.append(param)
         line.expect(":", f"':' after `block {name}`")
         line.expect_end(f"`block {name}:`")
@@ -751,8 +886,17 @@ class _Parser:
         body = self.stack(items, i + 1, end, _Scope(False, 1, name, tuple(params)))
         self.blocks[name] = BlockDef(name, tuple(params), tuple(body), loc)
 
-    def repeat(self, items: list[tuple[int, _Line]], i: int, stop: int, ind: int, line: _Line,
-               head: Token, layers: list[Node], scope: _Scope) -> int:
+    def repeat(
+        self,
+        items: list[tuple[int, _Line]],
+        i: int,
+        stop: int,
+        ind: int,
+        line: _Line,
+        head: Token,
+        layers: list[Node],
+        scope: _Scope,
+    ) -> int:
         """Unroll the `repeat N:` block at items[i] into `layers` (or, with an int parameter as
         its count, add it as a RepeatSpec); return the index after it."""
         end = _extent(items, i, stop, ind)
@@ -762,25 +906,41 @@ class _Parser:
             self.errors.append(e)
             count = 0  # still parse the body, for its own errors
         if end == i + 1:
-            raise line.error("`repeat` needs an indented block after it", head.col, 6,
-                             hint="indent the layers to repeat under `repeat N:`")
+            raise line.error(
+                "`repeat` needs an indented block after it",
+                head.col,
+                6,
+                hint="indent the layers to repeat under `repeat N:`",
+            )
         if scope.depth >= MAX_NESTING:
-            raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep",
-                             head.col, 6)
-        body = self.stack(items, i + 1, end, _Scope(False, scope.depth + 1, scope.block,
-                                                     scope.params))
+            raise line.error(
+                f"`repeat` blocks are nested more than {MAX_NESTING} deep", head.col, 6
+            )
+        body = self.stack(
+            items, i + 1, end, _Scope(False, scope.depth + 1, scope.block, scope.params)
+        )
         if isinstance(count, Name):  # a loop in the generated model
             inner = next((b for b in walk(body) if isinstance(b, RepeatSpec)), None)
             if inner is not None:
-                self.errors.append(SpecSyntaxError(
-                    "a `repeat` with a parameter count cannot hold another one",
-                    location=inner.loc, hint="give one of them a literal count"))
+                self.errors.append(
+                    SpecSyntaxError(
+                        "a `repeat` with a parameter count cannot hold another one",
+                        location=inner.loc,
+                        hint="give one of them a literal count",
+                    )
+                )
             else:
                 layers.append(RepeatSpec(count, tuple(body), count.loc))
             return end
         if len(layers) + len(body) * count > MAX_LAYERS:
-            self.errors.append(line.error(f"the spec unrolls to more than {MAX_LAYERS} layers",
-                                          head.col, 6, hint="repeat fewer times"))
+            self.errors.append(
+                line.error(
+                    f"the spec unrolls to more than {MAX_LAYERS} layers",
+                    head.col,
+                    6,
+                    hint="repeat fewer times",
+                )
+            )
             return end
         layers.extend(body * count)
         return end
@@ -799,20 +959,30 @@ class _Parser:
                 raise SpecSyntaxError(
                     f"`repeat {tok.text}:` needs a whole number, or an int model parameter with a "
                     "default of 1 or more",
-                    location=loc, hint=f"declare it: `model {self.class_name or 'Net'}"
-                                       f"({tok.text}=2)`, or write a number")
+                    location=loc,
+                    hint=f"declare it: `model {self.class_name or 'Net'}"
+                    f"({tok.text}=2)`, or write a number",
+                )
             line.next()
             line.expect_end("`repeat N:`")
             return Name(tok.text, loc)
         if tok.kind != "number" or not tok.text.isdigit():
-            raise line.error("`repeat` needs a whole number of times or an int parameter, like "
-                             "`repeat 3:` or `repeat depth:`", tok.col, len(tok.text) or 1)
+            raise line.error(
+                "`repeat` needs a whole number of times or an int parameter, like "
+                "`repeat 3:` or `repeat depth:`",
+                tok.col,
+                len(tok.text) or 1,
+            )
         count = line.whole(tok)
         if not 1 <= count <= 10_000:
-            raise line.error(f"repeat count must be between 1 and 10000, got {count}", tok.col, len(tok.text))
+            raise line.error(
+                f"repeat count must be between 1 and 10000, got {count}", tok.col, len(tok.text)
+            )
         if not line.at(":"):
             t = line.peek()
-            raise line.error("expected ':' after the repeat count", t.col, hint=f"write `repeat {count}:`")
+            raise line.error(
+                "expected ':' after the repeat count", t.col, hint=f"write `repeat {count}:`"
+            )
         line.next()
         line.expect_end("`repeat N:`")
         return count
@@ -823,12 +993,20 @@ class _Parser:
             raise line.error("a spec has one `model` line", head.col, 5)
         tok = line.next()
         if tok.kind != "name":
-            raise line.error("expected a class name after `model`", tok.col, len(tok.text) or 1,
-                             hint="e.g. `model CNN(num_classes=10)`")
+            raise line.error(
+                "expected a class name after `model`",
+                tok.col,
+                len(tok.text) or 1,
+                hint="e.g. `model CNN(num_classes=10)`",
+            )
         self.class_name = check_identifier(tok.text, "class name", line.loc(tok.col, len(tok.text)))
         if self.class_name in self.blocks:
-            raise line.error(f"class name {self.class_name!r} is already a block's name", tok.col,
-                             len(tok.text), hint="give the model or the block another name")
+            raise line.error(
+                f"class name {self.class_name!r} is already a block's name",
+                tok.col,
+                len(tok.text),
+                hint="give the model or the block another name",
+            )
         for param in self.param_list(line, block=False):
             self.add_param(param)
         line.expect_end("the model line")
@@ -842,11 +1020,15 @@ class _Parser:
         while not line.at(")"):
             ptok = line.next()
             if ptok.kind == "end":
-                raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                 hint="add the missing ')'")
+                raise line.error(
+                    "unbalanced parenthesis: '(' is never closed",
+                    open_tok.col,
+                    hint="add the missing ')'",
+                )
             if ptok.kind != "name":
-                raise line.error(f"expected a parameter name, found {ptok.text!r}", ptok.col,
-                                 len(ptok.text))
+                raise line.error(
+                    f"expected a parameter name, found {ptok.text!r}", ptok.col, len(ptok.text)
+                )
             ploc = line.loc(ptok.col, len(ptok.text))
             annotation = self.annotation(line, ptok.text)
             value: int | float | bool | str | None = None
@@ -857,10 +1039,19 @@ class _Parser:
                     value = self.check_annotation(line, ptok.text, annotation, value)
             elif not block:
                 typed = f": {annotation[0]}" if annotation else ""
-                raise line.error(f"parameter {ptok.text!r} needs a default value",
-                                 line.peek().col, hint=f"write `{ptok.text}{typed} = VALUE`")
-            params.append(Param(check_identifier(ptok.text, "parameter name", ploc), value, ploc,
-                                annotation=annotation[0] if annotation and block else None))
+                raise line.error(
+                    f"parameter {ptok.text!r} needs a default value",
+                    line.peek().col,
+                    hint=f"write `{ptok.text}{typed} = VALUE`",
+                )
+            params.append(
+                Param(
+                    check_identifier(ptok.text, "parameter name", ploc),
+                    value,
+                    ploc,
+                    annotation=annotation[0] if annotation and block else None,
+                )
+            )
             line.separator(open_tok)
         line.next()
         return params
@@ -873,14 +1064,18 @@ class _Parser:
         tok = line.next()
         if tok.kind != "name" or tok.text not in PARAM_TYPES:
             shown = repr(tok.text) if tok.kind != "end" else "nothing"
-            raise line.error(f"parameter {pname!r} is annotated with {shown}", tok.col,
-                             len(tok.text) or 1,
-                             hint="parameters are int, float, bool or str (the annotation is "
-                                  f"optional: `{pname}=VALUE` takes the default's type)")
+            raise line.error(
+                f"parameter {pname!r} is annotated with {shown}",
+                tok.col,
+                len(tok.text) or 1,
+                hint="parameters are int, float, bool or str (the annotation is "
+                f"optional: `{pname}=VALUE` takes the default's type)",
+            )
         return tok.text, tok.col
 
-    def check_annotation(self, line: _Line, pname: str, annotation: tuple[str, int],
-                         value: int | float | bool | str) -> int | float | bool | str:
+    def check_annotation(
+        self, line: _Line, pname: str, annotation: tuple[str, int], value: int | float | bool | str
+    ) -> int | float | bool | str:
         """The default, if it has the annotated type (an int default of a float is widened)."""
         name, col = annotation
         if name == "float" and type(value) is int:
@@ -888,8 +1083,11 @@ class _Parser:
         if type(value) is not PARAM_TYPES[name]:
             raise line.error(
                 f"parameter {pname!r} is annotated {name} but its default {value!r} is a "
-                f"{type(value).__name__}", col, len(name),
-                hint=f"give a {name} default, or drop the annotation")
+                f"{type(value).__name__}",
+                col,
+                len(name),
+                hint=f"give a {name} default, or drop the annotation",
+            )
         return value
 
     def literal(self, line: _Line, pname: str) -> int | float | bool | str:
@@ -902,14 +1100,19 @@ class _Parser:
         hint = None
         if isinstance(value, Name) and value.id.lower() in ("true", "false"):
             hint = f"did you mean {value.id.capitalize()}?"
-        raise line.error(f"the default of {pname!r} must be a literal int, float, bool or string",
-                         value.loc.col, hint=hint)
+        raise line.error(
+            f"the default of {pname!r} must be a literal int, float, bool or string",
+            value.loc.col,
+            hint=hint,
+        )
 
     def add_param(self, param: Param) -> None:
         if any(p.name == param.name for p in self.params):
             raise SpecSyntaxError(f"parameter {param.name!r} is defined twice", location=param.loc)
         if param.name == self.class_name:
-            raise SpecSyntaxError(f"parameter {param.name!r} has the class's name", location=param.loc)
+            raise SpecSyntaxError(
+                f"parameter {param.name!r} has the class's name", location=param.loc
+            )
         self.params.append(param)
 
     # -- `input SHAPE`
@@ -929,9 +1132,13 @@ class _Parser:
         value = toks[-2]
         dtype = INPUT_DTYPES.get(value.text)
         if dtype is None:
-            raise line.error(f"unknown input dtype {value.text!r}", value.col, len(value.text),
-                             hint="write dtype=long for integer token ids (an embedding's input); "
-                                  "the default is float")
+            raise line.error(
+                f"unknown input dtype {value.text!r}",
+                value.col,
+                len(value.text),
+                hint="write dtype=long for integer token ids (an embedding's input); "
+                "the default is float",
+            )
         line.tokens = [*toks[:-4], Token("end", "", toks[-4].col, True)]
         return dtype
 
@@ -943,37 +1150,59 @@ class _Parser:
                 self.add_param(p)
 
     def shape(self, line: _Line) -> tuple[tuple[Expr, ...], list[Param]]:
-        rest = line.text[line.peek().col - 1:line.tokens[-1].col - 1].split("#", 1)[0].strip()
+        rest = line.text[line.peek().col - 1 : line.tokens[-1].col - 1].split("#", 1)[0].strip()
         start = line.peek()
         if _SHAPE_X.fullmatch(rest):
-            sizes = tuple(Num(line.whole(Token("number", d, start.col, True)), line.loc(start.col))
-                          for d in rest.split("x"))
+            sizes = tuple(
+                Num(line.whole(Token("number", d, start.col, True)), line.loc(start.col))
+                for d in rest.split("x")
+            )
             return sizes, []
         if start.kind == "end":
-            raise line.error("`input` needs a shape", start.col,
-                             hint="e.g. `input 3x32x32` or `input (1, seq_len=28)`")
+            raise line.error(
+                "`input` needs a shape",
+                start.col,
+                hint="e.g. `input 3x32x32` or `input (1, seq_len=28)`",
+            )
         if not line.at("("):
-            raise line.error(f"cannot read the shape {rest!r}", start.col, len(rest),
-                             hint="write `3x32x32` or `(3, 32, 32)`; a named dim is `(1, seq_len=28)`")
+            raise line.error(
+                f"cannot read the shape {rest!r}",
+                start.col,
+                len(rest),
+                hint="write `3x32x32` or `(3, 32, 32)`; a named dim is `(1, seq_len=28)`",
+            )
         open_tok = line.next()
         dims: list[Expr] = []
         new: list[Param] = []
         while not line.at(")"):
             tok = line.peek()
             if tok.kind == "end":
-                raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                 hint="add the missing ')'")
+                raise line.error(
+                    "unbalanced parenthesis: '(' is never closed",
+                    open_tok.col,
+                    hint="add the missing ')'",
+                )
             if tok.kind == "name" and line.peek(1).text == "=" and line.peek(1).kind == "op":
                 line.next()
                 line.next()
                 loc = line.loc(tok.col, len(tok.text))
                 vtok = line.peek()
                 if vtok.kind != "number" or not vtok.text.isdigit():
-                    raise line.error(f"named dim {tok.text!r} needs a positive whole sample size",
-                                     vtok.col, len(vtok.text) or 1, hint=f"e.g. `{tok.text}=28`")
+                    raise line.error(
+                        f"named dim {tok.text!r} needs a positive whole sample size",
+                        vtok.col,
+                        len(vtok.text) or 1,
+                        hint=f"e.g. `{tok.text}=28`",
+                    )
                 line.next()
-                new.append(Param(check_identifier(tok.text, "parameter name", loc), line.whole(vtok),
-                                 loc, from_input=True))
+                new.append(
+                    Param(
+                        check_identifier(tok.text, "parameter name", loc),
+                        line.whole(vtok),
+                        loc,
+                        from_input=True,
+                    )
+                )
                 dims.append(Name(tok.text, loc))
             else:
                 dims.append(line.expr())
@@ -981,16 +1210,23 @@ class _Parser:
         line.next()
         line.expect_end("the shape")
         if not dims:
-            raise line.error("the input shape is empty", open_tok.col,
-                             hint="give one sample's shape, batch excluded, e.g. `(10,)`")
+            raise line.error(
+                "the input shape is empty",
+                open_tok.col,
+                hint="give one sample's shape, batch excluded, e.g. `(10,)`",
+            )
         return tuple(dims), new
 
     # -- layers
     def layer(self, line: _Line) -> LayerSpec:
         head = line.next()
         if head.kind != "name":
-            raise line.error(f"expected a layer name, found {head.text!r}", head.col, len(head.text),
-                             hint="a layer line starts with a torch.nn class name, e.g. `linear 10`")
+            raise line.error(
+                f"expected a layer name, found {head.text!r}",
+                head.col,
+                len(head.text),
+                hint="a layer line starts with a torch.nn class name, e.g. `linear 10`",
+            )
         call_syntax = line.at("(") and not line.peek().space_before
         if call_syntax:  # `Linear(784, 10)`: read the call, refused later with the right spelling
             open_tok = line.next()
@@ -998,11 +1234,18 @@ class _Parser:
             line.expect_end(f"`{head.text}(...)`")
         else:
             args, kwargs, key = self.arguments(line, None)
-        return LayerSpec(head.text, tuple(args), tuple(kwargs), line.loc(head.col, len(head.text)),
-                         key=key, call_syntax=call_syntax)
+        return LayerSpec(
+            head.text,
+            tuple(args),
+            tuple(kwargs),
+            line.loc(head.col, len(head.text)),
+            key=key,
+            call_syntax=call_syntax,
+        )
 
-    def arguments(self, line: _Line, open_tok: Token | None
-                  ) -> tuple[list[Expr], list[Keyword], str | None]:
+    def arguments(
+        self, line: _Line, open_tok: Token | None
+    ) -> tuple[list[Expr], list[Keyword], str | None]:
         """`ARG... KEY=VALUE...` up to the end of the line, or up to `)` after `open_tok`."""
         args: list[Expr] = []
         kwargs: list[Keyword] = []
@@ -1012,8 +1255,11 @@ class _Parser:
             if open_tok is None:
                 return line.peek().kind == "end"
             if line.peek().kind == "end":
-                raise line.error("unbalanced parenthesis: '(' is never closed", open_tok.col,
-                                 hint="add the missing ')'")
+                raise line.error(
+                    "unbalanced parenthesis: '(' is never closed",
+                    open_tok.col,
+                    hint="add the missing ')'",
+                )
             if line.at(")"):
                 line.next()
                 return True
@@ -1031,9 +1277,14 @@ class _Parser:
             if tok.kind == "name" and line.peek(1).kind == "op" and line.peek(1).text == "=":
                 line.next()
                 eq = line.next()
-                if line.peek().kind == "end" or (line.peek().kind == "name" and line.peek(1).text == "="):
-                    raise line.error(f"dangling '=': {tok.text!r} has no value", eq.col,
-                                     hint=f"write `{tok.text}=VALUE`")
+                if line.peek().kind == "end" or (
+                    line.peek().kind == "name" and line.peek(1).text == "="
+                ):
+                    raise line.error(
+                        f"dangling '=': {tok.text!r} has no value",
+                        eq.col,
+                        hint=f"write `{tok.text}=VALUE`",
+                    )
                 if tok.text == "name":
                     if key is not None:
                         raise line.error("argument 'name' is given twice", tok.col, 4)
@@ -1048,28 +1299,42 @@ class _Parser:
                 kwargs.append(Keyword(kw, value, line.loc(tok.col, len(tok.text)), tok.text))
                 continue
             if tok.kind == "op" and tok.text == "=":
-                raise line.error("dangling '=': no argument name before it", tok.col,
-                                 hint="write `NAME=VALUE` with no space before '='")
+                raise line.error(
+                    "dangling '=': no argument name before it",
+                    tok.col,
+                    hint="write `NAME=VALUE` with no space before '='",
+                )
             if tok.kind == "op" and tok.text == ")":
                 raise line.error("unbalanced parenthesis: ')' without a matching '('", tok.col)
             value = line.expr(top_level=open_tok is None)
             if kwargs:
-                raise SpecSyntaxError("positional argument after a keyword argument", location=value.loc,
-                                      hint="put positional arguments first")
+                raise SpecSyntaxError(
+                    "positional argument after a keyword argument",
+                    location=value.loc,
+                    hint="put positional arguments first",
+                )
             args.append(value)
         return args, kwargs, key
 
     def layer_key(self, line: _Line) -> str:
         """The value of `name=`: the layer's key in the nn.Sequential, a plain identifier."""
         tok = line.next()
-        text = tok.text if tok.kind == "name" else _unquote(tok.text) if tok.kind == "string" else ""
+        text = (
+            tok.text if tok.kind == "name" else _unquote(tok.text) if tok.kind == "string" else ""
+        )
         loc = line.loc(tok.col, len(tok.text) or 1)
         if not text or not text.isidentifier() or not text.isascii():
-            raise SpecSyntaxError(f"layer name {tok.text!r} is not a valid Python identifier",
-                                  location=loc, hint="e.g. `name=stem`: letters, digits and _")
+            raise SpecSyntaxError(
+                f"layer name {tok.text!r} is not a valid Python identifier",
+                location=loc,
+                hint="e.g. `name=stem`: letters, digits and _",
+            )
         if keyword.iskeyword(text) or (text.startswith("__") and text.endswith("__")):
-            raise SpecSyntaxError(f"layer name {text!r} is a Python keyword or dunder name",
-                                  location=loc, hint="choose another name")
+            raise SpecSyntaxError(
+                f"layer name {text!r} is a Python keyword or dunder name",
+                location=loc,
+                hint="choose another name",
+            )
         return text
 
     def _check_keys(self, items: list[Node]) -> None:
@@ -1079,9 +1344,13 @@ class _Parser:
         nested += [n for b in self.blocks.values() for n in flat_layers(b.body)]
         for layer in dict.fromkeys(nested):
             if layer.key is not None:
-                self.errors.append(SpecSyntaxError(
-                    "name= is only supported on the model's top-level layers",
-                    location=layer.loc, hint="drop name=... inside blocks and merges"))
+                self.errors.append(
+                    SpecSyntaxError(
+                        "name= is only supported on the model's top-level layers",
+                        location=layer.loc,
+                        hint="drop name=... inside blocks and merges",
+                    )
+                )
         first: dict[str, LayerSpec] = {}
         layers = list(flat_layers([n for n in items if not isinstance(n, MergeSpec)]))
         for layer in dict.fromkeys(layers):  # each line once; `repeat` repeats the objects
@@ -1089,14 +1358,22 @@ class _Parser:
                 continue
             seen = first.setdefault(layer.key, layer)
             if seen is layer and layers.count(layer) > 1:
-                self.errors.append(SpecSyntaxError(
-                    f"layer name {layer.key!r} is inside a `repeat` block, so it would be used "
-                    "more than once", location=layer.loc,
-                    hint="layer names must be unique: name the layers outside `repeat`"))
+                self.errors.append(
+                    SpecSyntaxError(
+                        f"layer name {layer.key!r} is inside a `repeat` block, so it would be used "
+                        "more than once",
+                        location=layer.loc,
+                        hint="layer names must be unique: name the layers outside `repeat`",
+                    )
+                )
             elif seen is not layer:
-                self.errors.append(SpecSyntaxError(
-                    f"layer name {layer.key!r} is already used on line {seen.loc.line}",
-                    location=layer.loc, hint="layer names must be unique"))
+                self.errors.append(
+                    SpecSyntaxError(
+                        f"layer name {layer.key!r} is already used on line {seen.loc.line}",
+                        location=layer.loc,
+                        hint="layer names must be unique",
+                    )
+                )
 
     def _check_names(self, layers: list[Node], block: BlockDef | None) -> None:
         """Every Name in the input and the layers must be a defined parameter: the model's, or
@@ -1109,24 +1386,32 @@ class _Parser:
                 if e.id not in defined:
                     close = difflib.get_close_matches(e.id, sorted(defined), n=1)
                     if block is not None and e.id in model:
-                        self.errors.append(SpecSyntaxError(
-                            f"model parameter {e.id!r} is used inside block {block.name!r}, "
-                            "which sees only its own parameters and input sizes",
-                            location=e.loc, hint=f"pass it as a block parameter: "
-                                                 f"`block {block.name}(..., {e.id})`"))
+                        self.errors.append(
+                            SpecSyntaxError(
+                                f"model parameter {e.id!r} is used inside block {block.name!r}, "
+                                "which sees only its own parameters and input sizes",
+                                location=e.loc,
+                                hint=f"pass it as a block parameter: "
+                                f"`block {block.name}(..., {e.id})`",
+                            )
+                        )
                         return
                     if e.id.lower() in ("true", "false", "none"):
                         hint = f"did you mean {e.id.capitalize()}?"
                     elif close:
                         hint = f"did you mean {close[0]!r}?"
                     elif block is not None:
-                        hint = f"add it to the block's parameters: `block {block.name}(..., " \
-                               f"{e.id})`"
+                        hint = (
+                            f"add it to the block's parameters: `block {block.name}(..., {e.id})`"
+                        )
                     else:
-                        hint = (f"declare it in the model line: `model {self.class_name or 'Net'}"
-                                f"({e.id}=...)`, or quote it if it is a string")
-                    self.errors.append(SpecSyntaxError(f"undefined parameter {e.id!r}",
-                                                       location=e.loc, hint=hint))
+                        hint = (
+                            f"declare it in the model line: `model {self.class_name or 'Net'}"
+                            f"({e.id}=...)`, or quote it if it is a string"
+                        )
+                    self.errors.append(
+                        SpecSyntaxError(f"undefined parameter {e.id!r}", location=e.loc, hint=hint)
+                    )
             elif isinstance(e, Neg):
                 visit(e.operand)
             elif isinstance(e, BinOp):

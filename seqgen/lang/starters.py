@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from seqgen.lang.parser import camel_case, check_identifier
 from seqgen.errors import Location
+from seqgen.lang.parser import camel_case, check_identifier
 
 _BODIES = {
     "mlp": """model {cls}(in_features=784, hidden=256, num_classes=10, dropout=0.1)
@@ -50,6 +50,8 @@ linear num_classes
 def starter_spec(stem: str, kind: str) -> str:
     """A commented starter spec of `kind` whose class is named after `stem`."""
     cls = check_identifier(camel_case(stem), "class name", Location(f"{stem}.seq", 1, 1))
-    return (f"# {kind} starter written by `seqgen init`; edit it, then run `seqgen new`.\n"
-            "# One layer per line: a torch.nn class name, positional args, KEY=VALUE args.\n"
-            + _BODIES[kind].format(cls=cls))
+    return (
+        f"# {kind} starter written by `seqgen init`; edit it, then run `seqgen new`.\n"
+        "# One layer per line: a torch.nn class name, positional args, KEY=VALUE args.\n"
+        + _BODIES[kind].format(cls=cls)
+    )

@@ -8,7 +8,7 @@ _PREC = {"+": 1, "-": 1, "*": 2, "//": 2}
 
 
 def expr_source(e: Expr) -> str:
-    """Python source for a spec value: literals through repr(), names already checked identifiers."""
+    """Python source for a spec value: literals through repr(), names as checked identifiers."""
     return _source(e, 0)
 
 

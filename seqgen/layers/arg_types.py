@@ -18,18 +18,18 @@ import inspect
 import re
 import types
 import typing
-from dataclasses import dataclass, replace
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
 
-from seqgen.report import lint
 from seqgen._typing import class_cache
 from seqgen.errors import Diagnostic, Location, TraceError
-from seqgen.lang.values import expr_source
-from seqgen.layers.torch_nn import INFERRED, Mismatch, Bound, bind, signature, Values
 from seqgen.ir import BinOp, Const, Expr, LayerSpec, Neg, Num, Str, TracedLayer, TupleExpr
+from seqgen.lang.values import expr_source
+from seqgen.layers.torch_nn import INFERRED, Bound, Mismatch, Values, bind, signature
+from seqgen.report import lint
 
 # A layer above this many parameters is most likely a typo in a size (`linear 1000000`).
 HUGE_LAYER = 10**9
@@ -50,17 +50,25 @@ class _Type:
 
     def __or__(self, other: _Type) -> _Type:
         if self.items is None or other.items is None:
-            items, lengths = (other.items, other.lengths) if self.items is None \
-                else (self.items, self.lengths)
+            items, lengths = (
+                (other.items, other.lengths) if self.items is None else (self.items, self.lengths)
+            )
         else:
             items = self.items | other.items
-            lengths = None if self.lengths is None or other.lengths is None \
+            lengths = (
+                None
+                if self.lengths is None or other.lengths is None
                 else self.lengths | other.lengths
+            )
         strs = [t for t in (self, other) if "str" in t.scalars]
-        choices = None if not strs or any(t.choices is None for t in strs) \
+        choices = (
+            None
+            if not strs or any(t.choices is None for t in strs)
             else frozenset().union(*(t.choices or () for t in strs))
-        return _Type(self.scalars | other.scalars, items, lengths, choices,
-                     self.anything or other.anything)
+        )
+        return _Type(
+            self.scalars | other.scalars, items, lengths, choices, self.anything or other.anything
+        )
 
 
 def _scalar(*names: str) -> _Type:
@@ -72,30 +80,59 @@ _BOOL = _scalar("bool")
 _INT = _scalar("int")
 _FLOAT = _scalar("float")
 _SIZE = _INT | _Type(items=_INT)
-_BY_CLASS: dict[type, _Type] = {bool: _BOOL, int: _INT, float: _FLOAT, str: _scalar("str"),
-                                 type(None): _scalar("None")}
+_BY_CLASS: dict[type, _Type] = {
+    bool: _BOOL,
+    int: _INT,
+    float: _FLOAT,
+    str: _scalar("str"),
+    type(None): _scalar("None"),
+}
 
 # Where torch has no annotation (older releases, some classes): what a parameter name means.
 BY_NAME: dict[str, _Type] = {
-    **dict.fromkeys(["bias", "inplace", "affine", "track_running_stats", "ceil_mode",
-                     "count_include_pad", "return_indices", "elementwise_affine"], _BOOL),
+    **dict.fromkeys(
+        [
+            "bias",
+            "inplace",
+            "affine",
+            "track_running_stats",
+            "ceil_mode",
+            "count_include_pad",
+            "return_indices",
+            "elementwise_affine",
+        ],
+        _BOOL,
+    ),
     **dict.fromkeys(["eps", "p", "negative_slope", "alpha", "beta", "lambd"], _FLOAT),
     "momentum": _FLOAT | _scalar("None"),
     **dict.fromkeys(["kernel_size", "stride", "padding", "dilation", "output_padding"], _SIZE),
-    **dict.fromkeys(["out_features", "out_channels", "groups", "num_groups", "start_dim",
-                     "end_dim", "upscale_factor", "downscale_factor"], _INT),
+    **dict.fromkeys(
+        [
+            "out_features",
+            "out_channels",
+            "groups",
+            "num_groups",
+            "start_dim",
+            "end_dim",
+            "upscale_factor",
+            "downscale_factor",
+        ],
+        _INT,
+    ),
 }
 # Strings torch accepts where its annotation says only `str`: class name prefix, parameter.
 CHOICES: dict[tuple[str, str], frozenset[str]] = {
     ("Conv", "padding"): frozenset({"same", "valid"}),
     ("Conv", "padding_mode"): frozenset({"zeros", "reflect", "replicate", "circular"}),
     ("GELU", "approximate"): frozenset({"none", "tanh"}),
-    ("Upsample", "mode"): frozenset({"nearest", "linear", "bilinear", "bicubic", "trilinear",
-                                     "area", "nearest-exact"}),
+    ("Upsample", "mode"): frozenset(
+        {"nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact"}
+    ),
 }
 # Sizes of a `...Nd` layer whose annotation allows tuples of any length (`_size_any_t`).
-SPATIAL = frozenset({"kernel_size", "stride", "padding", "dilation", "output_size",
-                     "output_padding"})
+SPATIAL = frozenset(
+    {"kernel_size", "stride", "padding", "dilation", "output_size", "output_padding"}
+)
 
 
 def _from_hint(hint: Any) -> _Type:
@@ -121,7 +158,8 @@ def _from_hint(hint: Any) -> _Type:
     if hint is tuple:
         return _Type(items=_ANY)
     if origin in (list, collections.abc.Sequence) or (
-            isinstance(hint, type) and issubclass(hint, tuple)):
+        isinstance(hint, type) and issubclass(hint, tuple)
+    ):
         # torch.Size, list[int]: a spec writes them as tuples
         return _Type(items=_from_hint(args[0]) if args else _INT)
     return _ANY
@@ -173,8 +211,11 @@ def _fits(value: Any, t: _Type) -> bool:
     if isinstance(value, str):
         return "str" in t.scalars and (t.choices is None or value in t.choices)
     if isinstance(value, tuple):
-        return (t.items is not None and (t.lengths is None or len(value) in t.lengths)
-                and all(_fits(v, t.items) for v in value))
+        return (
+            t.items is not None
+            and (t.lengths is None or len(value) in t.lengths)
+            and all(_fits(v, t.items) for v in value)
+        )
     return False
 
 
@@ -202,8 +243,11 @@ def describe(t: _Type) -> str:
     if "bool" in t.scalars:
         parts.append("True/False")
     if "str" in t.scalars:
-        parts.append("one of " + ", ".join(map(repr, sorted(t.choices))) if t.choices is not None
-                     else "a string")
+        parts.append(
+            "one of " + ", ".join(map(repr, sorted(t.choices)))
+            if t.choices is not None
+            else "a string"
+        )
     if t.items is not None:
         one, many = _ITEM_WORDS.get(t.items.scalars, ("value", "values"))
         counts = sorted((t.lengths or frozenset()) - {1}) or sorted(t.lengths or ())
@@ -254,8 +298,11 @@ def _span(node: Expr) -> Location:
 def _got(node: Expr, value: Any) -> str:
     """How a message shows the value a spec gave: `128`, or `k * 2`, a float."""
     if _is_literal(node):
-        return expr_source(node) if isinstance(value, bool) or value is None \
+        return (
+            expr_source(node)
+            if isinstance(value, bool) or value is None
             else f"{expr_source(node)} ({_kind(value)})"
+        )
     return f"`{expr_source(node)}`, {_kind(value)} ({value!r} at the defaults)"
 
 
@@ -269,14 +316,21 @@ def _type_hint(pname: str, t: _Type, node: Expr, value: Any) -> str | None:
         if value.is_integer():
             return f"write {pname}={int(value)}: sizes are whole numbers"
         return "sizes are whole numbers"
-    if isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d*)?", value) and (
-            {"int", "float"} & t.scalars):
+    if (
+        isinstance(value, str)
+        and re.fullmatch(r"-?\d+(\.\d*)?", value)
+        and ({"int", "float"} & t.scalars)
+    ):
         return f"write {pname}={value} without quotes"
     if isinstance(value, str) and t.choices:
         close = difflib.get_close_matches(value, sorted(t.choices), n=1, cutoff=0.6)
         return f"did you mean {close[0]!r}?" if close else None
-    if isinstance(value, tuple) and t.items is not None and t.lengths and \
-            len(value) not in t.lengths:
+    if (
+        isinstance(value, tuple)
+        and t.items is not None
+        and t.lengths
+        and len(value) not in t.lengths
+    ):
         n = max(t.lengths)
         also = ", or one int for all" if "int" in t.scalars else ""
         return f"give {_plural(n, 'size')}, one per dimension{also}"
@@ -296,14 +350,34 @@ class _Range:
 
 
 RANGES = (
-    _Range(r".", "eps", lambda v: v is None or v > 0, "greater than 0",
-           "eps keeps a division away from zero"),
-    _Range(r"Norm", "momentum", lambda v: v is None or 0 <= v <= 1, "between 0 and 1 (or None)",
-           "momentum weighs each batch in the running statistics"),
-    _Range(r"Dropout", "p", lambda v: 0 <= v <= 1, "between 0 and 1",
-           "p is the probability of zeroing an element"),
-    _Range(r"LeakyReLU", "negative_slope", lambda v: 0 <= v < 1, "at least 0 and below 1",
-           "negative_slope is the slope for x < 0; 1 makes the layer the identity"),
+    _Range(
+        r".",
+        "eps",
+        lambda v: v is None or v > 0,
+        "greater than 0",
+        "eps keeps a division away from zero",
+    ),
+    _Range(
+        r"Norm",
+        "momentum",
+        lambda v: v is None or 0 <= v <= 1,
+        "between 0 and 1 (or None)",
+        "momentum weighs each batch in the running statistics",
+    ),
+    _Range(
+        r"Dropout",
+        "p",
+        lambda v: 0 <= v <= 1,
+        "between 0 and 1",
+        "p is the probability of zeroing an element",
+    ),
+    _Range(
+        r"LeakyReLU",
+        "negative_slope",
+        lambda v: 0 <= v < 1,
+        "at least 0 and below 1",
+        "negative_slope is the slope for x < 0; 1 makes the layer the identity",
+    ),
 )
 
 
@@ -333,19 +407,32 @@ def check_values(cls: type[nn.Module], layer: LayerSpec, bound: Bound, values: V
         t = types_.get(pname, _ANY)
         value = values.eval(node)
         if not _fits(value, t):
-            raise TraceError(f"{name}'s {pname} takes {describe(t)}, got {_got(node, value)}",
-                             location=_span(node), hint=_type_hint(pname, t, node, value))
+            raise TraceError(
+                f"{name}'s {pname} takes {describe(t)}, got {_got(node, value)}",
+                location=_span(node),
+                hint=_type_hint(pname, t, node, value),
+            )
         for r in RANGES:
-            if r.param == pname and re.search(r.applies, cls.__name__) and \
-                    isinstance(value, (int, float, type(None))) and not r.ok(value):
+            if (
+                r.param == pname
+                and re.search(r.applies, cls.__name__)
+                and isinstance(value, (int, float, type(None)))
+                and not r.ok(value)
+            ):
                 default = inspect.signature(cls.__init__).parameters[pname].default
-                raise TraceError(f"{name}'s {pname} must be {r.rule}, got {_got(node, value)}",
-                                 location=_span(node), hint=f"{r.why}; the default is {default!r}")
+                raise TraceError(
+                    f"{name}'s {pname} must be {r.rule}, got {_got(node, value)}",
+                    location=_span(node),
+                    hint=f"{r.why}; the default is {default!r}",
+                )
 
 
 def _layer_text(layer: LayerSpec) -> str:
-    parts = [layer.name, *map(expr_source, layer.args),
-             *(f"{kw.written}={expr_source(kw.value)}" for kw in layer.kwargs)]
+    parts = [
+        layer.name,
+        *map(expr_source, layer.args),
+        *(f"{kw.written}={expr_source(kw.value)}" for kw in layer.kwargs),
+    ]
     return " ".join(parts)
 
 
@@ -359,8 +446,9 @@ def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: Values) -> bo
     return not missing
 
 
-def _inferred_written(cls: type[nn.Module], layer: LayerSpec, values: Values,
-                      in_shape: tuple[int, ...]) -> None:
+def _inferred_written(
+    cls: type[nn.Module], layer: LayerSpec, values: Values, in_shape: tuple[int, ...]
+) -> None:
     """`conv2d 3 16 3` on 3 channels: the first size is in_channels, which seqgen infers."""
     sig = signature(cls)
     if len(in_shape) < 2:
@@ -378,14 +466,18 @@ def _inferred_written(cls: type[nn.Module], layer: LayerSpec, values: Values,
         size = in_shape[INFERRED[pname]]
         if not (isinstance(node, Num) and type(node.value) is int and node.value == size):
             continue
-        rest = replace(layer, args=layer.args[:slot] + layer.args[slot + 1:])
+        rest = replace(layer, args=layer.args[:slot] + layer.args[slot + 1 :])
         if _binds_cleanly(cls, rest, values):
-            raise TraceError(f"`{_layer_text(layer)}`: seqgen infers {pname} ({size} here)",
-                             location=node.loc, hint=f"did you mean `{_layer_text(rest)}`?")
+            raise TraceError(
+                f"`{_layer_text(layer)}`: seqgen infers {pname} ({size} here)",
+                location=node.loc,
+                hint=f"did you mean `{_layer_text(rest)}`?",
+            )
 
 
-def check_arguments(cls: type[nn.Module], layer: LayerSpec, values: Values,
-                    in_shape: tuple[int, ...]) -> Bound:
+def check_arguments(
+    cls: type[nn.Module], layer: LayerSpec, values: Values, in_shape: tuple[int, ...]
+) -> Bound:
     """Bind a layer's arguments and check each value; `in_shape` is the incoming shape at the
     defaults (batch first), `values` evaluates spec values at the parameter defaults."""
     _inferred_written(cls, layer, values, in_shape)
@@ -399,7 +491,11 @@ def huge_layer_warning(layer: TracedLayer) -> Diagnostic | None:
     n = layer.params.value
     if n <= HUGE_LAYER:
         return None
-    return Diagnostic("warning", f"{layer.spec.name} has {n:,} parameters "
-                                 f"({n / 1e9:.1f} billion, {4 * n / 1e9:.1f} GB in fp32)",
-                      layer.spec.loc, "a layer this large is usually a typo in a size: check "
-                                      "its arguments", lint.HUGE_LAYER)
+    return Diagnostic(
+        "warning",
+        f"{layer.spec.name} has {n:,} parameters "
+        f"({n / 1e9:.1f} billion, {4 * n / 1e9:.1f} GB in fp32)",
+        layer.spec.loc,
+        "a layer this large is usually a typo in a size: check its arguments",
+        lint.HUGE_LAYER,
+    )

@@ -13,11 +13,11 @@ from dataclasses import replace
 
 from torch import nn
 
-from seqgen.layers import sequence_ops as seqlayers
 from seqgen.errors import SeqgenError, TraceError, raise_all
-from seqgen.lang.hints import call_syntax_hint
-from seqgen.layers.torch_nn import bind, signature, registry, resolve_layer
 from seqgen.ir import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
+from seqgen.lang.hints import call_syntax_hint
+from seqgen.layers import sequence_ops as seqlayers
+from seqgen.layers.torch_nn import bind, registry, resolve_layer, signature
 
 
 def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
@@ -31,21 +31,27 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
         block = next((b for b in blocks if b.name.lower() == layer.name.lower()), None)
         own = seqlayers.close_name(layer.name)
         if block is None and own is not None and "unknown layer" in e.diagnostic.message:
-            raise TraceError(e.diagnostic.message, location=layer.loc,
-                             hint=f"did you mean {own!r}?") from e
+            raise TraceError(
+                e.diagnostic.message, location=layer.loc, hint=f"did you mean {own!r}?"
+            ) from e
         if block is None:
             raise
-        raise TraceError(f"unknown layer {layer.name!r}", location=layer.loc,
-                         hint=f"did you mean the block {block.name!r}? block names are matched "
-                              "exactly") from e
+        raise TraceError(
+            f"unknown layer {layer.name!r}",
+            location=layer.loc,
+            hint=f"did you mean the block {block.name!r}? block names are matched exactly",
+        ) from e
     if layer.call_syntax:
         sig = signature(cls)
         order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
         message, hint = call_syntax_hint(layer, order, sig.inferred, cls.__name__.lower())
         raise TraceError(message, location=layer.loc, hint=hint)
     if layer.key is not None and hasattr(nn.Sequential, layer.key):
-        raise TraceError(f"layer name {layer.key!r} is taken by nn.Sequential itself",
-                         location=layer.loc, hint="choose another name")
+        raise TraceError(
+            f"layer name {layer.key!r} is taken by nn.Sequential itself",
+            location=layer.loc,
+            hint="choose another name",
+        )
     try:
         bind(cls, layer)
     except TraceError:
@@ -72,10 +78,14 @@ def layer_errors(layers: Sequence[Node], blocks: Sequence[BlockDef] = ()) -> lis
     errors: list[SeqgenError] = []
     for block in blocks:
         if block.name.lower() in registry():
-            errors.append(TraceError(
-                f"block name {block.name!r} is also the torch.nn class "
-                f"{registry()[block.name.lower()].__name__!r}", location=block.loc,
-                hint="choose another name: a layer line could mean either"))
+            errors.append(
+                TraceError(
+                    f"block name {block.name!r} is also the torch.nn class "
+                    f"{registry()[block.name.lower()].__name__!r}",
+                    location=block.loc,
+                    hint="choose another name: a layer line could mean either",
+                )
+            )
     stacks = [*(b.body for b in blocks), layers]
     for layer in dict.fromkeys(layer for nodes in stacks for layer in flat_layers(nodes)):
         try:

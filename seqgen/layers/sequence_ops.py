@@ -3,7 +3,8 @@
 Embeddings, recurrent layers, transformer encoder layers and the tensor ops of
 seqgen/runtime/sequence.py are not traced by building torch modules on symbolic sizes (torch
 refuses SymInt sizes for RNNs, specialises the sequence length, and cannot build a transformer
-layer on a symbolic d_model: docs/torch-facts-sequence-layers.md). Each line here is bound by its own small signature,
+layer on a symbolic d_model: docs/torch-facts-sequence-layers.md). Each line here is bound by
+its own small signature,
 its output shape and parameter count come from seqrules' exact formulas, and torch itself runs
 the layer at the sample values (on `meta`) to confirm the shape. `weight_norm=True` on a torch
 layer is handled here too: the layer is traced as usual, then wrapped and recounted.
@@ -21,25 +22,26 @@ import sympy
 import torch
 from torch import nn
 
-from seqgen.trace import symbolic as S
-from seqgen.layers import sequence_rules as R
-from seqgen.trace.constraints import Condition, holds
 from seqgen.errors import TraceError
+from seqgen.ir import Const, Expr, LayerSpec, Str, TracedLayer
 from seqgen.lang.values import expr_source
-from seqgen.trace.torch_errors import shape_text
+from seqgen.layers import sequence_rules as R
 from seqgen.layers.torch_nn import Values, first_line
 from seqgen.layers.torch_rules import NeedsLiteral, Outcome, RankError, RuleError
 from seqgen.runtime import sequence as runtime
+from seqgen.trace import symbolic as S
+from seqgen.trace.constraints import Condition, holds
 from seqgen.trace.scope import DimInfo
-from seqgen.ir import Const, Expr, LayerSpec, Str, TracedLayer
+from seqgen.trace.torch_errors import shape_text
 
 if TYPE_CHECKING:
     from seqgen.trace.layer import LayerTracer
 
 # What the tracer gets back: the output, its dims, the traced layer, and its parameter,
 # trainable-parameter and mult-add counts as expressions
-Traced = tuple[torch.Tensor, list["DimInfo"], "TracedLayer", tuple[sympy.Expr, sympy.Expr,
-                                                                   sympy.Expr]]
+Traced = tuple[
+    torch.Tensor, list["DimInfo"], "TracedLayer", tuple[sympy.Expr, sympy.Expr, sympy.Expr]
+]
 
 
 @dataclass(frozen=True)
@@ -56,25 +58,68 @@ class SeqOp:
     shape_hint: str = ""  # what a wrong-rank input should become
 
 
-_RECURRENT_KW = ("num_layers", "bias", "batch_first", "dropout", "bidirectional", "take",
-                 "input_size")
+_RECURRENT_KW = (
+    "num_layers",
+    "bias",
+    "batch_first",
+    "dropout",
+    "bidirectional",
+    "take",
+    "input_size",
+)
 _REDUCE = SeqOp(("dim",), ("keepdim",), ("dim",))
 _SEQ3 = "(N, L, E): a batch of sequences of E features"
 OPS: dict[str, SeqOp] = {
-    "embedding": SeqOp(("num_embeddings", "embedding_dim"),
-                       ("padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse"),
-                       ("num_embeddings", "embedding_dim"), torch_class="Embedding"),
-    "rnn": SeqOp(("hidden_size",), (*_RECURRENT_KW, "nonlinearity"), ("hidden_size",),
-                 torch_class="RNN", helper="RecurrentOutput", rank=3, shape_hint=_SEQ3),
-    "lstm": SeqOp(("hidden_size",), (*_RECURRENT_KW, "proj_size"), ("hidden_size",),
-                  torch_class="LSTM", helper="RecurrentOutput", rank=3, shape_hint=_SEQ3),
-    "gru": SeqOp(("hidden_size",), _RECURRENT_KW, ("hidden_size",), torch_class="GRU",
-                 helper="RecurrentOutput", rank=3, shape_hint=_SEQ3),
+    "embedding": SeqOp(
+        ("num_embeddings", "embedding_dim"),
+        ("padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse"),
+        ("num_embeddings", "embedding_dim"),
+        torch_class="Embedding",
+    ),
+    "rnn": SeqOp(
+        ("hidden_size",),
+        (*_RECURRENT_KW, "nonlinearity"),
+        ("hidden_size",),
+        torch_class="RNN",
+        helper="RecurrentOutput",
+        rank=3,
+        shape_hint=_SEQ3,
+    ),
+    "lstm": SeqOp(
+        ("hidden_size",),
+        (*_RECURRENT_KW, "proj_size"),
+        ("hidden_size",),
+        torch_class="LSTM",
+        helper="RecurrentOutput",
+        rank=3,
+        shape_hint=_SEQ3,
+    ),
+    "gru": SeqOp(
+        ("hidden_size",),
+        _RECURRENT_KW,
+        ("hidden_size",),
+        torch_class="GRU",
+        helper="RecurrentOutput",
+        rank=3,
+        shape_hint=_SEQ3,
+    ),
     "transformerencoderlayer": SeqOp(
-        ("nhead",), ("dim_feedforward", "dropout", "activation", "layer_norm_eps", "batch_first",
-                     "norm_first", "bias", "d_model"), ("nhead",),
+        ("nhead",),
+        (
+            "dim_feedforward",
+            "dropout",
+            "activation",
+            "layer_norm_eps",
+            "batch_first",
+            "norm_first",
+            "bias",
+            "d_model",
+        ),
+        ("nhead",),
         torch_class="TransformerEncoderLayer",
-        rank=3, shape_hint=_SEQ3),
+        rank=3,
+        shape_hint=_SEQ3,
+    ),
     "permute": SeqOp(var_positional="dims", helper="Permute"),
     "transpose": SeqOp(("dim0", "dim1"), (), ("dim0", "dim1"), helper="Transpose"),
     "unsqueeze": SeqOp(("dim",), (), ("dim",), helper="Unsqueeze"),
@@ -90,9 +135,17 @@ OPS: dict[str, SeqOp] = {
 }
 WEIGHT_NORM = "weight_norm"
 INFERRED_LAST = ("input_size", "d_model")  # sizes seqgen reads from the last input dim
-# torch layers weight_norm may wrap, and which size its weight_g adds (docs/torch-facts-sequence-layers.md)
-_NORMED = {"Linear": "out", "Conv1d": "out", "Conv2d": "out", "Conv3d": "out",
-           "ConvTranspose1d": "in", "ConvTranspose2d": "in", "ConvTranspose3d": "in"}
+# torch layers weight_norm may wrap, and which size its weight_g adds
+# (docs/torch-facts-sequence-layers.md)
+_NORMED = {
+    "Linear": "out",
+    "Conv1d": "out",
+    "Conv2d": "out",
+    "Conv3d": "out",
+    "ConvTranspose1d": "in",
+    "ConvTranspose2d": "in",
+    "ConvTranspose3d": "in",
+}
 
 
 def is_seq_layer(layer: LayerSpec) -> bool:
@@ -125,8 +178,11 @@ def bind(layer: LayerSpec) -> dict[str, Any]:
     args: dict[str, Any] = {}
     if op.var_positional is not None:
         if not layer.args:
-            raise TraceError(f"{name} needs its dims", location=layer.loc,
-                             hint="e.g. `permute 0 2 1` (dim 0 is the batch and stays first)")
+            raise TraceError(
+                f"{name} needs its dims",
+                location=layer.loc,
+                hint="e.g. `permute 0 2 1` (dim 0 is the batch and stays first)",
+            )
         args[op.var_positional] = tuple(layer.args)
     else:
         for i, value in enumerate(layer.args):
@@ -135,48 +191,74 @@ def bind(layer: LayerSpec) -> dict[str, Any]:
                 hint = f"{name} takes: {takes}" + _inferred_note(name)
                 if _inferred_note(name) and len(layer.args) == len(op.positional) + 1:
                     rest = " ".join(expr_source(a) for a in layer.args[1:]) + (
-                        " ..." if layer.kwargs else "")
-                    hint = (f"seqgen infers {_INFERRED_FIRST[name]}: don't write it; did you "
-                            f"mean `{name} {rest}`?")
-                raise TraceError(f"{name} takes {len(op.positional)} positional argument(s), got "
-                                 f"{len(layer.args)}", location=value.loc, hint=hint)
+                        " ..." if layer.kwargs else ""
+                    )
+                    hint = (
+                        f"seqgen infers {_INFERRED_FIRST[name]}: don't write it; did you "
+                        f"mean `{name} {rest}`?"
+                    )
+                raise TraceError(
+                    f"{name} takes {len(op.positional)} positional argument(s), got "
+                    f"{len(layer.args)}",
+                    location=value.loc,
+                    hint=hint,
+                )
             args[op.positional[i]] = value
     accepted = (*op.positional, *op.keywords)
     for kw in layer.kwargs:
         key = kw.written if kw.written in accepted else kw.name
         if key not in accepted:
             close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
-            raise TraceError(f"{name} has no argument {kw.written!r}", location=kw.loc,
-                             hint=f"did you mean {close[0]!r}?" if close else
-                             f"{name} takes: {', '.join(accepted) or 'no arguments'}"
-                             + _inferred_note(name))
+            raise TraceError(
+                f"{name} has no argument {kw.written!r}",
+                location=kw.loc,
+                hint=f"did you mean {close[0]!r}?"
+                if close
+                else f"{name} takes: {', '.join(accepted) or 'no arguments'}"
+                + _inferred_note(name),
+            )
         if key in args:
-            raise TraceError(f"{name} got {key!r} both by position and by keyword",
-                             location=kw.loc)
+            raise TraceError(f"{name} got {key!r} both by position and by keyword", location=kw.loc)
         args[key] = kw.value
     missing = [p for p in op.required if p not in args]
     if missing:
-        raise TraceError(f"{name} needs {', '.join(repr(m) for m in missing)}",
-                         location=layer.loc, hint=_usage(name))
+        raise TraceError(
+            f"{name} needs {', '.join(repr(m) for m in missing)}",
+            location=layer.loc,
+            hint=_usage(name),
+        )
     if op.helper == "RecurrentOutput":
         take = args.get("take")
         if take is None:
-            raise TraceError(f"{name} returns a tuple (output, state), so it needs take=",
-                             location=layer.loc, hint=R._TAKE_HINT)
+            raise TraceError(
+                f"{name} returns a tuple (output, state), so it needs take=",
+                location=layer.loc,
+                hint=R._TAKE_HINT,
+            )
         if not isinstance(take, Str) or take.value not in R.TAKES:
-            raise TraceError(f"take={expr_source(take)} is not one of 'all', 'last', 'hidden'",
-                             location=take.loc, hint=R._TAKE_HINT)
+            raise TraceError(
+                f"take={expr_source(take)} is not one of 'all', 'last', 'hidden'",
+                location=take.loc,
+                hint=R._TAKE_HINT,
+            )
     if "batch_first" in args:
         value = args["batch_first"]
         if not (isinstance(value, Const) and value.value is True):
-            raise TraceError(f"{name} with batch_first={expr_source(value)}: seqgen's tensors are "
-                             "batch first, and it writes batch_first=True itself",
-                             location=value.loc, hint="remove batch_first=...")
+            raise TraceError(
+                f"{name} with batch_first={expr_source(value)}: seqgen's tensors are "
+                "batch first, and it writes batch_first=True itself",
+                location=value.loc,
+                hint="remove batch_first=...",
+            )
     return args
 
 
-_INFERRED_FIRST = {"rnn": "input_size", "lstm": "input_size", "gru": "input_size",
-                   "transformerencoderlayer": "d_model"}
+_INFERRED_FIRST = {
+    "rnn": "input_size",
+    "lstm": "input_size",
+    "gru": "input_size",
+    "transformerencoderlayer": "d_model",
+}
 
 
 def _inferred_note(name: str) -> str:
@@ -190,11 +272,15 @@ def _usage(name: str) -> str:
     return {
         "embedding": "e.g. `embedding vocab 128` (num_embeddings, embedding_dim)",
         "transformerencoderlayer": "e.g. `transformerencoderlayer nhead=8 dim_feedforward=2048`",
-        "transpose": "e.g. `transpose 1 2`", "unsqueeze": "e.g. `unsqueeze 1`",
-        "squeeze": "e.g. `squeeze 3`", "select": "e.g. `select 1 0` (dim, index)",
+        "transpose": "e.g. `transpose 1 2`",
+        "unsqueeze": "e.g. `unsqueeze 1`",
+        "squeeze": "e.g. `squeeze 3`",
+        "select": "e.g. `select 1 0` (dim, index)",
         "scale": "e.g. `scale 16.0`",
-    }.get(name, f"e.g. `{name} 1`" if name in ("mean", "sum", "amax")
-          else f"e.g. `{name} 128 take=last`")
+    }.get(
+        name,
+        f"e.g. `{name} 1`" if name in ("mean", "sum", "amax") else f"e.g. `{name} 128 take=last`",
+    )
 
 
 def check(layer: LayerSpec) -> None:
@@ -213,51 +299,75 @@ def without_weight_norm(layer: LayerSpec) -> tuple[LayerSpec, Expr | None]:
 # ------------------------------------------------------------------------------- trace
 
 
-def trace_hook(t: LayerTracer, index: int, layer: LayerSpec, x: torch.Tensor,
-               dims: list[DimInfo]) -> Traced | None:
+def trace_hook(
+    t: LayerTracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[DimInfo]
+) -> Traced | None:
     """Trace the line if it is one of seqgen's own (or has weight_norm=); None otherwise."""
     if is_seq_layer(layer):
         return _trace_op(t, index, layer, x, dims)
     plain, wn = without_weight_norm(layer)
-    if x.dtype not in (torch.float32,) and not layer.name.lower().startswith(("dropout",
-                                                                               "identity")):
-        raise TraceError(f"{layer.name} gets integer token ids (the input has dtype=long); only "
-                         "an embedding looks them up", location=layer.loc,
-                         hint="start with `embedding VOCAB DIM`, or drop dtype=long from "
-                              "`input`")
+    if x.dtype not in (torch.float32,) and not layer.name.lower().startswith(
+        ("dropout", "identity")
+    ):
+        raise TraceError(
+            f"{layer.name} gets integer token ids (the input has dtype=long); only "
+            "an embedding looks them up",
+            location=layer.loc,
+            hint="start with `embedding VOCAB DIM`, or drop dtype=long from `input`",
+        )
     if wn is None:
         return None
     return _trace_weight_norm(t, index, layer, plain, wn, x, dims)
 
 
-def _trace_op(t: LayerTracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[DimInfo]
-              ) -> Traced:
+def _trace_op(
+    t: LayerTracer, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[DimInfo]
+) -> Traced:
 
     name = _label(layer)
     op = OPS[name]
     title = op.torch_class or op.helper or name
     nodes = _check_inferred(t, name, bind(layer), dims)
-    values = {k: (tuple(t.values.eval(e) for e in v) if isinstance(v, tuple) else
-                  t.values.eval(v)) for k, v in nodes.items()}
+    values = {
+        k: (tuple(t.values.eval(e) for e in v) if isinstance(v, tuple) else t.values.eval(v))
+        for k, v in nodes.items()
+    }
     shape = t.symbolic_sizes(dims)
-    if x.dtype != torch.float32 and name not in ("embedding", "permute", "transpose",
-                                                   "unsqueeze", "squeeze", "select"):
-        raise TraceError(f"{name} gets integer token ids (the input has dtype=long); only an "
-                         "embedding looks them up", location=layer.loc,
-                         hint="put `embedding VOCAB DIM` before it")
+    if x.dtype != torch.float32 and name not in (
+        "embedding",
+        "permute",
+        "transpose",
+        "unsqueeze",
+        "squeeze",
+        "select",
+    ):
+        raise TraceError(
+            f"{name} gets integer token ids (the input has dtype=long); only an "
+            "embedding looks them up",
+            location=layer.loc,
+            hint="put `embedding VOCAB DIM` before it",
+        )
     try:
         outcome, count, macs, acts, hidden = _rule(name, values, shape, x.dtype)
     except RankError as e:
         raise TraceError(
-            f"{name} needs an input of rank {e.rank} but gets rank {len(dims)} "
-            f"{shape_text(dims)}", location=layer.loc,
-            hint=f"{name} works on {op.shape_hint}" + (
+            f"{name} needs an input of rank {e.rank} but gets rank {len(dims)} {shape_text(dims)}",
+            location=layer.loc,
+            hint=f"{name} works on {op.shape_hint}"
+            + (
                 "; `flatten 2` then `transpose 1 2` turns (N, C, H, W) into (N, H * W, C)"
-                if len(dims) == 4 else "; `unsqueeze 1` adds a dim" if len(dims) < 3 else ""))
+                if len(dims) == 4
+                else "; `unsqueeze 1` adds a dim"
+                if len(dims) < 3
+                else ""
+            ),
+        ) from e
     except NeedsLiteral as e:
         node = nodes.get(e.arg)
-        raise TraceError(f"{name}'s {e.arg} must be a literal here: {e.why}",
-                         location=getattr(node, "loc", layer.loc)) from e
+        raise TraceError(
+            f"{name}'s {e.arg} must be a literal here: {e.why}",
+            location=getattr(node, "loc", layer.loc),
+        ) from e
     except RuleError as e:
         hint = None
         if "dtype=long" in str(e):
@@ -267,11 +377,15 @@ def _trace_op(t: LayerTracer, index: int, layer: LayerSpec, x: torch.Tensor, dim
     for c in outcome.checks:
         free = S.free_symbols(c.condition)
         if t.batch_sym in free:
-            raise TraceError(f"{name}: {c.message(t.show)} depends on the batch size",
-                             location=layer.loc)
+            raise TraceError(
+                f"{name}: {c.message(t.show)} depends on the batch size", location=layer.loc
+            )
         if not holds(c.condition, t.hints):
-            raise TraceError(f"{name}: {c.message(lambda e: str(t.value(e)))}",
-                             location=layer.loc, hint="with the defaults" if free else None)
+            raise TraceError(
+                f"{name}: {c.message(lambda e: str(t.value(e)))}",
+                location=layer.loc,
+                hint="with the defaults" if free else None,
+            )
         if t.implied_by_sizes(c.condition):
             continue
         t.conditions.append(Condition(c.condition, index, f"{where}: {c.message(t.show)}"))
@@ -290,12 +404,15 @@ def _trace_op(t: LayerTracer, index: int, layer: LayerSpec, x: torch.Tensor, dim
             module = build(layer, t.concrete, hint_shape)
             y = module.eval()(torch.empty(hint_shape, dtype=x.dtype))
         except Exception as e:
-            raise TraceError(f"torch rejects {title} here: {first_line(e)}",
-                             location=layer.loc) from e
+            raise TraceError(
+                f"torch rejects {title} here: {first_line(e)}", location=layer.loc
+            ) from e
     if tuple(int(s) for s in y.shape) != want:
-        raise TraceError(f"internal error: seqgen computes {want} for {name} but torch gives "
-                         f"{tuple(y.shape)}", location=layer.loc,
-                         hint="please report this as a seqgen bug")
+        raise TraceError(
+            f"internal error: seqgen computes {want} for {name} but torch gives {tuple(y.shape)}",
+            location=layer.loc,
+            hint="please report this as a seqgen bug",
+        )
     count_e, macs_e = sympy.sympify(count), sympy.sympify(macs)
     call = _call(name, nodes, dims)
     traced = _traced_layer(t, index, layer, title, call, op, out_dims, count_e, macs_e, acts)
@@ -306,8 +423,9 @@ def _trace_op(t: LayerTracer, index: int, layer: LayerSpec, x: torch.Tensor, dim
     return y_fake, out_dims, traced, (count_e, count_e, macs_e)
 
 
-def _check_inferred(t: LayerTracer, name: str, nodes: dict[str, Any], dims: list[DimInfo]
-                    ) -> dict[str, Any]:
+def _check_inferred(
+    t: LayerTracer, name: str, nodes: dict[str, Any], dims: list[DimInfo]
+) -> dict[str, Any]:
     """A written input_size= / d_model= must be the last input dim; seqgen writes its own."""
     for key in INFERRED_LAST:
         given = nodes.pop(key, None)
@@ -315,56 +433,97 @@ def _check_inferred(t: LayerTracer, name: str, nodes: dict[str, Any], dims: list
             continue
         last = dims[-1]
         value = t.values.eval(given)
-        if isinstance(value, bool) or not isinstance(value, (int, torch.SymInt)) or \
-                t.value(S.expr_of(value)) != t.value(last.expr):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, torch.SymInt))
+            or t.value(S.expr_of(value)) != t.value(last.expr)
+        ):
             got = str(t.value(last.expr))
             shown = got if last.code == got else f"{got} ({last.code})"
-            raise TraceError(f"{key}={expr_source(given)} disagrees with the traced input: {name} "
-                             f"receives {shown} features",
-                             location=given.loc, hint=f"remove {key}=...; seqgen infers it")
+            raise TraceError(
+                f"{key}={expr_source(given)} disagrees with the traced input: {name} "
+                f"receives {shown} features",
+                location=given.loc,
+                hint=f"remove {key}=...; seqgen infers it",
+            )
     return nodes
 
 
-def _traced_layer(t: LayerTracer, index: int, layer: LayerSpec, title: str, call: str, op: SeqOp,
-                  out_dims: Sequence[Any], count: sympy.Expr, macs: sympy.Expr,
-                  acts: Any) -> Any:
+def _traced_layer(
+    t: LayerTracer,
+    index: int,
+    layer: LayerSpec,
+    title: str,
+    call: str,
+    op: SeqOp,
+    out_dims: Sequence[Any],
+    count: sympy.Expr,
+    macs: sympy.Expr,
+    acts: Any,
+) -> Any:
     return TracedLayer(
         # the whole call as its one "argument": what reads the names a call uses sees them all
-        index=index, spec=layer, class_name=title, call_args=(call,), call_kwargs=(),
-        out_shape=tuple(t.dim(d) for d in out_dims), params=t.as_dim(count),
-        trainable_params=t.as_dim(count), macs=t.as_dim(macs), code=call,
+        index=index,
+        spec=layer,
+        class_name=title,
+        call_args=(call,),
+        call_kwargs=(),
+        out_shape=tuple(t.dim(d) for d in out_dims),
+        params=t.as_dim(count),
+        trainable_params=t.as_dim(count),
+        macs=t.as_dim(macs),
+        code=call,
         helpers=(op.helper,) if op.helper else (),
-        activations=t.as_dim(sympy.sympify(acts)) if acts is not None else None)
+        activations=t.as_dim(sympy.sympify(acts)) if acts is not None else None,
+    )
 
 
-def _rule(name: str, v: Mapping[str, Any], shape: Sequence[Any], dtype: torch.dtype
-          ) -> tuple[Outcome, Any, Any, Any, Any]:
+def _rule(
+    name: str, v: Mapping[str, Any], shape: Sequence[Any], dtype: torch.dtype
+) -> tuple[Outcome, Any, Any, Any, Any]:
     """(outcome, parameter count, torchinfo's MACs per sample, its kept activations or None,
     the parameters torchinfo's "params size" leaves out or None)."""
     e = S.expr_of
     if name == "embedding":
-        out = R.embedding(v["num_embeddings"], v["embedding_dim"], shape,
-                          padding_idx=v.get("padding_idx"), dtype=dtype)
+        out = R.embedding(
+            v["num_embeddings"],
+            v["embedding_dim"],
+            shape,
+            padding_idx=v.get("padding_idx"),
+            dtype=dtype,
+        )
         n = R.embedding_params(v["num_embeddings"], v["embedding_dim"])
         return out, n, n, None, None
     if name in R.RECURRENT_KINDS:
-        kw = {k: v[k] for k in ("num_layers", "bidirectional", "proj_size", "bias")
-              if k in v}
-        out = R.recurrent(name, v["hidden_size"], shape, take=v["take"],
-                          dropout=v.get("dropout", 0.0),
-                          nonlinearity=v.get("nonlinearity", "tanh"), **kw)
+        kw = {k: v[k] for k in ("num_layers", "bidirectional", "proj_size", "bias") if k in v}
+        out = R.recurrent(
+            name,
+            v["hidden_size"],
+            shape,
+            take=v["take"],
+            dropout=v.get("dropout", 0.0),
+            nonlinearity=v.get("nonlinearity", "tanh"),
+            **kw,
+        )
         n = R.recurrent_params(name, shape[-1], v["hidden_size"], **kw)
         # torchinfo: the inner nn.RNN is the leaf; its output is the whole sequence
         seq = out.shape if len(out.shape) == 3 else (shape[0], shape[1], out.shape[-1])
         return out, n, e(seq[1]) * sympy.sympify(n), e(seq[1]) * e(seq[2]), None
     if name == "transformerencoderlayer":
         out = R.transformer_encoder_layer(
-            v["nhead"], shape, **{k: v[k] for k in ("dim_feedforward", "dropout", "activation",
-                                                      "norm_first", "bias") if k in v})
+            v["nhead"],
+            shape,
+            **{
+                k: v[k]
+                for k in ("dim_feedforward", "dropout", "activation", "norm_first", "bias")
+                if k in v
+            },
+        )
         d, f = e(shape[2]), e(v.get("dim_feedforward", 2048))
         bias = v.get("bias", True)
-        n = R.transformer_encoder_layer_params(shape[2], dim_feedforward=v.get(
-            "dim_feedforward", 2048), bias=bias)
+        n = R.transformer_encoder_layer_params(
+            shape[2], dim_feedforward=v.get("dim_feedforward", 2048), bias=bias
+        )
         # torchinfo's leaves: linear1, linear2, norm1, norm2 (attention's out_proj never runs
         # as a module)
         macs = 2 * d * f + (f + 5 * d if bias else 2 * d)
@@ -404,22 +563,32 @@ def _call(name: str, nodes: Mapping[str, Any], dims: Sequence[Any]) -> str:
     """The generated constructor call, from the spec's values (via expr_source) and the
     traced sizes."""
     op = OPS[name]
-    src: dict[str, Any] = {k: (tuple(expr_source(i) for i in v) if isinstance(v, tuple)
-                               else expr_source(v)) for k, v in nodes.items()}
+    src: dict[str, Any] = {
+        k: (tuple(expr_source(i) for i in v) if isinstance(v, tuple) else expr_source(v))
+        for k, v in nodes.items()
+    }
 
     def kwargs(skip: Sequence[str]) -> list[str]:
         return [f"{k}={s}" for k, s in src.items() if k not in skip]
 
     last, length = dims[-1].code, (dims[1].code if len(dims) > 1 else "")
     if name == "embedding":
-        return f"nn.Embedding({', '.join([src['num_embeddings'], src['embedding_dim'], *kwargs(('num_embeddings', 'embedding_dim'))])})"
+        sizes = ("num_embeddings", "embedding_dim")
+        return f"nn.Embedding({', '.join([*(src[k] for k in sizes), *kwargs(sizes)])})"
     if op.helper == "RecurrentOutput":
-        inner = ", ".join([last, src["hidden_size"],
-                           *kwargs(("hidden_size", "take", "batch_first")), "batch_first=True"])
+        inner = ", ".join(
+            [
+                last,
+                src["hidden_size"],
+                *kwargs(("hidden_size", "take", "batch_first")),
+                "batch_first=True",
+            ]
+        )
         return f"RecurrentOutput(nn.{op.torch_class}({inner}), take={nodes['take'].value!r})"
     if name == "transformerencoderlayer":
-        inner = ", ".join([last, src["nhead"], *kwargs(("nhead", "batch_first")),
-                           "batch_first=True"])
+        inner = ", ".join(
+            [last, src["nhead"], *kwargs(("nhead", "batch_first")), "batch_first=True"]
+        )
         return f"nn.TransformerEncoderLayer({inner})"
     if name == "permute":
         return f"Permute({', '.join(src['dims'])})"
@@ -437,9 +606,11 @@ def build(layer: LayerSpec, values: Values, in_shape: tuple[int, ...]) -> nn.Mod
     """The layer for real from concrete values (on the current default device)."""
     name = _label(layer)
     op = OPS[name]
-    v: dict[str, Any] = {k: (tuple(values.eval(i) for i in n) if isinstance(n, tuple)
-                             else values.eval(n))
-                         for k, n in bind(layer).items() if k not in INFERRED_LAST}
+    v: dict[str, Any] = {
+        k: (tuple(values.eval(i) for i in n) if isinstance(n, tuple) else values.eval(n))
+        for k, n in bind(layer).items()
+        if k not in INFERRED_LAST
+    }
     last = in_shape[-1]
     if name == "embedding":
         return nn.Embedding(**v)
@@ -460,12 +631,15 @@ def build(layer: LayerSpec, values: Values, in_shape: tuple[int, ...]) -> nn.Mod
         return cls(in_shape[1], last)
     if name == "pos_encoding":
         return cls(last, **v)
-    return cls(*(v[p] for p in op.positional if p in v),
-               **{k: x for k, x in v.items() if k not in op.positional})
+    return cls(
+        *(v[p] for p in op.positional if p in v),
+        **{k: x for k, x in v.items() if k not in op.positional},
+    )
 
 
-def run_real(layer: LayerSpec, values: Values, x: torch.Tensor
-             ) -> tuple[list[nn.Module], torch.Tensor] | None:
+def run_real(
+    layer: LayerSpec, values: Values, x: torch.Tensor
+) -> tuple[list[nn.Module], torch.Tensor] | None:
     """confirm.run_real for seqgen's own lines and weight_norm'd layers; None for the rest."""
     if is_seq_layer(layer):
         module = build(layer, values, tuple(x.shape)).eval()
@@ -474,7 +648,8 @@ def run_real(layer: LayerSpec, values: Values, x: torch.Tensor
     if wn is None:
         return None
     from seqgen.check.realize import real_module
-    from seqgen.layers.torch_nn import bind as bind_layer, resolve_layer
+    from seqgen.layers.torch_nn import bind as bind_layer
+    from seqgen.layers.torch_nn import resolve_layer
 
     cls = resolve_layer(plain)
     module = real_module(cls, bind_layer(cls, plain), values, tuple(x.shape))
@@ -487,32 +662,56 @@ def run_real(layer: LayerSpec, values: Values, x: torch.Tensor
 # ------------------------------------------------------------------------------- weight_norm
 
 
-def _trace_weight_norm(t: LayerTracer, index: int, layer: LayerSpec, plain: LayerSpec, wn: Expr,
-                       x: torch.Tensor, dims: list[DimInfo]) -> Traced:
+def _trace_weight_norm(
+    t: LayerTracer,
+    index: int,
+    layer: LayerSpec,
+    plain: LayerSpec,
+    wn: Expr,
+    x: torch.Tensor,
+    dims: list[DimInfo],
+) -> Traced:
     if not (isinstance(wn, Const) and isinstance(wn.value, bool)):
-        raise TraceError(f"weight_norm must be True or False, got {expr_source(wn)}",
-                         location=wn.loc, hint="write weight_norm=True")
+        raise TraceError(
+            f"weight_norm must be True or False, got {expr_source(wn)}",
+            location=wn.loc,
+            hint="write weight_norm=True",
+        )
     y, out_dims, step = t.layer(index, plain, x, dims)
     traced = step.traced
     assert isinstance(traced, TracedLayer)  # the plain line is one torch.nn layer
     if wn.value is False:
-        return y, out_dims, replace(traced, spec=layer), (
-            step.params_expr, step.trainable_expr, step.macs_expr)
+        return (
+            y,
+            out_dims,
+            replace(traced, spec=layer),
+            (step.params_expr, step.trainable_expr, step.macs_expr),
+        )
     which = _NORMED.get(traced.class_name)
     if which is None:
-        raise TraceError(f"weight_norm=True works on linear and conv layers, not "
-                         f"{traced.class_name}", location=wn.loc,
-                         hint="torch's weight_norm reparametrises a layer's `weight`")
-    added = dims[1].expr if which == "in" else (
-        out_dims[-1].expr if traced.class_name == "Linear" else out_dims[1].expr)
+        raise TraceError(
+            f"weight_norm=True works on linear and conv layers, not {traced.class_name}",
+            location=wn.loc,
+            hint="torch's weight_norm reparametrises a layer's `weight`",
+        )
+    added = (
+        dims[1].expr
+        if which == "in"
+        else (out_dims[-1].expr if traced.class_name == "Linear" else out_dims[1].expr)
+    )
     params = step.params_expr + added
     trainable = step.trainable_expr + added
     zero = sympy.Integer(0)
     # torchinfo: the wrapped layer has child modules (its parametrizations), so it is no leaf:
     # no mult-adds and no kept output are counted for it
-    new = replace(traced, spec=layer, params=t.as_dim(params), trainable_params=t.as_dim(
-        trainable), macs=t.as_dim(zero),
+    new = replace(
+        traced,
+        spec=layer,
+        params=t.as_dim(params),
+        trainable_params=t.as_dim(trainable),
+        macs=t.as_dim(zero),
         code=f"nn.utils.parametrizations.weight_norm({traced.call})",
-        activations=t.as_dim(zero), hidden_params=t.as_dim(params))
+        activations=t.as_dim(zero),
+        hidden_params=t.as_dim(params),
+    )
     return y, out_dims, new, (params, trainable, zero)
-

@@ -39,9 +39,11 @@ Count = Any  # int | sympy.Expr
 RECURRENT_KINDS = ("rnn", "lstm", "gru")
 TAKES = ("all", "last", "hidden")
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-_TAKE_HINT = ("take= must be 'all' (the output sequence, (N, L, H * dirs)), 'last' (its last "
-              "step, (N, H * dirs)) or 'hidden' (the last layer's final hidden state, both "
-              "directions concatenated, (N, H * dirs))")
+_TAKE_HINT = (
+    "take= must be 'all' (the output sequence, (N, L, H * dirs)), 'last' (its last "
+    "step, (N, H * dirs)) or 'hidden' (the last layer's final hidden state, both "
+    "directions concatenated, (N, H * dirs))"
+)
 INDEX_DTYPES = (torch.int64, torch.int32)  # what torch's embedding accepts as indices
 
 
@@ -52,15 +54,19 @@ def _dim(dim: Any, rank: int, name: str = "dim") -> int:
     """A literal dim in [-rank, rank), as a non-negative index."""
     d = _literal_dim(dim, name)
     if not -rank <= d < rank:
-        raise RuleError(f"{name} {d} is out of range for a tensor of rank {rank} "
-                        f"(dims go from {-rank} to {rank - 1})")
+        raise RuleError(
+            f"{name} {d} is out of range for a tensor of rank {rank} "
+            f"(dims go from {-rank} to {rank - 1})"
+        )
     return d % rank
 
 
 def _not_batch(d: int, what: str) -> None:
     if d == 0:
-        raise RuleError(f"{what} dim 0, the batch; seqgen keeps the batch at dim 0 "
-                        "(count dims from 1, or from the end with -1)")
+        raise RuleError(
+            f"{what} dim 0, the batch; seqgen keeps the batch at dim 0 "
+            "(count dims from 1, or from the end with -1)"
+        )
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -79,8 +85,11 @@ def _probability(checks: _Checks, value: Any, name: str) -> None:
         if not 0 <= value <= 1:
             raise RuleError(f"{name} must be between 0 and 1, got {value!r}")
         return
-    checks.need(sympy.And(sympy.Ge(_expr(value), 0), sympy.Le(_expr(value), 1)),
-                f"{name} ({{}}) must be between 0 and 1", value)
+    checks.need(
+        sympy.And(sympy.Ge(_expr(value), 0), sympy.Le(_expr(value), 1)),
+        f"{name} ({{}}) must be between 0 and 1",
+        value,
+    )
 
 
 def _count(value: Any) -> Count:
@@ -97,16 +106,24 @@ def _rank(shape: Sequence[Size], rank: int) -> None:
 # ------------------------------------------------------------------------------- layers
 
 
-def embedding(num_embeddings: Size, embedding_dim: Size, shape: Sequence[Size], *,
-              padding_idx: Size | None = None, dtype: torch.dtype = torch.int64) -> Outcome:
+def embedding(
+    num_embeddings: Size,
+    embedding_dim: Size,
+    shape: Sequence[Size],
+    *,
+    padding_idx: Size | None = None,
+    dtype: torch.dtype = torch.int64,
+) -> Outcome:
     """nn.Embedding on indices of `shape` (any rank, batch first): `shape + (embedding_dim,)`.
 
     torch builds an Embedding with 0 rows, but no index fits it; seqgen wants at least one.
     The indices must be int64 (`input ... dtype=long`) or int32.
     """
     if dtype not in INDEX_DTYPES:
-        raise RuleError(f"an embedding looks up whole-number indices, but its input is {dtype}; "
-                        "write `dtype=long` on the input")
+        raise RuleError(
+            f"an embedding looks up whole-number indices, but its input is {dtype}; "
+            "write `dtype=long` on the input"
+        )
     if len(shape) < 1:
         raise RankError(1)
     checks = _Checks()
@@ -119,12 +136,21 @@ def embedding(num_embeddings: Size, embedding_dim: Size, shape: Sequence[Size], 
         if isinstance(padding_idx, int):  # one bound: 0 needs n >= 1, 5 needs 6, -2 needs 2
             low = padding_idx + 1 if padding_idx >= 0 else -padding_idx
             if low > 1:
-                checks.need(sympy.Ge(n, low), f"num_embeddings ({{}}) must be at least {low} to "
-                            f"hold padding_idx {padding_idx}", num_embeddings)
+                checks.need(
+                    sympy.Ge(n, low),
+                    f"num_embeddings ({{}}) must be at least {low} to "
+                    f"hold padding_idx {padding_idx}",
+                    num_embeddings,
+                )
             return Outcome((*shape, embedding_dim), tuple(checks.items))
-        checks.need(sympy.And(sympy.Ge(p, -n), sympy.Lt(p, n)),
-                    "padding_idx ({}) must be within num_embeddings ({}): from -{} to {} - 1",
-                    padding_idx, num_embeddings, num_embeddings, num_embeddings)
+        checks.need(
+            sympy.And(sympy.Ge(p, -n), sympy.Lt(p, n)),
+            "padding_idx ({}) must be within num_embeddings ({}): from -{} to {} - 1",
+            padding_idx,
+            num_embeddings,
+            num_embeddings,
+            num_embeddings,
+        )
     return Outcome((*shape, embedding_dim), tuple(checks.items))
 
 
@@ -146,15 +172,29 @@ def _output_hidden(checks: _Checks, kind: str, hidden_size: Size, proj_size: Siz
     if not _is_int(proj_size):
         raise RuleError(f"proj_size must be a whole number, got {proj_size!r}")
     checks.at_least(proj_size, 1 if isinstance(proj_size, torch.SymInt) else 0, "proj_size")
-    checks.need(sympy.Lt(_expr(proj_size), _expr(hidden_size)),
-                "proj_size ({}) must be smaller than hidden_size ({})", proj_size, hidden_size)
+    checks.need(
+        sympy.Lt(_expr(proj_size), _expr(hidden_size)),
+        "proj_size ({}) must be smaller than hidden_size ({})",
+        proj_size,
+        hidden_size,
+    )
     return proj_size
 
 
-def recurrent(kind: str, hidden_size: Size, shape: Sequence[Size], *, take: str | None,
-              num_layers: Size = 1, bidirectional: bool = False, proj_size: Size = 0,
-              bias: bool = True, batch_first: bool = True, dropout: Any = 0.0,
-              nonlinearity: str = "tanh") -> Outcome:
+def recurrent(
+    kind: str,
+    hidden_size: Size,
+    shape: Sequence[Size],
+    *,
+    take: str | None,
+    num_layers: Size = 1,
+    bidirectional: bool = False,
+    proj_size: Size = 0,
+    bias: bool = True,
+    batch_first: bool = True,
+    dropout: Any = 0.0,
+    nonlinearity: str = "tanh",
+) -> Outcome:
     """nn.RNN / nn.LSTM / nn.GRU (kind 'rnn', 'lstm', 'gru') on (N, L, F), wrapped in
     RecurrentOutput(take): (N, L, H * dirs) for 'all', (N, H * dirs) for 'last' and 'hidden'.
 
@@ -163,11 +203,16 @@ def recurrent(kind: str, hidden_size: Size, shape: Sequence[Size], *, take: str 
     if kind not in RECURRENT_KINDS:
         raise RuleError(f"kind must be one of {', '.join(RECURRENT_KINDS)}, got {kind!r}")
     if take not in TAKES:
-        raise RuleError(f"{_TAKE_HINT}; got {take!r}" if take is not None
-                        else f"{kind} returns a tuple, so it needs take=: {_TAKE_HINT}")
+        raise RuleError(
+            f"{_TAKE_HINT}; got {take!r}"
+            if take is not None
+            else f"{kind} returns a tuple, so it needs take=: {_TAKE_HINT}"
+        )
     if batch_first is not True:
-        raise RuleError("seqgen's tensors are batch first and it writes batch_first=True itself; "
-                        f"batch_first={batch_first!r} is not allowed")
+        raise RuleError(
+            "seqgen's tensors are batch first and it writes batch_first=True itself; "
+            f"batch_first={batch_first!r} is not allowed"
+        )
     _rank(shape, 3)
     _flag(bias, "bias")
     dirs = 2 if _flag(bidirectional, "bidirectional") else 1
@@ -185,9 +230,16 @@ def recurrent(kind: str, hidden_size: Size, shape: Sequence[Size], *, take: str 
     return Outcome(sizes, tuple(checks.items))
 
 
-def recurrent_params(kind: str, input_size: Size, hidden_size: Size, *, num_layers: Size = 1,
-                     bias: bool = True, bidirectional: bool = False, proj_size: Size = 0
-                     ) -> Count:
+def recurrent_params(
+    kind: str,
+    input_size: Size,
+    hidden_size: Size,
+    *,
+    num_layers: Size = 1,
+    bias: bool = True,
+    bidirectional: bool = False,
+    proj_size: Size = 0,
+) -> Count:
     """The parameters of nn.RNN / nn.LSTM / nn.GRU.
 
     Per layer and direction: weight_ih (G*H, in), weight_hh (G*H, R), two biases (G*H) and,
@@ -206,17 +258,26 @@ def recurrent_params(kind: str, input_size: Size, hidden_size: Size, *, num_laye
     return _count(first + rest)
 
 
-def transformer_encoder_layer(nhead: Size, shape: Sequence[Size], *,
-                              dim_feedforward: Size = 2048, dropout: Any = 0.1,
-                              activation: Any = "relu", batch_first: bool = True,
-                              norm_first: bool = False, bias: bool = True) -> Outcome:
+def transformer_encoder_layer(
+    nhead: Size,
+    shape: Sequence[Size],
+    *,
+    dim_feedforward: Size = 2048,
+    dropout: Any = 0.1,
+    activation: Any = "relu",
+    batch_first: bool = True,
+    norm_first: bool = False,
+    bias: bool = True,
+) -> Outcome:
     """nn.TransformerEncoderLayer on (N, L, E), d_model = E: the output has the input's shape.
 
     torch runs a dim_feedforward of 0 (the block adds only its bias); seqgen wants >= 1.
     """
     if batch_first is not True:
-        raise RuleError("seqgen's tensors are batch first and it writes batch_first=True itself; "
-                        f"batch_first={batch_first!r} is not allowed")
+        raise RuleError(
+            "seqgen's tensors are batch first and it writes batch_first=True itself; "
+            f"batch_first={batch_first!r} is not allowed"
+        )
     _rank(shape, 3)
     _flag(norm_first, "norm_first")
     _flag(bias, "bias")
@@ -229,14 +290,19 @@ def transformer_encoder_layer(nhead: Size, shape: Sequence[Size], *,
     checks.at_least(d_model, 1, "d_model (the last input dim)")
     checks.at_least(nhead, 1, "nhead")
     if not (isinstance(nhead, int) and nhead == 1):
-        checks.need(sympy.Eq(_mod(d_model, nhead), 0),
-                    "d_model ({}) must be divisible by nhead ({})", d_model, nhead)
+        checks.need(
+            sympy.Eq(_mod(d_model, nhead), 0),
+            "d_model ({}) must be divisible by nhead ({})",
+            d_model,
+            nhead,
+        )
     checks.at_least(dim_feedforward, 1, "dim_feedforward")
     return Outcome(tuple(shape), tuple(checks.items))
 
 
-def transformer_encoder_layer_params(d_model: Size, *, dim_feedforward: Size = 2048,
-                                     bias: bool = True) -> Count:
+def transformer_encoder_layer_params(
+    d_model: Size, *, dim_feedforward: Size = 2048, bias: bool = True
+) -> Count:
     """nn.TransformerEncoderLayer: 4 E^2 + 2 E F + 2 E, plus 7 E + F with bias (norm_first and
     nhead change nothing).
 
@@ -293,9 +359,10 @@ def squeeze(dim: Any, shape: Sequence[Size]) -> Outcome:
     d = _dim(dim, len(shape))
     _not_batch(d, "squeeze would remove")
     checks = _Checks()
-    checks.need(sympy.Eq(_expr(shape[d]), 1), f"squeeze {dim} removes a dim of size 1, not {{}}",
-                shape[d])
-    return Outcome((*shape[:d], *shape[d + 1:]), tuple(checks.items))
+    checks.need(
+        sympy.Eq(_expr(shape[d]), 1), f"squeeze {dim} removes a dim of size 1, not {{}}", shape[d]
+    )
+    return Outcome((*shape[:d], *shape[d + 1 :]), tuple(checks.items))
 
 
 def reduce(dim: Any, shape: Sequence[Size], *, keepdim: bool = False) -> Outcome:
@@ -327,19 +394,24 @@ def select(dim: Any, index: Size, shape: Sequence[Size]) -> Outcome:
     size, i = shape[d], _expr(index)
     if isinstance(index, int):  # `select 1 5` needs a size >= 6, `select 1 -2` one >= 2
         low = index + 1 if index >= 0 else -index
-        checks.need(sympy.Ge(_expr(size), low),
-                    f"select {dim} {index} needs a size of at least {low}, not {{}}", size)
+        checks.need(
+            sympy.Ge(_expr(size), low),
+            f"select {dim} {index} needs a size of at least {low}, not {{}}",
+            size,
+        )
     else:
-        checks.need(sympy.And(sympy.Ge(i, -_expr(size)), sympy.Lt(i, _expr(size))),
-                    "the index ({}) must be within the size ({}) of the dim it selects from",
-                    index, size)
-    return Outcome((*shape[:d], *shape[d + 1:]), tuple(checks.items))
+        checks.need(
+            sympy.And(sympy.Ge(i, -_expr(size)), sympy.Lt(i, _expr(size))),
+            "the index ({}) must be within the size ({}) of the dim it selects from",
+            index,
+            size,
+        )
+    return Outcome((*shape[:d], *shape[d + 1 :]), tuple(checks.items))
 
 
 def scale(value: Any, shape: Sequence[Size]) -> Outcome:
     """`x * value` for a number (or a parameter expression): the shape is unchanged."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt,
-                                                           torch.SymFloat)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt, torch.SymFloat)):
         raise RuleError(f"scale multiplies by a number, got {value!r}")
     return Outcome(tuple(shape), ())
 
@@ -365,8 +437,12 @@ def pos_encoding(shape: Sequence[Size], *, max_len: Size = 5000) -> Outcome:
     _rank(shape, 3)
     checks = _Checks()
     checks.at_least(max_len, 1, "max_len")
-    checks.need(sympy.Le(_expr(shape[1]), _expr(max_len)),
-                "the sequence length ({}) must be at most max_len ({})", shape[1], max_len)
+    checks.need(
+        sympy.Le(_expr(shape[1]), _expr(max_len)),
+        "the sequence length ({}) must be at most max_len ({})",
+        shape[1],
+        max_len,
+    )
     return Outcome(tuple(shape), tuple(checks.items))
 
 
@@ -393,8 +469,14 @@ def linear_weight_shape(in_features: Size, out_features: Size) -> tuple[Size, ..
     return (out_features, in_features)
 
 
-def conv_weight_shape(in_channels: Size, out_channels: Size, kernel_size: Sequence[Size], *,
-                      groups: Size = 1, transposed: bool = False) -> tuple[Size, ...]:
+def conv_weight_shape(
+    in_channels: Size,
+    out_channels: Size,
+    kernel_size: Sequence[Size],
+    *,
+    groups: Size = 1,
+    transposed: bool = False,
+) -> tuple[Size, ...]:
     """nn.ConvNd's weight: (out, in / groups, *k); nn.ConvTransposeNd's: (in, out / groups, *k)."""
     if transposed:
         return (in_channels, out_channels // groups, *kernel_size)

@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from seqgen._typing import class_cache
-from seqgen.lang.parser import check_identifier
 from seqgen.errors import TraceError
-from seqgen.lang.values import expr_source
+from seqgen.ir import (
+    BinOp,
+    Const,
+    Expr,
+    Keyword,
+    LayerSpec,
+    ModelSpec,
+    Name,
+    Neg,
+    Num,
+    Str,
+    TupleExpr,
+)
 from seqgen.lang.hints import missing_hint
-from seqgen.ir import BinOp, Const, Expr, Keyword, LayerSpec, ModelSpec, Name, Neg, Num, Str, TupleExpr
-
+from seqgen.lang.parser import check_identifier
+from seqgen.lang.values import expr_source
 
 # Size parameters seqgen infers from the incoming tensor: name -> which dim of it.
 INFERRED: dict[str, int] = {
@@ -91,21 +102,32 @@ def resolve_layer(layer: LayerSpec) -> type[nn.Module]:
     cls = _REGISTRY.get(layer.name.lower())
     if cls is None:
         close = difflib.get_close_matches(layer.name.lower(), list(_REGISTRY), n=3, cutoff=0.6)
-        hint = (f"did you mean {' or '.join(repr(_REGISTRY[c].__name__.lower()) for c in close)}?"
-                if close else "layer names are torch.nn class names, e.g. conv2d, relu, linear")
+        hint = (
+            f"did you mean {' or '.join(repr(_REGISTRY[c].__name__.lower()) for c in close)}?"
+            if close
+            else "layer names are torch.nn class names, e.g. conv2d, relu, linear"
+        )
         raise TraceError(f"unknown layer {layer.name!r}", location=layer.loc, hint=hint)
     name = cls.__name__
     if name in REFUSED:
-        raise TraceError(f"{name} {REFUSED[name]}", location=layer.loc,
-                         hint="seqgen builds nn.Sequential stacks of one-tensor-in, "
-                              "one-tensor-out layers")
+        raise TraceError(
+            f"{name} {REFUSED[name]}",
+            location=layer.loc,
+            hint="seqgen builds nn.Sequential stacks of one-tensor-in, one-tensor-out layers",
+        )
     if name.endswith("Loss") or name == "NLLLoss2d":
-        raise TraceError(f"{name} is a loss function: it takes predictions and targets",
-                         location=layer.loc, hint="apply the loss in your training loop")
+        raise TraceError(
+            f"{name} is a loss function: it takes predictions and targets",
+            location=layer.loc,
+            hint="apply the loss in your training loop",
+        )
     if name.startswith("Lazy"):
         plain = name[4:].lower()
-        raise TraceError(f"{name} infers its size at the first call; seqgen infers it for you",
-                         location=layer.loc, hint=f"use `{plain}` without its input size")
+        raise TraceError(
+            f"{name} infers its size at the first call; seqgen infers it for you",
+            location=layer.loc,
+            hint=f"use `{plain}` without its input size",
+        )
     return cls
 
 
@@ -167,16 +189,25 @@ def signature(cls: type[nn.Module]) -> _Signature:
     if init is nn.Module.__init__:
         return _Signature((), (), (), (), False, False)
     params = list(inspect.signature(init).parameters.values())[1:]
-    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-             and p.name not in NOT_ARGS]
+    named = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in NOT_ARGS
+    ]
     inferred = tuple(p.name for p in named if p.name in INFERRED)
-    positional = tuple(p.name for p in named if p.kind == p.POSITIONAL_OR_KEYWORD
-                       and p.name not in INFERRED)
+    positional = tuple(
+        p.name for p in named if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in INFERRED
+    )
     required = tuple(p.name for p in named if p.default is p.empty and p.name not in INFERRED)
-    return _Signature(positional, inferred, tuple(p.name for p in named), required,
-                      any(p.kind == p.VAR_POSITIONAL for p in params),
-                      any(p.kind == p.VAR_KEYWORD for p in params),
-                      _by_position(positional, required, any_required=bool(required or inferred)))
+    return _Signature(
+        positional,
+        inferred,
+        tuple(p.name for p in named),
+        required,
+        any(p.kind == p.VAR_POSITIONAL for p in params),
+        any(p.kind == p.VAR_KEYWORD for p in params),
+        _by_position(positional, required, any_required=bool(required or inferred)),
+    )
 
 
 def _by_position(positional: tuple[str, ...], required: tuple[str, ...], any_required: bool) -> int:
@@ -224,21 +255,27 @@ def bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = Non
             want = ", ".join(sig.positional[: sig.by_position]) or "no positional arguments"
             raise TraceError(
                 f"{name} takes {sig.by_position} positional argument(s) after the inferred "
-                f"size, got {len(layer.args)}", location=value.loc,
-                hint=f"{name} takes: {want}" + (f" (seqgen infers {', '.join(sig.inferred)})"
-                                               if sig.inferred else ""))
+                f"size, got {len(layer.args)}",
+                location=value.loc,
+                hint=f"{name} takes: {want}"
+                + (f" (seqgen infers {', '.join(sig.inferred)})" if sig.inferred else ""),
+            )
     extra_kwargs: dict[str, Expr] = {}
     for kw in layer.kwargs:
         if kw.written in sig.order and kw.written != kw.name:
             # an alias (`p` = padding) never hides the class's own parameter (Dropout's `p`)
             kw = Keyword(kw.written, kw.value, kw.loc, kw.written)
         if kw.name in NOT_ARGS:
-            raise TraceError(f"{kw.name!r} cannot be set in a spec", location=kw.loc,
-                             hint="seqgen chooses device and dtype; use --device to check a device")
+            raise TraceError(
+                f"{kw.name!r} cannot be set in a spec",
+                location=kw.loc,
+                hint="seqgen chooses device and dtype; use --device to check a device",
+            )
         if kw.name in sig.order:
             if kw.name in args:
-                raise TraceError(f"{name} got {kw.name!r} both by position and by keyword",
-                                 location=kw.loc)
+                raise TraceError(
+                    f"{name} got {kw.name!r} both by position and by keyword", location=kw.loc
+                )
             args[kw.name] = kw.value
         elif sig.var_kwargs:
             check_identifier(kw.name, "argument name", kw.loc)
@@ -246,31 +283,45 @@ def bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = Non
         else:
             choices = list(sig.order)
             close = difflib.get_close_matches(kw.name, choices, n=1, cutoff=0.6)
-            hint = (f"did you mean {close[0]!r}?" if close else
-                    f"{name} takes: {', '.join(choices)}" if choices else f"{name} takes no arguments")
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"{name} takes: {', '.join(choices)}"
+                if choices
+                else f"{name} takes no arguments"
+            )
             raise TraceError(f"{name} has no argument {kw.written!r}", location=kw.loc, hint=hint)
     missing = [p for p in sig.required if p not in args]
     if missing:
-        raise TraceError(f"{name} needs {', '.join(repr(m) for m in missing)}", location=layer.loc,
-                         hint=missing_hint(layer, sig.positional, missing))
+        raise TraceError(
+            f"{name} needs {', '.join(repr(m) for m in missing)}",
+            location=layer.loc,
+            hint=missing_hint(layer, sig.positional, missing),
+        )
     return Bound(args, tuple(extra), extra_kwargs, sig)
 
 
-def _keyword_needed(name: str, sig: _Signature, pname: str, value: Expr,
-                    describe: Mismatch | None) -> TraceError:
+def _keyword_needed(
+    name: str, sig: _Signature, pname: str, value: Expr, describe: Mismatch | None
+) -> TraceError:
     """A positional argument beyond what the class takes by position: name the keyword to use."""
     taken = sig.positional[: sig.by_position]
     count = {0: "no arguments", 1: "1 argument"}.get(len(taken), f"{len(taken)} arguments")
     shown = f" ({', '.join(taken)})" if taken else ""
     inferred = f", seqgen infers {', '.join(sig.inferred)}" if sig.inferred else ""
     misfit = describe(pname, value) if describe is not None else None
-    hint = (f"{pname} takes {misfit}" if misfit is not None
-            else f"write {pname}={expr_source(value)}")
+    hint = (
+        f"{pname} takes {misfit}" if misfit is not None else f"write {pname}={expr_source(value)}"
+    )
     if sig.inferred:
         hint = f"seqgen infers {', '.join(sig.inferred)}: don't write it; " + (
-            hint if misfit is not None else f"to set {pname}, {hint}")
-    return TraceError(f"{name} takes {count} by position{shown}{inferred}; give {pname} "
-                      "by keyword", location=value.loc, hint=hint)
+            hint if misfit is not None else f"to set {pname}, {hint}"
+        )
+    return TraceError(
+        f"{name} takes {count} by position{shown}{inferred}; give {pname} by keyword",
+        location=value.loc,
+        hint=hint,
+    )
 
 
 def concrete_values(spec: ModelSpec) -> Values:

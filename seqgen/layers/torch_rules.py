@@ -148,8 +148,9 @@ def _spatial(shape: Sequence[Size], n: int) -> list[Size]:
     return list(shape[2:])
 
 
-def _pad_mode_checks(checks: _Checks, mode: str, pads: Sequence[tuple[Size, Size]],
-                     sizes: Sequence[Size], what: str) -> None:
+def _pad_mode_checks(
+    checks: _Checks, mode: str, pads: Sequence[tuple[Size, Size]], sizes: Sequence[Size], what: str
+) -> None:
     """What torch's padding kernels need besides a size >= 1 (pads may be negative: a crop).
 
     constant: a crop never goes past the input; reflect: each pad below the size it pads;
@@ -160,22 +161,40 @@ def _pad_mode_checks(checks: _Checks, mode: str, pads: Sequence[tuple[Size, Size
         n, l, r = _expr(size), _expr(left), _expr(right)
         if mode == "constant":
             if not all(isinstance(v, int) and v >= 0 for v in (left, right)):
-                checks.need(sympy.Ge(n + sympy.Min(l, 0) + sympy.Min(r, 0), 0),
-                            f"cropping by {what} ({{}}, {{}}) must leave the input size ({{}}) "
-                            "non-negative", left, right, size)
+                checks.need(
+                    sympy.Ge(n + sympy.Min(l, 0) + sympy.Min(r, 0), 0),
+                    f"cropping by {what} ({{}}, {{}}) must leave the input size ({{}}) "
+                    "non-negative",
+                    left,
+                    right,
+                    size,
+                )
             continue
         for pad in (left, right):
             if mode == "reflect":
-                checks.need(sympy.Lt(_expr(pad), n),
-                            f"{what} ({{}}) must be smaller than the input size ({{}})", pad, size)
+                checks.need(
+                    sympy.Lt(_expr(pad), n),
+                    f"{what} ({{}}) must be smaller than the input size ({{}})",
+                    pad,
+                    size,
+                )
             elif mode == "circular":
-                checks.need(sympy.Le(_expr(pad), n),
-                            f"{what} ({{}}) must be at most the input size ({{}})", pad, size)
+                checks.need(
+                    sympy.Le(_expr(pad), n),
+                    f"{what} ({{}}) must be at most the input size ({{}})",
+                    pad,
+                    size,
+                )
         if mode == "circular":
             for pad, other in ((l, r), (r, l)):
-                checks.need(sympy.Or(sympy.Le(pad, 0), sympy.Ge(n + sympy.Min(other, 0), 0)),
-                            f"circular {what} ({{}}, {{}}) may not crop past the input size ({{}}) "
-                            "on the side opposite a wrap", left, right, size)
+                checks.need(
+                    sympy.Or(sympy.Le(pad, 0), sympy.Ge(n + sympy.Min(other, 0), 0)),
+                    f"circular {what} ({{}}, {{}}) may not crop past the input size ({{}}) "
+                    "on the side opposite a wrap",
+                    left,
+                    right,
+                    size,
+                )
 
 
 # ------------------------------------------------------------------------------- families
@@ -207,8 +226,10 @@ def _conv(n: int, a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size
     else:  # torch pads with F.pad first: a negative padding crops, as in the padding layers
         p = _ints(a["padding"], n, "padding")
         _pad_mode_checks(checks, a["padding_mode"], [(v, v) for v in p], spatial, "padding")
-    out = [(size + 2 * pp - dd * (kk - 1) - 1) // ss + 1
-           for size, pp, dd, kk, ss in zip(spatial, p, d, k, s)]
+    out = [
+        (size + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+        for size, pp, dd, kk, ss in zip(spatial, p, d, k, s)
+    ]
     return [shape[0], cout, *out]
 
 
@@ -222,14 +243,24 @@ def _conv_transpose(n: int, a: _Args, shape: Sequence[Size], checks: _Checks) ->
     k, s = _tuples(a, n, checks, 1, "kernel_size", "stride")
     p, op, d = _tuples(a, n, checks, 0, "padding", "output_padding", "dilation")
     for dd, kk in zip(d, k):  # torch accepts dilation 0 only where it changes nothing
-        checks.need(sympy.Or(sympy.Ge(_expr(dd), 1), sympy.Eq(_expr(kk), 1)),
-                    "dilation ({}) must be at least 1 unless kernel_size ({}) is 1", dd, kk)
+        checks.need(
+            sympy.Or(sympy.Ge(_expr(dd), 1), sympy.Eq(_expr(kk), 1)),
+            "dilation ({}) must be at least 1 unless kernel_size ({}) is 1",
+            dd,
+            kk,
+        )
     for oo, ss, dd in zip(op, s, d):
-        checks.need(sympy.Or(sympy.Lt(_expr(oo), _expr(ss)), sympy.Lt(_expr(oo), _expr(dd))),
-                    "output_padding ({}) must be smaller than stride ({}) or dilation ({})",
-                    oo, ss, dd)
-    out = [(size - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1
-           for size, ss, pp, dd, kk, oo in zip(spatial, s, p, d, k, op)]
+        checks.need(
+            sympy.Or(sympy.Lt(_expr(oo), _expr(ss)), sympy.Lt(_expr(oo), _expr(dd))),
+            "output_padding ({}) must be smaller than stride ({}) or dilation ({})",
+            oo,
+            ss,
+            dd,
+        )
+    out = [
+        (size - 1) * ss - 2 * pp + dd * (kk - 1) + oo + 1
+        for size, ss, pp, dd, kk, oo in zip(spatial, s, p, d, k, op)
+    ]
     return [shape[0], cout, *out]
 
 
@@ -265,16 +296,26 @@ def _pool(n: int, a: _Args, shape: Sequence[Size], checks: _Checks, *, kind: str
             checks.at_least(v, 1, name)
     for kk, pp in zip(k, p):
         checks.at_least(pp, 0, "padding")
-        checks.need(sympy.Le(2 * _expr(pp), _expr(kk)),
-                    "padding ({}) must be at most half of kernel_size ({})", pp, kk)
+        checks.need(
+            sympy.Le(2 * _expr(pp), _expr(kk)),
+            "padding ({}) must be at most half of kernel_size ({})",
+            pp,
+            kk,
+        )
     if kind == "avg" and n == 3:
         # the CPU kernel of avg_pool3d wants each input size >= the kernel, padding or not
         for size, kk in zip(spatial, k):
-            checks.need(sympy.Ge(_expr(size), _expr(kk)),
-                        "each input size ({}) must be at least kernel_size ({}) (the CPU "
-                        "kernel of avg_pool3d needs it, padding or not)", size, kk)
-    out = [_pool_size(size, kk, ss, pp, dd, ceil_mode)
-           for size, kk, ss, pp, dd in zip(spatial, k, s, p, d)]
+            checks.need(
+                sympy.Ge(_expr(size), _expr(kk)),
+                "each input size ({}) must be at least kernel_size ({}) (the CPU "
+                "kernel of avg_pool3d needs it, padding or not)",
+                size,
+                kk,
+            )
+    out = [
+        _pool_size(size, kk, ss, pp, dd, ceil_mode)
+        for size, kk, ss, pp, dd in zip(spatial, k, s, p, d)
+    ]
     return [*shape[:-n], *out]
 
 
@@ -314,8 +355,11 @@ def _upsample(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
             continue
         frac = Fraction(sc) if isinstance(sc, float) else None
         if frac is None or frac.denominator > 1024:
-            raise NeedsLiteral("scale_factor", "a whole number or a float with few binary "
-                               "digits (1.5, 0.25, 2.5) keeps the output size exact")
+            raise NeedsLiteral(
+                "scale_factor",
+                "a whole number or a float with few binary "
+                "digits (1.5, 0.25, 2.5) keeps the output size exact",
+            )
         # torch computes floor(size * scale) in double precision: exact for such a scale
         out.append(v * frac.numerator // frac.denominator)
     return [shape[0], shape[1], *out]
@@ -330,9 +374,9 @@ def _flatten(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
     if start is None or end is None or start > end:
         raise RuleError(f"flatten dims out of range for a tensor of rank {rank}")
     product = 1
-    for v in shape[start:end + 1]:
+    for v in shape[start : end + 1]:
         product = product * v
-    return [*shape[:start], product, *shape[end + 1:]]
+    return [*shape[:start], product, *shape[end + 1 :]]
 
 
 def _unflatten(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
@@ -354,14 +398,22 @@ def _unflatten(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
             known = known * v
     total = shape[dim]
     if holes:
-        checks.need(sympy.Eq(_mod(total, known), 0),
-                    "the size {} must be divisible by {} to unflatten it", total, known)
+        checks.need(
+            sympy.Eq(_mod(total, known), 0),
+            "the size {} must be divisible by {} to unflatten it",
+            total,
+            known,
+        )
         out = [total // known if i in holes else v for i, v in enumerate(sizes)]
     else:
-        checks.need(sympy.Eq(_expr(total), _expr(known)),
-                    "the unflattened sizes must multiply to {}, got {}", total, known)
+        checks.need(
+            sympy.Eq(_expr(total), _expr(known)),
+            "the unflattened sizes must multiply to {}, got {}",
+            total,
+            known,
+        )
         out = list(sizes)
-    return [*shape[:dim], *out, *shape[dim + 1:]]
+    return [*shape[:dim], *out, *shape[dim + 1 :]]
 
 
 def _pad(n: int, mode: str, a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
@@ -369,7 +421,11 @@ def _pad(n: int, mode: str, a: _Args, shape: Sequence[Size], checks: _Checks) ->
         raise RankError(n + 2)
     padding = a["padding"]
     pads = [padding] * (2 * n) if _is_int(padding) else padding
-    if not isinstance(pads, (tuple, list)) or len(pads) != 2 * n or not all(_is_int(v) for v in pads):
+    if (
+        not isinstance(pads, (tuple, list))
+        or len(pads) != 2 * n
+        or not all(_is_int(v) for v in pads)
+    ):
         raise RuleError(f"padding must be a number or a tuple of {2 * n}, got {padding!r}")
     out = list(shape)
     pairs = []
@@ -388,8 +444,12 @@ def _pixel_shuffle(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Siz
     r = a["upscale_factor"]
     checks.at_least(r, 1, "upscale_factor")
     c = shape[-3]
-    checks.need(sympy.Eq(_mod(c, r * r), 0),
-                "channels ({}) must be divisible by upscale_factor squared ({})", c, r * r)
+    checks.need(
+        sympy.Eq(_mod(c, r * r), 0),
+        "channels ({}) must be divisible by upscale_factor squared ({})",
+        c,
+        r * r,
+    )
     return [*shape[:-3], c // (r * r), shape[-2] * r, shape[-1] * r]
 
 
@@ -422,18 +482,28 @@ def _fold(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
     out = _ints(a["output_size"], 2, "output_size")
     k, blocks = _blocks(a, out, checks)
     per = k[0] * k[1]
-    checks.need(sympy.Eq(_mod(shape[1], per), 0),
-                "the size {} must be divisible by the kernel's {} positions", shape[1], per)
-    checks.need(sympy.Eq(_expr(shape[2]), _expr(blocks[0] * blocks[1])),
-                "the number of blocks ({}) must equal {}", shape[2], blocks[0] * blocks[1])
+    checks.need(
+        sympy.Eq(_mod(shape[1], per), 0),
+        "the size {} must be divisible by the kernel's {} positions",
+        shape[1],
+        per,
+    )
+    checks.need(
+        sympy.Eq(_expr(shape[2]), _expr(blocks[0] * blocks[1])),
+        "the number of blocks ({}) must equal {}",
+        shape[2],
+        blocks[0] * blocks[1],
+    )
     return [shape[0], shape[1] // per, *out]
 
 
 def _blocks(a: _Args, sizes: Sequence[Size], checks: _Checks) -> tuple[list[Size], list[Size]]:
     k, s, d = _tuples(a, 2, checks, 1, "kernel_size", "stride", "dilation")
     (p,) = _tuples(a, 2, checks, 0, "padding")
-    blocks = [(size + 2 * pp - dd * (kk - 1) - 1) // ss + 1
-              for size, pp, dd, kk, ss in zip(sizes, p, d, k, s)]
+    blocks = [
+        (size + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+        for size, pp, dd, kk, ss in zip(sizes, p, d, k, s)
+    ]
     for b in blocks:
         checks.at_least(b, 1, "the number of sliding blocks in each dim")
     return k, blocks
@@ -445,8 +515,9 @@ def _instance_norm(n: int, a: _Args, shape: Sequence[Size], checks: _Checks) -> 
     spatial = 1
     for v in shape[-n:]:
         spatial = spatial * v
-    checks.need(sympy.Gt(_expr(spatial), 1),
-                "instance norm needs more than 1 spatial element when training")
+    checks.need(
+        sympy.Gt(_expr(spatial), 1), "instance norm needs more than 1 spatial element when training"
+    )
     return list(shape)
 
 
@@ -459,8 +530,12 @@ def _divides(checks: _Checks, size: Size, what: str, by: Size, by_what: str) -> 
     """`by` >= 1 (a group count, a stride) and `size` a multiple of it."""
     checks.at_least(by, 1, by_what)
     if not _is_one(by):
-        checks.need(sympy.Eq(_mod(size, by), 0),
-                    f"{what} ({{}}) must be divisible by {by_what} ({{}})", size, by)
+        checks.need(
+            sympy.Eq(_mod(size, by), 0),
+            f"{what} ({{}}) must be divisible by {by_what} ({{}})",
+            size,
+            by,
+        )
 
 
 def _linear(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
@@ -480,17 +555,22 @@ def _glu(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
     if not -rank <= dim < rank:
         raise RuleError(f"dim {dim} is out of range for a tensor of rank {rank}")
     dim %= rank
-    checks.need(sympy.Eq(_mod(shape[dim], 2), 0), "GLU halves a size ({}) that must be even",
-                shape[dim])
-    return [*shape[:dim], shape[dim] // 2, *shape[dim + 1:]]
+    checks.need(
+        sympy.Eq(_mod(shape[dim], 2), 0), "GLU halves a size ({}) that must be even", shape[dim]
+    )
+    return [*shape[:dim], shape[dim] // 2, *shape[dim + 1 :]]
 
 
 def _prelu(a: _Args, shape: Sequence[Size], checks: _Checks) -> list[Size]:
     n = a["num_parameters"]
     if not _is_one(n):
         channels = shape[1] if len(shape) >= 2 else 1
-        checks.need(sympy.Or(sympy.Eq(_expr(n), 1), sympy.Eq(_expr(n), _expr(channels))),
-                    "num_parameters ({}) must be 1 or the number of channels ({})", n, channels)
+        checks.need(
+            sympy.Or(sympy.Eq(_expr(n), 1), sympy.Eq(_expr(n), _expr(channels))),
+            "num_parameters ({}) must be 1 or the number of channels ({})",
+            n,
+            channels,
+        )
     return list(shape)
 
 
@@ -502,8 +582,12 @@ def _shape_preserving() -> list[str]:
     for module in (activation, batchnorm, dropout, normalization):
         for name in dir(module):
             obj = getattr(module, name)
-            if (isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ ==
-                    module.__name__ and not name.startswith("_")):
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, nn.Module)
+                and obj.__module__ == module.__name__
+                and not name.startswith("_")
+            ):
                 names.append(name)
     # GLU halves a dim (its own rule); CrossMapLRN2d's kernel fixes the batch (torch traces it)
     return [n for n in names if n not in ("GLU", "CrossMapLRN2d")] + ["Identity"]
@@ -525,7 +609,7 @@ RuleFn = Callable[[_Args, Sequence[Size], _Checks], list[Size]]
 
 
 def _rules() -> dict[str, RuleFn]:
-    rules: dict[str, RuleFn] = {name: _same for name in _shape_preserving()}
+    rules: dict[str, RuleFn] = dict.fromkeys(_shape_preserving(), _same)
     rules |= {
         "PReLU": _prelu,
         "GLU": _glu,
@@ -551,9 +635,13 @@ def _rules() -> dict[str, RuleFn]:
         rules[f"AdaptiveAvgPool{n}d"] = partial(_adaptive, n)
         rules[f"AdaptiveMaxPool{n}d"] = partial(_adaptive, n)
         rules[f"InstanceNorm{n}d"] = partial(_instance_norm, n)
-        for prefix, mode in (("Zero", "constant"), ("Constant", "constant"),
-                             ("Reflection", "reflect"), ("Replication", "replicate"),
-                             ("Circular", "circular")):
+        for prefix, mode in (
+            ("Zero", "constant"),
+            ("Constant", "constant"),
+            ("Reflection", "reflect"),
+            ("Replication", "replicate"),
+            ("Circular", "circular"),
+        ):
             rules[f"{prefix}Pad{n}d"] = partial(_pad, n, mode)
     return rules
 
@@ -561,13 +649,34 @@ def _rules() -> dict[str, RuleFn]:
 RULES = _rules()
 # Arguments that decide sizes or parameter counts: a float, bool or str model parameter cannot
 # stand for them (seqgen's expressions would hold for its default only).
-SHAPE_ARGS = frozenset({
-    "bias", "affine", "elementwise_affine", "num_parameters",
-    "kernel_size", "stride", "padding", "dilation", "output_padding", "groups", "ceil_mode",
-    "output_size", "size", "scale_factor", "start_dim", "end_dim", "dim", "unflattened_size",
-    "upscale_factor", "downscale_factor", "num_groups", "padding_mode", "out_features",
-    "out_channels",
-})
+SHAPE_ARGS = frozenset(
+    {
+        "bias",
+        "affine",
+        "elementwise_affine",
+        "num_parameters",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "output_padding",
+        "groups",
+        "ceil_mode",
+        "output_size",
+        "size",
+        "scale_factor",
+        "start_dim",
+        "end_dim",
+        "dim",
+        "unflattened_size",
+        "upscale_factor",
+        "downscale_factor",
+        "num_groups",
+        "padding_mode",
+        "out_features",
+        "out_channels",
+    }
+)
 
 
 def has_rule(cls: type[nn.Module]) -> bool:
@@ -583,4 +692,3 @@ def apply(cls: type[nn.Module], values: dict[str, Any], shape: Sequence[Size]) -
         if not _is_int(v):
             raise RuleError(f"output size {i} is not a whole number: {v!r}")
     return Outcome(tuple(out), tuple(checks.items))
-

@@ -8,6 +8,7 @@ seqgen's own source, so any change to seqgen or torch misses the cache.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -18,17 +19,38 @@ from pathlib import Path
 from typing import Any
 
 from seqgen import errors
-
 from seqgen import ir as spec
 from seqgen.project.write import write_atomic
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (errors.Location, errors.Diagnostic, spec.Num, spec.Str, spec.Const, spec.Name,
-                spec.Neg, spec.BinOp, spec.TupleExpr, spec.Param, spec.Keyword, spec.LayerSpec,
-                spec.RepeatSpec, spec.MergeSpec, spec.BlockUse, spec.BlockDef,
-                spec.TracedMerge, spec.TracedBlockUse, spec.TracedBlock, spec.BlockArg,
-                spec.ModelSpec, spec.Dim, spec.TracedLayer, spec.Constraint, spec.TracedModel)
+    for cls in (
+        errors.Location,
+        errors.Diagnostic,
+        spec.Num,
+        spec.Str,
+        spec.Const,
+        spec.Name,
+        spec.Neg,
+        spec.BinOp,
+        spec.TupleExpr,
+        spec.Param,
+        spec.Keyword,
+        spec.LayerSpec,
+        spec.RepeatSpec,
+        spec.MergeSpec,
+        spec.BlockUse,
+        spec.BlockDef,
+        spec.TracedMerge,
+        spec.TracedBlockUse,
+        spec.TracedBlock,
+        spec.BlockArg,
+        spec.ModelSpec,
+        spec.Dim,
+        spec.TracedLayer,
+        spec.Constraint,
+        spec.TracedModel,
+    )
 }
 FORMAT = "2"
 
@@ -51,10 +73,8 @@ def _code_fingerprint() -> str:
     # recursive: the tracer lives in subpackages, and runtime/ is copied into outputs
     for path in sorted(root.rglob("*.py")):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    try:
+    with contextlib.suppress(metadata.PackageNotFoundError):
         h.update(metadata.version("torch").encode())
-    except metadata.PackageNotFoundError:
-        pass
     return h.hexdigest()
 
 
@@ -82,10 +102,8 @@ def store(cache_key: str, traced: spec.TracedModel) -> None:
     root = cache_dir()
     if root is None:
         return
-    try:
+    with contextlib.suppress(errors.SeqgenError):
         write_atomic(root / f"{cache_key}.json", json.dumps(_encode(traced), separators=(",", ":")))
-    except errors.SeqgenError:
-        pass
 
 
 def _encode(value: Any) -> Any:

@@ -77,8 +77,11 @@ class Layout:
         """The layout recorded in a header line's JSON, or None when it is not one."""
         try:
             data = json.loads(text)
-            return cls(**{k: data[k] for k in ("spec", "out", "tests", "module", "test")},
-                       input=data.get("input"), templates=data.get("templates"))
+            return cls(
+                **{k: data[k] for k in ("spec", "out", "tests", "module", "test")},
+                input=data.get("input"),
+                templates=data.get("templates"),
+            )
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -138,7 +141,7 @@ def read_recorded(path: Path) -> Recorded | None:
         return None
     for line in lines:
         if line.startswith(LAYOUT_PREFIX):
-            layout = Layout.parse(line[len(LAYOUT_PREFIX):])
+            layout = Layout.parse(line[len(LAYOUT_PREFIX) :])
             return Recorded(path, layout) if layout is not None else None
     return None
 
@@ -162,9 +165,15 @@ class Finder:
         scanned = 0
         for dirpath, dirnames, filenames in os.walk(folder):
             here = Path(dirpath)
-            dirnames[:] = sorted(d for d in dirnames if recursive and not d.startswith(".")
-                                 and d not in SKIP_DIRS and not d.endswith(".egg-info")
-                                 and not (here / d / "pyvenv.cfg").exists())
+            dirnames[:] = sorted(
+                d
+                for d in dirnames
+                if recursive
+                and not d.startswith(".")
+                and d not in SKIP_DIRS
+                and not d.endswith(".egg-info")
+                and not (here / d / "pyvenv.cfg").exists()
+            )
             for name in sorted(filenames):
                 if not name.endswith(".py"):
                     continue
@@ -185,5 +194,6 @@ class Finder:
             return [at_default]
         root, marked = project_root(spec.parent)
         folder = root if marked else spec.parent
-        return [r for r in self.search(folder, recursive=marked)
-                if r.is_model and r.spec_path == spec]
+        return [
+            r for r in self.search(folder, recursive=marked) if r.is_model and r.spec_path == spec
+        ]

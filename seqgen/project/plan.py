@@ -42,8 +42,13 @@ class Plan:
     strays: tuple[Stray, ...]
 
 
-def plan(args: list[str], out_dir: str | None = None, tests_dir: str | None = None,
-         input_override: str | None = None, templates_dir: str | None = None) -> Plan:
+def plan(
+    args: list[str],
+    out_dir: str | None = None,
+    tests_dir: str | None = None,
+    input_override: str | None = None,
+    templates_dir: str | None = None,
+) -> Plan:
     """Jobs for the arguments; raise OutputConflict if two outputs would share a path."""
     finder = Finder()
     explicit = any(v is not None for v in (out_dir, tests_dir, input_override, templates_dir))
@@ -52,8 +57,12 @@ def plan(args: list[str], out_dir: str | None = None, tests_dir: str | None = No
     folders: list[Path] = []
 
     def add(spec_path: str, options: Options, given: bool = False) -> None:
-        key = (Path(spec_path).resolve(), *(Path(p).resolve() for p in output_paths(options)),
-               options.input_override, options.templates_dir)
+        key = (
+            Path(spec_path).resolve(),
+            *(Path(p).resolve() for p in output_paths(options)),
+            options.input_override,
+            options.templates_dir,
+        )
         jobs.setdefault(key, Job(spec_path, options, given))
 
     for arg in args:
@@ -81,8 +90,9 @@ def plan(args: list[str], out_dir: str | None = None, tests_dir: str | None = No
     return Plan(tuple(jobs.values()), _strays(finder, list(jobs.values()), orphans, folders))
 
 
-def _strays(finder: Finder, jobs: list[Job], orphans: list[Recorded], folders: list[Path]
-            ) -> tuple[Stray, ...]:
+def _strays(
+    finder: Finder, jobs: list[Job], orphans: list[Recorded], folders: list[Path]
+) -> tuple[Stray, ...]:
     """Generated files that no job rewrites: their spec is gone, or its recorded layout moved
     its outputs elsewhere.
 
@@ -102,16 +112,18 @@ def _strays(finder: Finder, jobs: list[Job], orphans: list[Recorded], folders: l
     found = {r.path.resolve(): r for r in orphans}
     for folder, recursive in sorted(searches):
         if folder.is_dir():
-            found.update((r.path.resolve(), r) for r in finder.search(folder, recursive)
-                         if _belongs(r))
+            found.update(
+                (r.path.resolve(), r) for r in finder.search(folder, recursive) if _belongs(r)
+            )
     strays: list[Stray] = []
     for where, r in sorted(found.items()):
         spec = r.spec_path.resolve()
         if not spec.exists():
             strays.append(Stray(r, gone.format(r.layout.spec)))
         elif spec in outputs and where not in {Path(p).resolve() for p in outputs[spec]}:
-            strays.append(Stray(r, f"{r.layout.spec} now generates {', '.join(outputs[spec])} "
-                                   "instead"))
+            strays.append(
+                Stray(r, f"{r.layout.spec} now generates {', '.join(outputs[spec])} instead")
+            )
     return tuple(strays)
 
 
@@ -131,11 +143,14 @@ def _check_conflicts(jobs: list[Job]) -> None:
         for path in output_paths(job.options):
             key = Path(path).resolve()
             if key in owners:
-                other, other_path = owners[key]
-                problems.append(f"{path} would be written for both {other.spec_path} and "
-                                f"{job.spec_path}")
+                other, _other_path = owners[key]
+                problems.append(
+                    f"{path} would be written for both {other.spec_path} and {job.spec_path}"
+                )
             else:
                 owners[key] = (job, path)
     if problems:
-        raise OutputConflict("; ".join(problems), hint="give the specs different names or "
-                                                       "output folders (-o, --tests-dir)")
+        raise OutputConflict(
+            "; ".join(problems),
+            hint="give the specs different names or output folders (-o, --tests-dir)",
+        )

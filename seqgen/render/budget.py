@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-
-from seqgen.safe_eval import evaluate_source
-from seqgen.report.rows import rows
 from seqgen.ir import Dim, TracedModel
+from seqgen.report.rows import rows
+from seqgen.safe_eval import evaluate_source
 
 BUDGET_BYTES = 2 * 10**9  # weights plus activations, fp32, at the largest test batch
 BYTES_PER_VALUE = 4  # fp32
@@ -28,15 +27,18 @@ def generated_tests_bytes(traced: TracedModel) -> int:
     defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
     points = [{**defaults, "N": SAMPLE_BATCH}] + [
         {**defaults, name: size, "N": DIM_BATCH}
-        for name, sizes, _ in traced.dim_sizes for size in sizes]
+        for name, sizes, _ in traced.dim_sizes
+        for size in sizes
+    ]
     worst = 0
     for values in points:
         params = evaluate_source(traced.total_params.code, values)
         shapes = [traced.input_shape, *(layer.out_shape for layer in traced.layers)]
         activations = sum(_numel(shape, values) for shape in shapes)
         if values is points[0]:  # at the defaults, the nodes inside merges and blocks too
-            activations += sum(values["N"] * math.prod(r.sizes) for r in rows(traced)
-                               if r.depth > 0)
+            activations += sum(
+                values["N"] * math.prod(r.sizes) for r in rows(traced) if r.depth > 0
+            )
         worst = max(worst, params + activations)
     return BYTES_PER_VALUE * worst
 
@@ -46,6 +48,8 @@ def over_budget(traced: TracedModel) -> str | None:
     need = generated_tests_bytes(traced)
     if need <= BUDGET_BYTES:
         return None
-    return (f"{traced.spec.class_name} needs about {need / 1e9:.1f} GB "
-            f"({traced.total_params.value:,} parameters plus activations, fp32), over the "
-            f"{BUDGET_BYTES / 1e9:.0f} GB that seqgen's generated tests allocate")
+    return (
+        f"{traced.spec.class_name} needs about {need / 1e9:.1f} GB "
+        f"({traced.total_params.value:,} parameters plus activations, fp32), over the "
+        f"{BUDGET_BYTES / 1e9:.0f} GB that seqgen's generated tests allocate"
+    )

@@ -8,10 +8,9 @@ every warning) on the spec line silences it.
 from __future__ import annotations
 
 import difflib
-
-from seqgen.errors import Diagnostic, Location
 from collections.abc import Iterator
 
+from seqgen.errors import Diagnostic, Location
 from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedModel, TracedNode
 
 SOFTMAX_BEFORE_LOSS = "W001 softmax-before-loss"
@@ -26,20 +25,59 @@ HUGE_LAYER = "W009 huge-layer"  # raised by the trace
 UNUSED_BLOCK = "W010 unused-block"
 BIDIRECTIONAL_LAST = "W011 bidirectional-take-last"
 RECURRENT_DROPOUT = "W012 recurrent-dropout-one-layer"
-CODES = (SOFTMAX_BEFORE_LOSS, LINEAR_BEFORE_FLATTEN, BIAS_BEFORE_BATCHNORM, DROPOUT_LAST,
-         SPATIAL_SIZE_ONE, SOFTMAX_WITHOUT_DIM, UNKNOWN_IGNORE, UNUSED_PARAMETER, HUGE_LAYER,
-         UNUSED_BLOCK, BIDIRECTIONAL_LAST, RECURRENT_DROPOUT)
+CODES = (
+    SOFTMAX_BEFORE_LOSS,
+    LINEAR_BEFORE_FLATTEN,
+    BIAS_BEFORE_BATCHNORM,
+    DROPOUT_LAST,
+    SPATIAL_SIZE_ONE,
+    SOFTMAX_WITHOUT_DIM,
+    UNKNOWN_IGNORE,
+    UNUSED_PARAMETER,
+    HUGE_LAYER,
+    UNUSED_BLOCK,
+    BIDIRECTIONAL_LAST,
+    RECURRENT_DROPOUT,
+)
 # After these, a tensor is a sequence (N, L, E): a linear on its last dim is meant (per step)
-_SEQUENCE = frozenset({"Embedding", "RNN", "LSTM", "GRU", "TransformerEncoderLayer", "Transpose",
-                       "Permute", "ClsToken", "PosEmbedding", "PosEncoding"})
+_SEQUENCE = frozenset(
+    {
+        "Embedding",
+        "RNN",
+        "LSTM",
+        "GRU",
+        "TransformerEncoderLayer",
+        "Transpose",
+        "Permute",
+        "ClsToken",
+        "PosEmbedding",
+        "PosEncoding",
+    }
+)
 
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
-_BIASED = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-           "Linear")
+_BIASED = (
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "Linear",
+)
 _SOFTMAXES = ("Softmax", "LogSoftmax", "Softmin")
 # Layers that use or change spatial dims: the first one after a size-1 bottleneck decides
-_SPATIAL_USERS = ("Conv", "Pool", "Upsample", "PixelShuffle", "PixelUnshuffle", "Unflatten",
-                  "Flatten", "Fold", "Unfold")
+_SPATIAL_USERS = (
+    "Conv",
+    "Pool",
+    "Upsample",
+    "PixelShuffle",
+    "PixelUnshuffle",
+    "Unflatten",
+    "Flatten",
+    "Fold",
+    "Unfold",
+)
 
 
 def _warn(layer: TracedLayer, message: str, hint: str, code: str) -> Diagnostic:
@@ -60,8 +98,9 @@ def _shrinks_again(later: tuple[TracedNode, ...]) -> bool:
     for layer in later:
         name = layer.class_name
         if any(k in name for k in _SPATIAL_USERS):
-            return (("Conv" in name and "Transpose" not in name)
-                    or ("Pool" in name and "Adaptive" not in name))
+            return ("Conv" in name and "Transpose" not in name) or (
+                "Pool" in name and "Adaptive" not in name
+            )
     return False
 
 
@@ -75,7 +114,8 @@ def _stacks(traced: TracedModel) -> Iterator[tuple[tuple[Dim, ...], tuple[Traced
     merge, each block body, and the body of each `repeat depth:` loop."""
     todo: list[tuple[tuple[Dim, ...], tuple[TracedNode, ...], bool]] = [
         (traced.input_shape, traced.layers, True),
-        *((b.input_shape, b.layers, False) for b in traced.blocks)]
+        *((b.input_shape, b.layers, False) for b in traced.blocks),
+    ]
     while todo:
         in_shape, nodes, top = todo.pop(0)
         yield in_shape, nodes, top
@@ -92,16 +132,24 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
     used = {b.class_name for b in traced.blocks}
     for block in traced.spec.blocks:
         if block.name not in used:
-            out.append(Diagnostic("warning", f"block {block.name!r} is defined but never used: "
-                                             "the generated file leaves it out", block.loc,
-                                  f"use it (`{block.name} ...`) or remove it", UNUSED_BLOCK))
+            out.append(
+                Diagnostic(
+                    "warning",
+                    f"block {block.name!r} is defined but never used: "
+                    "the generated file leaves it out",
+                    block.loc,
+                    f"use it (`{block.name} ...`) or remove it",
+                    UNUSED_BLOCK,
+                )
+            )
     for in_shape, nodes, top in _stacks(traced):
         out += _stack_checks(in_shape, nodes, top)
     return out
 
 
-def _stack_checks(first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...],
-                  top: bool) -> list[Diagnostic]:
+def _stack_checks(
+    first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...], top: bool
+) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     sequence = _sequence_model(layers)  # (N, L, E): a linear per step is meant
     for i, layer in enumerate(layers):
@@ -112,48 +160,110 @@ def _stack_checks(first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...],
         rank_in = len(in_shape)
         name = layer.class_name
         if _bidirectional_last(layer):
-            out.append(_warn(layer, f"take=last on a bidirectional {name}: the backward "
-                                    "direction's last step has read one element only",
-                             "take=hidden keeps both directions' final states, each of which "
-                             "has read the whole sequence", BIDIRECTIONAL_LAST))
+            out.append(
+                _warn(
+                    layer,
+                    f"take=last on a bidirectional {name}: the backward "
+                    "direction's last step has read one element only",
+                    "take=hidden keeps both directions' final states, each of which "
+                    "has read the whole sequence",
+                    BIDIRECTIONAL_LAST,
+                )
+            )
         if _dropout_one_layer(layer):
-            out.append(_warn(layer, f"{name}'s dropout acts between its layers, and it has one: "
-                                    "the dropout does nothing", "add num_layers=2 or more, or "
-                                    "a `dropout` line after it", RECURRENT_DROPOUT))
-        if name == "Linear" and rank_in > 2 and not sequence and (
-                prev is None or any(k in prev.class_name for k in _SPATIAL)
-                or prev.class_name in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU")):
-            out.append(_warn(layer, f"linear is applied to a rank-{rank_in} tensor; it maps only "
-                                    "the last dimension", "did you forget `flatten` before it?",
-                             LINEAR_BEFORE_FLATTEN))
-        if isinstance(prev, TracedLayer) and name.startswith("BatchNorm") \
-                and prev.class_name in _BIASED and _has_bias(prev):
-            out.append(_warn(layer, f"{name} right after {prev.class_name} cancels that layer's "
-                                    "bias", f"add bias=False to line {prev.line}",
-                             BIAS_BEFORE_BATCHNORM))
-        if name in _SOFTMAXES and not layer.call_args \
-                and dict(layer.call_kwargs).get("dim", "None") == "None":
+            out.append(
+                _warn(
+                    layer,
+                    f"{name}'s dropout acts between its layers, and it has one: "
+                    "the dropout does nothing",
+                    "add num_layers=2 or more, or a `dropout` line after it",
+                    RECURRENT_DROPOUT,
+                )
+            )
+        if (
+            name == "Linear"
+            and rank_in > 2
+            and not sequence
+            and (
+                prev is None
+                or any(k in prev.class_name for k in _SPATIAL)
+                or prev.class_name in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU")
+            )
+        ):
+            out.append(
+                _warn(
+                    layer,
+                    f"linear is applied to a rank-{rank_in} tensor; it maps only "
+                    "the last dimension",
+                    "did you forget `flatten` before it?",
+                    LINEAR_BEFORE_FLATTEN,
+                )
+            )
+        if (
+            isinstance(prev, TracedLayer)
+            and name.startswith("BatchNorm")
+            and prev.class_name in _BIASED
+            and _has_bias(prev)
+        ):
+            out.append(
+                _warn(
+                    layer,
+                    f"{name} right after {prev.class_name} cancels that layer's bias",
+                    f"add bias=False to line {prev.line}",
+                    BIAS_BEFORE_BATCHNORM,
+                )
+            )
+        if (
+            name in _SOFTMAXES
+            and not layer.call_args
+            and dict(layer.call_kwargs).get("dim", "None") == "None"
+        ):
             picked = _softmax_dim(rank_in)
             what = "the batch" if picked == 0 else "the channels" if rank_in > 2 else "the features"
-            out.append(_warn(layer, f"{name.lower()} has no `dim`: for this rank-{rank_in} input "
-                                    f"torch picks dim={picked}, {what} (a deprecated guess)",
-                             f"write `{layer.spec.name} dim={1 if picked == 0 else picked}` "
-                             "(or dim=-1 for the last dim)", SOFTMAX_WITHOUT_DIM))
+            out.append(
+                _warn(
+                    layer,
+                    f"{name.lower()} has no `dim`: for this rank-{rank_in} input "
+                    f"torch picks dim={picked}, {what} (a deprecated guess)",
+                    f"write `{layer.spec.name} dim={1 if picked == 0 else picked}` "
+                    "(or dim=-1 for the last dim)",
+                    SOFTMAX_WITHOUT_DIM,
+                )
+            )
         if top and i == len(layers) - 1:
             if name == "Softmax":
-                out.append(_warn(layer, "softmax is the last layer, and nn.CrossEntropyLoss "
-                                        "expects raw logits",
-                                 "drop it (apply softmax when predicting), or end with "
-                                 "log_softmax and train with nn.NLLLoss", SOFTMAX_BEFORE_LOSS))
+                out.append(
+                    _warn(
+                        layer,
+                        "softmax is the last layer, and nn.CrossEntropyLoss expects raw logits",
+                        "drop it (apply softmax when predicting), or end with "
+                        "log_softmax and train with nn.NLLLoss",
+                        SOFTMAX_BEFORE_LOSS,
+                    )
+                )
             if name.startswith("Dropout") or name.endswith("Dropout"):
-                out.append(_warn(layer, "dropout is the last layer: it zeroes outputs in training",
-                                 "move it before the last linear", DROPOUT_LAST))
-        if _spatial_one(layer.out_shape) and "Adaptive" not in name \
-                and not (len(in_shape) == len(layer.out_shape) and _spatial_one(in_shape)) \
-                and _shrinks_again(layers[i + 1:]):
-            out.append(_warn(layer, "spatial size is reduced to 1 here, before later conv/pool "
-                                    "layers", "use a larger input or fewer downsampling layers",
-                             SPATIAL_SIZE_ONE))
+                out.append(
+                    _warn(
+                        layer,
+                        "dropout is the last layer: it zeroes outputs in training",
+                        "move it before the last linear",
+                        DROPOUT_LAST,
+                    )
+                )
+        if (
+            _spatial_one(layer.out_shape)
+            and "Adaptive" not in name
+            and not (len(in_shape) == len(layer.out_shape) and _spatial_one(in_shape))
+            and _shrinks_again(layers[i + 1 :])
+        ):
+            out.append(
+                _warn(
+                    layer,
+                    "spatial size is reduced to 1 here, before later conv/pool layers",
+                    "use a larger input or fewer downsampling layers",
+                    SPATIAL_SIZE_ONE,
+                )
+            )
     return out
 
 
@@ -209,22 +319,36 @@ def _unknown_ignores(traced: TracedModel) -> list[Diagnostic]:
         for code in codes:
             if code not in known:
                 close = _closest(code, known)
-                hint = f"did you mean {close[0]!r}?" if close else \
-                    f"codes are {', '.join(c.split()[0] for c in CODES)} or their names"
-                out.append(Diagnostic("warning", f"`# seqgen: ignore` names an unknown warning "
-                                                 f"{code!r}", loc, hint, UNKNOWN_IGNORE))
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else f"codes are {', '.join(c.split()[0] for c in CODES)} or their names"
+                )
+                out.append(
+                    Diagnostic(
+                        "warning",
+                        f"`# seqgen: ignore` names an unknown warning {code!r}",
+                        loc,
+                        hint,
+                        UNKNOWN_IGNORE,
+                    )
+                )
     return out
 
 
 def lint(traced: TracedModel) -> list[Diagnostic]:
     """Every warning for a traced model, in spec order, less those its spec ignores."""
     ignored: dict[tuple[str, int], tuple[str, ...]] = {
-        (loc.path, loc.line): codes for loc, codes in traced.spec.ignores}
+        (loc.path, loc.line): codes for loc, codes in traced.spec.ignores
+    }
 
     def kept(d: Diagnostic) -> bool:
         loc: Location | None = d.location
-        return loc is None or (loc.path, loc.line) not in ignored \
+        return (
+            loc is None
+            or (loc.path, loc.line) not in ignored
             or not _matches(d.code, ignored[(loc.path, loc.line)])
+        )
 
     found = [d for d in _checks(traced) + _unknown_ignores(traced) if kept(d)]
     return sorted(found, key=lambda d: (d.location.line, d.location.col) if d.location else (0, 0))

@@ -10,9 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from seqgen.safe_eval import evaluate_source
+from seqgen.ir import (
+    TracedBlock,
+    TracedBlockUse,
+    TracedLayer,
+    TracedMerge,
+    TracedModel,
+    TracedNode,
+)
 from seqgen.report.table import shape_text
-from seqgen.ir import TracedLayer, TracedMerge, TracedBlockUse, TracedModel, TracedNode
+from seqgen.safe_eval import evaluate_source
 
 
 @dataclass(frozen=True)
@@ -40,13 +47,21 @@ def rows(traced: TracedModel) -> list[Row]:
     return list(_walk(traced.layers, defaults, 0, blocks, nested=False))
 
 
-def _walk(nodes: Sequence[TracedNode], env: Mapping[str, int], depth: int,
-          blocks: Mapping[str, object], nested: bool) -> Iterator[Row]:
+def _walk(
+    nodes: Sequence[TracedNode],
+    env: Mapping[str, int],
+    depth: int,
+    blocks: Mapping[str, TracedBlock],
+    nested: bool,
+) -> Iterator[Row]:
     for node in nodes:
         at = {**env, "N": 1}
         sizes = tuple(evaluate_source(d.code, at) for d in node.out_shape[1:])
-        shape = ("(N, " + ", ".join(map(str, sizes)) + ")") if nested else \
-            shape_text(node.out_shape, sizes=True)
+        shape = (
+            ("(N, " + ", ".join(map(str, sizes)) + ")")
+            if nested
+            else shape_text(node.out_shape, sizes=True)
+        )
         leaf = isinstance(node, TracedLayer) and node.repeat is None
         params = evaluate_source(node.params.code, at)
         if isinstance(node, TracedLayer) and node.activations is not None:
@@ -54,18 +69,32 @@ def _walk(nodes: Sequence[TracedNode], env: Mapping[str, int], depth: int,
         else:
             kept = _prod(sizes) if leaf and params else 0
         hidden = node.hidden_params if isinstance(node, TracedLayer) else None
-        yield Row(depth, node.line, node.call, shape, sizes, params,
-                  evaluate_source(node.trainable_params.code, at),
-                  evaluate_source(node.macs.code, at), leaf, kept,
-                  evaluate_source(hidden.code, at) if hidden is not None else 0)
+        yield Row(
+            depth,
+            node.line,
+            node.call,
+            shape,
+            sizes,
+            params,
+            evaluate_source(node.trainable_params.code, at),
+            evaluate_source(node.macs.code, at),
+            leaf,
+            kept,
+            evaluate_source(hidden.code, at) if hidden is not None else 0,
+        )
         if isinstance(node, TracedMerge):
             for branch in node.branches:
                 yield from _walk(branch, env, depth + 1, blocks, nested)
         elif isinstance(node, TracedBlockUse):
             block = blocks[node.spec.name]
             inner = {name: evaluate_source(code, at) for name, code in node.bindings}
-            yield from _walk(block.layers, inner, depth + 1,  # type: ignore[attr-defined]
-                             blocks, nested=True)
+            yield from _walk(
+                block.layers,
+                inner,
+                depth + 1,
+                blocks,
+                nested=True,
+            )
         elif isinstance(node, TracedLayer) and node.repeat is not None:
             for _ in range(env[node.repeat]):
                 yield from _walk(node.body, env, depth + 1, blocks, nested)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from seqgen.report.table import shape_text, table
-from seqgen.report.rows import rows
 from seqgen.ir import TracedModel
+from seqgen.report.rows import rows
+from seqgen.report.table import shape_text, table
 
 BYTES_PER_ELEMENT = 4  # float32
 
@@ -52,9 +52,19 @@ def totals(traced: TracedModel, batch: int = 1) -> Totals:
 
 
 def _rows(traced: TracedModel, batch: int) -> list[dict[str, object]]:
-    return [{"line": r.line, "depth": r.depth, "layer": r.label, "output_shape": r.shape,
-             "output_size": [batch, *r.sizes], "params": r.params, "trainable": r.trainable,
-             "macs": batch * r.macs} for r in rows(traced)]
+    return [
+        {
+            "line": r.line,
+            "depth": r.depth,
+            "layer": r.label,
+            "output_shape": r.shape,
+            "output_size": [batch, *r.sizes],
+            "params": r.params,
+            "trainable": r.trainable,
+            "macs": batch * r.macs,
+        }
+        for r in rows(traced)
+    ]
 
 
 def _mb(n: int) -> str:
@@ -66,20 +76,34 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
     t = totals(traced, batch)
     rows = _rows(traced, batch)
     if fmt == "json":
-        return json.dumps({
-            "model": traced.spec.class_name,
-            "input_shape": shape_text(traced.input_shape, sizes=True),
-            "layers": rows,
-            "totals": t.__dict__,
-            "params_expression": traced.total_params.code,
-        }, indent=2)
+        return json.dumps(
+            {
+                "model": traced.spec.class_name,
+                "input_shape": shape_text(traced.input_shape, sizes=True),
+                "layers": rows,
+                "totals": t.__dict__,
+                "params_expression": traced.total_params.code,
+            },
+            indent=2,
+        )
     head = ["line", "layer", "output shape", "params", "trainable", "mult-adds"]
-    cells = [[str(r["line"]), "  " * int(r["depth"]) + str(r["layer"]),  # type: ignore[call-overload]
-              str(r["output_shape"]), f"{r['params']:,}",
-              f"{r['trainable']:,}", f"{r['macs']:,}"] for r in rows]
+    cells = [
+        [
+            str(r["line"]),
+            "  " * int(r["depth"]) + str(r["layer"]),  # type: ignore[call-overload]
+            str(r["output_shape"]),
+            f"{r['params']:,}",
+            f"{r['trainable']:,}",
+            f"{r['macs']:,}",
+        ]
+        for r in rows
+    ]
     foot = [
-        ("total params", f"{t.params:,}" + (f" ({traced.total_params.code})"
-                                            if traced.total_params.symbolic else "")),
+        (
+            "total params",
+            f"{t.params:,}"
+            + (f" ({traced.total_params.code})" if traced.total_params.symbolic else ""),
+        ),
         ("trainable params", f"{t.trainable:,}"),
         ("non-trainable params", f"{t.params - t.trainable:,}"),
         (f"mult-adds (batch {batch})", f"{t.macs:,}"),
@@ -90,12 +114,28 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
     ]
     title = f"{traced.spec.class_name}: input {shape_text(traced.input_shape, sizes=True)}"
     if fmt == "markdown":
+
         def md(row: list[str]) -> str:
             return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
-        lines = [f"**{title}**", "", md(head), md(["---"] * 3 + ["---:"] * 3),
-                 *(md([c if i != 1 else f"`{c}`" for i, c in enumerate(r)]) for r in cells), "",
-                 md(["total", "value"]), md(["---", "---:"]), *(md([k, v]) for k, v in foot)]
+
+        lines = [
+            f"**{title}**",
+            "",
+            md(head),
+            md(["---"] * 3 + ["---:"] * 3),
+            *(md([c if i != 1 else f"`{c}`" for i, c in enumerate(r)]) for r in cells),
+            "",
+            md(["total", "value"]),
+            md(["---", "---:"]),
+            *(md([k, v]) for k, v in foot),
+        ]
         return "\n".join(lines)
     width = max(len(k) for k, _ in foot)
-    return "\n".join([title, table(cells, head, right={0, 3, 4, 5}), "",
-                      *(f"{k.ljust(width)}  {v}" for k, v in foot)])
+    return "\n".join(
+        [
+            title,
+            table(cells, head, right={0, 3, 4, 5}),
+            "",
+            *(f"{k.ljust(width)}  {v}" for k, v in foot),
+        ]
+    )

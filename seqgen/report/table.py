@@ -8,6 +8,7 @@ from seqgen.ir import Dim, TracedModel
 def shape_text(dims: tuple[Dim, ...], sizes: bool = False) -> str:
     """`(N, 16, 32, 32)`: symbolic dims by name, the rest as numbers; with `sizes`, a symbolic
     dim also shows its size at the sample input and defaults: `(N, 16, seq_len - 2 [26])`."""
+
     def one(d: Dim) -> str:
         if sizes and d.symbolic and d.code != "N":  # the batch is whatever --batch says
             return f"{d.code} [{d.value}]"
@@ -22,7 +23,9 @@ def table(rows: list[list[str]], header: list[str], right: set[int] | None = Non
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+        ]
         return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -54,5 +57,7 @@ def _plain(shape: str) -> str:
 def device_report(traced: TracedModel, device: str, batch: int = 2) -> str:
     """One line for `--device`: what ran where, and that it agreed with the trace."""
     sample = (batch, *(d.value for d in traced.input_shape[1:]))
-    return (f"--device {device}: built {traced.spec.class_name} for real on {device} and ran a "
-            f"{sample} sample: all {len(traced.layers)} layer output shapes agree with the trace")
+    return (
+        f"--device {device}: built {traced.spec.class_name} for real on {device} and ran a "
+        f"{sample} sample: all {len(traced.layers)} layer output shapes agree with the trace"
+    )

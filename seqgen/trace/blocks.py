@@ -15,13 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sympy
 import torch
 
-from seqgen.trace import symbolic as S
-from seqgen.trace.constraints import derive
-from seqgen.lang.parser import ALL_INPUT_NAMES, input_names
 from seqgen.errors import Diagnostic, SeqgenError, TraceError
-from seqgen.trace.torch_errors import shape_text
-from seqgen.layers.torch_nn import Values
-from seqgen.report.lint import UNUSED_PARAMETER
 from seqgen.ir import (
     BlockArg,
     BlockDef,
@@ -33,14 +27,23 @@ from seqgen.ir import (
     spec_names,
     walk,
 )
-
+from seqgen.lang.parser import ALL_INPUT_NAMES, input_names
+from seqgen.layers.torch_nn import Values
+from seqgen.report.lint import UNUSED_PARAMETER
+from seqgen.trace import symbolic as S
+from seqgen.trace.constraints import derive
 from seqgen.trace.scope import DimInfo
+from seqgen.trace.torch_errors import shape_text
 
 if TYPE_CHECKING:  # the tracer passes itself in; importing it here would be circular
     from seqgen.trace.tracer import Tracer
 
 PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
-    "int": int, "float": (int, float), "bool": bool, "str": str}
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+    "str": str,
+}
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,17 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
         ok = isinstance(value, torch.SymInt) if want == "int" else False
         if not ok:
             ok = isinstance(value, PARAM_TYPES[want]) and not (
-                want != "bool" and isinstance(value, bool))
+                want != "bool" and isinstance(value, bool)
+            )
         if not ok:
-            got = "an int expression" if isinstance(value, torch.SymInt) else \
-                f"{value!r} ({type(value).__name__})"
-            raise TraceError(f"block {block.name!r}'s parameter {name!r} is {want}, got {got}",
-                             location=node.loc)
+            got = (
+                "an int expression"
+                if isinstance(value, torch.SymInt)
+                else f"{value!r} ({type(value).__name__})"
+            )
+            raise TraceError(
+                f"block {block.name!r}'s parameter {name!r} is {want}, got {got}", location=node.loc
+            )
         out[name] = value
     return BlockArgs(nodes, out)
 
@@ -115,16 +123,17 @@ def _check_input_names(block: BlockDef, rank: int) -> None:
         exprs = [*getattr(node, "args", ()), *(kw.value for kw in getattr(node, "kwargs", ()))]
         for e in exprs:
             for ref in expr_names(e):
-                if ref.id in ALL_INPUT_NAMES and ref.id not in have \
-                        and block.param(ref.id) is None:
+                if ref.id in ALL_INPUT_NAMES and ref.id not in have and block.param(ref.id) is None:
                     raise TraceError(
                         f"{ref.id!r} is not a size of this block's rank-{rank} input",
                         location=ref.loc,
-                        hint=f"its input sizes are {', '.join(have) or 'none'} (dim 1 on)")
+                        hint=f"its input sizes are {', '.join(have) or 'none'} (dim 1 on)",
+                    )
 
 
-def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
-                args: BlockArgs, use: BlockUse) -> BlockInfo:
+def trace_block(
+    parent: Tracer, block: BlockDef, dims: Sequence[DimInfo], args: BlockArgs, use: BlockUse
+) -> BlockInfo:
     """Trace `block`'s body once, its symbols hinted by this (first) use."""
 
     rank = len(dims)
@@ -155,8 +164,14 @@ def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
         else:
             env[p.name] = concrete[p.name] = value
     _check_input_names(block, rank)
-    tracer = type(parent)(parent.shared, env, hints, Values(concrete),
-                          {p.name: p for p in block.params}, block=block.name)
+    tracer = type(parent)(
+        parent.shared,
+        env,
+        hints,
+        Values(concrete),
+        {p.name: p for p in block.params},
+        block=block.name,
+    )
     tracer.positive.extend(inputs)
     x = torch.empty(tracer.symbolic_sizes(block_dims))
     try:
@@ -178,31 +193,53 @@ def trace_block(parent: Tracer, block: BlockDef, dims: Sequence[DimInfo],
     train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
     macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
     block_args = [BlockArg(names[i - 1], "int", None, input_size=True) for i in size_args]
-    block_args += [BlockArg(p.name, p.type_name, None if p.required else repr(p.default))
-                   for p in block.params]
+    block_args += [
+        BlockArg(p.name, p.type_name, None if p.required else repr(p.default)) for p in block.params
+    ]
     first_call = [(names[i - 1], str(concrete[names[i - 1]])) for i in size_args]
     first_call += [(p.name, repr(concrete[p.name])) for p in block.params]
     traced = TracedBlock(
-        spec=block, args=tuple(block_args),
-        input_shape=tuple(tracer.dim(d) for d in block_dims), layers=layers,
-        out_shape=tuple(tracer.dim(d) for d in out_dims), constraints=constraints,
-        total_params=tracer.as_dim(total), first_call=tuple(first_call),
+        spec=block,
+        args=tuple(block_args),
+        input_shape=tuple(tracer.dim(d) for d in block_dims),
+        layers=layers,
+        out_shape=tuple(tracer.dim(d) for d in out_dims),
+        constraints=constraints,
+        total_params=tracer.as_dim(total),
+        first_call=tuple(first_call),
         first_input=tuple(parent.value(d.expr) for d in dims[1:]),
-        first_output=tuple(tracer.value(d.expr) for d in out_dims[1:]))
+        first_output=tuple(tracer.value(d.expr) for d in out_dims[1:]),
+    )
     if any(d.expr == tracer.batch_sym for d in out_dims[1:]):
-        raise TraceError(f"block {block.name!r} moves the batch dim: {shape_text(out_dims)}",
-                         location=block.loc)
+        raise TraceError(
+            f"block {block.name!r} moves the batch dim: {shape_text(out_dims)}", location=block.loc
+        )
     return BlockInfo(
-        traced=traced, rank=rank, first_line=block.loc.line, input_symbols=tuple(inputs),
-        param_symbols=param_symbols, defaults=defaults,
-        out_exprs=tuple(d.expr for d in out_dims), params=total, trainable=train, macs=macs,
+        traced=traced,
+        rank=rank,
+        first_line=block.loc.line,
+        input_symbols=tuple(inputs),
+        param_symbols=param_symbols,
+        defaults=defaults,
+        out_exprs=tuple(d.expr for d in out_dims),
+        params=total,
+        trainable=train,
+        macs=macs,
         conditions=tuple((c.condition, c.message) for c in tracer.conditions),
-        size_args=size_args, names=parent.names)
+        size_args=size_args,
+        names=parent.names,
+    )
 
 
 def _warn_unused(parent: Tracer, block: BlockDef, used: set[str]) -> None:
     for p in block.params:
         if p.name not in used:
-            parent.warnings.append(Diagnostic(
-                "warning", f"block parameter {p.name!r} of {block.name!r} is not used", p.loc,
-                f"remove {p.name}, or use it in the block's layers", UNUSED_PARAMETER))
+            parent.warnings.append(
+                Diagnostic(
+                    "warning",
+                    f"block parameter {p.name!r} of {block.name!r} is not used",
+                    p.loc,
+                    f"remove {p.name}, or use it in the block's layers",
+                    UNUSED_PARAMETER,
+                )
+            )

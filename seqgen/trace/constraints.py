@@ -14,13 +14,14 @@ its sizes: a condition that divides by a stride is only reached once that stride
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sympy
-from seqgen.trace import symbolic as S
+
 from seqgen.ir import Constraint
+from seqgen.trace import symbolic as S
 
 LOWEST = -(2**40)  # where the search for a lower bound starts (sizes go up to 2**40)
 HIGHEST = 2**40
@@ -43,9 +44,12 @@ def holds(cond: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> bool:
         return False
 
 
-def derive(conditions: Sequence[Condition], hints: Mapping[sympy.Symbol, int],
-           names: Mapping[sympy.Symbol, str],
-           code: Callable[[sympy.Basic], str]) -> list[Constraint]:
+def derive(
+    conditions: Sequence[Condition],
+    hints: Mapping[sympy.Symbol, int],
+    names: Mapping[sympy.Symbol, str],
+    code: Callable[[sympy.Basic], str],
+) -> list[Constraint]:
     """Exact checks for the generated `__init__`, from the conditions the trace collected."""
     lower: dict[sympy.Symbol, tuple[int, Condition]] = {}
     upper: dict[sympy.Symbol, tuple[int, Condition]] = {}
@@ -61,8 +65,11 @@ def derive(conditions: Sequence[Condition], hints: Mapping[sympy.Symbol, int],
             if bound is not None:
                 kind, value = bound
                 table = lower if kind == "min" else upper
-                better = (value > table[free[0]][0] if kind == "min" else value < table[free[0]][0]) \
-                    if free[0] in table else True
+                better = (
+                    (value > table[free[0]][0] if kind == "min" else value < table[free[0]][0])
+                    if free[0] in table
+                    else True
+                )
                 if better:
                     table[free[0]] = (value, c)
                 continue
@@ -79,9 +86,16 @@ def derive(conditions: Sequence[Condition], hints: Mapping[sympy.Symbol, int],
         if text in seen:
             continue
         seen.add(text)
-        written.append(Constraint(condition=text, symbol=None, minimum=None,
-                                  layer_index=c.layer_index, message=c.message,
-                                  names=tuple(names[s] for s in free)))
+        written.append(
+            Constraint(
+                condition=text,
+                symbol=None,
+                minimum=None,
+                layer_index=c.layer_index,
+                message=c.message,
+                names=tuple(names[s] for s in free),
+            )
+        )
     out: list[Constraint] = []
     for sym, found in sorted(periods.items(), key=lambda kv: names[kv[0]]):
         out.extend(_residue_constraints(sym, names[sym], found, hints, code))
@@ -89,16 +103,29 @@ def derive(conditions: Sequence[Condition], hints: Mapping[sympy.Symbol, int],
         name = names[sym]
         if sym in lower:
             value, c = lower[sym]
-            out.append(Constraint(condition=f"{name} >= {value}", symbol=name, minimum=value,
-                                  layer_index=c.layer_index,
-                                  message=f"{name} must be at least {value}: {c.message}",
-                                  names=(name,)))
+            out.append(
+                Constraint(
+                    condition=f"{name} >= {value}",
+                    symbol=name,
+                    minimum=value,
+                    layer_index=c.layer_index,
+                    message=f"{name} must be at least {value}: {c.message}",
+                    names=(name,),
+                )
+            )
         if sym in upper:
             value, c = upper[sym]
-            out.append(Constraint(condition=f"{name} <= {value}", symbol=name, minimum=None,
-                                  maximum=value, layer_index=c.layer_index,
-                                  message=f"{name} must be at most {value}: {c.message}",
-                                  names=(name,)))
+            out.append(
+                Constraint(
+                    condition=f"{name} <= {value}",
+                    symbol=name,
+                    minimum=None,
+                    maximum=value,
+                    layer_index=c.layer_index,
+                    message=f"{name} must be at most {value}: {c.message}",
+                    names=(name,),
+                )
+            )
     return out + written
 
 
@@ -118,7 +145,9 @@ def periodic(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, frozenset[int]]
     period = 1
     for node in sympy.preorder_traversal(cond):
         if isinstance(node, (*S.FLOOR_DIVISIONS, sympy.Mod)) or type(node).__name__ in (
-                "Mod", "PythonMod"):
+            "Mod",
+            "PythonMod",
+        ):
             divisor = node.args[1]
             if not (divisor.is_Integer and int(divisor) > 0):
                 return None
@@ -129,8 +158,10 @@ def periodic(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, frozenset[int]]
         return None
     diff = cond.lhs - cond.rhs
     try:
-        steps = {S.evaluate(diff, {sym: v + period}) - S.evaluate(diff, {sym: v})
-                 for v in (-3 * period, -1, 0, 1, 7, period + 3, 5 * period)}
+        steps = {
+            S.evaluate(diff, {sym: v + period}) - S.evaluate(diff, {sym: v})
+            for v in (-3 * period, -1, 0, 1, 7, period + 3, 5 * period)
+        }
     except (ZeroDivisionError, S.Unprintable):
         return None
     if steps != {0}:
@@ -139,10 +170,13 @@ def periodic(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, frozenset[int]]
     return period, ok
 
 
-def _residue_constraints(sym: sympy.Symbol, name: str,
-                         found: list[tuple[int, frozenset[int], Condition]],
-                         hints: Mapping[sympy.Symbol, int],
-                         code: Callable[[sympy.Basic], str]) -> list[Constraint]:
+def _residue_constraints(
+    sym: sympy.Symbol,
+    name: str,
+    found: list[tuple[int, frozenset[int], Condition]],
+    hints: Mapping[sympy.Symbol, int],
+    code: Callable[[sympy.Basic], str],
+) -> list[Constraint]:
     """One check per parameter for its periodic conditions: `h % 16 == 0` when together they
     mean a multiple; otherwise each condition as written."""
     period = 1
@@ -151,20 +185,37 @@ def _residue_constraints(sym: sympy.Symbol, name: str,
     ok = [r for r in range(period) if all(r % p in rs for p, rs, _ in found)]
     first = min(found, key=lambda f: f[2].layer_index)[2]
     why = "; ".join(dict.fromkeys(c.message for _, _, c in found))
-    multiple = next((m for m in range(1, period + 1)
-                     if period % m == 0 and ok == list(range(0, period, m))), None)
+    multiple = next(
+        (m for m in range(1, period + 1) if period % m == 0 and ok == list(range(0, period, m))),
+        None,
+    )
     if multiple is not None:
-        return [Constraint(condition=f"{name} % {multiple} == 0", symbol=None, minimum=None,
-                           layer_index=first.layer_index,
-                           message=f"{name} must be a multiple of {multiple}: {why}",
-                           names=(name,))]
-    return [Constraint(condition=code(c.condition), symbol=None, minimum=None,
-                       layer_index=c.layer_index, message=c.message, names=(name,))
-            for _, _, c in found]
+        return [
+            Constraint(
+                condition=f"{name} % {multiple} == 0",
+                symbol=None,
+                minimum=None,
+                layer_index=first.layer_index,
+                message=f"{name} must be a multiple of {multiple}: {why}",
+                names=(name,),
+            )
+        ]
+    return [
+        Constraint(
+            condition=code(c.condition),
+            symbol=None,
+            minimum=None,
+            layer_index=c.layer_index,
+            message=c.message,
+            names=(name,),
+        )
+        for _, _, c in found
+    ]
 
 
-def _bound(cond: sympy.Basic, sym: sympy.Symbol,
-           hints: Mapping[sympy.Symbol, int]) -> tuple[str, int] | None:
+def _bound(
+    cond: sympy.Basic, sym: sympy.Symbol, hints: Mapping[sympy.Symbol, int]
+) -> tuple[str, int] | None:
     """("min", m) when `cond` holds exactly for sym >= m; ("max", m) for sym <= m; else None."""
     slack = _slack(cond)
     if slack is None:

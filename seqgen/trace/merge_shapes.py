@@ -37,9 +37,14 @@ def same(a: sympy.Expr, b: sympy.Expr) -> bool:
     return a == b or bool(sympy.expand(a - b) == 0)
 
 
-def combine(kind: str, shapes: Sequence[Shape], dim: int | None,
-            value: Callable[[sympy.Expr], int], show: Callable[[Sequence[sympy.Expr]], str],
-            labels: Sequence[str]) -> Merged:
+def combine(
+    kind: str,
+    shapes: Sequence[Shape],
+    dim: int | None,
+    value: Callable[[sympy.Expr], int],
+    show: Callable[[Sequence[sympy.Expr]], str],
+    labels: Sequence[str],
+) -> Merged:
     """The shape a merge of `kind` gives for branch outputs `shapes` (labelled for messages)."""
     ranks = {len(s) for s in shapes}
     if kind != "multiply" and len(ranks) > 1:
@@ -51,13 +56,19 @@ def combine(kind: str, shapes: Sequence[Shape], dim: int | None,
     return _equal(kind, shapes, value, show, labels)
 
 
-def _listing(shapes: Sequence[Shape], show: Callable[[Sequence[sympy.Expr]], str],
-             labels: Sequence[str]) -> str:
+def _listing(
+    shapes: Sequence[Shape], show: Callable[[Sequence[sympy.Expr]], str], labels: Sequence[str]
+) -> str:
     return ", ".join(f"{label} gives {show(s)}" for label, s in zip(labels, shapes))
 
 
-def _agree(a: sympy.Expr, b: sympy.Expr, value: Callable[[sympy.Expr], int], what: str,
-           conditions: list[tuple[sympy.Basic, str]]) -> bool:
+def _agree(
+    a: sympy.Expr,
+    b: sympy.Expr,
+    value: Callable[[sympy.Expr], int],
+    what: str,
+    conditions: list[tuple[sympy.Basic, str]],
+) -> bool:
     """Whether sizes a and b agree at the defaults; a condition when only for some values."""
     if same(a, b):
         return True
@@ -67,8 +78,13 @@ def _agree(a: sympy.Expr, b: sympy.Expr, value: Callable[[sympy.Expr], int], wha
     return True
 
 
-def _equal(kind: str, shapes: Sequence[Shape], value: Callable[[sympy.Expr], int],
-           show: Callable[[Sequence[sympy.Expr]], str], labels: Sequence[str]) -> Merged:
+def _equal(
+    kind: str,
+    shapes: Sequence[Shape],
+    value: Callable[[sympy.Expr], int],
+    show: Callable[[Sequence[sympy.Expr]], str],
+    labels: Sequence[str],
+) -> Merged:
     conditions: list[tuple[sympy.Basic, str]] = []
     first = shapes[0]
     for j, other in enumerate(shapes[1:], start=1):
@@ -83,7 +99,8 @@ def _equal(kind: str, shapes: Sequence[Shape], value: Callable[[sympy.Expr], int
                 raise MergeMismatch(
                     f"{kind}: {_listing(shapes, show, labels)}; "
                     f"{'adding' if kind != 'multiply' else 'multiplying'} needs equal shapes",
-                    hint)
+                    hint,
+                )
     return Merged(tuple(first), tuple(conditions))
 
 
@@ -91,21 +108,33 @@ def _shortcut_hint(shapes: Sequence[Shape], value: Callable[[sympy.Expr], int]) 
     body, given = shapes[0], shapes[1]
     if len(shapes) == 2 and len(body) == len(given) and len(body) in (3, 4, 5):
         channels = value(body[1])
-        strides = {value(g) // max(value(b), 1) for b, g in zip(body[2:], given[2:])
-                   if value(b) and value(g) % value(b) == 0}
+        strides = {
+            value(g) // max(value(b), 1)
+            for b, g in zip(body[2:], given[2:])
+            if value(b) and value(g) % value(b) == 0
+        }
         stride = f" s={strides.pop()}" if len(strides) == 1 and 1 not in strides else ""
         n = len(body) - 2
-        return (f"add a `shortcut:` right after the body that gives the same shape, e.g. "
-                f"`conv{n}d {channels} k=1{stride}` and `batchnorm{n}d`")
+        return (
+            f"add a `shortcut:` right after the body that gives the same shape, e.g. "
+            f"`conv{n}d {channels} k=1{stride}` and `batchnorm{n}d`"
+        )
     return "add a `shortcut:` right after the body that gives the body's shape"
 
 
-def _concat(shapes: Sequence[Shape], dim: int, value: Callable[[sympy.Expr], int],
-            show: Callable[[Sequence[sympy.Expr]], str], labels: Sequence[str]) -> Merged:
+def _concat(
+    shapes: Sequence[Shape],
+    dim: int,
+    value: Callable[[sympy.Expr], int],
+    show: Callable[[Sequence[sympy.Expr]], str],
+    labels: Sequence[str],
+) -> Merged:
     rank = len(shapes[0])
     if not -rank < dim < rank or dim % rank == 0:
-        raise MergeMismatch(f"concat: dim={dim} is outside dims 1..{rank - 1} of "
-                            f"{show(shapes[0])} (dim 0 is the batch)")
+        raise MergeMismatch(
+            f"concat: dim={dim} is outside dims 1..{rank - 1} of "
+            f"{show(shapes[0])} (dim 0 is the batch)"
+        )
     dim %= rank
     conditions: list[tuple[sympy.Basic, str]] = []
     out = list(shapes[0])
@@ -119,13 +148,18 @@ def _concat(shapes: Sequence[Shape], dim: int, value: Callable[[sympy.Expr], int
                     f"concat: {_listing(shapes, show, labels)}; they must agree in every dim "
                     f"but dim {dim}",
                     "change the branches so their sizes agree outside the concat dim (padding, "
-                    "or the same strides)")
+                    "or the same strides)",
+                )
     out[dim] = sympy.Add(*(s[dim] for s in shapes))
     return Merged(tuple(out), tuple(conditions))
 
 
-def _broadcast(shapes: Sequence[Shape], value: Callable[[sympy.Expr], int],
-               show: Callable[[Sequence[sympy.Expr]], str], labels: Sequence[str]) -> Merged:
+def _broadcast(
+    shapes: Sequence[Shape],
+    value: Callable[[sympy.Expr], int],
+    show: Callable[[Sequence[sympy.Expr]], str],
+    labels: Sequence[str],
+) -> Merged:
     """numpy broadcasting, dims aligned from the right; a size broadcasts only when it is 1."""
     conditions: list[tuple[sympy.Basic, str]] = []
     rank = max(len(s) for s in shapes)
@@ -138,12 +172,12 @@ def _broadcast(shapes: Sequence[Shape], value: Callable[[sympy.Expr], int],
             continue
         ref = big[0]
         for d in big[1:]:
-            if not _agree(ref, d, value, f"its branches must agree in dim {i}",
-                          conditions):
+            if not _agree(ref, d, value, f"its branches must agree in dim {i}", conditions):
                 raise MergeMismatch(
                     f"multiply: {_listing(shapes, show, labels)}; sizes {value(ref)} and "
                     f"{value(d)} in dim {i} do not broadcast",
                     "broadcasting needs equal sizes or 1 in each dim (e.g. "
-                    "`adaptiveavgpool2d 1` for a per-channel gate)")
+                    "`adaptiveavgpool2d 1` for a per-channel gate)",
+                )
         out.append(ref)
     return Merged(tuple(out), tuple(conditions))

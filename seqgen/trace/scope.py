@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import sympy
 
+from seqgen.errors import Diagnostic, Location, SizeTooSmallError, TraceError
+from seqgen.ir import Dim, LayerSpec, ModelSpec, Param, TracedNode
+from seqgen.layers.torch_nn import Values
+from seqgen.safe_eval import evaluate_source
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, holds
-from seqgen.errors import Diagnostic, Location, SizeTooSmallError, TraceError
 from seqgen.trace.torch_errors import shape_text
-from seqgen.safe_eval import evaluate_source
-from seqgen.layers.torch_nn import Values
-from seqgen.ir import Dim, LayerSpec, ModelSpec, Param, TracedNode
 
 if TYPE_CHECKING:  # blocks.py builds on this module
     from seqgen.trace.blocks import BlockInfo
@@ -58,9 +58,15 @@ class Step:
 class Scope:
     """Symbols, printing and conditions of one stack (see Tracer for the nodes)."""
 
-    def __init__(self, shared: Shared, env: dict[str, Any], hints: Mapping[sympy.Symbol, int],
-                 concrete: Values, params: Mapping[str, Param],
-                 block: str | None = None) -> None:
+    def __init__(
+        self,
+        shared: Shared,
+        env: dict[str, Any],
+        hints: Mapping[sympy.Symbol, int],
+        concrete: Values,
+        params: Mapping[str, Param],
+        block: str | None = None,
+    ) -> None:
         self.shared = shared
         self.spec = shared.spec
         self.session = shared.session
@@ -84,8 +90,9 @@ class Scope:
         try:
             text = S.to_python(expr, self.names)
         except S.Unprintable as e:
-            raise TraceError(f"cannot write the size {expr} as Python arithmetic ({e})",
-                             location=loc) from e
+            raise TraceError(
+                f"cannot write the size {expr} as Python arithmetic ({e})", location=loc
+            ) from e
         self.check_printed(expr, text, loc)
         return text
 
@@ -102,9 +109,12 @@ class Scope:
             except ZeroDivisionError:
                 got = ZeroDivisionError
             if got != want:
-                raise TraceError(f"internal error: seqgen printed {text!r} for {expr}, which "
-                                 f"gives {got} instead of {want} at {by_name}", location=loc,
-                                 hint="please report this as a seqgen bug")
+                raise TraceError(
+                    f"internal error: seqgen printed {text!r} for {expr}, which "
+                    f"gives {got} instead of {want} at {by_name}",
+                    location=loc,
+                    hint="please report this as a seqgen bug",
+                )
 
     def implied_by_sizes(self, cond: sympy.Basic) -> bool:
         """`e >= 1` for an `e` known >= 1 already; otherwise `e` is now known (and kept)."""
@@ -138,8 +148,11 @@ class Scope:
 
     def as_dim(self, expr: sympy.Expr, code: str | None = None) -> Dim:
         expr = S.simplify(self.session, expr)
-        return Dim(code if code is not None else self.code(expr, None), self.value(expr),
-                   bool(S.free_symbols(expr)))
+        return Dim(
+            code if code is not None else self.code(expr, None),
+            self.value(expr),
+            bool(S.free_symbols(expr)),
+        )
 
     def show(self, expr: sympy.Expr) -> str:
         """A value inside a message: its expression when it has names, else the number."""
@@ -158,20 +171,32 @@ class Scope:
             raise TraceError(message, location=loc, hint="with the defaults")
         self.conditions.append(Condition(cond, index, message))
 
-    def check_sizes(self, out_dims: Sequence[DimInfo], index: int, where: str, loc: Location,
-                    dims: Sequence[DimInfo]) -> None:
+    def check_sizes(
+        self,
+        out_dims: Sequence[DimInfo],
+        index: int,
+        where: str,
+        loc: Location,
+        dims: Sequence[DimInfo],
+    ) -> None:
         """Every output size stays >= 1: at the defaults now, for other values in __init__."""
         for d in out_dims[1:]:
             free = S.free_symbols(d.expr)
-            if not free and int(d.expr) < 1 or free and self.value(d.expr) < 1:
+            if (not free and int(d.expr) < 1) or (free and self.value(d.expr) < 1):
                 raise SizeTooSmallError(
                     f"{where.split(' (')[0]} gets input {shape_text(dims)} and its output "
-                    f"{shape_text(out_dims)} collapses to zero", location=loc,
-                    hint="use a larger `input`, a smaller kernel or stride, or padding")
-            if free and self.batch_sym not in free and not self.implied_by_sizes(
-                    sympy.Ge(d.expr, 1)):
-                self.conditions.append(Condition(sympy.Ge(d.expr, 1), index,
-                                                 f"{where} would output nothing"))
+                    f"{shape_text(out_dims)} collapses to zero",
+                    location=loc,
+                    hint="use a larger `input`, a smaller kernel or stride, or padding",
+                )
+            if (
+                free
+                and self.batch_sym not in free
+                and not self.implied_by_sizes(sympy.Ge(d.expr, 1))
+            ):
+                self.conditions.append(
+                    Condition(sympy.Ge(d.expr, 1), index, f"{where} would output nothing")
+                )
 
     def symbolic_sizes(self, dims: Sequence[DimInfo]) -> list[Any]:
         """The SymInts (or ints) of traced dims, for a fake tensor or a shape rule."""
@@ -184,19 +209,27 @@ class Scope:
                 raise TraceError(
                     f"torch's kernel for {layer.name} fixes the batch size (it assumed "
                     f"N == {became}), so the model would only work at that batch size",
-                    location=layer.loc, hint="use another layer; seqgen keeps the batch symbolic")
+                    location=layer.loc,
+                    hint="use another layer; seqgen keeps the batch symbolic",
+                )
             if name not in before:
                 raise TraceError(
                     f"torch's kernel for {layer.name} needs a fixed value of {name!r} "
-                    f"(it assumed {name} == {became})", location=layer.loc,
-                    hint=f"write this argument as a number instead of {name}")
+                    f"(it assumed {name} == {became})",
+                    location=layer.loc,
+                    hint=f"write this argument as a number instead of {name}",
+                )
 
 
 def probe_points(hints: Mapping[sympy.Symbol, int]) -> list[dict[sympy.Symbol, int]]:
     """Values at which printed expressions are checked: the defaults, and others around them."""
     points = [dict(hints)]
     shifts: tuple[Callable[[int], int], ...] = (
-        lambda v: v + 1, lambda v: 2 * v + 3, lambda v: 3 * v + 7, lambda v: v - 1)
+        lambda v: v + 1,
+        lambda v: 2 * v + 3,
+        lambda v: 3 * v + 7,
+        lambda v: v - 1,
+    )
     for shift in shifts:
         points.append({s: shift(v) for s, v in hints.items()})
     for i, s in enumerate(sorted(hints, key=str)):

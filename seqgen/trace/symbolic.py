@@ -24,18 +24,18 @@ from torch.utils._sympy import functions as symfn
 
 from seqgen._typing import class_cache
 
-
 # torch 2.10 made Source.name and Source.guard_source properties; before, they are methods.
 _SOURCE_PROPERTIES = not callable(inspect.getattr_static(Source, "name"))
 
 
 @dataclass(frozen=True)
 class _ParamSource(Source):
-    """Names a symbol after the model parameter it stands for (what dynamo's ConstantSource does)."""
+    """Names a symbol after the model parameter it stands for (as dynamo's ConstantSource does)."""
 
     param: str
 
     if _SOURCE_PROPERTIES:
+
         @property
         def guard_source(self) -> GuardSource:
             return GuardSource.CONSTANT
@@ -44,6 +44,7 @@ class _ParamSource(Source):
         def _name_template(self) -> str:
             return self.param
     else:  # torch < 2.10
+
         def guard_source(self) -> GuardSource:
             return GuardSource.CONSTANT
 
@@ -78,8 +79,9 @@ class Session:
         `ch * 2 + 1`) may be zero or negative, so sympy must not assume a sign for it.
         """
         source = _ParamSource(name)
-        sym = self.env.create_symbol(hint, source, dynamic_dim=DimDynamic.DYNAMIC,
-                                     positive=True if size else None)
+        sym = self.env.create_symbol(
+            hint, source, dynamic_dim=DimDynamic.DYNAMIC, positive=True if size else None
+        )
         self.names[sym] = name
         return self.env.create_symintnode(sym, hint=hint, source=source)
 
@@ -98,7 +100,6 @@ class Session:
                 yield
         finally:
             logger.setLevel(level)
-
 
     def specialized(self) -> dict[str, str]:
         """Parameters whose symbol torch replaced during the trace, with what it became."""
@@ -137,7 +138,9 @@ def simplify(session: Session, expr: sympy.Expr) -> sympy.Expr:
     return session.env.replace(expr)
 
 
-def construct(cls: type[torch.nn.Module], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> torch.nn.Module:
+def construct(
+    cls: type[torch.nn.Module], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> torch.nn.Module:
     """Instantiate `cls` without initialising weights: initialisers would specialise sizes."""
     return _no_init_subclass(cls)(*args, **kwargs)
 
@@ -146,8 +149,9 @@ def construct(cls: type[torch.nn.Module], args: tuple[Any, ...], kwargs: Mapping
 def _no_init_subclass(cls: type[torch.nn.Module]) -> type[torch.nn.Module]:
     if not hasattr(cls, "reset_parameters"):
         return cls
-    return type(cls.__name__, (cls,), {"reset_parameters": lambda self: None,
-                                       "__module__": cls.__module__})
+    return type(
+        cls.__name__, (cls,), {"reset_parameters": lambda self: None, "__module__": cls.__module__}
+    )
 
 
 @contextlib.contextmanager
@@ -163,11 +167,18 @@ def _symbolic_composites() -> Iterator[None]:
             setattr(torch, name, fn)
 
 
-def _max_pool1d(input: torch.Tensor, kernel_size: Any, stride: Any = (), padding: Any = 0,
-                dilation: Any = 1, ceil_mode: bool = False) -> torch.Tensor:
+def _max_pool1d(
+    input: torch.Tensor,
+    kernel_size: Any,
+    stride: Any = (),
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+) -> torch.Tensor:
     # torch.max_pool1d's CPU path checks sizes with concrete ints; the with_indices op is symbolic.
-    out = torch.ops.aten.max_pool1d_with_indices(input, kernel_size, stride, padding, dilation,
-                                                 ceil_mode)  # torch.ops is untyped
+    out = torch.ops.aten.max_pool1d_with_indices(
+        input, kernel_size, stride, padding, dilation, ceil_mode
+    )  # torch.ops is untyped
     return cast(torch.Tensor, out[0])
 
 
@@ -178,8 +189,14 @@ _COMPOSITES = {"max_pool1d": _max_pool1d}
 # Python's binding strength, loosest first: `or`, `and`, `not`, comparisons, `+ -`, `* // %`,
 # unary minus, atoms (names, numbers, calls, parenthesised text).
 _PREC_OR, _PREC_AND, _PREC_NOT, _PREC_CMP, _PREC_ADD, _PREC_MUL, _PREC_UNARY, _PREC_ATOM = range(8)
-_RELATIONS = {sympy.Ge: ">=", sympy.Gt: ">", sympy.Le: "<=", sympy.Lt: "<", sympy.Eq: "==",
-              sympy.Ne: "!="}
+_RELATIONS = {
+    sympy.Ge: ">=",
+    sympy.Gt: ">",
+    sympy.Le: "<=",
+    sympy.Lt: "<",
+    sympy.Eq: "==",
+    sympy.Ne: "!=",
+}
 
 
 MIN_MAX = (sympy.Max, sympy.Min, symfn.Max, symfn.Min)
@@ -228,8 +245,10 @@ def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
             return f"-{_wrap(_emit(rest, names), _PREC_UNARY)}", _PREC_UNARY
         if not isinstance(coeff, sympy.Integer):
             raise Unprintable(f"non-integer coefficient in {e}")
-        factors = sorted((_emit_factor(f, names) for f in sympy.Mul.make_args(rest)),
-                         key=lambda text: (text.lstrip("("), text))
+        factors = sorted(
+            (_emit_factor(f, names) for f in sympy.Mul.make_args(rest)),
+            key=lambda text: (text.lstrip("("), text),
+        )
         if coeff != 1:
             factors.insert(0, str(int(coeff)))
         return " * ".join(factors), _PREC_MUL
@@ -253,8 +272,10 @@ def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
         return f"{fn}({', '.join(args)})", _PREC_ATOM
     if type(e) in _RELATIONS:
         lhs, rhs = e.args
-        return (f"{_wrap(_emit(lhs, names), _PREC_ADD)} {_RELATIONS[type(e)]} "
-                f"{_wrap(_emit(rhs, names), _PREC_ADD)}"), _PREC_CMP
+        return (
+            f"{_wrap(_emit(lhs, names), _PREC_ADD)} {_RELATIONS[type(e)]} "
+            f"{_wrap(_emit(rhs, names), _PREC_ADD)}"
+        ), _PREC_CMP
     if isinstance(e, sympy.Not):
         return f"not {_wrap(_emit(e.args[0], names), _PREC_NOT)}", _PREC_NOT
     if isinstance(e, (sympy.And, sympy.Or)):
@@ -267,8 +288,9 @@ def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
 def _emit_factor(f: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> str:
     """A factor of a product: a sum, `//`, `%` or negative number inside it is parenthesised."""
     text, prec = _emit(f, names)
-    return text if prec == _PREC_ATOM or (prec == _PREC_MUL and not _has_division(f)) \
-        else f"({text})"
+    return (
+        text if prec == _PREC_ATOM or (prec == _PREC_MUL and not _has_division(f)) else f"({text})"
+    )
 
 
 def _has_division(f: sympy.Basic) -> bool:
@@ -299,8 +321,14 @@ def _emit_sum(e: sympy.Add, names: Mapping[sympy.Symbol, str]) -> tuple[str, int
     return out, _PREC_ADD
 
 
-_COMPARE = {sympy.Ge: operator.ge, sympy.Gt: operator.gt, sympy.Le: operator.le,
-            sympy.Lt: operator.lt, sympy.Eq: operator.eq, sympy.Ne: operator.ne}
+_COMPARE = {
+    sympy.Ge: operator.ge,
+    sympy.Gt: operator.gt,
+    sympy.Le: operator.le,
+    sympy.Lt: operator.lt,
+    sympy.Eq: operator.eq,
+    sympy.Ne: operator.ne,
+}
 
 
 def evaluate(expr: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> Any:

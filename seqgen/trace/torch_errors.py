@@ -14,9 +14,9 @@ import sympy
 from torch import nn
 
 from seqgen.errors import SizeTooSmallError, TraceError
+from seqgen.ir import LayerSpec
 from seqgen.lang.hints import rejection
 from seqgen.layers.torch_nn import first_line, value_hint
-from seqgen.ir import LayerSpec
 
 
 class SizedDim(Protocol):
@@ -26,18 +26,23 @@ class SizedDim(Protocol):
     code: str
 
 
-def rejected(cls: type[nn.Module], layer: LayerSpec, e: BaseException,
-              sample: Mapping[str, Any]) -> TraceError:
+def rejected(
+    cls: type[nn.Module], layer: LayerSpec, e: BaseException, sample: Mapping[str, Any]
+) -> TraceError:
     """torch refused to construct the layer: say why in the spec's words."""
     message, hint = rejection(cls.__name__, first_line(e), dict(sample)) or (
-        f"torch rejected the arguments of {cls.__name__}: {first_line(e)}", value_hint(e))
+        f"torch rejected the arguments of {cls.__name__}: {first_line(e)}",
+        value_hint(e),
+    )
     return TraceError(message, location=layer.loc, hint=hint)
 
 
 def not_one_tensor(cls: type[nn.Module], y: Any, layer: LayerSpec) -> TraceError:
-    return TraceError(f"{cls.__name__} returned {type(y).__name__}, not one tensor",
-                      location=layer.loc,
-                      hint="nn.Sequential passes exactly one tensor between layers")
+    return TraceError(
+        f"{cls.__name__} returned {type(y).__name__}, not one tensor",
+        location=layer.loc,
+        hint="nn.Sequential passes exactly one tensor between layers",
+    )
 
 
 _RANK = {"1d": 3, "2d": 4, "3d": 5}
@@ -53,32 +58,48 @@ def shape_text(dims: Sequence[SizedDim]) -> str:
     return "(" + ", ".join(str(int(d.expr)) if d.expr.is_number else d.code for d in dims) + ")"
 
 
-def rank_error(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[SizedDim], need: int) -> TraceError:
+def rank_error(
+    layer: LayerSpec, cls: type[nn.Module], dims: Sequence[SizedDim], need: int
+) -> TraceError:
     rank = expected_rank(cls) or need
     hint = None
     if len(dims) > rank and cls is nn.Linear:
         hint = "add `flatten` before it"
     elif len(dims) < rank:
-        hint = (f"{cls.__name__} works on (N, C, ...) tensors of rank {rank}; check `input` "
-                "or an earlier flatten")
+        hint = (
+            f"{cls.__name__} works on (N, C, ...) tensors of rank {rank}; check `input` "
+            "or an earlier flatten"
+        )
     return TraceError(
         f"{cls.__name__} needs an input of rank {rank} but gets rank {len(dims)} "
-        f"{shape_text(dims)}", location=layer.loc, hint=hint)
+        f"{shape_text(dims)}",
+        location=layer.loc,
+        hint=hint,
+    )
 
 
-def layer_failure(layer: LayerSpec, cls: type[nn.Module], dims: Sequence[SizedDim],
-                   e: BaseException) -> TraceError:
+def layer_failure(
+    layer: LayerSpec, cls: type[nn.Module], dims: Sequence[SizedDim], e: BaseException
+) -> TraceError:
     rank = expected_rank(cls)
     msg = first_line(e)
     # rank - 1 is an unbatched input, which torch accepts: blame the rank only when torch does
-    if rank is not None and len(dims) != rank and (
-            len(dims) != rank - 1 or ("Expected" in msg and "input" in msg)):
+    if (
+        rank is not None
+        and len(dims) != rank
+        and (len(dims) != rank - 1 or ("Expected" in msg and "input" in msg))
+    ):
         return rank_error(layer, cls, dims, rank)
-    if any(t in msg for t in ("too small", "larger than", "greater than actual input size",
-                              "non-positive")):
+    if any(
+        t in msg
+        for t in ("too small", "larger than", "greater than actual input size", "non-positive")
+    ):
         return SizeTooSmallError(
             f"{cls.__name__} gets input {shape_text(dims)}, too small for it: "
-            f"the output would be empty ({msg})", location=layer.loc,
-            hint="use a larger `input`, a smaller kernel, or padding")
-    return TraceError(f"{cls.__name__} cannot take input {shape_text(dims)}: {msg}",
-                      location=layer.loc)
+            f"the output would be empty ({msg})",
+            location=layer.loc,
+            hint="use a larger `input`, a smaller kernel, or padding",
+        )
+    return TraceError(
+        f"{cls.__name__} cannot take input {shape_text(dims)}: {msg}", location=layer.loc
+    )

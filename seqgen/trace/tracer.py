@@ -16,27 +16,9 @@ from typing import Any
 import sympy
 import torch
 
-from seqgen.trace import symbolic as S
-from seqgen.layers.arg_types import huge_layer_warning
-from seqgen.trace.constraints import Condition, derive, holds
-from seqgen.errors import Diagnostic, SeqgenError, SizeTooSmallError, TraceError
-from seqgen.lang.values import expr_source
-from seqgen.trace.torch_errors import shape_text
 from seqgen.check.other_values import verify_at_other_values
-from seqgen.report.lint import UNUSED_PARAMETER
-from seqgen.layers.torch_nn import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
-    INFERRED,
-    concrete_values,
-    layer_names,
-)
-from seqgen.layers.preflight import check_layers, quiet_torch_warnings
-from seqgen.trace.blocks import bind_use, trace_block
-from seqgen.trace.merge_shapes import MergeMismatch, combine
-from seqgen.trace.layer import PASS_THROUGH, LayerTracer
-from seqgen.trace.scope import BATCH, BATCH_HINT, MAX_SIZE, DimInfo, Shared, Step
+from seqgen.errors import Diagnostic, SeqgenError, SizeTooSmallError, TraceError
 from seqgen.ir import (
-    called_names,
-    spec_names,
     BlockUse,
     Constraint,
     Expr,
@@ -45,16 +27,34 @@ from seqgen.ir import (
     ModelSpec,
     Name,
     Node,
-    RepeatSpec,
     Num,
+    RepeatSpec,
     TracedBlockUse,
     TracedLayer,
     TracedMerge,
     TracedModel,
     TracedNode,
+    called_names,
     expr_names,
     flat_layers,
+    spec_names,
 )
+from seqgen.lang.values import expr_source
+from seqgen.layers.arg_types import huge_layer_warning
+from seqgen.layers.preflight import check_layers, quiet_torch_warnings
+from seqgen.layers.torch_nn import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
+    INFERRED,
+    concrete_values,
+    layer_names,
+)
+from seqgen.report.lint import UNUSED_PARAMETER
+from seqgen.trace import symbolic as S
+from seqgen.trace.blocks import bind_use, trace_block
+from seqgen.trace.constraints import Condition, derive, holds
+from seqgen.trace.layer import PASS_THROUGH, LayerTracer
+from seqgen.trace.merge_shapes import MergeMismatch, combine
+from seqgen.trace.scope import BATCH, BATCH_HINT, MAX_SIZE, DimInfo, Shared, Step
+from seqgen.trace.torch_errors import shape_text
 
 
 def model_scope(spec: ModelSpec) -> Tracer:
@@ -64,8 +64,11 @@ def model_scope(spec: ModelSpec) -> Tracer:
     hints: dict[sympy.Symbol, int] = {}
     for p in spec.params:
         if type(p.default) is int and abs(p.default) > MAX_SIZE:
-            raise TraceError(f"{p.name}={p.default} is too large for a tensor size",
-                             location=p.loc, hint=f"sizes go up to {MAX_SIZE:,}")
+            raise TraceError(
+                f"{p.name}={p.default} is too large for a tensor size",
+                location=p.loc,
+                hint=f"sizes go up to {MAX_SIZE:,}",
+            )
         if type(p.default) is int:
             # no sign is assumed: __init__ receives any int, and must refuse the bad ones
             sym = session.symbol(p.name, p.default, size=False)
@@ -92,13 +95,17 @@ class Tracer(LayerTracer):
             if size < 1:
                 raise TraceError(f"input size must be positive, got {size}", location=e.loc)
             if size > MAX_SIZE:
-                raise TraceError("input size is too large for a tensor", location=e.loc,
-                                 hint=f"sizes go up to {MAX_SIZE:,}")
+                raise TraceError(
+                    "input size is too large for a tensor",
+                    location=e.loc,
+                    hint=f"sizes go up to {MAX_SIZE:,}",
+                )
             dims.append(DimInfo(expr, self.code(expr, e.loc)))
             if S.free_symbols(expr):
                 self.positive.append(expr)
-                self.conditions.append(Condition(
-                    sympy.Ge(expr, 1), -1, "the input would have an empty dimension"))
+                self.conditions.append(
+                    Condition(sympy.Ge(expr, 1), -1, "the input would have an empty dimension")
+                )
         return dims
 
     def run(self) -> TracedModel:
@@ -107,12 +114,16 @@ class Tracer(LayerTracer):
         loop = next((r for r in spec.layers if isinstance(r, RepeatSpec)), None)
         named = next((layer for layer in flat_layers(spec.layers) if layer.key is not None), None)
         if loop is not None and named is not None:
-            raise TraceError("layer names and `repeat` with a parameter count cannot be combined: "
-                             "the loop's layers have no fixed place to name", location=named.loc,
-                             hint="drop name=..., or write a number of times (`repeat 3:`)")
+            raise TraceError(
+                "layer names and `repeat` with a parameter count cannot be combined: "
+                "the loop's layers have no fixed place to name",
+                location=named.loc,
+                hint="drop name=..., or write a number of times (`repeat 3:`)",
+            )
         dims = self.input_dims()
-        self.input_dim_names = {self.names[s] for d in dims[1:] for s in S.free_symbols(d.expr)
-                                if s in self.names}
+        self.input_dim_names = {
+            self.names[s] for d in dims[1:] for s in S.free_symbols(d.expr) if s in self.names
+        }
         input_shape = tuple(self.dim(d) for d in dims)
         with self.session.active():
             x = torch.empty(self.symbolic_sizes(dims), dtype=input_dtype(spec))
@@ -120,8 +131,9 @@ class Tracer(LayerTracer):
         total = sum((st.params_expr for st in steps), sympy.Integer(0))
         trainable = sum((st.trainable_expr for st in steps), sympy.Integer(0))
         traced = [st.traced for st in steps]
-        constraints = tuple(derive(self.conditions, self.hints, self.names,
-                                   lambda e: self.code(e, None)))
+        constraints = tuple(
+            derive(self.conditions, self.hints, self.names, lambda e: self.code(e, None))
+        )
         self.warn_unused_params()
         blocks = tuple(info.traced for info in self.shared.blocks.values())
         return TracedModel(
@@ -144,18 +156,27 @@ class Tracer(LayerTracer):
         used |= spec_names(self.spec.layers)
         for p in self.spec.params:
             if p.name not in used:
-                self.warnings.append(Diagnostic(
-                    "warning", f"model parameter {p.name!r} is not used: no layer or input size "
-                    "reads it", p.loc, f"remove {p.name}, or use it in a layer's arguments",
-                    UNUSED_PARAMETER))
+                self.warnings.append(
+                    Diagnostic(
+                        "warning",
+                        f"model parameter {p.name!r} is not used: no layer or input size reads it",
+                        p.loc,
+                        f"remove {p.name}, or use it in a layer's arguments",
+                        UNUSED_PARAMETER,
+                    )
+                )
 
     # ---------------------------------------------------------------- nodes
 
-    def test_sizes(self, constraints: Sequence[Constraint]
-                   ) -> list[tuple[str, tuple[int, ...], int]]:
+    def test_sizes(
+        self, constraints: Sequence[Constraint]
+    ) -> list[tuple[str, tuple[int, ...], int]]:
         """For each named input dim: sizes its generated test builds, and one it must refuse."""
-        minima = {c.symbol: c.minimum for c in constraints
-                  if c.symbol is not None and c.minimum is not None}
+        minima = {
+            c.symbol: c.minimum
+            for c in constraints
+            if c.symbol is not None and c.minimum is not None
+        }
         out = []
         for sym, name in sorted(self.names.items(), key=lambda kv: kv[1]):
             if name not in self.input_dim_names:
@@ -170,8 +191,9 @@ class Tracer(LayerTracer):
             out.append((name, tuple(sizes), minimum - 1))
         return out
 
-    def stack(self, nodes: Sequence[Node], x: torch.Tensor, dims: list[DimInfo],
-              index: int | None = None) -> tuple[torch.Tensor, list[DimInfo], list[Step]]:
+    def stack(
+        self, nodes: Sequence[Node], x: torch.Tensor, dims: list[DimInfo], index: int | None = None
+    ) -> tuple[torch.Tensor, list[DimInfo], list[Step]]:
         """Trace a stack of nodes in order; `index` is the top-level node they sit in."""
         steps: list[Step] = []
         for i, node in enumerate(nodes):
@@ -179,8 +201,9 @@ class Tracer(LayerTracer):
             steps.append(step)
         return x, dims, steps
 
-    def node(self, index: int, node: Node, x: torch.Tensor, dims: list[DimInfo]
-             ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+    def node(
+        self, index: int, node: Node, x: torch.Tensor, dims: list[DimInfo]
+    ) -> tuple[torch.Tensor, list[DimInfo], Step]:
         """Trace one node, by kind."""
         if isinstance(node, LayerSpec):
             x, dims, step = self.layer(index, node, x, dims)
@@ -197,32 +220,46 @@ class Tracer(LayerTracer):
             return self.merge(index, node, x, dims)
         return self.block_use(index, node, x, dims)
 
-    def repeat(self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[DimInfo]
-               ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+    def repeat(
+        self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[DimInfo]
+    ) -> tuple[torch.Tensor, list[DimInfo], Step]:
         """`repeat depth:`: the block is traced once; it must give back the shape it gets."""
         count = S.expr_of(self.values.eval(item.count))
-        self.conditions.append(Condition(sympy.Ge(count, 1), index,
-                                         f"repeat (spec line {item.loc.line}) runs at least once"))
+        self.conditions.append(
+            Condition(
+                sympy.Ge(count, 1), index, f"repeat (spec line {item.loc.line}) runs at least once"
+            )
+        )
         y, out_dims, steps = self.stack(item.layers, x, dims, index)
         if [d.expr for d in out_dims] != [d.expr for d in dims]:
             raise TraceError(
                 f"the block under `repeat {item.count.id}:` turns {shape_text(dims)} into "
                 f"{shape_text(out_dims)}; a loop needs the same shape in and out",
-                location=item.loc, hint="write a number of times (`repeat 3:`) to unroll it, "
-                                        "or keep the sizes the same inside the block")
+                location=item.loc,
+                hint="write a number of times (`repeat 3:`) to unroll it, "
+                "or keep the sizes the same inside the block",
+            )
         params = count * sum((st.params_expr for st in steps), sympy.Integer(0))
         train = count * sum((st.trainable_expr for st in steps), sympy.Integer(0))
         macs = count * sum((st.macs_expr for st in steps), sympy.Integer(0))
         traced = TracedLayer(
-            index=index, spec=LayerSpec("repeat", (item.count,), (), item.loc),
-            class_name="Sequential", call_args=(), call_kwargs=(),
-            out_shape=tuple(self.dim(d) for d in dims), params=self.as_dim(params),
-            trainable_params=self.as_dim(train), macs=self.as_dim(macs),
-            body=tuple(st.traced for st in steps), repeat=item.count.id)
+            index=index,
+            spec=LayerSpec("repeat", (item.count,), (), item.loc),
+            class_name="Sequential",
+            call_args=(),
+            call_kwargs=(),
+            out_shape=tuple(self.dim(d) for d in dims),
+            params=self.as_dim(params),
+            trainable_params=self.as_dim(train),
+            macs=self.as_dim(macs),
+            body=tuple(st.traced for st in steps),
+            repeat=item.count.id,
+        )
         return y, dims, Step(traced, params, train, macs)
 
-    def merge(self, index: int, merge: MergeSpec, x: torch.Tensor, dims: list[DimInfo]
-              ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+    def merge(
+        self, index: int, merge: MergeSpec, x: torch.Tensor, dims: list[DimInfo]
+    ) -> tuple[torch.Tensor, list[DimInfo], Step]:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
         outs: list[tuple[list[DimInfo], list[Step]]] = []
         for branch in merge.branches:
@@ -239,13 +276,18 @@ class Tracer(LayerTracer):
             labels = [f"branch {i}" for i in range(1, len(outs) + 1)]
         dim = self.concat_dim(merge, len(dims))
         try:
-            merged = combine(merge.kind, shapes, dim, self.value,
-                             lambda sh: shape_text([DimInfo(e, self.show(e)) for e in sh]), labels)
+            merged = combine(
+                merge.kind,
+                shapes,
+                dim,
+                self.value,
+                lambda sh: shape_text([DimInfo(e, self.show(e)) for e in sh]),
+                labels,
+            )
         except MergeMismatch as mismatch:
             raise TraceError(str(mismatch), location=merge.loc, hint=mismatch.hint) from mismatch
         for cond, what in merged.conditions:
-            self.need(cond, index,
-                      f"{merge.kind} (spec line {merge.loc.line}): {what}", merge.loc)
+            self.need(cond, index, f"{merge.kind} (spec line {merge.loc.line}): {what}", merge.loc)
         known = [d for bd, _ in outs for d in bd] + list(dims)
         out_dims = []
         for e in merged.shape:
@@ -256,14 +298,19 @@ class Tracer(LayerTracer):
         params = sum((st.params_expr for st in steps), sympy.Integer(0))
         train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
         macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
-        self.check_sizes(out_dims, index, f"{merge.kind} (spec line {merge.loc.line})",
-                         merge.loc, dims)
+        self.check_sizes(
+            out_dims, index, f"{merge.kind} (spec line {merge.loc.line})", merge.loc, dims
+        )
         traced = TracedMerge(
-            index=index, spec=merge,
+            index=index,
+            spec=merge,
             branches=tuple(tuple(st.traced for st in sts) for _, sts in outs),
-            out_shape=tuple(self.dim(d) for d in out_dims), params=self.as_dim(params),
-            trainable_params=self.as_dim(train), macs=self.as_dim(macs),
-            dim=(dim % len(dims)) if merge.kind == "concat" else None)
+            out_shape=tuple(self.dim(d) for d in out_dims),
+            params=self.as_dim(params),
+            trainable_params=self.as_dim(train),
+            macs=self.as_dim(macs),
+            dim=(dim % len(dims)) if merge.kind == "concat" else None,
+        )
         y = torch.empty(self.symbolic_sizes(out_dims))
         return y, out_dims, Step(traced, params, train, macs)
 
@@ -273,15 +320,22 @@ class Tracer(LayerTracer):
             return 1
         value = self.concrete.eval(merge.dim) if not isinstance(merge.dim, Name) else None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TraceError("concat's dim must be a whole number", location=merge.dim.loc,
-                             hint="e.g. `concat dim=1:` (channels)")
+            raise TraceError(
+                "concat's dim must be a whole number",
+                location=merge.dim.loc,
+                hint="e.g. `concat dim=1:` (channels)",
+            )
         if not -rank < value < rank or value % rank == 0:
-            raise TraceError(f"concat dim={value} is outside dims 1..{rank - 1} of its rank-{rank} "
-                             "input (dim 0 is the batch)", location=merge.dim.loc)
+            raise TraceError(
+                f"concat dim={value} is outside dims 1..{rank - 1} of its rank-{rank} "
+                "input (dim 0 is the batch)",
+                location=merge.dim.loc,
+            )
         return value
 
-    def block_use(self, index: int, use: BlockUse, x: torch.Tensor, dims: list[DimInfo]
-                  ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+    def block_use(
+        self, index: int, use: BlockUse, x: torch.Tensor, dims: list[DimInfo]
+    ) -> tuple[torch.Tensor, list[DimInfo], Step]:
         """A block's class, traced at its first use; each use substitutes its own sizes."""
         block = self.spec.block(use.name)
         assert block is not None  # the parser resolved it
@@ -294,7 +348,9 @@ class Tracer(LayerTracer):
             raise TraceError(
                 f"block {use.name!r} gets a rank-{len(dims)} input {shape_text(dims)} here, but "
                 f"its class was traced for rank {info.rank} (line {info.first_line})",
-                location=use.loc, hint="a block's class takes one input rank")
+                location=use.loc,
+                hint="a block's class takes one input rank",
+            )
         mapping = info.mapping([d.expr for d in dims], args)
         where = f"block {use.name} (used on line {use.loc.line})"
         for cond, message in info.conditions:
@@ -306,19 +362,33 @@ class Tracer(LayerTracer):
                 out_dims.append(dims[i])
             else:
                 out_dims.append(DimInfo(e, self.code(e, use.loc)))
-        params, train, macs = (S.simplify(self.session, e.xreplace(mapping))
-                               for e in (info.params, info.trainable, info.macs))
-        bindings = tuple((name, self.code(sym.xreplace(mapping), use.loc))
-                         for name, sym in info.bound_symbols())
+        params, train, macs = (
+            S.simplify(self.session, e.xreplace(mapping))
+            for e in (info.params, info.trainable, info.macs)
+        )
+        bindings = tuple(
+            (name, self.code(sym.xreplace(mapping), use.loc)) for name, sym in info.bound_symbols()
+        )
         call_args = [dims[i].code for i in info.size_args]
         call_args += [expr_source(a) for a in use.args]
         call_kwargs = [(kw.name, expr_source(kw.value)) for kw in use.kwargs]
         self.previous, self.shared_input = None, False
         traced = TracedBlockUse(
-            index=index, spec=use, call_args=tuple(call_args), call_kwargs=tuple(call_kwargs),
-            out_shape=tuple(self.dim(d) for d in out_dims), params=self.as_dim(params),
-            trainable_params=self.as_dim(train), macs=self.as_dim(macs), bindings=bindings)
-        return torch.empty(self.symbolic_sizes(out_dims)), out_dims, Step(traced, params, train, macs)
+            index=index,
+            spec=use,
+            call_args=tuple(call_args),
+            call_kwargs=tuple(call_kwargs),
+            out_shape=tuple(self.dim(d) for d in out_dims),
+            params=self.as_dim(params),
+            trainable_params=self.as_dim(train),
+            macs=self.as_dim(macs),
+            bindings=bindings,
+        )
+        return (
+            torch.empty(self.symbolic_sizes(out_dims)),
+            out_dims,
+            Step(traced, params, train, macs),
+        )
 
 
 def free_dims(spec: ModelSpec, layers: Sequence[TracedNode]) -> tuple[str, ...]:
@@ -374,8 +444,10 @@ def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:
     current = max(int(n.value) for n in literal.values())
 
     def shape(size: int) -> tuple[Expr, ...]:
-        return tuple(Num(max(int(literal[i].value), size), d.loc) if i in spatial else d
-                     for i, d in enumerate(dims))
+        return tuple(
+            Num(max(int(literal[i].value), size), d.loc) if i in spatial else d
+            for i, d in enumerate(dims)
+        )
 
     def works(size: int) -> bool:
         try:

@@ -19,8 +19,15 @@ import torch
 from torch import nn
 
 
-def _conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,
-             act: type[nn.Module] | None = nn.ReLU, eps: float = 1e-5) -> nn.Sequential:
+def _conv_bn(
+    cin: int,
+    cout: int,
+    kernel: int = 3,
+    stride: int = 1,
+    groups: int = 1,
+    act: type[nn.Module] | None = nn.ReLU,
+    eps: float = 1e-5,
+) -> nn.Sequential:
     """torchvision.ops.Conv2dNormActivation: conv (no bias), BatchNorm, optional activation."""
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False),
@@ -32,6 +39,7 @@ def _conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int 
 
 
 # -- ResNet (torchvision.models.resnet) -------------------------------------------------------
+
 
 class BasicBlock(nn.Module):
     expansion = 1
@@ -45,8 +53,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = None
         if stride != 1 or inplanes != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -72,8 +81,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or inplanes != out:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride, bias=False),
-                                            nn.BatchNorm2d(out))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, out, 1, stride, bias=False), nn.BatchNorm2d(out)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -84,8 +94,9 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int],
-                 num_classes: int = 1000) -> None:
+    def __init__(
+        self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000
+    ) -> None:
         super().__init__()
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, 7, 2, padding=3, bias=False)
@@ -99,8 +110,9 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
-    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
-                    stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         layers = [block(self.inplanes, planes, stride)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
@@ -124,16 +136,20 @@ def resnet50(num_classes: int = 10) -> nn.Module:
 
 # -- MobileNetV2 (torchvision.models.mobilenetv2) ---------------------------------------------
 
+
 class InvertedResidual(nn.Module):
     def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
-        hidden = int(round(inp * expand_ratio))
+        hidden = round(inp * expand_ratio)
         self.use_res_connect = stride == 1 and inp == oup
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(_conv_bn(inp, hidden, 1, act=nn.ReLU6))
-        layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6),
-                   nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
+        layers += [
+            _conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,8 +157,15 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    SETTING = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-               (6, 160, 3, 2), (6, 320, 1, 1)]
+    SETTING = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
@@ -168,6 +191,7 @@ def mobilenet_v2(num_classes: int = 10) -> nn.Module:
 
 # -- DenseNet (torchvision.models.densenet) ---------------------------------------------------
 
+
 class _DenseLayer(nn.Module):
     def __init__(self, cin: int, growth: int, bn_size: int) -> None:
         super().__init__()
@@ -185,20 +209,33 @@ class _DenseLayer(nn.Module):
 
 
 class DenseNet(nn.Module):
-    def __init__(self, growth: int = 32, block_config: tuple[int, ...] = (6, 12, 24, 16),
-                 num_init_features: int = 64, bn_size: int = 4, num_classes: int = 1000) -> None:
+    def __init__(
+        self,
+        growth: int = 32,
+        block_config: tuple[int, ...] = (6, 12, 24, 16),
+        num_init_features: int = 64,
+        bn_size: int = 4,
+        num_classes: int = 1000,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(3, num_init_features, 7, 2, 3, bias=False), nn.BatchNorm2d(num_init_features),
-            nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+            nn.Conv2d(3, num_init_features, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(num_init_features),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        ]
         c = num_init_features
         for i, n in enumerate(block_config):
             for _ in range(n):
                 layers.append(_DenseLayer(c, growth, bn_size))
                 c += growth
             if i != len(block_config) - 1:
-                layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                           nn.Conv2d(c, c // 2, 1, 1, bias=False), nn.AvgPool2d(2, 2)]
+                layers += [
+                    nn.BatchNorm2d(c),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(c, c // 2, 1, 1, bias=False),
+                    nn.AvgPool2d(2, 2),
+                ]
                 c //= 2
         layers.append(nn.BatchNorm2d(c))
         self.features = nn.Sequential(*layers)
@@ -217,6 +254,7 @@ def densenet121(num_classes: int = 10) -> nn.Module:
 
 # -- GoogLeNet (torchvision.models.googlenet) -------------------------------------------------
 
+
 class BasicConv2d(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> None:
         super().__init__()
@@ -228,14 +266,21 @@ class BasicConv2d(nn.Module):
 
 
 class Inception(nn.Module):
-    def __init__(self, cin: int, ch1: int, ch3r: int, ch3: int, ch5r: int, ch5: int,
-                 pool: int) -> None:
+    def __init__(
+        self, cin: int, ch1: int, ch3r: int, ch3: int, ch5r: int, ch5: int, pool: int
+    ) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(cin, ch1, 1)
-        self.branch2 = nn.Sequential(BasicConv2d(cin, ch3r, 1), BasicConv2d(ch3r, ch3, 3, padding=1))
+        self.branch2 = nn.Sequential(
+            BasicConv2d(cin, ch3r, 1), BasicConv2d(ch3r, ch3, 3, padding=1)
+        )
         # torchvision's "5x5" branch uses a 3x3 kernel (a known quirk kept for its weights)
-        self.branch3 = nn.Sequential(BasicConv2d(cin, ch5r, 1), BasicConv2d(ch5r, ch5, 3, padding=1))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), BasicConv2d(cin, pool, 1))
+        self.branch3 = nn.Sequential(
+            BasicConv2d(cin, ch5r, 1), BasicConv2d(ch5r, ch5, 3, padding=1)
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(3, 1, 1, ceil_mode=True), BasicConv2d(cin, pool, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
@@ -245,17 +290,27 @@ class GoogLeNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            BasicConv2d(3, 64, 7, 2, 3), nn.MaxPool2d(3, 2, ceil_mode=True),
-            BasicConv2d(64, 64, 1), BasicConv2d(64, 192, 3, padding=1),
+            BasicConv2d(3, 64, 7, 2, 3),
             nn.MaxPool2d(3, 2, ceil_mode=True),
-            Inception(192, 64, 96, 128, 16, 32, 32), Inception(256, 128, 128, 192, 32, 96, 64),
+            BasicConv2d(64, 64, 1),
+            BasicConv2d(64, 192, 3, padding=1),
             nn.MaxPool2d(3, 2, ceil_mode=True),
-            Inception(480, 192, 96, 208, 16, 48, 64), Inception(512, 160, 112, 224, 24, 64, 64),
-            Inception(512, 128, 128, 256, 24, 64, 64), Inception(512, 112, 144, 288, 32, 64, 64),
+            Inception(192, 64, 96, 128, 16, 32, 32),
+            Inception(256, 128, 128, 192, 32, 96, 64),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
+            Inception(480, 192, 96, 208, 16, 48, 64),
+            Inception(512, 160, 112, 224, 24, 64, 64),
+            Inception(512, 128, 128, 256, 24, 64, 64),
+            Inception(512, 112, 144, 288, 32, 64, 64),
             Inception(528, 256, 160, 320, 32, 128, 128),
             nn.MaxPool2d(2, 2, ceil_mode=True),
-            Inception(832, 256, 160, 320, 32, 128, 128), Inception(832, 384, 192, 384, 48, 128, 128),
-            nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Dropout(0.2), nn.Linear(1024, num_classes))
+            Inception(832, 256, 160, 320, 32, 128, 128),
+            Inception(832, 384, 192, 384, 48, 128, 128),
+            nn.AdaptiveAvgPool2d((1, 1)),
+            nn.Flatten(),
+            nn.Dropout(0.2),
+            nn.Linear(1024, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -268,6 +323,7 @@ def googlenet(num_classes: int = 10) -> nn.Module:
 
 
 # -- SqueezeNet 1.1 (torchvision.models.squeezenet) -------------------------------------------
+
 
 class Fire(nn.Module):
     def __init__(self, cin: int, squeeze: int, e1: int, e3: int) -> None:
@@ -285,16 +341,29 @@ class Fire(nn.Module):
 def squeezenet1_1(num_classes: int = 10) -> nn.Module:
     """torchvision.models.squeezenet1_1(num_classes=10): 727,626 parameters."""
     return nn.Sequential(
-        nn.Conv2d(3, 64, 3, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
-        Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), nn.MaxPool2d(3, 2, ceil_mode=True),
-        Fire(128, 32, 128, 128), Fire(256, 32, 128, 128), nn.MaxPool2d(3, 2, ceil_mode=True),
-        Fire(256, 48, 192, 192), Fire(384, 48, 192, 192), Fire(384, 64, 256, 256),
+        nn.Conv2d(3, 64, 3, 2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        Fire(64, 16, 64, 64),
+        Fire(128, 16, 64, 64),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        Fire(128, 32, 128, 128),
+        Fire(256, 32, 128, 128),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        Fire(256, 48, 192, 192),
+        Fire(384, 48, 192, 192),
+        Fire(384, 64, 256, 256),
         Fire(512, 64, 256, 256),
-        nn.Dropout(0.5), nn.Conv2d(512, num_classes, 1), nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+        nn.Dropout(0.5),
+        nn.Conv2d(512, num_classes, 1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+    )
 
 
 # -- EfficientNet-B0 (torchvision.models.efficientnet) ----------------------------------------
+
 
 class SqueezeExcitation(nn.Module):
     """torchvision.ops.SqueezeExcitation."""
@@ -322,9 +391,11 @@ class MBConv(nn.Module):
         layers: list[nn.Module] = []
         if hidden != cin:
             layers.append(_conv_bn(cin, hidden, 1, act=nn.SiLU))
-        layers += [_conv_bn(hidden, hidden, kernel, stride, groups=hidden, act=nn.SiLU),
-                   SqueezeExcitation(hidden, max(1, cin // 4), nn.SiLU),
-                   _conv_bn(hidden, cout, 1, act=None)]
+        layers += [
+            _conv_bn(hidden, hidden, kernel, stride, groups=hidden, act=nn.SiLU),
+            SqueezeExcitation(hidden, max(1, cin // 4), nn.SiLU),
+            _conv_bn(hidden, cout, 1, act=None),
+        ]
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -333,9 +404,15 @@ class MBConv(nn.Module):
 
 class EfficientNetB0(nn.Module):
     # expand ratio, kernel, stride, in, out, layers (width and depth multipliers 1.0)
-    SETTING = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
-               (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
-               (6, 3, 1, 192, 320, 1)]
+    SETTING = [
+        (1, 3, 1, 32, 16, 1),
+        (6, 3, 2, 16, 24, 2),
+        (6, 5, 2, 24, 40, 2),
+        (6, 3, 2, 40, 80, 3),
+        (6, 5, 1, 80, 112, 3),
+        (6, 5, 2, 112, 192, 4),
+        (6, 3, 1, 192, 320, 1),
+    ]
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
@@ -358,6 +435,7 @@ def efficientnet_b0(num_classes: int = 10) -> nn.Module:
 
 
 # -- Architectures without a torchvision model: written here -----------------------------------
+
 
 def vgg11_bn_cifar(num_classes: int = 10) -> nn.Module:
     """torchvision's VGG-11 feature stack with BatchNorm (configuration "A", conv biases kept),
@@ -420,8 +498,15 @@ class SEConv(nn.Module):
 
 def se_cnn(num_classes: int = 10) -> nn.Module:
     return nn.Sequential(
-        SEConv(3, 32, 4), nn.MaxPool2d(2), SEConv(32, 64, 8), nn.MaxPool2d(2),
-        SEConv(64, 128, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes))
+        SEConv(3, 32, 4),
+        nn.MaxPool2d(2),
+        SEConv(32, 64, 8),
+        nn.MaxPool2d(2),
+        SEConv(64, 128, 8),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, num_classes),
+    )
 
 
 REFERENCES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
@@ -440,8 +525,10 @@ REFERENCES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 
 # -- The header comment each spec starts with ---------------------------------------------------
 
-HEADER = re.compile(r"# reference: tests/architectures/reference\.py::(?P<factory>\w+) "
-                    r"\((?P<args>[^)]*)\): (?P<params>[\d,]+) params; output \((?P<output>[^)]*)\)")
+HEADER = re.compile(
+    r"# reference: tests/architectures/reference\.py::(?P<factory>\w+) "
+    r"\((?P<args>[^)]*)\): (?P<params>[\d,]+) params; output \((?P<output>[^)]*)\)"
+)
 
 
 @dataclass(frozen=True)
@@ -462,6 +549,12 @@ def documented(spec: Path) -> Documented:
     first = spec.read_text(encoding="utf-8").splitlines()[0]
     match = HEADER.fullmatch(first)
     if match is None:
-        raise ValueError(f"{spec.name}: the first line is not a `# reference: ...` header: {first!r}")
-    return Documented(match["factory"], match["args"], int(match["params"].replace(",", "")),
-                      tuple(d.strip() for d in match["output"].split(",")))
+        raise ValueError(
+            f"{spec.name}: the first line is not a `# reference: ...` header: {first!r}"
+        )
+    return Documented(
+        match["factory"],
+        match["args"],
+        int(match["params"].replace(",", "")),
+        tuple(d.strip() for d in match["output"].split(",")),
+    )

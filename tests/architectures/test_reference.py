@@ -54,7 +54,7 @@ def test_spec_input_line_matches_the_reference_input(spec: Path) -> None:
     holds without a v2 parser)."""
     _, input_shape = reference.REFERENCES[spec.name]
     line = next(s for s in spec.read_text(encoding="utf-8").splitlines() if s.startswith("input "))
-    text = line.split("#", 1)[0][len("input "):].strip()
+    text = line.split("#", 1)[0][len("input ") :].strip()
     if text.startswith("("):
         sizes = tuple(int(d.split("=")[-1]) for d in text.strip("()").split(","))
     else:
@@ -62,16 +62,19 @@ def test_spec_input_line_matches_the_reference_input(spec: Path) -> None:
     assert sizes == input_shape
 
 
-@pytest.mark.parametrize("name, count", [
-    # torchvision's documented counts at 1000 classes, less (1000 - 10) * (features + 1)
-    ("resnet18", 11_689_512 - 990 * 513),
-    ("resnet50", 25_557_032 - 990 * 2049),
-    ("mobilenet_v2", 3_504_872 - 990 * 1281),
-    ("densenet121", 7_978_856 - 990 * 1025),
-    ("googlenet", 6_624_904 - 990 * 1025),
-    ("squeezenet1_1", 1_235_496 - 990 * 513),
-    ("efficientnet_b0", 5_288_548 - 990 * 1281),
-])
+@pytest.mark.parametrize(
+    "name, count",
+    [
+        # torchvision's documented counts at 1000 classes, less (1000 - 10) * (features + 1)
+        ("resnet18", 11_689_512 - 990 * 513),
+        ("resnet50", 25_557_032 - 990 * 2049),
+        ("mobilenet_v2", 3_504_872 - 990 * 1281),
+        ("densenet121", 7_978_856 - 990 * 1025),
+        ("googlenet", 6_624_904 - 990 * 1025),
+        ("squeezenet1_1", 1_235_496 - 990 * 513),
+        ("efficientnet_b0", 5_288_548 - 990 * 1281),
+    ],
+)
 def test_torchvision_equivalents_have_torchvision_parameter_counts(name: str, count: int) -> None:
     model = getattr(reference, name)()
     assert sum(p.numel() for p in model.parameters()) == count
