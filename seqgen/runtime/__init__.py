@@ -1,1 +1,28 @@
-"""Modules seqgen copies into generated files: the trace runs these very classes."""
+"""Modules seqgen copies into generated files: the trace runs these very classes.
+
+This package's own namespace imports no torch: `helper_classes` reads the helper modules as text,
+so the stages that only name or copy a helper (the parser's reserved names, the renderer) stay
+torch-free.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+@functools.cache
+def helper_classes() -> dict[str, str]:
+    """Every helper class by name, with its source, in a fixed order (module name, then line)."""
+    out: dict[str, str] = {}
+    for path in sorted(_HERE.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.ClassDef):
+                out[node.name] = ast.get_source_segment(text, node) or ""
+    return out
