@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from seqgen.layers import sequence_rules as R
-from seqgen.layers.torch_rules import NeedsLiteral, Outcome, RankError, RuleError
+from seqgen.layers.formulas import NeedsLiteral, Outcome, RankError, RuleError
 from seqgen.runtime import sequence as seq
 from seqgen.trace import symbolic as S
 

@@ -26,8 +26,8 @@ from seqgen.errors import TraceError
 from seqgen.ir import Const, Expr, LayerSpec, Str, TracedLayer
 from seqgen.lang.values import expr_source
 from seqgen.layers import sequence_rules as R
+from seqgen.layers.formulas import NeedsLiteral, Outcome, RankError, RuleError
 from seqgen.layers.torch_nn import Values, first_line
-from seqgen.layers.torch_rules import NeedsLiteral, Outcome, RankError, RuleError
 from seqgen.runtime import sequence as runtime
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, holds

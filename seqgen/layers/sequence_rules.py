@@ -21,20 +21,24 @@ from typing import Any
 import sympy
 import torch
 
-from seqgen.layers.torch_rules import (
-    NeedsLiteral,
+from seqgen.layers.formulas import (
+    Checks,
+    Count,
     Outcome,
     RankError,
     RuleError,
-    _Checks,
-    _expr,
-    _is_int,
-    _literal_dim,
-    _mod,
+    as_count,
+    as_expr,
+    dim_index,
+    flag,
+    is_int,
+    mod,
+    not_batch,
+    probability,
+    require_rank,
 )
 
 Size = Any  # int | torch.SymInt
-Count = Any  # int | sympy.Expr
 
 RECURRENT_KINDS = ("rnn", "lstm", "gru")
 TAKES = ("all", "last", "hidden")
@@ -48,59 +52,6 @@ INDEX_DTYPES = (torch.int64, torch.int32)  # what torch's embedding accepts as i
 
 
 # ------------------------------------------------------------------------------- helpers
-
-
-def _dim(dim: Any, rank: int, name: str = "dim") -> int:
-    """A literal dim in [-rank, rank), as a non-negative index."""
-    d = _literal_dim(dim, name)
-    if not -rank <= d < rank:
-        raise RuleError(
-            f"{name} {d} is out of range for a tensor of rank {rank} "
-            f"(dims go from {-rank} to {rank - 1})"
-        )
-    return d % rank
-
-
-def _not_batch(d: int, what: str) -> None:
-    if d == 0:
-        raise RuleError(
-            f"{what} dim 0, the batch; seqgen keeps the batch at dim 0 "
-            "(count dims from 1, or from the end with -1)"
-        )
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, torch.SymInt):
-        raise NeedsLiteral(name, "it decides sizes or parameter counts")
-    if not isinstance(value, bool):
-        raise RuleError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _probability(checks: _Checks, value: Any, name: str) -> None:
-    """torch refuses a dropout outside [0, 1] (and a bool) when it builds the layer."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt)):
-        raise RuleError(f"{name} must be a number between 0 and 1, got {value!r}")
-    if isinstance(value, float):
-        if not 0 <= value <= 1:
-            raise RuleError(f"{name} must be between 0 and 1, got {value!r}")
-        return
-    checks.need(
-        sympy.And(sympy.Ge(_expr(value), 0), sympy.Le(_expr(value), 1)),
-        f"{name} ({{}}) must be between 0 and 1",
-        value,
-    )
-
-
-def _count(value: Any) -> Count:
-    """An int when the count has no symbols, else its sympy expression."""
-    e = sympy.expand(_expr(value) if not isinstance(value, sympy.Basic) else value)
-    return int(e) if isinstance(e, sympy.Integer) else e
-
-
-def _rank(shape: Sequence[Size], rank: int) -> None:
-    if len(shape) != rank:
-        raise RankError(rank)
 
 
 # ------------------------------------------------------------------------------- layers
@@ -126,13 +77,13 @@ def embedding(
         )
     if len(shape) < 1:
         raise RankError(1)
-    checks = _Checks()
+    checks = Checks()
     checks.at_least(num_embeddings, 1, "num_embeddings")
     checks.at_least(embedding_dim, 0, "embedding_dim")
     if padding_idx is not None:
-        if not _is_int(padding_idx):
+        if not is_int(padding_idx):
             raise RuleError(f"padding_idx must be a whole number or None, got {padding_idx!r}")
-        n, p = _expr(num_embeddings), _expr(padding_idx)
+        n, p = as_expr(num_embeddings), as_expr(padding_idx)
         if isinstance(padding_idx, int):  # one bound: 0 needs n >= 1, 5 needs 6, -2 needs 2
             low = padding_idx + 1 if padding_idx >= 0 else -padding_idx
             if low > 1:
@@ -156,10 +107,10 @@ def embedding(
 
 def embedding_params(num_embeddings: Size, embedding_dim: Size) -> Count:
     """nn.Embedding's weight: num_embeddings * embedding_dim (padding_idx changes nothing)."""
-    return _count(_expr(num_embeddings) * _expr(embedding_dim))
+    return as_count(as_expr(num_embeddings) * as_expr(embedding_dim))
 
 
-def _output_hidden(checks: _Checks, kind: str, hidden_size: Size, proj_size: Size) -> Size:
+def _output_hidden(checks: Checks, kind: str, hidden_size: Size, proj_size: Size) -> Size:
     """The size of each direction's output: proj_size for an LSTM with a projection.
 
     A symbolic proj_size means the projection is on: it must be >= 1 (0 would switch it off,
@@ -169,11 +120,11 @@ def _output_hidden(checks: _Checks, kind: str, hidden_size: Size, proj_size: Siz
         return hidden_size
     if kind != "lstm":
         raise RuleError(f"proj_size is only supported by lstm, not {kind}")
-    if not _is_int(proj_size):
+    if not is_int(proj_size):
         raise RuleError(f"proj_size must be a whole number, got {proj_size!r}")
     checks.at_least(proj_size, 1 if isinstance(proj_size, torch.SymInt) else 0, "proj_size")
     checks.need(
-        sympy.Lt(_expr(proj_size), _expr(hidden_size)),
+        sympy.Lt(as_expr(proj_size), as_expr(hidden_size)),
         "proj_size ({}) must be smaller than hidden_size ({})",
         proj_size,
         hidden_size,
@@ -213,13 +164,13 @@ def recurrent(
             "seqgen's tensors are batch first and it writes batch_first=True itself; "
             f"batch_first={batch_first!r} is not allowed"
         )
-    _rank(shape, 3)
-    _flag(bias, "bias")
-    dirs = 2 if _flag(bidirectional, "bidirectional") else 1
+    require_rank(shape, 3)
+    flag(bias, "bias")
+    dirs = 2 if flag(bidirectional, "bidirectional") else 1
     if kind == "rnn" and nonlinearity not in ("tanh", "relu"):
         raise RuleError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    checks = _Checks()
-    _probability(checks, dropout, "dropout")
+    checks = Checks()
+    probability(checks, dropout, "dropout")
     n, length, features = shape
     checks.at_least(features, 1, "input_size (the last input dim)")
     checks.at_least(length, 1, "the sequence length")
@@ -248,14 +199,14 @@ def recurrent_params(
     """
     if kind not in RECURRENT_KINDS:
         raise RuleError(f"kind must be one of {', '.join(RECURRENT_KINDS)}, got {kind!r}")
-    g, h, f = _GATES[kind], _expr(hidden_size), _expr(input_size)
-    dirs = 2 if _flag(bidirectional, "bidirectional") else 1
-    p = _expr(proj_size)
+    g, h, f = _GATES[kind], as_expr(hidden_size), as_expr(input_size)
+    dirs = 2 if flag(bidirectional, "bidirectional") else 1
+    p = as_expr(proj_size)
     r = h if p == 0 else p
-    per_direction = g * h * r + (2 * g * h if _flag(bias, "bias") else 0) + p * h
+    per_direction = g * h * r + (2 * g * h if flag(bias, "bias") else 0) + p * h
     first = dirs * (per_direction + g * h * f)
-    rest = (_expr(num_layers) - 1) * dirs * (per_direction + g * h * r * dirs)
-    return _count(first + rest)
+    rest = (as_expr(num_layers) - 1) * dirs * (per_direction + g * h * r * dirs)
+    return as_count(first + rest)
 
 
 def transformer_encoder_layer(
@@ -278,20 +229,20 @@ def transformer_encoder_layer(
             "seqgen's tensors are batch first and it writes batch_first=True itself; "
             f"batch_first={batch_first!r} is not allowed"
         )
-    _rank(shape, 3)
-    _flag(norm_first, "norm_first")
-    _flag(bias, "bias")
+    require_rank(shape, 3)
+    flag(norm_first, "norm_first")
+    flag(bias, "bias")
     if isinstance(activation, str) and activation not in ("relu", "gelu"):
         raise RuleError(f"activation must be 'relu' or 'gelu', got {activation!r}")
-    checks = _Checks()
-    _probability(checks, dropout, "dropout")
+    checks = Checks()
+    probability(checks, dropout, "dropout")
     d_model = shape[2]
     checks.at_least(shape[1], 1, "the sequence length")
     checks.at_least(d_model, 1, "d_model (the last input dim)")
     checks.at_least(nhead, 1, "nhead")
     if not (isinstance(nhead, int) and nhead == 1):
         checks.need(
-            sympy.Eq(_mod(d_model, nhead), 0),
+            sympy.Eq(mod(d_model, nhead), 0),
             "d_model ({}) must be divisible by nhead ({})",
             d_model,
             nhead,
@@ -309,11 +260,11 @@ def transformer_encoder_layer_params(
     Attention in_proj 3E x E (+3E), out_proj E x E (+E); linear1 F x E (+F); linear2 E x F
     (+E); two LayerNorms, E weights each (+E biases each).
     """
-    e, f = _expr(d_model), _expr(dim_feedforward)
+    e, f = as_expr(d_model), as_expr(dim_feedforward)
     total = 4 * e * e + 2 * e * f + 2 * e
-    if _flag(bias, "bias"):
+    if flag(bias, "bias"):
         total += 7 * e + f
-    return _count(total)
+    return as_count(total)
 
 
 # ------------------------------------------------------------------------------- tensor ops
@@ -324,7 +275,7 @@ def permute(dims: Sequence[Any], shape: Sequence[Size]) -> Outcome:
     rank = len(shape)
     if len(dims) != rank:
         raise RuleError(f"permute needs {rank} dims for a tensor of rank {rank}, got {len(dims)}")
-    order = [_dim(d, rank) for d in dims]
+    order = [dim_index(d, rank) for d in dims]
     if sorted(order) != list(range(rank)):
         raise RuleError(f"permute's dims {tuple(dims)} must name each dim once")
     if order[0] != 0:
@@ -335,10 +286,10 @@ def permute(dims: Sequence[Any], shape: Sequence[Size]) -> Outcome:
 def transpose(dim0: Any, dim1: Any, shape: Sequence[Size]) -> Outcome:
     """`x.transpose(dim0, dim1)`, neither of them the batch dim 0 (unless both are)."""
     rank = len(shape)
-    a, b = _dim(dim0, rank, "dim0"), _dim(dim1, rank, "dim1")
+    a, b = dim_index(dim0, rank, "dim0"), dim_index(dim1, rank, "dim1")
     if a != b:
-        _not_batch(a, "transpose moves")
-        _not_batch(b, "transpose moves")
+        not_batch(a, "transpose moves")
+        not_batch(b, "transpose moves")
     out = list(shape)
     out[a], out[b] = out[b], out[a]
     return Outcome(tuple(out), ())
@@ -346,8 +297,8 @@ def transpose(dim0: Any, dim1: Any, shape: Sequence[Size]) -> Outcome:
 
 def unsqueeze(dim: Any, shape: Sequence[Size]) -> Outcome:
     """`x.unsqueeze(dim)`, dim in [-rank - 1, rank] and not before the batch."""
-    d = _dim(dim, len(shape) + 1)
-    _not_batch(d, "unsqueeze would insert a dim before the batch at")
+    d = dim_index(dim, len(shape) + 1)
+    not_batch(d, "unsqueeze would insert a dim before the batch at")
     return Outcome((*shape[:d], 1, *shape[d:]), ())
 
 
@@ -356,11 +307,11 @@ def squeeze(dim: Any, shape: Sequence[Size]) -> Outcome:
 
     torch returns the tensor unchanged when the size is not 1: a different model, silently.
     """
-    d = _dim(dim, len(shape))
-    _not_batch(d, "squeeze would remove")
-    checks = _Checks()
+    d = dim_index(dim, len(shape))
+    not_batch(d, "squeeze would remove")
+    checks = Checks()
     checks.need(
-        sympy.Eq(_expr(shape[d]), 1), f"squeeze {dim} removes a dim of size 1, not {{}}", shape[d]
+        sympy.Eq(as_expr(shape[d]), 1), f"squeeze {dim} removes a dim of size 1, not {{}}", shape[d]
     )
     return Outcome((*shape[:d], *shape[d + 1 :]), tuple(checks.items))
 
@@ -374,34 +325,34 @@ def reduce(dim: Any, shape: Sequence[Size], *, keepdim: bool = False) -> Outcome
     many = isinstance(dim, (tuple, list))
     if many and not dim:
         raise RuleError("give the dims to reduce: none would reduce them all, the batch too")
-    dims = [_dim(d, rank) for d in (dim if many else (dim,))]
+    dims = [dim_index(d, rank) for d in (dim if many else (dim,))]
     if len(set(dims)) != len(dims):
         raise RuleError(f"each dim may be reduced once, got {tuple(dim)}")
     for d in dims:
-        _not_batch(d, "the reduction would remove")
-    keep = _flag(keepdim, "keepdim")
+        not_batch(d, "the reduction would remove")
+    keep = flag(keepdim, "keepdim")
     out = [1 if i in dims else s for i, s in enumerate(shape) if keep or i not in dims]
     return Outcome(tuple(out), ())
 
 
 def select(dim: Any, index: Size, shape: Sequence[Size]) -> Outcome:
     """`x.select(dim, index)`: index in [-size, size) (a Check when either is symbolic)."""
-    d = _dim(dim, len(shape))
-    _not_batch(d, "select would remove")
-    if not _is_int(index):
+    d = dim_index(dim, len(shape))
+    not_batch(d, "select would remove")
+    if not is_int(index):
         raise RuleError(f"index must be a whole number, got {index!r}")
-    checks = _Checks()
-    size, i = shape[d], _expr(index)
+    checks = Checks()
+    size, i = shape[d], as_expr(index)
     if isinstance(index, int):  # `select 1 5` needs a size >= 6, `select 1 -2` one >= 2
         low = index + 1 if index >= 0 else -index
         checks.need(
-            sympy.Ge(_expr(size), low),
+            sympy.Ge(as_expr(size), low),
             f"select {dim} {index} needs a size of at least {low}, not {{}}",
             size,
         )
     else:
         checks.need(
-            sympy.And(sympy.Ge(i, -_expr(size)), sympy.Lt(i, _expr(size))),
+            sympy.And(sympy.Ge(i, -as_expr(size)), sympy.Lt(i, as_expr(size))),
             "the index ({}) must be within the size ({}) of the dim it selects from",
             index,
             size,
@@ -418,13 +369,13 @@ def scale(value: Any, shape: Sequence[Size]) -> Outcome:
 
 def cls_token(shape: Sequence[Size]) -> Outcome:
     """ClsToken on (N, L, E): (N, L + 1, E)."""
-    _rank(shape, 3)
+    require_rank(shape, 3)
     return Outcome((shape[0], shape[1] + 1, shape[2]), ())
 
 
 def pos_embedding(shape: Sequence[Size]) -> Outcome:
     """PosEmbedding(L, E) on (N, L, E), its parameter sized from this shape: unchanged."""
-    _rank(shape, 3)
+    require_rank(shape, 3)
     return Outcome(tuple(shape), ())
 
 
@@ -434,11 +385,11 @@ def pos_encoding(shape: Sequence[Size], *, max_len: Size = 5000) -> Outcome:
     Past max_len torch fails to broadcast, except with max_len 1, where it silently adds row 0
     to every position.
     """
-    _rank(shape, 3)
-    checks = _Checks()
+    require_rank(shape, 3)
+    checks = Checks()
     checks.at_least(max_len, 1, "max_len")
     checks.need(
-        sympy.Le(_expr(shape[1]), _expr(max_len)),
+        sympy.Le(as_expr(shape[1]), as_expr(max_len)),
         "the sequence length ({}) must be at most max_len ({})",
         shape[1],
         max_len,
@@ -448,12 +399,12 @@ def pos_encoding(shape: Sequence[Size], *, max_len: Size = 5000) -> Outcome:
 
 def cls_token_params(embed_dim: Size) -> Count:
     """ClsToken: one (1, 1, E) token."""
-    return _count(embed_dim)
+    return as_count(embed_dim)
 
 
 def pos_embedding_params(length: Size, embed_dim: Size) -> Count:
     """PosEmbedding: one (1, L, E) table."""
-    return _count(_expr(length) * _expr(embed_dim))
+    return as_count(as_expr(length) * as_expr(embed_dim))
 
 
 def pos_encoding_params(embed_dim: Size, max_len: Size = 5000) -> Count:
@@ -495,9 +446,9 @@ def weight_norm_params(weight_shape: Sequence[Size], dim: int | None = 0) -> Cou
     rank = len(weight_shape)
     numel = sympy.Integer(1)
     for s in weight_shape:
-        numel *= _expr(s)
+        numel *= as_expr(s)
     if dim is None or dim == -1:
-        return _count(numel + 1)
+        return as_count(numel + 1)
     if not -rank <= dim < rank:
         raise RuleError(f"dim {dim} is out of range for a weight of rank {rank}")
-    return _count(numel + _expr(weight_shape[dim]))
+    return as_count(numel + as_expr(weight_shape[dim]))

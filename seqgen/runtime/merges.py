@@ -43,7 +43,9 @@ class Concat(nn.Module):
         first = outs[0].shape
         for out in outs[1:]:
             if out.dim() != len(first) or any(
-                a != b for i, (a, b) in enumerate(zip(out.shape, first)) if i != self.dim
+                a != b
+                for i, (a, b) in enumerate(zip(out.shape, first))
+                if i != self.dim
             ):
                 shapes = ", ".join(str(tuple(o.shape)) for o in outs)
                 raise ValueError(
@@ -67,7 +69,9 @@ class Add(nn.Module):
         outs = [branch(x) for branch in self.branches]
         if any(out.shape != outs[0].shape for out in outs[1:]):
             shapes = ", ".join(str(tuple(o.shape)) for o in outs)
-            raise ValueError(f"Add: branch outputs {shapes} for input {tuple(x.shape)} differ")
+            raise ValueError(
+                f"Add: branch outputs {shapes} for input {tuple(x.shape)} differ"
+            )
         total = outs[0]
         for out in outs[1:]:
             total = total + out

@@ -28,7 +28,9 @@ class RecurrentOutput(nn.Module):
     def __init__(self, rnn: nn.RNNBase, take: str) -> None:
         super().__init__()
         if take not in self.TAKES:
-            raise ValueError(f"take must be one of 'all', 'last', 'hidden', got {take!r}")
+            raise ValueError(
+                f"take must be one of 'all', 'last', 'hidden', got {take!r}"
+            )
         if not rnn.batch_first:
             raise ValueError("the recurrent layer must be built with batch_first=True")
         self.rnn = rnn
@@ -43,7 +45,9 @@ class RecurrentOutput(nn.Module):
             return output
         if self.take == "last":
             return output[:, -1]
-        h_n = state[0] if isinstance(state, tuple) else state  # an LSTM gives (h_n, c_n)
+        h_n = (
+            state[0] if isinstance(state, tuple) else state
+        )  # an LSTM gives (h_n, c_n)
         # h_n is (num_layers * dirs, N, H): the last layer's directions are its last rows
         return torch.cat(list(h_n[-self.directions :]), dim=-1)
 
@@ -231,7 +235,8 @@ class PosEncoding(nn.Module):
         self.max_len = max_len
         position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
         rate = torch.exp(
-            torch.arange(0, embed_dim, 2, dtype=torch.float32) * (-math.log(10000.0) / embed_dim)
+            torch.arange(0, embed_dim, 2, dtype=torch.float32)
+            * (-math.log(10000.0) / embed_dim)
         )
         table = torch.zeros(max_len, embed_dim)
         table[:, 0::2] = torch.sin(position * rate)

@@ -23,6 +23,7 @@ from seqgen.lang.values import expr_source
 from seqgen.layers import sequence_ops as seqlayers
 from seqgen.layers import torch_rules as rules
 from seqgen.layers.arg_types import check_arguments
+from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
 from seqgen.layers.torch_nn import INFERRED, Bound, resolve_layer
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, holds
@@ -124,14 +125,14 @@ class LayerTracer(Scope):
         shape = self.symbolic_sizes(dims)
         try:
             outcome = rules.apply(cls, args.values, shape)
-        except rules.RankError as e:
+        except RankError as e:
             raise rank_error(layer, cls, dims, e.rank) from e
-        except rules.RuleError as e:
+        except RuleError as e:
             # torch's constructor may refuse first: its refusal, in the spec's words, names
             # the values that would work
             self.construct_concrete(cls, layer, args.bound, tuple(self.value(d.expr) for d in dims))
             raise TraceError(f"{cls.__name__}: {e}", location=layer.loc) from e
-        except rules.NeedsLiteral as e:
+        except NeedsLiteral as e:
             node = args.bound.args.get(e.arg)
             raise TraceError(
                 f"{cls.__name__}'s {e.arg} must be a literal number here: {e.why}",
