@@ -22,7 +22,9 @@ from seqgen.ir import (
     TracedNode,
 )
 from seqgen.lang.parser import input_names
-from seqgen.layers import sequence_ops as seqlayers
+from seqgen.layers import weight_norm
+from seqgen.layers.kind import evaluate
+from seqgen.layers.registry import op_for
 from seqgen.layers.torch_nn import (
     INFERRED,
     Bound,
@@ -32,6 +34,7 @@ from seqgen.layers.torch_nn import (
     first_line,
     resolve_layer,
 )
+from seqgen.runtime import merges as runtime_merges
 
 BATCH_HINT = 2
 # Real checks allocate: confirm a layer only when its sample and weights are this small.
@@ -150,11 +153,18 @@ def run_real(
 ) -> tuple[list[nn.Module], torch.Tensor]:
     """Build a traced layer concretely from `values` for the input `x` (on the current default
     device), run it in eval mode, and return its modules and output."""
-    own = seqlayers.run_real(layer.spec, values, x)
-    if own is not None:
-        return own
-    cls = resolve_layer(layer.spec)
-    module = real_module(cls, bind(cls, layer.spec), values, tuple(x.shape)).eval()
+    op = op_for(layer.spec)
+    if op is not None:
+        nodes = op.bind(layer.spec)
+        nodes.pop(op.inferred or "", None)  # the input's size: build() reads it from x
+        module = op.build(evaluate(nodes, values), tuple(x.shape)).eval()
+        return [module], module(x)
+    plain, norm = weight_norm.split(layer.spec)
+    cls = resolve_layer(plain)
+    module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
+    if norm is not None and values.eval(norm) is True:
+        module = weight_norm.wrap(module)
+    module = module.eval()
     return [module], module(x)
 
 
@@ -196,9 +206,7 @@ def run_node(
             built, y = run_stack(branch, env, x, blocks, visit, memo)
             modules += built
             outs.append(y)
-        if node.spec.kind == "residual" and len(outs) == 1:
-            outs.append(x)
-        y = _merge(node, outs)
+        y = _merge(node, outs, x)
     elif isinstance(node, TracedBlockUse):
         block = blocks[node.spec.name]
         inner = block_env(block, node, env, x)
@@ -222,15 +230,28 @@ def run_node(
     return modules, y
 
 
-def _merge(node: TracedMerge, outs: list[torch.Tensor]) -> torch.Tensor:
-    kind = node.spec.kind
-    if kind == "concat":
-        return torch.cat(outs, dim=node.dim or 1)
-    if kind != "multiply" and any(o.shape != outs[0].shape for o in outs):
-        raise ValueError(f"{kind} of shapes {[tuple(o.shape) for o in outs]}")
-    y = outs[0]
-    for o in outs[1:]:
-        y = y * o if kind == "multiply" else y + o
+class _Given(nn.Module):
+    """A merge branch whose output is already computed (each branch ran node by node)."""
+
+    def __init__(self, out: torch.Tensor) -> None:
+        super().__init__()
+        self.out = out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out
+
+
+def _merge(node: TracedMerge, outs: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The merge's own runtime class (the one the generated code uses) over the outputs."""
+    cls: type[nn.Module] = getattr(runtime_merges, node.class_name)
+    given = [_Given(o) for o in outs]
+    if node.spec.kind == "residual":
+        module = cls(given[0], given[1] if len(given) > 1 else None)
+    elif node.spec.kind == "concat":
+        module = cls(*given, dim=node.dim or 1)
+    else:
+        module = cls(*given)
+    y: torch.Tensor = module(x)
     return y
 
 

@@ -16,20 +16,23 @@ from torch import nn
 from seqgen.errors import SeqgenError, TraceError, raise_all
 from seqgen.ir import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
 from seqgen.lang.hints import call_syntax_hint
-from seqgen.layers import sequence_ops as seqlayers
+from seqgen.layers import weight_norm
+from seqgen.layers.registry import close_op_name, op_for
 from seqgen.layers.torch_nn import bind, registry, resolve_layer, signature
 
 
 def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
     """Raise the first problem of one layer line that needs no trace to find."""
-    if seqlayers.is_seq_layer(layer):
-        return seqlayers.check(layer)
-    layer, _ = seqlayers.without_weight_norm(layer)
+    op = op_for(layer)
+    if op is not None:
+        op.bind(layer)
+        return
+    layer, _ = weight_norm.split(layer)
     try:
         cls = resolve_layer(layer)
     except TraceError as e:
         block = next((b for b in blocks if b.name.lower() == layer.name.lower()), None)
-        own = seqlayers.close_name(layer.name)
+        own = close_op_name(layer.name)
         if block is None and own is not None and "unknown layer" in e.diagnostic.message:
             raise TraceError(
                 e.diagnostic.message, location=layer.loc, hint=f"did you mean {own!r}?"

@@ -8,9 +8,8 @@ nothing is traced again per use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import sympy
 import torch
@@ -21,6 +20,7 @@ from seqgen.ir import (
     BlockDef,
     BlockUse,
     Expr,
+    Node,
     TracedBlock,
     called_names,
     expr_names,
@@ -32,11 +32,8 @@ from seqgen.layers.torch_nn import Values
 from seqgen.report.lint import UNUSED_PARAMETER
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import derive
-from seqgen.trace.scope import DimInfo
+from seqgen.trace.scope import BlockArgs, BlockInfo, DimInfo, Scope, StackResult
 from seqgen.trace.torch_errors import shape_text
-
-if TYPE_CHECKING:  # the tracer passes itself in; importing it here would be circular
-    from seqgen.trace.tracer import Tracer
 
 PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,
@@ -44,45 +41,6 @@ PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "bool": bool,
     "str": str,
 }
-
-
-@dataclass(frozen=True)
-class BlockArgs:
-    """A use's arguments, by block parameter: the spec value and what it evaluates to."""
-
-    nodes: Mapping[str, Expr]
-    values: Mapping[str, Any]  # SymInt or int for int parameters, else the literal
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    """A traced block in sympy terms, ready to be substituted at each use."""
-
-    traced: TracedBlock
-    rank: int
-    first_line: int
-    input_symbols: tuple[sympy.Symbol, ...]  # dims 1.. of its input
-    param_symbols: Mapping[str, sympy.Symbol]  # its int parameters
-    defaults: Mapping[str, Any]
-    out_exprs: tuple[sympy.Expr, ...]
-    params: sympy.Expr
-    trainable: sympy.Expr
-    macs: sympy.Expr
-    conditions: tuple[tuple[sympy.Basic, str], ...]
-    size_args: tuple[int, ...]  # the input dims its constructor takes, in order
-    names: Mapping[sympy.Symbol, str]
-
-    def mapping(self, dims: Sequence[sympy.Expr], args: BlockArgs) -> dict[sympy.Symbol, Any]:
-        """Block symbol -> the caller's expression, for one use."""
-        out: dict[sympy.Symbol, Any] = dict(zip(self.input_symbols, dims[1:]))
-        for name, sym in self.param_symbols.items():
-            value = args.values.get(name, self.defaults.get(name))
-            out[sym] = S.expr_of(value)
-        return out
-
-    def bound_symbols(self) -> list[tuple[str, sympy.Symbol]]:
-        """(name, symbol) of every input size and int parameter."""
-        return [(self.names[s], s) for s in (*self.input_symbols, *self.param_symbols.values())]
 
 
 def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
@@ -131,10 +89,19 @@ def _check_input_names(block: BlockDef, rank: int) -> None:
                     )
 
 
+# Traces a stack of nodes in a scope (the tracer's own method, handed in: blocks contain any node)
+StackTracer = Callable[[Scope, Sequence[Node], torch.Tensor, list[DimInfo]], StackResult]
+
+
 def trace_block(
-    parent: Tracer, block: BlockDef, dims: Sequence[DimInfo], args: BlockArgs, use: BlockUse
+    parent: Scope,
+    block: BlockDef,
+    dims: Sequence[DimInfo],
+    args: BlockArgs,
+    use: BlockUse,
+    trace_stack: StackTracer,
 ) -> BlockInfo:
-    """Trace `block`'s body once, its symbols hinted by this (first) use."""
+    """Trace `block`'s body once in a scope of its own, its symbols hinted by this (first) use."""
 
     rank = len(dims)
     session = parent.session
@@ -164,7 +131,7 @@ def trace_block(
         else:
             env[p.name] = concrete[p.name] = value
     _check_input_names(block, rank)
-    tracer = type(parent)(
+    tracer = Scope(
         parent.shared,
         env,
         hints,
@@ -175,7 +142,8 @@ def trace_block(
     tracer.positive.extend(inputs)
     x = torch.empty(tracer.symbolic_sizes(block_dims))
     try:
-        _, out_dims, steps = tracer.stack(block.body, x, block_dims)
+        body = trace_stack(tracer, block.body, x, block_dims)
+        out_dims, steps = body.dims, body.steps
     except SeqgenError as e:  # say which use the block was traced at
         shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
         note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
@@ -231,7 +199,7 @@ def trace_block(
     )
 
 
-def _warn_unused(parent: Tracer, block: BlockDef, used: set[str]) -> None:
+def _warn_unused(parent: Scope, block: BlockDef, used: set[str]) -> None:
     for p in block.params:
         if p.name not in used:
             parent.warnings.append(

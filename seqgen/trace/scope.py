@@ -9,20 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import sympy
 
 from seqgen.errors import Diagnostic, Location, SizeTooSmallError, TraceError
-from seqgen.ir import Dim, LayerSpec, ModelSpec, Param, TracedNode
+from seqgen.ir import Dim, Expr, LayerSpec, ModelSpec, Param, TracedBlock, TracedNode
+from seqgen.layers.formulas import Check
 from seqgen.layers.torch_nn import Values
 from seqgen.safe_eval import evaluate_source
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, holds
 from seqgen.trace.torch_errors import shape_text
-
-if TYPE_CHECKING:  # blocks.py builds on this module
-    from seqgen.trace.blocks import BlockInfo
 
 BATCH = "N"
 BATCH_HINT = 2  # a sample batch of 2 keeps the batch dim symbolic (1 would broadcast)
@@ -33,6 +31,45 @@ MAX_SIZE = 2**40  # larger sizes overflow torch's int64 element counts
 class DimInfo:
     expr: sympy.Expr
     code: str  # how it reads in generated code (a flatten's product stays a product)
+
+
+@dataclass(frozen=True)
+class BlockArgs:
+    """A use's arguments, by block parameter: the spec value and what it evaluates to."""
+
+    nodes: Mapping[str, Expr]
+    values: Mapping[str, Any]  # SymInt or int for int parameters, else the literal
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """A traced block in sympy terms, ready to be substituted at each use."""
+
+    traced: TracedBlock
+    rank: int
+    first_line: int
+    input_symbols: tuple[sympy.Symbol, ...]  # dims 1.. of its input
+    param_symbols: Mapping[str, sympy.Symbol]  # its int parameters
+    defaults: Mapping[str, Any]
+    out_exprs: tuple[sympy.Expr, ...]
+    params: sympy.Expr
+    trainable: sympy.Expr
+    macs: sympy.Expr
+    conditions: tuple[tuple[sympy.Basic, str], ...]
+    size_args: tuple[int, ...]  # the input dims its constructor takes, in order
+    names: Mapping[sympy.Symbol, str]
+
+    def mapping(self, dims: Sequence[sympy.Expr], args: BlockArgs) -> dict[sympy.Symbol, Any]:
+        """Block symbol -> the caller's expression, for one use."""
+        out: dict[sympy.Symbol, Any] = dict(zip(self.input_symbols, dims[1:]))
+        for name, sym in self.param_symbols.items():
+            value = args.values.get(name, self.defaults.get(name))
+            out[sym] = S.expr_of(value)
+        return out
+
+    def bound_symbols(self) -> list[tuple[str, sympy.Symbol]]:
+        """(name, symbol) of every input size and int parameter."""
+        return [(self.names[s], s) for s in (*self.input_symbols, *self.param_symbols.values())]
 
 
 @dataclass
@@ -53,6 +90,24 @@ class Step:
     params_expr: sympy.Expr
     trainable_expr: sympy.Expr
     macs_expr: sympy.Expr
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """A traced node: the fake output tensor that flows on, its dims, and the node's step."""
+
+    x: Any  # torch.Tensor (fake)
+    dims: list[DimInfo]
+    step: Step
+
+
+@dataclass(frozen=True)
+class StackResult:
+    """A traced stack: the output tensor and dims after its last node, and each node's step."""
+
+    x: Any  # torch.Tensor (fake)
+    dims: list[DimInfo]
+    steps: list[Step]
 
 
 class Scope:
@@ -159,6 +214,38 @@ class Scope:
         expr = S.simplify(self.session, expr)
         return self.code(expr, None) if S.free_symbols(expr) else str(self.value(expr))
 
+    def require(
+        self,
+        checks: Sequence[Check],
+        index: int,
+        where: str,
+        name: str,
+        loc: Location,
+        before_failing: Callable[[], object] | None = None,
+    ) -> None:
+        """A rule's checks: each must hold at the defaults, may not involve the batch, and
+        becomes a condition of __init__ unless the sizes already imply it. `before_failing`
+        runs first when one fails at the defaults (torch's own refusal may say it better)."""
+        for check in checks:
+            free = S.free_symbols(check.condition)
+            if self.batch_sym in free:
+                raise TraceError(
+                    f"{name}: {check.message(self.show)} depends on the batch size", location=loc
+                )
+            if not holds(check.condition, self.hints):
+                if before_failing is not None:
+                    before_failing()
+                raise TraceError(
+                    f"{name}: {check.message(lambda e: str(self.value(e)))}",
+                    location=loc,
+                    hint="with the defaults" if free else None,
+                )
+            if self.implied_by_sizes(check.condition):
+                continue
+            self.conditions.append(
+                Condition(check.condition, index, f"{where}: {check.message(self.show)}")
+            )
+
     def need(self, cond: sympy.Basic, index: int, message: str, loc: Location) -> None:
         """A condition on the parameters: it must hold at the defaults, and becomes a check."""
         if not S.free_symbols(cond):
@@ -202,7 +289,7 @@ class Scope:
         """The SymInts (or ints) of traced dims, for a fake tensor or a shape rule."""
         return [symint(self, d) for d in dims]
 
-    def _check_specialized(self, before: Mapping[str, str], layer: LayerSpec) -> None:
+    def check_specialized(self, before: Mapping[str, str], layer: LayerSpec) -> None:
         after = self.session.specialized()
         for name, became in after.items():
             if name == BATCH and name not in before:
@@ -219,6 +306,17 @@ class Scope:
                     location=layer.loc,
                     hint=f"write this argument as a number instead of {name}",
                 )
+
+
+def confirm_shape(want: tuple[int, ...], got: Sequence[int], what: str, loc: Location) -> None:
+    """torch ran the layer at the sample values: its shape must be the one seqgen computed."""
+    if tuple(int(s) for s in got) != want:
+        raise TraceError(
+            f"internal error: seqgen computes {want} for {what} but torch gives "
+            f"{tuple(int(s) for s in got)}",
+            location=loc,
+            hint="please report this as a seqgen bug",
+        )
 
 
 def probe_points(hints: Mapping[sympy.Symbol, int]) -> list[dict[sympy.Symbol, int]]:

@@ -51,9 +51,19 @@ from seqgen.report.lint import UNUSED_PARAMETER
 from seqgen.trace import symbolic as S
 from seqgen.trace.blocks import bind_use, trace_block
 from seqgen.trace.constraints import Condition, derive, holds
-from seqgen.trace.layer import PASS_THROUGH, LayerTracer
+from seqgen.trace.layer import PASS_THROUGH, trace_layer
 from seqgen.trace.merge_shapes import MergeMismatch, combine
-from seqgen.trace.scope import BATCH, BATCH_HINT, MAX_SIZE, DimInfo, Shared, Step
+from seqgen.trace.scope import (
+    BATCH,
+    BATCH_HINT,
+    MAX_SIZE,
+    DimInfo,
+    NodeResult,
+    Scope,
+    Shared,
+    StackResult,
+    Step,
+)
 from seqgen.trace.torch_errors import shape_text
 
 
@@ -78,20 +88,26 @@ def model_scope(spec: ModelSpec) -> Tracer:
             env[p.name] = p.default
     batch = session.symbol(BATCH, BATCH_HINT)
     shared = Shared(session, spec, batch, S.expr_of(batch))
-    return Tracer(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})
+    return Tracer(
+        Scope(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})
+    )
 
 
-class Tracer(LayerTracer):
+class Tracer:
     """Traces the nodes of one scope: the model's stack, or a block's body with its own symbols."""
 
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.input_dim_names: set[str] = set()
+
     def input_dims(self) -> list[DimInfo]:
-        dims = [DimInfo(self.batch_sym, BATCH)]
-        for e in self.spec.input_shape:
-            v = self.values.eval(e)
+        dims = [DimInfo(self.scope.batch_sym, BATCH)]
+        for e in self.scope.spec.input_shape:
+            v = self.scope.values.eval(e)
             if isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)):
                 raise TraceError(f"input sizes must be whole numbers, got {v!r}", location=e.loc)
             expr = S.expr_of(v)
-            size = self.value(expr)
+            size = self.scope.value(expr)
             if size < 1:
                 raise TraceError(f"input size must be positive, got {size}", location=e.loc)
             if size > MAX_SIZE:
@@ -100,17 +116,17 @@ class Tracer(LayerTracer):
                     location=e.loc,
                     hint=f"sizes go up to {MAX_SIZE:,}",
                 )
-            dims.append(DimInfo(expr, self.code(expr, e.loc)))
+            dims.append(DimInfo(expr, self.scope.code(expr, e.loc)))
             if S.free_symbols(expr):
-                self.positive.append(expr)
-                self.conditions.append(
+                self.scope.positive.append(expr)
+                self.scope.conditions.append(
                     Condition(sympy.Ge(expr, 1), -1, "the input would have an empty dimension")
                 )
         return dims
 
     def run(self) -> TracedModel:
         """Trace the model's stack (this is the model's scope)."""
-        spec = self.spec
+        spec = self.scope.spec
         loop = next((r for r in spec.layers if isinstance(r, RepeatSpec)), None)
         named = next((layer for layer in flat_layers(spec.layers) if layer.key is not None), None)
         if loop is not None and named is not None:
@@ -122,41 +138,49 @@ class Tracer(LayerTracer):
             )
         dims = self.input_dims()
         self.input_dim_names = {
-            self.names[s] for d in dims[1:] for s in S.free_symbols(d.expr) if s in self.names
+            self.scope.names[s]
+            for d in dims[1:]
+            for s in S.free_symbols(d.expr)
+            if s in self.scope.names
         }
-        input_shape = tuple(self.dim(d) for d in dims)
-        with self.session.active():
-            x = torch.empty(self.symbolic_sizes(dims), dtype=input_dtype(spec))
-            _, _, steps = self.stack(spec.layers, x, dims)
+        input_shape = tuple(self.scope.dim(d) for d in dims)
+        with self.scope.session.active():
+            x = torch.empty(self.scope.symbolic_sizes(dims), dtype=input_dtype(spec))
+            steps = self.stack(spec.layers, x, dims).steps
         total = sum((st.params_expr for st in steps), sympy.Integer(0))
         trainable = sum((st.trainable_expr for st in steps), sympy.Integer(0))
         traced = [st.traced for st in steps]
         constraints = tuple(
-            derive(self.conditions, self.hints, self.names, lambda e: self.code(e, None))
+            derive(
+                self.scope.conditions,
+                self.scope.hints,
+                self.scope.names,
+                lambda e: self.scope.code(e, None),
+            )
         )
         self.warn_unused_params()
-        blocks = tuple(info.traced for info in self.shared.blocks.values())
+        blocks = tuple(info.traced for info in self.scope.shared.blocks.values())
         return TracedModel(
             spec=spec,
             input_shape=input_shape,
             layers=tuple(traced),
-            total_params=self.as_dim(total),
-            trainable_params=self.as_dim(trainable),
+            total_params=self.scope.as_dim(total),
+            trainable_params=self.scope.as_dim(trainable),
             constraints=constraints,
             dim_params=tuple(sorted(self.input_dim_names)),
             dim_sizes=tuple(self.test_sizes(constraints)),
-            warnings=tuple(self.warnings),
+            warnings=tuple(self.scope.warnings),
             free_dims=free_dims(spec, traced),
             blocks=tuple(sorted(blocks, key=lambda b: spec.blocks.index(b.spec))),
         )
 
     def warn_unused_params(self) -> None:
         """A model parameter that no layer and no input size reads does nothing."""
-        used = {n.id for e in self.spec.input_shape for n in expr_names(e)}
-        used |= spec_names(self.spec.layers)
-        for p in self.spec.params:
+        used = {n.id for e in self.scope.spec.input_shape for n in expr_names(e)}
+        used |= spec_names(self.scope.spec.layers)
+        for p in self.scope.spec.params:
             if p.name not in used:
-                self.warnings.append(
+                self.scope.warnings.append(
                     Diagnostic(
                         "warning",
                         f"model parameter {p.name!r} is not used: no layer or input size reads it",
@@ -178,42 +202,41 @@ class Tracer(LayerTracer):
             if c.symbol is not None and c.minimum is not None
         }
         out = []
-        for sym, name in sorted(self.names.items(), key=lambda kv: kv[1]):
+        for sym, name in sorted(self.scope.names.items(), key=lambda kv: kv[1]):
             if name not in self.input_dim_names:
                 continue
-            hint = self.hints[sym]
+            hint = self.scope.hints[sym]
             minimum = minima.get(name, 1)
             sizes = []
             for size in sorted({minimum, hint, 2 * hint}):
-                values = {**self.hints, sym: size}
-                if all(holds(c.condition, values) for c in self.conditions):
+                values = {**self.scope.hints, sym: size}
+                if all(holds(c.condition, values) for c in self.scope.conditions):
                     sizes.append(size)
             out.append((name, tuple(sizes), minimum - 1))
         return out
 
     def stack(
         self, nodes: Sequence[Node], x: torch.Tensor, dims: list[DimInfo], index: int | None = None
-    ) -> tuple[torch.Tensor, list[DimInfo], list[Step]]:
+    ) -> StackResult:
         """Trace a stack of nodes in order; `index` is the top-level node they sit in."""
         steps: list[Step] = []
         for i, node in enumerate(nodes):
-            x, dims, step = self.node(i if index is None else index, node, x, dims)
-            steps.append(step)
-        return x, dims, steps
+            result = self.node(i if index is None else index, node, x, dims)
+            x, dims = result.x, result.dims
+            steps.append(result.step)
+        return StackResult(x, dims, steps)
 
-    def node(
-        self, index: int, node: Node, x: torch.Tensor, dims: list[DimInfo]
-    ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+    def node(self, index: int, node: Node, x: torch.Tensor, dims: list[DimInfo]) -> NodeResult:
         """Trace one node, by kind."""
         if isinstance(node, LayerSpec):
-            x, dims, step = self.layer(index, node, x, dims)
-            traced = step.traced
+            result = trace_layer(self.scope, index, node, x, dims)
+            traced = result.step.traced
             assert isinstance(traced, TracedLayer)  # a layer line traces to one layer
             if (warning := huge_layer_warning(traced)) is not None:
-                self.warnings.append(warning)
+                self.scope.warnings.append(warning)
             if traced.class_name not in PASS_THROUGH:
-                self.shared_input = False
-            return x, dims, step
+                self.scope.shared_input = False
+            return result
         if isinstance(node, RepeatSpec):
             return self.repeat(index, node, x, dims)
         if isinstance(node, MergeSpec):
@@ -222,15 +245,16 @@ class Tracer(LayerTracer):
 
     def repeat(
         self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[DimInfo]
-    ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+    ) -> NodeResult:
         """`repeat depth:`: the block is traced once; it must give back the shape it gets."""
-        count = S.expr_of(self.values.eval(item.count))
-        self.conditions.append(
+        count = S.expr_of(self.scope.values.eval(item.count))
+        self.scope.conditions.append(
             Condition(
                 sympy.Ge(count, 1), index, f"repeat (spec line {item.loc.line}) runs at least once"
             )
         )
-        y, out_dims, steps = self.stack(item.layers, x, dims, index)
+        body = self.stack(item.layers, x, dims, index)
+        y, out_dims, steps = body.x, body.dims, body.steps
         if [d.expr for d in out_dims] != [d.expr for d in dims]:
             raise TraceError(
                 f"the block under `repeat {item.count.id}:` turns {shape_text(dims)} into "
@@ -248,25 +272,28 @@ class Tracer(LayerTracer):
             class_name="Sequential",
             call_args=(),
             call_kwargs=(),
-            out_shape=tuple(self.dim(d) for d in dims),
-            params=self.as_dim(params),
-            trainable_params=self.as_dim(train),
-            macs=self.as_dim(macs),
+            out_shape=tuple(self.scope.dim(d) for d in dims),
+            params=self.scope.as_dim(params),
+            trainable_params=self.scope.as_dim(train),
+            macs=self.scope.as_dim(macs),
             body=tuple(st.traced for st in steps),
             repeat=item.count.id,
         )
-        return y, dims, Step(traced, params, train, macs)
+        return NodeResult(y, dims, Step(traced, params, train, macs))
 
     def merge(
         self, index: int, merge: MergeSpec, x: torch.Tensor, dims: list[DimInfo]
-    ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+    ) -> NodeResult:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
         outs: list[tuple[list[DimInfo], list[Step]]] = []
         for branch in merge.branches:
-            self.previous, self.shared_input = None, True
-            _, branch_dims, steps = self.stack(branch, x, dims, index)
-            outs.append((branch_dims, steps))
-        self.previous, self.shared_input = None, False  # a merge's output is a new tensor
+            self.scope.previous, self.scope.shared_input = None, True
+            out = self.stack(branch, x, dims, index)
+            outs.append((out.dims, out.steps))
+        self.scope.previous, self.scope.shared_input = (
+            None,
+            False,
+        )  # a merge's output is a new tensor
         shapes = [[d.expr for d in bd] for bd, _ in outs]
         if merge.kind == "residual":
             labels = ["the body", "the shortcut"] if len(outs) == 2 else ["the body", "the input"]
@@ -280,45 +307,47 @@ class Tracer(LayerTracer):
                 merge.kind,
                 shapes,
                 dim,
-                self.value,
-                lambda sh: shape_text([DimInfo(e, self.show(e)) for e in sh]),
+                self.scope.value,
+                lambda sh: shape_text([DimInfo(e, self.scope.show(e)) for e in sh]),
                 labels,
             )
         except MergeMismatch as mismatch:
             raise TraceError(str(mismatch), location=merge.loc, hint=mismatch.hint) from mismatch
         for cond, what in merged.conditions:
-            self.need(cond, index, f"{merge.kind} (spec line {merge.loc.line}): {what}", merge.loc)
+            self.scope.need(
+                cond, index, f"{merge.kind} (spec line {merge.loc.line}): {what}", merge.loc
+            )
         known = [d for bd, _ in outs for d in bd] + list(dims)
         out_dims = []
         for e in merged.shape:
-            e = S.simplify(self.session, e)
+            e = S.simplify(self.scope.session, e)
             same = next((d for d in known if d.expr == e), None)
-            out_dims.append(same if same is not None else DimInfo(e, self.code(e, merge.loc)))
+            out_dims.append(same if same is not None else DimInfo(e, self.scope.code(e, merge.loc)))
         steps = [st for _, sts in outs for st in sts]
         params = sum((st.params_expr for st in steps), sympy.Integer(0))
         train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
         macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
-        self.check_sizes(
+        self.scope.check_sizes(
             out_dims, index, f"{merge.kind} (spec line {merge.loc.line})", merge.loc, dims
         )
         traced = TracedMerge(
             index=index,
             spec=merge,
             branches=tuple(tuple(st.traced for st in sts) for _, sts in outs),
-            out_shape=tuple(self.dim(d) for d in out_dims),
-            params=self.as_dim(params),
-            trainable_params=self.as_dim(train),
-            macs=self.as_dim(macs),
+            out_shape=tuple(self.scope.dim(d) for d in out_dims),
+            params=self.scope.as_dim(params),
+            trainable_params=self.scope.as_dim(train),
+            macs=self.scope.as_dim(macs),
             dim=(dim % len(dims)) if merge.kind == "concat" else None,
         )
-        y = torch.empty(self.symbolic_sizes(out_dims))
-        return y, out_dims, Step(traced, params, train, macs)
+        y = torch.empty(self.scope.symbolic_sizes(out_dims))
+        return NodeResult(y, out_dims, Step(traced, params, train, macs))
 
     def concat_dim(self, merge: MergeSpec, rank: int) -> int:
         """`concat dim=D`: a literal int (default 1), not the batch dim."""
         if merge.dim is None:
             return 1
-        value = self.concrete.eval(merge.dim) if not isinstance(merge.dim, Name) else None
+        value = self.scope.concrete.eval(merge.dim) if not isinstance(merge.dim, Name) else None
         if isinstance(value, bool) or not isinstance(value, int):
             raise TraceError(
                 "concat's dim must be a whole number",
@@ -335,15 +364,15 @@ class Tracer(LayerTracer):
 
     def block_use(
         self, index: int, use: BlockUse, x: torch.Tensor, dims: list[DimInfo]
-    ) -> tuple[torch.Tensor, list[DimInfo], Step]:
+    ) -> NodeResult:
         """A block's class, traced at its first use; each use substitutes its own sizes."""
-        block = self.spec.block(use.name)
+        block = self.scope.spec.block(use.name)
         assert block is not None  # the parser resolved it
-        args = bind_use(block, use, self.values)
-        info = self.shared.blocks.get(use.name)
+        args = bind_use(block, use, self.scope.values)
+        info = self.scope.shared.blocks.get(use.name)
         if info is None:
-            info = trace_block(self, block, dims, args, use)
-            self.shared.blocks[use.name] = info
+            info = trace_block(self.scope, block, dims, args, use, _stack_in)
+            self.scope.shared.blocks[use.name] = info
         elif info.rank != len(dims):
             raise TraceError(
                 f"block {use.name!r} gets a rank-{len(dims)} input {shape_text(dims)} here, but "
@@ -354,41 +383,49 @@ class Tracer(LayerTracer):
         mapping = info.mapping([d.expr for d in dims], args)
         where = f"block {use.name} (used on line {use.loc.line})"
         for cond, message in info.conditions:
-            self.need(cond.xreplace(mapping), index, f"{where}: {message}", use.loc)
+            self.scope.need(cond.xreplace(mapping), index, f"{where}: {message}", use.loc)
         out_dims = []
         for i, e in enumerate(info.out_exprs):
-            e = S.simplify(self.session, e.xreplace(mapping))
+            e = S.simplify(self.scope.session, e.xreplace(mapping))
             if i < len(dims) and dims[i].expr == e:
                 out_dims.append(dims[i])
             else:
-                out_dims.append(DimInfo(e, self.code(e, use.loc)))
+                out_dims.append(DimInfo(e, self.scope.code(e, use.loc)))
         params, train, macs = (
-            S.simplify(self.session, e.xreplace(mapping))
+            S.simplify(self.scope.session, e.xreplace(mapping))
             for e in (info.params, info.trainable, info.macs)
         )
         bindings = tuple(
-            (name, self.code(sym.xreplace(mapping), use.loc)) for name, sym in info.bound_symbols()
+            (name, self.scope.code(sym.xreplace(mapping), use.loc))
+            for name, sym in info.bound_symbols()
         )
         call_args = [dims[i].code for i in info.size_args]
         call_args += [expr_source(a) for a in use.args]
         call_kwargs = [(kw.name, expr_source(kw.value)) for kw in use.kwargs]
-        self.previous, self.shared_input = None, False
+        self.scope.previous, self.scope.shared_input = None, False
         traced = TracedBlockUse(
             index=index,
             spec=use,
             call_args=tuple(call_args),
             call_kwargs=tuple(call_kwargs),
-            out_shape=tuple(self.dim(d) for d in out_dims),
-            params=self.as_dim(params),
-            trainable_params=self.as_dim(train),
-            macs=self.as_dim(macs),
+            out_shape=tuple(self.scope.dim(d) for d in out_dims),
+            params=self.scope.as_dim(params),
+            trainable_params=self.scope.as_dim(train),
+            macs=self.scope.as_dim(macs),
             bindings=bindings,
         )
-        return (
-            torch.empty(self.symbolic_sizes(out_dims)),
+        return NodeResult(
+            torch.empty(self.scope.symbolic_sizes(out_dims)),
             out_dims,
             Step(traced, params, train, macs),
         )
+
+
+def _stack_in(
+    scope: Scope, nodes: Sequence[Node], x: torch.Tensor, dims: list[DimInfo]
+) -> StackResult:
+    """Trace a stack in a scope of its own (a block's body)."""
+    return Tracer(scope).stack(nodes, x, dims)
 
 
 def free_dims(spec: ModelSpec, layers: Sequence[TracedNode]) -> tuple[str, ...]:
