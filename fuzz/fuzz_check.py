@@ -284,11 +284,11 @@ def main(argv: list[str] | None = None) -> int:
             import seqgen.lang.parser
 
             if args.mode == "check":
-                import seqgen.trace.tracer
+                import seqgen.trace.model
     fuzzer = Fuzzer(args.mode, args.timeout, args.crashers)
     signal.signal(signal.SIGALRM, _on_alarm)
     if args.mode == "check":
-        import seqgen.trace.tracer  # noqa: F401 - import torch before the clock starts
+        import seqgen.trace.model  # noqa: F401 - import torch before the clock starts
     start = time.monotonic()
     last = [start]
 

@@ -126,7 +126,7 @@ def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     check_torch()  # before the first torch import: an unverified torch fails with one line
     from seqgen.check.realize import verify_on_device
     from seqgen.layers.preflight import quiet_torch_warnings
-    from seqgen.trace.tracer import trace
+    from seqgen.trace.model import trace
 
     traced = trace(spec)
     if device is not None:

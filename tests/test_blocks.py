@@ -21,7 +21,7 @@ from seqgen.ir import BlockUse, MergeSpec, RepeatSpec, TracedBlockUse, TracedMer
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
 from seqgen.safe_eval import evaluate_source
-from seqgen.trace.tracer import trace
+from seqgen.trace.model import trace
 
 RESNET = """\
 model ResNetish(num_classes=10, width=16)

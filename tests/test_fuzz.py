@@ -22,8 +22,8 @@ from seqgen.api import generate, options_for, trace_spec
 from seqgen.errors import SeqgenError
 from seqgen.ir import TracedModel
 from seqgen.lang.parser import parse
+from seqgen.layers.torch_nn import INFERRED, layer_names
 from seqgen.project.write import write_files
-from seqgen.trace.tracer import INFERRED, layer_names
 
 # ------------------------------------------------------------------ spec text, token by token
 

@@ -25,15 +25,9 @@ from typing import Any
 from torch import nn
 
 from seqgen._typing import class_cache
-from seqgen.errors import Diagnostic, Location, TraceError
-from seqgen.ir import BinOp, Const, Expr, LayerSpec, Neg, Num, Str, TracedLayer, TupleExpr
+from seqgen.errors import Location
+from seqgen.ir import BinOp, Const, Expr, Neg, Num, Str, TupleExpr
 from seqgen.lang.values import expr_source
-from seqgen.layers.torch_nn import INFERRED, Bound, Mismatch, Values, bind, signature
-from seqgen.report import lint
-
-# A layer above this many parameters is most likely a typo in a size (`linear 1000000`).
-HUGE_LAYER = 10**9
-
 
 # ------------------------------------------------------------------------------- types
 
@@ -75,7 +69,7 @@ def _scalar(*names: str) -> _Type:
     return _Type(frozenset(names))
 
 
-_ANY = _Type(anything=True)
+ANY_TYPE = _Type(anything=True)
 _BOOL = _scalar("bool")
 _INT = _scalar("int")
 _FLOAT = _scalar("float")
@@ -147,22 +141,22 @@ def _from_hint(hint: Any) -> _Type:
     if origin is typing.Literal:
         if all(isinstance(a, str) for a in args):
             return _Type(frozenset({"str"}), choices=frozenset(args))
-        return _ANY
+        return ANY_TYPE
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return _Type(items=_from_hint(args[0]))
         if not args or args == ((),):
-            return _Type(items=_ANY, lengths=frozenset({0}))
+            return _Type(items=ANY_TYPE, lengths=frozenset({0}))
         items = functools.reduce(lambda a, b: a | b, (_from_hint(a) for a in args))
         return _Type(items=items, lengths=frozenset({len(args)}))
     if hint is tuple:
-        return _Type(items=_ANY)
+        return _Type(items=ANY_TYPE)
     if origin in (list, collections.abc.Sequence) or (
         isinstance(hint, type) and issubclass(hint, tuple)
     ):
         # torch.Size, list[int]: a spec writes them as tuples
         return _Type(items=_from_hint(args[0]) if args else _INT)
-    return _ANY
+    return ANY_TYPE
 
 
 @class_cache
@@ -185,7 +179,7 @@ def parameter_types(cls: type[nn.Module]) -> dict[str, _Type]:
         elif p.default is not p.empty and type(p.default) in _BY_CLASS:
             t = _BY_CLASS[type(p.default)] | (_FLOAT if type(p.default) is int else _Type())
         else:
-            t = _ANY
+            t = ANY_TYPE
         if p.default is None:
             t = t | _scalar("None")  # `stride: _size_1_t = None`
         if nd and p.name in SPATIAL and t.items is not None and t.lengths is None:
@@ -197,7 +191,7 @@ def parameter_types(cls: type[nn.Module]) -> dict[str, _Type]:
     return out
 
 
-def _fits(value: Any, t: _Type) -> bool:
+def fits(value: Any, t: _Type) -> bool:
     if t.anything:
         return True
     if value is None:
@@ -214,7 +208,7 @@ def _fits(value: Any, t: _Type) -> bool:
         return (
             t.items is not None
             and (t.lengths is None or len(value) in t.lengths)
-            and all(_fits(v, t.items) for v in value)
+            and all(fits(v, t.items) for v in value)
         )
     return False
 
@@ -279,7 +273,7 @@ def _is_literal(e: Expr) -> bool:
     return False
 
 
-def _span(node: Expr) -> Location:
+def value_span(node: Expr) -> Location:
     """Where a value is written: all of `hidden * 0.5`, not just its operator."""
     if not isinstance(node, BinOp):
         return node.loc
@@ -289,13 +283,13 @@ def _span(node: Expr) -> Location:
         left = left.left
     while isinstance(right, BinOp):
         right = right.right
-    start, end = _span(left), _span(right)
+    start, end = value_span(left), value_span(right)
     if start.line != end.line or end.col < start.col:
         return node.loc
     return replace(start, width=end.col + end.width - start.col)
 
 
-def _got(node: Expr, value: Any) -> str:
+def got_text(node: Expr, value: Any) -> str:
     """How a message shows the value a spec gave: `128`, or `k * 2`, a float."""
     if _is_literal(node):
         return (
@@ -306,7 +300,7 @@ def _got(node: Expr, value: Any) -> str:
     return f"`{expr_source(node)}`, {_kind(value)} ({value!r} at the defaults)"
 
 
-def _type_hint(pname: str, t: _Type, node: Expr, value: Any) -> str | None:
+def type_hint(pname: str, t: _Type, node: Expr, value: Any) -> str | None:
     """How to write a value that fits, when there is an obvious one."""
     if t.scalars == {"bool"} and t.items is None:
         return f"write {pname}=True or {pname}=False"
@@ -382,120 +376,3 @@ RANGES = (
 
 
 # ------------------------------------------------------------------------------- checks
-
-
-def mismatch(cls: type[nn.Module], values: Values) -> Mismatch:
-    """A `describe` callback for bind: what `pname` takes when `node` does not fit it."""
-    types_ = parameter_types(cls)
-
-    def check(pname: str, node: Expr) -> str | None:
-        t = types_.get(pname, _ANY)
-        try:
-            value = values.eval(node)
-        except TraceError:
-            return None
-        return None if _fits(value, t) else describe(t)
-
-    return check
-
-
-def check_values(cls: type[nn.Module], layer: LayerSpec, bound: Bound, values: Values) -> None:
-    """Every bound value against its parameter's type and range; raise at the first misfit."""
-    name = cls.__name__.lower()
-    types_ = parameter_types(cls)
-    for pname, node in bound.args.items():
-        t = types_.get(pname, _ANY)
-        value = values.eval(node)
-        if not _fits(value, t):
-            raise TraceError(
-                f"{name}'s {pname} takes {describe(t)}, got {_got(node, value)}",
-                location=_span(node),
-                hint=_type_hint(pname, t, node, value),
-            )
-        for r in RANGES:
-            if (
-                r.param == pname
-                and re.search(r.applies, cls.__name__)
-                and isinstance(value, (int, float, type(None)))
-                and not r.ok(value)
-            ):
-                default = inspect.signature(cls.__init__).parameters[pname].default
-                raise TraceError(
-                    f"{name}'s {pname} must be {r.rule}, got {_got(node, value)}",
-                    location=_span(node),
-                    hint=f"{r.why}; the default is {default!r}",
-                )
-
-
-def _layer_text(layer: LayerSpec) -> str:
-    parts = [
-        layer.name,
-        *map(expr_source, layer.args),
-        *(f"{kw.written}={expr_source(kw.value)}" for kw in layer.kwargs),
-    ]
-    return " ".join(parts)
-
-
-def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: Values) -> bool:
-    try:
-        bound = bind(cls, layer)
-        missing = [p for p in bound.sig.required if p not in bound.args]
-        check_values(cls, layer, bound, values)
-    except TraceError:
-        return False
-    return not missing
-
-
-def _inferred_written(
-    cls: type[nn.Module], layer: LayerSpec, values: Values, in_shape: tuple[int, ...]
-) -> None:
-    """`conv2d 3 16 3` on 3 channels: the first size is in_channels, which seqgen infers."""
-    sig = signature(cls)
-    if len(in_shape) < 2:
-        return
-    given = {kw.name for kw in layer.kwargs}
-    for pname in sig.inferred:
-        if pname in given:
-            continue
-        # where PyTorch's own call has it: after the positional parameters before it
-        before = sig.order[: sig.order.index(pname)]
-        slot = sum(1 for p in before if p in sig.positional)
-        if slot >= len(layer.args) or slot > sig.by_position:
-            continue
-        node = layer.args[slot]
-        size = in_shape[INFERRED[pname]]
-        if not (isinstance(node, Num) and type(node.value) is int and node.value == size):
-            continue
-        rest = replace(layer, args=layer.args[:slot] + layer.args[slot + 1 :])
-        if _binds_cleanly(cls, rest, values):
-            raise TraceError(
-                f"`{_layer_text(layer)}`: seqgen infers {pname} ({size} here)",
-                location=node.loc,
-                hint=f"did you mean `{_layer_text(rest)}`?",
-            )
-
-
-def check_arguments(
-    cls: type[nn.Module], layer: LayerSpec, values: Values, in_shape: tuple[int, ...]
-) -> Bound:
-    """Bind a layer's arguments and check each value; `in_shape` is the incoming shape at the
-    defaults (batch first), `values` evaluates spec values at the parameter defaults."""
-    _inferred_written(cls, layer, values, in_shape)
-    bound = bind(cls, layer, mismatch(cls, values))
-    check_values(cls, layer, bound, values)
-    return bound
-
-
-def huge_layer_warning(layer: TracedLayer) -> Diagnostic | None:
-    """A layer above a billion parameters: most likely a typo in one of its sizes."""
-    n = layer.params.value
-    if n <= HUGE_LAYER:
-        return None
-    return Diagnostic(
-        "warning",
-        f"{layer.spec.name} has {n:,} parameters "
-        f"({n / 1e9:.1f} billion, {4 * n / 1e9:.1f} GB in fp32)",
-        layer.spec.loc,
-        "a layer this large is usually a typo in a size: check its arguments",
-        lint.HUGE_LAYER,
-    )

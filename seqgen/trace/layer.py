@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 import sympy
 import torch
@@ -18,18 +17,17 @@ from torch import nn
 
 from seqgen.check.realize import confirm_on_cpu
 from seqgen.errors import TraceError
-from seqgen.ir import Expr, LayerSpec, TracedLayer, TupleExpr, expr_names
-from seqgen.lang.values import expr_source
+from seqgen.ir import Expr, LayerSpec, TracedLayer, expr_names
 from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
-from seqgen.layers.arg_types import check_arguments
 from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
 from seqgen.layers.registry import op_for
-from seqgen.layers.torch_nn import INFERRED, Bound, resolve_layer
+from seqgen.layers.torch_nn import Bound, resolve_layer
 from seqgen.trace import symbolic as S
+from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
 from seqgen.trace.op import trace_op
-from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape, symint
-from seqgen.trace.torch_errors import layer_failure, not_one_tensor, rank_error, rejected
+from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
+from seqgen.trace.torch_errors import layer_failure, not_one_tensor, rank_error
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
 # them still writes into the stack's input.
@@ -123,13 +121,13 @@ def trace_torch_layer(
     builds it."""
     cls = resolve_layer(layer)
     before = scope.session.specialized()
-    args = _arguments(scope, cls, layer, x, dims)
+    args = arguments(scope, cls, layer, x, dims)
     _refuse_inplace_after_output_saver(scope, cls, layer, args)
     _refuse_non_int_shape_args(scope, cls, layer, args.bound)
     if rules.has_rule(cls):
         module, y = _apply_rule(scope, index, cls, layer, args, dims)
     else:
-        module = _construct(scope, cls, layer, args)
+        module = construct(scope, cls, layer, args)
         try:
             y = module(x)
         except Exception as e:  # torch's own error, rewritten into words about the spec
@@ -177,7 +175,7 @@ def _apply_rule(
     index: int,
     cls: type[nn.Module],
     layer: LayerSpec,
-    args: _Arguments,
+    args: Arguments,
     dims: Sequence[DimInfo],
 ) -> tuple[nn.Module, torch.Tensor]:
     """Output size from seqgen's own formula; torch checks the layer at the defaults."""
@@ -219,15 +217,13 @@ def _apply_rule(
         raise not_one_tensor(cls, y_hint, layer)
     confirm_shape(want, y_hint.shape, cls.__name__, layer.loc)
     module = (
-        _construct(scope, cls, layer, args)
-        if any(True for _ in concrete.parameters())
-        else concrete
+        construct(scope, cls, layer, args) if any(True for _ in concrete.parameters()) else concrete
     )
     return module, torch.empty(list(outcome.shape))
 
 
 def _refuse_inplace_after_output_saver(
-    scope: Scope, cls: type[nn.Module], layer: LayerSpec, args: _Arguments
+    scope: Scope, cls: type[nn.Module], layer: LayerSpec, args: Arguments
 ) -> None:
     """`relu` then `relu inplace=True`: the first one's backward needs the output that the
     second overwrites, so training fails ("modified by an inplace operation")."""
@@ -278,105 +274,6 @@ def _refuse_non_int_shape_args(
                 )
 
 
-def construct_concrete(
-    scope: Scope, cls: type[nn.Module], layer: LayerSpec, bound: Bound, in_shape: tuple[int, ...]
-) -> nn.Module:
-    """The layer at the default values, for torch to check (inside the fake mode)."""
-    kwargs: dict[str, Any] = {k: scope.concrete.eval(e) for k, e in bound.args.items()}
-    kwargs.update({k: scope.concrete.eval(e) for k, e in bound.extra_kwargs.items()})
-    for pname in bound.sig.inferred:
-        if pname not in kwargs:
-            size = in_shape[INFERRED[pname]]
-            kwargs[pname] = (size,) if pname == "normalized_shape" else size
-    try:
-        module = S.construct(cls, tuple(scope.concrete.eval(e) for e in bound.extra_args), kwargs)
-    except Exception as e:
-        raise rejected(cls, layer, e, kwargs) from e
-    module.eval()
-    return module
-
-
-def _arguments(
-    scope: Scope, cls: type[nn.Module], layer: LayerSpec, x: torch.Tensor, dims: Sequence[DimInfo]
-) -> _Arguments:
-    """The layer's arguments: symbolic values by name, and as source for the generated call."""
-    bound = check_arguments(cls, layer, scope.concrete, tuple(scope.value(d.expr) for d in dims))
-    sig = bound.sig
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for pname in sig.inferred:
-        if pname == "normalized_shape" and pname in bound.args:
-            continue  # LayerNorm's shape is inferred only when not given
-        pos = INFERRED[pname]
-        if x.dim() < 2:
-            raise rank_error(layer, cls, dims, 2)
-        info = dims[pos]
-        if info.expr == scope.batch_sym:
-            raise rank_error(layer, cls, dims, 2)
-        values[pname] = symint(scope, info)
-        sources[pname] = info.code
-        given = bound.args.get(pname)
-        if given is not None:
-            got = S.expr_of(scope.values.eval(given)) if not isinstance(given, TupleExpr) else None
-            if got is None or scope.value(got) != scope.value(info.expr):
-                shown = scope.value(got) if got is not None else expr_source(given)
-                raise TraceError(
-                    f"{pname}={expr_source(given)} disagrees with the traced input: "
-                    f"{layer.name} receives {scope.value(info.expr)} ({info.code}), "
-                    f"the spec says {shown}",
-                    location=given.loc,
-                    hint=f"remove {pname}=...; seqgen infers it",
-                )
-            sources[pname] = expr_source(given)
-    for pname, node in bound.args.items():
-        if pname in values:
-            continue
-        values[pname] = scope.values.eval(node)
-        sources[pname] = expr_source(node)
-    # Positional in the generated call: inferred sizes plus what the user gave by position,
-    # as long as they run contiguously from the constructor's first parameter.
-    given_pos = set(sig.positional[: len(layer.args)])
-    out = _Arguments(bound, values)
-    positional_run = True
-    for pname in sig.order:
-        if pname not in sources:
-            positional_run = False
-            continue
-        value = values[pname]
-        if pname == "normalized_shape" and pname not in bound.args:
-            value = (value,)  # nn.LayerNorm calls tuple() on a size that is no int
-        if positional_run and (pname in sig.inferred or pname in given_pos):
-            out.call_args.append(sources[pname])
-            out.pos_values.append(value)
-        else:
-            positional_run = False
-            out.call_kwargs.append((pname, sources[pname]))
-            out.kw_values[pname] = value
-    for e in bound.extra_args:
-        out.call_args.append(expr_source(e))
-        out.pos_values.append(scope.values.eval(e))
-    for k, e in bound.extra_kwargs.items():
-        out.call_kwargs.append((k, expr_source(e)))
-        out.kw_values[k] = scope.values.eval(e)
-    return out
-
-
-def _construct(scope: Scope, cls: type[nn.Module], layer: LayerSpec, args: _Arguments) -> nn.Module:
-    """The layer with symbolic arguments, on fake tensors (its parameter counts are exprs)."""
-    try:
-        module = S.construct(cls, tuple(args.pos_values), args.kw_values)
-    except TraceError:
-        raise
-    except Exception as e:
-        sample = {
-            k: scope.value(S.expr_of(v)) if isinstance(v, torch.SymInt) else v
-            for k, v in args.values.items()
-        }
-        raise rejected(cls, layer, e, sample) from e
-    module.eval()  # shape checks at any batch size (BatchNorm refuses batch 1 in training)
-    return module
-
-
 def _out_dims(
     scope: Scope,
     module: nn.Module,
@@ -400,18 +297,6 @@ def _out_dims(
         else:
             out.append(DimInfo(e, scope.code(e, layer.loc)))
     return out
-
-
-@dataclass
-class _Arguments:
-    """A layer's arguments: bound spec nodes, symbolic values, and the generated call."""
-
-    bound: Bound
-    values: dict[str, Any]
-    call_args: list[str] = field(default_factory=list)
-    call_kwargs: list[tuple[str, str]] = field(default_factory=list)
-    pos_values: list[Any] = field(default_factory=list)
-    kw_values: dict[str, Any] = field(default_factory=dict)
 
 
 def _factor(code: str) -> str:

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 import sympy
 
+from seqgen.errors import TraceError
+from seqgen.ir import MergeSpec, Name
+from seqgen.layers.torch_nn import Values
+
 Shape = Sequence[sympy.Expr]  # batch first
 
 
@@ -181,3 +185,23 @@ def _broadcast(
                 )
         out.append(ref)
     return Merged(tuple(out), tuple(conditions))
+
+
+def concat_dim(merge: MergeSpec, rank: int, concrete: Values) -> int:
+    """`concat dim=D`: a literal int (default 1), not the batch dim."""
+    if merge.dim is None:
+        return 1
+    value = concrete.eval(merge.dim) if not isinstance(merge.dim, Name) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TraceError(
+            "concat's dim must be a whole number",
+            location=merge.dim.loc,
+            hint="e.g. `concat dim=1:` (channels)",
+        )
+    if not -rank < value < rank or value % rank == 0:
+        raise TraceError(
+            f"concat dim={value} is outside dims 1..{rank - 1} of its rank-{rank} "
+            "input (dim 0 is the batch)",
+            location=merge.dim.loc,
+        )
+    return value

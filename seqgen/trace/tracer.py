@@ -10,24 +10,18 @@ scope.py holds what a stack's tracing shares, layertrace.py one layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
 
 import sympy
 import torch
 
-from seqgen.check.other_values import verify_at_other_values
-from seqgen.errors import Diagnostic, SeqgenError, SizeTooSmallError, TraceError
+from seqgen.errors import Diagnostic, TraceError
 from seqgen.ir import (
     BlockUse,
     Constraint,
-    Expr,
     LayerSpec,
     MergeSpec,
     ModelSpec,
-    Name,
     Node,
-    Num,
     RepeatSpec,
     TracedBlockUse,
     TracedLayer,
@@ -40,57 +34,23 @@ from seqgen.ir import (
     spec_names,
 )
 from seqgen.lang.values import expr_source
-from seqgen.layers.arg_types import huge_layer_warning
-from seqgen.layers.preflight import check_layers, quiet_torch_warnings
-from seqgen.layers.torch_nn import (  # noqa: F401 - INFERRED and layer_names are part of this stage's API
-    INFERRED,
-    concrete_values,
-    layer_names,
-)
+from seqgen.layers.arg_checks import huge_layer_warning
 from seqgen.report.lint import UNUSED_PARAMETER
 from seqgen.trace import symbolic as S
 from seqgen.trace.blocks import bind_use, trace_block
 from seqgen.trace.constraints import Condition, derive, holds
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
-from seqgen.trace.merge_shapes import MergeMismatch, combine
+from seqgen.trace.merge_shapes import MergeMismatch, combine, concat_dim
 from seqgen.trace.scope import (
     BATCH,
-    BATCH_HINT,
     MAX_SIZE,
     DimInfo,
     NodeResult,
     Scope,
-    Shared,
     StackResult,
     Step,
 )
 from seqgen.trace.torch_errors import shape_text
-
-
-def model_scope(spec: ModelSpec) -> Tracer:
-    """The tracer of a model's own stack: its int parameters are symbols."""
-    session = S.Session()
-    env: dict[str, Any] = {}
-    hints: dict[sympy.Symbol, int] = {}
-    for p in spec.params:
-        if type(p.default) is int and abs(p.default) > MAX_SIZE:
-            raise TraceError(
-                f"{p.name}={p.default} is too large for a tensor size",
-                location=p.loc,
-                hint=f"sizes go up to {MAX_SIZE:,}",
-            )
-        if type(p.default) is int:
-            # no sign is assumed: __init__ receives any int, and must refuse the bad ones
-            sym = session.symbol(p.name, p.default, size=False)
-            env[p.name] = sym
-            hints[S.expr_of(sym)] = p.default
-        else:
-            env[p.name] = p.default
-    batch = session.symbol(BATCH, BATCH_HINT)
-    shared = Shared(session, spec, batch, S.expr_of(batch))
-    return Tracer(
-        Scope(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})
-    )
 
 
 class Tracer:
@@ -301,7 +261,7 @@ class Tracer:
                 shapes.append([d.expr for d in dims])
         else:
             labels = [f"branch {i}" for i in range(1, len(outs) + 1)]
-        dim = self.concat_dim(merge, len(dims))
+        dim = concat_dim(merge, len(dims), self.scope.concrete)
         try:
             merged = combine(
                 merge.kind,
@@ -342,25 +302,6 @@ class Tracer:
         )
         y = torch.empty(self.scope.symbolic_sizes(out_dims))
         return NodeResult(y, out_dims, Step(traced, params, train, macs))
-
-    def concat_dim(self, merge: MergeSpec, rank: int) -> int:
-        """`concat dim=D`: a literal int (default 1), not the batch dim."""
-        if merge.dim is None:
-            return 1
-        value = self.scope.concrete.eval(merge.dim) if not isinstance(merge.dim, Name) else None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TraceError(
-                "concat's dim must be a whole number",
-                location=merge.dim.loc,
-                hint="e.g. `concat dim=1:` (channels)",
-            )
-        if not -rank < value < rank or value % rank == 0:
-            raise TraceError(
-                f"concat dim={value} is outside dims 1..{rank - 1} of its rank-{rank} "
-                "input (dim 0 is the batch)",
-                location=merge.dim.loc,
-            )
-        return value
 
     def block_use(
         self, index: int, use: BlockUse, x: torch.Tensor, dims: list[DimInfo]
@@ -435,70 +376,6 @@ def free_dims(spec: ModelSpec, layers: Sequence[TracedNode]) -> tuple[str, ...]:
     return tuple(p.name for p in spec.params if p.from_input and p.name not in called)
 
 
-def _identifiers(source: str) -> set[str]:
-    import ast
-
-    return {n.id for n in ast.walk(ast.parse(source, mode="eval")) if isinstance(n, ast.Name)}
-
-
 def input_dtype(spec: ModelSpec) -> torch.dtype:
     """The sample input's dtype: float, or int64 token ids (`input ... dtype=long`)."""
     return torch.int64 if spec.input_dtype == "long" else torch.float32
-
-
-def trace(spec: ModelSpec) -> TracedModel:
-    """Trace a parsed spec symbolically on fake tensors (every layer's binding checked first)."""
-    check_layers(spec)
-    try:
-        with quiet_torch_warnings():
-            traced = model_scope(spec).run()
-            verify_at_other_values(traced)
-        return traced
-    except SizeTooSmallError as e:
-        smallest = smallest_input(spec)
-        if smallest is None:
-            raise
-        hint = f"the smallest input that works is `input {smallest}`"
-        if e.diagnostic.hint:
-            hint += f"; or {e.diagnostic.hint[0].lower()}{e.diagnostic.hint[1:]}"
-        raise SizeTooSmallError(e.diagnostic.message, location=e.location, hint=hint) from e
-
-
-def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:
-    """The smallest square/cubic input (spatial dims raised to one size) that traces, if any.
-
-    Spatial dims are all but the first (channel) one, or the only one of a rank-1 input; only
-    literal sizes are raised. Each probe is a full symbolic trace, so this runs on errors only.
-    """
-    dims = spec.input_shape
-    spatial = range(1, len(dims)) if len(dims) > 1 else range(1)
-    literal: dict[int, Num] = {}
-    for i in spatial:
-        node = dims[i]
-        if not isinstance(node, Num):
-            return None
-        literal[i] = node
-    current = max(int(n.value) for n in literal.values())
-
-    def shape(size: int) -> tuple[Expr, ...]:
-        return tuple(
-            Num(max(int(literal[i].value), size), d.loc) if i in spatial else d
-            for i, d in enumerate(dims)
-        )
-
-    def works(size: int) -> bool:
-        try:
-            model_scope(replace(spec, input_shape=shape(size))).run()
-        except SeqgenError:
-            return False
-        return True
-
-    lo, hi = current, current * 2
-    while not works(hi):
-        lo, hi = hi, hi * 2
-        if hi > limit:
-            return None
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if works(mid) else (mid, hi)
-    return "x".join(expr_source(d) for d in shape(hi))
