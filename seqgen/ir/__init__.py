@@ -2,22 +2,17 @@
 
 DSL text --lang--> ModelSpec --trace--> TracedModel --render--> source --project--> files.
 Nothing here imports torch: the trace stage copies what it learns into plain values.
-spec.py holds them; every public name is re-exported here.
+spec.py holds the parser's output, traced.py the tracer's; both are re-exported here.
 """
 
 from __future__ import annotations
 
 from seqgen.ir.spec import (
-    MERGE_CLASSES,
     BinOp,
-    BlockArg,
     BlockDef,
     BlockUse,
     Const,
-    Constraint,
-    Dim,
     Expr,
-    GeneratedFile,
     Keyword,
     LayerSpec,
     Literal,
@@ -30,18 +25,25 @@ from seqgen.ir.spec import (
     Param,
     RepeatSpec,
     Str,
+    TupleExpr,
+    expr_names,
+    flat_layers,
+    spec_names,
+    walk,
+)
+from seqgen.ir.traced import (
+    MERGE_CLASSES,
+    BlockArg,
+    Constraint,
+    Dim,
+    GeneratedFile,
     TracedBlock,
     TracedBlockUse,
     TracedLayer,
     TracedMerge,
     TracedModel,
     TracedNode,
-    TupleExpr,
     called_names,
-    expr_names,
-    flat_layers,
-    spec_names,
-    walk,
 )
 
 __all__ = [

@@ -1,0 +1,242 @@
+"""The traced IR: a model after tracing, as plain values (no torch objects), and rendered files."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from seqgen.errors import Diagnostic
+from seqgen.ir.spec import BlockDef, BlockUse, LayerSpec, MergeSpec, ModelSpec, Param
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One dimension of a traced shape.
+
+    `code` is a Python expression over the model's parameters (the batch is `N`), as written in
+    generated code; `value` is its size at the sample input and default parameters.
+    """
+
+    code: str
+    value: int
+    symbolic: bool = False  # depends on a model parameter or the batch
+
+    @property
+    def shown(self) -> str:
+        """How a shape comment shows it: the number, or the expression when it has names."""
+        return self.code if self.symbolic else str(self.value)
+
+
+@dataclass(frozen=True)
+class TracedLayer:
+    """A layer after tracing: how to construct it and what comes out."""
+
+    index: int
+    spec: LayerSpec
+    class_name: str  # torch.nn class name, e.g. "Conv2d"
+    call_args: tuple[str, ...]  # Python source of each positional argument (`code`, if set)
+    call_kwargs: tuple[tuple[str, str], ...]  # (name, Python source)
+    out_shape: tuple[Dim, ...]
+    params: Dim  # parameter count as an expression of the model's parameters
+    trainable_params: Dim
+    macs: Dim  # multiply-accumulates for one sample, counted as torchinfo counts them
+    body: tuple[TracedNode, ...] = ()  # the nodes of a `repeat depth:` block
+    repeat: str | None = None  # its count: the int parameter's name
+    # seqgen's own layers (seqlayers.py): the whole constructor call, when it is not
+    # `nn.{class_name}(...)` (`RecurrentOutput(nn.LSTM(...), take="last")`), and the helper
+    # classes of seqgen/runtime it needs
+    code: str | None = None
+    helpers: tuple[str, ...] = ()
+    # per sample, the output elements torchinfo keeps for the backward pass, when they are not
+    # this layer's own output (a layer with child modules: the leaves' outputs); None: as usual
+    activations: Dim | None = None
+    # parameters torchinfo's "params size" leaves out: those of modules that have children (a
+    # transformer layer's attention, a weight_norm'd layer); None: none
+    hidden_params: Dim | None = None
+
+    @property
+    def line(self) -> int:
+        return self.spec.loc.line
+
+    @property
+    def call(self) -> str:
+        """`nn.Conv2d(3, 16, kernel_size=3)` as it appears in generated code."""
+        if self.repeat is not None:
+            inner = ", ".join(b.call for b in self.body)
+            return f"*[nn.Sequential({inner}) for _ in range({self.repeat})]"
+        if self.code is not None:
+            return self.code
+        parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
+        return f"nn.{self.class_name}({', '.join(parts)})"
+
+
+MERGE_CLASSES = {"residual": "Residual", "concat": "Concat", "add": "Add", "multiply": "Multiply"}
+
+
+@dataclass(frozen=True)
+class TracedMerge:
+    """A merge after tracing: its branches, traced from the same input, and the merged shape."""
+
+    index: int
+    spec: MergeSpec
+    branches: tuple[tuple[TracedNode, ...], ...]
+    out_shape: tuple[Dim, ...]
+    params: Dim
+    trainable_params: Dim
+    macs: Dim
+    dim: int | None = None  # concat's dim (1 <= dim < rank)
+
+    @property
+    def line(self) -> int:
+        return self.spec.loc.line
+
+    @property
+    def class_name(self) -> str:
+        """The helper module that implements it in generated code (`Concat`)."""
+        return MERGE_CLASSES[self.spec.kind]
+
+    @property
+    def call(self) -> str:
+        """A one-line label: `Concat(2 branches, dim=1)`."""
+        n = len(self.branches)
+        if self.spec.kind == "residual":
+            return "Residual(body, shortcut)" if n == 2 else "Residual(body)"
+        return f"{self.class_name}({n} branches" + (
+            f", dim={self.dim})" if self.dim is not None else ")"
+        )
+
+
+@dataclass(frozen=True)
+class TracedBlockUse:
+    """A use of a named block: the call that builds its class, and what comes out."""
+
+    index: int
+    spec: BlockUse
+    call_args: tuple[str, ...]  # Python source: the input sizes it needs, then its arguments
+    call_kwargs: tuple[tuple[str, str], ...]
+    out_shape: tuple[Dim, ...]
+    params: Dim
+    trainable_params: Dim
+    macs: Dim
+    # the block's own names (input sizes, int parameters) -> their values at this use, as
+    # Python source in the caller's names, to evaluate the block's inner shapes for this use
+    bindings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def line(self) -> int:
+        return self.spec.loc.line
+
+    @property
+    def class_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def call(self) -> str:
+        parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
+        return f"{self.spec.name}({', '.join(parts)})"
+
+
+TracedNode = TracedLayer | TracedMerge | TracedBlockUse
+
+
+@dataclass(frozen=True)
+class BlockArg:
+    """A constructor parameter of a block's class: an input size, or a block parameter."""
+
+    name: str
+    type_name: str
+    default: str | None  # Python source of the default; None when required
+    input_size: bool = False  # an input size seqgen passes (`in_channels`)
+
+
+@dataclass(frozen=True)
+class TracedBlock:
+    """A block traced once with its own symbols: its class, in the names of its arguments."""
+
+    spec: BlockDef
+    args: tuple[BlockArg, ...]
+    input_shape: tuple[Dim, ...]  # in the block's names; values at its first use
+    layers: tuple[TracedNode, ...]
+    out_shape: tuple[Dim, ...]
+    constraints: tuple[Constraint, ...]
+    total_params: Dim
+    # its first use, at the model's defaults: the arguments (name, Python source of the value)
+    first_call: tuple[tuple[str, str], ...] = ()
+    first_input: tuple[int, ...] = ()  # batch excluded
+    first_output: tuple[int, ...] = ()
+
+    @property
+    def class_name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A condition the constructor arguments must meet, and the layer that needs it."""
+
+    condition: str  # Python expression that must hold, e.g. "seq_len >= 3"
+    symbol: str | None  # the one parameter it bounds, when it bounds exactly one
+    minimum: int | None  # that parameter's smallest valid value
+    layer_index: int
+    message: str  # what goes wrong otherwise
+    maximum: int | None = None  # that parameter's largest valid value
+    names: tuple[str, ...] = ()  # the parameters the condition reads
+
+
+@dataclass(frozen=True)
+class TracedModel:
+    """Everything the renderer needs, as plain values."""
+
+    spec: ModelSpec
+    input_shape: tuple[Dim, ...]  # includes the batch dim N
+    layers: tuple[TracedNode, ...]
+    total_params: Dim
+    trainable_params: Dim
+    constraints: tuple[Constraint, ...]
+    dim_params: tuple[str, ...]  # parameters that size the input (named input dims)
+    # per named dim: (name, sizes its test builds, a size __init__ must refuse)
+    dim_sizes: tuple[tuple[str, tuple[int, ...], int], ...] = field(default=())
+    warnings: tuple[Diagnostic, ...] = field(default=())
+    # named input dims that size no weight: not constructor arguments; their rules are documented
+    free_dims: tuple[str, ...] = field(default=())
+    blocks: tuple[TracedBlock, ...] = field(default=())  # in definition order, used ones only
+
+    @property
+    def init_params(self) -> tuple[Param, ...]:
+        """The parameters the generated `__init__` takes."""
+        return tuple(p for p in self.spec.params if p.name not in self.free_dims)
+
+    @property
+    def out_shape(self) -> tuple[Dim, ...]:
+        return self.layers[-1].out_shape if self.layers else self.input_shape
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """One rendered output: where it goes and its full text."""
+
+    path: str
+    text: str
+    source: str = ""  # the absolute path of the spec it is generated from (checked, not written)
+
+
+def called_names(layers: Sequence[TracedNode]) -> set[str]:
+    """The names the generated constructor calls of a stack read."""
+    called: set[str] = set()
+    for node in layers:
+        if isinstance(node, TracedMerge):
+            for branch in node.branches:
+                called |= called_names(branch)
+            continue
+        if isinstance(node, TracedLayer) and node.repeat is not None:
+            called.add(node.repeat)
+            called |= called_names(node.body)
+            continue
+        for source in (*node.call_args, *(v for _, v in node.call_kwargs)):
+            called |= _identifiers(source)
+    return called
+
+
+def _identifiers(source: str) -> set[str]:
+    return {n.id for n in ast.walk(ast.parse(source, mode="eval")) if isinstance(n, ast.Name)}
