@@ -263,6 +263,12 @@ class _Line:
             raise self.error(f"expected {what}, found {found}", tok.col, len(tok.text))
         return self.next()
 
+    def unclosed(self, open_tok: Token) -> SpecSyntaxError:
+        """The error for a '(' at `open_tok` that the line never closes."""
+        return self.error(
+            "unbalanced parenthesis: '(' is never closed", open_tok.col, hint="add the missing ')'"
+        )
+
     def separator(self, open_tok: Token) -> None:
         """After an item of a parenthesised list: take a ',' or stop before the ')'."""
         if self.at(","):
@@ -270,11 +276,7 @@ class _Line:
         elif not self.at(")"):
             t = self.peek()
             if t.kind == "end":
-                raise self.error(
-                    "unbalanced parenthesis: '(' is never closed",
-                    open_tok.col,
-                    hint="add the missing ')'",
-                )
+                raise self.unclosed(open_tok)
             raise self.error(f"expected ',' or ')', found {t.text!r}", t.col, len(t.text))
 
     def expect_end(self, what: str) -> None:
@@ -378,25 +380,10 @@ class _Line:
         trailing_comma = False
         while not self.at(")"):
             if self.peek().kind == "end":
-                raise self.error(
-                    "unbalanced parenthesis: '(' is never closed",
-                    open_tok.col,
-                    hint="add the missing ')'",
-                )
+                raise self.unclosed(open_tok)
             items.append(self.expr())
-            trailing_comma = False
-            if self.at(","):
-                self.next()
-                trailing_comma = True
-            elif not self.at(")"):
-                tok = self.peek()
-                if tok.kind == "end":
-                    raise self.error(
-                        "unbalanced parenthesis: '(' is never closed",
-                        open_tok.col,
-                        hint="add the missing ')'",
-                    )
-                raise self.error(f"expected ',' or ')', found {tok.text!r}", tok.col, len(tok.text))
+            trailing_comma = self.at(",")
+            self.separator(open_tok)
         self.next()
         if len(items) == 1 and not trailing_comma:
             return items[0]
@@ -1020,11 +1007,7 @@ class _Parser:
         while not line.at(")"):
             ptok = line.next()
             if ptok.kind == "end":
-                raise line.error(
-                    "unbalanced parenthesis: '(' is never closed",
-                    open_tok.col,
-                    hint="add the missing ')'",
-                )
+                raise line.unclosed(open_tok)
             if ptok.kind != "name":
                 raise line.error(
                     f"expected a parameter name, found {ptok.text!r}", ptok.col, len(ptok.text)
@@ -1177,11 +1160,7 @@ class _Parser:
         while not line.at(")"):
             tok = line.peek()
             if tok.kind == "end":
-                raise line.error(
-                    "unbalanced parenthesis: '(' is never closed",
-                    open_tok.col,
-                    hint="add the missing ')'",
-                )
+                raise line.unclosed(open_tok)
             if tok.kind == "name" and line.peek(1).text == "=" and line.peek(1).kind == "op":
                 line.next()
                 line.next()
@@ -1255,11 +1234,7 @@ class _Parser:
             if open_tok is None:
                 return line.peek().kind == "end"
             if line.peek().kind == "end":
-                raise line.error(
-                    "unbalanced parenthesis: '(' is never closed",
-                    open_tok.col,
-                    hint="add the missing ')'",
-                )
+                raise line.unclosed(open_tok)
             if line.at(")"):
                 line.next()
                 return True
