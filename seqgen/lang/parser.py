@@ -431,11 +431,6 @@ def read_spec(path: str | Path) -> str:
     return text
 
 
-def parse_file(path: str | Path, input_override: str | None = None) -> ModelSpec:
-    """Read and parse a spec file."""
-    return parse(read_spec(path), str(path), input_override=input_override)
-
-
 def parse_shape(text: str, path: str = "<--input>") -> tuple[tuple[Expr, ...], list[Param]]:
     """Parse a shape (`3x32x32`, `(3, 32, 32)`, `(8, seq_len=50)`); return dims and new params."""
     line = _Line(path, 1, text)
