@@ -8,7 +8,8 @@ import pytest
 
 from seqgen.errors import SeqgenError, SpecReadError, SpecSyntaxError
 from seqgen.ir import BinOp, Const, Name, Num, Str, TupleExpr
-from seqgen.lang.parser import camel_case, parse, parse_shape, read_spec
+from seqgen.lang.names import camel_case
+from seqgen.lang.parser import parse, parse_shape, read_spec
 from seqgen.lang.values import expr_source
 
 

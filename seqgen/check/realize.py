@@ -21,7 +21,7 @@ from seqgen.ir import (
     TracedModel,
     TracedNode,
 )
-from seqgen.lang.parser import input_names
+from seqgen.lang.names import input_names
 from seqgen.layers import sequence_ops as seqlayers
 from seqgen.layers.torch_nn import (
     INFERRED,
