@@ -114,6 +114,7 @@ def test_repeat_unrolls_blocks() -> None:
         ("model class\ninput 3\nrelu", "keyword", 1, 7),
         ("model __init__\ninput 3\nrelu", "dunder", 1, 7),
         ("model M(self=1)\ninput 3\nrelu", "reserved", 1, 9),
+        ("model M(Add=1)\ninput 3\nrelu", "reserved", 1, 9),  # a merge helper class
         ("model M(a=1, a=2)\ninput 3\nrelu", "defined twice", 1, 14),
         ("model M(a)\ninput 3\nrelu", "needs a default", 1, 10),
         ("model M(a=)\ninput 3\nrelu", "dangling '='", 1, 11),

@@ -24,6 +24,7 @@ from seqgen.ir import (
     flat_layers,
     walk,
 )
+from seqgen.runtime import helper_classes
 
 ALIASES = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
 # Names generated code uses itself; a parameter or class with one of these names would shadow it.
@@ -49,21 +50,8 @@ RESERVED = frozenset(
         "expected_param_count",
         "layer_shapes",
         "sample_input",
-        # helper classes a generated model file may define (seqgen/runtime/sequence.py)
-        "RecurrentOutput",
-        "Permute",
-        "Transpose",
-        "Unsqueeze",
-        "Squeeze",
-        "Mean",
-        "Sum",
-        "Amax",
-        "Select",
-        "Scale",
-        "ClsToken",
-        "PosEmbedding",
-        "PosEncoding",
     }
+    | set(helper_classes())  # the classes a generated model file may define (seqgen/runtime/)
     | {name for name in dir(builtins) if not name.startswith("_")}
 )
 
