@@ -26,10 +26,13 @@ from seqgen.ir.spec import (
     RepeatSpec,
     Str,
     TupleExpr,
+    children,
     expr_names,
     flat_layers,
+    node_values,
     spec_names,
     walk,
+    walk_expr,
 )
 from seqgen.ir.traced import (
     MERGE_CLASSES,
@@ -77,8 +80,11 @@ __all__ = [
     "TracedNode",
     "TupleExpr",
     "called_names",
+    "children",
     "expr_names",
     "flat_layers",
+    "node_values",
     "spec_names",
     "walk",
+    "walk_expr",
 ]

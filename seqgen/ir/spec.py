@@ -179,18 +179,42 @@ def walk(nodes: Sequence[Node]) -> Iterator[Node]:
                 yield from walk(branch)
 
 
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The values directly inside a spec value: a sign's operand, an operator's two sides, a
+    tuple's items; none inside a literal or a name."""
+    match e:
+        case Neg():
+            return (e.operand,)
+        case BinOp():
+            return (e.left, e.right)
+        case TupleExpr():
+            return e.items
+        case Num() | Str() | Const() | Name():
+            return ()
+
+
+def walk_expr(e: Expr) -> Iterator[Expr]:
+    """A spec value and every value inside it, depth first, left to right."""
+    yield e
+    for child in children(e):
+        yield from walk_expr(child)
+
+
 def expr_names(e: Expr) -> Iterator[Name]:
     """Every parameter reference inside a spec value."""
-    if isinstance(e, Name):
-        yield e
-    elif isinstance(e, Neg):
-        yield from expr_names(e.operand)
-    elif isinstance(e, BinOp):
-        yield from expr_names(e.left)
-        yield from expr_names(e.right)
-    elif isinstance(e, TupleExpr):
-        for item in e.items:
-            yield from expr_names(item)
+    return (n for n in walk_expr(e) if isinstance(n, Name))
+
+
+def node_values(node: Node) -> tuple[Expr, ...]:
+    """The values on a node's own line: a layer's or block use's arguments, concat's dim, the
+    count of a `repeat depth:` loop."""
+    match node:
+        case LayerSpec() | BlockUse():
+            return (*node.args, *(kw.value for kw in node.kwargs))
+        case MergeSpec():
+            return () if node.dim is None else (node.dim,)
+        case RepeatSpec():
+            return (node.count,)
 
 
 def flat_layers(layers: Sequence[Node]) -> Iterator[LayerSpec]:
@@ -227,13 +251,4 @@ class ModelSpec:
 
 def spec_names(nodes: Sequence[Node]) -> set[str]:
     """The parameter names a stack's values read (repeat counts, arguments, concat dims)."""
-    used: set[str] = set()
-    for node in walk(nodes):
-        if isinstance(node, RepeatSpec):
-            used.add(node.count.id)
-        elif isinstance(node, (LayerSpec, BlockUse)):
-            for e in (*node.args, *(kw.value for kw in node.kwargs)):
-                used.update(n.id for n in expr_names(e))
-        elif isinstance(node, MergeSpec) and node.dim is not None:
-            used.update(n.id for n in expr_names(node.dim))
-    return used
+    return {n.id for node in walk(nodes) for value in node_values(node) for n in expr_names(value)}

@@ -11,17 +11,15 @@ from collections.abc import Iterable, Sequence
 
 from seqgen.errors import Location, SpecSyntaxError
 from seqgen.ir import (
-    BinOp,
     BlockDef,
-    BlockUse,
     Expr,
     LayerSpec,
     MergeSpec,
     Name,
-    Neg,
     Node,
-    TupleExpr,
+    expr_names,
     flat_layers,
+    node_values,
     walk,
 )
 from seqgen.runtime import helper_classes
@@ -157,55 +155,39 @@ def check_names(
 ) -> list[SpecSyntaxError]:
     """Every Name in the input and the layers must be a defined parameter: the model's, or
     inside a block, the block's own and its input sizes. `model`: the model's parameter names."""
-    errors: list[SpecSyntaxError] = []
     defined = model if block is None else {p.name for p in block.params} | ALL_INPUT_NAMES
-
-    def visit(e: Expr) -> None:
-        if isinstance(e, Name):
-            if e.id not in defined:
-                close = difflib.get_close_matches(e.id, sorted(defined), n=1)
-                if block is not None and e.id in model:
-                    errors.append(
-                        SpecSyntaxError(
-                            f"model parameter {e.id!r} is used inside block {block.name!r}, "
-                            "which sees only its own parameters and input sizes",
-                            location=e.loc,
-                            hint=f"pass it as a block parameter: `block {block.name}(..., {e.id})`",
-                        )
-                    )
-                    return
-                if e.id.lower() in ("true", "false", "none"):
-                    hint = f"did you mean {e.id.capitalize()}?"
-                elif close:
-                    hint = f"did you mean {close[0]!r}?"
-                elif block is not None:
-                    hint = f"add it to the block's parameters: `block {block.name}(..., {e.id})`"
-                else:
-                    hint = (
-                        f"declare it in the model line: `model {class_name or 'Net'}"
-                        f"({e.id}=...)`, or quote it if it is a string"
-                    )
-                errors.append(
-                    SpecSyntaxError(f"undefined parameter {e.id!r}", location=e.loc, hint=hint)
-                )
-        elif isinstance(e, Neg):
-            visit(e.operand)
-        elif isinstance(e, BinOp):
-            visit(e.left)
-            visit(e.right)
-        elif isinstance(e, TupleExpr):
-            for item in e.items:
-                visit(item)
-
-    if block is None:
-        for d in input_shape:
-            visit(d)
+    values = list(input_shape) if block is None else []
     for node in dict.fromkeys(walk(layers)):  # `repeat` repeats the same objects
-        if isinstance(node, (LayerSpec, BlockUse)):
-            for a in node.args:
-                visit(a)
-            for k in node.kwargs:
-                visit(k.value)
-        elif isinstance(node, MergeSpec) and node.dim is not None:
-            visit(node.dim)
-    return errors
+        values += node_values(node)
+    return [
+        _undefined(name, defined, model, block, class_name)
+        for value in values
+        for name in expr_names(value)
+        if name.id not in defined
+    ]
+
+
+def _undefined(
+    name: Name, defined: set[str], model: set[str], block: BlockDef | None, class_name: str | None
+) -> SpecSyntaxError:
+    """The error for a name that is not among the `defined` ones, with what to write instead."""
+    if block is not None and name.id in model:
+        return SpecSyntaxError(
+            f"model parameter {name.id!r} is used inside block {block.name!r}, "
+            "which sees only its own parameters and input sizes",
+            location=name.loc,
+            hint=f"pass it as a block parameter: `block {block.name}(..., {name.id})`",
+        )
+    close = difflib.get_close_matches(name.id, sorted(defined), n=1)
+    if name.id.lower() in ("true", "false", "none"):
+        hint = f"did you mean {name.id.capitalize()}?"
+    elif close:
+        hint = f"did you mean {close[0]!r}?"
+    elif block is not None:
+        hint = f"add it to the block's parameters: `block {block.name}(..., {name.id})`"
+    else:
+        hint = (
+            f"declare it in the model line: `model {class_name or 'Net'}"
+            f"({name.id}=...)`, or quote it if it is a string"
+        )
+    return SpecSyntaxError(f"undefined parameter {name.id!r}", location=name.loc, hint=hint)
