@@ -9,13 +9,13 @@ from seqgen.lang.lexer import Line, Token, unquote
 def parse_value(line: Line, top_level: bool = False) -> Expr:
     """Parse `term (('+'|'-') term)*`; at top level a glued sign starts a new argument."""
     depth = line.depth
-    left = _term(line, top_level)
+    left = _term(line)
     while line.at("+") or line.at("-"):
         if top_level and _is_sign(line, line.peek()):
             break
         op = line.next()
         line.deeper(op)  # a chain of operators is a left-leaning tree: each one nests
-        right = _term(line, top_level)
+        right = _term(line)
         left = BinOp(op.text, left, right, line.loc(op.col))
     line.depth = depth
     return left
@@ -26,7 +26,7 @@ def _is_sign(line: Line, tok: Token) -> bool:
     return tok.text == "-" and tok.space_before and not nxt.space_before and nxt.kind == "number"
 
 
-def _term(line: Line, top_level: bool) -> Expr:
+def _term(line: Line) -> Expr:
     depth = line.depth
     left = parse_unary(line)
     while line.at("*") or line.at("//"):
