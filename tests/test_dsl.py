@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from seqgen.errors import SeqgenError, SpecReadError, SpecSyntaxError
 from seqgen.ir import BinOp, Const, Name, Num, Str, TupleExpr
-from seqgen.lang.parser import camel_case, parse, parse_shape
+from seqgen.lang.names import camel_case
+from seqgen.lang.parser import parse, parse_shape, read_spec
 from seqgen.lang.values import expr_source
 
 
@@ -111,6 +114,7 @@ def test_repeat_unrolls_blocks() -> None:
         ("model class\ninput 3\nrelu", "keyword", 1, 7),
         ("model __init__\ninput 3\nrelu", "dunder", 1, 7),
         ("model M(self=1)\ninput 3\nrelu", "reserved", 1, 9),
+        ("model M(Add=1)\ninput 3\nrelu", "reserved", 1, 9),  # a merge helper class
         ("model M(a=1, a=2)\ninput 3\nrelu", "defined twice", 1, 14),
         ("model M(a)\ninput 3\nrelu", "needs a default", 1, 10),
         ("model M(a=)\ninput 3\nrelu", "dangling '='", 1, 11),
@@ -149,20 +153,21 @@ def test_undefined_name_suggests_a_close_one() -> None:
 
 
 def test_unreadable_files(tmp_path) -> None:
-    from seqgen.lang.parser import parse_file
+    def read_and_parse(path: Path) -> None:
+        parse(read_spec(path), str(path))
 
     empty = tmp_path / "empty.seq"
     empty.write_text("  \n# only a comment?\n")
     with pytest.raises(SeqgenError):
-        parse_file(empty)
+        read_and_parse(empty)
     blank = tmp_path / "blank.seq"
     blank.write_text("\n\n")
     with pytest.raises(SpecReadError, match="empty"):
-        parse_file(blank)
+        read_and_parse(blank)
     latin = tmp_path / "latin.seq"
     latin.write_bytes(b"input 3\n# caf\xe9\nrelu\n")
     with pytest.raises(SpecReadError, match="not valid UTF-8") as info:
-        parse_file(latin)
+        read_and_parse(latin)
     assert "latin.seq:2" in str(info.value)
     with pytest.raises(SpecReadError, match="no such file"):
-        parse_file(tmp_path / "missing.seq")
+        read_and_parse(tmp_path / "missing.seq")

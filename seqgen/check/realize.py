@@ -21,7 +21,7 @@ from seqgen.ir import (
     TracedModel,
     TracedNode,
 )
-from seqgen.lang.parser import input_names
+from seqgen.lang.names import input_names
 from seqgen.layers import weight_norm
 from seqgen.layers.kind import evaluate
 from seqgen.layers.registry import op_for

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seqgen.errors import Location
-from seqgen.lang.parser import camel_case, check_identifier
+from seqgen.lang.names import camel_case, check_identifier
 
 _BODIES = {
     "mlp": """model {cls}(in_features=784, hidden=256, num_classes=10, dropout=0.1)

@@ -31,7 +31,7 @@ from seqgen.ir import (
     TupleExpr,
 )
 from seqgen.lang.hints import missing_hint
-from seqgen.lang.parser import check_identifier
+from seqgen.lang.names import check_identifier
 from seqgen.lang.values import expr_source
 
 # Size parameters seqgen infers from the incoming tensor: name -> which dim of it.

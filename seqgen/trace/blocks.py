@@ -27,7 +27,7 @@ from seqgen.ir import (
     spec_names,
     walk,
 )
-from seqgen.lang.parser import ALL_INPUT_NAMES, input_names
+from seqgen.lang.names import ALL_INPUT_NAMES, input_names
 from seqgen.layers.torch_nn import Values
 from seqgen.report.lint import UNUSED_PARAMETER
 from seqgen.trace import symbolic as S

@@ -1,0 +1,254 @@
+"""The spec IR: what the parser makes of a spec's text (values, layers, merges, blocks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from seqgen.errors import Location
+
+# ------------------------------------------------------- spec values (parsed, never evaluated)
+
+
+@dataclass(frozen=True)
+class Num:
+    """An int or float literal."""
+
+    value: int | float
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Str:
+    """A quoted string literal."""
+
+    value: str
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Const:
+    """True, False or None."""
+
+    value: bool | None
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Name:
+    """A reference to a model parameter."""
+
+    id: str
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Neg:
+    """Unary minus."""
+
+    operand: Expr
+    loc: Location
+
+
+@dataclass(frozen=True)
+class BinOp:
+    """Arithmetic: op is one of + - * //."""
+
+    op: str
+    left: Expr
+    right: Expr
+    loc: Location
+
+
+@dataclass(frozen=True)
+class TupleExpr:
+    """A parenthesised tuple of values."""
+
+    items: tuple[Expr, ...]
+    loc: Location
+
+
+Expr = Num | Str | Const | Name | Neg | BinOp | TupleExpr
+Literal = int | float | bool | str | None
+
+
+@dataclass(frozen=True)
+class Param:
+    """A constructor parameter of the generated class (`model CNN(num_classes=10)`), or of a
+    block's class (`block Basic(out, stride=1)`, where a default may be missing)."""
+
+    name: str
+    default: int | float | bool | str | None  # None: required (block parameters only)
+    loc: Location
+    from_input: bool = False  # declared in the `input` line (`input (8, seq_len=50)`)
+    annotation: str | None = None  # `out: int`
+
+    @property
+    def type_name(self) -> str:
+        if self.annotation is not None:
+            return self.annotation
+        return type(self.default).__name__ if self.default is not None else "int"
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A `KEY=VALUE` layer argument, with the key already resolved from its alias."""
+
+    name: str
+    value: Expr
+    loc: Location
+    written: str  # the key as written (`k` for kernel_size)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer line: a torch.nn class name with its arguments."""
+
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[Keyword, ...]
+    loc: Location
+    key: str | None = None  # `name=stem`: the module's key in the nn.Sequential (default: index)
+    call_syntax: bool = False  # written as a Python call, `Linear(784, 10)`: refused, with a hint
+
+
+@dataclass(frozen=True)
+class RepeatSpec:
+    """`repeat depth:` with an int parameter: a block repeated `depth` times by a loop in the
+    generated model (a literal `repeat 3:` is unrolled by the parser instead)."""
+
+    count: Name
+    layers: tuple[Node, ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:` or `multiply:`.
+
+    Each branch is a stack of nodes that reads the merge's input. A residual has its body as the
+    first branch and its shortcut, when written, as the second; without one the input itself is
+    added.
+    """
+
+    kind: str  # residual | concat | add | multiply
+    branches: tuple[tuple[Node, ...], ...]
+    loc: Location
+    dim: Expr | None = None  # concat's dim, when written
+
+
+@dataclass(frozen=True)
+class BlockUse:
+    """A layer line that names a block defined above it: `Basic 128 stride=2`."""
+
+    name: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[Keyword, ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    """`block NAME(p, q=default):` and its body: one nn.Module class in the generated file."""
+
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Node, ...]
+    loc: Location
+
+    def param(self, name: str) -> Param | None:
+        """The parameter called `name`, if any."""
+        return next((p for p in self.params if p.name == name), None)
+
+
+Node = LayerSpec | RepeatSpec | MergeSpec | BlockUse
+
+
+def walk(nodes: Sequence[Node]) -> Iterator[Node]:
+    """Every node of a stack, depth first: the stack's own, then those inside each."""
+    for item in nodes:
+        yield item
+        if isinstance(item, RepeatSpec):
+            yield from walk(item.layers)
+        elif isinstance(item, MergeSpec):
+            for branch in item.branches:
+                yield from walk(branch)
+
+
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The values directly inside a spec value: a sign's operand, an operator's two sides, a
+    tuple's items; none inside a literal or a name."""
+    match e:
+        case Neg():
+            return (e.operand,)
+        case BinOp():
+            return (e.left, e.right)
+        case TupleExpr():
+            return e.items
+        case Num() | Str() | Const() | Name():
+            return ()
+
+
+def walk_expr(e: Expr) -> Iterator[Expr]:
+    """A spec value and every value inside it, depth first, left to right."""
+    yield e
+    for child in children(e):
+        yield from walk_expr(child)
+
+
+def expr_names(e: Expr) -> Iterator[Name]:
+    """Every parameter reference inside a spec value."""
+    return (n for n in walk_expr(e) if isinstance(n, Name))
+
+
+def node_values(node: Node) -> tuple[Expr, ...]:
+    """The values on a node's own line: a layer's or block use's arguments, concat's dim, the
+    count of a `repeat depth:` loop."""
+    match node:
+        case LayerSpec() | BlockUse():
+            return (*node.args, *(kw.value for kw in node.kwargs))
+        case MergeSpec():
+            return () if node.dim is None else (node.dim,)
+        case RepeatSpec():
+            return (node.count,)
+
+
+def flat_layers(layers: Sequence[Node]) -> Iterator[LayerSpec]:
+    """Every layer line of a stack, those inside `repeat` and merges too (not block bodies)."""
+    for item in walk(layers):
+        if isinstance(item, LayerSpec):
+            yield item
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed spec: class name, parameters, sample input and the layers, literal repeats
+    unrolled."""
+
+    path: str
+    class_name: str
+    params: tuple[Param, ...]
+    input_shape: tuple[Expr, ...]
+    layers: tuple[Node, ...]
+    input_loc: Location | None = None
+    # `# seqgen: ignore[W001]` comments: (where, codes); no codes ignores every warning on the line
+    ignores: tuple[tuple[Location, tuple[str, ...]], ...] = ()
+    blocks: tuple[BlockDef, ...] = ()  # in definition order
+    input_dtype: str = "float"  # `input ... dtype=long`: "long" (token ids) or "float"
+
+    def block(self, name: str) -> BlockDef | None:
+        """The block called `name`, if any."""
+        return next((b for b in self.blocks if b.name == name), None)
+
+    def param(self, name: str) -> Param | None:
+        """The parameter called `name`, if any."""
+        return next((p for p in self.params if p.name == name), None)
+
+
+def spec_names(nodes: Sequence[Node]) -> set[str]:
+    """The parameter names a stack's values read (repeat counts, arguments, concat dims)."""
+    return {n.id for node in walk(nodes) for value in node_values(node) for n in expr_names(value)}
