@@ -8,6 +8,7 @@ spec.py holds the parser's output, traced.py the tracer's; both are re-exported 
 from __future__ import annotations
 
 from seqgen.ir.spec import (
+    MERGE_CLASSES,
     BinOp,
     BlockDef,
     BlockUse,
@@ -35,7 +36,6 @@ from seqgen.ir.spec import (
     walk_expr,
 )
 from seqgen.ir.traced import (
-    MERGE_CLASSES,
     BlockArg,
     Constraint,
     Dim,

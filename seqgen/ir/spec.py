@@ -126,6 +126,11 @@ class RepeatSpec:
     loc: Location
 
 
+# The merge kinds of the language, and the runtime class (seqgen/runtime/merges.py) that each
+# becomes in generated code: the parser's keywords, the renderer and the self-check read this.
+MERGE_CLASSES = {"residual": "Residual", "concat": "Concat", "add": "Add", "multiply": "Multiply"}
+
+
 @dataclass(frozen=True)
 class MergeSpec:
     """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:` or `multiply:`.

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from seqgen.errors import Diagnostic
-from seqgen.ir.spec import BlockDef, BlockUse, LayerSpec, MergeSpec, ModelSpec, Param
+from seqgen.ir.spec import (
+    MERGE_CLASSES,
+    BlockDef,
+    BlockUse,
+    LayerSpec,
+    MergeSpec,
+    ModelSpec,
+    Param,
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,9 @@ class TracedLayer:
     # parameters torchinfo's "params size" leaves out: those of modules that have children (a
     # transformer layer's attention, a weight_norm'd layer); None: none
     hidden_params: Dim | None = None
+    # its output is a sequence (N, L, E) (an embedding, rnn, transformer layer, permute, ...):
+    # the layer kind says so (layers/kind.py `Op.sequence`)
+    sequence: bool = False
 
     @property
     def line(self) -> int:
@@ -69,9 +80,6 @@ class TracedLayer:
             return self.code
         parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
         return f"nn.{self.class_name}({', '.join(parts)})"
-
-
-MERGE_CLASSES = {"residual": "Residual", "concat": "Concat", "add": "Add", "multiply": "Multiply"}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from seqgen.errors import Location, SpecSyntaxError
 from seqgen.ir import (
+    MERGE_CLASSES,
     BlockDef,
     Expr,
     LayerSpec,
@@ -54,7 +55,7 @@ RESERVED = frozenset(
 )
 
 
-MERGES = frozenset({"residual", "concat", "add", "multiply"})
+MERGES = frozenset(MERGE_CLASSES)
 # Words of the spec language: a block may not take one as its name.
 KEYWORDS = frozenset({"model", "input", "repeat", "block", "branch", "shortcut", *MERGES})
 # Inside a block, the names of its input sizes, by the input's rank (batch included): dim 1 is

@@ -39,22 +39,6 @@ CODES = (
     BIDIRECTIONAL_LAST,
     RECURRENT_DROPOUT,
 )
-# After these, a tensor is a sequence (N, L, E): a linear on its last dim is meant (per step)
-_SEQUENCE = frozenset(
-    {
-        "Embedding",
-        "RNN",
-        "LSTM",
-        "GRU",
-        "TransformerEncoderLayer",
-        "Transpose",
-        "Permute",
-        "ClsToken",
-        "PosEmbedding",
-        "PosEncoding",
-    }
-)
-
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
 _BIASED = (
     "Conv1d",
@@ -271,7 +255,7 @@ def _sequence_model(nodes: tuple[TracedNode, ...]) -> bool:
     """Whether a stack holds a sequence layer (an embedding, rnn, transformer layer, ...), in
     loops and merges too."""
     for node in nodes:
-        if node.class_name in _SEQUENCE:
+        if isinstance(node, TracedLayer) and node.sequence:
             return True
         if isinstance(node, TracedMerge) and any(_sequence_model(b) for b in node.branches):
             return True

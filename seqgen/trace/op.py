@@ -76,6 +76,7 @@ def trace_op(
         helpers=(op.helper,) if op.helper else (),
         activations=_optional(scope, result.activations),
         hidden_params=_optional(scope, result.hidden_params),
+        sequence=op.sequence,
     )
     y_fake = torch.empty(scope.symbolic_sizes(out_dims), dtype=op.out_dtype(x.dtype))
     return NodeResult(y_fake, out_dims, Step(traced, count, count, macs))
