@@ -19,11 +19,10 @@ from torch import nn
 
 from seqgen.check.realize import Memo, run_node
 from seqgen.errors import TraceError
-from seqgen.ir import Constraint, TracedModel, TracedNode
+from seqgen.ir import SAMPLE_BATCH, Constraint, TracedModel, TracedNode
 from seqgen.layers.torch_nn import first_line
 from seqgen.safe_eval import evaluate_source
 
-BATCH = 2
 MAX_POINTS = 4
 MAX_NUMEL = 1 << 26  # meta tensors cost nothing, but keep the arithmetic of huge specs away
 
@@ -81,7 +80,7 @@ def verify_at_other_values(traced: TracedModel) -> None:
 
 def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
     """Compare at one point; False when the point is too large to check."""
-    values = {**point, "N": BATCH}
+    values = {**point, "N": SAMPLE_BATCH}
     shape = tuple(evaluate_source(d.code, values) for d in traced.input_shape)
     if _numel(shape) > MAX_NUMEL:
         return False
@@ -91,7 +90,7 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
     def visit(
         node: TracedNode, scope: Mapping[str, Any], y: torch.Tensor, modules: list[nn.Module]
     ) -> None:
-        at = {**scope, "N": BATCH}
+        at = {**scope, "N": SAMPLE_BATCH}
         want = tuple(evaluate_source(d.code, at) for d in node.out_shape)
         got = tuple(int(s) for s in y.shape)
         if got != want:

@@ -4,6 +4,7 @@ the layers whose fake/meta kernels are known to accept arguments the real kernel
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from torch import nn
 
 from seqgen.errors import TraceError
 from seqgen.ir import (
+    SAMPLE_BATCH,
     LayerSpec,
     TracedBlock,
     TracedBlockUse,
@@ -36,7 +38,6 @@ from seqgen.layers.torch_nn import (
 )
 from seqgen.runtime import merges as runtime_merges
 
-BATCH_HINT = 2
 # Real checks allocate: confirm a layer only when its sample and weights are this small.
 CONFIRM_LIMIT = 1 << 22
 
@@ -75,7 +76,7 @@ def confirm_on_cpu(
     if not _untrusted(cls, bound):
         return
     sample = (1, *in_shape[1:])
-    if _numel(sample) > CONFIRM_LIMIT:
+    if math.prod(sample) > CONFIRM_LIMIT:
         return
     with torch.device("cpu"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's warnings about degenerate layers; errors stay
@@ -99,13 +100,6 @@ def confirm_on_cpu(
         )
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def verify_on_device(traced: TracedModel, device: str) -> None:
     """Build the model for real on `device`, run a random sample, and compare every shape.
 
@@ -123,7 +117,7 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
         ) from e
     spec = traced.spec
     values = concrete_values(spec)
-    shape = [BATCH_HINT] + [int(values.eval(e)) for e in spec.input_shape]
+    shape = [SAMPLE_BATCH] + [int(values.eval(e)) for e in spec.input_shape]
     with torch.no_grad(), torch.device(dev):
         x = torch.randint(0, 2, shape) if spec.input_dtype == "long" else torch.randn(shape)
         blocks = {b.class_name: b for b in traced.blocks}

@@ -36,6 +36,8 @@ from seqgen.ir.spec import (
     walk_expr,
 )
 from seqgen.ir.traced import (
+    BATCH,
+    SAMPLE_BATCH,
     BlockArg,
     Constraint,
     Dim,
@@ -50,7 +52,9 @@ from seqgen.ir.traced import (
 )
 
 __all__ = [
+    "BATCH",
     "MERGE_CLASSES",
+    "SAMPLE_BATCH",
     "BinOp",
     "BlockArg",
     "BlockDef",

@@ -17,6 +17,11 @@ from seqgen.ir.spec import (
     Param,
 )
 
+BATCH = "N"  # the batch dim, as generated code and messages name it
+# The batch the trace and its checks run at: 1 would broadcast (torch specialises it), 2 stays
+# symbolic.
+SAMPLE_BATCH = 2
+
 
 @dataclass(frozen=True)
 class Dim:

@@ -9,12 +9,12 @@ import sympy
 
 from seqgen.check.other_values import verify_at_other_values
 from seqgen.errors import SeqgenError, SizeTooSmallError, TraceError
-from seqgen.ir import Expr, ModelSpec, Num, TracedModel
+from seqgen.ir import BATCH, SAMPLE_BATCH, Expr, ModelSpec, Num, TracedModel
 from seqgen.lang.values import expr_source
 from seqgen.layers.preflight import check_layers, quiet_torch_warnings
 from seqgen.layers.torch_nn import concrete_values
 from seqgen.trace import symbolic as S
-from seqgen.trace.scope import BATCH, BATCH_HINT, MAX_SIZE, Scope, Shared
+from seqgen.trace.scope import MAX_SIZE, Scope, Shared
 from seqgen.trace.tracer import Tracer
 
 
@@ -37,7 +37,7 @@ def model_scope(spec: ModelSpec) -> Tracer:
             hints[S.expr_of(sym)] = p.default
         else:
             env[p.name] = p.default
-    batch = session.symbol(BATCH, BATCH_HINT)
+    batch = session.symbol(BATCH, SAMPLE_BATCH)
     shared = Shared(session, spec, batch, S.expr_of(batch))
     return Tracer(
         Scope(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})

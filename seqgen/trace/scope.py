@@ -14,7 +14,17 @@ from typing import Any, cast
 import sympy
 
 from seqgen.errors import Diagnostic, Location, SizeTooSmallError, TraceError
-from seqgen.ir import Dim, Expr, LayerSpec, ModelSpec, Param, TracedBlock, TracedNode
+from seqgen.ir import (
+    BATCH,
+    SAMPLE_BATCH,
+    Dim,
+    Expr,
+    LayerSpec,
+    ModelSpec,
+    Param,
+    TracedBlock,
+    TracedNode,
+)
 from seqgen.layers.formulas import Check
 from seqgen.layers.torch_nn import Values
 from seqgen.safe_eval import evaluate_source
@@ -22,8 +32,6 @@ from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, holds
 from seqgen.trace.torch_errors import shape_text
 
-BATCH = "N"
-BATCH_HINT = 2  # a sample batch of 2 keeps the batch dim symbolic (1 would broadcast)
 MAX_SIZE = 2**40  # larger sizes overflow torch's int64 element counts
 
 
@@ -128,7 +136,7 @@ class Scope:
         self.names = self.session.names
         self.batch = shared.batch
         self.batch_sym = shared.batch_sym
-        self.hints: dict[sympy.Symbol, int] = {**hints, shared.batch_sym: BATCH_HINT}
+        self.hints: dict[sympy.Symbol, int] = {**hints, shared.batch_sym: SAMPLE_BATCH}
         self.values = Values(env)
         self.concrete = concrete
         self.params = params

@@ -16,6 +16,7 @@ import torch
 
 from seqgen.errors import Diagnostic, TraceError
 from seqgen.ir import (
+    BATCH,
     BlockUse,
     Constraint,
     LayerSpec,
@@ -42,7 +43,6 @@ from seqgen.trace.constraints import Condition, derive, holds
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
 from seqgen.trace.merge_shapes import MergeMismatch, combine, concat_dim
 from seqgen.trace.scope import (
-    BATCH,
     MAX_SIZE,
     DimInfo,
     NodeResult,
