@@ -87,7 +87,7 @@ def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: Values) -> bo
     return not missing
 
 
-def _inferred_written(
+def _refuse_written_inferred_size(
     cls: type[nn.Module], layer: LayerSpec, values: Values, in_shape: tuple[int, ...]
 ) -> None:
     """`conv2d 3 16 3` on 3 channels: the first size is in_channels, which seqgen infers."""
@@ -122,7 +122,7 @@ def check_arguments(
 ) -> Bound:
     """Bind a layer's arguments and check each value; `in_shape` is the incoming shape at the
     defaults (batch first), `values` evaluates spec values at the parameter defaults."""
-    _inferred_written(cls, layer, values, in_shape)
+    _refuse_written_inferred_size(cls, layer, values, in_shape)
     bound = bind(cls, layer, mismatch(cls, values))
     check_values(cls, layer, bound, values)
     return bound

@@ -58,12 +58,12 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
     try:
         bind(cls, layer)
     except TraceError:
-        if _inferred_written(cls, layer):
+        if _binds_without_its_first_size(cls, layer):
             return  # `conv2d 3 16 3`: the trace knows the incoming size and says so precisely
         raise
 
 
-def _inferred_written(cls: type[nn.Module], layer: LayerSpec) -> bool:
+def _binds_without_its_first_size(cls: type[nn.Module], layer: LayerSpec) -> bool:
     """The line binds once its first value, a literal number, is dropped: PyTorch habit of
     writing the size seqgen infers."""
     if not signature(cls).inferred or not layer.args or not isinstance(layer.args[0], Num):
