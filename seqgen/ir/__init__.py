@@ -49,6 +49,7 @@ from seqgen.ir.traced import (
     TracedModel,
     TracedNode,
     called_names,
+    walk_traced,
 )
 
 __all__ = [
@@ -91,4 +92,5 @@ __all__ = [
     "spec_names",
     "walk",
     "walk_expr",
+    "walk_traced",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from seqgen.errors import Diagnostic
@@ -234,17 +234,26 @@ class GeneratedFile:
     source: str = ""  # the absolute path of the spec it is generated from (checked, not written)
 
 
+def walk_traced(nodes: Sequence[TracedNode]) -> Iterator[TracedNode]:
+    """Every traced node of a stack, depth first: merge branches and loop bodies too (block
+    classes are stacks of their own, in TracedModel.blocks)."""
+    for node in nodes:
+        yield node
+        if isinstance(node, TracedMerge):
+            for branch in node.branches:
+                yield from walk_traced(branch)
+        elif isinstance(node, TracedLayer) and node.body:
+            yield from walk_traced(node.body)
+
+
 def called_names(layers: Sequence[TracedNode]) -> set[str]:
     """The names the generated constructor calls of a stack read."""
     called: set[str] = set()
-    for node in layers:
+    for node in walk_traced(layers):
         if isinstance(node, TracedMerge):
-            for branch in node.branches:
-                called |= called_names(branch)
-            continue
+            continue  # its branches are walked; the merge itself takes no names
         if isinstance(node, TracedLayer) and node.repeat is not None:
             called.add(node.repeat)
-            called |= called_names(node.body)
             continue
         for source in (*node.call_args, *(v for _, v in node.call_kwargs)):
             called |= _identifiers(source)

@@ -11,7 +11,7 @@ import difflib
 from collections.abc import Iterator
 
 from seqgen.errors import Diagnostic, Location
-from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedModel, TracedNode
+from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedModel, TracedNode, walk_traced
 
 SOFTMAX_BEFORE_LOSS = "W001 softmax-before-loss"
 LINEAR_BEFORE_FLATTEN = "W002 linear-before-flatten"
@@ -254,14 +254,7 @@ def _stack_checks(
 def _sequence_model(nodes: tuple[TracedNode, ...]) -> bool:
     """Whether a stack holds a sequence layer (an embedding, rnn, transformer layer, ...), in
     loops and merges too."""
-    for node in nodes:
-        if isinstance(node, TracedLayer) and node.sequence:
-            return True
-        if isinstance(node, TracedMerge) and any(_sequence_model(b) for b in node.branches):
-            return True
-        if isinstance(node, TracedLayer) and node.body and _sequence_model(node.body):
-            return True
-    return False
+    return any(isinstance(n, TracedLayer) and n.sequence for n in walk_traced(nodes))
 
 
 def _bidirectional_last(layer: TracedLayer) -> bool:
