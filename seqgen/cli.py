@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from seqgen import __version__
-from seqgen.errors import Exit, SeqgenError
-from seqgen.torch_version import TorchVersionError
+from seqgen.errors import Exit, SeqgenError, TorchVersionError
 
 if TYPE_CHECKING:  # pragma: no cover - render imports jinja2; keep --help light
     from seqgen.project.plan import Stray

@@ -107,6 +107,10 @@ class SpecSyntaxError(SeqgenError):
     """The spec text does not follow the spec language."""
 
 
+class TorchVersionError(SeqgenError):
+    """The installed torch is missing or outside the verified range."""
+
+
 class TraceError(SeqgenError):
     """The layers do not fit together, or torch rejects a layer's arguments."""
 
