@@ -16,8 +16,8 @@ from seqgen import __version__
 from seqgen.errors import Exit, InternalError, SeqgenError, TorchVersionError
 
 if TYPE_CHECKING:  # pragma: no cover - render imports jinja2; keep --help light
+    from seqgen.project.options import Options
     from seqgen.project.plan import Stray
-    from seqgen.render.context import Options
 
 DEVICES = click.Choice(["meta", "cpu", "cuda"])
 BUG_REPORT = (

@@ -10,10 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqgen.api import options_for, output_paths, recorded_options
 from seqgen.errors import OutputConflict
 from seqgen.project.layout import Finder, Recorded, project_root, read_recorded
-from seqgen.render.context import Options, module_stem
+from seqgen.project.options import (
+    Options,
+    module_stem,
+    options_for,
+    output_paths,
+    recorded_options,
+)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -32,47 +30,12 @@ from seqgen.ir import (
 )
 from seqgen.lang.values import expr_source
 from seqgen.project.layout import LAYOUT_PREFIX, Layout
+from seqgen.project.options import Options
 from seqgen.render.budget import over_budget
 from seqgen.runtime import helper_classes
 
 _BATCH = re.compile(r"\bN\b")
-_TAKEN_MODULES = frozenset(
-    {
-        "torch",
-        "nn",
-        "pytest",
-        "test",
-        "conftest",
-        "seqgen",
-        "jinja2",
-        "black",
-        "click",
-        "numpy",
-        "sympy",
-        "typing_extensions",
-        "_pytest",
-    }
-)
 FINGERPRINT_PREFIX = "# seqgen-fingerprint: "
-
-
-@dataclass(frozen=True)
-class Options:
-    """Where files go, how the test imports the model, and which templates render them."""
-
-    module_stem: str  # file stem of the model module, a valid Python module name
-    out_dir: str  # directory of the model module
-    tests_dir: str  # directory of the test file
-    layout: Layout  # what the headers record (paths relative to the project root)
-    package: tuple[str, ...]  # the package out_dir is (`mypkg.models`); () for loose files
-    test_stem: str  # file stem of the test module
-    templates_dir: str | None = None  # custom templates (`--templates DIR`)
-    input_override: str | None = None  # `--input`
-
-    @property
-    def model_import(self) -> str:
-        """The module the test imports: `mypkg.models.cnn`, or `cnn` for loose files."""
-        return ".".join((*self.package, self.module_stem))
 
 
 def default_templates_dir() -> Path:
@@ -103,19 +66,6 @@ def templates_fingerprint(templates_dir: str | Path | None = None) -> str:
     for path in sorted(root.glob("*.jinja")):
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
-
-
-def module_stem(spec_path: str) -> str:
-    """`variable-input.seq` -> `variable_input`: a file name Python can import."""
-    import keyword
-
-    stem = re.sub(r"\W", "_", Path(spec_path).stem, flags=re.ASCII) or "model"
-    if stem[0].isdigit():
-        stem = "model_" + stem
-    # `from os import Os` would find the stdlib's os: avoid every module a test may have imported
-    if keyword.iskeyword(stem) or stem in sys.stdlib_module_names or stem in _TAKEN_MODULES:
-        stem += "_model"
-    return stem
 
 
 def comment_text(text: str) -> str:
