@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from seqgen import __version__
 from seqgen.errors import raise_all
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.lang.parser import parse_partial, read_spec
+from seqgen.project.header import is_current, spec_key, templates_fingerprint
 from seqgen.project.options import Options, options_for, output_paths, recorded_options
-from seqgen.project.write import body_of, recorded_fingerprint
-from seqgen.render.context import fingerprint, templates_fingerprint
+from seqgen.render.context import templates_root
 
 __all__ = [
     "Generated",
@@ -26,7 +25,6 @@ __all__ = [
     "options_for",
     "output_paths",
     "recorded_options",
-    "spec_key",
     "trace_spec",
     "traced_spec",
 ]
@@ -38,13 +36,6 @@ class Generated:
 
     traced: TracedModel
     files: tuple[GeneratedFile, ...]
-
-
-def spec_key(spec_text: str, options: Options) -> str:
-    """What the outputs depend on besides the templates: spec, version, layout and imports."""
-    return fingerprint(
-        "\0".join([__version__, spec_text, options.layout.record(), options.model_import])
-    )
 
 
 def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelSpec]:
@@ -117,17 +108,12 @@ def is_up_to_date(spec_path: str, options: Options) -> bool:
     except Exception:
         return False
     want_spec = spec_key(text, options)
-    want_templates = templates_fingerprint(options.templates_dir)
+    want_templates = templates_fingerprint(templates_root(options.templates_dir))
     for path in output_paths(options):
         try:
             current = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return False
-        recorded = recorded_fingerprint(current)
-        if (
-            recorded.get("spec") != want_spec
-            or recorded.get("templates") != want_templates
-            or recorded.get("body") != fingerprint(body_of(current))
-        ):
+        if not is_current(current, want_spec, want_templates):
             return False
     return True

@@ -11,7 +11,7 @@ from conftest import EXAMPLE_SPECS, EXAMPLES
 from golden_cases import cases, render_case
 
 from seqgen.api import generate, options_for
-from seqgen.project.write import body_of
+from seqgen.project.header import body_of
 from seqgen.render.context import format_source
 
 

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from seqgen.cli import main
+from seqgen.project import header
 from seqgen.project.layout import Layout, package_of, project_root
 
 CNN_A = "model CNN(num_classes=10)\ninput 3x16x16\nconv2d 8 3\nflatten\nlinear num_classes\n"
@@ -143,6 +144,30 @@ def test_header_records_the_layout_and_the_command(project: Path) -> None:
     layout = Layout.parse(lines[2].split(": ", 1)[1])
     assert layout == Layout("pkg_a/cnn.seq", "src/models", "tests", "cnn", "test_cnn", "3x20x20")
     assert str(project) not in text and str(project.parent) not in text
+
+
+def test_header_is_read_back_as_written(tmp_path: Path) -> None:
+    """The header contract in one module: what with_header writes, the readers get back."""
+    layout = Layout("m.seq", ".", ".", "m", "test_m")
+    body = '"""M."""\n\nimport torch\n'
+    text = header.with_header(body, layout, "a" * 16, "b" * 16)
+    assert text.startswith(header.GENERATED_PREFIX) and text.endswith(body)
+    assert header.body_of(text) == body and header.body_intact(text)
+    assert header.recorded_fingerprint(text) == {
+        "spec": "a" * 16,
+        "templates": "b" * 16,
+        "body": header.fingerprint(body),
+    }
+    assert header.is_current(text, "a" * 16, "b" * 16)
+    assert not header.is_current(text, "c" * 16, "b" * 16)
+    edited = text.replace("import torch", "import torch  # mine")
+    assert not header.body_intact(edited) and not header.is_current(edited, "a" * 16, "b" * 16)
+    (tmp_path / "m.py").write_text(text)
+    recorded = header.read_recorded(tmp_path / "m.py")
+    assert recorded is not None and recorded.layout == layout
+    (tmp_path / "other.py").write_text(body)
+    assert header.read_recorded(tmp_path / "other.py") is None
+    assert header.recorded_fingerprint(body) == {} and header.body_of(body) == body
 
 
 def test_new_without_options_reuses_the_recorded_layout(project: Path) -> None:

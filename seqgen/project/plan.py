@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqgen.errors import OutputConflict
-from seqgen.project.layout import Finder, Recorded, project_root, read_recorded
+from seqgen.project.finder import Finder
+from seqgen.project.header import read_recorded
+from seqgen.project.layout import Recorded, project_root
 from seqgen.project.options import (
     Options,
     module_stem,
