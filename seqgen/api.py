@@ -14,7 +14,8 @@ from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.lang.parser import parse_partial, read_spec
 from seqgen.project.header import is_current, spec_key, templates_fingerprint
 from seqgen.project.options import Options, options_for, output_paths, recorded_options
-from seqgen.render.context import templates_root
+from seqgen.render import render
+from seqgen.render.environment import templates_root
 
 __all__ = [
     "Generated",
@@ -90,8 +91,6 @@ def traced_spec(
 
 def generate(spec_path: str, options: Options, device: str | None = None) -> Generated:
     """Parse, trace and render one spec (writes nothing)."""
-    from seqgen.render.context import render
-
     text, traced = traced_spec(spec_path, options.input_override, device)
     source = str(Path(spec_path).resolve())  # which spec owns the files (never written)
     files = [replace(f, source=source) for f in render(traced, options, spec_key(text, options))]
