@@ -24,7 +24,7 @@ from seqgen.ir import (
 from seqgen.lang.values import expr_source
 from seqgen.project.header import comment_text
 from seqgen.project.options import Options
-from seqgen.render.budget import over_budget
+from seqgen.render.budget import SAMPLE_BATCH, over_budget
 from seqgen.render.helpers import helper_source, used_helpers, uses_math, walk_traced
 
 _BATCH = re.compile(r"\bN\b")
@@ -172,8 +172,8 @@ def _stack(nodes: tuple[TracedNode, ...]) -> dict[str, Any]:
 
 
 def _sample_batches(traced: TracedModel) -> list[int]:
-    """Batch 1 and 3, or 2 and 3 when a BatchNorm uses batch statistics in eval mode too
-    (track_running_stats=False needs more than one value per channel)."""
+    """Batch 1 and SAMPLE_BATCH (3), or 2 and 3 when a BatchNorm uses batch statistics in eval
+    mode too (track_running_stats=False needs more than one value per channel)."""
     return _batches([traced.layers, *(b.layers for b in traced.blocks)])
 
 
@@ -186,7 +186,7 @@ def _batches(stacks: list[tuple[TracedNode, ...]]) -> list[int]:
         )
 
     layers = [n for nodes in stacks for n in walk_traced(nodes)]
-    return [2, 3] if any(batch_stats(layer) for layer in layers) else [1, 3]
+    return [2 if any(batch_stats(layer) for layer in layers) else 1, SAMPLE_BATCH]
 
 
 def _snake(name: str) -> str:
