@@ -144,18 +144,17 @@ def _belongs(recorded: Recorded) -> bool:
 
 def _check_conflicts(jobs: list[Job]) -> None:
     """Two outputs of one run on the same path: refuse before anything is written."""
-    owners: dict[Path, tuple[Job, str]] = {}
+    owners: dict[Path, Job] = {}
     problems: list[str] = []
     for job in jobs:
         for path in output_paths(job.options):
             key = Path(path).resolve()
             if key in owners:
-                other, _other_path = owners[key]
                 problems.append(
-                    f"{path} would be written for both {other.spec_path} and {job.spec_path}"
+                    f"{path} would be written for both {owners[key].spec_path} and {job.spec_path}"
                 )
             else:
-                owners[key] = (job, path)
+                owners[key] = job
     if problems:
         raise OutputConflict(
             "; ".join(problems),
