@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from seqgen.errors import raise_all
+from seqgen.errors import SpecReadError, raise_all
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.lang.parser import parse_partial, read_spec
+from seqgen.project import cache
 from seqgen.project.header import is_current, spec_key, templates_fingerprint
 from seqgen.project.options import Options, options_for, output_paths, recorded_options
 from seqgen.render import render
@@ -76,8 +77,6 @@ def traced_spec(
 ) -> tuple[str, TracedModel]:
     """Read, parse and trace a spec file, reusing a cached trace when nothing it depends on
     changed (then torch is never imported). `device` always traces and runs for real."""
-    from seqgen.project import cache
-
     text, spec = load(spec_path, input_override)
     cache_key = cache.key(spec_path, text, input_override)
     if device is None:
@@ -104,7 +103,7 @@ def is_up_to_date(spec_path: str, options: Options) -> bool:
     """
     try:
         text = read_spec(spec_path)
-    except Exception:
+    except SpecReadError:  # not up to date: `generate` reports the error
         return False
     want_spec = spec_key(text, options)
     want_templates = templates_fingerprint(templates_root(options.templates_dir))
