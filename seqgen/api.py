@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from seqgen.errors import SpecReadError, raise_all
+from seqgen.errors import InternalError, SpecReadError, raise_all
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.lang.parser import parse_partial, read_spec
 from seqgen.project import cache
@@ -52,7 +52,8 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
         from seqgen.layers.preflight import layer_errors
 
         raise_all(errors + (layer_errors(spec.layers, spec.blocks) if spec is not None else []))
-    assert spec is not None
+    if spec is None:  # an assert would vanish under -O
+        raise InternalError(f"internal error: parsing {spec_path} gave neither a spec nor an error")
     return text, spec
 
 

@@ -149,6 +149,16 @@ def test_a_seqgen_bug_asks_for_a_report_and_exits_3(
     assert (tmp_path / "good.py").is_file() and not (tmp_path / "bug.py").exists()
 
 
+def test_a_failed_invariant_in_load_is_a_bug(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(api, "parse_partial", lambda *args, **kwargs: (None, []))
+    (tmp_path / "m.seq").write_text("input 4\nlinear 2\n")
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "m.seq")])
+    assert result.exit_code == Exit.INTERNAL, result.output
+    assert "gave neither a spec nor an error" in result.output and BUG_REPORT in result.output
+
+
 def test_a_problem_in_a_spec_is_not_called_a_bug(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(tmp_path / "missing.seq")])
     assert result.exit_code == Exit.SPEC_ERROR == 1
