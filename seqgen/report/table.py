@@ -8,10 +8,10 @@ from seqgen.ir import TracedModel
 from seqgen.report.rows import rows, shape_text
 
 
-def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
+def table(cells: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
     """Align columns; `right` holds the indexes of right-aligned (numeric) columns."""
     right = right or set()
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:
         cells = [
@@ -20,7 +20,7 @@ def table(rows: list[list[str]], header: list[str], right: set[int] | None = Non
         return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt(header), rule, *(fmt(r) for r in rows)])
+    return "\n".join([fmt(header), rule, *(fmt(r) for r in cells)])
 
 
 def shape_table(traced: TracedModel) -> str:
