@@ -6,24 +6,57 @@ Keep imports here light: `seqgen --help` must not import torch (the pipeline imp
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import click
 
 from seqgen import __version__
-from seqgen.errors import Exit, SeqgenError
-from seqgen.torch_version import TorchVersionError
-
-if TYPE_CHECKING:  # pragma: no cover - render imports jinja2; keep --help light
-    from seqgen.project.plan import Stray
-    from seqgen.render.context import Options
+from seqgen.errors import Exit, InternalError, OutputConflict, SeqgenError, TorchVersionError
+from seqgen.project.options import Options
+from seqgen.project.plan import Stray, plan
 
 DEVICES = click.Choice(["meta", "cpu", "cuda"])
+BUG_REPORT = (
+    "seqgen bug: this is a bug in seqgen, not a problem in your spec; please report it with "
+    "the spec and the output of `seqgen --version`"
+)
+T = TypeVar("T")
 
 
 def _err(message: str) -> None:
     click.echo(message, err=True)
+
+
+def _report(e: SeqgenError) -> Exit:
+    """Print an error as the CLI shows it; return the exit code it calls for."""
+    _err(e.render())
+    if isinstance(e, InternalError):
+        _err(BUG_REPORT)
+        return Exit.INTERNAL
+    return Exit.SPEC_ERROR
+
+
+def _each(
+    items: Sequence[T], spec_of: Callable[[T], str], work: Callable[[T], int]
+) -> tuple[int, Exit]:
+    """Run `work` on every item, with progress; report each SeqgenError and go on.
+
+    Return the sum of what `work` returned and the exit code the errors call for (the worst).
+    A torch outside the verified range ends the run at once: it is the same for every spec.
+    """
+    total, code = 0, Exit.OK
+    for i, item in enumerate(items, start=1):
+        if len(items) > 3:
+            _err(f"[{i}/{len(items)}] {spec_of(item)}")
+        try:
+            total += work(item)
+        except SeqgenError as e:
+            code = max(code, _report(e))
+            if isinstance(e, TorchVersionError):
+                sys.exit(code)  # say it once
+    return total, code
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,7 +66,7 @@ def main() -> None:
 
     \b
     Exit codes: 0 success; 1 a problem in a spec (or, with --check, stale output);
-    2 bad command-line usage.
+    2 bad command-line usage; 3 a bug in seqgen (please report it).
     """
 
 
@@ -46,11 +79,6 @@ def _expand(specs: tuple[str, ...]) -> list[str]:
         matches = sorted(glob.glob(s, recursive=True)) if any(c in s for c in "*?[") else []
         out.extend(matches or [s])
     return out
-
-
-def _progress(i: int, n: int, spec: str) -> None:
-    if n > 3:
-        click.echo(f"[{i}/{n}] {spec}", err=True)
 
 
 @main.command()
@@ -113,9 +141,6 @@ def new(
     generated files' headers say they went (next to the spec the first time). A generated
     .py file as SPEC stands for its spec; other .py files are skipped.
     """
-    from seqgen.errors import OutputConflict
-    from seqgen.project.plan import plan
-
     if check_only and diff:
         raise click.UsageError(
             "--check and --diff both write nothing; give one (--diff also lists what would change)"
@@ -132,28 +157,25 @@ def new(
     except OutputConflict as e:
         raise click.UsageError(e.diagnostic.message + f" ({e.diagnostic.hint})") from None
     dry = check_only or diff
-    failed = stale = 0
-    for i, job in enumerate(run.jobs, start=1):
-        _progress(i, len(run.jobs), job.spec_path)
-        try:
-            stale += _new_one(job.spec_path, job.options, device, dry, diff, force, quiet)
-        except SeqgenError as e:
-            _err(e.render())
-            if isinstance(e, TorchVersionError):
-                sys.exit(Exit.SPEC_ERROR)  # the same for every spec: say it once
-            failed += 1
+    stale, code = _each(
+        run.jobs,
+        lambda job: job.spec_path,
+        lambda job: _new_one(job.spec_path, job.options, device, dry, diff, force, quiet),
+    )
     stale += len(run.strays)
-    failed += _strays(run.strays, prune and not dry, force)
-    if failed or (dry and stale):
-        sys.exit(Exit.SPEC_ERROR)
+    code = max(code, _strays(run.strays, prune and not dry, force))
+    if code == Exit.OK and dry and stale:
+        code = Exit.SPEC_ERROR
+    if code != Exit.OK:
+        sys.exit(code)
 
 
-def _strays(strays: tuple[Stray, ...], remove: bool, force: bool) -> int:
+def _strays(strays: tuple[Stray, ...], remove: bool, force: bool) -> Exit:
     """Report (or, with --prune, remove) generated files no spec of the run will rewrite;
-    return how many could not be removed."""
+    return the exit code a file that could not be removed calls for."""
     from seqgen.project.write import remove_generated
 
-    failed = 0
+    code = Exit.OK
     for stray in strays:
         shown = _shown(stray.recorded.path)
         if not remove:
@@ -163,9 +185,8 @@ def _strays(strays: tuple[Stray, ...], remove: bool, force: bool) -> int:
             remove_generated(stray.recorded.path, force=force)
             click.echo(f"removed {shown}: {stray.reason}")
         except SeqgenError as e:
-            _err(e.render())
-            failed += 1
-    return failed
+            code = max(code, _report(e))
+    return code
 
 
 def _shown(path: Path) -> str:
@@ -186,10 +207,8 @@ def _new_one(
     quiet: bool,
 ) -> int:
     """Generate one spec; return how many outputs changed (or would change, when dry)."""
-    import difflib
-
     from seqgen.api import generate, is_up_to_date, output_paths
-    from seqgen.project.write import check_overwrite, write_files
+    from seqgen.project.write import pending, write_files
     from seqgen.report.lint import lint
     from seqgen.report.table import device_report, shape_table
 
@@ -204,31 +223,12 @@ def _new_one(
     if device is not None:  # what the user asked for: said even with -q (which hides the table)
         click.echo(device_report(result.traced, device))
     if dry:
-        statuses = check_overwrite(list(result.files), force=True)
-        changed = [s for s in statuses if s.state != "unchanged"]
-        for f, s in zip(result.files, statuses):
-            if s.state == "unchanged":
-                continue
-            note = {
-                "edited": " (edited by hand)",
-                "foreign": " (not generated by seqgen)",
-                "other": f" (generated from {s.detail})",
-            }.get(s.state, "")
-            click.echo(f"would {'create' if s.state == 'new' else 'change'} {s.path}{note}")
+        changes = pending(list(result.files), with_diff=diff)
+        for change in changes:
+            click.echo(change.describe())
             if diff:
-                old = Path(f.path).read_text(encoding="utf-8") if s.state != "new" else ""
-                click.echo(
-                    "".join(
-                        difflib.unified_diff(
-                            old.splitlines(keepends=True),
-                            f.text.splitlines(keepends=True),
-                            f"a/{f.path}",
-                            f"b/{f.path}",
-                        )
-                    ),
-                    nl=False,
-                )
-        return len(changed)
+                click.echo(change.diff, nl=False)
+        return len(changes)
     statuses = write_files(list(result.files), force=force)
     if not quiet:
         click.echo(f"{spec_path}: {result.traced.spec.class_name}")
@@ -253,29 +253,23 @@ def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: 
     from seqgen.report.lint import lint
     from seqgen.report.table import shape_table
 
-    paths = _expand(specs)
-    errors = warnings = 0
-    for i, spec_path in enumerate(paths, start=1):
-        _progress(i, len(paths), spec_path)
-        try:
-            _, traced = traced_spec(spec_path, input_shape)
-        except SeqgenError as e:
-            _err(e.render())
-            if isinstance(e, TorchVersionError):
-                sys.exit(Exit.SPEC_ERROR)  # the same for every spec: say it once
-            errors += 1
-            continue
+    def check_one(spec_path: str) -> int:
+        _, traced = traced_spec(spec_path, input_shape)
         if not quiet:
             click.echo(f"{spec_path}: {traced.spec.class_name}")
             click.echo(shape_table(traced))
         found = lint(traced)
         for w in found:
             _err(w.render())
-        warnings += len(found)
         if not found and not quiet:
             click.echo("no problems found")
-    if errors or (strict and warnings):
-        sys.exit(Exit.SPEC_ERROR)
+        return len(found)
+
+    warnings, code = _each(_expand(specs), str, check_one)
+    if code == Exit.OK and strict and warnings:
+        code = Exit.SPEC_ERROR
+    if code != Exit.OK:
+        sys.exit(code)
 
 
 @main.command()
@@ -303,8 +297,7 @@ def summary(spec: str, input_shape: str | None, fmt: str, batch: int) -> None:
     try:
         _, traced = traced_spec(spec, input_shape)
     except SeqgenError as e:
-        _err(e.render())
-        sys.exit(Exit.SPEC_ERROR)
+        sys.exit(_report(e))
     click.echo(render_summary(traced, fmt, batch))
 
 
@@ -327,8 +320,7 @@ def init(name: str, kind: str) -> None:
 
         write_atomic(path, text)
     except SeqgenError as e:
-        _err(e.render())
-        sys.exit(Exit.SPEC_ERROR)
+        sys.exit(_report(e))
     click.echo(f"wrote {path}; next: seqgen new {path}")
 
 

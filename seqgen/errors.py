@@ -12,6 +12,7 @@ class Exit(enum.IntEnum):
     OK = 0
     SPEC_ERROR = 1  # a problem in a spec, a stale output (--check), or a refused overwrite
     USAGE = 2  # bad command-line usage (click's own code for usage errors)
+    INTERNAL = 3  # a bug in seqgen itself (an InternalError), whatever the spec
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,10 @@ class SpecSyntaxError(SeqgenError):
     """The spec text does not follow the spec language."""
 
 
+class TorchVersionError(SeqgenError):
+    """The installed torch is missing or outside the verified range."""
+
+
 class TraceError(SeqgenError):
     """The layers do not fit together, or torch rejects a layer's arguments."""
 
@@ -125,3 +130,8 @@ class WriteError(SeqgenError):
 
 class OutputConflict(SeqgenError):
     """Two outputs of one run would land on the same path (a usage error: exit 2)."""
+
+
+class InternalError(SeqgenError):
+    """A bug in seqgen, not a problem in the spec: one of seqgen's invariants failed, or its
+    own size arithmetic disagrees with torch. The CLI asks for a bug report (exit 3)."""

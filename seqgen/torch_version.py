@@ -11,15 +11,11 @@ import os
 import re
 from importlib import metadata
 
-from seqgen.errors import SeqgenError
+from seqgen.errors import TorchVersionError
 
 MIN_TORCH = (2, 8)
 MAX_TORCH = (2, 15)  # the newest minor verified; pyproject.toml pins torch below the next one
 ALLOW_NEWER = "SEQGEN_ALLOW_NEWER_TORCH"
-
-
-class TorchVersionError(SeqgenError):
-    """The installed torch is missing or outside the verified range."""
 
 
 def _installed_torch() -> str | None:

@@ -3,6 +3,7 @@ written out of PyTorch habit, implausibly large layers, and generated tests that
 
 from __future__ import annotations
 
+import re
 import resource
 import subprocess
 import sys
@@ -357,3 +358,15 @@ def test_the_budget_counts_activations_at_the_largest_named_dim_size() -> None:
     t = traced("input (1, L=80000000)\nrelu")
     assert generated_tests_bytes(t) > BUDGET_BYTES
     assert generated_tests_bytes(traced("input (1, 80000000)\nrelu")) < BUDGET_BYTES
+
+
+def test_the_budget_counts_the_batches_the_template_runs() -> None:
+    """budget.py sizes the generated tests at the batches test_model.py.jinja writes."""
+    from seqgen.render.budget import DIM_BATCH, SAMPLE_BATCH
+    from seqgen.render.environment import default_templates_dir
+
+    template = (default_templates_dir() / "test_model.py.jinja").read_text()
+    assert f"input_shape({SAMPLE_BATCH})" in template
+    assert f"input_shape({DIM_BATCH}, {{{{ dim.name }}}}={{{{ dim.name }}}})" in template
+    batches = {int(n) for n in re.findall(r"input_shape\((\d+)", template)}
+    assert batches == {SAMPLE_BATCH, DIM_BATCH}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLE_SPECS
 
+from seqgen import errors, ir
 from seqgen.api import load, trace_spec, traced_spec
 from seqgen.project import cache
 
@@ -29,6 +32,45 @@ def test_cached_trace_round_trips(
     key = cache.key(str(spec_path), spec_path.read_text(), None)
     cache.store(key, fresh)
     assert cache.load(key) == fresh
+
+
+def _dataclasses_of(module: object) -> list[type]:
+    return [v for v in vars(module).values() if isinstance(v, type) and dataclasses.is_dataclass(v)]
+
+
+def test_every_ir_dataclass_is_registered_once() -> None:
+    """The cache decodes by class name: every IR dataclass is known, and no two share a name."""
+    found = _dataclasses_of(ir) + _dataclasses_of(errors)
+    assert {"TracedModel", "ModelSpec", "Diagnostic"} <= {cls.__name__ for cls in found}
+    for cls in found:
+        assert cache._TYPES[cls.__name__] is cls
+    assert len({cls.__name__ for cls in found}) == len(set(found))
+
+
+@pytest.mark.parametrize("cls", _dataclasses_of(ir), ids=lambda cls: cls.__name__)
+def test_every_ir_dataclass_round_trips(cls: type) -> None:
+    """Each field is encoded and given back to the constructor (no field hides from __init__)."""
+    value = cls(**{f.name: f"{cls.__name__}.{f.name}" for f in dataclasses.fields(cls)})
+    nested = (value, (value,))  # IR holds tuples of nodes, and tuples of those
+    assert cache._decode(json.loads(json.dumps(cache._encode(nested)))) == nested
+
+
+def test_a_parsed_spec_round_trips() -> None:
+    _, spec = load(str(EXAMPLE_SPECS[0]))
+    assert cache._decode(json.loads(json.dumps(cache._encode(spec)))) == spec
+
+
+def test_an_unwritable_cache_is_skipped_with_a_debug_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("SEQGEN_CACHE_DIR", str(blocker / "cache"))  # under a file: unwritable
+    traced = ir.TracedModel.__new__(ir.TracedModel)  # never looked at: _encode is stubbed
+    monkeypatch.setattr(cache, "_encode", lambda value: {})
+    with caplog.at_level("DEBUG", logger="seqgen.project.cache"):
+        cache.store("k", traced)
+    assert "trace not cached: cannot write" in caplog.text
 
 
 @pytest.mark.parametrize("command", [["check", "--strict"], ["summary", "--format", "json"]])

@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import EXAMPLES
 
-from seqgen import __version__
-from seqgen.cli import main
+from seqgen import __version__, api
+from seqgen.cli import BUG_REPORT, main
+from seqgen.errors import Exit, InternalError
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -117,6 +118,53 @@ def test_one_bad_spec_does_not_stop_the_others(tmp_path: Path) -> None:
     assert (tmp_path / "good.py").is_file() and not (tmp_path / "bad.py").exists()
 
 
+def test_a_seqgen_bug_asks_for_a_report_and_exits_3(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An InternalError is told apart from a problem in the spec: its own exit code, and how
+    to report it; the other specs of the run are still done."""
+    monkeypatch.setenv("SEQGEN_CACHE_DIR", str(tmp_path / "cache"))
+    bug = InternalError("internal error: seqgen computes (N, 2) but torch gives (N, 3)")
+    traced_spec = api.traced_spec
+
+    def traced_spec_with_a_bug(spec_path: str, *args: object, **kwargs: object) -> object:
+        if Path(spec_path).name == "bug.seq":
+            raise bug
+        return traced_spec(spec_path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api, "traced_spec", traced_spec_with_a_bug)
+    monkeypatch.chdir(tmp_path)
+    for name in ("bug", "good"):
+        (tmp_path / f"{name}.seq").write_text("input 4\nlinear 2\n")
+    for command in (
+        ["new", "bug.seq", "good.seq"],
+        ["check", "bug.seq", "good.seq"],
+        ["summary", "bug.seq"],
+    ):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == Exit.INTERNAL == 3, result.output
+        assert "error: internal error: seqgen computes (N, 2)" in result.output
+        assert result.output.count(BUG_REPORT) == 1, result.output
+        assert "seqgen --version" in BUG_REPORT and "Traceback" not in result.output
+    assert (tmp_path / "good.py").is_file() and not (tmp_path / "bug.py").exists()
+
+
+def test_a_failed_invariant_in_load_is_a_bug(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(api, "parse_partial", lambda *args, **kwargs: (None, []))
+    (tmp_path / "m.seq").write_text("input 4\nlinear 2\n")
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "m.seq")])
+    assert result.exit_code == Exit.INTERNAL, result.output
+    assert "gave neither a spec nor an error" in result.output and BUG_REPORT in result.output
+
+
+def test_a_problem_in_a_spec_is_not_called_a_bug(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "missing.seq")])
+    assert result.exit_code == Exit.SPEC_ERROR == 1
+    assert BUG_REPORT not in result.output
+
+
 def test_hand_edited_output_is_not_clobbered(tmp_path: Path) -> None:
     spec = tmp_path / "m.seq"
     spec.write_text("input 4\nlinear 2\n")
@@ -179,7 +227,7 @@ def test_init_writes_starters_that_generate(tmp_path: Path) -> None:
 
 
 def test_custom_templates(tmp_path: Path) -> None:
-    from seqgen.render.context import default_templates_dir
+    from seqgen.render.environment import default_templates_dir
 
     custom = tmp_path / "tpl"
     custom.mkdir()

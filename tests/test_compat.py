@@ -8,7 +8,8 @@ from conftest import EXAMPLES
 
 from seqgen import torch_version as compat
 from seqgen.cli import main
-from seqgen.torch_version import TorchVersionError, check_torch
+from seqgen.errors import TorchVersionError
+from seqgen.torch_version import check_torch
 
 
 @pytest.fixture

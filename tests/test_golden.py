@@ -11,8 +11,8 @@ from conftest import EXAMPLE_SPECS, EXAMPLES
 from golden_cases import cases, render_case
 
 from seqgen.api import generate, options_for
-from seqgen.project.write import body_of
-from seqgen.render.context import format_source
+from seqgen.project.header import body_of
+from seqgen.render import format_source
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda p: p.name)

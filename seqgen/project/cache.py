@@ -12,47 +12,34 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from seqgen import errors
-from seqgen import ir as spec
+from seqgen import errors, ir
 from seqgen.project.write import write_atomic
 
-_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        errors.Location,
-        errors.Diagnostic,
-        spec.Num,
-        spec.Str,
-        spec.Const,
-        spec.Name,
-        spec.Neg,
-        spec.BinOp,
-        spec.TupleExpr,
-        spec.Param,
-        spec.Keyword,
-        spec.LayerSpec,
-        spec.RepeatSpec,
-        spec.MergeSpec,
-        spec.BlockUse,
-        spec.BlockDef,
-        spec.TracedMerge,
-        spec.TracedBlockUse,
-        spec.TracedBlock,
-        spec.BlockArg,
-        spec.ModelSpec,
-        spec.Dim,
-        spec.TracedLayer,
-        spec.Constraint,
-        spec.TracedModel,
-    )
-}
 FORMAT = "2"
+_log = logging.getLogger(__name__)
+
+
+def _dataclasses(*modules: ModuleType) -> dict[str, type]:
+    """Every dataclass these modules define or re-export, by class name (what _encode writes;
+    tests/test_cache.py checks that no two share a name)."""
+    return {
+        value.__name__: value
+        for module in modules
+        for value in vars(module).values()
+        if isinstance(value, type) and dataclasses.is_dataclass(value)
+    }
+
+
+# The classes a cached trace may hold: the IR, and the diagnostics inside it
+_TYPES = _dataclasses(ir, errors)
 
 
 def cache_dir() -> Path | None:
@@ -84,7 +71,7 @@ def key(spec_path: str, spec_text: str, input_override: str | None) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def load(cache_key: str) -> spec.TracedModel | None:
+def load(cache_key: str) -> ir.TracedModel | None:
     """The cached trace, or None (missing, unreadable, or from another format)."""
     root = cache_dir()
     if root is None:
@@ -94,16 +81,19 @@ def load(cache_key: str) -> spec.TracedModel | None:
         traced = _decode(data)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return traced if isinstance(traced, spec.TracedModel) else None
+    return traced if isinstance(traced, ir.TracedModel) else None
 
 
-def store(cache_key: str, traced: spec.TracedModel) -> None:
-    """Keep a trace; a cache that cannot be written is skipped silently (it is only a cache)."""
+def store(cache_key: str, traced: ir.TracedModel) -> None:
+    """Keep a trace; a cache that cannot be written is skipped (it is only a cache), with a
+    debug-level log message saying why."""
     root = cache_dir()
     if root is None:
         return
-    with contextlib.suppress(errors.SeqgenError):
+    try:
         write_atomic(root / f"{cache_key}.json", json.dumps(_encode(traced), separators=(",", ":")))
+    except errors.SeqgenError as e:
+        _log.debug("trace not cached: %s", e)
 
 
 def _encode(value: Any) -> Any:

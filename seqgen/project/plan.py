@@ -10,10 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqgen.api import options_for, output_paths, recorded_options
 from seqgen.errors import OutputConflict
-from seqgen.project.layout import Finder, Recorded, project_root, read_recorded
-from seqgen.render.context import Options, module_stem
+from seqgen.project.finder import Finder
+from seqgen.project.header import read_recorded
+from seqgen.project.layout import Recorded, project_root
+from seqgen.project.options import (
+    Options,
+    module_stem,
+    options_for,
+    output_paths,
+    recorded_options,
+)
 
 
 @dataclass(frozen=True)
@@ -137,18 +144,17 @@ def _belongs(recorded: Recorded) -> bool:
 
 def _check_conflicts(jobs: list[Job]) -> None:
     """Two outputs of one run on the same path: refuse before anything is written."""
-    owners: dict[Path, tuple[Job, str]] = {}
+    owners: dict[Path, Job] = {}
     problems: list[str] = []
     for job in jobs:
         for path in output_paths(job.options):
             key = Path(path).resolve()
             if key in owners:
-                other, _other_path = owners[key]
                 problems.append(
-                    f"{path} would be written for both {other.spec_path} and {job.spec_path}"
+                    f"{path} would be written for both {owners[key].spec_path} and {job.spec_path}"
                 )
             else:
-                owners[key] = (job, path)
+                owners[key] = job
     if problems:
         raise OutputConflict(
             "; ".join(problems),

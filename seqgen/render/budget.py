@@ -11,15 +11,16 @@ from seqgen.safe_eval import evaluate_source
 
 BUDGET_BYTES = 2 * 10**9  # weights plus activations, fp32, at the largest test batch
 BYTES_PER_VALUE = 4  # fp32
-SAMPLE_BATCH = 3  # the largest batch the generated tests run at the default sizes
-DIM_BATCH = 2  # the batch of the tests that vary a named input dim
+# The batches test_model.py.jinja runs at (its `input_shape(3)` and `input_shape(2, dim=...)`;
+# tests/test_arguments.py checks that they agree): the largest at the default sizes, and the
+# one of the tests that vary a named input dim
+SAMPLE_BATCH = 3
+DIM_BATCH = 2
 
 
 def _numel(shape: Sequence[Dim], values: Mapping[str, int]) -> int:
-    n = 1
-    for d in shape:
-        n *= max(0, evaluate_source(d.code, values))
-    return n
+    """Elements of a traced shape at these values (a size that evaluates below 0 counts 0)."""
+    return math.prod(max(0, evaluate_source(d.code, values)) for d in shape)
 
 
 def generated_tests_bytes(traced: TracedModel) -> int:

@@ -1,4 +1,4 @@
-"""Stage 3: TracedModel -> formatted Python source (model module and its pytest file).
+"""The values the templates place: one context for the model module, one for its test file.
 
 Templates only loop and place: every name, expression and comment is computed here, and values
 reach code through repr(), a checked identifier, or an expression rebuilt from parsed nodes.
@@ -6,24 +6,15 @@ reach code through repr(), a checked identifier, or an expression rebuilt from p
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import sys
 import textwrap
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import jinja2
-
-from seqgen import __version__
-from seqgen.errors import RenderError
 from seqgen.ir import (
     Constraint,
     Dim,
-    GeneratedFile,
     TracedBlock,
     TracedLayer,
     TracedMerge,
@@ -31,96 +22,12 @@ from seqgen.ir import (
     TracedNode,
 )
 from seqgen.lang.values import expr_source
-from seqgen.project.layout import LAYOUT_PREFIX, Layout
-from seqgen.render.budget import over_budget
-from seqgen.runtime import helper_classes
+from seqgen.project.header import comment_text
+from seqgen.project.options import Options
+from seqgen.render.budget import SAMPLE_BATCH, over_budget
+from seqgen.render.helpers import helper_source, used_helpers, uses_math, walk_traced
 
 _BATCH = re.compile(r"\bN\b")
-_TAKEN_MODULES = frozenset(
-    {
-        "torch",
-        "nn",
-        "pytest",
-        "test",
-        "conftest",
-        "seqgen",
-        "jinja2",
-        "black",
-        "click",
-        "numpy",
-        "sympy",
-        "typing_extensions",
-        "_pytest",
-    }
-)
-FINGERPRINT_PREFIX = "# seqgen-fingerprint: "
-
-
-@dataclass(frozen=True)
-class Options:
-    """Where files go, how the test imports the model, and which templates render them."""
-
-    module_stem: str  # file stem of the model module, a valid Python module name
-    out_dir: str  # directory of the model module
-    tests_dir: str  # directory of the test file
-    layout: Layout  # what the headers record (paths relative to the project root)
-    package: tuple[str, ...]  # the package out_dir is (`mypkg.models`); () for loose files
-    test_stem: str  # file stem of the test module
-    templates_dir: str | None = None  # custom templates (`--templates DIR`)
-    input_override: str | None = None  # `--input`
-
-    @property
-    def model_import(self) -> str:
-        """The module the test imports: `mypkg.models.cnn`, or `cnn` for loose files."""
-        return ".".join((*self.package, self.module_stem))
-
-
-def default_templates_dir() -> Path:
-    """Templates ship in the wheel as seqgen/templates; a source checkout has them at the top."""
-    here = Path(__file__).resolve().parent.parent  # the seqgen package
-    for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / "model.py.jinja").is_file():
-            return candidate
-    raise RenderError(f"seqgen's templates are missing (looked in {here / 'templates'})")
-
-
-def environment(templates_dir: str | Path | None = None) -> jinja2.Environment:
-    """The one Jinja environment: strict about undefined names, whitespace-stable."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir or default_templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
-def templates_fingerprint(templates_dir: str | Path | None = None) -> str:
-    """A hash of the templates' bytes, so a template change marks outputs stale."""
-    root = Path(templates_dir or default_templates_dir())
-    h = hashlib.sha256()
-    for path in sorted(root.glob("*.jinja")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def module_stem(spec_path: str) -> str:
-    """`variable-input.seq` -> `variable_input`: a file name Python can import."""
-    import keyword
-
-    stem = re.sub(r"\W", "_", Path(spec_path).stem, flags=re.ASCII) or "model"
-    if stem[0].isdigit():
-        stem = "model_" + stem
-    # `from os import Os` would find the stdlib's os: avoid every module a test may have imported
-    if keyword.iskeyword(stem) or stem in sys.stdlib_module_names or stem in _TAKEN_MODULES:
-        stem += "_model"
-    return stem
-
-
-def comment_text(text: str) -> str:
-    """Text safe inside a `#` comment or a docstring: no line breaks, no quotes to close."""
-    return repr(text)[1:-1].replace('"""', '\\"\\"\\"')
 
 
 def _batch(code: str, name: str) -> str:
@@ -133,22 +40,6 @@ def _shape(dims: tuple[Dim, ...]) -> str:
 
 def _tuple_source(codes: list[str]) -> str:
     return f"({codes[0]},)" if len(codes) == 1 else f"({', '.join(codes)})"
-
-
-def header(layout: Layout, spec_hash: str, templates_hash: str) -> list[str]:
-    """Comment lines at the top of every generated file (the fingerprint line comes last)."""
-    return [
-        f"# Generated by seqgen {__version__} from {comment_text(layout.spec)}. Do not edit by "
-        "hand:",
-        f"# change the spec and run `{comment_text(layout.command())}` in the project root.",
-        f"{LAYOUT_PREFIX}{layout.record()}",
-        f"{FINGERPRINT_PREFIX}spec={spec_hash} templates={templates_hash} body=",
-    ]
-
-
-def fingerprint(text: str) -> str:
-    """Short SHA-256 of some text."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def model_context(traced: TracedModel) -> dict[str, Any]:
@@ -185,6 +76,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
             "arguments, so only forward sees them; they must meet:",
         ]
         summary = "\n    ".join(lines + [f"- {comment_text(r)}" for r in input_rules] + [""])
+    helpers = used_helpers(traced)
     model = {
         "class_name": spec.class_name,
         "docstring": summary,
@@ -196,8 +88,8 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     return {
         "docstring": f"{spec.class_name}: a sequential model generated by seqgen.",
         "named": named,
-        "helpers": [helper_source(name) for name in used_helpers(traced)],
-        "imports_math": any(_uses_math(helper_source(h)) for h in used_helpers(traced)),
+        "helpers": [helper_source(name) for name in helpers],
+        "imports_math": any(uses_math(helper_source(name)) for name in helpers),
         "blocks": [_block_class(b) for b in traced.blocks],
         "model": model,
     }
@@ -279,46 +171,9 @@ def _stack(nodes: tuple[TracedNode, ...]) -> dict[str, Any]:
     return _holder("nn.Sequential(", [_item(n) for n in nodes], _shape(nodes[-1].out_shape))
 
 
-def walk_traced(nodes: tuple[TracedNode, ...]) -> Iterator[TracedNode]:
-    """Every traced node of a stack, depth first (not inside block classes)."""
-    for node in nodes:
-        yield node
-        if isinstance(node, TracedMerge):
-            for branch in node.branches:
-                yield from walk_traced(branch)
-        elif isinstance(node, TracedLayer) and node.body:
-            yield from walk_traced(node.body)
-
-
-def used_helpers(traced: TracedModel) -> list[str]:
-    """The helper modules the generated file defines: those its merges use, in a fixed order."""
-    stacks = [traced.layers, *(b.layers for b in traced.blocks)]
-    used = {
-        n.class_name for nodes in stacks for n in walk_traced(nodes) if isinstance(n, TracedMerge)
-    }
-    used |= {
-        h
-        for nodes in stacks
-        for n in walk_traced(nodes)
-        if isinstance(n, TracedLayer)
-        for h in n.helpers
-    }
-    return [name for name in helper_classes() if name in used]
-
-
-def helper_source(name: str) -> str:
-    """The source of one helper class from seqgen/runtime, read without importing it."""
-    return helper_classes()[name]
-
-
-def _uses_math(source: str) -> bool:
-    """Whether a helper class calls the `math` module (the generated file must import it)."""
-    return re.search(r"\bmath\.", source) is not None
-
-
 def _sample_batches(traced: TracedModel) -> list[int]:
-    """Batch 1 and 3, or 2 and 3 when a BatchNorm uses batch statistics in eval mode too
-    (track_running_stats=False needs more than one value per channel)."""
+    """Batch 1 and SAMPLE_BATCH (3), or 2 and 3 when a BatchNorm uses batch statistics in eval
+    mode too (track_running_stats=False needs more than one value per channel)."""
     return _batches([traced.layers, *(b.layers for b in traced.blocks)])
 
 
@@ -331,7 +186,7 @@ def _batches(stacks: list[tuple[TracedNode, ...]]) -> list[int]:
         )
 
     layers = [n for nodes in stacks for n in walk_traced(nodes)]
-    return [2, 3] if any(batch_stats(layer) for layer in layers) else [1, 3]
+    return [2 if any(batch_stats(layer) for layer in layers) else 1, SAMPLE_BATCH]
 
 
 def _snake(name: str) -> str:
@@ -448,39 +303,3 @@ def _token_high(traced: TracedModel) -> str | None:
                 else {kw.name: expr_source(kw.value) for kw in node.spec.kwargs}["num_embeddings"]
             )
     return "2"
-
-
-def format_source(source: str) -> str:
-    """black with a fixed Mode, so output never depends on a user's configuration."""
-    import black
-    from black.mode import TargetVersion
-
-    mode = black.Mode(target_versions={TargetVersion.PY311}, line_length=88)
-    try:
-        return black.format_str(source, mode=mode)
-    except Exception as e:  # a template bug, never a user error
-        raise RenderError(f"generated code does not parse: {e}") from e
-
-
-def render(traced: TracedModel, options: Options, spec_hash: str) -> list[GeneratedFile]:
-    """Render and format the model module and its test file; `spec_hash` goes in the header."""
-    env = environment(options.templates_dir)
-    hdr = header(options.layout, spec_hash, templates_fingerprint(options.templates_dir))
-    files = []
-    for template, directory, name, context in (
-        ("model.py.jinja", options.out_dir, f"{options.module_stem}.py", model_context(traced)),
-        (
-            "test_model.py.jinja",
-            options.tests_dir,
-            f"{options.test_stem}.py",
-            test_context(traced, options),
-        ),
-    ):
-        try:
-            source = env.get_template(template).render(header=[], **context)
-        except jinja2.TemplateError as e:
-            raise RenderError(f"template {template} failed: {e}") from e
-        body = format_source(source)
-        text = "\n".join(hdr[:-1] + [hdr[-1] + fingerprint(body)]) + "\n" + body
-        files.append(GeneratedFile(str(Path(directory) / name), text))
-    return files

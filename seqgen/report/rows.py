@@ -7,10 +7,12 @@ shows its own numbers; everything else shows the traced shapes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from seqgen.ir import (
+    Dim,
     TracedBlock,
     TracedBlockUse,
     TracedLayer,
@@ -18,7 +20,6 @@ from seqgen.ir import (
     TracedModel,
     TracedNode,
 )
-from seqgen.report.table import shape_text
 from seqgen.safe_eval import evaluate_source
 
 
@@ -38,6 +39,18 @@ class Row:
     # output elements torchinfo keeps for the backward pass (leaves with parameters), per sample
     activations: int = 0
     hidden_params: int = 0  # of these parameters, those torchinfo's "params size" leaves out
+
+
+def shape_text(dims: tuple[Dim, ...], sizes: bool = False) -> str:
+    """`(N, 16, 32, 32)`: symbolic dims by name, the rest as numbers; with `sizes`, a symbolic
+    dim also shows its size at the sample input and defaults: `(N, 16, seq_len - 2 [26])`."""
+
+    def one(d: Dim) -> str:
+        if sizes and d.symbolic and d.code != "N":  # the batch is whatever --batch says
+            return f"{d.code} [{d.value}]"
+        return d.shown
+
+    return "(" + ", ".join(one(d) for d in dims) + ")"
 
 
 def rows(traced: TracedModel) -> list[Row]:
@@ -67,7 +80,7 @@ def _walk(
         if isinstance(node, TracedLayer) and node.activations is not None:
             kept = evaluate_source(node.activations.code, at)  # its leaves' outputs
         else:
-            kept = _prod(sizes) if leaf and params else 0
+            kept = math.prod(sizes) if leaf and params else 0
         hidden = node.hidden_params if isinstance(node, TracedLayer) else None
         yield Row(
             depth,
@@ -98,10 +111,3 @@ def _walk(
         elif isinstance(node, TracedLayer) and node.repeat is not None:
             for _ in range(env[node.repeat]):
                 yield from _walk(node.body, env, depth + 1, blocks, nested)
-
-
-def _prod(sizes: tuple[int, ...]) -> int:
-    n = 1
-    for s in sizes:
-        n *= s
-    return n

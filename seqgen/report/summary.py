@@ -4,11 +4,12 @@ counts them, computed from the symbolic trace (nothing is allocated). No torch h
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 from seqgen.ir import TracedModel
-from seqgen.report.rows import rows
-from seqgen.report.table import shape_text, table
+from seqgen.report.rows import rows, shape_text
+from seqgen.report.table import table
 
 BYTES_PER_ELEMENT = 4  # float32
 
@@ -26,13 +27,6 @@ class Totals:
     param_bytes: int
 
 
-def _numel(dims: tuple[int, ...], batch: int) -> int:
-    n = batch
-    for d in dims[1:]:
-        n *= d
-    return n
-
-
 def totals(traced: TracedModel, batch: int = 1) -> Totals:
     """Totals at `batch`; activation memory counts the outputs of leaf modules with parameters,
     x2, as torchinfo does."""
@@ -43,7 +37,7 @@ def totals(traced: TracedModel, batch: int = 1) -> Totals:
         params=traced.total_params.value,
         trainable=traced.trainable_params.value,
         macs=batch * sum(l.macs.value for l in traced.layers),
-        input_bytes=_numel(tuple(d.value for d in traced.input_shape), batch) * BYTES_PER_ELEMENT,
+        input_bytes=batch * math.prod(d.value for d in traced.input_shape[1:]) * BYTES_PER_ELEMENT,
         forward_backward_bytes=2 * out_elems * BYTES_PER_ELEMENT,
         # torchinfo sums the parameter bytes of leaf modules only
         param_bytes=(traced.total_params.value - sum(r.hidden_params for r in all_rows))

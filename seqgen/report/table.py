@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from seqgen.ir import Dim, TracedModel
+import re
+
+from seqgen.ir import TracedModel
+from seqgen.report.rows import rows, shape_text
 
 
-def shape_text(dims: tuple[Dim, ...], sizes: bool = False) -> str:
-    """`(N, 16, 32, 32)`: symbolic dims by name, the rest as numbers; with `sizes`, a symbolic
-    dim also shows its size at the sample input and defaults: `(N, 16, seq_len - 2 [26])`."""
-
-    def one(d: Dim) -> str:
-        if sizes and d.symbolic and d.code != "N":  # the batch is whatever --batch says
-            return f"{d.code} [{d.value}]"
-        return d.shown
-
-    return "(" + ", ".join(one(d) for d in dims) + ")"
-
-
-def table(rows: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
+def table(cells: list[list[str]], header: list[str], right: set[int] | None = None) -> str:
     """Align columns; `right` holds the indexes of right-aligned (numeric) columns."""
     right = right or set()
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
 
     def fmt(row: list[str]) -> str:
         cells = [
@@ -29,18 +20,16 @@ def table(rows: list[list[str]], header: list[str], right: set[int] | None = Non
         return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([fmt(header), rule, *(fmt(r) for r in rows)])
+    return "\n".join([fmt(header), rule, *(fmt(r) for r in cells)])
 
 
 def shape_table(traced: TracedModel) -> str:
     """Per-layer table: spec line, layer as generated, output shape, parameters."""
-    from seqgen.report.rows import rows as nested
-
-    rows = [["", "input", shape_text(traced.input_shape), ""]]
-    for r in nested(traced):
+    cells = [["", "input", shape_text(traced.input_shape), ""]]
+    for r in rows(traced):
         shape = _plain(r.shape)
-        rows.append([str(r.line), "  " * r.depth + r.label, shape, f"{r.params:,}"])
-    body = table(rows, ["line", "layer", "output shape", "params"], right={0, 3})
+        cells.append([str(r.line), "  " * r.depth + r.label, shape, f"{r.params:,}"])
+    body = table(cells, ["line", "layer", "output shape", "params"], right={0, 3})
     total = f"total parameters: {traced.total_params.value:,}"
     if traced.total_params.symbolic:
         total += f" at the defaults ({traced.total_params.code})"
@@ -49,8 +38,6 @@ def shape_table(traced: TracedModel) -> str:
 
 def _plain(shape: str) -> str:
     """A summary shape without the bracketed sample sizes: `(N, 16, seq_len - 2)`."""
-    import re
-
     return re.sub(r" \[\d+\]", "", shape)
 
 

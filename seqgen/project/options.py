@@ -1,0 +1,142 @@
+"""Where a spec's outputs go: the file names, folders and package of one run's outputs. No torch.
+
+`options_for` places a spec's outputs from command-line options (next to the spec by default);
+`recorded_options` places them again from a generated file's header.
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqgen.project.layout import Layout, Recorded, package_of, relative
+from seqgen.project.layout import project_root as find_project_root
+
+# Module names a generated model must not shadow: `from os import Os` would find the stdlib's
+# os, and a test imports these too
+_TAKEN_MODULES = frozenset(
+    {
+        "torch",
+        "nn",
+        "pytest",
+        "test",
+        "conftest",
+        "seqgen",
+        "jinja2",
+        "black",
+        "click",
+        "numpy",
+        "sympy",
+        "typing_extensions",
+        "_pytest",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where files go, how the test imports the model, and which templates render them."""
+
+    module_stem: str  # file stem of the model module, a valid Python module name
+    out_dir: str  # directory of the model module
+    tests_dir: str  # directory of the test file
+    layout: Layout  # what the headers record (paths relative to the project root)
+    package: tuple[str, ...]  # the package out_dir is (`mypkg.models`); () for loose files
+    test_stem: str  # file stem of the test module
+    templates_dir: str | None = None  # custom templates (`--templates DIR`)
+    input_override: str | None = None  # `--input`
+
+    @property
+    def model_import(self) -> str:
+        """The module the test imports: `mypkg.models.cnn`, or `cnn` for loose files."""
+        return ".".join((*self.package, self.module_stem))
+
+
+def module_stem(spec_path: str) -> str:
+    """`variable-input.seq` -> `variable_input`: a file name Python can import."""
+    stem = re.sub(r"\W", "_", Path(spec_path).stem, flags=re.ASCII) or "model"
+    if stem[0].isdigit():
+        stem = "model_" + stem
+    if keyword.iskeyword(stem) or stem in sys.stdlib_module_names or stem in _TAKEN_MODULES:
+        stem += "_model"
+    return stem
+
+
+def options_for(
+    spec_path: str,
+    out_dir: str | None = None,
+    tests_dir: str | None = None,
+    templates_dir: str | None = None,
+    input_override: str | None = None,
+    project_root: Path | None = None,
+) -> Options:
+    """Where a spec's outputs go (next to the spec unless told otherwise), and what the headers
+    record about it, relative to the project root (found from the spec unless given)."""
+    out = out_dir if out_dir is not None else str(Path(spec_path).parent)
+    tests = tests_dir if tests_dir is not None else out
+    root = (
+        project_root if project_root is not None else find_project_root(Path(spec_path).parent)[0]
+    )
+    stem = module_stem(spec_path)
+    package = package_of(Path(out))
+    # pytest (prepend mode) names a test module after its file when its folder is no package:
+    # two models `cnn` in two packages would both get `test_cnn` there, so name it in full
+    test_stem = (
+        "test_" + "_".join((*package, stem))
+        if package and not package_of(Path(tests))
+        else f"test_{stem}"
+    )
+    layout = Layout(
+        spec=relative(Path(spec_path), root),
+        out=relative(Path(out), root),
+        tests=relative(Path(tests), root),
+        module=stem,
+        test=test_stem,
+        input=input_override,
+        templates=relative(Path(templates_dir), root) if templates_dir is not None else None,
+    )
+    return Options(
+        module_stem=stem,
+        out_dir=out,
+        tests_dir=tests,
+        layout=layout,
+        package=package,
+        test_stem=test_stem,
+        templates_dir=templates_dir,
+        input_override=input_override,
+    )
+
+
+def recorded_options(recorded: Recorded) -> tuple[str, Options]:
+    """The spec a generated file was made from and the options it was made with, read back
+    from its header (paths relative to the current directory where possible)."""
+    root, layout = recorded.root, recorded.layout
+
+    def here(rel: str) -> str:
+        path = Path(os.path.normpath(root / rel))
+        try:
+            return os.path.relpath(path)
+        except ValueError:  # another drive (Windows)
+            return str(path)
+
+    spec = here(layout.spec)
+    return spec, options_for(
+        spec,
+        here(layout.out),
+        here(layout.tests),
+        here(layout.templates) if layout.templates is not None else None,
+        layout.input,
+        project_root=root,
+    )
+
+
+def output_paths(options: Options) -> tuple[str, str]:
+    """The model module and test file a spec generates."""
+    return (
+        str(Path(options.out_dir) / f"{options.module_stem}.py"),
+        str(Path(options.tests_dir) / f"{options.test_stem}.py"),
+    )

@@ -1,0 +1,49 @@
+"""The helper classes a generated module defines (copied from seqgen/runtime, never imported).
+
+`seqgen.runtime.helper_classes()` reads them as text, so this stays torch-free.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from seqgen.ir import TracedLayer, TracedMerge, TracedModel, TracedNode
+from seqgen.runtime import helper_classes
+
+
+def walk_traced(nodes: tuple[TracedNode, ...]) -> Iterator[TracedNode]:
+    """Every traced node of a stack, depth first (not inside block classes)."""
+    for node in nodes:
+        yield node
+        if isinstance(node, TracedMerge):
+            for branch in node.branches:
+                yield from walk_traced(branch)
+        elif isinstance(node, TracedLayer) and node.body:
+            yield from walk_traced(node.body)
+
+
+def used_helpers(traced: TracedModel) -> list[str]:
+    """The helper modules the generated file defines: those its merges use, in a fixed order."""
+    stacks = [traced.layers, *(b.layers for b in traced.blocks)]
+    used = {
+        n.class_name for nodes in stacks for n in walk_traced(nodes) if isinstance(n, TracedMerge)
+    }
+    used |= {
+        h
+        for nodes in stacks
+        for n in walk_traced(nodes)
+        if isinstance(n, TracedLayer)
+        for h in n.helpers
+    }
+    return [name for name in helper_classes() if name in used]
+
+
+def helper_source(name: str) -> str:
+    """The source of one helper class from seqgen/runtime, read without importing it."""
+    return helper_classes()[name]
+
+
+def uses_math(source: str) -> bool:
+    """Whether a helper class calls the `math` module (the generated file must import it)."""
+    return re.search(r"\bmath\.", source) is not None
