@@ -1437,7 +1437,7 @@ _fresh = [0]
 def run_seqgen(text: str, workdir: Path, stem: str) -> Generated:
     """Generate and import the model and test modules of one spec."""
     from seqgen.api import generate, options_for
-    from seqgen.errors import SeqgenError
+    from seqgen.errors import InternalError, SeqgenError
     from seqgen.project.write import write_files
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -1448,6 +1448,8 @@ def run_seqgen(text: str, workdir: Path, stem: str) -> Generated:
             warnings.simplefilter("ignore")
             result = generate(str(path), options_for(str(path), out_dir=str(workdir)))
             write_files(list(result.files))
+    except InternalError as e:  # a seqgen bug, never a refusal
+        return Generated("crash", f"seqgen raised InternalError: {_short(str(e), 300)}")
     except SeqgenError as e:
         try:
             msg = e.render()

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from seqgen.api import generate, options_for  # noqa: E402
-from seqgen.errors import SeqgenError  # noqa: E402
+from seqgen.errors import InternalError, SeqgenError  # noqa: E402
 from seqgen.project.write import write_files  # noqa: E402
 from seqgen.safe_eval import evaluate_source  # noqa: E402
 
@@ -48,6 +48,8 @@ def check(text: str, workdir: Path, rng: random.Random) -> str:
     spec.write_text(text)
     try:
         result = generate(str(spec), options_for(str(spec), str(workdir)))
+    except InternalError:
+        raise  # a seqgen bug, never a refusal
     except SeqgenError:
         return "refused"
     write_files(list(result.files))

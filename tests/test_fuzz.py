@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from seqgen.api import generate, options_for, trace_spec
-from seqgen.errors import SeqgenError
+from seqgen.errors import InternalError, SeqgenError
 from seqgen.ir import TracedModel
 from seqgen.lang.parser import parse
 from seqgen.layers.torch_nn import INFERRED, layer_names
@@ -638,6 +638,8 @@ def check_contract(text: str, trace: bool = True) -> str:
     """Parse (and trace) `text`; return the outcome, raising anything that is not a SeqgenError."""
     try:
         spec = parse(text, "fuzz.seq")
+    except InternalError:
+        raise  # a seqgen bug is no answer
     except SeqgenError as e:
         _check_located(e, text)
         return "syntax error"
@@ -645,6 +647,8 @@ def check_contract(text: str, trace: bool = True) -> str:
         return "parsed"
     try:
         trace_spec(spec)
+    except InternalError:
+        raise  # a seqgen bug is no answer
     except SeqgenError as e:
         _check_located(e, text)
         return "trace error"

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from seqgen.check.realize import Memo, run_node
-from seqgen.errors import TraceError
+from seqgen.errors import InternalError, SeqgenError
 from seqgen.ir import SAMPLE_BATCH, Constraint, TracedModel, TracedNode
 from seqgen.layers.torch_nn import first_line
 from seqgen.safe_eval import evaluate_source
@@ -118,7 +118,7 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
                     _, x = run_node(layer, env, x, blocks, visit, memo)
             except _TooLarge:
                 return False
-            except TraceError:
+            except SeqgenError:
                 raise
             except Exception as e:
                 raise _mismatch(layer, point, f"torch rejects it there: {first_line(e)}") from e
@@ -129,13 +129,13 @@ class _TooLarge(Exception):
     """A shape too large to check at this point."""
 
 
-def _mismatch(layer, point: Mapping[str, int], what: str) -> TraceError:  # type: ignore[no-untyped-def]
+def _mismatch(layer: TracedNode, point: Mapping[str, int], what: str) -> InternalError:
     shown = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
-    return TraceError(
+    return InternalError(
         f"{layer.class_name}: at {shown} (values the generated __init__ accepts), {what}",
         location=layer.spec.loc,
-        hint="seqgen cannot write exact sizes for this spec; please report it as a seqgen bug "
-        "(writing this argument as a number avoids it)",
+        hint="seqgen cannot write exact sizes for this spec; writing this argument as a number "
+        "avoids it",
     )
 
 

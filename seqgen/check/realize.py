@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqgen.errors import TraceError
+from seqgen.errors import InternalError, TraceError
 from seqgen.ir import (
     SAMPLE_BATCH,
     LayerSpec,
@@ -92,11 +92,10 @@ def confirm_on_cpu(
                 location=layer.loc,
             ) from e
     if got[1:] != out_shape[1:]:
-        raise TraceError(
+        raise InternalError(
             f"{cls.__name__} gives {got[1:]} per sample on the CPU, the symbolic "
             f"trace said {out_shape[1:]}",
             location=layer.loc,
-            hint="please report this as a seqgen bug",
         )
 
 
@@ -131,11 +130,10 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
                 ) from e
             want = tuple(d.value for d in layer.out_shape)
             if tuple(x.shape) != want:
-                raise TraceError(
+                raise InternalError(
                     f"on {dev.type}, {layer.class_name} gives {tuple(x.shape)}, "
                     f"the symbolic trace said {want}",
                     location=layer.spec.loc,
-                    hint="please report this as a seqgen bug",
                 )
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqgen.errors import Location, SeqgenError, SpecReadError, SpecSyntaxError, raise_all
+from seqgen.errors import (
+    InternalError,
+    Location,
+    SeqgenError,
+    SpecReadError,
+    SpecSyntaxError,
+    raise_all,
+)
 from seqgen.ir import BlockDef, BlockUse, Expr, Keyword, LayerSpec, ModelSpec, Node, Param
 from seqgen.lang.arguments import bind_use, dtype_option, parse_dims, parse_layer, parse_params
 from seqgen.lang.compound import StackContext, block_def, body_end, is_header, merge, repeat
@@ -83,7 +90,8 @@ class _Parser:
     def parse(self, text: str, input_override: str | None) -> ModelSpec:
         spec = self.parse_partial(text, input_override)
         raise_all(self.errors)
-        assert spec is not None
+        if spec is None:  # no spec is built only when there are errors, raised above
+            raise InternalError("the parser built no spec and reported no error")
         return spec
 
     def parse_partial(self, text: str, input_override: str | None) -> ModelSpec | None:

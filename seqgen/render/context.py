@@ -20,12 +20,13 @@ from seqgen.ir import (
     TracedMerge,
     TracedModel,
     TracedNode,
+    walk_traced,
 )
 from seqgen.lang.values import expr_source
 from seqgen.project.header import comment_text
 from seqgen.project.options import Options
 from seqgen.render.budget import SAMPLE_BATCH, over_budget
-from seqgen.render.helpers import helper_source, used_helpers, uses_math, walk_traced
+from seqgen.render.helpers import helper_source, used_helpers, uses_math
 
 _BATCH = re.compile(r"\bN\b")
 

@@ -6,21 +6,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-from seqgen.ir import TracedLayer, TracedMerge, TracedModel, TracedNode
+from seqgen.ir import TracedLayer, TracedMerge, TracedModel, walk_traced
 from seqgen.runtime import helper_classes
-
-
-def walk_traced(nodes: tuple[TracedNode, ...]) -> Iterator[TracedNode]:
-    """Every traced node of a stack, depth first (not inside block classes)."""
-    for node in nodes:
-        yield node
-        if isinstance(node, TracedMerge):
-            for branch in node.branches:
-                yield from walk_traced(branch)
-        elif isinstance(node, TracedLayer) and node.body:
-            yield from walk_traced(node.body)
 
 
 def used_helpers(traced: TracedModel) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from seqgen.ir import TracedModel
+from seqgen.ir import SAMPLE_BATCH, TracedModel
 from seqgen.report.rows import rows, shape_text
 
 
@@ -41,7 +41,7 @@ def _plain(shape: str) -> str:
     return re.sub(r" \[\d+\]", "", shape)
 
 
-def device_report(traced: TracedModel, device: str, batch: int = 2) -> str:
+def device_report(traced: TracedModel, device: str, batch: int = SAMPLE_BATCH) -> str:
     """One line for `--device`: what ran where, and that it agreed with the trace."""
     sample = (batch, *(d.value for d in traced.input_shape[1:]))
     return (

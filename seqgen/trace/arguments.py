@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqgen.errors import TraceError
+from seqgen.errors import SeqgenError, TraceError
 from seqgen.ir import LayerSpec, TupleExpr
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import check_arguments
@@ -108,7 +108,7 @@ def construct(scope: Scope, cls: type[nn.Module], layer: LayerSpec, args: Argume
     """The layer with symbolic arguments, on fake tensors (its parameter counts are exprs)."""
     try:
         module = S.construct(cls, tuple(args.pos_values), args.kw_values)
-    except TraceError:
+    except SeqgenError:
         raise
     except Exception as e:
         sample = {

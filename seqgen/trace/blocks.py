@@ -14,7 +14,7 @@ from typing import Any
 import sympy
 import torch
 
-from seqgen.errors import Diagnostic, SeqgenError, TraceError
+from seqgen.errors import Diagnostic, InternalError, SeqgenError, TraceError
 from seqgen.ir import (
     BlockArg,
     BlockDef,
@@ -53,7 +53,10 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
     out: dict[str, Any] = {}
     for name, node in nodes.items():
         declared = block.param(name)
-        assert declared is not None
+        if declared is None:
+            raise InternalError(
+                f"block {block.name!r} has no parameter {name!r} (the parser checks)"
+            )
         value = values.eval(node)
         want = declared.type_name
         ok = isinstance(value, torch.SymInt) if want == "int" else False

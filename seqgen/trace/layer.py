@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from seqgen.check.realize import confirm_on_cpu
-from seqgen.errors import TraceError
+from seqgen.errors import InternalError, TraceError
 from seqgen.ir import Expr, LayerSpec, TracedLayer, expr_names
 from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
@@ -88,7 +88,7 @@ def _trace_weight_norm(
     step = inner.step
     traced = step.traced
     if not isinstance(traced, TracedLayer):
-        raise TypeError(traced)  # the plain line is one torch.nn layer
+        raise InternalError(f"{plain.name} traced to {type(traced).__name__}, not one layer")
     if not on:
         return replace(inner, step=replace(step, traced=replace(traced, spec=layer)))
     added = weight_norm.added_params(

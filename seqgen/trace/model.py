@@ -8,7 +8,7 @@ from typing import Any
 import sympy
 
 from seqgen.check.other_values import verify_at_other_values
-from seqgen.errors import SeqgenError, SizeTooSmallError, TraceError
+from seqgen.errors import InternalError, SeqgenError, SizeTooSmallError, TraceError
 from seqgen.ir import BATCH, SAMPLE_BATCH, Expr, ModelSpec, Num, TracedModel
 from seqgen.lang.values import expr_source
 from seqgen.layers.preflight import check_layers, quiet_torch_warnings
@@ -87,6 +87,8 @@ def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:
     def works(size: int) -> bool:
         try:
             model_scope(replace(spec, input_shape=shape(size))).run()
+        except InternalError:
+            raise  # a seqgen bug is no answer about the size
         except SeqgenError:
             return False
         return True

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import sympy
 
-from seqgen.errors import Diagnostic, Location, SizeTooSmallError, TraceError
+from seqgen.errors import Diagnostic, InternalError, Location, SizeTooSmallError, TraceError
 from seqgen.ir import (
     BATCH,
     SAMPLE_BATCH,
@@ -172,11 +172,10 @@ class Scope:
             except ZeroDivisionError:
                 got = ZeroDivisionError
             if got != want:
-                raise TraceError(
+                raise InternalError(
                     f"internal error: seqgen printed {text!r} for {expr}, which "
                     f"gives {got} instead of {want} at {by_name}",
                     location=loc,
-                    hint="please report this as a seqgen bug",
                 )
 
     def implied_by_sizes(self, cond: sympy.Basic) -> bool:
@@ -319,11 +318,10 @@ class Scope:
 def confirm_shape(want: tuple[int, ...], got: Sequence[int], what: str, loc: Location) -> None:
     """torch ran the layer at the sample values: its shape must be the one seqgen computed."""
     if tuple(int(s) for s in got) != want:
-        raise TraceError(
+        raise InternalError(
             f"internal error: seqgen computes {want} for {what} but torch gives "
             f"{tuple(int(s) for s in got)}",
             location=loc,
-            hint="please report this as a seqgen bug",
         )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sympy
 import torch
 
-from seqgen.errors import Diagnostic, TraceError
+from seqgen.errors import Diagnostic, InternalError, TraceError
 from seqgen.ir import (
     BATCH,
     BlockUse,
@@ -191,7 +191,8 @@ class Tracer:
         if isinstance(node, LayerSpec):
             result = trace_layer(self.scope, index, node, x, dims)
             traced = result.step.traced
-            assert isinstance(traced, TracedLayer)  # a layer line traces to one layer
+            if not isinstance(traced, TracedLayer):
+                raise InternalError(f"layer line {node.name!r} traced to {type(traced).__name__}")
             if (warning := huge_layer_warning(traced)) is not None:
                 self.scope.warnings.append(warning)
             if traced.class_name not in PASS_THROUGH:
@@ -308,7 +309,8 @@ class Tracer:
     ) -> NodeResult:
         """A block's class, traced at its first use; each use substitutes its own sizes."""
         block = self.scope.spec.block(use.name)
-        assert block is not None  # the parser resolved it
+        if block is None:
+            raise InternalError(f"block {use.name!r} was not resolved by the parser")
         args = bind_use(block, use, self.scope.values)
         info = self.scope.shared.blocks.get(use.name)
         if info is None:
