@@ -153,3 +153,22 @@ def test_ten_billion_parameters_trace_without_allocating(tmp_path: Path) -> None
 def test_alias_never_hides_the_class_own_parameter() -> None:
     t = traced("input 3x8x8\nconv2d 4 3 p=1\ndropout p=0.2")
     assert [l.call for l in t.layers] == ["nn.Conv2d(3, 4, 3, padding=1)", "nn.Dropout(p=0.2)"]
+
+
+def test_self_check_varies_free_input_dims_near_their_minimum() -> None:
+    """A free input dim (it sizes no weight) is checked at its smallest accepted sizes, not
+    grown with the parameters: the meta LSTM loops once per step."""
+    from seqgen.check.other_values import MAX_POINTS, accepts, candidate_points
+
+    def checked(spec_path: Path) -> list[dict[str, int]]:
+        t = trace_spec(load(str(spec_path))[1])
+        points = [p for p in candidate_points(t) if accepts(t.constraints, p)]
+        return [dict(k) for k in dict.fromkeys(tuple(sorted(p.items())) for p in points)][
+            :MAX_POINTS
+        ]
+
+    lstm = checked(EXAMPLES / "text_lstm.seq")  # seq_len >= 1; vocab and num_classes grow
+    assert [p["seq_len"] for p in lstm] == [1, 2, 3, 4]
+    assert lstm[0]["vocab"] == 2 * 20000 + 1 and lstm[0]["num_classes"] == 2 * 2 + 1
+    unet = checked(EXAMPLES / "unet_small.seq")  # h and w: >= 4 and divisible by 4
+    assert [(p["h"], p["w"]) for p in unet] == [(4, 4), (8, 8), (12, 12), (16, 16)]
