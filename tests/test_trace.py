@@ -22,6 +22,7 @@ def shapes(text: str) -> list[list[str]]:
     return [[d.code for d in layer.out_shape] for layer in traced(text).layers]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec_path", EXAMPLE_SPECS, ids=lambda p: p.stem)
 def test_examples_fake_trace_matches_real_cpu_forward(spec_path: Path) -> None:
     _, spec = load(str(spec_path))
@@ -132,6 +133,7 @@ def test_device_check_uses_no_default_device_change() -> None:
     assert torch.get_default_device() == before
 
 
+@pytest.mark.slow
 def test_ten_billion_parameters_trace_without_allocating(tmp_path: Path) -> None:
     # Structural, not timed: peak RSS growth of the trace stays far below the weights' 43 GB.
     spec = "input 32768\n" + "linear 32768\nrelu\n" * 10
