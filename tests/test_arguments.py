@@ -316,6 +316,7 @@ def _no_more_than(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_tests_for_a_huge_model_check_shapes_on_meta_and_skip_the_real_pass(tmp_path: Path) -> None:
     from seqgen.render.budget import generated_tests_bytes
 

@@ -8,12 +8,11 @@ are compared with the expressions seqgen wrote.
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_generated_tests
 
 from seqgen.api import generate, options_for
 from seqgen.errors import SeqgenError
@@ -328,13 +327,7 @@ def test_generated_tests_pass_and_test_each_block(tmp_path: Path) -> None:
     result, _ = _generate(tmp_path, RESNET, "resnet")
     test_file = Path(result.files[1].path)
     assert "def test_block_basic_at_its_first_use" in test_file.read_text()
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
+    run_generated_tests(test_file)
 
 
 def test_each_block_is_one_class_and_helpers_only_when_used(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_SPECS
+from conftest import EXAMPLE_SPECS, seqgen_cli
 
 from seqgen import errors, ir
 from seqgen.api import load, trace_spec, traced_spec
@@ -75,32 +75,28 @@ def test_an_unwritable_cache_is_skipped_with_a_debug_message(
 
 @pytest.mark.parametrize("command", [["check", "--strict"], ["summary", "--format", "json"]])
 def test_unchanged_spec_needs_no_torch(command: list[str], tmp_path: Path) -> None:
+    """Traced in this process, the spec is checked again by a fresh interpreter (the same
+    SEQGEN_CACHE_DIR) without importing torch; once it changes it is traced again."""
     spec = tmp_path / "m.seq"
     # the comment keeps this case's key apart from the other command's (same relative path)
-    spec.write_text(f"# {command[0]}\nmodel M(n=16)\ninput (3, n)\nconv1d 4 3\nflatten\nlinear 2\n")
-    first = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, *command, "m.seq"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert "TORCH" in first.stdout.splitlines()[-1] and "exit 1" not in first.stdout
+    text = f"# {command[0]}\nmodel M(n=16)\ninput (3, n)\nconv1d 4 3\nflatten\nlinear 2\n"
+    spec.write_text(text)
+    first = seqgen_cli(*command, "m.seq", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
     second = subprocess.run(
         [sys.executable, "-c", NO_TORCH, *command, "m.seq"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
     )
-    assert second.stdout.splitlines()[-1] == "NO-TORCH", second.stdout + second.stderr
-    assert first.stdout == second.stdout.replace("NO-TORCH", "TORCH")
-    spec.write_text(f"# {command[0]}\nmodel M(n=16)\ninput (3, n)\nconv1d 5 3\nflatten\nlinear 2\n")
-    third = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, *command, "m.seq"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert third.stdout.splitlines()[-1] == "TORCH"  # the spec changed: traced again
+    *output, exit_line, torch_line = second.stdout.splitlines()
+    assert torch_line == "NO-TORCH", second.stdout + second.stderr
+    assert exit_line == "exit 0" and output == first.stdout.splitlines()
+    changed = text.replace("conv1d 4 3", "conv1d 5 3")
+    spec.write_text(changed)
+    assert cache.load(cache.key("m.seq", changed, None)) is None
+    assert seqgen_cli(*command, "m.seq", cwd=tmp_path).returncode == 0
+    assert cache.load(cache.key("m.seq", changed, None)) is not None  # traced again
 
 
 def test_corrupt_or_disabled_cache_is_ignored(

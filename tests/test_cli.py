@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import EXAMPLES
+from conftest import EXAMPLES, seqgen_cli
 
 from seqgen import __version__, api
 from seqgen.cli import BUG_REPORT, main
@@ -16,9 +16,13 @@ from seqgen.errors import Exit, InternalError
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m seqgen ARGS`: a fresh interpreter (the entry point, or what it imports)."""
     return subprocess.run(
         [sys.executable, "-m", "seqgen", *args], capture_output=True, text=True, cwd=cwd
     )
+
+
+seqgen = seqgen_cli  # `seqgen ARGS` in this process: exit codes and messages
 
 
 def test_new_writes_module_and_test_next_to_spec(tmp_path: Path) -> None:
@@ -33,6 +37,7 @@ def test_new_writes_module_and_test_next_to_spec(tmp_path: Path) -> None:
     assert "unchanged" in again.output
 
 
+@pytest.mark.slow
 def test_new_with_output_and_tests_dirs_and_input_override(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
@@ -89,7 +94,7 @@ def test_spec_errors_exit_1_without_traceback_and_write_nothing(
 ) -> None:
     spec = tmp_path / "bad.seq"
     spec.write_text(spec_text)
-    out = run("new", "bad.seq", cwd=tmp_path)
+    out = seqgen("new", "bad.seq", cwd=tmp_path)
     assert out.returncode == 1
     assert message in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
@@ -98,22 +103,22 @@ def test_spec_errors_exit_1_without_traceback_and_write_nothing(
 
 def test_non_utf8_spec_is_named(tmp_path: Path) -> None:
     (tmp_path / "latin.seq").write_bytes(b"input 3\n\xff\n")
-    out = run("new", "latin.seq", cwd=tmp_path)
+    out = seqgen("new", "latin.seq", cwd=tmp_path)
     assert out.returncode == 1 and "latin.seq:2: not valid UTF-8" in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_missing_spec_and_bad_usage_exit_codes(tmp_path: Path) -> None:
-    assert run("new", "nope.seq", cwd=tmp_path).returncode == 1
-    assert run("new", cwd=tmp_path).returncode == 2
-    assert run("new", "x.seq", "--device", "tpu", cwd=tmp_path).returncode == 2
-    assert run("frobnicate").returncode == 2
+    assert seqgen("new", "nope.seq", cwd=tmp_path).returncode == 1
+    assert seqgen("new", cwd=tmp_path).returncode == 2
+    assert seqgen("new", "x.seq", "--device", "tpu", cwd=tmp_path).returncode == 2
+    assert seqgen("frobnicate").returncode == 2
 
 
 def test_one_bad_spec_does_not_stop_the_others(tmp_path: Path) -> None:
     (tmp_path / "good.seq").write_text("input 4\nlinear 2\n")
     (tmp_path / "bad.seq").write_text("input 4\nlinear\n")
-    out = run("new", "bad.seq", "good.seq", cwd=tmp_path)
+    out = seqgen("new", "bad.seq", "good.seq", cwd=tmp_path)
     assert out.returncode == 1
     assert (tmp_path / "good.py").is_file() and not (tmp_path / "bad.py").exists()
 
@@ -168,22 +173,22 @@ def test_a_problem_in_a_spec_is_not_called_a_bug(tmp_path: Path) -> None:
 def test_hand_edited_output_is_not_clobbered(tmp_path: Path) -> None:
     spec = tmp_path / "m.seq"
     spec.write_text("input 4\nlinear 2\n")
-    assert run("new", "m.seq", cwd=tmp_path).returncode == 0
+    assert seqgen("new", "m.seq", cwd=tmp_path).returncode == 0
     module = tmp_path / "m.py"
     edited = module.read_text().replace("nn.Linear(4, 2)", "nn.Linear(4, 3)")
     module.write_text(edited)
     spec.write_text("input 4\nlinear 5\n")
-    out = run("new", "m.seq", cwd=tmp_path)
+    out = seqgen("new", "m.seq", cwd=tmp_path)
     assert out.returncode == 1 and "--force" in out.stderr
     assert module.read_text() == edited
-    assert run("new", "m.seq", "--force", cwd=tmp_path).returncode == 0
+    assert seqgen("new", "m.seq", "--force", cwd=tmp_path).returncode == 0
     assert "nn.Linear(4, 5)" in module.read_text()
 
 
 def test_check_recognises_up_to_date_specs_without_torch(tmp_path: Path) -> None:
     spec = tmp_path / "m.seq"
     spec.write_text("model M(n=4)\ninput (n,)\nlinear 2\n")
-    assert run("new", "m.seq", cwd=tmp_path).returncode == 0
+    assert seqgen("new", "m.seq", cwd=tmp_path).returncode == 0
     code = (
         "import sys\nfrom seqgen.cli import main\n"
         "try:\n    main(['new', '--check', 'm.seq'])\nexcept SystemExit as e:\n"
@@ -197,27 +202,27 @@ def test_check_recognises_up_to_date_specs_without_torch(tmp_path: Path) -> None
 def test_check_and_diff_report_stale_output_and_write_nothing(tmp_path: Path) -> None:
     spec = tmp_path / "m.seq"
     spec.write_text("input 4\nlinear 2\n")
-    assert run("new", "m.seq", cwd=tmp_path).returncode == 0
+    assert seqgen("new", "m.seq", cwd=tmp_path).returncode == 0
     spec.write_text("input 4\nlinear 3\n")
     before = (tmp_path / "m.py").read_text()
-    check = run("new", "--check", "m.seq", cwd=tmp_path)
+    check = seqgen("new", "--check", "m.seq", cwd=tmp_path)
     assert check.returncode == 1 and "would change" in check.stdout and "m.py" in check.stdout
-    diff = run("new", "--diff", "m.seq", cwd=tmp_path)
+    diff = seqgen("new", "--diff", "m.seq", cwd=tmp_path)
     assert diff.returncode == 1
     assert (
         "-            nn.Linear(4, 2)," in diff.stdout
         and "+            nn.Linear(4, 3)," in diff.stdout
     )
     assert (tmp_path / "m.py").read_text() == before
-    fresh = run("new", "--check", "new.seq", cwd=tmp_path)
+    fresh = seqgen("new", "--check", "new.seq", cwd=tmp_path)
     assert fresh.returncode == 1  # missing spec
 
 
 def test_init_writes_starters_that_generate(tmp_path: Path) -> None:
     for kind in ("mlp", "cnn", "cnn1d"):
-        assert run("init", f"s_{kind}", "--kind", kind, cwd=tmp_path).returncode == 0
-    assert run("init", "s_mlp", cwd=tmp_path).returncode == 1  # never overwrites
-    out = run("new", "s_*.seq", "-q", cwd=tmp_path)  # a quoted glob is expanded by seqgen
+        assert seqgen("init", f"s_{kind}", "--kind", kind, cwd=tmp_path).returncode == 0
+    assert seqgen("init", "s_mlp", cwd=tmp_path).returncode == 1  # never overwrites
+    out = seqgen("new", "s_*.seq", "-q", cwd=tmp_path)  # a quoted glob is expanded by seqgen
     assert out.returncode == 0, out.stderr
     assert {p.name for p in tmp_path.glob("test_s_*.py")} == {
         "test_s_mlp.py",
@@ -237,6 +242,6 @@ def test_custom_templates(tmp_path: Path) -> None:
             text = text.replace("import torch\n", "import torch  # custom template\n", 1)
         (custom / t.name).write_text(text)
     (tmp_path / "m.seq").write_text("input 4\nlinear 2\n")
-    out = run("new", "m.seq", "--templates", "tpl", cwd=tmp_path)
+    out = seqgen("new", "m.seq", "--templates", "tpl", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "# custom template" in (tmp_path / "m.py").read_text()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import seqgen_cli
 
 from seqgen.api import load, trace_spec
 from seqgen.errors import SeqgenError, SpecErrors
@@ -17,9 +18,11 @@ from seqgen.lang.parser import parse
 from seqgen.report.lint import lint
 
 
-def check(
+def check_in_a_subprocess(
     tmp_path: Path, text: str, *args: str, name: str = "m.seq"
 ) -> subprocess.CompletedProcess[str]:
+    """`seqgen check` in a fresh interpreter: under pytest a warning that leaks from torch would
+    be caught by pytest's warnings plugin, never printed."""
     spec = tmp_path / name
     spec.write_text(text, encoding="utf-8")
     return subprocess.run(
@@ -47,7 +50,10 @@ def warnings_of(text: str) -> list[str]:
 
 
 def test_three_typos_on_three_lines_are_three_errors(tmp_path: Path) -> None:
-    out = check(tmp_path, "input 3x8x8\nconv2dd 16 3\nrelu inplce=True\nlinear 10 = 3\n")
+    (tmp_path / "m.seq").write_text(
+        "input 3x8x8\nconv2dd 16 3\nrelu inplce=True\nlinear 10 = 3\n", encoding="utf-8"
+    )
+    out = seqgen_cli("check", "-q", "m.seq", cwd=tmp_path)
     assert out.returncode == 1
     assert out.stderr.count("error:") == 3, out.stderr
     assert "m.seq:2:1: error: unknown layer 'conv2dd'" in out.stderr
@@ -150,8 +156,9 @@ def test_groups_error_names_the_numbers(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- warnings: codes, no noise
 
 
+@pytest.mark.slow
 def test_softmax_without_dim_is_one_located_warning_and_no_torch_warning(tmp_path: Path) -> None:
-    out = check(tmp_path, "input 10\nlinear 4\nsoftmax\nlinear 2\n")
+    out = check_in_a_subprocess(tmp_path, "input 10\nlinear 4\nsoftmax\nlinear 2\n")
     assert out.returncode == 0
     assert "UserWarning" not in out.stderr and "Implicit dimension" not in out.stderr
     assert "m.seq:3:1: warning: softmax has no `dim`" in out.stderr
@@ -211,6 +218,7 @@ def test_unknown_ignore_code_is_reported() -> None:
     )
 
 
+@pytest.mark.slow
 def test_device_check_of_softmax_without_dim_leaks_no_torch_warning(tmp_path: Path) -> None:
     (tmp_path / "m.seq").write_text("input 10\nlinear 4\nsoftmax\nlinear 2\n", encoding="utf-8")
     out = subprocess.run(

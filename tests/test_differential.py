@@ -3,7 +3,8 @@
 The engine is fuzz/differential.py (its docstring explains the oracle and the counts). Here:
 - regression cases from tests/differential_cases/*.seq, each a spec plus the value points to
   check (`# point: a=1` lines; the defaults are always checked), which must show no discrepancy;
-- a bounded run of generated specs (fixed seed) that must show no discrepancy;
+- a bounded run of generated specs (fixed seed) that must show no discrepancy: SEQGEN_FUZZ_SPECS
+  specs (default 40, what CI runs);
 - a few checks of the fuzzer itself (determinism, printing and re-reading specs, the oracle).
 
 The long harness: `python fuzz/differential.py --specs 300 --seed 1 --jobs 2`.
@@ -26,7 +27,7 @@ import differential as D  # noqa: E402
 
 CASES = sorted((Path(__file__).resolve().parent / "differential_cases").glob("*.seq"))
 CI_SEED = 20240601
-CI_SPECS = 40
+CI_SPECS = int(os.environ.get("SEQGEN_FUZZ_SPECS", "40"))
 CI_POINTS = 24  # value points per spec at most
 
 
@@ -49,9 +50,11 @@ def test_regression_case(path: Path) -> None:
     assert not outcome.findings, _explain(outcome)
 
 
+@pytest.mark.slow
 def test_bounded_differential_run() -> None:
     t0 = time.monotonic()
-    jobs = 2 if (os.cpu_count() or 1) >= 2 else 1
+    # two worker processes, unless pytest-xdist's workers share the cores already
+    jobs = 2 if (os.cpu_count() or 1) >= 2 and "PYTEST_XDIST_WORKER" not in os.environ else 1
     totals, kept = D.run_many(CI_SEED, CI_SPECS, jobs=jobs, max_points=CI_POINTS)
     assert totals.specs == CI_SPECS
     assert totals.errors == 0, [o.message for o in kept if o.status == "error"]

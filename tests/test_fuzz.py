@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import max_examples, run_generated_tests
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -666,9 +667,7 @@ def _tolerating_known_bugs(text: str) -> str:
 
 
 @settings(
-    max_examples=300,
-    deadline=None,
-    database=None,
+    max_examples=max_examples(300),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(spec_texts())
@@ -677,9 +676,7 @@ def test_any_text_parses_to_a_spec_or_a_located_syntax_error(text: str) -> None:
 
 
 @settings(
-    max_examples=200,
-    deadline=None,
-    database=None,
+    max_examples=max_examples(200),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(spec_texts())
@@ -711,9 +708,7 @@ PARSER_CRASHERS = {
 
 
 @settings(
-    max_examples=120,
-    deadline=None,
-    database=None,
+    max_examples=max_examples(120),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(tree_specs())
@@ -722,9 +717,7 @@ def test_blocks_and_merges_trace_to_a_result_or_a_located_error(text: str) -> No
 
 
 @settings(
-    max_examples=12,
-    deadline=None,
-    database=None,
+    max_examples=max_examples(12),
     suppress_health_check=[
         HealthCheck.too_slow,
         HealthCheck.data_too_large,
@@ -923,13 +916,11 @@ def _import(path: Path):
 
 
 _valid = settings(
-    deadline=None,
-    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
 
-@settings(_valid, max_examples=40)
+@settings(_valid, max_examples=max_examples(40))
 @given(valid_stacks())
 def test_valid_stacks_trace_to_the_shapes_of_a_real_forward(tmp_path: Path, text: str) -> None:
     import torch
@@ -944,20 +935,9 @@ def test_valid_stacks_trace_to_the_shapes_of_a_real_forward(tmp_path: Path, text
             assert tuple(x.shape) == tuple(d.value for d in layer.out_shape), (layer.call, text)
 
 
-def _run_pytest(tests: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, tests)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_parameter_free_stack_generates_passing_tests(tmp_path: Path) -> None:
     _, test_path, _ = _generate(tmp_path / "case", "input 3x8x8\nmaxpool2d 2\nrelu\n")
-    proc = _run_pytest([test_path], tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    run_generated_tests(test_path)
 
 
 def test_a_layer_that_fixes_the_batch_is_refused() -> None:
@@ -969,10 +949,10 @@ def test_a_layer_that_fixes_the_batch_is_refused() -> None:
 
 def test_size_that_shrinks_as_a_dim_grows_generates_passing_tests(tmp_path: Path) -> None:
     _, test_path, _ = _generate(tmp_path / "case", "input (L=16, 20 - L)\nflatten\nlinear 2\n")
-    proc = _run_pytest([test_path], tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    run_generated_tests(test_path)
 
 
+@pytest.mark.slow
 def test_trace_errors_print_no_torch_traceback(tmp_path: Path) -> None:
     # a subprocess: under pytest, its logging plugin takes the record before it reaches stderr
     spec = tmp_path / "pool.seq"
@@ -989,17 +969,19 @@ def test_trace_errors_print_no_torch_traceback(tmp_path: Path) -> None:
 
 
 def test_valid_stacks_generate_tests_that_pass(tmp_path: Path) -> None:
-    """A few valid stacks, generated and their own pytest files run in one subprocess."""
+    """A few valid stacks, generated and their own pytest files run in one pytest session."""
     cases: list[tuple[str, Path]] = []
 
-    @settings(_valid, max_examples=5)
+    @settings(_valid, max_examples=max_examples(5))
     @given(valid_stacks())
     def collect(text: str) -> None:
         _, test_path, _ = _generate(tmp_path / f"case_{len(cases)}", text)
         cases.append((text, test_path))
 
     collect()
-    proc = _run_pytest([p for _, p in cases], tmp_path)
     specs = "\n".join(f"--- {p.name}\n{text}" for text, p in cases)
-    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}\n{specs}"
-    assert f"{4 * len(cases)} passed" in proc.stdout, proc.stdout[-2000:]
+    try:
+        run = run_generated_tests(*(p for _, p in cases), cwd=tmp_path)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{specs}") from None
+    assert run.passed == 4 * len(cases), specs

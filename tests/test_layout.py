@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import run_generated_tests, seqgen_cli
 
-from seqgen.cli import main
 from seqgen.ir import GeneratedFile
 from seqgen.project import header
 from seqgen.project.layout import Layout, package_of, project_root
@@ -21,33 +18,8 @@ CNN_A = "model CNN(num_classes=10)\ninput 3x16x16\nconv2d 8 3\nflatten\nlinear n
 CNN_B = "model CNN(num_classes=5)\ninput 1x8x8\nconv2d 4 3\nflatten\nlinear num_classes\n"
 
 
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def seqgen(*args: str, cwd: Path) -> Ran:
-    """`seqgen ARGS` run in `cwd`, in this process (torch is imported once for all tests)."""
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        result = CliRunner().invoke(main, list(args))
-    finally:
-        os.chdir(old)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return Ran(result.exit_code, result.stdout, result.stderr)
-
-
-def pytest_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
+seqgen = seqgen_cli  # `seqgen ARGS` in cwd, in this process
+# generated tests run with pytest in this process too (conftest.run_generated_tests)
 
 
 @pytest.fixture
@@ -85,9 +57,7 @@ def test_two_packages_with_the_same_stem_are_both_tested(project: Path) -> None:
     assert out.returncode == 0, out.stderr
     test_a = (project / "pkg_a" / "test_cnn.py").read_text()
     assert "from pkg_a.cnn import CNN\n" in test_a and "sys.path" not in test_a
-    tests = pytest_in(project)
-    assert tests.returncode == 0, tests.stdout[-3000:]
-    assert "8 passed" in tests.stdout, tests.stdout[-2000:]  # 4 per model, none shadowed
+    assert run_generated_tests(project).passed == 8  # 4 per model, none shadowed
 
 
 def test_a_shared_tests_dir_names_tests_after_the_package(project: Path) -> None:
@@ -97,8 +67,7 @@ def test_a_shared_tests_dir_names_tests_after_the_package(project: Path) -> None
         "test_pkg_a_cnn.py",
         "test_pkg_b_cnn.py",
     ]
-    tests = pytest_in(project, "tests")
-    assert tests.returncode == 0 and "8 passed" in tests.stdout, tests.stdout[-3000:]
+    assert run_generated_tests(project / "tests", cwd=project).passed == 8
 
 
 def test_loose_files_still_put_their_folder_on_sys_path(tmp_path: Path) -> None:
@@ -107,7 +76,7 @@ def test_loose_files_still_put_their_folder_on_sys_path(tmp_path: Path) -> None:
     text = (tmp_path / "t" / "test_m.py").read_text()
     assert 'sys.path.insert(0, str(Path(__file__).resolve().parent / ".."))' in text
     assert "from m import M  # noqa: E402" in text
-    assert pytest_in(tmp_path, "t").returncode == 0
+    assert run_generated_tests(tmp_path / "t", cwd=tmp_path).passed == 4
 
 
 def test_outputs_on_one_path_are_a_usage_error_before_anything_is_written(project: Path) -> None:

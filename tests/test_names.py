@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_generated_tests
 
 from seqgen.api import generate, load, options_for, trace_spec
 from seqgen.errors import SeqgenError
@@ -44,21 +43,7 @@ def test_named_layers_key_the_state_dict_and_unnamed_keep_their_index(tmp_path: 
 
 def test_named_model_passes_its_generated_tests(tmp_path: Path) -> None:
     _generated(tmp_path, SPEC)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            str(tmp_path / "test_named.py"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:]
+    run_generated_tests(tmp_path / "test_named.py")
 
 
 def test_without_names_the_output_is_a_plain_sequential(tmp_path: Path) -> None:

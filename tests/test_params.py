@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_generated_tests, seqgen_cli
 
 from seqgen.api import generate, load, options_for, trace_spec
 from seqgen.project.write import write_files
@@ -36,11 +35,7 @@ def test_unused_parameter_is_a_located_warning(tmp_path: Path) -> None:
     traced = trace_spec(load(str(spec))[1])
     warnings = [w for w in traced.warnings if "depth" in w.message]
     assert len(warnings) == 1 and warnings[0].location.line == 1
-    strict = subprocess.run(
-        [sys.executable, "-m", "seqgen", "check", "-q", "--strict", str(spec)],
-        capture_output=True,
-        text=True,
-    )
+    strict = seqgen_cli("check", "-q", "--strict", str(spec))
     assert strict.returncode == 1 and "'depth' is not used" in strict.stderr
 
 
@@ -83,13 +78,7 @@ def test_input_dim_that_sizes_no_weight_is_no_constructor_argument(tmp_path: Pat
     test_file = tmp_path / "test_audio.py"
     text = test_file.read_text(encoding="utf-8")
     assert "Audio(length=" not in text and "def test_length_sizes" in text
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", str(test_file)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    run_generated_tests(test_file)
 
 
 def test_input_dim_that_sizes_a_weight_stays_a_constructor_argument(tmp_path: Path) -> None:
@@ -133,13 +122,7 @@ def test_repeat_with_a_parameter_count_is_a_loop(tmp_path: Path) -> None:
         assert torch_count == sum(p.numel() for p in torch.nn.Sequential(*layers).parameters())
     with pytest.raises(ValueError, match="depth"):
         Deep(depth=0)
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", str(tmp_path / "test_deep.py")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    run_generated_tests(tmp_path / "test_deep.py")
 
 
 @pytest.mark.parametrize(
@@ -183,10 +166,4 @@ def test_batchnorm_with_batch_statistics_is_tested_above_batch_one(tmp_path: Pat
     _generate(tmp_path, "input (21,)\nbatchnorm1d track_running_stats=False\nlinear 4\n", "bn.seq")
     text = (tmp_path / "test_bn.py").read_text(encoding="utf-8")
     assert '@pytest.mark.parametrize("batch", [2, 3])' in text
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", str(tmp_path / "test_bn.py")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
+    run_generated_tests(tmp_path / "test_bn.py")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-from conftest import EXAMPLES, ROOT
+import pytest
+import torch
+from conftest import EXAMPLES, ROOT, isolated_imports
+from torch import nn
 
 
 def readme_block(marker: str) -> str:
@@ -20,30 +22,23 @@ def readme_block(marker: str) -> str:
 
 def test_subclassing_snippet_customises_the_generated_model(tmp_path: Path) -> None:
     (tmp_path / "custom.py").write_text(readme_block("subclass"), encoding="utf-8")
-    check = f"""
-import sys
-sys.path[:0] = [{str(tmp_path)!r}, {str(EXAMPLES)!r}]
-import torch
-from torch import nn
-from cnn import CNN
-from custom import InitializedCNN
+    with isolated_imports(tmp_path, first_on_path=tmp_path):
+        sys.path.insert(1, str(EXAMPLES))
+        from cnn import CNN
+        from custom import InitializedCNN
 
-torch.manual_seed(0)
-model = InitializedCNN(num_classes=7).eval()
-plain = CNN(num_classes=7)
-assert list(model.state_dict()) == list(plain.state_dict())
-assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in plain.parameters())
-convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-assert convs and all(torch.count_nonzero(m.bias) == 0 for m in convs)
-x = torch.randn(2, 3, 32, 32)
-assert model(x).shape == (2, 7) and model.features(x).shape == (2, 128)
-try:
-    InitializedCNN(num_classes=0)
-except ValueError:
-    print("ok")
-"""
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+        torch.manual_seed(0)
+        model = InitializedCNN(num_classes=7).eval()
+        plain = CNN(num_classes=7)
+        assert list(model.state_dict()) == list(plain.state_dict())
+        count = sum(p.numel() for p in model.parameters())
+        assert count == sum(p.numel() for p in plain.parameters())
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        assert convs and all(torch.count_nonzero(m.bias) == 0 for m in convs)
+        x = torch.randn(2, 3, 32, 32)
+        assert model(x).shape == (2, 7) and model.features(x).shape == (2, 128)
+        with pytest.raises(ValueError):
+            InitializedCNN(num_classes=0)
 
 
 def test_sequence_example_is_the_committed_spec() -> None:

@@ -22,6 +22,7 @@ def shapes(text: str) -> list[list[str]]:
     return [[d.code for d in layer.out_shape] for layer in traced(text).layers]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec_path", EXAMPLE_SPECS, ids=lambda p: p.stem)
 def test_examples_fake_trace_matches_real_cpu_forward(spec_path: Path) -> None:
     _, spec = load(str(spec_path))
@@ -132,6 +133,7 @@ def test_device_check_uses_no_default_device_change() -> None:
     assert torch.get_default_device() == before
 
 
+@pytest.mark.slow
 def test_ten_billion_parameters_trace_without_allocating(tmp_path: Path) -> None:
     # Structural, not timed: peak RSS growth of the trace stays far below the weights' 43 GB.
     spec = "input 32768\n" + "linear 32768\nrelu\n" * 10
@@ -153,3 +155,22 @@ def test_ten_billion_parameters_trace_without_allocating(tmp_path: Path) -> None
 def test_alias_never_hides_the_class_own_parameter() -> None:
     t = traced("input 3x8x8\nconv2d 4 3 p=1\ndropout p=0.2")
     assert [l.call for l in t.layers] == ["nn.Conv2d(3, 4, 3, padding=1)", "nn.Dropout(p=0.2)"]
+
+
+def test_self_check_varies_free_input_dims_near_their_minimum() -> None:
+    """A free input dim (it sizes no weight) is checked at its smallest accepted sizes, not
+    grown with the parameters: the meta LSTM loops once per step."""
+    from seqgen.check.other_values import MAX_POINTS, accepts, candidate_points
+
+    def checked(spec_path: Path) -> list[dict[str, int]]:
+        t = trace_spec(load(str(spec_path))[1])
+        points = [p for p in candidate_points(t) if accepts(t.constraints, p)]
+        return [dict(k) for k in dict.fromkeys(tuple(sorted(p.items())) for p in points)][
+            :MAX_POINTS
+        ]
+
+    lstm = checked(EXAMPLES / "text_lstm.seq")  # seq_len >= 1; vocab and num_classes grow
+    assert [p["seq_len"] for p in lstm] == [1, 2, 3, 4]
+    assert lstm[0]["vocab"] == 2 * 20000 + 1 and lstm[0]["num_classes"] == 2 * 2 + 1
+    unet = checked(EXAMPLES / "unet_small.seq")  # h and w: >= 4 and divisible by 4
+    assert [(p["h"], p["w"]) for p in unet] == [(4, 4), (8, 8), (12, 12), (16, 16)]

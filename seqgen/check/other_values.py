@@ -43,9 +43,17 @@ def accepts(constraints: tuple[Constraint, ...], values: Mapping[str, int]) -> b
 
 
 def candidate_points(traced: TracedModel) -> Iterator[dict[str, int]]:
-    """Values of the int parameters other than the defaults, nearest first."""
+    """Values of the int parameters other than the defaults, nearest first.
+
+    A free input dim (one that sizes no weight, `traced.free_dims`) is not grown with the
+    others: the model must work at every size of it that the constraints accept, so each point
+    takes the next of its smallest accepted sizes instead (min, then the next accepted value,
+    ...). That checks it where sizes are smallest, and keeps sequence layers cheap to build
+    (torch's meta LSTM loops once per time step).
+    """
     defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
-    names = sorted(defaults)
+    free = [n for n in sorted(defaults) if n in traced.free_dims]
+    names = [n for n in sorted(defaults) if n not in traced.free_dims]
     # far values first: a size like `c // 4` only moves once c has moved by 4
     moves: tuple[Callable[[int], int], ...] = (
         lambda v: 2 * v + 1,
@@ -55,10 +63,43 @@ def candidate_points(traced: TracedModel) -> Iterator[dict[str, int]]:
         lambda v: v - 1,
         lambda v: v + 2,
     )
+    index = 0
     for move in moves:
-        yield {n: move(defaults[n]) for n in names}
-        for n in names:
-            yield {**defaults, n: move(defaults[n])}
+        points = [{**defaults, **{n: move(defaults[n]) for n in names}}]
+        points += [{**defaults, n: move(defaults[n])} for n in names]
+        points += [dict(defaults)] if free else []  # only the free dims move
+        for point in points:
+            if free:
+                point = _free_dims_near_minimum(traced, point, free, index)
+                index += 1
+            yield point
+
+
+FREE_DIM_SCAN = 64  # sizes above a free dim's minimum searched for accepted ones
+
+
+def _free_dims_near_minimum(
+    traced: TracedModel, point: dict[str, int], free: list[str], index: int
+) -> dict[str, int]:
+    """`point` with each free input dim at its `index`-th smallest accepted size (cycling
+    through the ones found), the other values as given. The free dims are chosen one after the
+    other, those not chosen yet at their defaults; one keeps its default when no size in the
+    scanned range is accepted."""
+    defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
+    point = {**point, **{name: defaults[name] for name in free}}
+    for name in free:
+        low = max(
+            [1]
+            + [c.minimum for c in traced.constraints if c.symbol == name and c.minimum is not None]
+        )
+        found = [
+            v
+            for v in range(low, low + FREE_DIM_SCAN)
+            if accepts(traced.constraints, {**point, name: v})
+        ]
+        if found:
+            point[name] = found[index % len(found)]
+    return point
 
 
 def verify_at_other_values(traced: TracedModel) -> None:

@@ -1,6 +1,6 @@
 """The reference models behind tests/architectures/*.seq build, run, and have the parameter count
-and output shape their spec's header documents. (These run without spec language v2; the
-comparison with the generated models is in tests/test_architectures.py.)"""
+and output shape their spec's header documents. (The comparison with the generated models is in
+tests/test_architectures.py.)"""
 
 from __future__ import annotations
 
@@ -50,8 +50,7 @@ def test_reference_matches_the_spec_header(spec: Path) -> None:
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_spec_input_line_matches_the_reference_input(spec: Path) -> None:
-    """The `input` line gives the sizes the reference runs at (checked on the text, so that it
-    holds without a v2 parser)."""
+    """The `input` line gives the sizes the reference runs at (checked on the spec's text)."""
     _, input_shape = reference.REFERENCES[spec.name]
     line = next(s for s in spec.read_text(encoding="utf-8").splitlines() if s.startswith("input "))
     text = line.split("#", 1)[0][len("input ") :].strip()
