@@ -188,6 +188,13 @@ class Op:
         )
 
 
+def batch_first_call(torch_class: str, first: str, site: CallSite, skip: Sequence[str]) -> str:
+    """`nn.LSTM(in, first, ..., batch_first=True)`: a torch layer whose input size seqgen reads
+    from the input's last dim, its first argument, the keywords as written, and batch_first."""
+    parts = [site.dims[-1], site.source[first], *site.kwargs((first, "batch_first", *skip))]
+    return f"nn.{torch_class}({', '.join([*parts, 'batch_first=True'])})"
+
+
 def batch_first_only(name: str, args: Nodes) -> None:
     """seqgen writes batch_first=True itself: any other value is an error."""
     value: Expr | None = args.get("batch_first")

@@ -26,7 +26,15 @@ from seqgen.layers.formulas import (
     probability,
     require_rank,
 )
-from seqgen.layers.kind import SEQ3, CallSite, Nodes, Op, OpResult, batch_first_only
+from seqgen.layers.kind import (
+    SEQ3,
+    CallSite,
+    Nodes,
+    Op,
+    OpResult,
+    batch_first_call,
+    batch_first_only,
+)
 from seqgen.runtime import sequence as runtime
 
 RECURRENT_KINDS = ("rnn", "lstm", "gru")
@@ -199,15 +207,8 @@ class Recurrent(Op):
         return OpResult(out, n, length * sympy.sympify(n), length * width)
 
     def call(self, site: CallSite) -> str:
-        inner = ", ".join(
-            [
-                site.dims[-1],
-                site.source["hidden_size"],
-                *site.kwargs(("hidden_size", "take", "batch_first")),
-                "batch_first=True",
-            ]
-        )
-        return f"RecurrentOutput(nn.{self.torch_class}({inner}), take={site.nodes['take'].value!r})"
+        inner = batch_first_call(self.torch_class or "", "hidden_size", site, ("take",))
+        return f"RecurrentOutput({inner}, take={site.nodes['take'].value!r})"
 
     def build(self, v: Mapping[str, Any], in_shape: tuple[int, ...]) -> nn.Module:
         v = dict(v)

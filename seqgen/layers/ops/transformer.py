@@ -23,7 +23,15 @@ from seqgen.layers.formulas import (
     probability,
     require_rank,
 )
-from seqgen.layers.kind import SEQ3, CallSite, Nodes, Op, OpResult, batch_first_only
+from seqgen.layers.kind import (
+    SEQ3,
+    CallSite,
+    Nodes,
+    Op,
+    OpResult,
+    batch_first_call,
+    batch_first_only,
+)
 
 
 def transformer_encoder_layer(
@@ -126,15 +134,7 @@ class TransformerEncoderLayer(Op):
         return OpResult(out, n, macs, as_expr(shape[1]) * (f + 3 * d), attention)
 
     def call(self, site: CallSite) -> str:
-        inner = ", ".join(
-            [
-                site.dims[-1],
-                site.source["nhead"],
-                *site.kwargs(("nhead", "batch_first")),
-                "batch_first=True",
-            ]
-        )
-        return f"nn.TransformerEncoderLayer({inner})"
+        return batch_first_call("TransformerEncoderLayer", "nhead", site, ())
 
     def build(self, v: Mapping[str, Any], in_shape: tuple[int, ...]) -> nn.Module:
         v = dict(v)
