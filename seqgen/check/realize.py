@@ -25,8 +25,8 @@ from seqgen.ir import (
 )
 from seqgen.lang.names import input_names
 from seqgen.layers import weight_norm
-from seqgen.layers.kind import evaluate
-from seqgen.layers.registry import op_for
+from seqgen.layers.kind import Op, evaluate
+from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import (
     INFERRED,
     Bound,
@@ -34,7 +34,6 @@ from seqgen.layers.torch_nn import (
     bind,
     concrete_values,
     first_line,
-    resolve_layer,
 )
 from seqgen.runtime import merges as runtime_merges
 
@@ -145,17 +144,18 @@ def run_real(
 ) -> tuple[list[nn.Module], torch.Tensor]:
     """Build a traced layer concretely from `values` for the input `x` (on the current default
     device), run it in eval mode, and return its modules and output."""
-    op = op_for(layer.spec)
-    if op is not None:
-        nodes = op.bind(layer.spec)
-        nodes.pop(op.inferred or "", None)  # the input's size: build() reads it from x
-        module = op.build(evaluate(nodes, values), tuple(x.shape)).eval()
-        return [module], module(x)
-    plain, norm = weight_norm.split(layer.spec)
-    cls = resolve_layer(plain)
-    module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
-    if norm is not None and values.eval(norm) is True:
-        module = weight_norm.wrap(module)
+    kind = kind_for(layer.spec)
+    match kind:
+        case Op():
+            nodes = kind.bind(layer.spec)
+            nodes.pop(kind.inferred or "", None)  # the input's size: build() reads it from x
+            module = kind.build(evaluate(nodes, values), tuple(x.shape))
+        case TorchModule(cls=cls, layer=plain):
+            module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
+        case WeightNormed(inner=TorchModule(cls=cls, layer=plain), value=norm):
+            module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
+            if values.eval(norm) is True:
+                module = weight_norm.wrap(module)
     module = module.eval()
     return [module], module(x)
 

@@ -16,27 +16,17 @@ from torch import nn
 from seqgen.errors import SeqgenError, TraceError, raise_all
 from seqgen.ir import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
 from seqgen.lang.hints import call_syntax_hint
-from seqgen.layers import weight_norm
-from seqgen.layers.registry import close_op_name, op_for
-from seqgen.layers.torch_nn import bind, registry, resolve_layer, signature
+from seqgen.layers.kind import Op
+from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
+from seqgen.layers.torch_nn import bind, registry, signature
 
 
 def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
     """Raise the first problem of one layer line that needs no trace to find."""
-    op = op_for(layer)
-    if op is not None:
-        op.bind(layer)
-        return
-    layer, _ = weight_norm.split(layer)
     try:
-        cls = resolve_layer(layer)
+        kind = kind_for(layer)
     except TraceError as e:
         block = next((b for b in blocks if b.name.lower() == layer.name.lower()), None)
-        own = close_op_name(layer.name)
-        if block is None and own is not None and "unknown layer" in e.diagnostic.message:
-            raise TraceError(
-                e.diagnostic.message, location=layer.loc, hint=f"did you mean {own!r}?"
-            ) from e
         if block is None:
             raise
         raise TraceError(
@@ -44,6 +34,12 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
             location=layer.loc,
             hint=f"did you mean the block {block.name!r}? block names are matched exactly",
         ) from e
+    match kind:
+        case Op():
+            kind.bind(layer)
+            return
+        case WeightNormed(inner=module) | (TorchModule() as module):
+            cls, layer = module.cls, module.layer
     if layer.call_syntax:
         sig = signature(cls)
         order = [p for p in sig.order if p in sig.positional or p in sig.inferred]

@@ -1,8 +1,11 @@
-"""The registry every stage asks about a layer line: seqgen's own kinds by name.
+"""The registry every stage asks about a layer line: `kind_for(layer)`.
 
-A layer line names one of seqgen's own ops (layers/ops/, one `Op` subclass each) or a torch.nn
-class as is (layers/torch_nn.py); `weight_norm=True` wraps a torch.nn layer (layers/weight_norm.py).
-Every module of layers/ops/ is imported here, so defining an op class registers it.
+A layer line names one of seqgen's own ops (layers/ops/, one `Op` subclass each, registered by
+being defined: every module of layers/ops/ is imported here) or an nn.Module class as is
+(`TorchModule`, resolved from torch.nn by layers/torch_nn.py), which `weight_norm=...` may wrap
+(`WeightNormed`, layers/weight_norm.py). The parser's preflight, the tracer and the real-tensor
+checks each match on the kind this returns, one case per kind; a user's own nn.Module classes
+would be one more source of `TorchModule` kinds.
 """
 
 from __future__ import annotations
@@ -11,10 +14,15 @@ import difflib
 import importlib
 import pkgutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from seqgen.ir import LayerSpec
-from seqgen.layers import ops
+from torch import nn
+
+from seqgen.errors import TraceError
+from seqgen.ir import Expr, LayerSpec
+from seqgen.layers import ops, weight_norm
 from seqgen.layers.kind import Op, registered
+from seqgen.layers.torch_nn import resolve_layer
 
 
 def _load() -> Mapping[str, Op]:
@@ -45,3 +53,40 @@ def close_op_name(name: str) -> str | None:
 def sequence_classes() -> frozenset[str]:
     """The class names (as traced layers carry them) after which a tensor is a sequence."""
     return frozenset(op.title for op in OPS.values() if op.sequence)
+
+
+@dataclass(frozen=True)
+class TorchModule:
+    """An nn.Module class used as is: traced on fake tensors, sizes from its family's rule."""
+
+    cls: type[nn.Module]
+    layer: LayerSpec  # the line as the class binds it (without weight_norm=)
+
+
+@dataclass(frozen=True)
+class WeightNormed:
+    """`weight_norm=...` around a torch.nn layer (layers/weight_norm.py)."""
+
+    inner: TorchModule
+    value: Expr  # the written weight_norm= value (True or False; anything else is an error)
+
+
+Kind = Op | TorchModule | WeightNormed
+
+
+def kind_for(layer: LayerSpec) -> Kind:
+    """What a layer line is; a located error for a name that is neither an op nor a class."""
+    op = op_for(layer)
+    if op is not None:
+        return op
+    plain, norm = weight_norm.split(layer)
+    try:
+        module = TorchModule(resolve_layer(plain), plain)
+    except TraceError as e:
+        own = close_op_name(plain.name)
+        if own is None or "unknown layer" not in e.diagnostic.message:
+            raise
+        raise TraceError(
+            e.diagnostic.message, location=plain.loc, hint=f"did you mean {own!r}?"
+        ) from e
+    return module if norm is None else WeightNormed(module, norm)

@@ -17,12 +17,13 @@ from torch import nn
 
 from seqgen.check.realize import confirm_on_cpu
 from seqgen.errors import InternalError, TraceError
-from seqgen.ir import Expr, LayerSpec, TracedLayer, expr_names
+from seqgen.ir import LayerSpec, TracedLayer, expr_names
 from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
 from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
-from seqgen.layers.registry import op_for
-from seqgen.layers.torch_nn import Bound, resolve_layer
+from seqgen.layers.kind import Op
+from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
+from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
 from seqgen.trace.op import trace_op
@@ -57,9 +58,9 @@ def trace_layer(
 ) -> NodeResult:
     """Trace one layer line, by kind: one of seqgen's own ops, or a torch.nn class (with
     `weight_norm=` around it or not)."""
-    op = op_for(layer)
-    if op is not None:
-        return trace_op(scope, op, index, layer, x, dims)
+    kind = kind_for(layer)
+    if isinstance(kind, Op):
+        return trace_op(scope, kind, index, layer, x, dims)
     if x.dtype != torch.float32 and not layer.name.lower().startswith(("dropout", "identity")):
         raise TraceError(
             f"{layer.name} gets integer token ids (the input has dtype=long); only "
@@ -67,24 +68,25 @@ def trace_layer(
             location=layer.loc,
             hint="start with `embedding VOCAB DIM`, or drop dtype=long from `input`",
         )
-    plain, norm = weight_norm.split(layer)
-    if norm is not None:
-        return _trace_weight_norm(scope, index, layer, plain, norm, x, dims)
-    return trace_torch_layer(scope, index, layer, x, dims)
+    match kind:
+        case WeightNormed():
+            return _trace_weight_norm(scope, index, layer, kind, x, dims)
+        case TorchModule():
+            return trace_torch_layer(scope, index, kind, x, dims)
 
 
 def _trace_weight_norm(
     scope: Scope,
     index: int,
     layer: LayerSpec,
-    plain: LayerSpec,
-    norm: Expr,
+    kind: WeightNormed,
     x: torch.Tensor,
     dims: list[DimInfo],
 ) -> NodeResult:
     """A torch.nn layer with `weight_norm=`: traced as itself, then wrapped and recounted."""
+    norm, plain = kind.value, kind.inner.layer
     on = weight_norm.enabled(norm)
-    inner = trace_torch_layer(scope, index, plain, x, dims)
+    inner = trace_torch_layer(scope, index, kind.inner, x, dims)
     step = inner.step
     traced = step.traced
     if not isinstance(traced, TracedLayer):
@@ -115,11 +117,11 @@ def _trace_weight_norm(
 
 
 def trace_torch_layer(
-    scope: Scope, index: int, layer: LayerSpec, x: torch.Tensor, dims: list[DimInfo]
+    scope: Scope, index: int, kind: TorchModule, x: torch.Tensor, dims: list[DimInfo]
 ) -> NodeResult:
     """Trace one torch.nn layer: its output, its conditions, and how the generated code
     builds it."""
-    cls = resolve_layer(layer)
+    cls, layer = kind.cls, kind.layer
     before = scope.session.specialized()
     args = arguments(scope, cls, layer, x, dims)
     _refuse_inplace_after_output_saver(scope, cls, layer, args)
