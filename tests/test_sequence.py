@@ -421,3 +421,30 @@ def test_time_series_transformer_and_speech_models_count_like_torch() -> None:
     )
     assert speech.total_params.value == _count(ref)
     assert [d.code for d in speech.out_shape] == ["N", "frames", "tokens"]
+
+
+@pytest.mark.parametrize("take", ["all", "last"])
+def test_recurrent_layers_never_step_through_a_long_sample(
+    take: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trace and its self-check prove a recurrent rule on a few steps: a 1000-step sample
+    costs what a short one does (torch's meta RNN kernels step in Python)."""
+    from seqgen.layers.ops.recurrent import CONFIRM_LENGTH
+    from seqgen.runtime import sequence as runtime
+
+    lengths: list[int] = []
+    forward = runtime.RecurrentOutput.forward
+
+    def recording(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        lengths.append(int(x.shape[1]))
+        return forward(self, x)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime.RecurrentOutput, "forward", recording)
+    text = (
+        "model L(vocab=50, hid=8)\ninput (1000,) dtype=long\nembedding vocab 16\n"
+        f"lstm hid num_layers=2 take={take}\nflatten\nlinear 3\n"
+    )
+    traced = trace_spec(parse(text))
+    assert lengths and max(lengths) <= CONFIRM_LENGTH
+    want = (2, 1000, 8) if take == "all" else (2, 8)
+    assert tuple(d.value for d in traced.layers[1].out_shape) == want

@@ -149,7 +149,9 @@ def run_real(
         case Op():
             nodes = kind.bind(layer.spec)
             nodes.pop(kind.inferred or "", None)  # the input's size: build() reads it from x
-            module = kind.build(evaluate(nodes, values), tuple(x.shape))
+            module = kind.build(evaluate(nodes, values), tuple(x.shape)).eval()
+            if x.device.type == "meta":  # only the shape matters
+                return [module], kind.run_for_shape(module, x)
         case TorchModule(cls=cls, layer=plain):
             module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
         case WeightNormed(inner=TorchModule(cls=cls, layer=plain), value=norm):

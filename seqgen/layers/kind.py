@@ -169,6 +169,17 @@ class Op:
         """The output shape, conditions and counts for argument values `v` on `shape`."""
         raise NotImplementedError(f"{type(self).__name__}.rule")
 
+    def confirm_at(self, sample: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape at which torch confirms the rule during the trace: the sample
+        itself, unless running the op there costs time per element (a recurrent layer)."""
+        return sample
+
+    def run_for_shape(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The module's output on `x` where only its shape matters (on `meta`): by default the
+        module run on `x`; an op whose kernel costs time per step may run a shorter sample."""
+        y: torch.Tensor = module(x)
+        return y
+
     def out_dtype(self, dtype: torch.dtype) -> torch.dtype:
         """The output's dtype for an input of `dtype` (an embedding turns ids into floats)."""
         return dtype

@@ -38,6 +38,7 @@ from seqgen.layers.kind import (
 from seqgen.runtime import sequence as runtime
 
 RECURRENT_KINDS = ("rnn", "lstm", "gru")
+CONFIRM_LENGTH = 4  # the sequence length torch confirms a recurrent layer's rule at
 TAKES = ("all", "last", "hidden")
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 TAKE_HINT = (
@@ -205,6 +206,20 @@ class Recurrent(Op):
         seq = out.shape if len(out.shape) == 3 else (shape[0], shape[1], out.shape[-1])
         length, width = as_expr(seq[1]), as_expr(seq[2])
         return OpResult(out, n, length * sympy.sympify(n), length * width)
+
+    def confirm_at(self, sample: tuple[int, ...]) -> tuple[int, ...]:
+        # torch's meta RNN kernels step through the sequence in Python: a long sample would make
+        # the trace's time grow with it, while the formula is the same at any length
+        return (sample[0], min(sample[1], CONFIRM_LENGTH), *sample[2:])
+
+    def run_for_shape(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        length = x.shape[1]
+        if length <= CONFIRM_LENGTH:
+            return super().run_for_shape(module, x)
+        # the same layer on the first steps; 'all' passes the length through, which the rule
+        # (confirmed by the trace) says: the shape at the full length, at no cost on meta
+        y = super().run_for_shape(module, x[:, :CONFIRM_LENGTH])
+        return y.new_empty((y.shape[0], length, y.shape[2])) if y.dim() == 3 else y
 
     def call(self, site: CallSite) -> str:
         inner = batch_first_call(self.torch_class or "", "hidden_size", site, ("take",))
