@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 CNN_SPEC = REPO / "generated_examples" / "cnn.seq"
 VGG16_SPEC = REPO / "bench" / "vgg16.seq"
 RESNET_SPEC = REPO / "bench" / "resnet50blocks.seq"
+TEXT_LSTM_SPEC = REPO / "generated_examples" / "text_lstm.seq"
 OUT = "{out}"  # in a case's argv: replaced by a fresh, empty directory for each execution
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
 
@@ -180,13 +181,22 @@ def imports_torch(seqgen_args: list[str]) -> bool | None:
 
 
 def write_specs(tmp: Path) -> dict[str, Path]:
-    """The generated specs: a 10.7-billion-parameter MLP, and 10- and 1000-layer stacks."""
+    """The generated specs: a 10.7-billion-parameter MLP, 10- and 1000-layer stacks, and a
+    2-layer LSTM classifier over a 100- and a 1000-step sample."""
     big = ["# 10 x Linear(32768, 32768): 10.7 billion parameters", "input 32768"]
     big += ["linear 32768", "relu"] * 10
     specs = {"big": big}
     for n in (10, 1000):
         specs[f"layers{n}"] = ["input 64"] + [
             "linear 64" if i % 2 == 0 else "relu" for i in range(n)
+        ]
+    for n in (100, 1000):
+        specs[f"lstm{n}"] = [
+            "model Tagger(vocab=1000, classes=5)",
+            f"input ({n},) dtype=long",
+            "embedding vocab 64",
+            "lstm 128 num_layers=2 take=last",
+            "linear classes",
         ]
     paths = {}
     for name, lines in specs.items():
@@ -257,6 +267,24 @@ def build_cases(tmp: Path) -> tuple[list[Case], dict[str, bool | None]]:
             (*seqgen, "new", str(RESNET_SPEC), "-o", out),
             "wall <= 1.5x cnn.seq",
             "" if has_v2 else "n/a (needs spec v2)",
+        ),
+        Case(
+            "text_lstm",
+            "`seqgen new text_lstm.seq`",
+            (*seqgen, "new", str(TEXT_LSTM_SPEC), "-o", out),
+            "wall <= 1.3x cnn.seq",
+        ),
+        Case(
+            "lstm100",
+            "`seqgen new`, LSTM over 100 steps",
+            (*seqgen, "new", "-q", str(specs["lstm100"]), "-o", out),
+            "reference for 1000 steps",
+        ),
+        Case(
+            "lstm1000",
+            "`seqgen new`, LSTM over 1000 steps",
+            (*seqgen, "new", "-q", str(specs["lstm1000"]), "-o", out),
+            "wall <= 1.2x 100 steps",
         ),
         Case(
             "torchinfo",
@@ -345,6 +373,12 @@ def judge(case: Case, res: Results, torch_checks: dict[str, bool | None]) -> str
     if case.key == "resnet50blocks":
         r = res.ratio("resnet50blocks", "cnn")
         return verdict(r <= 1.5, f"{r:.2f}x cnn.seq") if r is not None else "-"
+    if case.key == "text_lstm":
+        r = res.ratio("text_lstm", "cnn")
+        return verdict(r <= 1.3, f"{r:.2f}x cnn.seq") if r is not None else "-"
+    if case.key == "lstm1000":
+        r = res.ratio("lstm1000", "lstm100")
+        return verdict(r <= 1.2, f"{r:.2f}x") if r is not None else "-"
     if case.key == "big":
         r = res.ratio("big", "torch", memory=True)
         return verdict(r <= 2.0, f"{r:.2f}x") if r is not None else "-"
