@@ -75,7 +75,7 @@ def test_loose_files_still_put_their_folder_on_sys_path(tmp_path: Path) -> None:
     assert seqgen("new", "-q", "m.seq", "--tests-dir", "t", cwd=tmp_path).returncode == 0
     text = (tmp_path / "t" / "test_m.py").read_text()
     assert 'sys.path.insert(0, str(Path(__file__).resolve().parent / ".."))' in text
-    assert "from m import M  # noqa: E402" in text
+    assert "\nfrom m import M\n" in text
     assert run_generated_tests(tmp_path / "t", cwd=tmp_path).passed == 4
 
 

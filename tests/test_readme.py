@@ -11,6 +11,8 @@ import torch
 from conftest import EXAMPLES, ROOT, isolated_imports
 from torch import nn
 
+from seqgen.api import generate, options_for
+
 
 def readme_block(marker: str) -> str:
     """The fenced code block right after `<!-- tested: MARKER -->` in README.md."""
@@ -44,3 +46,36 @@ def test_subclassing_snippet_customises_the_generated_model(tmp_path: Path) -> N
 def test_sequence_example_is_the_committed_spec() -> None:
     committed = (EXAMPLES / "text_lstm.seq").read_text(encoding="utf-8")
     assert readme_block("text_lstm") == committed
+
+
+def missing_runs(snippet: str, generated: str) -> list[str]:
+    """The runs of a README snippet's lines (split at lines with `...`, which stand for what the
+    README leaves out) that are not, in this order, runs of the generated file's lines."""
+    runs: list[list[str]] = [[]]
+    for line in snippet.splitlines():
+        if "..." in line:
+            runs.append([])
+        else:
+            runs[-1].append(line)
+    lines = generated.splitlines()
+    start, missing = 0, []
+    for run in filter(None, runs):
+        found = next((i for i in range(start, len(lines)) if lines[i : i + len(run)] == run), None)
+        if found is None:
+            missing.append("\n".join(run))
+        else:
+            start = found + len(run)
+    return missing
+
+
+def test_the_generated_module_snippet_is_generated_code() -> None:
+    generated = (EXAMPLES / "cnn.py").read_text(encoding="utf-8")
+    assert missing_runs(readme_block("cnn_py"), generated) == []
+
+
+def test_the_blocks_snippet_is_generated_code(tmp_path: Path) -> None:
+    spec = tmp_path / "resnetish.seq"
+    spec.write_text(readme_block("resnetish_seq"), encoding="utf-8")
+    model = generate(str(spec), options_for(str(spec))).files[0]
+    assert model.path.endswith("resnetish.py")
+    assert missing_runs(readme_block("resnetish_py"), model.text) == []

@@ -76,6 +76,18 @@ def test_parameters_stay_symbolic() -> None:
     assert t.layers[-1].call == "nn.Linear(h * (n - k + 1), h // 2)"
 
 
+def test_a_flattened_size_has_no_redundant_parentheses() -> None:
+    # one factor left (the 1s drop out) is written as is, not `(c + 8)`; a factor whose
+    # operators sit inside parentheses needs none either (ruff's UP034 flags `((c + 8))`)
+    t = traced("model M(c=8)\ninput (c + 8, 1, 1)\nflatten\nunsqueeze 1\nflatten\nlinear 2")
+    assert [d.code for d in t.layers[0].out_shape] == ["N", "c + 8"]
+    assert t.layers[-1].call == "nn.Linear(c + 8, 2)"
+    t = traced(
+        "model M(h=8)\ninput (3, h, h)\nmaxpool2d 2\nupsample scale_factor=2\nflatten\nlinear 2"
+    )
+    assert t.layers[-1].call == "nn.Linear(3 * 2 * (h // 2) * 2 * (h // 2), 2)"
+
+
 def test_explicit_inferred_size_is_checked() -> None:
     assert traced("input 10\nlinear 4 in_features=10").layers[0].call == "nn.Linear(10, 4)"
     with pytest.raises(TraceError, match="in_features=12 disagrees") as info:

@@ -19,8 +19,8 @@ class Residual(nn.Module):
         self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x)
-        skip = x if self.shortcut is None else self.shortcut(x)
+        out: torch.Tensor = self.body(x)
+        skip: torch.Tensor = x if self.shortcut is None else self.shortcut(x)
         if out.shape != skip.shape:
             raise ValueError(
                 f"Residual: the body gives {tuple(out.shape)} but the "
@@ -39,12 +39,12 @@ class Concat(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [branch(x) for branch in self.branches]
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches]
         first = outs[0].shape
         for out in outs[1:]:
             if out.dim() != len(first) or any(
                 a != b
-                for i, (a, b) in enumerate(zip(out.shape, first))
+                for i, (a, b) in enumerate(zip(out.shape, first, strict=True))
                 if i != self.dim
             ):
                 shapes = ", ".join(str(tuple(o.shape)) for o in outs)
@@ -66,7 +66,7 @@ class Add(nn.Module):
         self.branches = nn.ModuleList(branches)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [branch(x) for branch in self.branches]
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches]
         if any(out.shape != outs[0].shape for out in outs[1:]):
             shapes = ", ".join(str(tuple(o.shape)) for o in outs)
             raise ValueError(
@@ -87,7 +87,7 @@ class Multiply(nn.Module):
         self.branches = nn.ModuleList(branches)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [branch(x) for branch in self.branches]
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches]
         product = outs[0]
         for out in outs[1:]:
             product = product * out

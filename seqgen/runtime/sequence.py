@@ -45,10 +45,9 @@ class RecurrentOutput(nn.Module):
             return output
         if self.take == "last":
             return output[:, -1]
-        h_n = (
-            state[0] if isinstance(state, tuple) else state
-        )  # an LSTM gives (h_n, c_n)
-        # h_n is (num_layers * dirs, N, H): the last layer's directions are its last rows
+        # an LSTM gives (h_n, c_n); h_n is (num_layers * dirs, N, H), and the last layer's
+        # directions are its last rows
+        h_n = state[0] if isinstance(state, tuple) else state
         return torch.cat(list(h_n[-self.directions :]), dim=-1)
 
     def extra_repr(self) -> str:

@@ -289,7 +289,10 @@ def _out_dims(
         start = module.start_dim % x.dim()
         end = module.end_dim % x.dim()
         merged = [d for d in dims[start : end + 1] if not (d.expr.is_number and int(d.expr) == 1)]
-        product = " * ".join(_factor(d.code) for d in merged) or "1"
+        # one factor stays as written: `(c + 8)` alone would be a redundant parenthesis (UP034)
+        product = (
+            merged[0].code if len(merged) == 1 else " * ".join(_factor(d.code) for d in merged)
+        ) or "1"
         scope.check_printed(exprs[start], product, layer.loc)  # hand-built: check it too
         return list(dims[:start]) + [DimInfo(exprs[start], product)] + list(dims[end + 1 :])
     out = []
@@ -302,8 +305,12 @@ def _out_dims(
 
 
 def _factor(code: str) -> str:
-    """A dim's code as a factor of a product: `seq_len - 2` needs parentheses, `2 * w` does not."""
-    return f"({code})" if re.search(r" (\+|-|//|%) ", code) else code
+    """A dim's code as a factor of a product: `seq_len - 2` needs parentheses, `2 * w` and
+    `2 * (h - 1)` do not (an operator inside parentheses does not count)."""
+    top_level = code
+    while (outer := re.sub(r"\([^()]*\)", "", top_level)) != top_level:
+        top_level = outer  # drop the innermost parentheses until none are left
+    return f"({code})" if re.search(r" (\+|-|//|%) ", top_level) else code
 
 
 def _macs(module: nn.Module, y: torch.Tensor) -> sympy.Expr:

@@ -1,0 +1,109 @@
+"""How the layers inside a generated nn.Sequential are written: one item per call, and the shape
+comments between them.
+
+Shape comments read top to bottom, as a reader follows the data: a `# (N, ...)` line is the
+output shape of the call below it and of every call after it up to the next comment, so one is
+written only where the shape differs from the one last shown (at first, the input shape in the
+class docstring). A comment sits on its own line, so black never splits a call to fit it, and a
+shape that ten layers keep is written once. A merge that ends with a shape its last branch does
+not show (a Concat, a broadcasting Multiply) has its comment on its closing line, where its
+output appears: above the call it would read as its first branch's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedNode
+
+Item = dict[str, Any]
+
+# how to read them, for the module docstring; the second sentence where a merge has one
+SHAPE_NOTE = (
+    "A `# (N, ...)` line is the output shape of the layer below it and of the layers after "
+    "it, up to the next one."
+)
+MERGE_NOTE = "`),  # (N, ...)` is the output shape of the merge that ends there."
+
+
+def shape_text(dims: tuple[Dim, ...]) -> str:
+    """`(N, 16, seq_len - 2)`: a traced shape as comments and docstrings show it."""
+    return "(" + ", ".join(d.shown for d in dims) + ")"
+
+
+def layer_items(nodes: tuple[TracedNode, ...], input_shape: tuple[Dim, ...]) -> list[Item]:
+    """The items of a class's nn.Sequential, which gets `input_shape`."""
+    return _items(nodes, shape_text(input_shape))[0]
+
+
+def closes_with_comment(items: list[Item]) -> bool:
+    """Whether a merge among these items (at any depth) has its comment after its `)`."""
+    return any(
+        item["children"] is not None
+        and (item["comment"] is not None or closes_with_comment(item["children"]))
+        for item in items
+    )
+
+
+def _leaf(code: str, comment: str | None) -> Item:
+    return {"children": None, "code": code, "comment": comment, "prefix": "", "suffix": ""}
+
+
+def _holder(
+    open_: str,
+    children: list[Item],
+    comment: str | None,
+    trailing: tuple[str, ...] = (),
+    close: str = ")",
+) -> Item:
+    return {
+        "children": children,
+        "open": open_,
+        "close": close,
+        "trailing": list(trailing),
+        "comment": comment,
+        "prefix": "",
+        "suffix": "",
+    }
+
+
+def _items(nodes: tuple[TracedNode, ...], shown: str) -> tuple[list[Item], str]:
+    """The items of one stack, in the order they are written, and the shape last shown."""
+    items = []
+    for node in nodes:
+        item, shown = _item(node, shown)
+        items.append(item)
+    return items, shown
+
+
+def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
+    """How one traced node is written, and the shape shown after it: a call, or a merge or
+    `repeat depth:` that holds the items of its stacks."""
+    out = shape_text(node.out_shape)
+    if isinstance(node, TracedMerge):
+        branches = []
+        for branch in node.branches:
+            item, shown = _stack(branch, shown)
+            branches.append(item)
+        comment = None if out == shown else out
+        if node.spec.kind == "residual":
+            if len(branches) == 2:
+                branches[1] = {**branches[1], "prefix": "shortcut="}
+            return _holder("Residual(", branches, comment), out
+        trailing = (f"dim={node.dim}",) if node.spec.kind == "concat" else ()
+        return _holder(f"{node.class_name}(", branches, comment, trailing), out
+    if isinstance(node, TracedLayer) and node.repeat is not None:
+        body, shown = _items(node.body, shown)  # a repeated body gives back its input's shape
+        comment = None if out == shown else out
+        close = f") for _ in range({node.repeat})]"
+        return _holder("*[nn.Sequential(", body, comment, close=close), out
+    return _leaf(node.call, None if out == shown else out), out
+
+
+def _stack(nodes: tuple[TracedNode, ...], shown: str) -> tuple[Item, str]:
+    """A branch: its one node as is, or an nn.Sequential of its nodes (which ends with its last
+    node's shape, so it never needs a comment of its own)."""
+    if len(nodes) == 1:
+        return _item(nodes[0], shown)
+    children, shown = _items(nodes, shown)
+    return _holder("nn.Sequential(", children, None), shown
