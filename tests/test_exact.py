@@ -20,7 +20,7 @@ from seqgen.layers.formulas import RuleError
 from seqgen.layers.torch_rules import apply
 from seqgen.safe_eval import NotArithmetic, evaluate_source
 from seqgen.trace import symbolic as S
-from seqgen.trace.constraints import Condition, derive, holds, monotone
+from seqgen.trace.constraints import Condition, Printer, derive, holds, monotone
 
 H, K, W = sympy.symbols("s0 s1 s2", integer=True)
 NAMES = {H: "h", K: "k", W: "w"}
@@ -88,6 +88,34 @@ def test_known_precedence_traps(expr: sympy.Expr, text: str) -> None:
     assert S.to_python(expr, NAMES) == text
 
 
+@pytest.mark.parametrize(
+    ("cond", "text"),
+    [
+        (sympy.Eq(H, K), "h != k"),
+        (sympy.Ne(H, 2), "h == 2"),
+        (sympy.Ge(16 - K, 1), "16 - k < 1"),
+        (sympy.Gt(H, K + 1), "h <= k + 1"),
+        (sympy.Le(H, 2 * K), "h > 2 * k"),
+        (sympy.Lt(H, K), "h >= k"),
+        (sympy.Eq(symfn.PythonMod(H, K), 0), "h % k != 0"),
+        # the parts in the condition's order (`h < k and h >= -k`): the same reads, in turn
+        (sympy.And(sympy.Ge(H, -K), sympy.Lt(H, K)), "h >= k or h < -k"),
+        (sympy.Or(sympy.Eq(H, 1), sympy.Eq(H, K)), "h != 1 and h != k"),
+        (
+            sympy.Or(sympy.And(sympy.Ge(H, 0), sympy.Le(H, 1)), sympy.Eq(K, 2)),
+            "(h > 1 or h < 0) and k != 2",
+        ),
+        (sympy.Not(sympy.Eq(H, K)), "h == k"),
+    ],
+)
+def test_refusing_tests_are_the_simplest_python(cond: sympy.Basic, text: str) -> None:
+    assert S.to_python_negated(cond, NAMES) == text
+    for h, k in itertools.product(range(-3, 4), range(1, 4)):
+        by_name = {"h": h, "k": k}
+        want = evaluate_source(S.to_python(cond, NAMES), by_name)
+        assert evaluate_source(text, by_name) is (not want), (cond, h, k)
+
+
 def test_term_order_does_not_depend_on_internal_symbol_names() -> None:
     a, b = sympy.symbols("s99 s1", integer=True)
     first = S.to_python(a * 3 + b - 2, {a: "alpha", b: "beta"})
@@ -138,7 +166,10 @@ def _brute_valid(cond: sympy.Basic) -> list[int]:
 def test_derived_checks_accept_exactly_the_valid_values(cond: sympy.Basic) -> None:
     hint = next(v for v in (9, 8, 4, 3) if holds(cond, {H: v}))
     checks = derive(
-        [Condition(cond, 0, "msg")], {H: hint}, {H: "h"}, lambda e: S.to_python(e, NAMES)
+        [Condition(cond, 0, "msg")],
+        {H: hint},
+        {H: "h"},
+        Printer(lambda e: S.to_python(e, NAMES), lambda e: S.to_python_negated(e, NAMES)),
     )
     for v in range(-60, 61):
         accepted = True
@@ -147,11 +178,12 @@ def test_derived_checks_accept_exactly_the_valid_values(cond: sympy.Basic) -> No
                 accepted &= v >= c.minimum
             elif c.maximum is not None:
                 accepted &= v <= c.maximum
-            else:
+            else:  # what the generated `if` refuses
                 try:
-                    accepted &= bool(evaluate_source(c.condition, {"h": v}))
+                    refused = bool(evaluate_source(c.failed, {"h": v}))
                 except ZeroDivisionError:
-                    accepted = False
+                    refused = True
+                accepted &= not refused
         assert accepted == (v in _brute_valid(cond)), (cond, v, checks)
 
 

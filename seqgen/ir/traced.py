@@ -191,6 +191,7 @@ class Constraint:
     condition: str  # Python expression that must hold, e.g. "seq_len >= 3"
     symbol: str | None  # the one parameter it bounds, when it bounds exactly one
     minimum: int | None  # that parameter's smallest valid value
+    failed: str  # the Python test that refuses the values, as simple as it gets: "seq_len < 3"
     layer_index: int
     message: str  # what goes wrong otherwise
     maximum: int | None = None  # that parameter's largest valid value

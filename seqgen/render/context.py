@@ -204,16 +204,10 @@ def _input_rule(c: Constraint) -> str:
 
 def _check(c: Constraint) -> dict[str, str]:
     """`if seq_len < 3: raise ValueError(...)`: the failing test and the message, as source."""
-    if c.minimum is not None:
-        failed = f"{c.symbol} < {c.minimum}"
-    elif c.maximum is not None:
-        failed = f"{c.symbol} > {c.maximum}"
-    else:
-        failed = f"not ({c.condition})"
     if not c.names:
-        return {"failed": failed, "message": repr(c.message)}
+        return {"failed": c.failed, "message": repr(c.message)}
     got = ", ".join(f"{n}={{{n}}}" for n in c.names)
-    return {"failed": failed, "message": f'f"got {got}; " {c.message!r}'}
+    return {"failed": c.failed, "message": f'f"got {got}; " {c.message!r}'}
 
 
 def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:

@@ -158,7 +158,7 @@ def trace_block(
     size_args = tuple(i for i, name in enumerate(names, start=1) if name in called)
     ctor = {inputs[i - 1] for i in size_args} | set(param_symbols.values())
     own = [c for c in tracer.conditions if S.free_symbols(c.condition) <= ctor]
-    constraints = tuple(derive(own, tracer.hints, parent.names, lambda e: tracer.code(e, None)))
+    constraints = tuple(derive(own, tracer.hints, parent.names, tracer.printer))
     _warn_unused(parent, block, spec_names(block.body))
     total = sum((st.params_expr for st in steps), sympy.Integer(0))
     train = sum((st.trainable_expr for st in steps), sympy.Integer(0))

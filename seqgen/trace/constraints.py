@@ -36,6 +36,14 @@ class Condition:
     message: str
 
 
+@dataclass(frozen=True)
+class Printer:
+    """How a condition reads in generated code: as written, and as the test that refuses it."""
+
+    code: Callable[[sympy.Basic], str]
+    negated: Callable[[sympy.Basic], str]
+
+
 def holds(cond: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> bool:
     """`cond` at `values`; a division by zero on the way means it does not hold."""
     try:
@@ -48,7 +56,7 @@ def derive(
     conditions: Sequence[Condition],
     hints: Mapping[sympy.Symbol, int],
     names: Mapping[sympy.Symbol, str],
-    code: Callable[[sympy.Basic], str],
+    printer: Printer,
 ) -> list[Constraint]:
     """Exact checks for the generated `__init__`, from the conditions the trace collected."""
     lower: dict[sympy.Symbol, tuple[int, Condition]] = {}
@@ -82,7 +90,7 @@ def derive(
                     continue  # holds for every value
                 periods.setdefault(free[0], []).append((period, ok, c))
                 continue
-        text = code(c.condition)
+        text = printer.code(c.condition)
         if text in seen:
             continue
         seen.add(text)
@@ -91,6 +99,7 @@ def derive(
                 condition=text,
                 symbol=None,
                 minimum=None,
+                failed=printer.negated(c.condition),
                 layer_index=c.layer_index,
                 message=c.message,
                 names=tuple(names[s] for s in free),
@@ -98,7 +107,7 @@ def derive(
         )
     out: list[Constraint] = []
     for sym, found in sorted(periods.items(), key=lambda kv: names[kv[0]]):
-        out.extend(_residue_constraints(sym, names[sym], found, hints, code))
+        out.extend(_residue_constraints(sym, names[sym], found, printer))
     for sym in sorted(set(lower) | set(upper), key=lambda s: names[s]):
         name = names[sym]
         if sym in lower:
@@ -108,6 +117,7 @@ def derive(
                     condition=f"{name} >= {value}",
                     symbol=name,
                     minimum=value,
+                    failed=f"{name} < {value}",
                     layer_index=c.layer_index,
                     message=f"{name} must be at least {value}: {c.message}",
                     names=(name,),
@@ -120,6 +130,7 @@ def derive(
                     condition=f"{name} <= {value}",
                     symbol=name,
                     minimum=None,
+                    failed=f"{name} > {value}",
                     maximum=value,
                     layer_index=c.layer_index,
                     message=f"{name} must be at most {value}: {c.message}",
@@ -174,8 +185,7 @@ def _residue_constraints(
     sym: sympy.Symbol,
     name: str,
     found: list[tuple[int, frozenset[int], Condition]],
-    hints: Mapping[sympy.Symbol, int],
-    code: Callable[[sympy.Basic], str],
+    printer: Printer,
 ) -> list[Constraint]:
     """One check per parameter for its periodic conditions: `h % 16 == 0` when together they
     mean a multiple; otherwise each condition as written."""
@@ -195,6 +205,7 @@ def _residue_constraints(
                 condition=f"{name} % {multiple} == 0",
                 symbol=None,
                 minimum=None,
+                failed=f"{name} % {multiple} != 0",
                 layer_index=first.layer_index,
                 message=f"{name} must be a multiple of {multiple}: {why}",
                 names=(name,),
@@ -202,9 +213,10 @@ def _residue_constraints(
         ]
     return [
         Constraint(
-            condition=code(c.condition),
+            condition=printer.code(c.condition),
             symbol=None,
             minimum=None,
+            failed=printer.negated(c.condition),
             layer_index=c.layer_index,
             message=c.message,
             names=(name,),

@@ -29,7 +29,7 @@ from seqgen.layers.formulas import Check
 from seqgen.layers.torch_nn import Values
 from seqgen.safe_eval import evaluate_source
 from seqgen.trace import symbolic as S
-from seqgen.trace.constraints import Condition, holds
+from seqgen.trace.constraints import Condition, Printer, holds
 from seqgen.trace.torch_errors import shape_text
 
 MAX_SIZE = 2**40  # larger sizes overflow torch's int64 element counts
@@ -159,12 +159,32 @@ class Scope:
         self.check_printed(expr, text, loc)
         return text
 
-    def check_printed(self, expr: sympy.Basic, text: str, loc: Location | None) -> None:
-        """The printed text must compute what the expression does, here and at other values."""
+    def negated_code(self, cond: sympy.Basic) -> str:
+        """The test that refuses a condition, as generated code writes it (`a != b`)."""
+        cond = S.simplify(self.session, cond)
+        try:
+            text = S.to_python_negated(cond, self.names)
+        except S.Unprintable as e:
+            raise TraceError(f"cannot write the condition {cond} as Python ({e})") from e
+        self.check_printed(cond, text, None, negated=True)
+        return text
+
+    @property
+    def printer(self) -> Printer:
+        """How this scope's conditions read in generated code."""
+        return Printer(lambda e: self.code(e, None), self.negated_code)
+
+    def check_printed(
+        self, expr: sympy.Basic, text: str, loc: Location | None, negated: bool = False
+    ) -> None:
+        """The printed text must compute what the expression does (or, `negated`, its opposite),
+        here and at other values."""
         for point in self.points:
             by_name = {self.names[s]: v for s, v in point.items()}
             try:
                 want = S.evaluate(expr, point)
+                if negated:
+                    want = not want
             except ZeroDivisionError:
                 want = ZeroDivisionError
             try:

@@ -115,7 +115,7 @@ class Tracer:
                 self.scope.conditions,
                 self.scope.hints,
                 self.scope.names,
-                lambda e: self.scope.code(e, None),
+                self.scope.printer,
             )
         )
         self.warn_unused_params()
