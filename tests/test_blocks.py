@@ -192,10 +192,14 @@ def test_residual_that_needs_equal_channels_becomes_an_init_check(tmp_path: Path
     text = "model M(c=8)\ninput 8x8x8\nresidual:\n    conv2d c k=3 p=1\n    relu\n"
     result, module = _generate(tmp_path, text)
     (check,) = [c for c in result.traced.constraints if "==" in c.condition]
-    assert check.condition == "c == 8" and "must agree in dim 1" in check.message
+    assert (check.condition, check.failed) == ("c == 8", "c != 8")
+    assert check.message == "c must equal 8 (a residual adds its input)"
+    assert check.comment == "spec line 3: residual"
+    assert "        # spec line 3: residual\n        if c != 8:\n" in result.files[0].text
     module.M(c=8)
-    with pytest.raises(ValueError, match="c=9"):
+    with pytest.raises(ValueError) as refused:
         module.M(c=9)
+    assert str(refused.value) == "c must equal 8 (a residual adds its input), got c=9"
 
 
 def test_skip_connections_derive_a_divisibility_rule(tmp_path: Path) -> None:

@@ -44,3 +44,8 @@ def test_subclassing_snippet_customises_the_generated_model(tmp_path: Path) -> N
 def test_sequence_example_is_the_committed_spec() -> None:
     committed = (EXAMPLES / "text_lstm.seq").read_text(encoding="utf-8")
     assert readme_block("text_lstm") == committed
+
+
+def test_check_example_is_in_the_committed_model() -> None:
+    committed = (EXAMPLES / "resnet_block.py").read_text(encoding="utf-8")
+    assert readme_block("check") in committed

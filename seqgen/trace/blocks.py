@@ -8,7 +8,7 @@ nothing is traced again per use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sympy
@@ -31,9 +31,10 @@ from seqgen.lang.names import ALL_INPUT_NAMES, input_names
 from seqgen.layers.torch_nn import Values
 from seqgen.report.lint import UNUSED_PARAMETER
 from seqgen.trace import symbolic as S
-from seqgen.trace.constraints import derive
+from seqgen.trace.constraints import Condition, derive
 from seqgen.trace.scope import BlockArgs, BlockInfo, DimInfo, Scope, StackResult
 from seqgen.trace.torch_errors import shape_text
+from seqgen.trace.wording import Site, in_block
 
 PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,
@@ -196,10 +197,29 @@ def trace_block(
         params=total,
         trainable=train,
         macs=macs,
-        conditions=tuple((c.condition, c.message) for c in tracer.conditions),
+        conditions=tuple(tracer.conditions),
         size_args=size_args,
         names=parent.names,
     )
+
+
+def conditions_at_use(
+    info: BlockInfo, use: BlockUse, mapping: Mapping[sympy.Symbol, Any], index: int
+) -> list[Condition]:
+    """The block's conditions at one use, in the caller's names, each saying where it comes from."""
+    where = f"block {use.name} (used on line {use.loc.line})"
+    site = Site(use.name, use.loc.line).comment()
+    return [
+        Condition(
+            c.condition.xreplace(mapping),
+            index,
+            f"{where}: {c.message}",
+            reason=in_block(use.name, c.reason),
+            detail=in_block(use.name, c.detail),
+            source=f"{site} ({c.source})" if c.source else site,
+        )
+        for c in info.conditions
+    ]
 
 
 def _warn_unused(parent: Scope, block: BlockDef, used: set[str]) -> None:

@@ -201,6 +201,7 @@ _RELATIONS = {  # each relation's operator, and its negation's
 
 MIN_MAX = (sympy.Max, sympy.Min, symfn.Max, symfn.Min)
 FLOOR_DIVISIONS = (symfn.FloorDiv, symfn.CeilDiv)  # a // b and -(-a // b)
+MODS = (symfn.Mod, symfn.PythonMod, sympy.Mod)  # a % b
 
 
 class Unprintable(Exception):
