@@ -96,7 +96,7 @@ def check(text: str, workdir: Path, rng: random.Random) -> str:
 
 
 def main() -> int:
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import HealthCheck, given, seed, settings
     from test_fuzz import tree_specs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -114,6 +114,7 @@ def main() -> int:
         derandomize=False,
         suppress_health_check=list(HealthCheck),
     )
+    @seed(args.seed)  # the specs drawn, as well as the points: a run can be repeated
     @given(tree_specs(clean=True))
     def run(text: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
