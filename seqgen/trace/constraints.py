@@ -10,6 +10,8 @@ This module turns them into `Constraint`s that are exact, never approximate:
 
 Bounds come first, then the written conditions in layer order, a layer's argument rules before
 its sizes: a condition that divides by a stride is only reached once that stride is known >= 1.
+A written condition that the bounds imply is left out (intervals.py): `c1 + c3 >= 1` after
+`c1 >= 1` and `c3 >= 1` can never refuse anything.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sympy
 
 from seqgen.ir import Constraint
 from seqgen.trace import symbolic as S
+from seqgen.trace.intervals import implied
 from seqgen.trace.wording import rule, with_reason
 
 LOWEST = -(2**40)  # where the search for a lower bound starts (sizes go up to 2**40)
@@ -78,7 +81,7 @@ def derive(
     """Exact checks for the generated `__init__`, from the conditions the trace collected."""
     lower: dict[sympy.Symbol, tuple[int, Condition]] = {}
     upper: dict[sympy.Symbol, tuple[int, Condition]] = {}
-    written: list[Constraint] = []
+    written: list[tuple[Condition, str, list[str]]] = []  # with its text and names
     seen: set[str] = set()
     periods: dict[sympy.Symbol, list[tuple[int, frozenset[int], Condition]]] = {}
     for c in conditions:
@@ -111,7 +114,7 @@ def derive(
         if text in seen:
             continue
         seen.add(text)
-        written.append(_as_written(c, printer, text, [names[s] for s in free]))
+        written.append((c, text, [names[s] for s in free]))
     out: list[Constraint] = []
     for sym, found in sorted(periods.items(), key=lambda kv: names[kv[0]]):
         out.extend(_residue_constraints(sym, names[sym], found, printer))
@@ -146,7 +149,16 @@ def derive(
                     comment=c.source,
                 )
             )
-    return out + written
+    # the bounds are checked first: a condition they imply can never refuse anything
+    box = {
+        s: (lower[s][0] if s in lower else None, upper[s][0] if s in upper else None)
+        for s in {*lower, *upper}
+    }
+    return out + [
+        _as_written(c, printer, text, free)
+        for c, text, free in written
+        if not implied(c.condition, box)
+    ]
 
 
 def _bound_message(c: Condition, sym: sympy.Symbol, name: str, side: str, value: int) -> str:

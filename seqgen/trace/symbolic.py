@@ -199,8 +199,10 @@ _RELATIONS = {  # each relation's operator, and its negation's
 }
 
 
-MIN_MAX = (sympy.Max, sympy.Min, symfn.Max, symfn.Min)
-FLOOR_DIVISIONS = (symfn.FloorDiv, symfn.CeilDiv)  # a // b and -(-a // b)
+MAXES = (sympy.Max, symfn.Max)
+MIN_MAX = (*MAXES, sympy.Min, symfn.Min)
+CEIL_DIV = symfn.CeilDiv  # -(-a // b)
+FLOOR_DIVISIONS = (symfn.FloorDiv, CEIL_DIV)  # a // b and -(-a // b)
 MODS = (symfn.Mod, symfn.PythonMod, sympy.Mod)  # a % b
 
 
