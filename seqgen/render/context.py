@@ -209,8 +209,18 @@ MESSAGE_PIECE = MESSAGE_LINE - 2
 def _check(c: Constraint) -> dict[str, str]:
     """`if seq_len < 3: raise ValueError(...)`: the refusing test, the message as source (the rule,
     why, and the values it got), and the comment that says where in the spec it comes from."""
-    words = c.message.split(" ")
-    fields = [f"{n}={{{n}}}" for n in c.names]  # `got k={k}, h={h}`
+    return {
+        "failed": c.failed,
+        "message": _message_source(c.message, c.names),
+        "comment": comment_text(c.comment),
+    }
+
+
+def _message_source(message: str, names: tuple[str, ...]) -> str:
+    """`message, got k={k}, h={h}` as Python source: one string, or several (the values in an
+    f-string, never split) when it would not fit on one line."""
+    words = message.split(" ")
+    fields = [f"{n}={{{n}}}" for n in names]  # `got k={k}, h={h}`
     if fields:
         words = [*words[:-1], words[-1] + ",", "got", *(f + "," for f in fields[:-1]), fields[-1]]
     first_field = len(words) - len(fields)
@@ -236,7 +246,7 @@ def _check(c: Constraint) -> dict[str, str]:
         else:  # it holds a field: an f-string, with the braces of the text around doubled
             escaped = (words[i] if i >= first_field else _brace_escaped(words[i]) for i in piece)
             sources.append("f" + repr(" ".join(escaped) + end))
-    return {"failed": c.failed, "message": " ".join(sources), "comment": comment_text(c.comment)}
+    return " ".join(sources)
 
 
 def _brace_escaped(text: str) -> str:

@@ -86,6 +86,7 @@ def argument_reason(layer: str, subject: str, shown: tuple[str, ...], rule_text:
 
 
 def empty_output(layer: str) -> str:
+    """Why an output size must stay >= 1."""
     return f"{layer}'s output would be empty"
 
 
