@@ -84,10 +84,11 @@ timeouts. Discrepancies = false accepts + false rejects + wrong shapes + wrong c
 generated test fails; `refused_but_works` is reported but is not a discrepancy.
 
 Layer family of a finding: the layer whose shape differs first (wrong_shape), the layer the oracle
-fails at (false_accept, and crashes where the oracle fails), the layer a generated ValueError
-names ("spec line N") or whose torch constructor raised (false_reject), the first layer whose
-parameter count differs or changes with the point (wrong_count: a heuristic), `input` for the
-input shape, `seqgen` for a crash inside seqgen itself.
+fails at (false_accept, and crashes where the oracle fails), the layer whose generated check
+raised the ValueError (its comment names the spec line) or whose torch constructor raised
+(false_reject), the first layer whose parameter count differs or changes with the point
+(wrong_count: a heuristic), `input` for the input shape, `seqgen` for a crash inside seqgen
+itself.
 
 Oracle caveats: validity is what the CPU kernels of the installed torch do at batch 2 (BatchNorm
 in train mode needs > 1 value per channel, so a batch of 1 could fail where batch 2 works; the CPU
@@ -1539,13 +1540,25 @@ class Finding:
         return self.kind, self.family, " ".join(words[:6])
 
 
-def _layer_from_message(message: str, spec: SpecIR) -> int | None:
-    """The layer a generated ValueError names ("... (spec line 6) ...")."""
-    m = re.search(r"spec line (\d+)", message)
-    if not m:
+def _layer_from_check(exc: BaseException, spec: SpecIR) -> int | None:
+    """The layer of the generated check that raised `exc`: its comment names the spec line
+    (`# spec line 6: Conv2d stride` right above the `if`)."""
+    import linecache
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
         return None
-    idx = int(m.group(1)) - 3  # line 1: model, line 2: input, then one layer a line
-    return idx if 0 <= idx < len(spec.layers) else None
+    path, lineno = tb.tb_frame.f_code.co_filename, tb.tb_lineno
+    for n in range(lineno, max(lineno - 12, 0), -1):  # up to the `if`, then its comment
+        if linecache.getline(path, n).strip().startswith("if "):
+            m = re.match(r"\s*# spec line (\d+)", linecache.getline(path, n - 1))
+            if not m:
+                return None
+            idx = int(m.group(1)) - 3  # line 1: model, line 2: input, then one layer a line
+            return idx if 0 <= idx < len(spec.layers) else None
+    return None
 
 
 def _raising_layer(exc: BaseException, spec: SpecIR) -> int | None:
@@ -1630,7 +1643,7 @@ def check_point(
             if res.valid:
                 if at_pinned:
                     return "pinned_reject", []
-                layer = _layer_from_message(str(e), spec)
+                layer = _layer_from_check(e, spec)
                 if layer is None and "the input" in str(e):
                     layer = -1
                 if layer is None:
@@ -1644,7 +1657,7 @@ def check_point(
         except Exception as e:
             return found(
                 "crash",
-                _layer_from_message(str(e), spec) or _raising_layer(e, spec),
+                _layer_from_check(e, spec) or _raising_layer(e, spec),
                 f"__init__ raised {type(e).__name__}: {_short(str(e), 200)}",
             )
         if gen.input_rules:

@@ -175,6 +175,57 @@ def test_block_class_is_traced_once_in_its_own_names() -> None:
     assert uses[1].params.code == "12 * width + 56 * width * width"
 
 
+IDENTITY = """model M(c=8)
+input 8x8x8
+block Basic(out):
+    residual:
+        conv2d out k=3 p=1
+        relu
+        conv2d out k=3 p=1
+    relu
+Basic 8
+Basic c
+"""
+
+
+def test_identity_residual_block_takes_its_one_size(tmp_path: Path) -> None:
+    """The residual forces `out == in_channels`: the class takes `out` alone, the uses pass one
+    value, and the model checks that value against the channels that reach it."""
+    result, module = _generate(tmp_path, IDENTITY)
+    (basic,) = result.traced.blocks
+    assert [a.name for a in basic.args] == ["out"] and basic.constraints[0].condition == "out >= 1"
+    assert [d.code for d in basic.input_shape] == ["N", "out", "H", "W"]
+    assert [n.call for n in result.traced.layers] == ["Basic(8)", "Basic(c)"]
+    assert "nn.Conv2d(out, out, kernel_size=3, padding=1)" in result.files[0].text
+    (check,) = [c for c in result.traced.constraints if c.symbol is None]
+    assert check.condition == "c == 8"
+    assert check.comment == "spec line 10: Basic (spec line 4: residual)"
+    with pytest.raises(ValueError) as refused:
+        module.M(c=9)
+    assert str(refused.value) == "c must equal 8 (in Basic, a residual adds its input), got c=9"
+    assert module.M()(torch.randn(2, 8, 8, 8)).shape == (2, 8, 8, 8)
+    block = module.Basic(4).eval()  # the class works at any width on its own
+    assert block(torch.randn(2, 4, 5, 5)).shape == (2, 4, 5, 5)
+    with pytest.raises(ValueError, match="^out must be at least 1"):
+        module.Basic(0)
+    test_file = result.files[1]
+    assert "block = Basic(out=8).eval()" in test_file.text
+    run_generated_tests(Path(test_file.path))
+
+
+def test_a_block_whose_input_size_may_differ_keeps_it() -> None:
+    """With a shortcut, or a residual body whose width is not the parameter, the input size
+    stays an argument of its own."""
+    shortcut = trace(parse(RESNET))
+    assert [a.name for a in shortcut.blocks[0].args] == ["in_channels", "out", "stride"]
+    doubled = trace(
+        parse("input 8x8x8\nblock B(half):\n    residual:\n        conv2d half * 2 k=1\nB 4\n")
+    )
+    (block,) = doubled.blocks
+    assert [a.name for a in block.args] == ["in_channels", "half"]
+    assert [c.condition for c in block.constraints] == ["half >= 1", "2 * half == in_channels"]
+
+
 def test_concat_sums_symbolic_channels() -> None:
     traced = trace(
         parse(
@@ -192,10 +243,14 @@ def test_residual_that_needs_equal_channels_becomes_an_init_check(tmp_path: Path
     text = "model M(c=8)\ninput 8x8x8\nresidual:\n    conv2d c k=3 p=1\n    relu\n"
     result, module = _generate(tmp_path, text)
     (check,) = [c for c in result.traced.constraints if "==" in c.condition]
-    assert check.condition == "c == 8" and "must agree in dim 1" in check.message
+    assert (check.condition, check.failed) == ("c == 8", "c != 8")
+    assert check.message == "c must equal 8 (a residual adds its input)"
+    assert check.comment == "spec line 3: residual"
+    assert "        # spec line 3: residual\n        if c != 8:\n" in result.files[0].text
     module.M(c=8)
-    with pytest.raises(ValueError, match="c=9"):
+    with pytest.raises(ValueError) as refused:
         module.M(c=9)
+    assert str(refused.value) == "c must equal 8 (a residual adds its input), got c=9"
 
 
 def test_skip_connections_derive_a_divisibility_rule(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from seqgen.layers.formulas import RuleError
 from seqgen.layers.torch_rules import apply
 from seqgen.safe_eval import NotArithmetic, evaluate_source
 from seqgen.trace import symbolic as S
-from seqgen.trace.constraints import Condition, derive, holds, monotone
+from seqgen.trace.constraints import Condition, Printer, derive, holds, monotone
+from seqgen.trace.intervals import Interval, implied, interval
 
 H, K, W = sympy.symbols("s0 s1 s2", integer=True)
 NAMES = {H: "h", K: "k", W: "w"}
@@ -88,6 +89,34 @@ def test_known_precedence_traps(expr: sympy.Expr, text: str) -> None:
     assert S.to_python(expr, NAMES) == text
 
 
+@pytest.mark.parametrize(
+    ("cond", "text"),
+    [
+        (sympy.Eq(H, K), "h != k"),
+        (sympy.Ne(H, 2), "h == 2"),
+        (sympy.Ge(16 - K, 1), "16 - k < 1"),
+        (sympy.Gt(H, K + 1), "h <= k + 1"),
+        (sympy.Le(H, 2 * K), "h > 2 * k"),
+        (sympy.Lt(H, K), "h >= k"),
+        (sympy.Eq(symfn.PythonMod(H, K), 0), "h % k != 0"),
+        # the parts in the condition's order (`h < k and h >= -k`): the same reads, in turn
+        (sympy.And(sympy.Ge(H, -K), sympy.Lt(H, K)), "h >= k or h < -k"),
+        (sympy.Or(sympy.Eq(H, 1), sympy.Eq(H, K)), "h != 1 and h != k"),
+        (
+            sympy.Or(sympy.And(sympy.Ge(H, 0), sympy.Le(H, 1)), sympy.Eq(K, 2)),
+            "(h > 1 or h < 0) and k != 2",
+        ),
+        (sympy.Not(sympy.Eq(H, K)), "h == k"),
+    ],
+)
+def test_refusing_tests_are_the_simplest_python(cond: sympy.Basic, text: str) -> None:
+    assert S.to_python_negated(cond, NAMES) == text
+    for h, k in itertools.product(range(-3, 4), range(1, 4)):
+        by_name = {"h": h, "k": k}
+        want = evaluate_source(S.to_python(cond, NAMES), by_name)
+        assert evaluate_source(text, by_name) is (not want), (cond, h, k)
+
+
 def test_term_order_does_not_depend_on_internal_symbol_names() -> None:
     a, b = sympy.symbols("s99 s1", integer=True)
     first = S.to_python(a * 3 + b - 2, {a: "alpha", b: "beta"})
@@ -138,7 +167,10 @@ def _brute_valid(cond: sympy.Basic) -> list[int]:
 def test_derived_checks_accept_exactly_the_valid_values(cond: sympy.Basic) -> None:
     hint = next(v for v in (9, 8, 4, 3) if holds(cond, {H: v}))
     checks = derive(
-        [Condition(cond, 0, "msg")], {H: hint}, {H: "h"}, lambda e: S.to_python(e, NAMES)
+        [Condition(cond, 0, "msg")],
+        {H: hint},
+        {H: "h"},
+        Printer(lambda e: S.to_python(e, NAMES), lambda e: S.to_python_negated(e, NAMES)),
     )
     for v in range(-60, 61):
         accepted = True
@@ -147,12 +179,85 @@ def test_derived_checks_accept_exactly_the_valid_values(cond: sympy.Basic) -> No
                 accepted &= v >= c.minimum
             elif c.maximum is not None:
                 accepted &= v <= c.maximum
-            else:
+            else:  # what the generated `if` refuses
                 try:
-                    accepted &= bool(evaluate_source(c.condition, {"h": v}))
+                    refused = bool(evaluate_source(c.failed, {"h": v}))
                 except ZeroDivisionError:
-                    accepted = False
+                    refused = True
+                accepted &= not refused
         assert accepted == (v in _brute_valid(cond)), (cond, v, checks)
+
+
+def _random_box(rng: random.Random) -> dict[sympy.Symbol, Interval]:
+    box: dict[sympy.Symbol, Interval] = {}
+    for s in (H, K, W):
+        lo = rng.choice([None, rng.randint(-4, 4)])
+        hi = rng.choice([None, (lo if lo is not None else -4) + rng.randint(0, 8)])
+        box[s] = (lo, hi)
+    return box
+
+
+def _points_in(
+    box: dict[sympy.Symbol, Interval], rng: random.Random
+) -> list[dict[sympy.Symbol, int]]:
+    """Integer points of the box, its corners often (bounds near the edges are what matter)."""
+
+    def one(lo: int | None, hi: int | None) -> int:
+        low = lo if lo is not None else (hi if hi is not None else 0) - 30
+        high = hi if hi is not None else low + 30
+        return rng.choice([low, high, rng.randint(low, high)])
+
+    return [{s: one(*b) for s, b in box.items()} for _ in range(24)]
+
+
+def test_intervals_hold_every_value_and_implied_conditions_hold_everywhere() -> None:
+    """Random expressions and boxes: the value at each point of the box is inside the computed
+    interval, and a condition called implied holds (without dividing by zero) at every point."""
+    rng = random.Random(1)
+    draws, bounded, dropped = max_examples(3000), 0, 0
+    for _ in range(draws):
+        try:
+            expr = _random_expr(rng)
+            cond = rng.choice([sympy.Ge, sympy.Gt, sympy.Le, sympy.Lt, sympy.Eq, sympy.Ne])(
+                expr, rng.randint(-3, 3)
+            )
+        except ZeroDivisionError:
+            continue
+        box = _random_box(rng)
+        lo, hi = interval(expr, box)
+        bounded += lo is not None or hi is not None
+        is_implied = implied(cond, box)
+        dropped += is_implied
+        for point in _points_in(box, rng):
+            if is_implied:
+                assert holds(cond, point), (cond, box, point)
+            try:
+                v = S.evaluate(expr, point)
+            except ZeroDivisionError:
+                continue
+            assert (lo is None or v >= lo) and (hi is None or v <= hi), (expr, box, point, v)
+    assert bounded > draws // 4 and dropped > draws // 20, (bounded, dropped)
+
+
+@pytest.mark.parametrize(
+    ("cond", "box", "expected"),
+    [
+        (sympy.Ge(H + K + W, 1), {H: (1, None), K: (1, None), W: (1, None)}, True),
+        (sympy.Ge(H + K + W, 4), {H: (1, None), K: (1, None), W: (1, None)}, False),
+        (sympy.Ge(H * K, 1), {H: (1, None), K: (1, None)}, True),
+        (sympy.Ge(H - K, 0), {H: (1, None), K: (1, None)}, False),  # not implied: not dropped
+        (sympy.Ge(symfn.FloorDiv(H, 2), 1), {H: (2, None)}, True),
+        (sympy.Ge(symfn.FloorDiv(H, K), 1), {H: (4, None), K: (1, 4)}, True),
+        (sympy.Ge(symfn.FloorDiv(H, K), 1), {H: (4, None), K: (0, 4)}, False),  # K may be 0
+        (sympy.Ge(sympy.Max(symfn.FloorDiv(H, K), 3), 1), {H: (0, 9)}, False),  # nor here
+        (sympy.Le(H + 2, 18), {H: (1, 16)}, True),
+        (sympy.Ge(H, 1), {}, False),  # a size with no bound: a block's input size
+    ],
+)
+def test_implied_conditions(
+    cond: sympy.Basic, box: dict[sympy.Symbol, Interval], expected: bool
+) -> None:
+    assert implied(cond, box) is expected
 
 
 # ---------------------------------------------------------------- rules against torch on the CPU

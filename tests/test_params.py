@@ -48,7 +48,7 @@ def test_parameter_defaulting_to_one_stays_symbolic(tmp_path: Path) -> None:
     for in_ch in (1, 3):
         model = GrayNet(in_ch=in_ch).eval()
         assert model(torch.randn(2, in_ch, 28, 28)).shape == (2, 10)
-    with pytest.raises(ValueError, match="in_ch"):
+    with pytest.raises(ValueError, match=r"^in_ch must be at least 1 \(the input would have an"):
         GrayNet(in_ch=0)
 
 
@@ -58,7 +58,9 @@ def test_zero_default_padding_stays_symbolic(tmp_path: Path) -> None:
     )
     for pad in (0, 1, 5):
         assert Net(pad=pad).eval()(torch.randn(2, 3, 16)).shape == (2, 2)
-    with pytest.raises(ValueError, match="pad"):
+    with pytest.raises(
+        ValueError, match=r"^pad must be at least 0 \(Conv1d's padding\), got pad=-1$"
+    ):
         Net(pad=-1)
 
 
@@ -120,7 +122,7 @@ def test_repeat_with_a_parameter_count_is_a_loop(tmp_path: Path) -> None:
             ]
         layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(width, 4)]
         assert torch_count == sum(p.numel() for p in torch.nn.Sequential(*layers).parameters())
-    with pytest.raises(ValueError, match="depth"):
+    with pytest.raises(ValueError, match=r"^depth must be at least 1 \(a repeated block runs at"):
         Deep(depth=0)
     run_generated_tests(tmp_path / "test_deep.py")
 

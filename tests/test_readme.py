@@ -79,3 +79,8 @@ def test_the_blocks_snippet_is_generated_code(tmp_path: Path) -> None:
     model = generate(str(spec), options_for(str(spec))).files[0]
     assert model.path.endswith("resnetish.py")
     assert missing_runs(readme_block("resnetish_py"), model.text) == []
+
+
+def test_check_example_is_in_the_committed_model() -> None:
+    committed = (EXAMPLES / "resnet_block.py").read_text(encoding="utf-8")
+    assert readme_block("check") in committed

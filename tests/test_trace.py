@@ -186,3 +186,12 @@ def test_self_check_varies_free_input_dims_near_their_minimum() -> None:
     assert lstm[0]["vocab"] == 2 * 20000 + 1 and lstm[0]["num_classes"] == 2 * 2 + 1
     unet = checked(EXAMPLES / "unet_small.seq")  # h and w: >= 4 and divisible by 4
     assert [(p["h"], p["w"]) for p in unet] == [(4, 4), (8, 8), (12, 12), (16, 16)]
+
+
+def test_a_check_the_bounds_imply_is_left_out() -> None:
+    """concat's channels a + b >= 1 follow from a >= 1 and b >= 1; a - b + 4 >= 1 does not."""
+    t = traced(
+        "model M(a=4, b=4)\ninput 3x8x8\nconcat:\n    branch:\n        conv2d a 1\n"
+        "    branch:\n        conv2d b 1\nconv2d a - b + 4 1\n"
+    )
+    assert [c.condition for c in t.constraints] == ["a >= 1", "b >= 1", "a - b + 4 >= 1"]

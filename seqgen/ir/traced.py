@@ -191,10 +191,13 @@ class Constraint:
     condition: str  # Python expression that must hold, e.g. "seq_len >= 3"
     symbol: str | None  # the one parameter it bounds, when it bounds exactly one
     minimum: int | None  # that parameter's smallest valid value
+    failed: str  # the Python test that refuses the values, as simple as it gets: "seq_len < 3"
     layer_index: int
-    message: str  # what goes wrong otherwise
+    # the rule in the parameters' names, and why: "stride must be at least 1 (for Conv2d)"
+    message: str
     maximum: int | None = None  # that parameter's largest valid value
-    names: tuple[str, ...] = ()  # the parameters the condition reads
+    names: tuple[str, ...] = ()  # the parameters the condition reads, in the order it reads them
+    comment: str = ""  # where in the spec it comes from: "spec line 22: Conv2d stride"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ class Check:
     condition: sympy.Basic
     text: str  # a format string: each `{}` is one of `values`, shown as a number or expression
     values: tuple[sympy.Expr, ...] = ()
+    subject: str = ""  # the argument(s) it is about, when it is one rule on them: "kernel_size"
 
     def message(self, show: Callable[[sympy.Expr], str]) -> str:
         """The text with each value shown by `show`."""
@@ -97,17 +98,22 @@ class Checks:
     def __init__(self) -> None:
         self.items: list[Check] = []
 
-    def need(self, condition: Any, text: str, *values: Size) -> None:
+    def need(self, condition: Any, text: str, *values: Size, subject: str = "") -> None:
         cond = sympy.sympify(condition)
         if cond is sympy.true:
             return
-        check = Check(cond, text, tuple(as_expr(v) for v in values))
+        check = Check(cond, text, tuple(as_expr(v) for v in values), subject)
         if cond is sympy.false:
             raise RuleError(check.message(str))
         self.items.append(check)
 
     def at_least(self, v: Size, low: int, what: str) -> None:
-        self.need(sympy.Ge(as_expr(v), low), f"{what} ({{}}) must be at least {low}", v)
+        self.need(
+            sympy.Ge(as_expr(v), low),
+            f"{what} ({{}}) must be at least {low}",
+            v,
+            subject=what.split(" (")[0],
+        )
 
 
 def is_one(v: Any) -> bool:
@@ -131,6 +137,7 @@ def divides(checks: Checks, size: Size, what: str, by: Size, by_what: str) -> No
             f"{what} ({{}}) must be divisible by {by_what} ({{}})",
             size,
             by,
+            subject=f"{what} and {by_what}",
         )
 
 
@@ -176,6 +183,7 @@ def probability(checks: Checks, value: Any, name: str) -> None:
         sympy.And(sympy.Ge(as_expr(value), 0), sympy.Le(as_expr(value), 1)),
         f"{name} ({{}}) must be between 0 and 1",
         value,
+        subject=name,
     )
 
 

@@ -155,23 +155,60 @@ def _snake(name: str) -> str:
 
 def _input_rule(c: Constraint) -> str:
     """A condition on an input size, for the class docstring."""
-    if c.minimum is not None or c.maximum is not None or " must be a multiple of " in c.message:
-        return c.message
-    return f"{c.condition} ({c.message})"
+    return c.message
+
+
+# a message longer than this is written as several strings, each at most MESSAGE_PIECE long, so
+# black can keep `raise ValueError(...)` within 88 columns (the strings sit 16 columns in)
+MESSAGE_LINE = 88 - 16 - 3
+MESSAGE_PIECE = MESSAGE_LINE - 2
 
 
 def _check(c: Constraint) -> dict[str, str]:
-    """`if seq_len < 3: raise ValueError(...)`: the failing test and the message, as source."""
-    if c.minimum is not None:
-        failed = f"{c.symbol} < {c.minimum}"
-    elif c.maximum is not None:
-        failed = f"{c.symbol} > {c.maximum}"
+    """`if seq_len < 3: raise ValueError(...)`: the refusing test, the message as source (the rule,
+    why, and the values it got), and the comment that says where in the spec it comes from."""
+    return {
+        "failed": c.failed,
+        "message": _message_source(c.message, c.names),
+        "comment": comment_text(c.comment),
+    }
+
+
+def _message_source(message: str, names: tuple[str, ...]) -> str:
+    """`message, got k={k}, h={h}` as Python source: one string, or several (the values in an
+    f-string, never split) when it would not fit on one line."""
+    words = message.split(" ")
+    fields = [f"{n}={{{n}}}" for n in names]  # `got k={k}, h={h}`
+    if fields:
+        words = [*words[:-1], words[-1] + ",", "got", *(f + "," for f in fields[:-1]), fields[-1]]
+    first_field = len(words) - len(fields)
+    width = MESSAGE_LINE if len(" ".join(words)) <= MESSAGE_LINE else MESSAGE_PIECE
+    pieces: list[list[int]] = [[]]  # word indices
+    got = len(words) - len(fields) - 1  # "got ...": its own piece when the two halves fit
+    if (
+        fields
+        and width == MESSAGE_PIECE
+        and max(len(" ".join(p)) for p in (words[:got], words[got:])) <= width
+    ):
+        pieces = [list(range(got)), list(range(got, len(words)))]
     else:
-        failed = f"not ({c.condition})"
-    if not c.names:
-        return {"failed": failed, "message": repr(c.message)}
-    got = ", ".join(f"{n}={{{n}}}" for n in c.names)
-    return {"failed": failed, "message": f'f"got {got}; " {c.message!r}'}
+        for i, word in enumerate(words):
+            if pieces[-1] and len(" ".join([*(words[j] for j in pieces[-1]), word])) > width:
+                pieces.append([])
+            pieces[-1].append(i)
+    sources = []
+    for piece in pieces:
+        end = "" if piece is pieces[-1] else " "
+        if piece[-1] < first_field:
+            sources.append(repr(" ".join(words[i] for i in piece) + end))
+        else:  # it holds a field: an f-string, with the braces of the text around doubled
+            escaped = (words[i] if i >= first_field else _brace_escaped(words[i]) for i in piece)
+            sources.append("f" + repr(" ".join(escaped) + end))
+    return " ".join(sources)
+
+
+def _brace_escaped(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:

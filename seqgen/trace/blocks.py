@@ -3,12 +3,15 @@
 Its input sizes (`in_channels`, ...) and int parameters are symbols of their own, so every size
 inside the class is an expression of its constructor's arguments. Each use then substitutes the
 caller's sizes and arguments into the block's output shape, parameter count and conditions:
-nothing is traced again per use.
+nothing is traced again per use. (A block whose body forces an input size to equal one of its
+int parameters is traced a second time, with that size written as the parameter: its class
+takes one argument for the two, see trace_block.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sympy
@@ -31,9 +34,10 @@ from seqgen.lang.names import ALL_INPUT_NAMES, input_names
 from seqgen.layers.torch_nn import Values
 from seqgen.report.lint import UNUSED_PARAMETER
 from seqgen.trace import symbolic as S
-from seqgen.trace.constraints import derive
-from seqgen.trace.scope import BlockArgs, BlockInfo, DimInfo, Scope, StackResult
+from seqgen.trace.constraints import Condition, derive
+from seqgen.trace.scope import BlockArgs, BlockInfo, DimInfo, Scope, StackResult, Step
 from seqgen.trace.torch_errors import shape_text
+from seqgen.trace.wording import Site, in_block
 
 PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,
@@ -96,6 +100,25 @@ def _check_input_names(block: BlockDef, rank: int) -> None:
 StackTracer = Callable[[Scope, Sequence[Node], torch.Tensor, list[DimInfo]], StackResult]
 
 
+@dataclass(frozen=True)
+class _Body:
+    """A block's body traced once: its scope, symbols and nodes."""
+
+    tracer: Scope
+    inputs: tuple[sympy.Symbol, ...]  # dims 1.. of its input, one symbol each
+    param_symbols: Mapping[str, sympy.Symbol]
+    defaults: Mapping[str, Any]
+    concrete: Mapping[str, Any]
+    block_dims: list[DimInfo]  # the input as the body sees it
+    out_dims: list[DimInfo]
+    steps: list[Step]
+
+    def size_args(self, names: Sequence[str]) -> tuple[int, ...]:
+        """The input dims that the layers' constructor calls read."""
+        called = called_names(tuple(st.traced for st in self.steps))
+        return tuple(i for i, name in enumerate(names, start=1) if name in called)
+
+
 def trace_block(
     parent: Scope,
     block: BlockDef,
@@ -104,16 +127,114 @@ def trace_block(
     use: BlockUse,
     trace_stack: StackTracer,
 ) -> BlockInfo:
-    """Trace `block`'s body once in a scope of its own, its symbols hinted by this (first) use."""
+    """Trace `block`'s body once in a scope of its own, its symbols hinted by this (first) use.
 
+    An input size that the body forces equal to an int parameter (an identity residual's
+    `out == in_channels`) is no argument of its own: the body is traced again with that size
+    written as the parameter, so the class takes `out` alone, and each use checks the equality.
+    """
     rank = len(dims)
+    _check_input_names(block, rank)
+    names = input_names(rank)
+    warned = len(parent.warnings)
+    first = body = _trace_body(parent, block, dims, args, use, trace_stack, {})
+    aliases = _aliases(first, first.size_args(names))
+    if aliases:
+        del parent.warnings[warned:]  # the second trace says it again
+        body = _trace_body(parent, block, dims, args, use, trace_stack, aliases)
+    tracer, inputs, out_dims, steps = body.tracer, body.inputs, body.out_dims, body.steps
+    size_args = body.size_args(names)
+    ctor = {inputs[i - 1] for i in size_args} | set(body.param_symbols.values())
+    own = [c for c in tracer.conditions if S.free_symbols(c.condition) <= ctor]
+    constraints = tuple(derive(own, tracer.hints, parent.names, tracer.printer))
+    _warn_unused(parent, block, spec_names(block.body))
+    total = sum((st.params_expr for st in steps), sympy.Integer(0))
+    train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
+    macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
+    block_args = [BlockArg(names[i - 1], "int", None, input_size=True) for i in size_args]
+    block_args += [
+        BlockArg(p.name, p.type_name, None if p.required else repr(p.default)) for p in block.params
+    ]
+    first_call = [(names[i - 1], str(body.concrete[names[i - 1]])) for i in size_args]
+    first_call += [(p.name, repr(body.concrete[p.name])) for p in block.params]
+    traced = TracedBlock(
+        spec=block,
+        args=tuple(block_args),
+        input_shape=tuple(tracer.dim(d) for d in body.block_dims),
+        layers=tuple(st.traced for st in steps),
+        out_shape=tuple(tracer.dim(d) for d in out_dims),
+        constraints=constraints,
+        total_params=tracer.as_dim(total),
+        first_call=tuple(first_call),
+        first_input=tuple(parent.value(d.expr) for d in dims[1:]),
+        first_output=tuple(tracer.value(d.expr) for d in out_dims[1:]),
+    )
+    if any(d.expr == tracer.batch_sym for d in out_dims[1:]):
+        raise TraceError(
+            f"block {block.name!r} moves the batch dim: {shape_text(out_dims)}", location=block.loc
+        )
+    # each use checks what the second trace took for granted: its size equals the parameter
+    equal = [
+        replace(
+            c,
+            condition=c.condition.xreplace(
+                {
+                    first.inputs[i - 1]: inputs[i - 1],
+                    first.param_symbols[name]: body.param_symbols[name],
+                }
+            ),
+        )
+        for i, (name, c) in sorted(aliases.items())
+    ]
+    return BlockInfo(
+        traced=traced,
+        rank=rank,
+        first_line=block.loc.line,
+        input_symbols=inputs,
+        param_symbols=body.param_symbols,
+        defaults=body.defaults,
+        out_exprs=tuple(d.expr for d in out_dims),
+        params=total,
+        trainable=train,
+        macs=macs,
+        conditions=(*equal, *tracer.conditions),
+        size_args=size_args,
+        names=parent.names,
+    )
+
+
+def _aliases(body: _Body, size_args: Sequence[int]) -> dict[int, tuple[str, Condition]]:
+    """Input dims (of those the constructor takes) that a condition of the body forces equal to
+    an int parameter: dim -> (the parameter, the condition)."""
+    params = {sym: name for name, sym in body.param_symbols.items()}
+    dims = {body.inputs[i - 1]: i for i in size_args}
+    out: dict[int, tuple[str, Condition]] = {}
+    for c in body.tracer.conditions:
+        if isinstance(c.condition, sympy.Eq):
+            a, b = c.condition.args
+            dim, param = (a, b) if a in dims else (b, a)
+            if dim in dims and param in params:
+                out.setdefault(dims[dim], (params[param], c))
+    return out
+
+
+def _trace_body(
+    parent: Scope,
+    block: BlockDef,
+    dims: Sequence[DimInfo],
+    args: BlockArgs,
+    use: BlockUse,
+    trace_stack: StackTracer,
+    aliases: Mapping[int, tuple[str, Condition]],
+) -> _Body:
+    """The block's body in a scope of its own; an input dim in `aliases` is its parameter."""
     session = parent.session
     env: dict[str, Any] = {}
     hints: dict[sympy.Symbol, int] = {}
     concrete: dict[str, Any] = {}
     inputs = []
     block_dims = [dims[0]]
-    for i, name in enumerate(input_names(rank), start=1):
+    for i, name in enumerate(input_names(len(dims)), start=1):
         hint = parent.value(dims[i].expr)
         sym = session.symbol(name, hint)
         expr = S.expr_of(sym)
@@ -133,7 +254,9 @@ def trace_block(
             param_symbols[p.name] = expr
         else:
             env[p.name] = concrete[p.name] = value
-    _check_input_names(block, rank)
+    for i, (param, _) in aliases.items():  # the parameter stands for this input size
+        env[input_names(len(dims))[i - 1]] = env[param]
+        block_dims[i] = DimInfo(param_symbols[param], param)
     tracer = Scope(
         parent.shared,
         env,
@@ -142,64 +265,45 @@ def trace_block(
         {p.name: p for p in block.params},
         block=block.name,
     )
-    tracer.positive.extend(inputs)
+    # sizes known >= 1; a parameter standing for one is not (the block's own check says so)
+    tracer.positive.extend(inputs[i - 1] for i in range(1, len(dims)) if i not in aliases)
     x = torch.empty(tracer.symbolic_sizes(block_dims))
     try:
-        body = trace_stack(tracer, block.body, x, block_dims)
-        out_dims, steps = body.dims, body.steps
+        result = trace_stack(tracer, block.body, x, block_dims)
     except SeqgenError as e:  # say which use the block was traced at
         shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
         note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
         use_hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
         raise type(e)(e.diagnostic.message, location=e.location, hint=use_hint) from e
-    layers = tuple(st.traced for st in steps)
-    called = called_names(layers)
-    names = input_names(rank)
-    size_args = tuple(i for i, name in enumerate(names, start=1) if name in called)
-    ctor = {inputs[i - 1] for i in size_args} | set(param_symbols.values())
-    own = [c for c in tracer.conditions if S.free_symbols(c.condition) <= ctor]
-    constraints = tuple(derive(own, tracer.hints, parent.names, lambda e: tracer.code(e, None)))
-    _warn_unused(parent, block, spec_names(block.body))
-    total = sum((st.params_expr for st in steps), sympy.Integer(0))
-    train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
-    macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
-    block_args = [BlockArg(names[i - 1], "int", None, input_size=True) for i in size_args]
-    block_args += [
-        BlockArg(p.name, p.type_name, None if p.required else repr(p.default)) for p in block.params
-    ]
-    first_call = [(names[i - 1], str(concrete[names[i - 1]])) for i in size_args]
-    first_call += [(p.name, repr(concrete[p.name])) for p in block.params]
-    traced = TracedBlock(
-        spec=block,
-        args=tuple(block_args),
-        input_shape=tuple(tracer.dim(d) for d in block_dims),
-        layers=layers,
-        out_shape=tuple(tracer.dim(d) for d in out_dims),
-        constraints=constraints,
-        total_params=tracer.as_dim(total),
-        first_call=tuple(first_call),
-        first_input=tuple(parent.value(d.expr) for d in dims[1:]),
-        first_output=tuple(tracer.value(d.expr) for d in out_dims[1:]),
+    return _Body(
+        tracer,
+        tuple(inputs),
+        param_symbols,
+        defaults,
+        concrete,
+        block_dims,
+        result.dims,
+        result.steps,
     )
-    if any(d.expr == tracer.batch_sym for d in out_dims[1:]):
-        raise TraceError(
-            f"block {block.name!r} moves the batch dim: {shape_text(out_dims)}", location=block.loc
+
+
+def conditions_at_use(
+    info: BlockInfo, use: BlockUse, mapping: Mapping[sympy.Symbol, Any], index: int
+) -> list[Condition]:
+    """The block's conditions at one use, in the caller's names, each saying where it comes from."""
+    where = f"block {use.name} (used on line {use.loc.line})"
+    site = Site(use.name, use.loc.line).comment()
+    return [
+        Condition(
+            c.condition.xreplace(mapping),
+            index,
+            f"{where}: {c.message}",
+            reason=in_block(use.name, c.reason),
+            detail=in_block(use.name, c.detail),
+            source=f"{site} ({c.source})" if c.source else site,
         )
-    return BlockInfo(
-        traced=traced,
-        rank=rank,
-        first_line=block.loc.line,
-        input_symbols=tuple(inputs),
-        param_symbols=param_symbols,
-        defaults=defaults,
-        out_exprs=tuple(d.expr for d in out_dims),
-        params=total,
-        trainable=train,
-        macs=macs,
-        conditions=tuple((c.condition, c.message) for c in tracer.conditions),
-        size_args=size_args,
-        names=parent.names,
-    )
+        for c in info.conditions
+    ]
 
 
 def _warn_unused(parent: Scope, block: BlockDef, used: set[str]) -> None:

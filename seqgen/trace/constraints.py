@@ -10,11 +10,14 @@ This module turns them into `Constraint`s that are exact, never approximate:
 
 Bounds come first, then the written conditions in layer order, a layer's argument rules before
 its sizes: a condition that divides by a stride is only reached once that stride is known >= 1.
+A written condition that the bounds imply is left out (intervals.py): `c1 + c3 >= 1` after
+`c1 >= 1` and `c3 >= 1` can never refuse anything.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +25,8 @@ import sympy
 
 from seqgen.ir import Constraint
 from seqgen.trace import symbolic as S
+from seqgen.trace.intervals import implied
+from seqgen.trace.wording import rule, with_reason
 
 LOWEST = -(2**40)  # where the search for a lower bound starts (sizes go up to 2**40)
 HIGHEST = 2**40
@@ -29,11 +34,34 @@ HIGHEST = 2**40
 
 @dataclass(frozen=True)
 class Condition:
-    """Something that must hold, with the layer that needs it and what to say otherwise."""
+    """Something that must hold, with the layer that needs it and what to say otherwise.
+
+    `message` says it in the spec's terms, for an error at the defaults. The generated check says
+    it in Python's (wording.py): the rule over the constructor's arguments with `reason` when the
+    rule is this condition itself, with `detail` (the layer's own rule, in Python names) when the
+    rule is derived from it (`k >= 3` from `kernel_size (k - 2) must be at least 1`); `source`
+    is the comment beside the check.
+    """
 
     condition: sympy.Basic
     layer_index: int
     message: str
+    reason: str = ""
+    detail: str = ""
+    source: str = ""
+
+    @property
+    def why(self) -> str:
+        """Why a rule derived from this condition holds."""
+        return self.detail or self.reason
+
+
+@dataclass(frozen=True)
+class Printer:
+    """How a condition reads in generated code: as written, and as the test that refuses it."""
+
+    code: Callable[[sympy.Basic], str]
+    negated: Callable[[sympy.Basic], str]
 
 
 def holds(cond: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> bool:
@@ -48,12 +76,12 @@ def derive(
     conditions: Sequence[Condition],
     hints: Mapping[sympy.Symbol, int],
     names: Mapping[sympy.Symbol, str],
-    code: Callable[[sympy.Basic], str],
+    printer: Printer,
 ) -> list[Constraint]:
     """Exact checks for the generated `__init__`, from the conditions the trace collected."""
     lower: dict[sympy.Symbol, tuple[int, Condition]] = {}
     upper: dict[sympy.Symbol, tuple[int, Condition]] = {}
-    written: list[Constraint] = []
+    written: list[tuple[Condition, str, list[str]]] = []  # with its text and names
     seen: set[str] = set()
     periods: dict[sympy.Symbol, list[tuple[int, frozenset[int], Condition]]] = {}
     for c in conditions:
@@ -82,23 +110,14 @@ def derive(
                     continue  # holds for every value
                 periods.setdefault(free[0], []).append((period, ok, c))
                 continue
-        text = code(c.condition)
+        text = printer.code(c.condition)
         if text in seen:
             continue
         seen.add(text)
-        written.append(
-            Constraint(
-                condition=text,
-                symbol=None,
-                minimum=None,
-                layer_index=c.layer_index,
-                message=c.message,
-                names=tuple(names[s] for s in free),
-            )
-        )
+        written.append((c, text, [names[s] for s in free]))
     out: list[Constraint] = []
     for sym, found in sorted(periods.items(), key=lambda kv: names[kv[0]]):
-        out.extend(_residue_constraints(sym, names[sym], found, hints, code))
+        out.extend(_residue_constraints(sym, names[sym], found, printer))
     for sym in sorted(set(lower) | set(upper), key=lambda s: names[s]):
         name = names[sym]
         if sym in lower:
@@ -108,9 +127,11 @@ def derive(
                     condition=f"{name} >= {value}",
                     symbol=name,
                     minimum=value,
+                    failed=f"{name} < {value}",
                     layer_index=c.layer_index,
-                    message=f"{name} must be at least {value}: {c.message}",
+                    message=_bound_message(c, sym, name, "at least", value),
                     names=(name,),
+                    comment=c.source,
                 )
             )
         if sym in upper:
@@ -120,13 +141,47 @@ def derive(
                     condition=f"{name} <= {value}",
                     symbol=name,
                     minimum=None,
+                    failed=f"{name} > {value}",
                     maximum=value,
                     layer_index=c.layer_index,
-                    message=f"{name} must be at most {value}: {c.message}",
+                    message=_bound_message(c, sym, name, "at most", value),
                     names=(name,),
+                    comment=c.source,
                 )
             )
-    return out + written
+    # the bounds are checked first: a condition they imply can never refuse anything
+    box = {
+        s: (lower[s][0] if s in lower else None, upper[s][0] if s in upper else None)
+        for s in {*lower, *upper}
+    }
+    return out + [
+        _as_written(c, printer, text, free)
+        for c, text, free in written
+        if not implied(c.condition, box)
+    ]
+
+
+def _bound_message(c: Condition, sym: sympy.Symbol, name: str, side: str, value: int) -> str:
+    """`k must be at least 3`, with the condition's reason when the bound is that condition
+    itself (`k >= 3`), else with the rule it comes from."""
+    itself = sympy.Ge(sym, value) if side == "at least" else sympy.Le(sym, value)
+    why = c.reason if c.condition == itself else c.why
+    return with_reason(f"{name} must be {side} {value}", why)
+
+
+def _as_written(c: Condition, printer: Printer, text: str, names: Sequence[str]) -> Constraint:
+    """A condition checked as written: its rule in words, the names in the order it reads them."""
+    words = re.findall(r"[A-Za-z_]\w*", text)
+    return Constraint(
+        condition=text,
+        symbol=None,
+        minimum=None,
+        failed=printer.negated(c.condition),
+        layer_index=c.layer_index,
+        message=with_reason(rule(c.condition, printer.code), c.reason),
+        names=tuple(sorted(names, key=lambda n: words.index(n) if n in words else len(words))),
+        comment=c.source,
+    )
 
 
 MAX_PERIOD = 1 << 12
@@ -144,10 +199,7 @@ def periodic(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, frozenset[int]]
         return None
     period = 1
     for node in sympy.preorder_traversal(cond):
-        if isinstance(node, (*S.FLOOR_DIVISIONS, sympy.Mod)) or type(node).__name__ in (
-            "Mod",
-            "PythonMod",
-        ):
+        if isinstance(node, (*S.FLOOR_DIVISIONS, *S.MODS)):
             divisor = node.args[1]
             if not (divisor.is_Integer and int(divisor) > 0):
                 return None
@@ -174,8 +226,7 @@ def _residue_constraints(
     sym: sympy.Symbol,
     name: str,
     found: list[tuple[int, frozenset[int], Condition]],
-    hints: Mapping[sympy.Symbol, int],
-    code: Callable[[sympy.Basic], str],
+    printer: Printer,
 ) -> list[Constraint]:
     """One check per parameter for its periodic conditions: `h % 16 == 0` when together they
     mean a multiple; otherwise each condition as written."""
@@ -184,7 +235,8 @@ def _residue_constraints(
         period = period * p // math.gcd(period, p)
     ok = [r for r in range(period) if all(r % p in rs for p, rs, _ in found)]
     first = min(found, key=lambda f: f[2].layer_index)[2]
-    why = "; ".join(dict.fromkeys(c.message for _, _, c in found))
+    why = "; ".join(dict.fromkeys(c.why for _, _, c in found if c.why))
+    comment = "; ".join(dict.fromkeys(c.source for _, _, c in found if c.source))
     multiple = next(
         (m for m in range(1, period + 1) if period % m == 0 and ok == list(range(0, period, m))),
         None,
@@ -195,22 +247,14 @@ def _residue_constraints(
                 condition=f"{name} % {multiple} == 0",
                 symbol=None,
                 minimum=None,
+                failed=f"{name} % {multiple} != 0",
                 layer_index=first.layer_index,
-                message=f"{name} must be a multiple of {multiple}: {why}",
+                message=with_reason(f"{name} must be a multiple of {multiple}", why),
                 names=(name,),
+                comment=comment,
             )
         ]
-    return [
-        Constraint(
-            condition=code(c.condition),
-            symbol=None,
-            minimum=None,
-            layer_index=c.layer_index,
-            message=c.message,
-            names=(name,),
-        )
-        for _, _, c in found
-    ]
+    return [_as_written(c, printer, printer.code(c.condition), [name]) for _, _, c in found]
 
 
 def _bound(

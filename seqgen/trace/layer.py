@@ -29,6 +29,7 @@ from seqgen.trace.arguments import Arguments, arguments, construct, construct_co
 from seqgen.trace.op import trace_op
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
 from seqgen.trace.torch_errors import layer_failure, not_one_tensor, rank_error
+from seqgen.trace.wording import Site
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
 # them still writes into the stack's input.
@@ -138,9 +139,7 @@ def trace_torch_layer(
             raise not_one_tensor(cls, y, layer)
     scope.check_specialized(before, layer)
     out_dims = _out_dims(scope, module, x, y, dims, layer)
-    scope.check_sizes(
-        out_dims, index, f"{cls.__name__} (spec line {layer.loc.line})", layer.loc, dims
-    )
+    scope.check_sizes(out_dims, index, Site(cls.__name__, layer.loc.line), layer.loc, dims)
     with S.real_tensors():
         confirm_on_cpu(
             cls,
@@ -197,7 +196,7 @@ def _apply_rule(
             f"{cls.__name__}'s {e.arg} must be a literal number here: {e.why}",
             location=node.loc if node is not None else layer.loc,
         ) from e
-    where = f"{cls.__name__} (spec line {layer.loc.line})"
+    where = Site(cls.__name__, layer.loc.line)
     hint_shape = tuple(scope.value(d.expr) for d in dims)
     scope.require(
         outcome.checks,

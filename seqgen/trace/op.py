@@ -24,6 +24,7 @@ from seqgen.layers.torch_nn import first_line
 from seqgen.trace import symbolic as S
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
 from seqgen.trace.torch_errors import shape_text
+from seqgen.trace.wording import Site
 
 
 def trace_op(
@@ -39,7 +40,7 @@ def trace_op(
             hint="put `embedding VOCAB DIM` before it",
         )
     result = _rule(op, nodes, evaluate(nodes, scope.values), scope, dims, x.dtype, layer)
-    where = f"{op.title} (spec line {layer.loc.line})"
+    where = Site(op.title, layer.loc.line)
     scope.require(result.outcome.checks, index, where, op.name, layer.loc)
     out_dims = []
     for size in result.outcome.shape:

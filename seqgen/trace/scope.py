@@ -29,8 +29,9 @@ from seqgen.layers.formulas import Check
 from seqgen.layers.torch_nn import Values
 from seqgen.safe_eval import evaluate_source
 from seqgen.trace import symbolic as S
-from seqgen.trace.constraints import Condition, holds
+from seqgen.trace.constraints import Condition, Printer, holds
 from seqgen.trace.torch_errors import shape_text
+from seqgen.trace.wording import Site, argument_reason, empty_output
 
 MAX_SIZE = 2**40  # larger sizes overflow torch's int64 element counts
 
@@ -63,7 +64,7 @@ class BlockInfo:
     params: sympy.Expr
     trainable: sympy.Expr
     macs: sympy.Expr
-    conditions: tuple[tuple[sympy.Basic, str], ...]
+    conditions: tuple[Condition, ...]  # in the block's symbols
     size_args: tuple[int, ...]  # the input dims its constructor takes, in order
     names: Mapping[sympy.Symbol, str]
 
@@ -159,12 +160,32 @@ class Scope:
         self.check_printed(expr, text, loc)
         return text
 
-    def check_printed(self, expr: sympy.Basic, text: str, loc: Location | None) -> None:
-        """The printed text must compute what the expression does, here and at other values."""
+    def negated_code(self, cond: sympy.Basic) -> str:
+        """The test that refuses a condition, as generated code writes it (`a != b`)."""
+        cond = S.simplify(self.session, cond)
+        try:
+            text = S.to_python_negated(cond, self.names)
+        except S.Unprintable as e:
+            raise TraceError(f"cannot write the condition {cond} as Python ({e})") from e
+        self.check_printed(cond, text, None, negated=True)
+        return text
+
+    @property
+    def printer(self) -> Printer:
+        """How this scope's conditions read in generated code."""
+        return Printer(lambda e: self.code(e, None), self.negated_code)
+
+    def check_printed(
+        self, expr: sympy.Basic, text: str, loc: Location | None, negated: bool = False
+    ) -> None:
+        """The printed text must compute what the expression does (or, `negated`, its opposite),
+        here and at other values."""
         for point in self.points:
             by_name = {self.names[s]: v for s, v in point.items()}
             try:
                 want = S.evaluate(expr, point)
+                if negated:
+                    want = not want
             except ZeroDivisionError:
                 want = ZeroDivisionError
             try:
@@ -225,7 +246,7 @@ class Scope:
         self,
         checks: Sequence[Check],
         index: int,
-        where: str,
+        where: Site,
         name: str,
         loc: Location,
         before_failing: Callable[[], object] | None = None,
@@ -249,12 +270,22 @@ class Scope:
                 )
             if self.implied_by_sizes(check.condition):
                 continue
+            rule = check.message(self.show)
+            shown = tuple(self.show(v) for v in check.values)
             self.conditions.append(
-                Condition(check.condition, index, f"{where}: {check.message(self.show)}")
+                Condition(
+                    check.condition,
+                    index,
+                    f"{where}: {rule}",
+                    reason=argument_reason(where.name, check.subject, shown, rule),
+                    detail=f"{where.name}: {rule}",
+                    source=where.comment(check.subject),
+                )
             )
 
-    def need(self, cond: sympy.Basic, index: int, message: str, loc: Location) -> None:
+    def need(self, c: Condition, loc: Location) -> None:
         """A condition on the parameters: it must hold at the defaults, and becomes a check."""
+        cond, message = c.condition, c.message
         if not S.free_symbols(cond):
             if not holds(cond, {}):
                 raise TraceError(message, location=loc)
@@ -263,13 +294,13 @@ class Scope:
             raise TraceError(f"{message} depends on the batch size", location=loc)
         if not holds(cond, self.hints):
             raise TraceError(message, location=loc, hint="with the defaults")
-        self.conditions.append(Condition(cond, index, message))
+        self.conditions.append(c)
 
     def check_sizes(
         self,
         out_dims: Sequence[DimInfo],
         index: int,
-        where: str,
+        where: Site,
         loc: Location,
         dims: Sequence[DimInfo],
     ) -> None:
@@ -278,7 +309,7 @@ class Scope:
             free = S.free_symbols(d.expr)
             if (not free and int(d.expr) < 1) or (free and self.value(d.expr) < 1):
                 raise SizeTooSmallError(
-                    f"{where.split(' (')[0]} gets input {shape_text(dims)} and its output "
+                    f"{where.name} gets input {shape_text(dims)} and its output "
                     f"{shape_text(out_dims)} collapses to zero",
                     location=loc,
                     hint="use a larger `input`, a smaller kernel or stride, or padding",
@@ -289,7 +320,13 @@ class Scope:
                 and not self.implied_by_sizes(sympy.Ge(d.expr, 1))
             ):
                 self.conditions.append(
-                    Condition(sympy.Ge(d.expr, 1), index, f"{where} would output nothing")
+                    Condition(
+                        sympy.Ge(d.expr, 1),
+                        index,
+                        f"{where} would output nothing",
+                        reason=empty_output(where.name),
+                        source=where.comment("output size"),
+                    )
                 )
 
     def symbolic_sizes(self, dims: Sequence[DimInfo]) -> list[Any]:

@@ -189,18 +189,21 @@ _COMPOSITES = {"max_pool1d": _max_pool1d}
 # Python's binding strength, loosest first: `or`, `and`, `not`, comparisons, `+ -`, `* // %`,
 # unary minus, atoms (names, numbers, calls, parenthesised text).
 _PREC_OR, _PREC_AND, _PREC_NOT, _PREC_CMP, _PREC_ADD, _PREC_MUL, _PREC_UNARY, _PREC_ATOM = range(8)
-_RELATIONS = {
-    sympy.Ge: ">=",
-    sympy.Gt: ">",
-    sympy.Le: "<=",
-    sympy.Lt: "<",
-    sympy.Eq: "==",
-    sympy.Ne: "!=",
+_RELATIONS = {  # each relation's operator, and its negation's
+    sympy.Ge: (">=", "<"),
+    sympy.Gt: (">", "<="),
+    sympy.Le: ("<=", ">"),
+    sympy.Lt: ("<", ">="),
+    sympy.Eq: ("==", "!="),
+    sympy.Ne: ("!=", "=="),
 }
 
 
-MIN_MAX = (sympy.Max, sympy.Min, symfn.Max, symfn.Min)
-FLOOR_DIVISIONS = (symfn.FloorDiv, symfn.CeilDiv)  # a // b and -(-a // b)
+MAXES = (sympy.Max, symfn.Max)
+MIN_MAX = (*MAXES, sympy.Min, symfn.Min)
+CEIL_DIV = symfn.CeilDiv  # -(-a // b)
+FLOOR_DIVISIONS = (symfn.FloorDiv, CEIL_DIV)  # a // b and -(-a // b)
+MODS = (symfn.Mod, symfn.PythonMod, sympy.Mod)  # a % b
 
 
 class Unprintable(Exception):
@@ -215,6 +218,25 @@ def to_python(expr: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> str:
     their rendered text, so the output never depends on torch's internal symbol names.
     """
     return _emit(sympy.sympify(expr), names)[0]
+
+
+def to_python_negated(cond: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> str:
+    """The simplest Python that is true exactly when `cond` is false (`a != b` for `a == b`).
+    Parts of `and`/`or` keep `to_python`'s order: the same sizes are read in the same order."""
+    return _emit_negated(sympy.sympify(cond), names)[0]
+
+
+def _emit_negated(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
+    if type(e) in _RELATIONS:
+        return _emit_relation(e, names, _RELATIONS[type(e)][1])
+    if isinstance(e, sympy.Not):
+        return _emit(e.args[0], names)
+    if isinstance(e, (sympy.And, sympy.Or)):  # not (a and b) is (not a) or (not b)
+        own = _PREC_AND if isinstance(e, sympy.And) else _PREC_OR
+        op, prec = ("or", _PREC_OR) if own == _PREC_AND else ("and", _PREC_AND)
+        parts = sorted(e.args, key=lambda a: _wrap(_emit(a, names), own + 1))
+        return f" {op} ".join(_wrap(_emit_negated(a, names), prec + 1) for a in parts), prec
+    return f"not {_wrap(_emit(e, names), _PREC_NOT)}", _PREC_NOT
 
 
 def _wrap(text_prec: tuple[str, int], min_prec: int) -> str:
@@ -271,11 +293,7 @@ def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
         args = sorted(_emit(a, names)[0] for a in e.args)
         return f"{fn}({', '.join(args)})", _PREC_ATOM
     if type(e) in _RELATIONS:
-        lhs, rhs = e.args
-        return (
-            f"{_wrap(_emit(lhs, names), _PREC_ADD)} {_RELATIONS[type(e)]} "
-            f"{_wrap(_emit(rhs, names), _PREC_ADD)}"
-        ), _PREC_CMP
+        return _emit_relation(e, names, _RELATIONS[type(e)][0])
     if isinstance(e, sympy.Not):
         return f"not {_wrap(_emit(e.args[0], names), _PREC_NOT)}", _PREC_NOT
     if isinstance(e, (sympy.And, sympy.Or)):
@@ -283,6 +301,11 @@ def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
         parts = sorted(_wrap(_emit(a, names), prec + 1) for a in e.args)
         return f" {op} ".join(parts), prec
     raise Unprintable(f"{type(e).__name__}: {e}")
+
+
+def _emit_relation(e: sympy.Basic, names: Mapping[sympy.Symbol, str], op: str) -> tuple[str, int]:
+    lhs, rhs = (_wrap(_emit(a, names), _PREC_ADD) for a in e.args)
+    return f"{lhs} {op} {rhs}", _PREC_CMP
 
 
 def _emit_factor(f: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> str:

@@ -38,7 +38,7 @@ from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
 from seqgen.report.lint import UNUSED_PARAMETER
 from seqgen.trace import symbolic as S
-from seqgen.trace.blocks import bind_use, trace_block
+from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive, holds
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
 from seqgen.trace.merge_shapes import MergeMismatch, combine, concat_dim
@@ -51,6 +51,7 @@ from seqgen.trace.scope import (
     Step,
 )
 from seqgen.trace.torch_errors import shape_text
+from seqgen.trace.wording import Site, merge_reason
 
 
 class Tracer:
@@ -79,9 +80,9 @@ class Tracer:
             dims.append(DimInfo(expr, self.scope.code(expr, e.loc)))
             if S.free_symbols(expr):
                 self.scope.positive.append(expr)
-                self.scope.conditions.append(
-                    Condition(sympy.Ge(expr, 1), -1, "the input would have an empty dimension")
-                )
+                empty, where = "the input would have an empty dimension", Site("input", e.loc.line)
+                cond = Condition(sympy.Ge(expr, 1), -1, empty, empty, source=where.comment("size"))
+                self.scope.conditions.append(cond)
         return dims
 
     def run(self) -> TracedModel:
@@ -115,7 +116,7 @@ class Tracer:
                 self.scope.conditions,
                 self.scope.hints,
                 self.scope.names,
-                lambda e: self.scope.code(e, None),
+                self.scope.printer,
             )
         )
         self.warn_unused_params()
@@ -209,11 +210,10 @@ class Tracer:
     ) -> NodeResult:
         """`repeat depth:`: the block is traced once; it must give back the shape it gets."""
         count = S.expr_of(self.scope.values.eval(item.count))
-        self.scope.conditions.append(
-            Condition(
-                sympy.Ge(count, 1), index, f"repeat (spec line {item.loc.line}) runs at least once"
-            )
-        )
+        site = Site("repeat", item.loc.line)
+        runs = f"{site} runs at least once"
+        why, source = "a repeated block runs at least once", site.comment("count")
+        self.scope.conditions.append(Condition(sympy.Ge(count, 1), index, runs, why, source=source))
         body = self.stack(item.layers, x, dims, index)
         y, out_dims, steps = body.x, body.dims, body.steps
         if [d.expr for d in out_dims] != [d.expr for d in dims]:
@@ -274,9 +274,19 @@ class Tracer:
             )
         except MergeMismatch as mismatch:
             raise TraceError(str(mismatch), location=merge.loc, hint=mismatch.hint) from mismatch
+        site = Site(merge.kind, merge.loc.line)
+        reason = merge_reason(merge.kind, len(outs))
         for cond, what in merged.conditions:
             self.scope.need(
-                cond, index, f"{merge.kind} (spec line {merge.loc.line}): {what}", merge.loc
+                Condition(
+                    cond,
+                    index,
+                    f"{site}: {what}",
+                    reason=reason,
+                    detail=f"{merge.kind}: {what}",
+                    source=site.comment(),
+                ),
+                merge.loc,
             )
         known = [d for bd, _ in outs for d in bd] + list(dims)
         out_dims = []
@@ -288,9 +298,7 @@ class Tracer:
         params = sum((st.params_expr for st in steps), sympy.Integer(0))
         train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
         macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
-        self.scope.check_sizes(
-            out_dims, index, f"{merge.kind} (spec line {merge.loc.line})", merge.loc, dims
-        )
+        self.scope.check_sizes(out_dims, index, site, merge.loc, dims)
         traced = TracedMerge(
             index=index,
             spec=merge,
@@ -324,9 +332,8 @@ class Tracer:
                 hint="a block's class takes one input rank",
             )
         mapping = info.mapping([d.expr for d in dims], args)
-        where = f"block {use.name} (used on line {use.loc.line})"
-        for cond, message in info.conditions:
-            self.scope.need(cond.xreplace(mapping), index, f"{where}: {message}", use.loc)
+        for c in conditions_at_use(info, use, mapping, index):
+            self.scope.need(c, use.loc)
         out_dims = []
         for i, e in enumerate(info.out_exprs):
             e = S.simplify(self.scope.session, e.xreplace(mapping))

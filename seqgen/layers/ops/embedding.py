@@ -60,6 +60,7 @@ def embedding(
                     f"num_embeddings ({{}}) must be at least {low} to "
                     f"hold padding_idx {padding_idx}",
                     num_embeddings,
+                    subject=f"num_embeddings, to hold padding_idx {padding_idx}",
                 )
             return Outcome((*shape, embedding_dim), tuple(checks.items))
         checks.need(
@@ -69,6 +70,7 @@ def embedding(
             num_embeddings,
             num_embeddings,
             num_embeddings,
+            subject="padding_idx",
         )
     return Outcome((*shape, embedding_dim), tuple(checks.items))
 

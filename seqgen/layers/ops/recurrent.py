@@ -66,6 +66,7 @@ def _output_hidden(checks: Checks, kind: str, hidden_size: Size, proj_size: Size
         "proj_size ({}) must be smaller than hidden_size ({})",
         proj_size,
         hidden_size,
+        subject="proj_size and hidden_size",
     )
     return proj_size
 

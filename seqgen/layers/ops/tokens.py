@@ -49,6 +49,7 @@ def pos_encoding(shape: Sequence[Size], *, max_len: Size = 5000) -> Outcome:
         "the sequence length ({}) must be at most max_len ({})",
         shape[1],
         max_len,
+        subject="max_len",
     )
     return Outcome(tuple(shape), tuple(checks.items))
 

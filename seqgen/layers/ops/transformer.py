@@ -71,6 +71,7 @@ def transformer_encoder_layer(
             "d_model ({}) must be divisible by nhead ({})",
             d_model,
             nhead,
+            subject="d_model and nhead",
         )
     checks.at_least(dim_feedforward, 1, "dim_feedforward")
     return Outcome(tuple(shape), tuple(checks.items))

@@ -1,0 +1,102 @@
+"""How a generated check reads (trace stage): the rule over the constructor's arguments, why,
+and where in the spec it comes from.
+
+A `ValueError` of the generated `__init__` is read by someone calling a Python class, who may
+never see the spec. It says the rule once, in the arguments' names (`stride must be at least 1`,
+`out must equal in_channels`), why in the generated code's words (`Conv2d would output an empty
+tensor`, `a residual adds its input`), and the values it got. The spec line goes in a comment
+beside the check, for whoever edits the spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy
+
+from seqgen.trace import symbolic as S
+
+_RULES = {
+    sympy.Ge: "must be at least",
+    sympy.Gt: "must be greater than",
+    sympy.Le: "must be at most",
+    sympy.Lt: "must be less than",
+    sympy.Eq: "must equal",
+    sympy.Ne: "must not equal",
+}
+
+# why a merge needs its branches' sizes to agree, by kind (a residual: with a shortcut or not)
+_MERGES = {
+    "residual": "a residual adds its input",
+    "shortcut": "a residual adds its shortcut's output",
+    "add": "add sums its branches",
+    "multiply": "multiply's branches must broadcast",
+    "concat": "concat's branches must agree outside its dim",
+}
+
+
+@dataclass(frozen=True)
+class Site:
+    """The layer (or merge, block, input) a condition comes from, and its spec line."""
+
+    name: str  # "Conv2d", "residual", "ConvBN"
+    line: int
+
+    def __str__(self) -> str:
+        """How the spec's own errors name it: `Conv2d (spec line 22)`."""
+        return f"{self.name} (spec line {self.line})"
+
+    def comment(self, what: str = "") -> str:
+        """The comment beside a check: `spec line 22: Conv2d stride`."""
+        return f"spec line {self.line}: {self.name}" + (f" {what}" if what else "")
+
+
+def rule(cond: sympy.Basic, code: Callable[[sympy.Basic], str]) -> str:
+    """A condition in words over Python source: `dim must be divisible by heads`."""
+    if isinstance(cond, sympy.Eq) and cond.rhs == 0 and isinstance(cond.lhs, S.MODS):
+        a, b = cond.lhs.args
+        return f"{code(a)} must be divisible by {code(b)}"
+    if type(cond) in _RULES:
+        return f"{code(cond.lhs)} {_RULES[type(cond)]} {code(cond.rhs)}"
+    if isinstance(cond, (sympy.And, sympy.Or)):
+        parts = sorted(cond.args, key=code)  # in the order the printed condition has them
+        return (" and " if isinstance(cond, sympy.And) else " or ").join(
+            rule(p, code) for p in parts
+        )
+    return f"{code(cond)} must hold"
+
+
+def with_reason(rule_text: str, reason: str) -> str:
+    """`stride must be at least 1 (for Conv2d)`."""
+    return f"{rule_text} ({reason})" if reason else rule_text
+
+
+def argument_reason(layer: str, subject: str, shown: tuple[str, ...], rule_text: str) -> str:
+    """Why a layer's argument rule holds, when the check is that rule itself: `for Conv2d` when
+    the argument is passed as is (`stride` for stride), else `Conv2d's kernel_size`; the layer's
+    own words (`rule_text`) when the rule has no one subject."""
+    if not subject:
+        return f"{layer}: {rule_text}"
+    if shown == (subject,):
+        return f"for {layer}"
+    if subject.startswith(("the ", "each ")):
+        return f"{subject} of {layer}"
+    return f"{layer}'s {subject}"
+
+
+def empty_output(layer: str) -> str:
+    """Why an output size must stay >= 1."""
+    return f"{layer}'s output would be empty"
+
+
+def merge_reason(kind: str, branches: int) -> str:
+    """Why a merge needs two sizes to agree."""
+    if kind == "residual" and branches == 2:
+        return _MERGES["shortcut"]
+    return _MERGES[kind]
+
+
+def in_block(block: str, text: str) -> str:
+    """A block's reason, seen from where the block is used."""
+    return f"in {block}, {text}" if text else ""

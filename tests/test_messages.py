@@ -1,0 +1,166 @@
+"""The generated `__init__`'s checks read as Python: each ValueError says the rule once, in the
+constructor's argument names, why in the generated code's words, and the values it got; the spec
+line is a comment above the check, never part of the message."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import io
+import tokenize
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EXAMPLES
+
+from seqgen.api import generate, options_for
+from seqgen.ir import Constraint
+from seqgen.project.write import write_files
+from seqgen.render.context import MESSAGE_LINE, MESSAGE_PIECE, _check
+
+
+def _generate(tmp_path: Path, text: str) -> tuple[str, Any]:
+    spec = tmp_path / "net.seq"
+    spec.write_text(text, encoding="utf-8")
+    result = generate(str(spec), options_for(str(spec)))
+    write_files(list(result.files))
+    module_spec = importlib.util.spec_from_file_location(
+        f"_msg_{id(tmp_path)}", tmp_path / "net.py"
+    )
+    module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+    module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return result.files[0].text, getattr(module, result.traced.spec.class_name)
+
+
+def _refusal(cls: Any, **values: int) -> str:
+    with pytest.raises(ValueError) as refused:
+        cls(**values)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "message", "comment"),
+    [
+        (  # an argument passed as is: the layer, not the argument's name again
+            "model M(stride=2)\ninput 3x16x16\nconv2d 8 3 s=stride\n",
+            {"stride": 0},
+            "stride must be at least 1 (for Conv2d), got stride=0",
+            "spec line 3: Conv2d stride",
+        ),
+        (  # a parameter under another name: which argument of which layer it is
+            "model M(k=3)\ninput 3x16x16\nconv2d 8 k\n",
+            {"k": 0},
+            "k must be at least 1 (Conv2d's kernel_size), got k=0",
+            "spec line 3: Conv2d kernel_size",
+        ),
+        (  # a bound derived from the layer's rule: the rule it comes from, in Python names
+            "model M(k=5)\ninput 3x16\nconv1d 4 k - 2\n",
+            {"k": 2},
+            "k must be at least 3 (Conv1d: kernel_size (k - 2) must be at least 1), got k=2",
+            "spec line 3: Conv1d kernel_size",
+        ),
+        (
+            "model M(c=8)\ninput 3x16x16\nconv2d c 3\nflatten\nlinear 10\n",
+            {"c": 0},
+            "c must be at least 1 (Conv2d's output would be empty), got c=0",
+            "spec line 3: Conv2d output size",
+        ),
+        (  # a condition checked as written: its names in the order it reads them
+            "model M(c=8, g=2)\ninput 8x8x8\nconv2d c 3 groups=g\n",
+            {"c": 7},
+            "c must be divisible by g (Conv2d's out_channels and groups), got c=7, g=2",
+            "spec line 3: Conv2d out_channels and groups",
+        ),
+        (
+            "model M(c=8)\ninput 8x8x8\nresidual:\n    conv2d c k=3 p=1\n",
+            {"c": 9},
+            "c must equal 8 (a residual adds its input), got c=9",
+            "spec line 3: residual",
+        ),
+        (
+            "model M(h=32)\ninput (3, h, 32)\nconv2d 4 k=3 p=1\nconcat:\n    branch:\n"
+            "        identity\n    branch:\n        maxpool2d 2\n        upsample scale_factor=2\n"
+            "conv2d 4 1\n",
+            {"h": 33},
+            "h must be a multiple of 2 (concat: branch 1 and branch 2 must agree in dim 2), "
+            "got h=33",
+            "spec line 4: concat",
+        ),
+        (  # a block's rule, seen from the model: which block, and the rule inside it
+            "model M(w=8)\ninput 3x8x8\nblock B(out):\n    conv2d out 1\nB w\nconv2d 4 1\n",
+            {"w": 0},
+            "w must be at least 1 (in B, Conv2d's output would be empty), got w=0",
+            "spec line 5: B (spec line 4: Conv2d output size)",
+        ),
+    ],
+)
+def test_a_refusal_says_the_rule_once_in_python_terms(
+    tmp_path: Path, text: str, values: dict[str, int], message: str, comment: str
+) -> None:
+    source, cls = _generate(tmp_path, text)
+    assert _refusal(cls, **values) == message
+    assert f"        # {comment}\n        if " in source
+    assert "spec line" not in message
+
+
+def test_no_generated_message_cites_the_spec() -> None:
+    """In the committed examples, every check of a model or block class has its comment, and no
+    message names a spec line."""
+    checked = 0
+    models = (p for p in EXAMPLES.glob("*.py") if not p.name.startswith("test_"))
+    for path in sorted(models):
+        source = path.read_text(encoding="utf-8")
+        lines = source.splitlines()
+        for cls in ast.parse(source).body:
+            doc = ast.get_docstring(cls) if isinstance(cls, ast.ClassDef) else None
+            if doc is None or not doc.startswith(("Block ", "Maps ")):
+                continue  # a runtime helper checks its own input
+            init = next(f for f in cls.body if isinstance(f, ast.FunctionDef))
+            for check in (n for n in init.body if isinstance(n, ast.If)):
+                assert lines[check.lineno - 2].startswith("        # spec line "), path.name
+                message = ast.get_source_segment(source, check.body[0]) or ""
+                assert "spec line" not in message and "used on line" not in message, message
+                checked += 1
+    assert checked > 20
+
+
+def _constraint(message: str, names: tuple[str, ...]) -> Constraint:
+    return Constraint("x >= 1", None, None, "x < 1", 0, message, names=names)
+
+
+@pytest.mark.parametrize(
+    ("message", "names"),
+    [
+        ("stride must be at least 1 (for Conv2d)", ("stride",)),
+        (
+            "c3_reduce must be at least 1 (in ConvBN, Conv2d's output would be empty)",
+            ("c3_reduce",),
+        ),
+        (
+            "in_channels // r must be at least 1 (Conv2d's output would be empty) and a "
+            "much longer reason that needs three strings {braces} and all",
+            ("in_channels", "r"),
+        ),
+        ("h must be a multiple of 4 {", ()),
+    ],
+)
+def test_a_message_is_written_in_strings_that_fit(message: str, names: tuple[str, ...]) -> None:
+    source = _check(_constraint(message, names))["message"]
+    strings = [
+        t.string
+        for t in tokenize.generate_tokens(io.StringIO(source).readline)
+        if t.type == tokenize.STRING
+    ]
+    assert " ".join(strings) == source
+    limit = MESSAGE_LINE if len(strings) == 1 else MESSAGE_PIECE
+    assert all(len(ast.literal_eval(s.lstrip("f"))) <= limit for s in strings), strings
+    # only a string that holds a value is an f-string; the text's own braces stay braces
+    for s in strings:
+        assert s.startswith("f") == any("{" + n + "}" in s for n in names), s
+    values = {n: f"<{n}>" for n in names}
+    # what the generated raise says, each value a marker: string literals and names only
+    said = eval(f"({source})", {"__builtins__": {}}, values)
+    assert said == (
+        message + ", got " + ", ".join(f"{n}=<{n}>" for n in names) if names else message
+    )
