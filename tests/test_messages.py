@@ -17,7 +17,8 @@ from conftest import EXAMPLES
 from seqgen.api import generate, options_for
 from seqgen.ir import Constraint
 from seqgen.project.write import write_files
-from seqgen.render.context import MESSAGE_LINE, MESSAGE_PIECE, _check
+from seqgen.render.context import _check
+from seqgen.render.messages import MESSAGE_LINE, MESSAGE_PIECE
 
 
 def _generate(tmp_path: Path, text: str) -> tuple[str, Any]:

@@ -26,6 +26,7 @@ from seqgen.project.options import Options
 from seqgen.render.budget import SAMPLE_BATCH, over_budget
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
 from seqgen.render.imports import member_order, stdlib_imports
+from seqgen.render.inputs import input_checks, input_rules, wrong_input
 from seqgen.render.layers import (
     MERGE_NOTE,
     SHAPE_NOTE,
@@ -33,6 +34,7 @@ from seqgen.render.layers import (
     layer_items,
     shape_text,
 )
+from seqgen.render.messages import message_source
 
 _BATCH = re.compile(r"\bN\b")
 
@@ -50,7 +52,8 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     init_params = [f"{p.name}: {p.type_name} = {p.default!r}" for p in traced.init_params]
     free = set(traced.free_dims)
     checks = [_check(c) for c in traced.constraints if not free & set(c.names)]
-    input_rules = [_input_rule(c) for c in traced.constraints if free & set(c.names)]
+    rules = input_rules(traced)
+    forward = input_checks(traced)
     # `name=stem` keys a layer by name; the others keep their index, as the string key "0", "1",
     # ..., so state_dict keys stay `model.0.weight` as in a plain nn.Sequential
     named = any(
@@ -71,20 +74,22 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         f"Maps {shape_text(traced.input_shape)} to {shape_text(traced.out_shape)}; "
         f"{traced.total_params.value:,} parameters at the defaults."
     )
-    if input_rules:
+    if rules:
         lines = [
             summary,
             "",
-            f"Input sizes ({', '.join(traced.free_dims)}) are not constructor "
-            "arguments, so only forward sees them; they must meet:",
+            "Forward checks the input sizes that are no constructor arguments "
+            f"({', '.join(traced.free_dims)}):",
         ]
-        summary = "\n    ".join(lines + [f"- {comment_text(r)}" for r in input_rules] + [""])
+        summary = "\n    ".join(lines + rules + [""])
     helpers = used_helpers(traced)
     model = {
         "class_name": spec.class_name,
         "docstring": summary,
         "init_params": init_params,
         "checks": checks,
+        "stored": forward.stored,
+        "input_checks": forward.checks,
         "named": named,
         "layers": layers,
     }
@@ -125,6 +130,8 @@ def _block_class(block: TracedBlock) -> dict[str, Any]:
         "docstring": doc,
         "init_params": params,
         "checks": [_check(c) for c in block.constraints],
+        "stored": [],
+        "input_checks": [],  # a block's input is checked by the model's forward
         "named": False,
         "layers": layer_items(block.layers, block.input_shape),
     }
@@ -153,62 +160,14 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
-def _input_rule(c: Constraint) -> str:
-    """A condition on an input size, for the class docstring."""
-    return c.message
-
-
-# a message longer than this is written as several strings, each at most MESSAGE_PIECE long, so
-# black can keep `raise ValueError(...)` within 88 columns (the strings sit 16 columns in)
-MESSAGE_LINE = 88 - 16 - 3
-MESSAGE_PIECE = MESSAGE_LINE - 2
-
-
 def _check(c: Constraint) -> dict[str, str]:
     """`if seq_len < 3: raise ValueError(...)`: the refusing test, the message as source (the rule,
     why, and the values it got), and the comment that says where in the spec it comes from."""
     return {
         "failed": c.failed,
-        "message": _message_source(c.message, c.names),
+        "message": message_source(c.message, [f"{n}={{{n}}}" for n in c.names]),
         "comment": comment_text(c.comment),
     }
-
-
-def _message_source(message: str, names: tuple[str, ...]) -> str:
-    """`message, got k={k}, h={h}` as Python source: one string, or several (the values in an
-    f-string, never split) when it would not fit on one line."""
-    words = message.split(" ")
-    fields = [f"{n}={{{n}}}" for n in names]  # `got k={k}, h={h}`
-    if fields:
-        words = [*words[:-1], words[-1] + ",", "got", *(f + "," for f in fields[:-1]), fields[-1]]
-    first_field = len(words) - len(fields)
-    width = MESSAGE_LINE if len(" ".join(words)) <= MESSAGE_LINE else MESSAGE_PIECE
-    pieces: list[list[int]] = [[]]  # word indices
-    got = len(words) - len(fields) - 1  # "got ...": its own piece when the two halves fit
-    if (
-        fields
-        and width == MESSAGE_PIECE
-        and max(len(" ".join(p)) for p in (words[:got], words[got:])) <= width
-    ):
-        pieces = [list(range(got)), list(range(got, len(words)))]
-    else:
-        for i, word in enumerate(words):
-            if pieces[-1] and len(" ".join([*(words[j] for j in pieces[-1]), word])) > width:
-                pieces.append([])
-            pieces[-1].append(i)
-    sources = []
-    for piece in pieces:
-        end = "" if piece is pieces[-1] else " "
-        if piece[-1] < first_field:
-            sources.append(repr(" ".join(words[i] for i in piece) + end))
-        else:  # it holds a field: an f-string, with the braces of the text around doubled
-            escaped = (words[i] if i >= first_field else _brace_escaped(words[i]) for i in piece)
-            sources.append("f" + repr(" ".join(escaped) + end))
-    return " ".join(sources)
-
-
-def _brace_escaped(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
 
 
 def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
@@ -285,6 +244,7 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         "param_count": traced.total_params.value,
         "param_count_code": traced.total_params.code,
         "dims": dims,
+        "wrong_input": wrong_input(traced),
         "sample_batches": repr(_sample_batches(traced)),
         # too large to allocate: shapes and counts on the meta device, real passes skipped
         "meta_only": too_large is not None,

@@ -1,0 +1,193 @@
+"""The checks at the top of a generated model's `forward`: the input's rank, each fixed size, and
+the rules of the named sizes, each refused with a ValueError that names the dim, the value and the
+rule before any layer runs (instead of a shape error deep inside torch).
+
+Each check is a plain int comparison on `x.shape`; a size that is a constructor argument is
+compared with the attribute `__init__` stores for it.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from dataclasses import dataclass
+
+from seqgen.ir import SAMPLE_BATCH, Constraint, TracedModel
+from seqgen.project.header import comment_text
+from seqgen.render.layers import shape_text
+from seqgen.render.messages import message_source
+
+# Public attributes of nn.Module (torch 2.x) and the one generated classes set: a stored size
+# under one of these names would shadow it, so it is stored as `<name>_size` instead.
+_MODULE_NAMES = frozenset(
+    {
+        "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init",
+        "children", "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr",
+        "float", "forward", "get_buffer", "get_extra_state", "get_parameter", "get_submodule",
+        "half", "ipu", "load_state_dict", "modules", "mtia", "named_buffers", "named_children",
+        "named_modules", "named_parameters", "parameters", "register_backward_hook",
+        "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+        "register_full_backward_hook", "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook", "register_load_state_dict_pre_hook",
+        "register_module", "register_parameter", "register_state_dict_post_hook",
+        "register_state_dict_pre_hook", "requires_grad_", "set_extra_state", "set_submodule",
+        "share_memory", "state_dict", "to", "to_empty", "train", "type", "xpu", "zero_grad",
+        "training", "model",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class InputChecks:
+    """What forward checks, and the constructor arguments __init__ stores for it."""
+
+    checks: list[dict[str, str]]  # {"failed": test source, "message": source, "comment": text}
+    stored: list[tuple[str, str]]  # (attribute, argument): `self.seq_len = seq_len`
+
+
+def attribute(name: str) -> str:
+    """The attribute a constructor argument that forward reads is stored under."""
+    return f"{name}_size" if name in _MODULE_NAMES or name.startswith("_") else name
+
+
+def input_checks(traced: TracedModel) -> InputChecks:
+    """The checks of the model's forward, in order: rank, then each dim, then the rules of the
+    named sizes that only forward sees."""
+    shape = traced.input_shape
+    rank = len(shape)
+    free = set(traced.free_dims)
+    init = {p.name for p in traced.init_params}
+    # a name's value in forward: a free input dim is read off x, an argument off self
+    values: dict[str, str] = {}
+    for i, dim in enumerate(shape[1:], start=1):
+        if dim.code in free:
+            values[dim.code] = f"x.shape[{i}]"
+    for name in init:
+        values[name] = f"self.{attribute(name)}"
+    read: list[str] = []  # arguments forward reads, in first-read order
+
+    def rewrite(source: str) -> str:
+        tree = ast.parse(source, mode="eval")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in init and node.id not in read:
+                read.append(node.id)
+        return ast.unparse(_Substitute(values).visit(tree))
+
+    checks = [
+        {
+            "failed": f"x.dim() != {rank}",
+            "message": message_source(
+                f"expected a {rank}-d input {shape_text(shape)}", ["{tuple(x.shape)}"]
+            ),
+            "comment": "",
+        }
+    ]
+    for i, dim in enumerate(shape[1:], start=1):
+        if dim.code in free:
+            continue  # its rules follow
+        expected = rewrite(dim.code) if dim.symbolic else str(dim.value)
+        got = f"{{x.shape[{i}]}}"
+        if dim.symbolic:  # the argument's value at this instance too
+            got += f" while {dim.code}={{{expected}}}"
+        checks.append(
+            {
+                "failed": f"x.shape[{i}] != {expected}",
+                "message": message_source(f"input dim {i} must be {dim.shown}", [got]),
+                "comment": "",
+            }
+        )
+    for c in traced.constraints:
+        if not free & set(c.names):
+            continue
+        message = c.message
+        for name in c.names:
+            if name in free and message.startswith(f"{name} "):
+                message = f"{name} (dim {_dim_of(traced, name)}){message[len(name) :]}"
+                break
+        checks.append(
+            {
+                "failed": rewrite(c.failed),
+                "message": message_source(
+                    message, [f"{n}={{{values.get(n, n)}}}" for n in c.names]
+                ),
+                "comment": comment_text(c.comment),
+            }
+        )
+    return InputChecks(checks, [(attribute(n), n) for n in read])
+
+
+def input_rules(traced: TracedModel) -> list[str]:
+    """The rules of the named sizes that are no constructor arguments, for the class docstring:
+    one per line (wrapped at 88 columns with the docstring's indent), a bound that another rule
+    on the same size implies left out."""
+    free = set(traced.free_dims)
+    rules = [c for c in traced.constraints if free & set(c.names)]
+    kept = [c for c in rules if not any(_implies(other, c) for other in rules if other is not c)]
+    lines: list[str] = []
+    for c in kept:
+        lines += textwrap.wrap(
+            f"- {comment_text(c.message)}",
+            84,
+            subsequent_indent="  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    return lines
+
+
+def _implies(a: Constraint, b: Constraint) -> bool:
+    """Whether `a` holding makes `b` hold: a tighter bound on the same one size."""
+    if a.symbol is None or a.symbol != b.symbol:
+        return False
+    if b.minimum is not None and b.maximum is None and a.minimum is not None:
+        return a.minimum > b.minimum or (
+            a.minimum == b.minimum and id(a) < id(b) and a.maximum is None
+        )
+    if b.maximum is not None and b.minimum is None and a.maximum is not None:
+        return a.maximum < b.maximum
+    return False
+
+
+def _dim_of(traced: TracedModel, name: str) -> int:
+    return next(i for i, d in enumerate(traced.input_shape) if d.code == name)
+
+
+class _Substitute(ast.NodeTransformer):
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if node.id in self.values:
+            return ast.parse(self.values[node.id], mode="eval").body
+        return node
+
+
+def wrong_input(traced: TracedModel) -> dict[str, str] | None:
+    """For the generated test: an input (batch 2) with one size forward must refuse, and a regex
+    its message matches. A named size that only forward sees is set just below its minimum (so it
+    breaks a rule); otherwise a fixed size, or one a constructor argument sets, is one too large.
+    None when no size is checked (a rank-1 input)."""
+    shape = traced.input_shape
+    sizes = [SAMPLE_BATCH, *(d.value for d in shape[1:])]
+    below = {name: size for name, _, size in traced.dim_sizes}
+    for i, dim in enumerate(shape[1:], start=1):
+        if dim.code in traced.free_dims and below.get(dim.code, -1) >= 0:
+            sizes[i] = below[dim.code]
+            return _wrong(sizes, f"{dim.code}={sizes[i]}", f"{dim.code}=")
+    fixed = [i for i, d in enumerate(shape[1:], start=1) if d.code not in traced.free_dims]
+    plain = [i for i in fixed if not shape[i].symbolic]
+    for i in plain or fixed:
+        sizes[i] += 1
+        message = f"input dim {i} must be {shape[i].shown}, got {sizes[i]}"
+        return _wrong(sizes, message, f"input dim {i} must be")
+    return None
+
+
+_REGEX_SPECIAL = ".^$*+?{}[]\\|()"
+
+
+def _wrong(sizes: list[int], match: str, plain: str) -> dict[str, str]:
+    """The shape as source, and the text its message holds: `match` when it has no character a
+    regex reads specially, else `plain` (no backslash reaches the generated file)."""
+    text = plain if set(match) & set(_REGEX_SPECIAL) else match
+    return {"shape": f"({', '.join(map(str, sizes))})", "match": repr(text)}
