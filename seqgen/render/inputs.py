@@ -96,9 +96,7 @@ def input_checks(traced: TracedModel) -> InputChecks:
                 "comment": "",
             }
         )
-    for c in traced.constraints:
-        if not free & set(c.names):
-            continue
+    for c in _free_rules(traced):
         message = c.message
         for name in c.names:
             if name in free and message.startswith(f"{name} "):
@@ -120,11 +118,8 @@ def input_rules(traced: TracedModel) -> list[str]:
     """The rules of the named sizes that are no constructor arguments, for the class docstring:
     one per line (wrapped at 88 columns with the docstring's indent), a bound that another rule
     on the same size implies left out."""
-    free = set(traced.free_dims)
-    rules = [c for c in traced.constraints if free & set(c.names)]
-    kept = [c for c in rules if not any(_implies(other, c) for other in rules if other is not c)]
     lines: list[str] = []
-    for c in kept:
+    for c in _free_rules(traced):
         lines += textwrap.wrap(
             f"- {comment_text(c.message)}",
             84,
@@ -135,16 +130,27 @@ def input_rules(traced: TracedModel) -> list[str]:
     return lines
 
 
-def _implies(a: Constraint, b: Constraint) -> bool:
-    """Whether `a` holding makes `b` hold: a tighter bound on the same one size."""
+def _free_rules(traced: TracedModel) -> list[Constraint]:
+    """The constraints that read a named size only forward sees, in order, less each bound that
+    another one on the same size implies (of two equal bounds, the first is kept)."""
+    free = set(traced.free_dims)
+    rules = [c for c in traced.constraints if free & set(c.names)]
+    return [
+        c
+        for j, c in enumerate(rules)
+        if not any(_implies(a, c, i < j) for i, a in enumerate(rules) if i != j)
+    ]
+
+
+def _implies(a: Constraint, b: Constraint, a_first: bool) -> bool:
+    """Whether `a` holding makes `b` hold: a bound on the same one size, as tight or tighter
+    (when as tight, the first of the two implies the other)."""
     if a.symbol is None or a.symbol != b.symbol:
         return False
     if b.minimum is not None and b.maximum is None and a.minimum is not None:
-        return a.minimum > b.minimum or (
-            a.minimum == b.minimum and id(a) < id(b) and a.maximum is None
-        )
+        return a.minimum > b.minimum or (a.minimum == b.minimum and a_first)
     if b.maximum is not None and b.minimum is None and a.maximum is not None:
-        return a.maximum < b.maximum
+        return a.maximum < b.maximum or (a.maximum == b.maximum and a_first)
     return False
 
 
