@@ -38,7 +38,7 @@ def test_a_vit_refuses_an_image_of_the_wrong_size_before_any_layer() -> None:
         with pytest.raises(ValueError, match=r"^input dim 2 must be 32, got 64$"):
             model(torch.randn(1, 3, 64, 64))
         with pytest.raises(
-            ValueError, match=r"expected a 4-d input \(N, 3, 32, 32\), got \(3, 32, 32\)"
+            ValueError, match=r"expected a 4-d input \(N, 3, 32, 32\), got \[3, 32, 32\]"
         ):
             model(torch.randn(3, 32, 32))
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -88,3 +88,16 @@ def test_a_block_class_is_not_checked_but_the_model_is(tmp_path: Path) -> None:
     assert "raise ValueError" not in block_forward
     with pytest.raises(ValueError, match="input dim 1 must be 3, got 5"):
         module.Blocky()(torch.randn(1, 5, 8, 8))
+
+
+def test_the_checks_keep_a_scriptable_model_scriptable() -> None:
+    """`list(x.shape)`, not `tuple(...)`, in the rank message: TorchScript cannot size a tuple
+    built from a list. A scripted model raises torch.jit.Error carrying the ValueError."""
+    with isolated_imports(EXAMPLES, first_on_path=EXAMPLES):
+        from cnn import CNN
+
+        scripted = torch.jit.script(CNN().eval())
+        with pytest.raises(torch.jit.Error, match="ValueError: input dim 2 must be 32, got 64"):
+            scripted(torch.randn(1, 3, 64, 64))
+        with pytest.raises(torch.jit.Error, match=r"got \[3, 32, 32\]"):
+            scripted(torch.randn(3, 32, 32))

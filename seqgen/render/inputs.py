@@ -77,7 +77,7 @@ def input_checks(traced: TracedModel) -> InputChecks:
         {
             "failed": f"x.dim() != {rank}",
             "message": message_source(
-                f"expected a {rank}-d input {shape_text(shape)}", ["{tuple(x.shape)}"]
+                f"expected a {rank}-d input {shape_text(shape)}", ["{list(x.shape)}"]
             ),
             "comment": "",
         }
