@@ -90,6 +90,7 @@ def test_a_block_class_is_not_checked_but_the_model_is(tmp_path: Path) -> None:
         module.Blocky()(torch.randn(1, 5, 8, 8))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_the_checks_keep_a_scriptable_model_scriptable() -> None:
     """`list(x.shape)`, not `tuple(...)`, in the rank message: TorchScript cannot size a tuple
     built from a list. A scripted model raises torch.jit.Error carrying the ValueError."""
@@ -101,3 +102,16 @@ def test_the_checks_keep_a_scriptable_model_scriptable() -> None:
             scripted(torch.randn(1, 3, 64, 64))
         with pytest.raises(torch.jit.Error, match=r"got \[3, 32, 32\]"):
             scripted(torch.randn(3, 32, 32))
+
+
+def test_the_checks_do_not_stop_torch_export() -> None:
+    """With a dynamic batch the checks read only static sizes, so export specialises them away
+    (the exported program's own input guards then refuse a wrong size)."""
+    with isolated_imports(EXAMPLES, first_on_path=EXAMPLES):
+        from unet_small import UNetSmall
+
+        model = UNetSmall().eval()
+        batch = torch.export.Dim("batch", min=1, max=8)
+        x = torch.randn(2, 3, 16, 16)
+        program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
+        assert program.module()(torch.randn(3, 3, 16, 16)).shape == (3, 2, 16, 16)
