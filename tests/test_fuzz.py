@@ -984,4 +984,4 @@ def test_valid_stacks_generate_tests_that_pass(tmp_path: Path) -> None:
         run = run_generated_tests(*(p for _, p in cases), cwd=tmp_path)
     except AssertionError as e:
         raise AssertionError(f"{e}\n{specs}") from None
-    assert run.passed == 5 * len(cases), specs
+    assert run.passed == 6 * len(cases), specs

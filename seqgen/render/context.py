@@ -24,6 +24,7 @@ from seqgen.lang.values import expr_source
 from seqgen.project.header import comment_text
 from seqgen.project.options import Options
 from seqgen.render.budget import SAMPLE_BATCH, over_budget
+from seqgen.render.export import export_context
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
 from seqgen.render.imports import member_order, stdlib_imports
 from seqgen.render.inputs import input_checks, input_rules, wrong_input
@@ -246,6 +247,7 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         "dims": dims,
         "wrong_input": wrong_input(traced),
         "sample_batches": repr(_sample_batches(traced)),
+        "export": export_context(traced, _sample_batches(traced)),
         # too large to allocate: shapes and counts on the meta device, real passes skipped
         "meta_only": too_large is not None,
         "skip_reason": repr(too_large or ""),

@@ -23,11 +23,17 @@ class Residual(nn.Module):
         skip: torch.Tensor = x if self.shortcut is None else self.shortcut(x)
         if out.shape != skip.shape:
             raise ValueError(
-                f"Residual: the body gives {tuple(out.shape)} but the "
+                f"Residual: the body gives {self._shape(list(out.shape))} but the "
                 f"{'input' if self.shortcut is None else 'shortcut'} gives "
-                f"{tuple(skip.shape)} for input {tuple(x.shape)}"
+                f"{self._shape(list(skip.shape))} for input {self._shape(list(x.shape))}"
             )
         return out + skip
+
+    @staticmethod
+    def _shape(shape: list[int]) -> str:
+        """`(2, 3)`: a shape as Python shows a tuple (TorchScript has no tuple())."""
+        one = "," if len(shape) == 1 else ""
+        return "(" + ", ".join([str(size) for size in shape]) + one + ")"
 
 
 class Concat(nn.Module):
@@ -42,20 +48,26 @@ class Concat(nn.Module):
         outs: list[torch.Tensor] = [branch(x) for branch in self.branches]
         first = outs[0].shape
         for out in outs[1:]:
-            if out.dim() != len(first) or any(
-                a != b
-                for i, (a, b) in enumerate(zip(out.shape, first, strict=True))
-                if i != self.dim
-            ):
-                shapes = ", ".join(str(tuple(o.shape)) for o in outs)
+            differ = out.dim() != len(first)
+            for i in range(len(first)):  # a loop, not any(...): TorchScript compiles it
+                if not differ and i != self.dim and out.shape[i] != first[i]:
+                    differ = True
+            if differ:
+                shapes = ", ".join([self._shape(list(o.shape)) for o in outs])
                 raise ValueError(
-                    f"Concat: branch outputs {shapes} for input {tuple(x.shape)} differ "
-                    f"outside dim {self.dim}"
+                    f"Concat: branch outputs {shapes} for input "
+                    f"{self._shape(list(x.shape))} differ outside dim {self.dim}"
                 )
         return torch.cat(outs, dim=self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+    @staticmethod
+    def _shape(shape: list[int]) -> str:
+        """`(2, 3)`: a shape as Python shows a tuple (TorchScript has no tuple())."""
+        one = "," if len(shape) == 1 else ""
+        return "(" + ", ".join([str(size) for size in shape]) + one + ")"
 
 
 class Add(nn.Module):
@@ -67,15 +79,24 @@ class Add(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs: list[torch.Tensor] = [branch(x) for branch in self.branches]
-        if any(out.shape != outs[0].shape for out in outs[1:]):
-            shapes = ", ".join(str(tuple(o.shape)) for o in outs)
+        differ = False
+        for out in outs[1:]:  # a loop, not any(...): TorchScript compiles it
+            differ = differ or out.shape != outs[0].shape
+        if differ:
+            shapes = ", ".join([self._shape(list(o.shape)) for o in outs])
             raise ValueError(
-                f"Add: branch outputs {shapes} for input {tuple(x.shape)} differ"
+                f"Add: branch outputs {shapes} for input {self._shape(list(x.shape))} differ"
             )
         total = outs[0]
         for out in outs[1:]:
             total = total + out
         return total
+
+    @staticmethod
+    def _shape(shape: list[int]) -> str:
+        """`(2, 3)`: a shape as Python shows a tuple (TorchScript has no tuple())."""
+        one = "," if len(shape) == 1 else ""
+        return "(" + ", ".join([str(size) for size in shape]) + one + ")"
 
 
 class Multiply(nn.Module):

@@ -38,17 +38,17 @@ class RecurrentOutput(nn.Module):
         self.directions = 2 if rnn.bidirectional else 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output: torch.Tensor
-        state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-        output, state = self.rnn(x)
+        result = self.rnn(x)
+        output: torch.Tensor = result[0]
         if self.take == "all":
             return output
         if self.take == "last":
             return output[:, -1]
         # an LSTM gives (h_n, c_n); h_n is (num_layers * dirs, N, H), and the last layer's
         # directions are its last rows
+        state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = result[1]
         h_n = state[0] if isinstance(state, tuple) else state
-        return torch.cat(list(h_n[-self.directions :]), dim=-1)
+        return torch.cat(torch.unbind(h_n[-self.directions :]), dim=-1)
 
     def extra_repr(self) -> str:
         return f"take={self.take!r}"

@@ -1,0 +1,132 @@
+"""The context of the generated `test_exports_with_dynamic_dims`: which input dims torch.export
+gets as dynamic, in which ranges, and why the others stay static."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from seqgen.ir import TracedLayer, TracedModel, walk_traced
+from seqgen.render.budget import SAMPLE_BATCH
+from seqgen.safe_eval import NotArithmetic, evaluate_source
+
+# The batch the export traces at: torch.export specialises a dim whose example size is 0 or 1.
+EXPORT_BATCH = 2
+# recurrent layers: torch.export specialises their sequence length
+RECURRENT = frozenset({"RNN", "LSTM", "GRU"})
+# the largest input size _export_minimum looks at
+SEARCH_LIMIT = 1 << 24
+
+
+def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
+    """The dynamic dims of `test_exports_with_dynamic_dims`, as `torch.export.Dim` arguments.
+
+    The batch is dynamic from 1 (torch.export accepts a range from 1 as long as the example
+    input's size is at least 2). So is each named input size that sizes no weight (a free dim),
+    from seqgen's minimum, raised where an inner size would be 1 (_export_minimum), to seqgen's
+    maximum where it has one. A free dim with a divisibility rule (`h % 4 == 0`) is a derived
+    dim, `4 * Dim("h_div_4")`, so export proves what the rule promises. Static, with the reason
+    in a comment: a named size that sizes a weight (a constructor argument: the model is built at
+    its default), every free dim of a model with a recurrent layer, and a free dim whose inner
+    sizes stay 1. `checks`: the input sizes the exported program is run at, small and large, from
+    the sizes the test file builds; `batches`: the test file's sample batches.
+    """
+    free = set(traced.free_dims)
+    recurrent = any(
+        isinstance(n, TracedLayer) and n.class_name in RECURRENT
+        for stack in [traced.layers, *(b.layers for b in traced.blocks)]
+        for n in walk_traced(stack)
+    )
+    dims: list[dict[str, Any]] = [{"index": 0, "factor": "", "args": '"batch", min=1', "notes": []}]
+    static: list[str] = []
+    small: list[str] = []
+    large: list[str] = []
+    example: list[str] = []
+    for name, sizes, _below in traced.dim_sizes:
+        if name not in free:
+            static.append(f"{name} sizes weights: static (the model is built at the defaults)")
+            continue
+        if recurrent:
+            static.append(f"{name}: static, torch.export specialises a recurrent layer's length")
+            continue
+        rules = [c for c in traced.constraints if c.names == (name,)]
+        low = max([c.minimum for c in rules if c.minimum is not None], default=1)
+        high = min([c.maximum for c in rules if c.maximum is not None], default=None)
+        step = 1
+        for c in rules:
+            found = re.fullmatch(rf"{re.escape(name)} % (\d+) == 0", c.condition)
+            if found:
+                step = math.lcm(step, int(found.group(1)))
+        low = -(-low // step) * step  # the first multiple of step at or above the minimum
+        start = _export_minimum(traced, name, low, step, high)
+        if start is None:
+            static.append(f"{name}: static, an inner size stays 1, which torch.export specialises")
+            continue
+        notes = []
+        if step > 1:
+            notes.append(f"{name}: a multiple of {step}, so a derived dim")
+        if start > low:
+            notes.append(f"from {start}, not {low}: torch.export specialises an inner size of 1")
+        bounds = [f"min={start // step}"] + ([f"max={high // step}"] if high is not None else [])
+        # `name` is a checked identifier: it needs no escaping inside the quotes
+        dims.append(
+            {
+                "index": next(i for i, d in enumerate(traced.input_shape) if d.code == name),
+                "factor": f"{step} * " if step > 1 else "",
+                "args": ", ".join([f'"{name}_div_{step}"' if step > 1 else f'"{name}"', *bounds]),
+                "notes": notes,
+            }
+        )
+        fits = [s for s in sizes if s >= start and (high is None or s <= high)] or [start]
+        small.append(f"{name}={fits[0]}")
+        large.append(f"{name}={fits[-1]}")
+        default = next(p.default for p in traced.spec.params if p.name == name)
+        if not isinstance(default, int) or default < max(start, 2):  # torch would specialise it
+            example.append(f"{name}={max(start, 2 * step)}")
+    what = "the batch and the free input sizes" if len(dims) > 1 else "the batch"
+    return {
+        "docstring": f"torch.export with {what} dynamic, in seqgen's bounds.",
+        "dims": dims,
+        "example": ", ".join([str(EXPORT_BATCH), *example]),
+        "checks": [", ".join([str(batches[0]), *small]), ", ".join([str(SAMPLE_BATCH), *large])],
+        "static": static,
+    }
+
+
+def _export_minimum(
+    traced: TracedModel, name: str, low: int, step: int, high: int | None
+) -> int | None:
+    """The smallest size of free dim `name`, a multiple of `step` from `low`, at which no layer's
+    output dim that depends on it is below 2 (torch.export specialises a size of 0 or 1, then
+    refuses the range); None when there is none up to `high` (or SEARCH_LIMIT). Layer output
+    sizes grow with the input size, so it searches by doubling, then bisects. Inner layers of
+    block classes are not looked at, only a use's output."""
+    defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
+    codes = {
+        d.code
+        for node in walk_traced(traced.layers)
+        for d in node.out_shape
+        if d.symbolic and re.search(rf"\b{re.escape(name)}\b", d.code)
+    }
+    limit = min(high, SEARCH_LIMIT) if high is not None else SEARCH_LIMIT
+
+    def fits(size: int) -> bool:
+        values = {**defaults, "N": EXPORT_BATCH, name: size}
+        return all(evaluate_source(code, values) >= 2 for code in codes)
+
+    try:
+        if fits(low):
+            return low
+        below, gap = low, step  # `below` does not fit; look for one that does
+        while not fits(below + gap):
+            below, gap = below + gap, gap * 2
+            if below + gap > limit:
+                return None
+        above = below + gap
+        while above - below > step:
+            middle = below + (above - below) // step // 2 * step
+            below, above = (below, middle) if fits(middle) else (middle, above)
+        return above
+    except NotArithmetic:
+        return None
