@@ -138,8 +138,9 @@ def test_each_block_becomes_one_class(spec: Path, built) -> None:
     text = b.model_path.read_text(encoding="utf-8")
     names = BLOCK.findall(spec.read_text(encoding="utf-8"))
     for name in [*names, b.result.traced.spec.class_name]:
-        found = re.findall(rf"^class {re.escape(name)}\(nn\.Module\):", text, re.M)
-        assert len(found) == 1, f"class {name}(nn.Module) appears {len(found)} times"
+        # a block is an nn.Sequential subclass; the model an nn.Module with `self.model`
+        found = re.findall(rf"^class {re.escape(name)}\(nn\.(Module|Sequential)\):", text, re.M)
+        assert len(found) == 1, f"class {name} appears {len(found)} times"
         assert isinstance(getattr(b.module, name), type)
     # a block's class is used, not inlined: the model holds one instance per use
     with torch.device("meta"):

@@ -389,7 +389,7 @@ def test_generated_tests_pass_and_test_each_block(tmp_path: Path) -> None:
 def test_each_block_is_one_class_and_helpers_only_when_used(tmp_path: Path) -> None:
     result, _ = _generate(tmp_path, RESNET, "resnet")
     text = result.files[0].text
-    assert text.count("class Basic(nn.Module):") == 1
+    assert text.count("class Basic(nn.Sequential):") == 1
     for helper, used in [("Residual", True), ("Concat", True), ("Multiply", True), ("Add", False)]:
         assert (f"class {helper}(nn.Module):" in text) is used
     assert "import seqgen" not in text and "from seqgen" not in text

@@ -93,6 +93,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         "input_checks": forward.checks,
         "named": named,
         "layers": layers,
+        "sequential": False,  # the model keeps `self.model` (the seed's pattern) and its checks
     }
     blocks = [_block_class(b) for b in traced.blocks]
     note = SHAPE_NOTE
@@ -135,6 +136,8 @@ def _block_class(block: TracedBlock) -> dict[str, Any]:
         "input_checks": [],  # a block's input is checked by the model's forward
         "named": False,
         "layers": layer_items(block.layers, block.input_shape),
+        # a block is its layers: an nn.Sequential subclass, no `.model` level in its keys
+        "sequential": True,
     }
 
 
