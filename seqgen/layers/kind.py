@@ -19,6 +19,7 @@ adding one.
 from __future__ import annotations
 
 import difflib
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -70,7 +71,7 @@ class CallSite:
 _REGISTRY: dict[str, Op] = {}
 
 
-class Op:
+class Op(ABC):
     """A layer kind of seqgen's own: subclass it, set `name`, and implement `rule`."""
 
     name: ClassVar[str] = ""  # the spec's (lower-case) layer name; empty for abstract bases
@@ -146,7 +147,7 @@ class Op:
         self.check_bound(layer, args)
         return args
 
-    def check_bound(self, layer: LayerSpec, args: Nodes) -> None:
+    def check_bound(self, layer: LayerSpec, args: Nodes) -> None:  # noqa: B027 - optional hook
         """Checks of the bound values that need no trace (none by default)."""
 
     def _inferred_note(self) -> str:
@@ -165,9 +166,9 @@ class Op:
 
     # ---------------------------------------------------------------- sizes and code
 
+    @abstractmethod
     def rule(self, v: Mapping[str, Any], shape: Sequence[Size], dtype: torch.dtype) -> OpResult:
         """The output shape, conditions and counts for argument values `v` on `shape`."""
-        raise NotImplementedError(f"{type(self).__name__}.rule")
 
     def confirm_at(self, sample: tuple[int, ...]) -> tuple[int, ...]:
         """The input shape at which torch confirms the rule during the trace: the sample
