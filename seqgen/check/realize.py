@@ -152,13 +152,14 @@ def run_real(
             module = kind.build(evaluate(nodes, values), tuple(x.shape)).eval()
             if x.device.type == "meta":  # only the shape matters
                 return [module], kind.run_for_shape(module, x)
+            return [module], module(x)
         case TorchModule(cls=cls, layer=plain):
             module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
         case WeightNormed(inner=TorchModule(cls=cls, layer=plain), value=norm):
             module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
             if values.eval(norm) is True:
                 module = weight_norm.wrap(module)
-    module = module.eval()
+    module.eval()
     return [module], module(x)
 
 

@@ -170,11 +170,6 @@ class Op(ABC):
     def rule(self, v: Mapping[str, Any], shape: Sequence[Size], dtype: torch.dtype) -> OpResult:
         """The output shape, conditions and counts for argument values `v` on `shape`."""
 
-    def confirm_at(self, sample: tuple[int, ...]) -> tuple[int, ...]:
-        """The input shape at which torch confirms the rule during the trace: the sample
-        itself, unless running the op there costs time per element (a recurrent layer)."""
-        return sample
-
     def run_for_shape(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The module's output on `x` where only its shape matters (on `meta`): by default the
         module run on `x`; an op whose kernel costs time per step may run a shorter sample."""

@@ -48,19 +48,15 @@ def trace_op(
         same = next((d for d in dims if d.expr == expr), None)
         out_dims.append(same if same is not None else DimInfo(expr, scope.code(expr, layer.loc)))
     scope.check_sizes(out_dims, index, where, layer.loc, dims)
-    # torch itself builds and runs the layer at the sample values (meta: nothing allocated),
-    # or at a shorter sample where running it costs time per step (op.confirm_at)
+    # torch itself builds and runs the layer at the sample values (meta: nothing allocated;
+    # op.run_for_shape keeps a recurrent layer to a few steps)
     hint_shape = tuple(scope.value(d.expr) for d in dims)
     want = tuple(scope.value(d.expr) for d in out_dims)
-    concrete = evaluate(nodes, scope.concrete)
-    sample = op.confirm_at(hint_shape)
-    if sample != hint_shape:
-        want = tuple(int(s) for s in op.rule(concrete, sample, x.dtype).outcome.shape)
     with S.real_tensors(), torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's dropout-with-one-layer note is lint W012
         try:
-            module = op.build(concrete, sample)
-            y = module.eval()(torch.empty(sample, dtype=x.dtype))
+            module = op.build(evaluate(nodes, scope.concrete), hint_shape).eval()
+            y = op.run_for_shape(module, torch.empty(hint_shape, dtype=x.dtype))
         except Exception as e:
             raise TraceError(
                 f"torch rejects {op.title} here: {first_line(e)}", location=layer.loc

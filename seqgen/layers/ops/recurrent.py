@@ -208,17 +208,13 @@ class Recurrent(Op):
         length, width = as_expr(seq[1]), as_expr(seq[2])
         return OpResult(out, n, length * sympy.sympify(n), length * width)
 
-    def confirm_at(self, sample: tuple[int, ...]) -> tuple[int, ...]:
-        # torch's meta RNN kernels step through the sequence in Python: a long sample would make
-        # the trace's time grow with it, while the formula is the same at any length
-        return (sample[0], min(sample[1], CONFIRM_LENGTH), *sample[2:])
-
     def run_for_shape(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         if length <= CONFIRM_LENGTH:
             return super().run_for_shape(module, x)
-        # the same layer on the first steps; 'all' passes the length through, which the rule
-        # (confirmed by the trace) says: the shape at the full length, at no cost on meta
+        # torch's meta RNN kernels step through the sequence in Python, so a long sample would
+        # make the trace and its self-check grow with it: run the first steps; 'all' passes the
+        # length through (the rule's shape), at no cost on meta
         y = super().run_for_shape(module, x[:, :CONFIRM_LENGTH])
         return y.new_empty((y.shape[0], length, y.shape[2])) if y.dim() == 3 else y
 
