@@ -50,8 +50,12 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
     spec, errors = parse_partial(text, spec_path, input_override=input_override)
     if errors:
         from seqgen.layers.preflight import layer_errors
+        from seqgen.trace.model import errors_before
 
-        raise_all(errors + (layer_errors(spec.layers, spec.blocks) if spec is not None else []))
+        if spec is not None:
+            first = min((e.location.line for e in errors if e.location is not None), default=0)
+            errors += layer_errors(spec.layers, spec.blocks) + errors_before(spec, first)
+        raise_all(errors)
     if spec is None:  # an assert would vanish under -O
         raise InternalError(f"internal error: parsing {spec_path} gave neither a spec nor an error")
     return text, spec

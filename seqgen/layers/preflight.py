@@ -71,6 +71,20 @@ def _binds_without_its_first_size(cls: type[nn.Module], layer: LayerSpec) -> boo
     return True
 
 
+def without_written_size(layer: LayerSpec) -> LayerSpec | None:
+    """`linear 784 256` as the line meant it (`linear 256`), when its first value is the size
+    seqgen infers written out (PyTorch's habit) and the line binds without it; else None.
+
+    After reporting the habit, the trace continues with this line, so a pasted MLP's every
+    `linear IN OUT` line is reported in one run."""
+    kind = kind_for(layer)
+    if not isinstance(kind, TorchModule):  # weight_norm= lines: reported, not continued
+        return None
+    if not _binds_without_its_first_size(kind.cls, layer):
+        return None
+    return replace(layer, args=layer.args[1:])
+
+
 def layer_errors(layers: Sequence[Node], blocks: Sequence[BlockDef] = ()) -> list[SeqgenError]:
     """The binding error of each layer line (each line once, however often `repeat` uses it),
     in block bodies too, and a block named like a torch.nn class."""
