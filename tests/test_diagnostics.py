@@ -281,3 +281,9 @@ def test_device_check_of_softmax_without_dim_leaks_no_torch_warning(tmp_path: Pa
     assert out.returncode == 0, out.stderr
     assert "UserWarning" not in out.stderr and "[W006 softmax-without-dim]" in out.stderr
     assert "--device cpu: built M for real on cpu" in out.stdout
+
+
+def test_a_shape_error_before_a_binding_error_is_reported_with_it(tmp_path: Path) -> None:
+    e = error_of(tmp_path, "input 3x32x32\nconv2d 3 16 3\nrelu\nmaxpool2d 2 strid=2\n")
+    assert lines_of(e) == [2, 4]
+    assert "seqgen infers in_channels (3 here)" in e.render()

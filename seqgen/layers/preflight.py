@@ -13,8 +13,8 @@ from dataclasses import replace
 
 from torch import nn
 
-from seqgen.errors import SeqgenError, TraceError, raise_all
-from seqgen.ir import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
+from seqgen.errors import SeqgenError, TraceError
+from seqgen.ir import BlockDef, LayerSpec, Node, Num, flat_layers
 from seqgen.lang.hints import call_syntax_hint
 from seqgen.layers.kind import Op
 from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
@@ -106,11 +106,6 @@ def layer_errors(layers: Sequence[Node], blocks: Sequence[BlockDef] = ()) -> lis
         except TraceError as e:
             errors.append(e)
     return errors
-
-
-def check_layers(spec: ModelSpec) -> None:
-    """Raise every layer line's binding error together (nothing when all bind)."""
-    raise_all(layer_errors(spec.layers, spec.blocks))
 
 
 @contextlib.contextmanager

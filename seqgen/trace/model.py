@@ -18,7 +18,7 @@ from seqgen.errors import (
 )
 from seqgen.ir import BATCH, SAMPLE_BATCH, Expr, ModelSpec, Node, Num, TracedModel, walk
 from seqgen.lang.values import expr_source
-from seqgen.layers.preflight import check_layers, quiet_torch_warnings
+from seqgen.layers.preflight import layer_errors, quiet_torch_warnings
 from seqgen.layers.torch_nn import concrete_values
 from seqgen.trace import symbolic as S
 from seqgen.trace.scope import MAX_SIZE, Scope, Shared
@@ -53,7 +53,10 @@ def model_scope(spec: ModelSpec) -> Tracer:
 
 def trace(spec: ModelSpec) -> TracedModel:
     """Trace a parsed spec symbolically on fake tensors (every layer's binding checked first)."""
-    check_layers(spec)
+    errors = layer_errors(spec.layers, spec.blocks)
+    if errors:  # with the shape errors of the layers above the first line that does not bind
+        first = min((e.location.line for e in errors if e.location is not None), default=0)
+        raise_all(errors + errors_before(spec, first))
     try:
         with quiet_torch_warnings():
             traced = model_scope(spec).run()
