@@ -231,10 +231,17 @@ class Tracer:
     ) -> NodeResult:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
         outs: list[tuple[list[DimInfo], list[Step]]] = []
+        failed: TraceError | None = None
         for branch in merge.branches:
             self.scope.previous, self.scope.shared_input = None, True
-            out = self.stack(branch, x, dims, index)
+            try:
+                out = self.stack(branch, x, dims, index)
+            except TraceError as err:  # recorded; the other branches may have errors of their own
+                failed = failed or err
+                continue
             outs.append((out.dims, out.steps))
+        if failed is not None:
+            raise failed
         self.scope.previous, self.scope.shared_input = (
             None,
             False,
