@@ -71,14 +71,17 @@ def _here(path: Path) -> str:
         return str(path)
 
 
-def _where(source: Path, text: str, key: str) -> Location:
-    """The line of `source` that sets `key` (the file's first line when it cannot be found)."""
+def _where(source: str, text: str, key: str) -> Location:
+    """The line of the `[tool.seqgen]` table that sets `key` (else the file's first line)."""
+    inside = False
     for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.lstrip()
-        if stripped.startswith(key) and stripped[len(key) :].lstrip().startswith("="):
-            col = len(line) - len(stripped) + 1
-            return Location(str(source), number, col, line, len(key))
-    return Location(str(source), 1, 1)
+        stripped = line.strip()
+        if stripped.startswith("["):
+            inside = stripped.replace(" ", "") == "[tool.seqgen]"
+        elif inside and stripped.startswith(key) and stripped[len(key) :].lstrip()[:1] == "=":
+            col = len(line) - len(line.lstrip()) + 1
+            return Location(source, number, col, line, len(key))
+    return Location(source, 1, 1)
 
 
 def load_config(root: Path) -> ProjectConfig:
@@ -87,9 +90,10 @@ def load_config(root: Path) -> ProjectConfig:
     Raises ConfigError naming the file and key for an unknown key or a value of the wrong type.
     """
     root = root.resolve()
-    source = root / CONFIG_FILE
+    path = root / CONFIG_FILE
+    source = _here(path)  # as messages show it
     try:
-        text = source.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return ProjectConfig(root)
     try:
@@ -132,7 +136,7 @@ def load_config(root: Path) -> ProjectConfig:
         )
     return ProjectConfig(
         root,
-        source,
+        path,
         specs=tuple((root / v).resolve() for v in specs),
         out_dir=folder("out-dir"),
         tests_dir=folder("tests-dir"),
