@@ -14,6 +14,7 @@ from types import ModuleType
 import pytest
 from conftest import ROOT, run_generated_tests, seqgen_cli
 
+from seqgen.errors import ConfigError
 from seqgen.lang.canonical import canonical_spec
 from seqgen.lang.starters import KINDS
 from seqgen.project.config import load_config
@@ -157,6 +158,14 @@ def test_load_config_reads_paths_from_the_root(project: Path) -> None:
     assert config.specs == ((project / "models").resolve(),)
     assert config.package_root == (project / "src").resolve()
     assert load_config(project / "models").out_dir is None  # no pyproject.toml there
+    (project / "pyproject.toml").write_text(
+        '[tool.black]\nspecs = 3\n[tool.seqgen]\nout_dir = "gen"  # as out-dir\n'
+    )
+    assert load_config(project).out_dir == (project / "gen").resolve()
+    (project / "pyproject.toml").write_text("[tool.black]\nspecs = 3\n[tool.seqgen]\nspecs = 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(project)
+    assert e.value.location is not None and e.value.location.line == 4  # in [tool.seqgen]
 
 
 def test_comments_and_spacing_do_not_change_outputs(tmp_path: Path) -> None:

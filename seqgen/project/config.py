@@ -29,7 +29,7 @@ else:  # pragma: no cover - the `tomli` dependency on Python 3.10 (pyproject.tom
     import tomli as tomllib
 
 CONFIG_FILE = "pyproject.toml"
-KEYS = ("specs", "out-dir", "tests-dir", "package-root", "templates")
+KEYS = ("specs", "out-dir", "tests-dir", "package-root", "templates")  # `_` for `-` works too
 
 
 @dataclass(frozen=True)
@@ -97,42 +97,45 @@ def load_config(root: Path) -> ProjectConfig:
     except (OSError, UnicodeDecodeError):
         return ProjectConfig(root)
     try:
-        table = tomllib.loads(text).get("tool", {}).get("seqgen")
+        tool = tomllib.loads(text).get("tool")
     except tomllib.TOMLDecodeError as e:
         if "seqgen" not in text:
             return ProjectConfig(root)  # not our table: the project's own tools will say so
         raise ConfigError(f"{source} is not valid TOML: {e}") from e
+    table = tool.get("seqgen") if isinstance(tool, dict) else None
     if table is None:
         return ProjectConfig(root)
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: `tool.seqgen` must be a table ([tool.seqgen])")
-    for key in table:
+    written = {key.replace("_", "-"): key for key in table}  # out_dir works as out-dir
+    for key, as_written in written.items():
         if key not in KEYS:
-            close = difflib.get_close_matches(key.replace("_", "-"), KEYS, n=1)
+            close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(KEYS)}"
             raise ConfigError(
-                f"unknown key '{key}' in [tool.seqgen] of {source}",
-                location=_where(source, text, key),
+                f"unknown key '{as_written}' in [tool.seqgen] of {source}",
+                location=_where(source, text, as_written),
                 hint=hint,
             )
 
     def folder(key: str) -> Path | None:
-        value = table.get(key)
+        value = table.get(written.get(key, key))
         if value is None:
             return None
         if not isinstance(value, str):
             raise ConfigError(
-                f"[tool.seqgen] key '{key}' in {source} must be a folder (a string), got {value!r}",
-                location=_where(source, text, key),
+                f"[tool.seqgen] key '{written[key]}' in {source} must be a folder (a string), "
+                f"got {value!r}",
+                location=_where(source, text, written[key]),
             )
         return (root / value).resolve()
 
-    specs = table.get("specs", [])
+    specs = table.get(written.get("specs", "specs"), [])
     if not isinstance(specs, list) or not all(isinstance(v, str) for v in specs):
         raise ConfigError(
             f"[tool.seqgen] key 'specs' in {source} must be a list of folders",
             location=_where(source, text, "specs"),
-            hint='e.g. specs = ["models"]',
+            hint='e.g. specs = ["models"] (relative to the project root)',
         )
     return ProjectConfig(
         root,
