@@ -135,3 +135,7 @@ class OutputConflict(SeqgenError):
 class InternalError(SeqgenError):
     """A bug in seqgen, not a problem in the spec: one of seqgen's invariants failed, or its
     own size arithmetic disagrees with torch. The CLI asks for a bug report (exit 3)."""
+
+
+class ConfigError(SeqgenError):
+    """The `[tool.seqgen]` table of a project's pyproject.toml is not one seqgen understands."""
