@@ -38,7 +38,7 @@ class Scope:
             tree = ast.parse(source, mode="eval")
         except SyntaxError:
             return source
-        return ast.unparse(_fold(self._substitute(tree.body)))
+        return ast.unparse(self._substitute(tree.body))
 
     def dim(self, d: Dim) -> str:
         """One size as shown: the number, or the expression where it has names."""
@@ -51,50 +51,43 @@ class Scope:
         return "(" + ", ".join(self.dim(d) for d in dims) + ")"
 
     def _substitute(self, tree: ast.expr) -> ast.expr:
-        replaced = _Replace(self.names).visit(copy.deepcopy(tree))
-        assert isinstance(replaced, ast.expr)
-        return replaced
-
-
-class _Replace(ast.NodeTransformer):
-    """Replaces names (not the `nn` of `nn.LSTM`: attribute owners are kept)."""
-
-    def __init__(self, names: Mapping[str, ast.expr]) -> None:
-        self.names = names
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        return node
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id in self.names:
-            return copy.deepcopy(self.names[node.id])
-        return node
+        return _resolve(copy.deepcopy(tree), self.names)
 
 
 def _parse(source: str) -> ast.expr:
     return ast.parse(source, mode="eval").body
 
 
-def _fold(tree: ast.expr) -> ast.expr:
-    """Computes every arithmetic part without names; anything else is kept."""
-    if isinstance(tree, ast.BinOp | ast.UnaryOp) and not any(
-        isinstance(n, ast.Name) for n in ast.walk(tree)
-    ):
+def _has_names(tree: ast.AST) -> bool:
+    return any(isinstance(n, ast.Name) for n in ast.walk(tree))
+
+
+def _resolve(tree: ast.expr, names: Mapping[str, ast.expr]) -> ast.expr:
+    """`tree` with `names` replaced (not the `nn` of `nn.LSTM`), and each arithmetic part that
+    had names and has none left computed: `16 * (seq_len - 2)` at `seq_len=50` is `768`, while
+    a `16 * 8 * 8` the trace wrote stays as it is."""
+    if isinstance(tree, ast.Name):
+        return copy.deepcopy(names[tree.id]) if tree.id in names else tree
+    if isinstance(tree, ast.Attribute):
+        return tree
+    had_names = _has_names(tree)
+    for name, value in ast.iter_fields(tree):
+        if isinstance(value, ast.expr):
+            setattr(tree, name, _resolve(value, names))
+        elif isinstance(value, list):
+            setattr(
+                tree, name, [_resolve(v, names) if isinstance(v, ast.expr) else v for v in value]
+            )
+    if isinstance(tree, ast.Call):
+        for kw in tree.keywords:
+            kw.value = _resolve(kw.value, names)
+    if isinstance(tree, ast.BinOp | ast.UnaryOp) and had_names and not _has_names(tree):
         try:
             value = evaluate_source(ast.unparse(tree), {})
         except (NotArithmetic, ArithmeticError):
             return tree
         if type(value) is int:
             return ast.Constant(value)
-        return tree
-    for name, value in ast.iter_fields(tree):
-        if isinstance(value, ast.expr):
-            setattr(tree, name, _fold(value))
-        elif isinstance(value, list):
-            setattr(tree, name, [_fold(v) if isinstance(v, ast.expr) else v for v in value])
-    if isinstance(tree, ast.Call):
-        for kw in tree.keywords:
-            kw.value = _fold(kw.value)
     return tree
 
 

@@ -22,7 +22,7 @@ GAP_Y = 26  # between items of a stack
 GAP_X = 24  # between branches, and between the flow and the block definitions
 SKIP_W = 16  # the column of a branch that is the input itself
 FRAME_PAD = 12
-TITLE_H = 20
+TITLE_H = 26  # room under a frame's title for the paths that fan out below it
 MARGIN = 16
 FILL = {"input": "#e8f0fe", "layer": "#ffffff", "block": "#fff4e5", "merge": "#e6f4ea"}
 
@@ -134,22 +134,14 @@ def _place(item: Item, cx: float, top: float, into: list[Path], canvas: _Canvas)
     widths = [size(b)[0] if b else SKIP_W for b in item.branches]
     left = cx - (sum(widths) + GAP_X * (len(widths) - 1)) / 2
     leaving: list[Path] = []
+    bar = top - GAP_Y / 2  # where the paths fan out to the branches' columns
     for branch, w in zip(item.branches, widths, strict=True):
         bx = left + w / 2
+        fanned = [_dedup((*p, (p[-1][0], bar), (bx, bar))) for p in into]
         if branch:
-            leaving += _place_stack(branch, bx, top, into, canvas)
+            leaving += _place_stack(branch, bx, top, fanned, canvas)
         else:  # the input itself: down its own column
-            leaving += [
-                _dedup(
-                    (
-                        *p,
-                        (p[-1][0], top - GAP_Y / 2),
-                        (bx, top - GAP_Y / 2),
-                        (bx, join_top - GAP_Y / 2),
-                    )
-                )
-                for p in into
-            ]
+            leaving += [(*p, (bx, join_top - GAP_Y / 2)) for p in fanned]
         left += w + GAP_X
     return _place(item.join, cx, join_top, leaving, canvas)
 
