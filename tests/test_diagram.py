@@ -374,8 +374,16 @@ def test_the_cnn_example_diagram_is_current() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", EXAMPLE_SPECS, ids=lambda p: p.stem)
-def test_every_example_diagram_is_current(spec: Path) -> None:
+def test_every_example_diagram_is_current_and_draws_in_every_format(spec: Path) -> None:
     _example_is_current(spec)
+    _, t = traced_spec(str(spec))
+    for expand in (False, True):
+        d = build(t, expand=expand)
+        boxes = {b.id for b in all_boxes(d)}
+        assert set(mermaid_graph(draw(t, expand=expand))[0]) == boxes
+        texts = list(svg_root(draw(t, "svg", expand=expand)).iter(SVG + "text"))
+        assert len([e for e in texts if e.get("class") == "box"]) == len(boxes)
+        assert dot_graph(draw(t, "dot", expand=expand))[0] == boxes
 
 
 @pytest.mark.slow
