@@ -255,6 +255,9 @@ def test_expand_opens_each_use_sized_for_it(write_spec) -> None:
     assert "Conv2d(8, 16, kernel_size=1, stride=2)<br/>(N, 16, 8, 8)" in labels
     assert not any("in_channels" in label or "out," in label for label in labels)
     assert len([n for n in labels if n.startswith("input<br/>")]) == 1
+    at = list(mermaid_graph(draw(t, expand=True, at=["N=3", "classes=5"]))[0].values())
+    assert "Conv2d(8, 16, kernel_size=1, stride=2)<br/>(3, 16, 8, 8)" in at  # the batch too
+    assert at[-1] == "Linear(16 * 8 * 8, 5)<br/>(3, 5)"
 
 
 def test_runs_of_repeated_layers_are_collapsed(write_spec) -> None:

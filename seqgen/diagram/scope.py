@@ -2,9 +2,9 @@
 
 At the model's level a name is replaced only by an `--at name=value`; inside an expanded block
 use, the block's own names are replaced by what that use binds them to (in the model's names),
-then by `--at`. Parts that end up without names are computed (`(32 - 1) // 2 + 1` is `16`), by
-seqgen's arithmetic interpreter, never `eval`. Text that is not seqgen's arithmetic is left as
-it is.
+then by `--at`. Arithmetic whose names are all replaced is computed (`(H - 1) // stride + 1`
+at H=32, stride=2 is `16`) by seqgen's arithmetic interpreter, never `eval`; what the trace
+wrote without names (`16 * 8 * 8`) is shown as written.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ class Scope:
 
     def bind(self, bindings: Sequence[tuple[str, str]]) -> Scope:
         """The scope inside a block use: its names bound to these sources (in this scope's
-        names); a block's own names are all bound, so no name of this scope leaks in."""
-        return Scope({name: self._substitute(_parse(source)) for name, source in bindings})
+        names). The batch `N` keeps its `--at` value; the block's other names are all bound."""
+        bound = {name: self._substitute(_parse(source)) for name, source in bindings}
+        return Scope({**self.names, **bound})
 
     def text(self, source: str) -> str:
         """`source` with this scope's names replaced and the name-free parts computed."""
