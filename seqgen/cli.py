@@ -340,27 +340,11 @@ def summary(specs: tuple[str, ...], input_shape: str | None, fmt: str, batch: in
 
 @main.command()
 @click.argument("spec")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["mermaid", "svg", "dot"]),
-    default="mermaid",
-    show_default=True,
-)
-@click.option(
-    "--at",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Show sizes at this value of a parameter or named size (repeatable).",
-)
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "svg", "dot"]), default="mermaid")
+@click.option("--at", multiple=True, metavar="NAME=VALUE", help="Sizes at NAME=VALUE (repeatable).")
 @click.option("--expand", is_flag=True, help="Open each block use into its own layers.")
 @click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    help="Write FILE instead of printing; a .md FILE is Markdown with a mermaid block.",
-)
+@click.option("-o", "--output", metavar="FILE", help="Write FILE (.md: Markdown with mermaid).")
 def diagram(
     spec: str,
     fmt: str,
@@ -369,7 +353,7 @@ def diagram(
     input_shape: str | None,
     output: str | None,
 ) -> None:
-    """Draw SPEC's network from its trace: nothing is run or allocated."""
+    """Draw SPEC's network from its trace (Mermaid by default): nothing is run or allocated."""
     from seqgen.api import diagram as draw
     from seqgen.project.write import write_atomic
 
