@@ -53,7 +53,7 @@ class TracedLayer:
     out_shape: tuple[Dim, ...]
     params: Dim  # parameter count as an expression of the model's parameters
     trainable_params: Dim
-    macs: Dim  # multiply-accumulates for one sample, counted as torchinfo counts them
+    macs: Dim  # multiply-accumulates for one sample: torchinfo's count (a transformer: matmuls)
     body: tuple[TracedNode, ...] = ()  # the nodes of a `repeat depth:` block
     repeat: str | None = None  # its count: the int parameter's name
     # the nodes of its first pass, when that pass changes the shape: written apart, and `body`
