@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import sympy
 import torch
 
-from seqgen.errors import TraceError
+from seqgen.errors import SeqgenError, TraceError
 from seqgen.ir import LayerSpec, Node, RepeatSpec, TracedLayer
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition
@@ -61,7 +61,16 @@ def trace_loop(
         len(scope.positive),
         len(scope.warnings),
     )
-    rest = trace_stack(item.layers, first.x, first.dims)
+    try:
+        rest = trace_stack(item.layers, first.x, first.dims)
+    except SeqgenError as e:  # say which pass it was
+        note = (
+            f"on the second pass of `repeat {item.count.id}:`, whose input is the first "
+            f"pass's output {shape_text(first.dims)}; write a number of times (`repeat 1:`) "
+            "for one pass"
+        )
+        hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
+        raise type(e)(e.diagnostic.message, location=e.location, hint=hint) from e
     agree = _agreement(scope, item, dims, first.dims, rest.dims)
     # what the second trace needs holds only when it runs: depth > 1
     earlier = {c.condition for c in scope.conditions[:conditions]}
