@@ -66,11 +66,14 @@ def trace_loop(
     except SeqgenError as e:  # say which pass it was
         note = (
             f"on the second pass of `repeat {item.count.id}:`, whose input is the first "
-            f"pass's output {shape_text(first.dims)}; write a number of times (`repeat 1:`) "
-            "for one pass"
+            f"pass's output {shape_text(first.dims)}; for one pass, write its layers without "
+            "`repeat`"
         )
         hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
-        raise type(e)(e.diagnostic.message, location=e.location, hint=hint) from e
+        noted = type(e)(e.diagnostic.message, location=e.location, hint=hint)
+        recorded = scope.shared.errors  # the trace reports what it recorded: this one, noted
+        recorded[:] = [noted if r is e else r for r in recorded]
+        raise noted from e
     agree = _agreement(scope, item, dims, first.dims, rest.dims)
     # what the second trace needs holds only when it runs: depth > 1
     earlier = {c.condition for c in scope.conditions[:conditions]}
