@@ -175,6 +175,33 @@ def test_names_on_top_level_layers_beside_a_loop(tmp_path: Path) -> None:
     run_generated_tests(tmp_path / "test_named.py")
 
 
+NAMED_ELSEWHERE = """model Elsewhere(depth=2)
+input 8x8x8
+block B(n=2):
+    repeat n:
+        conv2d 8 3 p=1
+conv2d 8 1 name=stem
+B n=depth
+residual:
+    repeat depth:
+        conv2d 8 3 p=1
+    relu
+flatten
+linear 3 name=head
+"""
+
+
+def test_names_beside_loops_in_a_block_and_a_merge(tmp_path: Path) -> None:
+    _, Elsewhere = _generate(tmp_path, NAMED_ELSEWHERE, "elsewhere")
+    for depth in (1, 4):
+        model = Elsewhere(depth=depth)
+        keys = list(model.state_dict())
+        assert keys[0] == "model.stem.weight" and keys[-1] == "model.head.bias"
+        conv = 8 * 8 * 9 + 8
+        assert sum(p.numel() for p in model.parameters()) == 72 + 2 * depth * conv + 512 * 3 + 3
+        assert model(torch.randn(2, 8, 8, 8)).shape == (2, 3)
+
+
 def test_a_loop_alone_in_a_merge_branch_is_one_module(tmp_path: Path) -> None:
     """`residual:` around a lone loop: the branch is an nn.Sequential of the passes (not the
     passes spread over Residual's arguments)."""
