@@ -141,10 +141,13 @@ def test_repeat_with_a_block_parameter_is_a_loop() -> None:
         ("input 3x8x8\nblock B(in_channels):\n    relu\n", "names the block's input size"),
         ("input 3x8x8\nblock add(c):\n    relu\n", "keyword of the spec language"),
         ("model M(w=2)\ninput 3x8x8\nblock B:\n    conv2d w k=1\nB\n", "pass it as a block"),
-        ("input 3x8x8\nblock B:\n    conv2d 4 k=1 name=stem\nB\n", "only supported on the model"),
+        (
+            "input 3x8x8\nblock B:\n    conv2d 4 k=1 name=stem\n    relu name=stem\nB\n",
+            "name 'stem' is already used on line 3",
+        ),
         (
             "input 3x8x8\nconcat dim=1 x:\n    branch:\n        relu\n    branch:\n        relu\n",
-            "expected ':' after `concat`, found 'x'",
+            "`concat` takes only `dim=D` and `name=N`, found 'x'",
         ),
     ],
 )

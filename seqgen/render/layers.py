@@ -12,9 +12,10 @@ output appears: above the call it would read as its first branch's shape.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedNode
+from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedNode, walk_traced
 
 Item = dict[str, Any]
 
@@ -32,8 +33,35 @@ def shape_text(dims: tuple[Dim, ...]) -> str:
 
 
 def layer_items(nodes: tuple[TracedNode, ...], input_shape: tuple[Dim, ...]) -> list[Item]:
-    """The items of a class's nn.Sequential, which gets `input_shape`."""
-    return _items(nodes, shape_text(input_shape))[0]
+    """The items of a class's nn.Sequential, which gets `input_shape`; `("key", call)` pairs
+    of an OrderedDict when one of them is named (see `named`)."""
+    return _keyed(nodes, _items(nodes, shape_text(input_shape))[0])
+
+
+def named(nodes: Sequence[TracedNode]) -> bool:
+    """Whether a stack's nn.Sequential keys its items by name: one of them has `name=`. The
+    others keep their index as key ("0", "1", ...), as in a plain nn.Sequential."""
+    return any(node.spec.key is not None for node in nodes)
+
+
+def uses_ordered_dict(stacks: Sequence[Sequence[TracedNode]]) -> bool:
+    """Whether some nn.Sequential among these stacks (at any depth) is built from an
+    OrderedDict."""
+    return any(node.spec.key is not None for nodes in stacks for node in walk_traced(nodes))
+
+
+def _keyed(nodes: Sequence[TracedNode], items: list[Item]) -> list[Item]:
+    """A named stack's items as `("key", call)` pairs; an unnamed stack's as they are."""
+    if not named(nodes):
+        return items
+    return [
+        {**item, "prefix": f"({_key(node.spec.key, i)!r}, " + item["prefix"], "suffix": ")"}
+        for i, (node, item) in enumerate(zip(nodes, items, strict=True))
+    ]
+
+
+def _key(key: str | None, index: int) -> str:
+    return str(index) if key is None else key
 
 
 def closes_with_comment(items: list[Item]) -> bool:
@@ -90,6 +118,10 @@ def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
             if len(branches) == 2:
                 branches[1] = {**branches[1], "prefix": "shortcut="}
             return _holder("Residual(", branches, comment), out
+        if node.spec.branch_keys:  # one dict of the branches, by name
+            keys = [_key(k, i) for i, k in enumerate(node.spec.branch_keys)]
+            pairs = [{**b, "prefix": f"{k!r}: "} for k, b in zip(keys, branches, strict=True)]
+            branches = [_holder("{", pairs, None, close="}")]
         trailing = (f"dim={node.dim}",) if node.spec.kind == "concat" else ()
         return _holder(f"{node.class_name}(", branches, comment, trailing), out
     if isinstance(node, TracedLayer) and node.repeat is not None:
@@ -101,9 +133,14 @@ def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
 
 
 def _stack(nodes: tuple[TracedNode, ...], shown: str) -> tuple[Item, str]:
-    """A branch: its one node as is, or an nn.Sequential of its nodes (which ends with its last
-    node's shape, so it never needs a comment of its own)."""
-    if len(nodes) == 1:
+    """A branch: its one unnamed node as is, or an nn.Sequential of its nodes (which ends with
+    its last node's shape, so it never needs a comment of its own), from an OrderedDict when
+    one of them is named."""
+    if len(nodes) == 1 and not named(nodes):
         return _item(nodes[0], shown)
     children, shown = _items(nodes, shown)
+    if named(nodes):
+        return _holder(
+            "nn.Sequential(OrderedDict([", _keyed(nodes, children), None, close="]))"
+        ), shown
     return _holder("nn.Sequential(", children, None), shown

@@ -31,7 +31,6 @@ from seqgen.ir import (
     TracedNode,
     called_names,
     expr_names,
-    flat_layers,
     spec_names,
 )
 from seqgen.lang.values import expr_source
@@ -88,15 +87,6 @@ class Tracer:
     def run(self) -> TracedModel:
         """Trace the model's stack (this is the model's scope)."""
         spec = self.scope.spec
-        loop = next((r for r in spec.layers if isinstance(r, RepeatSpec)), None)
-        named = next((layer for layer in flat_layers(spec.layers) if layer.key is not None), None)
-        if loop is not None and named is not None:
-            raise TraceError(
-                "layer names and `repeat` with a parameter count cannot be combined: "
-                "the loop's layers have no fixed place to name",
-                location=named.loc,
-                hint="drop name=..., or write a number of times (`repeat 3:`)",
-            )
         dims = self.input_dims()
         self.input_dim_names = {
             self.scope.names[s]
@@ -117,6 +107,7 @@ class Tracer:
                 self.scope.hints,
                 self.scope.names,
                 self.scope.printer,
+                [p.name for p in spec.params],
             )
         )
         self.warn_unused_params()
