@@ -14,6 +14,7 @@ from typing import Any
 
 from seqgen.ir import (
     Constraint,
+    Dim,
     TracedBlock,
     TracedLayer,
     TracedModel,
@@ -106,16 +107,17 @@ def _block_class(block: TracedBlock, spec_file: str) -> dict[str, Any]:
         f"{a.name}: {a.type_name}" + (f" = {a.default}" if a.default is not None else "")
         for a in block.args
     ]
-    where = f"`block {block.spec.name}` on line {block.spec.loc.line} of {spec_file}"
-    doc = "\n    ".join(
-        textwrap.wrap(
-            f"Maps {shape_text(block.input_shape)} to {shape_text(block.out_shape)}; "
-            f"{comment_text(where)}.",
-            84,
-            break_long_words=False,
-            break_on_hyphens=False,
+    # lines break between a shape's sizes, never inside one: `\0` holds a size's spaces
+    sizes = [_unbroken(block.input_shape), _unbroken(block.out_shape)]
+    maps = [
+        line.replace("\0", " ")
+        for line in textwrap.wrap(
+            f"Maps {sizes[0]} to {sizes[1]}.", 84, break_long_words=False, break_on_hyphens=False
         )
-    )
+    ]
+    # where it comes from in the spec file, since a reader of the .py file has no spec lines
+    where = f"From `block {block.spec.name}` on line {block.spec.loc.line} of {spec_file}."
+    doc = "\n    ".join([*maps, "", comment_text(where), ""])
     return {
         "class_name": block.class_name,
         "docstring": doc,
@@ -128,6 +130,10 @@ def _block_class(block: TracedBlock, spec_file: str) -> dict[str, Any]:
         # a block is its layers: an nn.Sequential subclass, no `.model` level in its keys
         "sequential": True,
     }
+
+
+def _unbroken(dims: tuple[Dim, ...]) -> str:
+    return "(" + ", ".join(d.shown.replace(" ", "\0") for d in dims) + ")"
 
 
 def _sample_batches(traced: TracedModel) -> list[int]:
