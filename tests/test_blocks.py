@@ -256,6 +256,23 @@ def test_residual_that_needs_equal_channels_becomes_an_init_check(tmp_path: Path
     assert str(refused.value) == "c must equal 8 (a residual adds its input), got c=9"
 
 
+def test_a_loop_alone_in_a_branch_stays_one_branch(tmp_path: Path) -> None:
+    """`repeat d:` as a branch's only node is one branch of d layers in a row, not d branches
+    (its `*[...]` is wrapped in an nn.Sequential, not splatted into the merge)."""
+    text = "model M(d=3)\ninput 4\nadd:\n  branch:\n    repeat d:\n      linear 4\n"
+    text += "  branch:\n    identity\n"
+    _, module = _generate(tmp_path, text)
+    model = module.M(d=3).eval()
+    add = model.model[0]
+    assert list(add.branches) == ["0", "1"] and len(add.branches["0"]) == 3
+    x = torch.randn(2, 4)
+    chain = x
+    for layer in add.branches["0"]:
+        chain = layer(chain)
+    with torch.no_grad():
+        assert torch.allclose(model(x), chain + x)
+
+
 def test_skip_connections_derive_a_divisibility_rule(tmp_path: Path) -> None:
     text = (
         "model U(ch=4)\ninput (3, h=32, w=32)\nconv2d ch k=3 p=1\nconcat:\n    branch:\n"

@@ -133,10 +133,11 @@ def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
 
 
 def _stack(nodes: tuple[TracedNode, ...], shown: str) -> tuple[Item, str]:
-    """A branch: its one unnamed node as is, or an nn.Sequential of its nodes (which ends with
-    its last node's shape, so it never needs a comment of its own), from an OrderedDict when
-    one of them is named."""
-    if len(nodes) == 1 and not named(nodes):
+    """A branch: its one unnamed node as is (not a `repeat depth:` loop, whose items would
+    become branches), or an nn.Sequential of its nodes (which ends with its last node's shape,
+    so it never needs a comment of its own), from an OrderedDict when one of them is named."""
+    loop = isinstance(nodes[0], TracedLayer) and nodes[0].repeat is not None
+    if len(nodes) == 1 and not named(nodes) and not loop:  # a loop's `*[...]` would splat
         return _item(nodes[0], shown)
     children, shown = _items(nodes, shown)
     if named(nodes):
