@@ -25,6 +25,7 @@ HUGE_LAYER = "W009 huge-layer"  # raised by the trace
 UNUSED_BLOCK = "W010 unused-block"
 BIDIRECTIONAL_LAST = "W011 bidirectional-take-last"
 RECURRENT_DROPOUT = "W012 recurrent-dropout-one-layer"
+TORCH_WARNING = "W014 torch-warning"  # raised by the trace
 CODES = (
     SOFTMAX_BEFORE_LOSS,
     LINEAR_BEFORE_FLATTEN,
@@ -38,6 +39,7 @@ CODES = (
     UNUSED_BLOCK,
     BIDIRECTIONAL_LAST,
     RECURRENT_DROPOUT,
+    TORCH_WARNING,
 )
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
 _BIASED = (
