@@ -26,7 +26,6 @@ from seqgen.ir import (
     TracedLayer,
     TracedMerge,
     TracedModel,
-    flat_layers,
 )
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
@@ -83,15 +82,6 @@ class Tracer:
     def run(self) -> TracedModel:
         """Trace the model's stack (this is the model's scope)."""
         spec = self.scope.spec
-        loop = next((r for r in spec.layers if isinstance(r, RepeatSpec)), None)
-        named = next((layer for layer in flat_layers(spec.layers) if layer.key is not None), None)
-        if loop is not None and named is not None:
-            raise TraceError(
-                "layer names and `repeat` with a parameter count cannot be combined: "
-                "the loop's layers have no fixed place to name",
-                location=named.loc,
-                hint="drop name=..., or write a number of times (`repeat 3:`)",
-            )
         dims = self.input_dims()
         self.input_dim_names = {
             self.scope.names[s]
@@ -118,6 +108,7 @@ class Tracer:
                 self.scope.hints,
                 self.scope.names,
                 self.scope.printer,
+                [p.name for p in spec.params],
             )
         )
         self.scope.warnings.extend(unused_parameters(self.scope.spec))
