@@ -84,7 +84,7 @@ def derive(
     written: list[tuple[Condition, str, list[str]]] = []  # with its text and names
     seen: set[str] = set()
     periods: dict[sympy.Symbol, list[tuple[int, frozenset[int], Condition]]] = {}
-    for c in conditions:
+    for c in guard_divisions(conditions, printer):
         free = sorted(S.free_symbols(c.condition), key=lambda s: names[s])
         if not free:
             continue  # a literal: checked at the defaults already
@@ -159,6 +159,35 @@ def derive(
         for c, text, free in written
         if not implied(c.condition, box)
     ]
+
+
+def guard_divisions(conditions: Sequence[Condition], printer: Printer) -> list[Condition]:
+    """`conditions`, each preceded by `divisor != 0` for every division or modulo by a parameter
+    in it that no earlier condition guards: a check that divides by zero would raise
+    ZeroDivisionError instead of saying which argument is wrong."""
+    out: list[Condition] = []
+    guarded: set[sympy.Basic] = set()
+    for c in conditions:
+        for node in sympy.preorder_traversal(c.condition):
+            if not isinstance(node, (*S.FLOOR_DIVISIONS, *S.MODS)):
+                continue
+            divisor = node.args[1]
+            if not S.free_symbols(divisor) or divisor in guarded:
+                continue
+            guarded.add(divisor)
+            reason = f"{printer.code(node)} divides by it"
+            out.append(
+                Condition(
+                    sympy.Ne(divisor, 0),
+                    c.layer_index,
+                    f"{c.message}: it divides by zero",
+                    reason=reason,
+                    detail=reason,
+                    source=c.source,
+                )
+            )
+        out.append(c)
+    return out
 
 
 def _bound_message(c: Condition, sym: sympy.Symbol, name: str, side: str, value: int) -> str:

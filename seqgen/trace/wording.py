@@ -57,6 +57,8 @@ def rule(cond: sympy.Basic, code: Callable[[sympy.Basic], str]) -> str:
     if isinstance(cond, sympy.Eq) and cond.rhs == 0 and isinstance(cond.lhs, S.MODS):
         a, b = cond.lhs.args
         return f"{code(a)} must be divisible by {code(b)}"
+    if isinstance(cond, sympy.Ne) and cond.rhs == 0:
+        return f"{code(cond.lhs)} must not be 0"
     if type(cond) in _RULES:
         return f"{code(cond.lhs)} {_RULES[type(cond)]} {code(cond.rhs)}"
     if isinstance(cond, (sympy.And, sympy.Or)):
