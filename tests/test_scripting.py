@@ -22,6 +22,7 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
     "Residual with a shortcut": (lambda h: h.Residual(nn.Linear(4, 5), nn.Linear(4, 5)), (2, 4)),
     "Concat": (lambda h: h.Concat(nn.Linear(4, 3), nn.Identity(), dim=1), (2, 4)),
     "Add": (lambda h: h.Add(nn.Linear(4, 4), nn.Identity()), (2, 4)),
+    "Add broadcasting": (lambda h: h.Add(nn.Identity(), nn.Linear(4, 1), nn.Flatten(0)), (1, 4)),
     "Multiply": (lambda h: h.Multiply(nn.Identity(), nn.Sigmoid()), (2, 4)),
     "RecurrentOutput all": (
         lambda h: h.RecurrentOutput(nn.LSTM(4, 5, batch_first=True), "all"),
@@ -105,7 +106,7 @@ def test_helper_scripts_and_agrees(helpers: ModuleType, case: str) -> None:
         ),
         (
             lambda h: h.Add(nn.Linear(4, 3), nn.Identity()),
-            "Add: branch outputs (2, 3), (2, 4) for input (2, 4) differ",
+            "Add: branch outputs (2, 3), (2, 4) for input (2, 4) do not broadcast",
         ),
     ],
 )
