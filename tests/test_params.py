@@ -169,3 +169,42 @@ def test_batchnorm_with_batch_statistics_is_tested_above_batch_one(tmp_path: Pat
     text = (tmp_path / "test_bn.py").read_text(encoding="utf-8")
     assert '@pytest.mark.parametrize("batch", [2, 3])' in text
     run_generated_tests(tmp_path / "test_bn.py")
+
+
+FLAGS = """\
+model Net(c=4, b: bool = True, a: bool = False)
+input (3, 9, 9)
+conv2d c k=3 bias=b
+batchnorm2d affine=a
+flatten
+linear 5 bias=b
+layernorm elementwise_affine=a
+"""
+
+
+def test_a_bool_parameter_that_decides_a_count_is_counted_both_ways(tmp_path: Path) -> None:
+    """`bias=b`, `affine=a`: the count is an expression of both flags (and of c), equal to
+    torch's count of the same layers at every combination."""
+    result, cls = _generate(tmp_path, FLAGS)
+    assert result.traced.total_params.code == "10 * a + 2 * a * c + 5 * b + b * c + 272 * c"
+    namespace: dict[str, object] = {}
+    test_source = (tmp_path / "test_net.py").read_text(encoding="utf-8")
+    assert "def expected_param_count(*, c: int = 4, b: bool = True, a: bool = False)" in (
+        test_source
+    )
+    for c in (1, 4, 7):
+        for b in (False, True):
+            for a in (False, True):
+                reference = torch.nn.Sequential(
+                    torch.nn.Conv2d(3, c, 3, bias=b),
+                    torch.nn.BatchNorm2d(c, affine=a),
+                    torch.nn.Flatten(),
+                    torch.nn.Linear(c * 49, 5, bias=b),
+                    torch.nn.LayerNorm(5, elementwise_affine=a),
+                )
+                want = sum(p.numel() for p in reference.parameters())
+                model = cls(c=c, b=b, a=a)
+                assert sum(p.numel() for p in model.parameters()) == want, (c, b, a)
+                namespace.update(a=a, b=b, c=c)
+                assert eval(result.traced.total_params.code, {}, namespace) == want
+                assert model(torch.zeros(2, 3, 9, 9)).shape == (2, 5)

@@ -255,6 +255,11 @@ SHAPE_ARGS = frozenset(
 )
 
 
+# Of those, the ones that decide parameter counts only, never sizes: a bool model parameter may
+# stand for them, and the count is written for both of its values (`4 * bias` counts 4 or 0).
+COUNT_FLAGS = frozenset({"bias", "affine", "elementwise_affine"})
+
+
 def has_rule(cls: type[nn.Module]) -> bool:
     """True when seqgen computes this layer's output size itself."""
     return cls.__name__ in RULES

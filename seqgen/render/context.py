@@ -182,9 +182,14 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         if int_params
         else ""
     )
+    # a bool parameter that decides a count (`bias=b`) is a name in the count's expression
+    counted = set(re.findall(r"[A-Za-z_]\w*", traced.total_params.code))
+    count_args = int_params + [
+        p for p in spec.params if type(p.default) is bool and p.name in counted
+    ]
     count_params = (
-        ", ".join(["*"] + [f"{p.name}: int = {p.default!r}" for p in int_params])
-        if int_params
+        ", ".join(["*"] + [f"{p.name}: {p.type_name} = {p.default!r}" for p in count_args])
+        if count_args
         else ""
     )
     rows = []

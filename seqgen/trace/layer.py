@@ -7,6 +7,7 @@ way the layer's conditions join its scope's, and its parameter count is an expre
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -17,7 +18,7 @@ from torch import nn
 
 from seqgen.check.realize import confirm_on_cpu
 from seqgen.errors import InternalError, TraceError
-from seqgen.ir import LayerSpec, TracedLayer, expr_names
+from seqgen.ir import LayerSpec, Name, TracedLayer, expr_names
 from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
 from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
@@ -126,7 +127,7 @@ def trace_torch_layer(
     before = scope.session.specialized()
     args = arguments(scope, cls, layer, x, dims)
     _refuse_inplace_after_output_saver(scope, cls, layer, args)
-    _refuse_non_int_shape_args(scope, cls, layer, args.bound)
+    flags = _refuse_non_int_shape_args(scope, cls, layer, args.bound)
     if rules.has_rule(cls):
         module, y = _apply_rule(scope, index, cls, layer, args, dims)
     else:
@@ -149,14 +150,9 @@ def trace_torch_layer(
             tuple(scope.value(d.expr) for d in out_dims),
             layer,
         )
-    n_params = sympy.Integer(0)
-    n_train = sympy.Integer(0)
-    for p in module.parameters():
-        n = S.expr_of(p.numel())
-        n_params += n
-        if p.requires_grad:
-            n_train += n
-    macs = _macs(module, y)
+    n_params, n_train, macs = _counts(module, y)
+    if flags:
+        n_params, n_train, macs = _counts_for_flags(scope, cls, layer, args, y, flags)
     traced = TracedLayer(
         index=index,
         spec=layer,
@@ -255,11 +251,18 @@ def _refuse_inplace_after_output_saver(
 
 def _refuse_non_int_shape_args(
     scope: Scope, cls: type[nn.Module], layer: LayerSpec, bound: Bound
-) -> None:
+) -> dict[str, sympy.Symbol]:
     """A float, bool or str parameter cannot stand for an argument that decides sizes or
-    parameter counts (`bias=use_bias`): seqgen's expressions would hold at its default only."""
+    parameter counts: seqgen's expressions would hold at its default only. The exception, by
+    argument name: a bool model parameter as an argument that decides counts only
+    (`bias=use_bias`), whose count is written for both values."""
+    flags: dict[str, sympy.Symbol] = {}
     for pname, node in bound.args.items():
         if pname not in rules.SHAPE_ARGS:
+            continue
+        flag = scope.shared.flags.get(node.id) if isinstance(node, Name) else None
+        if pname in rules.COUNT_FLAGS and scope.block is None and flag is not None:
+            flags[pname] = flag
             continue
         for ref in expr_names(node):
             param = scope.params.get(ref.id)
@@ -273,6 +276,7 @@ def _refuse_non_int_shape_args(
                     location=ref.loc,
                     hint=f"write the value itself ({pname}={shown!r})",
                 )
+    return flags
 
 
 def _out_dims(
@@ -310,6 +314,42 @@ def _factor(code: str) -> str:
     while (outer := re.sub(r"\([^()]*\)", "", top_level)) != top_level:
         top_level = outer  # drop the innermost parentheses until none are left
     return f"({code})" if re.search(r" (\+|-|//|%) ", top_level) else code
+
+
+def _counts(module: nn.Module, y: torch.Tensor) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
+    """Parameters, trainable parameters and mult-adds of a built layer."""
+    n_params = sympy.Integer(0)
+    n_train = sympy.Integer(0)
+    for p in module.parameters():
+        n = S.expr_of(p.numel())
+        n_params += n
+        if p.requires_grad:
+            n_train += n
+    return n_params, n_train, _macs(module, y)
+
+
+def _counts_for_flags(
+    scope: Scope,
+    cls: type[nn.Module],
+    layer: LayerSpec,
+    args: Arguments,
+    y: torch.Tensor,
+    flags: dict[str, sympy.Symbol],
+) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
+    """The counts of a layer whose `bias=b` (or `affine=a`) is a bool model parameter: built
+    at every combination of the flags, each count weighted by the flags as 0/1 symbols
+    (`8 * out + out * b` for a Linear's bias)."""
+    totals = [sympy.Integer(0)] * 3
+    names = sorted(flags)
+    for combo in itertools.product((False, True), repeat=len(names)):
+        chosen = dict(zip(names, combo))
+        module = construct(scope, cls, layer, replace(args, kw_values={**args.kw_values, **chosen}))
+        weight = sympy.Integer(1)
+        for name, on in chosen.items():
+            weight *= flags[name] if on else 1 - flags[name]
+        totals = [t + weight * c for t, c in zip(totals, _counts(module, y))]
+    n_params, n_train, macs = (sympy.expand(t) for t in totals)
+    return n_params, n_train, macs
 
 
 def _macs(module: nn.Module, y: torch.Tensor) -> sympy.Expr:

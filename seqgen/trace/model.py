@@ -23,6 +23,7 @@ def model_scope(spec: ModelSpec) -> Tracer:
     session = S.Session()
     env: dict[str, Any] = {}
     hints: dict[sympy.Symbol, int] = {}
+    flags: dict[str, sympy.Symbol] = {}
     for p in spec.params:
         if type(p.default) is int and abs(p.default) > MAX_SIZE:
             raise TraceError(
@@ -37,8 +38,12 @@ def model_scope(spec: ModelSpec) -> Tracer:
             hints[S.expr_of(sym)] = p.default
         else:
             env[p.name] = p.default
+        if type(p.default) is bool:  # layers are built at the default; counts see both
+            flags[p.name] = sympy.Symbol(f"flag_{p.name}", integer=True)
+            session.names[flags[p.name]] = p.name
+            hints[flags[p.name]] = int(p.default)
     batch = session.symbol(BATCH, SAMPLE_BATCH)
-    shared = Shared(session, spec, batch, S.expr_of(batch))
+    shared = Shared(session, spec, batch, S.expr_of(batch), flags=flags)
     return Tracer(
         Scope(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})
     )

@@ -91,6 +91,8 @@ class Shared:
     batch_sym: sympy.Symbol
     blocks: dict[str, BlockInfo] = field(default_factory=dict)  # by name, in first-use order
     warnings: list[Diagnostic] = field(default_factory=list)
+    # bool model parameters as 0/1 symbols, for the parameter counts they decide (`bias=b`)
+    flags: dict[str, sympy.Symbol] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
