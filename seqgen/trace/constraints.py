@@ -26,6 +26,9 @@ import sympy
 from seqgen.ir import Constraint
 from seqgen.trace import symbolic as S
 from seqgen.trace.intervals import implied
+from seqgen.trace.merge_shapes import MergeFacts
+from seqgen.trace.residues import holds as holds  # re-exported: "a condition at values"
+from seqgen.trace.residues import periodic
 from seqgen.trace.wording import rule, with_reason
 
 LOWEST = -(2**40)  # where the search for a lower bound starts (sizes go up to 2**40)
@@ -49,6 +52,7 @@ class Condition:
     reason: str = ""
     detail: str = ""
     source: str = ""
+    merge: MergeFacts | None = None  # a merge's condition: its branches' shapes
 
     @property
     def why(self) -> str:
@@ -62,14 +66,6 @@ class Printer:
 
     code: Callable[[sympy.Basic], str]
     negated: Callable[[sympy.Basic], str]
-
-
-def holds(cond: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> bool:
-    """`cond` at `values`; a division by zero on the way means it does not hold."""
-    try:
-        return bool(S.evaluate(cond, values))
-    except ZeroDivisionError:
-        return False
 
 
 def derive(
@@ -211,44 +207,6 @@ def _as_written(c: Condition, printer: Printer, text: str, names: Sequence[str])
         names=tuple(sorted(names, key=lambda n: words.index(n) if n in words else len(words))),
         comment=c.source,
     )
-
-
-MAX_PERIOD = 1 << 12
-
-
-def periodic(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, frozenset[int]] | None:
-    """(P, residues) when `cond` holds exactly for the values of `sym` whose remainder mod P is
-    in residues; None when that cannot be shown.
-
-    For floor-linear sizes (`2 * (h // 2) == h`): with P a multiple of every divisor, each side
-    grows by a fixed amount when sym grows by P. When both sides grow by the same amount, the
-    condition repeats with period P, so checking one period decides it for all integers.
-    """
-    if not isinstance(cond, (sympy.Eq, sympy.Ne, sympy.Ge, sympy.Gt, sympy.Le, sympy.Lt)):
-        return None
-    period = 1
-    for node in sympy.preorder_traversal(cond):
-        if isinstance(node, (*S.FLOOR_DIVISIONS, *S.MODS)):
-            divisor = node.args[1]
-            if not (divisor.is_Integer and int(divisor) > 0):
-                return None
-            period *= int(divisor)
-            if period > MAX_PERIOD:
-                return None
-    if period == 1:
-        return None
-    diff = cond.lhs - cond.rhs
-    try:
-        steps = {
-            S.evaluate(diff, {sym: v + period}) - S.evaluate(diff, {sym: v})
-            for v in (-3 * period, -1, 0, 1, 7, period + 3, 5 * period)
-        }
-    except (ZeroDivisionError, S.Unprintable):
-        return None
-    if steps != {0}:
-        return None
-    ok = frozenset(r for r in range(period) if holds(cond, {sym: r + period}))
-    return period, ok
 
 
 def _residue_constraints(

@@ -10,24 +10,87 @@ names every branch's shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import sympy
 
 from seqgen.errors import TraceError
 from seqgen.ir import MergeSpec, Name
 from seqgen.layers.torch_nn import Values
+from seqgen.trace import symbolic as S
+from seqgen.trace.residues import multiple_rule
 
 Shape = Sequence[sympy.Expr]  # batch first
 
 
 class MergeMismatch(Exception):
-    """The branches cannot be merged at the defaults; `hint` suggests a fix when one is known."""
+    """The branches cannot be merged at the defaults; `hint` suggests a fix when one is known,
+    `sizes` are the first two sizes that disagree (a rule on them may say it better)."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        sizes: tuple[sympy.Expr, sympy.Expr] | None = None,
+    ) -> None:
         super().__init__(message)
         self.hint = hint
+        self.sizes = sizes
+
+
+@dataclass(frozen=True)
+class MergeFacts:
+    """A merge's branch shapes, kept with its conditions: at a block's use whose values break
+    one, the error names every branch's shape there (and a shortcut), as at the top level."""
+
+    kind: str
+    site: str  # `residual (spec line 4)`
+    labels: tuple[str, ...]
+    shapes: tuple[tuple[sympy.Expr, ...], ...]
+    dim: int | None
+    where: str = ""  # `block B (used on line 8): `, one per use it is seen through
+
+    def at_use(self, mapping: dict[sympy.Symbol, sympy.Expr], where: str) -> MergeFacts:
+        """The same facts in the caller's names, seen from a use of the block."""
+        shapes = tuple(tuple(e.xreplace(mapping) for e in s) for s in self.shapes)
+        return replace(self, shapes=shapes, where=where + self.where)
+
+    def mismatch(
+        self,
+        value: Callable[[sympy.Expr], int],
+        show_size: Callable[[sympy.Expr], str],
+        hints: Mapping[sympy.Symbol, int],
+    ) -> MergeMismatch | None:
+        """What is wrong at the values `value` gives, in the words of a top-level merge; None
+        when a size has a name that `hints` lacks (not expected)."""
+        if not {s for shape in self.shapes for e in shape for s in S.free_symbols(e)} <= set(hints):
+            return None
+
+        def show(shape: Sequence[sympy.Expr]) -> str:
+            return "(" + ", ".join(show_size(e) for e in shape) + ")"
+
+        try:
+            combine(self.kind, self.shapes, self.dim, value, show, self.labels)
+        except MergeMismatch as e:
+            text = str(e).removeprefix(f"{self.kind}: ")
+            return MergeMismatch(f"{self.where}{self.site}: {text}", e.hint, e.sizes)
+        return None
+
+
+def merge_hint(
+    mismatch: MergeMismatch,
+    known: Sequence[sympy.Basic],
+    hints: Mapping[sympy.Symbol, int],
+    names: Mapping[sympy.Symbol, str],
+) -> str | None:
+    """A mismatch's hint; the divisibility rule instead when that is what makes its sizes
+    agree (`make h a multiple of 8`, not "padding"), given the conditions `known` so far."""
+    if mismatch.sizes is not None:
+        found = multiple_rule(*mismatch.sizes, known, hints, names)
+        if found is not None:
+            return found
+    return mismatch.hint
 
 
 @dataclass(frozen=True)
@@ -105,6 +168,7 @@ def _equal(
                 raise MergeMismatch(
                     f"{kind}: {_listing(shapes, show, labels)}; adding needs equal shapes",
                     hint,
+                    (a, b),
                 )
     return Merged(tuple(first), tuple(conditions))
 
@@ -154,6 +218,7 @@ def _concat(
                     f"but dim {dim}",
                     "change the branches so their sizes agree outside the concat dim (padding, "
                     "or the same strides)",
+                    (a, b),
                 )
     out[dim] = sympy.Add(*(s[dim] for s in shapes))
     return Merged(tuple(out), tuple(conditions))

@@ -30,8 +30,9 @@ from seqgen.layers.torch_nn import Values
 from seqgen.safe_eval import evaluate_source
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, Printer, holds
+from seqgen.trace.merge_shapes import MergeMismatch, merge_hint
 from seqgen.trace.torch_errors import shape_text
-from seqgen.trace.wording import Site, argument_reason, empty_output
+from seqgen.trace.wording import Site, argument_reason, at_defaults, empty_output
 
 MAX_SIZE = 2**40  # larger sizes overflow torch's int64 element counts
 
@@ -266,9 +267,9 @@ class Scope:
                 if before_failing is not None:
                     before_failing()
                 raise TraceError(
-                    f"{name}: {check.message(lambda e: str(self.value(e)))}",
+                    f"{name}: {check.message(lambda e: str(self.value(e)))}"
+                    f"{at_defaults(check.condition, self.names, self.hints)}",
                     location=loc,
-                    hint="with the defaults" if free else None,
                 )
             if self.implied_by_sizes(check.condition):
                 continue
@@ -290,13 +291,25 @@ class Scope:
         cond, message = c.condition, c.message
         if not S.free_symbols(cond):
             if not holds(cond, {}):
+                self.merge_failure(c, loc)
                 raise TraceError(message, location=loc)
             return
         if S.free_symbols(cond) & {self.batch_sym}:
             raise TraceError(f"{message} depends on the batch size", location=loc)
         if not holds(cond, self.hints):
-            raise TraceError(message, location=loc, hint="with the defaults")
+            self.merge_failure(c, loc)
+            raise TraceError(f"{message}{at_defaults(cond, self.names, self.hints)}", location=loc)
         self.conditions.append(c)
+
+    def merge_failure(self, c: Condition, loc: Location) -> None:
+        """A merge's condition broken at a block's use: every branch's shape there."""
+        if c.merge is not None and (found := c.merge.mismatch(self.value, self.show, self.hints)):
+            raise self.merge_error(found, loc)
+
+    def merge_error(self, mismatch: MergeMismatch, loc: Location) -> TraceError:
+        """A merge's error, its hint the divisibility rule when that makes the sizes agree."""
+        hint = merge_hint(mismatch, [c.condition for c in self.conditions], self.hints, self.names)
+        return TraceError(str(mismatch), location=loc, hint=hint)
 
     def check_sizes(
         self,

@@ -41,7 +41,7 @@ from seqgen.trace import symbolic as S
 from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive, holds
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
-from seqgen.trace.merge_shapes import MergeMismatch, combine, concat_dim
+from seqgen.trace.merge_shapes import MergeFacts, MergeMismatch, combine, concat_dim
 from seqgen.trace.scope import (
     MAX_SIZE,
     DimInfo,
@@ -273,9 +273,10 @@ class Tracer:
                 labels,
             )
         except MergeMismatch as mismatch:
-            raise TraceError(str(mismatch), location=merge.loc, hint=mismatch.hint) from mismatch
+            raise self.scope.merge_error(mismatch, merge.loc) from mismatch
         site = Site(merge.kind, merge.loc.line)
         reason = merge_reason(merge.kind, len(outs))
+        facts = MergeFacts(merge.kind, str(site), tuple(labels), tuple(map(tuple, shapes)), dim)
         for cond, what in merged.conditions:
             self.scope.need(
                 Condition(
@@ -285,6 +286,7 @@ class Tracer:
                     reason=reason,
                     detail=f"{merge.kind}: {what}",
                     source=site.comment(),
+                    merge=facts,
                 ),
                 merge.loc,
             )

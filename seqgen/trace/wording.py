@@ -10,7 +10,7 @@ beside the check, for whoever edits the spec.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import sympy
@@ -83,6 +83,14 @@ def _choices(parts: tuple[sympy.Basic, ...], code: Callable[[sympy.Basic], str])
     if len(ones) == 2 and len(pair) == 1 and sorted(pair[0]) == ones:
         return f"{ones[0]} and {ones[1]} must be equal or one of them 1"
     return " or ".join(f"{a} must equal {b}" for a, b in sides)
+
+
+def at_defaults(
+    cond: sympy.Basic, names: Mapping[sympy.Symbol, str], hints: Mapping[sympy.Symbol, int]
+) -> str:
+    """`, at the defaults (L=50)`: the values at which a condition fails, for its error."""
+    free = sorted(f"{names[s]}={hints[s]}" for s in S.free_symbols(cond))
+    return f", at the defaults ({', '.join(free)})" if free else ""
 
 
 def with_reason(rule_text: str, reason: str) -> str:
