@@ -442,3 +442,12 @@ def test_lints_inside_blocks_point_at_the_block_line() -> None:
     found = {(d.location.line, d.code) for d in lint(trace(parse(text)))}  # type: ignore[union-attr]
     assert (4, "W003 bias-before-batchnorm") in found
     assert (5, "W010 unused-block") in found
+
+
+def test_a_block_parameter_named_like_an_input_dim(tmp_path: Path) -> None:
+    """`input (16, d)` and `block FF(d)`: the block's own `d` is no input dim of the model (the
+    trace raised KeyError)."""
+    text = "model M(d=32)\ninput (16, d)\nblock FF(d):\n    residual:\n        linear d\nFF d\n"
+    result, module = _generate(tmp_path, text)
+    assert result.traced.dim_sizes == (("d", (1, 32, 64), 0),)
+    assert module.M(d=8)(torch.zeros(2, 16, 8)).shape == (2, 16, 8)

@@ -164,7 +164,7 @@ class Tracer:
         }
         out = []
         for sym, name in sorted(self.scope.names.items(), key=lambda kv: kv[1]):
-            if name not in self.input_dim_names:
+            if name not in self.input_dim_names or sym not in self.scope.hints:  # a block's own
                 continue
             hint = self.scope.hints[sym]
             minimum = minima.get(name, 1)
