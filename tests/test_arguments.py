@@ -287,10 +287,10 @@ def test_values_that_fit_are_accepted(text: str) -> None:
     traced(text)
 
 
-def test_a_bool_parameter_cannot_decide_a_size() -> None:
-    # ceil_mode=cm would make every size after it hold for cm=False only
-    with pytest.raises(TraceError, match="ceil_mode decides sizes or parameter counts") as info:
-        traced("model M(cm=False)\ninput 3x9x9\nmaxpool2d 2 ceil_mode=cm\n")
+def test_a_float_parameter_cannot_decide_a_size() -> None:
+    # scale_factor=sf would make every size after it hold for sf=2.0 only
+    with pytest.raises(TraceError, match="scale_factor decides sizes or parameter counts") as info:
+        traced("model M(sf=2.0)\ninput 3x8x8\nupsample scale_factor=sf\n")
     assert info.value.location.line == 3 and info.value.location.col == 23
     # inside a block, a bool block parameter still may not decide a count (bias=use_bias is
     # counted for both values at the top level only)

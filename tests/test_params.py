@@ -208,3 +208,38 @@ def test_a_bool_parameter_that_decides_a_count_is_counted_both_ways(tmp_path: Pa
                 namespace.update(a=a, b=b, c=c)
                 assert eval(result.traced.total_params.code, {}, namespace) == want
                 assert model(torch.zeros(2, 3, 9, 9)).shape == (2, 5)
+
+
+CEIL = """\
+model Net(k=2, cm: bool = False)
+input (3, 9, 11)
+conv2d 4 k=1
+maxpool2d k ceil_mode=cm
+maxpool2d 2 ceil_mode=cm
+flatten
+linear 5
+"""
+
+
+def test_a_bool_parameter_that_decides_sizes_writes_both(tmp_path: Path) -> None:
+    """`ceil_mode=cm`: each size is the floor one where cm is False and the ceil one where it is
+    True (`cm * (...) + ...`), equal to torch's at both values and other k; the generated
+    shape and count functions take cm."""
+    result, cls = _generate(tmp_path, CEIL)
+    sizes = [d.code for d in result.traced.layers[2].out_shape]
+    assert "cm" in sizes[2] and "cm" in sizes[3] and "(cm" not in sizes[3]  # not nested
+    test_source = (tmp_path / "test_net.py").read_text(encoding="utf-8")
+    assert "batch: int, *, k: int = 2, cm: bool = False" in test_source
+    for k in (1, 2, 3, 4):
+        for cm in (False, True):
+            reference = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 1),
+                torch.nn.MaxPool2d(k, ceil_mode=cm),
+                torch.nn.MaxPool2d(2, ceil_mode=cm),
+                torch.nn.Flatten(),
+            )
+            flat = reference(torch.zeros(2, 3, 9, 11)).shape[1]
+            model = cls(k=k, cm=cm)
+            assert model.model[:4](torch.zeros(2, 3, 9, 11)).shape[1] == flat, (k, cm)
+            assert model(torch.zeros(2, 3, 9, 11)).shape == (2, 5)
+            assert sum(p.numel() for p in model.parameters()) == 16 + flat * 5 + 5

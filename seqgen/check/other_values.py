@@ -87,6 +87,7 @@ def _free_dims_near_minimum(
     scanned range is accepted."""
     defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
     point = {**point, **{name: defaults[name] for name in free}}
+    flags = {p.name: p.default for p in traced.spec.params if type(p.default) is bool}
     for name in free:
         low = max(
             [1]
@@ -95,7 +96,7 @@ def _free_dims_near_minimum(
         found = [
             v
             for v in range(low, low + FREE_DIM_SCAN)
-            if accepts(traced.constraints, {**point, name: v})
+            if accepts(traced.constraints, {**flags, **point, name: v})
         ]
         if found:
             point[name] = found[index % len(found)]

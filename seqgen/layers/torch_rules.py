@@ -255,9 +255,10 @@ SHAPE_ARGS = frozenset(
 )
 
 
-# Of those, the ones that decide parameter counts only, never sizes: a bool model parameter may
-# stand for them, and the count is written for both of its values (`4 * bias` counts 4 or 0).
+# Of those, the bools a bool model parameter may stand for: the counts they decide are written
+# for both of its values (`4 * bias` counts 4 or 0), and so are the sizes (`ceil_mode`).
 COUNT_FLAGS = frozenset({"bias", "affine", "elementwise_affine"})
+SIZE_FLAGS = frozenset({"ceil_mode"})
 
 
 def has_rule(cls: type[nn.Module]) -> bool:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import product
 
 import sympy
 
@@ -73,8 +74,11 @@ def derive(
     hints: Mapping[sympy.Symbol, int],
     names: Mapping[sympy.Symbol, str],
     printer: Printer,
+    flags: Collection[sympy.Symbol] = (),
 ) -> list[Constraint]:
-    """Exact checks for the generated `__init__`, from the conditions the trace collected."""
+    """Exact checks for the generated `__init__`, from the conditions the trace collected.
+    `flags` are bool parameters (0 or 1): a condition on them alone that holds at both values
+    is left out, and none becomes a bound (`cm >= -3` would mean nothing to a bool)."""
     lower: dict[sympy.Symbol, tuple[int, Condition]] = {}
     upper: dict[sympy.Symbol, tuple[int, Condition]] = {}
     written: list[tuple[Condition, str, list[str]]] = []  # with its text and names
@@ -84,7 +88,12 @@ def derive(
         free = sorted(S.free_symbols(c.condition), key=lambda s: names[s])
         if not free:
             continue  # a literal: checked at the defaults already
-        if len(free) == 1:
+        if set(free) <= set(flags):
+            if all(
+                holds(c.condition, dict(zip(free, v))) for v in product((0, 1), repeat=len(free))
+            ):
+                continue
+        elif len(free) == 1:
             bound = _bound(c.condition, free[0], hints)
             if bound is not None:
                 kind, value = bound

@@ -11,6 +11,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import sympy
 import torch
@@ -21,14 +22,14 @@ from seqgen.errors import InternalError, TraceError
 from seqgen.ir import LayerSpec, Name, TracedLayer, expr_names
 from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
-from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
+from seqgen.layers.formulas import NeedsLiteral, Outcome, RankError, RuleError
 from seqgen.layers.kind import Op
 from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
 from seqgen.trace.op import trace_op
-from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
+from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape, symint
 from seqgen.trace.torch_errors import layer_failure, not_one_tensor, rank_error
 from seqgen.trace.wording import Site
 
@@ -129,7 +130,7 @@ def trace_torch_layer(
     _refuse_inplace_after_output_saver(scope, cls, layer, args)
     flags = _refuse_non_int_shape_args(scope, cls, layer, args.bound)
     if rules.has_rule(cls):
-        module, y = _apply_rule(scope, index, cls, layer, args, dims)
+        module, y = _apply_rule(scope, index, cls, layer, args, dims, flags)
     else:
         module = construct(scope, cls, layer, args)
         try:
@@ -174,11 +175,12 @@ def _apply_rule(
     layer: LayerSpec,
     args: Arguments,
     dims: Sequence[DimInfo],
+    flags: dict[str, sympy.Symbol],
 ) -> tuple[nn.Module, torch.Tensor]:
     """Output size from seqgen's own formula; torch checks the layer at the defaults."""
     shape = scope.symbolic_sizes(dims)
     try:
-        outcome = rules.apply(cls, args.values, shape)
+        outcome = _apply_flagged(scope, cls, args, shape, flags)
     except RankError as e:
         raise rank_error(layer, cls, dims, e.rank) from e
     except RuleError as e:
@@ -217,6 +219,31 @@ def _apply_rule(
         construct(scope, cls, layer, args) if any(True for _ in concrete.parameters()) else concrete
     )
     return module, torch.empty(list(outcome.shape))
+
+
+def _apply_flagged(
+    scope: Scope,
+    cls: type[nn.Module],
+    args: Arguments,
+    shape: list[Any],
+    flags: dict[str, sympy.Symbol],
+) -> Outcome:
+    """The rule's outcome; with `ceil_mode=cm` (a bool model parameter), both outcomes in one:
+    each size `floor + cm * (ceil - floor)`, and the checks of both."""
+    sized = sorted(set(flags) & rules.SIZE_FLAGS)
+    if not sized:
+        return rules.apply(cls, args.values, shape)
+    (name,) = sized
+    off, on = (rules.apply(cls, {**args.values, name: v}, shape) for v in (False, True))
+    flag = flags[name]
+    sizes = []
+    for a, b in zip(off.shape, on.shape):
+        # the flag is 0 or 1, earlier sizes may hold it too: `a` where it is 0, `b` where 1
+        a0, b1 = S.expr_of(a).xreplace({flag: 0}), S.expr_of(b).xreplace({flag: 1})
+        size = a0 if a0 == b1 else a0 + flag * (b1 - a0)
+        sizes.append(int(size) if size.is_number else symint(scope, DimInfo(size, "")))
+    checks = off.checks + tuple(c for c in on.checks if c not in off.checks)
+    return Outcome(tuple(sizes), checks)
 
 
 def _refuse_inplace_after_output_saver(
@@ -261,7 +288,8 @@ def _refuse_non_int_shape_args(
         if pname not in rules.SHAPE_ARGS:
             continue
         flag = scope.shared.flags.get(node.id) if isinstance(node, Name) else None
-        if pname in rules.COUNT_FLAGS and scope.block is None and flag is not None:
+        flags_ok = rules.COUNT_FLAGS | rules.SIZE_FLAGS
+        if pname in flags_ok and scope.block is None and flag is not None:
             flags[pname] = flag
             continue
         for ref in expr_names(node):

@@ -38,9 +38,8 @@ def model_scope(spec: ModelSpec) -> Tracer:
             hints[S.expr_of(sym)] = p.default
         else:
             env[p.name] = p.default
-        if type(p.default) is bool:  # layers are built at the default; counts see both
-            flags[p.name] = sympy.Symbol(f"flag_{p.name}", integer=True)
-            session.names[flags[p.name]] = p.name
+        if type(p.default) is bool:  # 0 or 1 in the counts and sizes it decides (`bias=b`)
+            flags[p.name] = S.expr_of(session.symbol(p.name, int(p.default), size=False))
             hints[flags[p.name]] = int(p.default)
     batch = session.symbol(BATCH, SAMPLE_BATCH)
     shared = Shared(session, spec, batch, S.expr_of(batch), flags=flags)

@@ -117,6 +117,7 @@ class Tracer:
                 self.scope.hints,
                 self.scope.names,
                 self.scope.printer,
+                self.scope.shared.flags.values(),
             )
         )
         self.warn_unused_params()
