@@ -131,16 +131,6 @@ def _grid(n: int) -> list[tuple[int, ...]]:
     return [(a, b) for a in values for b in values]
 
 
-def test_sizes_that_cannot_broadcast_at_the_defaults_name_both() -> None:
-    text = (
-        "model Net(p=1)\ninput (20, 8)\nmultiply:\n    branch:\n        identity\n"
-        "    branch:\n        linear 2 * p + 1\n"
-    )
-    with pytest.raises(SeqgenError) as refused:
-        _trace_text(text)
-    assert "sizes 8 and 3 in dim 2 do not broadcast" in str(refused.value)
-
-
 def test_a_residual_stays_strict() -> None:
     text = "model Net\ninput (1, 8)\nresidual:\n    linear 3\n"
     with pytest.raises(SeqgenError, match="adding needs equal shapes"):
