@@ -167,7 +167,8 @@ def trace_block(
     size_args = body.size_args(names)
     ctor = {inputs[i - 1] for i in size_args} | set(body.param_symbols.values())
     own = [c for c in tracer.conditions if S.free_symbols(c.condition) <= ctor]
-    constraints = tuple(derive(own, tracer.hints, parent.names, tracer.printer))
+    order = [*(names[i - 1] for i in size_args), *(p.name for p in block.params)]
+    constraints = tuple(derive(own, tracer.hints, parent.names, tracer.printer, order))
     _warn_unused(parent, block, spec_names(block.body))
     total = sum((st.params_expr for st in steps), sympy.Integer(0))
     train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
@@ -292,13 +293,23 @@ def _trace_body(
     # sizes known >= 1; a parameter standing for one is not (the block's own check says so)
     tracer.positive.extend(inputs[i - 1] for i in range(1, len(dims)) if i not in aliases)
     x = torch.empty(tracer.symbolic_sizes(block_dims))
+    shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
+    note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
+
+    def at_use(e: SeqgenError) -> SeqgenError:  # say which use the block was traced at
+        use_hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
+        return type(e)(e.diagnostic.message, location=e.location, hint=use_hint)
+
+    found = parent.shared.errors  # the body's errors, recorded as the trace went on
+    before = len(found)
     try:
         result = trace_stack(tracer, block.body, x, block_dims)
-    except SeqgenError as e:  # say which use the block was traced at
-        shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
-        note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
-        use_hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
-        raise type(e)(e.diagnostic.message, location=e.location, hint=use_hint) from e
+    except SeqgenError as e:
+        noted = [at_use(f) for f in found[before:]]
+        raised = next((n for f, n in zip(found[before:], noted) if f is e), None)
+        found[before:] = noted
+        raise (raised or at_use(e)) from e
+    found[before:] = [at_use(f) for f in found[before:]]
     return _Body(
         tracer,
         tuple(inputs),

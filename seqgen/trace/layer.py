@@ -7,11 +7,9 @@ way the layer's conditions join its scope's, and its parameter count is an expre
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 import sympy
 import torch
@@ -22,15 +20,21 @@ from seqgen.errors import InternalError, TraceError
 from seqgen.ir import LayerSpec, Name, TracedLayer, expr_names
 from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
-from seqgen.layers.formulas import NeedsLiteral, Outcome, RankError, RuleError
+from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
 from seqgen.layers.kind import Op
 from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
+from seqgen.trace.counts import apply_flagged, counts, counts_for_flags
 from seqgen.trace.op import trace_op
-from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape, symint
-from seqgen.trace.torch_errors import layer_failure, not_one_tensor, rank_error
+from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
+from seqgen.trace.torch_errors import (
+    layer_failure,
+    located_warnings,
+    not_one_tensor,
+    rank_error,
+)
 from seqgen.trace.wording import Site
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
@@ -124,6 +128,13 @@ def trace_torch_layer(
 ) -> NodeResult:
     """Trace one torch.nn layer: its output, its conditions, and how the generated code
     builds it."""
+    with located_warnings(kind.layer, scope.warnings):
+        return _trace_torch_layer(scope, index, kind, x, dims)
+
+
+def _trace_torch_layer(
+    scope: Scope, index: int, kind: TorchModule, x: torch.Tensor, dims: list[DimInfo]
+) -> NodeResult:
     cls, layer = kind.cls, kind.layer
     before = scope.session.specialized()
     args = arguments(scope, cls, layer, x, dims)
@@ -151,9 +162,9 @@ def trace_torch_layer(
             tuple(scope.value(d.expr) for d in out_dims),
             layer,
         )
-    n_params, n_train, macs = _counts(module, y)
+    n_params, n_train, macs = counts(module, y)
     if flags:
-        n_params, n_train, macs = _counts_for_flags(scope, cls, layer, args, y, flags)
+        n_params, n_train, macs = counts_for_flags(scope, cls, layer, args, y, flags)
     traced = TracedLayer(
         index=index,
         spec=layer,
@@ -180,7 +191,7 @@ def _apply_rule(
     """Output size from seqgen's own formula; torch checks the layer at the defaults."""
     shape = scope.symbolic_sizes(dims)
     try:
-        outcome = _apply_flagged(scope, cls, args, shape, flags)
+        outcome = apply_flagged(scope, cls, args, shape, flags)
     except RankError as e:
         raise rank_error(layer, cls, dims, e.rank) from e
     except RuleError as e:
@@ -219,31 +230,6 @@ def _apply_rule(
         construct(scope, cls, layer, args) if any(True for _ in concrete.parameters()) else concrete
     )
     return module, torch.empty(list(outcome.shape))
-
-
-def _apply_flagged(
-    scope: Scope,
-    cls: type[nn.Module],
-    args: Arguments,
-    shape: list[Any],
-    flags: dict[str, sympy.Symbol],
-) -> Outcome:
-    """The rule's outcome; with `ceil_mode=cm` (a bool model parameter), both outcomes in one:
-    each size `floor + cm * (ceil - floor)`, and the checks of both."""
-    sized = sorted(set(flags) & rules.SIZE_FLAGS)
-    if not sized:
-        return rules.apply(cls, args.values, shape)
-    (name,) = sized
-    off, on = (rules.apply(cls, {**args.values, name: v}, shape) for v in (False, True))
-    flag = flags[name]
-    sizes = []
-    for a, b in zip(off.shape, on.shape):
-        # the flag is 0 or 1, earlier sizes may hold it too: `a` where it is 0, `b` where 1
-        a0, b1 = S.expr_of(a).xreplace({flag: 0}), S.expr_of(b).xreplace({flag: 1})
-        size = a0 if a0 == b1 else a0 + flag * (b1 - a0)
-        sizes.append(int(size) if size.is_number else symint(scope, DimInfo(size, "")))
-    checks = off.checks + tuple(c for c in on.checks if c not in off.checks)
-    return Outcome(tuple(sizes), checks)
 
 
 def _refuse_inplace_after_output_saver(
@@ -342,58 +328,3 @@ def _factor(code: str) -> str:
     while (outer := re.sub(r"\([^()]*\)", "", top_level)) != top_level:
         top_level = outer  # drop the innermost parentheses until none are left
     return f"({code})" if re.search(r" (\+|-|//|%) ", top_level) else code
-
-
-def _counts(module: nn.Module, y: torch.Tensor) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
-    """Parameters, trainable parameters and mult-adds of a built layer."""
-    n_params = sympy.Integer(0)
-    n_train = sympy.Integer(0)
-    for p in module.parameters():
-        n = S.expr_of(p.numel())
-        n_params += n
-        if p.requires_grad:
-            n_train += n
-    return n_params, n_train, _macs(module, y)
-
-
-def _counts_for_flags(
-    scope: Scope,
-    cls: type[nn.Module],
-    layer: LayerSpec,
-    args: Arguments,
-    y: torch.Tensor,
-    flags: dict[str, sympy.Symbol],
-) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
-    """The counts of a layer whose `bias=b` (or `affine=a`) is a bool model parameter: built
-    at every combination of the flags, each count weighted by the flags as 0/1 symbols
-    (`8 * out + out * b` for a Linear's bias)."""
-    totals = [sympy.Integer(0)] * 3
-    names = sorted(flags)
-    for combo in itertools.product((False, True), repeat=len(names)):
-        chosen = dict(zip(names, combo))
-        module = construct(scope, cls, layer, replace(args, kw_values={**args.kw_values, **chosen}))
-        weight = sympy.Integer(1)
-        for name, on in chosen.items():
-            weight *= flags[name] if on else 1 - flags[name]
-        totals = [t + weight * c for t, c in zip(totals, _counts(module, y))]
-    n_params, n_train, macs = (sympy.expand(t) for t in totals)
-    return n_params, n_train, macs
-
-
-def _macs(module: nn.Module, y: torch.Tensor) -> sympy.Expr:
-    """Multiply-accumulates for one sample, counted as torchinfo counts them."""
-    total = sympy.Integer(0)
-    conv = "Conv" in type(module).__name__
-    out = [S.expr_of(s) for s in y.shape]
-    for name, p in module.named_parameters(recurse=False):
-        if name not in ("weight", "bias"):
-            continue
-        n = S.expr_of(p.numel())
-        if conv:
-            spatial = sympy.Integer(1)
-            for s in out[2:]:
-                spatial *= s
-            total += n * spatial
-        else:
-            total += n
-    return total

@@ -13,7 +13,14 @@ from typing import Any, cast
 
 import sympy
 
-from seqgen.errors import Diagnostic, InternalError, Location, SizeTooSmallError, TraceError
+from seqgen.errors import (
+    Diagnostic,
+    InternalError,
+    Location,
+    SeqgenError,
+    SizeTooSmallError,
+    TraceError,
+)
 from seqgen.ir import (
     BATCH,
     SAMPLE_BATCH,
@@ -30,7 +37,7 @@ from seqgen.layers.torch_nn import Values
 from seqgen.safe_eval import evaluate_source
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, Printer, holds
-from seqgen.trace.merge_shapes import MergeMismatch, merge_hint
+from seqgen.trace.merge_shapes import merge_hint
 from seqgen.trace.torch_errors import shape_text
 from seqgen.trace.wording import Site, argument_reason, at_defaults, empty_output
 
@@ -92,8 +99,8 @@ class Shared:
     batch_sym: sympy.Symbol
     blocks: dict[str, BlockInfo] = field(default_factory=dict)  # by name, in first-use order
     warnings: list[Diagnostic] = field(default_factory=list)
-    # bool model parameters as 0/1 symbols, for the parameter counts they decide (`bias=b`)
-    flags: dict[str, sympy.Symbol] = field(default_factory=dict)
+    errors: list[SeqgenError] = field(default_factory=list)  # each once, found so far
+    flags: dict[str, sympy.Symbol] = field(default_factory=dict)  # bool parameters, as 0/1
 
 
 @dataclass(frozen=True)
@@ -288,28 +295,21 @@ class Scope:
 
     def need(self, c: Condition, loc: Location) -> None:
         """A condition on the parameters: it must hold at the defaults, and becomes a check."""
-        cond, message = c.condition, c.message
-        if not S.free_symbols(cond):
-            if not holds(cond, {}):
-                self.merge_failure(c, loc)
-                raise TraceError(message, location=loc)
-            return
-        if S.free_symbols(cond) & {self.batch_sym}:
+        cond, message, free = c.condition, c.message, S.free_symbols(c.condition)
+        if self.batch_sym in free:
             raise TraceError(f"{message} depends on the batch size", location=loc)
         if not holds(cond, self.hints):
             self.merge_failure(c, loc)
             raise TraceError(f"{message}{at_defaults(cond, self.names, self.hints)}", location=loc)
-        self.conditions.append(c)
+        if free:
+            self.conditions.append(c)
 
     def merge_failure(self, c: Condition, loc: Location) -> None:
-        """A merge's condition broken at a block's use: every branch's shape there."""
+        """A merge's condition broken at a block's use: every branch's shape there, and the
+        hint of a top-level merge (a shortcut, the divisibility rule)."""
         if c.merge is not None and (found := c.merge.mismatch(self.value, self.show, self.hints)):
-            raise self.merge_error(found, loc)
-
-    def merge_error(self, mismatch: MergeMismatch, loc: Location) -> TraceError:
-        """A merge's error, its hint the divisibility rule when that makes the sizes agree."""
-        hint = merge_hint(mismatch, [c.condition for c in self.conditions], self.hints, self.names)
-        return TraceError(str(mismatch), location=loc, hint=hint)
+            hint = merge_hint(found, [c.condition for c in self.conditions], self.hints, self.names)
+            raise TraceError(str(found), location=loc, hint=hint)
 
     def check_sizes(
         self,
