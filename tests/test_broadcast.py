@@ -131,6 +131,16 @@ def _grid(n: int) -> list[tuple[int, ...]]:
     return [(a, b) for a in values for b in values]
 
 
+def test_add_needs_equal_ranks() -> None:
+    # (N, 4) + (N, 1, 4) broadcasts in torch, to (N, N, 4): the batch meets a feature dim
+    text = (
+        "model Net\ninput (1, 4)\nadd:\n    branch:\n        flatten\n"
+        "    branch:\n        identity\n"
+    )
+    with pytest.raises(SeqgenError, match="the ranks differ"):
+        _trace_text(text)
+
+
 def test_a_residual_stays_strict() -> None:
     text = "model Net\ninput (1, 8)\nresidual:\n    linear 3\n"
     with pytest.raises(SeqgenError, match="adding needs equal shapes"):

@@ -116,7 +116,7 @@ def combine(
 ) -> Merged:
     """The shape a merge of `kind` gives for branch outputs `shapes` (labelled for messages)."""
     ranks = {len(s) for s in shapes}
-    if kind in ("residual", "concat") and len(ranks) > 1:
+    if kind != "multiply" and len(ranks) > 1:  # add: the batch would meet another dim
         raise MergeMismatch(f"{kind}: {_listing(shapes, show, labels)}: the ranks differ")
     if kind == "concat":
         return _concat(shapes, dim or 1, value, show, labels)
