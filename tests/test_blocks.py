@@ -202,7 +202,7 @@ def test_identity_residual_block_takes_its_one_size(tmp_path: Path) -> None:
     assert "nn.Conv2d(out, out, kernel_size=3, padding=1)" in result.files[0].text
     (check,) = [c for c in result.traced.constraints if c.symbol is None]
     assert check.condition == "c == 8"
-    assert check.comment == "spec line 10: Basic (spec line 4: residual)"
+    assert check.comment == "Basic: `Basic c` (residual)"
     with pytest.raises(ValueError) as refused:
         module.M(c=9)
     assert str(refused.value) == "c must equal 8 (in Basic, a residual adds its input), got c=9"
@@ -248,8 +248,8 @@ def test_residual_that_needs_equal_channels_becomes_an_init_check(tmp_path: Path
     (check,) = [c for c in result.traced.constraints if "==" in c.condition]
     assert (check.condition, check.failed) == ("c == 8", "c != 8")
     assert check.message == "c must equal 8 (a residual adds its input)"
-    assert check.comment == "spec line 3: residual"
-    assert "        # spec line 3: residual\n        if c != 8:\n" in result.files[0].text
+    assert check.comment == "residual"
+    assert "        # residual\n        if c != 8:\n" in result.files[0].text
     module.M(c=8)
     with pytest.raises(ValueError) as refused:
         module.M(c=9)

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, run_generated_tests, seqgen_cli
 
 from seqgen.errors import ConfigError
-from seqgen.lang.canonical import canonical_spec
+from seqgen.lang.canonical import canonical_spec, line_text
 from seqgen.lang.starters import KINDS
 from seqgen.project.config import load_config
 from seqgen.project.discover import expand_specs
@@ -185,10 +185,24 @@ def test_comments_and_spacing_do_not_change_outputs(tmp_path: Path) -> None:
     assert stale.returncode == 1
     assert "would change m.py" in stale.stdout
     assert "to update them, run: seqgen new m.seq" in stale.stdout
-    # a line inserted above the layers moves the spec lines the outputs cite: a real change
-    spec.write_text("# one more line\n" + edited)
+    # comment and blank lines inserted above the layers move every line: outputs cite spec
+    # lines by their text, so nothing changes
+    spec.write_text(edited)
+    assert seqgen("new", "--force", "-q", "m.seq", cwd=tmp_path).returncode == 0
+    current = {p.name: p.read_bytes() for p in tmp_path.glob("*.py")}
+    spec.write_text("# one more line\n\n# and another\n" + edited)
     moved = seqgen("new", "--check", "m.seq", cwd=tmp_path)
-    assert moved.returncode == 1 and "would change test_m.py" in moved.stdout
+    assert moved.returncode == 0, moved.stdout
+    assert seqgen("new", "--force", "-q", "m.seq", cwd=tmp_path).returncode == 0
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.py")} == current
+
+
+def test_generated_files_cite_spec_lines_by_their_text() -> None:
+    assert line_text("conv2d  16 k = 3   stride=s  # why\n") == "conv2d 16 k=3 stride=s"
+    assert line_text("linear a -1") == "linear a -1"  # spacing the parser reads stays
+    assert line_text("linear a - 1") == "linear a - 1"
+    assert line_text("  residual name=r:") == "residual name=r:"
+    assert line_text("input (c, 28, 28)") == "input (c, 28, 28)"
 
 
 def test_canonical_form_keeps_the_spacing_the_parser_reads() -> None:

@@ -117,7 +117,7 @@ def _block_class(block: TracedBlock, spec_file: str) -> dict[str, Any]:
         )
     ]
     # where it comes from in the spec file, since a reader of the .py file has no spec lines
-    where = f"From `block {block.spec.name}` on line {block.spec.loc.line} of {spec_file}."
+    where = f"From `block {block.spec.name}` in {spec_file}."
     doc = "\n    ".join([*maps, "", comment_text(where), ""])
     return {
         "class_name": block.class_name,
@@ -200,7 +200,7 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         shape = _tuple_source([_batch(d.code, "batch") for d in layer.out_shape])
         if isinstance(layer, TracedLayer) and layer.repeat is not None and not keyed:
             shape = f"*[{shape}] * {layer.repeat}"  # one row per pass
-        rows.append({"shape": shape, "comment": f"line {layer.line}: {layer.call}"})
+        rows.append({"shape": shape, "comment": layer.call})
     free = set(traced.free_dims)
     dims = [
         {
@@ -249,7 +249,7 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         "shape_params": shape_params,
         "count_params": count_params,
         "shapes": rows,
-        # `(batch, 16, 32, 32),  # line 5: nn.Conv2d(...)` where every row fits black's 88
+        # `(batch, 16, 32, 32),  # nn.Conv2d(...)` where every row fits black's 88
         # columns (8 of indent); else every comment on its own line above its row, so black
         # never splits a shape tuple to fit its comment
         "row_comments_above": any(8 + len(f"{r['shape']},  # {r['comment']}") > 88 for r in rows),

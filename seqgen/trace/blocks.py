@@ -38,7 +38,7 @@ from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, derive
 from seqgen.trace.scope import BlockArgs, BlockInfo, DimInfo, Scope, StackResult, Step
 from seqgen.trace.torch_errors import shape_text
-from seqgen.trace.wording import Site, in_block
+from seqgen.trace.wording import Site, in_block, subject_of
 
 PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int,
@@ -327,7 +327,7 @@ def conditions_at_use(
 ) -> list[Condition]:
     """The block's conditions at one use, in the caller's names, each saying where it comes from."""
     where = f"block {use.name} (used on line {use.loc.line})"
-    site = Site(use.name, use.loc.line).comment()
+    site = Site(use.name, use.loc.line, use.loc.text).comment()
     return [
         Condition(
             c.condition.xreplace(mapping),
@@ -335,7 +335,7 @@ def conditions_at_use(
             f"{where}: {c.message}",
             reason=in_block(use.name, c.reason),
             detail=in_block(use.name, c.detail),
-            source=f"{site} ({c.source})" if c.source else site,
+            source=f"{site} ({subject_of(c.source)})" if c.source else site,
             merge=c.merge.at_use(dict(mapping), f"{where}: ") if c.merge is not None else None,
         )
         for c in info.conditions

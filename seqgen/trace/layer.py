@@ -152,7 +152,9 @@ def _trace_torch_layer(
             raise not_one_tensor(cls, y, layer)
     scope.check_specialized(before, layer)
     out_dims = _out_dims(scope, module, x, y, dims, layer)
-    scope.check_sizes(out_dims, index, Site(cls.__name__, layer.loc.line), layer.loc, dims)
+    scope.check_sizes(
+        out_dims, index, Site(cls.__name__, layer.loc.line, layer.loc.text), layer.loc, dims
+    )
     with S.real_tensors():
         confirm_on_cpu(
             cls,
@@ -205,7 +207,7 @@ def _apply_rule(
             f"{cls.__name__}'s {e.arg} must be a literal number here: {e.why}",
             location=node.loc if node is not None else layer.loc,
         ) from e
-    where = Site(cls.__name__, layer.loc.line)
+    where = Site(cls.__name__, layer.loc.line, layer.loc.text)
     hint_shape = tuple(scope.value(d.expr) for d in dims)
     scope.require(
         outcome.checks,

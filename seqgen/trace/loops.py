@@ -40,7 +40,7 @@ def trace_loop(
     """`repeat depth:`: one loop when the body keeps its input's shape, else its first pass
     apart and a loop of `depth - 1` passes that keep the first pass's output shape."""
     count = S.expr_of(scope.values.eval(item.count))
-    site = Site("repeat", item.loc.line)
+    site = Site("repeat", item.loc.line, item.loc.text)
     at_least = len(scope.conditions)
     why, source = "a repeated block runs at least once", site.comment("count")
     runs = f"{site} runs at least once"

@@ -40,7 +40,7 @@ def trace_op(
             hint="put `embedding VOCAB DIM` before it",
         )
     result = _rule(op, nodes, evaluate(nodes, scope.values), scope, dims, x.dtype, layer)
-    where = Site(op.title, layer.loc.line)
+    where = Site(op.title, layer.loc.line, layer.loc.text)
     scope.require(result.outcome.checks, index, where, op.name, layer.loc)
     out_dims = []
     for size in result.outcome.shape:

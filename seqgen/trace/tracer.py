@@ -83,7 +83,10 @@ class Tracer:
             dims.append(DimInfo(expr, self.scope.code(expr, e.loc)))
             if S.free_symbols(expr):
                 self.scope.positive.append(expr)
-                empty, where = "the input would have an empty dimension", Site("input", e.loc.line)
+                empty, where = (
+                    "the input would have an empty dimension",
+                    Site("input", e.loc.line, e.loc.text),
+                )
                 cond = Condition(sympy.Ge(expr, 1), -1, empty, empty, source=where.comment("size"))
                 self.scope.conditions.append(cond)
         return dims
@@ -242,7 +245,7 @@ class Tracer:
             error = TraceError(str(mismatch), location=merge.loc, hint=hint)
             self.scope.shared.errors.append(error)
             merged = Merged(meant_shape(merge.kind, shapes, dim), ())
-        site = Site(merge.kind, merge.loc.line)
+        site = Site(merge.kind, merge.loc.line, merge.loc.text)
         reason = merge_reason(merge.kind, len(outs))
         facts = MergeFacts(merge.kind, str(site), tuple(labels), tuple(map(tuple, shapes)), dim)
         for cond, what in merged.conditions:

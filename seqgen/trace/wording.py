@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from seqgen.lang.canonical import line_text
 from seqgen.trace import symbolic as S
 
 _RULES = {
@@ -42,14 +43,25 @@ class Site:
 
     name: str  # "Conv2d", "residual", "ConvBN"
     line: int
+    text: str = ""  # the spec line as written
 
     def __str__(self) -> str:
         """How the spec's own errors name it: `Conv2d (spec line 22)`."""
         return f"{self.name} (spec line {self.line})"
 
     def comment(self, what: str = "") -> str:
-        """The comment beside a check: `spec line 22: Conv2d stride`."""
-        return f"spec line {self.line}: {self.name}" + (f" {what}" if what else "")
+        """The comment beside a check: `Conv2d stride: conv2d 16 3 stride=s`. The spec line is
+        cited by its text, not its number, so a comment line added to the spec changes no
+        generated file."""
+        head = f"{self.name} {what}".rstrip()
+        cited = line_text(self.text)
+        return head if cited.rstrip(":") in ("", self.name) else f"{head}: `{cited}`"
+
+
+def subject_of(comment: str) -> str:
+    """A check's comment without the spec line it cites (`Conv2d output size`): what a block
+    use's comment quotes of a check inside the block, whose class shows the line itself."""
+    return comment.split(": `", 1)[0]
 
 
 def rule(cond: sympy.Basic, code: Callable[[sympy.Basic], str]) -> str:
