@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import seqgen_cli
 
+from seqgen.errors import Diagnostic, SeqgenError, SpecErrors, raise_all
+from seqgen.lang.parser import parse_partial
+
 HERE = Path(__file__).resolve().parent
 BAD = sorted((HERE / "bad_specs").glob("*.seq"))
 
@@ -54,6 +57,7 @@ WARNINGS = [
     ("input 10\nlinear 4\ndropout\n", "dropout is the last layer"),
     ("input 3x4x4\nmaxpool2d 4\nconv2d 4 1\n", "spatial size is reduced to 1"),
     ("input 10\nlinear 4\nsoftmax\nlinear 2\n", "torch picks dim=1"),
+    ("input 3x8x8\nbatchnorm2d eps=32\n", "batchnorm2d's eps is 32, far above any real use"),
 ]
 
 
@@ -75,3 +79,65 @@ def test_every_warning_has_a_stable_code() -> None:
 def test_clean_spec_has_no_warnings() -> None:
     code, output = seqgen("check", "--strict", "generated_examples/cnn.seq", cwd=HERE.parent)
     assert code == 0 and "no problems found" in output
+
+
+# ------------------------------------------------------------------ hints are lines seqgen accepts
+
+
+def errors_of(text: str) -> list[Diagnostic]:
+    """Every error seqgen reports for a spec text: parse and bind errors together, else the
+    trace's (as `seqgen check` finds them)."""
+    from seqgen.api import trace_spec
+    from seqgen.layers.preflight import layer_errors
+
+    try:
+        spec, errors = parse_partial(text, "t.seq")
+        if errors:
+            raise_all(errors + (layer_errors(spec.layers, spec.blocks) if spec else []))
+        if spec is not None:
+            trace_spec(spec)
+    except SpecErrors as e:
+        return [x.diagnostic for x in e.errors]
+    except SeqgenError as e:
+        return [e.diagnostic]
+    return []
+
+
+def with_fix(text: str, d: Diagnostic) -> str:
+    """The spec text with the hint's corrected line in place of the line the error is on."""
+    assert d.location is not None and d.fix is not None
+    lines = text.splitlines()
+    lines[d.location.line - 1] = d.fix
+    return "\n".join(lines) + "\n"
+
+
+def fixes(spec: Path) -> list[tuple[str, Diagnostic]]:
+    try:
+        text = spec.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return []
+    return [(text, d) for d in errors_of(text) if d.fix is not None]
+
+
+FIXES = [(spec.stem, text, d) for spec in BAD for text, d in fixes(spec)]
+
+
+def test_the_corpus_has_fixes_for_every_pytorch_habit() -> None:
+    fixed = {stem for stem, _, _ in FIXES}
+    habits = {p.stem for p in BAD if p.stem.startswith("habit_")}
+    assert habits <= fixed, habits - fixed
+
+
+@pytest.mark.parametrize(
+    "stem, text, d", FIXES, ids=[f"{stem}:{d.location.line}" for stem, _, d in FIXES]
+)
+def test_applying_a_hint_leaves_no_error_on_its_line(stem: str, text: str, d: Diagnostic) -> None:
+    assert d.location is not None and d.hint is not None
+    # the hint spells the line it carries, unless the fix only re-indents it
+    assert d.fix is not None
+    assert d.fix.strip() in d.hint or d.fix.strip() == d.location.text.strip()
+    after = errors_of(with_fix(text, d))
+    assert not [e for e in after if e.location and e.location.line == d.location.line], (
+        d.render(),
+        [e.render() for e in after],
+    )

@@ -9,6 +9,7 @@ import re
 
 from seqgen.errors import SpecSyntaxError
 from seqgen.ir import BlockDef, Const, Expr, Keyword, LayerSpec, Name, Num, Param, Str
+from seqgen.lang.hints import without_commas
 from seqgen.lang.lexer import Line, Token, unquote
 from seqgen.lang.names import ALIASES, check_identifier
 from seqgen.lang.values_parser import parse_unary, parse_value
@@ -35,6 +36,17 @@ def parse_layer(line: Line) -> LayerSpec:
             hint="a layer line starts with a torch.nn class name, e.g. `linear 10`",
         )
     call_syntax = line.at("(") and not line.peek().space_before
+    start = line.prefix.col if line.prefix is not None else head.col
+    loc = line.loc(start, head.col + len(head.text) - start)
+    if line.prefix is not None and not call_syntax:
+        fixed = line.text[: start - 1] + line.text[head.col - 1 :]
+        raise SpecSyntaxError(
+            f"`{line.prefix.text}{head.text}` is Python; a layer line starts with the torch.nn "
+            "class name alone",
+            location=loc,
+            hint=f"write `{fixed.strip()}`",
+            fix=fixed,
+        )
     if call_syntax:  # `Linear(784, 10)`: read the call, refused later with the right spelling
         open_tok = line.next()
         args, kwargs, key = _arguments(line, open_tok)
@@ -45,7 +57,7 @@ def parse_layer(line: Line) -> LayerSpec:
         head.text,
         tuple(args),
         tuple(kwargs),
-        line.loc(head.col, len(head.text)),
+        loc,
         key=key,
         call_syntax=call_syntax,
     )
@@ -108,6 +120,14 @@ def _arguments(line: Line, open_tok: Token | None) -> tuple[list[Expr], list[Key
             )
         if tok.kind == "op" and tok.text == ")":
             raise line.error("unbalanced parenthesis: ')' without a matching '('", tok.col)
+        if open_tok is None and tok.kind == "op" and tok.text == ",":
+            fixed = without_commas(line)
+            raise SpecSyntaxError(
+                "arguments are separated by spaces, not commas",
+                location=line.loc(tok.col),
+                hint=f"write `{fixed.strip()}`",
+                fix=fixed,
+            )
         value = parse_value(line, top_level=open_tok is None)
         if kwargs:
             raise SpecSyntaxError(

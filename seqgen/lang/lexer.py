@@ -21,6 +21,8 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+# `nn.Conv2d(3, 16, 3)` pasted from PyTorch: the module prefix before a layer's class name
+_MODULE_PREFIX = re.compile(r"[ ]*((?:torch\.)?nn\.)(?=[A-Za-z_])")
 _IGNORE = re.compile(r"#\s*seqgen:\s*ignore\b(?:\[([^\]]*)\])?")
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
 
@@ -42,6 +44,7 @@ class Line:
         self.path, self.lineno, self.text = path, lineno, text
         self.ignore: tuple[str, ...] | None = None  # codes of `# seqgen: ignore[...]`
         self.ignore_col = 0
+        self.prefix: Token | None = None  # `nn.` or `torch.nn.` before the first word
         self.tokens = self._tokenize()
         self.pos = 0
         self.depth = 0  # nesting of the value being parsed, bounded by MAX_NESTING
@@ -50,13 +53,22 @@ class Line:
         return Location(self.path, self.lineno, col, self.text, max(1, width))
 
     def error(
-        self, message: str, col: int, width: int = 1, hint: str | None = None
+        self,
+        message: str,
+        col: int,
+        width: int = 1,
+        hint: str | None = None,
+        fix: str | None = None,
     ) -> SpecSyntaxError:
-        return SpecSyntaxError(message, location=self.loc(col, width), hint=hint)
+        return SpecSyntaxError(message, location=self.loc(col, width), hint=hint, fix=fix)
 
     def _tokenize(self) -> list[Token]:
         tokens: list[Token] = []
         pos, space = 0, True
+        prefix = _MODULE_PREFIX.match(self.text)
+        if prefix is not None:  # read as a layer line, refused with the spelling it means
+            self.prefix = Token("prefix", prefix.group(1), prefix.start(1) + 1, True)
+            pos = prefix.end()
         while pos < len(self.text):
             m = _TOKEN.match(self.text, pos)
             if m is None:
@@ -68,6 +80,9 @@ class Line:
                     hint = "close the string with a matching quote"
                 elif ch in "[]{}":
                     hint = "tuples are written with parentheses: (3, 3)"
+                elif ch == ".":
+                    hint = "a layer line is `NAME ARG... KEY=VALUE...`, its name a torch.nn class"
+                    hint += " name without `nn.` (`conv2d 16 3`)"
                 raise self.error(f"unexpected character {ch!r}", pos + 1, hint=hint)
             kind = m.lastgroup or ""
             if kind == "comment":

@@ -18,7 +18,7 @@ from seqgen.ir import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
 from seqgen.lang.hints import call_syntax_hint
 from seqgen.layers.kind import Op
 from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
-from seqgen.layers.torch_nn import bind, registry, signature
+from seqgen.layers.torch_nn import bind, reading, registry, signature
 
 
 def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
@@ -41,10 +41,11 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
         case WeightNormed(inner=module) | (TorchModule() as module):
             cls, layer = module.cls, module.layer
     if layer.call_syntax:
-        sig = signature(cls)
-        order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
-        message, hint = call_syntax_hint(layer, order, sig.inferred, cls.__name__.lower())
-        raise TraceError(message, location=layer.loc, hint=hint)
+        # a Python call fills torch's order; `conv2d(16, 3)` is seqgen's order in parentheses
+        line = reading(cls, layer, pytorch=True) or reading(cls, layer, pytorch=False)
+        named = replace(line, name=cls.__name__.lower()) if line is not None else None
+        message, hint, fix = call_syntax_hint(layer, named, signature(cls).inferred)
+        raise TraceError(message, location=layer.loc, hint=hint, fix=fix)
     if layer.key is not None and hasattr(nn.Sequential, layer.key):
         raise TraceError(
             f"layer name {layer.key!r} is taken by nn.Sequential itself",
@@ -60,10 +61,12 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
 
 
 def _binds_without_its_first_size(cls: type[nn.Module], layer: LayerSpec) -> bool:
-    """The line binds once its first value, a literal number, is dropped: PyTorch habit of
-    writing the size seqgen infers."""
+    """The line binds once its first value, a literal number, is dropped, or once it is read
+    in PyTorch's order: the habit of writing the size seqgen infers."""
     if not signature(cls).inferred or not layer.args or not isinstance(layer.args[0], Num):
         return False
+    if reading(cls, layer, pytorch=True) is not None:
+        return True
     try:
         bind(cls, replace(layer, args=layer.args[1:]))
     except TraceError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -30,7 +30,7 @@ from seqgen.ir import (
     Str,
     TupleExpr,
 )
-from seqgen.lang.hints import missing_hint
+from seqgen.lang.hints import layer_text, missing_hint, other_name, whole_line
 from seqgen.lang.names import check_identifier
 from seqgen.lang.values import expr_source
 
@@ -100,6 +100,10 @@ def layer_names() -> list[str]:
 def resolve_layer(layer: LayerSpec) -> type[nn.Module]:
     """The torch.nn.Module subclass a layer line names (case-insensitive)."""
     cls = _REGISTRY.get(layer.name.lower())
+    other = other_name(layer, _REGISTRY) if cls is None else None
+    if other is not None:
+        hint, fix = other
+        raise TraceError(f"unknown layer {layer.name!r}", location=layer.loc, hint=hint, fix=fix)
     if cls is None:
         close = difflib.get_close_matches(layer.name.lower(), list(_REGISTRY), n=3, cutoff=0.6)
         hint = (
@@ -206,20 +210,24 @@ def signature(cls: type[nn.Module]) -> _Signature:
         required,
         any(p.kind == p.VAR_POSITIONAL for p in params),
         any(p.kind == p.VAR_KEYWORD for p in params),
-        _by_position(positional, required, any_required=bool(required or inferred)),
+        _by_position(positional, required, inferred),
     )
 
 
-def _by_position(positional: tuple[str, ...], required: tuple[str, ...], any_required: bool) -> int:
+def _by_position(
+    positional: tuple[str, ...], required: tuple[str, ...], inferred: tuple[str, ...]
+) -> int:
     """How many arguments a spec may give by position (README, "Arguments").
 
-    Positional spec arguments fill the required parameters after the inferred sizes
-    (`conv2d 16 3`); a class with no required parameter at all takes its first optional one
-    (`dropout 0.5`, `flatten 1`). Everything else is a keyword, so a value written out of habit
-    for a size seqgen infers cannot shift into kernel_size, stride, bias or eps unnoticed.
+    A class whose sizes seqgen infers nothing of (pooling, dropout, activations, padding) takes
+    torch's own signature order, exactly as in PyTorch: `maxpool2d 2 2` is MaxPool2d(2, 2).
+    Where seqgen infers a size (conv, linear, norms), positional spec arguments fill only the
+    required parameters after it (`conv2d 16 3`), and a class with nothing else required takes
+    none (`batchnorm2d eps=1e-3`): there a number written out of PyTorch habit for the inferred
+    size would otherwise shift into kernel_size, stride, bias or eps unnoticed.
     """
-    if not any_required:
-        return min(1, len(positional))
+    if not inferred:
+        return len(positional)
     count = 0
     for name in positional:
         if name not in required:
@@ -248,14 +256,15 @@ def bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = Non
         if i < sig.by_position:
             args[sig.positional[i]] = value
         elif i < len(sig.positional):
-            raise _keyword_needed(name, sig, sig.positional[i], value, describe)
+            raise _keyword_needed(cls, layer, i, describe)
         elif sig.var_args:
             extra.append(value)
         else:
             want = ", ".join(sig.positional[: sig.by_position]) or "no positional arguments"
+            after = " after the inferred size" if sig.inferred else ""
             raise TraceError(
-                f"{name} takes {sig.by_position} positional argument(s) after the inferred "
-                f"size, got {len(layer.args)}",
+                f"{name} takes {sig.by_position} positional argument(s){after}, "
+                f"got {len(layer.args)}",
                 location=value.loc,
                 hint=f"{name} takes: {want}"
                 + (f" (seqgen infers {', '.join(sig.inferred)})" if sig.inferred else ""),
@@ -301,27 +310,74 @@ def bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = Non
     return Bound(args, tuple(extra), extra_kwargs, sig)
 
 
+def reading(cls: type[nn.Module], layer: LayerSpec, pytorch: bool) -> LayerSpec | None:
+    """The line as seqgen spells it when its positional values are read in torch's own order
+    (`pytorch`, inferred sizes included: `conv2d 1 32 3 1` as Conv2d(1, 32, 3, 1) is
+    `conv2d 32 3 stride=1`) or in seqgen's (after the inferred sizes); None when the values do
+    not fit that order or the line it gives does not bind either."""
+    sig = signature(cls)
+    order = [p for p in sig.order if p in sig.positional or (pytorch and p in sig.inferred)]
+    values = dict(zip(order, layer.args))
+    if len(layer.args) > len(order) or values.keys() & {kw.name for kw in layer.kwargs}:
+        return None
+    kept = {p: v for p, v in values.items() if p not in sig.inferred}
+    args: list[Expr] = []
+    for p in sig.positional[: sig.by_position]:
+        if p not in kept:
+            break
+        args.append(kept.pop(p))
+    keywords = tuple(Keyword(p, v, v.loc, p) for p, v in kept.items())
+    line = replace(layer, args=tuple(args), kwargs=keywords + layer.kwargs, call_syntax=False)
+    try:
+        bind(cls, line)
+    except TraceError:
+        return None
+    return line
+
+
 def _keyword_needed(
-    name: str, sig: _Signature, pname: str, value: Expr, describe: Mismatch | None
+    cls: type[nn.Module], layer: LayerSpec, i: int, describe: Mismatch | None
 ) -> TraceError:
-    """A positional argument beyond what the class takes by position: name the keyword to use."""
+    """A positional argument beyond what the class takes by position (only a class whose size
+    seqgen infers has such a limit): name the keyword to use, or the PyTorch habit it shows."""
+    sig, name = signature(cls), cls.__name__.lower()
+    pname, value = sig.positional[i], layer.args[i]
     taken = sig.positional[: sig.by_position]
     count = {0: "no arguments", 1: "1 argument"}.get(len(taken), f"{len(taken)} arguments")
     shown = f" ({', '.join(taken)})" if taken else ""
-    inferred = f", seqgen infers {', '.join(sig.inferred)}" if sig.inferred else ""
+    inferred = ", ".join(sig.inferred)
+    message = (
+        f"{name} takes {count} by position{shown}; give {pname} by keyword (seqgen infers "
+        f"{inferred}, and only the required arguments after an inferred size are positional)"
+    )
     misfit = describe(pname, value) if describe is not None else None
-    hint = (
-        f"{pname} takes {misfit}" if misfit is not None else f"write {pname}={expr_source(value)}"
-    )
-    if sig.inferred:
-        hint = f"seqgen infers {', '.join(sig.inferred)}: don't write it; " + (
-            hint if misfit is not None else f"to set {pname}, {hint}"
+    torch_line = reading(cls, layer, pytorch=True)
+    line = reading(cls, layer, pytorch=False) if misfit is None else None
+    habit = sizes = ""
+    if torch_line is not None:  # `conv2d 1 32 3 1`: Conv2d(1, 32, 3, 1) in PyTorch's order
+        order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
+        sizes = " and ".join(
+            f"{expr_source(v)} {{}} {p}" for p, v in zip(order, layer.args) if p in sig.inferred
         )
-    return TraceError(
-        f"{name} takes {count} by position{shown}{inferred}; give {pname} by keyword",
-        location=value.loc,
-        hint=hint,
-    )
+        call = f"{cls.__name__}({', '.join(expr_source(a) for a in layer.args)})"
+        habit = f" ({call} in PyTorch), which seqgen infers: write `{_spelled(torch_line)}`"
+    if torch_line is not None and (line is None or len(layer.args) > sig.by_position + 1):
+        fix = whole_line(layer.loc, _spelled(torch_line))
+        hint = sizes.format("looks like") + habit
+        return TraceError(message, location=layer.args[0].loc, hint=hint, fix=fix)
+    if misfit is not None:
+        hint = f"seqgen infers {inferred}: don't write it; {pname} takes {misfit}"
+        return TraceError(message, location=value.loc, hint=hint)
+    hint = f"to set {pname}, write {pname}={expr_source(value)}"
+    if line is None:
+        return TraceError(message, location=value.loc, hint=hint)
+    hint += f": `{_spelled(line)}`" + (f"; if {sizes.format('is')}{habit}" if habit else "")
+    fix = whole_line(layer.loc, _spelled(line))
+    return TraceError(message, location=value.loc, hint=hint, fix=fix)
+
+
+def _spelled(layer: LayerSpec) -> str:
+    return layer_text(layer.name, layer.args, layer.kwargs, layer.key)
 
 
 def concrete_values(spec: ModelSpec) -> Values:
