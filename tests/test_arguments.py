@@ -436,3 +436,46 @@ def test_a_norms_eps_above_one_is_a_located_warning() -> None:
         (3, 17, "batchnorm2d's eps is 32, far above any real use"),
         (4, 17, "groupnorm's eps is e (10.0 at the defaults), far above any real use"),
     ]
+
+
+# ------------------------------------------------------------------ hints spell lines that work
+
+HABITS = [
+    ("input 1x28x28", "MaxPool2d(2, 2)", "maxpool2d 2 2"),
+    ("input 1x28x28", "Conv2d(1, 32, 3, 1)", "conv2d 32 3 stride=1"),
+    ("input 3x28x28", "Conv2d(1, 32, 3, 1)", "conv2d 32 3 stride=1"),
+    ("input 1x28x28", "conv2d 1 32 3 1", "conv2d 32 3 stride=1"),
+    ("input 3x28x28", "conv2d 1 32 3 1", "conv2d 32 3 stride=1"),
+    ("input 1x28x28", "conv2d(16, 3)", "conv2d 16 3"),
+    ("input 3x32x32", "nn.Conv2d(3, 16, 3)", "conv2d 16 3"),
+    ("input 3x32x32", "torch.nn.ReLU()", "relu"),
+    ("input 3x32x32", "nn.ReLU", "ReLU"),
+    ("input 3x32x32", "conv2d 16, 3", "conv2d 16 3"),
+    ("input 3x32x32", "conv2d 16,3, padding=(1, 1)", "conv2d 16 3 padding=(1, 1)"),
+    ("input 10", "swish", "silu"),
+    ("input 10", "Swish()", "silu"),
+    ("input 10", "leaky_relu 0.1", "leakyrelu 0.1"),
+    ("input 10", "gelu_new", "gelu approximate='tanh'"),
+    ("input 3x8x8", "global_avg_pool", "adaptiveavgpool2d 1"),
+    ("input 784", "Linear(784, 10, bias=False)", "linear 10 bias=False"),
+    ("input 512", "linear 4096 128", "linear 128"),
+    ("input 3x8x8", "Conv2d(3, 8, kernel_size=3, stride=2, padding=1)", None),
+    ("input 3x8x8", "conv2d 3 8 3 2 1", "conv2d 8 3 stride=2 padding=1"),
+    ("input 6x8", "nn.BatchNorm1d(6, 1e-3)", "batchnorm1d eps=0.001"),
+    ("input (8, 6)", "LSTM(6, 16, take='last')", "lstm 16 take='last'"),
+]
+
+
+@pytest.mark.parametrize("head, line, fixed", HABITS)
+def test_a_pytorch_habit_gets_a_line_that_checks(head: str, line: str, fixed: str | None) -> None:
+    from seqgen.errors import SeqgenError
+
+    with pytest.raises(SeqgenError) as info:
+        traced(f"{head}\n{line}\n")
+    d = info.value.diagnostic
+    assert d.fix is not None, d.render()
+    assert d.fix.strip() in (d.hint or "") and d.location is not None and d.location.line == 2
+    if fixed is not None:
+        assert d.fix.strip() == fixed
+    indent = line[: len(line) - len(line.lstrip())]
+    traced(f"{head}\n{d.fix.removeprefix(indent)}\n")  # the whole spec checks

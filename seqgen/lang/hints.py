@@ -59,15 +59,19 @@ OTHER_NAMES = {
 }
 
 
-def other_name(layer: LayerSpec, known: Container[str]) -> tuple[str, str] | None:
+def other_name(layer: LayerSpec, known: Container[str]) -> tuple[str, str | None] | None:
     """An unknown layer name that is another name of a `known` one (`swish` is torch's
-    `silu`): the hint, and the corrected line."""
+    `silu`): the hint, and the corrected line (None for a call with arguments: `Swish(...)`)."""
     key = re.sub(r"[_-]", "", layer.name.lower())
     other = key if key in known else OTHER_NAMES.get(key)
     if other is None:
         return None
     loc = layer.loc
     rest = loc.text[loc.col - 1 + loc.width :]
+    if layer.call_syntax and (layer.args or layer.kwargs):
+        return f"torch.nn calls it {other.split()[0]!r}, written without parentheses", None
+    if layer.call_syntax:  # `Swish()`
+        rest = rest.split(")", 1)[1]
     if rest.split("#", 1)[0].strip():  # arguments written: keep them, give the name only
         other = other.split()[0]
     fixed = (loc.text[: loc.col - 1] + other + rest).rstrip()
@@ -156,17 +160,17 @@ def missing_hint(layer: LayerSpec, positional: Sequence[str], missing: Sequence[
 
 
 def call_syntax_hint(
-    layer: LayerSpec, line: LayerSpec | None, inferred: Sequence[str]
+    layer: LayerSpec, line: LayerSpec | None, inferred: Sequence[str], usage: str | None = None
 ) -> tuple[str, str, str | None]:
     """`Linear(784, 10)`: the message, a hint, and the spec line that means it (`linear 10`,
-    given as `line`; None when no line binds, and then no line is suggested)."""
+    given as `line`; None when no line binds, and then only `usage` is suggested)."""
     written = layer.loc.text[layer.loc.col - 1 : layer.loc.col - 1 + layer.loc.width]
     message = (
         f"`{written}(...)` is Python call syntax; a layer line lists its arguments "
         "after the name, without parentheses or commas"
     )
     if line is None:
-        return message, f"write `{layer.name.lower()} ARG... KEY=VALUE...`", None
+        return message, usage or f"write `{layer.name.lower()} ARG... KEY=VALUE...`", None
     text = layer_text(line.name, line.args, line.kwargs, layer.key)
     hint = f"write `{text}`"
     dropped = [

@@ -36,6 +36,8 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
         ) from e
     match kind:
         case Op():
+            if layer.call_syntax:
+                raise _op_call_syntax(kind, layer)
             kind.bind(layer)
             return
         case WeightNormed(inner=module) | (TorchModule() as module):
@@ -58,6 +60,24 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
         if _binds_without_its_first_size(cls, layer):
             return  # `conv2d 3 16 3`: the trace knows the incoming size and says so precisely
         raise
+
+
+def _op_call_syntax(op: Op, layer: LayerSpec) -> TraceError:
+    """`LSTM(8, 16)` for one of seqgen's own layers: the line it means, where one binds (its
+    arguments as written, or without the first, the input size seqgen infers)."""
+    plain = replace(layer, name=op.name, call_syntax=False)
+    tries = [plain, replace(plain, args=plain.args[1:])] if op.inferred and plain.args else [plain]
+    line = None
+    for candidate in tries:
+        try:
+            op.bind(candidate)
+        except TraceError:
+            continue
+        line = candidate
+        break
+    inferred = (op.inferred,) if op.inferred else ()
+    message, hint, fix = call_syntax_hint(layer, line, inferred, op.usage)
+    return TraceError(message, location=layer.loc, hint=hint, fix=fix)
 
 
 def _binds_without_its_first_size(cls: type[nn.Module], layer: LayerSpec) -> bool:
