@@ -18,7 +18,8 @@ from seqgen.ir import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
 from seqgen.lang.hints import call_syntax_hint
 from seqgen.layers.kind import Op
 from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
-from seqgen.layers.torch_nn import bind, reading, registry, signature
+from seqgen.layers.torch_classes import registry
+from seqgen.layers.torch_nn import bind, reading, signature
 
 
 def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
