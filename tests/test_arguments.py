@@ -118,8 +118,15 @@ RULE = "only the required arguments after an inferred size are positional"
         (
             "input 3x8x8\nconv2d 16 3\nbatchnorm2d 32",
             "batchnorm2d takes no arguments by position",
-            "to set eps, write eps=32: `batchnorm2d eps=32`; if 32 is num_features",
+            "32 looks like num_features (BatchNorm2d(32) in PyTorch), which seqgen infers: "
+            "write `batchnorm2d`; to set eps instead, write `batchnorm2d eps=32`",
             "32",
+        ),
+        (
+            "input 3x8x8\nbatchnorm2d 0.001",
+            "batchnorm2d takes no arguments by position",
+            "to set eps, write eps=0.001: `batchnorm2d eps=0.001`",
+            "0.001",
         ),
         (
             "input 3x8x8\nconv2d 1 32 3 1",
@@ -455,6 +462,8 @@ HABITS = [
     ("input 10", "swish", "silu"),
     ("input 10", "Swish()", "silu"),
     ("input 10", "leaky_relu 0.1", "leakyrelu 0.1"),
+    ("input 10", "fc 10", "linear 10"),
+    ("input 10", "fc 10 20", "linear 20"),
     ("input 10", "gelu_new", "gelu approximate='tanh'"),
     ("input 3x8x8", "global_avg_pool", "adaptiveavgpool2d 1"),
     ("input 784", "Linear(784, 10, bias=False)", "linear 10 bias=False"),

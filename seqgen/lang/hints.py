@@ -59,23 +59,24 @@ OTHER_NAMES = {
 }
 
 
-def other_name(layer: LayerSpec, known: Container[str]) -> tuple[str, str | None] | None:
+def other_name(layer: LayerSpec, known: Container[str]) -> tuple[str, str, str | None] | None:
     """An unknown layer name that is another name of a `known` one (`swish` is torch's
-    `silu`): the hint, and the corrected line (None for a call with arguments: `Swish(...)`)."""
+    `silu`): that name, the hint, and the corrected line (None for a call with arguments,
+    `Swish(...)`)."""
     key = re.sub(r"[_-]", "", layer.name.lower())
     other = key if key in known else OTHER_NAMES.get(key)
     if other is None:
         return None
-    loc = layer.loc
+    name, loc = other.split()[0], layer.loc
     rest = loc.text[loc.col - 1 + loc.width :]
     if layer.call_syntax and (layer.args or layer.kwargs):
-        return f"torch.nn calls it {other.split()[0]!r}, written without parentheses", None
+        return name, f"torch.nn calls it {name!r}, written without parentheses", None
     if layer.call_syntax:  # `Swish()`
         rest = rest.split(")", 1)[1]
     if rest.split("#", 1)[0].strip():  # arguments written: keep them, give the name only
-        other = other.split()[0]
+        other = name
     fixed = (loc.text[: loc.col - 1] + other + rest).rstrip()
-    return f"torch.nn calls it {other.split()[0]!r}: write `{fixed.strip()}`", fixed
+    return name, f"torch.nn calls it {name!r}: write `{fixed.strip()}`", fixed
 
 
 def misindent_hint(

@@ -9,7 +9,6 @@ PyTorch habit (`conv2d 3 16 3` on a 3-channel input), is named before anything e
 from __future__ import annotations
 
 import inspect
-import re
 from dataclasses import replace
 
 from torch import nn
@@ -19,7 +18,7 @@ from seqgen.ir import Expr, LayerSpec, Num, TracedLayer
 from seqgen.lang.hints import layer_text, whole_line
 from seqgen.layers.arg_types import (
     ANY_TYPE,
-    RANGES,
+    broken_range,
     describe,
     fits,
     got_text,
@@ -62,19 +61,14 @@ def check_values(cls: type[nn.Module], layer: LayerSpec, bound: Bound, values: V
                 location=value_span(node),
                 hint=type_hint(pname, t, node, value),
             )
-        for r in RANGES:
-            if (
-                r.param == pname
-                and re.search(r.applies, cls.__name__)
-                and isinstance(value, (int, float, type(None)))
-                and not r.ok(value)
-            ):
-                default = inspect.signature(cls.__init__).parameters[pname].default
-                raise TraceError(
-                    f"{name}'s {pname} must be {r.rule}, got {got_text(node, value)}",
-                    location=value_span(node),
-                    hint=f"{r.why}; the default is {default!r}",
-                )
+        r = broken_range(cls, pname, value)
+        if r is not None:
+            default = inspect.signature(cls.__init__).parameters[pname].default
+            raise TraceError(
+                f"{name}'s {pname} must be {r.rule}, got {got_text(node, value)}",
+                location=value_span(node),
+                hint=f"{r.why}; the default is {default!r}",
+            )
 
 
 def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: Values) -> bool:

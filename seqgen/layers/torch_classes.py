@@ -5,12 +5,14 @@ nn.Sequential."""
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 
 from torch import nn
 
 from seqgen.errors import TraceError
 from seqgen.ir import LayerSpec
 from seqgen.lang.hints import other_name
+from seqgen.layers.torch_nn import bind
 
 # Classes that cannot sit in nn.Sequential: why, and what to do instead.
 REFUSED: dict[str, str] = {
@@ -69,7 +71,13 @@ def resolve_layer(layer: LayerSpec) -> type[nn.Module]:
     cls = _REGISTRY.get(layer.name.lower())
     other = other_name(layer, _REGISTRY) if cls is None else None
     if other is not None:
-        hint, fix = other
+        name, hint, fix = other
+        # `fc 10` is `linear 10`; `fc` alone is no line (`gap` is: `adaptiveavgpool2d 1`)
+        if fix is not None and (layer.args or layer.kwargs or fix.strip() == name):
+            try:
+                bind(_REGISTRY[name], replace(layer, name=name, call_syntax=False))
+            except TraceError as e:
+                hint, fix = f"torch.nn calls it {name!r}; {e.diagnostic.hint}", e.diagnostic.fix
         raise TraceError(f"unknown layer {layer.name!r}", location=layer.loc, hint=hint, fix=fix)
     if cls is None:
         close = difflib.get_close_matches(layer.name.lower(), list(_REGISTRY), n=3, cutoff=0.6)

@@ -33,6 +33,7 @@ from seqgen.ir import (
 from seqgen.lang.hints import layer_text, missing_hint, whole_line
 from seqgen.lang.names import check_identifier
 from seqgen.lang.values import expr_source
+from seqgen.layers.arg_types import ANY_TYPE, broken_range, fits, parameter_types
 
 # Size parameters seqgen infers from the incoming tensor: name -> which dim of it.
 INFERRED: dict[str, int] = {
@@ -233,6 +234,8 @@ def reading(cls: type[nn.Module], layer: LayerSpec, pytorch: bool) -> LayerSpec 
     if len(layer.args) > len(order) or values.keys() & {kw.name for kw in layer.kwargs}:
         return None
     kept = {p: v for p, v in values.items() if p not in sig.inferred}
+    if any(_not_a_size(v) for p, v in values.items() if p in sig.inferred):
+        return None  # `batchnorm2d 0.001` is no size written out of habit
     args: list[Expr] = []
     for p in sig.positional[: sig.by_position]:
         if p not in kept:
@@ -241,10 +244,33 @@ def reading(cls: type[nn.Module], layer: LayerSpec, pytorch: bool) -> LayerSpec 
     keywords = tuple(Keyword(p, v, v.loc, p) for p, v in kept.items())
     line = replace(layer, args=tuple(args), kwargs=keywords + layer.kwargs, call_syntax=False)
     try:
-        bind(cls, line)
+        bound = bind(cls, line)
     except TraceError:
         return None
-    return line
+    return line if _literals_fit(cls, bound) else None
+
+
+def _not_a_size(node: Expr) -> bool:
+    """A literal that no inferred size can be (a float, a string, 0)."""
+    try:
+        value = Values({}).eval(node)
+    except (KeyError, TraceError):
+        return False  # a parameter: a size, as far as the line can tell
+    return type(value) is not int or value < 1
+
+
+def _literals_fit(cls: type[nn.Module], bound: Bound) -> bool:
+    """Every literal value of a bound line has its parameter's type and range (a hint never
+    spells `linear 10 bias=20`); values over parameters are checked at the trace."""
+    types_ = parameter_types(cls)
+    for pname, node in bound.args.items():
+        try:
+            value = Values({}).eval(node)
+        except (KeyError, TraceError):
+            continue
+        if not fits(value, types_.get(pname, ANY_TYPE)) or broken_range(cls, pname, value):
+            return False
+    return True
 
 
 def _keyword_needed(
@@ -273,7 +299,12 @@ def _keyword_needed(
         )
         call = f"{cls.__name__}({', '.join(expr_source(a) for a in layer.args)})"
         habit = f" ({call} in PyTorch), which seqgen infers: write `{_spelled(torch_line)}`"
-    if torch_line is not None and (line is None or len(layer.args) > sig.by_position + 1):
+    # `batchnorm2d 32`: a whole number shifted into a float parameter (eps) is a size
+    default = inspect.signature(cls.__init__).parameters[pname].default
+    shifted = isinstance(value, Num) and type(value.value) is int and isinstance(default, float)
+    if torch_line is not None and (
+        line is None or len(layer.args) > sig.by_position + 1 or shifted
+    ):
         fix = whole_line(layer.loc, _spelled(torch_line))
         hint = sizes.format("looks like") + habit
         if line is not None:  # `conv2d 16 3 1 1` may mean stride=1 padding=1 as well
