@@ -141,3 +141,45 @@ def test_applying_a_hint_leaves_no_error_on_its_line(stem: str, text: str, d: Di
         d.render(),
         [e.render() for e in after],
     )
+
+
+# PyTorch habits applied to every layer line with arguments of the example specs: commas between
+# arguments, Python call syntax, an `nn.` prefix. Each must be refused with a fix that checks.
+EXAMPLES = sorted((HERE.parent / "generated_examples").glob("*.seq"))
+
+
+def habits(line: str) -> list[str]:
+    """`conv2d 16 3 p=1` as `conv2d 16, 3, p=1`, `conv2d(16, 3, p=1)`, `nn.conv2d(16, 3, p=1)`
+    (a layer line whose arguments are single words; a block use keeps its own rules)."""
+    code = line.split("#")[0]
+    name, *args = code.split()
+    indent = line[: len(line) - len(line.lstrip())]
+    if not args or not name.islower() or any(not a[-1].isalnum() for a in args) or "(" in code:
+        return []
+    called = f"{name}({', '.join(args)})"
+    commas = [f"{indent}{name} {', '.join(args)}"] if len(args) > 1 else []
+    return [*commas, f"{indent}{called}", f"{indent}nn.{called}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_pytorch_habits_on_real_lines_get_fixes_that_check(spec: Path) -> None:
+    text = spec.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert errors_of(text) == []
+    tried = 0
+    for n, line in enumerate(lines):
+        if not line.strip() or line.split()[0] in ("model", "input", "block", "repeat", "#"):
+            continue
+        for bad in habits(line):
+            broken = "\n".join([*lines[:n], bad, *lines[n + 1 :]]) + "\n"
+            found = [d for d in errors_of(broken) if d.location and d.location.line == n + 1]
+            assert found and found[0].fix is not None, (bad, [d.render() for d in found])
+            after = errors_of(with_fix(broken, found[0]))
+            assert not [e for e in after if e.location and e.location.line == n + 1], (
+                bad,
+                found[0].fix,
+                [e.render() for e in after],
+            )
+            tried += 1
+    assert tried > 0
