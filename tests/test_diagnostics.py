@@ -86,6 +86,57 @@ def test_a_line_inside_repeat_is_reported_once(tmp_path: Path) -> None:
     assert not isinstance(e, SpecErrors)
 
 
+def lines_of(e: SeqgenError) -> list[int]:
+    errors = e.errors if isinstance(e, SpecErrors) else (e,)
+    return [x.location.line for x in errors if x.location is not None]
+
+
+def test_a_pasted_mlp_reports_every_written_in_features_in_one_run(tmp_path: Path) -> None:
+    e = error_of(tmp_path, "input 784\nlinear 784 256\nrelu\nlinear 256 128\nrelu\nlinear 128 10\n")
+    assert lines_of(e) == [2, 4, 6]
+    assert "did you mean `linear 128`?" in e.render()  # each line as it meant to be
+
+
+def test_a_residual_mismatch_does_not_hide_a_later_concat_mismatch(tmp_path: Path) -> None:
+    text = (
+        "input 3x32x32\nconv2d 16 3 padding=1\nresidual:\n  conv2d 32 3 padding=1\n"
+        "concat:\n  branch:\n    conv2d 8 3\n  branch:\n    conv2d 8 5\nflatten\nlinear 10\n"
+    )
+    e = error_of(tmp_path, text)
+    assert lines_of(e) == [3, 5]
+    assert "the body gives (N, 32, 32, 32)" in e.render()
+    assert "branch 2 gives (N, 8, 28, 28)" in e.render()
+
+
+def test_the_trace_continues_with_the_shape_the_merge_meant(tmp_path: Path) -> None:
+    # after the residual, the body's 32 channels flow on: `conv2d 32 32 3` is the in_channels
+    # habit at 32, and no error follows from the residual's own mismatch
+    text = "input 3x8x8\nresidual:\n  conv2d 32 3 p=1\nconv2d 32 32 3\nflatten\nlinear 10\n"
+    e = error_of(tmp_path, text)
+    assert lines_of(e) == [2, 4]
+    assert "seqgen infers in_channels (32 here)" in e.render()
+
+
+def test_an_error_with_no_shape_to_continue_with_stops_there(tmp_path: Path) -> None:
+    # conv2d on a rank-1 input has no output shape: the later habit cannot be checked, and
+    # nothing is made up about it
+    e = error_of(tmp_path, "input 16\nconv2d 8 3\nlinear 16 10\n")
+    assert lines_of(e) == [2]
+
+
+def test_errors_in_a_block_body_and_after_it_come_together(tmp_path: Path) -> None:
+    text = "model M\ninput 3x8x8\nblock B(c):\n  conv2d 3 c 3 p=1\nB 8\nflatten\nlinear 512 10\n"
+    e = error_of(tmp_path, text)
+    assert lines_of(e) == [4, 7]
+    assert "traced at its first use (line 5" in e.render()
+
+
+def test_a_shape_error_before_a_parse_error_is_reported_with_it(tmp_path: Path) -> None:
+    e = error_of(tmp_path, "input 3x32x32\nconv2d 3 16 3\nrelu(\nmaxpool2d 2 ,\n")
+    assert lines_of(e) == [2, 3, 4]
+    assert "seqgen infers in_channels (3 here)" in e.render()
+
+
 # ---------------------------------------------------------------- right hints
 
 
@@ -230,3 +281,29 @@ def test_device_check_of_softmax_without_dim_leaks_no_torch_warning(tmp_path: Pa
     assert out.returncode == 0, out.stderr
     assert "UserWarning" not in out.stderr and "[W006 softmax-without-dim]" in out.stderr
     assert "--device cpu: built M for real on cpu" in out.stdout
+
+
+def test_a_shape_error_before_a_binding_error_is_reported_with_it(tmp_path: Path) -> None:
+    e = error_of(tmp_path, "input 3x32x32\nconv2d 3 16 3\nrelu\nmaxpool2d 2 strid=2\n")
+    assert lines_of(e) == [2, 4]
+    assert "seqgen infers in_channels (3 here)" in e.render()
+
+
+def test_each_branch_of_a_merge_reports_its_own_error(tmp_path: Path) -> None:
+    text = (
+        "input 3x8x8\nconcat:\n  branch:\n    conv2d 4 3\n    conv1d 4 3\n"
+        "  branch:\n    conv2d 3 4 3\n"
+    )
+    e = error_of(tmp_path, text)  # branch 1 has no shape after line 5: the concat is not checked
+    assert lines_of(e) == [5, 7]
+
+
+@pytest.mark.slow  # a subprocess: under pytest, torch's warnings would be caught, not printed
+def test_torch_warnings_become_located_lint_warnings(tmp_path: Path) -> None:
+    text = "input 3x8\nrepeat 2:\n  hardtanh min_value=-2\ndropout2d 0.1\nflatten\nlinear 4\n"
+    out = check_in_a_subprocess(tmp_path, text)
+    assert out.returncode == 0, out.stderr
+    assert "torch/" not in out.stderr and "site-packages" not in out.stderr  # nothing leaks
+    assert out.stderr.count("[W014 torch-warning]") == 2, out.stderr  # each line once
+    assert "m.seq:3:3: warning: torch warns about hardtanh" in out.stderr
+    assert "m.seq:4:1: warning: torch warns about dropout2d" in out.stderr

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 from torch import nn
 
-from seqgen.errors import SeqgenError, TraceError, raise_all
-from seqgen.ir import BlockDef, LayerSpec, ModelSpec, Node, Num, flat_layers
+from seqgen.errors import SeqgenError, TraceError
+from seqgen.ir import BlockDef, LayerSpec, Node, Num, flat_layers
 from seqgen.lang.hints import call_syntax_hint
 from seqgen.layers.kind import Op
 from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
@@ -58,7 +58,7 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
     try:
         bind(cls, layer)
     except TraceError:
-        if _binds_without_its_first_size(cls, layer):
+        if _meant_without_size(cls, layer) is not None:
             return  # `conv2d 3 16 3`: the trace knows the incoming size and says so precisely
         raise
 
@@ -81,18 +81,30 @@ def _op_call_syntax(op: Op, layer: LayerSpec) -> TraceError:
     return TraceError(message, location=layer.loc, hint=hint, fix=fix)
 
 
-def _binds_without_its_first_size(cls: type[nn.Module], layer: LayerSpec) -> bool:
-    """The line binds once its first value, a literal number, is dropped, or once it is read
-    in PyTorch's order: the habit of writing the size seqgen infers."""
+def _meant_without_size(cls: type[nn.Module], layer: LayerSpec) -> LayerSpec | None:
+    """The line as meant when its first value, a literal number, is the size seqgen infers
+    written out of PyTorch habit: without it (`conv2d 3 16 3` as `conv2d 16 3`), or read in
+    PyTorch's order (`conv2d 1 32 3 1` as `conv2d 32 3 stride=1`); None when neither binds."""
     if not signature(cls).inferred or not layer.args or not isinstance(layer.args[0], Num):
-        return False
-    if reading(cls, layer, pytorch=True) is not None:
-        return True
+        return None
+    dropped = replace(layer, args=layer.args[1:])
     try:
-        bind(cls, replace(layer, args=layer.args[1:]))
+        bind(cls, dropped)
     except TraceError:
-        return False
-    return True
+        return reading(cls, layer, pytorch=True)
+    return dropped
+
+
+def without_written_size(layer: LayerSpec) -> LayerSpec | None:
+    """`linear 784 256` as the line meant it (`linear 256`), when its first value is the size
+    seqgen infers written out (PyTorch's habit) and the line binds without it; else None.
+
+    After reporting the habit, the trace continues with this line, so a pasted MLP's every
+    `linear IN OUT` line is reported in one run."""
+    kind = kind_for(layer)
+    if not isinstance(kind, TorchModule):  # weight_norm= lines: reported, not continued
+        return None
+    return _meant_without_size(kind.cls, layer)
 
 
 def layer_errors(layers: Sequence[Node], blocks: Sequence[BlockDef] = ()) -> list[SeqgenError]:
@@ -116,11 +128,6 @@ def layer_errors(layers: Sequence[Node], blocks: Sequence[BlockDef] = ()) -> lis
         except TraceError as e:
             errors.append(e)
     return errors
-
-
-def check_layers(spec: ModelSpec) -> None:
-    """Raise every layer line's binding error together (nothing when all bind)."""
-    raise_all(layer_errors(spec.layers, spec.blocks))
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ UNUSED_BLOCK = "W010 unused-block"
 BIDIRECTIONAL_LAST = "W011 bidirectional-take-last"
 RECURRENT_DROPOUT = "W012 recurrent-dropout-one-layer"
 EPS_ABOVE_ONE = "W013 eps-above-one"
+TORCH_WARNING = "W014 torch-warning"  # raised by the trace
 CODES = (
     SOFTMAX_BEFORE_LOSS,
     LINEAR_BEFORE_FLATTEN,
@@ -49,6 +50,7 @@ CODES = (
     BIDIRECTIONAL_LAST,
     RECURRENT_DROPOUT,
     EPS_ABOVE_ONE,
+    TORCH_WARNING,
 )
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
 _BIASED = (
@@ -118,6 +120,8 @@ def _stacks(traced: TracedModel) -> Iterator[tuple[tuple[Dim, ...], tuple[Traced
             before = nodes[i - 1].out_shape if i else in_shape
             if isinstance(node, TracedMerge):
                 todo.extend((before, branch, False) for branch in node.branches)
+            elif isinstance(node, TracedLayer) and node.first:  # a later pass gets its output
+                todo += [(before, node.first, False), (node.out_shape, node.body, False)]
             elif isinstance(node, TracedLayer) and node.body:
                 todo.append((before, node.body, False))
 
@@ -140,7 +144,7 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
     for in_shape, nodes, top in _stacks(traced):
         out += _stack_checks(in_shape, nodes, top)
     out += _large_eps(traced)
-    return out
+    return list(dict.fromkeys(out))  # a loop's two passes warn once
 
 
 def _large_eps(traced: TracedModel) -> list[Diagnostic]:

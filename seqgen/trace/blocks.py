@@ -268,13 +268,23 @@ def _trace_body(
     # sizes known >= 1; a parameter standing for one is not (the block's own check says so)
     tracer.positive.extend(inputs[i - 1] for i in range(1, len(dims)) if i not in aliases)
     x = torch.empty(tracer.symbolic_sizes(block_dims))
+    shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
+    note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
+
+    def at_use(e: SeqgenError) -> SeqgenError:  # say which use the block was traced at
+        use_hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
+        return type(e)(e.diagnostic.message, location=e.location, hint=use_hint)
+
+    found = parent.shared.errors  # the body's errors, recorded as the trace went on
+    before = len(found)
     try:
         result = trace_stack(tracer, block.body, x, block_dims)
-    except SeqgenError as e:  # say which use the block was traced at
-        shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
-        note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
-        use_hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
-        raise type(e)(e.diagnostic.message, location=e.location, hint=use_hint) from e
+    except SeqgenError as e:
+        noted = [at_use(f) for f in found[before:]]
+        raised = next((n for f, n in zip(found[before:], noted) if f is e), None)
+        found[before:] = noted
+        raise (raised or at_use(e)) from e
+    found[before:] = [at_use(f) for f in found[before:]]
     return _Body(
         tracer,
         tuple(inputs),

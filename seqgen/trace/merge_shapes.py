@@ -60,6 +60,17 @@ def combine(
     return _equal(kind, shapes, value, show, labels)
 
 
+def meant_shape(kind: str, shapes: Sequence[Shape], dim: int | None) -> tuple[sympy.Expr, ...]:
+    """The shape to continue a trace with after a merge whose branches disagree: the first
+    branch's (a residual's body), with a concat's dim summed over the branches of its rank."""
+    first = tuple(shapes[0])
+    if kind != "concat":
+        return first
+    at = (dim or 1) % len(first)
+    same_rank = [s for s in shapes if len(s) == len(first)]
+    return (*first[:at], sympy.Add(*(s[at] for s in same_rank)), *first[at + 1 :])
+
+
 def _listing(
     shapes: Sequence[Shape], show: Callable[[Sequence[sympy.Expr]], str], labels: Sequence[str]
 ) -> str:

@@ -8,10 +8,17 @@ from typing import Any
 import sympy
 
 from seqgen.check.other_values import verify_at_other_values
-from seqgen.errors import InternalError, SeqgenError, SizeTooSmallError, TraceError
-from seqgen.ir import BATCH, SAMPLE_BATCH, Expr, ModelSpec, Num, TracedModel
+from seqgen.errors import (
+    InternalError,
+    SeqgenError,
+    SizeTooSmallError,
+    SpecErrors,
+    TraceError,
+    raise_all,
+)
+from seqgen.ir import BATCH, SAMPLE_BATCH, Expr, ModelSpec, Node, Num, TracedModel, walk
 from seqgen.lang.values import expr_source
-from seqgen.layers.preflight import check_layers, quiet_torch_warnings
+from seqgen.layers.preflight import layer_errors, quiet_torch_warnings
 from seqgen.layers.torch_nn import concrete_values
 from seqgen.trace import symbolic as S
 from seqgen.trace.scope import MAX_SIZE, Scope, Shared
@@ -46,20 +53,60 @@ def model_scope(spec: ModelSpec) -> Tracer:
 
 def trace(spec: ModelSpec) -> TracedModel:
     """Trace a parsed spec symbolically on fake tensors (every layer's binding checked first)."""
-    check_layers(spec)
+    errors = layer_errors(spec.layers, spec.blocks)
+    if errors:  # with the shape errors of the layers above the first line that does not bind
+        first = min((e.location.line for e in errors if e.location is not None), default=0)
+        raise_all(errors + errors_before(spec, first))
     try:
         with quiet_torch_warnings():
             traced = model_scope(spec).run()
             verify_at_other_values(traced)
         return traced
     except SizeTooSmallError as e:
-        smallest = smallest_input(spec)
-        if smallest is None:
-            raise
-        hint = f"the smallest input that works is `input {smallest}`"
-        if e.diagnostic.hint:
-            hint += f"; or {e.diagnostic.hint[0].lower()}{e.diagnostic.hint[1:]}"
-        raise SizeTooSmallError(e.diagnostic.message, location=e.location, hint=hint) from e
+        raise _with_smallest_input(spec, e) from e
+    except SpecErrors as e:  # several errors: the one about size gets the same hint
+        raise_all(
+            [
+                _with_smallest_input(spec, f) if isinstance(f, SizeTooSmallError) else f
+                for f in e.errors
+            ]
+        )
+        raise
+
+
+def _with_smallest_input(spec: ModelSpec, e: SizeTooSmallError) -> SizeTooSmallError:
+    """The error, with the smallest input that traces in its hint when there is one."""
+    smallest = smallest_input(spec)
+    if smallest is None:
+        return e
+    hint = f"the smallest input that works is `input {smallest}`"
+    if e.diagnostic.hint:
+        hint += f"; or {e.diagnostic.hint[0].lower()}{e.diagnostic.hint[1:]}"
+    return SizeTooSmallError(e.diagnostic.message, location=e.location, hint=hint)
+
+
+def errors_before(spec: ModelSpec, line: int) -> list[SeqgenError]:
+    """The trace errors of the layers that end before `line` (the first line with a syntax
+    error), found with the parse errors so that one run reports them together: the lines after
+    it cannot be traced, since the broken line's output is unknown. Binding errors are the
+    preflight's to report; this adds what needs the incoming shape (`conv2d 3 16 3`)."""
+    prefix: list[Node] = []
+    for node in spec.layers:
+        if max(n.loc.line for n in walk([node])) >= line:
+            break
+        prefix.append(node)
+    if not prefix:
+        return []
+    try:
+        with quiet_torch_warnings():
+            model_scope(replace(spec, layers=tuple(prefix))).run()
+    except SpecErrors as e:
+        return list(e.errors)
+    except InternalError:
+        raise
+    except SeqgenError as e:
+        return [e]
+    return []
 
 
 def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:

@@ -13,7 +13,14 @@ from typing import Any, cast
 
 import sympy
 
-from seqgen.errors import Diagnostic, InternalError, Location, SizeTooSmallError, TraceError
+from seqgen.errors import (
+    Diagnostic,
+    InternalError,
+    Location,
+    SeqgenError,
+    SizeTooSmallError,
+    TraceError,
+)
 from seqgen.ir import (
     BATCH,
     SAMPLE_BATCH,
@@ -91,6 +98,7 @@ class Shared:
     batch_sym: sympy.Symbol
     blocks: dict[str, BlockInfo] = field(default_factory=dict)  # by name, in first-use order
     warnings: list[Diagnostic] = field(default_factory=list)
+    errors: list[SeqgenError] = field(default_factory=list)  # each once, found so far
 
 
 @dataclass(frozen=True)

@@ -14,34 +14,29 @@ from collections.abc import Sequence
 import sympy
 import torch
 
-from seqgen.errors import Diagnostic, InternalError, TraceError
+from seqgen.errors import InternalError, TraceError, raise_all
 from seqgen.ir import (
     BATCH,
     BlockUse,
-    Constraint,
     LayerSpec,
     MergeSpec,
-    ModelSpec,
     Node,
     RepeatSpec,
     TracedBlockUse,
     TracedLayer,
     TracedMerge,
     TracedModel,
-    TracedNode,
-    called_names,
-    expr_names,
-    flat_layers,
-    spec_names,
 )
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
-from seqgen.report.lint import UNUSED_PARAMETER
+from seqgen.layers.preflight import without_written_size
 from seqgen.trace import symbolic as S
 from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
-from seqgen.trace.constraints import Condition, derive, holds
+from seqgen.trace.constraints import Condition, derive
+from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
-from seqgen.trace.merge_shapes import MergeMismatch, combine, concat_dim
+from seqgen.trace.loops import trace_loop
+from seqgen.trace.merge_shapes import Merged, MergeMismatch, combine, concat_dim, meant_shape
 from seqgen.trace.scope import (
     MAX_SIZE,
     DimInfo,
@@ -88,15 +83,6 @@ class Tracer:
     def run(self) -> TracedModel:
         """Trace the model's stack (this is the model's scope)."""
         spec = self.scope.spec
-        loop = next((r for r in spec.layers if isinstance(r, RepeatSpec)), None)
-        named = next((layer for layer in flat_layers(spec.layers) if layer.key is not None), None)
-        if loop is not None and named is not None:
-            raise TraceError(
-                "layer names and `repeat` with a parameter count cannot be combined: "
-                "the loop's layers have no fixed place to name",
-                location=named.loc,
-                hint="drop name=..., or write a number of times (`repeat 3:`)",
-            )
         dims = self.input_dims()
         self.input_dim_names = {
             self.scope.names[s]
@@ -105,9 +91,15 @@ class Tracer:
             if s in self.scope.names
         }
         input_shape = tuple(self.scope.dim(d) for d in dims)
+        errors = self.scope.shared.errors
         with self.scope.session.active():
             x = torch.empty(self.scope.symbolic_sizes(dims), dtype=input_dtype(spec))
-            steps = self.stack(spec.layers, x, dims).steps
+            try:
+                steps = self.stack(spec.layers, x, dims).steps
+            except TraceError as e:
+                raise_all(errors if any(e is found for found in errors) else [*errors, e])
+                raise
+        raise_all(errors)
         total = sum((st.params_expr for st in steps), sympy.Integer(0))
         trainable = sum((st.trainable_expr for st in steps), sympy.Integer(0))
         traced = [st.traced for st in steps]
@@ -119,7 +111,7 @@ class Tracer:
                 self.scope.printer,
             )
         )
-        self.warn_unused_params()
+        self.scope.warnings.extend(unused_parameters(self.scope.spec))
         blocks = tuple(info.traced for info in self.scope.shared.blocks.values())
         return TracedModel(
             spec=spec,
@@ -129,52 +121,13 @@ class Tracer:
             trainable_params=self.scope.as_dim(trainable),
             constraints=constraints,
             dim_params=tuple(sorted(self.input_dim_names)),
-            dim_sizes=tuple(self.test_sizes(constraints)),
+            dim_sizes=tuple(test_sizes(self.scope, self.input_dim_names, constraints)),
             warnings=tuple(self.scope.warnings),
             free_dims=free_dims(spec, traced),
             blocks=tuple(sorted(blocks, key=lambda b: spec.blocks.index(b.spec))),
         )
 
-    def warn_unused_params(self) -> None:
-        """A model parameter that no layer and no input size reads does nothing."""
-        used = {n.id for e in self.scope.spec.input_shape for n in expr_names(e)}
-        used |= spec_names(self.scope.spec.layers)
-        for p in self.scope.spec.params:
-            if p.name not in used:
-                self.scope.warnings.append(
-                    Diagnostic(
-                        "warning",
-                        f"model parameter {p.name!r} is not used: no layer or input size reads it",
-                        p.loc,
-                        f"remove {p.name}, or use it in a layer's arguments",
-                        UNUSED_PARAMETER,
-                    )
-                )
-
     # ---------------------------------------------------------------- nodes
-
-    def test_sizes(
-        self, constraints: Sequence[Constraint]
-    ) -> list[tuple[str, tuple[int, ...], int]]:
-        """For each named input dim: sizes its generated test builds, and one it must refuse."""
-        minima = {
-            c.symbol: c.minimum
-            for c in constraints
-            if c.symbol is not None and c.minimum is not None
-        }
-        out = []
-        for sym, name in sorted(self.scope.names.items(), key=lambda kv: kv[1]):
-            if name not in self.input_dim_names:
-                continue
-            hint = self.scope.hints[sym]
-            minimum = minima.get(name, 1)
-            sizes = []
-            for size in sorted({minimum, hint, 2 * hint}):
-                values = {**self.scope.hints, sym: size}
-                if all(holds(c.condition, values) for c in self.scope.conditions):
-                    sizes.append(size)
-            out.append((name, tuple(sizes), minimum - 1))
-        return out
 
     def stack(
         self, nodes: Sequence[Node], x: torch.Tensor, dims: list[DimInfo], index: int | None = None
@@ -182,10 +135,32 @@ class Tracer:
         """Trace a stack of nodes in order; `index` is the top-level node they sit in."""
         steps: list[Step] = []
         for i, node in enumerate(nodes):
-            result = self.node(i if index is None else index, node, x, dims)
+            at = i if index is None else index
+            try:
+                result = self.node(at, node, x, dims)
+            except TraceError as e:
+                result = self.recover(at, node, x, dims, e)
             x, dims = result.x, result.dims
             steps.append(result.step)
         return StackResult(x, dims, steps)
+
+    def recover(
+        self, index: int, node: Node, x: torch.Tensor, dims: list[DimInfo], error: TraceError
+    ) -> NodeResult:
+        """Record a node's error and continue with what the line meant, where that is clear
+        (`linear 784 256` as `linear 256`), so one run reports every independent error; re-raise
+        it where no shape to continue with exists (the trace then reports what it found)."""
+        errors = self.scope.shared.errors
+        if any(e is error for e in errors):
+            raise error  # from a node inside this one, already recorded: nothing to continue with
+        errors.append(error)
+        meant = without_written_size(node) if isinstance(node, LayerSpec) else None
+        if meant is None:
+            raise error
+        try:
+            return self.node(index, meant, x, dims)
+        except TraceError:
+            raise error from None
 
     def node(self, index: int, node: Node, x: torch.Tensor, dims: list[DimInfo]) -> NodeResult:
         """Trace one node, by kind."""
@@ -208,49 +183,27 @@ class Tracer:
     def repeat(
         self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[DimInfo]
     ) -> NodeResult:
-        """`repeat depth:`: the block is traced once; it must give back the shape it gets."""
-        count = S.expr_of(self.scope.values.eval(item.count))
-        site = Site("repeat", item.loc.line)
-        runs = f"{site} runs at least once"
-        why, source = "a repeated block runs at least once", site.comment("count")
-        self.scope.conditions.append(Condition(sympy.Ge(count, 1), index, runs, why, source=source))
-        body = self.stack(item.layers, x, dims, index)
-        y, out_dims, steps = body.x, body.dims, body.steps
-        if [d.expr for d in out_dims] != [d.expr for d in dims]:
-            raise TraceError(
-                f"the block under `repeat {item.count.id}:` turns {shape_text(dims)} into "
-                f"{shape_text(out_dims)}; a loop needs the same shape in and out",
-                location=item.loc,
-                hint="write a number of times (`repeat 3:`) to unroll it, "
-                "or keep the sizes the same inside the block",
-            )
-        params = count * sum((st.params_expr for st in steps), sympy.Integer(0))
-        train = count * sum((st.trainable_expr for st in steps), sympy.Integer(0))
-        macs = count * sum((st.macs_expr for st in steps), sympy.Integer(0))
-        traced = TracedLayer(
-            index=index,
-            spec=LayerSpec("repeat", (item.count,), (), item.loc),
-            class_name="Sequential",
-            call_args=(),
-            call_kwargs=(),
-            out_shape=tuple(self.scope.dim(d) for d in dims),
-            params=self.scope.as_dim(params),
-            trainable_params=self.scope.as_dim(train),
-            macs=self.scope.as_dim(macs),
-            body=tuple(st.traced for st in steps),
-            repeat=item.count.id,
+        """`repeat depth:`: a loop (loops.py), its body traced in this scope."""
+        return trace_loop(
+            self.scope, index, item, x, dims, lambda n, x, d: self.stack(n, x, d, index)
         )
-        return NodeResult(y, dims, Step(traced, params, train, macs))
 
     def merge(
         self, index: int, merge: MergeSpec, x: torch.Tensor, dims: list[DimInfo]
     ) -> NodeResult:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
         outs: list[tuple[list[DimInfo], list[Step]]] = []
+        failed: TraceError | None = None
         for branch in merge.branches:
             self.scope.previous, self.scope.shared_input = None, True
-            out = self.stack(branch, x, dims, index)
+            try:
+                out = self.stack(branch, x, dims, index)
+            except TraceError as err:  # recorded; the other branches may have errors of their own
+                failed = failed or err
+                continue
             outs.append((out.dims, out.steps))
+        if failed is not None:
+            raise failed
         self.scope.previous, self.scope.shared_input = (
             None,
             False,
@@ -273,7 +226,10 @@ class Tracer:
                 labels,
             )
         except MergeMismatch as mismatch:
-            raise TraceError(str(mismatch), location=merge.loc, hint=mismatch.hint) from mismatch
+            # reported, and the trace goes on with the shape the merge most likely meant
+            error = TraceError(str(mismatch), location=merge.loc, hint=mismatch.hint)
+            self.scope.shared.errors.append(error)
+            merged = Merged(meant_shape(merge.kind, shapes, dim), ())
         site = Site(merge.kind, merge.loc.line)
         reason = merge_reason(merge.kind, len(outs))
         for cond, what in merged.conditions:
@@ -376,15 +332,3 @@ def _stack_in(
 ) -> StackResult:
     """Trace a stack in a scope of its own (a block's body)."""
     return Tracer(scope).stack(nodes, x, dims)
-
-
-def free_dims(spec: ModelSpec, layers: Sequence[TracedNode]) -> tuple[str, ...]:
-    """Named input dims that no layer's constructor reads: the model works at any size of them,
-    so they are no constructor arguments (`input (1, length=16000)` before adaptive pooling)."""
-    called = called_names(layers)
-    return tuple(p.name for p in spec.params if p.from_input and p.name not in called)
-
-
-def input_dtype(spec: ModelSpec) -> torch.dtype:
-    """The sample input's dtype: float, or int64 token ids (`input ... dtype=long`)."""
-    return torch.int64 if spec.input_dtype == "long" else torch.float32
