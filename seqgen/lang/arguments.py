@@ -50,6 +50,8 @@ def parse_layer(line: Line) -> LayerSpec:
     if call_syntax:  # `Linear(784, 10)`: read the call, refused later with the right spelling
         open_tok = line.next()
         args, kwargs, key = _arguments(line, open_tok)
+        if line.at(",") and line.peek(1).kind == "end":
+            line.next()  # `nn.Conv2d(3, 16, 3),` pasted from an nn.Sequential: refused anyway
         line.expect_end(f"`{head.text}(...)`")
     else:
         args, kwargs, key = _arguments(line, None)

@@ -22,7 +22,7 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 # `nn.Conv2d(3, 16, 3)` pasted from PyTorch: the module prefix before a layer's class name
-_MODULE_PREFIX = re.compile(r"[ ]*((?:torch\.)?nn\.)(?=[A-Za-z_])")
+_MODULE_PREFIX = re.compile(r"[ ]*((?:torch\.)?nn\.)(?=[A-Z])")
 _IGNORE = re.compile(r"#\s*seqgen:\s*ignore\b(?:\[([^\]]*)\])?")
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
 
