@@ -174,13 +174,8 @@ def call_syntax_hint(
         return message, usage or f"write `{layer.name.lower()} ARG... KEY=VALUE...`", None
     text = layer_text(line.name, line.args, line.kwargs, layer.key)
     hint = f"write `{text}`"
-    dropped = [
-        n
-        for n in inferred
-        if len(line.args) + len(line.kwargs) < len(layer.args) + len(layer.kwargs)
-    ]
-    if dropped:
-        hint += f": seqgen infers {', '.join(dropped)} from the input"
+    if inferred and len(line.args) + len(line.kwargs) < len(layer.args) + len(layer.kwargs):
+        hint += f": seqgen infers {', '.join(inferred)} from the input"  # a value was dropped
     return message, hint, whole_line(layer.loc, text)
 
 
