@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from seqgen.errors import Location, SpecSyntaxError
+from seqgen.lang.names import KEYWORDS
 
 # A bound that keeps hostile specs from exhausting the stack (every stage walks values recursively).
 MAX_NESTING = 50  # parentheses, signs and operators in one value; `repeat` blocks inside each other
@@ -22,7 +23,7 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 # `nn.Conv2d(3, 16, 3)` pasted from PyTorch: the module prefix before a layer's class name
-_MODULE_PREFIX = re.compile(r"[ ]*((?:torch\.)?nn\.)(?=[A-Z])")
+_MODULE_PREFIX = re.compile(r"[ ]*((?:torch\.)?nn\.)([A-Za-z_]\w*)")
 _IGNORE = re.compile(r"#\s*seqgen:\s*ignore\b(?:\[([^\]]*)\])?")
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
 
@@ -66,9 +67,10 @@ class Line:
         tokens: list[Token] = []
         pos, space = 0, True
         prefix = _MODULE_PREFIX.match(self.text)
-        if prefix is not None:  # read as a layer line, refused with the spelling it means
+        if prefix is not None and prefix.group(2).lower() not in KEYWORDS:
+            # read as a layer line, refused with the spelling it means (`nn.residual:` is not)
             self.prefix = Token("prefix", prefix.group(1), prefix.start(1) + 1, True)
-            pos = prefix.end()
+            pos = prefix.end(1)
         while pos < len(self.text):
             m = _TOKEN.match(self.text, pos)
             if m is None:
