@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from seqgen.errors import Location, SpecSyntaxError
-from seqgen.lang.names import KEYWORDS
+from seqgen.ir import MERGE_CLASSES
 
 # A bound that keeps hostile specs from exhausting the stack (every stage walks values recursively).
 MAX_NESTING = 50  # parentheses, signs and operators in one value; `repeat` blocks inside each other
@@ -22,6 +22,9 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+MERGES = frozenset(MERGE_CLASSES)
+# Words of the spec language: a block may not take one as its name, nor follow an `nn.` prefix.
+KEYWORDS = frozenset({"model", "input", "repeat", "block", "branch", "shortcut", *MERGES})
 # `nn.Conv2d(3, 16, 3)` pasted from PyTorch: the module prefix before a layer's class name
 _MODULE_PREFIX = re.compile(r"[ ]*((?:torch\.)?nn\.)([A-Za-z_]\w*)")
 _IGNORE = re.compile(r"#\s*seqgen:\s*ignore\b(?:\[([^\]]*)\])?")

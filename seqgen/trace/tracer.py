@@ -109,6 +109,7 @@ class Tracer:
                 self.scope.hints,
                 self.scope.names,
                 self.scope.printer,
+                [p.name for p in spec.params],
             )
         )
         self.scope.warnings.extend(unused_parameters(self.scope.spec))
