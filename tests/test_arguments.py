@@ -488,3 +488,13 @@ def test_a_pytorch_habit_gets_a_line_that_checks(head: str, line: str, fixed: st
         assert d.fix.strip() == fixed
     indent = line[: len(line) - len(line.lstrip())]
     traced(f"{head}\n{d.fix.removeprefix(indent)}\n")  # the whole spec checks
+
+
+def test_an_nn_prefix_is_read_only_before_a_layer_name() -> None:
+    from seqgen.errors import SeqgenError
+
+    with pytest.raises(SeqgenError, match="unexpected character '.'") as info:
+        traced("input 3x8x8\nnn.residual:\n    relu\n")
+    assert info.value.diagnostic.fix is None and "without `nn.`" in (
+        info.value.diagnostic.hint or ""
+    )
