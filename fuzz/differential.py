@@ -25,7 +25,8 @@ How it works
    linear/batch-instance-group-layer norms/activations/dropout. Arguments are small expression
    trees (`Lit`, `Var`, `Bin` with + - * //, `Neg`, `Tup`) over the parameter names, printed as
    spec text with positional arguments following seqgen's documented rule (they fill constructor
-   parameters after the inferred sizes) and keywords otherwise (aliases k/s/p/d/g sometimes).
+   parameters after the inferred sizes, or torch's order where none is inferred) and keywords
+   otherwise (aliases k/s/p/d/g sometimes).
    Sequence layers (issue #11) come from fuzz/sequence_oracle.py: some specs start from token
    ids (`input (l=9,) dtype=long`) and an `embedding`; rank-3 tensors draw `rnn`/`lstm`/`gru`
    with a `take=`, `transformerencoderlayer`, `cls_token`/`pos_embedding`/`pos_encoding`; any
@@ -928,12 +929,13 @@ class Gen:
                 prefix += 1
             else:
                 break
-        # README: positional arguments fill the required parameters after the inferred ones; a
-        # class with none (inferred sizes count as required) takes its first optional one
+        # README: with an inferred size, positional arguments fill the required parameters
+        # after it; a class with none takes torch's own order (`maxpool2d 2 2`)
         sig = inspect.signature(cls.__init__).parameters
         required = [p for p in fill if sig[p].default is inspect.Parameter.empty]
-        any_required = required or any(p in sig for p in INFERRED_SIZES)
-        allowed = len(required) if any_required else 1
+        by_order = [p for p in fill if sig[p].kind == inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        inferred = any(p in sig for p in INFERRED_SIZES)
+        allowed = len(required) if inferred else len(by_order)
         npos = min(positional_max, allowed, r.randint(0, prefix)) if r.random() < 0.7 else 0
         layer = LayerIR(name)
         for p in fill[:npos]:

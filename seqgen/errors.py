@@ -38,6 +38,8 @@ class Diagnostic:
     location: Location | None = None
     hint: str | None = None
     code: str | None = None  # a warning's stable code and name, e.g. "W001 softmax-before-loss"
+    # the whole corrected line the hint suggests, where it suggests one (tools and tests apply it)
+    fix: str | None = None
 
     def render(self) -> str:
         """Format like a compiler: `file:line:col: error: ...`, the line, a caret, a hint."""
@@ -58,10 +60,15 @@ class SeqgenError(Exception):
     """Base of every error seqgen reports to a user; never shown as a traceback."""
 
     def __init__(
-        self, message: str, *, location: Location | None = None, hint: str | None = None
+        self,
+        message: str,
+        *,
+        location: Location | None = None,
+        hint: str | None = None,
+        fix: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.diagnostic = Diagnostic("error", message, location, hint)
+        self.diagnostic = Diagnostic("error", message, location, hint, fix=fix)
 
     @property
     def location(self) -> Location | None:
@@ -77,7 +84,7 @@ class SpecErrors(SeqgenError):
 
     def __init__(self, errors: list[SeqgenError]) -> None:
         first = errors[0].diagnostic
-        super().__init__(first.message, location=first.location, hint=first.hint)
+        super().__init__(first.message, location=first.location, hint=first.hint, fix=first.fix)
         self.errors = tuple(errors)
 
     def render(self) -> str:

@@ -95,37 +95,90 @@ def test_an_inferred_size_is_only_named_when_the_rest_fits_without_it() -> None:
 
 # ------------------------------------------------------------------ the positional rule
 
+RULE = "only the required arguments after an inferred size are positional"
+
 
 @pytest.mark.parametrize(
-    "text, message, hint",
+    "text, message, hint, at",
     [
         (
-            "input 3x8x8\nmaxpool2d 2 2",
-            "maxpool2d takes 1 argument by position (kernel_size); give stride by keyword",
-            "write stride=2",
+            "input 3x8x8\nconv2d 16 3 1",
+            "conv2d takes 2 arguments by position (out_channels, kernel_size); give stride by "
+            f"keyword (seqgen infers in_channels, and {RULE})",
+            "to set stride, write stride=1: `conv2d 16 3 stride=1`",
+            "1",
         ),
-        ("input 3x8x8\nconv2d 16 3 1", "give stride by keyword", "to set stride, write stride=1"),
         (
             "input 512\nlinear 4096 128",
-            "linear takes 1 argument by position (out_features), seqgen "
-            "infers in_features; give bias by keyword",
-            "seqgen infers in_features: don't write it; bias takes True or False",
+            "linear takes 1 argument by position (out_features); give bias by keyword",
+            "4096 looks like in_features (Linear(4096, 128) in PyTorch), which seqgen infers: "
+            "write `linear 128`",
+            "4096",
         ),
         (
             "input 3x8x8\nconv2d 16 3\nbatchnorm2d 32",
             "batchnorm2d takes no arguments by position",
-            "to set eps, write eps=32",
+            "32 looks like num_features (BatchNorm2d(32) in PyTorch), which seqgen infers: "
+            "write `batchnorm2d`; to set eps instead, write `batchnorm2d eps=32`",
+            "32",
         ),
-        ("input 3x8x8\nflatten 1 -1", "give end_dim by keyword", "write end_dim=-1"),
+        (
+            "input 3x8x8\nbatchnorm2d 0.001",
+            "batchnorm2d takes no arguments by position",
+            "to set eps, write eps=0.001: `batchnorm2d eps=0.001`",
+            "0.001",
+        ),
+        (
+            "input 3x8x8\nconv2d 1 32 3 1",
+            "give stride by keyword",
+            "1 looks like in_channels (Conv2d(1, 32, 3, 1) in PyTorch), which seqgen infers: "
+            "write `conv2d 32 3 stride=1`",
+            "1 32",
+        ),
     ],
 )
-def test_arguments_beyond_the_required_ones_need_keywords(
-    text: str, message: str, hint: str
+def test_where_a_size_is_inferred_arguments_beyond_the_required_ones_need_keywords(
+    text: str, message: str, hint: str, at: str
 ) -> None:
     e = error(text)
     assert message in str(e) and hint in (e.diagnostic.hint or "")
-    last = text.splitlines()[-1]
-    assert e.location is not None and e.location.col == last.rindex(" ") + 2
+    assert "maxpool2d 2 2" not in str(e) + (e.diagnostic.hint or "")
+    last = text.splitlines()[-1]  # at the shifted value, or the inferred size written
+    assert e.location is not None and e.location.col == last.rindex(at) + 1
+
+
+def test_the_in_channels_habit_is_named_with_the_incoming_size() -> None:
+    e = error("input 1x28x28\nconv2d 1 32 3 1")
+    assert "`conv2d 1 32 3 1`: seqgen infers in_channels (1 here)" in str(e)
+    assert e.diagnostic.hint == "did you mean `conv2d 32 3 stride=1`?"
+    assert e.diagnostic.fix == "conv2d 32 3 stride=1"
+    assert calls("input 1x28x28\n" + e.diagnostic.fix) == ["nn.Conv2d(1, 32, 3, stride=1)"]
+
+
+def test_where_nothing_is_inferred_arguments_fill_torchs_own_order() -> None:
+    assert calls(
+        "input 3x8x8\nmaxpool2d 2 2\nmaxpool2d 2 1 1 1 False True\nflatten 1 -1\n"
+        "dropout 0.5 False\nunflatten 1 (3, -1)\nhardtanh -2 2\nupsample None 2 'nearest'"
+    ) == [
+        "nn.MaxPool2d(2, 2)",
+        "nn.MaxPool2d(2, 1, 1, 1, False, True)",
+        "nn.Flatten(1, -1)",
+        "nn.Dropout(0.5, False)",
+        "nn.Unflatten(1, (3, -1))",
+        "nn.Hardtanh(-2, 2)",
+        "nn.Upsample(None, 2, 'nearest')",
+    ]
+    t = traced("input 3x8x8\nmaxpool2d 2 2\navgpool2d 3 1 1")
+    assert [str(d.value) for d in t.layers[0].out_shape[2:]] == ["4", "4"]
+    assert [str(d.value) for d in t.layers[1].out_shape[2:]] == ["4", "4"]
+
+
+def test_torchs_order_still_checks_each_value_and_the_count() -> None:
+    e = error("input 3x8x8\nmaxpool2d 2 2 0 1 False 1")  # ceil_mode=1: an int for a bool
+    assert "maxpool2d's ceil_mode takes True or False, got 1" in str(e)
+    e = error("input 3x8x8\nmaxpool2d 2 2 0 1 False False 7")
+    assert "maxpool2d takes 6 positional argument(s), got 7" in str(e)
+    assert "inferred" not in str(e)
 
 
 def test_required_and_first_optional_arguments_stay_positional() -> None:
@@ -375,3 +428,77 @@ def test_the_budget_counts_the_batches_the_template_runs() -> None:
     assert f"input_shape({DIM_BATCH}, {{{{ dim.name }}}}={{{{ dim.name }}}})" in template
     batches = {int(n) for n in re.findall(r"input_shape\((\d+)", template)}
     assert batches == {SAMPLE_BATCH, DIM_BATCH}
+
+
+# ------------------------------------------------------------------ an eps far outside real use
+
+
+def test_a_norms_eps_above_one_is_a_located_warning() -> None:
+    from seqgen.report.lint import EPS_ABOVE_ONE, lint
+
+    t = traced(
+        "model M(e=10.0, small=1e-3)\ninput 3x8x8\nbatchnorm2d eps=32\ngroupnorm 3 eps=e\n"
+        "instancenorm2d eps=small\nlayernorm eps=1\nbatchnorm2d eps=1.5 # seqgen: ignore[W013]"
+    )
+    found = [
+        (d.location.line, d.location.col, d.message) for d in lint(t) if d.code == EPS_ABOVE_ONE
+    ]
+    assert found == [
+        (3, 17, "batchnorm2d's eps is 32, far above any real use"),
+        (4, 17, "groupnorm's eps is e (10.0 at the defaults), far above any real use"),
+    ]
+
+
+# ------------------------------------------------------------------ hints spell lines that work
+
+HABITS = [
+    ("input 1x28x28", "MaxPool2d(2, 2)", "maxpool2d 2 2"),
+    ("input 1x28x28", "Conv2d(1, 32, 3, 1)", "conv2d 32 3 stride=1"),
+    ("input 3x28x28", "Conv2d(1, 32, 3, 1)", "conv2d 32 3 stride=1"),
+    ("input 1x28x28", "conv2d 1 32 3 1", "conv2d 32 3 stride=1"),
+    ("input 3x28x28", "conv2d 1 32 3 1", "conv2d 32 3 stride=1"),
+    ("input 1x28x28", "conv2d(16, 3)", "conv2d 16 3"),
+    ("input 3x32x32", "nn.Conv2d(3, 16, 3)", "conv2d 16 3"),
+    ("input 3x32x32", "torch.nn.ReLU()", "relu"),
+    ("input 3x32x32", "nn.ReLU", "ReLU"),
+    ("input 3x32x32", "conv2d 16, 3", "conv2d 16 3"),
+    ("input 3x32x32", "conv2d 16,3, padding=(1, 1)", "conv2d 16 3 padding=(1, 1)"),
+    ("input 10", "swish", "silu"),
+    ("input 10", "Swish()", "silu"),
+    ("input 10", "leaky_relu 0.1", "leakyrelu 0.1"),
+    ("input 10", "fc 10", "linear 10"),
+    ("input 10", "fc 10 20", "linear 20"),
+    ("input 10", "gelu_new", "gelu approximate='tanh'"),
+    ("input 3x8x8", "global_avg_pool", "adaptiveavgpool2d 1"),
+    ("input 784", "Linear(784, 10, bias=False)", "linear 10 bias=False"),
+    ("input 512", "linear 4096 128", "linear 128"),
+    ("input 3x8x8", "Conv2d(3, 8, kernel_size=3, stride=2, padding=1)", None),
+    ("input 3x8x8", "conv2d 3 8 3 2 1", "conv2d 8 3 stride=2 padding=1"),
+    ("input 6x8", "nn.BatchNorm1d(6, 1e-3)", "batchnorm1d eps=0.001"),
+    ("input (8, 6)", "LSTM(6, 16, take='last')", "lstm 16 take='last'"),
+]
+
+
+@pytest.mark.parametrize("head, line, fixed", HABITS)
+def test_a_pytorch_habit_gets_a_line_that_checks(head: str, line: str, fixed: str | None) -> None:
+    from seqgen.errors import SeqgenError
+
+    with pytest.raises(SeqgenError) as info:
+        traced(f"{head}\n{line}\n")
+    d = info.value.diagnostic
+    assert d.fix is not None, d.render()
+    assert d.fix.strip() in (d.hint or "") and d.location is not None and d.location.line == 2
+    if fixed is not None:
+        assert d.fix.strip() == fixed
+    indent = line[: len(line) - len(line.lstrip())]
+    traced(f"{head}\n{d.fix.removeprefix(indent)}\n")  # the whole spec checks
+
+
+def test_an_nn_prefix_is_read_only_before_a_layer_name() -> None:
+    from seqgen.errors import SeqgenError
+
+    with pytest.raises(SeqgenError, match="unexpected character '.'") as info:
+        traced("input 3x8x8\nnn.residual:\n    relu\n")
+    assert info.value.diagnostic.fix is None and "without `nn.`" in (
+        info.value.diagnostic.hint or ""
+    )

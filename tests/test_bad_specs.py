@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import seqgen_cli
 
+from seqgen.errors import Diagnostic, SeqgenError, SpecErrors, raise_all
+from seqgen.lang.parser import parse_partial
+
 HERE = Path(__file__).resolve().parent
 BAD = sorted((HERE / "bad_specs").glob("*.seq"))
 
@@ -54,6 +57,7 @@ WARNINGS = [
     ("input 10\nlinear 4\ndropout\n", "dropout is the last layer"),
     ("input 3x4x4\nmaxpool2d 4\nconv2d 4 1\n", "spatial size is reduced to 1"),
     ("input 10\nlinear 4\nsoftmax\nlinear 2\n", "torch picks dim=1"),
+    ("input 3x8x8\nbatchnorm2d eps=32\n", "batchnorm2d's eps is 32, far above any real use"),
 ]
 
 
@@ -75,3 +79,94 @@ def test_every_warning_has_a_stable_code() -> None:
 def test_clean_spec_has_no_warnings() -> None:
     code, output = seqgen("check", "--strict", "generated_examples/cnn.seq", cwd=HERE.parent)
     assert code == 0 and "no problems found" in output
+
+
+# ------------------------------------------------------------------ hints are lines seqgen accepts
+
+
+def errors_of(text: str) -> list[Diagnostic]:
+    """Every error seqgen reports for a spec text: parse and bind errors together, else the
+    trace's (as `seqgen check` finds them)."""
+    from seqgen.api import trace_spec
+    from seqgen.layers.preflight import layer_errors
+
+    try:
+        spec, errors = parse_partial(text, "t.seq")
+        if errors:
+            raise_all(errors + (layer_errors(spec.layers, spec.blocks) if spec else []))
+        if spec is not None:
+            trace_spec(spec)
+    except SpecErrors as e:
+        return [x.diagnostic for x in e.errors]
+    except SeqgenError as e:
+        return [e.diagnostic]
+    return []
+
+
+def with_fix(text: str, d: Diagnostic) -> str:
+    """The spec text with the hint's corrected line in place of the line the error is on."""
+    assert d.location is not None and d.fix is not None
+    lines = text.splitlines()
+    lines[d.location.line - 1] = d.fix
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("spec", BAD, ids=lambda p: p.stem)
+def test_applying_a_hint_leaves_no_error_on_its_line(spec: Path) -> None:
+    try:
+        text = spec.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return
+    fixed = [d for d in errors_of(text) if d.fix is not None]
+    assert fixed or not spec.stem.startswith("habit_")  # each PyTorch habit gets a line
+    for d in fixed:
+        assert d.location is not None and d.hint is not None and d.fix is not None
+        # the hint spells the line it carries, unless the fix only re-indents it
+        assert d.fix.strip() in d.hint or d.fix.strip() == d.location.text.strip()
+        after = errors_of(with_fix(text, d))
+        assert not [e for e in after if e.location and e.location.line == d.location.line], (
+            d.render(),
+            [e.render() for e in after],
+        )
+
+
+# PyTorch habits applied to every layer line with arguments of the example specs: commas between
+# arguments, Python call syntax, an `nn.` prefix. Each must be refused with a fix that checks.
+EXAMPLES = sorted((HERE.parent / "generated_examples").glob("*.seq"))
+
+
+def habits(line: str) -> list[str]:
+    """`conv2d 16 3 p=1` as `conv2d 16, 3, p=1`, `conv2d(16, 3, p=1)`, `nn.conv2d(16, 3, p=1)`
+    (a layer line whose arguments are single words; a block use keeps its own rules)."""
+    code = line.split("#")[0]
+    name, *args = code.split()
+    indent = line[: len(line) - len(line.lstrip())]
+    if not args or not name.islower() or any(not a[-1].isalnum() for a in args) or "(" in code:
+        return []
+    called = f"{name}({', '.join(args)})"
+    commas = [f"{indent}{name} {', '.join(args)}"] if len(args) > 1 else []
+    return [*commas, f"{indent}{called}", f"{indent}nn.{called}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+def test_pytorch_habits_on_real_lines_get_fixes_that_check(spec: Path) -> None:
+    text = spec.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert errors_of(text) == []
+    tried = 0
+    for n, line in enumerate(lines):
+        if not line.strip() or line.split()[0] in ("model", "input", "block", "repeat", "#"):
+            continue
+        for bad in habits(line):
+            broken = "\n".join([*lines[:n], bad, *lines[n + 1 :]]) + "\n"
+            found = [d for d in errors_of(broken) if d.location and d.location.line == n + 1]
+            assert found and found[0].fix is not None, (bad, [d.render() for d in found])
+            after = errors_of(with_fix(broken, found[0]))
+            assert not [e for e in after if e.location and e.location.line == n + 1], (
+                bad,
+                found[0].fix,
+                [e.render() for e in after],
+            )
+            tried += 1
+    assert tried > 0

@@ -23,7 +23,8 @@ from seqgen.api import generate, options_for, trace_spec
 from seqgen.errors import InternalError, SeqgenError
 from seqgen.ir import TracedModel
 from seqgen.lang.parser import parse
-from seqgen.layers.torch_nn import INFERRED, layer_names
+from seqgen.layers.torch_classes import layer_names
+from seqgen.layers.torch_nn import INFERRED
 from seqgen.project.write import write_files
 
 # ------------------------------------------------------------------ spec text, token by token

@@ -8,6 +8,7 @@ import re
 
 from seqgen.errors import SpecSyntaxError
 from seqgen.ir import BlockDef, Const, Expr, Keyword, LayerSpec, Name, Num, Param, Str
+from seqgen.lang.hints import without_commas
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import ALIASES, check_identifier, parse_key
 from seqgen.lang.values_parser import parse_unary, parse_value
@@ -34,9 +35,22 @@ def parse_layer(line: Line) -> LayerSpec:
             hint="a layer line starts with a torch.nn class name, e.g. `linear 10`",
         )
     call_syntax = line.at("(") and not line.peek().space_before
+    start = line.prefix.col if line.prefix is not None else head.col
+    loc = line.loc(start, head.col + len(head.text) - start)
+    if line.prefix is not None and not call_syntax:
+        fixed = line.text[: start - 1] + line.text[head.col - 1 :]
+        raise SpecSyntaxError(
+            f"`{line.prefix.text}{head.text}` is Python; a layer line starts with the torch.nn "
+            "class name alone",
+            location=loc,
+            hint=f"write `{fixed.strip()}`",
+            fix=fixed,
+        )
     if call_syntax:  # `Linear(784, 10)`: read the call, refused later with the right spelling
         open_tok = line.next()
         args, kwargs, key = _arguments(line, open_tok)
+        if line.at(",") and line.peek(1).kind == "end":
+            line.next()  # `nn.Conv2d(3, 16, 3),` pasted from an nn.Sequential: refused anyway
         line.expect_end(f"`{head.text}(...)`")
     else:
         args, kwargs, key = _arguments(line, None)
@@ -44,7 +58,7 @@ def parse_layer(line: Line) -> LayerSpec:
         head.text,
         tuple(args),
         tuple(kwargs),
-        line.loc(head.col, len(head.text)),
+        loc,
         key=key,
         call_syntax=call_syntax,
     )
@@ -107,6 +121,14 @@ def _arguments(line: Line, open_tok: Token | None) -> tuple[list[Expr], list[Key
             )
         if tok.kind == "op" and tok.text == ")":
             raise line.error("unbalanced parenthesis: ')' without a matching '('", tok.col)
+        if open_tok is None and tok.kind == "op" and tok.text == ",":
+            fixed = without_commas(line)
+            raise SpecSyntaxError(
+                "arguments are separated by spaces, not commas",
+                location=line.loc(tok.col),
+                hint=f"write `{fixed.strip()}`",
+                fix=fixed,
+            )
         value = parse_value(line, top_level=open_tok is None)
         if kwargs:
             raise SpecSyntaxError(

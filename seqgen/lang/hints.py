@@ -8,10 +8,121 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 
+from seqgen.errors import Location
 from seqgen.ir import Expr, Keyword, LayerSpec
+from seqgen.lang.lexer import Line
 from seqgen.lang.values import expr_source
+
+# Well-known other names of torch.nn layers (papers, Keras, torch.nn.functional), as the spec
+# line torch's name gives; a name that differs from a class only by `_` or `-` needs no entry.
+OTHER_NAMES = {
+    "swish": "silu",
+    "hswish": "hardswish",
+    "hsigmoid": "hardsigmoid",
+    "logistic": "sigmoid",
+    "lrelu": "leakyrelu",
+    "leaky": "leakyrelu",
+    "gelunew": "gelu approximate='tanh'",
+    "gelutanh": "gelu approximate='tanh'",
+    "gelufast": "gelu approximate='tanh'",
+    "fastgelu": "gelu approximate='tanh'",
+    "approxgelu": "gelu approximate='tanh'",
+    "geluapprox": "gelu approximate='tanh'",
+    "dense": "linear",
+    "fc": "linear",
+    "fullyconnected": "linear",
+    "conv": "conv2d",
+    "deconv": "convtranspose2d",
+    "deconv2d": "convtranspose2d",
+    "conv2dtranspose": "convtranspose2d",
+    "transposedconv2d": "convtranspose2d",
+    "bn": "batchnorm2d",
+    "batchnorm": "batchnorm2d",
+    "batchnormalization": "batchnorm2d",
+    "ln": "layernorm",
+    "layernormalization": "layernorm",
+    "gn": "groupnorm",
+    "maxpool": "maxpool2d",
+    "maxpooling2d": "maxpool2d",
+    "avgpool": "avgpool2d",
+    "averagepooling2d": "avgpool2d",
+    "gap": "adaptiveavgpool2d 1",
+    "globalavgpool": "adaptiveavgpool2d 1",
+    "globalavgpool2d": "adaptiveavgpool2d 1",
+    "globalaveragepooling2d": "adaptiveavgpool2d 1",
+    "zeropadding2d": "zeropad2d",
+    "upsampling2d": "upsample",
+    "upsampling": "upsample",
+    "embed": "embedding",
+}
+
+
+def other_name(layer: LayerSpec, known: Container[str]) -> tuple[str, str, str | None] | None:
+    """An unknown layer name that is another name of a `known` one (`swish` is torch's
+    `silu`): that name, the hint, and the corrected line (None for a call with arguments,
+    `Swish(...)`)."""
+    key = re.sub(r"[_-]", "", layer.name.lower())
+    other = key if key in known else OTHER_NAMES.get(key)
+    if other is None:
+        return None
+    name, loc = other.split()[0], layer.loc
+    rest = loc.text[loc.col - 1 + loc.width :]
+    if layer.call_syntax and (layer.args or layer.kwargs):
+        return name, f"torch.nn calls it {name!r}, written without parentheses", None
+    if layer.call_syntax:  # `Swish()`
+        rest = rest.split(")", 1)[1]
+    if rest.split("#", 1)[0].strip():  # arguments written: keep them, give the name only
+        other = name
+    fixed = (loc.text[: loc.col - 1] + other + rest).rstrip()
+    return name, f"torch.nn calls it {name!r}: write `{fixed.strip()}`", fixed
+
+
+def misindent_hint(
+    line: Line, ind: int, indent: int, above: Line | None, header: Line | None
+) -> tuple[str, str]:
+    """A line indented `ind` spaces among lines at `indent`: what is misindented and how to fix
+    it, and the line re-indented. `above`: the line before it; `header`: the `NAME:` line its
+    block belongs to."""
+    spaces = f"{ind} space{'s' * (ind != 1)}"
+    text = line.text.strip()
+    if ind > indent and above is not None:
+        n = above.lineno
+        hint = (
+            f"it is indented {spaces}, but line {n} above it (`{above.text.strip()}`) opens no "
+            f"block (only a line ending with ':' does): {_indent(indent)}, like line {n}"
+        )
+    elif header is not None and ind < indent:
+        n, outer = header.lineno, len(header.text) - len(header.text.lstrip())
+        hint = (
+            f"it is indented {spaces}, but the block under line {n} (`{header.text.strip()}`) "
+            f"is indented {indent} and line {n} itself {outer}: "
+        )
+        if text.endswith(":"):  # a header (`branch:`) belongs beside the one it follows
+            hint += f"indent it {outer} to close the block, or {indent} to stay in it"
+            return hint, " " * outer + text
+        hint += f"indent it {indent} to stay in the block, or {outer} to close it"
+    else:
+        hint = f"it is indented {spaces}: {_indent(indent)}, like the lines around it"
+    return hint, " " * indent + text
+
+
+def without_commas(line: Line) -> str:
+    """The line with the commas between its arguments (outside parentheses) taken out."""
+    depth, cut = 0, []
+    for tok in line.tokens:
+        depth += {"(": 1, ")": -1}.get(tok.text, 0) if tok.kind == "op" else 0
+        if tok.kind == "op" and tok.text == "," and depth == 0:
+            cut.append(tok.col - 1)
+    text = line.text
+    for i in reversed(cut):  # `16, 3` -> `16 3`; `16,3` -> `16 3`
+        text = text[:i] + ("" if text[i + 1 : i + 2] in (" ", "") else " ") + text[i + 1 :]
+    return text.rstrip()
+
+
+def _indent(n: int) -> str:
+    return f"indent it {n}" if n else "remove its indentation"
 
 
 def layer_text(
@@ -26,6 +137,12 @@ def layer_text(
     if key is not None:
         parts.append(f"name={key}")
     return " ".join(parts)
+
+
+def whole_line(loc: Location, text: str) -> str:
+    """The spec line at `loc` replaced by `text`, its indentation kept: a diagnostic's `fix`."""
+    indent = loc.text[: len(loc.text) - len(loc.text.lstrip())]
+    return indent + text
 
 
 def missing_hint(layer: LayerSpec, positional: Sequence[str], missing: Sequence[str]) -> str:
@@ -44,23 +161,22 @@ def missing_hint(layer: LayerSpec, positional: Sequence[str], missing: Sequence[
 
 
 def call_syntax_hint(
-    layer: LayerSpec, order: Sequence[str], inferred: Sequence[str], spec_name: str
-) -> tuple[str, str]:
-    """`Linear(784, 10)`: the message, and the spec line that means it (`linear 10`)."""
-    bound = dict(zip(order, layer.args))  # a Python call fills parameters in order
-    args = [a for name, a in bound.items() if name not in inferred]
-    args += list(layer.args[len(bound) :])
-    kwargs = [k for k in layer.kwargs if k.name not in inferred]
-    dropped = [n for n in inferred if n in bound or any(k.name == n for k in layer.kwargs)]
-    line = layer_text(spec_name, args, kwargs, layer.key)
+    layer: LayerSpec, line: LayerSpec | None, inferred: Sequence[str], usage: str | None = None
+) -> tuple[str, str, str | None]:
+    """`Linear(784, 10)`: the message, a hint, and the spec line that means it (`linear 10`,
+    given as `line`; None when no line binds, and then only `usage` is suggested)."""
+    written = layer.loc.text[layer.loc.col - 1 : layer.loc.col - 1 + layer.loc.width]
     message = (
-        f"`{layer.name}(...)` is Python call syntax; a layer line lists its arguments "
+        f"`{written}(...)` is Python call syntax; a layer line lists its arguments "
         "after the name, without parentheses or commas"
     )
-    hint = f"write `{line}`"
-    if dropped:
-        hint += f": seqgen infers {', '.join(dropped)} from the input"
-    return message, hint
+    if line is None:
+        return message, usage or f"write `{layer.name.lower()} ARG... KEY=VALUE...`", None
+    text = layer_text(line.name, line.args, line.kwargs, layer.key)
+    hint = f"write `{text}`"
+    if inferred and len(line.args) + len(line.kwargs) < len(layer.args) + len(layer.kwargs):
+        hint += f": seqgen infers {', '.join(inferred)} from the input"  # a value was dropped
+    return message, hint, whole_line(layer.loc, text)
 
 
 def rejection(

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from seqgen.errors import Location, SpecSyntaxError
+from seqgen.ir import MERGE_CLASSES
 
 # A bound that keeps hostile specs from exhausting the stack (every stage walks values recursively).
 MAX_NESTING = 50  # parentheses, signs and operators in one value; `repeat` blocks inside each other
@@ -21,6 +22,11 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+MERGES = frozenset(MERGE_CLASSES)
+# Words of the spec language: a block may not take one as its name, nor follow an `nn.` prefix.
+KEYWORDS = frozenset({"model", "input", "repeat", "block", "branch", "shortcut", *MERGES})
+# `nn.Conv2d(3, 16, 3)` pasted from PyTorch: the module prefix before a layer's class name
+_MODULE_PREFIX = re.compile(r"[ ]*((?:torch\.)?nn\.)([A-Za-z_]\w*)")
 _IGNORE = re.compile(r"#\s*seqgen:\s*ignore\b(?:\[([^\]]*)\])?")
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
 
@@ -42,6 +48,7 @@ class Line:
         self.path, self.lineno, self.text = path, lineno, text
         self.ignore: tuple[str, ...] | None = None  # codes of `# seqgen: ignore[...]`
         self.ignore_col = 0
+        self.prefix: Token | None = None  # `nn.` or `torch.nn.` before the first word
         self.tokens = self._tokenize()
         self.pos = 0
         self.depth = 0  # nesting of the value being parsed, bounded by MAX_NESTING
@@ -50,13 +57,23 @@ class Line:
         return Location(self.path, self.lineno, col, self.text, max(1, width))
 
     def error(
-        self, message: str, col: int, width: int = 1, hint: str | None = None
+        self,
+        message: str,
+        col: int,
+        width: int = 1,
+        hint: str | None = None,
+        fix: str | None = None,
     ) -> SpecSyntaxError:
-        return SpecSyntaxError(message, location=self.loc(col, width), hint=hint)
+        return SpecSyntaxError(message, location=self.loc(col, width), hint=hint, fix=fix)
 
     def _tokenize(self) -> list[Token]:
         tokens: list[Token] = []
         pos, space = 0, True
+        prefix = _MODULE_PREFIX.match(self.text)
+        if prefix is not None and prefix.group(2).lower() not in KEYWORDS:
+            # read as a layer line, refused with the spelling it means (`nn.residual:` is not)
+            self.prefix = Token("prefix", prefix.group(1), prefix.start(1) + 1, True)
+            pos = prefix.end(1)
         while pos < len(self.text):
             m = _TOKEN.match(self.text, pos)
             if m is None:
@@ -68,6 +85,9 @@ class Line:
                     hint = "close the string with a matching quote"
                 elif ch in "[]{}":
                     hint = "tuples are written with parentheses: (3, 3)"
+                elif ch == ".":
+                    hint = "a layer line is `NAME ARG... KEY=VALUE...`, its name a torch.nn class"
+                    hint += " name without `nn.` (`conv2d 16 3`)"
                 raise self.error(f"unexpected character {ch!r}", pos + 1, hint=hint)
             kind = m.lastgroup or ""
             if kind == "comment":

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 
 from seqgen.errors import Location, SpecSyntaxError
 from seqgen.ir import (
-    MERGE_CLASSES,
     BlockDef,
     Expr,
     MergeSpec,
@@ -23,6 +22,10 @@ from seqgen.ir import (
     node_values,
     walk,
 )
+
+# the words of the spec language live with the tokenizer, which needs them too
+from seqgen.lang.lexer import KEYWORDS as KEYWORDS
+from seqgen.lang.lexer import MERGES as MERGES
 from seqgen.lang.lexer import Line, unquote
 from seqgen.runtime import helper_classes
 
@@ -56,9 +59,6 @@ RESERVED = frozenset(
 )
 
 
-MERGES = frozenset(MERGE_CLASSES)
-# Words of the spec language: a block may not take one as its name.
-KEYWORDS = frozenset({"model", "input", "repeat", "block", "branch", "shortcut", *MERGES})
 # Inside a block, the names of its input sizes, by the input's rank (batch included): dim 1 is
 # `in_channels` from rank 3 on, the last dim is `in_features` up to rank 3, and the spatial dims
 # of an image or volume are H, W and D.

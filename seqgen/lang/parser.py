@@ -15,6 +15,7 @@ from seqgen.errors import (
 from seqgen.ir import BlockDef, BlockUse, Expr, Keyword, LayerSpec, ModelSpec, Node, Param
 from seqgen.lang.arguments import bind_use, dtype_option, parse_dims, parse_layer, parse_params
 from seqgen.lang.compound import StackContext, block_def, body_end, is_header, merge, repeat
+from seqgen.lang.hints import misindent_hint
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import MERGES, camel_case, check_identifier, check_keys, check_names
 
@@ -192,13 +193,17 @@ class _Parser:
             nxt = i + 1
             try:
                 if ind != indent:
+                    above = items[i - 1][1] if i > start else None
+                    header = items[start - 1][1] if start > 0 else None
+                    hint, fix = misindent_hint(line, ind, indent, above, header)
                     raise line.error(
                         "unexpected indentation"
                         if ind > indent
                         else "indentation does not match the block it closes",
                         1,
                         max(1, ind),
-                        hint="only the lines under a `NAME:` header are indented",
+                        hint=hint,
+                        fix=fix,
                     )
                 if word == "repeat":
                     nxt = end

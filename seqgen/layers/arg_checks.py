@@ -9,17 +9,16 @@ PyTorch habit (`conv2d 3 16 3` on a 3-channel input), is named before anything e
 from __future__ import annotations
 
 import inspect
-import re
 from dataclasses import replace
 
 from torch import nn
 
 from seqgen.errors import Diagnostic, TraceError
 from seqgen.ir import Expr, LayerSpec, Num, TracedLayer
-from seqgen.lang.hints import layer_text
+from seqgen.lang.hints import layer_text, whole_line
 from seqgen.layers.arg_types import (
     ANY_TYPE,
-    RANGES,
+    broken_range,
     describe,
     fits,
     got_text,
@@ -27,7 +26,7 @@ from seqgen.layers.arg_types import (
     type_hint,
     value_span,
 )
-from seqgen.layers.torch_nn import INFERRED, Bound, Mismatch, Values, bind, signature
+from seqgen.layers.torch_nn import INFERRED, Bound, Mismatch, Values, bind, reading, signature
 from seqgen.report import lint
 
 # A layer above this many parameters is most likely a typo in a size (`linear 1000000`).
@@ -62,19 +61,14 @@ def check_values(cls: type[nn.Module], layer: LayerSpec, bound: Bound, values: V
                 location=value_span(node),
                 hint=type_hint(pname, t, node, value),
             )
-        for r in RANGES:
-            if (
-                r.param == pname
-                and re.search(r.applies, cls.__name__)
-                and isinstance(value, (int, float, type(None)))
-                and not r.ok(value)
-            ):
-                default = inspect.signature(cls.__init__).parameters[pname].default
-                raise TraceError(
-                    f"{name}'s {pname} must be {r.rule}, got {got_text(node, value)}",
-                    location=value_span(node),
-                    hint=f"{r.why}; the default is {default!r}",
-                )
+        r = broken_range(cls, pname, value)
+        if r is not None:
+            default = inspect.signature(cls.__init__).parameters[pname].default
+            raise TraceError(
+                f"{name}'s {pname} must be {r.rule}, got {got_text(node, value)}",
+                location=value_span(node),
+                hint=f"{r.why}; the default is {default!r}",
+            )
 
 
 def _binds_cleanly(cls: type[nn.Module], layer: LayerSpec, values: Values) -> bool:
@@ -107,13 +101,17 @@ def _refuse_written_inferred_size(
         size = in_shape[INFERRED[pname]]
         if not (isinstance(node, Num) and type(node.value) is int and node.value == size):
             continue
-        rest = replace(layer, args=layer.args[:slot] + layer.args[slot + 1 :])
-        if _binds_cleanly(cls, rest, values):
-            written = layer_text(layer.name, layer.args, layer.kwargs)
+        dropped = replace(layer, args=layer.args[:slot] + layer.args[slot + 1 :])
+        # else `conv2d 1 32 3 1` in PyTorch's order: stride=1 by keyword
+        rest = dropped if _binds_cleanly(cls, dropped, values) else reading(cls, layer, True)
+        if rest is not None and _binds_cleanly(cls, rest, values):
+            written = layer_text(layer.name, layer.args, layer.kwargs, layer.key)
+            fixed = layer_text(rest.name, rest.args, rest.kwargs, layer.key)
             raise TraceError(
                 f"`{written}`: seqgen infers {pname} ({size} here)",
                 location=node.loc,
-                hint=f"did you mean `{layer_text(rest.name, rest.args, rest.kwargs)}`?",
+                hint=f"did you mean `{fixed}`?",
+                fix=whole_line(layer.loc, fixed),
             )
 
 

@@ -375,4 +375,10 @@ RANGES = (
 )
 
 
-# ------------------------------------------------------------------------------- checks
+def broken_range(cls: type[nn.Module], pname: str, value: Any) -> _Range | None:
+    """The range rule that `value`, given as `cls`'s `pname`, breaks (None: it breaks none)."""
+    for r in RANGES:
+        applies = r.param == pname and re.search(r.applies, cls.__name__)
+        if applies and isinstance(value, int | float | type(None)) and not r.ok(value):
+            return r
+    return None

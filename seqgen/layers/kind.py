@@ -29,6 +29,7 @@ from torch import nn
 
 from seqgen.errors import TraceError
 from seqgen.ir import Const, Expr, LayerSpec
+from seqgen.lang.hints import layer_text, whole_line
 from seqgen.lang.values import expr_source
 from seqgen.layers.formulas import Count, Outcome, Size
 from seqgen.layers.torch_nn import Values
@@ -117,6 +118,7 @@ class Op(ABC):
                         f"{len(layer.args)}",
                         location=value.loc,
                         hint=self._extra_positional_hint(layer),
+                        fix=self._without_inferred(layer),
                     )
                 args[self.positional[i]] = value
         accepted = (*self.positional, *self.keywords)
@@ -153,14 +155,18 @@ class Op(ABC):
     def _inferred_note(self) -> str:
         return f" (seqgen infers {self.inferred})" if self.inferred else ""
 
+    def _without_inferred(self, layer: LayerSpec) -> str | None:
+        """`lstm 8 16 take=last`: the line without its first value, the size seqgen infers."""
+        if not (self.inferred and len(layer.args) == len(self.positional) + 1):
+            return None
+        return whole_line(
+            layer.loc, layer_text(layer.name, layer.args[1:], layer.kwargs, layer.key)
+        )
+
     def _extra_positional_hint(self, layer: LayerSpec) -> str:
-        if self.inferred and len(layer.args) == len(self.positional) + 1:
-            rest = " ".join(expr_source(a) for a in layer.args[1:]) + (
-                " ..." if layer.kwargs else ""
-            )
-            return (
-                f"seqgen infers {self.inferred}: don't write it; did you mean `{self.name} {rest}`?"
-            )
+        fixed = self._without_inferred(layer)
+        if fixed is not None:
+            return f"seqgen infers {self.inferred}: don't write it; did you mean `{fixed.strip()}`?"
         takes = ", ".join(self.positional) or "no positional arguments"
         return f"{self.name} takes: {takes}" + self._inferred_note()
 

@@ -27,7 +27,8 @@ from seqgen.ir import (
 from seqgen.lang.hints import call_syntax_hint
 from seqgen.layers.kind import Op
 from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
-from seqgen.layers.torch_nn import bind, registry, signature
+from seqgen.layers.torch_classes import registry
+from seqgen.layers.torch_nn import bind, reading, signature
 
 
 def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
@@ -45,33 +46,56 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
         ) from e
     match kind:
         case Op():
+            if layer.call_syntax:
+                raise _op_call_syntax(kind, layer)
             kind.bind(layer)
             return
         case WeightNormed(inner=module) | (TorchModule() as module):
             cls, layer = module.cls, module.layer
     if layer.call_syntax:
-        sig = signature(cls)
-        order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
-        message, hint = call_syntax_hint(layer, order, sig.inferred, cls.__name__.lower())
-        raise TraceError(message, location=layer.loc, hint=hint)
+        # a Python call fills torch's order; `conv2d(16, 3)` is seqgen's order in parentheses
+        line = reading(cls, layer, pytorch=True) or reading(cls, layer, pytorch=False)
+        named = replace(line, name=cls.__name__.lower()) if line is not None else None
+        message, hint, fix = call_syntax_hint(layer, named, signature(cls).inferred)
+        raise TraceError(message, location=layer.loc, hint=hint, fix=fix)
     try:
         bind(cls, layer)
     except TraceError:
-        if _binds_without_its_first_size(cls, layer):
+        if _meant_without_size(cls, layer) is not None:
             return  # `conv2d 3 16 3`: the trace knows the incoming size and says so precisely
         raise
 
 
-def _binds_without_its_first_size(cls: type[nn.Module], layer: LayerSpec) -> bool:
-    """The line binds once its first value, a literal number, is dropped: PyTorch habit of
-    writing the size seqgen infers."""
+def _op_call_syntax(op: Op, layer: LayerSpec) -> TraceError:
+    """`LSTM(8, 16)` for one of seqgen's own layers: the line it means, where one binds (its
+    arguments as written, or without the first, the input size seqgen infers)."""
+    plain = replace(layer, name=op.name, call_syntax=False)
+    tries = [plain, replace(plain, args=plain.args[1:])] if op.inferred and plain.args else [plain]
+    line = None
+    for candidate in tries:
+        try:
+            op.bind(candidate)
+        except TraceError:
+            continue
+        line = candidate
+        break
+    inferred = (op.inferred,) if op.inferred else ()
+    message, hint, fix = call_syntax_hint(layer, line, inferred, op.usage)
+    return TraceError(message, location=layer.loc, hint=hint, fix=fix)
+
+
+def _meant_without_size(cls: type[nn.Module], layer: LayerSpec) -> LayerSpec | None:
+    """The line as meant when its first value, a literal number, is the size seqgen infers
+    written out of PyTorch habit: without it (`conv2d 3 16 3` as `conv2d 16 3`), or read in
+    PyTorch's order (`conv2d 1 32 3 1` as `conv2d 32 3 stride=1`); None when neither binds."""
     if not signature(cls).inferred or not layer.args or not isinstance(layer.args[0], Num):
-        return False
+        return None
+    dropped = replace(layer, args=layer.args[1:])
     try:
-        bind(cls, replace(layer, args=layer.args[1:]))
+        bind(cls, dropped)
     except TraceError:
-        return False
-    return True
+        return reading(cls, layer, pytorch=True)
+    return dropped
 
 
 def without_written_size(layer: LayerSpec) -> LayerSpec | None:
@@ -83,9 +107,7 @@ def without_written_size(layer: LayerSpec) -> LayerSpec | None:
     kind = kind_for(layer)
     if not isinstance(kind, TorchModule):  # weight_norm= lines: reported, not continued
         return None
-    if not _binds_without_its_first_size(kind.cls, layer):
-        return None
-    return replace(layer, args=layer.args[1:])
+    return _meant_without_size(kind.cls, layer)
 
 
 def layer_errors(layers: Sequence[Node], blocks: Sequence[BlockDef] = ()) -> list[SeqgenError]:

@@ -2,7 +2,7 @@
 
 A layer line names one of seqgen's own ops (layers/ops/, one `Op` subclass each, registered by
 being defined: every module of layers/ops/ is imported here) or an nn.Module class as is
-(`TorchModule`, resolved from torch.nn by layers/torch_nn.py), which `weight_norm=...` may wrap
+(`TorchModule`, resolved from torch.nn by layers/torch_classes.py), which `weight_norm=...` may wrap
 (`WeightNormed`, layers/weight_norm.py). The parser's preflight, the tracer and the real-tensor
 checks each match on the kind this returns, one case per kind; a user's own nn.Module classes
 would be one more source of `TorchModule` kinds.
@@ -22,7 +22,7 @@ from seqgen.errors import TraceError
 from seqgen.ir import Expr, LayerSpec
 from seqgen.layers import ops, weight_norm
 from seqgen.layers.kind import Op, registered
-from seqgen.layers.torch_nn import resolve_layer
+from seqgen.layers.torch_classes import resolve_layer
 
 
 def _load() -> Mapping[str, Op]:

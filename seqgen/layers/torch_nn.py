@@ -1,7 +1,7 @@
-"""Layer lines -> torch.nn classes and constructor arguments (part of the trace stage).
+"""Layer lines -> torch.nn constructor arguments (part of the trace stage).
 
-Resolves a layer name to a torch.nn.Module subclass (nothing else), binds positional and keyword
-spec arguments to constructor parameters, and evaluates spec values without eval().
+Binds positional and keyword spec arguments to a class's constructor parameters (the class
+itself comes from torch_classes.py), and evaluates spec values without eval().
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -30,9 +30,10 @@ from seqgen.ir import (
     Str,
     TupleExpr,
 )
-from seqgen.lang.hints import missing_hint
+from seqgen.lang.hints import layer_text, missing_hint, whole_line
 from seqgen.lang.names import check_identifier
 from seqgen.lang.values import expr_source
+from seqgen.layers.arg_types import ANY_TYPE, broken_range, fits, parameter_types
 
 # Size parameters seqgen infers from the incoming tensor: name -> which dim of it.
 INFERRED: dict[str, int] = {
@@ -42,93 +43,9 @@ INFERRED: dict[str, int] = {
     "num_channels": 1,
     "normalized_shape": -1,
 }
-# Classes that cannot sit in nn.Sequential: why, and what to do instead.
-REFUSED: dict[str, str] = {
-    "LSTMCell": "returns a tuple (h, c), which cannot flow through nn.Sequential",
-    "RNNBase": "is a base class; its subclasses return tuples",
-    "RNNCellBase": "is a base class",
-    "MultiheadAttention": "takes query, key and value and returns a tuple (output, weights)",
-    "Transformer": "takes two tensors (src, tgt)",
-    "TransformerEncoder": "needs a layer module as its argument",
-    "TransformerDecoder": "takes two tensors (tgt, memory)",
-    "TransformerDecoderLayer": "takes two tensors (tgt, memory)",
-    "Bilinear": "takes two tensors",
-    "CosineSimilarity": "takes two tensors",
-    "PairwiseDistance": "takes two tensors",
-    "MaxUnpool1d": "needs the indices of a MaxPool1d as a second input",
-    "MaxUnpool2d": "needs the indices of a MaxPool2d as a second input",
-    "MaxUnpool3d": "needs the indices of a MaxPool3d as a second input",
-    "AdaptiveLogSoftmaxWithLoss": "takes inputs and targets and returns a named tuple",
-    "EmbeddingBag": "takes bags of indices with offsets; use `embedding` then `mean 1` or `sum 1`",
-    "Module": "is the base class of all layers",
-    "Container": "is a container",
-    "Sequential": "is a container: list its layers directly",
-    "ModuleList": "is a container",
-    "ModuleDict": "is a container",
-    "ParameterList": "is a container",
-    "ParameterDict": "is a container",
-    "DataParallel": "wraps a module",
-    "SyncBatchNorm": "needs a distributed process group; use batchnorm1d/2d/3d",
-}
 NOT_ARGS = frozenset({"device", "dtype"})
 # Why a spec value cannot be a parameter ("True or False"), or None when it fits.
 Mismatch = Callable[[str, Expr], "str | None"]
-
-
-def _layer_registry() -> dict[str, type[nn.Module]]:
-    reg = {}
-    for name in dir(nn):
-        obj = getattr(nn, name)
-        if isinstance(obj, type) and issubclass(obj, nn.Module) and not name.startswith("_"):
-            reg[name.lower()] = obj
-    return reg
-
-
-_REGISTRY = _layer_registry()
-
-
-def registry() -> dict[str, type[nn.Module]]:
-    """torch.nn's module classes by lower-case name."""
-    return _REGISTRY
-
-
-def layer_names() -> list[str]:
-    """Every torch.nn class name a spec may use."""
-    return sorted(c.__name__ for c in _REGISTRY.values() if c.__name__ not in REFUSED)
-
-
-def resolve_layer(layer: LayerSpec) -> type[nn.Module]:
-    """The torch.nn.Module subclass a layer line names (case-insensitive)."""
-    cls = _REGISTRY.get(layer.name.lower())
-    if cls is None:
-        close = difflib.get_close_matches(layer.name.lower(), list(_REGISTRY), n=3, cutoff=0.6)
-        hint = (
-            f"did you mean {' or '.join(repr(_REGISTRY[c].__name__.lower()) for c in close)}?"
-            if close
-            else "layer names are torch.nn class names, e.g. conv2d, relu, linear"
-        )
-        raise TraceError(f"unknown layer {layer.name!r}", location=layer.loc, hint=hint)
-    name = cls.__name__
-    if name in REFUSED:
-        raise TraceError(
-            f"{name} {REFUSED[name]}",
-            location=layer.loc,
-            hint="seqgen builds nn.Sequential stacks of one-tensor-in, one-tensor-out layers",
-        )
-    if name.endswith("Loss") or name == "NLLLoss2d":
-        raise TraceError(
-            f"{name} is a loss function: it takes predictions and targets",
-            location=layer.loc,
-            hint="apply the loss in your training loop",
-        )
-    if name.startswith("Lazy"):
-        plain = name[4:].lower()
-        raise TraceError(
-            f"{name} infers its size at the first call; seqgen infers it for you",
-            location=layer.loc,
-            hint=f"use `{plain}` without its input size",
-        )
-    return cls
 
 
 # ------------------------------------------------------------------------------- values
@@ -206,20 +123,24 @@ def signature(cls: type[nn.Module]) -> _Signature:
         required,
         any(p.kind == p.VAR_POSITIONAL for p in params),
         any(p.kind == p.VAR_KEYWORD for p in params),
-        _by_position(positional, required, any_required=bool(required or inferred)),
+        _by_position(positional, required, inferred),
     )
 
 
-def _by_position(positional: tuple[str, ...], required: tuple[str, ...], any_required: bool) -> int:
+def _by_position(
+    positional: tuple[str, ...], required: tuple[str, ...], inferred: tuple[str, ...]
+) -> int:
     """How many arguments a spec may give by position (README, "Arguments").
 
-    Positional spec arguments fill the required parameters after the inferred sizes
-    (`conv2d 16 3`); a class with no required parameter at all takes its first optional one
-    (`dropout 0.5`, `flatten 1`). Everything else is a keyword, so a value written out of habit
-    for a size seqgen infers cannot shift into kernel_size, stride, bias or eps unnoticed.
+    A class whose sizes seqgen infers nothing of (pooling, dropout, activations, padding) takes
+    torch's own signature order, exactly as in PyTorch: `maxpool2d 2 2` is MaxPool2d(2, 2).
+    Where seqgen infers a size (conv, linear, norms), positional spec arguments fill only the
+    required parameters after it (`conv2d 16 3`), and a class with nothing else required takes
+    none (`batchnorm2d eps=1e-3`): there a number written out of PyTorch habit for the inferred
+    size would otherwise shift into kernel_size, stride, bias or eps unnoticed.
     """
-    if not any_required:
-        return min(1, len(positional))
+    if not inferred:
+        return len(positional)
     count = 0
     for name in positional:
         if name not in required:
@@ -248,14 +169,15 @@ def bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = Non
         if i < sig.by_position:
             args[sig.positional[i]] = value
         elif i < len(sig.positional):
-            raise _keyword_needed(name, sig, sig.positional[i], value, describe)
+            raise _keyword_needed(cls, layer, i, describe)
         elif sig.var_args:
             extra.append(value)
         else:
             want = ", ".join(sig.positional[: sig.by_position]) or "no positional arguments"
+            after = " after the inferred size" if sig.inferred else ""
             raise TraceError(
-                f"{name} takes {sig.by_position} positional argument(s) after the inferred "
-                f"size, got {len(layer.args)}",
+                f"{name} takes {sig.by_position} positional argument(s){after}, "
+                f"got {len(layer.args)}",
                 location=value.loc,
                 hint=f"{name} takes: {want}"
                 + (f" (seqgen infers {', '.join(sig.inferred)})" if sig.inferred else ""),
@@ -301,27 +223,106 @@ def bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = Non
     return Bound(args, tuple(extra), extra_kwargs, sig)
 
 
+def reading(cls: type[nn.Module], layer: LayerSpec, pytorch: bool) -> LayerSpec | None:
+    """The line as seqgen spells it when its positional values are read in torch's own order
+    (`pytorch`, inferred sizes included: `conv2d 1 32 3 1` as Conv2d(1, 32, 3, 1) is
+    `conv2d 32 3 stride=1`) or in seqgen's (after the inferred sizes); None when the values do
+    not fit that order or the line it gives does not bind either."""
+    sig = signature(cls)
+    order = [p for p in sig.order if p in sig.positional or (pytorch and p in sig.inferred)]
+    values = dict(zip(order, layer.args))
+    if len(layer.args) > len(order) or values.keys() & {kw.name for kw in layer.kwargs}:
+        return None
+    kept = {p: v for p, v in values.items() if p not in sig.inferred}
+    if any(_not_a_size(v) for p, v in values.items() if p in sig.inferred):
+        return None  # `batchnorm2d 0.001` is no size written out of habit
+    args: list[Expr] = []
+    for p in sig.positional[: sig.by_position]:
+        if p not in kept:
+            break
+        args.append(kept.pop(p))
+    keywords = tuple(Keyword(p, v, v.loc, p) for p, v in kept.items())
+    line = replace(layer, args=tuple(args), kwargs=keywords + layer.kwargs, call_syntax=False)
+    try:
+        bound = bind(cls, line)
+    except TraceError:
+        return None
+    return line if _literals_fit(cls, bound) else None
+
+
+def _not_a_size(node: Expr) -> bool:
+    """A literal that no inferred size can be (a float, a string, 0)."""
+    try:
+        value = Values({}).eval(node)
+    except (KeyError, TraceError):
+        return False  # a parameter: a size, as far as the line can tell
+    return type(value) is not int or value < 1
+
+
+def _literals_fit(cls: type[nn.Module], bound: Bound) -> bool:
+    """Every literal value of a bound line has its parameter's type and range (a hint never
+    spells `linear 10 bias=20`); values over parameters are checked at the trace."""
+    types_ = parameter_types(cls)
+    for pname, node in bound.args.items():
+        try:
+            value = Values({}).eval(node)
+        except (KeyError, TraceError):
+            continue
+        if not fits(value, types_.get(pname, ANY_TYPE)) or broken_range(cls, pname, value):
+            return False
+    return True
+
+
 def _keyword_needed(
-    name: str, sig: _Signature, pname: str, value: Expr, describe: Mismatch | None
+    cls: type[nn.Module], layer: LayerSpec, i: int, describe: Mismatch | None
 ) -> TraceError:
-    """A positional argument beyond what the class takes by position: name the keyword to use."""
+    """A positional argument beyond what the class takes by position (only a class whose size
+    seqgen infers has such a limit): name the keyword to use, or the PyTorch habit it shows."""
+    sig, name = signature(cls), cls.__name__.lower()
+    pname, value = sig.positional[i], layer.args[i]
     taken = sig.positional[: sig.by_position]
     count = {0: "no arguments", 1: "1 argument"}.get(len(taken), f"{len(taken)} arguments")
     shown = f" ({', '.join(taken)})" if taken else ""
-    inferred = f", seqgen infers {', '.join(sig.inferred)}" if sig.inferred else ""
+    inferred = ", ".join(sig.inferred)
+    message = (
+        f"{name} takes {count} by position{shown}; give {pname} by keyword (seqgen infers "
+        f"{inferred}, and only the required arguments after an inferred size are positional)"
+    )
     misfit = describe(pname, value) if describe is not None else None
-    hint = (
-        f"{pname} takes {misfit}" if misfit is not None else f"write {pname}={expr_source(value)}"
-    )
-    if sig.inferred:
-        hint = f"seqgen infers {', '.join(sig.inferred)}: don't write it; " + (
-            hint if misfit is not None else f"to set {pname}, {hint}"
+    torch_line = reading(cls, layer, pytorch=True)
+    line = reading(cls, layer, pytorch=False) if misfit is None else None
+    habit = sizes = ""
+    if torch_line is not None:  # `conv2d 1 32 3 1`: Conv2d(1, 32, 3, 1) in PyTorch's order
+        order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
+        sizes = " and ".join(
+            f"{expr_source(v)} {{}} {p}" for p, v in zip(order, layer.args) if p in sig.inferred
         )
-    return TraceError(
-        f"{name} takes {count} by position{shown}{inferred}; give {pname} by keyword",
-        location=value.loc,
-        hint=hint,
-    )
+        call = f"{cls.__name__}({', '.join(expr_source(a) for a in layer.args)})"
+        habit = f" ({call} in PyTorch), which seqgen infers: write `{_spelled(torch_line)}`"
+    # `batchnorm2d 32`: a whole number shifted into a float parameter (eps) is a size
+    default = inspect.signature(cls.__init__).parameters[pname].default
+    shifted = isinstance(value, Num) and type(value.value) is int and isinstance(default, float)
+    if torch_line is not None and (
+        line is None or len(layer.args) > sig.by_position + 1 or shifted
+    ):
+        fix = whole_line(layer.loc, _spelled(torch_line))
+        hint = sizes.format("looks like") + habit
+        if line is not None:  # `conv2d 16 3 1 1` may mean stride=1 padding=1 as well
+            hint += f"; to set {pname} instead, write `{_spelled(line)}`"
+        return TraceError(message, location=layer.args[0].loc, hint=hint, fix=fix)
+    if misfit is not None:
+        hint = f"seqgen infers {inferred}: don't write it; {pname} takes {misfit}"
+        return TraceError(message, location=value.loc, hint=hint)
+    hint = f"to set {pname}, write {pname}={expr_source(value)}"
+    if line is None:
+        return TraceError(message, location=value.loc, hint=hint)
+    hint += f": `{_spelled(line)}`" + (f"; if {sizes.format('is')}{habit}" if habit else "")
+    fix = whole_line(layer.loc, _spelled(line))
+    return TraceError(message, location=value.loc, hint=hint, fix=fix)
+
+
+def _spelled(layer: LayerSpec) -> str:
+    return layer_text(layer.name, layer.args, layer.kwargs, layer.key)
 
 
 def concrete_values(spec: ModelSpec) -> Values:

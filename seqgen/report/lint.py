@@ -11,7 +11,16 @@ import difflib
 from collections.abc import Iterator
 
 from seqgen.errors import Diagnostic, Location
-from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedModel, TracedNode, walk_traced
+from seqgen.ir import (
+    Dim,
+    Name,
+    Num,
+    TracedLayer,
+    TracedMerge,
+    TracedModel,
+    TracedNode,
+    walk_traced,
+)
 
 SOFTMAX_BEFORE_LOSS = "W001 softmax-before-loss"
 LINEAR_BEFORE_FLATTEN = "W002 linear-before-flatten"
@@ -25,6 +34,7 @@ HUGE_LAYER = "W009 huge-layer"  # raised by the trace
 UNUSED_BLOCK = "W010 unused-block"
 BIDIRECTIONAL_LAST = "W011 bidirectional-take-last"
 RECURRENT_DROPOUT = "W012 recurrent-dropout-one-layer"
+EPS_ABOVE_ONE = "W013 eps-above-one"
 TORCH_WARNING = "W014 torch-warning"  # raised by the trace
 CODES = (
     SOFTMAX_BEFORE_LOSS,
@@ -39,6 +49,7 @@ CODES = (
     UNUSED_BLOCK,
     BIDIRECTIONAL_LAST,
     RECURRENT_DROPOUT,
+    EPS_ABOVE_ONE,
     TORCH_WARNING,
 )
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
@@ -143,7 +154,35 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
     sequence = any(_sequence_model(nodes) for _, nodes, _, _ in stacks)
     for in_shape, nodes, top, before in stacks:
         out += _stack_checks(in_shape, nodes, top, sequence, before)
+    out += _large_eps(traced)
     return list(dict.fromkeys(out))  # a loop's two passes warn once
+
+
+def _large_eps(traced: TracedModel) -> list[Diagnostic]:
+    """A norm's `eps` above 1 (`batchnorm2d eps=32`): a typo, or a size shifted into it."""
+    defaults = {p.name: p.default for p in traced.spec.params}
+    found: dict[Location, Diagnostic] = {}
+    for _, nodes, _, _ in _stacks(traced):
+        for node in nodes:
+            if not isinstance(node, TracedLayer) or "Norm" not in node.class_name:
+                continue
+            for kw in node.spec.kwargs:
+                value = kw.value
+                if kw.name != "eps" or not isinstance(value, Num | Name):
+                    continue
+                eps = value.value if isinstance(value, Num) else defaults.get(value.id)
+                if not isinstance(eps, int | float) or isinstance(eps, bool) or eps <= 1:
+                    continue
+                shown = f"{value.id} ({eps} at the defaults)" if isinstance(value, Name) else eps
+                found[value.loc] = Diagnostic(
+                    "warning",
+                    f"{node.spec.name}'s eps is {shown}, far above any real use",
+                    value.loc,
+                    "eps is a small constant added for numerical stability (the default is 1e-05); "
+                    "one above 1 is usually a typo, or a size written in the wrong place",
+                    EPS_ABOVE_ONE,
+                )
+    return list(found.values())
 
 
 def _stack_checks(

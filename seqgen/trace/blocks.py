@@ -298,7 +298,9 @@ def _trace_body(
 
     def at_use(e: SeqgenError) -> SeqgenError:  # say which use the block was traced at
         use_hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
-        return type(e)(e.diagnostic.message, location=e.location, hint=use_hint)
+        return type(e)(
+            e.diagnostic.message, location=e.location, hint=use_hint, fix=e.diagnostic.fix
+        )
 
     found = parent.shared.errors  # the body's errors, recorded as the trace went on
     before = len(found)

@@ -70,7 +70,7 @@ def trace_loop(
             "`repeat`"
         )
         hint = f"{e.diagnostic.hint}; {note}" if e.diagnostic.hint else note
-        noted = type(e)(e.diagnostic.message, location=e.location, hint=hint)
+        noted = type(e)(e.diagnostic.message, location=e.location, hint=hint, fix=e.diagnostic.fix)
         recorded = scope.shared.errors  # the trace reports what it recorded: this one, noted
         recorded[:] = [noted if r is e else r for r in recorded]
         raise noted from e
