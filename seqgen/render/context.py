@@ -25,6 +25,7 @@ from seqgen.project.header import comment_text
 from seqgen.project.options import Options
 from seqgen.render.budget import SAMPLE_BATCH, over_budget
 from seqgen.render.export import export_context
+from seqgen.render.heads import heads_model, output_text
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
 from seqgen.render.imports import member_order, stdlib_imports
 from seqgen.render.inputs import input_checks, input_rules, wrong_input
@@ -72,7 +73,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
             item = {**item, "prefix": f"({key!r}, ", "suffix": ")"}
         layers.append(item)
     summary = (
-        f"Maps {shape_text(traced.input_shape)} to {shape_text(traced.out_shape)}; "
+        f"Maps {shape_text(traced.input_shape)} to {output_text(traced)}; "
         f"{traced.total_params.value:,} parameters at the defaults."
     )
     if rules:
@@ -94,7 +95,11 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         "named": named,
         "layers": layers,
         "sequential": False,  # the model keeps `self.model` (the seed's pattern) and its checks
+        # several outputs: named submodules, and a forward of plain statements (render/heads.py)
+        "heads": heads_model(traced, named) if traced.heads else None,
     }
+    if model["heads"] is not None:
+        model["layers"] = [i for m in model["heads"]["modules"] for i in m["layers"]]
     blocks = [_block_class(b) for b in traced.blocks]
     note = SHAPE_NOTE
     if any(closes_with_comment(c["layers"]) for c in [*blocks, model]):
@@ -104,7 +109,9 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         + "\n".join(textwrap.wrap(note, 88, break_long_words=False, break_on_hyphens=False))
         + "\n",
         "stdlib_imports": stdlib_imports(
-            ordered_dict=named, math=any(uses_math(helper_source(name)) for name in helpers)
+            ordered_dict=named,
+            math=any(uses_math(helper_source(name)) for name in helpers),
+            named_tuple=bool(traced.heads),
         ),
         "helpers": [helper_source(name) for name in helpers],
         "blocks": blocks,
@@ -138,13 +145,14 @@ def _block_class(block: TracedBlock) -> dict[str, Any]:
         "layers": layer_items(block.layers, block.input_shape),
         # a block is its layers: an nn.Sequential subclass, no `.model` level in its keys
         "sequential": True,
+        "heads": None,
     }
 
 
 def _sample_batches(traced: TracedModel) -> list[int]:
     """Batch 1 and SAMPLE_BATCH (3), or 2 and 3 when a BatchNorm uses batch statistics in eval
     mode too (track_running_stats=False needs more than one value per channel)."""
-    return _batches([traced.layers, *(b.layers for b in traced.blocks)])
+    return _batches([*traced.stacks, *(b.layers for b in traced.blocks)])
 
 
 def _batches(stacks: list[tuple[TracedNode, ...]]) -> list[int]:

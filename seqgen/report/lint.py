@@ -99,7 +99,8 @@ def _stacks(traced: TracedModel) -> Iterator[tuple[tuple[Dim, ...], tuple[Traced
     """Every stack of nodes with its input shape: the model's (last: True), each branch of each
     merge, each block body, and the body of each `repeat depth:` loop."""
     todo: list[tuple[tuple[Dim, ...], tuple[TracedNode, ...], bool]] = [
-        (traced.input_shape, traced.layers, True),
+        (traced.input_shape, traced.layers, not traced.heads),  # with heads, theirs end it
+        *((h.input_shape, h.layers, True) for h in traced.heads),
         *((b.input_shape, b.layers, False) for b in traced.blocks),
     ]
     while todo:

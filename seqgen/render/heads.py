@@ -1,0 +1,104 @@
+"""How a model with heads is written: a `typing.NamedTuple` of its outputs, the trunk as named
+segments, one nn.Sequential per head, and a `forward` of plain statements.
+
+The trunk is split where heads branch off (`head aux from=mid:`): `self.mid` holds the trunk's
+layers up to and including the one named `mid`, `self.trunk` the layers after the last such
+point (the whole trunk when no head names a point). Each segment's output is a local named after
+its point (`features` for the trunk's end), and each head reads one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqgen.ir import Dim, TracedHead, TracedLayer, TracedModel, TracedNode
+from seqgen.render.layers import layer_items, shape_text
+
+TRUNK = "trunk"  # the attribute of the trunk's last segment
+FEATURES = "features"  # the local that holds the trunk's output
+
+
+def output_class(traced: TracedModel) -> str:
+    """The NamedTuple `forward` returns: `<Model>Output`."""
+    return f"{traced.spec.class_name}Output"
+
+
+def output_text(traced: TracedModel) -> str:
+    """What forward returns, as the class docstring says it: a shape, or the output class."""
+    return output_class(traced) if traced.heads else shape_text(traced.out_shape)
+
+
+def head_shape_text(head: TracedHead) -> str:
+    """`(N, num_classes)`, and when it is returned, for the docstring and the summary."""
+    text = shape_text(head.out_shape)
+    return f"{text}, in training mode only (None in eval mode)" if head.train_only else text
+
+
+def _segments(traced: TracedModel) -> list[tuple[str, str, int, int]]:
+    """The trunk's segments: (attribute, local, first node, end), split after each point."""
+    ends = sorted({traced.head_start(h) for h in traced.heads if h.point is not None})
+    bounds = [*(e + 1 for e in ends), len(traced.layers)]
+    names = [_point_name(traced, e) for e in ends] + [TRUNK]
+    locals_ = names[:-1] + [FEATURES]
+    out = []
+    start = 0
+    for attribute, local, stop in zip(names, locals_, bounds, strict=True):
+        out.append((attribute, local, start, stop))
+        start = stop
+    return out
+
+
+def _point_name(traced: TracedModel, index: int) -> str:
+    return next(h.point for h in traced.heads if h.point and traced.head_start(h) == index)
+
+
+def _sequential(
+    attribute: str, nodes: tuple[TracedNode, ...], input_shape: tuple[Dim, ...], named: bool
+) -> dict[str, Any]:
+    """One `self.NAME = nn.Sequential(...)`; `named` keys its layers as model_context does."""
+    items = layer_items(nodes, input_shape)
+    if named:
+        items = [
+            {
+                **item,
+                "prefix": f"({layer.spec.key if isinstance(layer, TracedLayer) and layer.spec.key else str(layer.index)!r}, ",
+                "suffix": ")",
+            }
+            for layer, item in zip(nodes, items, strict=True)
+        ]
+    return {"attribute": attribute, "named": named, "layers": items}
+
+
+def heads_model(traced: TracedModel, named: bool) -> dict[str, Any]:
+    """The parts of the model class that heads change: its submodules and forward's statements.
+    `named`: the trunk's layers are keyed by name (`name=stem`), in OrderedDicts."""
+    modules = []
+    locals_at: dict[int, str] = {}
+    statements = []
+    source = "x"
+    for attribute, local, start, stop in _segments(traced):
+        nodes = traced.layers[start:stop]
+        shape = traced.layers[start - 1].out_shape if start else traced.input_shape
+        modules.append(_sequential(attribute, nodes, shape, named))
+        statements.append(f"{local}: torch.Tensor = self.{attribute}({source})")
+        locals_at[stop - 1] = source = local
+    fields = []
+    for head in traced.heads:
+        modules.append(_sequential(head.name, head.layers, head.input_shape, False))
+        call = f"self.{head.name}({locals_at[traced.head_start(head)]})"
+        if head.train_only:
+            call += " if self.training else None"
+        fields.append(f"{head.name}={call}")
+    statements.append(f"return {output_class(traced)}({', '.join(fields)})")
+    docs = [f"{h.name}: {head_shape_text(h)}" for h in traced.heads]
+    return {
+        "output": output_class(traced),
+        "output_doc": "\n    ".join(
+            [f"What {traced.spec.class_name}.forward returns: one field per head.", "", *docs, ""]
+        ),
+        "fields": [
+            f"{h.name}: torch.Tensor" + (" | None" if h.train_only else "") for h in traced.heads
+        ],
+        "modules": modules,
+        "statements": statements,
+    }
