@@ -215,8 +215,12 @@ class _Parser:
                         max(1, ind),
                         hint="only the lines under a `NAME:` header are indented",
                     )
-                if scope.top and self.heads and not (
-                    is_head_header(line) or (word == "block" and line.peek(1).kind == "name")
+                if (
+                    scope.top
+                    and self.heads
+                    and not (
+                        is_head_header(line) or (word == "block" and line.peek(1).kind == "name")
+                    )
                 ):
                     nxt = end
                     raise line.error(

@@ -25,7 +25,7 @@ from seqgen.project.header import comment_text
 from seqgen.project.options import Options
 from seqgen.render.budget import SAMPLE_BATCH, over_budget
 from seqgen.render.export import export_context
-from seqgen.render.heads import heads_model, output_text
+from seqgen.render.heads import heads_model, heads_tests, output_class, output_text
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
 from seqgen.render.imports import member_order, stdlib_imports
 from seqgen.render.inputs import input_checks, input_rules, wrong_input
@@ -98,8 +98,8 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         # several outputs: named submodules, and a forward of plain statements (render/heads.py)
         "heads": heads_model(traced, named) if traced.heads else None,
     }
-    if model["heads"] is not None:
-        model["layers"] = [i for m in model["heads"]["modules"] for i in m["layers"]]
+    if traced.heads:  # for the module docstring's note on merges: every submodule's layers
+        model["layers"] = [i for m in heads_model(traced, named)["modules"] for i in m["layers"]]
     blocks = [_block_class(b) for b in traced.blocks]
     note = SHAPE_NOTE
     if any(closes_with_comment(c["layers"]) for c in [*blocks, model]):
@@ -234,12 +234,21 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         }
         for b in traced.blocks
     ]
+    heads = heads_tests(traced, shape_params) if traced.heads else None
     return {
+        "heads": heads,
+        "layers_of": "model.model" if heads is None else heads["layers_of"],
         "token_input": _token_high(traced),
         "sample": "sample_input" if traced.spec.input_dtype == "long" else "torch.randn",
         "blocks": blocks,
         "imports": ", ".join(
-            member_order([spec.class_name, *(b.class_name for b in traced.blocks)])
+            member_order(
+                [
+                    spec.class_name,
+                    *(b.class_name for b in traced.blocks),
+                    *([output_class(traced)] if traced.heads else []),
+                ]
+            )
         ),
         "class_name": spec.class_name,
         "module_name": options.model_import,

@@ -9,10 +9,12 @@ its point (`features` for the trunk's end), and each head reads one of them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from seqgen.ir import Dim, TracedHead, TracedLayer, TracedModel, TracedNode
 from seqgen.render.layers import layer_items, shape_text
+from seqgen.safe_eval import NotArithmetic, evaluate_source
 
 TRUNK = "trunk"  # the attribute of the trunk's last segment
 FEATURES = "features"  # the local that holds the trunk's output
@@ -59,14 +61,17 @@ def _sequential(
     items = layer_items(nodes, input_shape)
     if named:
         items = [
-            {
-                **item,
-                "prefix": f"({layer.spec.key if isinstance(layer, TracedLayer) and layer.spec.key else str(layer.index)!r}, ",
-                "suffix": ")",
-            }
+            {**item, "prefix": f"({_key(layer)!r}, ", "suffix": ")"}
             for layer, item in zip(nodes, items, strict=True)
         ]
     return {"attribute": attribute, "named": named, "layers": items}
+
+
+def _key(layer: TracedNode) -> str:
+    """A layer's key in its segment's OrderedDict: its name, else its index in the trunk."""
+    if isinstance(layer, TracedLayer) and layer.spec.key is not None:
+        return layer.spec.key
+    return str(layer.index)
 
 
 def heads_model(traced: TracedModel, named: bool) -> dict[str, Any]:
@@ -102,3 +107,56 @@ def heads_model(traced: TracedModel, named: bool) -> dict[str, Any]:
         "modules": modules,
         "statements": statements,
     }
+
+
+_BATCH = re.compile(r"\bN\b")
+MAX_OTHER_POINTS = 2  # the parameter values besides the defaults the outputs are tested at
+
+
+def heads_tests(traced: TracedModel, shape_params: str) -> dict[str, object]:
+    """What the generated test file adds for heads: each head's expected shape (an expression
+    of the batch and the int parameters), the train-only ones, the trunk's layers in order, and
+    a few accepted non-default values of the constructor's int parameters."""
+    segments = [f"model.{attribute}" for attribute, _, _, _ in _segments(traced)]
+    rows = []
+    for head in traced.heads:
+        dims = [_BATCH.sub("batch", d.code) for d in head.out_shape]
+        shape = f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+        note = f"head {head.name} (line {head.spec.loc.line})"
+        rows.append({"name": repr(head.name), "shape": shape, "comment": note})
+    train_only = [repr(h.name) for h in traced.heads if h.train_only]
+    names, points = _other_points(traced)
+    return {
+        "output": output_class(traced),
+        "layers_of": segments[0] if len(segments) == 1 else f"[*{', *'.join(segments)}]",
+        "rows": rows,
+        "train_only": f"({train_only[0]},)"
+        if len(train_only) == 1
+        else f"({', '.join(train_only)})",
+        "has_train_only": bool(train_only),
+        "first_train_only": train_only[0][1:-1] if train_only else None,
+        "params": ", *, training: bool = False" + shape_params.removeprefix(", *"),
+        "other_names": ", ".join(names),
+        "other_points": repr([p[0] if len(p) == 1 else p for p in points]),
+        "other_args": ", ".join(f"{n}={n}" for n in names),
+        "other_typed": ", ".join(f"{n}: int" for n in names),
+    }
+
+
+def _other_points(traced: TracedModel) -> tuple[list[str], list[tuple[int, ...]]]:
+    """The constructor's int parameters and up to MAX_OTHER_POINTS value tuples other than the
+    defaults that every `__init__` check accepts (each parameter raised by 1, 2, 3 or 4)."""
+    params = [p for p in traced.init_params if type(p.default) is int]
+    if not params:
+        return [], []
+    defaults = {p.name: int(p.default) for p in traced.spec.params if type(p.default) is int}
+    points = []
+    for step in (1, 2, 3, 4):
+        values = {**defaults, **{p.name: defaults[p.name] + step for p in params}}
+        try:
+            if any(evaluate_source(c.failed, values) for c in traced.constraints):
+                continue
+        except NotArithmetic:
+            continue
+        points.append(tuple(values[p.name] for p in params))
+    return [p.name for p in params], points[:MAX_OTHER_POINTS]
