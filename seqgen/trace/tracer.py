@@ -27,6 +27,7 @@ from seqgen.ir import (
     TracedMerge,
     TracedModel,
     flat_layers,
+    node_name,
 )
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
@@ -58,6 +59,7 @@ class Tracer:
         self.input_dim_names: set[str] = set()
         # the output of each node of the top-level stack, for the heads that branch from it
         self.outputs: list[tuple[torch.Tensor, list[DimInfo]]] = []
+        self.points = {h.point for h in scope.spec.heads if h.point is not None}
 
     def input_dims(self) -> list[DimInfo]:
         dims = [DimInfo(self.scope.batch_sym, BATCH)]
@@ -160,6 +162,8 @@ class Tracer:
             steps.append(result.step)
             if index is None:
                 self.outputs.append((x, dims))
+                if node_name(node) in self.points:  # a head reads it too: no in-place change
+                    self.scope.previous, self.scope.shared_input = None, True
         return StackResult(x, dims, steps)
 
     def recover(
