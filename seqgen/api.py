@@ -6,9 +6,11 @@ torch is imported only when a spec is actually traced (`seqgen --help` and an up
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from seqgen import diagram as diagrams
 from seqgen.errors import InternalError, SpecReadError, raise_all
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.lang.parser import parse_partial, read_spec
@@ -21,6 +23,7 @@ from seqgen.render.environment import templates_root
 __all__ = [
     "Generated",
     "Options",
+    "diagram",
     "generate",
     "is_up_to_date",
     "load",
@@ -101,6 +104,22 @@ def generate(spec_path: str, options: Options, device: str | None = None) -> Gen
     source = str(Path(spec_path).resolve())  # which spec owns the files (never written)
     files = [replace(f, source=source) for f in render(traced, options, spec_key(text, options))]
     return Generated(traced, tuple(files))
+
+
+def diagram(
+    spec_path: str,
+    fmt: str = "mermaid",
+    at: Sequence[str] = (),
+    expand: bool = False,
+    input_override: str | None = None,
+    markdown: bool = False,
+) -> str:
+    """The network of a spec drawn from its trace, nothing run: Mermaid, SVG or dot text; with
+    `markdown`, a Markdown page holding the Mermaid in a ```mermaid block."""
+    _, traced = traced_spec(spec_path, input_override)
+    if markdown:
+        return diagrams.markdown(diagrams.build(traced, at, expand), Path(spec_path).name)
+    return diagrams.draw(traced, fmt, at, expand)
 
 
 def is_up_to_date(spec_path: str, options: Options) -> bool:

@@ -339,6 +339,38 @@ def summary(specs: tuple[str, ...], input_shape: str | None, fmt: str, batch: in
 
 
 @main.command()
+@click.argument("spec")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "svg", "dot"]), default="mermaid")
+@click.option("--at", multiple=True, metavar="NAME=VALUE", help="Sizes at NAME=VALUE (repeatable).")
+@click.option("--expand", is_flag=True, help="Open each block use into its own layers.")
+@click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
+@click.option("-o", "--output", metavar="FILE", help="Write FILE (.md: Markdown with mermaid).")
+def diagram(
+    spec: str,
+    fmt: str,
+    at: tuple[str, ...],
+    expand: bool,
+    input_shape: str | None,
+    output: str | None,
+) -> None:
+    """Draw SPEC's network from its trace (Mermaid by default): nothing is run or allocated."""
+    from seqgen.api import diagram as draw
+    from seqgen.project.write import write_atomic
+
+    markdown = output is not None and output.endswith(".md")
+    if markdown and fmt != "mermaid":
+        raise click.UsageError(f"a .md file holds Mermaid; write --format {fmt} to another file")
+    try:
+        text = draw(spec, fmt, at, expand, input_shape, markdown=markdown)
+        if output is not None:
+            write_atomic(output, text)
+    except SeqgenError as e:
+        sys.exit(_report(e))
+    if output is None:
+        click.echo(text, nl=False)
+
+
+@main.command()
 @click.argument("name")
 @click.option("--kind", type=click.Choice(KINDS), default="mlp", show_default=True)
 def init(name: str, kind: str) -> None:

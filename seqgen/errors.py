@@ -124,6 +124,10 @@ class RenderError(SeqgenError):
     """Generated code could not be produced (a template or formatting failure)."""
 
 
+class DiagramError(SeqgenError):
+    """A diagram cannot be drawn as asked: an `--at` that names no size or breaks a rule."""
+
+
 class WriteError(SeqgenError):
     """Output files could not be written, or would clobber hand edits."""
 

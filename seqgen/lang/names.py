@@ -18,6 +18,7 @@ from seqgen.ir import (
     MergeSpec,
     Name,
     Node,
+    RepeatSpec,
     expr_names,
     flat_layers,
     node_values,
@@ -121,8 +122,19 @@ def check_keys(items: Sequence[Node], blocks: Iterable[BlockDef]) -> list[SpecSy
                     hint="drop name=... inside blocks and merges",
                 )
             )
+    loops = dict.fromkeys(r for r in items if isinstance(r, RepeatSpec))
+    for loop, layer in ((r, n) for r in loops for n in dict.fromkeys(flat_layers(r.layers))):
+        if layer.key is not None:
+            errors.append(
+                SpecSyntaxError(
+                    f"layer name {layer.key!r} is inside a `repeat {loop.count.id}:` loop, so "
+                    "it would be used more than once",
+                    location=layer.loc,
+                    hint="layer names must be unique: name the layers outside `repeat`",
+                )
+            )
     first: dict[str, LayerSpec] = {}
-    layers = list(flat_layers([n for n in items if not isinstance(n, MergeSpec)]))
+    layers = list(flat_layers([n for n in items if not isinstance(n, (MergeSpec, RepeatSpec))]))
     for layer in dict.fromkeys(layers):  # each line once; `repeat` repeats the objects
         if layer.key is None:
             continue

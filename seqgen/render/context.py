@@ -58,20 +58,12 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     forward = input_checks(traced)
     # `name=stem` keys a layer by name; the others keep their index, as the string key "0", "1",
     # ..., so state_dict keys stay `model.0.weight` as in a plain nn.Sequential
-    named = any(
-        isinstance(layer, TracedLayer) and layer.spec.key is not None for layer in traced.layers
+    named = _named(traced)
+    keys = tuple(
+        layer.spec.key if isinstance(layer, TracedLayer) and layer.spec.key else str(layer.index)
+        for layer in traced.layers
     )
-    layers = []
-    items = layer_items(traced.layers, traced.input_shape)
-    for layer, item in zip(traced.layers, items, strict=True):
-        if named:
-            key = (
-                layer.spec.key
-                if isinstance(layer, TracedLayer) and layer.spec.key
-                else str(layer.index)
-            )
-            item = {**item, "prefix": f"({key!r}, ", "suffix": ")"}
-        layers.append(item)
+    layers = layer_items(traced.layers, traced.input_shape, keys if named else None)
     summary = (
         f"Maps {shape_text(traced.input_shape)} to {output_text(traced)}; "
         f"{traced.total_params.value:,} parameters at the defaults."
@@ -117,6 +109,13 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         "blocks": blocks,
         "model": model,
     }
+
+
+def _named(traced: TracedModel) -> bool:
+    """Whether a top-level layer has a `name=`: the model's layers are then an OrderedDict."""
+    return any(
+        isinstance(layer, TracedLayer) and layer.spec.key is not None for layer in traced.layers
+    )
 
 
 def _block_class(block: TracedBlock) -> dict[str, Any]:
@@ -196,10 +195,11 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         else ""
     )
     rows = []
+    named = _named(traced)
     for layer in traced.layers:
         shape = _tuple_source([_batch(d.code, "batch") for d in layer.out_shape])
-        if isinstance(layer, TracedLayer) and layer.repeat is not None:  # one row per repetition
-            shape = f"*[{shape}] * {layer.repeat}"
+        if isinstance(layer, TracedLayer) and layer.repeat is not None and not named:
+            shape = f"*[{shape}] * {layer.repeat}"  # one row per pass (named: one for all)
         rows.append({"shape": shape, "comment": f"line {layer.line}: {layer.call}"})
     free = set(traced.free_dims)
     dims = [

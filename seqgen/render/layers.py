@@ -31,9 +31,26 @@ def shape_text(dims: tuple[Dim, ...]) -> str:
     return "(" + ", ".join(d.shown for d in dims) + ")"
 
 
-def layer_items(nodes: tuple[TracedNode, ...], input_shape: tuple[Dim, ...]) -> list[Item]:
-    """The items of a class's nn.Sequential, which gets `input_shape`."""
-    return _items(nodes, shape_text(input_shape))[0]
+def layer_items(
+    nodes: tuple[TracedNode, ...],
+    input_shape: tuple[Dim, ...],
+    keys: tuple[str, ...] | None = None,
+) -> list[Item]:
+    """The items of a class's nn.Sequential, which gets `input_shape`; with `keys`, one
+    `(key, module)` pair per node for an OrderedDict (a loop's passes in one nn.Sequential)."""
+    if keys is None:
+        return _items(nodes, shape_text(input_shape))[0]
+    out = []
+    shown = shape_text(input_shape)
+    for node, key in zip(nodes, keys, strict=True):
+        group, shown = _node_items(node, shown)
+        item = (
+            group[0]
+            if len(group) == 1 and not _loop(node)
+            else _holder("nn.Sequential(", group, None)
+        )
+        out.append({**item, "prefix": f"({key!r}, ", "suffix": ")"})
+    return out
 
 
 def closes_with_comment(items: list[Item]) -> bool:
@@ -71,9 +88,30 @@ def _items(nodes: tuple[TracedNode, ...], shown: str) -> tuple[list[Item], str]:
     """The items of one stack, in the order they are written, and the shape last shown."""
     items = []
     for node in nodes:
-        item, shown = _item(node, shown)
-        items.append(item)
+        group, shown = _node_items(node, shown)
+        items += group
     return items, shown
+
+
+def _loop(node: TracedNode) -> bool:
+    return isinstance(node, TracedLayer) and node.repeat is not None
+
+
+def _node_items(node: TracedNode, shown: str) -> tuple[list[Item], str]:
+    """A node's items: one, or for a loop whose first pass changes the shape, that pass's
+    nn.Sequential and the loop over the others (so pass k is still item k of the loop)."""
+    if not (isinstance(node, TracedLayer) and node.repeat is not None and node.first):
+        item, shown = _item(node, shown)
+        return [item], shown
+    first, shown = _items(node.first, shown)
+    # the later passes give back the first's shape (`__init__` checks where it is not plain),
+    # so the loop's `]` needs no comment: a call split for one would be black's doing
+    body, shown = _items(node.body, shown)
+    close = f") for _ in range({node.repeat} - 1)]"
+    return [
+        _holder("nn.Sequential(", first, None),
+        _holder("*[nn.Sequential(", body, None, close=close),
+    ], shown
 
 
 def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
@@ -103,7 +141,7 @@ def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
 def _stack(nodes: tuple[TracedNode, ...], shown: str) -> tuple[Item, str]:
     """A branch: its one node as is, or an nn.Sequential of its nodes (which ends with its last
     node's shape, so it never needs a comment of its own)."""
-    if len(nodes) == 1:
+    if len(nodes) == 1 and not _loop(nodes[0]):  # a loop's passes are more than one module
         return _item(nodes[0], shown)
     children, shown = _items(nodes, shown)
     return _holder("nn.Sequential(", children, None), shown

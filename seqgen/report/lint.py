@@ -110,6 +110,8 @@ def _stacks(traced: TracedModel) -> Iterator[tuple[tuple[Dim, ...], tuple[Traced
             before = nodes[i - 1].out_shape if i else in_shape
             if isinstance(node, TracedMerge):
                 todo.extend((before, branch, False) for branch in node.branches)
+            elif isinstance(node, TracedLayer) and node.first:  # a later pass gets its output
+                todo += [(before, node.first, False), (node.out_shape, node.body, False)]
             elif isinstance(node, TracedLayer) and node.body:
                 todo.append((before, node.body, False))
 
@@ -131,7 +133,7 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
             )
     for in_shape, nodes, top in _stacks(traced):
         out += _stack_checks(in_shape, nodes, top)
-    return out
+    return list(dict.fromkeys(out))  # a loop's two passes warn once
 
 
 def _stack_checks(
