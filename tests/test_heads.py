@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
+from xml.etree import ElementTree
 
 import pytest
 import torch
@@ -19,6 +20,8 @@ from conftest import run_generated_tests
 from torch import nn
 
 from seqgen.api import generate, options_for
+from seqgen.diagram import build, draw
+from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
@@ -257,3 +260,25 @@ def test_summary_shows_each_head_after_the_trunk() -> None:
         ("head aux (from mid, train only)", 0, 650),
     ]
     assert rows[rows.index(heads[1]) + 1]["depth"] == 1
+
+
+def test_diagram_draws_each_head_from_its_point() -> None:
+    traced = trace(parse(SPEC))
+    diagram = build(traced)
+    labels = {b.id: b.label for b in all_boxes(diagram)}
+    heads = {h.frame.title: labels[h.entry] for h in diagram.heads}
+    assert heads == {
+        "head logits": "Flatten()",
+        "head boxes": "Flatten()",
+        "head aux (from mid, train only)": "MaxPool2d(2)",
+    }
+    edges = {(labels[e.source], labels[e.target]) for e in all_edges(diagram)}
+    assert ("MaxPool2d(2)", "AdaptiveAvgPool2d(2)") in edges  # aux, beside the trunk's own
+    assert ("MaxPool2d(2)", "Conv2d(width, 32, kernel_size=3, padding=1)") in edges
+    assert ("Flatten()", "Linear(8, 4)") not in edges  # boxes' second Linear reads its ReLU
+    assert {e.target for e in all_edges(diagram)} == set(labels) - {diagram.flow[0].id}
+    # SVG: every box is drawn, and one path per edge
+    root = ElementTree.fromstring(draw(traced, "svg"))
+    svg = "{http://www.w3.org/2000/svg}"
+    assert len(list(root.iter(f"{svg}polyline"))) == len(all_edges(diagram))
+    assert "head aux (from mid, train only)" in draw(traced, "dot")
