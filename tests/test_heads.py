@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import random
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -282,3 +284,117 @@ def test_diagram_draws_each_head_from_its_point() -> None:
     svg = "{http://www.w3.org/2000/svg}"
     assert len(list(root.iter(f"{svg}polyline"))) == len(all_edges(diagram))
     assert "head aux (from mid, train only)" in draw(traced, "dot")
+
+
+# ------------------------------------------------- differential: heads = plain models
+#
+# A model with heads computes, for each head, what the plain (single-output) spec "trunk up to
+# the head's point, then the head's layers" computes: the same sizes, parameter counts, the same
+# `__init__` refusals, and the same outputs after copying weights. Random specs, random values.
+
+TRUNK_MENU = [
+    "conv2d c k=3 p=1",
+    "conv2d 6 k=k",
+    "batchnorm2d",
+    "relu",
+    "maxpool2d 2",
+    "avgpool2d 2 s=1",
+    "conv2d c k=1 s=2",
+]
+HEAD_MENU = [
+    ["adaptiveavgpool2d 1", "flatten", "linear n"],
+    ["conv2d n k=1", "relu"],
+    ["flatten", "linear 5", "relu", "linear n"],
+    ["identity"],
+    ["conv2d 4 k=k", "adaptiveavgpool2d 2", "flatten"],
+]
+
+
+def _random_case(seed: int) -> tuple[str, list[tuple[str, int | None, list[str]]], int]:
+    """A spec with heads, each head as (name, point index or None, lines), and the trunk's
+    length."""
+    rng = random.Random(seed)
+    trunk = [rng.choice(TRUNK_MENU) for _ in range(rng.randint(2, 5))]
+    point = rng.randrange(len(trunk) - 1)
+    trunk[point] += " name=p"
+    heads = []
+    for i in range(rng.randint(1, 3)):
+        at = point if rng.random() < 0.5 else None
+        heads.append((f"h{i}", at, rng.choice(HEAD_MENU)))
+    return "\n".join(trunk), heads, len(trunk)
+
+
+def _spec_text(trunk: str, heads: list[tuple[str, int | None, list[str]]]) -> str:
+    out = ["model M(c=4, k=3, n=2)", "input 3x12x12", trunk]
+    for name, at, lines in heads:
+        out.append(f"head {name}{' from=p' if at is not None else ''}:")
+        out += [f"    {line}" for line in lines]
+    return "\n".join(out) + "\n"
+
+
+def _plain_text(trunk: str, point: int | None, lines: list[str]) -> str:
+    kept = trunk.splitlines()[: None if point is None else point + 1]
+    return "\n".join(["model M(c=4, k=3, n=2)", "input 3x12x12", *kept, *lines]) + "\n"
+
+
+def _built(module: ModuleType, values: dict[str, int]) -> nn.Module | str:
+    try:
+        return module.M(**values)
+    except ValueError as e:
+        return f"refused: {e}"
+
+
+FUZZ_SPECS = int(os.environ.get("SEQGEN_FUZZ_SPECS", "4"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(FUZZ_SPECS))
+def test_heads_equal_their_plain_models(tmp_path: Path, seed: int) -> None:
+    trunk, heads, _ = _random_case(seed)
+    try:
+        _, module = _generate(tmp_path, _spec_text(trunk, heads), f"fuzz_{seed}")
+    except SeqgenError as e:  # refused: then some plain model is refused too
+        refused = []
+        for name, at, lines in heads:
+            try:
+                _generate(tmp_path, _plain_text(trunk, at, lines), f"fuzz_{seed}_{name}")
+            except SeqgenError:
+                refused.append(name)
+        assert refused, f"the heads spec is refused, every plain model accepted: {e}"
+        return
+    plains = [
+        _generate(tmp_path, _plain_text(trunk, at, lines), f"fuzz_{seed}_{name}")[1]
+        for name, at, lines in heads
+    ]
+    rng = random.Random(seed)
+    points = [{}] + [{"c": rng.randint(1, 7), "k": rng.randint(1, 5), "n": rng.randint(1, 6)}]
+    points += [{"c": rng.randint(1, 7), "k": rng.randint(1, 5), "n": rng.randint(1, 6)}]
+    for values in points:
+        torch.manual_seed(seed)
+        model = _built(module, values)
+        refs = [_built(p, values) for p in plains]
+        if isinstance(model, str):  # the same refusal: some plain model refuses these values
+            assert any(isinstance(r, str) for r in refs), (values, model)
+            continue
+        assert not any(isinstance(r, str) for r in refs), (values, refs)
+        state = model.state_dict()
+        head_prefixes = tuple(f"{h}." for h, _, _ in heads)
+        trunk_keys = [k for k in state if not k.startswith(head_prefixes)]
+        x = torch.randn(2, 3, 12, 12)
+        out = model.eval()(x)
+        total = sum(
+            v.numel() for k, v in model.named_parameters() if not k.startswith(head_prefixes)
+        )
+        for (name, at, _), ref in zip(heads, refs, strict=True):
+            assert isinstance(ref, nn.Module)
+            # the trunk up to the head's point (segment `p`; all of it from the trunk's end)
+            mine = [k for k in trunk_keys if at is None or not k.startswith("trunk.")]
+            mine += [k for k in state if k.startswith(f"{name}.")]
+            theirs = ref.state_dict()
+            assert [tuple(state[k].shape) for k in mine] == [
+                tuple(v.shape) for v in theirs.values()
+            ]
+            ref.load_state_dict({t: state[k] for t, k in zip(theirs, mine, strict=True)})
+            torch.testing.assert_close(getattr(out, name), ref.eval()(x))
+            total += sum(v.numel() for k, v in model.named_parameters() if k.startswith(f"{name}."))
+        assert sum(p.numel() for p in model.parameters()) == total
