@@ -100,6 +100,8 @@ TRUNK = "model M(n=3)\ninput 3x8x8\nconv2d 4 k=1 name=stem\nrelu\nflatten\n"
         (TRUNK + "head a train_only=1:\n    linear 2\n", "takes True or False", 6),
         (TRUNK + "head a depth=2:\n    linear 2\n", "takes `from=POINT`", 6),
         (TRUNK + "head a:\n", "needs an indented stack", 6),
+        (TRUNK + "head:\n    linear 2\n", "expected a head's name", 6),
+        (TRUNK + "head a from=stem\n    linear 2\n", "expected ':' after `head a`", 6),
         (TRUNK + "head a:\n    linear 2 name=fc\n", "not inside a head", 7),
         (TRUNK + "head a:\n    head b:\n        linear 2\n", "at the top level", 7),
         ("input 3x8x8\nhead a:\n    relu\n", "needs the trunk's layers above it", 2),

@@ -7,11 +7,11 @@ name=mid`). The parser calls `head_section`; it calls back the parser's `stack` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from seqgen.errors import Location, SpecSyntaxError
 from seqgen.ir import Const, HeadSpec, Node, flat_layers, point_index
-from seqgen.lang.compound import Parser, StackContext
+from seqgen.lang.compound import Parser, StackContext, is_header
 from seqgen.lang.lexer import Line
 from seqgen.lang.names import check_identifier
 from seqgen.lang.values_parser import parse_value
@@ -32,17 +32,13 @@ TAKEN = frozenset(
 )  # fmt: skip
 
 
-def is_head_header(line: Line) -> bool:
-    """`head NAME ...:`: a line that opens a head (a block use `head 10` does not end in ':')."""
-    tokens = line.tokens
-    return (
-        tokens[0].kind == "name"
-        and tokens[0].text == "head"
-        and tokens[1].kind == "name"
-        and len(tokens) >= 3
-        and tokens[-2].kind == "op"
-        and tokens[-2].text == ":"
-    )
+def is_head_header(line: Line, blocks: Collection[str]) -> bool:
+    """`head NAME ...:`, or a line that means one (its ':' forgotten): a line that starts with
+    `head`, unless it uses a block of that name (a use never ends in ':')."""
+    first = line.tokens[0]
+    if first.kind != "name" or first.text.lower() != "head":
+        return False
+    return is_header(line) or first.text not in blocks
 
 
 def head_section(
@@ -65,7 +61,13 @@ def head_section(
             hint="unindent it: heads follow the model's own layers",
         )
     tok = line.next()
-    loc = line.loc(tok.col, len(tok.text))
+    loc = line.loc(tok.col, len(tok.text) or 1)
+    if tok.kind != "name":
+        raise SpecSyntaxError(
+            f"expected a head's name after `head`, found {tok.text or 'the end of the line'!r}",
+            location=loc,
+            hint="e.g. `head logits:` or `head aux from=mid train_only=True:`",
+        )
     name = check_identifier(tok.text, "head name", loc)
     _not_taken(name, "head name", loc, parser)
     if not trunk:

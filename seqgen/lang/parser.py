@@ -219,7 +219,8 @@ class _Parser:
                     scope.top
                     and self.heads
                     and not (
-                        is_head_header(line) or (word == "block" and line.peek(1).kind == "name")
+                        is_head_header(line, self.blocks)
+                        or (word == "block" and line.peek(1).kind == "name")
                     )
                 ):
                     nxt = end
@@ -230,7 +231,7 @@ class _Parser:
                         hint=f"move it above `head {self.heads[0].name}` (line "
                         f"{self.heads[0].loc.line}), or indent it into a head",
                     )
-                if is_head_header(line):
+                if is_head_header(line, self.blocks):
                     nxt = end
                     self.heads.append(
                         head_section(self, items, i, end, line, scope, nodes, self.heads)
