@@ -106,6 +106,16 @@ TRUNK = "model M(n=3)\ninput 3x8x8\nconv2d 4 k=1 name=stem\nrelu\nflatten\n"
         (TRUNK + "head a:\n    head b:\n        linear 2\n", "at the top level", 7),
         ("input 3x8x8\nhead a:\n    relu\n", "needs the trunk's layers above it", 2),
         (
+            "model M(training=2)\ninput 3x8x8\nconv2d training k=1\nhead a:\n    relu\n",
+            "is taken in a model with heads",
+            1,
+        ),
+        (
+            "model M\ninput 4\nlinear 3 name=MOutput\nrelu\nhead a from=MOutput:\n    relu\n",
+            "the name of the output class",
+            5,
+        ),
+        (
             "input 3x8x8\nconv2d 4 k=1 name=stem\nhead a from=stem:\n    relu\n",
             "the trunk's last layer",
             3,

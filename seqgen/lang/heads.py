@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from seqgen.errors import Location, SpecSyntaxError
-from seqgen.ir import Const, HeadSpec, Node, flat_layers, point_index
+from seqgen.ir import Const, HeadSpec, Node, Param, flat_layers, point_index
 from seqgen.lang.compound import Parser, StackContext, is_header
 from seqgen.lang.lexer import Line
 from seqgen.lang.names import check_identifier
@@ -30,6 +30,42 @@ TAKEN = frozenset(
         "to_empty", "train", "training", "type", "xpu", "zero_grad",
     }
 )  # fmt: skip
+
+
+# Names the generated tests of a model with heads use, where the int parameters are keyword
+# arguments and locals: a parameter cannot take one.
+TEST_NAMES = frozenset(
+    {"training", "every", "TRAIN_ONLY", "output_shapes", "expected_output_shapes"}
+)
+
+
+def heads_name_errors(
+    heads: Sequence[HeadSpec], params: Sequence[Param], class_name: str
+) -> list[SpecSyntaxError]:
+    """What only the whole spec shows: a parameter named like a helper of the generated tests,
+    a point named like the output class (forward's local would hide it)."""
+    if not heads:
+        return []
+    errors = [
+        SpecSyntaxError(
+            f"parameter {p.name!r} is taken in a model with heads: its generated tests use it",
+            location=p.loc,
+            hint="choose another name",
+        )
+        for p in params
+        if p.name in TEST_NAMES
+    ]
+    output = f"{class_name}Output"
+    errors += [
+        SpecSyntaxError(
+            f"point {h.point!r} is the name of the output class forward returns",
+            location=h.point_loc,
+            hint="name the layer otherwise",
+        )
+        for h in heads
+        if h.point == output
+    ]
+    return errors
 
 
 def is_head_header(line: Line, blocks: Collection[str]) -> bool:

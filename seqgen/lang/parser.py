@@ -25,7 +25,7 @@ from seqgen.ir import (
 )
 from seqgen.lang.arguments import bind_use, dtype_option, parse_dims, parse_layer, parse_params
 from seqgen.lang.compound import StackContext, block_def, body_end, is_header, merge, repeat
-from seqgen.lang.heads import head_keys, head_section, is_head_header
+from seqgen.lang.heads import head_keys, head_section, heads_name_errors, is_head_header
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import MERGES, camel_case, check_identifier, check_keys, check_names
 
@@ -177,6 +177,7 @@ class _Parser:
         except SpecSyntaxError as e:
             self.errors.append(e)
             return None
+        self.errors += heads_name_errors(self.heads, self.params, class_name)
         return ModelSpec(
             path=self.path,
             class_name=class_name,
