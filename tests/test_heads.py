@@ -130,6 +130,20 @@ def test_misuse_is_a_located_syntax_error(text: str, message: str, line: int) ->
     assert f"<spec>:{line}:" in rendered
 
 
+def test_a_point_may_be_a_block_use_or_a_merge(tmp_path: Path) -> None:
+    text = (
+        "model P(n=3)\ninput 8\nblock B(w):\n    linear w\n    relu\n"
+        "B 6 name=b\nadd name=m:\n    branch:\n        linear 6\n    branch:\n"
+        "        identity\nlinear 4\n"
+        "head x1 from=b:\n    linear n\nhead x2 from=m:\n    linear 2\nhead x3:\n    relu\n"
+    )
+    files, module = _generate(tmp_path, text, "points")
+    source = files[0].read_text()
+    assert "b: torch.Tensor = self.b(x)" in source and "m: torch.Tensor = self.m(b)" in source
+    out = module.P(n=5).eval()(torch.randn(2, 8))
+    assert [tuple(t.shape) for t in out] == [(2, 5), (2, 2), (2, 4)]
+
+
 def test_a_block_named_head_is_still_a_block_use() -> None:
     spec = parse("input 4\nblock head(c):\n    linear c\nhead 3\n")
     assert spec.heads == () and len(spec.layers) == 1

@@ -144,6 +144,9 @@ class MergeSpec:
     branches: tuple[tuple[Node, ...], ...]
     loc: Location
     dim: Expr | None = None  # concat's dim, when written
+    key: str | None = None  # `concat name=skip:`: its key in the enclosing nn.Sequential
+    # `branch name=left:`: each branch's key in the merge (None: its index); () when none is named
+    branch_keys: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class BlockUse:
     args: tuple[Expr, ...]
     kwargs: tuple[Keyword, ...]
     loc: Location
+    key: str | None = None  # `Basic 64 name=layer1`: its key in the enclosing nn.Sequential
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,11 @@ class BlockDef:
 
 
 Node = LayerSpec | RepeatSpec | MergeSpec | BlockUse
+
+
+def node_key(node: Node) -> str | None:
+    """A node's `name=`: its key in the nn.Sequential that holds it (None: its index)."""
+    return None if isinstance(node, RepeatSpec) else node.key
 
 
 def walk(nodes: Sequence[Node]) -> Iterator[Node]:
@@ -242,14 +251,10 @@ class HeadSpec:
     train_only: bool = False  # returned in training mode only, None in eval mode
 
 
-def node_name(node: Node) -> str | None:
-    """The name a top-level trunk node answers to as a head's `from=` point (`name=stem`)."""
-    return node.key if isinstance(node, LayerSpec) else None
-
-
 def point_index(layers: Sequence[Node], name: str) -> int | None:
-    """The index of the top-level node called `name` among `layers`, if any."""
-    return next((i for i, node in enumerate(layers) if node_name(node) == name), None)
+    """The index of the top-level node called `name` among `layers` (a head's `from=` point),
+    if any: a layer, a block use or a merge with `name=`."""
+    return next((i for i, node in enumerate(layers) if node_key(node) == name), None)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from seqgen.errors import Location, SpecSyntaxError
-from seqgen.ir import Const, HeadSpec, Node, Param, flat_layers, point_index
+from seqgen.ir import Const, HeadSpec, Node, Param, node_key, point_index, walk
 from seqgen.lang.compound import Parser, StackContext, is_header
 from seqgen.lang.lexer import Line
 from seqgen.lang.names import check_identifier
@@ -210,14 +210,14 @@ def _not_taken(name: str, what: str, loc: Location, parser: Parser) -> None:
 
 
 def head_keys(heads: Sequence[HeadSpec]) -> list[SpecSyntaxError]:
-    """`name=` keys the trunk's layers only: a head is a plain nn.Sequential."""
+    """`name=` keys the trunk's nodes only: a head is a plain nn.Sequential."""
     return [
         SpecSyntaxError(
-            "name= is only supported on the trunk's top-level layers, not inside a head",
-            location=layer.loc,
+            "name= is only supported in the trunk, not inside a head",
+            location=node.loc,
             hint="drop name=... here",
         )
         for head in heads
-        for layer in dict.fromkeys(flat_layers(head.layers))
-        if layer.key is not None
+        for node in dict.fromkeys(walk(head.layers))
+        if node_key(node) is not None
     ]

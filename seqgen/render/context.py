@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import re
 import textwrap
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 from seqgen.ir import (
     Constraint,
+    Dim,
     TracedBlock,
     TracedLayer,
     TracedModel,
@@ -25,7 +26,7 @@ from seqgen.project.header import comment_text
 from seqgen.project.options import Options
 from seqgen.render.budget import SAMPLE_BATCH, over_budget
 from seqgen.render.export import export_context
-from seqgen.render.heads import heads_model, heads_tests, output_class, output_text
+from seqgen.render.heads import heads_model, heads_tests, keyed, output_class, output_text
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
 from seqgen.render.imports import member_order, stdlib_imports
 from seqgen.render.inputs import input_checks, input_rules, wrong_input
@@ -34,7 +35,9 @@ from seqgen.render.layers import (
     SHAPE_NOTE,
     closes_with_comment,
     layer_items,
+    named,
     shape_text,
+    uses_ordered_dict,
 )
 from seqgen.render.messages import message_source
 
@@ -56,14 +59,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     checks = [_check(c) for c in traced.constraints if not free & set(c.names)]
     rules = input_rules(traced)
     forward = input_checks(traced)
-    # `name=stem` keys a layer by name; the others keep their index, as the string key "0", "1",
-    # ..., so state_dict keys stay `model.0.weight` as in a plain nn.Sequential
-    named = _named(traced)
-    keys = tuple(
-        layer.spec.key if isinstance(layer, TracedLayer) and layer.spec.key else str(layer.index)
-        for layer in traced.layers
-    )
-    layers = layer_items(traced.layers, traced.input_shape, keys if named else None)
+    layers = layer_items(traced.layers, traced.input_shape)
     summary = (
         f"Maps {shape_text(traced.input_shape)} to {output_text(traced)}; "
         f"{traced.total_params.value:,} parameters at the defaults."
@@ -84,15 +80,15 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         "checks": checks,
         "stored": forward.stored,
         "input_checks": forward.checks,
-        "named": named,
+        "named": named(traced.layers),
         "layers": layers,
         "sequential": False,  # the model keeps `self.model` (the seed's pattern) and its checks
         # several outputs: named submodules, and a forward of plain statements (render/heads.py)
-        "heads": heads_model(traced, named) if traced.heads else None,
+        "heads": heads_model(traced) if traced.heads else None,
     }
     if traced.heads:  # for the module docstring's note on merges: every submodule's layers
-        model["layers"] = [i for m in heads_model(traced, named)["modules"] for i in m["layers"]]
-    blocks = [_block_class(b) for b in traced.blocks]
+        model["layers"] = [i for m in heads_model(traced)["modules"] for i in m["layers"]]
+    blocks = [_block_class(b, PurePath(spec.path).name) for b in traced.blocks]
     note = SHAPE_NOTE
     if any(closes_with_comment(c["layers"]) for c in [*blocks, model]):
         note += " " + MERGE_NOTE
@@ -101,7 +97,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         + "\n".join(textwrap.wrap(note, 88, break_long_words=False, break_on_hyphens=False))
         + "\n",
         "stdlib_imports": stdlib_imports(
-            ordered_dict=named,
+            ordered_dict=uses_ordered_dict([*traced.stacks, *(b.layers for b in traced.blocks)]),
             math=any(uses_math(helper_source(name)) for name in helpers),
             named_tuple=bool(traced.heads),
         ),
@@ -111,28 +107,23 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     }
 
 
-def _named(traced: TracedModel) -> bool:
-    """Whether a top-level layer has a `name=`: the model's layers are then an OrderedDict."""
-    return any(
-        isinstance(layer, TracedLayer) and layer.spec.key is not None for layer in traced.layers
-    )
-
-
-def _block_class(block: TracedBlock) -> dict[str, Any]:
+def _block_class(block: TracedBlock, spec_file: str) -> dict[str, Any]:
     """A block's class: its arguments, its checks and its layers, in its own names."""
     params = [
         f"{a.name}: {a.type_name}" + (f" = {a.default}" if a.default is not None else "")
         for a in block.args
     ]
-    doc = "\n    ".join(
-        textwrap.wrap(
-            f"Block {block.class_name} (spec line {block.spec.loc.line}): maps "
-            f"{shape_text(block.input_shape)} to {shape_text(block.out_shape)}.",
-            84,
-            break_long_words=False,
-            break_on_hyphens=False,
+    # lines break between a shape's sizes, never inside one: `\0` holds a size's spaces
+    sizes = [_unbroken(block.input_shape), _unbroken(block.out_shape)]
+    maps = [
+        line.replace("\0", " ")
+        for line in textwrap.wrap(
+            f"Maps {sizes[0]} to {sizes[1]}.", 84, break_long_words=False, break_on_hyphens=False
         )
-    )
+    ]
+    # where it comes from in the spec file, since a reader of the .py file has no spec lines
+    where = f"From `block {block.spec.name}` on line {block.spec.loc.line} of {spec_file}."
+    doc = "\n    ".join([*maps, "", comment_text(where), ""])
     return {
         "class_name": block.class_name,
         "docstring": doc,
@@ -140,12 +131,16 @@ def _block_class(block: TracedBlock) -> dict[str, Any]:
         "checks": [_check(c) for c in block.constraints],
         "stored": [],
         "input_checks": [],  # a block's input is checked by the model's forward
-        "named": False,
+        "named": named(block.layers),
         "layers": layer_items(block.layers, block.input_shape),
         # a block is its layers: an nn.Sequential subclass, no `.model` level in its keys
         "sequential": True,
         "heads": None,
     }
+
+
+def _unbroken(dims: tuple[Dim, ...]) -> str:
+    return "(" + ", ".join(d.shown.replace(" ", "\0") for d in dims) + ")"
 
 
 def _sample_batches(traced: TracedModel) -> list[int]:
@@ -195,11 +190,11 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         else ""
     )
     rows = []
-    named = _named(traced)
-    for layer in traced.layers:
+    # in a keyed nn.Sequential, a loop is one entry (an nn.Sequential of its passes)
+    for layer, in_keyed in zip(traced.layers, keyed(traced), strict=True):
         shape = _tuple_source([_batch(d.code, "batch") for d in layer.out_shape])
-        if isinstance(layer, TracedLayer) and layer.repeat is not None and not named:
-            shape = f"*[{shape}] * {layer.repeat}"  # one row per pass (named: one for all)
+        if isinstance(layer, TracedLayer) and layer.repeat is not None and not in_keyed:
+            shape = f"*[{shape}] * {layer.repeat}"  # one row per pass
         rows.append({"shape": shape, "comment": f"line {layer.line}: {layer.call}"})
     free = set(traced.free_dims)
     dims = [

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from seqgen.ir import Dim, TracedHead, TracedLayer, TracedModel, TracedNode
-from seqgen.render.layers import layer_items, shape_text
+from seqgen.ir import Dim, TracedHead, TracedModel, TracedNode
+from seqgen.render.layers import layer_items, named, shape_text
 from seqgen.safe_eval import NotArithmetic, evaluate_source
 
 TRUNK = "trunk"  # the attribute of the trunk's last segment
@@ -50,33 +50,35 @@ def _segments(traced: TracedModel) -> list[tuple[str, str, int, int]]:
     return out
 
 
+def keyed(traced: TracedModel) -> list[bool]:
+    """For each trunk node, whether the nn.Sequential that holds it is keyed by name (then a
+    loop in it is one entry): the model's, or with heads, its trunk segment's."""
+    if not traced.heads:
+        return [named(traced.layers)] * len(traced.layers)
+    out: list[bool] = []
+    for _, _, start, stop in _segments(traced):
+        out += [named(traced.layers[start:stop])] * (stop - start)
+    return out
+
+
 def _point_name(traced: TracedModel, index: int) -> str:
     return next(h.point for h in traced.heads if h.point and traced.head_start(h) == index)
 
 
 def _sequential(
-    attribute: str, nodes: tuple[TracedNode, ...], input_shape: tuple[Dim, ...], named: bool
+    attribute: str, nodes: tuple[TracedNode, ...], input_shape: tuple[Dim, ...]
 ) -> dict[str, Any]:
-    """One `self.NAME = nn.Sequential(...)`; `named` keys its layers as model_context does."""
-    items = layer_items(nodes, input_shape)
-    if named:
-        items = [
-            {**item, "prefix": f"({_key(layer)!r}, ", "suffix": ")"}
-            for layer, item in zip(nodes, items, strict=True)
-        ]
-    return {"attribute": attribute, "named": named, "layers": items}
+    """One `self.NAME = nn.Sequential(...)`, keyed by name (an OrderedDict) when one of its
+    nodes has `name=`, as the single `self.model` is."""
+    return {
+        "attribute": attribute,
+        "named": named(nodes),
+        "layers": layer_items(nodes, input_shape),
+    }
 
 
-def _key(layer: TracedNode) -> str:
-    """A layer's key in its segment's OrderedDict: its name, else its index in the trunk."""
-    if isinstance(layer, TracedLayer) and layer.spec.key is not None:
-        return layer.spec.key
-    return str(layer.index)
-
-
-def heads_model(traced: TracedModel, named: bool) -> dict[str, Any]:
-    """The parts of the model class that heads change: its submodules and forward's statements.
-    `named`: the trunk's layers are keyed by name (`name=stem`), in OrderedDicts."""
+def heads_model(traced: TracedModel) -> dict[str, Any]:
+    """The parts of the model class that heads change: its submodules and forward's statements."""
     modules = []
     locals_at: dict[int, str] = {}
     statements = []
@@ -84,12 +86,12 @@ def heads_model(traced: TracedModel, named: bool) -> dict[str, Any]:
     for attribute, local, start, stop in _segments(traced):
         nodes = traced.layers[start:stop]
         shape = traced.layers[start - 1].out_shape if start else traced.input_shape
-        modules.append(_sequential(attribute, nodes, shape, named))
+        modules.append(_sequential(attribute, nodes, shape))
         statements.append(f"{local}: torch.Tensor = self.{attribute}({source})")
         locals_at[stop - 1] = source = local
     fields = []
     for head in traced.heads:
-        modules.append(_sequential(head.name, head.layers, head.input_shape, False))
+        modules.append(_sequential(head.name, head.layers, head.input_shape))
         call = f"self.{head.name}({locals_at[traced.head_start(head)]})"
         if head.train_only:
             call += " if self.training else None"

@@ -12,9 +12,10 @@ output appears: above the call it would read as its first branch's shape.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedNode
+from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedNode, walk_traced
 
 Item = dict[str, Any]
 
@@ -31,26 +32,46 @@ def shape_text(dims: tuple[Dim, ...]) -> str:
     return "(" + ", ".join(d.shown for d in dims) + ")"
 
 
-def layer_items(
-    nodes: tuple[TracedNode, ...],
-    input_shape: tuple[Dim, ...],
-    keys: tuple[str, ...] | None = None,
-) -> list[Item]:
-    """The items of a class's nn.Sequential, which gets `input_shape`; with `keys`, one
-    `(key, module)` pair per node for an OrderedDict (a loop's passes in one nn.Sequential)."""
-    if keys is None:
-        return _items(nodes, shape_text(input_shape))[0]
+def layer_items(nodes: tuple[TracedNode, ...], input_shape: tuple[Dim, ...]) -> list[Item]:
+    """The items of a class's nn.Sequential, which gets `input_shape`; `("key", call)` pairs
+    of an OrderedDict when one of them is named (see `named`), a loop's passes then in one
+    nn.Sequential under its key."""
+    return _stack_items(nodes, shape_text(input_shape))[0]
+
+
+def named(nodes: Sequence[TracedNode]) -> bool:
+    """Whether a stack's nn.Sequential keys its items by name: one of them has `name=`. The
+    others keep their index as key ("0", "1", ...), as in a plain nn.Sequential."""
+    return any(node.spec.key is not None for node in nodes)
+
+
+def uses_ordered_dict(stacks: Sequence[Sequence[TracedNode]]) -> bool:
+    """Whether some nn.Sequential among these stacks (at any depth) is built from an
+    OrderedDict."""
+    return any(node.spec.key is not None for nodes in stacks for node in walk_traced(nodes))
+
+
+def _stack_items(nodes: tuple[TracedNode, ...], shown: str) -> tuple[list[Item], str]:
+    """A stack's items, and the shape last shown: `("key", call)` pairs when it is named (a
+    node that writes several items, a loop, goes in one nn.Sequential under its key)."""
+    if not named(nodes):
+        return _items(nodes, shown)
     out = []
-    shown = shape_text(input_shape)
-    for node, key in zip(nodes, keys, strict=True):
+    for i, node in enumerate(nodes):
         group, shown = _node_items(node, shown)
         item = (
             group[0]
             if len(group) == 1 and not _loop(node)
             else _holder("nn.Sequential(", group, None)
         )
-        out.append({**item, "prefix": f"({key!r}, ", "suffix": ")"})
-    return out
+        out.append(
+            {**item, "prefix": f"({_key(node.spec.key, i)!r}, " + item["prefix"], "suffix": ")"}
+        )
+    return out, shown
+
+
+def _key(key: str | None, index: int) -> str:
+    return str(index) if key is None else key
 
 
 def closes_with_comment(items: list[Item]) -> bool:
@@ -128,6 +149,10 @@ def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
             if len(branches) == 2:
                 branches[1] = {**branches[1], "prefix": "shortcut="}
             return _holder("Residual(", branches, comment), out
+        if node.spec.branch_keys:  # one dict of the branches, by name
+            keys = [_key(k, i) for i, k in enumerate(node.spec.branch_keys)]
+            pairs = [{**b, "prefix": f"{k!r}: "} for k, b in zip(keys, branches, strict=True)]
+            branches = [_holder("{", pairs, None, close="}")]
         trailing = (f"dim={node.dim}",) if node.spec.kind == "concat" else ()
         return _holder(f"{node.class_name}(", branches, comment, trailing), out
     if isinstance(node, TracedLayer) and node.repeat is not None:
@@ -139,9 +164,12 @@ def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
 
 
 def _stack(nodes: tuple[TracedNode, ...], shown: str) -> tuple[Item, str]:
-    """A branch: its one node as is, or an nn.Sequential of its nodes (which ends with its last
-    node's shape, so it never needs a comment of its own)."""
-    if len(nodes) == 1 and not _loop(nodes[0]):  # a loop's passes are more than one module
+    """A branch: its one unnamed node as is (not a `repeat depth:` loop, whose items would
+    become branches), or an nn.Sequential of its nodes (which ends with its last node's shape,
+    so it never needs a comment of its own), from an OrderedDict when one of them is named."""
+    if len(nodes) == 1 and not named(nodes) and not _loop(nodes[0]):
         return _item(nodes[0], shown)
-    children, shown = _items(nodes, shown)
+    children, shown = _stack_items(nodes, shown)
+    if named(nodes):
+        return _holder("nn.Sequential(OrderedDict([", children, None, close="]))"), shown
     return _holder("nn.Sequential(", children, None), shown

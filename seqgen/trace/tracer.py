@@ -26,7 +26,7 @@ from seqgen.ir import (
     TracedLayer,
     TracedMerge,
     TracedModel,
-    node_name,
+    node_key,
 )
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
@@ -117,6 +117,7 @@ class Tracer:
                 self.scope.hints,
                 self.scope.names,
                 self.scope.printer,
+                [p.name for p in spec.params],
             )
         )
         self.scope.warnings.extend(unused_parameters(self.scope.spec))
@@ -153,7 +154,7 @@ class Tracer:
             steps.append(result.step)
             if index is None:
                 self.outputs.append((x, dims))
-                if node_name(node) in self.points:  # a head reads it too: no in-place change
+                if node_key(node) in self.points:  # a head reads it too: no in-place change
                     self.scope.previous, self.scope.shared_input = None, True
         return StackResult(x, dims, steps)
 
