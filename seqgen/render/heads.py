@@ -31,7 +31,7 @@ def output_text(traced: TracedModel) -> str:
 
 
 def head_shape_text(head: TracedHead) -> str:
-    """`(N, num_classes)`, and when it is returned, for the docstring and the summary."""
+    """`(N, num_classes)`, and when it is returned: a field of the output class's docstring."""
     text = shape_text(head.out_shape)
     return f"{text}, in training mode only (None in eval mode)" if head.train_only else text
 
