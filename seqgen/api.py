@@ -57,7 +57,9 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
 
         if spec is not None:
             first = min((e.location.line for e in errors if e.location is not None), default=0)
-            errors += layer_errors(spec.layers, spec.blocks) + errors_before(spec, first)
+            errors += layer_errors((*spec.layers, *spec.head_nodes), spec.blocks) + errors_before(
+                spec, first
+            )
         raise_all(errors)
     if spec is None:  # an assert would vanish under -O
         raise InternalError(f"internal error: parsing {spec_path} gave neither a spec nor an error")

@@ -84,3 +84,13 @@ def test_the_blocks_snippet_is_generated_code(tmp_path: Path) -> None:
 def test_check_example_is_in_the_committed_model() -> None:
     committed = (EXAMPLES / "resnet_block.py").read_text(encoding="utf-8")
     assert readme_block("check") in committed
+
+
+def test_the_heads_example_is_the_committed_spec() -> None:
+    committed = (EXAMPLES / "aux_heads.seq").read_text(encoding="utf-8")
+    assert readme_block("aux_heads_seq") == committed
+
+
+def test_the_heads_snippet_is_generated_code() -> None:
+    generated = (EXAMPLES / "aux_heads.py").read_text(encoding="utf-8")
+    assert missing_runs(readme_block("heads_forward"), generated) == []

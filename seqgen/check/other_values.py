@@ -165,16 +165,22 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
         x = torch.empty(
             shape, dtype=torch.int64 if traced.spec.input_dtype == "long" else torch.float32
         )
-        for layer in traced.layers:
-            try:
-                with torch.no_grad():
-                    _, x = run_node(layer, env, x, blocks, visit, memo)
-            except _TooLarge:
-                return False
-            except SeqgenError:
-                raise
-            except Exception as e:
-                raise _mismatch(layer, point, f"torch rejects it there: {first_line(e)}") from e
+        outputs: list[torch.Tensor] = []  # of each trunk node, for the heads
+        for stack, start in [(traced.layers, None), *((h.layers, h) for h in traced.heads)]:
+            if start is not None:  # a head reads the trunk's output, or its point's
+                x = outputs[traced.head_start(start)]
+            for layer in stack:
+                try:
+                    with torch.no_grad():
+                        _, x = run_node(layer, env, x, blocks, visit, memo)
+                except _TooLarge:
+                    return False
+                except SeqgenError:
+                    raise
+                except Exception as e:
+                    raise _mismatch(layer, point, f"torch rejects it there: {first_line(e)}") from e
+                if start is None:
+                    outputs.append(x)
     return True
 
 

@@ -119,7 +119,11 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
     with torch.no_grad(), torch.device(dev):
         x = torch.randint(0, 2, shape) if spec.input_dtype == "long" else torch.randn(shape)
         blocks = {b.class_name: b for b in traced.blocks}
-        for layer in traced.layers:
+        outputs: list[torch.Tensor] = []  # of each trunk node, for the heads
+        stacks = [(traced.layers, None), *((h.layers, h) for h in traced.heads)]
+        for layer, start in ((layer, start) for nodes, start in stacks for layer in nodes):
+            if start is not None and layer is start.layers[0]:  # a head reads its point's output
+                x = outputs[traced.head_start(start)]
             try:
                 _, x = run_node(layer, values.env, x, blocks)
             except Exception as e:
@@ -134,6 +138,8 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
                     f"the symbolic trace said {want}",
                     location=layer.spec.loc,
                 )
+            if start is None:
+                outputs.append(x)
 
 
 Visit = Callable[[TracedNode, Mapping[str, Any], torch.Tensor, list[nn.Module]], None]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from seqgen.diagram.graph import Box, Diagram, Fork, Group, Item, Stack
+from seqgen.diagram.graph import Box, Diagram, Fork, Group, Head, Item, Stack, edges
 from seqgen.diagram.scope import Scope, at_scope
 from seqgen.ir import (
     TracedBlock,
@@ -23,6 +23,7 @@ from seqgen.ir import (
     TracedModel,
     TracedNode,
 )
+from seqgen.report.rows import head_label
 
 _SIGN = {"residual": " (+)", "add": " (+)", "multiply": " (*)"}  # how branches combine
 
@@ -66,14 +67,38 @@ def build(traced: TracedModel, at: Sequence[str] = (), expand: bool = False) -> 
     """The diagram of a traced model; `at` binds sizes (`num_classes=100`), `expand` opens
     block uses."""
     ctx = _Context({b.class_name: b for b in traced.blocks}, expand, _Ids(), at_scope(traced, at))
-    head = Box(ctx.ids.box(), "input", ctx.scope.shape(traced.input_shape), "input")
-    flow = (head, *_stack(traced.layers, ctx))
+    start = Box(ctx.ids.box(), "input", ctx.scope.shape(traced.input_shape), "input")
+    flow, heads = _trunk_and_heads(traced, start, ctx)
     if expand:
-        return Diagram(traced.spec.class_name, flow)
+        return Diagram(traced.spec.class_name, flow, heads=heads)
     inside = replace(ctx, scope=Scope())
     return Diagram(
-        traced.spec.class_name, flow, tuple(_definition(b, inside) for b in traced.blocks)
+        traced.spec.class_name,
+        flow,
+        tuple(_definition(b, inside) for b in traced.blocks),
+        heads,
     )
+
+
+def _trunk_and_heads(
+    traced: TracedModel, start: Box, ctx: _Context
+) -> tuple[Stack, tuple[Head, ...]]:
+    """The flow, drawn in pieces that end where heads branch off (no collapsed run hides a
+    point), and each head as a frame fed from its point's box."""
+    ends = sorted({traced.head_start(h) for h in traced.heads} - {len(traced.layers) - 1})
+    flow: list[Item] = [start]
+    exits: dict[int, str | None] = {}
+    first = 0
+    for end in [*ends, len(traced.layers) - 1]:
+        flow += _stack(traced.layers[first : end + 1], ctx)
+        exits[end] = edges(tuple(flow))[1]
+        first = end + 1
+    heads = []
+    for head in traced.heads:
+        entry = exits[traced.head_start(head)]
+        frame = Group(ctx.ids.group(), head_label(head), tuple(_stack(head.layers, ctx)), "head")
+        heads.append(Head(entry or start.id, frame))
+    return tuple(flow), tuple(heads)
 
 
 def _definition(block: TracedBlock, ctx: _Context) -> Group:

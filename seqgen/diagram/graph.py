@@ -53,17 +53,32 @@ class Edge:
 
 
 @dataclass(frozen=True)
+class Head:
+    """A head of a model with several outputs: a frame whose data comes from the box `entry`
+    (the trunk's last box, or its `from=` point's)."""
+
+    entry: str
+    frame: Group
+
+
+@dataclass(frozen=True)
 class Diagram:
     """A model's diagram: the data flow from its input, and each block's definition, once."""
 
     title: str
     flow: Stack  # starts with the input box
     blocks: tuple[Group, ...] = ()  # definitions of the blocks the flow uses (none with expand)
+    heads: tuple[Head, ...] = ()  # several outputs: each head's frame, fed from the flow
 
     @property
     def stacks(self) -> tuple[Stack, ...]:
-        """The flow, then each block definition (as a one-group stack)."""
-        return (self.flow, *((b,) for b in self.blocks))
+        """The flow, then each head and each block definition (as a one-group stack)."""
+        return (self.flow, *((h.frame,) for h in self.heads), *((b,) for b in self.blocks))
+
+    @property
+    def entries(self) -> tuple[str | None, ...]:
+        """Where the data of each of `stacks` comes from: a head's entry box, else nowhere."""
+        return (None, *(h.entry for h in self.heads), *(None for _ in self.blocks))
 
 
 def boxes(stack: Stack) -> Iterator[Box]:
@@ -109,4 +124,5 @@ def edges(stack: Stack, entry: str | None = None) -> tuple[list[Edge], str | Non
 
 def all_edges(diagram: Diagram) -> list[Edge]:
     """Every edge of the diagram, in drawing order."""
-    return [e for stack in diagram.stacks for e in edges(stack)[0]]
+    pairs = zip(diagram.stacks, diagram.entries, strict=True)
+    return [e for stack, entry in pairs for e in edges(stack, entry)[0]]

@@ -58,6 +58,7 @@ class _Canvas:
     frames: list[str] = field(default_factory=list)
     edges: list[str] = field(default_factory=list)
     boxes: list[str] = field(default_factory=list)
+    exits: dict[str, Point] = field(default_factory=dict)  # each box's bottom middle
 
     def edge(self, path: Path, to: Point) -> None:
         """Draws `path` on to the top of a box at `to`, turning just above it."""
@@ -70,6 +71,7 @@ class _Canvas:
     def box(self, box: Box, cx: float, top: float) -> None:
         w, h = _box_size(box)
         x = cx - w / 2
+        self.exits[box.id] = (cx, top + h)
         rx = 14 if box.kind == "input" else 3
         self.boxes.append(
             f"<g class={quoteattr(box.kind)} id={quoteattr(box.id)}>"
@@ -150,15 +152,27 @@ def svg(diagram: Diagram) -> str:
     """The diagram as a standalone SVG document: the flow, and each block's definition to
     its right."""
     canvas = _Canvas()
-    stacks = diagram.stacks
-    sizes = [size(s) for s in stacks]
     top = MARGIN + TITLE_H + 8
-    left: float = MARGIN
-    for stack, (w, _) in zip(stacks, sizes, strict=True):
-        _place_stack(stack, left + w / 2, top, [], canvas)
+    w, bottom = size(diagram.flow)
+    _place_stack(diagram.flow, MARGIN + w / 2, top, [], canvas)
+    bottom += top
+    left: float = MARGIN + w + GAP_X
+    # each head beside the flow, below its entry box, the deepest entry nearest the flow: the
+    # path from an entry turns right in the gap under its box, above every frame it passes
+    for branch in sorted(diagram.heads, key=lambda h: -canvas.exits[h.entry][1]):
+        (ex, ey), (w, h) = canvas.exits[branch.entry], size(branch.frame)
+        turn = ey + GAP_Y / 2
+        path = ((ex, ey), (ex, turn), (left + w / 2, turn))
+        _place(branch.frame, left + w / 2, ey + GAP_Y, [path], canvas)
+        bottom = max(bottom, ey + GAP_Y + h)
+        left += w + GAP_X
+    for block in diagram.blocks:
+        w, h = size(block)
+        _place(block, left + w / 2, top, [], canvas)
+        bottom = max(bottom, top + h)
         left += w + GAP_X
     width = max(left - GAP_X, MARGIN + len(diagram.title) * 9) + MARGIN  # 15px bold title
-    height = top + max(h for _, h in sizes) + MARGIN
+    height = bottom + MARGIN
     head = (
         '<svg xmlns="http://www.w3.org/2000/svg" '
         f'width="{_n(width)}" height="{_n(height)}" viewBox="0 0 {_n(width)} {_n(height)}" '

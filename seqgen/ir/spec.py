@@ -239,6 +239,25 @@ def flat_layers(layers: Sequence[Node]) -> Iterator[LayerSpec]:
 
 
 @dataclass(frozen=True)
+class HeadSpec:
+    """`head NAME [from=POINT] [train_only=True]:` and its stack: one output of the model,
+    traced from the trunk's output, or from the output of the trunk's node named POINT."""
+
+    name: str
+    layers: tuple[Node, ...]
+    loc: Location  # the head's name
+    point: str | None = None  # `from=POINT`: the name of a top-level trunk node
+    point_loc: Location | None = None
+    train_only: bool = False  # returned in training mode only, None in eval mode
+
+
+def point_index(layers: Sequence[Node], name: str) -> int | None:
+    """The index of the top-level node called `name` among `layers` (a head's `from=` point),
+    if any: a layer, a block use or a merge with `name=`."""
+    return next((i for i, node in enumerate(layers) if node_key(node) == name), None)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A parsed spec: class name, parameters, sample input and the layers, literal repeats
     unrolled."""
@@ -253,6 +272,12 @@ class ModelSpec:
     ignores: tuple[tuple[Location, tuple[str, ...]], ...] = ()
     blocks: tuple[BlockDef, ...] = ()  # in definition order
     input_dtype: str = "float"  # `input ... dtype=long`: "long" (token ids) or "float"
+    heads: tuple[HeadSpec, ...] = ()  # several outputs; none: `forward` returns the trunk's
+
+    @property
+    def head_nodes(self) -> tuple[Node, ...]:
+        """The nodes of every head's stack, in order (the trunk's are `layers`)."""
+        return tuple(node for head in self.heads for node in head.layers)
 
     def block(self, name: str) -> BlockDef | None:
         """The block called `name`, if any."""

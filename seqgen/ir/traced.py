@@ -11,10 +11,12 @@ from seqgen.ir.spec import (
     MERGE_CLASSES,
     BlockDef,
     BlockUse,
+    HeadSpec,
     LayerSpec,
     MergeSpec,
     ModelSpec,
     Param,
+    point_index,
 )
 
 BATCH = "N"  # the batch dim, as generated code and messages name it
@@ -210,6 +212,32 @@ class Constraint:
 
 
 @dataclass(frozen=True)
+class TracedHead:
+    """A head after tracing: its stack, traced from the trunk's output or its point's."""
+
+    spec: HeadSpec
+    layers: tuple[TracedNode, ...]
+    input_shape: tuple[Dim, ...]  # the trunk's output, or its point's
+    out_shape: tuple[Dim, ...]
+    params: Dim
+    trainable_params: Dim
+    macs: Dim
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def point(self) -> str | None:
+        """The trunk node it branches from (`from=POINT`); None: the trunk's end."""
+        return self.spec.point
+
+    @property
+    def train_only(self) -> bool:
+        return self.spec.train_only
+
+
+@dataclass(frozen=True)
 class TracedModel:
     """Everything the renderer needs, as plain values."""
 
@@ -226,14 +254,26 @@ class TracedModel:
     # named input dims that size no weight: not constructor arguments; their rules are documented
     free_dims: tuple[str, ...] = field(default=())
     blocks: tuple[TracedBlock, ...] = field(default=())  # in definition order, used ones only
+    heads: tuple[TracedHead, ...] = field(default=())  # several outputs (the params count them)
+
+    @property
+    def stacks(self) -> tuple[tuple[TracedNode, ...], ...]:
+        """The model's own stacks: the trunk's layers, then each head's."""
+        return (self.layers, *(h.layers for h in self.heads))
 
     @property
     def init_params(self) -> tuple[Param, ...]:
         """The parameters the generated `__init__` takes."""
         return tuple(p for p in self.spec.params if p.name not in self.free_dims)
 
+    def head_start(self, head: TracedHead) -> int:
+        """The index of the trunk node whose output `head` reads (the last, without `from=`)."""
+        at = None if head.point is None else point_index(self.spec.layers, head.point)
+        return len(self.layers) - 1 if at is None else at
+
     @property
     def out_shape(self) -> tuple[Dim, ...]:
+        """The trunk's output shape (with heads, each head has its own)."""
         return self.layers[-1].out_shape if self.layers else self.input_shape
 
 

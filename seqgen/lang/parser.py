@@ -12,9 +12,20 @@ from seqgen.errors import (
     SpecSyntaxError,
     raise_all,
 )
-from seqgen.ir import BlockDef, BlockUse, Expr, Keyword, LayerSpec, ModelSpec, Node, Param
+from seqgen.ir import (
+    BlockDef,
+    BlockUse,
+    Expr,
+    HeadSpec,
+    Keyword,
+    LayerSpec,
+    ModelSpec,
+    Node,
+    Param,
+)
 from seqgen.lang.arguments import bind_use, dtype_option, parse_dims, parse_layer, parse_params
 from seqgen.lang.compound import StackContext, block_def, body_end, is_header, merge, repeat
+from seqgen.lang.heads import head_keys, head_section, heads_name_errors, is_head_header
 from seqgen.lang.hints import misindent_hint
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import MERGES, camel_case, check_identifier, check_keys, check_names
@@ -87,6 +98,7 @@ class _Parser:
         self.blocks: dict[str, BlockDef] = {}  # defined so far, in order
         self.block_lines: dict[str, int] = {}  # every `block NAME` line of the spec
         self.failed_blocks: set[str] = set()  # blocks whose definition had an error
+        self.heads: list[HeadSpec] = []  # `head NAME:` sections, after the trunk
 
     def parse(self, text: str, input_override: str | None) -> ModelSpec:
         spec = self.parse_partial(text, input_override)
@@ -156,7 +168,9 @@ class _Parser:
         self.errors += check_names(layers, None, model, self.class_name, self.input or ())
         for block in self.blocks.values():
             self.errors += check_names(block.body, block, model, self.class_name)
-        self.errors += check_keys(layers, self.blocks.values())
+        for head in self.heads:
+            self.errors += check_names(head.layers, None, model, self.class_name)
+        self.errors += check_keys(layers, self.blocks.values()) + head_keys(self.heads)
         try:
             class_name = self.class_name or check_identifier(
                 camel_case(Path(self.path).stem), "class name", Location(self.path, 1, 1, "")
@@ -164,6 +178,7 @@ class _Parser:
         except SpecSyntaxError as e:
             self.errors.append(e)
             return None
+        self.errors += heads_name_errors(self.heads, self.params, class_name)
         return ModelSpec(
             path=self.path,
             class_name=class_name,
@@ -174,6 +189,7 @@ class _Parser:
             input_dtype=self.input_dtype,
             ignores=tuple(ignores),
             blocks=tuple(self.blocks.values()),
+            heads=tuple(self.heads),
         )
 
     def stack(
@@ -205,7 +221,28 @@ class _Parser:
                         hint=hint,
                         fix=fix,
                     )
-                if word == "repeat":
+                if (
+                    scope.top
+                    and self.heads
+                    and not (
+                        is_head_header(line, self.blocks)
+                        or (word == "block" and line.peek(1).kind == "name")
+                    )
+                ):
+                    nxt = end
+                    raise line.error(
+                        "the trunk's lines come before the first `head`",
+                        head.col,
+                        len(head.text) or 1,
+                        hint=f"move it above `head {self.heads[0].name}` (line "
+                        f"{self.heads[0].loc.line}), or indent it into a head",
+                    )
+                if is_head_header(line, self.blocks):
+                    nxt = end
+                    self.heads.append(
+                        head_section(self, items, i, end, line, scope, nodes, self.heads)
+                    )
+                elif word == "repeat":
                     nxt = end
                     nxt = repeat(self, items, i, stop, ind, line, head, nodes, scope)
                 elif word == "block" and line.peek(1).kind == "name":

@@ -35,7 +35,7 @@ def generated_tests_bytes(traced: TracedModel) -> int:
     worst = 0
     for values in points:
         params = evaluate_source(traced.total_params.code, values)
-        shapes = [traced.input_shape, *(layer.out_shape for layer in traced.layers)]
+        shapes = [traced.input_shape, *(n.out_shape for nodes in traced.stacks for n in nodes)]
         activations = sum(_numel(shape, values) for shape in shapes)
         if values is points[0]:  # at the defaults, the nodes inside merges and blocks too
             activations += sum(

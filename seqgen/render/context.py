@@ -27,6 +27,7 @@ from seqgen.project.header import comment_text
 from seqgen.project.options import Options
 from seqgen.render.budget import SAMPLE_BATCH, over_budget
 from seqgen.render.export import export_context
+from seqgen.render.heads import heads_model, heads_tests, keyed, output_class, output_text
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
 from seqgen.render.imports import member_order, stdlib_imports
 from seqgen.render.inputs import input_checks, input_rules, wrong_input
@@ -61,7 +62,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     forward = input_checks(traced)
     layers = layer_items(traced.layers, traced.input_shape)
     summary = (
-        f"Maps {shape_text(traced.input_shape)} to {shape_text(traced.out_shape)}; "
+        f"Maps {shape_text(traced.input_shape)} to {output_text(traced)}; "
         f"{traced.total_params.value:,} parameters at the defaults."
     )
     if rules:
@@ -83,7 +84,11 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         "named": named(traced.layers),
         "layers": layers,
         "sequential": False,  # the model keeps `self.model` (the seed's pattern) and its checks
+        # several outputs: named submodules, and a forward of plain statements (render/heads.py)
+        "heads": heads_model(traced) if traced.heads else None,
     }
+    if traced.heads:  # for the module docstring's note on merges: every submodule's layers
+        model["layers"] = [i for m in heads_model(traced)["modules"] for i in m["layers"]]
     blocks = [_block_class(b, PurePath(spec.path).name) for b in traced.blocks]
     note = SHAPE_NOTE
     if any(closes_with_comment(c["layers"]) for c in [*blocks, model]):
@@ -93,8 +98,9 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         + "\n".join(textwrap.wrap(note, 88, break_long_words=False, break_on_hyphens=False))
         + "\n",
         "stdlib_imports": stdlib_imports(
-            ordered_dict=uses_ordered_dict([traced.layers, *(b.layers for b in traced.blocks)]),
+            ordered_dict=uses_ordered_dict([*traced.stacks, *(b.layers for b in traced.blocks)]),
             math=any(uses_math(helper_source(name)) for name in helpers),
+            named_tuple=bool(traced.heads),
         ),
         "helpers": [helper_source(name) for name in helpers],
         "blocks": blocks,
@@ -130,6 +136,7 @@ def _block_class(block: TracedBlock, spec_file: str) -> dict[str, Any]:
         "layers": layer_items(block.layers, block.input_shape),
         # a block is its layers: an nn.Sequential subclass, no `.model` level in its keys
         "sequential": True,
+        "heads": None,
     }
 
 
@@ -140,7 +147,7 @@ def _unbroken(dims: tuple[Dim, ...]) -> str:
 def _sample_batches(traced: TracedModel) -> list[int]:
     """Batch 1 and SAMPLE_BATCH (3), or 2 and 3 when a BatchNorm uses batch statistics in eval
     mode too (track_running_stats=False needs more than one value per channel)."""
-    return _batches([traced.layers, *(b.layers for b in traced.blocks)])
+    return _batches([*traced.stacks, *(b.layers for b in traced.blocks)])
 
 
 def _batches(stacks: list[tuple[TracedNode, ...]]) -> list[int]:
@@ -195,10 +202,10 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
     ]
     count_params = ", ".join(["*"] + [_arg(p) for p in count_args]) if count_args else ""
     rows = []
-    keyed = named(traced.layers)  # a loop is then one entry, an nn.Sequential of its passes
-    for layer in traced.layers:
+    # in a keyed nn.Sequential, a loop is one entry (an nn.Sequential of its passes)
+    for layer, in_keyed in zip(traced.layers, keyed(traced), strict=True):
         shape = _tuple_source([_batch(d.code, "batch") for d in layer.out_shape])
-        if isinstance(layer, TracedLayer) and layer.repeat is not None and not keyed:
+        if isinstance(layer, TracedLayer) and layer.repeat is not None and not in_keyed:
             shape = f"*[{shape}] * {layer.repeat}"  # one row per pass
         rows.append({"shape": shape, "comment": layer.call})
     free = set(traced.free_dims)
@@ -234,12 +241,21 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         }
         for b in traced.blocks
     ]
+    heads = heads_tests(traced, shape_params) if traced.heads else None
     return {
+        "heads": heads,
+        "layers_of": "model.model" if heads is None else heads["layers_of"],
         "token_input": _token_high(traced),
         "sample": "sample_input" if traced.spec.input_dtype == "long" else "torch.randn",
         "blocks": blocks,
         "imports": ", ".join(
-            member_order([spec.class_name, *(b.class_name for b in traced.blocks)])
+            member_order(
+                [
+                    spec.class_name,
+                    *(b.class_name for b in traced.blocks),
+                    *([output_class(traced)] if traced.heads else []),
+                ]
+            )
         ),
         "class_name": spec.class_name,
         "module_name": options.model_import,

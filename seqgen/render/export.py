@@ -35,7 +35,7 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
     free = set(traced.free_dims)
     recurrent = any(
         isinstance(n, TracedLayer) and n.class_name in RECURRENT
-        for stack in [traced.layers, *(b.layers for b in traced.blocks)]
+        for stack in [*traced.stacks, *(b.layers for b in traced.blocks)]
         for n in walk_traced(stack)
     )
     dims: list[dict[str, Any]] = [{"index": 0, "factor": "", "args": '"batch", min=1', "notes": []}]
@@ -105,7 +105,8 @@ def _export_minimum(
     defaults = {p.name: int(p.default) for p in traced.spec.params if isinstance(p.default, int)}
     codes = {
         d.code
-        for node in walk_traced(traced.layers)
+        for stack in traced.stacks
+        for node in walk_traced(stack)
         for d in node.out_shape
         if d.symbolic and re.search(rf"\b{re.escape(name)}\b", d.code)
     }

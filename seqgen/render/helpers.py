@@ -13,7 +13,7 @@ from seqgen.runtime import helper_classes
 
 def used_helpers(traced: TracedModel) -> list[str]:
     """The helper modules the generated file defines: those its merges use, in a fixed order."""
-    stacks = [traced.layers, *(b.layers for b in traced.blocks)]
+    stacks = [*traced.stacks, *(b.layers for b in traced.blocks)]
     used = {
         n.class_name for nodes in stacks for n in walk_traced(nodes) if isinstance(n, TracedMerge)
     }

@@ -38,10 +38,12 @@ def member_order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: (_member_type(n), _natural(n.lower()), _natural(n)))
 
 
-def stdlib_imports(*, ordered_dict: bool, math: bool) -> list[str]:
+def stdlib_imports(*, ordered_dict: bool, math: bool, named_tuple: bool = False) -> list[str]:
     """A model module's standard-library imports: `import` lines before `from` lines (isort's
     default, `force-sort-within-sections = false`), each group by module."""
     lines = ["import math"] if math else []
     if ordered_dict:
         lines.append("from collections import OrderedDict")
+    if named_tuple:
+        lines.append("from typing import NamedTuple")
     return lines

@@ -114,7 +114,11 @@ def _stacks(traced: TracedModel) -> Iterator[Stack]:
     merge, each block body, and the body of each `repeat depth:` loop; with the node before the
     stack where one is known (before a merge or a loop; None for the model and a block body)."""
     todo: list[Stack] = [
-        (traced.input_shape, traced.layers, True, None),
+        (traced.input_shape, traced.layers, not traced.heads, None),  # with heads, theirs end
+        *(
+            (h.input_shape, h.layers, True, traced.layers[traced.head_start(h)])
+            for h in traced.heads
+        ),
         *((b.input_shape, b.layers, False, None) for b in traced.blocks),
     ]
     while todo:

@@ -15,6 +15,7 @@ from seqgen.ir import (
     Dim,
     TracedBlock,
     TracedBlockUse,
+    TracedHead,
     TracedLayer,
     TracedMerge,
     TracedModel,
@@ -58,7 +59,34 @@ def rows(traced: TracedModel) -> list[Row]:
     blocks = {b.class_name: b for b in traced.blocks}
     # ints, and bools as 0 or 1 (a bool may decide a parameter count: `bias=b`)
     defaults = {p.name: int(p.default) for p in traced.spec.params if isinstance(p.default, int)}
-    return list(_walk(traced.layers, defaults, 0, blocks, nested=False))
+    out = list(_walk(traced.layers, defaults, 0, blocks, nested=False))
+    for head in traced.heads:  # after the trunk: a row for the head, then its layers
+        out.append(_head_row(head, defaults))
+        out += _walk(head.layers, defaults, 1, blocks, nested=False)
+    return out
+
+
+def head_label(head: TracedHead) -> str:
+    """`head aux (from mid, train only)`: a head's row in the tables."""
+    notes = ([f"from {head.point}"] if head.point else []) + (
+        ["train only"] if head.train_only else []
+    )
+    return f"head {head.name}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _head_row(head: TracedHead, env: Mapping[str, int]) -> Row:
+    at = {**env, "N": 1}
+    return Row(
+        0,
+        head.spec.loc.line,
+        head_label(head),
+        shape_text(head.out_shape, sizes=True),
+        tuple(evaluate_source(d.code, at) for d in head.out_shape[1:]),
+        evaluate_source(head.params.code, at),
+        evaluate_source(head.trainable_params.code, at),
+        evaluate_source(head.macs.code, at),
+        leaf=False,
+    )
 
 
 def _walk(

@@ -37,7 +37,7 @@ def totals(traced: TracedModel, batch: int = 1) -> Totals:
         batch=batch,
         params=traced.total_params.value,
         trainable=traced.trainable_params.value,
-        macs=batch * sum(l.macs.value for l in traced.layers),
+        macs=batch * sum(n.macs.value for nodes in traced.stacks for n in nodes),
         input_bytes=batch * math.prod(d.value for d in traced.input_shape[1:]) * BYTES_PER_ELEMENT,
         forward_backward_bytes=2 * out_elems * BYTES_PER_ELEMENT,
         # torchinfo sums the parameter bytes of leaf modules only

@@ -44,7 +44,8 @@ def _plain(shape: str) -> str:
 def device_report(traced: TracedModel, device: str, batch: int = SAMPLE_BATCH) -> str:
     """One line for `--device`: what ran where, and that it agreed with the trace."""
     sample = (batch, *(d.value for d in traced.input_shape[1:]))
+    layers = sum(len(stack) for stack in traced.stacks)  # the trunk's and every head's
     return (
         f"--device {device}: built {traced.spec.class_name} for real on {device} and ran a "
-        f"{sample} sample: all {len(traced.layers)} layer output shapes agree with the trace"
+        f"{sample} sample: all {layers} layer output shapes agree with the trace"
     )

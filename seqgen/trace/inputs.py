@@ -40,7 +40,7 @@ def test_sizes(
 def unused_parameters(spec: ModelSpec) -> list[Diagnostic]:
     """A model parameter that no layer and no input size reads does nothing."""
     used = {n.id for e in spec.input_shape for n in expr_names(e)}
-    used |= spec_names(spec.layers)
+    used |= spec_names((*spec.layers, *spec.head_nodes))
     return [
         Diagnostic(
             "warning",

@@ -247,7 +247,7 @@ def _refuse_inplace_after_output_saver(
     if inplace and scope.shared_input:
         raise TraceError(
             f"{cls.__name__} with inplace=True here overwrites the input that the merge's "
-            "other branches (or its residual sum) read as well",
+            "other branches (or its residual sum, or another head) read as well",
             location=args.bound.args["inplace"].loc,
             hint="drop inplace=True here; in place is safe after a layer that makes a new tensor",
         )

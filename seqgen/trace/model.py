@@ -57,7 +57,7 @@ def model_scope(spec: ModelSpec) -> Tracer:
 
 def trace(spec: ModelSpec) -> TracedModel:
     """Trace a parsed spec symbolically on fake tensors (every layer's binding checked first)."""
-    errors = layer_errors(spec.layers, spec.blocks)
+    errors = layer_errors((*spec.layers, *spec.head_nodes), spec.blocks)
     if errors:  # with the shape errors of the layers above the first line that does not bind
         first = min((e.location.line for e in errors if e.location is not None), default=0)
         raise_all(errors + errors_before(spec, first))
@@ -103,7 +103,7 @@ def errors_before(spec: ModelSpec, line: int) -> list[SeqgenError]:
         return []
     try:
         with quiet_torch_warnings():
-            model_scope(replace(spec, layers=tuple(prefix))).run()
+            model_scope(replace(spec, layers=tuple(prefix), heads=())).run()
     except SpecErrors as e:
         return list(e.errors)
     except InternalError:

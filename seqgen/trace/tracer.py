@@ -26,6 +26,7 @@ from seqgen.ir import (
     TracedLayer,
     TracedMerge,
     TracedModel,
+    node_key,
 )
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
@@ -33,6 +34,7 @@ from seqgen.layers.preflight import without_written_size
 from seqgen.trace import symbolic as S
 from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive
+from seqgen.trace.heads import trace_heads
 from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
 from seqgen.trace.loops import trace_loop
@@ -63,6 +65,9 @@ class Tracer:
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.input_dim_names: set[str] = set()
+        # the output of each node of the top-level stack, for the heads that branch from it
+        self.outputs: list[tuple[torch.Tensor, list[DimInfo]]] = []
+        self.points = {h.point for h in scope.spec.heads if h.point is not None}
 
     def input_dims(self) -> list[DimInfo]:
         dims = [DimInfo(self.scope.batch_sym, BATCH)]
@@ -107,12 +112,15 @@ class Tracer:
             x = torch.empty(self.scope.symbolic_sizes(dims), dtype=input_dtype(spec))
             try:
                 steps = self.stack(spec.layers, x, dims).steps
+                heads = trace_heads(self, spec.heads, spec.layers, self.outputs)
             except TraceError as e:
                 raise_all(errors if any(e is found for found in errors) else [*errors, e])
                 raise
         raise_all(errors)
         total = sum((st.params_expr for st in steps), sympy.Integer(0))
+        total += sum((h.params for h in heads), sympy.Integer(0))
         trainable = sum((st.trainable_expr for st in steps), sympy.Integer(0))
+        trainable += sum((h.trainable for h in heads), sympy.Integer(0))
         traced = [st.traced for st in steps]
         constraints = tuple(
             derive(
@@ -136,8 +144,9 @@ class Tracer:
             dim_params=tuple(sorted(self.input_dim_names)),
             dim_sizes=tuple(test_sizes(self.scope, self.input_dim_names, constraints)),
             warnings=tuple(self.scope.warnings),
-            free_dims=free_dims(spec, traced),
+            free_dims=free_dims(spec, [*traced, *(n for h in heads for n in h.traced.layers)]),
             blocks=tuple(sorted(blocks, key=lambda b: spec.blocks.index(b.spec))),
+            heads=tuple(h.traced for h in heads),
         )
 
     # ---------------------------------------------------------------- nodes
@@ -155,6 +164,10 @@ class Tracer:
                 result = self.recover(at, node, x, dims, e)
             x, dims = result.x, result.dims
             steps.append(result.step)
+            if index is None:
+                self.outputs.append((x, dims))
+                if node_key(node) in self.points:  # a head reads it too: no in-place change
+                    self.scope.previous, self.scope.shared_input = None, True
         return StackResult(x, dims, steps)
 
     def recover(

@@ -1,0 +1,223 @@
+"""`head NAME [from=POINT] [train_only=True]:` sections: the model's several outputs.
+
+After the trunk (the model's top-level stack), each head is an indented stack of its own that
+reads the trunk's output, or the output of the trunk node named POINT (`conv2d 64 k=3
+name=mid`). The parser calls `head_section`; it calls back the parser's `stack` for the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from seqgen.errors import Location, SpecSyntaxError
+from seqgen.ir import Const, HeadSpec, Node, Param, node_key, point_index, walk
+from seqgen.lang.compound import Parser, StackContext, is_header
+from seqgen.lang.lexer import Line
+from seqgen.lang.names import check_identifier
+from seqgen.lang.values_parser import parse_value
+
+# Names a head or a `from=` point cannot take: the generated model's own attributes and locals
+# (`self.trunk`, `features`) and the public attributes of nn.Module (`self.train` would shadow
+# the method).
+TAKEN = frozenset(
+    {
+        "trunk", "features", "add_module", "apply", "bfloat16", "buffers", "children",
+        "compile", "cpu", "cuda", "double", "eval", "extra_repr", "float", "forward",
+        "get_buffer", "get_parameter", "get_submodule", "half", "ipu", "load_state_dict",
+        "modules", "mtia", "named_buffers", "named_children", "named_modules",
+        "named_parameters", "parameters", "register_buffer", "register_module",
+        "register_parameter", "requires_grad_", "share_memory", "state_dict", "to",
+        "to_empty", "train", "training", "type", "xpu", "zero_grad",
+    }
+)  # fmt: skip
+
+
+# Names the generated tests of a model with heads use, where the int parameters are keyword
+# arguments and locals: a parameter cannot take one.
+TEST_NAMES = frozenset(
+    {"training", "every", "TRAIN_ONLY", "output_shapes", "expected_output_shapes"}
+)
+
+
+def heads_name_errors(
+    heads: Sequence[HeadSpec], params: Sequence[Param], class_name: str
+) -> list[SpecSyntaxError]:
+    """What only the whole spec shows: a parameter named like a helper of the generated tests,
+    a point named like the output class (forward's local would hide it)."""
+    if not heads:
+        return []
+    errors = [
+        SpecSyntaxError(
+            f"parameter {p.name!r} is taken in a model with heads: its generated tests use it",
+            location=p.loc,
+            hint="choose another name",
+        )
+        for p in params
+        if p.name in TEST_NAMES
+    ]
+    output = f"{class_name}Output"
+    errors += [
+        SpecSyntaxError(
+            f"point {h.point!r} is the name of the output class forward returns",
+            location=h.point_loc,
+            hint="name the layer otherwise",
+        )
+        for h in heads
+        if h.point == output
+    ]
+    return errors
+
+
+def is_head_header(line: Line, blocks: Collection[str]) -> bool:
+    """`head NAME ...:`, or a line that means one (its ':' forgotten): a line that starts with
+    `head`, unless it uses a block of that name (a use never ends in ':')."""
+    first = line.tokens[0]
+    if first.kind != "name" or first.text.lower() != "head":
+        return False
+    return is_header(line) or first.text not in blocks
+
+
+def head_section(
+    parser: Parser,
+    items: list[tuple[int, Line]],
+    i: int,
+    end: int,
+    line: Line,
+    scope: StackContext,
+    trunk: Sequence[Node],
+    heads: Sequence[HeadSpec],
+) -> HeadSpec:
+    """The head whose header is items[i], its body items[i+1:end]."""
+    keyword = line.next()
+    if not scope.top:
+        raise line.error(
+            "a `head` is written at the top level, after the trunk",
+            keyword.col,
+            4,
+            hint="unindent it: heads follow the model's own layers",
+        )
+    tok = line.next()
+    loc = line.loc(tok.col, len(tok.text) or 1)
+    if tok.kind != "name":
+        raise SpecSyntaxError(
+            f"expected a head's name after `head`, found {tok.text or 'the end of the line'!r}",
+            location=loc,
+            hint="e.g. `head logits:` or `head aux from=mid train_only=True:`",
+        )
+    name = check_identifier(tok.text, "head name", loc)
+    _not_taken(name, "head name", loc, parser)
+    if not trunk:
+        raise line.error(
+            "a `head` needs the trunk's layers above it",
+            keyword.col,
+            4,
+            hint="write the shared layers first, then `head NAME:` sections",
+        )
+    if any(h.name == name for h in heads):
+        first = next(h for h in heads if h.name == name)
+        raise SpecSyntaxError(
+            f"head {name!r} is defined twice (first on line {first.loc.line})", location=loc
+        )
+    if any(h.point == name for h in heads):
+        raise SpecSyntaxError(f"head name {name!r} is a `from=` point's name", location=loc)
+    point, point_loc, train_only = None, None, False
+    seen: set[str] = set()
+    while not line.at(":") and line.peek().kind != "end":
+        key = line.next()
+        if key.kind != "name" or key.text not in ("from", "train_only"):
+            raise line.error(
+                f"a head takes `from=POINT` and `train_only=True`, found {key.text!r}",
+                key.col,
+                len(key.text) or 1,
+                hint=f"e.g. `head {name} from=stem:`",
+            )
+        if key.text in seen:
+            raise line.error(f"{key.text}= is given twice", key.col, len(key.text))
+        seen.add(key.text)
+        line.expect("=", f"'=' after {key.text}")
+        if key.text == "from":
+            ptok = line.next()
+            point_loc = line.loc(ptok.col, len(ptok.text) or 1)
+            if ptok.kind != "name":
+                raise SpecSyntaxError(
+                    "`from=` names a trunk layer: `from=POINT`, where the layer has `name=POINT`",
+                    location=point_loc,
+                )
+            point = _point(ptok.text, point_loc, parser, trunk, heads, name)
+        else:
+            value = parse_value(line)
+            if not isinstance(value, Const) or not isinstance(value.value, bool):
+                raise SpecSyntaxError(
+                    "train_only= takes True or False", location=value.loc, hint="write True"
+                )
+            train_only = value.value
+    line.expect(":", f"':' after `head {name}`")
+    line.expect_end(f"`head {name}:`")
+    if end == i + 1:
+        raise line.error(
+            f"head {name!r} needs an indented stack after it",
+            keyword.col,
+            4,
+            hint="a head that returns its input as is is `identity`",
+        )
+    body = parser.stack(items, i + 1, end, StackContext(False, 1, None, ()))
+    return HeadSpec(name, tuple(body), loc, point, point_loc, train_only)
+
+
+def _point(
+    text: str,
+    loc: Location,
+    parser: Parser,
+    trunk: Sequence[Node],
+    heads: Sequence[HeadSpec],
+    head: str,
+) -> str:
+    """A `from=` point: the name of a top-level trunk node, usable as an attribute name."""
+    index = point_index(trunk, text)
+    if index is None:
+        raise SpecSyntaxError(
+            f"`from={text}`: no top-level trunk layer is named {text!r}",
+            location=loc,
+            hint=f"add `name={text}` to the trunk layer the head reads",
+        )
+    check_identifier(text, "a head's `from=` point", loc)
+    _not_taken(text, "a head's `from=` point", loc, parser)
+    if any(h.name == text for h in heads) or text == head:
+        raise SpecSyntaxError(f"point {text!r} is also a head's name", location=loc)
+    if index == len(trunk) - 1:
+        raise SpecSyntaxError(
+            f"`from={text}`: {text!r} is the trunk's last layer, where every head starts",
+            location=loc,
+            hint="drop `from=`",
+        )
+    return text
+
+
+def _not_taken(name: str, what: str, loc: Location, parser: Parser) -> None:
+    """Refuse a name the generated model already uses: its attributes, locals and parameters."""
+    if name in TAKEN or name.startswith("_"):
+        raise SpecSyntaxError(
+            f"{what} {name!r} is taken: the generated model uses it (`self.{name}`)",
+            location=loc,
+            hint="choose another name",
+        )
+    if name == parser.class_name or any(p.name == name for p in parser.params):
+        raise SpecSyntaxError(
+            f"{what} {name!r} is already the model's name or one of its parameters",
+            location=loc,
+            hint="choose another name",
+        )
+
+
+def head_keys(heads: Sequence[HeadSpec]) -> list[SpecSyntaxError]:
+    """`name=` keys the trunk's nodes only: a head is a plain nn.Sequential."""
+    return [
+        SpecSyntaxError(
+            "name= is only supported in the trunk, not inside a head",
+            location=node.loc,
+            hint="drop name=... here",
+        )
+        for head in heads
+        for node in dict.fromkeys(walk(head.layers))
+        if node_key(node) is not None
+    ]

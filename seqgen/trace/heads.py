@@ -1,0 +1,88 @@
+"""Tracing a model's heads (`head NAME [from=POINT]:`): each head's stack is traced from the
+trunk's output, or from its point's, in the model's own scope, as a merge's branch is traced
+from the merge's input. Their conditions join the model's, so `__init__` checks them too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import sympy
+
+from seqgen.errors import InternalError, TraceError
+from seqgen.ir import HeadSpec, Node, TracedHead, point_index
+from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step
+
+
+class NodeTracer(Protocol):
+    """What tracing a head needs of the tracer: its scope, and one node with its recovery."""
+
+    scope: Scope
+
+    def node(self, index: int, node: Node, x: Any, dims: list[DimInfo]) -> NodeResult: ...
+
+    def recover(
+        self, index: int, node: Node, x: Any, dims: list[DimInfo], error: TraceError
+    ) -> NodeResult: ...
+
+
+@dataclass(frozen=True)
+class HeadResult:
+    """A traced head and its counts as expressions (the model's totals add them)."""
+
+    traced: TracedHead
+    params: sympy.Expr
+    trainable: sympy.Expr
+
+
+def trace_heads(
+    tracer: NodeTracer,
+    heads: Sequence[HeadSpec],
+    trunk: Sequence[Node],
+    outputs: Sequence[tuple[Any, list[DimInfo]]],
+) -> list[HeadResult]:
+    """Trace every head from its point's output (`outputs[i]`: the trunk's node i's output).
+    Each head's errors are recorded and the next head is traced, so one run reports them all."""
+    scope = tracer.scope
+    results: list[HeadResult] = []
+    failed: TraceError | None = None
+    index = len(trunk)  # head nodes are numbered after the trunk's (the order of conditions)
+    for head in heads:
+        at = len(trunk) - 1 if head.point is None else point_index(trunk, head.point)
+        if at is None or at >= len(outputs):
+            raise InternalError(f"head {head.name!r}: point {head.point!r} was not resolved")
+        x, dims = outputs[at]
+        in_dims = dims
+        # the trunk's output is read by the other heads too: no in-place layer may change it
+        scope.previous, scope.shared_input = None, True
+        steps: list[Step] = []
+        try:
+            for node in head.layers:
+                try:
+                    result = tracer.node(index, node, x, dims)
+                except TraceError as e:
+                    result = tracer.recover(index, node, x, dims, e)
+                x, dims = result.x, result.dims
+                steps.append(result.step)
+                index += 1
+        except TraceError as e:
+            failed = failed or e
+            continue
+        params = sum((st.params_expr for st in steps), sympy.Integer(0))
+        trainable = sum((st.trainable_expr for st in steps), sympy.Integer(0))
+        macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
+        traced = TracedHead(
+            spec=head,
+            layers=tuple(st.traced for st in steps),
+            input_shape=tuple(scope.dim(d) for d in in_dims),
+            out_shape=tuple(scope.dim(d) for d in dims),
+            params=scope.as_dim(params),
+            trainable_params=scope.as_dim(trainable),
+            macs=scope.as_dim(macs),
+        )
+        results.append(HeadResult(traced, params, trainable))
+    scope.previous, scope.shared_input = None, False
+    if failed is not None:
+        raise failed
+    return results
