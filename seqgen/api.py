@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from seqgen.errors import InternalError, SpecReadError, raise_all
+from seqgen.errors import InternalError, SeqgenError, SpecReadError, raise_all
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
+from seqgen.ir.spec import Num
 from seqgen.lang.parser import parse_partial, read_spec
 from seqgen.project import cache
 from seqgen.project.header import is_current, spec_key, templates_fingerprint
@@ -20,8 +21,10 @@ from seqgen.render.environment import templates_root
 
 __all__ = [
     "Generated",
+    "Imported",
     "Options",
     "generate",
+    "import_model",
     "is_up_to_date",
     "load",
     "options_for",
@@ -120,3 +123,60 @@ def is_up_to_date(spec_path: str, options: Options) -> bool:
         if not is_current(current, want_spec, want_templates):
             return False
     return True
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A model brought in by `seqgen import`: its spec, and how its weights map."""
+
+    spec_text: str
+    keys_text: str  # the `<stem>.keys.json` mapping, {original key: generated key}
+    class_name: str
+    how: str  # "torch.fx", or the modules read from forward hooks and why
+    blocks: int
+    total_params: int
+
+
+def keys_path(spec_path: str) -> str:
+    """Where `seqgen import` writes the weights mapping: beside the spec, `<stem>.keys.json`."""
+    return str(Path(spec_path).with_suffix(".keys.json"))
+
+
+def import_model(
+    target: str, input_shape: str, spec_path: str, arg_pairs: tuple[str, ...] = ()
+) -> Imported:
+    """Capture MODULE:CALLABLE as a spec, check that seqgen traces and generates it, and map the
+    original's state_dict keys to the generated model's (writes nothing)."""
+    import tempfile
+
+    from seqgen.torch_version import check_torch
+
+    check_torch()
+    from seqgen.importer import capture, key_mapping, keys_json, load_generated, parse_args
+    from seqgen.lang.parser import parse, parse_shape
+
+    sizes, _ = parse_shape(input_shape)
+    shape = tuple(d.value for d in sizes if isinstance(d, Num) and isinstance(d.value, int))
+    if len(shape) != len(sizes):
+        raise SpecReadError(f"--input {input_shape}: give plain sizes, e.g. 3x224x224")
+    draft = capture(target, shape, parse_args(arg_pairs))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / Path(spec_path).name)
+        options = options_for(path, tmp, project_root=Path(tmp))
+        try:
+            traced = trace_spec(parse(draft.text, path))
+            files = render(traced, options, spec_key(draft.text, options))
+        except SeqgenError as e:
+            raise draft.relocate(e) from e
+        for f in files:
+            Path(f.path).write_text(f.text, encoding="utf-8")
+        generated = load_generated(output_paths(options)[0], traced.spec.class_name)
+    mapping = key_mapping(draft.stack, draft.model, generated)
+    return Imported(
+        draft.text,
+        keys_json(target, draft.class_name, mapping),
+        draft.class_name,
+        draft.how,
+        len(draft.blocks),
+        int(traced.total_params.value),
+    )

@@ -301,6 +301,58 @@ def summary(spec: str, input_shape: str | None, fmt: str, batch: int) -> None:
     click.echo(render_summary(traced, fmt, batch))
 
 
+@main.command(name="import")
+@click.argument("target", metavar="MODULE:CALLABLE")
+@click.option(
+    "--input",
+    "input_shape",
+    metavar="SHAPE",
+    required=True,
+    help="One sample's shape, batch excluded, e.g. 3x224x224 (one forward runs at batch 2).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "spec_path",
+    metavar="SPEC",
+    help="The spec to write (default: CALLABLE.seq here); the weights mapping goes beside it.",
+)
+@click.option(
+    "--arg",
+    "arg_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A keyword argument for CALLABLE, as a Python literal (repeatable).",
+)
+@click.option("--force", is_flag=True, help="Overwrite SPEC and its mapping if they exist.")
+def import_(
+    target: str, input_shape: str, spec_path: str | None, arg_pairs: tuple[str, ...], force: bool
+) -> None:
+    """Write a spec for an existing nn.Module (a class or a factory), and the mapping that loads
+    its weights into the generated model (SPEC's stem + .keys.json). Runs MODULE's code."""
+    from seqgen.api import import_model, keys_path
+    from seqgen.project.write import write_atomic
+
+    path = spec_path or f"{target.rpartition(':')[2].split('.')[-1]}.seq"
+    keys = keys_path(path)
+    existing = [p for p in (path, keys) if Path(p).exists()]
+    if existing and not force:
+        _err(f"error: {existing[0]} already exists; left unchanged (--force overwrites it)")
+        sys.exit(Exit.SPEC_ERROR)
+    try:
+        result = import_model(target, input_shape, path, arg_pairs)
+        write_atomic(path, result.spec_text)
+        write_atomic(keys, result.keys_text)
+    except SeqgenError as e:
+        sys.exit(_report(e))
+    lines = len(result.spec_text.splitlines())
+    click.echo(
+        f"wrote {path} ({result.class_name}: {lines} lines, {result.blocks} blocks, "
+        f"{result.total_params:,} parameters) and {keys}; captured with {result.how}"
+    )
+    click.echo(f"next: seqgen new {path}")
+
+
 @main.command()
 @click.argument("name")
 @click.option(

@@ -1,0 +1,357 @@
+"""`seqgen import`: a spec from an existing nn.Module, and its weights carried over.
+
+The round trip on the architecture zoo's module-for-module copies of torchvision's models
+(tests/architectures/reference.py; torchvision itself is not installed): import -> spec ->
+generate -> the same parameter count and output shape, the original's weights loaded through the
+mapping, and the same outputs in eval mode. Small models written here test the mapping of
+functional ops, block parameters, the forward-hooks fallback and the located refusals.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from seqgen.api import generate, import_model, options_for, output_paths
+from seqgen.cli import main
+from seqgen.importer import ImportRefused, remap
+from seqgen.project.write import write_files
+
+ARCHITECTURES = Path(__file__).resolve().parent / "architectures"
+REFERENCE = ARCHITECTURES / "reference.py"
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _generated(spec_text: str, tmp_path: Path, stem: str) -> torch.nn.Module:
+    """Write the spec, generate it with the public API, and build the generated model."""
+    spec = tmp_path / f"{stem}.seq"
+    spec.write_text(spec_text, encoding="utf-8")
+    options = options_for(str(spec), str(tmp_path))
+    result = generate(str(spec), options)
+    write_files(list(result.files))
+    module = _load(Path(output_paths(options)[0]), f"imported_{stem}_{tmp_path.name}")
+    return getattr(module, result.traced.spec.class_name)()
+
+
+def _randomize(model: torch.nn.Module) -> None:
+    """Weights and BatchNorm statistics away from their initial values, so that a key mapped to
+    the wrong layer cannot give the same output."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                if name.endswith("running_var"):
+                    t.uniform_(0.5, 1.5)
+                else:
+                    t.normal_(0, 0.1)
+
+
+def round_trip(target: str, shape: tuple[int, ...], tmp_path: Path, original: torch.nn.Module):
+    """Import `target`, generate its spec, load the original's weights into the generated model
+    through the mapping, and compare; return the import result."""
+    spec_path = tmp_path / "imported.seq"
+    result = import_model(target, "x".join(map(str, shape)), str(spec_path))
+    generated = _generated(result.spec_text, tmp_path, "imported")
+    count = sum(p.numel() for p in original.parameters())
+    assert sum(p.numel() for p in generated.parameters()) == count == result.total_params
+    _randomize(original)
+    keys = tmp_path / "imported.keys.json"
+    keys.write_text(result.keys_text, encoding="utf-8")
+    generated.load_state_dict(remap(original.state_dict(), keys))  # strict: every key
+    original.eval(), generated.eval()
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        want, got = original(x), generated(x)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    return result
+
+
+# (factory in reference.py, input, spec lines, blocks, slow): the line counts are the report's
+ZOO = [
+    ("vgg11_bn_cifar", (3, 32, 32), 25, 0, False),
+    ("squeezenet1_1", (3, 64, 64), 33, 1, False),
+    ("resnet18", (3, 32, 32), 37, 2, True),
+    ("se_cnn", (3, 32, 32), 29, 2, True),
+    ("unet_small", (3, 64, 64), 37, 0, True),
+    ("resnet50", (3, 32, 32), 50, 2, True),
+    ("mobilenet_v2", (3, 32, 32), 55, 2, True),
+    ("googlenet", (3, 32, 32), 43, 2, True),
+    ("efficientnet_b0", (3, 32, 32), 68, 3, True),
+    ("densenet121", (3, 32, 32), 45, 1, True),
+]
+
+
+@pytest.mark.parametrize(
+    "factory, shape, lines, blocks",
+    [
+        pytest.param(f, s, n, b, id=f, marks=[pytest.mark.slow] if slow else [])
+        for f, s, n, b, slow in ZOO
+    ],
+)
+def test_reference_models_round_trip(
+    factory: str, shape: tuple[int, ...], lines: int, blocks: int, tmp_path: Path
+) -> None:
+    reference = _load(REFERENCE, "seqgen_import_reference")
+    torch.manual_seed(0)
+    result = round_trip(f"{REFERENCE}:{factory}", shape, tmp_path, getattr(reference, factory)())
+    assert result.how == "torch.fx"
+    assert (len(result.spec_text.splitlines()), result.blocks) == (lines, blocks)
+
+
+def test_resnet18_reads_like_a_person_wrote_it(tmp_path: Path) -> None:
+    """The identity and downsampling BasicBlocks are two blocks (their structure differs); the
+    channel counts are the blocks' input sizes; runs of blocks are `repeat`s; the classifier's
+    width is the model parameter `num_classes`."""
+    result = import_model(f"{REFERENCE}:resnet18", "3x32x32", str(tmp_path / "r.seq"))
+    text = result.spec_text
+    assert "model ResNet(num_classes=10)\ninput 3x32x32\n" in text
+    assert (
+        textwrap.dedent("""\
+        block BasicBlock2:
+            residual:
+                conv2d in_channels * 2 k=3 s=2 p=1 bias=False
+                batchnorm2d
+                relu
+                conv2d in_channels * 2 k=3 p=1 bias=False
+                batchnorm2d
+            shortcut:
+                conv2d in_channels * 2 k=1 s=2 bias=False
+                batchnorm2d
+            relu
+        """)
+        in text
+    )
+    assert text.endswith(
+        "repeat 2:\n    BasicBlock\nrepeat 3:\n    BasicBlock2\n    BasicBlock\n"
+        "adaptiveavgpool2d 1\nflatten\nlinear num_classes\n"
+    )
+    keys = json.loads(result.keys_text)
+    assert keys["format"] == "seqgen-keys/1" and keys["model"] == "ResNet"
+    assert keys["keys"]["layer2.0.downsample.0.weight"] == "model.6.0.shortcut.0.weight"
+
+
+@pytest.mark.slow
+def test_block_parameters_are_expressions_of_what_varies(tmp_path: Path) -> None:
+    """Sizes that vary between the uses of a class become the block's parameters or expressions
+    of its input size and of other parameters (`kernel // 2`); constant ones stay literal."""
+    result = import_model(f"{REFERENCE}:efficientnet_b0", "3x32x32", str(tmp_path / "e.seq"))
+    text = result.spec_text
+    assert "block MBConv(out, kernel=3, stride=2):\n" in text
+    assert "conv2d in_channels * 6 k=kernel s=stride p=kernel // 2 groups=in_channels * 6" in text
+    assert "    SqueezeExcitation in_channels // 4\n" in text
+    assert "MBConv 112 kernel=5 stride=1\n" in text
+
+
+MODELS = """\
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Functional(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, num_classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv(x)), 2)
+        x = torch.sigmoid(F.adaptive_avg_pool2d(x, 4))
+        x = x.view(x.size(0), -1)
+        return self.fc(F.dropout(x, 0.3, training=self.training))
+
+
+class Rolled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return torch.roll(self.conv(x), 1, 2)
+
+
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+        self.b = nn.Conv2d(8, 8, 1)
+        self.c = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        z = self.b(y)
+        return self.c(y) + z + z
+
+
+class Gate(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 1)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        if x.sum() > 1e9:  # data-dependent: torch.fx cannot trace this
+            return x
+        return self.act(self.conv(x))
+
+
+class Chain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.gate = Gate(4)
+
+    def forward(self, x):
+        if x.sum() > 1e9:
+            return x
+        return self.gate(self.conv(x))
+
+
+class NotAChain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        if x.sum() > 1e9:
+            return x
+        return self.conv(x) * 2
+
+
+class Lrn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.lrn = nn.CrossMapLRN2d(3)
+
+    def forward(self, x):
+        return self.lrn(self.conv(x))
+
+
+def widths(num_classes=4):
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
+    )
+"""
+
+
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> Path:
+    path = tmp_path / "models.py"
+    path.write_text(MODELS, encoding="utf-8")
+    return path
+
+
+def test_functional_ops_become_layers(models: Path, tmp_path: Path) -> None:
+    """F.relu, F.max_pool2d, torch.sigmoid, F.adaptive_avg_pool2d, x.view(x.size(0), -1) and
+    F.dropout become spec lines, and the model round-trips."""
+    module = _load(models, "import_models_functional")
+    result = round_trip(f"{models}:Functional", (3, 8, 8), tmp_path, module.Functional())
+    body = result.spec_text.split("input 3x8x8\n\n", 1)[1]
+    assert body == (
+        "conv2d 8 k=3 p=1\nrelu\nmaxpool2d 2\nadaptiveavgpool2d 4\nsigmoid\nflatten\n"
+        "dropout 0.3\nlinear num_classes\n"
+    )
+
+
+def test_an_op_without_a_spec_equivalent_is_refused_at_its_line(models: Path, tmp_path) -> None:
+    with pytest.raises(ImportRefused) as e:
+        import_model(f"{models}:Rolled", "3x8x8", str(tmp_path / "r.seq"))
+    line = _line_of(MODELS, "torch.roll(")
+    assert f"{models}:{line}: in Rolled (`the model`): `roll` (call_function)" in e.value.render()
+    assert "has no spec equivalent" in e.value.render()
+
+
+def test_a_value_used_by_two_branches_is_refused(models: Path, tmp_path: Path) -> None:
+    with pytest.raises(ImportRefused, match="used by two branches") as e:
+        import_model(f"{models}:Shared", "3x8x8", str(tmp_path / "s.seq"))
+    assert f"{models}:" in str(e.value)
+
+
+def test_a_layer_seqgen_refuses_is_reported_at_the_users_line(models: Path, tmp_path) -> None:
+    """The spec seqgen would write does not trace: the error is told at the line of the
+    original forward that calls the layer, with seqgen's own reason."""
+    with pytest.raises(ImportRefused) as e:
+        import_model(f"{models}:Lrn", "3x8x8", str(tmp_path / "l.seq"))
+    line = _line_of(MODELS, "self.lrn(self.conv(x))")
+    assert str(e.value).startswith(f"{models}:{line}: `crossmaplrn2d 3`: ")
+
+
+def test_a_forward_fx_cannot_trace_is_read_from_hooks(models: Path, tmp_path: Path) -> None:
+    module = _load(models, "import_models_chain")
+    result = round_trip(f"{models}:Chain", (3, 8, 8), tmp_path, module.Chain())
+    assert "`the model` read with forward hooks (torch.fx: TraceError" in result.how
+    assert "`gate` read with forward hooks" in result.how
+    assert "torch.fx and forward hooks" in result.spec_text.splitlines()[0]
+
+
+def test_a_forward_that_is_no_chain_and_no_fx_graph_is_refused(models: Path, tmp_path) -> None:
+    with pytest.raises(ImportRefused, match="did not run as a chain") as e:
+        import_model(f"{models}:NotAChain", "3x8x8", str(tmp_path / "n.seq"))
+    assert f"{models}:{_line_of(MODELS, 'class NotAChain') + 5}:" in str(e.value)
+
+
+def test_factory_arguments_and_the_cli(models: Path, tmp_path: Path) -> None:
+    """`--arg` reaches the factory; the spec and `<stem>.keys.json` are written, and never
+    overwritten without --force; a refusal exits 1 with the located message."""
+    spec = tmp_path / "out" / "w.seq"
+    spec.parent.mkdir()
+    args = [
+        "import",
+        f"{models}:widths",
+        "--input",
+        "3x8x8",
+        "-o",
+        str(spec),
+        "--arg",
+        "num_classes=7",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "model Widths(num_classes=7)" in spec.read_text(encoding="utf-8")
+    assert "linear num_classes\n" in spec.read_text(encoding="utf-8")
+    keys = json.loads((tmp_path / "out" / "w.keys.json").read_text(encoding="utf-8"))
+    assert keys["keys"]["5.weight"] == "model.linear.weight" or keys["keys"]["5.weight"] == (
+        "model.5.weight"
+    )
+    assert re.search(
+        r"wrote .*w\.seq \(Widths: \d+ lines, 0 blocks, 599 parameters\)", result.output
+    )
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 0
+    refused = CliRunner().invoke(
+        main, ["import", f"{models}:Rolled", "--input", "3x8x8", "-o", str(tmp_path / "r.seq")]
+    )
+    assert refused.exit_code == 1 and "has no spec equivalent" in refused.output
+    assert not (tmp_path / "r.seq").exists()
+    bad = CliRunner().invoke(main, ["import", "no_such_module_xyz:Net", "--input", "3x8x8"])
+    assert bad.exit_code == 1 and "ModuleNotFoundError" in bad.output
