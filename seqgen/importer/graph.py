@@ -171,7 +171,7 @@ class _GraphReader:
         """Whether `n` carries the tensor (not a size read for a `view`)."""
         if n.op == "call_method" and n.target == "size":
             return False
-        if n.op == "get_attr" or n.op == "call_function" and n.target is getattr:
+        if n.op == "get_attr" or (n.op == "call_function" and n.target is getattr):
             return False
         if n.op == "call_function" and n.target is operator.getitem:  # `x.shape[0]`, not `out[0]`
             return isinstance(n.args[0], fx.Node) and n.args[0] in self.inputs
