@@ -346,8 +346,9 @@ def import_(
     except SeqgenError as e:
         sys.exit(_report(e))
     lines = len(result.spec_text.splitlines())
+    blocks = f"{result.blocks} block{'' if result.blocks == 1 else 's'}"
     click.echo(
-        f"wrote {path} ({result.class_name}: {lines} lines, {result.blocks} blocks, "
+        f"wrote {path} ({result.class_name}: {lines} lines, {blocks}, "
         f"{result.total_params:,} parameters) and {keys}; captured with {result.how}"
     )
     click.echo(f"next: seqgen new {path}")

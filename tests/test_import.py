@@ -20,6 +20,7 @@ from types import ModuleType
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import ROOT, isolated_imports
 
 from seqgen.api import generate, import_model, options_for, output_paths
 from seqgen.cli import main
@@ -355,3 +356,36 @@ def test_factory_arguments_and_the_cli(models: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "r.seq").exists()
     bad = CliRunner().invoke(main, ["import", "no_such_module_xyz:Net", "--input", "3x8x8"])
     assert bad.exit_code == 1 and "ModuleNotFoundError" in bad.output
+
+
+def _readme_block(marker: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- tested: {marker} -->\n```\w*\n(.*?)```", text, re.DOTALL)
+    assert match is not None, f"README.md has no block marked {marker!r}"
+    return match.group(1)
+
+
+def test_the_readme_example_is_what_import_writes_and_its_weights_snippet_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = _readme_block("import_squeezenet")
+    command, output = example.split("\n", 1)
+    printed, spec_text = output.split("$ cat squeezenet.seq\n")
+    target = command.split()[3]
+    monkeypatch.chdir(ROOT)  # the README runs it from the checkout
+    spec = tmp_path / "squeezenet.seq"
+    result = CliRunner().invoke(main, ["import", target, "--input", "3x64x64", "-o", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert result.output.replace(f"{tmp_path}/", "") == printed
+    assert spec.read_text(encoding="utf-8") == spec_text
+    monkeypatch.chdir(tmp_path)
+    _generated(spec_text, tmp_path, "squeezenet")
+    (tmp_path / "reference.py").write_text(REFERENCE.read_text(encoding="utf-8"), "utf-8")
+    namespace: dict[str, object] = {}
+    with isolated_imports(tmp_path, first_on_path=tmp_path):
+        exec(_readme_block("import_weights"), namespace)  # the README's own snippet
+        original, model = namespace["original"], namespace["model"]
+        assert isinstance(original, torch.nn.Module) and isinstance(model, torch.nn.Module)
+        x = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            assert torch.allclose(original.eval()(x), model.eval()(x), atol=1e-6)

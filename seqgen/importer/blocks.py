@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -24,6 +25,8 @@ RESERVED |= {"model", "batch", "pytest", "sys", "Path", "input_shape", "expected
 WORDS = {"residual", "shortcut", "concat", "add", "multiply", "branch", "repeat", "block", "model"}
 WIDTHS = {"out_channels", "out_features"}
 DIMS = {"dim", "start_dim", "end_dim"}
+# attribute names that say nothing about a width: a block's one width is then `out`
+GENERIC = re.compile(r"(conv|fc|linear|bn|norm|layer|block|proj|features|branch)?_?\d*")
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,8 @@ def _parameterize(instances: list[Use], name: str) -> Block:
     taken: set[str] = set()
     names: list[str] = []
     for slot, _ in new:
-        names.append(_name("out" if slot.width and widths == 1 else slot.hint, slot.width, taken))
+        lone = slot.width and widths == 1 and GENERIC.fullmatch(slot.hint.split(".")[-1])
+        names.append(_name("out" if lone else slot.hint, slot.width, taken))
         taken.add(names[-1])
 
     def named_expr(text: str | None) -> Sym | None:
