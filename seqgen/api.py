@@ -145,14 +145,22 @@ def keys_path(spec_path: str) -> str:
 def import_model(
     target: str, input_shape: str, spec_path: str, arg_pairs: tuple[str, ...] = ()
 ) -> Imported:
-    """Capture MODULE:CALLABLE as a spec, check that seqgen traces and generates it, and map the
-    original's state_dict keys to the generated model's (writes nothing)."""
+    """Capture MODULE:CALLABLE as a spec, check that seqgen traces and generates it, map the
+    original's state_dict keys to the generated model's, and check that the generated model
+    with the original's weights computes the same outputs (writes nothing)."""
     import tempfile
 
     from seqgen.torch_version import check_torch
 
     check_torch()
-    from seqgen.importer import capture, key_mapping, keys_json, load_generated, parse_args
+    from seqgen.importer import (
+        capture,
+        check_outputs,
+        key_mapping,
+        keys_json,
+        load_generated,
+        parse_args,
+    )
     from seqgen.lang.parser import parse, parse_shape
 
     sizes, _ = parse_shape(input_shape)
@@ -172,6 +180,7 @@ def import_model(
             Path(f.path).write_text(f.text, encoding="utf-8")
         generated = load_generated(output_paths(options)[0], traced.spec.class_name)
     mapping = key_mapping(draft.stack, draft.model, generated)
+    check_outputs(draft.model, generated, mapping, shape)
     return Imported(
         draft.text,
         keys_json(target, draft.class_name, mapping),

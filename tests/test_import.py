@@ -248,6 +248,19 @@ class Lrn(nn.Module):
         return self.lrn(self.conv(x))
 
 
+class ModeDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.relu = nn.ReLU()
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x):
+        if self.training:  # torch.fx traces the branch of the mode the model is in
+            return self.relu(self.conv(x))
+        return self.sigmoid(self.conv(x))
+
+
 def widths(num_classes=4):
     return nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1),
@@ -318,6 +331,13 @@ def test_a_forward_that_is_no_chain_and_no_fx_graph_is_refused(models: Path, tmp
     with pytest.raises(ImportRefused, match="did not run as a chain") as e:
         import_model(f"{models}:NotAChain", "3x8x8", str(tmp_path / "n.seq"))
     assert f"{models}:{_line_of(MODELS, 'class NotAChain') + 5}:" in str(e.value)
+
+
+def test_a_spec_that_computes_another_output_is_refused(models: Path, tmp_path: Path) -> None:
+    """The forward is traced in training mode (relu) but eval mode computes a sigmoid: the
+    generated model, given the original's weights, is compared with it in eval mode."""
+    with pytest.raises(ImportRefused, match="computes another output"):
+        import_model(f"{models}:ModeDependent", "3x8x8", str(tmp_path / "m.seq"))
 
 
 def test_factory_arguments_and_the_cli(models: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from seqgen.errors import SeqgenError
 from seqgen.importer.blocks import Block, Sym, make_blocks
 from seqgen.importer.emit import Line, spec_text
 from seqgen.importer.graph import capture_stack
-from seqgen.importer.keys import key_mapping, keys_json, load_generated, remap
+from seqgen.importer.keys import check_outputs, key_mapping, keys_json, load_generated, remap
 from seqgen.importer.load import instantiate, parse_args
 from seqgen.importer.nodes import ImportRefused, Layer, Node, Stack, Use
 
@@ -22,6 +22,7 @@ __all__ = [
     "Draft",
     "ImportRefused",
     "capture",
+    "check_outputs",
     "key_mapping",
     "keys_json",
     "load_generated",
@@ -80,8 +81,9 @@ def _flat(stack: Stack) -> list[Node]:
 
 
 def _num_classes(stack: Stack) -> tuple[Stack, dict[str, int]]:
-    """The last layer's output size as the model parameter `num_classes`, when the model ends in
-    a classifier: its last layer with weights is a linear or conv at the top level."""
+    """The last layer's output size as the model parameter `num_classes`, when the model is a
+    classifier (its output is (N, classes)) whose last layer with weights is a top-level linear
+    or conv."""
     flat = _flat(stack)
     for i in range(len(flat) - 1, -1, -1):
         node = flat[i]
@@ -112,7 +114,8 @@ def capture(target: str, input_shape: tuple[int, ...], kwargs: dict[str, object]
     stack, captured = capture_stack(model, input_shape)
     class_name = _class_name(model, callable_name)
     blocks = make_blocks(stack, class_name)
-    stack, params = _num_classes(stack)
+    root = captured.calls.get("")
+    stack, params = _num_classes(stack) if root is not None and root.out_rank == 2 else (stack, {})
     hooked = {q: how for q, how in captured.how.items() if how != "torch.fx"}
     how = (
         "torch.fx"

@@ -35,6 +35,7 @@ class Call:
     output: int
     in_shape: tuple[int, ...]
     children: list[str] = field(default_factory=list)
+    out_rank: int = -1
 
 
 @dataclass
@@ -346,6 +347,7 @@ def sample_run(root: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Call]
         if isinstance(out, torch.Tensor):
             keep.append(out)
             calls[names[m]].output = id(out)
+            calls[names[m]].out_rank = out.dim()
 
     handles = [m.register_forward_pre_hook(pre) for m in names] + [
         m.register_forward_hook(post) for m in names

@@ -72,7 +72,7 @@ def _join(prefix: str, name: str) -> str:
 
 
 def load_generated(model_path: str, class_name: str) -> nn.Module:
-    """The generated model class, imported from its file and built on `meta` (no weights)."""
+    """The generated model, imported from its file and built on the CPU at its defaults."""
     name = f"seqgen_imported_{Path(model_path).stem}"
     spec = importlib.util.spec_from_file_location(name, model_path)
     assert spec is not None and spec.loader is not None
@@ -80,11 +80,32 @@ def load_generated(model_path: str, class_name: str) -> nn.Module:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-        with torch.device("meta"):
-            model: nn.Module = getattr(module, class_name)()
+        model: nn.Module = getattr(module, class_name)()
     finally:
         sys.modules.pop(name, None)
     return model
+
+
+def check_outputs(
+    original: nn.Module, generated: nn.Module, mapping: dict[str, str], shape: tuple[int, ...]
+) -> None:
+    """Load the original's weights into the generated model through the mapping and compare
+    the two in eval mode on a random sample: an import that computes anything else is refused."""
+    generated.load_state_dict({mapping[k]: v for k, v in original.state_dict().items()})
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    training = original.training
+    try:
+        with torch.no_grad():
+            want, got = original.eval()(x), generated.eval()(x)
+    finally:
+        original.train(training)
+    if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+        diff = (got - want).abs().max().item() if got.shape == want.shape else "shape"
+        raise ImportRefused(
+            f"internal mismatch: the generated model, with the original's weights, computes "
+            f"another output (largest difference: {diff}); nothing was written",
+            hint="please report it with the model's code",
+        )
 
 
 def keys_json(target: str, class_name: str, mapping: dict[str, str]) -> str:
