@@ -181,6 +181,18 @@ class Functional(nn.Module):
         return self.fc(F.dropout(x, 0.3, training=self.training))
 
 
+class Ops(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = self.conv(x).permute(0, 2, 3, 1)
+        x = torch.transpose(x, 1, 2).unsqueeze(1).squeeze(1)
+        return self.fc(x.mean([1, 2]))
+
+
 class Rolled(nn.Module):
     def __init__(self):
         super().__init__()
@@ -293,6 +305,16 @@ def test_functional_ops_become_layers(models: Path, tmp_path: Path) -> None:
     assert body == (
         "conv2d 8 k=3 p=1\nrelu\nmaxpool2d 2\nadaptiveavgpool2d 4\nsigmoid\nflatten\n"
         "dropout 0.3\nlinear num_classes\n"
+    )
+
+
+def test_tensor_ops_become_seqgens_own_ops(models: Path, tmp_path: Path) -> None:
+    module = _load(models, "import_models_ops")
+    result = round_trip(f"{models}:Ops", (3, 8, 8), tmp_path, module.Ops())
+    body = result.spec_text.split("input 3x8x8\n\n", 1)[1]
+    assert body == (
+        "conv2d 8 k=3\npermute 0 2 3 1\ntranspose 1 2\nunsqueeze 1\nsqueeze 1\nmean (1, 2)\n"
+        "linear num_classes\n"
     )
 
 

@@ -24,7 +24,7 @@ RESERVED = {"in_channels", "in_features", "x", "N", "H", "W", "D", "self", "torc
 RESERVED |= {"model", "batch", "pytest", "sys", "Path", "input_shape", "expected_shapes"}
 WORDS = {"residual", "shortcut", "concat", "add", "multiply", "branch", "repeat", "block", "model"}
 WIDTHS = {"out_channels", "out_features"}
-DIMS = {"dim", "start_dim", "end_dim"}
+DIMS = {"dim", "start_dim", "end_dim", "dim0", "dim1", "dims"}  # literals, never parameters
 # attribute names that say nothing about a width: a block's one width is then `out`
 GENERIC = re.compile(r"(conv|fc|linear|bn|norm|layer|block|proj|features|branch)?_?\d*")
 

@@ -20,7 +20,15 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
-from seqgen.importer.layers import ADD, CAT, MUL, functional_layer, is_torch_layer, layer_of
+from seqgen.importer.layers import (
+    ADD,
+    CAT,
+    MUL,
+    functional_layer,
+    is_torch_layer,
+    layer_of,
+    op_layer,
+)
 from seqgen.importer.nodes import ImportRefused, Layer, Merge, Node, Stack, Use
 
 TORCH_DIR = str(Path(torch.__file__).parent)
@@ -270,7 +278,10 @@ class _GraphReader:
         flat = node.target in ("view", "reshape") and self._is_batch_flatten(node)
         if flat or node.op in ("call_method", "call_function"):
             target, args = (torch.flatten, (None, 1)) if flat else (node.target, node.args)
-            layer = functional_layer(target, args, dict(node.kwargs), _where(node, ""))
+            where = _where(node, "")
+            layer = functional_layer(target, args, dict(node.kwargs), where) or op_layer(
+                target, args, dict(node.kwargs), where
+            )
             if layer is not None:
                 return [] if layer.word == "dropout" and _never_drops(node) else [layer]
         name = getattr(node.target, "__name__", str(node.target))

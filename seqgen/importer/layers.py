@@ -22,7 +22,6 @@ from seqgen.importer.nodes import Arg, ImportRefused, Layer
 INFERRED = {"in_channels", "in_features", "num_features", "num_channels", "input_size", "d_model"}
 SKIPPED = {"inplace", "device", "dtype"}  # inplace changes no output or weight
 ALIASES = {"kernel_size": "k", "stride": "s", "padding": "p"}
-DIMS = {"dim", "start_dim", "end_dim"}  # a literal in the spec, never a block parameter
 
 # functional call -> (torch.nn class, its positional parameter names after the input)
 FUNCTIONAL: dict[Callable[..., Any], tuple[type[nn.Module], tuple[str, ...]]] = {
@@ -58,6 +57,25 @@ METHODS: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     "tanh": (nn.Tanh, ()),
     "softmax": (nn.Softmax, ("dim",)),
     "flatten": (nn.Flatten, ("start_dim", "end_dim")),
+}
+# tensor ops that are seqgen's own layers: spec word -> (its arguments, torch's names for them)
+OPS: dict[str, tuple[str, ...]] = {
+    "mean": ("dim", "keepdim"),
+    "sum": ("dim", "keepdim"),
+    "amax": ("dim", "keepdim"),
+    "transpose": ("dim0", "dim1"),
+    "unsqueeze": ("dim",),
+    "squeeze": ("dim",),
+    "permute": ("dims",),
+}
+OP_FUNCTIONS = {
+    torch.mean: "mean",
+    torch.sum: "sum",
+    torch.amax: "amax",
+    torch.transpose: "transpose",
+    torch.unsqueeze: "unsqueeze",
+    torch.squeeze: "squeeze",
+    torch.permute: "permute",
 }
 ADD = {operator.add, operator.iadd, torch.add}
 MUL = {operator.mul, operator.imul, torch.mul}
@@ -166,6 +184,43 @@ def _unreadable(cls: type[nn.Module], what: str, origin: str | None, where: str)
 def _at(where: str, origin: str | None) -> str:
     place = f"{where}: " if where else ""
     return place + (f"module `{origin}`: " if origin else "")
+
+
+def op_layer(
+    target: object, args: tuple[object, ...], kwargs: dict[str, object], where: str
+) -> Layer | None:
+    """`x.mean((2, 3))`, `x.permute(0, 2, 1)`, `torch.transpose(x, 1, 2)`, ... as seqgen's own
+    ops (`mean (2, 3)`, `permute 0 2 1`); None if unknown or not given literally."""
+    word = target if isinstance(target, str) and target in OPS else OP_FUNCTIONS.get(target)  # type: ignore[call-overload]
+    if word is None:
+        return None
+    names = OPS[word]
+    rest = args[1:]
+    if word == "permute" and len(rest) > 1:  # x.permute(0, 2, 1)
+        rest = (tuple(rest),)
+    given = dict(zip(names, rest, strict=False)) | dict(kwargs)
+    if names[0] not in given or set(given) - set(names):
+        return None  # a full reduction, or an argument the op does not take
+    values = [(n, _normal_dims(given[n])) for n in names if n in given]
+    if not all(isinstance(v, (int, bool, tuple)) for _, v in values):
+        return None
+    out = []
+    for n, v in values:
+        if n == "keepdim":
+            out.append(Arg("keepdim", n, v, v is False))
+        elif n == "dims":
+            out += [Arg(None, n, d, False) for d in v]  # type: ignore[union-attr]
+        else:
+            out.append(Arg(None, n, v, False))
+    return Layer(word, tuple(out), None, where)
+
+
+def _normal_dims(value: object) -> object:
+    if isinstance(value, list):
+        value = tuple(value)
+    if isinstance(value, tuple) and len(value) == 1 and isinstance(value[0], int):
+        return value[0]
+    return value
 
 
 def functional_layer(
