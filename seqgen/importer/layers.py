@@ -208,8 +208,8 @@ def op_layer(
     for n, v in values:
         if n == "keepdim":
             out.append(Arg("keepdim", n, v, v is False))
-        elif n == "dims":
-            out += [Arg(None, n, d, False) for d in v]  # type: ignore[union-attr]
+        elif n == "dims" and isinstance(v, tuple):
+            out += [Arg(None, n, d, False) for d in v]
         else:
             out.append(Arg(None, n, v, False))
     return Layer(word, tuple(out), None, where)
