@@ -193,6 +193,29 @@ class Ops(nn.Module):
         return self.fc(x.mean([1, 2]))
 
 
+class DropPath(nn.Module):  # as torchvision.ops.StochasticDepth: training-only, no weights
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = torch.empty(x.shape[0], 1, 1, 1).bernoulli_(0.9)
+        return x * keep / 0.9
+
+
+class Aux(nn.Module):  # as torchvision's GoogLeNet: a tuple in training, the logits in eval
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.drop = DropPath()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        x = x + self.drop(self.conv(x))
+        out = self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        if self.training:
+            return out, out
+        return out
+
+
 class Rolled(nn.Module):
     def __init__(self):
         super().__init__()
@@ -347,6 +370,14 @@ def test_a_forward_fx_cannot_trace_is_read_from_hooks(models: Path, tmp_path: Pa
     assert "`the model` read with forward hooks (torch.fx: TraceError" in result.how
     assert "`gate` read with forward hooks" in result.how
     assert "torch.fx and forward hooks" in result.spec_text.splitlines()[0]
+
+
+def test_what_training_mode_refuses_is_read_in_eval_mode(models: Path, tmp_path: Path) -> None:
+    module = _load(models, "import_models_aux")
+    result = round_trip(f"{models}:Aux", (3, 8, 8), tmp_path, module.Aux())
+    assert "`the model` read with torch.fx in eval mode (in training mode: " in result.how
+    assert "forward returns a tuple" in result.how
+    assert "residual:\n    conv2d 3 k=3 p=1\nadaptiveavgpool2d 1\n" in result.spec_text
 
 
 def test_a_forward_that_is_no_chain_and_no_fx_graph_is_refused(models: Path, tmp_path) -> None:

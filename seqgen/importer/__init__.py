@@ -123,7 +123,11 @@ def capture(target: str, input_shape: tuple[int, ...], kwargs: dict[str, object]
         else "; ".join(f"`{q or 'the model'}` read with {how}" for q, how in sorted(hooked.items()))
     )
     shape = "x".join(map(str, input_shape))
-    how_short = "torch.fx" if not hooked else "torch.fx and forward hooks"
+    how_short = "torch.fx"
+    if any(h.startswith("forward hooks") for h in hooked.values()):
+        how_short += " and forward hooks"
+    if any("in eval mode" in h for h in hooked.values()):
+        how_short += ", in eval mode where training mode was refused"
     header = [f"imported from {target} by `seqgen import` (--input {shape}, {how_short})"]
     lines = spec_text(header, class_name, params, input_shape, list(blocks), stack)
     return Draft(target, model, class_name, stack, tuple(blocks), tuple(lines), how)
