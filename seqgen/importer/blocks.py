@@ -199,11 +199,16 @@ def _parameterize(instances: list[Use], name: str) -> Block:
             new.append((slot, v))
         exprs.append(found)
     widths = sum(1 for slot, _ in new if slot.width)
+    # a width is named after its module's path in the block without the Sequential indices
+    # (`conv.0` -> `conv`) where that stays unique, else the whole path (`branch2_0`)
+    short = {s.hint: ".".join(c for c in s.hint.split(".") if not c.isdigit()) for s, _ in new}
+    shorts = Counter(short[s.hint] for s, _ in new if s.width)
     taken: set[str] = set()
     names: list[str] = []
     for slot, _ in new:
         lone = slot.width and widths == 1 and GENERIC.fullmatch(slot.hint.split(".")[-1])
-        names.append(_name("out" if lone else slot.hint, slot.width, taken))
+        hint = slot.hint if not slot.width or shorts[short[slot.hint]] > 1 else short[slot.hint]
+        names.append(_name("out" if lone else hint or slot.hint, slot.width, taken))
         taken.add(names[-1])
 
     def named_expr(text: str | None) -> Sym | None:
