@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seqgen.importer.blocks import Block, Param, Sym
-from seqgen.importer.nodes import Arg, Layer, Merge, Node, Stack, Use
+from seqgen.importer.nodes import Layer, Merge, Node, Stack, Use
 
 INDENT = "    "
 
@@ -26,9 +26,7 @@ def value_text(value: object) -> str:
     if isinstance(value, tuple):
         items = ", ".join(value_text(v) for v in value)
         return f"({items},)" if len(value) == 1 else f"({items})"
-    if isinstance(value, str):
-        return repr(value)
-    return repr(value)
+    return repr(value)  # strings quoted, as the spec reads them
 
 
 def layer_text(layer: Layer) -> str:
@@ -145,8 +143,3 @@ def spec_text(
     for b in blocks:
         lines += [*writer.block(b), Line("")]
     return lines + writer.stack(stack)
-
-
-def used_args(args: tuple[Arg, ...]) -> tuple[Arg, ...]:
-    """The arguments a line writes (for tests and callers that inspect a layer)."""
-    return tuple(a for a in args if not a.is_default or isinstance(a.value, Sym))
