@@ -6,10 +6,12 @@ torch is imported only when a spec is actually traced (`seqgen --help` and an up
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from seqgen.errors import InternalError, SeqgenError, SpecReadError, raise_all
+from seqgen import diagram as diagrams
+from seqgen.errors import InternalError, SeqgenError, SpecReadError, WriteError, raise_all
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.ir.spec import Num
 from seqgen.lang.parser import parse_partial, read_spec
@@ -23,8 +25,10 @@ __all__ = [
     "Generated",
     "Imported",
     "Options",
+    "diagram",
     "generate",
     "import_model",
+    "import_to_files",
     "is_up_to_date",
     "load",
     "options_for",
@@ -104,6 +108,22 @@ def generate(spec_path: str, options: Options, device: str | None = None) -> Gen
     return Generated(traced, tuple(files))
 
 
+def diagram(
+    spec_path: str,
+    fmt: str = "mermaid",
+    at: Sequence[str] = (),
+    expand: bool = False,
+    input_override: str | None = None,
+    markdown: bool = False,
+) -> str:
+    """The network of a spec drawn from its trace, nothing run: Mermaid, SVG or dot text; with
+    `markdown`, a Markdown page holding the Mermaid in a ```mermaid block."""
+    _, traced = traced_spec(spec_path, input_override)
+    if markdown:
+        return diagrams.markdown(diagrams.build(traced, at, expand), Path(spec_path).name)
+    return diagrams.draw(traced, fmt, at, expand)
+
+
 def is_up_to_date(spec_path: str, options: Options) -> bool:
     """True when both outputs exist, untouched, and were made from this spec, version and templates.
 
@@ -174,6 +194,8 @@ def import_model(
         try:
             traced = trace_spec(parse(draft.text, path))
             files = render(traced, options, spec_key(draft.text, options))
+        except InternalError:
+            raise  # a bug in seqgen, not in the model: reported as one
         except SeqgenError as e:
             raise draft.relocate(e) from e
         for f in files:
@@ -188,4 +210,32 @@ def import_model(
         draft.how,
         len(draft.blocks),
         int(traced.total_params.value),
+    )
+
+
+def import_to_files(
+    target: str,
+    input_shape: str,
+    spec_path: str | None = None,
+    arg_pairs: tuple[str, ...] = (),
+    force: bool = False,
+) -> str:
+    """`seqgen import`: write the spec (default `CALLABLE.seq`) and its `<stem>.keys.json`,
+    never over existing files without `force`; return what to tell the user."""
+    from seqgen.project.write import write_atomic
+
+    path = spec_path or f"{target.rpartition(':')[2].split('.')[-1]}.seq"
+    keys = keys_path(path)
+    existing = [p for p in (path, keys) if Path(p).exists()]
+    if existing and not force:
+        raise WriteError(f"{existing[0]} already exists; left unchanged (--force overwrites it)")
+    result = import_model(target, input_shape, path, arg_pairs)
+    write_atomic(path, result.spec_text)
+    write_atomic(keys, result.keys_text)
+    lines = len(result.spec_text.splitlines())
+    blocks = f"{result.blocks} block{'' if result.blocks == 1 else 's'}"
+    return (
+        f"wrote {path} ({result.class_name}: {lines} lines, {blocks}, "
+        f"{result.total_params:,} parameters) and {keys}; captured with {result.how}\n"
+        f"next: seqgen new {path}"
     )

@@ -13,9 +13,11 @@ from typing import TypeVar
 import click
 
 from seqgen import __version__
+from seqgen.cli_import import import_command
 from seqgen.errors import Exit, InternalError, OutputConflict, SeqgenError, TorchVersionError
-from seqgen.project.options import Options
-from seqgen.project.plan import Stray, plan
+from seqgen.lang.starters import KINDS
+from seqgen.project.discover import expand_specs
+from seqgen.project.plan import Job, Stray, plan
 
 DEVICES = click.Choice(["meta", "cpu", "cuda"])
 BUG_REPORT = (
@@ -65,24 +67,35 @@ def main() -> None:
     """Generate shape-checked PyTorch nn.Sequential models, and their tests, from a layer spec.
 
     \b
+    The spec language: README.md, sections "The spec language" and "Blocks, residuals and
+    branches"; `seqgen init NAME` writes a commented starter spec. A project's defaults go in
+    [tool.seqgen] of its pyproject.toml (README.md, "Use it in your project").
+    \b
     Exit codes: 0 success; 1 a problem in a spec (or, with --check, stale output);
     2 bad command-line usage; 3 a bug in seqgen (please report it).
     """
 
 
 def _expand(specs: tuple[str, ...]) -> list[str]:
-    """Shell globs arrive expanded; quoted ones (pre-commit, Windows) are expanded here."""
-    import glob
+    """The specs the arguments mean (globs, folders, none: the project's); exit 2 if none."""
+    try:
+        paths = expand_specs(specs)
+    except SeqgenError as e:  # the project's [tool.seqgen] table
+        sys.exit(_report(e))
+    if not paths:
+        where = " or ".join(specs) if specs else "this project (see [tool.seqgen] specs)"
+        raise click.UsageError(f"no .seq spec found in {where}")
+    return paths
 
-    out: list[str] = []
-    for s in specs:
-        matches = sorted(glob.glob(s, recursive=True)) if any(c in s for c in "*?[") else []
-        out.extend(matches or [s])
-    return out
+
+SPECS_HELP = (
+    "SPEC may be files, quoted globs or folders (every .seq below it); with none, every spec "
+    "of the project (below the `specs` folders of [tool.seqgen], else the project root)."
+)
 
 
 @main.command()
-@click.argument("specs", nargs=-1, required=True)
+@click.argument("specs", nargs=-1)
 @click.option(
     "-o",
     "--out-dir",
@@ -134,12 +147,13 @@ def new(
     templates_dir: str | None,
     quiet: bool,
 ) -> None:
-    """Generate <stem>.py and its test file from each SPEC (globs allowed).
+    """Generate <stem>.py and its test file from each SPEC.
 
     \b
     With none of -o, --tests-dir, --input, --templates, each spec's outputs go where its
-    generated files' headers say they went (next to the spec the first time). A generated
-    .py file as SPEC stands for its spec; other .py files are skipped.
+    generated files' headers say they went (the first time: where [tool.seqgen] says, else
+    next to the spec). A generated .py file as SPEC stands for its spec; other .py files are
+    skipped. SPEC may be a folder (its specs); with no SPEC, every spec of the project.
     """
     if check_only and diff:
         raise click.UsageError(
@@ -156,16 +170,21 @@ def new(
         run = plan(paths, out_dir, tests_dir, input_shape, templates_dir)
     except OutputConflict as e:
         raise click.UsageError(e.diagnostic.message + f" ({e.diagnostic.hint})") from None
+    except SeqgenError as e:  # the project's [tool.seqgen] table
+        sys.exit(_report(e))
     dry = check_only or diff
     stale, code = _each(
         run.jobs,
         lambda job: job.spec_path,
-        lambda job: _new_one(job.spec_path, job.options, device, dry, diff, force, quiet),
+        lambda job: _new_one(job, device, dry, diff, force, quiet),
     )
     stale += len(run.strays)
     code = max(code, _strays(run.strays, prune and not dry, force))
     if code == Exit.OK and dry and stale:
         code = Exit.SPEC_ERROR
+    if code == Exit.OK and dry:
+        n = len(run.jobs)
+        click.echo(f"seqgen: {n} spec{'s' if n != 1 else ''} checked, every output up to date")
     if code != Exit.OK:
         sys.exit(code)
 
@@ -179,7 +198,7 @@ def _strays(strays: tuple[Stray, ...], remove: bool, force: bool) -> Exit:
     for stray in strays:
         shown = _shown(stray.recorded.path)
         if not remove:
-            _err(f"{shown}: {stray.reason}; --prune removes it")
+            _err(f"{shown}: {stray.reason}; --prune removes it (`seqgen new --prune`)")
             continue
         try:
             remove_generated(stray.recorded.path, force=force)
@@ -198,8 +217,7 @@ def _shown(path: Path) -> str:
 
 
 def _new_one(
-    spec_path: str,
-    options: Options,
+    job: Job,
     device: str | None,
     dry: bool,
     diff: bool,
@@ -207,6 +225,7 @@ def _new_one(
     quiet: bool,
 ) -> int:
     """Generate one spec; return how many outputs changed (or would change, when dry)."""
+    spec_path, options = job.spec_path, job.options
     from seqgen.api import generate, is_up_to_date, output_paths
     from seqgen.project.write import pending, write_files
     from seqgen.report.lint import lint
@@ -228,6 +247,9 @@ def _new_one(
             click.echo(change.describe())
             if diff:
                 click.echo(change.diff, nl=False)
+        if changes:
+            clobbers = any(c.status.state in ("edited", "foreign", "other") for c in changes)
+            click.echo(f"  to update them, run: {job.command(force=clobbers)}")
         return len(changes)
     statuses = write_files(list(result.files), force=force)
     if not quiet:
@@ -242,8 +264,8 @@ def _new_one(
     return 0
 
 
-@main.command()
-@click.argument("specs", nargs=-1, required=True)
+@main.command(epilog=SPECS_HELP)
+@click.argument("specs", nargs=-1)
 @click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only report problems, not the shape table.")
@@ -272,8 +294,8 @@ def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: 
         sys.exit(code)
 
 
-@main.command()
-@click.argument("spec")
+@main.command(epilog=SPECS_HELP)
+@click.argument("specs", nargs=-1)
 @click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
 @click.option(
     "--format",
@@ -289,76 +311,69 @@ def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: 
     show_default=True,
     help="Batch size for mult-adds and memory.",
 )
-def summary(spec: str, input_shape: str | None, fmt: str, batch: int) -> None:
-    """Per-layer shapes, parameters and mult-adds, and memory totals, allocating nothing."""
+def summary(specs: tuple[str, ...], input_shape: str | None, fmt: str, batch: int) -> None:
+    """Per-layer shapes, parameters and mult-adds, and memory totals, allocating nothing.
+
+    Several specs print one summary each (json: a list of them)."""
     from seqgen.api import traced_spec
     from seqgen.report.summary import render_summary
 
-    try:
+    paths = _expand(specs)
+    if input_shape is not None and len(paths) > 1:
+        raise click.UsageError(
+            f"--input overrides the input of one spec; {len(paths)} specs were given"
+        )
+    shown: list[str] = []
+
+    def summarise(spec: str) -> int:
         _, traced = traced_spec(spec, input_shape)
-    except SeqgenError as e:
-        sys.exit(_report(e))
-    click.echo(render_summary(traced, fmt, batch))
+        shown.append(render_summary(traced, fmt, batch))
+        return 0
+
+    _, code = _each(paths, str, summarise)
+    if fmt == "json" and len(paths) > 1:
+        click.echo("[\n" + ",\n".join(shown) + "\n]")
+    else:
+        click.echo("\n\n".join(shown))
+    if code != Exit.OK:
+        sys.exit(code)
 
 
-@main.command(name="import")
-@click.argument("target", metavar="MODULE:CALLABLE")
-@click.option(
-    "--input",
-    "input_shape",
-    metavar="SHAPE",
-    required=True,
-    help="One sample's shape, batch excluded, e.g. 3x224x224 (one forward runs at batch 2).",
-)
-@click.option(
-    "-o",
-    "--output",
-    "spec_path",
-    metavar="SPEC",
-    help="The spec to write (default: CALLABLE.seq here); the weights mapping goes beside it.",
-)
-@click.option(
-    "--arg",
-    "arg_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A keyword argument for CALLABLE, as a Python literal (repeatable).",
-)
-@click.option("--force", is_flag=True, help="Overwrite SPEC and its mapping if they exist.")
-def import_(
-    target: str, input_shape: str, spec_path: str | None, arg_pairs: tuple[str, ...], force: bool
+@main.command()
+@click.argument("spec")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "svg", "dot"]), default="mermaid")
+@click.option("--at", multiple=True, metavar="NAME=VALUE", help="Sizes at NAME=VALUE (repeatable).")
+@click.option("--expand", is_flag=True, help="Open each block use into its own layers.")
+@click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
+@click.option("-o", "--output", metavar="FILE", help="Write FILE (.md: Markdown with mermaid).")
+def diagram(
+    spec: str,
+    fmt: str,
+    at: tuple[str, ...],
+    expand: bool,
+    input_shape: str | None,
+    output: str | None,
 ) -> None:
-    """Write a spec for an existing nn.Module (a class or a factory), and the mapping that loads
-    its weights into the generated model (SPEC's stem + .keys.json). Runs MODULE's code."""
-    from seqgen.api import import_model, keys_path
+    """Draw SPEC's network from its trace (Mermaid by default): nothing is run or allocated."""
+    from seqgen.api import diagram as draw
     from seqgen.project.write import write_atomic
 
-    path = spec_path or f"{target.rpartition(':')[2].split('.')[-1]}.seq"
-    keys = keys_path(path)
-    existing = [p for p in (path, keys) if Path(p).exists()]
-    if existing and not force:
-        _err(f"error: {existing[0]} already exists; left unchanged (--force overwrites it)")
-        sys.exit(Exit.SPEC_ERROR)
+    markdown = output is not None and output.endswith(".md")
+    if markdown and fmt != "mermaid":
+        raise click.UsageError(f"a .md file holds Mermaid; write --format {fmt} to another file")
     try:
-        result = import_model(target, input_shape, path, arg_pairs)
-        write_atomic(path, result.spec_text)
-        write_atomic(keys, result.keys_text)
+        text = draw(spec, fmt, at, expand, input_shape, markdown=markdown)
+        if output is not None:
+            write_atomic(output, text)
     except SeqgenError as e:
         sys.exit(_report(e))
-    lines = len(result.spec_text.splitlines())
-    blocks = f"{result.blocks} block{'' if result.blocks == 1 else 's'}"
-    click.echo(
-        f"wrote {path} ({result.class_name}: {lines} lines, {blocks}, "
-        f"{result.total_params:,} parameters) and {keys}; captured with {result.how}"
-    )
-    click.echo(f"next: seqgen new {path}")
+    if output is None:
+        click.echo(text, nl=False)
 
 
 @main.command()
 @click.argument("name")
-@click.option(
-    "--kind", type=click.Choice(["mlp", "cnn", "cnn1d"]), default="mlp", show_default=True
-)
+@click.option("--kind", type=click.Choice(KINDS), default="mlp", show_default=True)
 def init(name: str, kind: str) -> None:
     """Write a starter spec NAME.seq."""
     from seqgen.lang.starters import starter_spec
@@ -376,6 +391,8 @@ def init(name: str, kind: str) -> None:
         sys.exit(_report(e))
     click.echo(f"wrote {path}; next: seqgen new {path}")
 
+
+main.add_command(import_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -124,6 +124,10 @@ class RenderError(SeqgenError):
     """Generated code could not be produced (a template or formatting failure)."""
 
 
+class DiagramError(SeqgenError):
+    """A diagram cannot be drawn as asked: an `--at` that names no size or breaks a rule."""
+
+
 class WriteError(SeqgenError):
     """Output files could not be written, or would clobber hand edits."""
 
@@ -135,3 +139,7 @@ class OutputConflict(SeqgenError):
 class InternalError(SeqgenError):
     """A bug in seqgen, not a problem in the spec: one of seqgen's invariants failed, or its
     own size arithmetic disagrees with torch. The CLI asks for a bug report (exit 3)."""
+
+
+class ConfigError(SeqgenError):
+    """The `[tool.seqgen]` table of a project's pyproject.toml is not one seqgen understands."""

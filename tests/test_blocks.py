@@ -141,10 +141,13 @@ def test_repeat_with_a_block_parameter_is_a_loop() -> None:
         ("input 3x8x8\nblock B(in_channels):\n    relu\n", "names the block's input size"),
         ("input 3x8x8\nblock add(c):\n    relu\n", "keyword of the spec language"),
         ("model M(w=2)\ninput 3x8x8\nblock B:\n    conv2d w k=1\nB\n", "pass it as a block"),
-        ("input 3x8x8\nblock B:\n    conv2d 4 k=1 name=stem\nB\n", "only supported on the model"),
+        (
+            "input 3x8x8\nblock B:\n    conv2d 4 k=1 name=stem\n    relu name=stem\nB\n",
+            "name 'stem' is already used on line 3",
+        ),
         (
             "input 3x8x8\nconcat dim=1 x:\n    branch:\n        relu\n    branch:\n        relu\n",
-            "expected ':' after `concat`, found 'x'",
+            "`concat` takes only `dim=D` and `name=N`, found 'x'",
         ),
     ],
 )
@@ -251,6 +254,23 @@ def test_residual_that_needs_equal_channels_becomes_an_init_check(tmp_path: Path
     with pytest.raises(ValueError) as refused:
         module.M(c=9)
     assert str(refused.value) == "c must equal 8 (a residual adds its input), got c=9"
+
+
+def test_a_loop_alone_in_a_branch_stays_one_branch(tmp_path: Path) -> None:
+    """`repeat d:` as a branch's only node is one branch of d layers in a row, not d branches
+    (its `*[...]` is wrapped in an nn.Sequential, not splatted into the merge)."""
+    text = "model M(d=3)\ninput 4\nadd:\n  branch:\n    repeat d:\n      linear 4\n"
+    text += "  branch:\n    identity\n"
+    _, module = _generate(tmp_path, text)
+    model = module.M(d=3).eval()
+    add = model.model[0]
+    assert list(add.branches) == ["0", "1"] and len(add.branches["0"]) == 3
+    x = torch.randn(2, 4)
+    chain = x
+    for layer in add.branches["0"]:
+        chain = layer(chain)
+    with torch.no_grad():
+        assert torch.allclose(model(x), chain + x)
 
 
 def test_skip_connections_derive_a_divisibility_rule(tmp_path: Path) -> None:

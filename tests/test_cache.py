@@ -78,8 +78,9 @@ def test_unchanged_spec_needs_no_torch(command: list[str], tmp_path: Path) -> No
     """Traced in this process, the spec is checked again by a fresh interpreter (the same
     SEQGEN_CACHE_DIR) without importing torch; once it changes it is traced again."""
     spec = tmp_path / "m.seq"
-    # the comment keeps this case's key apart from the other command's (same relative path)
-    text = f"# {command[0]}\nmodel M(n=16)\ninput (3, n)\nconv1d 4 3\nflatten\nlinear 2\n"
+    # the class name keeps this case's key apart from the other command's (same relative path;
+    # a comment would not: the key ignores comments)
+    text = f"model M{command[0]}(n=16)\ninput (3, n)\nconv1d 4 3\nflatten\nlinear 2\n"
     spec.write_text(text)
     first = seqgen_cli(*command, "m.seq", cwd=tmp_path)
     assert first.returncode == 0, first.stderr

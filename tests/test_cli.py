@@ -219,16 +219,19 @@ def test_check_and_diff_report_stale_output_and_write_nothing(tmp_path: Path) ->
 
 
 def test_init_writes_starters_that_generate(tmp_path: Path) -> None:
-    for kind in ("mlp", "cnn", "cnn1d"):
+    from seqgen.lang.starters import KINDS
+
+    assert {"resnet", "lstm", "transformer"} <= set(KINDS)
+    for kind in KINDS:
         assert seqgen("init", f"s_{kind}", "--kind", kind, cwd=tmp_path).returncode == 0
     assert seqgen("init", "s_mlp", cwd=tmp_path).returncode == 1  # never overwrites
     out = seqgen("new", "s_*.seq", "-q", cwd=tmp_path)  # a quoted glob is expanded by seqgen
     assert out.returncode == 0, out.stderr
-    assert {p.name for p in tmp_path.glob("test_s_*.py")} == {
-        "test_s_mlp.py",
-        "test_s_cnn.py",
-        "test_s_cnn1d.py",
-    }
+    assert {p.name for p in tmp_path.glob("test_s_*.py")} == {f"test_s_{k}.py" for k in KINDS}
+    check = seqgen("new", "--check", cwd=tmp_path)  # no argument: every spec of the project
+    assert check.returncode == 0 and check.stdout == (
+        f"seqgen: {len(KINDS)} specs checked, every output up to date\n"
+    )
 
 
 def test_custom_templates(tmp_path: Path) -> None:

@@ -287,3 +287,23 @@ def test_a_shape_error_before_a_binding_error_is_reported_with_it(tmp_path: Path
     e = error_of(tmp_path, "input 3x32x32\nconv2d 3 16 3\nrelu\nmaxpool2d 2 strid=2\n")
     assert lines_of(e) == [2, 4]
     assert "seqgen infers in_channels (3 here)" in e.render()
+
+
+def test_each_branch_of_a_merge_reports_its_own_error(tmp_path: Path) -> None:
+    text = (
+        "input 3x8x8\nconcat:\n  branch:\n    conv2d 4 3\n    conv1d 4 3\n"
+        "  branch:\n    conv2d 3 4 3\n"
+    )
+    e = error_of(tmp_path, text)  # branch 1 has no shape after line 5: the concat is not checked
+    assert lines_of(e) == [5, 7]
+
+
+@pytest.mark.slow  # a subprocess: under pytest, torch's warnings would be caught, not printed
+def test_torch_warnings_become_located_lint_warnings(tmp_path: Path) -> None:
+    text = "input 3x8\nrepeat 2:\n  hardtanh min_value=-2\ndropout2d 0.1\nflatten\nlinear 4\n"
+    out = check_in_a_subprocess(tmp_path, text)
+    assert out.returncode == 0, out.stderr
+    assert "torch/" not in out.stderr and "site-packages" not in out.stderr  # nothing leaks
+    assert out.stderr.count("[W014 torch-warning]") == 2, out.stderr  # each line once
+    assert "m.seq:3:3: warning: torch warns about hardtanh" in out.stderr
+    assert "m.seq:4:1: warning: torch warns about dropout2d" in out.stderr

@@ -17,7 +17,14 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.xdist_group("layering")  # one subprocess for the module
 
-TORCH_FREE = ["seqgen.ir", "seqgen.lang", "seqgen.project", "seqgen.render", "seqgen.report"]
+TORCH_FREE = [
+    "seqgen.diagram",
+    "seqgen.ir",
+    "seqgen.lang",
+    "seqgen.project",
+    "seqgen.render",
+    "seqgen.report",
+]
 
 # Runs in a fresh interpreter (cwd: the checkout, so it imports this checkout's seqgen).
 # Prints {module: [the import chain that reached torch, innermost last]} for every module whose

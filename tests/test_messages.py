@@ -105,6 +105,20 @@ def test_a_refusal_says_the_rule_once_in_python_terms(
     assert "spec line" not in message
 
 
+def test_checks_come_in_the_constructors_argument_order(tmp_path: Path) -> None:
+    """Not seqgen's order (by name, or by layer): zeta is checked before alpha, as declared; a
+    condition on several arguments comes after those on one."""
+    source, cls = _generate(
+        tmp_path,
+        "model M(zeta=8, alpha=8, g=2)\ninput 8x8x8\nconv2d alpha 1\nconv2d zeta 1 groups=g\n",
+    )
+    tests = [line.strip() for line in source.splitlines() if line.strip().startswith("if ")]
+    assert tests[:4] == ["if zeta < 1:", "if alpha < 1:", "if g < 1:", "if alpha % g != 0:"]
+    assert _refusal(cls, zeta=0, alpha=0) == (
+        "zeta must be at least 1 (Conv2d's output would be empty), got zeta=0"
+    )
+
+
 def test_no_generated_message_cites_the_spec() -> None:
     """In the committed examples, every check of a model or block class has its comment, and no
     message names a spec line."""
@@ -115,7 +129,7 @@ def test_no_generated_message_cites_the_spec() -> None:
         lines = source.splitlines()
         for cls in ast.parse(source).body:
             doc = ast.get_docstring(cls) if isinstance(cls, ast.ClassDef) else None
-            if doc is None or not doc.startswith(("Block ", "Maps ")):
+            if doc is None or not doc.startswith("Maps "):
                 continue  # a runtime helper checks its own input
             init = next(f for f in cls.body if isinstance(f, ast.FunctionDef))
             for check in (n for n in init.body if isinstance(n, ast.If)):

@@ -132,7 +132,7 @@ def test_repeat_with_a_parameter_count_is_a_loop(tmp_path: Path) -> None:
     [
         (
             "model M(depth=2)\ninput 3x16x16\nrepeat depth:\n    conv2d 8 3\n",
-            "a loop needs the same shape in and out",
+            "a loop needs its passes after the first to give back the shape",
         ),
         ("model M(depth=2.0)\ninput 3x16x16\nrepeat depth:\n    relu\n", "an int model parameter"),
         ("model M(d=2)\ninput 3x16x16\nrepeat depth:\n    relu\n", "an int model parameter"),

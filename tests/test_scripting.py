@@ -21,8 +21,17 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
     "Residual": (lambda h: h.Residual(nn.Linear(4, 4)), (2, 4)),
     "Residual with a shortcut": (lambda h: h.Residual(nn.Linear(4, 5), nn.Linear(4, 5)), (2, 4)),
     "Concat": (lambda h: h.Concat(nn.Linear(4, 3), nn.Identity(), dim=1), (2, 4)),
+    "Concat by name": (
+        lambda h: h.Concat({"down": nn.Linear(4, 3), "skip": nn.Identity()}, dim=1),
+        (2, 4),
+    ),
     "Add": (lambda h: h.Add(nn.Linear(4, 4), nn.Identity()), (2, 4)),
+    "Add by name": (lambda h: h.Add({"a": nn.Linear(4, 4), "b": nn.Identity()}), (2, 4)),
     "Multiply": (lambda h: h.Multiply(nn.Identity(), nn.Sigmoid()), (2, 4)),
+    "Multiply by name": (
+        lambda h: h.Multiply({"x": nn.Identity(), "gate": nn.Sigmoid()}),
+        (2, 4),
+    ),
     "RecurrentOutput all": (
         lambda h: h.RecurrentOutput(nn.LSTM(4, 5, batch_first=True), "all"),
         (2, 3, 4),

@@ -2,6 +2,9 @@
 
 This is the one place torchinfo is compared with (blocks and merges: the inception and
 resnet_block examples); each spec is generated once, at batch 1 and 4. All but `cnn` are slow.
+One difference is on purpose: a transformer layer's mult-adds are its matmuls (torchinfo counts
+its leaves' parameters once per sample, the attention not at all); they are compared with
+torch's own FlopCounterMode instead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from conftest import EXAMPLES
 
 from seqgen.api import generate, options_for
 from seqgen.cli import main
+from seqgen.layers.ops.transformer import transformer_encoder_layer_macs
 from seqgen.report.summary import totals
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -49,6 +53,16 @@ SEQUENCE_OPS = (
     "linear 2 weight_norm=True\n"
 )
 INLINE = {"norms": NORMS, "sequence_ops": SEQUENCE_OPS}
+# where seqgen's mult-adds differ from torchinfo's on purpose: the transformer layers of a spec,
+# as (how many, L, E, F) at its sample input and defaults
+TRANSFORMERS = {"tiny_vit": (3, 65, 64, 128)}
+
+
+def _torchinfo_transformer(d: int, f: int) -> int:
+    """torchinfo's mult-adds for nn.TransformerEncoderLayer (with bias), per sample: its leaves'
+    parameters once (linear1, linear2, norm1, norm2); attention's weights sit in a module with a
+    child, and the sequence length is not counted."""
+    return 2 * d * f + f + 5 * d
 
 
 def _module(path: Path):
@@ -79,7 +93,13 @@ def test_totals_match_torchinfo(name: str, tmp_path: Path) -> None:
         ours = totals(traced, batch)
         assert ours.params == info.total_params, batch
         assert ours.trainable == info.trainable_params, batch
-        assert ours.macs == info.total_mult_adds, batch
+        extra = 0
+        if name in TRANSFORMERS:
+            layers, length, d, f = TRANSFORMERS[name]
+            extra = layers * (
+                transformer_encoder_layer_macs(length, d, f) - _torchinfo_transformer(d, f)
+            )
+        assert ours.macs == info.total_mult_adds + batch * extra, batch
         assert ours.forward_backward_bytes == info.total_output_bytes, batch
         assert ours.param_bytes == info.total_param_bytes, batch
 
@@ -112,3 +132,43 @@ def test_summary_shows_sample_sizes_beside_symbolic_dims() -> None:
         .output
     )
     assert data["layers"][0]["output_size"] == [3, 16, 26]
+
+
+@pytest.mark.parametrize(
+    ("length", "d", "heads", "f", "options"),
+    [
+        (5, 16, 4, 32, ""),
+        (7, 24, 3, 40, " bias=False norm_first=True activation='gelu'"),
+        (1, 8, 1, 8, ""),
+    ],
+)
+def test_transformer_mult_adds_are_its_matmuls(
+    length: int, d: int, heads: int, f: int, options: str, tmp_path: Path
+) -> None:
+    """A transformer layer's mult-adds equal torch's FlopCounterMode (flops / 2) on the real
+    layer: L (4 E^2 + 2 E F) + 2 L^2 E, here at a symbolic sequence length too. (torch's fused
+    CPU attention kernel is not counted by FlopCounterMode, so its math kernel runs.)"""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seqgen.api import load, trace_spec
+    from seqgen.safe_eval import evaluate_source
+
+    spec = tmp_path / "t.seq"
+    spec.write_text(
+        f"input (seq_len={length}, {d})\n"
+        f"transformerencoderlayer nhead={heads} dim_feedforward={f} dropout=0.0{options}\n",
+        encoding="utf-8",
+    )
+    layer_macs = trace_spec(load(str(spec))[1]).layers[0].macs
+    bias, norm_first = "bias=False" not in options, "norm_first=True" in options
+    activation = "gelu" if "gelu" in options else "relu"
+    for n in (length, length + 1, 3 * length + 2):
+        layer = torch.nn.TransformerEncoderLayer(
+            d, heads, f, 0.0, activation, batch_first=True, norm_first=norm_first, bias=bias
+        ).train()
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            layer(torch.randn(1, n, d))
+        flops = counter.get_total_flops()
+        assert evaluate_source(layer_macs.code, {"seq_len": n}) * 2 == flops, n
+        assert transformer_encoder_layer_macs(n, d, f) * 2 == flops

@@ -213,10 +213,12 @@ def run_node(
             modules, y = run_stack(block.layers, inner, x, blocks, visit, memo)
             if memo is not None:
                 memo[key] = (modules, tuple(y.shape))
-    elif node.repeat is not None:
+    elif node.repeat is not None:  # its first pass apart (when it has one), then the body
         y = x
-        for _ in range(int(Values(dict(env)).eval(node.spec.args[0]))):
-            built, y = run_stack(node.body, env, y, blocks, visit, memo)
+        count = int(Values(dict(env)).eval(node.spec.args[0]))
+        passes = [node.first] + [node.body] * (count - 1) if node.first else [node.body] * count
+        for stack in passes:
+            built, y = run_stack(stack, env, y, blocks, visit, memo)
             modules += built
     else:
         modules, y = run_real(node, Values(dict(env)), x)

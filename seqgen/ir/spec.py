@@ -144,6 +144,9 @@ class MergeSpec:
     branches: tuple[tuple[Node, ...], ...]
     loc: Location
     dim: Expr | None = None  # concat's dim, when written
+    key: str | None = None  # `concat name=skip:`: its key in the enclosing nn.Sequential
+    # `branch name=left:`: each branch's key in the merge (None: its index); () when none is named
+    branch_keys: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class BlockUse:
     args: tuple[Expr, ...]
     kwargs: tuple[Keyword, ...]
     loc: Location
+    key: str | None = None  # `Basic 64 name=layer1`: its key in the enclosing nn.Sequential
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,11 @@ class BlockDef:
 
 
 Node = LayerSpec | RepeatSpec | MergeSpec | BlockUse
+
+
+def node_key(node: Node) -> str | None:
+    """A node's `name=`: its key in the nn.Sequential that holds it (None: its index)."""
+    return None if isinstance(node, RepeatSpec) else node.key
 
 
 def walk(nodes: Sequence[Node]) -> Iterator[Node]:

@@ -53,9 +53,12 @@ class TracedLayer:
     out_shape: tuple[Dim, ...]
     params: Dim  # parameter count as an expression of the model's parameters
     trainable_params: Dim
-    macs: Dim  # multiply-accumulates for one sample, counted as torchinfo counts them
+    macs: Dim  # multiply-accumulates for one sample: torchinfo's count (a transformer: matmuls)
     body: tuple[TracedNode, ...] = ()  # the nodes of a `repeat depth:` block
     repeat: str | None = None  # its count: the int parameter's name
+    # the nodes of its first pass, when that pass changes the shape: written apart, and `body`
+    # (traced on its output) loops `repeat - 1` times; empty when every pass is `body`
+    first: tuple[TracedNode, ...] = ()
     # seqgen's own layers (seqlayers.py): the whole constructor call, when it is not
     # `nn.{class_name}(...)` (`RecurrentOutput(nn.LSTM(...), take="last")`), and the helper
     # classes of seqgen/runtime it needs
@@ -80,7 +83,13 @@ class TracedLayer:
         """`nn.Conv2d(3, 16, kernel_size=3)` as it appears in generated code."""
         if self.repeat is not None:
             inner = ", ".join(b.call for b in self.body)
-            return f"*[nn.Sequential({inner}) for _ in range({self.repeat})]"
+            if not self.first:
+                return f"*[nn.Sequential({inner}) for _ in range({self.repeat})]"
+            first = ", ".join(b.call for b in self.first)
+            return (
+                f"nn.Sequential({first}), "
+                f"*[nn.Sequential({inner}) for _ in range({self.repeat} - 1)]"
+            )
         if self.code is not None:
             return self.code
         parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
@@ -246,6 +255,7 @@ def walk_traced(nodes: Sequence[TracedNode]) -> Iterator[TracedNode]:
             for branch in node.branches:
                 yield from walk_traced(branch)
         elif isinstance(node, TracedLayer) and node.body:
+            yield from walk_traced(node.first)
             yield from walk_traced(node.body)
 
 

@@ -4,13 +4,12 @@ parameters, and the `input` line's shape and dtype."""
 from __future__ import annotations
 
 import difflib
-import keyword
 import re
 
 from seqgen.errors import SpecSyntaxError
 from seqgen.ir import BlockDef, Const, Expr, Keyword, LayerSpec, Name, Num, Param, Str
-from seqgen.lang.lexer import Line, Token, unquote
-from seqgen.lang.names import ALIASES, check_identifier
+from seqgen.lang.lexer import Line, Token
+from seqgen.lang.names import ALIASES, check_identifier, parse_key
 from seqgen.lang.values_parser import parse_unary, parse_value
 
 _SHAPE_X = re.compile(r"\d+(?:x\d+)*")
@@ -90,7 +89,7 @@ def _arguments(line: Line, open_tok: Token | None) -> tuple[list[Expr], list[Key
             if tok.text == "name":
                 if key is not None:
                     raise line.error("argument 'name' is given twice", tok.col, 4)
-                key = _layer_key(line)
+                key = parse_key(line)
                 continue
             kw = ALIASES.get(tok.text, tok.text)
             if any(k.name == kw for k in kwargs):
@@ -117,26 +116,6 @@ def _arguments(line: Line, open_tok: Token | None) -> tuple[list[Expr], list[Key
             )
         args.append(value)
     return args, kwargs, key
-
-
-def _layer_key(line: Line) -> str:
-    """The value of `name=`: the layer's key in the nn.Sequential, a plain identifier."""
-    tok = line.next()
-    text = tok.text if tok.kind == "name" else unquote(tok.text) if tok.kind == "string" else ""
-    loc = line.loc(tok.col, len(tok.text) or 1)
-    if not text or not text.isidentifier() or not text.isascii():
-        raise SpecSyntaxError(
-            f"layer name {tok.text!r} is not a valid Python identifier",
-            location=loc,
-            hint="e.g. `name=stem`: letters, digits and _",
-        )
-    if keyword.iskeyword(text) or (text.startswith("__") and text.endswith("__")):
-        raise SpecSyntaxError(
-            f"layer name {text!r} is a Python keyword or dunder name",
-            location=loc,
-            hint="choose another name",
-        )
-    return text
 
 
 # -- `model NAME(...)` and `block NAME(...):` parameters

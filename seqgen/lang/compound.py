@@ -10,7 +10,7 @@ from seqgen.errors import SeqgenError, SpecSyntaxError
 from seqgen.ir import BlockDef, Expr, MergeSpec, Name, Node, Param, RepeatSpec, walk
 from seqgen.lang.arguments import parse_params
 from seqgen.lang.lexer import MAX_NESTING, Line, Token
-from seqgen.lang.names import ALL_INPUT_NAMES, KEYWORDS, check_identifier
+from seqgen.lang.names import ALL_INPUT_NAMES, KEYWORDS, check_identifier, parse_key
 from seqgen.lang.values_parser import parse_value
 
 # A bound that keeps hostile specs from exhausting memory (`repeat` multiplies layers).
@@ -69,26 +69,13 @@ def merge(
     kind = head.text.lower()
     inner = StackContext(False, scope.depth + 1, scope.block, scope.params)
     dim: Expr | None = None
+    key: str | None = None
     try:
         if scope.depth >= MAX_NESTING:
             raise line.error(
                 f"blocks are nested more than {MAX_NESTING} deep", head.col, len(head.text)
             )
-        if kind == "concat" and line.peek().kind == "name" and line.peek().text == "dim":
-            line.next()
-            line.expect("=", "'=' after dim")
-            dim = parse_value(line)
-        elif line.peek().kind == "name" and not line.at(":"):
-            tok = line.peek()
-            raise line.error(
-                f"`{kind}:` takes no arguments"
-                if kind != "concat"
-                else f"`concat` takes only `dim=D`, found {tok.text!r}",
-                tok.col,
-                len(tok.text),
-            )
-        line.expect(":", f"':' after `{kind}`")
-        line.expect_end(f"`{kind}:`")
+        dim, key = _header(line, kind)
     except SpecSyntaxError as e:
         parser.errors.append(e)
     if end == i + 1:
@@ -107,8 +94,13 @@ def merge(
                 send = body_end(items, end, stop, items[end][0])
                 sline.next()
                 try:
-                    sline.expect(":", "':' after `shortcut`")
-                    sline.expect_end("`shortcut:`")
+                    if _header(sline, "shortcut")[1] is not None:
+                        raise sline.error(
+                            "a shortcut is keyed `shortcut` already: it takes no name=",
+                            stok.col,
+                            8,
+                            hint="name the residual itself: `residual name=...:`",
+                        )
                     if send == end + 1:
                         raise sline.error(
                             "`shortcut:` needs an indented block after it", stok.col, 8
@@ -117,9 +109,11 @@ def merge(
                     parser.errors.append(e)
                 branches.append(tuple(parser.stack(items, end + 1, send, inner)))
                 end = send
-        nodes.append(MergeSpec(kind, tuple(branches), loc))
+        nodes.append(MergeSpec(kind, tuple(branches), loc, key=key))
         return end
     branches = []
+    keys: dict[str, int] = {}  # branch names so far, with their line
+    branch_keys: list[str | None] = []
     strays = 0
     j = i + 1
     while j < end:
@@ -139,9 +133,18 @@ def merge(
             j = bend
             continue
         bline.next()
+        bkey: str | None = None
         try:
-            bline.expect(":", "':' after `branch`")
-            bline.expect_end("`branch:`")
+            bkey = _header(bline, "branch")[1]
+            if bkey is not None and bkey in keys:
+                raise bline.error(
+                    f"branch name {bkey!r} is already used on line {keys[bkey]}",
+                    btok.col,
+                    6,
+                    hint="branch names must be unique in their merge",
+                )
+            if bkey is not None:
+                keys[bkey] = bline.lineno
             if bend == j + 1:
                 raise bline.error(
                     "`branch:` needs an indented block after it",
@@ -152,6 +155,7 @@ def merge(
         except SpecSyntaxError as e:
             parser.errors.append(e)
         branches.append(tuple(parser.stack(items, j + 1, bend, inner)))
+        branch_keys.append(bkey)
         j = bend
     if len(branches) < 2 and not strays:
         parser.errors.append(
@@ -161,8 +165,40 @@ def merge(
                 hint="a single stack needs no merge: write its layers directly",
             )
         )
-    nodes.append(MergeSpec(kind, tuple(branches), loc, dim))
+    named = tuple(branch_keys) if any(k is not None for k in branch_keys) else ()
+    nodes.append(MergeSpec(kind, tuple(branches), loc, dim, key, named))
     return end
+
+
+def _header(line: Line, kind: str) -> tuple[Expr | None, str | None]:
+    """The options of a merge, `branch` or `shortcut` line after its word, up to its ':':
+    `name=N` (its key), and for `concat` `dim=D`."""
+    dim: Expr | None = None
+    key: str | None = None
+    allowed = "`dim=D` and `name=N`" if kind == "concat" else "`name=N`"
+    while not line.at(":") and line.peek().kind != "end":
+        tok = line.peek()
+        word = tok.text if tok.kind == "name" and line.peek(1).text == "=" else ""
+        if word == "name" and key is None:
+            line.next()
+            line.next()
+            key = parse_key(line, f"{kind} name")
+        elif word == "dim" and kind == "concat" and dim is None:
+            line.next()
+            line.next()
+            dim = parse_value(line)
+        elif word in ("name", "dim") and (word == "name" or kind == "concat"):
+            raise line.error(f"argument {word!r} is given twice", tok.col, len(word))
+        else:
+            raise line.error(
+                f"`{kind}` takes only {allowed}, found {tok.text!r}",
+                tok.col,
+                len(tok.text) or 1,
+                hint=f"write `{kind}:`" if kind != "concat" else "e.g. `concat dim=1 name=skip:`",
+            )
+    line.expect(":", f"':' after `{kind}`")
+    line.expect_end(f"`{kind}:`")
+    return dim, key
 
 
 def block_def(

@@ -1,5 +1,5 @@
 """The names of the spec language: its keywords, the names generated code reserves, a block's
-input sizes, and the checks that every name a spec uses is defined and every layer key unique."""
+input sizes, and the checks that every name a spec uses is defined and every `name=` key unique."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from seqgen.ir import (
     MERGE_CLASSES,
     BlockDef,
     Expr,
-    LayerSpec,
     MergeSpec,
     Name,
     Node,
+    RepeatSpec,
     expr_names,
-    flat_layers,
+    node_key,
     node_values,
     walk,
 )
+from seqgen.lang.lexer import Line, unquote
 from seqgen.runtime import helper_classes
 
 ALIASES = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
@@ -106,45 +107,66 @@ def camel_case(stem: str) -> str:
     return name
 
 
+def parse_key(line: Line, what: str = "layer name") -> str:
+    """The value of `name=` (the `name` and `=` read already): a key in an nn.Sequential or a
+    merge's branches, a plain identifier that is no Python keyword or dunder name."""
+    tok = line.next()
+    text = tok.text if tok.kind == "name" else unquote(tok.text) if tok.kind == "string" else ""
+    loc = line.loc(tok.col, len(tok.text) or 1)
+    if not text or not text.isidentifier() or not text.isascii():
+        raise SpecSyntaxError(
+            f"{what} {tok.text!r} is not a valid Python identifier",
+            location=loc,
+            hint="e.g. `name=stem`: letters, digits and _",
+        )
+    if keyword.iskeyword(text) or (text.startswith("__") and text.endswith("__")):
+        raise SpecSyntaxError(
+            f"{what} {text!r} is a Python keyword or dunder name",
+            location=loc,
+            hint="choose another name",
+        )
+    return text
+
+
 def check_keys(items: Sequence[Node], blocks: Iterable[BlockDef]) -> list[SpecSyntaxError]:
-    """Layer names must be unique, also after `repeat` unrolls a named layer; they key the
-    model's own nn.Sequential, so only its top-level layers take one."""
+    """`name=` keys must be unique in the nn.Sequential that holds them (the model's, a block's,
+    a branch's), also after `repeat` unrolls a named node, and none inside a loop; beside a
+    `repeat depth:` loop, which is one entry (an nn.Sequential of its passes), names are fine."""
     errors: list[SpecSyntaxError] = []
-    nested = [n for m in items if isinstance(m, MergeSpec) for n in flat_layers([m])]
-    nested += [n for b in blocks for n in flat_layers(b.body)]
-    for layer in dict.fromkeys(nested):
-        if layer.key is not None:
-            errors.append(
-                SpecSyntaxError(
-                    "name= is only supported on the model's top-level layers",
-                    location=layer.loc,
-                    hint="drop name=... inside blocks and merges",
-                )
-            )
-    first: dict[str, LayerSpec] = {}
-    layers = list(flat_layers([n for n in items if not isinstance(n, MergeSpec)]))
-    for layer in dict.fromkeys(layers):  # each line once; `repeat` repeats the objects
-        if layer.key is None:
-            continue
-        seen = first.setdefault(layer.key, layer)
-        if seen is layer and layers.count(layer) > 1:
-            errors.append(
-                SpecSyntaxError(
-                    f"layer name {layer.key!r} is inside a `repeat` block, so it would be used "
-                    "more than once",
-                    location=layer.loc,
-                    hint="layer names must be unique: name the layers outside `repeat`",
-                )
-            )
-        elif seen is not layer:
-            errors.append(
-                SpecSyntaxError(
-                    f"layer name {layer.key!r} is already used on line {seen.loc.line}",
-                    location=layer.loc,
-                    hint="layer names must be unique",
-                )
-            )
+    for stack in [items, *(b.body for b in blocks)]:
+        _stack_keys(stack, False, errors)
     return errors
+
+
+def _stack_keys(stack: Sequence[Node], in_loop: bool, errors: list[SpecSyntaxError]) -> None:
+    """Check the keys of one stack, then of the stacks inside its merges and loops."""
+    first: dict[str, Node] = {}
+    for node in dict.fromkeys(stack):  # each line once; `repeat` repeats the objects
+        key = node_key(node)
+        if key is not None:
+            seen = first.setdefault(key, node)
+            if seen is node and (in_loop or stack.count(node) > 1):
+                errors.append(
+                    SpecSyntaxError(
+                        f"name {key!r} is inside a `repeat` block, so it would be used "
+                        "more than once",
+                        location=node.loc,
+                        hint="names must be unique: name the layers outside `repeat`",
+                    )
+                )
+            elif seen is not node:
+                errors.append(
+                    SpecSyntaxError(
+                        f"name {key!r} is already used on line {seen.loc.line}",
+                        location=node.loc,
+                        hint="names must be unique in the stack that holds them",
+                    )
+                )
+        if isinstance(node, MergeSpec):
+            for branch in node.branches:
+                _stack_keys(branch, False, errors)
+        elif isinstance(node, RepeatSpec):
+            _stack_keys(node.layers, True, errors)
 
 
 def check_names(

@@ -280,11 +280,16 @@ class _Parser:
             raise SpecSyntaxError(
                 f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`", location=layer.loc
             )
-        if layer.key is not None:
-            raise SpecSyntaxError("name= is not supported on a block use", location=layer.loc)
+        if layer.key is not None and block.param("name") is not None:
+            raise SpecSyntaxError(
+                f"`name=` keys this use of {layer.name!r}, but the block has a parameter "
+                "called 'name' too",
+                location=layer.loc,
+                hint="pass that parameter by position, or rename it in the block's definition",
+            )
         bind_use(block, layer)
         kwargs = tuple(Keyword(k.written, k.value, k.loc, k.written) for k in layer.kwargs)
-        return BlockUse(layer.name, layer.args, kwargs, layer.loc)
+        return BlockUse(layer.name, layer.args, kwargs, layer.loc, key=layer.key)
 
     # -- `model NAME(p=default, ...)`
     def model_line(self, line: Line, head: Token) -> None:

@@ -44,7 +44,67 @@ maxpool1d 2
 flatten
 linear num_classes
 """,
+    "resnet": """model {cls}(width=32, num_classes=10)
+input 3x32x32
+
+# `residual:` adds the block's input back onto its body's output; `shortcut:` brings the
+# input to the body's shape first when the body strides or widens
+block Basic(out):
+    residual:
+        conv2d out k=3 p=1 bias=False
+        batchnorm2d
+        relu
+        conv2d out k=3 p=1 bias=False
+        batchnorm2d
+    relu
+
+block Down(out):
+    residual:
+        conv2d out k=3 s=2 p=1 bias=False
+        batchnorm2d
+        relu
+        conv2d out k=3 p=1 bias=False
+        batchnorm2d
+    shortcut:
+        conv2d out k=1 s=2 bias=False
+        batchnorm2d
+    relu
+
+conv2d width k=3 p=1 bias=False
+batchnorm2d
+relu
+Basic width
+Down 2 * width
+Basic 2 * width
+adaptiveavgpool2d 1
+flatten
+linear num_classes
+""",
+    "lstm": """model {cls}(vocab=10000, embed_dim=64, hidden=128, num_classes=2)
+input (seq_len=40) dtype=long  # token ids
+
+embedding vocab embed_dim padding_idx=0
+# take=hidden: the final hidden state of both directions, (N, 2 * hidden)
+lstm hidden bidirectional=True take=hidden
+dropout 0.3
+linear num_classes
+""",
+    "transformer": """model {cls}(vocab=10000, dim=64, heads=4, ff=128, num_classes=2)
+input (seq_len=32) dtype=long  # token ids
+
+embedding vocab dim
+pos_encoding
+transformerencoderlayer nhead=heads dim_feedforward=ff dropout=0.1 norm_first=True
+transformerencoderlayer nhead=heads dim_feedforward=ff dropout=0.1 norm_first=True
+layernorm
+# mean over the sequence: (N, dim)
+mean 1
+linear num_classes
+""",
 }
+
+
+KINDS = tuple(_BODIES)  # `seqgen init --kind`
 
 
 def starter_spec(stem: str, kind: str) -> str:

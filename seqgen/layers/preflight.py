@@ -14,7 +14,16 @@ from dataclasses import replace
 from torch import nn
 
 from seqgen.errors import SeqgenError, TraceError
-from seqgen.ir import BlockDef, LayerSpec, Node, Num, flat_layers
+from seqgen.ir import (
+    BlockDef,
+    LayerSpec,
+    MergeSpec,
+    Node,
+    Num,
+    flat_layers,
+    node_key,
+    walk,
+)
 from seqgen.lang.hints import call_syntax_hint
 from seqgen.layers.kind import Op
 from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
@@ -45,12 +54,6 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
         order = [p for p in sig.order if p in sig.positional or p in sig.inferred]
         message, hint = call_syntax_hint(layer, order, sig.inferred, cls.__name__.lower())
         raise TraceError(message, location=layer.loc, hint=hint)
-    if layer.key is not None and hasattr(nn.Sequential, layer.key):
-        raise TraceError(
-            f"layer name {layer.key!r} is taken by nn.Sequential itself",
-            location=layer.loc,
-            hint="choose another name",
-        )
     try:
         bind(cls, layer)
     except TraceError:
@@ -105,7 +108,26 @@ def layer_errors(layers: Sequence[Node], blocks: Sequence[BlockDef] = ()) -> lis
             check_layer(layer, blocks)
         except TraceError as e:
             errors.append(e)
+    for node in dict.fromkeys(node for nodes in stacks for node in walk(nodes)):
+        errors += _taken_keys(node)
     return errors
+
+
+def _taken_keys(node: Node) -> list[SeqgenError]:
+    """A `name=` that its container already has as an attribute (`forward`, `training`): an
+    nn.Sequential's for a node's own key, the merge's nn.ModuleDict's for a branch's."""
+    found: list[tuple[str | None, type[nn.Module], str]] = [(node_key(node), nn.Sequential, "")]
+    if isinstance(node, MergeSpec):
+        found += [(key, nn.ModuleDict, "branch ") for key in node.branch_keys]
+    return [
+        TraceError(
+            f"{what}name {key!r} is taken by nn.{holder.__name__} itself",
+            location=node.loc,
+            hint="choose another name",
+        )
+        for key, holder, what in found
+        if key is not None and hasattr(holder, key)
+    ]
 
 
 @contextlib.contextmanager

@@ -1,9 +1,10 @@
 """A cache of traces, so `check`, `summary` and `new` on an unchanged spec never import torch.
 
 A TracedModel is frozen plain dataclasses, stored as tagged JSON under the user's cache
-directory. The key covers everything a trace depends on: the spec's text and path, `--input`,
-the torch version (read from package metadata, not by importing torch) and the bytes of
-seqgen's own source, so any change to seqgen or torch misses the cache.
+directory. The key covers everything a trace depends on: the spec's meaning (lang/canonical.py:
+its tokens, not its comments or spacing) and path, `--input`, the torch version (read from
+package metadata, not by importing torch) and the bytes of seqgen's own source, so any change
+to seqgen or torch misses the cache.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from seqgen import errors, ir
+from seqgen.lang.canonical import canonical_spec
 from seqgen.project.write import write_atomic
 
 FORMAT = "2"
@@ -66,8 +68,9 @@ def _code_fingerprint() -> str:
 
 
 def key(spec_path: str, spec_text: str, input_override: str | None) -> str:
-    """The cache key of one trace."""
-    parts = [_code_fingerprint(), spec_path, spec_text, input_override or ""]
+    """The cache key of one trace: the spec as the header's fingerprint sees it (comments and
+    spacing aside); `api.traced_spec` still compares the cached spec with the parsed one."""
+    parts = [_code_fingerprint(), spec_path, canonical_spec(spec_text), input_override or ""]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 

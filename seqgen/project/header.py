@@ -10,8 +10,9 @@ A header is the first lines of a generated file:
 
 The layout line says where everything is (project/layout.py), so a later run finds the outputs
 again. The fingerprint line makes a run cheap and safe: `spec` (spec_key) and `templates` say
-what the file was made from, so an unchanged spec is recognised without a trace, and `body`
-hashes everything below the header, so a hand edit is never overwritten unnoticed.
+what the file was made from, so an unchanged spec (comments and spacing aside) is recognised
+without a trace, and `body` hashes everything below the header, so a hand edit is never
+overwritten unnoticed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hashlib
 from pathlib import Path
 
 from seqgen import __version__
+from seqgen.lang.canonical import canonical_spec
 from seqgen.project.layout import Layout, Recorded
 from seqgen.project.options import Options
 
@@ -48,9 +50,12 @@ def templates_fingerprint(templates_dir: Path) -> str:
 
 
 def spec_key(spec_text: str, options: Options) -> str:
-    """What the outputs depend on besides the templates: spec, version, layout and imports."""
+    """What the outputs depend on besides the templates: what the spec means (not its comments
+    or spacing: lang/canonical.py), seqgen's version, the layout and the imports."""
     return fingerprint(
-        "\0".join([__version__, spec_text, options.layout.record(), options.model_import])
+        "\0".join(
+            [__version__, canonical_spec(spec_text), options.layout.record(), options.model_import]
+        )
     )
 
 

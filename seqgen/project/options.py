@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqgen.project.config import load_config
 from seqgen.project.layout import Layout, Recorded, package_of, relative
 from seqgen.project.layout import project_root as find_project_root
 
@@ -66,6 +67,17 @@ def module_stem(spec_path: str) -> str:
     return stem
 
 
+def package_in(folder: Path, package_root: Path | None = None) -> tuple[str, ...]:
+    """The dotted package a folder is: named from the project's `package-root` when it lies
+    below it (namespace packages need no `__init__.py`), else from its `__init__.py` files."""
+    folder = folder.resolve()
+    if package_root is not None and folder != package_root and folder.is_relative_to(package_root):
+        parts = folder.relative_to(package_root).parts
+        if all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+            return parts
+    return package_of(folder)
+
+
 def options_for(
     spec_path: str,
     out_dir: str | None = None,
@@ -75,19 +87,22 @@ def options_for(
     project_root: Path | None = None,
 ) -> Options:
     """Where a spec's outputs go (next to the spec unless told otherwise), and what the headers
-    record about it, relative to the project root (found from the spec unless given)."""
+    record about it, relative to the project root (found from the spec unless given); the
+    project's `package-root` ([tool.seqgen]) names the package the outputs are in."""
     out = out_dir if out_dir is not None else str(Path(spec_path).parent)
     tests = tests_dir if tests_dir is not None else out
-    root = (
-        project_root if project_root is not None else find_project_root(Path(spec_path).parent)[0]
-    )
+    if project_root is not None:
+        root, marked = project_root, True
+    else:
+        root, marked = find_project_root(Path(spec_path).parent)
+    package_root = load_config(root).package_root if marked else None
     stem = module_stem(spec_path)
-    package = package_of(Path(out))
+    package = package_in(Path(out), package_root)
     # pytest (prepend mode) names a test module after its file when its folder is no package:
     # two models `cnn` in two packages would both get `test_cnn` there, so name it in full
     test_stem = (
         "test_" + "_".join((*package, stem))
-        if package and not package_of(Path(tests))
+        if package and not package_in(Path(tests), package_root)
         else f"test_{stem}"
     )
     layout = Layout(

@@ -2,15 +2,18 @@
 
 Reads arguments and generated files' headers only (no torch). With no layout option, a spec's
 outputs go where its generated files record they went; a generated `.py` given as an argument
-stands for its spec (so a pre-commit hook can pass edited generated files).
+stands for its spec (so a pre-commit hook can pass edited generated files). A spec with no
+recorded layout yet (new, or renamed) is placed by the project's `[tool.seqgen]` defaults.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from seqgen.errors import OutputConflict
+from seqgen.project.config import ProjectConfig, load_config
 from seqgen.project.finder import Finder
 from seqgen.project.header import read_recorded
 from seqgen.project.layout import Recorded, project_root
@@ -30,6 +33,21 @@ class Job:
     spec_path: str
     options: Options
     explicit: bool = False  # placed by options given on the command line, not a recorded layout
+
+    def command(self, force: bool = False) -> str:
+        """The command, run where this one was, that regenerates this spec's outputs (a
+        recorded or project-default layout needs no options: `seqgen new path/to/x.seq`)."""
+        parts = ["seqgen", "new", *(["--force"] if force else []), self.spec_path]
+        if self.explicit:
+            o = self.options
+            parts += ["-o", o.out_dir]
+            if o.tests_dir != o.out_dir:
+                parts += ["--tests-dir", o.tests_dir]
+            if o.input_override is not None:
+                parts += ["--input", o.input_override]
+            if o.templates_dir is not None:
+                parts += ["--templates", o.templates_dir]
+        return shlex.join(parts)
 
 
 @dataclass(frozen=True)
@@ -91,10 +109,17 @@ def plan(
         found = finder.layouts_of(path, path.parent / f"{module_stem(arg)}.py")
         for recorded in found:
             add(arg, recorded_options(recorded)[1])
-        if not found:
-            add(arg, options_for(arg))
+        if not found:  # a new or renamed spec: placed by the project's defaults
+            out, tests, templates = _config(path).placement(arg)
+            add(arg, options_for(arg, out, tests, templates))
     _check_conflicts(list(jobs.values()))
     return Plan(tuple(jobs.values()), _strays(finder, list(jobs.values()), orphans, folders))
+
+
+def _config(spec: Path) -> ProjectConfig:
+    """The `[tool.seqgen]` defaults of the project a spec is in (none outside a project)."""
+    root, marked = project_root(spec.parent)
+    return load_config(root) if marked else ProjectConfig(root)
 
 
 def _strays(

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import re
 import textwrap
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 from seqgen.ir import (
     Constraint,
+    Dim,
     TracedBlock,
     TracedLayer,
     TracedModel,
@@ -33,7 +34,9 @@ from seqgen.render.layers import (
     SHAPE_NOTE,
     closes_with_comment,
     layer_items,
+    named,
     shape_text,
+    uses_ordered_dict,
 )
 from seqgen.render.messages import message_source
 
@@ -55,22 +58,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     checks = [_check(c) for c in traced.constraints if not free & set(c.names)]
     rules = input_rules(traced)
     forward = input_checks(traced)
-    # `name=stem` keys a layer by name; the others keep their index, as the string key "0", "1",
-    # ..., so state_dict keys stay `model.0.weight` as in a plain nn.Sequential
-    named = any(
-        isinstance(layer, TracedLayer) and layer.spec.key is not None for layer in traced.layers
-    )
-    layers = []
-    items = layer_items(traced.layers, traced.input_shape)
-    for layer, item in zip(traced.layers, items, strict=True):
-        if named:
-            key = (
-                layer.spec.key
-                if isinstance(layer, TracedLayer) and layer.spec.key
-                else str(layer.index)
-            )
-            item = {**item, "prefix": f"({key!r}, ", "suffix": ")"}
-        layers.append(item)
+    layers = layer_items(traced.layers, traced.input_shape)
     summary = (
         f"Maps {shape_text(traced.input_shape)} to {shape_text(traced.out_shape)}; "
         f"{traced.total_params.value:,} parameters at the defaults."
@@ -91,11 +79,11 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         "checks": checks,
         "stored": forward.stored,
         "input_checks": forward.checks,
-        "named": named,
+        "named": named(traced.layers),
         "layers": layers,
         "sequential": False,  # the model keeps `self.model` (the seed's pattern) and its checks
     }
-    blocks = [_block_class(b) for b in traced.blocks]
+    blocks = [_block_class(b, PurePath(spec.path).name) for b in traced.blocks]
     note = SHAPE_NOTE
     if any(closes_with_comment(c["layers"]) for c in [*blocks, model]):
         note += " " + MERGE_NOTE
@@ -104,7 +92,8 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         + "\n".join(textwrap.wrap(note, 88, break_long_words=False, break_on_hyphens=False))
         + "\n",
         "stdlib_imports": stdlib_imports(
-            ordered_dict=named, math=any(uses_math(helper_source(name)) for name in helpers)
+            ordered_dict=uses_ordered_dict([traced.layers, *(b.layers for b in traced.blocks)]),
+            math=any(uses_math(helper_source(name)) for name in helpers),
         ),
         "helpers": [helper_source(name) for name in helpers],
         "blocks": blocks,
@@ -112,21 +101,23 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     }
 
 
-def _block_class(block: TracedBlock) -> dict[str, Any]:
+def _block_class(block: TracedBlock, spec_file: str) -> dict[str, Any]:
     """A block's class: its arguments, its checks and its layers, in its own names."""
     params = [
         f"{a.name}: {a.type_name}" + (f" = {a.default}" if a.default is not None else "")
         for a in block.args
     ]
-    doc = "\n    ".join(
-        textwrap.wrap(
-            f"Block {block.class_name} (spec line {block.spec.loc.line}): maps "
-            f"{shape_text(block.input_shape)} to {shape_text(block.out_shape)}.",
-            84,
-            break_long_words=False,
-            break_on_hyphens=False,
+    # lines break between a shape's sizes, never inside one: `\0` holds a size's spaces
+    sizes = [_unbroken(block.input_shape), _unbroken(block.out_shape)]
+    maps = [
+        line.replace("\0", " ")
+        for line in textwrap.wrap(
+            f"Maps {sizes[0]} to {sizes[1]}.", 84, break_long_words=False, break_on_hyphens=False
         )
-    )
+    ]
+    # where it comes from in the spec file, since a reader of the .py file has no spec lines
+    where = f"From `block {block.spec.name}` on line {block.spec.loc.line} of {spec_file}."
+    doc = "\n    ".join([*maps, "", comment_text(where), ""])
     return {
         "class_name": block.class_name,
         "docstring": doc,
@@ -134,11 +125,15 @@ def _block_class(block: TracedBlock) -> dict[str, Any]:
         "checks": [_check(c) for c in block.constraints],
         "stored": [],
         "input_checks": [],  # a block's input is checked by the model's forward
-        "named": False,
+        "named": named(block.layers),
         "layers": layer_items(block.layers, block.input_shape),
         # a block is its layers: an nn.Sequential subclass, no `.model` level in its keys
         "sequential": True,
     }
+
+
+def _unbroken(dims: tuple[Dim, ...]) -> str:
+    return "(" + ", ".join(d.shown.replace(" ", "\0") for d in dims) + ")"
 
 
 def _sample_batches(traced: TracedModel) -> list[int]:
@@ -188,10 +183,11 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         else ""
     )
     rows = []
+    keyed = named(traced.layers)  # a loop is then one entry, an nn.Sequential of its passes
     for layer in traced.layers:
         shape = _tuple_source([_batch(d.code, "batch") for d in layer.out_shape])
-        if isinstance(layer, TracedLayer) and layer.repeat is not None:  # one row per repetition
-            shape = f"*[{shape}] * {layer.repeat}"
+        if isinstance(layer, TracedLayer) and layer.repeat is not None and not keyed:
+            shape = f"*[{shape}] * {layer.repeat}"  # one row per pass
         rows.append({"shape": shape, "comment": f"line {layer.line}: {layer.call}"})
     free = set(traced.free_dims)
     dims = [

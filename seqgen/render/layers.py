@@ -12,9 +12,10 @@ output appears: above the call it would read as its first branch's shape.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedNode
+from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedNode, walk_traced
 
 Item = dict[str, Any]
 
@@ -32,8 +33,45 @@ def shape_text(dims: tuple[Dim, ...]) -> str:
 
 
 def layer_items(nodes: tuple[TracedNode, ...], input_shape: tuple[Dim, ...]) -> list[Item]:
-    """The items of a class's nn.Sequential, which gets `input_shape`."""
-    return _items(nodes, shape_text(input_shape))[0]
+    """The items of a class's nn.Sequential, which gets `input_shape`; `("key", call)` pairs
+    of an OrderedDict when one of them is named (see `named`), a loop's passes then in one
+    nn.Sequential under its key."""
+    return _stack_items(nodes, shape_text(input_shape))[0]
+
+
+def named(nodes: Sequence[TracedNode]) -> bool:
+    """Whether a stack's nn.Sequential keys its items by name: one of them has `name=`. The
+    others keep their index as key ("0", "1", ...), as in a plain nn.Sequential."""
+    return any(node.spec.key is not None for node in nodes)
+
+
+def uses_ordered_dict(stacks: Sequence[Sequence[TracedNode]]) -> bool:
+    """Whether some nn.Sequential among these stacks (at any depth) is built from an
+    OrderedDict."""
+    return any(node.spec.key is not None for nodes in stacks for node in walk_traced(nodes))
+
+
+def _stack_items(nodes: tuple[TracedNode, ...], shown: str) -> tuple[list[Item], str]:
+    """A stack's items, and the shape last shown: `("key", call)` pairs when it is named (a
+    node that writes several items, a loop, goes in one nn.Sequential under its key)."""
+    if not named(nodes):
+        return _items(nodes, shown)
+    out = []
+    for i, node in enumerate(nodes):
+        group, shown = _node_items(node, shown)
+        item = (
+            group[0]
+            if len(group) == 1 and not _loop(node)
+            else _holder("nn.Sequential(", group, None)
+        )
+        out.append(
+            {**item, "prefix": f"({_key(node.spec.key, i)!r}, " + item["prefix"], "suffix": ")"}
+        )
+    return out, shown
+
+
+def _key(key: str | None, index: int) -> str:
+    return str(index) if key is None else key
 
 
 def closes_with_comment(items: list[Item]) -> bool:
@@ -71,9 +109,30 @@ def _items(nodes: tuple[TracedNode, ...], shown: str) -> tuple[list[Item], str]:
     """The items of one stack, in the order they are written, and the shape last shown."""
     items = []
     for node in nodes:
-        item, shown = _item(node, shown)
-        items.append(item)
+        group, shown = _node_items(node, shown)
+        items += group
     return items, shown
+
+
+def _loop(node: TracedNode) -> bool:
+    return isinstance(node, TracedLayer) and node.repeat is not None
+
+
+def _node_items(node: TracedNode, shown: str) -> tuple[list[Item], str]:
+    """A node's items: one, or for a loop whose first pass changes the shape, that pass's
+    nn.Sequential and the loop over the others (so pass k is still item k of the loop)."""
+    if not (isinstance(node, TracedLayer) and node.repeat is not None and node.first):
+        item, shown = _item(node, shown)
+        return [item], shown
+    first, shown = _items(node.first, shown)
+    # the later passes give back the first's shape (`__init__` checks where it is not plain),
+    # so the loop's `]` needs no comment: a call split for one would be black's doing
+    body, shown = _items(node.body, shown)
+    close = f") for _ in range({node.repeat} - 1)]"
+    return [
+        _holder("nn.Sequential(", first, None),
+        _holder("*[nn.Sequential(", body, None, close=close),
+    ], shown
 
 
 def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
@@ -90,6 +149,10 @@ def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
             if len(branches) == 2:
                 branches[1] = {**branches[1], "prefix": "shortcut="}
             return _holder("Residual(", branches, comment), out
+        if node.spec.branch_keys:  # one dict of the branches, by name
+            keys = [_key(k, i) for i, k in enumerate(node.spec.branch_keys)]
+            pairs = [{**b, "prefix": f"{k!r}: "} for k, b in zip(keys, branches, strict=True)]
+            branches = [_holder("{", pairs, None, close="}")]
         trailing = (f"dim={node.dim}",) if node.spec.kind == "concat" else ()
         return _holder(f"{node.class_name}(", branches, comment, trailing), out
     if isinstance(node, TracedLayer) and node.repeat is not None:
@@ -101,9 +164,12 @@ def _item(node: TracedNode, shown: str) -> tuple[Item, str]:
 
 
 def _stack(nodes: tuple[TracedNode, ...], shown: str) -> tuple[Item, str]:
-    """A branch: its one node as is, or an nn.Sequential of its nodes (which ends with its last
-    node's shape, so it never needs a comment of its own)."""
-    if len(nodes) == 1:
+    """A branch: its one unnamed node as is (not a `repeat depth:` loop, whose items would
+    become branches), or an nn.Sequential of its nodes (which ends with its last node's shape,
+    so it never needs a comment of its own), from an OrderedDict when one of them is named."""
+    if len(nodes) == 1 and not named(nodes) and not _loop(nodes[0]):
         return _item(nodes[0], shown)
-    children, shown = _items(nodes, shown)
+    children, shown = _stack_items(nodes, shown)
+    if named(nodes):
+        return _holder("nn.Sequential(OrderedDict([", children, None, close="]))"), shown
     return _holder("nn.Sequential(", children, None), shown

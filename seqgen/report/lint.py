@@ -25,6 +25,7 @@ HUGE_LAYER = "W009 huge-layer"  # raised by the trace
 UNUSED_BLOCK = "W010 unused-block"
 BIDIRECTIONAL_LAST = "W011 bidirectional-take-last"
 RECURRENT_DROPOUT = "W012 recurrent-dropout-one-layer"
+TORCH_WARNING = "W014 torch-warning"  # raised by the trace
 CODES = (
     SOFTMAX_BEFORE_LOSS,
     LINEAR_BEFORE_FLATTEN,
@@ -38,6 +39,7 @@ CODES = (
     UNUSED_BLOCK,
     BIDIRECTIONAL_LAST,
     RECURRENT_DROPOUT,
+    TORCH_WARNING,
 )
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
 _BIASED = (
@@ -107,6 +109,8 @@ def _stacks(traced: TracedModel) -> Iterator[tuple[tuple[Dim, ...], tuple[Traced
             before = nodes[i - 1].out_shape if i else in_shape
             if isinstance(node, TracedMerge):
                 todo.extend((before, branch, False) for branch in node.branches)
+            elif isinstance(node, TracedLayer) and node.first:  # a later pass gets its output
+                todo += [(before, node.first, False), (node.out_shape, node.body, False)]
             elif isinstance(node, TracedLayer) and node.body:
                 todo.append((before, node.body, False))
 
@@ -128,7 +132,7 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
             )
     for in_shape, nodes, top in _stacks(traced):
         out += _stack_checks(in_shape, nodes, top)
-    return out
+    return list(dict.fromkeys(out))  # a loop's two passes warn once
 
 
 def _stack_checks(

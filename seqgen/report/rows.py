@@ -109,5 +109,9 @@ def _walk(
                 nested=True,
             )
         elif isinstance(node, TracedLayer) and node.repeat is not None:
-            for _ in range(env[node.repeat]):
+            passes = env[node.repeat]
+            if node.first:  # the first pass apart, then the body for the others
+                yield from _walk(node.first, env, depth + 1, blocks, nested)
+                passes -= 1
+            for _ in range(passes):
                 yield from _walk(node.body, env, depth + 1, blocks, nested)

@@ -1,5 +1,6 @@
 """`seqgen summary`: per-layer shapes, parameters and multiply-accumulates, counted as torchinfo
-counts them, computed from the symbolic trace (nothing is allocated). No torch here."""
+counts them (but a transformer layer's mult-adds: its matmuls, README "seqgen summary"),
+computed from the symbolic trace (nothing is allocated). No torch here."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Totals:
     batch: int
     params: int
     trainable: int
-    macs: int  # torchinfo's "Total mult-adds"
+    macs: int  # torchinfo's "Total mult-adds", plus the transformer layers' attention matmuls
     input_bytes: int
     forward_backward_bytes: int  # torchinfo's "Forward/backward pass size"
     param_bytes: int

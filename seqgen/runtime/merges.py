@@ -37,15 +37,27 @@ class Residual(nn.Module):
 
 
 class Concat(nn.Module):
-    """Runs every branch on the same input and concatenates the outputs along `dim`."""
+    """Runs every branch on the same input and concatenates the outputs along `dim`.
 
-    def __init__(self, *branches: nn.Module, dim: int = 1) -> None:
+    The branches are modules, keyed "0", "1", ... in the state_dict, or one dict that keys
+    them by name: `Concat({"skip": nn.Identity(), "down": down}, dim=1)`.
+    """
+
+    def __init__(
+        self, *branches: nn.Module | dict[str, nn.Module], dim: int = 1
+    ) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(branches)
+        named: dict[str, nn.Module] = {}  # keys "0", "1", ... as an nn.ModuleList's
+        for i, branch in enumerate(branches):
+            if isinstance(branch, dict):
+                named.update(branch)
+            else:
+                named[str(i)] = branch
+        self.branches = nn.ModuleDict(named)
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs: list[torch.Tensor] = [branch(x) for branch in self.branches]
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches.values()]
         first = outs[0].shape
         for out in outs[1:]:
             differ = out.dim() != len(first)
@@ -71,14 +83,22 @@ class Concat(nn.Module):
 
 
 class Add(nn.Module):
-    """Runs every branch on the same input and adds the outputs (equal shapes)."""
+    """Runs every branch on the same input and adds the outputs (equal shapes); the
+    branches are modules, or one dict that keys them by name: `Add({"a": a, "b": b})`.
+    """
 
-    def __init__(self, *branches: nn.Module) -> None:
+    def __init__(self, *branches: nn.Module | dict[str, nn.Module]) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(branches)
+        named: dict[str, nn.Module] = {}  # keys "0", "1", ... as an nn.ModuleList's
+        for i, branch in enumerate(branches):
+            if isinstance(branch, dict):
+                named.update(branch)
+            else:
+                named[str(i)] = branch
+        self.branches = nn.ModuleDict(named)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs: list[torch.Tensor] = [branch(x) for branch in self.branches]
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches.values()]
         differ = False
         for out in outs[1:]:  # a loop, not any(...): TorchScript compiles it
             differ = differ or out.shape != outs[0].shape
@@ -101,14 +121,21 @@ class Add(nn.Module):
 
 class Multiply(nn.Module):
     """Runs every branch on the same input and multiplies the outputs, broadcasting (a
-    squeeze-excitation gate is `Multiply(nn.Identity(), gate)`)."""
+    squeeze-excitation gate is `Multiply(nn.Identity(), gate)`); the branches are modules, or
+    one dict that keys them by name: `Multiply({"x": nn.Identity(), "gate": gate})`."""
 
-    def __init__(self, *branches: nn.Module) -> None:
+    def __init__(self, *branches: nn.Module | dict[str, nn.Module]) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(branches)
+        named: dict[str, nn.Module] = {}  # keys "0", "1", ... as an nn.ModuleList's
+        for i, branch in enumerate(branches):
+            if isinstance(branch, dict):
+                named.update(branch)
+            else:
+                named[str(i)] = branch
+        self.branches = nn.ModuleDict(named)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs: list[torch.Tensor] = [branch(x) for branch in self.branches]
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches.values()]
         product = outs[0]
         for out in outs[1:]:
             product = product * out

@@ -146,7 +146,8 @@ def trace_block(
     size_args = body.size_args(names)
     ctor = {inputs[i - 1] for i in size_args} | set(body.param_symbols.values())
     own = [c for c in tracer.conditions if S.free_symbols(c.condition) <= ctor]
-    constraints = tuple(derive(own, tracer.hints, parent.names, tracer.printer))
+    order = [*(names[i - 1] for i in size_args), *(p.name for p in block.params)]
+    constraints = tuple(derive(own, tracer.hints, parent.names, tracer.printer, order))
     _warn_unused(parent, block, spec_names(block.body))
     total = sum((st.params_expr for st in steps), sympy.Integer(0))
     train = sum((st.trainable_expr for st in steps), sympy.Integer(0))

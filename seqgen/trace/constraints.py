@@ -8,8 +8,9 @@ This module turns them into `Constraint`s that are exact, never approximate:
   `seq_len >= 3` or `k <= 16`, found by an exact search over the integers;
 - every other condition is checked as written, `h - k + 1 >= 1`.
 
-Bounds come first, then the written conditions in layer order, a layer's argument rules before
-its sizes: a condition that divides by a stride is only reached once that stride is known >= 1.
+Bounds come first, argument by argument in the constructor's order, then the written
+conditions in layer order, a layer's argument rules before its sizes: a condition that divides
+by a stride is only reached once that stride is known >= 1.
 A written condition that the bounds imply is left out (intervals.py): `c1 + c3 >= 1` after
 `c1 >= 1` and `c3 >= 1` can never refuse anything.
 """
@@ -77,8 +78,11 @@ def derive(
     hints: Mapping[sympy.Symbol, int],
     names: Mapping[sympy.Symbol, str],
     printer: Printer,
+    order: Sequence[str] = (),
 ) -> list[Constraint]:
-    """Exact checks for the generated `__init__`, from the conditions the trace collected."""
+    """Exact checks for the generated `__init__`, from the conditions the trace collected: the
+    checks on one argument first, argument by argument in `order` (the constructor's), then
+    the conditions on several, in layer order."""
     lower: dict[sympy.Symbol, tuple[int, Condition]] = {}
     upper: dict[sympy.Symbol, tuple[int, Condition]] = {}
     written: list[tuple[Condition, str, list[str]]] = []  # with its text and names
@@ -116,10 +120,15 @@ def derive(
         seen.add(text)
         written.append((c, text, [names[s] for s in free]))
     out: list[Constraint] = []
-    for sym, found in sorted(periods.items(), key=lambda kv: names[kv[0]]):
-        out.extend(_residue_constraints(sym, names[sym], found, printer))
-    for sym in sorted(set(lower) | set(upper), key=lambda s: names[s]):
+    place = {name: i for i, name in enumerate(order)}
+
+    def signature_order(sym: sympy.Symbol) -> tuple[int, str]:
+        return place.get(names[sym], len(place)), names[sym]
+
+    for sym in sorted({*periods, *lower, *upper}, key=signature_order):
         name = names[sym]
+        if sym in periods:
+            out.extend(_residue_constraints(sym, name, periods[sym], printer))
         if sym in lower:
             value, c = lower[sym]
             out.append(

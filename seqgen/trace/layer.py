@@ -28,7 +28,12 @@ from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
 from seqgen.trace.op import trace_op
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
-from seqgen.trace.torch_errors import layer_failure, not_one_tensor, rank_error
+from seqgen.trace.torch_errors import (
+    layer_failure,
+    located_warnings,
+    not_one_tensor,
+    rank_error,
+)
 from seqgen.trace.wording import Site
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
@@ -122,6 +127,13 @@ def trace_torch_layer(
 ) -> NodeResult:
     """Trace one torch.nn layer: its output, its conditions, and how the generated code
     builds it."""
+    with located_warnings(kind.layer, scope.warnings):
+        return _trace_torch_layer(scope, index, kind, x, dims)
+
+
+def _trace_torch_layer(
+    scope: Scope, index: int, kind: TorchModule, x: torch.Tensor, dims: list[DimInfo]
+) -> NodeResult:
     cls, layer = kind.cls, kind.layer
     before = scope.session.specialized()
     args = arguments(scope, cls, layer, x, dims)

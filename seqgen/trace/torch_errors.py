@@ -1,22 +1,50 @@
-"""torch's refusals, rewritten in the words of the spec (part of the trace stage).
+"""torch's refusals and warnings, rewritten in the words of the spec (part of the trace stage).
 
 When torch rejects a layer's arguments or input, the trace reports which layer, the shape it
-got, and what to do, with torch's own message kept as the cause.
+got, and what to do, with torch's own message kept as the cause. When torch warns about a
+layer (a deprecated keyword, dropout2d on a rank-3 input), the warning is located on its line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import sympy
 from torch import nn
 
-from seqgen.errors import SizeTooSmallError, TraceError
+from seqgen.errors import Diagnostic, SizeTooSmallError, TraceError
 from seqgen.ir import LayerSpec
 from seqgen.lang.hints import rejection
 from seqgen.layers.torch_nn import first_line, value_hint
+from seqgen.report.lint import TORCH_WARNING
+
+# torch warnings that a lint warning of seqgen's own already says, in the spec's words
+_SAID_BY_LINT = ("Implicit dimension choice",)
+
+
+@contextlib.contextmanager
+def located_warnings(layer: LayerSpec, sink: list[Diagnostic]) -> Iterator[None]:
+    """torch's warnings while a layer is built and run, as located lint warnings (each once)
+    instead of lines pointing into torch's source."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for said in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+        if said.startswith(_SAID_BY_LINT):
+            continue
+        found = Diagnostic(
+            "warning",
+            f"torch warns about {layer.name}: {said}",
+            layer.loc,
+            "torch's own warning at the sample shape; the generated model gives it too",
+            TORCH_WARNING,
+        )
+        if found not in sink:  # a line under `repeat 3:` is traced three times
+            sink.append(found)
 
 
 class SizedDim(Protocol):

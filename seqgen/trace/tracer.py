@@ -26,7 +26,6 @@ from seqgen.ir import (
     TracedLayer,
     TracedMerge,
     TracedModel,
-    flat_layers,
 )
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
@@ -36,6 +35,7 @@ from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive
 from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
+from seqgen.trace.loops import trace_loop
 from seqgen.trace.merge_shapes import Merged, MergeMismatch, combine, concat_dim, meant_shape
 from seqgen.trace.scope import (
     MAX_SIZE,
@@ -83,15 +83,6 @@ class Tracer:
     def run(self) -> TracedModel:
         """Trace the model's stack (this is the model's scope)."""
         spec = self.scope.spec
-        loop = next((r for r in spec.layers if isinstance(r, RepeatSpec)), None)
-        named = next((layer for layer in flat_layers(spec.layers) if layer.key is not None), None)
-        if loop is not None and named is not None:
-            raise TraceError(
-                "layer names and `repeat` with a parameter count cannot be combined: "
-                "the loop's layers have no fixed place to name",
-                location=named.loc,
-                hint="drop name=..., or write a number of times (`repeat 3:`)",
-            )
         dims = self.input_dims()
         self.input_dim_names = {
             self.scope.names[s]
@@ -118,6 +109,7 @@ class Tracer:
                 self.scope.hints,
                 self.scope.names,
                 self.scope.printer,
+                [p.name for p in spec.params],
             )
         )
         self.scope.warnings.extend(unused_parameters(self.scope.spec))
@@ -192,49 +184,27 @@ class Tracer:
     def repeat(
         self, index: int, item: RepeatSpec, x: torch.Tensor, dims: list[DimInfo]
     ) -> NodeResult:
-        """`repeat depth:`: the block is traced once; it must give back the shape it gets."""
-        count = S.expr_of(self.scope.values.eval(item.count))
-        site = Site("repeat", item.loc.line)
-        runs = f"{site} runs at least once"
-        why, source = "a repeated block runs at least once", site.comment("count")
-        self.scope.conditions.append(Condition(sympy.Ge(count, 1), index, runs, why, source=source))
-        body = self.stack(item.layers, x, dims, index)
-        y, out_dims, steps = body.x, body.dims, body.steps
-        if [d.expr for d in out_dims] != [d.expr for d in dims]:
-            raise TraceError(
-                f"the block under `repeat {item.count.id}:` turns {shape_text(dims)} into "
-                f"{shape_text(out_dims)}; a loop needs the same shape in and out",
-                location=item.loc,
-                hint="write a number of times (`repeat 3:`) to unroll it, "
-                "or keep the sizes the same inside the block",
-            )
-        params = count * sum((st.params_expr for st in steps), sympy.Integer(0))
-        train = count * sum((st.trainable_expr for st in steps), sympy.Integer(0))
-        macs = count * sum((st.macs_expr for st in steps), sympy.Integer(0))
-        traced = TracedLayer(
-            index=index,
-            spec=LayerSpec("repeat", (item.count,), (), item.loc),
-            class_name="Sequential",
-            call_args=(),
-            call_kwargs=(),
-            out_shape=tuple(self.scope.dim(d) for d in dims),
-            params=self.scope.as_dim(params),
-            trainable_params=self.scope.as_dim(train),
-            macs=self.scope.as_dim(macs),
-            body=tuple(st.traced for st in steps),
-            repeat=item.count.id,
+        """`repeat depth:`: a loop (loops.py), its body traced in this scope."""
+        return trace_loop(
+            self.scope, index, item, x, dims, lambda n, x, d: self.stack(n, x, d, index)
         )
-        return NodeResult(y, dims, Step(traced, params, train, macs))
 
     def merge(
         self, index: int, merge: MergeSpec, x: torch.Tensor, dims: list[DimInfo]
     ) -> NodeResult:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
         outs: list[tuple[list[DimInfo], list[Step]]] = []
+        failed: TraceError | None = None
         for branch in merge.branches:
             self.scope.previous, self.scope.shared_input = None, True
-            out = self.stack(branch, x, dims, index)
+            try:
+                out = self.stack(branch, x, dims, index)
+            except TraceError as err:  # recorded; the other branches may have errors of their own
+                failed = failed or err
+                continue
             outs.append((out.dims, out.steps))
+        if failed is not None:
+            raise failed
         self.scope.previous, self.scope.shared_input = (
             None,
             False,

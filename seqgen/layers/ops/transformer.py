@@ -93,6 +93,19 @@ def transformer_encoder_layer_params(
     return as_count(total)
 
 
+def transformer_encoder_layer_macs(seq_len: Size, d_model: Size, dim_feedforward: Size) -> Count:
+    """nn.TransformerEncoderLayer's multiply-accumulates for one sample: the mult-adds of its
+    matmuls, as torch.utils.flop_counter counts them (flops / 2).
+
+    Per token: the in-projection 3 E^2 (q, k and v), the out-projection E^2, linear1 and linear2
+    E F each. Per pair of tokens: q k^T and the attention weights times v, E each (nhead heads of
+    E / nhead), so nhead drops out. L (4 E^2 + 2 E F) + 2 L^2 E in all; bias adds, LayerNorms,
+    softmax and the activation are no matmuls, and bias and norm_first change nothing.
+    """
+    n, e, f = as_expr(seq_len), as_expr(d_model), as_expr(dim_feedforward)
+    return as_count(n * (4 * e * e + 2 * e * f) + 2 * n * n * e)
+
+
 class TransformerEncoderLayer(Op):
     """nn.TransformerEncoderLayer on (N, L, E), d_model = E."""
 
@@ -127,9 +140,9 @@ class TransformerEncoderLayer(Op):
         n = transformer_encoder_layer_params(
             shape[2], dim_feedforward=v.get("dim_feedforward", 2048), bias=bias
         )
-        # torchinfo's leaves: linear1, linear2, norm1, norm2 (attention's out_proj never runs
-        # as a module)
-        macs = 2 * d * f + (f + 5 * d if bias else 2 * d)
+        # its matmuls, attention's included: torchinfo counts only the leaves' parameters once
+        # per sample (linear1, linear2, norm1, norm2: 2 E F + F + 5 E), about L times too few
+        macs = transformer_encoder_layer_macs(shape[1], shape[2], f)
         # the attention's weights sit in a module with a child (out_proj): not a leaf
         attention = 4 * d * d + (4 * d if bias else 0)
         return OpResult(out, n, macs, as_expr(shape[1]) * (f + 3 * d), attention)
