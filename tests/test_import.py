@@ -129,11 +129,11 @@ def test_resnet18_reads_like_a_person_wrote_it(tmp_path: Path) -> None:
         textwrap.dedent("""\
         block BasicBlock2:
             residual:
-                conv2d in_channels * 2 k=3 s=2 p=1 bias=False
-                batchnorm2d
+                conv2d in_channels * 2 k=3 s=2 p=1 bias=False name=conv1
+                batchnorm2d name=bn1
                 relu
-                conv2d in_channels * 2 k=3 p=1 bias=False
-                batchnorm2d
+                conv2d in_channels * 2 k=3 p=1 bias=False name=conv2
+                batchnorm2d name=bn2
             shortcut:
                 conv2d in_channels * 2 k=1 s=2 bias=False
                 batchnorm2d
@@ -143,7 +143,7 @@ def test_resnet18_reads_like_a_person_wrote_it(tmp_path: Path) -> None:
     )
     assert text.endswith(
         "repeat 2:\n    BasicBlock\nrepeat 3:\n    BasicBlock2\n    BasicBlock\n"
-        "adaptiveavgpool2d 1\nflatten\nlinear num_classes\n"
+        "adaptiveavgpool2d 1\nflatten\nlinear num_classes name=fc\n"
     )
     keys = json.loads(result.keys_text)
     assert keys["format"] == "seqgen-keys/1" and keys["model"] == "ResNet"
@@ -326,8 +326,8 @@ def test_functional_ops_become_layers(models: Path, tmp_path: Path) -> None:
     result = round_trip(f"{models}:Functional", (3, 8, 8), tmp_path, module.Functional())
     body = result.spec_text.split("input 3x8x8\n\n", 1)[1]
     assert body == (
-        "conv2d 8 k=3 p=1\nrelu\nmaxpool2d 2\nadaptiveavgpool2d 4\nsigmoid\nflatten\n"
-        "dropout 0.3\nlinear num_classes\n"
+        "conv2d 8 k=3 p=1 name=conv\nrelu\nmaxpool2d 2\nadaptiveavgpool2d 4\nsigmoid\nflatten\n"
+        "dropout 0.3\nlinear num_classes name=fc\n"
     )
 
 
@@ -336,8 +336,8 @@ def test_tensor_ops_become_seqgens_own_ops(models: Path, tmp_path: Path) -> None
     result = round_trip(f"{models}:Ops", (3, 8, 8), tmp_path, module.Ops())
     body = result.spec_text.split("input 3x8x8\n\n", 1)[1]
     assert body == (
-        "conv2d 8 k=3\npermute 0 2 3 1\ntranspose 1 2\nunsqueeze 1\nsqueeze 1\nmean (1, 2)\n"
-        "linear num_classes\n"
+        "conv2d 8 k=3 name=conv\npermute 0 2 3 1\ntranspose 1 2\nunsqueeze 1\nsqueeze 1\n"
+        "mean (1, 2)\nlinear num_classes name=fc\n"
     )
 
 
@@ -377,7 +377,7 @@ def test_what_training_mode_refuses_is_read_in_eval_mode(models: Path, tmp_path:
     result = round_trip(f"{models}:Aux", (3, 8, 8), tmp_path, module.Aux())
     assert "`the model` read with torch.fx in eval mode (in training mode: " in result.how
     assert "forward returns a tuple" in result.how
-    assert "residual:\n    conv2d 3 k=3 p=1\nadaptiveavgpool2d 1\n" in result.spec_text
+    assert "residual:\n    conv2d 3 k=3 p=1 name=conv\nadaptiveavgpool2d 1\n" in result.spec_text
 
 
 def test_a_forward_that_is_no_chain_and_no_fx_graph_is_refused(models: Path, tmp_path) -> None:

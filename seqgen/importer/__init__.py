@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from torch import nn
 
 from seqgen.errors import SeqgenError
-from seqgen.importer.blocks import Block, Sym, make_blocks
+from seqgen.importer.blocks import Block, Sym, make_blocks, name_layers
 from seqgen.importer.emit import Line, spec_text
 from seqgen.importer.graph import capture_stack
 from seqgen.importer.keys import check_outputs, key_mapping, keys_json, load_generated, remap
@@ -114,6 +114,7 @@ def capture(target: str, input_shape: tuple[int, ...], kwargs: dict[str, object]
     stack, captured = capture_stack(model, input_shape)
     class_name = _class_name(model, callable_name)
     blocks = make_blocks(stack, class_name)
+    stack = name_layers(stack, "")
     root = captured.calls.get("")
     stack, params = _num_classes(stack) if root is not None and root.out_rank == 2 else (stack, {})
     hooked = {q: how for q, how in captured.how.items() if how != "torch.fx"}

@@ -20,10 +20,24 @@ from torch import nn
 
 from seqgen.importer.nodes import Arg, Layer, Merge, Node, Stack, Use
 
-RESERVED = {"in_channels", "in_features", "x", "N", "H", "W", "D", "self", "torch", "nn", "math"}
+RESERVED = {
+    "name",
+    "in_channels",
+    "in_features",
+    "x",
+    "N",
+    "H",
+    "W",
+    "D",
+    "self",
+    "torch",
+    "nn",
+    "math",
+}
 RESERVED |= {"model", "batch", "pytest", "sys", "Path", "input_shape", "expected_shapes"}
 WORDS = {"residual", "shortcut", "concat", "add", "multiply", "branch", "repeat", "block", "model"}
 WIDTHS = {"out_channels", "out_features"}
+TAKEN_KEYS = set(dir(nn.Sequential())) | set(dir(nn.ModuleDict()))  # attributes, not keys
 DIMS = {"dim", "start_dim", "end_dim", "dim0", "dim1", "dims"}  # literals, never parameters
 # attribute names that say nothing about a width: a block's one width is then `out`
 GENERIC = re.compile(r"(conv|fc|linear|bn|norm|layer|block|proj|features|branch)?_?\d*")
@@ -261,6 +275,7 @@ def make_blocks(stack: Stack, model_name: str) -> list[Block]:
             name = _block_name(class_name, taken)
             taken.add(name)
             block = _parameterize(instances, name)
+            block = replace(block, body=name_layers(block.body, instances[0].origin))
             for u in instances:
                 u.block = name
             blocks.append(block)
@@ -269,3 +284,48 @@ def make_blocks(stack: Stack, model_name: str) -> list[Block]:
 
 def _deep(use: Use) -> bool:
     return any(not isinstance(n, Layer) for n in use.body)
+
+
+def _layers(stack: Stack) -> Iterator[Layer]:
+    """The layers written in this scope: through merges and inlined uses, not into blocks."""
+    for node in stack:
+        if isinstance(node, Layer):
+            yield node
+        elif isinstance(node, Merge):
+            for b in node.branches:
+                yield from _layers(b)
+        elif node.block is None:
+            yield from _layers(node.body)
+
+
+def name_layers(stack: Stack, base: str) -> Stack:
+    """Each layer with weights named after its attribute in the original module (`conv1`,
+    `bn1`, `fc`), where that is one identifier, unique in the scope and free as a key: the
+    generated state_dict keys then read like the original's. Indices (`features.0`) stay."""
+    candidates = Counter(_relative(layer.origin, base) for layer in _layers(stack) if layer.weights)
+    usable = {
+        c
+        for c, n in candidates.items()
+        if n == 1
+        and c.isidentifier()
+        and not c.startswith("_")
+        and c not in TAKEN_KEYS
+        and not keyword.iskeyword(c)
+    }
+
+    def walk(nodes: Stack) -> Stack:
+        out: list[Node] = []
+        for node in nodes:
+            if isinstance(node, Layer):
+                rel = _relative(node.origin, base)
+                out.append(replace(node, name=rel) if node.weights and rel in usable else node)
+            elif isinstance(node, Merge):
+                out.append(replace(node, branches=tuple(walk(b) for b in node.branches)))
+            elif node.block is None:
+                node.body = walk(node.body)
+                out.append(node)
+            else:
+                out.append(node)
+        return tuple(out)
+
+    return walk(stack)

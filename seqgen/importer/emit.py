@@ -33,7 +33,8 @@ def layer_text(layer: Layer) -> str:
     written = [a for a in layer.args if not a.is_default or isinstance(a.value, Sym)]
     positional = [value_text(a.value) for a in written if a.key is None]
     keywords = [f"{a.key}={value_text(a.value)}" for a in written if a.key is not None]
-    return " ".join([layer.word, *positional, *keywords])
+    named = [f"name={layer.name}"] if layer.name else []
+    return " ".join([layer.word, *positional, *keywords, *named])
 
 
 def use_text(name: str, params: tuple[Param, ...], values: tuple[object, ...]) -> str:

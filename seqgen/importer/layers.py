@@ -138,7 +138,8 @@ def layer_of(module: nn.Module, origin: str | None, where: str) -> Layer:
         optional = p.default is not inspect.Parameter.empty
         args.append(Arg(None, p.name, _normal(value), optional and _same(value, p.default)))
     _same_layer(module, kwargs, origin, where)
-    return Layer(cls.__name__.lower(), _keyed(args, params), origin, where)
+    word = cls.__name__.lower()
+    return Layer(word, _keyed(args, params), origin, where, bool(module.state_dict()))
 
 
 def _keyed(args: list[Arg], params: list[inspect.Parameter]) -> tuple[Arg, ...]:

@@ -33,6 +33,8 @@ class Layer:
     args: tuple[Arg, ...]
     origin: str | None  # the original module's qualified name; None for a functional call
     where: str  # `file:line` of the call in the original forward ("" when unknown)
+    weights: bool = False  # whether the module has parameters or buffers
+    name: str | None = None  # its `name=` in the spec: the attribute it was in the original
 
 
 @dataclass(frozen=True)
