@@ -216,6 +216,15 @@ class Aux(nn.Module):  # as torchvision's GoogLeNet: a tuple in training, the lo
         return out
 
 
+class Viewed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return self.conv(x).view(-1, 8 * 6 * 6)
+
+
 class Rolled(nn.Module):
     def __init__(self):
         super().__init__()
@@ -347,6 +356,13 @@ def test_an_op_without_a_spec_equivalent_is_refused_at_its_line(models: Path, tm
     line = _line_of(MODELS, "torch.roll(")
     assert f"{models}:{line}: in Rolled (`the model`): `roll` (call_function)" in e.value.render()
     assert "has no spec equivalent" in e.value.render()
+
+
+def test_a_view_with_written_sizes_is_refused_with_the_flatten_hint(models: Path, tmp_path) -> None:
+    with pytest.raises(ImportRefused) as e:
+        import_model(f"{models}:Viewed", "3x8x8", str(tmp_path / "v.seq"))
+    assert f"{models}:{_line_of(MODELS, '.view(-1, 8 * 6 * 6)')}: " in e.value.render()
+    assert "hint: write `x.flatten(1)`" in e.value.render()
 
 
 def test_a_value_used_by_two_branches_is_refused(models: Path, tmp_path: Path) -> None:

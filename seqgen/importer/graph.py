@@ -285,12 +285,14 @@ class _GraphReader:
             if layer is not None:
                 return [] if layer.word == "dropout" and _never_drops(node) else [layer]
         name = getattr(node.target, "__name__", str(node.target))
-        raise self.refuse(
-            node,
-            f"`{name}` ({node.op}) has no spec equivalent",
-            "use a torch.nn layer for it (seqgen writes each torch.nn class that maps one tensor "
-            "to one tensor), or leave it out of the model you import",
+        hint = (
+            "write `x.flatten(1)` (or `x.view(x.size(0), -1)`): a shape written out would fix "
+            "the batch or the sizes"
+            if name in ("view", "reshape")
+            else "use a torch.nn layer for it (seqgen writes each torch.nn class that maps one "
+            "tensor to one tensor), or leave it out of the model you import"
         )
+        raise self.refuse(node, f"`{name}` ({node.op}) has no spec equivalent", hint)
 
     def _is_batch_flatten(self, node: fx.Node) -> bool:
         """`x.view(x.size(0), -1)` / `x.reshape(x.shape[0], -1)`."""
