@@ -287,11 +287,15 @@ def test_values_that_fit_are_accepted(text: str) -> None:
     traced(text)
 
 
-def test_a_bool_parameter_cannot_decide_a_parameter_count() -> None:
-    # bias=wide would make every count in the generated code hold for wide=True only
-    with pytest.raises(TraceError, match="bias decides sizes or parameter counts") as info:
-        traced("model M(wide=True)\ninput 10\nlinear 4 bias=wide\n")
-    assert info.value.location.line == 3 and info.value.location.col == 15
+def test_a_float_parameter_cannot_decide_a_size() -> None:
+    # scale_factor=sf would make every size after it hold for sf=2.0 only
+    with pytest.raises(TraceError, match="scale_factor decides sizes or parameter counts") as info:
+        traced("model M(sf=2.0)\ninput 3x8x8\nupsample scale_factor=sf\n")
+    assert info.value.location.line == 3 and info.value.location.col == 23
+    # inside a block, a bool block parameter still may not decide a count (bias=use_bias is
+    # counted for both values at the top level only)
+    with pytest.raises(TraceError, match="bias decides sizes or parameter counts"):
+        traced("input 10\nblock B(wide: bool = True):\n    linear 4 bias=wide\nB\n")
 
 
 # ------------------------------------------------------------------ implausibly large layers

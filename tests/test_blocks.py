@@ -322,7 +322,16 @@ def test_free_input_dims_document_the_rule(tmp_path: Path) -> None:
         ("input 16\nblock B:\n    linear in_channels\nB\n", "not a size of this block's rank-2"),
         ("input 3x8x8\nblock B:\n    relu\nB\nflatten\nB\n", "traced for rank 4"),
         ("input 3x8x8\nblock B(c):\n    conv2d c k=9\nB 4\n", "first use (line 4"),
-        ("input 3x8x8\nblock B(p=0.1):\n    dropout p\nB 'x'\n", "parameter 'p' is float"),
+        (
+            "input 3x8x8\nblock B(p=0.1):\n    dropout p\nB 'x'\n",
+            "B's parameter p takes a float, got 'x', a str",
+        ),
+        ("input 3x8x8\nblock B(c=4):\n    conv2d c 1\nB 8.0\n", "got 8.0, a float; hint: write 8"),
+        (  # a rule broken at the defaults says which values, and no bare "with the defaults"
+            "model P(L=50)\ninput (L, 8)\npos_encoding max_len=10\n",
+            "the sequence length (50) must be at most max_len (10), at the defaults (L=50); "
+            "hint: None",
+        ),
         (
             "input 3x8x8\nconv2d 4 k=1\nadd:\n    branch:\n        dropout\n"
             "        relu inplace=True\n"
@@ -334,7 +343,7 @@ def test_free_input_dims_document_the_rule(tmp_path: Path) -> None:
 def test_trace_errors_name_the_merge_or_block(text: str, message: str) -> None:
     with pytest.raises(SeqgenError) as info:
         trace(parse(text))
-    assert message in str(info.value) + str(info.value.diagnostic.hint)
+    assert message in f"{info.value}; hint: {info.value.diagnostic.hint}"
 
 
 # ------------------------------------------------------------------------------ differential
@@ -436,3 +445,12 @@ def test_lints_inside_blocks_point_at_the_block_line() -> None:
     found = {(d.location.line, d.code) for d in lint(trace(parse(text)))}  # type: ignore[union-attr]
     assert (4, "W003 bias-before-batchnorm") in found
     assert (5, "W010 unused-block") in found
+
+
+def test_a_block_parameter_named_like_an_input_dim(tmp_path: Path) -> None:
+    """`input (16, d)` and `block FF(d)`: the block's own `d` is no input dim of the model (the
+    trace raised KeyError)."""
+    text = "model M(d=32)\ninput (16, d)\nblock FF(d):\n    residual:\n        linear d\nFF d\n"
+    result, module = _generate(tmp_path, text)
+    assert result.traced.dim_sizes == (("d", (1, 32, 64), 0),)
+    assert module.M(d=8)(torch.zeros(2, 16, 8)).shape == (2, 16, 8)

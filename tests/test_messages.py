@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from conftest import EXAMPLES
 
 from seqgen.api import generate, options_for
@@ -103,6 +104,33 @@ def test_a_refusal_says_the_rule_once_in_python_terms(
     assert _refusal(cls, **values) == message
     assert f"        # {comment}\n        if " in source
     assert "spec line" not in message
+
+
+DIVIDES = """\
+model M(r=4)
+input (16, 8)
+block B(r=4):
+    linear in_features // r
+    relu
+B r=r
+"""
+
+
+def test_a_division_by_a_parameter_is_checked_before_it_divides(tmp_path: Path) -> None:
+    """`in_features // r` at r=0: a ValueError naming r, not ZeroDivisionError, in the model and
+    in the block's class; other values build what torch builds."""
+    source, cls = _generate(tmp_path, DIVIDES)
+    assert _refusal(cls, r=0) == "r must not be 0 (8 // r divides by it), got r=0"
+    block = cls.__init__.__globals__["B"]  # the block's class, from the same module
+    assert _refusal(block, in_features=16, r=0) == (
+        "r must not be 0 (in_features // r divides by it), got r=0"
+    )
+    assert source.index("if r == 0:") < source.index("if in_features // r < 1:")
+    for r in (1, 2, 3, 8):
+        out = cls(r=r)(torch.zeros(2, 16, 8))
+        assert out.shape == torch.nn.Linear(8, 8 // r)(torch.zeros(2, 16, 8)).shape
+    for r in (9, -1, -8):  # an empty or negative output: refused as before
+        _refusal(cls, r=r)
 
 
 def test_checks_come_in_the_constructors_argument_order(tmp_path: Path) -> None:

@@ -169,3 +169,77 @@ def test_batchnorm_with_batch_statistics_is_tested_above_batch_one(tmp_path: Pat
     text = (tmp_path / "test_bn.py").read_text(encoding="utf-8")
     assert '@pytest.mark.parametrize("batch", [2, 3])' in text
     run_generated_tests(tmp_path / "test_bn.py")
+
+
+FLAGS = """\
+model Net(c=4, b: bool = True, a: bool = False)
+input (3, 9, 9)
+conv2d c k=3 bias=b
+batchnorm2d affine=a
+flatten
+linear 5 bias=b
+layernorm elementwise_affine=a
+"""
+
+
+def test_a_bool_parameter_that_decides_a_count_is_counted_both_ways(tmp_path: Path) -> None:
+    """`bias=b`, `affine=a`: the count is an expression of both flags (and of c), equal to
+    torch's count of the same layers at every combination."""
+    result, cls = _generate(tmp_path, FLAGS)
+    assert result.traced.total_params.code == "10 * a + 2 * a * c + 5 * b + b * c + 272 * c"
+    namespace: dict[str, object] = {}
+    test_source = (tmp_path / "test_net.py").read_text(encoding="utf-8")
+    assert "def expected_param_count(*, c: int = 4, b: bool = True, a: bool = False)" in (
+        test_source
+    )
+    for c in (1, 4, 7):
+        for b in (False, True):
+            for a in (False, True):
+                reference = torch.nn.Sequential(
+                    torch.nn.Conv2d(3, c, 3, bias=b),
+                    torch.nn.BatchNorm2d(c, affine=a),
+                    torch.nn.Flatten(),
+                    torch.nn.Linear(c * 49, 5, bias=b),
+                    torch.nn.LayerNorm(5, elementwise_affine=a),
+                )
+                want = sum(p.numel() for p in reference.parameters())
+                model = cls(c=c, b=b, a=a)
+                assert sum(p.numel() for p in model.parameters()) == want, (c, b, a)
+                namespace.update(a=a, b=b, c=c)
+                assert eval(result.traced.total_params.code, {}, namespace) == want
+                assert model(torch.zeros(2, 3, 9, 9)).shape == (2, 5)
+
+
+CEIL = """\
+model Net(k=2, cm: bool = False)
+input (3, 9, 11)
+conv2d 4 k=1
+maxpool2d k ceil_mode=cm
+maxpool2d 2 ceil_mode=cm
+flatten
+linear 5
+"""
+
+
+def test_a_bool_parameter_that_decides_sizes_writes_both(tmp_path: Path) -> None:
+    """`ceil_mode=cm`: each size is the floor one where cm is False and the ceil one where it is
+    True (`cm * (...) + ...`), equal to torch's at both values and other k; the generated
+    shape and count functions take cm."""
+    result, cls = _generate(tmp_path, CEIL)
+    sizes = [d.code for d in result.traced.layers[2].out_shape]
+    assert "cm" in sizes[2] and "cm" in sizes[3] and "(cm" not in sizes[3]  # not nested
+    test_source = (tmp_path / "test_net.py").read_text(encoding="utf-8")
+    assert "batch: int, *, k: int = 2, cm: bool = False" in test_source
+    for k in (1, 2, 3, 4):
+        for cm in (False, True):
+            reference = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 1),
+                torch.nn.MaxPool2d(k, ceil_mode=cm),
+                torch.nn.MaxPool2d(2, ceil_mode=cm),
+                torch.nn.Flatten(),
+            )
+            flat = reference(torch.zeros(2, 3, 9, 11)).shape[1]
+            model = cls(k=k, cm=cm)
+            assert model.model[:4](torch.zeros(2, 3, 9, 11)).shape[1] == flat, (k, cm)
+            assert model(torch.zeros(2, 3, 9, 11)).shape == (2, 5)
+            assert sum(p.numel() for p in model.parameters()) == 16 + flat * 5 + 5

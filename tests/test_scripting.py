@@ -26,6 +26,7 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
         (2, 4),
     ),
     "Add": (lambda h: h.Add(nn.Linear(4, 4), nn.Identity()), (2, 4)),
+    "Add broadcasting": (lambda h: h.Add(nn.Identity(), nn.Linear(4, 1), nn.Flatten(0)), (1, 4)),
     "Add by name": (lambda h: h.Add({"a": nn.Linear(4, 4), "b": nn.Identity()}), (2, 4)),
     "Multiply": (lambda h: h.Multiply(nn.Identity(), nn.Sigmoid()), (2, 4)),
     "Multiply by name": (
@@ -114,7 +115,7 @@ def test_helper_scripts_and_agrees(helpers: ModuleType, case: str) -> None:
         ),
         (
             lambda h: h.Add(nn.Linear(4, 3), nn.Identity()),
-            "Add: branch outputs (2, 3), (2, 4) for input (2, 4) differ",
+            "Add: branch outputs (2, 3), (2, 4) for input (2, 4) do not broadcast",
         ),
     ],
 )

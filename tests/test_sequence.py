@@ -379,6 +379,45 @@ def test_per_step_linear_in_a_sequence_model_is_not_linear_before_flatten() -> N
     assert lint(trace_spec(parse(text, "t.seq"))) == []
 
 
+FEED_FORWARD = """\
+model Tx(vocab=100, d=32)
+input (seq_len=16) dtype=long
+
+block FF(d):
+    residual:
+        layernorm
+        linear 4 * d
+        gelu
+        linear d
+
+embedding vocab d
+residual:
+    layernorm
+    linear 4 * d
+    gelu
+    linear d
+add:
+    branch:
+        linear d
+    branch:
+        relu
+        linear d
+FF d
+linear vocab
+"""
+
+
+def test_per_token_linear_inside_merges_and_blocks_is_not_linear_before_flatten() -> None:
+    """A transformer's feed-forward in a residual, a branch or a block lints as at the top;
+    the same stacks in an image model still get W002."""
+    from seqgen.report.lint import lint
+
+    assert lint(trace_spec(parse(FEED_FORWARD, "t.seq"))) == []
+    image = "input 3x8x8\nconv2d 4 3\nresidual:\n    linear 6\n    linear 6\n"
+    codes = [d.code.split()[0] for d in lint(trace_spec(parse(image, "t.seq")))]
+    assert codes == ["W002"]  # the first linear reads the conv's output, the second a linear
+
+
 def test_time_series_transformer_and_speech_models_count_like_torch() -> None:
     from seqgen.report.lint import lint
 

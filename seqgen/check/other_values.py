@@ -87,6 +87,7 @@ def _free_dims_near_minimum(
     scanned range is accepted."""
     defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
     point = {**point, **{name: defaults[name] for name in free}}
+    flags = {p.name: p.default for p in traced.spec.params if type(p.default) is bool}
     for name in free:
         low = max(
             [1]
@@ -95,20 +96,31 @@ def _free_dims_near_minimum(
         found = [
             v
             for v in range(low, low + FREE_DIM_SCAN)
-            if accepts(traced.constraints, {**point, name: v})
+            if accepts(traced.constraints, {**flags, **point, name: v})
         ]
         if found:
             point[name] = found[index % len(found)]
     return point
 
 
+def _with_flags(traced: TracedModel) -> Iterator[dict[str, int]]:
+    """The candidate points with the bool parameters at their defaults, then each bool flipped
+    at the int defaults (a `bias=b` count is written for both values)."""
+    flags = {p.name: p.default for p in traced.spec.params if type(p.default) is bool}
+    ints = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
+    for name, value in flags.items():
+        yield {**ints, **flags, name: not value}
+    for point in candidate_points(traced):
+        yield {**flags, **point}
+
+
 def verify_at_other_values(traced: TracedModel) -> None:
     """Build the layers concretely on `meta` at a few accepted non-default values; compare."""
-    if not any(type(p.default) is int for p in traced.spec.params):
+    if not any(type(p.default) in (int, bool) for p in traced.spec.params):
         return
     done = 0
     seen: set[tuple[tuple[str, int], ...]] = set()
-    for point in candidate_points(traced):
+    for point in _with_flags(traced):
         key = tuple(sorted(point.items()))
         if key in seen or not accepts(traced.constraints, point):
             continue

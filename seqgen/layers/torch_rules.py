@@ -255,6 +255,12 @@ SHAPE_ARGS = frozenset(
 )
 
 
+# Of those, the bools a bool model parameter may stand for: the counts they decide are written
+# for both of its values (`4 * bias` counts 4 or 0), and so are the sizes (`ceil_mode`).
+COUNT_FLAGS = frozenset({"bias", "affine", "elementwise_affine"})
+SIZE_FLAGS = frozenset({"ceil_mode"})
+
+
 def has_rule(cls: type[nn.Module]) -> bool:
     """True when seqgen computes this layer's output size itself."""
     return cls.__name__ in RULES

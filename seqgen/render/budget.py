@@ -25,7 +25,8 @@ def _numel(shape: Sequence[Dim], values: Mapping[str, int]) -> int:
 
 def generated_tests_bytes(traced: TracedModel) -> int:
     """The most bytes one generated test allocates: weights plus every activation, fp32."""
-    defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
+    # ints, and bools as 0 or 1 (a bool may decide a parameter count: `bias=b`)
+    defaults = {p.name: int(p.default) for p in traced.spec.params if isinstance(p.default, int)}
     points = [{**defaults, "N": SAMPLE_BATCH}] + [
         {**defaults, name: size, "N": DIM_BATCH}
         for name, sizes, _ in traced.dim_sizes

@@ -15,6 +15,7 @@ from typing import Any
 from seqgen.ir import (
     Constraint,
     Dim,
+    Param,
     TracedBlock,
     TracedLayer,
     TracedModel,
@@ -169,19 +170,30 @@ def _check(c: Constraint) -> dict[str, str]:
     }
 
 
+def _words(code: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z_]\w*", code))
+
+
+def _arg(p: Param) -> str:
+    """`c: int = 4`, `cm: bool = False`: a keyword argument of a generated test function."""
+    return f"{p.name}: {'bool' if type(p.default) is bool else 'int'} = {p.default!r}"
+
+
 def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
     spec = traced.spec
     int_params = [p for p in spec.params if type(p.default) is int]
-    shape_params = (
-        "".join([", *"] + [f", {p.name}: int = {p.default!r}" for p in int_params])
-        if int_params
-        else ""
-    )
-    count_params = (
-        ", ".join(["*"] + [f"{p.name}: int = {p.default!r}" for p in int_params])
-        if int_params
-        else ""
-    )
+    # a bool parameter that decides a size or a count (`ceil_mode=cm`, `bias=b`) is a name in
+    # the expressions, so the functions that compute them take it too
+    shaped = {w for n in walk_traced(traced.layers) for d in n.out_shape for w in _words(d.code)}
+    shape_args = int_params + [
+        p for p in spec.params if type(p.default) is bool and p.name in shaped
+    ]
+    shape_params = "".join([", *"] + [f", {_arg(p)}" for p in shape_args]) if shape_args else ""
+    counted = shaped | _words(traced.total_params.code)
+    count_args = int_params + [
+        p for p in spec.params if type(p.default) is bool and p.name in counted
+    ]
+    count_params = ", ".join(["*"] + [_arg(p) for p in count_args]) if count_args else ""
     rows = []
     keyed = named(traced.layers)  # a loop is then one entry, an nn.Sequential of its passes
     for layer in traced.layers:

@@ -102,7 +102,7 @@ def _export_minimum(
     refuses the range); None when there is none up to `high` (or SEARCH_LIMIT). Layer output
     sizes grow with the input size, so it searches by doubling, then bisects. Inner layers of
     block classes are not looked at, only a use's output."""
-    defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
+    defaults = {p.name: int(p.default) for p in traced.spec.params if isinstance(p.default, int)}
     codes = {
         d.code
         for node in walk_traced(traced.layers)

@@ -95,24 +95,31 @@ def _softmax_dim(rank: int) -> int:
     return 0 if rank in (0, 1, 3) else 1
 
 
-def _stacks(traced: TracedModel) -> Iterator[tuple[tuple[Dim, ...], tuple[TracedNode, ...], bool]]:
-    """Every stack of nodes with its input shape: the model's (last: True), each branch of each
-    merge, each block body, and the body of each `repeat depth:` loop."""
-    todo: list[tuple[tuple[Dim, ...], tuple[TracedNode, ...], bool]] = [
-        (traced.input_shape, traced.layers, True),
-        *((b.input_shape, b.layers, False) for b in traced.blocks),
+Stack = tuple[tuple[Dim, ...], tuple[TracedNode, ...], bool, TracedNode | None]
+
+
+def _stacks(traced: TracedModel) -> Iterator[Stack]:
+    """Every stack of nodes with its input shape: the model's (top: True), each branch of each
+    merge, each block body, and the body of each `repeat depth:` loop; with the node before the
+    stack where one is known (before a merge or a loop; None for the model and a block body)."""
+    todo: list[Stack] = [
+        (traced.input_shape, traced.layers, True, None),
+        *((b.input_shape, b.layers, False, None) for b in traced.blocks),
     ]
     while todo:
-        in_shape, nodes, top = todo.pop(0)
-        yield in_shape, nodes, top
+        in_shape, nodes, top, outer = todo.pop(0)
+        yield in_shape, nodes, top, outer
         for i, node in enumerate(nodes):
-            before = nodes[i - 1].out_shape if i else in_shape
+            before, prev = (nodes[i - 1].out_shape, nodes[i - 1]) if i else (in_shape, outer)
             if isinstance(node, TracedMerge):
-                todo.extend((before, branch, False) for branch in node.branches)
+                todo.extend((before, branch, False, prev) for branch in node.branches)
             elif isinstance(node, TracedLayer) and node.first:  # a later pass gets its output
-                todo += [(before, node.first, False), (node.out_shape, node.body, False)]
+                todo += [
+                    (before, node.first, False, prev),
+                    (node.out_shape, node.body, False, node.first[-1]),
+                ]
             elif isinstance(node, TracedLayer) and node.body:
-                todo.append((before, node.body, False))
+                todo.append((before, node.body, False, prev))
 
 
 def _checks(traced: TracedModel) -> list[Diagnostic]:
@@ -130,16 +137,23 @@ def _checks(traced: TracedModel) -> list[Diagnostic]:
                     UNUSED_BLOCK,
                 )
             )
-    for in_shape, nodes, top in _stacks(traced):
-        out += _stack_checks(in_shape, nodes, top)
+    stacks = list(_stacks(traced))
+    # a model with a sequence layer anywhere (an embedding, a transformer layer, ...) maps
+    # (N, L, E): a linear per token is meant, in a residual, a branch or a block as at the top
+    sequence = any(_sequence_model(nodes) for _, nodes, _, _ in stacks)
+    for in_shape, nodes, top, before in stacks:
+        out += _stack_checks(in_shape, nodes, top, sequence, before)
     return list(dict.fromkeys(out))  # a loop's two passes warn once
 
 
 def _stack_checks(
-    first_shape: tuple[Dim, ...], layers: tuple[TracedNode, ...], top: bool
+    first_shape: tuple[Dim, ...],
+    layers: tuple[TracedNode, ...],
+    top: bool,
+    sequence: bool,
+    before: TracedNode | None,
 ) -> list[Diagnostic]:
     out: list[Diagnostic] = []
-    sequence = _sequence_model(layers)  # (N, L, E): a linear per step is meant
     for i, layer in enumerate(layers):
         prev = layers[i - 1] if i else None
         in_shape = prev.out_shape if prev else first_shape
@@ -168,14 +182,15 @@ def _stack_checks(
                     RECURRENT_DROPOUT,
                 )
             )
+        feeds = prev if i else before  # what the linear reads: the merge's input for a branch
         if (
             name == "Linear"
             and rank_in > 2
             and not sequence
             and (
-                prev is None
-                or any(k in prev.class_name for k in _SPATIAL)
-                or prev.class_name in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU")
+                feeds is None
+                or any(k in feeds.class_name for k in _SPATIAL)
+                or feeds.class_name in ("ReLU", "GELU", "SiLU", "Tanh", "Sigmoid", "LeakyReLU")
             )
         ):
             out.append(

@@ -56,7 +56,8 @@ def shape_text(dims: tuple[Dim, ...], sizes: bool = False) -> str:
 def rows(traced: TracedModel) -> list[Row]:
     """Every node, depth first: the model's own at depth 0, nested ones deeper."""
     blocks = {b.class_name: b for b in traced.blocks}
-    defaults = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
+    # ints, and bools as 0 or 1 (a bool may decide a parameter count: `bias=b`)
+    defaults = {p.name: int(p.default) for p in traced.spec.params if isinstance(p.default, int)}
     return list(_walk(traced.layers, defaults, 0, blocks, nested=False))
 
 

@@ -83,8 +83,9 @@ class Concat(nn.Module):
 
 
 class Add(nn.Module):
-    """Runs every branch on the same input and adds the outputs (equal shapes); the
-    branches are modules, or one dict that keys them by name: `Add({"a": a, "b": b})`.
+    """Runs every branch on the same input and adds the outputs, broadcasting as torch does
+    (dims aligned from the right; in each, equal sizes or 1); the branches are modules, or
+    one dict that keys them by name: `Add({"a": a, "b": b})`.
     """
 
     def __init__(self, *branches: nn.Module | dict[str, nn.Module]) -> None:
@@ -99,13 +100,23 @@ class Add(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs: list[torch.Tensor] = [branch(x) for branch in self.branches.values()]
+        merged: list[int] = list(outs[0].shape)
         differ = False
-        for out in outs[1:]:  # a loop, not any(...): TorchScript compiles it
-            differ = differ or out.shape != outs[0].shape
+        for out in outs[1:]:  # loops, not any(...) or zip(): TorchScript compiles them
+            shape: list[int] = list(out.shape)
+            while len(merged) < len(shape):
+                merged.insert(0, 1)
+            for i in range(1, len(shape) + 1):
+                a, b = merged[len(merged) - i], shape[len(shape) - i]
+                if a == 1:
+                    merged[len(merged) - i] = b
+                elif b != 1 and b != a:
+                    differ = True
         if differ:
             shapes = ", ".join([self._shape(list(o.shape)) for o in outs])
             raise ValueError(
-                f"Add: branch outputs {shapes} for input {self._shape(list(x.shape))} differ"
+                f"Add: branch outputs {shapes} for input {self._shape(list(x.shape))} "
+                "do not broadcast"
             )
         total = outs[0]
         for out in outs[1:]:

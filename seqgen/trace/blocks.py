@@ -31,6 +31,7 @@ from seqgen.ir import (
     walk,
 )
 from seqgen.lang.names import ALL_INPUT_NAMES, input_names
+from seqgen.lang.values import expr_source
 from seqgen.layers.torch_nn import Values
 from seqgen.report.lint import UNUSED_PARAMETER
 from seqgen.trace import symbolic as S
@@ -69,16 +70,36 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
                 want != "bool" and isinstance(value, bool)
             )
         if not ok:
-            got = (
-                "an int expression"
-                if isinstance(value, torch.SymInt)
-                else f"{value!r} ({type(value).__name__})"
-            )
-            raise TraceError(
-                f"block {block.name!r}'s parameter {name!r} is {want}, got {got}", location=node.loc
-            )
+            raise _wrong_type(block, name, want, node, value)
         out[name] = value
     return BlockArgs(nodes, out)
+
+
+def _wrong_type(block: BlockDef, name: str, want: str, node: Expr, value: Any) -> TraceError:
+    """`block B's parameter c takes an int, but w is a float (8.0 by default)`: what was passed,
+    as written, and what it is."""
+    kind = "an int" if isinstance(value, torch.SymInt) else _a(type(value).__name__)
+    source = expr_source(node)
+    named = list(expr_names(node))
+    if not named:
+        got = f"got {source}, {kind}"
+    elif isinstance(value, torch.SymInt):
+        got = f"but {source} is {kind}"
+    else:
+        got = f"but {source} is {kind} ({value!r} by default)"
+    hint = None
+    if isinstance(value, float) and value.is_integer() and not named:
+        hint = f"write {int(value)}"
+    return TraceError(
+        f"block {block.name}'s parameter {name} takes {_a(want)}, {got}",
+        location=node.loc,
+        hint=hint,
+    )
+
+
+def _a(type_name: str) -> str:
+    """`an int`, `a float`."""
+    return f"an {type_name}" if type_name[0] in "aeiou" else f"a {type_name}"
 
 
 def _check_input_names(block: BlockDef, rank: int) -> None:
@@ -175,6 +196,8 @@ def trace_block(
             f"block {block.name!r} moves the batch dim: {shape_text(out_dims)}", location=block.loc
         )
     # each use checks what the second trace took for granted: its size equals the parameter
+    renamed: dict[sympy.Symbol, sympy.Expr] = dict(zip(first.inputs, inputs))
+    renamed.update({first.param_symbols[n]: s for n, s in body.param_symbols.items()})
     equal = [
         replace(
             c,
@@ -184,6 +207,7 @@ def trace_block(
                     first.param_symbols[name]: body.param_symbols[name],
                 }
             ),
+            merge=c.merge.at_use(renamed, "") if c.merge is not None else None,
         )
         for i, (name, c) in sorted(aliases.items())
     ]
@@ -312,6 +336,7 @@ def conditions_at_use(
             reason=in_block(use.name, c.reason),
             detail=in_block(use.name, c.detail),
             source=f"{site} ({c.source})" if c.source else site,
+            merge=c.merge.at_use(dict(mapping), f"{where}: ") if c.merge is not None else None,
         )
         for c in info.conditions
     ]

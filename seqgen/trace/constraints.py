@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import product
 
 import sympy
 
 from seqgen.ir import Constraint
 from seqgen.trace import symbolic as S
 from seqgen.trace.intervals import implied
+from seqgen.trace.merge_shapes import MergeFacts
+from seqgen.trace.residues import holds as holds  # re-exported: "a condition at values"
+from seqgen.trace.residues import periodic
 from seqgen.trace.wording import rule, with_reason
 
 LOWEST = -(2**40)  # where the search for a lower bound starts (sizes go up to 2**40)
@@ -50,6 +54,7 @@ class Condition:
     reason: str = ""
     detail: str = ""
     source: str = ""
+    merge: MergeFacts | None = None  # a merge's condition: its branches' shapes
 
     @property
     def why(self) -> str:
@@ -65,34 +70,34 @@ class Printer:
     negated: Callable[[sympy.Basic], str]
 
 
-def holds(cond: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> bool:
-    """`cond` at `values`; a division by zero on the way means it does not hold."""
-    try:
-        return bool(S.evaluate(cond, values))
-    except ZeroDivisionError:
-        return False
-
-
 def derive(
     conditions: Sequence[Condition],
     hints: Mapping[sympy.Symbol, int],
     names: Mapping[sympy.Symbol, str],
     printer: Printer,
     order: Sequence[str] = (),
+    flags: Collection[sympy.Symbol] = (),
 ) -> list[Constraint]:
     """Exact checks for the generated `__init__`, from the conditions the trace collected: the
     checks on one argument first, argument by argument in `order` (the constructor's), then
-    the conditions on several, in layer order."""
+    the conditions on several, in layer order. `flags` are bool parameters (0 or 1): a
+    condition on them alone that holds at both values is left out, and none becomes a bound
+    (`cm >= -3` would mean nothing to a bool)."""
     lower: dict[sympy.Symbol, tuple[int, Condition]] = {}
     upper: dict[sympy.Symbol, tuple[int, Condition]] = {}
     written: list[tuple[Condition, str, list[str]]] = []  # with its text and names
     seen: set[str] = set()
     periods: dict[sympy.Symbol, list[tuple[int, frozenset[int], Condition]]] = {}
-    for c in conditions:
+    for c in guard_divisions(conditions, printer):
         free = sorted(S.free_symbols(c.condition), key=lambda s: names[s])
         if not free:
             continue  # a literal: checked at the defaults already
-        if len(free) == 1:
+        if set(free) <= set(flags):
+            if all(
+                holds(c.condition, dict(zip(free, v))) for v in product((0, 1), repeat=len(free))
+            ):
+                continue
+        elif len(free) == 1:
             bound = _bound(c.condition, free[0], hints)
             if bound is not None:
                 kind, value = bound
@@ -170,6 +175,35 @@ def derive(
     ]
 
 
+def guard_divisions(conditions: Sequence[Condition], printer: Printer) -> list[Condition]:
+    """`conditions`, each preceded by `divisor != 0` for every division or modulo by a parameter
+    in it that no earlier condition guards: a check that divides by zero would raise
+    ZeroDivisionError instead of saying which argument is wrong."""
+    out: list[Condition] = []
+    guarded: set[sympy.Basic] = set()
+    for c in conditions:
+        for node in sympy.preorder_traversal(c.condition):
+            if not isinstance(node, (*S.FLOOR_DIVISIONS, *S.MODS)):
+                continue
+            divisor = node.args[1]
+            if not S.free_symbols(divisor) or divisor in guarded:
+                continue
+            guarded.add(divisor)
+            reason = f"{printer.code(node)} divides by it"
+            out.append(
+                Condition(
+                    sympy.Ne(divisor, 0),
+                    c.layer_index,
+                    f"{c.message}: it divides by zero",
+                    reason=reason,
+                    detail=reason,
+                    source=c.source,
+                )
+            )
+        out.append(c)
+    return out
+
+
 def _bound_message(c: Condition, sym: sympy.Symbol, name: str, side: str, value: int) -> str:
     """`k must be at least 3`, with the condition's reason when the bound is that condition
     itself (`k >= 3`), else with the rule it comes from."""
@@ -191,44 +225,6 @@ def _as_written(c: Condition, printer: Printer, text: str, names: Sequence[str])
         names=tuple(sorted(names, key=lambda n: words.index(n) if n in words else len(words))),
         comment=c.source,
     )
-
-
-MAX_PERIOD = 1 << 12
-
-
-def periodic(cond: sympy.Basic, sym: sympy.Symbol) -> tuple[int, frozenset[int]] | None:
-    """(P, residues) when `cond` holds exactly for the values of `sym` whose remainder mod P is
-    in residues; None when that cannot be shown.
-
-    For floor-linear sizes (`2 * (h // 2) == h`): with P a multiple of every divisor, each side
-    grows by a fixed amount when sym grows by P. When both sides grow by the same amount, the
-    condition repeats with period P, so checking one period decides it for all integers.
-    """
-    if not isinstance(cond, (sympy.Eq, sympy.Ne, sympy.Ge, sympy.Gt, sympy.Le, sympy.Lt)):
-        return None
-    period = 1
-    for node in sympy.preorder_traversal(cond):
-        if isinstance(node, (*S.FLOOR_DIVISIONS, *S.MODS)):
-            divisor = node.args[1]
-            if not (divisor.is_Integer and int(divisor) > 0):
-                return None
-            period *= int(divisor)
-            if period > MAX_PERIOD:
-                return None
-    if period == 1:
-        return None
-    diff = cond.lhs - cond.rhs
-    try:
-        steps = {
-            S.evaluate(diff, {sym: v + period}) - S.evaluate(diff, {sym: v})
-            for v in (-3 * period, -1, 0, 1, 7, period + 3, 5 * period)
-        }
-    except (ZeroDivisionError, S.Unprintable):
-        return None
-    if steps != {0}:
-        return None
-    ok = frozenset(r for r in range(period) if holds(cond, {sym: r + period}))
-    return period, ok
 
 
 def _residue_constraints(

@@ -24,7 +24,7 @@ def test_sizes(
     }
     out = []
     for sym, name in sorted(scope.names.items(), key=lambda kv: kv[1]):
-        if name not in input_dim_names:
+        if name not in input_dim_names or sym not in scope.hints:  # a block's own symbol
             continue
         hint = scope.hints[sym]
         minimum = minima.get(name, 1)

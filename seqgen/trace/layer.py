@@ -17,7 +17,7 @@ from torch import nn
 
 from seqgen.check.realize import confirm_on_cpu
 from seqgen.errors import InternalError, TraceError
-from seqgen.ir import LayerSpec, TracedLayer, expr_names
+from seqgen.ir import LayerSpec, Name, TracedLayer, expr_names
 from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
 from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
@@ -26,6 +26,7 @@ from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
+from seqgen.trace.counts import apply_flagged, counts, counts_for_flags
 from seqgen.trace.op import trace_op
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
 from seqgen.trace.torch_errors import (
@@ -138,9 +139,9 @@ def _trace_torch_layer(
     before = scope.session.specialized()
     args = arguments(scope, cls, layer, x, dims)
     _refuse_inplace_after_output_saver(scope, cls, layer, args)
-    _refuse_non_int_shape_args(scope, cls, layer, args.bound)
+    flags = _refuse_non_int_shape_args(scope, cls, layer, args.bound)
     if rules.has_rule(cls):
-        module, y = _apply_rule(scope, index, cls, layer, args, dims)
+        module, y = _apply_rule(scope, index, cls, layer, args, dims, flags)
     else:
         module = construct(scope, cls, layer, args)
         try:
@@ -161,14 +162,9 @@ def _trace_torch_layer(
             tuple(scope.value(d.expr) for d in out_dims),
             layer,
         )
-    n_params = sympy.Integer(0)
-    n_train = sympy.Integer(0)
-    for p in module.parameters():
-        n = S.expr_of(p.numel())
-        n_params += n
-        if p.requires_grad:
-            n_train += n
-    macs = _macs(module, y)
+    n_params, n_train, macs = counts(module, y)
+    if flags:
+        n_params, n_train, macs = counts_for_flags(scope, cls, layer, args, y, flags)
     traced = TracedLayer(
         index=index,
         spec=layer,
@@ -190,11 +186,12 @@ def _apply_rule(
     layer: LayerSpec,
     args: Arguments,
     dims: Sequence[DimInfo],
+    flags: dict[str, sympy.Symbol],
 ) -> tuple[nn.Module, torch.Tensor]:
     """Output size from seqgen's own formula; torch checks the layer at the defaults."""
     shape = scope.symbolic_sizes(dims)
     try:
-        outcome = rules.apply(cls, args.values, shape)
+        outcome = apply_flagged(scope, cls, args, shape, flags)
     except RankError as e:
         raise rank_error(layer, cls, dims, e.rank) from e
     except RuleError as e:
@@ -267,11 +264,19 @@ def _refuse_inplace_after_output_saver(
 
 def _refuse_non_int_shape_args(
     scope: Scope, cls: type[nn.Module], layer: LayerSpec, bound: Bound
-) -> None:
+) -> dict[str, sympy.Symbol]:
     """A float, bool or str parameter cannot stand for an argument that decides sizes or
-    parameter counts (`bias=use_bias`): seqgen's expressions would hold at its default only."""
+    parameter counts: seqgen's expressions would hold at its default only. The exception, by
+    argument name: a bool model parameter as an argument that decides counts only
+    (`bias=use_bias`), whose count is written for both values."""
+    flags: dict[str, sympy.Symbol] = {}
     for pname, node in bound.args.items():
         if pname not in rules.SHAPE_ARGS:
+            continue
+        flag = scope.shared.flags.get(node.id) if isinstance(node, Name) else None
+        flags_ok = rules.COUNT_FLAGS | rules.SIZE_FLAGS
+        if pname in flags_ok and scope.block is None and flag is not None:
+            flags[pname] = flag
             continue
         for ref in expr_names(node):
             param = scope.params.get(ref.id)
@@ -285,6 +290,7 @@ def _refuse_non_int_shape_args(
                     location=ref.loc,
                     hint=f"write the value itself ({pname}={shown!r})",
                 )
+    return flags
 
 
 def _out_dims(
@@ -322,22 +328,3 @@ def _factor(code: str) -> str:
     while (outer := re.sub(r"\([^()]*\)", "", top_level)) != top_level:
         top_level = outer  # drop the innermost parentheses until none are left
     return f"({code})" if re.search(r" (\+|-|//|%) ", top_level) else code
-
-
-def _macs(module: nn.Module, y: torch.Tensor) -> sympy.Expr:
-    """Multiply-accumulates for one sample, counted as torchinfo counts them."""
-    total = sympy.Integer(0)
-    conv = "Conv" in type(module).__name__
-    out = [S.expr_of(s) for s in y.shape]
-    for name, p in module.named_parameters(recurse=False):
-        if name not in ("weight", "bias"):
-            continue
-        n = S.expr_of(p.numel())
-        if conv:
-            spatial = sympy.Integer(1)
-            for s in out[2:]:
-                spatial *= s
-            total += n * spatial
-        else:
-            total += n
-    return total

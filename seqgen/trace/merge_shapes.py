@@ -1,31 +1,96 @@
 """How a merge combines its branches' shapes (trace stage; sympy only, no tensors).
 
-Each branch reads the merge's input. A residual and `add:` need equal shapes, `concat` equal
-shapes except along its dim (whose size is the sum), `multiply:` shapes that broadcast. A size
-that is equal only for some parameter values becomes a condition, checked in `__init__` like any
-other; a size that differs at the defaults is an error that names every branch's shape.
+Each branch reads the merge's input. A residual needs equal shapes (torch would broadcast
+`body(x) + x`, but a residual that changes its input's shape is a bug), `concat` equal shapes
+except along its dim (whose size is the sum), `add:` and `multiply:` shapes that broadcast as
+torch broadcasts them. A size that agrees only for some parameter values becomes a condition,
+checked in `__init__` like any other; a size that disagrees at the defaults is an error that
+names every branch's shape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import sympy
 
 from seqgen.errors import TraceError
 from seqgen.ir import MergeSpec, Name
 from seqgen.layers.torch_nn import Values
+from seqgen.trace import symbolic as S
+from seqgen.trace.residues import multiple_rule
 
 Shape = Sequence[sympy.Expr]  # batch first
 
 
 class MergeMismatch(Exception):
-    """The branches cannot be merged at the defaults; `hint` suggests a fix when one is known."""
+    """The branches cannot be merged at the defaults; `hint` suggests a fix when one is known,
+    `sizes` are the first two sizes that disagree (a rule on them may say it better)."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        sizes: tuple[sympy.Expr, sympy.Expr] | None = None,
+    ) -> None:
         super().__init__(message)
         self.hint = hint
+        self.sizes = sizes
+
+
+@dataclass(frozen=True)
+class MergeFacts:
+    """A merge's branch shapes, kept with its conditions: at a block's use whose values break
+    one, the error names every branch's shape there (and a shortcut), as at the top level."""
+
+    kind: str
+    site: str  # `residual (spec line 4)`
+    labels: tuple[str, ...]
+    shapes: tuple[tuple[sympy.Expr, ...], ...]
+    dim: int | None
+    where: str = ""  # `block B (used on line 8): `, one per use it is seen through
+
+    def at_use(self, mapping: dict[sympy.Symbol, sympy.Expr], where: str) -> MergeFacts:
+        """The same facts in the caller's names, seen from a use of the block."""
+        shapes = tuple(tuple(e.xreplace(mapping) for e in s) for s in self.shapes)
+        return replace(self, shapes=shapes, where=where + self.where)
+
+    def mismatch(
+        self,
+        value: Callable[[sympy.Expr], int],
+        show_size: Callable[[sympy.Expr], str],
+        hints: Mapping[sympy.Symbol, int],
+    ) -> MergeMismatch | None:
+        """What is wrong at the values `value` gives, in the words of a top-level merge; None
+        when a size has a name that `hints` lacks (not expected)."""
+        if not {s for shape in self.shapes for e in shape for s in S.free_symbols(e)} <= set(hints):
+            return None
+
+        def show(shape: Sequence[sympy.Expr]) -> str:
+            return "(" + ", ".join(show_size(e) for e in shape) + ")"
+
+        try:
+            combine(self.kind, self.shapes, self.dim, value, show, self.labels)
+        except MergeMismatch as e:
+            text = str(e).removeprefix(f"{self.kind}: ")
+            return MergeMismatch(f"{self.where}{self.site}: {text}", e.hint, e.sizes)
+        return None
+
+
+def merge_hint(
+    mismatch: MergeMismatch,
+    known: Sequence[sympy.Basic],
+    hints: Mapping[sympy.Symbol, int],
+    names: Mapping[sympy.Symbol, str],
+) -> str | None:
+    """A mismatch's hint; the divisibility rule instead when that is what makes its sizes
+    agree (`make h a multiple of 8`, not "padding"), given the conditions `known` so far."""
+    if mismatch.sizes is not None:
+        found = multiple_rule(*mismatch.sizes, known, hints, names)
+        if found is not None:
+            return found
+    return mismatch.hint
 
 
 @dataclass(frozen=True)
@@ -51,12 +116,12 @@ def combine(
 ) -> Merged:
     """The shape a merge of `kind` gives for branch outputs `shapes` (labelled for messages)."""
     ranks = {len(s) for s in shapes}
-    if kind != "multiply" and len(ranks) > 1:
+    if kind != "multiply" and len(ranks) > 1:  # add: the batch would meet another dim
         raise MergeMismatch(f"{kind}: {_listing(shapes, show, labels)}: the ranks differ")
     if kind == "concat":
         return _concat(shapes, dim or 1, value, show, labels)
-    if kind == "multiply":
-        return _broadcast(shapes, value, show, labels)
+    if kind in ("add", "multiply"):
+        return _broadcast(kind, shapes, value, show, labels)
     return _equal(kind, shapes, value, show, labels)
 
 
@@ -112,9 +177,9 @@ def _equal(
                 if kind == "residual":
                     hint = _shortcut_hint(shapes, value)
                 raise MergeMismatch(
-                    f"{kind}: {_listing(shapes, show, labels)}; "
-                    f"{'adding' if kind != 'multiply' else 'multiplying'} needs equal shapes",
+                    f"{kind}: {_listing(shapes, show, labels)}; adding needs equal shapes",
                     hint,
+                    (a, b),
                 )
     return Merged(tuple(first), tuple(conditions))
 
@@ -164,38 +229,56 @@ def _concat(
                     f"but dim {dim}",
                     "change the branches so their sizes agree outside the concat dim (padding, "
                     "or the same strides)",
+                    (a, b),
                 )
     out[dim] = sympy.Add(*(s[dim] for s in shapes))
     return Merged(tuple(out), tuple(conditions))
 
 
 def _broadcast(
+    kind: str,
     shapes: Sequence[Shape],
     value: Callable[[sympy.Expr], int],
     show: Callable[[Sequence[sympy.Expr]], str],
     labels: Sequence[str],
 ) -> Merged:
-    """numpy broadcasting, dims aligned from the right; a size broadcasts only when it is 1."""
+    """torch's broadcasting, dims aligned from the right: in each dim the sizes are equal or 1,
+    and the merged size is the larger one. Sizes that broadcast only for some parameter values
+    (`hid - 1` against 3: hid is 2 or 4) become a condition, and the merged size is what every
+    accepted value gives (3 there; `max(a, b)` when both are parameters)."""
     conditions: list[tuple[sympy.Basic, str]] = []
     rank = max(len(s) for s in shapes)
     out: list[sympy.Expr] = []
     for i in range(rank):
-        sizes = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
-        big = [d for d in sizes if not (d.is_number and int(d) == 1)]
-        if not big:
-            out.append(sympy.Integer(1))
-            continue
-        ref = big[0]
-        for d in big[1:]:
-            if not _agree(ref, d, value, f"its branches must agree in dim {i}", conditions):
+        sized = [(j, s[len(s) - rank + i]) for j, s in enumerate(shapes) if len(s) - rank + i >= 0]
+        j0, merged = sized[0]
+        for j, d in sized[1:]:
+            if same(merged, d) or _is_one(d):
+                continue
+            if _is_one(merged):
+                j0, merged = j, d
+                continue
+            a, b = value(merged), value(d)
+            if a != b and 1 not in (a, b):
                 raise MergeMismatch(
-                    f"multiply: {_listing(shapes, show, labels)}; sizes {value(ref)} and "
-                    f"{value(d)} in dim {i} do not broadcast",
+                    f"{kind}: {_listing(shapes, show, labels)}; sizes {a} and {b} in dim {i} "
+                    "do not broadcast",
                     "broadcasting needs equal sizes or 1 in each dim (e.g. "
                     "`adaptiveavgpool2d 1` for a per-channel gate)",
                 )
-        out.append(ref)
+            options = [sympy.Eq(merged, d), sympy.Eq(merged, 1), sympy.Eq(d, 1)]
+            live = [o for o in options if o is not sympy.false]
+            what = f"{labels[j0]} and {labels[j]} must broadcast in dim {i} (equal, or one is 1)"
+            conditions.append((sympy.Or(*live), what))
+            if merged.is_number:
+                continue  # a literal size other than 1: the other is equal or 1
+            merged = d if d.is_number else sympy.Max(merged, d)
+        out.append(merged)
     return Merged(tuple(out), tuple(conditions))
+
+
+def _is_one(size: sympy.Expr) -> bool:
+    return bool(size.is_number and int(size) == 1)
 
 
 def concat_dim(merge: MergeSpec, rank: int, concrete: Values) -> int:

@@ -30,6 +30,7 @@ def model_scope(spec: ModelSpec) -> Tracer:
     session = S.Session()
     env: dict[str, Any] = {}
     hints: dict[sympy.Symbol, int] = {}
+    flags: dict[str, sympy.Symbol] = {}
     for p in spec.params:
         if type(p.default) is int and abs(p.default) > MAX_SIZE:
             raise TraceError(
@@ -44,8 +45,11 @@ def model_scope(spec: ModelSpec) -> Tracer:
             hints[S.expr_of(sym)] = p.default
         else:
             env[p.name] = p.default
+        if type(p.default) is bool:  # 0 or 1 in the counts and sizes it decides (`bias=b`)
+            flags[p.name] = S.expr_of(session.symbol(p.name, int(p.default), size=False))
+            hints[flags[p.name]] = int(p.default)
     batch = session.symbol(BATCH, SAMPLE_BATCH)
-    shared = Shared(session, spec, batch, S.expr_of(batch))
+    shared = Shared(session, spec, batch, S.expr_of(batch), flags=flags)
     return Tracer(
         Scope(shared, env, hints, concrete_values(spec), {p.name: p for p in spec.params})
     )

@@ -37,8 +37,9 @@ from seqgen.layers.torch_nn import Values
 from seqgen.safe_eval import evaluate_source
 from seqgen.trace import symbolic as S
 from seqgen.trace.constraints import Condition, Printer, holds
+from seqgen.trace.merge_shapes import merge_hint
 from seqgen.trace.torch_errors import shape_text
-from seqgen.trace.wording import Site, argument_reason, empty_output
+from seqgen.trace.wording import Site, argument_reason, at_defaults, empty_output
 
 MAX_SIZE = 2**40  # larger sizes overflow torch's int64 element counts
 
@@ -99,6 +100,7 @@ class Shared:
     blocks: dict[str, BlockInfo] = field(default_factory=dict)  # by name, in first-use order
     warnings: list[Diagnostic] = field(default_factory=list)
     errors: list[SeqgenError] = field(default_factory=list)  # each once, found so far
+    flags: dict[str, sympy.Symbol] = field(default_factory=dict)  # bool parameters, as 0/1
 
 
 @dataclass(frozen=True)
@@ -272,9 +274,9 @@ class Scope:
                 if before_failing is not None:
                     before_failing()
                 raise TraceError(
-                    f"{name}: {check.message(lambda e: str(self.value(e)))}",
+                    f"{name}: {check.message(lambda e: str(self.value(e)))}"
+                    f"{at_defaults(check.condition, self.names, self.hints)}",
                     location=loc,
-                    hint="with the defaults" if free else None,
                 )
             if self.implied_by_sizes(check.condition):
                 continue
@@ -293,16 +295,21 @@ class Scope:
 
     def need(self, c: Condition, loc: Location) -> None:
         """A condition on the parameters: it must hold at the defaults, and becomes a check."""
-        cond, message = c.condition, c.message
-        if not S.free_symbols(cond):
-            if not holds(cond, {}):
-                raise TraceError(message, location=loc)
-            return
-        if S.free_symbols(cond) & {self.batch_sym}:
+        cond, message, free = c.condition, c.message, S.free_symbols(c.condition)
+        if self.batch_sym in free:
             raise TraceError(f"{message} depends on the batch size", location=loc)
         if not holds(cond, self.hints):
-            raise TraceError(message, location=loc, hint="with the defaults")
-        self.conditions.append(c)
+            self.merge_failure(c, loc)
+            raise TraceError(f"{message}{at_defaults(cond, self.names, self.hints)}", location=loc)
+        if free:
+            self.conditions.append(c)
+
+    def merge_failure(self, c: Condition, loc: Location) -> None:
+        """A merge's condition broken at a block's use: every branch's shape there, and the
+        hint of a top-level merge (a shortcut, the divisibility rule)."""
+        if c.merge is not None and (found := c.merge.mismatch(self.value, self.show, self.hints)):
+            hint = merge_hint(found, [c.condition for c in self.conditions], self.hints, self.names)
+            raise TraceError(str(found), location=loc, hint=hint)
 
     def check_sizes(
         self,

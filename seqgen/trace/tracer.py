@@ -36,7 +36,15 @@ from seqgen.trace.constraints import Condition, derive
 from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
 from seqgen.trace.loops import trace_loop
-from seqgen.trace.merge_shapes import Merged, MergeMismatch, combine, concat_dim, meant_shape
+from seqgen.trace.merge_shapes import (
+    Merged,
+    MergeFacts,
+    MergeMismatch,
+    combine,
+    concat_dim,
+    meant_shape,
+    merge_hint,
+)
 from seqgen.trace.scope import (
     MAX_SIZE,
     DimInfo,
@@ -110,6 +118,7 @@ class Tracer:
                 self.scope.names,
                 self.scope.printer,
                 [p.name for p in spec.params],
+                self.scope.shared.flags.values(),
             )
         )
         self.scope.warnings.extend(unused_parameters(self.scope.spec))
@@ -228,11 +237,14 @@ class Tracer:
             )
         except MergeMismatch as mismatch:
             # reported, and the trace goes on with the shape the merge most likely meant
-            error = TraceError(str(mismatch), location=merge.loc, hint=mismatch.hint)
+            known = [c.condition for c in self.scope.conditions]
+            hint = merge_hint(mismatch, known, self.scope.hints, self.scope.names)
+            error = TraceError(str(mismatch), location=merge.loc, hint=hint)
             self.scope.shared.errors.append(error)
             merged = Merged(meant_shape(merge.kind, shapes, dim), ())
         site = Site(merge.kind, merge.loc.line)
         reason = merge_reason(merge.kind, len(outs))
+        facts = MergeFacts(merge.kind, str(site), tuple(labels), tuple(map(tuple, shapes)), dim)
         for cond, what in merged.conditions:
             self.scope.need(
                 Condition(
@@ -242,6 +254,7 @@ class Tracer:
                     reason=reason,
                     detail=f"{merge.kind}: {what}",
                     source=site.comment(),
+                    merge=facts,
                 ),
                 merge.loc,
             )

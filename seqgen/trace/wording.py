@@ -10,7 +10,7 @@ beside the check, for whoever edits the spec.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import sympy
@@ -30,7 +30,7 @@ _RULES = {
 _MERGES = {
     "residual": "a residual adds its input",
     "shortcut": "a residual adds its shortcut's output",
-    "add": "add sums its branches",
+    "add": "add's branches must broadcast",
     "multiply": "multiply's branches must broadcast",
     "concat": "concat's branches must agree outside its dim",
 }
@@ -57,14 +57,40 @@ def rule(cond: sympy.Basic, code: Callable[[sympy.Basic], str]) -> str:
     if isinstance(cond, sympy.Eq) and cond.rhs == 0 and isinstance(cond.lhs, S.MODS):
         a, b = cond.lhs.args
         return f"{code(a)} must be divisible by {code(b)}"
+    if isinstance(cond, sympy.Ne) and cond.rhs == 0:
+        return f"{code(cond.lhs)} must not be 0"
     if type(cond) in _RULES:
         return f"{code(cond.lhs)} {_RULES[type(cond)]} {code(cond.rhs)}"
+    if isinstance(cond, sympy.Or) and all(isinstance(p, sympy.Eq) for p in cond.args):
+        return _choices(cond.args, code)
     if isinstance(cond, (sympy.And, sympy.Or)):
         parts = sorted(cond.args, key=code)  # in the order the printed condition has them
         return (" and " if isinstance(cond, sympy.And) else " or ").join(
             rule(p, code) for p in parts
         )
     return f"{code(cond)} must hold"
+
+
+def _choices(parts: tuple[sympy.Basic, ...], code: Callable[[sympy.Basic], str]) -> str:
+    """Equalities joined by `or`: `hid - 1 must equal 1 or 3`; a broadcast of two parameters
+    (`a == b or a == 1 or b == 1`): `a and b must be equal or one of them 1`."""
+    sides = sorted((code(p.lhs), code(p.rhs)) for p in parts)
+    lhs = {a for a, _ in sides}
+    if len(lhs) == 1:
+        return f"{sides[0][0]} must equal " + " or ".join(b for _, b in sides)
+    ones = sorted(a for a, b in sides if b == "1")
+    pair = [(a, b) for a, b in sides if b != "1"]
+    if len(ones) == 2 and len(pair) == 1 and sorted(pair[0]) == ones:
+        return f"{ones[0]} and {ones[1]} must be equal or one of them 1"
+    return " or ".join(f"{a} must equal {b}" for a, b in sides)
+
+
+def at_defaults(
+    cond: sympy.Basic, names: Mapping[sympy.Symbol, str], hints: Mapping[sympy.Symbol, int]
+) -> str:
+    """`, at the defaults (L=50)`: the values at which a condition fails, for its error."""
+    free = sorted(f"{names[s]}={hints[s]}" for s in S.free_symbols(cond))
+    return f", at the defaults ({', '.join(free)})" if free else ""
 
 
 def with_reason(rule_text: str, reason: str) -> str:
