@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from seqgen import diagram as diagrams
-from seqgen.errors import InternalError, SpecReadError, raise_all
+from seqgen.errors import InternalError, SeqgenError, SpecReadError, WriteError, raise_all
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
+from seqgen.ir.spec import Num
 from seqgen.lang.parser import parse_partial, read_spec
 from seqgen.project import cache
 from seqgen.project.header import is_current, spec_key, templates_fingerprint
@@ -22,9 +23,12 @@ from seqgen.render.environment import templates_root
 
 __all__ = [
     "Generated",
+    "Imported",
     "Options",
     "diagram",
     "generate",
+    "import_model",
+    "import_to_files",
     "is_up_to_date",
     "load",
     "options_for",
@@ -141,3 +145,99 @@ def is_up_to_date(spec_path: str, options: Options) -> bool:
         if not is_current(current, want_spec, want_templates):
             return False
     return True
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A model brought in by `seqgen import`: its spec, and how its weights map."""
+
+    spec_text: str
+    keys_text: str  # the `<stem>.keys.json` mapping, {original key: generated key}
+    class_name: str
+    how: str  # "torch.fx", or the modules read from forward hooks and why
+    blocks: int
+    total_params: int
+
+
+def keys_path(spec_path: str) -> str:
+    """Where `seqgen import` writes the weights mapping: beside the spec, `<stem>.keys.json`."""
+    return str(Path(spec_path).with_suffix(".keys.json"))
+
+
+def import_model(
+    target: str, input_shape: str, spec_path: str, arg_pairs: tuple[str, ...] = ()
+) -> Imported:
+    """Capture MODULE:CALLABLE as a spec, check that seqgen traces and generates it, map the
+    original's state_dict keys to the generated model's, and check that the generated model
+    with the original's weights computes the same outputs (writes nothing)."""
+    import tempfile
+
+    from seqgen.torch_version import check_torch
+
+    check_torch()
+    from seqgen.importer import (
+        capture,
+        check_outputs,
+        key_mapping,
+        keys_json,
+        load_generated,
+        parse_args,
+    )
+    from seqgen.lang.parser import parse, parse_shape
+
+    sizes, _ = parse_shape(input_shape)
+    shape = tuple(d.value for d in sizes if isinstance(d, Num) and isinstance(d.value, int))
+    if len(shape) != len(sizes):
+        raise SpecReadError(f"--input {input_shape}: give plain sizes, e.g. 3x224x224")
+    draft = capture(target, shape, parse_args(arg_pairs))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / Path(spec_path).name)
+        options = options_for(path, tmp, project_root=Path(tmp))
+        try:
+            traced = trace_spec(parse(draft.text, path))
+            files = render(traced, options, spec_key(draft.text, options))
+        except InternalError:
+            raise  # a bug in seqgen, not in the model: reported as one
+        except SeqgenError as e:
+            raise draft.relocate(e) from e
+        for f in files:
+            Path(f.path).write_text(f.text, encoding="utf-8")
+        generated = load_generated(output_paths(options)[0], traced.spec.class_name)
+    mapping = key_mapping(draft.stack, draft.model, generated)
+    check_outputs(draft.model, generated, mapping, shape)
+    return Imported(
+        draft.text,
+        keys_json(target, draft.class_name, mapping),
+        draft.class_name,
+        draft.how,
+        len(draft.blocks),
+        int(traced.total_params.value),
+    )
+
+
+def import_to_files(
+    target: str,
+    input_shape: str,
+    spec_path: str | None = None,
+    arg_pairs: tuple[str, ...] = (),
+    force: bool = False,
+) -> str:
+    """`seqgen import`: write the spec (default `CALLABLE.seq`) and its `<stem>.keys.json`,
+    never over existing files without `force`; return what to tell the user."""
+    from seqgen.project.write import write_atomic
+
+    path = spec_path or f"{target.rpartition(':')[2].split('.')[-1]}.seq"
+    keys = keys_path(path)
+    existing = [p for p in (path, keys) if Path(p).exists()]
+    if existing and not force:
+        raise WriteError(f"{existing[0]} already exists; left unchanged (--force overwrites it)")
+    result = import_model(target, input_shape, path, arg_pairs)
+    write_atomic(path, result.spec_text)
+    write_atomic(keys, result.keys_text)
+    lines = len(result.spec_text.splitlines())
+    blocks = f"{result.blocks} block{'' if result.blocks == 1 else 's'}"
+    return (
+        f"wrote {path} ({result.class_name}: {lines} lines, {blocks}, "
+        f"{result.total_params:,} parameters) and {keys}; captured with {result.how}\n"
+        f"next: seqgen new {path}"
+    )

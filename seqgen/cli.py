@@ -13,6 +13,7 @@ from typing import TypeVar
 import click
 
 from seqgen import __version__
+from seqgen.cli_import import import_command
 from seqgen.errors import Exit, InternalError, OutputConflict, SeqgenError, TorchVersionError
 from seqgen.lang.starters import KINDS
 from seqgen.project.discover import expand_specs
@@ -390,6 +391,8 @@ def init(name: str, kind: str) -> None:
         sys.exit(_report(e))
     click.echo(f"wrote {path}; next: seqgen new {path}")
 
+
+main.add_command(import_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
