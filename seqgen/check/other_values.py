@@ -165,6 +165,13 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
         x = torch.empty(
             shape, dtype=torch.int64 if traced.spec.input_dtype == "long" else torch.float32
         )
+        inputs = {  # several inputs: each by name, for the merges that read them
+            i.name: torch.empty(
+                tuple(evaluate_source(d.code, values) for d in i.shape),
+                dtype=torch.int64 if i.dtype == "long" else torch.float32,
+            )
+            for i in traced.inputs
+        }
         outputs: list[torch.Tensor] = []  # of each trunk node, for the heads
         for stack, start in [(traced.layers, None), *((h.layers, h) for h in traced.heads)]:
             if start is not None:  # a head reads the trunk's output, or its point's
@@ -172,7 +179,7 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             for layer in stack:
                 try:
                     with torch.no_grad():
-                        _, x = run_node(layer, env, x, blocks, visit, memo)
+                        _, x = run_node(layer, env, x, blocks, visit, memo, inputs)
                 except _TooLarge:
                     return False
                 except SeqgenError:

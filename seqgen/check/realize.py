@@ -198,13 +198,17 @@ def run_node(
     blocks: Mapping[str, TracedBlock],
     visit: Visit | None = None,
     memo: Memo | None = None,
+    inputs: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[list[nn.Module], torch.Tensor]:
-    """One node of run_stack: a layer, a `repeat depth:` loop, a merge or a block use."""
+    """One node of run_stack: a layer, a `repeat depth:` loop, a merge or a block use. A merge
+    of the trunk's top level may have branches that read the model's `inputs` (`from=NAME`)."""
     modules: list[nn.Module] = []
     if isinstance(node, TracedMerge):
         outs = []
-        for branch in node.branches:
-            built, y = run_stack(branch, env, x, blocks, visit, memo)
+        sources = node.spec.branch_from or (None,) * len(node.branches)
+        for branch, source in zip(node.branches, sources, strict=True):
+            start = x if source is None or inputs is None else inputs[source]
+            built, y = run_stack(branch, env, start, blocks, visit, memo)
             modules += built
             outs.append(y)
         y = _merge(node, outs, x)

@@ -147,6 +147,8 @@ class MergeSpec:
     key: str | None = None  # `concat name=skip:`: its key in the enclosing nn.Sequential
     # `branch name=left:`: each branch's key in the merge (None: its index); () when none is named
     branch_keys: tuple[str | None, ...] = ()
+    # `branch from=meta:`: the input each branch reads (None: the merge's); () when none does
+    branch_from: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,16 @@ class HeadSpec:
     train_only: bool = False  # returned in training mode only, None in eval mode
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """`input NAME SHAPE [dtype=long]`: one of a model's several inputs (batch excluded)."""
+
+    name: str
+    shape: tuple[Expr, ...]
+    loc: Location
+    dtype: str = "float"
+
+
 def point_index(layers: Sequence[Node], name: str) -> int | None:
     """The index of the top-level node called `name` among `layers` (a head's `from=` point),
     if any: a layer, a block use or a merge with `name=`."""
@@ -273,6 +285,19 @@ class ModelSpec:
     blocks: tuple[BlockDef, ...] = ()  # in definition order
     input_dtype: str = "float"  # `input ... dtype=long`: "long" (token ids) or "float"
     heads: tuple[HeadSpec, ...] = ()  # several outputs; none: `forward` returns the trunk's
+    input_name: str | None = None  # `input image 3x32x32`: the first input's name, when named
+    extra_inputs: tuple[InputSpec, ...] = ()  # the inputs after the first (lang/inputs.py)
+
+    @property
+    def inputs(self) -> tuple[InputSpec, ...]:
+        """Every named input, the first (the trunk's) first; () for a single unnamed input."""
+        if self.input_name is None:
+            return ()
+        loc = self.input_loc if self.input_loc is not None else Location(self.path, 1, 1, "")
+        return (
+            InputSpec(self.input_name, self.input_shape, loc, self.input_dtype),
+            *self.extra_inputs,
+        )
 
     @property
     def head_nodes(self) -> tuple[Node, ...]:

@@ -238,6 +238,15 @@ class TracedHead:
 
 
 @dataclass(frozen=True)
+class TracedInput:
+    """One of a model's several inputs after tracing: its name, shape (batch N first) and dtype."""
+
+    name: str
+    shape: tuple[Dim, ...]
+    dtype: str = "float"
+
+
+@dataclass(frozen=True)
 class TracedModel:
     """Everything the renderer needs, as plain values."""
 
@@ -255,6 +264,7 @@ class TracedModel:
     free_dims: tuple[str, ...] = field(default=())
     blocks: tuple[TracedBlock, ...] = field(default=())  # in definition order, used ones only
     heads: tuple[TracedHead, ...] = field(default=())  # several outputs (the params count them)
+    inputs: tuple[TracedInput, ...] = field(default=())  # several inputs, the first's first
 
     @property
     def stacks(self) -> tuple[tuple[TracedNode, ...], ...]:

@@ -75,7 +75,8 @@ def merge(
             raise line.error(
                 f"blocks are nested more than {MAX_NESTING} deep", head.col, len(head.text)
             )
-        dim, key = _header(line, kind)
+        options = _header(line, kind)
+        dim, key = options.dim, options.key
     except SpecSyntaxError as e:
         parser.errors.append(e)
     if end == i + 1:
@@ -94,7 +95,7 @@ def merge(
                 send = body_end(items, end, stop, items[end][0])
                 sline.next()
                 try:
-                    if _header(sline, "shortcut")[1] is not None:
+                    if _header(sline, "shortcut").key is not None:
                         raise sline.error(
                             "a shortcut is keyed `shortcut` already: it takes no name=",
                             stok.col,
@@ -114,6 +115,7 @@ def merge(
     branches = []
     keys: dict[str, int] = {}  # branch names so far, with their line
     branch_keys: list[str | None] = []
+    sources: list[str | None] = []  # `branch from=INPUT:` (lang/inputs.py checks them)
     strays = 0
     j = i + 1
     while j < end:
@@ -134,8 +136,10 @@ def merge(
             continue
         bline.next()
         bkey: str | None = None
+        source: str | None = None
         try:
-            bkey = _header(bline, "branch")[1]
+            options = _header(bline, "branch")
+            bkey, source = options.key, options.source
             if bkey is not None and bkey in keys:
                 raise bline.error(
                     f"branch name {bkey!r} is already used on line {keys[bkey]}",
@@ -156,6 +160,7 @@ def merge(
             parser.errors.append(e)
         branches.append(tuple(parser.stack(items, j + 1, bend, inner)))
         branch_keys.append(bkey)
+        sources.append(source)
         j = bend
     if len(branches) < 2 and not strays:
         parser.errors.append(
@@ -166,16 +171,29 @@ def merge(
             )
         )
     named = tuple(branch_keys) if any(k is not None for k in branch_keys) else ()
-    nodes.append(MergeSpec(kind, tuple(branches), loc, dim, key, named))
+    read = tuple(sources) if any(s is not None for s in sources) else ()
+    nodes.append(MergeSpec(kind, tuple(branches), loc, dim, key, named, read))
     return end
 
 
-def _header(line: Line, kind: str) -> tuple[Expr | None, str | None]:
+@dataclass(frozen=True)
+class _Options:
+    """What a merge, `branch` or `shortcut` line sets before its ':'."""
+
+    dim: Expr | None
+    key: str | None
+    source: str | None  # a branch's `from=INPUT`
+
+
+def _header(line: Line, kind: str) -> _Options:
     """The options of a merge, `branch` or `shortcut` line after its word, up to its ':':
-    `name=N` (its key), and for `concat` `dim=D`."""
+    `name=N` (its key), for `concat` `dim=D`, for `branch` `from=INPUT`."""
     dim: Expr | None = None
     key: str | None = None
-    allowed = "`dim=D` and `name=N`" if kind == "concat" else "`name=N`"
+    source: str | None = None
+    allowed = {"concat": "`dim=D` and `name=N`", "branch": "`name=N` and `from=INPUT`"}.get(
+        kind, "`name=N`"
+    )
     while not line.at(":") and line.peek().kind != "end":
         tok = line.peek()
         word = tok.text if tok.kind == "name" and line.peek(1).text == "=" else ""
@@ -183,11 +201,17 @@ def _header(line: Line, kind: str) -> tuple[Expr | None, str | None]:
             line.next()
             line.next()
             key = parse_key(line, f"{kind} name")
+        elif word == "from" and kind == "branch" and source is None:
+            line.next()
+            line.next()
+            source = parse_key(line, "`from=` input name")
         elif word == "dim" and kind == "concat" and dim is None:
             line.next()
             line.next()
             dim = parse_value(line)
-        elif word in ("name", "dim") and (word == "name" or kind == "concat"):
+        elif word in ("name", "dim", "from") and (
+            word == "name" or (kind, word) in (("concat", "dim"), ("branch", "from"))
+        ):
             raise line.error(f"argument {word!r} is given twice", tok.col, len(word))
         else:
             raise line.error(
@@ -198,7 +222,7 @@ def _header(line: Line, kind: str) -> tuple[Expr | None, str | None]:
             )
     line.expect(":", f"':' after `{kind}`")
     line.expect_end(f"`{kind}:`")
-    return dim, key
+    return _Options(dim, key, source)
 
 
 def block_def(

@@ -17,6 +17,7 @@ from seqgen.ir import (
     BlockUse,
     Expr,
     HeadSpec,
+    InputSpec,
     Keyword,
     LayerSpec,
     ModelSpec,
@@ -27,6 +28,7 @@ from seqgen.lang.arguments import bind_use, dtype_option, parse_dims, parse_laye
 from seqgen.lang.compound import StackContext, block_def, body_end, is_header, merge, repeat
 from seqgen.lang.heads import head_keys, head_section, heads_name_errors, is_head_header
 from seqgen.lang.hints import misindent_hint
+from seqgen.lang.inputs import another_input, input_errors, input_name, named_inputs
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import MERGES, camel_case, check_identifier, check_keys, check_names
 
@@ -92,6 +94,8 @@ class _Parser:
         self.input: tuple[Expr, ...] | None = None
         self.input_loc: Location | None = None
         self.input_dtype = "float"
+        self.input_name: tuple[str, Location] | None = None  # `input image 3x32x32`
+        self.extra_inputs: list[InputSpec] = []  # the `input NAME SHAPE` lines after the first
         self.errors: list[SeqgenError] = []
         self.header_failed = False  # a `model`/`input` line had an error
         self.loose_names: set[str] = set()  # names such a line seems to declare (no false alarms)
@@ -179,6 +183,10 @@ class _Parser:
             self.errors.append(e)
             return None
         self.errors += heads_name_errors(self.heads, self.params, class_name)
+        inputs = named_inputs(self.input_name, self.input, self.input_dtype, self.extra_inputs)
+        self.errors += input_errors(
+            inputs, layers, self.heads, list(self.blocks.values()), self.params, class_name
+        )
         return ModelSpec(
             path=self.path,
             class_name=class_name,
@@ -190,6 +198,8 @@ class _Parser:
             ignores=tuple(ignores),
             blocks=tuple(self.blocks.values()),
             heads=tuple(self.heads),
+            input_name=None if self.input_name is None else self.input_name[0],
+            extra_inputs=tuple(self.extra_inputs),
         )
 
     def stack(
@@ -368,11 +378,18 @@ class _Parser:
 
     # -- `input SHAPE`
     def input_line(self, line: Line, head: Token) -> None:
+        named = input_name(line)  # `input image 3x32x32`: one of several (lang/inputs.py)
         if self.input is not None:
-            raise line.error("a spec has one `input` line", head.col, 5)
-        self.input_dtype = dtype_option(line)
+            first = None if self.input_name is None else self.input_name[0]
+            another_input(first, self.extra_inputs, named, line, head)
+        dtype = dtype_option(line)
         dims, new = parse_dims(line)
-        self.input, self.input_loc = dims, line.loc(head.col, 5)
+        if self.input is not None and named is not None:
+            self.extra_inputs.append(InputSpec(named[0], dims, named[1], dtype))
+        else:
+            self.input_dtype = dtype
+            self.input, self.input_loc = dims, line.loc(head.col, 5)
+            self.input_name = named
         self._declare_input_params(new, replace=False)
 
     def _declare_input_params(self, new: list[Param], replace: bool) -> None:

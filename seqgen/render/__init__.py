@@ -40,7 +40,7 @@ def render(traced: TracedModel, options: Options, spec_hash: str) -> list[Genera
     for template, directory, name, context in (
         ("model.py.jinja", options.out_dir, f"{options.module_stem}.py", model_context(traced)),
         (
-            "test_model.py.jinja",
+            "test_model_inputs.py.jinja" if traced.inputs else "test_model.py.jinja",
             options.tests_dir,
             f"{options.test_stem}.py",
             test_context(traced, options),

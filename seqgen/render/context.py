@@ -31,16 +31,17 @@ from seqgen.render.heads import heads_model, heads_tests, keyed, output_class, o
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
 from seqgen.render.imports import member_order, stdlib_imports
 from seqgen.render.inputs import input_checks, input_rules, wrong_input
+from seqgen.render.inputs_tests import inputs_test_context
 from seqgen.render.layers import (
     MERGE_NOTE,
     SHAPE_NOTE,
     closes_with_comment,
     layer_items,
     named,
-    shape_text,
     uses_ordered_dict,
 )
 from seqgen.render.messages import message_source
+from seqgen.render.multi_inputs import forward_arguments, inputs_model, inputs_text, module_stacks
 
 _BATCH = re.compile(r"\bN\b")
 
@@ -62,7 +63,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     forward = input_checks(traced)
     layers = layer_items(traced.layers, traced.input_shape)
     summary = (
-        f"Maps {shape_text(traced.input_shape)} to {output_text(traced)}; "
+        f"Maps {inputs_text(traced)} to {output_text(traced)}; "
         f"{traced.total_params.value:,} parameters at the defaults."
     )
     if rules:
@@ -74,6 +75,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         ]
         summary = "\n    ".join(lines + rules + [""])
     helpers = used_helpers(traced)
+    plain = heads_model(traced) if traced.heads else inputs_model(traced) if traced.inputs else None
     model = {
         "class_name": spec.class_name,
         "docstring": summary,
@@ -85,10 +87,13 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         "layers": layers,
         "sequential": False,  # the model keeps `self.model` (the seed's pattern) and its checks
         # several outputs: named submodules, and a forward of plain statements (render/heads.py)
-        "heads": heads_model(traced) if traced.heads else None,
+        "heads": plain if traced.heads else None,
+        # or several inputs (render/multi_inputs.py)
+        "plain": plain,
+        "arguments": forward_arguments(traced),
     }
-    if traced.heads:  # for the module docstring's note on merges: every submodule's layers
-        model["layers"] = [i for m in heads_model(traced)["modules"] for i in m["layers"]]
+    if plain:  # for the module docstring's note on merges: every submodule's layers
+        model["layers"] = [i for m in plain["modules"] for i in m["layers"]]
     blocks = [_block_class(b, PurePath(spec.path).name) for b in traced.blocks]
     note = SHAPE_NOTE
     if any(closes_with_comment(c["layers"]) for c in [*blocks, model]):
@@ -98,7 +103,9 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         + "\n".join(textwrap.wrap(note, 88, break_long_words=False, break_on_hyphens=False))
         + "\n",
         "stdlib_imports": stdlib_imports(
-            ordered_dict=uses_ordered_dict([*traced.stacks, *(b.layers for b in traced.blocks)]),
+            ordered_dict=uses_ordered_dict(
+                [*module_stacks(traced), *(b.layers for b in traced.blocks)]
+            ),
             math=any(uses_math(helper_source(name)) for name in helpers),
             named_tuple=bool(traced.heads),
         ),
@@ -137,6 +144,8 @@ def _block_class(block: TracedBlock, spec_file: str) -> dict[str, Any]:
         # a block is its layers: an nn.Sequential subclass, no `.model` level in its keys
         "sequential": True,
         "heads": None,
+        "plain": None,
+        "arguments": "x: torch.Tensor",
     }
 
 
@@ -242,6 +251,7 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         for b in traced.blocks
     ]
     heads = heads_tests(traced, shape_params) if traced.heads else None
+    export = export_context(traced, _sample_batches(traced))
     return {
         "heads": heads,
         "layers_of": "model.model" if heads is None else heads["layers_of"],
@@ -272,12 +282,14 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
         "param_count": traced.total_params.value,
         "param_count_code": traced.total_params.code,
         "dims": dims,
-        "wrong_input": wrong_input(traced),
+        "wrong_input": None if traced.inputs else wrong_input(traced),
         "sample_batches": repr(_sample_batches(traced)),
-        "export": export_context(traced, _sample_batches(traced)),
+        "export": export,
         # too large to allocate: shapes and counts on the meta device, real passes skipped
         "meta_only": too_large is not None,
         "skip_reason": repr(too_large or ""),
+        # named inputs: templates/test_model_inputs.py.jinja (render/inputs_tests.py)
+        **(inputs_test_context(traced, shape_params, export) if traced.inputs else {}),
     }
 
 

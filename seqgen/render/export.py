@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from seqgen.ir import TracedLayer, TracedModel, walk_traced
+from seqgen.ir import Dim, TracedLayer, TracedModel, walk_traced
 from seqgen.render.budget import SAMPLE_BATCH
 from seqgen.safe_eval import NotArithmetic, evaluate_source
 
@@ -38,7 +38,9 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
         for stack in [*traced.stacks, *(b.layers for b in traced.blocks)]
         for n in walk_traced(stack)
     )
-    dims: list[dict[str, Any]] = [{"index": 0, "factor": "", "args": '"batch", min=1', "notes": []}]
+    dims: list[dict[str, Any]] = [
+        {"input": None, "index": 0, "factor": "", "args": '"batch", min=1', "notes": []}
+    ]
     static: list[str] = []
     small: list[str] = []
     large: list[str] = []
@@ -70,9 +72,11 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
             notes.append(f"from {start}, not {low}: torch.export specialises an inner size of 1")
         bounds = [f"min={start // step}"] + ([f"max={high // step}"] if high is not None else [])
         # `name` is a checked identifier: it needs no escaping inside the quotes
+        where, index = _where(traced, name)
         dims.append(
             {
-                "index": next(i for i, d in enumerate(traced.input_shape) if d.code == name),
+                "input": where,
+                "index": index,
                 "factor": f"{step} * " if step > 1 else "",
                 "args": ", ".join([f'"{name}_div_{step}"' if step > 1 else f'"{name}"', *bounds]),
                 "notes": notes,
@@ -92,6 +96,13 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
         "checks": [", ".join([str(batches[0]), *small]), ", ".join([str(SAMPLE_BATCH), *large])],
         "static": static,
     }
+
+
+def _where(traced: TracedModel, name: str) -> tuple[str | None, int]:
+    """The input (None: the single unnamed one) and dim index a named size is read at."""
+    shapes: list[tuple[str | None, tuple[Dim, ...]]] = [(i.name, i.shape) for i in traced.inputs]
+    shapes = shapes or [(None, traced.input_shape)]
+    return next((n, i) for n, shape in shapes for i, d in enumerate(shape) if d.code == name)
 
 
 def _export_minimum(

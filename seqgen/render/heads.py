@@ -127,7 +127,7 @@ def heads_tests(traced: TracedModel, shape_params: str) -> dict[str, object]:
         note = f"head {head.name}" + (f", from {head.spec.point}" if head.spec.point else "")
         rows.append({"name": repr(head.name), "shape": shape, "comment": note})
     train_only = [repr(h.name) for h in traced.heads if h.train_only]
-    names, points = _other_points(traced)
+    names, points = other_points(traced)
     return {
         "output": output_class(traced),
         "layers_of": segments[0] if len(segments) == 1 else f"[*{', *'.join(segments)}]",
@@ -145,7 +145,7 @@ def heads_tests(traced: TracedModel, shape_params: str) -> dict[str, object]:
     }
 
 
-def _other_points(traced: TracedModel) -> tuple[list[str], list[tuple[int, ...]]]:
+def other_points(traced: TracedModel) -> tuple[list[str], list[tuple[int, ...]]]:
     """The constructor's int parameters and up to MAX_OTHER_POINTS value tuples other than the
     defaults that every `__init__` check accepts (each parameter raised by 1, 2, 3 or 4)."""
     params = [p for p in traced.init_params if type(p.default) is int]

@@ -15,7 +15,11 @@ def used_helpers(traced: TracedModel) -> list[str]:
     """The helper modules the generated file defines: those its merges use, in a fixed order."""
     stacks = [*traced.stacks, *(b.layers for b in traced.blocks)]
     used = {
-        n.class_name for nodes in stacks for n in walk_traced(nodes) if isinstance(n, TracedMerge)
+        n.class_name
+        for nodes in stacks
+        for n in walk_traced(nodes)
+        # a merge that reads a model input is plain statements in forward (multi_inputs.py)
+        if isinstance(n, TracedMerge) and not n.spec.branch_from
     }
     used |= {
         h

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ast
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from seqgen.ir import SAMPLE_BATCH, Constraint, TracedModel
+from seqgen.ir import SAMPLE_BATCH, Constraint, Dim, TracedModel
 from seqgen.project.header import comment_text
 from seqgen.render.layers import shape_text
 from seqgen.render.messages import message_source
@@ -50,18 +51,25 @@ def attribute(name: str) -> str:
     return f"{name}_size" if name in _MODULE_NAMES or name.startswith("_") else name
 
 
+def input_shapes(traced: TracedModel) -> list[tuple[str, tuple[Dim, ...], str]]:
+    """Each input forward takes: (its argument, its shape, how messages name it). One unnamed
+    input is `x`, named `input`."""
+    if not traced.inputs:
+        return [("x", traced.input_shape, "input")]
+    return [(i.name, i.shape, f"input {i.name}") for i in traced.inputs]
+
+
 def input_checks(traced: TracedModel) -> InputChecks:
-    """The checks of the model's forward, in order: rank, then each dim, then the rules of the
-    named sizes that only forward sees."""
-    shape = traced.input_shape
-    rank = len(shape)
+    """The checks of the model's forward, in order: for each input its rank, then each dim,
+    then the rules of the named sizes that only forward sees."""
     free = set(traced.free_dims)
     init = {p.name for p in traced.init_params}
-    # a name's value in forward: a free input dim is read off x, an argument off self
+    # a name's value in forward: a free input dim is read off its input, an argument off self
     values: dict[str, str] = {}
-    for i, dim in enumerate(shape[1:], start=1):
-        if dim.code in free:
-            values[dim.code] = f"x.shape[{i}]"
+    for var, shape, _ in input_shapes(traced):
+        for i, dim in enumerate(shape[1:], start=1):
+            if dim.code in free:
+                values.setdefault(dim.code, f"{var}.shape[{i}]")
     for name in init:
         values[name] = f"self.{attribute(name)}"
     read: list[str] = []  # arguments forward reads, in first-read order
@@ -73,29 +81,9 @@ def input_checks(traced: TracedModel) -> InputChecks:
                 read.append(node.id)
         return ast.unparse(_Substitute(values).visit(tree))
 
-    checks = [
-        {
-            "failed": f"x.dim() != {rank}",
-            "message": message_source(
-                f"expected a {rank}-d input {shape_text(shape)}", ["{list(x.shape)}"]
-            ),
-            "comment": "",
-        }
-    ]
-    for i, dim in enumerate(shape[1:], start=1):
-        if dim.code in free:
-            continue  # its rules follow
-        expected = rewrite(dim.code) if dim.symbolic else str(dim.value)
-        got = f"{{x.shape[{i}]}}"
-        if dim.symbolic:  # the argument's value at this instance too
-            got += f" while {dim.code}={{{expected}}}"
-        checks.append(
-            {
-                "failed": f"x.shape[{i}] != {expected}",
-                "message": message_source(f"input dim {i} must be {dim.shown}", [got]),
-                "comment": "",
-            }
-        )
+    checks = []
+    for var, shape, label in input_shapes(traced):
+        checks += _shape_checks(var, shape, label, free, rewrite)
     for c in _free_rules(traced):
         message = c.message
         for name in c.names:
@@ -112,6 +100,37 @@ def input_checks(traced: TracedModel) -> InputChecks:
             }
         )
     return InputChecks(checks, [(attribute(n), n) for n in read])
+
+
+def _shape_checks(
+    var: str, shape: tuple[Dim, ...], label: str, free: set[str], rewrite: Callable[[str], str]
+) -> list[dict[str, str]]:
+    """One input's checks: its rank, then each size that is no free named size."""
+    rank = len(shape)
+    checks = [
+        {
+            "failed": f"{var}.dim() != {rank}",
+            "message": message_source(
+                f"expected a {rank}-d {label} {shape_text(shape)}", [f"{{list({var}.shape)}}"]
+            ),
+            "comment": "",
+        }
+    ]
+    for i, dim in enumerate(shape[1:], start=1):
+        if dim.code in free:
+            continue  # its rules follow
+        expected = rewrite(dim.code) if dim.symbolic else str(dim.value)
+        got = f"{{{var}.shape[{i}]}}"
+        if dim.symbolic:  # the argument's value at this instance too
+            got += f" while {dim.code}={{{expected}}}"
+        checks.append(
+            {
+                "failed": f"{var}.shape[{i}] != {expected}",
+                "message": message_source(f"{label} dim {i} must be {dim.shown}", [got]),
+                "comment": "",
+            }
+        )
+    return checks
 
 
 def input_rules(traced: TracedModel) -> list[str]:
@@ -154,8 +173,13 @@ def _implies(a: Constraint, b: Constraint, a_first: bool) -> bool:
     return False
 
 
-def _dim_of(traced: TracedModel, name: str) -> int:
-    return next(i for i, d in enumerate(traced.input_shape) if d.code == name)
+def _dim_of(traced: TracedModel, name: str) -> str:
+    """`1`, or with several inputs `meta 1`: where a free named size is read."""
+    for _, shape, label in input_shapes(traced):
+        for i, d in enumerate(shape):
+            if d.code == name:
+                return str(i) if label == "input" else f"{label.removeprefix('input ')} {i}"
+    raise ValueError(name)
 
 
 class _Substitute(ast.NodeTransformer):

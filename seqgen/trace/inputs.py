@@ -39,7 +39,8 @@ def test_sizes(
 
 def unused_parameters(spec: ModelSpec) -> list[Diagnostic]:
     """A model parameter that no layer and no input size reads does nothing."""
-    used = {n.id for e in spec.input_shape for n in expr_names(e)}
+    shapes = (spec.input_shape, *(i.shape for i in spec.extra_inputs))
+    used = {n.id for shape in shapes for e in shape for n in expr_names(e)}
     used |= spec_names((*spec.layers, *spec.head_nodes))
     return [
         Diagnostic(

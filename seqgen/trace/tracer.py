@@ -18,6 +18,7 @@ from seqgen.errors import InternalError, TraceError, raise_all
 from seqgen.ir import (
     BATCH,
     BlockUse,
+    Expr,
     LayerSpec,
     MergeSpec,
     Node,
@@ -36,6 +37,7 @@ from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive
 from seqgen.trace.heads import trace_heads
 from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
+from seqgen.trace.inputs_multi import branch_inputs, model_inputs, traced_inputs
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
 from seqgen.trace.loops import trace_loop
 from seqgen.trace.merge_shapes import (
@@ -67,11 +69,13 @@ class Tracer:
         self.input_dim_names: set[str] = set()
         # the output of each node of the top-level stack, for the heads that branch from it
         self.outputs: list[tuple[torch.Tensor, list[DimInfo]]] = []
+        self.inputs: dict[str, tuple[torch.Tensor, list[DimInfo]]] = {}  # several, by name
         self.points = {h.point for h in scope.spec.heads if h.point is not None}
 
-    def input_dims(self) -> list[DimInfo]:
+    def input_dims(self, shape: Sequence[Expr] | None = None) -> list[DimInfo]:
+        """The dims of the model's (first) input, or of the input of that `shape`."""
         dims = [DimInfo(self.scope.batch_sym, BATCH)]
-        for e in self.scope.spec.input_shape:
+        for e in self.scope.spec.input_shape if shape is None else shape:
             v = self.scope.values.eval(e)
             if isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)):
                 raise TraceError(f"input sizes must be whole numbers, got {v!r}", location=e.loc)
@@ -100,9 +104,10 @@ class Tracer:
         """Trace the model's stack (this is the model's scope)."""
         spec = self.scope.spec
         dims = self.input_dims()
+        extra = [self.input_dims(i.shape) for i in spec.extra_inputs]
         self.input_dim_names = {
             self.scope.names[s]
-            for d in dims[1:]
+            for d in [*dims[1:], *(d for e in extra for d in e[1:])]
             for s in S.free_symbols(d.expr)
             if s in self.scope.names
         }
@@ -110,6 +115,7 @@ class Tracer:
         errors = self.scope.shared.errors
         with self.scope.session.active():
             x = torch.empty(self.scope.symbolic_sizes(dims), dtype=input_dtype(spec))
+            self.inputs = model_inputs(self.scope, spec, (x, dims), extra)
             try:
                 steps = self.stack(spec.layers, x, dims).steps
                 heads = trace_heads(self, spec.heads, spec.layers, self.outputs)
@@ -147,6 +153,7 @@ class Tracer:
             free_dims=free_dims(spec, [*traced, *(n for h in heads for n in h.traced.layers)]),
             blocks=tuple(sorted(blocks, key=lambda b: spec.blocks.index(b.spec))),
             heads=tuple(h.traced for h in heads),
+            inputs=traced_inputs(self.scope, spec, self.inputs),
         )
 
     # ---------------------------------------------------------------- nodes
@@ -220,10 +227,10 @@ class Tracer:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
         outs: list[tuple[list[DimInfo], list[Step]]] = []
         failed: TraceError | None = None
-        for branch in merge.branches:
+        for branch, (bx, bdims) in zip(merge.branches, branch_inputs(merge, x, dims, self.inputs)):
             self.scope.previous, self.scope.shared_input = None, True
             try:
-                out = self.stack(branch, x, dims, index)
+                out = self.stack(branch, bx, bdims, index)
             except TraceError as err:  # recorded; the other branches may have errors of their own
                 failed = failed or err
                 continue

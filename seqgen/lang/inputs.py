@@ -1,0 +1,150 @@
+"""Several inputs: `input NAME SHAPE [dtype=long]` lines, and merges whose branches read them.
+
+The first `input` line is the trunk's input. Each further one must be named, as must the first
+then, and is read by a `branch from=NAME:` of a concat/add/multiply at the trunk's top level:
+the branch's stack starts from that input instead of the merge's. The unnamed single
+`input SHAPE` reads as it always has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from seqgen.errors import Location, SpecSyntaxError
+from seqgen.ir import BlockDef, Expr, HeadSpec, InputSpec, MergeSpec, Node, Param, walk
+from seqgen.lang.lexer import Line, Token
+from seqgen.lang.names import check_identifier
+
+# Names an input cannot take: forward's own locals and the modules the generated file imports.
+RESERVED = frozenset({"self", "x", "out", "torch", "nn", "features"})
+
+
+def input_name(line: Line) -> tuple[str, Location] | None:
+    """The name of `input NAME SHAPE` (taken off the line), or None for `input SHAPE`."""
+    tok = line.peek()
+    if tok.kind != "name":
+        return None
+    line.next()
+    loc = line.loc(tok.col, len(tok.text))
+    name = check_identifier(tok.text, "input name", loc)
+    if name in RESERVED or name.startswith("_"):
+        raise SpecSyntaxError(
+            f"input name {name!r} is taken: the generated forward uses it",
+            location=loc,
+            hint="choose another name, e.g. `image`",
+        )
+    return name, loc
+
+
+def named_inputs(
+    first: tuple[str, Location] | None,
+    shape: tuple[Expr, ...] | None,
+    dtype: str,
+    extra: Sequence[InputSpec],
+) -> tuple[InputSpec, ...]:
+    """Every named input, the first first; () for a single unnamed one."""
+    if first is None:
+        return ()
+    return (InputSpec(first[0], shape or (), first[1], dtype), *extra)
+
+
+def another_input(
+    first: str | None,
+    extra: Sequence[InputSpec],
+    named: tuple[str, Location] | None,
+    line: Line,
+    head: Token,
+) -> None:
+    """Refuse a second `input` line that cannot join the first: either is unnamed, or the name
+    is taken by an input above."""
+    if first is None:
+        raise line.error(
+            "several `input` lines need a name each: the first has none",
+            head.col,
+            5,
+            hint="name every input, e.g. `input image 3x32x32` and `input meta (16,)`",
+        )
+    if named is None:
+        raise line.error(
+            "a second `input` needs a name",
+            head.col,
+            5,
+            hint="e.g. `input meta (16,)`; a `branch from=meta:` reads it",
+        )
+    name, loc = named
+    if name == first or any(i.name == name for i in extra):
+        raise SpecSyntaxError(f"input {name!r} is defined twice", location=loc)
+
+
+def input_errors(
+    inputs: Sequence[InputSpec],
+    layers: Sequence[Node],
+    heads: Sequence[HeadSpec],
+    blocks: Sequence[BlockDef],
+    params: Sequence[Param],
+    class_name: str,
+) -> list[SpecSyntaxError]:
+    """What only the whole spec shows: every `from=` names an input and sits in a top-level
+    trunk merge, every input after the first is read, and no name is used twice."""
+    names = [i.name for i in inputs]
+    extra = inputs[1:]
+    errors: list[SpecSyntaxError] = []
+    top = {id(n) for n in layers}
+    nested = [*walk(layers), *(n for h in heads for n in walk(h.layers))]
+    nested += [n for b in blocks for n in walk(b.body)]
+    read: set[str] = set()
+    for node in nested:
+        if not isinstance(node, MergeSpec) or not node.branch_from:
+            continue
+        for source in node.branch_from:
+            if source is None:
+                continue
+            if id(node) not in top:
+                errors.append(
+                    SpecSyntaxError(
+                        "`branch from=INPUT:` is only supported in a merge of the trunk's top "
+                        "level (not inside a block, a repeat, a head or another merge)",
+                        location=node.loc,
+                        hint="move the merge to the top level of the model",
+                    )
+                )
+            elif source not in names:
+                errors.append(
+                    SpecSyntaxError(
+                        f"`from={source}`: the model has no input named {source!r}",
+                        location=node.loc,
+                        hint=f"declare it before the layers: `input {source} SHAPE`"
+                        if names
+                        else f"name the inputs: `input image SHAPE`, `input {source} SHAPE`",
+                    )
+                )
+            read.add(source)
+    errors += [
+        SpecSyntaxError(
+            f"input {i.name!r} is not read by any layer",
+            location=i.loc,
+            hint=f"read it in a merge: `branch from={i.name}:` under `concat:`, `add:` or "
+            "`multiply:`",
+        )
+        for i in extra
+        if i.name not in read
+    ]
+    if extra and heads:
+        errors.append(
+            SpecSyntaxError(
+                "a model with several inputs cannot have heads yet",
+                location=heads[0].loc,
+                hint="return one output, or write the heads as a `concat` of the outputs",
+            )
+        )
+    taken = {p.name for p in params} | {class_name} | {b.name for b in blocks}
+    errors += [
+        SpecSyntaxError(
+            f"input name {i.name!r} is also a parameter, block or the model's name",
+            location=i.loc,
+            hint="choose another name",
+        )
+        for i in inputs
+        if i.name in taken
+    ]
+    return errors

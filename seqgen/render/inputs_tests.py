@@ -1,0 +1,94 @@
+"""The context of the generated test file of a model with named inputs
+(templates/test_model_inputs.py.jinja): each input's shape and sample, the output's shape, the
+sizes at other parameter values, and torch.export with every input's dynamic dims."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from seqgen.ir import TracedLayer, TracedMerge, TracedModel, TracedNode, walk_traced
+from seqgen.lang.values import expr_source
+from seqgen.render.heads import other_points
+
+_BATCH = re.compile(r"\bN\b")
+
+
+def _tuple(codes: list[str]) -> str:
+    return f"({codes[0]},)" if len(codes) == 1 else f"({', '.join(codes)})"
+
+
+def _reads(traced: TracedModel, name: str) -> list[TracedNode]:
+    """The nodes that see input `name` first: the trunk's (for the first input) and the branches
+    of merges with `from=name`."""
+    first = traced.inputs[0].name
+    nodes: list[TracedNode] = []
+    for node in traced.layers:
+        if isinstance(node, TracedMerge) and node.spec.branch_from:
+            for branch, src in zip(node.branches, node.spec.branch_from, strict=True):
+                if src == name:
+                    nodes += walk_traced(branch)
+        elif name == first:
+            nodes += walk_traced([node])
+    return nodes
+
+
+def _token_high(traced: TracedModel, name: str) -> str:
+    """The bound of input `name`'s sampled ids: the first embedding it reaches."""
+    for node in _reads(traced, name):
+        if isinstance(node, TracedLayer) and node.class_name == "Embedding":
+            if node.spec.args:
+                return expr_source(node.spec.args[0])
+            return {kw.name: expr_source(kw.value) for kw in node.spec.kwargs}["num_embeddings"]
+    return "2"
+
+
+def inputs_test_context(
+    traced: TracedModel, shape_params: str, export: dict[str, Any]
+) -> dict[str, Any]:
+    """What the several-inputs test template adds to the common test context."""
+    rows = []
+    tokens = False
+    for inp in traced.inputs:
+        shape = _tuple([_BATCH.sub("batch", d.code) for d in inp.shape])
+        if inp.dtype == "long":
+            tokens = True
+            high = _token_high(traced, inp.name)
+            sample = f"torch.randint(0, {high}, shapes[{inp.name!r}], device=device)"
+        else:
+            sample = f"torch.randn(shapes[{inp.name!r}], device=device)"
+        rows.append({"name": repr(inp.name), "shape": shape, "sample": sample})
+    names, points = other_points(traced)
+    out = traced.out_shape
+    other_args = ", ".join(f"{n}={n}" for n in names)
+    return {
+        "inputs": rows,
+        "input_names": repr([i.name for i in traced.inputs]),
+        "sample_params": shape_params if tokens else "",
+        "output_shape": _tuple([_BATCH.sub("batch", d.code) for d in out]),
+        "other_names": ", ".join(names),
+        "other_points": repr([p[0] if len(p) == 1 else p for p in points]),
+        "other_args": other_args,
+        "other_sample_args": f", {other_args}" if tokens and other_args else "",
+        "other_typed": ", ".join(f"{n}: int" for n in names),
+        "export": _export(traced, export),
+    }
+
+
+def _export(traced: TracedModel, export: dict[str, Any]) -> dict[str, Any]:
+    """export_context's dims, grouped by input: `{0: batch, 1: n_meta}` per input."""
+    named = []
+    per_input: dict[str, list[str]] = {i.name: ["0: batch"] for i in traced.inputs}
+    for dim in export["dims"][1:]:
+        name = re.sub(r"_div_\d+$", "", dim["args"].split('"')[1])
+        named.append(
+            {"name": name, "factor": dim["factor"], "args": dim["args"], "notes": dim["notes"]}
+        )
+        per_input[dim["input"]].append(f"{dim['index']}: {name}")
+    return {
+        **export,
+        "named": named,
+        "inputs": [
+            {"name": repr(k), "dims": "{" + ", ".join(v) + "}"} for k, v in per_input.items()
+        ],
+    }

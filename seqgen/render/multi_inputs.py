@@ -1,0 +1,114 @@
+"""How a model with several inputs is written: named submodules and a `forward` of plain
+statements, one argument per input.
+
+The trunk is split at each top-level merge that has a `branch from=INPUT:`: the layers between
+two such merges are one nn.Sequential (`self.trunk_0`, `self.trunk_1`, ...; none where no layer
+sits between), and each branch of such a merge is an nn.Sequential of its own named
+`<merge>_<branch>` (the merge's `name=` or `merge_<k>`, the branch's `name=` or its index).
+forward then reads like a hand-written one:
+
+    x: torch.Tensor = self.trunk_0(image)
+    x = torch.cat([self.fuse_image(x), self.fuse_meta(meta)], dim=1)
+    x = self.trunk_1(x)
+    return x
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqgen.errors import RenderError
+from seqgen.ir import Dim, TracedMerge, TracedModel, TracedNode
+from seqgen.render.layers import layer_items, named, shape_text
+
+STREAM = "x"  # the local that carries the trunk's tensor (lang/inputs.py reserves it)
+_OPERATORS = {"add": " + ", "multiply": " * "}
+
+
+def reads_inputs(node: TracedNode) -> bool:
+    """Whether a trunk node is a merge with a branch that reads a model input."""
+    return isinstance(node, TracedMerge) and bool(node.spec.branch_from)
+
+
+def _sequential(attribute: str, nodes: tuple[TracedNode, ...], shape: tuple[Dim, ...]) -> Any:
+    return {"attribute": attribute, "named": named(nodes), "layers": layer_items(nodes, shape)}
+
+
+def inputs_model(traced: TracedModel) -> dict[str, Any]:
+    """The submodules of a model with named inputs and its forward's statements."""
+    modules: list[dict[str, Any]] = []
+    statements: list[str] = []
+    shapes = {i.name: i.shape for i in traced.inputs}
+    source = traced.inputs[0].name
+    shape = traced.inputs[0].shape
+    segment: list[TracedNode] = []
+    merges = 0
+
+    def assign(value: str) -> None:
+        typed = f"{STREAM}: torch.Tensor" if source != STREAM else STREAM
+        statements.append(f"{typed} = {value}")
+
+    def flush() -> None:
+        nonlocal source, shape
+        if not segment:
+            return
+        attribute = f"trunk_{len([m for m in modules if m['attribute'].startswith('trunk_')])}"
+        modules.append(_sequential(attribute, tuple(segment), shape))
+        assign(f"self.{attribute}({source})")
+        source, shape = STREAM, segment[-1].out_shape
+        segment.clear()
+
+    for node in traced.layers:
+        if not isinstance(node, TracedMerge) or not reads_inputs(node):
+            segment.append(node)
+            continue
+        flush()
+        name = node.spec.key or f"merge_{merges}"
+        merges += 1
+        calls = []
+        for j, (branch, src) in enumerate(zip(node.branches, node.spec.branch_from, strict=True)):
+            key = node.spec.branch_keys[j] if node.spec.branch_keys else None
+            attribute = f"{name}_{key if key is not None else j}"
+            reads = source if src is None else src
+            modules.append(_sequential(attribute, branch, shape if src is None else shapes[src]))
+            calls.append(f"self.{attribute}({reads})")
+        if node.spec.kind == "concat":
+            assign(f"torch.cat([{', '.join(calls)}], dim={node.dim})")
+        else:
+            assign(_OPERATORS[node.spec.kind].join(calls))
+        source, shape = STREAM, node.out_shape
+    flush()
+    attributes = [m["attribute"] for m in modules]
+    if len(set(attributes)) != len(attributes) or set(attributes) & set(shapes):
+        raise RenderError(
+            f"two submodules of {traced.spec.class_name} would share a name among "
+            f"{', '.join(attributes)}: rename a merge or a branch (name=)"
+        )
+    statements.append(f"return {source}")
+    return {"modules": modules, "statements": statements}
+
+
+def module_stacks(traced: TracedModel) -> list[tuple[TracedNode, ...]]:
+    """The stacks the model's nn.Sequentials hold: with named inputs, a merge that reads one
+    is no module, its branches are (its `name=` keys nothing)."""
+    if not traced.inputs:
+        return list(traced.stacks)
+    out: list[tuple[TracedNode, ...]] = [tuple(n for n in traced.layers if not reads_inputs(n))]
+    for node in traced.layers:
+        if isinstance(node, TracedMerge) and reads_inputs(node):
+            out += node.branches
+    return out
+
+
+def forward_arguments(traced: TracedModel) -> str:
+    """forward's arguments after self: `x: torch.Tensor`, or one per named input."""
+    names = [i.name for i in traced.inputs] or ["x"]
+    return ", ".join(f"{name}: torch.Tensor" for name in names)
+
+
+def inputs_text(traced: TracedModel) -> str:
+    """`(N, 3, 32, 32)`, or `image (N, 3, 32, 32) and meta (N, 16)`: what forward takes."""
+    if not traced.inputs:
+        return shape_text(traced.input_shape)
+    parts = [f"{i.name} {shape_text(i.shape)}" for i in traced.inputs]
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"

@@ -1,0 +1,53 @@
+"""Tracing a model's several inputs (`input NAME SHAPE` lines): each is a fake tensor of its own
+dims, sharing the batch symbol, and a `branch from=NAME:` starts from it instead of the merge's
+input. The shapes then combine by the merge's exact rules, as any branches do."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from seqgen.errors import InternalError
+from seqgen.ir import MergeSpec, ModelSpec, TracedInput
+from seqgen.trace.scope import DimInfo, Scope
+
+Traced = tuple[Any, list[DimInfo]]  # a fake tensor and its dims
+
+
+def model_inputs(
+    scope: Scope, spec: ModelSpec, first: Traced, extra: Sequence[list[DimInfo]]
+) -> dict[str, Traced]:
+    """Every named input's fake tensor and dims, by name (empty for one unnamed input)."""
+    if spec.input_name is None:
+        return {}
+    out = {spec.input_name: first}
+    for inp, dims in zip(spec.extra_inputs, extra, strict=True):
+        dtype = torch.int64 if inp.dtype == "long" else torch.float32
+        out[inp.name] = (torch.empty(scope.symbolic_sizes(dims), dtype=dtype), dims)
+    return out
+
+
+def branch_inputs(
+    merge: MergeSpec, x: Any, dims: list[DimInfo], inputs: Mapping[str, Traced]
+) -> Iterator[Traced]:
+    """What each branch of `merge` reads: the merge's input, or a model input (`from=`)."""
+    sources = merge.branch_from or (None,) * len(merge.branches)
+    for source in sources:
+        if source is None:
+            yield x, dims
+        elif source in inputs:
+            yield inputs[source]
+        else:  # the parser refuses an unknown name
+            raise InternalError(f"branch from={source!r}: no such input")
+
+
+def traced_inputs(
+    scope: Scope, spec: ModelSpec, inputs: Mapping[str, Traced]
+) -> tuple[TracedInput, ...]:
+    """The named inputs for the renderer, in the spec's order, with their shapes as Dims."""
+    return tuple(
+        TracedInput(i.name, tuple(scope.dim(d) for d in inputs[i.name][1]), i.dtype)
+        for i in spec.inputs
+    )
