@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from seqgen.ir import TracedModel
+from seqgen.ir import Dim, TracedModel
 from seqgen.report.rows import rows, shape_text
 from seqgen.report.table import table
 
@@ -38,12 +38,27 @@ def totals(traced: TracedModel, batch: int = 1) -> Totals:
         params=traced.total_params.value,
         trainable=traced.trainable_params.value,
         macs=batch * sum(n.macs.value for nodes in traced.stacks for n in nodes),
-        input_bytes=batch * math.prod(d.value for d in traced.input_shape[1:]) * BYTES_PER_ELEMENT,
+        input_bytes=batch
+        * sum(math.prod(d.value for d in shape[1:]) for shape in _input_shapes(traced).values())
+        * BYTES_PER_ELEMENT,
         forward_backward_bytes=2 * out_elems * BYTES_PER_ELEMENT,
         # torchinfo sums the parameter bytes of leaf modules only
         param_bytes=(traced.total_params.value - sum(r.hidden_params for r in all_rows))
         * BYTES_PER_ELEMENT,
     )
+
+
+def _input_shapes(traced: TracedModel) -> dict[str, tuple[Dim, ...]]:
+    """Each input's shape by name; one unnamed input is "input"."""
+    return {i.name: i.shape for i in traced.inputs} or {"input": traced.input_shape}
+
+
+def _inputs_title(traced: TracedModel) -> str:
+    """`input (N, 3, 32, 32)`, or `inputs image (N, 3, 32, 32), meta (N, n_meta [16])`."""
+    if not traced.inputs:
+        return f"input {shape_text(traced.input_shape, sizes=True)}"
+    shapes = _input_shapes(traced).items()
+    return "inputs " + ", ".join(f"{k} {shape_text(v, sizes=True)}" for k, v in shapes)
 
 
 def _rows(traced: TracedModel, batch: int) -> list[dict[str, object]]:
@@ -75,6 +90,15 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
             {
                 "model": traced.spec.class_name,
                 "input_shape": shape_text(traced.input_shape, sizes=True),
+                **(
+                    {
+                        "inputs": {
+                            k: shape_text(v, sizes=True) for k, v in _input_shapes(traced).items()
+                        }
+                    }
+                    if traced.inputs
+                    else {}
+                ),
                 "layers": rows,
                 "totals": t.__dict__,
                 "params_expression": traced.total_params.code,
@@ -107,7 +131,7 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
         ("params size", _mb(t.param_bytes)),
         ("estimated total size", _mb(t.input_bytes + t.forward_backward_bytes + t.param_bytes)),
     ]
-    title = f"{traced.spec.class_name}: input {shape_text(traced.input_shape, sizes=True)}"
+    title = f"{traced.spec.class_name}: {_inputs_title(traced)}"
     if fmt == "markdown":
 
         def md(row: list[str]) -> str:

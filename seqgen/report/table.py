@@ -25,7 +25,9 @@ def table(cells: list[list[str]], header: list[str], right: set[int] | None = No
 
 def shape_table(traced: TracedModel) -> str:
     """Per-layer table: spec line, layer as generated, output shape, parameters."""
-    cells = [["", "input", shape_text(traced.input_shape), ""]]
+    named = [(f"input {i.name}", i.shape) for i in traced.inputs]  # several inputs: each
+    cells = [["", label, shape_text(shape), ""] for label, shape in named]
+    cells = cells or [["", "input", shape_text(traced.input_shape), ""]]
     for r in rows(traced):
         shape = _plain(r.shape)
         cells.append([str(r.line), "  " * r.depth + r.label, shape, f"{r.params:,}"])
