@@ -1,0 +1,267 @@
+"""Several inputs: `input NAME SHAPE` lines and `branch from=INPUT:` in a top-level merge.
+
+The parser's located errors, the traced shapes and counts, the generated model against a
+hand-written torch module with the same weights at several parameter values, its forward's
+checks of each input, the generated tests, and check's rows. A single unnamed `input` is
+unchanged (the golden files and generated_examples/ hold it byte for byte).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from conftest import run_generated_tests
+from torch import nn
+
+from seqgen.api import generate, options_for
+from seqgen.errors import SeqgenError
+from seqgen.lang.parser import parse
+from seqgen.project.write import write_files
+from seqgen.report.summary import render_summary
+from seqgen.report.table import shape_table
+from seqgen.trace.model import trace
+
+SPEC = """\
+model Fuse(num_classes=10, hidden=8)
+input image 3x8x8
+input meta (n_meta=5,)
+
+conv2d 4 k=3 p=1
+relu
+adaptiveavgpool2d 1
+flatten
+concat dim=1 name=fuse:
+    branch name=image:
+        identity
+    branch name=meta from=meta:
+        linear hidden
+        relu
+linear num_classes
+"""
+
+HEADER = "model M(n=4)\ninput a 3x8x8\n"
+
+
+def _generate(tmp_path: Path, text: str, name: str) -> tuple[list[Path], ModuleType]:
+    spec = tmp_path / f"{name}.seq"
+    spec.write_text(text)
+    result = generate(str(spec), options_for(str(spec), str(tmp_path)))
+    write_files(list(result.files))
+    module_spec = importlib.util.spec_from_file_location(f"inputs_{name}", result.files[0].path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return [Path(f.path) for f in result.files], module
+
+
+# ------------------------------------------------------------------------------ parser
+
+
+def test_parser_reads_named_inputs_and_branch_sources() -> None:
+    spec = parse(SPEC)
+    assert spec.input_name == "image"
+    assert [(i.name, i.dtype) for i in spec.inputs] == [("image", "float"), ("meta", "float")]
+    assert [p.name for p in spec.params if p.from_input] == ["n_meta"]
+    merge = spec.layers[4]
+    assert getattr(merge, "branch_from", None) == (None, "meta")
+
+
+def test_one_unnamed_input_is_unchanged() -> None:
+    spec = parse("input 3x8x8\nconv2d 4 k=3\n")
+    assert spec.input_name is None and spec.inputs == () and spec.extra_inputs == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line"),
+    [
+        ("input 3x8x8\ninput b 4\nlinear 2\n", "the first has none", 2),
+        ("input a 3x8x8\ninput 4\nlinear 2\n", "a second `input` needs a name", 2),
+        ("input a 4\ninput a 5\nlinear 2\n", "defined twice", 2),
+        ("input a 4\ninput x 5\nlinear 2\n", "is reserved", 2),
+        ("input a 4\ninput out 5\nlinear 2\n", "is taken", 2),
+        ("input a 4\ninput b 5\nlinear 2\n", "input 'b' is not read", 2),
+        (
+            "input a 4\ninput b 5\nadd:\n    branch:\n        linear 3\n"
+            "    branch from=c:\n        linear 3\n",
+            "no input named 'c'",
+            3,
+        ),
+        (
+            "input 4\nadd:\n    branch:\n        linear 3\n    branch from=c:\n        linear 3\n",
+            "no input named 'c'",
+            2,
+        ),
+        (
+            "input a 4\ninput b 5\nresidual:\n    add:\n        branch:\n            linear 4\n"
+            "        branch from=b:\n            linear 4\n",
+            "only supported in a merge of the trunk's top level",
+            4,
+        ),
+        (
+            "input a 4\ninput b 5\nadd:\n    branch from=b from=b:\n        linear 3\n"
+            "    branch:\n        linear 3\n",
+            "given twice",
+            4,
+        ),
+        ("input a 4\nadd:\n    branch from=1:\n        linear 3\n", "not a valid Python", 3),
+        (
+            "input a 4\ninput b 5\nlinear 3\nadd:\n    branch:\n        relu\n"
+            "    branch from=b:\n        linear 3\nhead h:\n    relu\n",
+            "cannot have heads yet",
+            9,
+        ),
+        (
+            "model M(b=2)\ninput a 4\ninput b 5\nadd:\n    branch:\n        linear b\n"
+            "    branch from=b:\n        linear 2\n",
+            "also a parameter",
+            3,
+        ),
+    ],
+)
+def test_misuse_is_a_located_syntax_error(text: str, message: str, line: int) -> None:
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    rendered = info.value.render()
+    assert message in rendered
+    assert f"<spec>:{line}:" in rendered
+
+
+# ------------------------------------------------------------------------------ trace
+
+
+def test_each_branch_is_traced_from_its_input() -> None:
+    traced = trace(parse(SPEC))
+    assert [(i.name, [d.code for d in i.shape]) for i in traced.inputs] == [
+        ("image", ["N", "3", "8", "8"]),
+        ("meta", ["N", "n_meta"]),
+    ]
+    merge = traced.layers[4]
+    assert [d.code for d in merge.out_shape] == ["N", "hidden + 4"]
+    assert traced.total_params.code == (
+        "hidden + hidden * n_meta + (hidden + 4) * num_classes + num_classes + 112"
+    )
+
+
+def test_shapes_must_agree_exactly_across_inputs() -> None:
+    text = (
+        "model M(w=6)\ninput a 4\ninput b (5,)\n"
+        "add:\n    branch:\n        linear w\n    branch from=b:\n        linear 7\n"
+    )
+    with pytest.raises(SeqgenError) as info:
+        trace(parse(text))
+    assert "<spec>:4:" in info.value.render()
+
+
+def test_a_symbolic_agreement_is_checked_by_init(tmp_path: Path) -> None:
+    text = (
+        "model M(w=6, v=6)\ninput a 4\ninput b (5,)\n"
+        "add:\n    branch:\n        linear w\n    branch from=b:\n        linear v\n"
+    )
+    _, module = _generate(tmp_path, text, "agree")
+    assert tuple(module.M(w=3, v=3)(torch.randn(2, 4), torch.randn(2, 5)).shape) == (2, 3)
+    with pytest.raises(ValueError, match="w"):
+        module.M(w=3, v=4)
+
+
+# ------------------------------------------------------------------------------ generated model
+
+
+class _HandWritten(nn.Module):
+    def __init__(self, num_classes: int, hidden: int, n_meta: int) -> None:
+        super().__init__()
+        self.trunk_0 = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+        self.fuse_image = nn.Sequential(nn.Identity())
+        self.fuse_meta = nn.Sequential(nn.Linear(n_meta, hidden), nn.ReLU())
+        self.trunk_1 = nn.Sequential(nn.Linear(hidden + 4, num_classes))
+
+    def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+        x = self.trunk_0(image)
+        x = torch.cat([self.fuse_image(x), self.fuse_meta(meta)], dim=1)
+        out: torch.Tensor = self.trunk_1(x)
+        return out
+
+
+@pytest.mark.parametrize(("num_classes", "hidden", "n_meta"), [(10, 8, 5), (3, 1, 1), (17, 12, 9)])
+def test_generated_model_equals_a_hand_written_one(
+    tmp_path: Path, num_classes: int, hidden: int, n_meta: int
+) -> None:
+    _, module = _generate(tmp_path, SPEC, f"fuse_{num_classes}_{hidden}_{n_meta}")
+    torch.manual_seed(0)
+    generated = module.Fuse(num_classes=num_classes, hidden=hidden, n_meta=n_meta).eval()
+    reference = _HandWritten(num_classes, hidden, n_meta).eval()
+    theirs = generated.state_dict()
+    assert list(theirs) == list(reference.state_dict())
+    reference.load_state_dict(theirs)
+    image, meta = torch.randn(3, 3, 8, 8), torch.randn(3, n_meta)
+    torch.testing.assert_close(generated(image, meta), reference(image, meta))
+    assert generated(image=image, meta=meta).shape == (3, num_classes)
+
+
+def test_forward_checks_each_input(tmp_path: Path) -> None:
+    files, module = _generate(tmp_path, SPEC, "fuse_checks")
+    source = files[0].read_text()
+    assert "def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:" in source
+    assert "x = torch.cat([self.fuse_image(x), self.fuse_meta(meta)], dim=1)" in source
+    assert "class Concat" not in source and "self.model" not in source
+    model = module.Fuse()
+    with pytest.raises(ValueError, match="expected a 2-d input meta"):
+        model(torch.randn(2, 3, 8, 8), torch.randn(5))
+    with pytest.raises(ValueError, match="input meta dim 1 must be n_meta, got 6"):
+        model(torch.randn(2, 3, 8, 8), torch.randn(2, 6))
+    with pytest.raises(ValueError, match="input image dim 2 must be 8"):
+        model(torch.randn(2, 3, 9, 8), torch.randn(2, 5))
+
+
+def test_a_merge_at_the_start_reads_the_first_input(tmp_path: Path) -> None:
+    text = (
+        "model T(d=4)\ninput u (6,)\ninput v (seq=3,) dtype=long\n"
+        "multiply:\n    branch:\n        linear d\n    branch from=v:\n"
+        "        embedding 10 d\n        flatten\n        linear d\n"
+    )
+    files, module = _generate(tmp_path, text, "towers")
+    source = files[0].read_text()
+    assert "x: torch.Tensor = self.merge_0_0(u) * self.merge_0_1(v)" in source
+    assert "return x" in source
+    out = module.T(d=5, seq=4)(torch.randn(2, 6), torch.randint(0, 10, (2, 4)))
+    assert tuple(out.shape) == (2, 5)
+
+
+@pytest.mark.slow
+def test_generated_tests_pass(tmp_path: Path) -> None:
+    files, _ = _generate(tmp_path, SPEC, "fuse_tests")
+    text = files[1].read_text()
+    assert '"meta": (batch, n_meta),' in text
+    assert "def test_output_at_other_values" in text
+    assert "dynamic_shapes=dynamic_shapes" in text
+    run_generated_tests(files[1])
+
+
+def test_free_named_sizes_of_each_input_are_exported_dynamic(tmp_path: Path) -> None:
+    text = (
+        "model S(d=4)\ninput a (2, la=6)\ninput b (2, lb=5)\n"
+        "concat dim=2:\n    branch:\n        conv1d d 1\n    branch from=b:\n        conv1d d 1\n"
+        "adaptiveavgpool1d 1\nflatten\n"
+    )
+    files, _ = _generate(tmp_path, text, "seqs")
+    test = files[1].read_text()
+    assert '"a": {0: batch, 2: la},' in test and '"b": {0: batch, 2: lb},' in test
+    run_generated_tests(files[1])
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def test_check_and_summary_show_every_input() -> None:
+    traced = trace(parse(SPEC))
+    table = shape_table(traced)
+    assert "input image" in table and "input meta" in table
+    summary = render_summary(traced)
+    assert summary.splitlines()[0] == "Fuse: inputs image (N, 3, 8, 8), meta (N, n_meta [5])"
+    bytes_in = (3 * 8 * 8 + 5) * 4
+    assert f"{bytes_in / 1e6:,.2f} MB" in summary
