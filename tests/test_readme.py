@@ -94,3 +94,13 @@ def test_the_heads_example_is_the_committed_spec() -> None:
 def test_the_heads_snippet_is_generated_code() -> None:
     generated = (EXAMPLES / "aux_heads.py").read_text(encoding="utf-8")
     assert missing_runs(readme_block("heads_forward"), generated) == []
+
+
+def test_the_two_input_example_is_the_committed_spec() -> None:
+    committed = (EXAMPLES / "two_input.seq").read_text(encoding="utf-8")
+    assert readme_block("two_input_seq") == committed
+
+
+def test_the_two_input_snippet_is_generated_code() -> None:
+    generated = (EXAMPLES / "two_input.py").read_text(encoding="utf-8")
+    assert missing_runs(readme_block("two_input_forward"), generated) == []
