@@ -18,6 +18,8 @@ from conftest import run_generated_tests
 from torch import nn
 
 from seqgen.api import generate, options_for
+from seqgen.diagram import build
+from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
@@ -265,3 +267,14 @@ def test_check_and_summary_show_every_input() -> None:
     assert summary.splitlines()[0] == "Fuse: inputs image (N, 3, 8, 8), meta (N, n_meta [5])"
     bytes_in = (3 * 8 * 8 + 5) * 4
     assert f"{bytes_in / 1e6:,.2f} MB" in summary
+
+
+def test_diagram_starts_a_from_branch_at_its_input() -> None:
+    traced = trace(parse(SPEC))
+    diagram = build(traced)
+    boxes = {b.label: b.id for b in all_boxes(diagram)}
+    assert "input image" in boxes and "input meta" in boxes
+    edges = [(e.source, e.target) for e in all_edges(diagram)]
+    assert not any(target == boxes["input meta"] for _, target in edges)
+    linear = next(b.id for b in all_boxes(diagram) if b.label.startswith("Linear(n_meta"))
+    assert (boxes["input meta"], linear) in edges

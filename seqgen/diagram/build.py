@@ -10,12 +10,13 @@ last repetition, whose output is the run's. Blocks are drawn once, beside the fl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from seqgen.diagram.graph import Box, Diagram, Fork, Group, Head, Item, Stack, edges
 from seqgen.diagram.scope import Scope, at_scope
 from seqgen.ir import (
+    Dim,
     TracedBlock,
     TracedBlockUse,
     TracedLayer,
@@ -52,6 +53,7 @@ class _Context:
     expand: bool
     ids: _Ids
     scope: Scope = field(default_factory=Scope)
+    inputs: Mapping[str, tuple[Dim, ...]] = field(default_factory=dict)  # several, by name
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ def build(traced: TracedModel, at: Sequence[str] = (), expand: bool = False) -> 
     """The diagram of a traced model; `at` binds sizes (`num_classes=100`), `expand` opens
     block uses."""
     ctx = _Context({b.class_name: b for b in traced.blocks}, expand, _Ids(), at_scope(traced, at))
-    start = Box(ctx.ids.box(), "input", ctx.scope.shape(traced.input_shape), "input")
+    first = "input" if not traced.inputs else f"input {traced.inputs[0].name}"
+    start = Box(ctx.ids.box(), first, ctx.scope.shape(traced.input_shape), "input")
+    ctx = replace(ctx, inputs={i.name: i.shape for i in traced.inputs})
     flow, heads = _trunk_and_heads(traced, start, ctx)
     if expand:
         return Diagram(traced.spec.class_name, flow, heads=heads)
@@ -240,7 +244,11 @@ def _node(node: TracedNode, ctx: _Context, label: str | None = None) -> Item:
             ctx.ids.box(), label or _call(node.call, scope), scope.shape(node.out_shape), "layer"
         )
     if isinstance(node, TracedMerge):
-        branches = tuple(tuple(_stack(b, ctx)) for b in node.branches)
+        sources = node.spec.branch_from or (None,) * len(node.branches)
+        branches = tuple(
+            (*_input_box(source, ctx), *_stack(b, ctx))
+            for b, source in zip(node.branches, sources, strict=True)
+        )
         if node.spec.kind == "residual" and len(branches) == 1:
             branches += ((),)  # the input itself is added
         join = node.class_name + (
@@ -253,6 +261,13 @@ def _node(node: TracedNode, ctx: _Context, label: str | None = None) -> Item:
     return Box(
         ctx.ids.box(), label or _call(node.call, scope), scope.shape(node.out_shape), "block"
     )
+
+
+def _input_box(source: str | None, ctx: _Context) -> tuple[Box, ...]:
+    """A `branch from=NAME:` starts from a box of input NAME (no edge into it)."""
+    if source is None:
+        return ()
+    return (Box(ctx.ids.box(), f"input {source}", ctx.scope.shape(ctx.inputs[source]), "input"),)
 
 
 def _use_body(use: TracedBlockUse, ctx: _Context) -> Stack:

@@ -106,7 +106,7 @@ def edges(stack: Stack, entry: str | None = None) -> tuple[list[Edge], str | Non
     last = entry
     for item in stack:
         if isinstance(item, Box):
-            if last is not None:
+            if last is not None and item.kind != "input":  # a model input starts its own flow
                 found.append(Edge(last, item.id))
             last = item.id
         elif isinstance(item, Fork):
