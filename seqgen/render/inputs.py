@@ -174,11 +174,11 @@ def _implies(a: Constraint, b: Constraint, a_first: bool) -> bool:
 
 
 def _dim_of(traced: TracedModel, name: str) -> str:
-    """`1`, or with several inputs `meta 1`: where a free named size is read."""
+    """`1`, or with several inputs `1 of meta`: where a free named size is read."""
     for _, shape, label in input_shapes(traced):
         for i, d in enumerate(shape):
             if d.code == name:
-                return str(i) if label == "input" else f"{label.removeprefix('input ')} {i}"
+                return str(i) if label == "input" else f"{i} of {label.removeprefix('input ')}"
     raise ValueError(name)
 
 
