@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -111,10 +112,10 @@ def test_one_unnamed_input_is_unchanged() -> None:
         ),
         ("input a 4\nadd:\n    branch from=1:\n        linear 3\n", "not a valid Python", 3),
         (
-            "input a 4\ninput b 5\nlinear 3\nadd:\n    branch:\n        relu\n"
-            "    branch from=b:\n        linear 3\nhead h:\n    relu\n",
-            "cannot have heads yet",
-            9,
+            "input a 4\ninput b 5\nlinear 3 name=p\nadd:\n    branch:\n        relu\n"
+            "    branch from=b:\n        linear 3\nhead b:\n    relu\nhead h from=p:\n    relu\n",
+            "also a parameter, block, head",
+            2,
         ),
         (
             "model M(b=2)\ninput a 4\ninput b 5\nadd:\n    branch:\n        linear b\n"
@@ -278,3 +279,88 @@ def test_diagram_starts_a_from_branch_at_its_input() -> None:
     assert not any(target == boxes["input meta"] for _, target in edges)
     linear = next(b.id for b in all_boxes(diagram) if b.label.startswith("Linear(n_meta"))
     assert (boxes["input meta"], linear) in edges
+
+
+HEADS = """\
+model Both(num_classes=5, hidden=8)
+input image 3x8x8
+input meta (n_meta=4,)
+
+conv2d 4 k=3 p=1
+relu
+maxpool2d 2 name=mid
+flatten
+concat dim=1 name=fuse:
+    branch:
+        identity
+    branch from=meta:
+        linear hidden
+linear 16
+relu
+
+head logits:
+    linear num_classes
+head aux from=mid train_only=True:
+    adaptiveavgpool2d 1
+    flatten
+    linear num_classes
+head side from=fuse:
+    linear 2
+"""
+
+
+class _BothOut(NamedTuple):
+    logits: torch.Tensor
+    aux: torch.Tensor | None
+    side: torch.Tensor
+
+
+class _Both(nn.Module):
+    def __init__(self, num_classes: int, hidden: int, n_meta: int) -> None:
+        super().__init__()
+        self.mid = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.trunk_0 = nn.Sequential(nn.Flatten())
+        self.fuse_0 = nn.Sequential(nn.Identity())
+        self.fuse_1 = nn.Sequential(nn.Linear(n_meta, hidden))
+        self.trunk = nn.Sequential(nn.Linear(64 + hidden, 16), nn.ReLU())
+        self.logits = nn.Sequential(nn.Linear(16, num_classes))
+        self.aux = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+        self.side = nn.Sequential(nn.Linear(64 + hidden, 2))
+
+    def forward(self, image: torch.Tensor, meta: torch.Tensor) -> _BothOut:
+        mid = self.mid(image)
+        fuse = torch.cat([self.fuse_0(self.trunk_0(mid)), self.fuse_1(meta)], dim=1)
+        features = self.trunk(fuse)
+        aux = self.aux(mid) if self.training else None
+        return _BothOut(self.logits(features), aux, self.side(fuse))
+
+
+@pytest.mark.parametrize(("num_classes", "hidden", "n_meta"), [(5, 8, 4), (2, 3, 7)])
+def test_heads_with_several_inputs_equal_a_hand_written_model(
+    tmp_path: Path, num_classes: int, hidden: int, n_meta: int
+) -> None:
+    files, module = _generate(tmp_path, HEADS, f"both_{num_classes}_{hidden}_{n_meta}")
+    source = files[0].read_text()
+    assert "fuse: torch.Tensor = torch.cat([self.fuse_0(x), self.fuse_1(meta)], dim=1)" in source
+    torch.manual_seed(0)
+    generated = module.Both(num_classes=num_classes, hidden=hidden, n_meta=n_meta)
+    reference = _Both(num_classes, hidden, n_meta)
+    assert list(generated.state_dict()) == list(reference.state_dict())
+    reference.load_state_dict(generated.state_dict())
+    image, meta = torch.randn(3, 3, 8, 8), torch.randn(3, n_meta)
+    for mode in ("train", "eval"):
+        got = getattr(generated, mode)()(image, meta)
+        want = getattr(reference, mode)()(image, meta)
+        for name in want._fields:
+            a, b = getattr(got, name), getattr(want, name)
+            assert (a is None) == (b is None) == (mode == "eval" and name == "aux")
+            if a is not None:
+                torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+def test_generated_tests_of_heads_with_several_inputs_pass(tmp_path: Path) -> None:
+    files, _ = _generate(tmp_path, HEADS, "both_tests")
+    text = files[1].read_text()
+    assert "def expected_output_shapes(" in text and "TRAIN_ONLY" in text
+    run_generated_tests(files[1])

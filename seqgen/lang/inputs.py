@@ -129,18 +129,11 @@ def input_errors(
         for i in extra
         if i.name not in read
     ]
-    if extra and heads:
-        errors.append(
-            SpecSyntaxError(
-                "a model with several inputs cannot have heads yet",
-                location=heads[0].loc,
-                hint="return one output, or write the heads as a `concat` of the outputs",
-            )
-        )
     taken = {p.name for p in params} | {class_name} | {b.name for b in blocks}
+    taken |= {h.name for h in heads} | {h.point for h in heads if h.point is not None}
     errors += [
         SpecSyntaxError(
-            f"input name {i.name!r} is also a parameter, block or the model's name",
+            f"input name {i.name!r} is also a parameter, block, head, point or the model's name",
             location=i.loc,
             hint="choose another name",
         )

@@ -89,6 +89,17 @@ def heads_model(traced: TracedModel) -> dict[str, Any]:
         modules.append(_sequential(attribute, nodes, shape))
         statements.append(f"{local}: torch.Tensor = self.{attribute}({source})")
         locals_at[stop - 1] = source = local
+    return with_heads(traced, modules, statements, locals_at)
+
+
+def with_heads(
+    traced: TracedModel,
+    modules: list[dict[str, Any]],
+    statements: list[str],
+    locals_at: dict[int, str],
+) -> dict[str, Any]:
+    """The model's parts once the trunk's are written: each head's nn.Sequential, the return
+    of the output class; `locals_at[i]` is the local that holds trunk node i's output."""
     fields = []
     for head in traced.heads:
         modules.append(_sequential(head.name, head.layers, head.input_shape))

@@ -19,6 +19,7 @@ from typing import Any
 
 from seqgen.errors import RenderError
 from seqgen.ir import Dim, TracedMerge, TracedModel, TracedNode
+from seqgen.render.heads import FEATURES, TRUNK, with_heads
 from seqgen.render.layers import layer_items, named, shape_text
 
 STREAM = "x"  # the local that carries the trunk's tensor (lang/inputs.py reserves it)
@@ -35,55 +36,77 @@ def _sequential(attribute: str, nodes: tuple[TracedNode, ...], shape: tuple[Dim,
 
 
 def inputs_model(traced: TracedModel) -> dict[str, Any]:
-    """The submodules of a model with named inputs and its forward's statements."""
+    """The submodules of a model with named inputs and its forward's statements (with heads,
+    the trunk is also cut after each head's point, as render/heads.py cuts it)."""
     modules: list[dict[str, Any]] = []
     statements: list[str] = []
     shapes = {i.name: i.shape for i in traced.inputs}
-    source = traced.inputs[0].name
-    shape = traced.inputs[0].shape
+    points = {traced.head_start(h): h.spec.point for h in traced.heads if h.spec.point}
+    last = len(traced.layers) - 1
+    source, shape = traced.inputs[0].name, traced.inputs[0].shape
+    declared: set[str] = set()
+    locals_at: dict[int, str] = {}
     segment: list[TracedNode] = []
-    merges = 0
+    counts = {"trunk": 0, "merge": 0}
 
-    def assign(value: str) -> None:
-        typed = f"{STREAM}: torch.Tensor" if source != STREAM else STREAM
-        statements.append(f"{typed} = {value}")
+    def local_at(index: int) -> str:
+        """Where node `index`'s output goes: its point's name, `features` at the trunk's end
+        of a model with heads, else the stream `x`."""
+        if index in points:
+            return str(points[index])
+        return FEATURES if traced.heads and index == last else STREAM
 
-    def flush() -> None:
+    def assign(index: int, value: str) -> None:
         nonlocal source, shape
+        local = local_at(index)
+        typed = local if local in declared else f"{local}: torch.Tensor"
+        declared.add(local)
+        statements.append(f"{typed} = {value}")
+        locals_at[index] = source = local
+        shape = traced.layers[index].out_shape
+
+    def flush(index: int) -> None:
+        """Write the segment that ends at trunk node `index`, if any."""
         if not segment:
             return
-        attribute = f"trunk_{len([m for m in modules if m['attribute'].startswith('trunk_')])}"
+        local = local_at(index)
+        attribute = local if local in (*points.values(), FEATURES) else None
+        if attribute == FEATURES:
+            attribute = TRUNK
+        if attribute is None:
+            attribute = f"trunk_{counts['trunk']}"
+            counts["trunk"] += 1
         modules.append(_sequential(attribute, tuple(segment), shape))
-        assign(f"self.{attribute}({source})")
-        source, shape = STREAM, segment[-1].out_shape
         segment.clear()
+        assign(index, f"self.{attribute}({source})")
 
-    for node in traced.layers:
+    for index, node in enumerate(traced.layers):
         if not isinstance(node, TracedMerge) or not reads_inputs(node):
             segment.append(node)
+            if index in points or index == last:
+                flush(index)
             continue
-        flush()
-        name = node.spec.key or f"merge_{merges}"
-        merges += 1
+        flush(index - 1)
+        name = node.spec.key or f"merge_{counts['merge']}"
+        counts["merge"] += 1
         calls = []
         for j, (branch, src) in enumerate(zip(node.branches, node.spec.branch_from, strict=True)):
             key = node.spec.branch_keys[j] if node.spec.branch_keys else None
             attribute = f"{name}_{key if key is not None else j}"
-            reads = source if src is None else src
             modules.append(_sequential(attribute, branch, shape if src is None else shapes[src]))
-            calls.append(f"self.{attribute}({reads})")
+            calls.append(f"self.{attribute}({source if src is None else src})")
         if node.spec.kind == "concat":
-            assign(f"torch.cat([{', '.join(calls)}], dim={node.dim})")
+            assign(index, f"torch.cat([{', '.join(calls)}], dim={node.dim})")
         else:
-            assign(_OPERATORS[node.spec.kind].join(calls))
-        source, shape = STREAM, node.out_shape
-    flush()
-    attributes = [m["attribute"] for m in modules]
+            assign(index, _OPERATORS[node.spec.kind].join(calls))
+    attributes = [m["attribute"] for m in modules] + [h.name for h in traced.heads]
     if len(set(attributes)) != len(attributes) or set(attributes) & set(shapes):
         raise RenderError(
             f"two submodules of {traced.spec.class_name} would share a name among "
             f"{', '.join(attributes)}: rename a merge or a branch (name=)"
         )
+    if traced.heads:
+        return with_heads(traced, modules, statements, locals_at)
     statements.append(f"return {source}")
     return {"modules": modules, "statements": statements}
 
