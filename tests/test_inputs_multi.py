@@ -9,6 +9,8 @@ unchanged (the golden files and generated_examples/ hold it byte for byte).
 from __future__ import annotations
 
 import importlib.util
+import os
+import random
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -364,3 +366,82 @@ def test_generated_tests_of_heads_with_several_inputs_pass(tmp_path: Path) -> No
     text = files[1].read_text()
     assert "def expected_output_shapes(" in text and "TRAIN_ONLY" in text
     run_generated_tests(files[1])
+
+
+# ------------------------------------------------------------------------------ differential
+# A random two-input spec `A; merge(branch: B1 | branch from=b: B2)` against its plain pieces:
+# the single-input models `A; B1` (from input a) and `B2` (from input b), combined by torch as
+# the merge does. Same sizes, counts, refusals, and outputs after copying weights.
+
+STACK_MENU = ["linear c", "relu", "linear 6", "layernorm", "dropout 0.1", "linear c bias=False"]
+MERGES = {"concat dim=1": torch.cat, "add": torch.add, "multiply": torch.mul}
+
+
+def _random_inputs_case(seed: int) -> tuple[str, list[str], list[str], list[str]]:
+    rng = random.Random(seed)
+    merge = rng.choice(sorted(MERGES))
+    stacks = [[rng.choice(STACK_MENU) for _ in range(rng.randint(0, 3))] for _ in range(3)]
+    if merge != "concat dim=1" or rng.random() < 0.5:  # widths agree: each branch ends `linear w`
+        stacks[1].append("linear w")
+        stacks[2].append("linear w")
+    stacks[1] = stacks[1] or ["identity"]
+    stacks[2] = stacks[2] or ["identity"]
+    return merge, stacks[0], stacks[1], stacks[2]
+
+
+def _combine(merge: str, one: torch.Tensor, two: torch.Tensor) -> torch.Tensor:
+    return torch.cat([one, two], dim=1) if merge.startswith("concat") else MERGES[merge](one, two)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(int(os.environ.get("SEQGEN_FUZZ_SPECS", "4"))))
+def test_two_inputs_equal_their_plain_pieces(tmp_path: Path, seed: int) -> None:
+    merge, a, b1, b2 = _random_inputs_case(seed)
+    header = "model M(c=4, w=3, nb=5)"
+    text = "\n".join(
+        [header, "input a (7,)", "input b (nb,)", *a, f"{merge}:", "    branch:"]
+        + [f"        {line}" for line in b1]
+        + ["    branch from=b:"]
+        + [f"        {line}" for line in b2]
+    )
+    first = "\n".join([header, "input (7,)", *a, *b1, "linear nb", "linear 1"])
+    second = "\n".join([header, "input (nb,)", *b2, "linear c", "linear w"])
+    try:
+        _, module = _generate(tmp_path, text + "\n", f"multi_{seed}")
+    except SeqgenError as e:  # only a merge of differing widths may be refused
+        assert "concat" not in merge and "w" not in b1[-1], e
+        return
+    # the plain pieces use every parameter (so they take the same arguments), then ignore it
+    _, one = _generate(tmp_path, first + "\n", f"one_{seed}")
+    _, two = _generate(tmp_path, second + "\n", f"two_{seed}")
+    rng = random.Random(seed)
+    for values in [{}, *({k: rng.randint(0, 6) for k in ("c", "w", "nb")} for _ in range(3))]:
+        torch.manual_seed(seed)
+        built = []
+        for mod in (module, one, two):
+            try:
+                built.append(mod.M(**values))
+            except ValueError:
+                built.append(None)
+        if built[0] is None:  # what the model refuses, one of its pieces refuses too
+            assert None in built[1:], values
+            continue
+        if None in built:  # a piece's extra tail refuses a value the model never reads
+            continue
+        model, ref_one, ref_two = (m.eval() for m in built if m is not None)
+        state = model.state_dict()
+        keys_one = [k for k in state if not k.startswith("merge_0_1.")]
+        keys_two = [k for k in state if k.startswith("merge_0_1.")]
+        ref_one_keys = list(ref_one.state_dict())[: len(keys_one)]
+        ref_two_keys = list(ref_two.state_dict())[: len(keys_two)]
+        ref_one.load_state_dict(
+            {**ref_one.state_dict(), **dict(zip(ref_one_keys, (state[k] for k in keys_one)))}
+        )
+        ref_two.load_state_dict(
+            {**ref_two.state_dict(), **dict(zip(ref_two_keys, (state[k] for k in keys_two)))}
+        )
+        nb = values.get("nb", 5)
+        x_a, x_b = torch.randn(3, 7), torch.randn(3, nb)
+        upto = len(a) + len(b1)  # the pieces' layers before their extra tail
+        want = _combine(merge, ref_one.model[:upto](x_a), ref_two.model[: len(b2)](x_b))
+        torch.testing.assert_close(model(x_a, x_b), want)
