@@ -83,7 +83,7 @@ def test_one_unnamed_input_is_unchanged() -> None:
 @pytest.mark.parametrize(
     ("text", "message", "line"),
     [
-        ("input 3x8x8\ninput b 4\nlinear 2\n", "the first has none", 2),
+        ("input 3x8x8\ninput b 4\nlinear 2\n", "the first has no name", 2),
         ("input a 3x8x8\ninput 4\nlinear 2\n", "a second `input` needs a name", 2),
         ("input a 4\ninput a 5\nlinear 2\n", "defined twice", 2),
         ("input a 4\ninput x 5\nlinear 2\n", "is reserved", 2),

@@ -59,7 +59,7 @@ def another_input(
     is taken by an input above."""
     if first is None:
         raise line.error(
-            "several `input` lines need a name each: the first has none",
+            "a spec has one `input` line unless every input is named: the first has no name",
             head.col,
             5,
             hint="name every input, e.g. `input image 3x32x32` and `input meta (16,)`",
