@@ -161,6 +161,17 @@ def test_shapes_must_agree_exactly_across_inputs() -> None:
     assert "<spec>:4:" in info.value.render()
 
 
+def test_an_in_place_layer_may_not_change_an_input_a_branch_reads_later() -> None:
+    text = (
+        "input a 4\nrelu inplace=True\nlinear 4\nadd:\n    branch:\n        identity\n"
+        "    branch from=a:\n        identity\n"
+    )
+    with pytest.raises(SeqgenError) as info:
+        trace(parse(text))
+    assert "<spec>:2:" in info.value.render() and "inplace=True" in info.value.render()
+    trace(parse(text.replace("from=a", "from=b").replace("input a 4", "input a 4\ninput b 4")))
+
+
 def test_a_symbolic_agreement_is_checked_by_init(tmp_path: Path) -> None:
     text = (
         "model M(w=6, v=6)\ninput a 4\ninput b (5,)\n"

@@ -51,3 +51,10 @@ def traced_inputs(
         TracedInput(i.name, tuple(scope.dim(d) for d in inputs[i.name][1]), i.dtype)
         for i in spec.inputs
     )
+
+
+def reads_first_input(spec: ModelSpec) -> bool:
+    """Whether a `branch from=` reads the trunk's own input (which the trunk reads first)."""
+    return spec.input_name is not None and any(
+        spec.input_name in node.branch_from for node in spec.layers if isinstance(node, MergeSpec)
+    )

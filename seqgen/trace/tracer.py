@@ -37,7 +37,12 @@ from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive
 from seqgen.trace.heads import trace_heads
 from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
-from seqgen.trace.inputs_multi import branch_inputs, model_inputs, traced_inputs
+from seqgen.trace.inputs_multi import (
+    branch_inputs,
+    model_inputs,
+    reads_first_input,
+    traced_inputs,
+)
 from seqgen.trace.layer import PASS_THROUGH, trace_layer
 from seqgen.trace.loops import trace_loop
 from seqgen.trace.merge_shapes import (
@@ -116,6 +121,8 @@ class Tracer:
         with self.scope.session.active():
             x = torch.empty(self.scope.symbolic_sizes(dims), dtype=input_dtype(spec))
             self.inputs = model_inputs(self.scope, spec, (x, dims), extra)
+            # a `branch from=` reads the first input later: no in-place layer may change it
+            self.scope.shared_input = reads_first_input(spec)
             try:
                 steps = self.stack(spec.layers, x, dims).steps
                 heads = trace_heads(self, spec.heads, spec.layers, self.outputs)
