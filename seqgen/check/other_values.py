@@ -2,8 +2,9 @@
 
 Every size and parameter count seqgen writes is an expression of the constructor's int
 parameters. Before anything is written, this module picks parameter values other than the
-defaults that the generated `__init__` accepts, builds the same layers concretely on the `meta`
-device (nothing is allocated) at those values, and compares each layer's output shape and
+defaults that the generated `__init__` accepts, builds the same layers concretely at those values
+(for real on the CPU when the model is small, else on the `meta` device, where nothing is
+allocated), and compares each layer's output shape and
 parameter count with what the printed expressions compute there. A difference is a seqgen bug,
 reported as an error instead of a wrong file.
 """
@@ -22,6 +23,7 @@ from seqgen.errors import InternalError, SeqgenError
 from seqgen.ir import SAMPLE_BATCH, Constraint, TracedModel, TracedNode
 from seqgen.layers.torch_nn import first_line
 from seqgen.safe_eval import evaluate_source
+from seqgen.trace.sizes import sample_device
 
 MAX_POINTS = 4
 MAX_NUMEL = 1 << 26  # meta tensors cost nothing, but keep the arithmetic of huge specs away
@@ -103,7 +105,7 @@ def _free_dims_near_minimum(
 
 
 def verify_at_other_values(traced: TracedModel) -> None:
-    """Build the layers concretely on `meta` at a few accepted non-default values; compare."""
+    """Build the layers concretely at a few accepted non-default values; compare."""
     if not any(type(p.default) is int for p in traced.spec.params):
         return
     done = 0
@@ -148,9 +150,9 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             raise _TooLarge
 
     memo: Memo = {}  # a block used again with the same values is checked once per point
-    with torch.device("meta"), warnings.catch_warnings():
+    with sample_device(_work(traced, values)), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x = torch.empty(
+        x = torch.zeros(  # zeros: valid token ids when run for real
             shape, dtype=torch.int64 if traced.spec.input_dtype == "long" else torch.float32
         )
         for layer in traced.layers:
@@ -164,6 +166,16 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             except Exception as e:
                 raise _mismatch(layer, point, f"torch rejects it there: {first_line(e)}") from e
     return True
+
+
+def _work(traced: TracedModel, at: Mapping[str, int]) -> int:
+    """What building and running the model at `at` costs: parameters, multiply-adds and output
+    elements (sizes.sample_device picks the CPU for a small model)."""
+    total = evaluate_source(traced.total_params.code, at)
+    for node in traced.layers:
+        total += evaluate_source(node.macs.code, at) * SAMPLE_BATCH
+        total += _numel(tuple(evaluate_source(d.code, at) for d in node.out_shape))
+    return int(total)
 
 
 class _TooLarge(Exception):

@@ -140,17 +140,18 @@ Visit = Callable[[TracedNode, Mapping[str, Any], torch.Tensor, list[nn.Module]],
 
 
 def run_real(
-    layer: TracedLayer, values: Values, x: torch.Tensor
+    layer: TracedLayer, values: Values, x: torch.Tensor, shapes_only: bool = False
 ) -> tuple[list[nn.Module], torch.Tensor]:
     """Build a traced layer concretely from `values` for the input `x` (on the current default
-    device), run it in eval mode, and return its modules and output."""
+    device), run it in eval mode, and return its modules and output. Where only the output's
+    shape matters (on `meta`, or `shapes_only`), an op may run a shorter sample."""
     kind = kind_for(layer.spec)
     match kind:
         case Op():
             nodes = kind.bind(layer.spec)
             nodes.pop(kind.inferred or "", None)  # the input's size: build() reads it from x
             module = kind.build(evaluate(nodes, values), tuple(x.shape)).eval()
-            if x.device.type == "meta":  # only the shape matters
+            if shapes_only or x.device.type == "meta":
                 return [module], kind.run_for_shape(module, x)
             return [module], module(x)
         case TorchModule(cls=cls, layer=plain):
@@ -208,7 +209,7 @@ def run_node(
         key = (node.spec.name, tuple(sorted(inner.items(), key=lambda kv: kv[0])), tuple(x.shape))
         if memo is not None and key in memo:
             modules, shape = memo[key]
-            y = torch.empty(shape)
+            y = torch.zeros(shape)  # run for real on the CPU, a sample of zeros
         else:
             modules, y = run_stack(block.layers, inner, x, blocks, visit, memo)
             if memo is not None:
@@ -219,7 +220,7 @@ def run_node(
             built, y = run_stack(node.body, env, y, blocks, visit, memo)
             modules += built
     else:
-        modules, y = run_real(node, Values(dict(env)), x)
+        modules, y = run_real(node, Values(dict(env)), x, shapes_only=memo is not None)
     if visit is not None:
         visit(node, env, y, modules)
     return modules, y

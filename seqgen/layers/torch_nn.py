@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from seqgen._typing import class_cache
@@ -33,6 +32,7 @@ from seqgen.ir import (
 from seqgen.lang.hints import missing_hint
 from seqgen.lang.names import check_identifier
 from seqgen.lang.values import expr_source
+from seqgen.trace import symbolic as S
 
 # Size parameters seqgen infers from the incoming tensor: name -> which dim of it.
 INFERRED: dict[str, int] = {
@@ -164,7 +164,7 @@ class Values:
 
     def _number(self, e: Expr) -> Any:
         v = self.eval(e)
-        if isinstance(v, bool) or not isinstance(v, (int, float, torch.SymInt)):
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) or S.is_symbolic(v)):
             raise TraceError(f"arithmetic needs numbers, got {v!r}", location=e.loc)
         return v
 

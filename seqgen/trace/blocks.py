@@ -63,7 +63,7 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
             )
         value = values.eval(node)
         want = declared.type_name
-        ok = isinstance(value, torch.SymInt) if want == "int" else False
+        ok = S.is_symbolic(value) if want == "int" else False
         if not ok:
             ok = isinstance(value, PARAM_TYPES[want]) and not (
                 want != "bool" and isinstance(value, bool)
@@ -71,7 +71,7 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
         if not ok:
             got = (
                 "an int expression"
-                if isinstance(value, torch.SymInt)
+                if S.is_symbolic(value)
                 else f"{value!r} ({type(value).__name__})"
             )
             raise TraceError(
@@ -267,7 +267,7 @@ def _trace_body(
     )
     # sizes known >= 1; a parameter standing for one is not (the block's own check says so)
     tracer.positive.extend(inputs[i - 1] for i in range(1, len(dims)) if i not in aliases)
-    x = torch.empty(tracer.symbolic_sizes(block_dims))
+    x = tracer.session.tensor(tracer.symbolic_sizes(block_dims))
     try:
         result = trace_stack(tracer, block.body, x, block_dims)
     except SeqgenError as e:  # say which use the block was traced at

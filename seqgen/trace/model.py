@@ -18,9 +18,8 @@ from seqgen.trace.scope import MAX_SIZE, Scope, Shared
 from seqgen.trace.tracer import Tracer
 
 
-def model_scope(spec: ModelSpec) -> Tracer:
-    """The tracer of a model's own stack: its int parameters are symbols."""
-    session = S.Session()
+def model_scope(spec: ModelSpec, session: S.AnySession) -> Tracer:
+    """The tracer of a model's own stack: its int parameters are symbols of `session`."""
     env: dict[str, Any] = {}
     hints: dict[sympy.Symbol, int] = {}
     for p in spec.params:
@@ -44,12 +43,21 @@ def model_scope(spec: ModelSpec) -> Tracer:
     )
 
 
+def run_trace(spec: ModelSpec) -> TracedModel:
+    """Trace on seqgen's own sizes; where they cannot decide something exactly (a layer
+    without a rule), trace again on torch's ShapeEnv, which imports torch._dynamo (sizes.py)."""
+    try:
+        return model_scope(spec, S.LightSession()).run()
+    except S.NeedsShapeEnv:
+        return model_scope(spec, S.Session()).run()
+
+
 def trace(spec: ModelSpec) -> TracedModel:
-    """Trace a parsed spec symbolically on fake tensors (every layer's binding checked first)."""
+    """Trace a parsed spec symbolically (every layer's binding checked first)."""
     check_layers(spec)
     try:
         with quiet_torch_warnings():
-            traced = model_scope(spec).run()
+            traced = run_trace(spec)
             verify_at_other_values(traced)
         return traced
     except SizeTooSmallError as e:
@@ -86,7 +94,7 @@ def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:
 
     def works(size: int) -> bool:
         try:
-            model_scope(replace(spec, input_shape=shape(size))).run()
+            run_trace(replace(spec, input_shape=shape(size)))
         except InternalError:
             raise  # a seqgen bug is no answer about the size
         except SeqgenError:
