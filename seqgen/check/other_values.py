@@ -150,7 +150,8 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             raise _TooLarge
 
     memo: Memo = {}  # a block used again with the same values is checked once per point
-    with sample_device(_work(traced, values)), warnings.catch_warnings():
+    params = evaluate_source(traced.total_params.code, values)
+    with sample_device(_work(traced, values), params), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x = torch.zeros(  # zeros: valid token ids when run for real
             shape, dtype=torch.int64 if traced.spec.input_dtype == "long" else torch.float32

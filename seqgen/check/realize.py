@@ -36,21 +36,34 @@ from seqgen.layers.torch_nn import (
     first_line,
 )
 from seqgen.runtime import merges as runtime_merges
+from seqgen.trace import symbolic as S
 
 # Real checks allocate: confirm a layer only when its sample and weights are this small.
 CONFIRM_LIMIT = 1 << 22
 
 
 def real_module(
-    cls: type[nn.Module], bound: Bound, values: Values, in_shape: tuple[int, ...]
+    cls: type[nn.Module],
+    bound: Bound,
+    values: Values,
+    in_shape: tuple[int, ...],
+    init: bool = True,
 ) -> nn.Module:
-    """Construct `cls` for real from concrete values, inferring sizes from `in_shape`."""
+    """Construct `cls` for real from concrete values, inferring sizes from `in_shape`; without
+    `init`, its parameters are zeros (only shapes matter: no random initialisation to pay)."""
     kwargs: dict[str, Any] = {k: values.eval(e) for k, e in bound.args.items()}
     kwargs.update({k: values.eval(e) for k, e in bound.extra_kwargs.items()})
     for pname in bound.sig.inferred:
         if pname not in kwargs:
             kwargs[pname] = in_shape[INFERRED[pname]]
-    return cls(*(values.eval(e) for e in bound.extra_args), **kwargs)
+    args = tuple(values.eval(e) for e in bound.extra_args)
+    if init:
+        return cls(*args, **kwargs)
+    module = S.construct(cls, args, kwargs)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+    return module
 
 
 def _untrusted(cls: type[nn.Module], bound: Bound) -> bool:
@@ -155,9 +168,9 @@ def run_real(
                 return [module], kind.run_for_shape(module, x)
             return [module], module(x)
         case TorchModule(cls=cls, layer=plain):
-            module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
+            module = real_module(cls, bind(cls, plain), values, tuple(x.shape), not shapes_only)
         case WeightNormed(inner=TorchModule(cls=cls, layer=plain), value=norm):
-            module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
+            module = real_module(cls, bind(cls, plain), values, tuple(x.shape), not shapes_only)
             if values.eval(norm) is True:
                 module = weight_norm.wrap(module)
     module.eval()

@@ -218,8 +218,9 @@ def _apply_rule(
     concrete = construct_concrete(scope, cls, layer, args.bound, hint_shape)
     numels = _rule_params(scope, cls, layer, args, dims, concrete)
     macs = scope.value(_macs(cls, numels, [S.expr_of(v) for v in outcome.shape]))
-    work = sum(scope.value(n) for n in numels.values()) + macs * hint_shape[0]
-    device = scope.session.concrete_device(work + math.prod(hint_shape) + math.prod(want))
+    params = sum(scope.value(n) for n in numels.values())
+    work = params + macs * hint_shape[0] + math.prod(hint_shape) + math.prod(want)
+    device = scope.session.concrete_device(work, params)
     with device if device is not None else contextlib.nullcontext():
         if device is not None:  # for real: zeros, never uninitialised memory (denormals)
             concrete = construct_concrete(scope, cls, layer, args.bound, hint_shape)

@@ -54,8 +54,9 @@ def trace_op(
     hint_shape = tuple(scope.value(d.expr) for d in dims)
     want = tuple(scope.value(d.expr) for d in out_dims)
     count, macs = sympy.sympify(result.params), sympy.sympify(result.macs)
-    work = scope.value(count) + scope.value(macs) * hint_shape[0]
-    device = scope.session.concrete_device(work + math.prod(hint_shape) + math.prod(want))
+    params = scope.value(count)
+    work = params + scope.value(macs) * hint_shape[0] + math.prod(hint_shape) + math.prod(want)
+    device = scope.session.concrete_device(work, params)
     with S.real_tensors(), device or torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's dropout-with-one-layer note is lint W012
         try:

@@ -28,15 +28,19 @@ from torch.utils._sympy.functions import FloorDiv, Min, Mod, PythonMod
 from torch.utils._sympy.numbers import int_oo
 from torch.utils._sympy.value_ranges import ValueRanges, bound_sympy
 
-# A check at sample values this small (elements + multiply-adds) runs on the CPU, for real:
-# milliseconds. A larger one runs on `meta`, where many kernels are written in Python, and the
-# first call of one imports torch._dynamo (sizes.py's docstring).
-CPU_WORK = 1 << 23
+# Layers built and run at concrete values (the trace's check at the sample, the self-check at
+# other values) run for real on the CPU while that stays cheap, else on `meta`, where many
+# kernels are written in Python: the first call of one imports torch._dynamo (see above), and
+# a meta batch norm decomposes into dozens of Python-level prims. Work counts parameters,
+# multiply-adds and tensor elements; a CPU does ~1e8 of them in tens of milliseconds.
+CPU_WORK = 1 << 28  # per trace, and per point of the self-check
+CPU_PARAMS = 1 << 25  # 128 MB of float32 weights, all zeros
 
 
-def sample_device(work: int) -> torch.device:
+def sample_device(work: int, params: int = 0) -> torch.device:
     """Where to build and run layers at concrete values that cost `work`."""
-    return torch.device("cpu") if work <= CPU_WORK else torch.device("meta")
+    cheap = work <= CPU_WORK and params <= CPU_PARAMS
+    return torch.device("cpu") if cheap else torch.device("meta")
 
 
 class NeedsShapeEnv(Exception):
@@ -165,6 +169,7 @@ class LightSession:
         self.names: dict[sympy.Symbol, str] = {}
         self._ids: set[int] = set()
         self._ranges: dict[sympy.Symbol, ValueRanges[sympy.Expr]] = {}
+        self._cpu_work = 0  # spent so far on real CPU checks
 
     def symbol(self, name: str, hint: int, size: bool = True) -> Size:
         """A symbol named as torch's ShapeEnv names it (`s` and a number derived from `name`),
@@ -195,9 +200,13 @@ class LightSession:
         with torch.device("meta"):
             yield
 
-    def concrete_device(self, work: int) -> torch.device:
-        """Where torch builds and runs a layer at the sample values (nothing fake here)."""
-        return sample_device(work)
+    def concrete_device(self, work: int, params: int = 0) -> torch.device:
+        """Where torch builds and runs a layer at the sample values (nothing fake here): the
+        CPU until the trace's checks there have cost CPU_WORK in all."""
+        device = sample_device(self._cpu_work + work, params)
+        if device.type == "cpu":
+            self._cpu_work += work
+        return device
 
     def tensor(self, sizes: Sequence[Any], dtype: torch.dtype | None = None) -> torch.Tensor:
         hints = [s.hint if isinstance(s, Size) else int(s) for s in sizes]
