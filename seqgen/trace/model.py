@@ -56,7 +56,7 @@ def trace(spec: ModelSpec) -> TracedModel:
     """Trace a parsed spec symbolically (every layer's binding checked first)."""
     check_layers(spec)
     try:
-        with quiet_torch_warnings():
+        with quiet_torch_warnings(), S.one_thread():
             traced = run_trace(spec)
             verify_at_other_values(traced)
         return traced

@@ -37,6 +37,18 @@ CPU_WORK = 1 << 28  # per trace, and per point of the self-check
 CPU_PARAMS = 1 << 25  # 128 MB of float32 weights, all zeros
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one CPU thread meanwhile: the checks are small, and on a busy machine torch's
+    thread pool spins (a ResNet-50 trace took 4 s of CPU on 2 threads, 0.3 s on one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def sample_device(work: int, params: int = 0) -> torch.device:
     """Where to build and run layers at concrete values that cost `work`."""
     cheap = work <= CPU_WORK and params <= CPU_PARAMS

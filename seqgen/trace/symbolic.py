@@ -35,7 +35,7 @@ from seqgen.trace.expressions import (
     to_python,
     to_python_negated,
 )
-from seqgen.trace.sizes import LightSession, NeedsShapeEnv, Size, sym_min
+from seqgen.trace.sizes import LightSession, NeedsShapeEnv, Size, one_thread, sym_min
 
 __all__ = [
     "CEIL_DIV",
@@ -54,6 +54,7 @@ __all__ = [
     "expr_of",
     "free_symbols",
     "is_symbolic",
+    "one_thread",
     "real_tensors",
     "simplify",
     "sym_min",
