@@ -18,9 +18,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqgen.check.realize import Memo, run_node
+from seqgen.check.realize import Memo, run_node, runs_short
 from seqgen.errors import InternalError, SeqgenError
-from seqgen.ir import SAMPLE_BATCH, Constraint, TracedModel, TracedNode
+from seqgen.ir import (
+    SAMPLE_BATCH,
+    Constraint,
+    LayerSpec,
+    TracedLayer,
+    TracedModel,
+    TracedNode,
+)
+from seqgen.layers.registry import kind_for
 from seqgen.layers.torch_nn import first_line
 from seqgen.safe_eval import evaluate_source
 from seqgen.trace.sizes import sample_device
@@ -150,8 +158,7 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             raise _TooLarge
 
     memo: Memo = {}  # a block used again with the same values is checked once per point
-    params = evaluate_source(traced.total_params.code, values)
-    with sample_device(_work(traced, values), params), warnings.catch_warnings():
+    with sample_device(*_cost(traced, values)), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x = torch.zeros(  # zeros: valid token ids when run for real
             shape, dtype=torch.int64 if traced.spec.input_dtype == "long" else torch.float32
@@ -169,14 +176,18 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
     return True
 
 
-def _work(traced: TracedModel, at: Mapping[str, int]) -> int:
-    """What building and running the model at `at` costs: parameters, multiply-adds and output
-    elements (sizes.sample_device picks the CPU for a small model)."""
-    total = evaluate_source(traced.total_params.code, at)
+def _cost(traced: TracedModel, at: Mapping[str, int]) -> tuple[int, int]:
+    """What building and running the model at `at` costs (sizes.sample_device picks the CPU
+    for a small one): work (parameters, multiply-adds, output elements) and memory (parameters
+    and output elements; a bound, as every output is counted as if all lived at once)."""
+    memory = evaluate_source(traced.total_params.code, at)
+    macs = 0
     for node in traced.layers:
-        total += evaluate_source(node.macs.code, at) * SAMPLE_BATCH
-        total += _numel(tuple(evaluate_source(d.code, at) for d in node.out_shape))
-    return int(total)
+        memory += _numel(tuple(evaluate_source(d.code, at) for d in node.out_shape))
+        spec = node.spec if isinstance(node, TracedLayer) and node.repeat is None else None
+        if not (isinstance(spec, LayerSpec) and runs_short(kind_for(spec))):
+            macs += evaluate_source(node.macs.code, at) * SAMPLE_BATCH
+    return int(memory + macs), int(memory)
 
 
 class _TooLarge(Exception):

@@ -42,6 +42,12 @@ from seqgen.trace import symbolic as S
 CONFIRM_LIMIT = 1 << 22
 
 
+def runs_short(kind: object) -> bool:
+    """An op whose shape check runs a shorter sample (a recurrent layer steps through a few
+    time steps only): its multiply-adds say nothing about what the check costs."""
+    return isinstance(kind, Op) and type(kind).run_for_shape is not Op.run_for_shape
+
+
 def real_module(
     cls: type[nn.Module],
     bound: Bound,

@@ -16,6 +16,7 @@ from typing import Any
 import sympy
 import torch
 
+from seqgen.check.realize import runs_short
 from seqgen.errors import TraceError
 from seqgen.ir import LayerSpec, TracedLayer
 from seqgen.lang.values import expr_source
@@ -55,8 +56,9 @@ def trace_op(
     want = tuple(scope.value(d.expr) for d in out_dims)
     count, macs = sympy.sympify(result.params), sympy.sympify(result.macs)
     params = scope.value(count)
-    work = params + scope.value(macs) * hint_shape[0] + math.prod(hint_shape) + math.prod(want)
-    device = scope.session.concrete_device(work, params)
+    memory = params + math.prod(hint_shape) + math.prod(want)
+    work = memory if runs_short(op) else memory + scope.value(macs) * hint_shape[0]
+    device = scope.session.concrete_device(work, memory)
     with S.real_tensors(), device or torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's dropout-with-one-layer note is lint W012
         try:
