@@ -12,7 +12,7 @@ reported as an error instead of a wrong file.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from seqgen.errors import InternalError, SeqgenError
 from seqgen.ir import (
     SAMPLE_BATCH,
     Constraint,
+    Dim,
     LayerSpec,
     TracedLayer,
     TracedModel,
@@ -176,18 +177,23 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
     return True
 
 
-def _cost(traced: TracedModel, at: Mapping[str, int]) -> tuple[int, int]:
-    """What building and running the model at `at` costs (sizes.sample_device picks the CPU
-    for a small one): work (parameters, multiply-adds, output elements) and memory (parameters
-    and output elements; a bound, as every output is counted as if all lived at once)."""
-    memory = evaluate_source(traced.total_params.code, at)
-    macs = 0
+def _cost(traced: TracedModel, at: Mapping[str, int]) -> tuple[int, int, int]:
+    """What building and running the model at `at` costs, for sizes.sample_device (the CPU for
+    a small model): work (parameters, multiply-adds, output elements), parameters, and the
+    largest output."""
+    params = evaluate_source(traced.total_params.code, at)
+    work, largest = params, _numel(_shape_at(traced.input_shape, at))
     for node in traced.layers:
-        memory += _numel(tuple(evaluate_source(d.code, at) for d in node.out_shape))
+        out = _numel(_shape_at(node.out_shape, at))
+        work, largest = work + out, max(largest, out)
         spec = node.spec if isinstance(node, TracedLayer) and node.repeat is None else None
         if not (isinstance(spec, LayerSpec) and runs_short(kind_for(spec))):
-            macs += evaluate_source(node.macs.code, at) * SAMPLE_BATCH
-    return int(memory + macs), int(memory)
+            work += evaluate_source(node.macs.code, at) * SAMPLE_BATCH
+    return int(work), int(params), int(largest)
+
+
+def _shape_at(dims: Sequence[Dim], at: Mapping[str, int]) -> tuple[int, ...]:
+    return tuple(evaluate_source(d.code, {**at, "N": SAMPLE_BATCH}) for d in dims)
 
 
 class _TooLarge(Exception):

@@ -219,8 +219,11 @@ def _apply_rule(
     numels = _rule_params(scope, cls, layer, args, dims, concrete)
     macs = scope.value(_macs(cls, numels, [S.expr_of(v) for v in outcome.shape]))
     params = sum(scope.value(n) for n in numels.values())
-    memory = params + math.prod(hint_shape) + math.prod(want)
-    device = scope.session.concrete_device(memory + macs * hint_shape[0], memory)
+    tensors = math.prod(hint_shape) + math.prod(want)
+    work = params + tensors + macs * hint_shape[0]
+    device = scope.session.concrete_device(
+        work, params, max(math.prod(hint_shape), math.prod(want))
+    )
     with device if device is not None else contextlib.nullcontext():
         if device is not None:  # for real: zeros, never uninitialised memory (denormals)
             concrete = construct_concrete(scope, cls, layer, args.bound, hint_shape)

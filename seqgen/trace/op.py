@@ -56,9 +56,11 @@ def trace_op(
     want = tuple(scope.value(d.expr) for d in out_dims)
     count, macs = sympy.sympify(result.params), sympy.sympify(result.macs)
     params = scope.value(count)
-    memory = params + math.prod(hint_shape) + math.prod(want)
-    work = memory if runs_short(op) else memory + scope.value(macs) * hint_shape[0]
-    device = scope.session.concrete_device(work, memory)
+    largest = max(math.prod(hint_shape), math.prod(want))
+    work = params + math.prod(hint_shape) + math.prod(want)
+    if not runs_short(op):
+        work += scope.value(macs) * hint_shape[0]
+    device = scope.session.concrete_device(work, params, largest)
     with S.real_tensors(), device or torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's dropout-with-one-layer note is lint W012
         try:

@@ -32,10 +32,11 @@ from torch.utils._sympy.value_ranges import ValueRanges, bound_sympy
 # other values) run for real on the CPU while that stays cheap, else on `meta`, where many
 # kernels are written in Python: the first call of one imports torch._dynamo (see above), and
 # a meta batch norm decomposes into dozens of Python-level prims. Work counts parameters,
-# multiply-adds and tensor elements (one thread does ~1e9 in a fraction of a second); memory
-# counts the parameters and tensors that live at once, in elements.
+# multiply-adds and tensor elements (one thread does ~1e9 in a fraction of a second). Memory is
+# bounded apart: the parameters, and the largest input or output (what `summary` keeps small).
 CPU_WORK = 1 << 30  # per trace, and per point of the self-check
-CPU_MEMORY = 1 << 25  # 128 MB of float32
+CPU_PARAMS = 1 << 25  # 128 MB of float32 weights (zeros)
+CPU_TENSOR = 1 << 21  # 8 MB: a 2x16x256x256 activation
 
 
 @contextlib.contextmanager
@@ -50,9 +51,10 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def sample_device(work: int, memory: int) -> torch.device:
-    """Where to build and run layers at concrete values that cost `work` and `memory`."""
-    cheap = work <= CPU_WORK and memory <= CPU_MEMORY
+def sample_device(work: int, params: int, largest: int) -> torch.device:
+    """Where to build and run layers at concrete values that cost `work`, with `params`
+    parameters and no tensor larger than `largest` elements."""
+    cheap = work <= CPU_WORK and params <= CPU_PARAMS and largest <= CPU_TENSOR
     return torch.device("cpu") if cheap else torch.device("meta")
 
 
@@ -213,10 +215,10 @@ class LightSession:
         with torch.device("meta"):
             yield
 
-    def concrete_device(self, work: int, memory: int) -> torch.device:
+    def concrete_device(self, work: int, params: int, largest: int) -> torch.device:
         """Where torch builds and runs a layer at the sample values (nothing fake here): the
         CPU until the trace's checks there have cost CPU_WORK in all."""
-        device = sample_device(self._cpu_work + work, memory)
+        device = sample_device(self._cpu_work + work, params, largest)
         if device.type == "cpu":
             self._cpu_work += work
         return device

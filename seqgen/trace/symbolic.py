@@ -143,7 +143,7 @@ class Session:
         """The SymInt (or int) of a size expression."""
         return int(expr) if expr.is_number else self.env.create_symintnode(expr, hint=hint)
 
-    def concrete_device(self, work: int, memory: int) -> torch.device | None:
+    def concrete_device(self, work: int, params: int, largest: int) -> torch.device | None:
         """None: layers built at the sample values stay fake (torch allocates nothing)."""
         return None
 
