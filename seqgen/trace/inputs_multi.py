@@ -25,7 +25,7 @@ def model_inputs(
     out = {spec.input_name: first}
     for inp, dims in zip(spec.extra_inputs, extra, strict=True):
         dtype = torch.int64 if inp.dtype == "long" else torch.float32
-        out[inp.name] = (torch.empty(scope.symbolic_sizes(dims), dtype=dtype), dims)
+        out[inp.name] = (scope.session.tensor(scope.symbolic_sizes(dims), dtype), dims)
     return out
 
 

@@ -82,7 +82,7 @@ class Tracer:
         dims = [DimInfo(self.scope.batch_sym, BATCH)]
         for e in self.scope.spec.input_shape if shape is None else shape:
             v = self.scope.values.eval(e)
-            if isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)):
+            if isinstance(v, bool) or not (isinstance(v, int) or S.is_symbolic(v)):
                 raise TraceError(f"input sizes must be whole numbers, got {v!r}", location=e.loc)
             expr = S.expr_of(v)
             size = self.scope.value(expr)
@@ -119,7 +119,7 @@ class Tracer:
         input_shape = tuple(self.scope.dim(d) for d in dims)
         errors = self.scope.shared.errors
         with self.scope.session.active():
-            x = torch.empty(self.scope.symbolic_sizes(dims), dtype=input_dtype(spec))
+            x = self.scope.session.tensor(self.scope.symbolic_sizes(dims), input_dtype(spec))
             self.inputs = model_inputs(self.scope, spec, (x, dims), extra)
             # a `branch from=` reads the first input later: no in-place layer may change it
             self.scope.shared_input = reads_first_input(spec)
@@ -309,7 +309,7 @@ class Tracer:
             macs=self.scope.as_dim(macs),
             dim=(dim % len(dims)) if merge.kind == "concat" else None,
         )
-        y = torch.empty(self.scope.symbolic_sizes(out_dims))
+        y = self.scope.session.tensor(self.scope.symbolic_sizes(out_dims))
         return NodeResult(y, out_dims, Step(traced, params, train, macs))
 
     def block_use(
@@ -365,7 +365,7 @@ class Tracer:
             bindings=bindings,
         )
         return NodeResult(
-            torch.empty(self.scope.symbolic_sizes(out_dims)),
+            self.scope.session.tensor(self.scope.symbolic_sizes(out_dims)),
             out_dims,
             Step(traced, params, train, macs),
         )
