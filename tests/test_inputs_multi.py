@@ -88,6 +88,12 @@ def test_one_unnamed_input_is_unchanged() -> None:
         ("input a 4\ninput a 5\nlinear 2\n", "defined twice", 2),
         ("input a 4\ninput x 5\nlinear 2\n", "is reserved", 2),
         ("input a 4\ninput out 5\nlinear 2\n", "is taken", 2),
+        (
+            "model M(shapes=3)\ninput a 4\ninput b 5\nconcat:\n    branch:\n        linear shapes\n"
+            "    branch from=b:\n        linear 2\n",
+            "taken in a model with named inputs",
+            1,
+        ),
         ("input a 4\ninput b 5\nlinear 2\n", "input 'b' is not read", 2),
         (
             "input a 4\ninput b 5\nadd:\n    branch:\n        linear 3\n"

@@ -18,6 +18,16 @@ from seqgen.lang.names import check_identifier
 # Names an input cannot take: forward's own locals and the modules the generated file imports.
 RESERVED = frozenset({"self", "x", "out", "torch", "nn", "features"})
 
+# Names the generated tests of a model with named inputs use as arguments and locals beside the
+# int parameters (keyword arguments there): a parameter cannot take one.
+TEST_NAMES = frozenset(
+    {
+        "shapes", "device", "inputs", "out", "trained", "name", "key", "shape", "exported",
+        "program", "dynamic_shapes", "input_shapes", "sample_inputs", "expected_output_shape",
+        "training", "every", "TRAIN_ONLY", "output_shapes", "expected_output_shapes",
+    }
+)  # fmt: skip
+
 
 def input_name(line: Line) -> tuple[str, Location] | None:
     """The name of `input NAME SHAPE` (taken off the line), or None for `input SHAPE`."""
@@ -129,6 +139,17 @@ def input_errors(
         for i in extra
         if i.name not in read
     ]
+    if inputs:
+        errors += [
+            SpecSyntaxError(
+                f"parameter {p.name!r} is taken in a model with named inputs: its generated "
+                "tests use it",
+                location=p.loc,
+                hint="choose another name",
+            )
+            for p in params
+            if p.name in TEST_NAMES
+        ]
     taken = {p.name for p in params} | {class_name} | {b.name for b in blocks}
     taken |= {h.name for h in heads} | {h.point for h in heads if h.point is not None}
     errors += [
