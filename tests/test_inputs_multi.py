@@ -462,3 +462,71 @@ def test_two_inputs_equal_their_plain_pieces(tmp_path: Path, seed: int) -> None:
         upto = len(a) + len(b1)  # the pieces' layers before their extra tail
         want = _combine(merge, ref_one.model[:upto](x_a), ref_two.model[: len(b2)](x_b))
         torch.testing.assert_close(model(x_a, x_b), want)
+
+
+# ------------------------------------------------------------------------------ shared branches
+
+SIAMESE = """\
+model Twin(dim=6)
+input left (5,)
+input right (5,)
+
+add name=towers:
+    branch name=left:
+        linear dim
+        relu
+        linear 4
+    branch from=right shares=left:
+linear 1
+"""
+
+
+def test_a_shared_branch_reuses_the_modules_and_counts_them_once(tmp_path: Path) -> None:
+    files, module = _generate(tmp_path, SIAMESE, "twin")
+    source = files[0].read_text()
+    assert "x: torch.Tensor = self.towers_left(left) + self.towers_left(right)" in source
+    assert source.count("nn.Linear(5, dim)") == 1
+    traced = trace(parse(SIAMESE))
+    assert traced.total_params.code == "10 * dim + 9"  # one tower (5d + d + 4d + 4), one head
+    for dim in (6, 1, 11):
+        model = module.Twin(dim=dim).eval()
+        tower = nn.Sequential(nn.Linear(5, dim), nn.ReLU(), nn.Linear(dim, 4))
+        head = nn.Linear(4, 1)
+        state = model.state_dict()
+        tower.load_state_dict(
+            {
+                k.removeprefix("towers_left."): v
+                for k, v in state.items()
+                if k.startswith("towers_left.")
+            }
+        )
+        head.load_state_dict(
+            {k.removeprefix("trunk_0.0."): v for k, v in state.items() if k.startswith("trunk_0.")}
+        )
+        a, b = torch.randn(3, 5), torch.randn(3, 5)
+        torch.testing.assert_close(model(a, b), head(tower(a) + tower(b)))
+        assert sum(p.numel() for p in model.parameters()) == 5 * dim + dim + 4 * (dim + 1) + 5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (SIAMESE.replace("shares=left", "shares=other"), "no branch of this merge"),
+        (SIAMESE.replace(" from=right shares=left", " shares=left"), "add `from=INPUT`"),
+        (SIAMESE.replace("shares=left:", "shares=left:\n        relu"), "no stack of its own"),
+        (SIAMESE.replace("shares=left:", "shares=left shares=left:"), "given twice"),
+    ],
+)
+def test_a_misused_shares_is_a_syntax_error(text: str, message: str) -> None:
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    assert message in info.value.render()
+
+
+def test_shared_layers_must_be_built_alike_for_both_inputs() -> None:
+    text = SIAMESE.replace("input right (5,)", "input right (7,)")
+    with pytest.raises(SeqgenError) as info:
+        trace(parse(text))
+    rendered = info.value.render()
+    assert "would build them otherwise: nn.Linear(7, dim)" in rendered
+    assert "<spec>:5:" in rendered

@@ -226,10 +226,11 @@ def run_node(
     if isinstance(node, TracedMerge):
         outs = []
         sources = node.spec.branch_from or (None,) * len(node.branches)
-        for branch, source in zip(node.branches, sources, strict=True):
+        shares = node.spec.branch_shares or (None,) * len(node.branches)
+        for branch, source, share in zip(node.branches, sources, shares, strict=True):
             start = x if source is None or inputs is None else inputs[source]
             built, y = run_stack(branch, env, start, blocks, visit, memo)
-            modules += built
+            modules += built if share is None else []  # a shared branch's are another's
             outs.append(y)
         y = _merge(node, outs, x)
     elif isinstance(node, TracedBlockUse):

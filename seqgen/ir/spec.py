@@ -149,6 +149,9 @@ class MergeSpec:
     branch_keys: tuple[str | None, ...] = ()
     # `branch from=meta:`: the input each branch reads (None: the merge's); () when none does
     branch_from: tuple[str | None, ...] = ()
+    # `branch from=b shares=left:`: the branch whose modules (and weights) a branch reuses, its
+    # stack a copy of that branch's; () when none does
+    branch_shares: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)

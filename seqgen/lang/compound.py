@@ -9,6 +9,7 @@ from typing import Protocol
 from seqgen.errors import SeqgenError, SpecSyntaxError
 from seqgen.ir import BlockDef, Expr, MergeSpec, Name, Node, Param, RepeatSpec, walk
 from seqgen.lang.arguments import parse_params
+from seqgen.lang.inputs import shared_branches
 from seqgen.lang.lexer import MAX_NESTING, Line, Token
 from seqgen.lang.names import ALL_INPUT_NAMES, KEYWORDS, check_identifier, parse_key
 from seqgen.lang.values_parser import parse_value
@@ -116,6 +117,7 @@ def merge(
     keys: dict[str, int] = {}  # branch names so far, with their line
     branch_keys: list[str | None] = []
     sources: list[str | None] = []  # `branch from=INPUT:` (lang/inputs.py checks them)
+    shares: list[str | None] = []  # `branch from=INPUT shares=NAME:` (lang/inputs.py)
     strays = 0
     j = i + 1
     while j < end:
@@ -136,10 +138,10 @@ def merge(
             continue
         bline.next()
         bkey: str | None = None
-        source: str | None = None
+        source = share = None
         try:
             options = _header(bline, "branch")
-            bkey, source = options.key, options.source
+            bkey, source, share = options.key, options.source, options.shares
             if bkey is not None and bkey in keys:
                 raise bline.error(
                     f"branch name {bkey!r} is already used on line {keys[bkey]}",
@@ -149,7 +151,7 @@ def merge(
                 )
             if bkey is not None:
                 keys[bkey] = bline.lineno
-            if bend == j + 1:
+            if bend == j + 1 and share is None:
                 raise bline.error(
                     "`branch:` needs an indented block after it",
                     btok.col,
@@ -161,6 +163,7 @@ def merge(
         branches.append(tuple(parser.stack(items, j + 1, bend, inner)))
         branch_keys.append(bkey)
         sources.append(source)
+        shares.append(share)
         j = bend
     if len(branches) < 2 and not strays:
         parser.errors.append(
@@ -172,7 +175,8 @@ def merge(
         )
     named = tuple(branch_keys) if any(k is not None for k in branch_keys) else ()
     read = tuple(sources) if any(s is not None for s in sources) else ()
-    nodes.append(MergeSpec(kind, tuple(branches), loc, dim, key, named, read))
+    made = MergeSpec(kind, tuple(branches), loc, dim, key, named, read)
+    nodes.append(shared_branches(made, shares, parser.errors))
     return end
 
 
@@ -183,6 +187,7 @@ class _Options:
     dim: Expr | None
     key: str | None
     source: str | None  # a branch's `from=INPUT`
+    shares: str | None = None  # a branch's `shares=NAME`
 
 
 def _header(line: Line, kind: str) -> _Options:
@@ -191,9 +196,11 @@ def _header(line: Line, kind: str) -> _Options:
     dim: Expr | None = None
     key: str | None = None
     source: str | None = None
-    allowed = {"concat": "`dim=D` and `name=N`", "branch": "`name=N` and `from=INPUT`"}.get(
-        kind, "`name=N`"
-    )
+    shares: str | None = None
+    allowed = {
+        "concat": "`dim=D` and `name=N`",
+        "branch": "`name=N`, `from=INPUT`, `shares=B`",
+    }.get(kind, "`name=N`")
     while not line.at(":") and line.peek().kind != "end":
         tok = line.peek()
         word = tok.text if tok.kind == "name" and line.peek(1).text == "=" else ""
@@ -205,12 +212,17 @@ def _header(line: Line, kind: str) -> _Options:
             line.next()
             line.next()
             source = parse_key(line, "`from=` input name")
+        elif word == "shares" and kind == "branch" and shares is None:
+            line.next()
+            line.next()
+            shares = parse_key(line, "`shares=` branch name")
         elif word == "dim" and kind == "concat" and dim is None:
             line.next()
             line.next()
             dim = parse_value(line)
-        elif word in ("name", "dim", "from") and (
-            word == "name" or (kind, word) in (("concat", "dim"), ("branch", "from"))
+        elif word in ("name", "dim", "from", "shares") and (
+            word == "name"
+            or (kind, word) in (("concat", "dim"), ("branch", "from"), ("branch", "shares"))
         ):
             raise line.error(f"argument {word!r} is given twice", tok.col, len(word))
         else:
@@ -222,7 +234,7 @@ def _header(line: Line, kind: str) -> _Options:
             )
     line.expect(":", f"':' after `{kind}`")
     line.expect_end(f"`{kind}:`")
-    return _Options(dim, key, source)
+    return _Options(dim, key, source, shares)
 
 
 def block_def(

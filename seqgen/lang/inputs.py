@@ -9,8 +9,9 @@ the branch's stack starts from that input instead of the merge's. The unnamed si
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from seqgen.errors import Location, SpecSyntaxError
+from seqgen.errors import Location, SeqgenError, SpecSyntaxError
 from seqgen.ir import BlockDef, Expr, HeadSpec, InputSpec, MergeSpec, Node, Param, walk
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import check_identifier
@@ -162,3 +163,45 @@ def input_errors(
         if i.name in taken
     ]
     return errors
+
+
+def shared_branches(
+    merge: MergeSpec, shares: Sequence[str | None], errors: list[SeqgenError]
+) -> MergeSpec:
+    """`branch from=b shares=left:` (no body): the branch runs the modules of the branch named
+    `left` on input b, so its stack is a copy of left's and its weights are left's (siamese
+    towers). Errors go to `errors`; the merge comes back with the copies in place."""
+    if not any(s is not None for s in shares):
+        return merge
+    keys = list(merge.branch_keys) or [None] * len(merge.branches)
+    sources = list(merge.branch_from) or [None] * len(merge.branches)
+    branches = list(merge.branches)
+    for j, share in enumerate(shares):
+        if share is None:
+            continue
+        if share not in keys or shares[keys.index(share)] is not None:
+            errors.append(
+                SpecSyntaxError(
+                    f"`shares={share}`: no branch of this merge with a stack is named {share!r}",
+                    location=merge.loc,
+                    hint=f"name the branch whose layers it reuses: `branch name={share}:`",
+                )
+            )
+        elif sources[j] is None:
+            errors.append(
+                SpecSyntaxError(
+                    f"`shares={share}` runs the same layers on another input: add `from=INPUT`",
+                    location=merge.loc,
+                )
+            )
+        elif branches[j]:
+            errors.append(
+                SpecSyntaxError(
+                    f"a branch with `shares={share}` has no stack of its own",
+                    location=branches[j][0].loc,
+                    hint="drop its indented layers: it runs the shared branch's",
+                )
+            )
+        else:
+            branches[j] = branches[keys.index(share)]
+    return replace(merge, branches=tuple(branches), branch_shares=tuple(shares))

@@ -90,10 +90,16 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
         name = node.spec.key or f"merge_{counts['merge']}"
         counts["merge"] += 1
         calls = []
+        shares = node.spec.branch_shares or (None,) * len(node.branches)
         for j, (branch, src) in enumerate(zip(node.branches, node.spec.branch_from, strict=True)):
             key = node.spec.branch_keys[j] if node.spec.branch_keys else None
             attribute = f"{name}_{key if key is not None else j}"
-            modules.append(_sequential(attribute, branch, shape if src is None else shapes[src]))
+            if shares[j] is not None:  # runs the modules of the branch it shares (siamese)
+                attribute = f"{name}_{shares[j]}"
+            else:
+                modules.append(
+                    _sequential(attribute, branch, shape if src is None else shapes[src])
+                )
             calls.append(f"self.{attribute}({source if src is None else src})")
         if node.spec.kind == "concat":
             assign(index, f"torch.cat([{', '.join(calls)}], dim={node.dim})")

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from seqgen.errors import InternalError
+from seqgen.errors import InternalError, TraceError
 from seqgen.ir import MergeSpec, ModelSpec, TracedInput
-from seqgen.trace.scope import DimInfo, Scope
+from seqgen.trace.scope import DimInfo, Scope, Step
 
 Traced = tuple[Any, list[DimInfo]]  # a fake tensor and its dims
 
@@ -58,3 +58,27 @@ def reads_first_input(spec: ModelSpec) -> bool:
     return spec.input_name is not None and any(
         spec.input_name in node.branch_from for node in spec.layers if isinstance(node, MergeSpec)
     )
+
+
+def own_steps(merge: MergeSpec, branches: Sequence[Sequence[Step]]) -> list[Step]:
+    """The steps whose weights the merge owns: a `shares=` branch runs another branch's modules,
+    which it must build alike (same calls) for its own input."""
+    if not merge.branch_shares:
+        return [st for steps in branches for st in steps]
+    keys = list(merge.branch_keys)
+    out: list[Step] = []
+    for j, (steps, share) in enumerate(zip(branches, merge.branch_shares, strict=True)):
+        if share is None:
+            out += steps
+            continue
+        mine = [st.traced.call for st in steps]
+        theirs = [st.traced.call for st in branches[keys.index(share)]]
+        if mine != theirs:
+            diff = next((a, b) for a, b in zip(mine, theirs, strict=True) if a != b)
+            raise TraceError(
+                f"branch {j + 1} shares the layers of branch {share!r}, but its input would "
+                f"build them otherwise: {diff[0]} where {share!r} has {diff[1]}",
+                location=merge.loc,
+                hint="shared layers need inputs of the same sizes",
+            )
+    return out

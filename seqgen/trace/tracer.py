@@ -40,6 +40,7 @@ from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_param
 from seqgen.trace.inputs_multi import (
     branch_inputs,
     model_inputs,
+    own_steps,
     reads_first_input,
     traced_inputs,
 )
@@ -295,8 +296,9 @@ class Tracer:
             same = next((d for d in known if d.expr == e), None)
             out_dims.append(same if same is not None else DimInfo(e, self.scope.code(e, merge.loc)))
         steps = [st for _, sts in outs for st in sts]
-        params = sum((st.params_expr for st in steps), sympy.Integer(0))
-        train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
+        owned = own_steps(merge, [sts for _, sts in outs])  # a shared branch owns no weights
+        params = sum((st.params_expr for st in owned), sympy.Integer(0))
+        train = sum((st.trainable_expr for st in owned), sympy.Integer(0))
         macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
         self.scope.check_sizes(out_dims, index, site, merge.loc, dims)
         traced = TracedMerge(
