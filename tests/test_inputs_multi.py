@@ -530,3 +530,15 @@ def test_shared_layers_must_be_built_alike_for_both_inputs() -> None:
     rendered = info.value.render()
     assert "would build them otherwise: nn.Linear(7, dim)" in rendered
     assert "<spec>:5:" in rendered
+
+
+def test_submodule_names_that_collide_are_an_error(tmp_path: Path) -> None:
+    text = (
+        "input a 4\ninput b 4\nlinear 4\nadd name=trunk:\n    branch:\n        relu\n"
+        "    branch from=b:\n        relu\nlinear 2\n"
+    )
+    with pytest.raises(SeqgenError) as info:
+        _generate(tmp_path, text, "collide")
+    rendered = info.value.render()
+    assert "would share a name among trunk_0, trunk_0, trunk_1, trunk_1" in rendered
+    assert ":4:" in rendered and "rename a merge or a branch" in rendered

@@ -107,9 +107,12 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
             assign(index, _OPERATORS[node.spec.kind].join(calls))
     attributes = [m["attribute"] for m in modules] + [h.name for h in traced.heads]
     if len(set(attributes)) != len(attributes) or set(attributes) & set(shapes):
+        first = next(n for n in traced.layers if reads_inputs(n))
         raise RenderError(
             f"two submodules of {traced.spec.class_name} would share a name among "
-            f"{', '.join(attributes)}: rename a merge or a branch (name=)"
+            f"{', '.join(attributes)}",
+            location=first.spec.loc,
+            hint="rename a merge or a branch that reads an input (name=)",
         )
     if traced.heads:
         return with_heads(traced, modules, statements, locals_at)
@@ -126,7 +129,7 @@ def module_stacks(traced: TracedModel) -> list[tuple[TracedNode, ...]]:
     for node in traced.layers:
         if isinstance(node, TracedMerge) and reads_inputs(node):
             out += node.branches
-    return out
+    return out + [h.layers for h in traced.heads]
 
 
 def forward_arguments(traced: TracedModel) -> str:
