@@ -21,6 +21,7 @@ from conftest import run_generated_tests
 from torch import nn
 
 from seqgen.api import generate, options_for
+from seqgen.check.realize import verify_on_device
 from seqgen.diagram import build
 from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
@@ -542,3 +543,8 @@ def test_submodule_names_that_collide_are_an_error(tmp_path: Path) -> None:
     rendered = info.value.render()
     assert "would share a name among trunk_0, trunk_0, trunk_1, trunk_1" in rendered
     assert ":4:" in rendered and "rename a merge or a branch" in rendered
+
+
+def test_device_check_feeds_each_input() -> None:
+    for text in (SPEC, HEADS, SIAMESE):
+        verify_on_device(trace(parse(text)), "cpu")  # raises on a shape that differs

@@ -137,6 +137,11 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
     shape = [SAMPLE_BATCH] + [int(values.eval(e)) for e in spec.input_shape]
     with torch.no_grad(), torch.device(dev):
         x = torch.randint(0, 2, shape) if spec.input_dtype == "long" else torch.randn(shape)
+        inputs = {  # several inputs: each by name, for the merges that read them
+            i.name: torch.randint(0, 2, sizes) if i.dtype == "long" else torch.randn(sizes)
+            for i in traced.inputs
+            for sizes in [[SAMPLE_BATCH, *(d.value for d in i.shape[1:])]]
+        }
         blocks = {b.class_name: b for b in traced.blocks}
         outputs: list[torch.Tensor] = []  # of each trunk node, for the heads
         stacks = [(traced.layers, None), *((h.layers, h) for h in traced.heads)]
@@ -144,7 +149,7 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
             if start is not None and layer is start.layers[0]:  # a head reads its point's output
                 x = outputs[traced.head_start(start)]
             try:
-                _, x = run_node(layer, values.env, x, blocks)
+                _, x = run_node(layer, values.env, x, blocks, inputs=inputs)
             except Exception as e:
                 raise TraceError(
                     f"on {dev.type}, {layer.class_name} failed: {first_line(e)}",
