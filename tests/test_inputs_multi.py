@@ -546,5 +546,9 @@ def test_submodule_names_that_collide_are_an_error(tmp_path: Path) -> None:
 
 
 def test_device_check_feeds_each_input() -> None:
-    for text in (SPEC, HEADS, SIAMESE):
+    wider = (
+        "input a 4\ninput b 6\nconcat:\n    branch:\n        identity\n"
+        "    branch from=b:\n        identity\n"
+    )
+    for text in (SPEC, HEADS, SIAMESE, wider):
         verify_on_device(trace(parse(text)), "cpu")  # raises on a shape that differs
