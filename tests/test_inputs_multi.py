@@ -27,6 +27,7 @@ from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
+from seqgen.report.rows import rows as rows_of
 from seqgen.report.summary import render_summary
 from seqgen.report.table import shape_table
 from seqgen.trace.model import trace
@@ -552,3 +553,12 @@ def test_device_check_feeds_each_input() -> None:
     )
     for text in (SPEC, HEADS, SIAMESE, wider):
         verify_on_device(trace(parse(text)), "cpu")  # raises on a shape that differs
+
+
+def test_tables_mark_a_branch_that_reads_an_input() -> None:
+    rows = [r.label for r in rows_of(trace(parse(SPEC)))]
+    assert rows[rows.index("Concat(2 branches, dim=1)") + 2] == "branch from meta"
+    shared = rows_of(trace(parse(SIAMESE)))
+    row = next(r for r in shared if r.label == "branch from right, shares left")
+    assert (row.params, row.sizes) == (0, (4,)) and row.macs == (5 + 1) * 6 + (6 + 1) * 4
+    assert sum(r.params for r in shared if r.depth == 1) == 5 * 6 + 6 + 6 * 4 + 4

@@ -125,8 +125,13 @@ def _walk(
             evaluate_source(hidden.code, at) if hidden is not None else 0,
         )
         if isinstance(node, TracedMerge):
-            for branch in node.branches:
-                yield from _walk(branch, env, depth + 1, blocks, nested)
+            sources = node.spec.branch_from or (None,) * len(node.branches)
+            shares = node.spec.branch_shares or (None,) * len(node.branches)
+            for branch, source, share in zip(node.branches, sources, shares, strict=True):
+                if source is not None:  # a branch that reads another input says which
+                    yield _from_row(node, branch, source, share, depth + 1, at)
+                if share is None:  # a shared branch's layers are listed once, under their own
+                    yield from _walk(branch, env, depth + 1, blocks, nested)
         elif isinstance(node, TracedBlockUse):
             block = blocks[node.spec.name]
             inner = {name: evaluate_source(code, at) for name, code in node.bindings}
@@ -144,3 +149,28 @@ def _walk(
                 passes -= 1
             for _ in range(passes):
                 yield from _walk(node.body, env, depth + 1, blocks, nested)
+
+
+def _from_row(
+    merge: TracedMerge,
+    branch: Sequence[TracedNode],
+    source: str,
+    share: str | None,
+    depth: int,
+    at: Mapping[str, int],
+) -> Row:
+    """`branch from meta` (or `branch from right, shares left`): no module of its own; a shared
+    branch's row carries its output shape and its multiply-adds (it runs again)."""
+    label = f"branch from {source}" + (f", shares {share}" if share else "")
+    out = branch[-1].out_shape if branch and share else ()
+    return Row(
+        depth,
+        merge.line,
+        label,
+        shape_text(out, sizes=True) if out else "",
+        tuple(evaluate_source(d.code, at) for d in out[1:]),
+        0,
+        0,
+        sum(evaluate_source(n.macs.code, at) for n in branch) if share else 0,
+        leaf=False,
+    )
