@@ -192,12 +192,14 @@ class _Substitute(ast.NodeTransformer):
         return node
 
 
-def wrong_input(traced: TracedModel) -> dict[str, str] | None:
+def wrong_input(
+    traced: TracedModel, shape: tuple[Dim, ...] | None = None, label: str = "input"
+) -> dict[str, str] | None:
     """For the generated test: an input (batch 2) with one size forward must refuse, and a regex
     its message matches. A named size that only forward sees is set just below its minimum (so it
     breaks a rule); otherwise a fixed size, or one a constructor argument sets, is one too large.
-    None when no size is checked (a rank-1 input)."""
-    shape = traced.input_shape
+    None when no size is checked (a rank-1 input). `shape` and `label`: one of several inputs."""
+    shape = traced.input_shape if shape is None else shape
     sizes = [SAMPLE_BATCH, *(d.value for d in shape[1:])]
     below = {name: size for name, _, size in traced.dim_sizes}
     for i, dim in enumerate(shape[1:], start=1):
@@ -208,8 +210,8 @@ def wrong_input(traced: TracedModel) -> dict[str, str] | None:
     plain = [i for i in fixed if not shape[i].symbolic]
     for i in plain or fixed:
         sizes[i] += 1
-        message = f"input dim {i} must be {shape[i].shown}, got {sizes[i]}"
-        return _wrong(sizes, message, f"input dim {i} must be")
+        message = f"{label} dim {i} must be {shape[i].shown}, got {sizes[i]}"
+        return _wrong(sizes, message, f"{label} dim {i} must be")
     return None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from seqgen.ir import TracedLayer, TracedMerge, TracedModel, TracedNode, walk_traced
 from seqgen.lang.values import expr_source
 from seqgen.render.heads import other_points
+from seqgen.render.inputs import wrong_input
 
 _BATCH = re.compile(r"\bN\b")
 
@@ -58,11 +59,17 @@ def inputs_test_context(
         else:
             sample = f"torch.randn(shapes[{inp.name!r}], device=device)"
         rows.append({"name": repr(inp.name), "shape": shape, "sample": sample})
+    wrong = []  # per input with a checked size: a shape forward refuses, and its message
+    for inp in traced.inputs:
+        found = wrong_input(traced, inp.shape, f"input {inp.name}")
+        if found is not None:
+            wrong.append({"name": repr(inp.name), **found})
     names, points = other_points(traced)
     out = traced.out_shape
     other_args = ", ".join(f"{n}={n}" for n in names)
     return {
         "inputs": rows,
+        "wrong_sizes": wrong,
         "input_names": repr([i.name for i in traced.inputs]),
         "sample_params": shape_params if tokens else "",
         "output_shape": _tuple([_BATCH.sub("batch", d.code) for d in out]),
