@@ -562,3 +562,17 @@ def test_tables_mark_a_branch_that_reads_an_input() -> None:
     row = next(r for r in shared if r.label == "branch from right, shares left")
     assert (row.params, row.sizes) == (0, (4,)) and row.macs == (5 + 1) * 6 + (6 + 1) * 4
     assert sum(r.params for r in shared if r.depth == 1) == 5 * 6 + 6 + 6 * 4 + 4
+
+
+def test_a_named_size_two_inputs_share_is_checked_and_exported_for_both(tmp_path: Path) -> None:
+    text = (
+        "model Al(d=4)\ninput a (seq=10, 3)\ninput b (seq, 5)\nconcat dim=2:\n    branch:\n"
+        "        identity\n    branch from=b:\n        identity\nlinear d\n"
+    )
+    files, module = _generate(tmp_path, text, "aligned")
+    model = module.Al()
+    assert tuple(model(torch.randn(2, 7, 3), torch.randn(2, 7, 5)).shape) == (2, 7, 4)
+    with pytest.raises(ValueError, match="input b dim 1 must be seq, got 6 while seq=7"):
+        model(torch.randn(2, 7, 3), torch.randn(2, 6, 5))
+    assert '"b": {0: batch, 1: seq},' in files[1].read_text()
+    run_generated_tests(files[1])

@@ -72,11 +72,12 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
             notes.append(f"from {start}, not {low}: torch.export specialises an inner size of 1")
         bounds = [f"min={start // step}"] + ([f"max={high // step}"] if high is not None else [])
         # `name` is a checked identifier: it needs no escaping inside the quotes
-        where, index = _where(traced, name)
+        (where, index), *others = _where(traced, name)
         dims.append(
             {
                 "input": where,
                 "index": index,
+                "also": others,  # several inputs: where else the same size is read
                 "factor": f"{step} * " if step > 1 else "",
                 "args": ", ".join([f'"{name}_div_{step}"' if step > 1 else f'"{name}"', *bounds]),
                 "notes": notes,
@@ -98,11 +99,11 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
     }
 
 
-def _where(traced: TracedModel, name: str) -> tuple[str | None, int]:
-    """The input (None: the single unnamed one) and dim index a named size is read at."""
+def _where(traced: TracedModel, name: str) -> list[tuple[str | None, int]]:
+    """Each input (None: the single unnamed one) and dim index a named size is read at."""
     shapes: list[tuple[str | None, tuple[Dim, ...]]] = [(i.name, i.shape) for i in traced.inputs]
     shapes = shapes or [(None, traced.input_shape)]
-    return next((n, i) for n, shape in shapes for i, d in enumerate(shape) if d.code == name)
+    return [(n, i) for n, shape in shapes for i, d in enumerate(shape) if d.code == name]
 
 
 def _export_minimum(

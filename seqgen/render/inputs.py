@@ -84,6 +84,19 @@ def input_checks(traced: TracedModel) -> InputChecks:
     checks = []
     for var, shape, label in input_shapes(traced):
         checks += _shape_checks(var, shape, label, free, rewrite)
+        # a free named size that another input declared first: this one must agree with it
+        for i, dim in enumerate(shape[1:], start=1):
+            if dim.code in free and values[dim.code] != f"{var}.shape[{i}]":
+                checks.append(
+                    {
+                        "failed": f"{var}.shape[{i}] != {values[dim.code]}",
+                        "message": message_source(
+                            f"{label} dim {i} must be {dim.shown}",
+                            [f"{{{var}.shape[{i}]}} while {dim.code}={{{values[dim.code]}}}"],
+                        ),
+                        "comment": "",
+                    }
+                )
     for c in _free_rules(traced):
         message = c.message
         for name in c.names:
@@ -193,20 +206,25 @@ class _Substitute(ast.NodeTransformer):
 
 
 def wrong_input(
-    traced: TracedModel, shape: tuple[Dim, ...] | None = None, label: str = "input"
+    traced: TracedModel,
+    shape: tuple[Dim, ...] | None = None,
+    label: str = "input",
+    read: frozenset[str] = frozenset(),
 ) -> dict[str, str] | None:
     """For the generated test: an input (batch 2) with one size forward must refuse, and a regex
     its message matches. A named size that only forward sees is set just below its minimum (so it
     breaks a rule); otherwise a fixed size, or one a constructor argument sets, is one too large.
-    None when no size is checked (a rank-1 input). `shape` and `label`: one of several inputs."""
+    None when no size is checked (a rank-1 input). `shape` and `label`: one of several inputs;
+    `read`: the free named sizes an earlier input sets (this one must agree with them)."""
     shape = traced.input_shape if shape is None else shape
     sizes = [SAMPLE_BATCH, *(d.value for d in shape[1:])]
     below = {name: size for name, _, size in traced.dim_sizes}
+    free = set(traced.free_dims) - read
     for i, dim in enumerate(shape[1:], start=1):
-        if dim.code in traced.free_dims and below.get(dim.code, -1) >= 0:
+        if dim.code in free and below.get(dim.code, -1) >= 0:
             sizes[i] = below[dim.code]
             return _wrong(sizes, f"{dim.code}={sizes[i]}", f"{dim.code}=")
-    fixed = [i for i, d in enumerate(shape[1:], start=1) if d.code not in traced.free_dims]
+    fixed = [i for i, d in enumerate(shape[1:], start=1) if d.code not in free]
     plain = [i for i in fixed if not shape[i].symbolic]
     for i in plain or fixed:
         sizes[i] += 1

@@ -60,10 +60,12 @@ def inputs_test_context(
             sample = f"torch.randn(shapes[{inp.name!r}], device=device)"
         rows.append({"name": repr(inp.name), "shape": shape, "sample": sample})
     wrong = []  # per input with a checked size: a shape forward refuses, and its message
+    read: set[str] = set()  # free named sizes an input before sets
     for inp in traced.inputs:
-        found = wrong_input(traced, inp.shape, f"input {inp.name}")
+        found = wrong_input(traced, inp.shape, f"input {inp.name}", frozenset(read))
         if found is not None:
             wrong.append({"name": repr(inp.name), **found})
+        read |= {d.code for d in inp.shape[1:]}
     names, points = other_points(traced)
     out = traced.out_shape
     other_args = ", ".join(f"{n}={n}" for n in names)
@@ -91,7 +93,8 @@ def _export(traced: TracedModel, export: dict[str, Any]) -> dict[str, Any]:
         named.append(
             {"name": name, "factor": dim["factor"], "args": dim["args"], "notes": dim["notes"]}
         )
-        per_input[dim["input"]].append(f"{dim['index']}: {name}")
+        for where, index in [(dim["input"], dim["index"]), *dim["also"]]:
+            per_input[where].append(f"{index}: {name}")
     return {
         **export,
         "named": named,
