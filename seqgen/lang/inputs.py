@@ -2,7 +2,8 @@
 
 The first `input` line is the trunk's input. Each further one must be named, as must the first
 then, and is read by a `branch from=NAME:` of a concat/add/multiply at the trunk's top level:
-the branch's stack starts from that input instead of the merge's. The unnamed single
+the branch's stack starts from that input instead of the merge's. `branch from=NAME shares=B:`
+has no stack: it runs branch B's modules on input NAME (siamese towers). The unnamed single
 `input SHAPE` reads as it always has.
 """
 
