@@ -27,6 +27,7 @@ from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
+from seqgen.report.lint import lint
 from seqgen.report.rows import rows as rows_of
 from seqgen.report.summary import render_summary
 from seqgen.report.table import shape_table
@@ -576,3 +577,12 @@ def test_a_named_size_two_inputs_share_is_checked_and_exported_for_both(tmp_path
         model(torch.randn(2, 7, 3), torch.randn(2, 6, 5))
     assert '"b": {0: batch, 1: seq},' in files[1].read_text()
     run_generated_tests(files[1])
+
+
+def test_lint_reads_a_from_branch_at_its_own_input() -> None:
+    text = (
+        "input a 3x8x8\ninput b (5,)\nconv2d 4 k=1\nadd:\n    branch:\n        flatten\n"
+        "        linear 6\n    branch from=b:\n        linear 6\n"
+    )
+    # the branch's linear reads b's (N, 5), not the conv's (N, 4, 8, 8): no W002
+    assert [d.code for d in lint(trace(parse(text)))] == []

@@ -121,13 +121,20 @@ def _stacks(traced: TracedModel) -> Iterator[Stack]:
         ),
         *((b.input_shape, b.layers, False, None) for b in traced.blocks),
     ]
+    inputs = {i.name: i.shape for i in traced.inputs}
     while todo:
         in_shape, nodes, top, outer = todo.pop(0)
         yield in_shape, nodes, top, outer
         for i, node in enumerate(nodes):
             before, prev = (nodes[i - 1].out_shape, nodes[i - 1]) if i else (in_shape, outer)
             if isinstance(node, TracedMerge):
-                todo.extend((before, branch, False, prev) for branch in node.branches)
+                sources = node.spec.branch_from or (None,) * len(node.branches)
+                todo.extend(
+                    (before, branch, False, prev)
+                    if source is None  # a branch that reads another input starts from it
+                    else (inputs[source], branch, False, None)
+                    for branch, source in zip(node.branches, sources, strict=True)
+                )
             elif isinstance(node, TracedLayer) and node.first:  # a later pass gets its output
                 todo += [
                     (before, node.first, False, prev),
