@@ -16,7 +16,7 @@ from typing import Any
 import sympy
 
 from seqgen.errors import TraceError
-from seqgen.ir import Name
+from seqgen.ir import Name, TupleExpr, expr_names
 from seqgen.layers.torch_nn import Bound
 from seqgen.trace.expressions import ScaledSize
 from seqgen.trace.scope import Scope
@@ -60,29 +60,54 @@ def _model_float(scope: Scope, name: str) -> sympy.Symbol | None:
     return sym if scope.block is None and sym in scope.session.names else None
 
 
+def _items(node: Any) -> tuple[Any, ...]:
+    """A value's elements: a tuple's items (`scale_factor=(sf, 2.0)`), or the value itself."""
+    return tuple(node.items) if isinstance(node, TupleExpr) else (node,)
+
+
 def with_scales(scope: Scope, values: dict[str, Any], bound: Bound) -> dict[str, Any]:
-    """A layer's argument values with each float parameter that stands for a scale factor
-    (at the top level) as its FloatScale."""
+    """A layer's argument values with each float model parameter that stands for a scale
+    factor (or for one of a tuple's) as its FloatScale."""
     out = dict(values)
+    if not isinstance(scope.session, LightSession):
+        return out
     for pname, node in bound.args.items():
-        if pname not in SCALE_ARGS or not isinstance(node, Name):
+        if pname not in SCALE_ARGS:
             continue
-        sym = _model_float(scope, node.id)
-        if sym is not None and isinstance(scope.session, LightSession):
-            out[pname] = FloatScale(sym, float(values[pname]), scope.session)
+        items = _items(node)
+        given = values[pname] if isinstance(node, TupleExpr) else (values[pname],)
+        scales = [
+            FloatScale(sym, float(v), scope.session)
+            if isinstance(e, Name) and (sym := _model_float(scope, e.id)) is not None
+            else v
+            for e, v in zip(items, given, strict=True)
+        ]
+        out[pname] = tuple(scales) if isinstance(node, TupleExpr) else scales[0]
     return out
 
 
 def stands_for_scale(scope: Scope, pname: str, node: Any) -> bool:
-    """Whether `node` is a float model parameter given as a scale factor that seqgen computes
-    exactly; one in a model traced on torch's ShapeEnv is an error."""
-    if not (pname in SCALE_ARGS and isinstance(node, Name) and _model_float(scope, node.id)):
+    """Whether `node` is a float model parameter given as a scale factor (or a tuple of such
+    and literals) that seqgen computes exactly; one in a model traced on torch's ShapeEnv is
+    an error."""
+    if pname not in SCALE_ARGS:
+        return False
+    items = _items(node)
+    floats = [e for e in items if isinstance(e, Name) and _model_float(scope, e.id) is not None]
+    other = [
+        ref
+        for e in items
+        if e not in floats
+        for ref in expr_names(e)
+        if ref.id in scope.params and scope.params[ref.id].type_name != "int"
+    ]
+    if not floats or other:
         return False
     if not isinstance(scope.session, LightSession):
         raise TraceError(
-            f"the float parameter {node.id!r} as {pname} works only in a model whose layers "
-            "all have seqgen size rules (one here has none)",
-            location=node.loc,
+            f"the float parameter {floats[0].id!r} as {pname} works only in a model whose "
+            "layers all have seqgen size rules (one here has none)",
+            location=floats[0].loc,
             hint=f"write the value itself ({pname}={scope.concrete.eval(node)!r})",
         )
     return True
