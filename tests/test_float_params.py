@@ -151,6 +151,12 @@ def test_a_tuple_of_a_float_scale_and_a_literal() -> None:
             "model M(sf=2.0)\ninput 3x8x8\nupsample scale_factor=(sf, sf * 2)\n",
             "cannot be the float parameter 'sf'",
         ),
+        # a layer without a seqgen size rule: torch's ShapeEnv cannot hold `int(h * sf)`
+        (
+            "model M(sf=2.0)\ninput 4x8x8\nupsample scale_factor=sf\n"
+            "fractionalmaxpool2d 2 output_size=4\n",
+            "works only in a model whose layers all have seqgen size rules",
+        ),
         # a float anywhere else that decides sizes
         ("model M(p=2.0)\ninput 3x8x8\nupsample size=p\n", "size takes an int"),
     ],
