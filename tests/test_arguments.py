@@ -346,10 +346,9 @@ def test_a_float_parameter_cannot_decide_a_size() -> None:
     with pytest.raises(TraceError, match="scale_factor decides sizes or parameter counts") as info:
         traced("input 3x8x8\nblock B(s=2.0):\n    upsample scale_factor=s\nB\n")
     assert info.value.location.line == 3 and info.value.location.col == 27
-    # inside a block, a bool block parameter still may not decide a count (bias=use_bias is
-    # counted for both values at the top level only)
-    with pytest.raises(TraceError, match="bias decides sizes or parameter counts"):
-        traced("input 10\nblock B(wide: bool = True):\n    linear 4 bias=wide\nB\n")
+    # a bool block parameter may decide a count (counted for both values: tests/test_params.py)
+    t = traced("input 10\nblock B(wide: bool = True):\n    linear 4 bias=wide\nB wide=False\n")
+    assert t.layers[0].params.code == "40"
 
 
 # ------------------------------------------------------------------ implausibly large layers
