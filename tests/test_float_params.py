@@ -13,7 +13,7 @@ import sympy
 import torch
 from conftest import run_generated_tests
 
-from seqgen.api import generate, options_for, trace_spec
+from seqgen.api import generate, options_for, trace_spec, traced_spec
 from seqgen.errors import TraceError
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
@@ -164,3 +164,11 @@ def test_a_tuple_of_a_float_scale_and_a_literal() -> None:
 def test_refused(text: str, message: str) -> None:
     with pytest.raises(TraceError, match=message):
         trace_spec(parse(text, "t.seq"))
+
+
+def test_a_float_read_elsewhere_too_is_not_varied_by_the_self_check(tmp_path: Path) -> None:
+    # `p=sf` is range-checked by torch: the self-check would build dropout at p=1.5
+    spec = tmp_path / "m.seq"
+    spec.write_text("model U(sf=0.5)\ninput 3x8x8\nupsample scale_factor=sf\ndropout p=sf\n")
+    _, traced = traced_spec(str(spec))
+    assert [d.code for d in traced.out_shape] == ["N", "3", "int(8 * sf)", "int(8 * sf)"]

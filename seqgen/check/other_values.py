@@ -28,6 +28,9 @@ from seqgen.ir import (
     TracedLayer,
     TracedModel,
     TracedNode,
+    expr_names,
+    node_values,
+    walk,
 )
 from seqgen.layers.registry import kind_for
 from seqgen.layers.torch_nn import first_line
@@ -130,17 +133,35 @@ def _with_flags(traced: TracedModel) -> Iterator[dict[str, Any]]:
     scales = {
         p.name: p.default
         for p in traced.spec.params
-        if type(p.default) is float and p.name in named
+        if type(p.default) is float and p.name in named and p.name not in _read_elsewhere(traced)
     }
+    # the other floats stay at their defaults, where the checks may still read them
+    floats = {p.name: p.default for p in traced.spec.params if type(p.default) is float}
     for name, value in flags.items():
-        yield {**ints, **flags, name: not value}
+        yield {**floats, **ints, **flags, name: not value}
     others = [v for v in SCALE_POINTS if v not in scales.values()]
     for v in others[:2] if scales else []:  # two with the ints at their defaults
-        yield {**ints, **flags, **dict.fromkeys(scales, v)}
+        yield {**floats, **ints, **flags, **dict.fromkeys(scales, v)}
     for i, point in enumerate(candidate_points(traced)):
-        yield {**flags, **scales, **point}
+        yield {**floats, **flags, **point}
         if scales:
-            yield {**flags, **dict.fromkeys(scales, others[i % len(others)]), **point}
+            yield {**floats, **flags, **dict.fromkeys(scales, others[i % len(others)]), **point}
+
+
+def _read_elsewhere(traced: TracedModel) -> set[str]:
+    """The names a line reads other than as a `scale_factor` (a float that is also a dropout's
+    `p` is varied only as far as its other uses allow: not at all, since torch range-checks
+    them; its scale formula is checked against torch on its own, tests/test_float_params.py)."""
+    spec = traced.spec
+    stacks = [spec.layers, spec.head_nodes, *(b.body for b in spec.blocks)]
+    out: set[str] = set()
+    for node in (n for nodes in stacks for n in walk(nodes)):
+        if isinstance(node, LayerSpec):
+            values = [*node.args, *(kw.value for kw in node.kwargs if kw.name != "scale_factor")]
+        else:
+            values = list(node_values(node))
+        out |= {name.id for value in values for name in expr_names(value)}
+    return out
 
 
 def verify_at_other_values(traced: TracedModel) -> None:
