@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
+from seqgen.importer.dense import input_cat_dim, is_input_cat, list_calls_as_concats
 from seqgen.importer.layers import (
     ADD,
     CAT,
@@ -42,6 +43,7 @@ class Capture:
     root: nn.Module
     calls: dict[str, Call]
     how: dict[str, str] = field(default_factory=dict)  # qualname -> "torch.fx" | "hooks: why"
+    listed: set[str] = field(default_factory=set)  # modules called with a list, concatenated
 
 
 class _Tracer(fx.Tracer):
@@ -94,7 +96,17 @@ def _read(capture: Capture, module: nn.Module, qualname: str) -> Stack:
         capture.how[qualname] = f"forward hooks (torch.fx: {type(e).__name__}: {e})".split("\n")[0]
         return _chain_stack(capture, module, qualname, e)
     capture.how[qualname] = "torch.fx"
+    for target in list_calls_as_concats(graph, lambda t: _list_cat_dim(module.get_submodule(t))):
+        capture.listed.add(_join(qualname, target))
     return _GraphReader(capture, module, qualname, graph).read()
+
+
+def _list_cat_dim(module: nn.Module) -> int | None:
+    """The dim a module called with a list of tensors concatenates them along, first thing."""
+    try:
+        return input_cat_dim(_Tracer(module).trace(module))
+    except Exception:
+        return None
 
 
 def _chain_stack(capture: Capture, module: nn.Module, qualname: str, why: Exception) -> Stack:
@@ -217,6 +229,9 @@ class _GraphReader:
                     "a spec merge takes one input; compute the shared value once, before it",
                 )
             self.emitted.add(node)
+            if is_input_cat(node) and self.qualname in self.capture.listed:
+                node = self.inputs[node][0]  # the caller concatenated the list: the identity
+                continue
             if node.op == "placeholder":
                 raise self.refuse(node, "a branch does not start at its merge's input")
             merge = self._merge(node)
@@ -285,6 +300,8 @@ class _GraphReader:
             if layer is not None:
                 return [] if layer.word == "dropout" and _never_drops(node) else [layer]
         name = getattr(node.target, "__name__", str(node.target))
+        if name == "stochastic_depth" and _depth_kept(node):
+            return []  # torchvision.ops.stochastic_depth off (eval mode, or p=0): the identity
         hint = (
             "write `x.flatten(1)` (or `x.view(x.size(0), -1)`): a shape written out would fix "
             "the batch or the sizes"
@@ -319,6 +336,14 @@ def _never_drops(node: fx.Node) -> bool:
     """`F.dropout(x, p, training=False)`: the identity, written as nothing."""
     training = node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)
     return training is False
+
+
+def _depth_kept(node: fx.Node) -> bool:
+    """`stochastic_depth(x, p, mode, training)` that keeps every row: not training, or p=0."""
+    args = (*node.args, None, None, None, None)
+    p = node.kwargs.get("p", args[1])
+    training = node.kwargs.get("training", args[3] if len(node.args) > 3 else True)
+    return training is False or (isinstance(p, float) and p == 0.0)
 
 
 def _identity() -> Layer:
