@@ -17,7 +17,7 @@ import torch
 from test_import import _generated, _randomize
 
 from seqgen.api import import_model
-from seqgen.importer import remap
+from seqgen.importer import ImportRefused, remap
 
 PACKAGE = "tests.architectures.torchvision_models"
 GOOGLENET = {"aux_logits": False, "init_weights": False}
@@ -88,10 +88,10 @@ ROUND_TRIPS = [
     ("resnet", "resnet18", {"num_classes": 10}, (3, 32, 32), 37, 2, True),
     ("resnet", "resnet50", {"num_classes": 10}, (3, 32, 32), 50, 2, True),
     ("vgg", "vgg11", {"num_classes": 10}, (3, 32, 32), 26, 0, True),
-    ("mobilenetv2", "mobilenet_v2", {"num_classes": 10}, (3, 32, 32), 55, 2, True),
-    ("densenet", "densenet121", {"num_classes": 10}, (3, 32, 32), 57, 1, True),
+    ("mobilenetv2", "mobilenet_v2", {"num_classes": 10}, (3, 32, 32), 46, 3, True),
+    ("densenet", "densenet121", {"num_classes": 10}, (3, 32, 32), 54, 2, True),
     ("googlenet", "googlenet", {"num_classes": 10, **GOOGLENET}, (3, 32, 32), 43, 2, True),
-    ("efficientnet", "efficientnet_b0", {"num_classes": 10}, (3, 32, 32), 68, 3, True),
+    ("efficientnet", "efficientnet_b0", {"num_classes": 10}, (3, 32, 32), 60, 5, True),
 ]
 
 
@@ -113,3 +113,100 @@ def test_torchvision_models_round_trip(
 ) -> None:
     result, _ = round_trip(module, factory, shape, tmp_path, **kwargs)
     assert (len(result.spec_text.splitlines()), result.blocks) == (lines, blocks)  # type: ignore[attr-defined]
+
+
+def tiny_dense() -> torch.nn.Module:
+    """torchvision's own _DenseBlock and _Transition at small sizes, with dropout in the layers."""
+    from tests.architectures.torchvision_models.densenet import _DenseBlock, _Transition
+
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        _DenseBlock(3, 8, bn_size=2, growth_rate=4, drop_rate=0.1),
+        _Transition(20, 10),
+        _DenseBlock(2, 10, bn_size=2, growth_rate=4, drop_rate=0.1),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(18, 5),
+    )
+
+
+def test_dense_layers_called_with_a_list_become_concat_chains(tmp_path: Path) -> None:
+    """_DenseBlock calls each _DenseLayer on the list of all features so far, which the layer
+    concatenates: the spec writes [x, layer(x)] once per layer, the layers as one block."""
+    result = import_model(
+        "tests.test_import_torchvision:tiny_dense", "3x8x8", str(tmp_path / "d.seq")
+    )
+    text = result.spec_text
+    assert "\nblock DenseLayer:\n" in text and "DenseLayer2" not in text
+    assert text.count("    concat:\n        branch:\n            identity\n        branch:\n") == 2
+    assert "repeat 3:" in text and "repeat 2:" in text
+    assert "dropout 0.1" in text  # F.dropout(..., training=self.training) in training mode
+    generated = _generated(text, tmp_path, "d")
+    torch.manual_seed(0)
+    original = tiny_dense()
+    _randomize(original)
+    keys = tmp_path / "d.keys.json"
+    keys.write_text(result.keys_text, encoding="utf-8")
+    generated.load_state_dict(remap(original.state_dict(), keys))
+    original.eval(), generated.eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(generated(x), original(x), atol=1e-5)
+
+
+class _FirstOfList(torch.nn.Module):
+    """Takes a list of tensors but does not concatenate it: no spec equivalent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return self.conv(xs[0])
+
+
+class _ListCaller(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        self.inner = _FirstOfList()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.inner([y, x])
+
+
+def test_a_list_argument_not_concatenated_is_refused_where_it_is_read(tmp_path: Path) -> None:
+    with pytest.raises(ImportRefused) as refused:
+        import_model("tests.test_import_torchvision:_ListCaller", "3x4x4", str(tmp_path / "l.seq"))
+    message = refused.value.diagnostic.message
+    assert "test_import_torchvision.py:" in message and "_ListCaller" in message, message
+    assert "`inner` is called with a list of tensors" in message
+
+
+class _Depth(torch.nn.Module):
+    """A residual with torchvision's StochasticDepth at p (training mode: rows dropped)."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        from tests.architectures.torchvision_models.ops import StochasticDepth
+
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.depth = StochasticDepth(p, "row")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.depth(self.conv(x))
+
+
+def test_stochastic_depth_that_keeps_every_row_is_the_identity(tmp_path: Path) -> None:
+    """p=0: the identity in training mode too, read with torch.fx alone; p>0: read in eval mode,
+    where it is the identity, and the spec's header says so."""
+    off = import_model("tests.test_import_torchvision:_Depth", "3x4x4", str(tmp_path / "a.seq"))
+    assert off.how == "torch.fx"
+    assert off.spec_text.endswith("\nresidual:\n    conv2d 3 k=3 p=1 name=conv\n")
+    on = import_model(
+        "tests.test_import_torchvision:_Depth", "3x4x4", str(tmp_path / "b.seq"), ("p=0.2",)
+    )
+    assert "in eval mode" in on.spec_text.splitlines()[0]
+    assert "`depth` read with torch.fx in eval mode" in on.how
+    assert "`stochastic_depth` (call_function) has no spec equivalent" in on.how

@@ -55,7 +55,7 @@ class _Tracer(fx.Tracer):
         self.record_stack_traces = True
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return m is not self.traced_root and not isinstance(m, nn.Sequential)
+        return m is not self.traced_root and type(m) is not nn.Sequential
 
 
 def _where(node: fx.Node, fallback: str) -> str:
@@ -137,7 +137,7 @@ def _chain_stack(capture: Capture, module: nn.Module, qualname: str, why: Except
 def _module_nodes(capture: Capture, qualname: str, where: str) -> list[Node]:
     """A call of a submodule: a layer, an inlined `nn.Sequential`, or a use of the user's class."""
     module = capture.root.get_submodule(qualname)
-    if isinstance(module, nn.Sequential):
+    if type(module) is nn.Sequential:
         return list(module_stack(capture, module, qualname))
     if isinstance(module, SKIPPED_LAYERS):
         return []
@@ -284,6 +284,14 @@ class _GraphReader:
 
     def _line(self, node: fx.Node) -> list[Node]:
         if node.op == "call_module":
+            if isinstance(node.args[0], (list, tuple)):
+                raise self.refuse(
+                    node,
+                    f"`{node.target}` is called with a list of tensors, and its forward does not "
+                    "begin by concatenating them",
+                    "a spec layer takes one tensor; a list is read only as DenseNet's layers "
+                    "take it: `torch.cat(inputs, dim)` first",
+                )
             if len(self.inputs[node]) != 1 or len(node.args) != 1:
                 raise self.refuse(node, f"`{node.target}` is called with several inputs")
             qualname = _join(self.qualname, str(node.target))
