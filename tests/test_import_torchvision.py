@@ -10,13 +10,18 @@ outputs in eval mode.
 from __future__ import annotations
 
 import importlib
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
+from conftest import ROOT
 from test_import import _generated, _randomize
 
 from seqgen.api import import_model
+from seqgen.cli import main
 from seqgen.importer import ImportRefused, remap
 
 PACKAGE = "tests.architectures.torchvision_models"
@@ -210,3 +215,29 @@ def test_stochastic_depth_that_keeps_every_row_is_the_identity(tmp_path: Path) -
     assert "in eval mode" in on.spec_text.splitlines()[0]
     assert "`depth` read with torch.fx in eval mode" in on.how
     assert "`stochastic_depth` (call_function) has no spec equivalent" in on.how
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_readme_table_is_the_round_trips() -> None:
+    """Each row of the README's torchvision table has the line and block counts tested above."""
+    rows = re.findall(r"^\| `(\w+):(\w+)`[^|]*\| (\d+) \| (\d+) \|$", _readme(), re.MULTILINE)
+    assert sorted(rows) == sorted((m, f, str(n), str(b)) for m, f, _, _, n, b, _ in ROUND_TRIPS)
+
+
+@pytest.mark.slow
+def test_the_readme_densenet_example_is_what_import_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    match = re.search(r"<!-- tested: import_torchvision -->\n```\w*\n(.*?)```", _readme(), re.S)
+    assert match is not None
+    command, printed = match.group(1).split("\n", 1)
+    args = shlex.split(command)[2:]  # after `$ seqgen`
+    monkeypatch.chdir(ROOT)
+    out = args.index("-o") + 1
+    args[out] = str(tmp_path / args[out])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.replace(f"{tmp_path}/", "") == printed
