@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import ROOT
 from test_import import _generated, _randomize
 
-from seqgen.api import import_model
+from seqgen.api import Imported, import_model
 from seqgen.cli import main
 from seqgen.importer import ImportRefused, remap
 
@@ -37,7 +37,7 @@ def _build(module: str, factory: str, **kwargs: object) -> torch.nn.Module:
 
 def round_trip(
     module: str, factory: str, shape: tuple[int, ...], tmp_path: Path, **kwargs: object
-) -> tuple[object, torch.nn.Module]:
+) -> Imported:
     """Import PACKAGE.module:factory with `kwargs` as `--arg`s, generate its spec, load the
     original's weights through the mapping and compare outputs in eval mode."""
     pairs = tuple(f"{k}={v!r}" for k, v in kwargs.items())
@@ -60,7 +60,7 @@ def round_trip(
         want, got = original(x), generated(x)
     assert got.shape == want.shape
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
-    return result, generated
+    return result
 
 
 # torchvision's documented parameter counts (the `num_params` of each model's weights enum)
@@ -116,8 +116,8 @@ def test_torchvision_models_round_trip(
     blocks: int,
     tmp_path: Path,
 ) -> None:
-    result, _ = round_trip(module, factory, shape, tmp_path, **kwargs)
-    assert (len(result.spec_text.splitlines()), result.blocks) == (lines, blocks)  # type: ignore[attr-defined]
+    result = round_trip(module, factory, shape, tmp_path, **kwargs)
+    assert (len(result.spec_text.splitlines()), result.blocks) == (lines, blocks)
 
 
 def tiny_dense() -> torch.nn.Module:
@@ -241,3 +241,22 @@ def test_the_readme_densenet_example_is_what_import_prints(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert result.output.replace(f"{tmp_path}/", "") == printed
+
+
+@pytest.mark.parametrize(
+    "module, factory, kwargs, count",
+    [
+        pytest.param(m, f, k, c, id=f, marks=[] if f == "squeezenet1_1" else [pytest.mark.slow])
+        for m, f, k, c in DOCUMENTED
+        if f != "vgg11"  # 133M parameters: its count is checked on the module above
+    ],
+)
+def test_imports_at_1000_classes_have_torchvisions_documented_counts(
+    module: str, factory: str, kwargs: dict[str, object], count: int, tmp_path: Path
+) -> None:
+    """The whole round trip at torchvision's defaults: the generated model has the documented
+    parameter count, and computes the same outputs with the original's weights."""
+    shape = (3, 64, 64) if factory == "squeezenet1_1" else (3, 32, 32)
+    result = round_trip(module, factory, shape, tmp_path, **kwargs)
+    assert result.total_params == count
+    assert "model " in result.spec_text and "(num_classes=1000)" in result.spec_text
