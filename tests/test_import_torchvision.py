@@ -260,3 +260,20 @@ def test_imports_at_1000_classes_have_torchvisions_documented_counts(
     result = round_trip(module, factory, shape, tmp_path, **kwargs)
     assert result.total_params == count
     assert "model " in result.spec_text and "(num_classes=1000)" in result.spec_text
+
+
+@pytest.mark.slow
+def test_googlenet_with_its_auxiliary_heads_is_refused_at_the_head(tmp_path: Path) -> None:
+    """GoogLeNet's default aux_logits=True builds heads its eval forward never runs: they have
+    no place in a spec, and the refusal names the head and its class's source line."""
+    with pytest.raises(ImportRefused) as refused:
+        import_model(
+            f"{PACKAGE}.googlenet:googlenet",
+            "3x32x32",
+            str(tmp_path / "g.seq"),
+            ("num_classes=10", "init_weights=False"),
+        )
+    message = refused.value.diagnostic.message
+    assert re.match(
+        r".*googlenet\.py:\d+: InceptionAux \(`aux1`\): the original's `aux1\.", message
+    )
