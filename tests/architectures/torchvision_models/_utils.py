@@ -1,9 +1,12 @@
 # Copyright (c) Soumith Chintala 2016. BSD-3-Clause: see __init__.py.
 # ruff: noqa
-"""torchvision/models/_utils.py (_make_divisible) and torchvision/utils.py (_log_api_usage_once)."""
+"""torchvision/models/_utils.py (_make_divisible) and torchvision/utils.py (_log_api_usage_once,
+_make_ntuple)."""
 
+import collections
+from itertools import repeat
 from types import FunctionType
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 
@@ -32,6 +35,21 @@ def _log_api_usage_once(obj: Any) -> None:
     if isinstance(obj, FunctionType):
         name = obj.__name__
     torch._C._log_api_usage_once(f"{module}.{name}")
+
+
+def _make_ntuple(x: Any, n: int) -> Tuple[Any, ...]:
+    """
+    Make n-tuple from input x. If x is an iterable, then we just convert it to tuple.
+    Otherwise, we will make a tuple of length n, all with value of x.
+    reference: https://github.com/pytorch/pytorch/blob/master/torch/nn/modules/utils.py#L8
+
+    Args:
+        x (Any): input value
+        n (int): length of the resulting tuple
+    """
+    if isinstance(x, collections.abc.Iterable):
+        return tuple(x)
+    return tuple(repeat(x, n))
 
 
 def _make_divisible(v: float, divisor: int, min_value: Optional[int] = None) -> int:

@@ -10,17 +10,7 @@ import torch
 import torch.fx
 from torch import nn, Tensor
 
-from ._utils import _log_api_usage_once
-
-
-def _make_ntuple(x, n):
-    # torchvision/utils.py
-    import collections
-    from itertools import repeat
-
-    if isinstance(x, collections.abc.Iterable):
-        return tuple(x)
-    return tuple(repeat(x, n))
+from ._utils import _log_api_usage_once, _make_ntuple
 
 
 class ConvNormActivation(torch.nn.Sequential):
