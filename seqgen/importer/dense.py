@@ -31,22 +31,26 @@ def input_cat_dim(graph: fx.Graph) -> int | None:
     return None
 
 
-def is_input_cat(node: fx.Node) -> bool:
-    """`torch.cat(input, dim)` on the forward's input itself (not on a list written out)."""
-    return (
+def is_input_cat(node: fx.Node, dim: int | None = None) -> bool:
+    """`torch.cat(input, dim)` on the forward's input itself (not on a list written out), along
+    `dim` when one is given."""
+    if not (
         node.op == "call_function"
         and node.target in CAT
         and bool(node.args)
         and isinstance(node.args[0], fx.Node)
         and node.args[0].op == "placeholder"
-    )
+    ):
+        return False
+    along = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    return dim is None or (isinstance(along, int) and along == dim)
 
 
-def list_calls_as_concats(graph: fx.Graph, cat_dim: Callable[[str], int | None]) -> list[str]:
+def list_calls_as_concats(graph: fx.Graph, cat_dim: Callable[[str], int | None]) -> dict[str, int]:
     """Rewrite `graph` in place (see the module docstring); return the targets of the submodule
-    calls that took a list. `cat_dim(target)` is the dim the called module concatenates its list
-    input along (None: it does not, and the call is left for the reader to refuse)."""
-    listed: list[str] = []
+    calls that took a list, with the dim. `cat_dim(target)` is the dim the called module
+    concatenates its list input along (None: it does not; the reader refuses the call)."""
+    listed: dict[str, int] = {}
     for n in list(graph.nodes):
         if n.op != "call_module" or len(n.args) != 1 or not isinstance(n.args[0], (list, tuple)):
             continue
@@ -57,7 +61,7 @@ def list_calls_as_concats(graph: fx.Graph, cat_dim: Callable[[str], int | None])
         with graph.inserting_before(n):
             joined = graph.call_function(torch.cat, (list(items), dim))
         n.args = (joined,)
-        listed.append(str(n.target))
+        listed[str(n.target)] = dim
     _chain(graph)
     return listed
 

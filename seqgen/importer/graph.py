@@ -43,7 +43,7 @@ class Capture:
     root: nn.Module
     calls: dict[str, Call]
     how: dict[str, str] = field(default_factory=dict)  # qualname -> "torch.fx" | "hooks: why"
-    listed: set[str] = field(default_factory=set)  # modules called with a list, concatenated
+    listed: dict[str, int] = field(default_factory=dict)  # called with a list: its cat dim
 
 
 class _Tracer(fx.Tracer):
@@ -96,8 +96,9 @@ def _read(capture: Capture, module: nn.Module, qualname: str) -> Stack:
         capture.how[qualname] = f"forward hooks (torch.fx: {type(e).__name__}: {e})".split("\n")[0]
         return _chain_stack(capture, module, qualname, e)
     capture.how[qualname] = "torch.fx"
-    for target in list_calls_as_concats(graph, lambda t: _list_cat_dim(module.get_submodule(t))):
-        capture.listed.add(_join(qualname, target))
+    listed = list_calls_as_concats(graph, lambda t: _list_cat_dim(module.get_submodule(t)))
+    for target, dim in listed.items():
+        capture.listed[_join(qualname, target)] = dim
     return _GraphReader(capture, module, qualname, graph).read()
 
 
@@ -229,7 +230,8 @@ class _GraphReader:
                     "a spec merge takes one input; compute the shared value once, before it",
                 )
             self.emitted.add(node)
-            if is_input_cat(node) and self.qualname in self.capture.listed:
+            listed = self.capture.listed.get(self.qualname)
+            if listed is not None and is_input_cat(node, listed):
                 node = self.inputs[node][0]  # the caller concatenated the list: the identity
                 continue
             if node.op == "placeholder":
