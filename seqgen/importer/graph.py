@@ -1,7 +1,9 @@
 """A module's forward as a stack of spec nodes.
 
 Each module that is not a torch.nn layer is traced on its own with torch.fx, every submodule
-other than an `nn.Sequential` kept as one call, so a submodule class can become a block. The
+other than a plain `nn.Sequential` kept as one call, so a submodule class (a subclass of
+`nn.Sequential` too) can become a block. A submodule called with a list of tensors that it
+concatenates first (DenseNet) is called with their concatenation instead (dense.py). The
 graph is read back from its output: a one-input op is a line, and an addition, product or
 concatenation is a merge whose branches start at the value that all its inputs flow from (the
 immediate dominator). Anything else (an op with no spec equivalent, a value used by two branches,
@@ -286,7 +288,7 @@ class _GraphReader:
 
     def _line(self, node: fx.Node) -> list[Node]:
         if node.op == "call_module":
-            if isinstance(node.args[0], (list, tuple)):
+            if node.args and isinstance(node.args[0], (list, tuple)):
                 raise self.refuse(
                     node,
                     f"`{node.target}` is called with a list of tensors, and its forward does not "
