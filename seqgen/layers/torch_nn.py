@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqgen._typing import class_cache
 from seqgen.errors import TraceError
 from seqgen.ir import (
     BinOp,
@@ -44,6 +43,8 @@ INFERRED: dict[str, int] = {
     "normalized_shape": -1,
 }
 NOT_ARGS = frozenset({"device", "dtype"})
+# The user's own classes (layers/user.py): what their `use` line says seqgen infers.
+_DECLARED: dict[type[nn.Module], tuple[tuple[str, int], ...]] = {}
 # Why a spec value cannot be a parameter ("True or False"), or None when it fits.
 Mismatch = Callable[[str, Expr], "str | None"]
 
@@ -98,10 +99,32 @@ class _Signature:
     var_args: bool
     var_kwargs: bool
     by_position: int = 0  # how many of `positional` a spec may give by position (see below)
+    dims: tuple[tuple[str, int], ...] = ()  # each inferred parameter's dim of the input
+
+    def dim_of(self, pname: str) -> int:
+        """The dim of the incoming tensor that an inferred parameter takes its size from."""
+        return dict(self.dims)[pname]
 
 
-@class_cache
+def declare_inferred(cls: type[nn.Module], inferred: tuple[tuple[str, int], ...]) -> None:
+    """A user's class: the arguments seqgen infers are the ones its `use` line names (none
+    unless it says), not torch.nn's names."""
+    _DECLARED[cls] = inferred
+
+
 def signature(cls: type[nn.Module]) -> _Signature:
+    """How a class's constructor takes a layer line's arguments."""
+    key = (cls, _DECLARED.get(cls))
+    if key not in _SIGNATURES:
+        _SIGNATURES[key] = _signature(*key)
+    return _SIGNATURES[key]
+
+
+_SIGNATURES: dict[tuple[type[nn.Module], tuple[tuple[str, int], ...] | None], _Signature] = {}
+
+
+def _signature(cls: type[nn.Module], declared: tuple[tuple[str, int], ...] | None) -> _Signature:
+    dims = INFERRED if declared is None else dict(declared)
     init = cls.__init__
     if init is nn.Module.__init__:
         return _Signature((), (), (), (), False, False)
@@ -111,11 +134,11 @@ def signature(cls: type[nn.Module]) -> _Signature:
         for p in params
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in NOT_ARGS
     ]
-    inferred = tuple(p.name for p in named if p.name in INFERRED)
+    inferred = tuple(p.name for p in named if p.name in dims)
     positional = tuple(
-        p.name for p in named if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in INFERRED
+        p.name for p in named if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in dims
     )
-    required = tuple(p.name for p in named if p.default is p.empty and p.name not in INFERRED)
+    required = tuple(p.name for p in named if p.default is p.empty and p.name not in dims)
     return _Signature(
         positional,
         inferred,
@@ -124,6 +147,7 @@ def signature(cls: type[nn.Module]) -> _Signature:
         any(p.kind == p.VAR_POSITIONAL for p in params),
         any(p.kind == p.VAR_KEYWORD for p in params),
         _by_position(positional, required, inferred),
+        tuple((name, dims[name]) for name in inferred),
     )
 
 

@@ -47,3 +47,25 @@ def stdlib_imports(*, ordered_dict: bool, math: bool, named_tuple: bool = False)
     if named_tuple:
         lines.append("from typing import NamedTuple")
     return lines
+
+
+def module_imports(
+    user: Iterable[tuple[str, str]], first_party: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
+    """A model module's third-party imports (torch, and the user's classes from installed
+    packages) and its first-party ones (the user's classes from the project's own modules), in
+    isort's order: `import` lines first, then `from` lines by module, names by `member_order`."""
+    local = set(first_party)
+    froms: dict[str, list[str]] = {"torch": ["nn"]}
+    mine: dict[str, list[str]] = {}
+    for module, name in user:
+        target = mine if module.split(".")[0] in local else froms
+        target.setdefault(module, []).append(name)
+
+    def lines(table: dict[str, list[str]]) -> list[str]:
+        return [
+            f"from {m} import {', '.join(member_order(set(table[m])))}"
+            for m in sorted(table, key=lambda m: (_natural(m.lower()), _natural(m)))
+        ]
+
+    return ["import torch", *lines(froms)], lines(mine)

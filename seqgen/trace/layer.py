@@ -22,7 +22,7 @@ from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
 from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
 from seqgen.layers.kind import Op
-from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
+from seqgen.layers.registry import TorchModule, UserModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
@@ -35,6 +35,7 @@ from seqgen.trace.torch_errors import (
     not_one_tensor,
     rank_error,
 )
+from seqgen.trace.user import traced_concretely, with_own_call
 from seqgen.trace.wording import Site
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
@@ -80,6 +81,12 @@ def trace_layer(
             return _trace_weight_norm(scope, index, layer, kind, x, dims)
         case TorchModule():
             return trace_torch_layer(scope, index, kind, x, dims)
+        case UserModule():
+            try:
+                result = trace_torch_layer(scope, index, kind.as_torch, x, dims)
+            except TraceError as e:
+                result = traced_concretely(scope, index, kind, x, dims, e)
+            return with_own_call(result, kind)
 
 
 def _trace_weight_norm(

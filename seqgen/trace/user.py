@@ -1,0 +1,112 @@
+"""Tracing a class of the user's own (`use mypkg.layers:Gate`): like a torch.nn class, on fake
+tensors with symbolic sizes, and where torch cannot trace it so, concretely at the sample values
+(warning W015 says so: its shape and count then hold at those values, which the self-check at
+other values tests)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import sympy
+import torch
+
+from seqgen.check.realize import real_module
+from seqgen.errors import Diagnostic, SeqgenError, TraceError
+from seqgen.ir import TracedLayer
+from seqgen.layers.registry import UserModule
+from seqgen.layers.torch_nn import bind, first_line
+from seqgen.report.lint import TRACED_CONCRETELY
+from seqgen.trace import symbolic as S
+from seqgen.trace.arguments import arguments
+from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, symint
+
+
+def traced_concretely(
+    scope: Scope,
+    index: int,
+    kind: UserModule,
+    x: torch.Tensor,
+    dims: list[DimInfo],
+    failed: TraceError,
+) -> NodeResult:
+    """After the symbolic trace `failed`: the layer traced at the sample values where the class
+    itself failed (torch's or the class's exception), else `failed` raised as it is."""
+    cause = failed.__cause__
+    if cause is None or isinstance(cause, SeqgenError):
+        raise failed  # the spec's own mistake (a binding, a size), not the class's
+    return _trace_concretely(scope, index, kind, x, dims, cause)
+
+
+def with_own_call(result: NodeResult, kind: UserModule) -> NodeResult:
+    """The traced layer, called by its class's own name (imported), not as `nn.NAME`."""
+    traced = result.step.traced
+    if not isinstance(traced, TracedLayer):  # pragma: no cover - one class is one layer
+        raise TypeError(traced)
+    parts = [*traced.call_args, *(f"{k}={v}" for k, v in traced.call_kwargs)]
+    code = f"{kind.cls.__name__}({', '.join(parts)})"
+    return replace(result, step=replace(result.step, traced=replace(traced, code=code)))
+
+
+def _trace_concretely(
+    scope: Scope,
+    index: int,
+    kind: UserModule,
+    x: torch.Tensor,
+    dims: list[DimInfo],
+    why: BaseException,
+) -> NodeResult:
+    """Build the class at the sample values and run it on a real tensor of the sample shape."""
+    cls, layer = kind.cls, kind.layer
+    args = arguments(scope, cls, layer, x, dims)
+    sample = tuple(scope.value(d.expr) for d in dims)
+    with S.real_tensors():
+        try:
+            module = real_module(cls, bind(cls, layer), scope.concrete, sample).eval()
+            y = module(torch.zeros(sample))
+        except Exception as e:  # the user's code failed: what failed, where, and whose
+            raise TraceError(
+                f"{kind.use.import_path} cannot be traced: {type(e).__name__}: {first_line(e)}",
+                location=layer.loc,
+                hint=f"it failed at the sample input {sample} (after failing symbolically "
+                f"with {type(why).__name__}: {first_line(why)})",
+            ) from e
+        if not isinstance(y, torch.Tensor):
+            raise TraceError(
+                f"{kind.use.import_path} returned {type(y).__name__}, not one tensor",
+                location=layer.loc,
+                hint="a layer line's class takes one tensor and returns one",
+            )
+        shape = tuple(int(s) for s in y.shape)
+        n_params = sum(p.numel() for p in module.parameters())
+        n_train = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    # a size equal to the input's at the same place is taken to be it (the self-check at other
+    # values tests that); any other is the literal the sample gave
+    out_dims = [
+        dims[i] if i < len(dims) and sample[i] == size else DimInfo(sympy.Integer(size), str(size))
+        for i, size in enumerate(shape)
+    ]
+    found = Diagnostic(
+        "warning",
+        f"{cls.__name__} ({kind.use.import_path}) was traced at the sample values only: torch "
+        f"could not trace it symbolically ({type(why).__name__}: {first_line(why)})",
+        layer.loc,
+        "its output shape and parameter count are checked at the sample values and at the "
+        "self-check's other values only",
+        TRACED_CONCRETELY,
+    )
+    if found not in scope.warnings:
+        scope.warnings.append(found)
+    params, trainable, zero = sympy.Integer(n_params), sympy.Integer(n_train), sympy.Integer(0)
+    traced = TracedLayer(
+        index=index,
+        spec=layer,
+        class_name=cls.__name__,
+        call_args=tuple(args.call_args),
+        call_kwargs=tuple(args.call_kwargs),
+        out_shape=tuple(scope.dim(d) for d in out_dims),
+        params=scope.as_dim(params),
+        trainable_params=scope.as_dim(trainable),
+        macs=scope.as_dim(zero),
+    )
+    y_fake = torch.empty([symint(scope, d) for d in out_dims])
+    return NodeResult(y_fake, out_dims, Step(traced, params, trainable, zero))
