@@ -35,7 +35,7 @@ from seqgen.trace.torch_errors import (
     not_one_tensor,
     rank_error,
 )
-from seqgen.trace.user import traced_concretely, with_own_call
+from seqgen.trace.user import torch_layers_uninitialised, traced_concretely, with_own_call
 from seqgen.trace.wording import Site
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
@@ -83,7 +83,8 @@ def trace_layer(
             return trace_torch_layer(scope, index, kind, x, dims)
         case UserModule():
             try:
-                result = trace_torch_layer(scope, index, kind.as_torch, x, dims)
+                with torch_layers_uninitialised():
+                    result = trace_torch_layer(scope, index, kind.as_torch, x, dims)
             except TraceError as e:
                 result = traced_concretely(scope, index, kind, x, dims, e)
             return with_own_call(result, kind)

@@ -5,10 +5,13 @@ other values tests)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 
 import sympy
 import torch
+from torch import nn
 
 from seqgen.check.realize import real_module
 from seqgen.errors import Diagnostic, SeqgenError, TraceError
@@ -19,6 +22,35 @@ from seqgen.report.lint import TRACED_CONCRETELY
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import arguments
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, symint
+
+
+_INITIALISERS = ("reset_parameters", "_reset_parameters")
+
+
+@contextlib.contextmanager
+def torch_layers_uninitialised() -> Iterator[None]:
+    """Within the block, torch.nn's layers skip their initialisers: a user's class builds its
+    layers itself (seqgen builds a torch.nn class without its initialiser directly), and an
+    initialiser's `math.sqrt(fan_in)` would fix a symbolic size to its sample value."""
+    saved = {
+        (base, name): vars(base)[name]
+        for c in vars(nn).values()
+        if isinstance(c, type) and issubclass(c, nn.Module)
+        for base in c.__mro__
+        for name in _INITIALISERS
+        if name in vars(base)
+    }
+    for base, name in saved:
+        setattr(base, name, _skip)
+    try:
+        yield
+    finally:
+        for (base, name), method in saved.items():
+            setattr(base, name, method)
+
+
+def _skip(self: nn.Module) -> None:
+    """An initialiser that does nothing (the trace needs shapes, not values)."""
 
 
 def traced_concretely(
