@@ -73,7 +73,8 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
 
 
 def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
-    """Trace symbolically; with `device`, also run a real forward there and compare."""
+    """Trace symbolically; with `device`, also run a real forward there and compare. `use`
+    lines import what the run allows (`traced_spec`), and what the spec's project allows."""
     from seqgen.torch_version import check_torch
 
     check_torch()  # before the first torch import: an unverified torch fails with one line
@@ -81,10 +82,11 @@ def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     from seqgen.layers.preflight import quiet_torch_warnings
     from seqgen.trace.model import trace
 
-    traced = trace(spec)
-    if device is not None:
-        with quiet_torch_warnings():  # lint says it, located in the spec
-            verify_on_device(traced, device)
+    with allowing(allowed_modules() | allowed_imports(spec.path)):
+        traced = trace(spec)
+        if device is not None:
+            with quiet_torch_warnings():  # lint says it, located in the spec
+                verify_on_device(traced, device)
     return traced
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_generated_tests
+from conftest import EXAMPLES, isolated_imports, run_generated_tests
 
 from seqgen import api
 from seqgen.errors import SeqgenError, SpecErrors, SpecSyntaxError
@@ -78,7 +78,7 @@ def _spec(folder: Path, text: str, allow: str | None = None) -> str:
 
 
 def test_use_line_parses_without_importing(project: tuple[Path, str]) -> None:
-    folder, name = project
+    _, name = project
     spec = parse(f"use {name}.sub:Gate as g infers in_channels=1\ninput 3x8x8\ng 4\n", "x.seq")
     (use,) = spec.uses
     assert (use.module, use.class_name, use.name, use.inferred) == (
@@ -100,7 +100,7 @@ def test_use_line_parses_without_importing(project: tuple[Path, str]) -> None:
     ],
 )
 def test_bad_use_lines_are_located(line: str, says: str) -> None:
-    with pytest.raises(SpecSyntaxError, match="") as e:
+    with pytest.raises(SpecSyntaxError) as e:
         parse(f"{line}\ninput 4\nlinear 2\n", "x.seq")
     assert says in e.value.diagnostic.message and e.value.location.line == 1
 
@@ -168,7 +168,7 @@ def test_counts_and_shapes_match_the_real_modules(project: tuple[Path, str], wid
         gate 5
         """
     path = _spec(folder, text, allow=name)
-    text_, traced = api.traced_spec(path)
+    _, traced = api.traced_spec(path)
     module = __import__(name)
     real = torch.nn.Sequential(
         module.Gate(3, width), module.SqueezeExcite(width, 2), module.Gate(width, 5)
@@ -209,3 +209,17 @@ def test_spec_errors_with_a_refused_use_report_it_once(project: tuple[Path, str]
     with pytest.raises((SeqgenError, SpecErrors)) as e:
         api.traced_spec(path)
     assert e.value.render().count("does not import") == 1
+
+
+@pytest.mark.parametrize("width", [4, 5, 7, 12])
+def test_the_example_at_other_widths(width: int) -> None:
+    """generated_examples/custom_layer.py: its count formula and shapes (floor divisions inside
+    the user's class) against the real model built at widths other than the default."""
+    with isolated_imports(EXAMPLES, first_on_path=EXAMPLES):
+        model_module = __import__("custom_layer")
+        tests = __import__("test_custom_layer")
+        model = model_module.SECNN(num_classes=3, width=width).eval()
+        want = sum(p.numel() for p in model.parameters())
+        assert tests.expected_param_count(num_classes=3, width=width) == want
+        x = torch.zeros(tests.input_shape(2, num_classes=3, width=width))
+        assert tests.layer_shapes(model, x) == tests.expected_shapes(2, num_classes=3, width=width)

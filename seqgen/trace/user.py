@@ -23,7 +23,6 @@ from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import arguments
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, symint
 
-
 _INITIALISERS = ("reset_parameters", "_reset_parameters")
 
 
