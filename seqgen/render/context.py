@@ -106,7 +106,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
             named_tuple=bool(traced.heads),
         ),
         "helpers": [helper_source(name) for name in helpers],
-        "third_party_imports": third_party,
+        "third_party_from_imports": third_party,
         "first_party_imports": first_party,
         "blocks": blocks,
         "model": model,

@@ -52,9 +52,10 @@ def stdlib_imports(*, ordered_dict: bool, math: bool, named_tuple: bool = False)
 def module_imports(
     user: Iterable[tuple[str, str]], first_party: Iterable[str] = ()
 ) -> tuple[list[str], list[str]]:
-    """A model module's third-party imports (torch, and the user's classes from installed
-    packages) and its first-party ones (the user's classes from the project's own modules), in
-    isort's order: `import` lines first, then `from` lines by module, names by `member_order`."""
+    """A model module's `from` imports after `import torch`: the third-party ones (torch's nn,
+    the user's classes from installed packages), then the first-party ones (the user's classes
+    from the project's own modules), each in isort's order: by module, names by
+    `member_order`."""
     local = set(first_party)
     froms: dict[str, list[str]] = {"torch": ["nn"]}
     mine: dict[str, list[str]] = {}
@@ -68,4 +69,4 @@ def module_imports(
             for m in sorted(table, key=lambda m: (_natural(m.lower()), _natural(m)))
         ]
 
-    return ["import torch", *lines(froms)], lines(mine)
+    return lines(froms), lines(mine)
