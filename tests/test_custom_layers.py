@@ -54,6 +54,28 @@ class DataDependent(nn.Module):
         return x * self.scale * float(x.abs().max().item() >= 0)
 
 
+class Heads(nn.Module):
+    """A Python loop over a size: torch fixes the size to its sample value."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(dim, 1) for _ in range(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h(x) for h in self.heads], -1)
+
+
+class Mlp(nn.Module):
+    """int() of a size times a float: fake tensors take the sample's value, silently."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, int(dim * 1.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
 class Broken(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("boom")
@@ -223,3 +245,41 @@ def test_the_example_at_other_widths(width: int) -> None:
         assert tests.expected_param_count(num_classes=3, width=width) == want
         x = torch.zeros(tests.input_shape(2, num_classes=3, width=width))
         assert tests.layer_shapes(model, x) == tests.expected_shapes(2, num_classes=3, width=width)
+
+
+def test_a_class_that_fixes_a_size(project: tuple[Path, str]) -> None:
+    folder, name = project
+    use = f"use {name}:Heads infers dim=-1\n"
+    _, traced = api.traced_spec(_spec(folder, use + "input 6\nlinear 4\nheads", allow=name))
+    assert traced.total_params.value == 6 * 4 + 4 + 4 * (4 + 1)
+    path = _spec(folder, use + "model M(w=4)\ninput 6\nlinear w\nheads", allow=name)
+    with pytest.raises(SeqgenError) as e:
+        api.traced_spec(path)
+    d = e.value.diagnostic
+    assert e.value.location.line == 5 and "its code fixes w to the sample value" in d.message
+    assert "dim depend on the model's parameters" in d.message
+
+
+def test_the_self_check_at_other_values_names_the_class(project: tuple[Path, str]) -> None:
+    folder, name = project
+    text = f"use {name}:Mlp infers dim=-1\nmodel M(w=8)\ninput 6\nlinear w\nmlp\nlinear 2"
+    with pytest.raises(SeqgenError) as e:
+        api.traced_spec(_spec(folder, text, allow=name))
+    assert type(e.value).__name__ == "TraceError"  # the class's code, not a seqgen bug
+    assert e.value.diagnostic.message.startswith(f"{name}:Mlp: at w=")
+    assert e.value.location.line == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("use m:Gate\nuse n:Gate as g\ninput 4\ng", "two `use` lines import a class called"),
+        ("use m:Gate\nuse n:Other as gate\ninput 4\ngate", "declared by two `use` lines"),
+        ("use m:Net\ninput 4\nnet", "is also the model's class name"),
+        ("input 4\n  use m:Gate\nlinear 2", "cannot be indented"),
+    ],
+)
+def test_use_lines_that_clash(text: str, says: str) -> None:
+    with pytest.raises((SpecSyntaxError, SpecErrors)) as e:
+        parse(text + "\n", "net.seq")
+    assert says in e.value.render()

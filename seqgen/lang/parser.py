@@ -192,7 +192,7 @@ class _Parser:
             self.errors.append(e)
             return None
         self.errors += heads_name_errors(self.heads, self.params, class_name)
-        self.errors += use_clashes(self.use_lines, {*self.blocks, class_name})
+        self.errors += use_clashes(self.use_lines, self.blocks, class_name)
         return ModelSpec(
             path=self.path,
             class_name=class_name,

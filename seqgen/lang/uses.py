@@ -103,9 +103,9 @@ def parse_use(path: str, lineno: int, raw: str) -> UseSpec:
     return UseSpec(module, class_name, name, tuple(inferred), where)
 
 
-def use_clashes(uses: Sequence[UseSpec], taken: Collection[str]) -> list[SeqgenError]:
+def use_clashes(uses: Sequence[UseSpec], blocks: Collection[str], model: str) -> list[SeqgenError]:
     """Two `use` lines for one name or one class name (generated code imports each class by its
-    name), or a name that is a block's or the model's."""
+    name), or a name that is a block's or the model's class name."""
     errors: list[SeqgenError] = []
     seen: dict[str, UseSpec] = {}
     classes: dict[str, UseSpec] = {}
@@ -128,12 +128,14 @@ def use_clashes(uses: Sequence[UseSpec], taken: Collection[str]) -> list[SeqgenE
                     location=use.loc,
                 )
             )
-        elif use.name in taken or use.class_name in taken:
+        elif {use.name, use.class_name} & {*blocks, model}:
+            what = "the model's class name" if model in (use.name, use.class_name) else "a block"
             errors.append(
                 SpecSyntaxError(
-                    f"{use.class_name!r} is also the name of a block or of the model",
+                    f"{use.class_name!r} is also {what} (generated code defines it)",
                     location=use.loc,
-                    hint="rename the block or the model",
+                    hint="rename the block, or the model (`model NAME`; else the spec file's "
+                    "name gives it)",
                 )
             )
         seen.setdefault(use.name.lower(), use)

@@ -35,7 +35,7 @@ from seqgen.trace.torch_errors import (
     not_one_tensor,
     rank_error,
 )
-from seqgen.trace.user import torch_layers_uninitialised, traced_concretely, with_own_call
+from seqgen.trace.user import trace_user_layer
 from seqgen.trace.wording import Site
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
@@ -82,12 +82,8 @@ def trace_layer(
         case TorchModule():
             return trace_torch_layer(scope, index, kind, x, dims)
         case UserModule():
-            try:
-                with torch_layers_uninitialised():
-                    result = trace_torch_layer(scope, index, kind.as_torch, x, dims)
-            except TraceError as e:
-                result = traced_concretely(scope, index, kind, x, dims, e)
-            return with_own_call(result, kind)
+            symbolic = lambda: trace_torch_layer(scope, index, kind.as_torch, x, dims)  # noqa: E731
+            return trace_user_layer(scope, index, kind, x, dims, symbolic)
 
 
 def _trace_weight_norm(

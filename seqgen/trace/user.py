@@ -6,7 +6,7 @@ other values tests)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import sympy
@@ -22,6 +22,7 @@ from seqgen.report.lint import TRACED_CONCRETELY
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import arguments
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, symint
+from seqgen.trace.symbolic_state import checkpoint
 
 _INITIALISERS = ("reset_parameters", "_reset_parameters")
 
@@ -52,23 +53,35 @@ def _skip(self: nn.Module) -> None:
     """An initialiser that does nothing (the trace needs shapes, not values)."""
 
 
-def traced_concretely(
+def trace_user_layer(
     scope: Scope,
     index: int,
     kind: UserModule,
     x: torch.Tensor,
     dims: list[DimInfo],
-    failed: TraceError,
+    symbolic: Callable[[], NodeResult],
 ) -> NodeResult:
-    """After the symbolic trace `failed`: the layer traced at the sample values where the class
-    itself failed (torch's or the class's exception), else `failed` raised as it is."""
-    cause = failed.__cause__
-    if cause is None or isinstance(cause, SeqgenError):
-        raise failed  # the spec's own mistake (a binding, a size), not the class's
-    return _trace_concretely(scope, index, kind, x, dims, cause)
+    """A user's class traced as `symbolic` traces a torch.nn class; where the class itself
+    fails on fake tensors (torch's or its own exception) or fixes a size to its sample value,
+    traced again at the sample values, with what the first try decided undone."""
+    restore = checkpoint(scope.session)
+    before = scope.session.specialized()
+    try:
+        with torch_layers_uninitialised():
+            result = symbolic()
+    except TraceError as e:
+        fixed = sorted(scope.session.specialized().keys() - before.keys())
+        cause = e.__cause__
+        if not fixed and (cause is None or isinstance(cause, SeqgenError)):
+            raise  # the spec's own mistake (a binding, a size), not the class's
+        restore()
+        why = f"{type(cause).__name__}: {first_line(cause)}" if cause and not fixed else ""
+        why = why or f"its code fixes {', '.join(fixed)} to the sample value"
+        result = _trace_concretely(scope, index, kind, x, dims, why)
+    return _with_own_call(result, kind)
 
 
-def with_own_call(result: NodeResult, kind: UserModule) -> NodeResult:
+def _with_own_call(result: NodeResult, kind: UserModule) -> NodeResult:
     """The traced layer, called by its class's own name (imported), not as `nn.NAME`."""
     traced = result.step.traced
     if not isinstance(traced, TracedLayer):  # pragma: no cover - one class is one layer
@@ -84,12 +97,21 @@ def _trace_concretely(
     kind: UserModule,
     x: torch.Tensor,
     dims: list[DimInfo],
-    why: BaseException,
+    why: str,
 ) -> NodeResult:
     """Build the class at the sample values and run it on a real tensor of the sample shape."""
     cls, layer = kind.cls, kind.layer
     args = arguments(scope, cls, layer, x, dims)
     sample = tuple(scope.value(d.expr) for d in dims)
+    symbolic = [k for k, v in args.values.items() if isinstance(v, torch.SymInt)]
+    if symbolic:  # its count and sizes would hold at the defaults only
+        raise TraceError(
+            f"{kind.use.import_path} cannot be traced with symbolic sizes ({why}), and its "
+            f"{', '.join(symbolic)} depend on the model's parameters",
+            location=layer.loc,
+            hint="write those arguments as numbers, or make the class's code size-generic "
+            "(no int() or Python branch on a size)",
+        )
     with S.real_tensors():
         try:
             module = real_module(cls, bind(cls, layer), scope.concrete, sample).eval()
@@ -98,8 +120,7 @@ def _trace_concretely(
             raise TraceError(
                 f"{kind.use.import_path} cannot be traced: {type(e).__name__}: {first_line(e)}",
                 location=layer.loc,
-                hint=f"it failed at the sample input {sample} (after failing symbolically "
-                f"with {type(why).__name__}: {first_line(why)})",
+                hint=f"it failed at the sample input {sample}; traced symbolically: {why}",
             ) from e
         if not isinstance(y, torch.Tensor):
             raise TraceError(
@@ -119,7 +140,7 @@ def _trace_concretely(
     found = Diagnostic(
         "warning",
         f"{cls.__name__} ({kind.use.import_path}) was traced at the sample values only: torch "
-        f"could not trace it symbolically ({type(why).__name__}: {first_line(why)})",
+        f"could not trace it symbolically ({why})",
         layer.loc,
         "its output shape and parameter count are checked at the sample values and at the "
         "self-check's other values only",
