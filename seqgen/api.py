@@ -130,10 +130,11 @@ def diagram(
     expand: bool = False,
     input_override: str | None = None,
     markdown: bool = False,
+    allow_imports: Sequence[str] = (),
 ) -> str:
     """The network of a spec drawn from its trace, nothing run: Mermaid, SVG or dot text; with
     `markdown`, a Markdown page holding the Mermaid in a ```mermaid block."""
-    _, traced = traced_spec(spec_path, input_override)
+    _, traced = traced_spec(spec_path, input_override, allow_imports=allow_imports)
     if markdown:
         return diagrams.markdown(diagrams.build(traced, at, expand), Path(spec_path).name)
     return diagrams.draw(traced, fmt, at, expand)

@@ -322,6 +322,7 @@ def summary(
 @click.option("--expand", is_flag=True, help="Open each block use into its own layers.")
 @click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
 @click.option("-o", "--output", metavar="FILE", help="Write FILE (.md: Markdown with mermaid).")
+@ALLOW_IMPORT
 def diagram(
     spec: str,
     fmt: str,
@@ -329,6 +330,7 @@ def diagram(
     expand: bool,
     input_shape: str | None,
     output: str | None,
+    allow_imports: tuple[str, ...],
 ) -> None:
     """Draw SPEC's network from its trace (Mermaid by default): nothing is run or allocated."""
     from seqgen.api import diagram as draw
@@ -338,7 +340,7 @@ def diagram(
     if markdown and fmt != "mermaid":
         raise click.UsageError(f"a .md file holds Mermaid; write --format {fmt} to another file")
     try:
-        text = draw(spec, fmt, at, expand, input_shape, markdown=markdown)
+        text = draw(spec, fmt, at, expand, input_shape, markdown, allow_imports)
         if output is not None:
             write_atomic(output, text)
     except SeqgenError as e:

@@ -26,7 +26,7 @@ from seqgen.layers.arg_types import (
     type_hint,
     value_span,
 )
-from seqgen.layers.torch_nn import Bound, Mismatch, Values, bind, reading, signature
+from seqgen.layers.torch_nn import Bound, Mismatch, Values, bind, reading, signature, word
 from seqgen.report import lint
 
 # A layer above this many parameters is most likely a typo in a size (`linear 1000000`).
@@ -50,7 +50,7 @@ def mismatch(cls: type[nn.Module], values: Values) -> Mismatch:
 
 def check_values(cls: type[nn.Module], layer: LayerSpec, bound: Bound, values: Values) -> None:
     """Every bound value against its parameter's type and range; raise at the first misfit."""
-    name = cls.__name__.lower()
+    name = word(cls, layer)
     types_ = parameter_types(cls)
     for pname, node in bound.args.items():
         t = types_.get(pname, ANY_TYPE)

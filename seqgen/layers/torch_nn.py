@@ -183,10 +183,15 @@ class Bound:
     sig: _Signature
 
 
+def word(cls: type[nn.Module], layer: LayerSpec) -> str:
+    """The spec's word for a class in messages: `conv2d`, or the name a `use` line gives."""
+    return layer.use.name if layer.use is not None else cls.__name__.lower()
+
+
 def bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = None) -> Bound:
     """Spec arguments by constructor parameter; `describe` says why a value misfits a parameter."""
     sig = signature(cls)
-    name = cls.__name__.lower()
+    name = word(cls, layer)
     args: dict[str, Expr] = {}
     extra: list[Expr] = []
     for i, value in enumerate(layer.args):
@@ -302,7 +307,7 @@ def _keyword_needed(
 ) -> TraceError:
     """A positional argument beyond what the class takes by position (only a class whose size
     seqgen infers has such a limit): name the keyword to use, or the PyTorch habit it shows."""
-    sig, name = signature(cls), cls.__name__.lower()
+    sig, name = signature(cls), word(cls, layer)
     pname, value = sig.positional[i], layer.args[i]
     taken = sig.positional[: sig.by_position]
     count = {0: "no arguments", 1: "1 argument"}.get(len(taken), f"{len(taken)} arguments")
