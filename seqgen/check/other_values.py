@@ -2,8 +2,9 @@
 
 Every size and parameter count seqgen writes is an expression of the constructor's int
 parameters. Before anything is written, this module picks parameter values other than the
-defaults that the generated `__init__` accepts, builds the same layers concretely on the `meta`
-device (nothing is allocated) at those values, and compares each layer's output shape and
+defaults that the generated `__init__` accepts, builds the same layers concretely at those values
+(for real on the CPU when the model is small, else on the `meta` device, where nothing is
+allocated), and compares each layer's output shape and
 parameter count with what the printed expressions compute there. A difference is a seqgen bug,
 reported as an error instead of a wrong file.
 """
@@ -11,17 +12,27 @@ reported as an error instead of a wrong file.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from seqgen.check.realize import Memo, run_node
+from seqgen.check.realize import Memo, run_node, runs_short
 from seqgen.errors import InternalError, SeqgenError, TraceError
-from seqgen.ir import SAMPLE_BATCH, Constraint, TracedModel, TracedNode
+from seqgen.ir import (
+    SAMPLE_BATCH,
+    Constraint,
+    Dim,
+    LayerSpec,
+    TracedLayer,
+    TracedModel,
+    TracedNode,
+)
+from seqgen.layers.registry import kind_for
 from seqgen.layers.torch_nn import first_line
 from seqgen.safe_eval import evaluate_source
+from seqgen.trace.sizes import sample_device
 
 MAX_POINTS = 4
 MAX_NUMEL = 1 << 26  # meta tensors cost nothing, but keep the arithmetic of huge specs away
@@ -115,7 +126,7 @@ def _with_flags(traced: TracedModel) -> Iterator[dict[str, int]]:
 
 
 def verify_at_other_values(traced: TracedModel) -> None:
-    """Build the layers concretely on `meta` at a few accepted non-default values; compare."""
+    """Build the layers concretely at a few accepted non-default values; compare."""
     if not any(type(p.default) in (int, bool) for p in traced.spec.params):
         return
     done = 0
@@ -160,9 +171,9 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             raise _TooLarge
 
     memo: Memo = {}  # a block used again with the same values is checked once per point
-    with torch.device("meta"), warnings.catch_warnings():
+    with sample_device(*_cost(traced, values)), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x = torch.empty(
+        x = torch.zeros(  # zeros: valid token ids when run for real
             shape, dtype=torch.int64 if traced.spec.input_dtype == "long" else torch.float32
         )
         outputs: list[torch.Tensor] = []  # of each trunk node, for the heads
@@ -182,6 +193,25 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
                 if start is None:
                     outputs.append(x)
     return True
+
+
+def _cost(traced: TracedModel, at: Mapping[str, int]) -> tuple[int, int, int]:
+    """What building and running the model at `at` costs, for sizes.sample_device (the CPU for
+    a small model): work (parameters, multiply-adds, output elements), parameters, and the
+    largest output."""
+    params = evaluate_source(traced.total_params.code, at)
+    work, largest = params, _numel(_shape_at(traced.input_shape, at))
+    for node in traced.layers:
+        out = _numel(_shape_at(node.out_shape, at))
+        work, largest = work + out, max(largest, out)
+        spec = node.spec if isinstance(node, TracedLayer) and node.repeat is None else None
+        if not (isinstance(spec, LayerSpec) and runs_short(kind_for(spec))):
+            work += evaluate_source(node.macs.code, at) * SAMPLE_BATCH
+    return int(work), int(params), int(largest)
+
+
+def _shape_at(dims: Sequence[Dim], at: Mapping[str, int]) -> tuple[int, ...]:
+    return tuple(evaluate_source(d.code, {**at, "N": SAMPLE_BATCH}) for d in dims)
 
 
 class _TooLarge(Exception):

@@ -35,21 +35,40 @@ from seqgen.layers.torch_nn import (
     first_line,
 )
 from seqgen.runtime import merges as runtime_merges
+from seqgen.trace import symbolic as S
 
 # Real checks allocate: confirm a layer only when its sample and weights are this small.
 CONFIRM_LIMIT = 1 << 22
 
 
+def runs_short(kind: object) -> bool:
+    """An op whose shape check runs a shorter sample (a recurrent layer steps through a few
+    time steps only): its multiply-adds say nothing about what the check costs."""
+    return isinstance(kind, Op) and type(kind).run_for_shape is not Op.run_for_shape
+
+
 def real_module(
-    cls: type[nn.Module], bound: Bound, values: Values, in_shape: tuple[int, ...]
+    cls: type[nn.Module],
+    bound: Bound,
+    values: Values,
+    in_shape: tuple[int, ...],
+    init: bool = True,
 ) -> nn.Module:
-    """Construct `cls` for real from concrete values, inferring sizes from `in_shape`."""
+    """Construct `cls` for real from concrete values, inferring sizes from `in_shape`; without
+    `init`, its parameters are zeros (only shapes matter: no random initialisation to pay)."""
     kwargs: dict[str, Any] = {k: values.eval(e) for k, e in bound.args.items()}
     kwargs.update({k: values.eval(e) for k, e in bound.extra_kwargs.items()})
     for pname in bound.sig.inferred:
         if pname not in kwargs:
             kwargs[pname] = in_shape[bound.sig.dim_of(pname)]
-    return cls(*(values.eval(e) for e in bound.extra_args), **kwargs)
+    args = tuple(values.eval(e) for e in bound.extra_args)
+    if init:
+        return cls(*args, **kwargs)
+    module = S.construct(cls, args, kwargs)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+    return module
 
 
 def _untrusted(cls: type[nn.Module], bound: Bound) -> bool:
@@ -145,23 +164,24 @@ Visit = Callable[[TracedNode, Mapping[str, Any], torch.Tensor, list[nn.Module]],
 
 
 def run_real(
-    layer: TracedLayer, values: Values, x: torch.Tensor
+    layer: TracedLayer, values: Values, x: torch.Tensor, shapes_only: bool = False
 ) -> tuple[list[nn.Module], torch.Tensor]:
     """Build a traced layer concretely from `values` for the input `x` (on the current default
-    device), run it in eval mode, and return its modules and output."""
+    device), run it in eval mode, and return its modules and output. Where only the output's
+    shape matters (on `meta`, or `shapes_only`), an op may run a shorter sample."""
     kind = kind_for(layer.spec)
     match kind:
         case Op():
             nodes = kind.bind(layer.spec)
             nodes.pop(kind.inferred or "", None)  # the input's size: build() reads it from x
             module = kind.build(evaluate(nodes, values), tuple(x.shape)).eval()
-            if x.device.type == "meta":  # only the shape matters
+            if shapes_only or x.device.type == "meta":
                 return [module], kind.run_for_shape(module, x)
             return [module], module(x)
         case TorchModule(cls=cls, layer=plain) | UserModule(cls=cls, layer=plain):
-            module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
+            module = real_module(cls, bind(cls, plain), values, tuple(x.shape), not shapes_only)
         case WeightNormed(inner=TorchModule(cls=cls, layer=plain), value=norm):
-            module = real_module(cls, bind(cls, plain), values, tuple(x.shape))
+            module = real_module(cls, bind(cls, plain), values, tuple(x.shape), not shapes_only)
             if values.eval(norm) is True:
                 module = weight_norm.wrap(module)
     module.eval()
@@ -213,7 +233,7 @@ def run_node(
         key = (node.spec.name, tuple(sorted(inner.items(), key=lambda kv: kv[0])), tuple(x.shape))
         if memo is not None and key in memo:
             modules, shape = memo[key]
-            y = torch.empty(shape)
+            y = torch.zeros(shape)  # run for real on the CPU, a sample of zeros
         else:
             modules, y = run_stack(block.layers, inner, x, blocks, visit, memo)
             if memo is not None:
@@ -226,7 +246,7 @@ def run_node(
             built, y = run_stack(stack, env, y, blocks, visit, memo)
             modules += built
     else:
-        modules, y = run_real(node, Values(dict(env)), x)
+        modules, y = run_real(node, Values(dict(env)), x, shapes_only=memo is not None)
     if visit is not None:
         visit(node, env, y, modules)
     return modules, y

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy
-import torch
 from torch import nn
 
 from seqgen.trace import symbolic as S
 
-Size = Any  # int | torch.SymInt
+Size = Any  # int | torch.SymInt | seqgen's own sizes.Size
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def mod(a: Size, b: Size) -> sympy.Expr:
 
 
 def is_int(v: Any) -> bool:
-    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, torch.SymInt)
+    return (isinstance(v, int) and not isinstance(v, bool)) or S.is_symbolic(v)
 
 
 class Checks:
@@ -121,7 +120,7 @@ def is_one(v: Any) -> bool:
 
 
 def literal_dim(v: Any, name: str) -> int:
-    if isinstance(v, torch.SymInt):
+    if S.is_symbolic(v):
         raise NeedsLiteral(name, "it picks which dimension, so seqgen must know it")
     if not is_int(v):
         raise RuleError(f"{name} must be a whole number, got {v!r}")
@@ -164,7 +163,7 @@ def not_batch(d: int, what: str) -> None:
 
 
 def flag(value: Any, name: str) -> bool:
-    if isinstance(value, torch.SymInt):
+    if S.is_symbolic(value):
         raise NeedsLiteral(name, "it decides sizes or parameter counts")
     if not isinstance(value, bool):
         raise RuleError(f"{name} must be True or False, got {value!r}")
@@ -173,7 +172,7 @@ def flag(value: Any, name: str) -> bool:
 
 def probability(checks: Checks, value: Any, name: str) -> None:
     """torch refuses a dropout outside [0, 1] (and a bool) when it builds the layer."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt)):
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) or S.is_symbolic(value)):
         raise RuleError(f"{name} must be a number between 0 and 1, got {value!r}")
     if isinstance(value, float):
         if not 0 <= value <= 1:

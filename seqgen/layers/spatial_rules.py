@@ -8,7 +8,6 @@ from fractions import Fraction
 from typing import Any
 
 import sympy
-import torch
 
 from seqgen.layers.formulas import (
     Args,
@@ -22,6 +21,7 @@ from seqgen.layers.formulas import (
     is_int,
     mod,
 )
+from seqgen.trace import symbolic as S
 
 
 def _ints(value: Any, n: int, name: str) -> list[Size]:
@@ -136,6 +136,16 @@ def conv(n: int, a: Args, shape: Sequence[Size], checks: Checks) -> list[Size]:
     return [shape[0], cout, *out]
 
 
+def conv_params(n: int, transposed: bool, a: Args) -> dict[str, tuple[Size, ...]] | None:
+    """ConvNd's and ConvTransposeNd's parameter shapes, as torch's _ConvNd makes them."""
+    cin, cout, groups, bias = a["in_channels"], a["out_channels"], a["groups"], a["bias"]
+    if not isinstance(bias, bool):
+        return None
+    k = _ints(a["kernel_size"], n, "kernel_size")
+    weight = (cin, cout // groups, *k) if transposed else (cout, cin // groups, *k)
+    return {"weight": weight, "bias": (cout,)} if bias else {"weight": weight}
+
+
 def conv_transpose(n: int, a: Args, shape: Sequence[Size], checks: Checks) -> list[Size]:
     spatial = _spatial(shape, n)
     cin, cout, groups = shape[1], a["out_channels"], a["groups"]
@@ -178,8 +188,7 @@ def _pool_size(size: Size, k: Size, s: Size, p: Size, d: Size, ceil_mode: bool) 
         return a // s + 1
     if sympy.Le(as_expr(p + s), as_expr(d * (k - 1) + 1)) is sympy.true:
         return _ceil_div(a, s) + 1  # the last window always starts inside: no correction
-    # torch.sym_min has no annotations
-    return torch.sym_min(_ceil_div(a, s), (size + p - 1) // s) + 1  # type: ignore[no-untyped-call]
+    return S.sym_min(_ceil_div(a, s), (size + p - 1) // s) + 1
 
 
 def pool(n: int, a: Args, shape: Sequence[Size], checks: Checks, *, kind: str) -> list[Size]:

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
 from torch import nn
 
 from seqgen.errors import TraceError
@@ -33,6 +32,7 @@ from seqgen.lang.hints import layer_text, missing_hint, whole_line
 from seqgen.lang.names import check_identifier
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_types import ANY_TYPE, broken_range, fits, parameter_types
+from seqgen.trace import symbolic as S
 
 # Size parameters seqgen infers from the incoming tensor: name -> which dim of it.
 INFERRED: dict[str, int] = {
@@ -82,7 +82,7 @@ class Values:
 
     def _number(self, e: Expr) -> Any:
         v = self.eval(e)
-        if isinstance(v, bool) or not isinstance(v, (int, float, torch.SymInt)):
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) or S.is_symbolic(v)):
             raise TraceError(f"arithmetic needs numbers, got {v!r}", location=e.loc)
         return v
 

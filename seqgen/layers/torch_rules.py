@@ -37,6 +37,7 @@ from seqgen.layers.formulas import (
 from seqgen.layers.spatial_rules import (
     adaptive_pool,
     conv,
+    conv_params,
     conv_transpose,
     fold,
     pad,
@@ -182,6 +183,8 @@ def _shape_preserving() -> list[str]:
 
 
 RuleFn = Callable[[Args, Sequence[Size], Checks], list[Size]]
+ParamShapes = dict[str, tuple[Size, ...]]
+ParamFn = Callable[[Args], "ParamShapes | None"]
 
 
 def _rules() -> dict[str, RuleFn]:
@@ -223,6 +226,61 @@ def _rules() -> dict[str, RuleFn]:
 
 
 RULES = _rules()
+
+# ------------------------------------------------------------------------------- parameters
+
+
+def _shape_of(value: Any) -> tuple[Size, ...] | None:
+    """normalized_shape as torch's LayerNorm reads it: a size, or a tuple of sizes."""
+    if is_int(value):
+        return (value,)
+    if isinstance(value, (tuple, list)) and all(is_int(v) for v in value):
+        return tuple(value)
+    return None
+
+
+def _affine(size: str, flag: str | None, bias: str | bool = True) -> ParamFn:
+    """A weight (and a bias) of the shape `size` gives, when the argument `flag` (if any) is on;
+    `bias` is whether there is a bias, or the argument that says so."""
+
+    def params(a: Args) -> ParamShapes | None:
+        shape = _shape_of(a[size])
+        on = a[flag] if flag is not None else True
+        with_bias = a[bias] if isinstance(bias, str) else bias
+        if shape is None or not isinstance(on, bool) or not isinstance(with_bias, bool):
+            return None  # torch builds the layer on symbolic sizes instead
+        if not on:
+            return {}
+        return {"weight": shape, "bias": shape} if with_bias else {"weight": shape}
+
+    return params
+
+
+def _linear_params(a: Args) -> ParamShapes | None:
+    out, bias = a["out_features"], a["bias"]
+    if not isinstance(bias, bool):
+        return None
+    weight = (out, a["in_features"])
+    return {"weight": weight, "bias": (out,)} if bias else {"weight": weight}
+
+
+def _param_rules() -> dict[str, ParamFn]:
+    rules: dict[str, ParamFn] = {
+        "Linear": _linear_params,
+        "LayerNorm": _affine("normalized_shape", "elementwise_affine", "bias"),
+        "RMSNorm": _affine("normalized_shape", "elementwise_affine", bias=False),
+        "GroupNorm": _affine("num_channels", "affine"),
+        "PReLU": _affine("num_parameters", None, bias=False),
+    }
+    for n in (1, 2, 3):
+        rules[f"Conv{n}d"] = partial(conv_params, n, False)
+        rules[f"ConvTranspose{n}d"] = partial(conv_params, n, True)
+        rules[f"BatchNorm{n}d"] = _affine("num_features", "affine")
+        rules[f"InstanceNorm{n}d"] = _affine("num_features", "affine")
+    return rules
+
+
+PARAM_RULES = _param_rules()
 # Arguments that decide sizes or parameter counts: a float, bool or str model parameter cannot
 # stand for them (seqgen's expressions would hold for its default only).
 SHAPE_ARGS = frozenset(
@@ -264,6 +322,16 @@ SIZE_FLAGS = frozenset({"ceil_mode"})
 def has_rule(cls: type[nn.Module]) -> bool:
     """True when seqgen computes this layer's output size itself."""
     return cls.__name__ in RULES
+
+
+def param_shapes(
+    cls: type[nn.Module], values: dict[str, Any], shape: Sequence[Size]
+) -> ParamShapes | None:
+    """Each parameter's shape, by name in torch's order, for `cls` built with `values` (after its
+    rule accepted them); None where seqgen has no formula, and torch must build the layer on
+    symbolic sizes to count them. The tracer compares them with torch's at the defaults."""
+    fn = PARAM_RULES.get(cls.__name__)
+    return fn(Args(cls, values)) if fn is not None else None
 
 
 def apply(cls: type[nn.Module], values: dict[str, Any], shape: Sequence[Size]) -> Outcome:

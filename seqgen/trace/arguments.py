@@ -112,8 +112,7 @@ def construct(scope: Scope, cls: type[nn.Module], layer: LayerSpec, args: Argume
         raise
     except Exception as e:
         sample = {
-            k: scope.value(S.expr_of(v)) if isinstance(v, torch.SymInt) else v
-            for k, v in args.values.items()
+            k: scope.value(S.expr_of(v)) if S.is_symbolic(v) else v for k, v in args.values.items()
         }
         raise rejected(cls, layer, e, sample) from e
     module.eval()  # shape checks at any batch size (BatchNorm refuses batch 1 in training)

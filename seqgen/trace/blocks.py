@@ -64,7 +64,7 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
             )
         value = values.eval(node)
         want = declared.type_name
-        ok = isinstance(value, torch.SymInt) if want == "int" else False
+        ok = S.is_symbolic(value) if want == "int" else False
         if not ok:
             ok = isinstance(value, PARAM_TYPES[want]) and not (
                 want != "bool" and isinstance(value, bool)
@@ -78,12 +78,12 @@ def bind_use(block: BlockDef, use: BlockUse, values: Values) -> BlockArgs:
 def _wrong_type(block: BlockDef, name: str, want: str, node: Expr, value: Any) -> TraceError:
     """`block B's parameter c takes an int, but w is a float (8.0 by default)`: what was passed,
     as written, and what it is."""
-    kind = "an int" if isinstance(value, torch.SymInt) else _a(type(value).__name__)
+    kind = "an int" if S.is_symbolic(value) else _a(type(value).__name__)
     source = expr_source(node)
     named = list(expr_names(node))
     if not named:
         got = f"got {source}, {kind}"
-    elif isinstance(value, torch.SymInt):
+    elif S.is_symbolic(value):
         got = f"but {source} is {kind}"
     else:
         got = f"but {source} is {kind} ({value!r} by default)"
@@ -292,7 +292,7 @@ def _trace_body(
     )
     # sizes known >= 1; a parameter standing for one is not (the block's own check says so)
     tracer.positive.extend(inputs[i - 1] for i in range(1, len(dims)) if i not in aliases)
-    x = torch.empty(tracer.symbolic_sizes(block_dims))
+    x = tracer.session.tensor(tracer.symbolic_sizes(block_dims))
     shown = ", ".join(f"{k}={v!r}" for k, v in concrete.items())
     note = f"block {block.name} traced at its first use (line {use.loc.line}: {shown})"
 

@@ -86,14 +86,22 @@ def counts_for_flags(
 
 
 def macs(module: nn.Module, y: torch.Tensor) -> sympy.Expr:
-    """Multiply-accumulates for one sample, counted as torchinfo counts them."""
+    """Multiply-accumulates for one sample of a built layer, counted as torchinfo counts them."""
+    numels = {n: S.expr_of(p.numel()) for n, p in module.named_parameters(recurse=False)}
+    return macs_of(type(module), numels, [S.expr_of(s) for s in y.shape])
+
+
+def macs_of(
+    cls: type[nn.Module], numels: dict[str, sympy.Expr], out: list[sympy.Expr]
+) -> sympy.Expr:
+    """Multiply-accumulates for one sample from each parameter's element count and the output's
+    sizes, counted as torchinfo counts them: a weight or bias element once per output position
+    of a convolution, once otherwise."""
     total = sympy.Integer(0)
-    conv = "Conv" in type(module).__name__
-    out = [S.expr_of(s) for s in y.shape]
-    for name, p in module.named_parameters(recurse=False):
+    conv = "Conv" in cls.__name__
+    for name, n in numels.items():
         if name not in ("weight", "bias"):
             continue
-        n = S.expr_of(p.numel())
         if conv:
             spatial = sympy.Integer(1)
             for s in out[2:]:

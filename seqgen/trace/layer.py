@@ -1,15 +1,19 @@
 """Tracing one torch.nn layer (trace stage): its arguments, output and counts.
 
-A layer whose output size depends on its arguments gets seqgen's exact formula (rules.py), and
-torch runs it at the defaults; any other layer runs on fake tensors with symbolic sizes. Either
+A layer with a rule (torch_rules.py) gets its output size and parameter shapes from seqgen's
+exact formulas, and torch runs it at the defaults; any other layer runs on fake tensors with
+symbolic sizes (which only torch's ShapeEnv session can do: a light trace asks for one). Either
 way the layer's conditions join its scope's, and its parameter count is an expression.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import sympy
 import torch
@@ -26,7 +30,7 @@ from seqgen.layers.registry import TorchModule, UserModule, WeightNormed, kind_f
 from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
-from seqgen.trace.counts import apply_flagged, counts, counts_for_flags
+from seqgen.trace.counts import apply_flagged, counts_for_flags, macs_of
 from seqgen.trace.op import trace_op
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
 from seqgen.trace.torch_errors import (
@@ -144,9 +148,13 @@ def _trace_torch_layer(
     args = arguments(scope, cls, layer, x, dims)
     _refuse_inplace_after_output_saver(scope, cls, layer, args)
     flags = _refuse_non_int_shape_args(scope, cls, layer, args.bound)
+    if flags:  # the layer is built at each value of its bool parameters: torch's symbolic sizes
+        scope.session.require_shape_env("a bool model parameter decides its sizes or counts")
     if rules.has_rule(cls):
-        module, y = _apply_rule(scope, index, cls, layer, args, dims, flags)
+        module, out_shape, numels = _apply_rule(scope, index, cls, layer, args, dims, flags)
+        y = scope.session.tensor(out_shape)
     else:
+        scope.session.require_shape_env(f"{cls.__name__} has no size rule")
         module = construct(scope, cls, layer, args)
         try:
             y = module(x)
@@ -154,8 +162,10 @@ def _trace_torch_layer(
             raise layer_failure(layer, cls, dims, e) from e
         if not isinstance(y, torch.Tensor):
             raise not_one_tensor(cls, y, layer)
+        out_shape = tuple(y.shape)
+        numels = _numels(module)
     scope.check_specialized(before, layer)
-    out_dims = _out_dims(scope, module, x, y, dims, layer)
+    out_dims = _out_dims(scope, module, out_shape, dims, layer)
     scope.check_sizes(
         out_dims, index, Site(cls.__name__, layer.loc.line, layer.loc.text), layer.loc, dims
     )
@@ -168,9 +178,13 @@ def _trace_torch_layer(
             tuple(scope.value(d.expr) for d in out_dims),
             layer,
         )
-    n_params, n_train, macs = counts(module, y)
-    if flags:
+    if flags:  # `bias=b`: the layer built at each value of its bool parameters
         n_params, n_train, macs = counts_for_flags(scope, cls, layer, args, y, flags)
+    else:
+        n_params = sum(numels.values(), sympy.Integer(0))
+        frozen = {name for name, p in module.named_parameters() if not p.requires_grad}
+        n_train = sum((n for name, n in numels.items() if name not in frozen), sympy.Integer(0))
+        macs = macs_of(cls, numels, [S.expr_of(s) for s in out_shape])
     traced = TracedLayer(
         index=index,
         spec=layer,
@@ -193,8 +207,9 @@ def _apply_rule(
     args: Arguments,
     dims: Sequence[DimInfo],
     flags: dict[str, sympy.Symbol],
-) -> tuple[nn.Module, torch.Tensor]:
-    """Output size from seqgen's own formula; torch checks the layer at the defaults."""
+) -> tuple[nn.Module, tuple[Any, ...], dict[str, sympy.Expr]]:
+    """Output size and parameter counts from seqgen's own formulas; torch checks the layer at
+    the defaults (the layer it built there comes back, with the output's sizes)."""
     shape = scope.symbolic_sizes(dims)
     try:
         outcome = apply_flagged(scope, cls, args, shape, flags)
@@ -222,20 +237,64 @@ def _apply_rule(
         # torch's refusal, in the spec's words, names the values that would work
         before_failing=lambda: construct_concrete(scope, cls, layer, args.bound, hint_shape),
     )
-    # torch itself runs the layer at the defaults (fake tensors: nothing is allocated)
+    # torch itself runs the layer at the defaults: on fake tensors or `meta` (nothing is
+    # allocated), or for real on the CPU when that is cheap (sizes.py)
     want = tuple(scope.value(S.expr_of(v)) for v in outcome.shape)
     concrete = construct_concrete(scope, cls, layer, args.bound, hint_shape)
-    try:
-        y_hint = concrete(torch.empty(hint_shape))
-    except Exception as e:
-        raise layer_failure(layer, cls, dims, e) from e
+    numels = _rule_params(scope, cls, layer, args, dims, concrete)
+    macs = scope.value(macs_of(cls, numels, [S.expr_of(v) for v in outcome.shape]))
+    params = sum(scope.value(n) for n in numels.values())
+    tensors = math.prod(hint_shape) + math.prod(want)
+    work = params + tensors + macs * hint_shape[0]
+    device = scope.session.concrete_device(
+        work, params, max(math.prod(hint_shape), math.prod(want))
+    )
+    with device if device is not None else contextlib.nullcontext():
+        if device is not None:  # for real: zeros, never uninitialised memory (denormals)
+            concrete = construct_concrete(scope, cls, layer, args.bound, hint_shape)
+            with torch.no_grad():
+                for t in concrete.parameters():
+                    t.zero_()
+        try:
+            y_hint = concrete(torch.zeros(hint_shape) if device else torch.empty(hint_shape))
+        except Exception as e:
+            raise layer_failure(layer, cls, dims, e) from e
     if not isinstance(y_hint, torch.Tensor):
         raise not_one_tensor(cls, y_hint, layer)
     confirm_shape(want, y_hint.shape, cls.__name__, layer.loc)
-    module = (
-        construct(scope, cls, layer, args) if any(True for _ in concrete.parameters()) else concrete
-    )
-    return module, torch.empty(list(outcome.shape))
+    return concrete, outcome.shape, numels
+
+
+def _rule_params(
+    scope: Scope,
+    cls: type[nn.Module],
+    layer: LayerSpec,
+    args: Arguments,
+    dims: Sequence[DimInfo],
+    concrete: nn.Module,
+) -> dict[str, sympy.Expr]:
+    """Each parameter's element count, from seqgen's formula (checked against the layer torch
+    built at the defaults); torch builds a layer without a formula on symbolic sizes."""
+    if not any(True for _ in concrete.parameters()):
+        return {}
+    shapes = rules.param_shapes(cls, args.values, scope.symbolic_sizes(dims))
+    if shapes is None:
+        scope.session.require_shape_env(f"seqgen has no parameter formula for {cls.__name__}")
+        return _numels(construct(scope, cls, layer, args))
+    want = [(n, tuple(scope.value(S.expr_of(v)) for v in shape)) for n, shape in shapes.items()]
+    got = [(n, tuple(int(v) for v in p.shape)) for n, p in concrete.named_parameters()]
+    if want != got:
+        raise InternalError(
+            f"internal error: seqgen's parameter shapes for {cls.__name__} are {want}, "
+            f"torch's {got}",
+            location=layer.loc,
+        )
+    return {n: sympy.Mul(*(S.expr_of(v) for v in shape)) for n, shape in shapes.items()}
+
+
+def _numels(module: nn.Module) -> dict[str, sympy.Expr]:
+    """Each parameter's element count, read from a layer built on symbolic sizes."""
+    return {n: S.expr_of(p.numel()) for n, p in module.named_parameters()}
 
 
 def _refuse_inplace_after_output_saver(
@@ -302,15 +361,14 @@ def _refuse_non_int_shape_args(
 def _out_dims(
     scope: Scope,
     module: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    shape: Sequence[Any],
     dims: Sequence[DimInfo],
     layer: LayerSpec,
 ) -> list[DimInfo]:
-    exprs = [S.simplify(scope.session, S.expr_of(s)) for s in y.shape]
-    if isinstance(module, nn.Flatten) and y.dim() < x.dim():
-        start = module.start_dim % x.dim()
-        end = module.end_dim % x.dim()
+    exprs = [S.simplify(scope.session, S.expr_of(s)) for s in shape]
+    if isinstance(module, nn.Flatten) and len(exprs) < len(dims):
+        start = module.start_dim % len(dims)
+        end = module.end_dim % len(dims)
         merged = [d for d in dims[start : end + 1] if not (d.expr.is_number and int(d.expr) == 1)]
         # one factor stays as written: `(c + 8)` alone would be a redundant parenthesis (UP034)
         product = (
@@ -320,7 +378,7 @@ def _out_dims(
         return list(dims[:start]) + [DimInfo(exprs[start], product)] + list(dims[end + 1 :])
     out = []
     for i, e in enumerate(exprs):
-        if y.dim() == x.dim() and e == dims[i].expr:  # unchanged: keep how it was written
+        if len(exprs) == len(dims) and e == dims[i].expr:  # unchanged: keep how it was written
             out.append(dims[i])
         else:
             out.append(DimInfo(e, scope.code(e, layer.loc)))

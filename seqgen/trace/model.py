@@ -25,9 +25,8 @@ from seqgen.trace.scope import MAX_SIZE, Scope, Shared
 from seqgen.trace.tracer import Tracer
 
 
-def model_scope(spec: ModelSpec) -> Tracer:
-    """The tracer of a model's own stack: its int parameters are symbols."""
-    session = S.Session()
+def model_scope(spec: ModelSpec, session: S.AnySession) -> Tracer:
+    """The tracer of a model's own stack: its int parameters are symbols of `session`."""
     env: dict[str, Any] = {}
     hints: dict[sympy.Symbol, int] = {}
     flags: dict[str, sympy.Symbol] = {}
@@ -55,15 +54,24 @@ def model_scope(spec: ModelSpec) -> Tracer:
     )
 
 
+def run_trace(spec: ModelSpec) -> TracedModel:
+    """Trace on seqgen's own sizes; where they cannot decide something exactly (a layer
+    without a rule), trace again on torch's ShapeEnv, which imports torch._dynamo (sizes.py)."""
+    try:
+        return model_scope(spec, S.LightSession()).run()
+    except S.NeedsShapeEnv:
+        return model_scope(spec, S.Session()).run()
+
+
 def trace(spec: ModelSpec) -> TracedModel:
-    """Trace a parsed spec symbolically on fake tensors (every layer's binding checked first)."""
+    """Trace a parsed spec symbolically (every layer's binding checked first)."""
     errors = layer_errors((*spec.layers, *spec.head_nodes), spec.blocks)
     if errors:  # with the shape errors of the layers above the first line that does not bind
         first = min((e.location.line for e in errors if e.location is not None), default=0)
         raise_all(errors + errors_before(spec, first))
     try:
-        with quiet_torch_warnings():
-            traced = model_scope(spec).run()
+        with quiet_torch_warnings(), S.one_thread():
+            traced = run_trace(spec)
             verify_at_other_values(traced)
         return traced
     except SizeTooSmallError as e:
@@ -103,7 +111,7 @@ def errors_before(spec: ModelSpec, line: int) -> list[SeqgenError]:
         return []
     try:
         with quiet_torch_warnings():
-            model_scope(replace(spec, layers=tuple(prefix), heads=())).run()
+            run_trace(replace(spec, layers=tuple(prefix), heads=()))
     except SpecErrors as e:
         return list(e.errors)
     except InternalError:
@@ -137,7 +145,7 @@ def smallest_input(spec: ModelSpec, limit: int = 1 << 16) -> str | None:
 
     def works(size: int) -> bool:
         try:
-            model_scope(replace(spec, input_shape=shape(size))).run()
+            run_trace(replace(spec, input_shape=shape(size)))
         except InternalError:
             raise  # a seqgen bug is no answer about the size
         except SeqgenError:

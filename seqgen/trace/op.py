@@ -8,6 +8,7 @@ the sample values on `meta` (nothing allocated) to confirm the shape.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import sympy
 import torch
 
+from seqgen.check.realize import runs_short
 from seqgen.errors import TraceError
 from seqgen.ir import LayerSpec, TracedLayer
 from seqgen.lang.values import expr_source
@@ -52,17 +54,24 @@ def trace_op(
     # op.run_for_shape keeps a recurrent layer to a few steps)
     hint_shape = tuple(scope.value(d.expr) for d in dims)
     want = tuple(scope.value(d.expr) for d in out_dims)
-    with S.real_tensors(), torch.device("meta"), warnings.catch_warnings():
+    count, macs = sympy.sympify(result.params), sympy.sympify(result.macs)
+    params = scope.value(count)
+    largest = max(math.prod(hint_shape), math.prod(want))
+    work = params + math.prod(hint_shape) + math.prod(want)
+    if not runs_short(op):
+        work += scope.value(macs) * hint_shape[0]
+    device = scope.session.concrete_device(work, params, largest)
+    with S.real_tensors(), device or torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's dropout-with-one-layer note is lint W012
         try:
             module = op.build(evaluate(nodes, scope.concrete), hint_shape).eval()
-            y = op.run_for_shape(module, torch.empty(hint_shape, dtype=x.dtype))
+            sample = torch.zeros if device is not None else torch.empty  # real: valid ids
+            y = op.run_for_shape(module, sample(hint_shape, dtype=x.dtype))
         except Exception as e:
             raise TraceError(
                 f"torch rejects {op.title} here: {first_line(e)}", location=layer.loc
             ) from e
     confirm_shape(want, y.shape, op.name, layer.loc)
-    count, macs = sympy.sympify(result.params), sympy.sympify(result.macs)
     call = op.call(CallSite(_sources(nodes), nodes, [d.code for d in dims]))
     traced = TracedLayer(
         # the whole call as its one "argument": what reads the names a call uses sees them all
@@ -81,7 +90,7 @@ def trace_op(
         hidden_params=_optional(scope, result.hidden_params),
         sequence=op.sequence,
     )
-    y_fake = torch.empty(scope.symbolic_sizes(out_dims), dtype=op.out_dtype(x.dtype))
+    y_fake = scope.session.tensor(scope.symbolic_sizes(out_dims), op.out_dtype(x.dtype))
     return NodeResult(y_fake, out_dims, Step(traced, count, count, macs))
 
 
@@ -145,7 +154,7 @@ def _check_inferred(scope: Scope, op: Op, nodes: Nodes, dims: list[DimInfo]) -> 
     value = scope.values.eval(given)
     if (
         isinstance(value, bool)
-        or not isinstance(value, (int, torch.SymInt))
+        or not (isinstance(value, int) or S.is_symbolic(value))
         or scope.value(S.expr_of(value)) != scope.value(last.expr)
     ):
         got = str(scope.value(last.expr))

@@ -93,7 +93,7 @@ class BlockInfo:
 class Shared:
     """What every scope of one trace shares: the symbols, the spec, the blocks traced so far."""
 
-    session: S.Session
+    session: S.AnySession
     spec: ModelSpec
     batch: Any  # the batch's SymInt
     batch_sym: sympy.Symbol
@@ -397,4 +397,4 @@ def symint(tracer: Scope, d: DimInfo) -> Any:
     """The SymInt (or int) for a dim expression."""
     if d.expr.is_number:
         return int(d.expr)
-    return tracer.session.env.create_symintnode(d.expr, hint=tracer.value(d.expr))
+    return tracer.session.size(d.expr, tracer.value(d.expr))

@@ -73,7 +73,7 @@ class Tracer:
         dims = [DimInfo(self.scope.batch_sym, BATCH)]
         for e in self.scope.spec.input_shape:
             v = self.scope.values.eval(e)
-            if isinstance(v, bool) or not isinstance(v, (int, torch.SymInt)):
+            if isinstance(v, bool) or not (isinstance(v, int) or S.is_symbolic(v)):
                 raise TraceError(f"input sizes must be whole numbers, got {v!r}", location=e.loc)
             expr = S.expr_of(v)
             size = self.scope.value(expr)
@@ -109,7 +109,7 @@ class Tracer:
         input_shape = tuple(self.scope.dim(d) for d in dims)
         errors = self.scope.shared.errors
         with self.scope.session.active():
-            x = torch.empty(self.scope.symbolic_sizes(dims), dtype=input_dtype(spec))
+            x = self.scope.session.tensor(self.scope.symbolic_sizes(dims), input_dtype(spec))
             try:
                 steps = self.stack(spec.layers, x, dims).steps
                 heads = trace_heads(self, spec.heads, spec.layers, self.outputs)
@@ -295,7 +295,7 @@ class Tracer:
             macs=self.scope.as_dim(macs),
             dim=(dim % len(dims)) if merge.kind == "concat" else None,
         )
-        y = torch.empty(self.scope.symbolic_sizes(out_dims))
+        y = self.scope.session.tensor(self.scope.symbolic_sizes(out_dims))
         return NodeResult(y, out_dims, Step(traced, params, train, macs))
 
     def block_use(
@@ -351,7 +351,7 @@ class Tracer:
             bindings=bindings,
         )
         return NodeResult(
-            torch.empty(self.scope.symbolic_sizes(out_dims)),
+            self.scope.session.tensor(self.scope.symbolic_sizes(out_dims)),
             out_dims,
             Step(traced, params, train, macs),
         )

@@ -64,6 +64,8 @@ def trace_user_layer(
     """A user's class traced as `symbolic` traces a torch.nn class; where the class itself
     fails on fake tensors (torch's or its own exception) or fixes a size to its sample value,
     traced again at the sample values, with what the first try decided undone."""
+    if not isinstance(scope.session, S.Session):  # no size rule: torch's ShapeEnv traces it
+        raise S.NeedsShapeEnv(f"{kind.use.import_path} is a class of the user's own")
     restore = checkpoint(scope.session)
     before = scope.session.specialized()
     try:

@@ -36,6 +36,7 @@ from seqgen.layers.kind import (
     batch_first_only,
 )
 from seqgen.runtime import sequence as runtime
+from seqgen.trace import symbolic as S
 
 RECURRENT_KINDS = ("rnn", "lstm", "gru")
 CONFIRM_LENGTH = 4  # the sequence length torch confirms a recurrent layer's rule at
@@ -60,7 +61,7 @@ def _output_hidden(checks: Checks, kind: str, hidden_size: Size, proj_size: Size
         raise RuleError(f"proj_size is only supported by lstm, not {kind}")
     if not is_int(proj_size):
         raise RuleError(f"proj_size must be a whole number, got {proj_size!r}")
-    checks.at_least(proj_size, 1 if isinstance(proj_size, torch.SymInt) else 0, "proj_size")
+    checks.at_least(proj_size, 1 if S.is_symbolic(proj_size) else 0, "proj_size")
     checks.need(
         sympy.Lt(as_expr(proj_size), as_expr(hidden_size)),
         "proj_size ({}) must be smaller than hidden_size ({})",

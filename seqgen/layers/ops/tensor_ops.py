@@ -122,7 +122,9 @@ def select(dim: Any, index: Size, shape: Sequence[Size]) -> Outcome:
 
 def scale(value: Any, shape: Sequence[Size]) -> Outcome:
     """`x * value` for a number (or a parameter expression): the shape is unchanged."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, torch.SymInt, torch.SymFloat)):
+    if isinstance(value, bool) or not (
+        isinstance(value, (int, float, torch.SymFloat)) or is_int(value)
+    ):
         raise RuleError(f"scale multiplies by a number, got {value!r}")
     return Outcome(tuple(shape), ())
 
