@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXAMPLES, isolated_imports, run_generated_tests
+from conftest import EXAMPLES, isolated_imports, run_generated_tests, seqgen_cli
 
 from seqgen import api
 from seqgen.errors import SeqgenError, SpecErrors, SpecSyntaxError
@@ -283,3 +283,20 @@ def test_use_lines_that_clash(text: str, says: str) -> None:
     with pytest.raises((SpecSyntaxError, SpecErrors)) as e:
         parse(text + "\n", "net.seq")
     assert says in e.value.render()
+
+
+def test_the_cli_flag_and_the_config_key(project: tuple[Path, str]) -> None:
+    folder, name = project
+    _spec(folder, f"use {name}:SqueezeExcite as se infers channels=1\ninput 8x4x4\nse")
+    refused = seqgen_cli("check", "net.seq", cwd=folder)
+    assert (
+        refused.returncode == 1 and "net.seq:1:5: error: seqgen does not import" in refused.stderr
+    )
+    allowed = seqgen_cli("check", "--allow-import", name, "net.seq", cwd=folder)
+    assert allowed.returncode == 0 and "SqueezeExcite(8)" in allowed.stdout, allowed.stderr
+    (folder / "pyproject.toml").write_text('[tool.seqgen]\nallow-imports = "mypkg"\n')
+    bad = seqgen_cli("check", "net.seq", cwd=folder)
+    assert (
+        bad.returncode == 1
+        and "pyproject.toml:2:1: error: [tool.seqgen] key 'allow-imports'" in (bad.stderr)
+    )
