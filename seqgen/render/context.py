@@ -15,13 +15,11 @@ from typing import Any
 from seqgen.ir import (
     Constraint,
     Dim,
-    ModelSpec,
     Param,
     TracedBlock,
     TracedLayer,
     TracedModel,
     TracedNode,
-    flat_layers,
     walk_traced,
 )
 from seqgen.lang.values import expr_source
@@ -31,7 +29,7 @@ from seqgen.render.budget import SAMPLE_BATCH, over_budget
 from seqgen.render.export import export_context
 from seqgen.render.heads import heads_model, heads_tests, keyed, output_class, output_text
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
-from seqgen.render.imports import member_order, module_imports, stdlib_imports
+from seqgen.render.imports import member_order, module_imports, stdlib_imports, user_imports
 from seqgen.render.inputs import input_checks, input_rules, wrong_input
 from seqgen.render.layers import (
     MERGE_NOTE,
@@ -92,7 +90,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     if traced.heads:  # for the module docstring's note on merges: every submodule's layers
         model["layers"] = [i for m in heads_model(traced)["modules"] for i in m["layers"]]
     blocks = [_block_class(b, PurePath(spec.path).name) for b in traced.blocks]
-    third_party, first_party = module_imports(*_user_imports(spec))
+    third_party, first_party = module_imports(*user_imports(spec))
     note = SHAPE_NOTE
     if any(closes_with_comment(c["layers"]) for c in [*blocks, model]):
         note += " " + MERGE_NOTE
@@ -299,14 +297,3 @@ def _token_high(traced: TracedModel) -> str | None:
                 else {kw.name: expr_source(kw.value) for kw in node.spec.kwargs}["num_embeddings"]
             )
     return "2"
-
-
-def _user_imports(spec: ModelSpec) -> tuple[list[tuple[str, str]], list[str]]:
-    """The user's classes the model's layer lines use, as (module, class), and which of their
-    top-level modules are the project's own (beside the spec, as ruff's isort finds them)."""
-    stacks = [spec.layers, spec.head_nodes, *(b.body for b in spec.blocks)]
-    used = {layer.use for nodes in stacks for layer in flat_layers(nodes) if layer.use}
-    folder = Path(spec.path).parent
-    tops = {use.module.split(".")[0] for use in used}
-    local = [t for t in tops if (folder / f"{t}.py").is_file() or (folder / t).is_dir()]
-    return sorted((use.module, use.class_name) for use in used), local

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
+
+from seqgen.ir import ModelSpec, flat_layers
+from seqgen.project.layout import project_root
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -70,3 +74,21 @@ def module_imports(
         ]
 
     return lines(froms), lines(mine)
+
+
+def user_imports(spec: ModelSpec) -> tuple[list[tuple[str, str]], list[str]]:
+    """The user's classes the model's layer lines use, as (module, class), and which of their
+    top-level modules are the project's own, as ruff's isort finds them with its default `src`
+    (the project root and its `src/`), or beside the spec (and so beside the model module)."""
+    stacks = [spec.layers, spec.head_nodes, *(b.body for b in spec.blocks)]
+    used = {layer.use for nodes in stacks for layer in flat_layers(nodes) if layer.use}
+    folder = Path(spec.path).parent
+    root, _ = project_root(folder)
+    places = (folder, root, root / "src")
+    tops = {use.module.split(".")[0] for use in used}
+    local = [
+        top
+        for top in sorted(tops)
+        if any((p / f"{top}.py").is_file() or (p / top).is_dir() for p in places)
+    ]
+    return sorted((use.module, use.class_name) for use in used), local
