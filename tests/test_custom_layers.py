@@ -300,3 +300,14 @@ def test_the_cli_flag_and_the_config_key(project: tuple[Path, str]) -> None:
         bad.returncode == 1
         and "pyproject.toml:2:1: error: [tool.seqgen] key 'allow-imports'" in (bad.stderr)
     )
+
+
+def test_a_spec_with_syntax_errors_imports_nothing_it_may_not(project: tuple[Path, str]) -> None:
+    folder, name = project
+    text = f"use {name}:Gate infers in_channels=1\ninput 3x4x4\ngate 4\nlinear 3 +\n"
+    path = _spec(folder, text)
+    with pytest.raises(SpecErrors) as e:
+        api.traced_spec(path)
+    messages = [x.diagnostic.message for x in e.value.errors]
+    assert any("does not import" in m for m in messages) and len(messages) == 2, messages
+    assert name not in sys.modules
