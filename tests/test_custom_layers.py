@@ -119,6 +119,7 @@ def test_use_line_parses_without_importing(project: tuple[Path, str]) -> None:
         ("use os.pa-th:X", "not a dotted Python module name"),
         ("use mod:class", "is a Python keyword"),
         ("use mod:Gate infers in_channels", "expected `ARGUMENT=DIM`"),
+        ("use mod:Gate infers in_channels=0", "dim 0 is the batch"),
     ],
 )
 def test_bad_use_lines_are_located(line: str, says: str) -> None:
@@ -311,3 +312,10 @@ def test_a_spec_with_syntax_errors_imports_nothing_it_may_not(project: tuple[Pat
     messages = [x.diagnostic.message for x in e.value.errors]
     assert any("does not import" in m for m in messages) and len(messages) == 2, messages
     assert name not in sys.modules
+
+
+def test_an_inferred_dim_the_input_lacks(project: tuple[Path, str]) -> None:
+    folder, name = project
+    text = f"use {name}:SqueezeExcite infers channels=5\ninput 8x4x4\nsqueezeexcite"
+    with pytest.raises(SeqgenError, match="needs an input of rank 6 but gets rank 4"):
+        api.traced_spec(_spec(folder, text, allow=name))

@@ -97,6 +97,12 @@ def parse_use(path: str, lineno: int, raw: str) -> UseSpec:
                     hint="e.g. `infers in_channels=1` (dim 1 of the input), "
                     "`infers in_features=-1` (its last dim)",
                 )
+            if int(pair["dim"]) == 0:
+                raise SpecSyntaxError(
+                    "dim 0 is the batch: no constructor argument is inferred from it",
+                    location=at,
+                    hint="dim 1 is the first dim after the batch (channels); -1 the last",
+                )
             inferred.append(
                 (check_identifier(pair.group("name"), "argument", at), int(pair["dim"]))
             )

@@ -51,8 +51,8 @@ def arguments(
         if pname == "normalized_shape" and pname in bound.args:
             continue  # LayerNorm's shape is inferred only when not given
         pos = sig.dim_of(pname)
-        if x.dim() < 2:
-            raise rank_error(layer, cls, dims, 2)
+        if x.dim() < 2 or not -x.dim() <= pos < x.dim():  # a `use` line's dim may be any
+            raise rank_error(layer, cls, dims, max(2, pos + 1 if pos >= 0 else -pos))
         info = dims[pos]
         if info.expr == scope.batch_sym:
             raise rank_error(layer, cls, dims, 2)
