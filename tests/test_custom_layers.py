@@ -120,6 +120,8 @@ def test_use_line_parses_without_importing(project: tuple[Path, str]) -> None:
         ("use mod:class", "is a Python keyword"),
         ("use mod:Gate infers in_channels", "expected `ARGUMENT=DIM`"),
         ("use mod:Gate infers in_channels=0", "dim 0 is the batch"),
+        ("use mod:OrderedDict", "imported by generated code itself"),
+        ("use mod:Residual", "reserved"),
     ],
 )
 def test_bad_use_lines_are_located(line: str, says: str) -> None:

@@ -24,6 +24,8 @@ _USE = re.compile(
     r"(?:\s+infers(?P<infers>(?:\s+[^\s#]+)+))?"
     r"\s*(?:#.*)?$"
 )
+# What generated modules import besides torch (the rest is reserved: lang/names.py).
+_IMPORTED = frozenset({"NamedTuple", "OrderedDict"})
 _INFERS = re.compile(r"(?P<name>[^\s=]+)=(?P<dim>-?\d+)$")
 # The modules `use` lines may import during a run (see `allowing`); none unless a run says so.
 _ALLOWED: ContextVar[frozenset[str]] = ContextVar("seqgen_allowed_imports", default=frozenset())
@@ -79,6 +81,12 @@ def parse_use(path: str, lineno: int, raw: str) -> UseSpec:
                 hint=USAGE,
             )
     check_identifier(class_name, "class name", where)
+    if class_name in _IMPORTED:
+        raise SpecSyntaxError(
+            f"class name {class_name!r} is imported by generated code itself",
+            location=where,
+            hint="import the class under another name in a module of yours",
+        )
     name = class_name
     if m.group("alias") is not None:
         name = check_identifier(
