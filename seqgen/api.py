@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from seqgen import diagram as diagrams
 from seqgen.errors import InternalError, SeqgenError, SpecReadError, WriteError, raise_all
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.ir.spec import Num
@@ -134,6 +133,8 @@ def diagram(
 ) -> str:
     """The network of a spec drawn from its trace, nothing run: Mermaid, SVG or dot text; with
     `markdown`, a Markdown page holding the Mermaid in a ```mermaid block."""
+    from seqgen import diagram as diagrams  # only `seqgen diagram` draws
+
     _, traced = traced_spec(spec_path, input_override, allow_imports=allow_imports)
     if markdown:
         return diagrams.markdown(diagrams.build(traced, at, expand), Path(spec_path).name)

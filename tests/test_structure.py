@@ -121,3 +121,9 @@ def test_modules_stay_small() -> None:
 def test_few_modules_directly_under_seqgen() -> None:
     top = sorted(p.name for p in ROOT.glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL, top
+
+
+def test_helper_names_are_the_helper_classes_in_order() -> None:
+    from seqgen.runtime import helper_classes, helper_names
+
+    assert helper_names() == tuple(helper_classes())

@@ -27,7 +27,7 @@ from seqgen.ir import (
 from seqgen.lang.lexer import KEYWORDS as KEYWORDS
 from seqgen.lang.lexer import MERGES as MERGES
 from seqgen.lang.lexer import Line, unquote
-from seqgen.runtime import helper_classes
+from seqgen.runtime import helper_names
 
 ALIASES = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
 # Names generated code uses itself; a parameter or class with one of these names would shadow it.
@@ -54,7 +54,7 @@ RESERVED = frozenset(
         "layer_shapes",
         "sample_input",
     }
-    | set(helper_classes())  # the classes a generated model file may define (seqgen/runtime/)
+    | set(helper_names())  # the classes a generated model file may define (seqgen/runtime/)
     | {name for name in dir(builtins) if not name.startswith("_")}
 )
 

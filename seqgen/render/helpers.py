@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from seqgen.ir import TracedLayer, TracedMerge, TracedModel, walk_traced
-from seqgen.runtime import helper_classes
+from seqgen.runtime import helper_classes, helper_names
 
 
 def used_helpers(traced: TracedModel) -> list[str]:
@@ -24,7 +24,7 @@ def used_helpers(traced: TracedModel) -> list[str]:
         if isinstance(n, TracedLayer)
         for h in n.helpers
     }
-    return [name for name in helper_classes() if name in used]
+    return [name for name in helper_names() if name in used]
 
 
 def helper_source(name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -26,3 +27,16 @@ def helper_classes() -> dict[str, str]:
             if isinstance(node, ast.ClassDef):
                 out[node.name] = ast.get_source_segment(text, node) or ""
     return out
+
+
+@functools.cache
+def helper_names() -> tuple[str, ...]:
+    """The helper classes' names, in `helper_classes`' order, without parsing their source (a
+    class statement starts a line): what the parser's reserved names and the renderer's choice
+    of helpers need, at a fraction of the cost."""
+    names: list[str] = []
+    for path in sorted(_HERE.glob("*.py")):
+        if not path.name.startswith("_"):
+            text = path.read_text(encoding="utf-8")
+            names += re.findall(r"^class (\w+)\b", text, flags=re.MULTILINE)
+    return tuple(names)
