@@ -321,3 +321,22 @@ def test_an_inferred_dim_the_input_lacks(project: tuple[Path, str]) -> None:
     text = f"use {name}:SqueezeExcite infers channels=5\ninput 8x4x4\nsqueezeexcite"
     with pytest.raises(SeqgenError, match="needs an input of rank 6 but gets rank 4"):
         api.traced_spec(_spec(folder, text, allow=name))
+
+
+def test_summary_says_how_each_class_was_traced(project: tuple[Path, str]) -> None:
+    folder, name = project
+    text = f"""
+        use {name}:DataDependent
+        use {name}:SqueezeExcite as se infers channels=1
+        input 4x2x2
+        se reduction=2
+        flatten
+        datadependent 16
+        """
+    _spec(folder, text)
+    out = seqgen_cli("summary", "--allow-import", name, "net.seq", cwd=folder)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-2:] == [
+        f"{name}:DataDependent: traced at the sample values (W015)",
+        f"{name}:SqueezeExcite: traced symbolically",
+    ]
