@@ -114,23 +114,41 @@ def _free_dims_near_minimum(
     return point
 
 
-def _with_flags(traced: TracedModel) -> Iterator[dict[str, int]]:
+# Values tried for a float parameter that is a scale factor (`int(h * sf)`): below 1, between
+# whole numbers, whole, and ones whose product rounds in double precision (1.7 * 10 is 17.0,
+# 0.1 * 30 is 3.0000000000000004)
+SCALE_POINTS = (1.5, 0.5, 3.0, 2.5, 1.7, 0.1)
+
+
+def _with_flags(traced: TracedModel) -> Iterator[dict[str, Any]]:
     """The candidate points with the bool parameters at their defaults, then each bool flipped
-    at the int defaults (a `bias=b` count is written for both values)."""
+    at the int defaults (a `bias=b` count is written for both values); a float parameter that
+    the checks name (a scale factor) alternates between its default and SCALE_POINTS."""
     flags = {p.name: p.default for p in traced.spec.params if type(p.default) is bool}
     ints = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
+    named = {n for c in traced.constraints for n in c.names}
+    scales = {
+        p.name: p.default
+        for p in traced.spec.params
+        if type(p.default) is float and p.name in named
+    }
     for name, value in flags.items():
         yield {**ints, **flags, name: not value}
-    for point in candidate_points(traced):
-        yield {**flags, **point}
+    others = [v for v in SCALE_POINTS if v not in scales.values()]
+    for v in others[:2] if scales else []:  # two with the ints at their defaults
+        yield {**ints, **flags, **dict.fromkeys(scales, v)}
+    for i, point in enumerate(candidate_points(traced)):
+        yield {**flags, **scales, **point}
+        if scales:
+            yield {**flags, **dict.fromkeys(scales, others[i % len(others)]), **point}
 
 
 def verify_at_other_values(traced: TracedModel) -> None:
     """Build the layers concretely at a few accepted non-default values; compare."""
-    if not any(type(p.default) in (int, bool) for p in traced.spec.params):
+    if not any(type(p.default) in (int, bool, float) for p in traced.spec.params):
         return
     done = 0
-    seen: set[tuple[tuple[str, int], ...]] = set()
+    seen: set[tuple[tuple[str, Any], ...]] = set()
     for point in _with_flags(traced):
         key = tuple(sorted(point.items()))
         if key in seen or not accepts(traced.constraints, point):

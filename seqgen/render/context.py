@@ -185,8 +185,9 @@ def _words(code: str) -> set[str]:
 
 
 def _arg(p: Param) -> str:
-    """`c: int = 4`, `cm: bool = False`: a keyword argument of a generated test function."""
-    return f"{p.name}: {'bool' if type(p.default) is bool else 'int'} = {p.default!r}"
+    """`c: int = 4`, `cm: bool = False`, `sf: float = 2.0`: a keyword argument of a generated
+    test function."""
+    return f"{p.name}: {type(p.default).__name__} = {p.default!r}"
 
 
 def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
@@ -195,13 +196,14 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
     # a bool parameter that decides a size or a count (`ceil_mode=cm`, `bias=b`) is a name in
     # the expressions, so the functions that compute them take it too
     shaped = {w for n in walk_traced(traced.layers) for d in n.out_shape for w in _words(d.code)}
+    # and so is a float one that decides sizes (`scale_factor=sf`: `int(8 * sf)`)
     shape_args = int_params + [
-        p for p in spec.params if type(p.default) is bool and p.name in shaped
+        p for p in spec.params if type(p.default) in (bool, float) and p.name in shaped
     ]
     shape_params = "".join([", *"] + [f", {_arg(p)}" for p in shape_args]) if shape_args else ""
     counted = shaped | _words(traced.total_params.code)
     count_args = int_params + [
-        p for p in spec.params if type(p.default) is bool and p.name in counted
+        p for p in spec.params if type(p.default) in (bool, float) and p.name in counted
     ]
     count_params = ", ".join(["*"] + [_arg(p) for p in count_args]) if count_args else ""
     rows = []

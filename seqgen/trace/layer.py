@@ -30,7 +30,8 @@ from seqgen.layers.registry import TorchModule, UserModule, WeightNormed, kind_f
 from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
-from seqgen.trace.counts import apply_flagged, counts_for_flags, macs_of
+from seqgen.trace.counts import apply_flagged, counts_for_flags, flag_of, macs_of
+from seqgen.trace.float_scale import stands_for_scale, with_scales
 from seqgen.trace.op import trace_op
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
 from seqgen.trace.torch_errors import (
@@ -211,6 +212,7 @@ def _apply_rule(
     """Output size and parameter counts from seqgen's own formulas; torch checks the layer at
     the defaults (the layer it built there comes back, with the output's sizes)."""
     shape = scope.symbolic_sizes(dims)
+    args = replace(args, values=with_scales(scope, args.values, args.bound))
     try:
         outcome = apply_flagged(scope, cls, args, shape, flags)
     except RankError as e:
@@ -338,10 +340,11 @@ def _refuse_non_int_shape_args(
     for pname, node in bound.args.items():
         if pname not in rules.SHAPE_ARGS:
             continue
-        flag = scope.shared.flags.get(node.id) if isinstance(node, Name) else None
-        flags_ok = rules.COUNT_FLAGS | rules.SIZE_FLAGS
-        if pname in flags_ok and scope.block is None and flag is not None:
+        flag = flag_of(scope, node.id) if isinstance(node, Name) else None
+        if pname in rules.COUNT_FLAGS | rules.SIZE_FLAGS and flag is not None:
             flags[pname] = flag
+            continue
+        if stands_for_scale(scope, pname, node):  # `scale_factor=sf`: `int(h * sf)`
             continue
         for ref in expr_names(node):
             param = scope.params.get(ref.id)
