@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from seqgen.check.realize import Memo, run_node, runs_short
-from seqgen.errors import InternalError, SeqgenError
+from seqgen.errors import InternalError, SeqgenError, TraceError
 from seqgen.ir import (
     SAMPLE_BATCH,
     Constraint,
@@ -257,8 +257,18 @@ class _TooLarge(Exception):
     """A shape too large to check at this point."""
 
 
-def _mismatch(layer: TracedNode, point: Mapping[str, int], what: str) -> InternalError:
+def _mismatch(layer: TracedNode, point: Mapping[str, int], what: str) -> SeqgenError:
     shown = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
+    use = getattr(layer.spec, "use", None)
+    if use is not None:  # a class of the user's own: its code, not seqgen, decides
+        return TraceError(
+            f"{use.import_path}: at {shown} (values the generated __init__ accepts, on the "
+            f"meta device), {what}",
+            location=layer.spec.loc,
+            hint="seqgen checks a class of your own at other values as it traced it; write "
+            "its sizes as numbers, or make its code size-generic (no int(), .item() or Python "
+            "branch on a size)",
+        )
     return InternalError(
         f"{layer.class_name}: at {shown} (values the generated __init__ accepts), {what}",
         location=layer.spec.loc,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from seqgen.errors import (
@@ -22,6 +23,7 @@ from seqgen.ir import (
     ModelSpec,
     Node,
     Param,
+    UseSpec,
 )
 from seqgen.lang.arguments import bind_use, dtype_option, parse_dims, parse_layer, parse_params
 from seqgen.lang.compound import StackContext, block_def, body_end, is_header, merge, repeat
@@ -29,6 +31,7 @@ from seqgen.lang.heads import head_keys, head_section, heads_name_errors, is_hea
 from seqgen.lang.hints import misindent_hint
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import MERGES, camel_case, check_identifier, check_keys, check_names
+from seqgen.lang.uses import is_use_line, parse_use, use_clashes
 
 
 def read_spec(path: str | Path) -> str:
@@ -99,6 +102,8 @@ class _Parser:
         self.block_lines: dict[str, int] = {}  # every `block NAME` line of the spec
         self.failed_blocks: set[str] = set()  # blocks whose definition had an error
         self.heads: list[HeadSpec] = []  # `head NAME:` sections, after the trunk
+        self.uses: dict[str, UseSpec] = {}  # `use` lines by lower-case name (read first)
+        self.use_lines: list[UseSpec] = []
 
     def parse(self, text: str, input_override: str | None) -> ModelSpec:
         spec = self.parse_partial(text, input_override)
@@ -121,6 +126,14 @@ class _Parser:
                         hint="indent with spaces",
                     )
                 )
+                continue
+            if is_use_line(raw):  # before the lexer: a module path has `.` and `:`
+                try:
+                    use = parse_use(self.path, i, raw)
+                    self.use_lines.append(use)
+                    self.uses.setdefault(use.name.lower(), use)
+                except SpecSyntaxError as e:
+                    self.errors.append(e)
                 continue
             try:
                 line = Line(self.path, i, raw)
@@ -179,6 +192,7 @@ class _Parser:
             self.errors.append(e)
             return None
         self.errors += heads_name_errors(self.heads, self.params, class_name)
+        self.errors += use_clashes(self.use_lines, self.blocks, class_name)
         return ModelSpec(
             path=self.path,
             class_name=class_name,
@@ -190,6 +204,7 @@ class _Parser:
             ignores=tuple(ignores),
             blocks=tuple(self.blocks.values()),
             heads=tuple(self.heads),
+            uses=tuple(self.use_lines),
         )
 
     def stack(
@@ -317,7 +332,8 @@ class _Parser:
                     location=layer.loc,
                     hint="define a block above its first use",
                 )
-            return layer
+            use = self.uses.get(layer.name.lower())
+            return layer if use is None else replace(layer, use=use)
         if layer.call_syntax:
             raise SpecSyntaxError(
                 f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`", location=layer.loc

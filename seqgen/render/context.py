@@ -29,7 +29,7 @@ from seqgen.render.budget import SAMPLE_BATCH, over_budget
 from seqgen.render.export import export_context
 from seqgen.render.heads import heads_model, heads_tests, keyed, output_class, output_text
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
-from seqgen.render.imports import member_order, stdlib_imports
+from seqgen.render.imports import member_order, module_imports, stdlib_imports, user_imports
 from seqgen.render.inputs import input_checks, input_rules, wrong_input
 from seqgen.render.layers import (
     MERGE_NOTE,
@@ -90,6 +90,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     if traced.heads:  # for the module docstring's note on merges: every submodule's layers
         model["layers"] = [i for m in heads_model(traced)["modules"] for i in m["layers"]]
     blocks = [_block_class(b, PurePath(spec.path).name) for b in traced.blocks]
+    third_party, first_party = module_imports(*user_imports(spec))
     note = SHAPE_NOTE
     if any(closes_with_comment(c["layers"]) for c in [*blocks, model]):
         note += " " + MERGE_NOTE
@@ -103,6 +104,8 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
             named_tuple=bool(traced.heads),
         ),
         "helpers": [helper_source(name) for name in helpers],
+        "third_party_from_imports": third_party,
+        "first_party_imports": first_party,
         "blocks": blocks,
         "model": model,
     }

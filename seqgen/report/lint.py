@@ -36,6 +36,7 @@ BIDIRECTIONAL_LAST = "W011 bidirectional-take-last"
 RECURRENT_DROPOUT = "W012 recurrent-dropout-one-layer"
 EPS_ABOVE_ONE = "W013 eps-above-one"
 TORCH_WARNING = "W014 torch-warning"  # raised by the trace
+TRACED_CONCRETELY = "W015 traced-concretely"  # raised by the trace (a user's own class)
 CODES = (
     SOFTMAX_BEFORE_LOSS,
     LINEAR_BEFORE_FLATTEN,
@@ -51,6 +52,7 @@ CODES = (
     RECURRENT_DROPOUT,
     EPS_ABOVE_ONE,
     TORCH_WARNING,
+    TRACED_CONCRETELY,
 )
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
 _BIASED = (

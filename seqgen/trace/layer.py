@@ -26,7 +26,7 @@ from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
 from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
 from seqgen.layers.kind import Op
-from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
+from seqgen.layers.registry import TorchModule, UserModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
@@ -40,6 +40,7 @@ from seqgen.trace.torch_errors import (
     not_one_tensor,
     rank_error,
 )
+from seqgen.trace.user import trace_user_layer
 from seqgen.trace.wording import Site
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
@@ -85,6 +86,9 @@ def trace_layer(
             return _trace_weight_norm(scope, index, layer, kind, x, dims)
         case TorchModule():
             return trace_torch_layer(scope, index, kind, x, dims)
+        case UserModule():
+            symbolic = lambda: trace_torch_layer(scope, index, kind.as_torch, x, dims)  # noqa: E731
+            return trace_user_layer(scope, index, kind, x, dims, symbolic)
 
 
 def _trace_weight_norm(
