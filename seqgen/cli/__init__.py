@@ -13,8 +13,8 @@ from typing import TypeVar
 import click
 
 from seqgen import __version__
-from seqgen.cli_import import import_command
-from seqgen.cli_new import new_one
+from seqgen.cli.importing import import_command
+from seqgen.cli.new import new_one
 from seqgen.errors import Exit, InternalError, OutputConflict, SeqgenError, TorchVersionError
 from seqgen.lang.starters import KINDS
 from seqgen.project.discover import expand_specs
