@@ -14,7 +14,9 @@ from seqgen.errors import InternalError, SeqgenError, SpecReadError, WriteError,
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.ir.spec import Num
 from seqgen.lang.parser import parse_partial, read_spec
+from seqgen.lang.uses import allow_errors, allowed_modules, allowing
 from seqgen.project import cache
+from seqgen.project.config import allowed_imports
 from seqgen.project.header import is_current, spec_key, templates_fingerprint
 from seqgen.project.options import Options, options_for, output_paths, recorded_options
 from seqgen.render import render
@@ -70,7 +72,8 @@ def load(spec_path: str, input_override: str | None = None) -> tuple[str, ModelS
 
 
 def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
-    """Trace symbolically; with `device`, also run a real forward there and compare."""
+    """Trace symbolically; with `device`, also run a real forward there and compare. `use`
+    lines import what the run allows (`traced_spec`), and what the spec's project allows."""
     from seqgen.torch_version import check_torch
 
     check_torch()  # before the first torch import: an unverified torch fails with one line
@@ -78,32 +81,42 @@ def trace_spec(spec: ModelSpec, device: str | None = None) -> TracedModel:
     from seqgen.layers.preflight import quiet_torch_warnings
     from seqgen.trace.model import trace
 
-    traced = trace(spec)
-    if device is not None:
-        with quiet_torch_warnings():  # lint says it, located in the spec
-            verify_on_device(traced, device)
+    with allowing(allowed_modules() | allowed_imports(spec.path)):
+        traced = trace(spec)
+        if device is not None:
+            with quiet_torch_warnings():  # lint says it, located in the spec
+                verify_on_device(traced, device)
     return traced
 
 
 def traced_spec(
-    spec_path: str, input_override: str | None = None, device: str | None = None
+    spec_path: str,
+    input_override: str | None = None,
+    device: str | None = None,
+    allow_imports: Sequence[str] = (),
 ) -> tuple[str, TracedModel]:
     """Read, parse and trace a spec file, reusing a cached trace when nothing it depends on
-    changed (then torch is never imported). `device` always traces and runs for real."""
-    text, spec = load(spec_path, input_override)
-    cache_key = cache.key(spec_path, text, input_override)
-    if device is None:
-        cached = cache.load(cache_key)
-        if cached is not None and cached.spec == spec:
-            return text, cached
-    traced = trace_spec(spec, device)
+    changed (then torch is never imported). `device` always traces and runs for real. `use`
+    lines import only the modules the spec's project allows, and `allow_imports`."""
+    with allowing(allowed_imports(spec_path) | set(allow_imports)):
+        text, spec = load(spec_path, input_override)
+        raise_all(allow_errors(spec.uses, allowed_modules()))
+        cache_key = cache.key(spec_path, text, input_override)
+        # a user's class may change without the spec changing: never reuse its trace
+        if device is None and not spec.uses:
+            cached = cache.load(cache_key)
+            if cached is not None and cached.spec == spec:
+                return text, cached
+        traced = trace_spec(spec, device)
     cache.store(cache_key, traced)
     return text, traced
 
 
-def generate(spec_path: str, options: Options, device: str | None = None) -> Generated:
+def generate(
+    spec_path: str, options: Options, device: str | None = None, allow_imports: Sequence[str] = ()
+) -> Generated:
     """Parse, trace and render one spec (writes nothing)."""
-    text, traced = traced_spec(spec_path, options.input_override, device)
+    text, traced = traced_spec(spec_path, options.input_override, device, allow_imports)
     source = str(Path(spec_path).resolve())  # which spec owns the files (never written)
     files = [replace(f, source=source) for f in render(traced, options, spec_key(text, options))]
     return Generated(traced, tuple(files))
@@ -116,12 +129,13 @@ def diagram(
     expand: bool = False,
     input_override: str | None = None,
     markdown: bool = False,
+    allow_imports: Sequence[str] = (),
 ) -> str:
     """The network of a spec drawn from its trace, nothing run: Mermaid, SVG or dot text; with
     `markdown`, a Markdown page holding the Mermaid in a ```mermaid block."""
     from seqgen import diagram as diagrams  # only `seqgen diagram` draws
 
-    _, traced = traced_spec(spec_path, input_override)
+    _, traced = traced_spec(spec_path, input_override, allow_imports=allow_imports)
     if markdown:
         return diagrams.markdown(diagrams.build(traced, at, expand), Path(spec_path).name)
     return diagrams.draw(traced, fmt, at, expand)

@@ -2,7 +2,8 @@
 
 seqgen checks every size expression it prints against the symbolic value it came from, at the
 defaults and at other values. Printed text only ever holds names, integers, `+ - * // %`, unary
-minus, `max`/`min`, comparisons and `not`/`and`/`or`; anything else is refused.
+minus, `max`/`min`, `int(...)` (a size times a float parameter), comparisons and
+`not`/`and`/`or`; anything else is refused.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class NotArithmetic(ValueError):
     """The text holds something other than seqgen's size arithmetic."""
 
 
-def evaluate_source(source: str, values: Mapping[str, int]) -> Any:
+def evaluate_source(source: str, values: Mapping[str, float]) -> Any:
     """The value of `source` (an expression seqgen printed) with names bound to `values`."""
     try:
         tree = ast.parse(source, mode="eval")
@@ -43,7 +44,7 @@ def evaluate_source(source: str, values: Mapping[str, int]) -> Any:
     return _eval(tree.body, values)
 
 
-def _eval(node: ast.AST, values: Mapping[str, int]) -> Any:
+def _eval(node: ast.AST, values: Mapping[str, float]) -> Any:
     if isinstance(node, ast.Constant) and type(node.value) in (int, bool):
         return node.value
     if isinstance(node, ast.Name):
@@ -71,4 +72,12 @@ def _eval(node: ast.AST, values: Mapping[str, int]) -> Any:
         and len(node.args) >= 2
     ):
         return _CALLS[node.func.id](*(_eval(a, values) for a in node.args))
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "int"
+        and not node.keywords
+        and len(node.args) == 1
+    ):  # `int(h * sf)`: the size a float scale factor gives
+        return int(_eval(node.args[0], values))
     raise NotArithmetic(f"unexpected {type(node).__name__} in seqgen arithmetic")

@@ -341,14 +341,14 @@ def test_values_that_fit_are_accepted(text: str) -> None:
 
 
 def test_a_float_parameter_cannot_decide_a_size() -> None:
-    # scale_factor=sf would make every size after it hold for sf=2.0 only
+    # scale_factor=s of a block's float parameter would make every size after it hold for
+    # s=2.0 only (a model's float parameter is a scale: tests/test_float_params.py)
     with pytest.raises(TraceError, match="scale_factor decides sizes or parameter counts") as info:
-        traced("model M(sf=2.0)\ninput 3x8x8\nupsample scale_factor=sf\n")
-    assert info.value.location.line == 3 and info.value.location.col == 23
-    # inside a block, a bool block parameter still may not decide a count (bias=use_bias is
-    # counted for both values at the top level only)
-    with pytest.raises(TraceError, match="bias decides sizes or parameter counts"):
-        traced("input 10\nblock B(wide: bool = True):\n    linear 4 bias=wide\nB\n")
+        traced("input 3x8x8\nblock B(s=2.0):\n    upsample scale_factor=s\nB\n")
+    assert info.value.location.line == 3 and info.value.location.col == 27
+    # a bool block parameter may decide a count (counted for both values: tests/test_params.py)
+    t = traced("input 10\nblock B(wide: bool = True):\n    linear 4 bias=wide\nB wide=False\n")
+    assert t.layers[0].params.code == "40"
 
 
 # ------------------------------------------------------------------ implausibly large layers

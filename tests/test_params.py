@@ -243,3 +243,56 @@ def test_a_bool_parameter_that_decides_sizes_writes_both(tmp_path: Path) -> None
             assert model.model[:4](torch.zeros(2, 3, 9, 11)).shape[1] == flat, (k, cm)
             assert model(torch.zeros(2, 3, 9, 11)).shape == (2, 5)
             assert sum(p.numel() for p in model.parameters()) == 16 + flat * 5 + 5
+
+
+BLOCK_FLAGS = """\
+model Net(b: bool = True, cm: bool = False)
+input 3x33x33
+block Down(c, bias=True, ceil=False):
+    conv2d c 3 p=1 bias=bias
+    batchnorm2d affine=bias
+    maxpool2d 2 ceil_mode=ceil
+block Two(c, bias=True):
+    Down c bias=bias ceil=True
+    Down c bias=False
+Down 4 bias=False ceil=cm
+Down 6 bias=b
+Two 5 bias=b
+flatten
+linear 2
+"""
+
+
+def _down(cin: int, c: int, bias: bool, ceil: bool) -> list[torch.nn.Module]:
+    return [
+        torch.nn.Conv2d(cin, c, 3, padding=1, bias=bias),
+        torch.nn.BatchNorm2d(c, affine=bias),
+        torch.nn.MaxPool2d(2, ceil_mode=ceil),
+    ]
+
+
+def test_a_bool_parameter_passed_into_blocks_is_counted_both_ways(tmp_path: Path) -> None:
+    """`Down 6 bias=b` where `block Down(c, bias=True, ...)`: the block's counts and sizes are
+    written for both values of its own bool, and each use puts in the caller's (a literal, the
+    model's bool, or an enclosing block's); all equal torch's at every combination."""
+    result, cls = _generate(tmp_path, BLOCK_FLAGS)
+    assert result.traced.layers[1].params.code == "18 * b + 216"
+    assert result.traced.layers[2].params.code == "15 * b + 495"
+    assert result.traced.layers[0].out_shape[2].code == "cm + 16"
+    for b in (False, True):
+        for cm in (False, True):
+            reference = torch.nn.Sequential(
+                *_down(3, 4, False, cm),
+                *_down(4, 6, b, False),
+                *_down(6, 5, b, True),
+                *_down(5, 5, False, False),
+                torch.nn.Flatten(),
+            )
+            flat = reference(torch.zeros(2, 3, 33, 33)).shape[1]
+            model = cls(b=b, cm=cm)
+            want = sum(p.numel() for p in reference.parameters()) + flat * 2 + 2
+            assert sum(p.numel() for p in model.parameters()) == want, (b, cm)
+            assert model(torch.zeros(2, 3, 33, 33)).shape == (2, 2)
+            namespace = {"b": b, "cm": cm}
+            assert eval(result.traced.total_params.code, {}, namespace) == want
+    run_generated_tests(tmp_path / "test_net.py")

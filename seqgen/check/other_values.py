@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from seqgen.check.realize import Memo, run_node, runs_short
-from seqgen.errors import InternalError, SeqgenError
+from seqgen.errors import InternalError, SeqgenError, TraceError
 from seqgen.ir import (
     SAMPLE_BATCH,
     Constraint,
@@ -28,6 +28,9 @@ from seqgen.ir import (
     TracedLayer,
     TracedModel,
     TracedNode,
+    expr_names,
+    node_values,
+    walk,
 )
 from seqgen.layers.registry import kind_for
 from seqgen.layers.torch_nn import first_line
@@ -114,23 +117,59 @@ def _free_dims_near_minimum(
     return point
 
 
-def _with_flags(traced: TracedModel) -> Iterator[dict[str, int]]:
+# Values tried for a float parameter that is a scale factor (`int(h * sf)`): below 1, between
+# whole numbers, whole, and ones whose product rounds in double precision (1.7 * 10 is 17.0,
+# 0.1 * 30 is 3.0000000000000004)
+SCALE_POINTS = (1.5, 0.5, 3.0, 2.5, 1.7, 0.1)
+
+
+def _with_flags(traced: TracedModel) -> Iterator[dict[str, Any]]:
     """The candidate points with the bool parameters at their defaults, then each bool flipped
-    at the int defaults (a `bias=b` count is written for both values)."""
+    at the int defaults (a `bias=b` count is written for both values); a float parameter that
+    the checks name (a scale factor) alternates between its default and SCALE_POINTS."""
     flags = {p.name: p.default for p in traced.spec.params if type(p.default) is bool}
     ints = {p.name: p.default for p in traced.spec.params if type(p.default) is int}
+    named = {n for c in traced.constraints for n in c.names}
+    scales = {
+        p.name: p.default
+        for p in traced.spec.params
+        if type(p.default) is float and p.name in named and p.name not in _read_elsewhere(traced)
+    }
+    # the other floats stay at their defaults, where the checks may still read them
+    floats = {p.name: p.default for p in traced.spec.params if type(p.default) is float}
     for name, value in flags.items():
-        yield {**ints, **flags, name: not value}
-    for point in candidate_points(traced):
-        yield {**flags, **point}
+        yield {**floats, **ints, **flags, name: not value}
+    others = [v for v in SCALE_POINTS if v not in scales.values()]
+    for v in others[:2] if scales else []:  # two with the ints at their defaults
+        yield {**floats, **ints, **flags, **dict.fromkeys(scales, v)}
+    for i, point in enumerate(candidate_points(traced)):
+        yield {**floats, **flags, **point}
+        if scales:
+            yield {**floats, **flags, **dict.fromkeys(scales, others[i % len(others)]), **point}
+
+
+def _read_elsewhere(traced: TracedModel) -> set[str]:
+    """The names a line reads other than as a `scale_factor` (a float that is also a dropout's
+    `p` is varied only as far as its other uses allow: not at all, since torch range-checks
+    them; its scale formula is checked against torch on its own, tests/test_float_params.py)."""
+    spec = traced.spec
+    stacks = [spec.layers, spec.head_nodes, *(b.body for b in spec.blocks)]
+    out: set[str] = set()
+    for node in (n for nodes in stacks for n in walk(nodes)):
+        if isinstance(node, LayerSpec):
+            values = [*node.args, *(kw.value for kw in node.kwargs if kw.name != "scale_factor")]
+        else:
+            values = list(node_values(node))
+        out |= {name.id for value in values for name in expr_names(value)}
+    return out
 
 
 def verify_at_other_values(traced: TracedModel) -> None:
     """Build the layers concretely at a few accepted non-default values; compare."""
-    if not any(type(p.default) in (int, bool) for p in traced.spec.params):
+    if not any(type(p.default) in (int, bool, float) for p in traced.spec.params):
         return
     done = 0
-    seen: set[tuple[tuple[str, int], ...]] = set()
+    seen: set[tuple[tuple[str, Any], ...]] = set()
     for point in _with_flags(traced):
         key = tuple(sorted(point.items()))
         if key in seen or not accepts(traced.constraints, point):
@@ -225,8 +264,18 @@ class _TooLarge(Exception):
     """A shape too large to check at this point."""
 
 
-def _mismatch(layer: TracedNode, point: Mapping[str, int], what: str) -> InternalError:
+def _mismatch(layer: TracedNode, point: Mapping[str, int], what: str) -> SeqgenError:
     shown = ", ".join(f"{k}={v}" for k, v in sorted(point.items()))
+    use = getattr(layer.spec, "use", None)
+    if use is not None:  # a class of the user's own: its code, not seqgen, decides
+        return TraceError(
+            f"{use.import_path}: at {shown} (values the generated __init__ accepts, on the "
+            f"meta device), {what}",
+            location=layer.spec.loc,
+            hint="seqgen checks a class of your own at other values as it traced it; write "
+            "its sizes as numbers, or make its code size-generic (no int(), .item() or Python "
+            "branch on a size)",
+        )
     return InternalError(
         f"{layer.class_name}: at {shown} (values the generated __init__ accepts), {what}",
         location=layer.spec.loc,

@@ -26,9 +26,8 @@ from seqgen.ir import (
 from seqgen.lang.names import input_names
 from seqgen.layers import weight_norm
 from seqgen.layers.kind import Op, evaluate
-from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
+from seqgen.layers.registry import TorchModule, UserModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import (
-    INFERRED,
     Bound,
     Values,
     bind,
@@ -61,7 +60,7 @@ def real_module(
     kwargs.update({k: values.eval(e) for k, e in bound.extra_kwargs.items()})
     for pname in bound.sig.inferred:
         if pname not in kwargs:
-            kwargs[pname] = in_shape[INFERRED[pname]]
+            kwargs[pname] = in_shape[bound.sig.dim_of(pname)]
     args = tuple(values.eval(e) for e in bound.extra_args)
     if init:
         return cls(*args, **kwargs)
@@ -184,7 +183,7 @@ def run_real(
             if shapes_only or x.device.type == "meta":
                 return [module], kind.run_for_shape(module, x)
             return [module], module(x)
-        case TorchModule(cls=cls, layer=plain):
+        case TorchModule(cls=cls, layer=plain) | UserModule(cls=cls, layer=plain):
             module = real_module(cls, bind(cls, plain), values, tuple(x.shape), not shapes_only)
         case WeightNormed(inner=TorchModule(cls=cls, layer=plain), value=norm):
             module = real_module(cls, bind(cls, plain), values, tuple(x.shape), not shapes_only)

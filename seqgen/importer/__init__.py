@@ -6,6 +6,7 @@ a sample input), so only `seqgen import` ever imports it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from torch import nn
@@ -108,6 +109,29 @@ def _num_classes(stack: Stack) -> tuple[Stack, dict[str, int]]:
     return stack, {}
 
 
+def _how(hooked: dict[str, str]) -> str:
+    """How the modules not read with torch.fx alone were read; modules read in eval mode for
+    the same op (one per residual block, say) are told once, with the first one's reason."""
+    if not hooked:
+        return "torch.fx"
+    parts: list[str] = []
+    evals: dict[str, list[str]] = {}
+    for q, how in sorted(hooked.items()):
+        if " in eval mode (" in how and len(hooked) > 2:
+            op = re.sub(r"^.*?\): ", "", how.split(" in eval mode (", 1)[1])
+            evals.setdefault(op, []).append(q)
+            if len(evals[op]) > 1:
+                continue
+        parts.append(f"`{q or 'the model'}` read with {how}")
+    for names in evals.values():
+        if len(names) > 1:
+            i = next(i for i, p in enumerate(parts) if p.startswith(f"`{names[0]}`"))
+            parts[i] += f"; so were {len(names) - 1} more: " + ", ".join(
+                f"`{q}`" for q in names[1:]
+            )
+    return "; ".join(parts)
+
+
 def capture(target: str, input_shape: tuple[int, ...], kwargs: dict[str, object]) -> Draft:
     """Build MODULE:CALLABLE, capture its forward, and write it as a spec."""
     model, callable_name = instantiate(target, kwargs)
@@ -118,11 +142,7 @@ def capture(target: str, input_shape: tuple[int, ...], kwargs: dict[str, object]
     root = captured.calls.get("")
     stack, params = _num_classes(stack) if root is not None and root.out_rank == 2 else (stack, {})
     hooked = {q: how for q, how in captured.how.items() if how != "torch.fx"}
-    how = (
-        "torch.fx"
-        if not hooked
-        else "; ".join(f"`{q or 'the model'}` read with {how}" for q, how in sorted(hooked.items()))
-    )
+    how = _how(hooked)
     shape = "x".join(map(str, input_shape))
     how_short = "torch.fx"
     if any(h.startswith("forward hooks") for h in hooked.values()):

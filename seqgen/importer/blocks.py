@@ -132,7 +132,11 @@ def _slots(stack: Stack, base: str) -> list[Slot]:
         elif node.block is not None:
             rel = _relative(node.origin, base)
             for i, v in enumerate(node.values):
-                out.append(Slot(v, rel if i == 0 else f"{rel}_{i}", True))  # type: ignore[arg-type]
+                # a width is named after where it is used, another size after the inner block's
+                # parameter it is given to (`kernel`, `stride`)
+                name, width = node.params[i] if i < len(node.params) else (f"{rel}_{i}", True)
+                hint = rel if width and i == 0 else name if not width else f"{rel}_{i}"
+                out.append(Slot(v, hint, width))  # type: ignore[arg-type]
         else:
             out += _slots(node.body, base)
     return out
@@ -278,6 +282,7 @@ def make_blocks(stack: Stack, model_name: str) -> list[Block]:
             block = replace(block, body=name_layers(block.body, instances[0].origin))
             for u in instances:
                 u.block = name
+                u.params = tuple((p.name, p.default is None) for p in block.params)
             blocks.append(block)
     return blocks
 

@@ -1,7 +1,9 @@
 """A module's forward as a stack of spec nodes.
 
 Each module that is not a torch.nn layer is traced on its own with torch.fx, every submodule
-other than an `nn.Sequential` kept as one call, so a submodule class can become a block. The
+other than a plain `nn.Sequential` kept as one call, so a submodule class (a subclass of
+`nn.Sequential` too) can become a block. A submodule called with a list of tensors that it
+concatenates first (DenseNet) is called with their concatenation instead (dense.py). The
 graph is read back from its output: a one-input op is a line, and an addition, product or
 concatenation is a merge whose branches start at the value that all its inputs flow from (the
 immediate dominator). Anything else (an op with no spec equivalent, a value used by two branches,
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
+from seqgen.importer.dense import input_cat_dim, is_input_cat, list_calls_as_concats
 from seqgen.importer.layers import (
     ADD,
     CAT,
@@ -42,6 +45,7 @@ class Capture:
     root: nn.Module
     calls: dict[str, Call]
     how: dict[str, str] = field(default_factory=dict)  # qualname -> "torch.fx" | "hooks: why"
+    listed: dict[str, int] = field(default_factory=dict)  # called with a list: its cat dim
 
 
 class _Tracer(fx.Tracer):
@@ -53,7 +57,7 @@ class _Tracer(fx.Tracer):
         self.record_stack_traces = True
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return m is not self.traced_root and not isinstance(m, nn.Sequential)
+        return m is not self.traced_root and type(m) is not nn.Sequential
 
 
 def _where(node: fx.Node, fallback: str) -> str:
@@ -94,7 +98,18 @@ def _read(capture: Capture, module: nn.Module, qualname: str) -> Stack:
         capture.how[qualname] = f"forward hooks (torch.fx: {type(e).__name__}: {e})".split("\n")[0]
         return _chain_stack(capture, module, qualname, e)
     capture.how[qualname] = "torch.fx"
+    listed = list_calls_as_concats(graph, lambda t: _list_cat_dim(module.get_submodule(t)))
+    for target, dim in listed.items():
+        capture.listed[_join(qualname, target)] = dim
     return _GraphReader(capture, module, qualname, graph).read()
+
+
+def _list_cat_dim(module: nn.Module) -> int | None:
+    """The dim a module called with a list of tensors concatenates them along, first thing."""
+    try:
+        return input_cat_dim(_Tracer(module).trace(module))
+    except Exception:
+        return None
 
 
 def _chain_stack(capture: Capture, module: nn.Module, qualname: str, why: Exception) -> Stack:
@@ -125,7 +140,7 @@ def _chain_stack(capture: Capture, module: nn.Module, qualname: str, why: Except
 def _module_nodes(capture: Capture, qualname: str, where: str) -> list[Node]:
     """A call of a submodule: a layer, an inlined `nn.Sequential`, or a use of the user's class."""
     module = capture.root.get_submodule(qualname)
-    if isinstance(module, nn.Sequential):
+    if type(module) is nn.Sequential:
         return list(module_stack(capture, module, qualname))
     if isinstance(module, SKIPPED_LAYERS):
         return []
@@ -217,6 +232,10 @@ class _GraphReader:
                     "a spec merge takes one input; compute the shared value once, before it",
                 )
             self.emitted.add(node)
+            listed = self.capture.listed.get(self.qualname)
+            if listed is not None and is_input_cat(node, listed):
+                node = self.inputs[node][0]  # the caller concatenated the list: the identity
+                continue
             if node.op == "placeholder":
                 raise self.refuse(node, "a branch does not start at its merge's input")
             merge = self._merge(node)
@@ -269,6 +288,14 @@ class _GraphReader:
 
     def _line(self, node: fx.Node) -> list[Node]:
         if node.op == "call_module":
+            if node.args and isinstance(node.args[0], (list, tuple)):
+                raise self.refuse(
+                    node,
+                    f"`{node.target}` is called with a list of tensors, and its forward does not "
+                    "begin by concatenating them",
+                    "a spec layer takes one tensor; a list is read only as DenseNet's layers "
+                    "take it: `torch.cat(inputs, dim)` first",
+                )
             if len(self.inputs[node]) != 1 or len(node.args) != 1:
                 raise self.refuse(node, f"`{node.target}` is called with several inputs")
             qualname = _join(self.qualname, str(node.target))
@@ -285,6 +312,8 @@ class _GraphReader:
             if layer is not None:
                 return [] if layer.word == "dropout" and _never_drops(node) else [layer]
         name = getattr(node.target, "__name__", str(node.target))
+        if name == "stochastic_depth" and _depth_kept(node):
+            return []  # torchvision.ops.stochastic_depth off (eval mode, or p=0): the identity
         hint = (
             "write `x.flatten(1)` (or `x.view(x.size(0), -1)`): a shape written out would fix "
             "the batch or the sizes"
@@ -319,6 +348,14 @@ def _never_drops(node: fx.Node) -> bool:
     """`F.dropout(x, p, training=False)`: the identity, written as nothing."""
     training = node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)
     return training is False
+
+
+def _depth_kept(node: fx.Node) -> bool:
+    """`stochastic_depth(x, p, mode, training)` that keeps every row: not training, or p=0."""
+    args = (*node.args, None, None, None, None)
+    p = node.kwargs.get("p", args[1])
+    training = node.kwargs.get("training", args[3] if len(node.args) > 3 else True)
+    return training is False or (isinstance(p, float) and p == 0.0)
 
 
 def _identity() -> Layer:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from seqgen.importer.nodes import ImportRefused, Stack, layers_in_order
+from seqgen.importer.run import source_of
 
 FORMAT = "seqgen-keys/1"
 
@@ -59,12 +60,29 @@ def key_mapping(stack: Stack, original: nn.Module, generated: nn.Module) -> dict
             mapping[_join(q, k)] = _join(g, k)
     missing = [k for k in original.state_dict() if k not in mapping]
     if missing:
+        unused = _unused_module(original, missing[0], origins)
+        where = (
+            f"{source_of(original.get_submodule(unused))}: "
+            f"{type(original.get_submodule(unused)).__name__} (`{unused}`): "
+            if unused
+            else ""
+        )
         raise ImportRefused(
-            f"the original's `{missing[0]}` ({len(missing)} keys in all) belongs to no layer "
-            "that its forward runs, so the generated model has no place for it",
+            f"{where}the original's `{missing[0]}` ({len(missing)} keys in all) belongs to no "
+            "layer that its forward runs, so the generated model has no place for it",
             hint="remove modules the forward does not use (auxiliary heads) before importing",
         )
     return {k: mapping[k] for k in original.state_dict()}
+
+
+def _unused_module(original: nn.Module, key: str, used: list[str]) -> str:
+    """The outermost module holding `key` that the forward never runs ("" if none)."""
+    parts = key.split(".")[:-1]
+    for i in range(1, len(parts) + 1):
+        name = ".".join(parts[:i])
+        if not any(o == name or o.startswith(name + ".") for o in used):
+            return name
+    return ""
 
 
 def _join(prefix: str, name: str) -> str:

@@ -57,6 +57,7 @@ class Use:
     in_name: str | None  # which of the two, or None
     block: str | None = None  # the block it became (None: inlined)
     values: tuple[object, ...] = field(default=())  # the block's parameter values at this use
+    params: tuple[tuple[str, bool], ...] = ()  # the block's parameters: (name, is a width)
 
 
 Node = Layer | Merge | Use

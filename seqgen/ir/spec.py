@@ -105,6 +105,24 @@ class Keyword:
 
 
 @dataclass(frozen=True)
+class UseSpec:
+    """`use mypkg.layers:Gate [as gate] [infers in_channels=1]`: a class of the user's own, which
+    layer lines then name like a torch.nn class (imported at the trace, where the project allows
+    it; never by the parser)."""
+
+    module: str  # `mypkg.layers`: dotted, every part a checked identifier
+    class_name: str  # `Gate`: a checked identifier
+    name: str  # the word layer lines use (the alias, else the class name)
+    inferred: tuple[tuple[str, int], ...]  # (constructor argument, dim of the input) seqgen fills
+    loc: Location  # the import path on the `use` line
+
+    @property
+    def import_path(self) -> str:
+        """`mypkg.layers:Gate`, as the spec writes it."""
+        return f"{self.module}:{self.class_name}"
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     """One layer line: a torch.nn class name with its arguments."""
 
@@ -114,6 +132,7 @@ class LayerSpec:
     loc: Location
     key: str | None = None  # `name=stem`: the module's key in the nn.Sequential (default: index)
     call_syntax: bool = False  # written as a Python call, `Linear(784, 10)`: refused, with a hint
+    use: UseSpec | None = None  # the `use` line that declares the class this line names
 
 
 @dataclass(frozen=True)
@@ -290,6 +309,7 @@ class ModelSpec:
     heads: tuple[HeadSpec, ...] = ()  # several outputs; none: `forward` returns the trunk's
     input_name: str | None = None  # `input image 3x32x32`: the first input's name, when named
     extra_inputs: tuple[InputSpec, ...] = ()  # the inputs after the first (lang/inputs.py)
+    uses: tuple[UseSpec, ...] = ()  # `use` lines: the user's own classes
 
     @property
     def inputs(self) -> tuple[InputSpec, ...]:

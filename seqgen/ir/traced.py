@@ -281,6 +281,10 @@ class TracedModel:
         at = None if head.point is None else point_index(self.spec.layers, head.point)
         return len(self.layers) - 1 if at is None else at
 
+    def shape_of(self, name: str) -> tuple[Dim, ...]:
+        """The shape of the named input `name` (several inputs)."""
+        return next(i.shape for i in self.inputs if i.name == name)
+
     @property
     def out_shape(self) -> tuple[Dim, ...]:
         """The trunk's output shape (with heads, each head has its own)."""

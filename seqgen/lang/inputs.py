@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any, Protocol
 
 from seqgen.errors import Location, SeqgenError, SpecSyntaxError
 from seqgen.ir import BlockDef, Expr, HeadSpec, InputSpec, MergeSpec, Node, Param, walk
+from seqgen.lang.arguments import dtype_option, parse_dims
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import check_identifier
 
@@ -29,6 +31,52 @@ TEST_NAMES = frozenset(
         "training", "every", "TRAIN_ONLY", "output_shapes", "expected_output_shapes",
     }
 )  # fmt: skip
+
+
+class InputsState(Protocol):
+    """What reading the `input` lines needs of the parser, and sets on it."""
+
+    input: tuple[Expr, ...] | None
+    input_loc: Location | None
+    input_dtype: str
+    input_name: tuple[str, Location] | None
+    extra_inputs: list[InputSpec]
+    heads: list[HeadSpec]
+    blocks: dict[str, BlockDef]
+    params: list[Param]
+
+
+def read_input(state: InputsState, line: Line, head: Token) -> list[Param]:
+    """An `input` line (its word read): the only input, the first of several, or another one;
+    return the parameters its named sizes declare."""
+    named = input_name(line)
+    if state.input is not None:
+        first = None if state.input_name is None else state.input_name[0]
+        another_input(first, state.extra_inputs, named, line, head)
+    dtype = dtype_option(line)
+    dims, new = parse_dims(line)
+    if state.input is not None and named is not None:
+        state.extra_inputs.append(InputSpec(named[0], dims, named[1], dtype))
+    else:
+        state.input_dtype = dtype
+        state.input, state.input_loc = dims, line.loc(head.col, 5)
+        state.input_name = named
+    return new
+
+
+def inputs_fields(state: InputsState) -> dict[str, Any]:
+    """ModelSpec's fields for the inputs after the first: `input_name`, `extra_inputs`."""
+    name = None if state.input_name is None else state.input_name[0]
+    return {"input_name": name, "extra_inputs": tuple(state.extra_inputs)}
+
+
+def spec_input_errors(
+    state: InputsState, layers: Sequence[Node], class_name: str
+) -> list[SpecSyntaxError]:
+    """input_errors for the parser's inputs, once the whole spec is read."""
+    inputs = named_inputs(state.input_name, state.input, state.input_dtype, state.extra_inputs)
+    blocks = list(state.blocks.values())
+    return input_errors(inputs, layers, state.heads, blocks, state.params, class_name)
 
 
 def input_name(line: Line) -> tuple[str, Location] | None:

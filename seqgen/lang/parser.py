@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from seqgen.errors import (
@@ -23,14 +24,16 @@ from seqgen.ir import (
     ModelSpec,
     Node,
     Param,
+    UseSpec,
 )
-from seqgen.lang.arguments import bind_use, dtype_option, parse_dims, parse_layer, parse_params
+from seqgen.lang.arguments import bind_use, parse_dims, parse_layer, parse_params
 from seqgen.lang.compound import StackContext, block_def, body_end, is_header, merge, repeat
 from seqgen.lang.heads import head_keys, head_section, heads_name_errors, is_head_header
 from seqgen.lang.hints import misindent_hint
-from seqgen.lang.inputs import another_input, input_errors, input_name, named_inputs
+from seqgen.lang.inputs import inputs_fields, read_input, spec_input_errors
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import MERGES, camel_case, check_identifier, check_keys, check_names
+from seqgen.lang.uses import is_use_line, parse_use, use_clashes
 
 
 def read_spec(path: str | Path) -> str:
@@ -103,6 +106,8 @@ class _Parser:
         self.block_lines: dict[str, int] = {}  # every `block NAME` line of the spec
         self.failed_blocks: set[str] = set()  # blocks whose definition had an error
         self.heads: list[HeadSpec] = []  # `head NAME:` sections, after the trunk
+        self.uses: dict[str, UseSpec] = {}  # `use` lines by lower-case name (read first)
+        self.use_lines: list[UseSpec] = []
 
     def parse(self, text: str, input_override: str | None) -> ModelSpec:
         spec = self.parse_partial(text, input_override)
@@ -125,6 +130,14 @@ class _Parser:
                         hint="indent with spaces",
                     )
                 )
+                continue
+            if is_use_line(raw):  # before the lexer: a module path has `.` and `:`
+                try:
+                    use = parse_use(self.path, i, raw)
+                    self.use_lines.append(use)
+                    self.uses.setdefault(use.name.lower(), use)
+                except SpecSyntaxError as e:
+                    self.errors.append(e)
                 continue
             try:
                 line = Line(self.path, i, raw)
@@ -183,10 +196,8 @@ class _Parser:
             self.errors.append(e)
             return None
         self.errors += heads_name_errors(self.heads, self.params, class_name)
-        inputs = named_inputs(self.input_name, self.input, self.input_dtype, self.extra_inputs)
-        self.errors += input_errors(
-            inputs, layers, self.heads, list(self.blocks.values()), self.params, class_name
-        )
+        self.errors += spec_input_errors(self, layers, class_name)
+        self.errors += use_clashes(self.use_lines, self.blocks, class_name)
         return ModelSpec(
             path=self.path,
             class_name=class_name,
@@ -198,8 +209,8 @@ class _Parser:
             ignores=tuple(ignores),
             blocks=tuple(self.blocks.values()),
             heads=tuple(self.heads),
-            input_name=None if self.input_name is None else self.input_name[0],
-            extra_inputs=tuple(self.extra_inputs),
+            **inputs_fields(self),
+            uses=tuple(self.use_lines),
         )
 
     def stack(
@@ -327,7 +338,8 @@ class _Parser:
                     location=layer.loc,
                     hint="define a block above its first use",
                 )
-            return layer
+            use = self.uses.get(layer.name.lower())
+            return layer if use is None else replace(layer, use=use)
         if layer.call_syntax:
             raise SpecSyntaxError(
                 f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`", location=layer.loc
@@ -378,19 +390,7 @@ class _Parser:
 
     # -- `input SHAPE`
     def input_line(self, line: Line, head: Token) -> None:
-        named = input_name(line)  # `input image 3x32x32`: one of several (lang/inputs.py)
-        if self.input is not None:
-            first = None if self.input_name is None else self.input_name[0]
-            another_input(first, self.extra_inputs, named, line, head)
-        dtype = dtype_option(line)
-        dims, new = parse_dims(line)
-        if self.input is not None and named is not None:
-            self.extra_inputs.append(InputSpec(named[0], dims, named[1], dtype))
-        else:
-            self.input_dtype = dtype
-            self.input, self.input_loc = dims, line.loc(head.col, 5)
-            self.input_name = named
-        self._declare_input_params(new, replace=False)
+        self._declare_input_params(read_input(self, line, head), replace=False)  # lang/inputs
 
     def _declare_input_params(self, new: list[Param], replace: bool) -> None:
         for p in new:

@@ -26,7 +26,7 @@ from seqgen.layers.arg_types import (
     type_hint,
     value_span,
 )
-from seqgen.layers.torch_nn import INFERRED, Bound, Mismatch, Values, bind, reading, signature
+from seqgen.layers.torch_nn import Bound, Mismatch, Values, bind, reading, signature, word
 from seqgen.report import lint
 
 # A layer above this many parameters is most likely a typo in a size (`linear 1000000`).
@@ -50,7 +50,7 @@ def mismatch(cls: type[nn.Module], values: Values) -> Mismatch:
 
 def check_values(cls: type[nn.Module], layer: LayerSpec, bound: Bound, values: Values) -> None:
     """Every bound value against its parameter's type and range; raise at the first misfit."""
-    name = cls.__name__.lower()
+    name = word(cls, layer)
     types_ = parameter_types(cls)
     for pname, node in bound.args.items():
         t = types_.get(pname, ANY_TYPE)
@@ -98,7 +98,7 @@ def _refuse_written_inferred_size(
         if slot >= len(layer.args) or slot > sig.by_position:
             continue
         node = layer.args[slot]
-        size = in_shape[INFERRED[pname]]
+        size = in_shape[sig.dim_of(pname)]
         if not (isinstance(node, Num) and type(node.value) is int and node.value == size):
             continue
         dropped = replace(layer, args=layer.args[:slot] + layer.args[slot + 1 :])

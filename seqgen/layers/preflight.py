@@ -26,9 +26,9 @@ from seqgen.ir import (
 )
 from seqgen.lang.hints import call_syntax_hint
 from seqgen.layers.kind import Op
-from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
+from seqgen.layers.registry import TorchModule, UserModule, WeightNormed, kind_for
 from seqgen.layers.torch_classes import registry
-from seqgen.layers.torch_nn import bind, reading, signature
+from seqgen.layers.torch_nn import bind, reading, signature, word
 
 
 def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
@@ -52,10 +52,12 @@ def check_layer(layer: LayerSpec, blocks: Sequence[BlockDef] = ()) -> None:
             return
         case WeightNormed(inner=module) | (TorchModule() as module):
             cls, layer = module.cls, module.layer
+        case UserModule():
+            cls, layer = kind.cls, kind.layer
     if layer.call_syntax:
         # a Python call fills torch's order; `conv2d(16, 3)` is seqgen's order in parentheses
         line = reading(cls, layer, pytorch=True) or reading(cls, layer, pytorch=False)
-        named = replace(line, name=cls.__name__.lower()) if line is not None else None
+        named = replace(line, name=word(cls, layer)) if line is not None else None
         message, hint, fix = call_syntax_hint(layer, named, signature(cls).inferred)
         raise TraceError(message, location=layer.loc, hint=hint, fix=fix)
     try:

@@ -4,8 +4,8 @@ A layer line names one of seqgen's own ops (layers/ops/, one `Op` subclass each,
 being defined: every module of layers/ops/ is imported here) or an nn.Module class as is
 (`TorchModule`, resolved from torch.nn by layers/torch_classes.py), which `weight_norm=...` may wrap
 (`WeightNormed`, layers/weight_norm.py). The parser's preflight, the tracer and the real-tensor
-checks each match on the kind this returns, one case per kind; a user's own nn.Module classes
-would be one more source of `TorchModule` kinds.
+checks each match on the kind this returns, one case per kind. A line whose name a `use` line
+declares is the user's own class (`UserModule`, imported by layers/user.py where allowed).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from seqgen.errors import TraceError
-from seqgen.ir import Expr, LayerSpec
-from seqgen.layers import ops, weight_norm
+from seqgen.ir import Expr, LayerSpec, UseSpec
+from seqgen.layers import ops, user, weight_norm
 from seqgen.layers.kind import Op, registered
 from seqgen.layers.torch_classes import resolve_layer
 
@@ -71,11 +71,28 @@ class WeightNormed:
     value: Expr  # the written weight_norm= value (True or False; anything else is an error)
 
 
-Kind = Op | TorchModule | WeightNormed
+@dataclass(frozen=True)
+class UserModule:
+    """A class of the user's own (`use mypkg.layers:Gate`): traced like a torch.nn class,
+    symbolically where torch allows and concretely at the sample otherwise."""
+
+    cls: type[nn.Module]
+    layer: LayerSpec
+    use: UseSpec  # its `use` line: the import path and the arguments seqgen infers
+
+    @property
+    def as_torch(self) -> TorchModule:
+        """The class as the torch.nn machinery binds, builds and runs it."""
+        return TorchModule(self.cls, self.layer)
+
+
+Kind = Op | TorchModule | WeightNormed | UserModule
 
 
 def kind_for(layer: LayerSpec) -> Kind:
     """What a layer line is; a located error for a name that is neither an op nor a class."""
+    if layer.use is not None:
+        return UserModule(user.load_class(layer.use), layer, layer.use)
     op = op_for(layer)
     if op is not None:
         return op

@@ -22,6 +22,7 @@ from seqgen.layers.formulas import (
     mod,
 )
 from seqgen.trace import symbolic as S
+from seqgen.trace.float_scale import FloatScale
 
 
 def _ints(value: Any, n: int, name: str) -> list[Size]:
@@ -262,6 +263,17 @@ def upsample(a: Args, shape: Sequence[Size], checks: Checks) -> list[Size]:
         raise RuleError(f"scale_factor must be a number or a tuple of {n}, got {scale!r}")
     out = []
     for v, sc in zip(spatial, scales):
+        if isinstance(sc, FloatScale):  # a float model parameter: `int(h * sf)`, as torch
+            checks.need(
+                sympy.Gt(sc.symbol, 0),
+                "scale_factor ({}) must be positive",
+                sc.symbol,
+                subject="scale_factor",
+            )
+            size = sc.times(v)
+            checks.at_least(size, 1, "the upsampled size")
+            out.append(size)
+            continue
         if is_int(sc):
             out.append(v * sc)
             continue

@@ -14,7 +14,6 @@ from typing import Any
 
 from torch import nn
 
-from seqgen._typing import class_cache
 from seqgen.errors import TraceError
 from seqgen.ir import (
     BinOp,
@@ -44,6 +43,8 @@ INFERRED: dict[str, int] = {
     "normalized_shape": -1,
 }
 NOT_ARGS = frozenset({"device", "dtype"})
+# The user's own classes (layers/user.py): what their `use` line says seqgen infers.
+_DECLARED: dict[type[nn.Module], tuple[tuple[str, int], ...]] = {}
 # Why a spec value cannot be a parameter ("True or False"), or None when it fits.
 Mismatch = Callable[[str, Expr], "str | None"]
 
@@ -98,10 +99,32 @@ class _Signature:
     var_args: bool
     var_kwargs: bool
     by_position: int = 0  # how many of `positional` a spec may give by position (see below)
+    dims: tuple[tuple[str, int], ...] = ()  # each inferred parameter's dim of the input
+
+    def dim_of(self, pname: str) -> int:
+        """The dim of the incoming tensor that an inferred parameter takes its size from."""
+        return dict(self.dims)[pname]
 
 
-@class_cache
+def declare_inferred(cls: type[nn.Module], inferred: tuple[tuple[str, int], ...]) -> None:
+    """A user's class: the arguments seqgen infers are the ones its `use` line names (none
+    unless it says), not torch.nn's names."""
+    _DECLARED[cls] = inferred
+
+
 def signature(cls: type[nn.Module]) -> _Signature:
+    """How a class's constructor takes a layer line's arguments."""
+    key = (cls, _DECLARED.get(cls))
+    if key not in _SIGNATURES:
+        _SIGNATURES[key] = _signature(*key)
+    return _SIGNATURES[key]
+
+
+_SIGNATURES: dict[tuple[type[nn.Module], tuple[tuple[str, int], ...] | None], _Signature] = {}
+
+
+def _signature(cls: type[nn.Module], declared: tuple[tuple[str, int], ...] | None) -> _Signature:
+    dims = INFERRED if declared is None else dict(declared)
     init = cls.__init__
     if init is nn.Module.__init__:
         return _Signature((), (), (), (), False, False)
@@ -111,11 +134,11 @@ def signature(cls: type[nn.Module]) -> _Signature:
         for p in params
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in NOT_ARGS
     ]
-    inferred = tuple(p.name for p in named if p.name in INFERRED)
+    inferred = tuple(p.name for p in named if p.name in dims)
     positional = tuple(
-        p.name for p in named if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in INFERRED
+        p.name for p in named if p.kind == p.POSITIONAL_OR_KEYWORD and p.name not in dims
     )
-    required = tuple(p.name for p in named if p.default is p.empty and p.name not in INFERRED)
+    required = tuple(p.name for p in named if p.default is p.empty and p.name not in dims)
     return _Signature(
         positional,
         inferred,
@@ -124,6 +147,7 @@ def signature(cls: type[nn.Module]) -> _Signature:
         any(p.kind == p.VAR_POSITIONAL for p in params),
         any(p.kind == p.VAR_KEYWORD for p in params),
         _by_position(positional, required, inferred),
+        tuple((name, dims[name]) for name in inferred),
     )
 
 
@@ -159,10 +183,15 @@ class Bound:
     sig: _Signature
 
 
+def word(cls: type[nn.Module], layer: LayerSpec) -> str:
+    """The spec's word for a class in messages: `conv2d`, or the name a `use` line gives."""
+    return layer.use.name if layer.use is not None else cls.__name__.lower()
+
+
 def bind(cls: type[nn.Module], layer: LayerSpec, describe: Mismatch | None = None) -> Bound:
     """Spec arguments by constructor parameter; `describe` says why a value misfits a parameter."""
     sig = signature(cls)
-    name = cls.__name__.lower()
+    name = word(cls, layer)
     args: dict[str, Expr] = {}
     extra: list[Expr] = []
     for i, value in enumerate(layer.args):
@@ -278,7 +307,7 @@ def _keyword_needed(
 ) -> TraceError:
     """A positional argument beyond what the class takes by position (only a class whose size
     seqgen infers has such a limit): name the keyword to use, or the PyTorch habit it shows."""
-    sig, name = signature(cls), cls.__name__.lower()
+    sig, name = signature(cls), word(cls, layer)
     pname, value = sig.positional[i], layer.args[i]
     taken = sig.positional[: sig.by_position]
     count = {0: "no arguments", 1: "1 argument"}.get(len(taken), f"{len(taken)} arguments")

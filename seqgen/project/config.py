@@ -6,6 +6,7 @@
     tests-dir = "tests"             # where its test goes (default: with the model module)
     package-root = "src"            # the folder on sys.path: imports are named from it
     templates = "seqgen_templates"  # `--templates` for every spec
+    allow-imports = ["mypkg"]       # modules whose classes `use` lines may import (and run)
 
 Paths are relative to the project root. A spec inside a `specs` folder keeps its sub-folder
 below `out-dir` and `tests-dir` (`models/vision/cnn.seq` -> `src/mypkg/models/vision/cnn.py`).
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqgen.errors import ConfigError, Location
+from seqgen.project.layout import project_root
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,7 +31,14 @@ else:  # pragma: no cover - the `tomli` dependency on Python 3.10 (pyproject.tom
     import tomli as tomllib
 
 CONFIG_FILE = "pyproject.toml"
-KEYS = ("specs", "out-dir", "tests-dir", "package-root", "templates")  # `_` for `-` works too
+KEYS = (
+    "specs",
+    "out-dir",
+    "tests-dir",
+    "package-root",
+    "templates",
+    "allow-imports",
+)  # `_` for `-` works too
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class ProjectConfig:
     tests_dir: Path | None = None
     package_root: Path | None = None
     templates: Path | None = None
+    allow_imports: tuple[str, ...] = ()  # module names (`mypkg` allows `mypkg.layers` too)
 
     def placement(self, spec_path: str) -> tuple[str | None, str | None, str | None]:
         """`-o`, `--tests-dir` and `--templates` for a spec with no recorded layout (paths
@@ -137,12 +147,28 @@ def load_config(root: Path) -> ProjectConfig:
             location=_where(source, text, "specs"),
             hint='e.g. specs = ["models"] (relative to the project root)',
         )
+    allowed = table.get(written.get("allow-imports", "allow-imports"), [])
+    if not isinstance(allowed, list) or not all(
+        isinstance(v, str) and all(p.isidentifier() for p in v.split(".")) for v in allowed
+    ):
+        raise ConfigError(
+            f"[tool.seqgen] key 'allow-imports' in {source} must be a list of module names",
+            location=_where(source, text, written.get("allow-imports", "allow-imports")),
+            hint='e.g. allow-imports = ["mypkg", "timm"]',
+        )
     return ProjectConfig(
         root,
         path,
+        allow_imports=tuple(allowed),
         specs=tuple((root / v).resolve() for v in specs),
         out_dir=folder("out-dir"),
         tests_dir=folder("tests-dir"),
         package_root=folder("package-root"),
         templates=folder("templates"),
     )
+
+
+def allowed_imports(spec_path: str) -> frozenset[str]:
+    """The modules the project of a spec lets its `use` lines import (`allow-imports`)."""
+    root, marked = project_root(Path(spec_path).parent)
+    return frozenset(load_config(root).allow_imports) if marked else frozenset()

@@ -18,15 +18,19 @@ SAMPLE_BATCH = 3
 DIM_BATCH = 2
 
 
-def _numel(shape: Sequence[Dim], values: Mapping[str, int]) -> int:
+def _numel(shape: Sequence[Dim], values: Mapping[str, float]) -> int:
     """Elements of a traced shape at these values (a size that evaluates below 0 counts 0)."""
     return math.prod(max(0, evaluate_source(d.code, values)) for d in shape)
 
 
 def generated_tests_bytes(traced: TracedModel) -> int:
     """The most bytes one generated test allocates: weights plus every activation, fp32."""
-    # ints, and bools as 0 or 1 (a bool may decide a parameter count: `bias=b`)
-    defaults = {p.name: int(p.default) for p in traced.spec.params if isinstance(p.default, int)}
+    # ints, bools as 0 or 1 (a bool may decide a parameter count: `bias=b`), floats (a scale)
+    defaults: dict[str, int | float] = {
+        p.name: p.default if type(p.default) is float else int(p.default)
+        for p in traced.spec.params
+        if isinstance(p.default, (int, float))
+    }
     points = [{**defaults, "N": SAMPLE_BATCH}] + [
         {**defaults, name: size, "N": DIM_BATCH}
         for name, sizes, _ in traced.dim_sizes
@@ -39,7 +43,7 @@ def generated_tests_bytes(traced: TracedModel) -> int:
         activations = sum(_numel(shape, values) for shape in shapes)
         if values is points[0]:  # at the defaults, the nodes inside merges and blocks too
             activations += sum(
-                values["N"] * math.prod(r.sizes) for r in rows(traced) if r.depth > 0
+                int(values["N"]) * math.prod(r.sizes) for r in rows(traced) if r.depth > 0
             )
         worst = max(worst, params + activations)
     return BYTES_PER_VALUE * worst

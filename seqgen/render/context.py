@@ -29,7 +29,7 @@ from seqgen.render.budget import SAMPLE_BATCH, over_budget
 from seqgen.render.export import export_context
 from seqgen.render.heads import heads_model, heads_tests, keyed, output_class, output_text
 from seqgen.render.helpers import helper_source, used_helpers, uses_math
-from seqgen.render.imports import member_order, stdlib_imports
+from seqgen.render.imports import member_order, module_imports, stdlib_imports, user_imports
 from seqgen.render.inputs import input_checks, input_rules, wrong_input
 from seqgen.render.inputs_tests import inputs_test_context
 from seqgen.render.layers import (
@@ -95,6 +95,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     if plain:  # for the module docstring's note on merges: every submodule's layers
         model["layers"] = [i for m in plain["modules"] for i in m["layers"]]
     blocks = [_block_class(b, PurePath(spec.path).name) for b in traced.blocks]
+    third_party, first_party = module_imports(*user_imports(spec))
     note = SHAPE_NOTE
     if any(closes_with_comment(c["layers"]) for c in [*blocks, model]):
         note += " " + MERGE_NOTE
@@ -110,6 +111,8 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
             named_tuple=bool(traced.heads),
         ),
         "helpers": [helper_source(name) for name in helpers],
+        "third_party_from_imports": third_party,
+        "first_party_imports": first_party,
         "blocks": blocks,
         "model": model,
     }
@@ -191,8 +194,9 @@ def _words(code: str) -> set[str]:
 
 
 def _arg(p: Param) -> str:
-    """`c: int = 4`, `cm: bool = False`: a keyword argument of a generated test function."""
-    return f"{p.name}: {'bool' if type(p.default) is bool else 'int'} = {p.default!r}"
+    """`c: int = 4`, `cm: bool = False`, `sf: float = 2.0`: a keyword argument of a generated
+    test function."""
+    return f"{p.name}: {type(p.default).__name__} = {p.default!r}"
 
 
 def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
@@ -201,13 +205,14 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
     # a bool parameter that decides a size or a count (`ceil_mode=cm`, `bias=b`) is a name in
     # the expressions, so the functions that compute them take it too
     shaped = {w for n in walk_traced(traced.layers) for d in n.out_shape for w in _words(d.code)}
+    # and so is a float one that decides sizes (`scale_factor=sf`: `int(8 * sf)`)
     shape_args = int_params + [
-        p for p in spec.params if type(p.default) is bool and p.name in shaped
+        p for p in spec.params if type(p.default) in (bool, float) and p.name in shaped
     ]
     shape_params = "".join([", *"] + [f", {_arg(p)}" for p in shape_args]) if shape_args else ""
     counted = shaped | _words(traced.total_params.code)
     count_args = int_params + [
-        p for p in spec.params if type(p.default) is bool and p.name in counted
+        p for p in spec.params if type(p.default) in (bool, float) and p.name in counted
     ]
     count_params = ", ".join(["*"] + [_arg(p) for p in count_args]) if count_args else ""
     rows = []

@@ -36,6 +36,7 @@ BIDIRECTIONAL_LAST = "W011 bidirectional-take-last"
 RECURRENT_DROPOUT = "W012 recurrent-dropout-one-layer"
 EPS_ABOVE_ONE = "W013 eps-above-one"
 TORCH_WARNING = "W014 torch-warning"  # raised by the trace
+TRACED_CONCRETELY = "W015 traced-concretely"  # raised by the trace (a user's own class)
 CODES = (
     SOFTMAX_BEFORE_LOSS,
     LINEAR_BEFORE_FLATTEN,
@@ -51,6 +52,7 @@ CODES = (
     RECURRENT_DROPOUT,
     EPS_ABOVE_ONE,
     TORCH_WARNING,
+    TRACED_CONCRETELY,
 )
 _SPATIAL = ("Conv", "Pool", "Pad", "Upsample", "Norm")
 _BIASED = (
@@ -121,20 +123,17 @@ def _stacks(traced: TracedModel) -> Iterator[Stack]:
         ),
         *((b.input_shape, b.layers, False, None) for b in traced.blocks),
     ]
-    inputs = {i.name: i.shape for i in traced.inputs}
     while todo:
         in_shape, nodes, top, outer = todo.pop(0)
         yield in_shape, nodes, top, outer
         for i, node in enumerate(nodes):
             before, prev = (nodes[i - 1].out_shape, nodes[i - 1]) if i else (in_shape, outer)
             if isinstance(node, TracedMerge):
-                sources = node.spec.branch_from or (None,) * len(node.branches)
-                todo.extend(
-                    (before, branch, False, prev)
-                    if source is None  # a branch that reads another input starts from it
-                    else (inputs[source], branch, False, None)
-                    for branch, source in zip(node.branches, sources, strict=True)
-                )
+                sources = node.spec.branch_from or (None,) * len(node.branches)  # from=INPUT
+                todo += [
+                    (before, b, False, prev) if s is None else (traced.shape_of(s), b, False, None)
+                    for b, s in zip(node.branches, sources, strict=True)
+                ]
             elif isinstance(node, TracedLayer) and node.first:  # a later pass gets its output
                 todo += [
                     (before, node.first, False, prev),

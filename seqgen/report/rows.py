@@ -58,7 +58,11 @@ def rows(traced: TracedModel) -> list[Row]:
     """Every node, depth first: the model's own at depth 0, nested ones deeper."""
     blocks = {b.class_name: b for b in traced.blocks}
     # ints, and bools as 0 or 1 (a bool may decide a parameter count: `bias=b`)
-    defaults = {p.name: int(p.default) for p in traced.spec.params if isinstance(p.default, int)}
+    defaults: dict[str, int | float] = {  # a float may be a scale: `int(h * sf)`
+        p.name: p.default if type(p.default) is float else int(p.default)
+        for p in traced.spec.params
+        if isinstance(p.default, (int, float))
+    }
     out = list(_walk(traced.layers, defaults, 0, blocks, nested=False))
     for head in traced.heads:  # after the trunk: a row for the head, then its layers
         out.append(_head_row(head, defaults))
@@ -74,7 +78,7 @@ def head_label(head: TracedHead) -> str:
     return f"head {head.name}" + (f" ({', '.join(notes)})" if notes else "")
 
 
-def _head_row(head: TracedHead, env: Mapping[str, int]) -> Row:
+def _head_row(head: TracedHead, env: Mapping[str, float]) -> Row:
     at = {**env, "N": 1}
     return Row(
         0,
@@ -91,7 +95,7 @@ def _head_row(head: TracedHead, env: Mapping[str, int]) -> Row:
 
 def _walk(
     nodes: Sequence[TracedNode],
-    env: Mapping[str, int],
+    env: Mapping[str, float],
     depth: int,
     blocks: Mapping[str, TracedBlock],
     nested: bool,
@@ -143,7 +147,7 @@ def _walk(
                 nested=True,
             )
         elif isinstance(node, TracedLayer) and node.repeat is not None:
-            passes = env[node.repeat]
+            passes = int(env[node.repeat])
             if node.first:  # the first pass apart, then the body for the others
                 yield from _walk(node.first, env, depth + 1, blocks, nested)
                 passes -= 1
@@ -157,7 +161,7 @@ def _from_row(
     source: str,
     share: str | None,
     depth: int,
-    at: Mapping[str, int],
+    at: Mapping[str, float],
 ) -> Row:
     """`branch from meta` (or `branch from right, shares left`): no module of its own; a shared
     branch's row carries its output shape and its multiply-adds (it runs again)."""

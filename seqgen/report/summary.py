@@ -8,7 +8,8 @@ import json
 import math
 from dataclasses import dataclass
 
-from seqgen.ir import Dim, TracedModel
+from seqgen.ir import Dim, TracedModel, flat_layers
+from seqgen.report.lint import TRACED_CONCRETELY
 from seqgen.report.rows import rows, shape_text
 from seqgen.report.table import table
 
@@ -102,6 +103,7 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
                 "layers": rows,
                 "totals": t.__dict__,
                 "params_expression": traced.total_params.code,
+                "own_classes": dict(own_classes(traced)),
             },
             indent=2,
         )
@@ -147,6 +149,7 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
             md(["total", "value"]),
             md(["---", "---:"]),
             *(md([k, v]) for k, v in foot),
+            *(f"\n`{path}`: traced {how}" for path, how in own_classes(traced)),
         ]
         return "\n".join(lines)
     width = max(len(k) for k, _ in foot)
@@ -156,5 +159,24 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
             table(cells, head, right={0, 3, 4, 5}),
             "",
             *(f"{k.ljust(width)}  {v}" for k, v in foot),
+            *(f"{path}: traced {how}" for path, how in own_classes(traced)),
         ]
     )
+
+
+def own_classes(traced: TracedModel) -> list[tuple[str, str]]:
+    """Each class of the user's own (`use`) that a layer line uses, and how it was traced:
+    "symbolically", or "at the sample values" (warning W015)."""
+    spec = traced.spec
+    sample = {
+        w.location.line for w in traced.warnings if w.code == TRACED_CONCRETELY and w.location
+    }
+    lines: dict[str, set[int]] = {}
+    for nodes in (spec.layers, spec.head_nodes, *(b.body for b in spec.blocks)):
+        for layer in flat_layers(nodes):
+            if layer.use is not None:
+                lines.setdefault(layer.use.import_path, set()).add(layer.loc.line)
+    return [
+        (path, "at the sample values (W015)" if at & sample else "symbolically")
+        for path, at in sorted(lines.items())
+    ]

@@ -15,7 +15,7 @@ from seqgen.errors import SeqgenError, TraceError
 from seqgen.ir import LayerSpec, TupleExpr
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import check_arguments
-from seqgen.layers.torch_nn import INFERRED, Bound
+from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.scope import DimInfo, Scope, symint
 from seqgen.trace.torch_errors import rank_error, rejected
@@ -29,7 +29,7 @@ def construct_concrete(
     kwargs.update({k: scope.concrete.eval(e) for k, e in bound.extra_kwargs.items()})
     for pname in bound.sig.inferred:
         if pname not in kwargs:
-            size = in_shape[INFERRED[pname]]
+            size = in_shape[bound.sig.dim_of(pname)]
             kwargs[pname] = (size,) if pname == "normalized_shape" else size
     try:
         module = S.construct(cls, tuple(scope.concrete.eval(e) for e in bound.extra_args), kwargs)
@@ -50,9 +50,9 @@ def arguments(
     for pname in sig.inferred:
         if pname == "normalized_shape" and pname in bound.args:
             continue  # LayerNorm's shape is inferred only when not given
-        pos = INFERRED[pname]
-        if x.dim() < 2:
-            raise rank_error(layer, cls, dims, 2)
+        pos = sig.dim_of(pname)
+        if x.dim() < 2 or not -x.dim() <= pos < x.dim():  # a `use` line's dim may be any
+            raise rank_error(layer, cls, dims, max(2, pos + 1 if pos >= 0 else -pos))
         info = dims[pos]
         if info.expr == scope.batch_sym:
             raise rank_error(layer, cls, dims, 2)

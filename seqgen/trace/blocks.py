@@ -168,7 +168,9 @@ def trace_block(
     ctor = {inputs[i - 1] for i in size_args} | set(body.param_symbols.values())
     own = [c for c in tracer.conditions if S.free_symbols(c.condition) <= ctor]
     order = [*(names[i - 1] for i in size_args), *(p.name for p in block.params)]
-    constraints = tuple(derive(own, tracer.hints, parent.names, tracer.printer, order))
+    bools = {p.name for p in block.params if p.type_name == "bool"}
+    flags = [f for n, f in body.param_symbols.items() if n in bools]
+    constraints = tuple(derive(own, tracer.hints, parent.names, tracer.printer, order, flags))
     _warn_unused(parent, block, spec_names(block.body))
     total = sum((st.params_expr for st in steps), sympy.Integer(0))
     train = sum((st.trainable_expr for st in steps), sympy.Integer(0))
@@ -279,6 +281,10 @@ def _trace_body(
             param_symbols[p.name] = expr
         else:
             env[p.name] = concrete[p.name] = value
+        if p.type_name == "bool":  # 0 or 1 where it decides a count or size (`bias=bias`)
+            flag = S.expr_of(session.symbol(p.name, int(value), size=False))
+            hints[flag] = int(value)
+            param_symbols[p.name] = parent.shared.flags[f"{block.name}.{p.name}"] = flag
     for i, (param, _) in aliases.items():  # the parameter stands for this input size
         env[input_names(len(dims))[i - 1]] = env[param]
         block_dims[i] = DimInfo(param_symbols[param], param)

@@ -97,7 +97,7 @@ def derive(
                 holds(c.condition, dict(zip(free, v))) for v in product((0, 1), repeat=len(free))
             ):
                 continue
-        elif len(free) == 1:
+        elif len(free) == 1 and free[0].is_integer:  # a float scale's condition stays as is
             bound = _bound(c.condition, free[0], hints)
             if bound is not None:
                 kind, value = bound

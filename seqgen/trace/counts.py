@@ -24,6 +24,11 @@ from seqgen.trace.arguments import Arguments, construct
 from seqgen.trace.scope import DimInfo, Scope, symint
 
 
+def flag_of(scope: Scope, name: str) -> sympy.Symbol | None:
+    """The 0/1 symbol of `name` where it is a bool parameter of the scope's model or block."""
+    return scope.shared.flags.get(name if scope.block is None else f"{scope.block}.{name}")
+
+
 def apply_flagged(
     scope: Scope,
     cls: type[nn.Module],

@@ -34,6 +34,20 @@ FLOOR_DIVISIONS = (symfn.FloorDiv, CEIL_DIV)  # a // b and -(-a // b)
 MODS = (symfn.Mod, symfn.PythonMod, sympy.Mod)  # a % b
 
 
+class ScaledSize(sympy.Function):  # type: ignore[misc]
+    """`int(size * scale)`: the size a float scale factor gives (torch's interpolate computes
+    the product in double precision and truncates it; the scale is checked > 0 first, so it is
+    the floor). The scale is a float model parameter, the size an int expression."""
+
+    is_integer = True
+
+    @classmethod
+    def eval(cls, size: sympy.Expr, scale: sympy.Expr) -> sympy.Expr | None:
+        if size.is_Number and scale.is_Number:
+            return sympy.Integer(int(float(size) * float(scale)))
+        return None
+
+
 class Unprintable(Exception):
     """A size expression that plain Python arithmetic cannot express."""
 
@@ -120,6 +134,9 @@ def _emit(e: sympy.Basic, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
         fn = "max" if isinstance(e, (sympy.Max, symfn.Max)) else "min"
         args = sorted(_emit(a, names)[0] for a in e.args)
         return f"{fn}({', '.join(args)})", _PREC_ATOM
+    if isinstance(e, ScaledSize):
+        size, scale = e.args
+        return f"int({_emit_factor(size, names)} * {_atom(scale, names)})", _PREC_ATOM
     if type(e) in _RELATIONS:
         return _emit_relation(e, names, _RELATIONS[type(e)][0])
     if isinstance(e, sympy.Not):
@@ -183,14 +200,16 @@ _COMPARE = {
 
 
 def evaluate(expr: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> Any:
-    """Evaluate a size expression (int) or condition (bool) at integer values, exactly."""
+    """Evaluate a size expression (int) or condition (bool) at integer values (a float
+    parameter's at its float), exactly."""
     e = sympy.sympify(expr)
     if e is sympy.true or e is sympy.false:
         return e is sympy.true
     if isinstance(e, sympy.Integer):
         return int(e)
     if isinstance(e, sympy.Symbol):
-        return int(values[e])
+        value = values[e]
+        return value if isinstance(value, float) else int(value)  # a float parameter: a scale
     args = [evaluate(a, values) for a in e.args]
     if isinstance(e, sympy.Add):
         return sum(args)
@@ -215,6 +234,8 @@ def evaluate(expr: sympy.Basic, values: Mapping[sympy.Symbol, int]) -> Any:
         return all(args)
     if isinstance(e, sympy.Or):
         return any(args)
+    if isinstance(e, ScaledSize):
+        return int(args[0] * args[1])  # as torch and the generated code compute it
     if isinstance(e, (sympy.Max, symfn.Max)):
         return max(args)
     if isinstance(e, (sympy.Min, symfn.Min)):

@@ -26,11 +26,12 @@ from seqgen.layers import torch_rules as rules
 from seqgen.layers import weight_norm
 from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
 from seqgen.layers.kind import Op
-from seqgen.layers.registry import TorchModule, WeightNormed, kind_for
+from seqgen.layers.registry import TorchModule, UserModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import Bound
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
-from seqgen.trace.counts import apply_flagged, counts_for_flags, macs_of
+from seqgen.trace.counts import apply_flagged, counts_for_flags, flag_of, macs_of
+from seqgen.trace.float_scale import stands_for_scale, with_scales
 from seqgen.trace.op import trace_op
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
 from seqgen.trace.torch_errors import (
@@ -39,6 +40,7 @@ from seqgen.trace.torch_errors import (
     not_one_tensor,
     rank_error,
 )
+from seqgen.trace.user import trace_user_layer
 from seqgen.trace.wording import Site
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
@@ -84,6 +86,9 @@ def trace_layer(
             return _trace_weight_norm(scope, index, layer, kind, x, dims)
         case TorchModule():
             return trace_torch_layer(scope, index, kind, x, dims)
+        case UserModule():
+            symbolic = lambda: trace_torch_layer(scope, index, kind.as_torch, x, dims)  # noqa: E731
+            return trace_user_layer(scope, index, kind, x, dims, symbolic)
 
 
 def _trace_weight_norm(
@@ -207,6 +212,7 @@ def _apply_rule(
     """Output size and parameter counts from seqgen's own formulas; torch checks the layer at
     the defaults (the layer it built there comes back, with the output's sizes)."""
     shape = scope.symbolic_sizes(dims)
+    args = replace(args, values=with_scales(scope, args.values, args.bound))
     try:
         outcome = apply_flagged(scope, cls, args, shape, flags)
     except RankError as e:
@@ -334,10 +340,11 @@ def _refuse_non_int_shape_args(
     for pname, node in bound.args.items():
         if pname not in rules.SHAPE_ARGS:
             continue
-        flag = scope.shared.flags.get(node.id) if isinstance(node, Name) else None
-        flags_ok = rules.COUNT_FLAGS | rules.SIZE_FLAGS
-        if pname in flags_ok and scope.block is None and flag is not None:
+        flag = flag_of(scope, node.id) if isinstance(node, Name) else None
+        if pname in rules.COUNT_FLAGS | rules.SIZE_FLAGS and flag is not None:
             flags[pname] = flag
+            continue
+        if stands_for_scale(scope, pname, node):  # `scale_factor=sf`: `int(h * sf)`
             continue
         for ref in expr_names(node):
             param = scope.params.get(ref.id)

@@ -21,6 +21,7 @@ from seqgen.lang.values import expr_source
 from seqgen.layers.preflight import layer_errors, quiet_torch_warnings
 from seqgen.layers.torch_nn import concrete_values
 from seqgen.trace import symbolic as S
+from seqgen.trace.float_scale import float_symbol
 from seqgen.trace.scope import MAX_SIZE, Scope, Shared
 from seqgen.trace.tracer import Tracer
 
@@ -44,6 +45,8 @@ def model_scope(spec: ModelSpec, session: S.AnySession) -> Tracer:
             hints[S.expr_of(sym)] = p.default
         else:
             env[p.name] = p.default
+        if type(p.default) is float:  # a scale factor's (`upsample scale_factor=sf`)
+            hints[float_symbol(session, p.name)] = p.default  # type: ignore[assignment]
         if type(p.default) is bool:  # 0 or 1 in the counts and sizes it decides (`bias=b`)
             flags[p.name] = S.expr_of(session.symbol(p.name, int(p.default), size=False))
             hints[flags[p.name]] = int(p.default)

@@ -21,6 +21,7 @@ from seqgen.ir import (
     Expr,
     LayerSpec,
     MergeSpec,
+    Name,
     Node,
     RepeatSpec,
     TracedBlockUse,
@@ -35,6 +36,7 @@ from seqgen.layers.preflight import without_written_size
 from seqgen.trace import symbolic as S
 from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive
+from seqgen.trace.counts import flag_of
 from seqgen.trace.heads import trace_heads
 from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
 from seqgen.trace.inputs_multi import (
@@ -334,6 +336,10 @@ class Tracer:
                 hint="a block's class takes one input rank",
             )
         mapping = info.mapping([d.expr for d in dims], args)
+        for name, node in args.nodes.items():  # `B 4 bias=b`: the caller's own bool flag
+            flag = flag_of(self.scope, node.id) if isinstance(node, Name) else None
+            if flag is not None and name in info.param_symbols:
+                mapping[info.param_symbols[name]] = flag
         for c in conditions_at_use(info, use, mapping, index):
             self.scope.need(c, use.loc)
         out_dims = []

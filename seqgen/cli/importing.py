@@ -1,5 +1,5 @@
-"""`seqgen import`'s command line (registered on the `seqgen` group by cli.py, which is at the
-400-line limit): options in, one call of the library, its message or error out."""
+"""`seqgen import`'s command line (registered on the `seqgen` group in cli/__init__.py): options
+in, one call of the library, its message or error out."""
 
 from __future__ import annotations
 

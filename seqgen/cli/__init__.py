@@ -13,11 +13,12 @@ from typing import TypeVar
 import click
 
 from seqgen import __version__
-from seqgen.cli_import import import_command
+from seqgen.cli.importing import import_command
+from seqgen.cli.new import new_one
 from seqgen.errors import Exit, InternalError, OutputConflict, SeqgenError, TorchVersionError
 from seqgen.lang.starters import KINDS
 from seqgen.project.discover import expand_specs
-from seqgen.project.plan import Job, Stray, plan
+from seqgen.project.plan import Stray, plan
 
 DEVICES = click.Choice(["meta", "cpu", "cuda"])
 BUG_REPORT = (
@@ -25,6 +26,13 @@ BUG_REPORT = (
     "the spec and the output of `seqgen --version`"
 )
 T = TypeVar("T")
+ALLOW_IMPORT = click.option(
+    "--allow-import",
+    "allow_imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Let `use` lines import MODULE (repeatable; also [tool.seqgen] allow-imports).",
+)
 
 
 def _err(message: str) -> None:
@@ -133,6 +141,7 @@ SPECS_HELP = (
     type=click.Path(file_okay=False, exists=True),
     help="Render with the templates in DIR (model.py.jinja, test_model.py.jinja).",
 )
+@ALLOW_IMPORT
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the shape table.")
 def new(
     specs: tuple[str, ...],
@@ -145,6 +154,7 @@ def new(
     force: bool,
     prune: bool,
     templates_dir: str | None,
+    allow_imports: tuple[str, ...],
     quiet: bool,
 ) -> None:
     """Generate <stem>.py and its test file from each SPEC.
@@ -176,7 +186,7 @@ def new(
     stale, code = _each(
         run.jobs,
         lambda job: job.spec_path,
-        lambda job: _new_one(job, device, dry, diff, force, quiet),
+        lambda job: new_one(job, device, dry, diff, force, quiet, allow_imports),
     )
     stale += len(run.strays)
     code = max(code, _strays(run.strays, prune and not dry, force))
@@ -216,67 +226,26 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _new_one(
-    job: Job,
-    device: str | None,
-    dry: bool,
-    diff: bool,
-    force: bool,
-    quiet: bool,
-) -> int:
-    """Generate one spec; return how many outputs changed (or would change, when dry)."""
-    spec_path, options = job.spec_path, job.options
-    from seqgen.api import generate, is_up_to_date, output_paths
-    from seqgen.project.write import pending, write_files
-    from seqgen.report.lint import lint
-    from seqgen.report.table import device_report, shape_table
-
-    if device is None and not force and is_up_to_date(spec_path, options):
-        # recognised from the headers alone: no torch import, no trace
-        if not (dry or quiet):
-            click.echo(f"unchanged (up to date, not traced): {', '.join(output_paths(options))}")
-        return 0
-    result = generate(spec_path, options, device)
-    for w in lint(result.traced):
-        _err(w.render())
-    if device is not None:  # what the user asked for: said even with -q (which hides the table)
-        click.echo(device_report(result.traced, device))
-    if dry:
-        changes = pending(list(result.files), with_diff=diff)
-        for change in changes:
-            click.echo(change.describe())
-            if diff:
-                click.echo(change.diff, nl=False)
-        if changes:
-            clobbers = any(c.status.state in ("edited", "foreign", "other") for c in changes)
-            click.echo(f"  to update them, run: {job.command(force=clobbers)}")
-        return len(changes)
-    statuses = write_files(list(result.files), force=force)
-    if not quiet:
-        click.echo(f"{spec_path}: {result.traced.spec.class_name}")
-        click.echo(shape_table(result.traced))
-    wrote = [s.path for s in statuses if s.state != "unchanged"]
-    same = [s.path for s in statuses if s.state == "unchanged"]
-    if wrote:
-        click.echo(f"wrote {', '.join(wrote)}")
-    if same and not quiet:
-        click.echo(f"unchanged {', '.join(same)}")
-    return 0
-
-
 @main.command(epilog=SPECS_HELP)
 @click.argument("specs", nargs=-1)
 @click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only report problems, not the shape table.")
-def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: bool) -> None:
+@ALLOW_IMPORT
+def check(
+    specs: tuple[str, ...],
+    input_shape: str | None,
+    strict: bool,
+    quiet: bool,
+    allow_imports: tuple[str, ...],
+) -> None:
     """Parse and trace each SPEC; print its shape table and every problem found."""
     from seqgen.api import traced_spec
     from seqgen.report.lint import lint
     from seqgen.report.table import shape_table
 
     def check_one(spec_path: str) -> int:
-        _, traced = traced_spec(spec_path, input_shape)
+        _, traced = traced_spec(spec_path, input_shape, allow_imports=allow_imports)
         if not quiet:
             click.echo(f"{spec_path}: {traced.spec.class_name}")
             click.echo(shape_table(traced))
@@ -311,7 +280,14 @@ def check(specs: tuple[str, ...], input_shape: str | None, strict: bool, quiet: 
     show_default=True,
     help="Batch size for mult-adds and memory.",
 )
-def summary(specs: tuple[str, ...], input_shape: str | None, fmt: str, batch: int) -> None:
+@ALLOW_IMPORT
+def summary(
+    specs: tuple[str, ...],
+    input_shape: str | None,
+    fmt: str,
+    batch: int,
+    allow_imports: tuple[str, ...],
+) -> None:
     """Per-layer shapes, parameters and mult-adds, and memory totals, allocating nothing.
 
     Several specs print one summary each (json: a list of them)."""
@@ -326,7 +302,7 @@ def summary(specs: tuple[str, ...], input_shape: str | None, fmt: str, batch: in
     shown: list[str] = []
 
     def summarise(spec: str) -> int:
-        _, traced = traced_spec(spec, input_shape)
+        _, traced = traced_spec(spec, input_shape, allow_imports=allow_imports)
         shown.append(render_summary(traced, fmt, batch))
         return 0
 
@@ -346,6 +322,7 @@ def summary(specs: tuple[str, ...], input_shape: str | None, fmt: str, batch: in
 @click.option("--expand", is_flag=True, help="Open each block use into its own layers.")
 @click.option("--input", "input_shape", metavar="SHAPE", help="Override the spec's `input` line.")
 @click.option("-o", "--output", metavar="FILE", help="Write FILE (.md: Markdown with mermaid).")
+@ALLOW_IMPORT
 def diagram(
     spec: str,
     fmt: str,
@@ -353,6 +330,7 @@ def diagram(
     expand: bool,
     input_shape: str | None,
     output: str | None,
+    allow_imports: tuple[str, ...],
 ) -> None:
     """Draw SPEC's network from its trace (Mermaid by default): nothing is run or allocated."""
     from seqgen.api import diagram as draw
@@ -362,7 +340,7 @@ def diagram(
     if markdown and fmt != "mermaid":
         raise click.UsageError(f"a .md file holds Mermaid; write --format {fmt} to another file")
     try:
-        text = draw(spec, fmt, at, expand, input_shape, markdown=markdown)
+        text = draw(spec, fmt, at, expand, input_shape, markdown, allow_imports)
         if output is not None:
             write_atomic(output, text)
     except SeqgenError as e:
