@@ -19,8 +19,7 @@ from seqgen.project import cache
 from seqgen.project.config import allowed_imports
 from seqgen.project.header import is_current, spec_key, templates_fingerprint
 from seqgen.project.options import Options, options_for, output_paths, recorded_options
-from seqgen.render import render
-from seqgen.render.environment import templates_root
+from seqgen.project.templates import templates_root
 
 __all__ = [
     "Generated",
@@ -118,8 +117,17 @@ def generate(
     """Parse, trace and render one spec (writes nothing)."""
     text, traced = traced_spec(spec_path, options.input_override, device, allow_imports)
     source = str(Path(spec_path).resolve())  # which spec owns the files (never written)
-    files = [replace(f, source=source) for f in render(traced, options, spec_key(text, options))]
-    return Generated(traced, tuple(files))
+    spec_hash = spec_key(text, options)
+    templates = templates_fingerprint(templates_root(options.templates_dir))
+    trace_key = cache.key(spec_path, text, options.input_override)
+    render_key = cache.render_key(trace_key, spec_hash, templates, repr(options))
+    rendered = cache.load_files(render_key)
+    if rendered is None:
+        from seqgen.render import render  # jinja2 and black: only when something is rendered
+
+        rendered = tuple(render(traced, options, spec_hash))
+        cache.store_files(render_key, rendered)
+    return Generated(traced, tuple(replace(f, source=source) for f in rendered))
 
 
 def diagram(
@@ -209,6 +217,8 @@ def import_model(
         path = str(Path(tmp) / Path(spec_path).name)
         options = options_for(path, tmp, project_root=Path(tmp))
         try:
+            from seqgen.render import render
+
             traced = trace_spec(parse(draft.text, path))
             files = render(traced, options, spec_key(draft.text, options))
         except InternalError:

@@ -420,8 +420,8 @@ def test_the_budget_counts_activations_at_the_largest_named_dim_size() -> None:
 
 def test_the_budget_counts_the_batches_the_template_runs() -> None:
     """budget.py sizes the generated tests at the batches test_model.py.jinja writes."""
+    from seqgen.project.templates import default_templates_dir
     from seqgen.render.budget import DIM_BATCH, SAMPLE_BATCH
-    from seqgen.render.environment import default_templates_dir
 
     template = (default_templates_dir() / "test_model.py.jinja").read_text()
     assert f"input_shape({SAMPLE_BATCH})" in template

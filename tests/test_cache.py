@@ -138,3 +138,24 @@ def test_code_fingerprint_covers_every_subpackage(monkeypatch: pytest.MonkeyPatc
     finally:
         cache._code_fingerprint.cache_clear()
     assert set(nested) <= set(hashed)
+
+
+@pytest.mark.slow  # two fresh interpreters
+def test_a_cached_run_renders_nothing_again(tmp_path: Path) -> None:
+    """With the trace and the rendering cached, `new --force` writes the same files again
+    without importing torch, jinja2 or black (the rendering's key covers the spec's meaning,
+    the options, the templates and black's version)."""
+    spec = tmp_path / "m.seq"
+    spec.write_text("model Cached(n=16)\ninput (3, n)\nconv1d 4 3\nflatten\nlinear 2\n")
+    assert seqgen_cli("new", "-q", "m.seq", cwd=tmp_path).returncode == 0
+    first = {p.name: p.read_text() for p in tmp_path.glob("*.py")}
+    script = NO_TORCH + "print(*sorted({'jinja2', 'black'} & set(sys.modules)))\n"
+    again = subprocess.run(
+        [sys.executable, "-c", script, "new", "-q", "--force", "m.seq"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    *_, exit_line, torch_line, engines = again.stdout.splitlines()
+    assert (exit_line, torch_line, engines) == ("exit 0", "NO-TORCH", ""), again.stdout
+    assert {p.name: p.read_text() for p in tmp_path.glob("*.py")} == first

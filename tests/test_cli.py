@@ -235,7 +235,7 @@ def test_init_writes_starters_that_generate(tmp_path: Path) -> None:
 
 
 def test_custom_templates(tmp_path: Path) -> None:
-    from seqgen.render.environment import default_templates_dir
+    from seqgen.project.templates import default_templates_dir
 
     custom = tmp_path / "tpl"
     custom.mkdir()

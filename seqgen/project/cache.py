@@ -76,27 +76,57 @@ def key(spec_path: str, spec_text: str, input_override: str | None) -> str:
 
 def load(cache_key: str) -> ir.TracedModel | None:
     """The cached trace, or None (missing, unreadable, or from another format)."""
-    root = cache_dir()
-    if root is None:
-        return None
-    try:
-        data = json.loads((root / f"{cache_key}.json").read_text(encoding="utf-8"))
-        traced = _decode(data)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    traced = _load(cache_key)
     return traced if isinstance(traced, ir.TracedModel) else None
 
 
 def store(cache_key: str, traced: ir.TracedModel) -> None:
     """Keep a trace; a cache that cannot be written is skipped (it is only a cache), with a
     debug-level log message saying why."""
+    _store(cache_key, traced, "trace")
+
+
+def render_key(trace_key: str, *parts: str) -> str:
+    """The cache key of one rendering: the trace's key, and what else the files depend on
+    (the header's spec key, the templates, the options, black's version)."""
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        parts = (*parts, metadata.version("black"))
+    return hashlib.sha256("\0".join(("render", trace_key, *parts)).encode()).hexdigest()[:32]
+
+
+def load_files(cache_key: str) -> tuple[ir.GeneratedFile, ...] | None:
+    """The files a rendering gave, or None: a cached run writes them again without importing
+    jinja2 or black."""
+    files = _load(cache_key)
+    if isinstance(files, tuple) and all(isinstance(f, ir.GeneratedFile) for f in files):
+        return files
+    return None
+
+
+def store_files(cache_key: str, files: tuple[ir.GeneratedFile, ...]) -> None:
+    """Keep a rendering's files (as `store` keeps a trace)."""
+    _store(cache_key, files, "rendering")
+
+
+def _load(cache_key: str) -> Any:
+    root = cache_dir()
+    if root is None:
+        return None
+    try:
+        data = json.loads((root / f"{cache_key}.json").read_text(encoding="utf-8"))
+        return _decode(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _store(cache_key: str, value: Any, what: str) -> None:
     root = cache_dir()
     if root is None:
         return
     try:
-        write_atomic(root / f"{cache_key}.json", json.dumps(_encode(traced), separators=(",", ":")))
+        write_atomic(root / f"{cache_key}.json", json.dumps(_encode(value), separators=(",", ":")))
     except errors.SeqgenError as e:
-        _log.debug("trace not cached: %s", e)
+        _log.debug("%s not cached: %s", what, e)
 
 
 def _encode(value: Any) -> Any:

@@ -14,8 +14,9 @@ from seqgen.errors import RenderError
 from seqgen.ir import GeneratedFile, TracedModel
 from seqgen.project.header import templates_fingerprint, with_header
 from seqgen.project.options import Options
+from seqgen.project.templates import templates_root
 from seqgen.render.context import model_context, test_context
-from seqgen.render.environment import environment, templates_root
+from seqgen.render.environment import environment
 
 __all__ = ["format_source", "render"]
 
