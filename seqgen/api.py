@@ -121,12 +121,15 @@ def generate(
     templates = templates_fingerprint(templates_root(options.templates_dir))
     trace_key = cache.key(spec_path, text, options.input_override)
     render_key = cache.render_key(trace_key, spec_hash, templates, repr(options))
-    rendered = cache.load_files(render_key)
+    # a spec with `use` lines is traced every time (its classes may change): so is it rendered
+    cached = not traced.spec.uses
+    rendered = cache.load_files(render_key) if cached else None
     if rendered is None:
         from seqgen.render import render  # jinja2 and black: only when something is rendered
 
         rendered = tuple(render(traced, options, spec_hash))
-        cache.store_files(render_key, rendered)
+        if cached:
+            cache.store_files(render_key, rendered)
     return Generated(traced, tuple(replace(f, source=source) for f in rendered))
 
 
