@@ -20,7 +20,6 @@ import torch
 from torch._dispatch.python import enable_python_dispatcher, no_python_dispatcher
 from torch._guards import GuardSource, SLoc, Source
 from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
-from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 
 from seqgen._typing import class_cache
 from seqgen.trace.expressions import (
@@ -100,6 +99,10 @@ class Session:
     """A ShapeEnv and a FakeTensorMode: tensors made inside `active()` have no storage."""
 
     def __init__(self) -> None:
+        # imported here: most traces never need a ShapeEnv (sizes.py), and its module costs
+        # about 60 ms on top of sympy
+        from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
         # duck_shape=False: two parameters that happen to share a sample value stay two symbols.
         # specialize_zero_one=False: a parameter whose sample is 1 still gets a symbol.
         self.env = ShapeEnv(duck_shape=False, specialize_zero_one=False)
@@ -116,6 +119,8 @@ class Session:
         A size is known positive; any other int (a padding, a channel count written as
         `ch * 2 + 1`) may be zero or negative, so sympy must not assume a sign for it.
         """
+        from torch.fx.experimental.symbolic_shapes import DimDynamic
+
         source = _ParamSource(name)
         sym = self.env.create_symbol(
             hint, source, dynamic_dim=DimDynamic.DYNAMIC, positive=True if size else None
