@@ -5,8 +5,9 @@ torchvision's own `googlenet(aux_logits=True, init_weights=False)` (the copy in
 tests/architectures/torchvision_models/): the same parameter count at 10 and 1000 classes, the
 same heads in the same order as torchvision's GoogLeNetOutputs, and, with the reference's weights
 copied in, the same logits in eval mode and the same (logits, aux2, aux1) in training mode with
-dropout off. (The spec lives in a subfolder: tests/architectures/*.seq are the single-output
-specs that tests/architectures/reference.py pairs one to one.)
+dropout off, at 224x224 (slow) and at 15x15, the smallest input both accept. (The spec lives in
+a subfolder: tests/architectures/*.seq are the single-output specs that
+tests/architectures/reference.py pairs one to one.)
 """
 
 from __future__ import annotations
@@ -102,11 +103,14 @@ def test_heads_are_torchvisions_outputs_in_order(generated: ModuleType) -> None:
     ]
 
 
-@pytest.mark.slow
-def test_output_shapes_in_train_and_eval_mode(generated: ModuleType) -> None:
+@pytest.mark.parametrize("size", [pytest.param(224, marks=pytest.mark.slow), 15, (15, 40)])
+def test_output_shapes_in_train_and_eval_mode(
+    generated: ModuleType, size: int | tuple[int, int]
+) -> None:
     torch.manual_seed(0)
     model = generated.GoogLeNetAux(num_classes=10)
-    x = torch.randn(2, 3, 224, 224)
+    h, w = (size, size) if isinstance(size, int) else size
+    x = torch.randn(2, 3, h, w)
     with torch.no_grad():
         train = model.train()(x)
         evaluated = model.eval()(x)
@@ -115,10 +119,25 @@ def test_output_shapes_in_train_and_eval_mode(generated: ModuleType) -> None:
     assert evaluated.aux2 is None and evaluated.aux1 is None
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("num_classes", [10, 1000])
+def test_both_refuse_an_input_below_15(generated: ModuleType) -> None:
+    x = torch.randn(2, 3, 14, 14)
+    with pytest.raises(RuntimeError, match="Output size is too small"):
+        _reference(10).eval()(x)
+    with pytest.raises(ValueError, match=r"h \(dim 2\) must be at least 15"):
+        generated.GoogLeNetAux(num_classes=10).eval()(x)
+
+
+@pytest.mark.parametrize(
+    "num_classes, size",
+    [
+        pytest.param(10, 224, marks=pytest.mark.slow),
+        pytest.param(1000, 224, marks=pytest.mark.slow),
+        (10, 15),
+        (1000, 32),
+    ],
+)
 def test_same_outputs_as_torchvision_with_its_weights(
-    generated: ModuleType, num_classes: int
+    generated: ModuleType, num_classes: int, size: int
 ) -> None:
     torch.manual_seed(0)
     reference = _reference(num_classes)
@@ -133,7 +152,7 @@ def test_same_outputs_as_torchvision_with_its_weights(
                 m.running_var.uniform_(0.5, 1.5)
     model = generated.GoogLeNetAux(num_classes=num_classes)
     _copy_weights(reference, model)
-    x = torch.randn(2, 3, 224, 224)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         expected = reference.eval()(x)
         got = model.eval()(x)
