@@ -107,7 +107,8 @@ def traced_spec(
             if cached is not None and cached.spec == spec:
                 return text, cached
         traced = trace_spec(spec, device)
-    cache.store(cache_key, traced)
+    if not spec.uses:  # never served (above): not kept either
+        cache.store(cache_key, traced)
     return text, traced
 
 
