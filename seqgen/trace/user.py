@@ -21,7 +21,7 @@ from seqgen.layers.torch_nn import bind, first_line
 from seqgen.report.lint import TRACED_CONCRETELY
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import arguments
-from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, symint
+from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step
 from seqgen.trace.symbolic_state import checkpoint
 
 _INITIALISERS = ("reset_parameters", "_reset_parameters")
@@ -162,5 +162,5 @@ def _trace_concretely(
         trainable_params=scope.as_dim(trainable),
         macs=scope.as_dim(zero),
     )
-    y_fake = torch.empty([symint(scope, d) for d in out_dims])
+    y_fake = scope.session.tensor(scope.symbolic_sizes(out_dims))
     return NodeResult(y_fake, out_dims, Step(traced, params, trainable, zero))
