@@ -128,6 +128,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import sequence_oracle as SQ  # noqa: E402
 
+# fuzz/graphs.py (heads, several inputs) imports this module by name: run as a script, this
+# module must be that one (not a second copy with its own classes)
+sys.modules.setdefault("differential", sys.modules[__name__])
+
 DISCREPANCIES = (
     "false_accept",
     "false_reject",
@@ -135,6 +139,7 @@ DISCREPANCIES = (
     "wrong_count",
     "crash",
     "generated_test_fail",
+    "wrong_value",  # heads / several inputs (fuzz/graphs.py): outputs after a weight copy
 )
 MAX_ACT = 1_000_000  # per activation, batch 2, at a value point
 MAX_WEIGHTS = 1_000_000
@@ -323,14 +328,14 @@ class SpecIR:
             + ")"
             + (" dtype=long" if self.dtype == "long" else ""),
         ]
-        for layer in self.layers:
-            parts = (
-                [layer.name]
-                + [show(v) for v in layer.pos]
-                + [f"{k}={show(v)}" for k, v in layer.kw]
-            )
-            lines.append(" ".join(parts))
+        lines += [layer_line(layer) for layer in self.layers]
         return "\n".join(lines) + "\n"
+
+
+def layer_line(layer: LayerIR) -> str:
+    """A layer's spec text."""
+    parts = [layer.name] + [show(v) for v in layer.pos] + [f"{k}={show(v)}" for k, v in layer.kw]
+    return " ".join(parts)
 
 
 def pinned(spec: SpecIR, name: str) -> bool:
@@ -1375,14 +1380,21 @@ def _subst(e: Expr, name: str, by: Expr) -> Expr:
     return e
 
 
-def generate_spec(seed: int, index: int) -> SpecIR:
-    """The index-th spec of a seed: deterministic, independent of the other indices."""
+def generate_spec(seed: int, index: int) -> Any:
+    """The index-th spec of a seed: deterministic, independent of the other indices.
+
+    A flat SpecIR, or (fuzz/graphs.py, from a random stream of its own so that the flat specs
+    stay those of earlier versions) that spec with heads and/or several inputs, a GraphSpec.
+    """
+    import graphs
+
     rng = random.Random(f"seqgen-differential:{seed}:{index}")
     for _ in range(20):
-        spec = Gen(rng).spec()
+        gen = Gen(rng)
+        spec = gen.spec()
         if spec.layers:
-            return spec
-    return spec
+            break
+    return graphs.decorate(gen, spec, random.Random(f"seqgen-differential-graph:{seed}:{index}"))
 
 
 # ================================================================== running seqgen
@@ -1490,7 +1502,8 @@ def run_seqgen(text: str, workdir: Path, stem: str) -> Generated:
         return Generated("crash", f"importing generated code raised {type(e).__name__}: {e}")
     added = tuple(p for p in sys.path if p not in before)
     init_names = tuple(inspect.signature(cls.__init__).parameters)[1:]
-    shape_names = tuple(inspect.signature(test_mod.input_shape).parameters)[1:]
+    shapes = getattr(test_mod, "input_shape", None) or test_mod.input_shapes  # several inputs
+    shape_names = tuple(inspect.signature(shapes).parameters)[1:]
     return Generated(
         "ok",
         model_cls=cls,
@@ -1900,10 +1913,19 @@ def check_spec(
     keep: bool = False,
 ) -> SpecOutcome:
     """Run seqgen on a spec and compare it with the oracle (see the module docstring)."""
+    import graphs
+
     t0 = time.perf_counter()
     text = spec.text()
+    graph = isinstance(spec, graphs.GraphSpec)
     out = SpecOutcome(
-        index, text, "ok", spec=spec, families=sorted({family(layer.name) for layer in spec.layers})
+        index,
+        text,
+        "ok",
+        spec=spec,
+        families=spec.families()
+        if graph
+        else sorted({family(layer.name) for layer in spec.layers}),
     )
     rng = rng or random.Random(f"points:{text}")
     own_dir = workdir is None
@@ -1918,7 +1940,9 @@ def check_spec(
             out.status = "refused"
             out.message = gen.message
             try:
-                out.refused_but_works = oracle(spec, spec.defaults()).valid
+                out.refused_but_works = (
+                    graphs.valid_at_defaults(spec) if graph else oracle(spec, spec.defaults()).valid
+                )
             except Exception:
                 out.refused_but_works = False
             return out
@@ -1942,14 +1966,17 @@ def check_spec(
             pts = [spec.defaults()]
         tp = time.perf_counter()
         try:
-            ref = oracle(spec, spec.defaults())
+            ref = None if graph else oracle(spec, spec.defaults())
         except Exception:
             ref = None
         for pt in pts:
             pt = {k: v for k, v in pt.items() if k in spec.defaults()}
             try:
                 with _alarm(point_timeout):
-                    outcome, findings = check_point(spec, gen, pt, ref)
+                    if graph:
+                        outcome, findings = graphs.check_point(spec, gen, pt)
+                    else:
+                        outcome, findings = check_point(spec, gen, pt, ref)
             except _Timeout:
                 out.timeouts += 1
                 continue
@@ -2088,6 +2115,8 @@ def _simpler_values(v: Expr, env: dict[str, Any]) -> list[Expr]:
 
 def shrink_candidates(spec: SpecIR) -> list[SpecIR]:
     """Smaller variants of a spec, roughly most-reducing first."""
+    if hasattr(spec, "shrink_candidates"):  # a GraphSpec (fuzz/graphs.py)
+        return spec.shrink_candidates()
     cands: list[SpecIR] = []
     for i in reversed(range(len(spec.layers))):
         s = copy.deepcopy(spec)

@@ -1,0 +1,827 @@
+"""Heads and several inputs for the differential fuzzer (fuzz/differential.py; issue #19).
+
+A flat spec drawn by `differential.Gen` is sometimes *decorated* (`decorate`), from a random
+stream of its own so that the flat specs of a seed stay what they were:
+
+- **several inputs**: a top-level `concat dim=1:` / `add:` / `multiply:` is inserted somewhere in
+  the trunk, one branch reading the merge's input and one reading a new `input NAME SHAPE` with
+  `branch from=NAME:` (its stack drawn by the same `Gen`, then fitted to the other branch's
+  shape), or a siamese `branch from=NAME shares=B:` over an input of the merge input's shape;
+  a later input reuses the first input's named sizes where its shape is the same;
+- **heads**: `head NAME:` / `head NAME from=POINT:` (POINT a `name=` on a top-level trunk node,
+  a layer or a merge), `train_only=True`, each head's stack drawn by `Gen` from its point's
+  shape.
+
+The oracle (`GraphRun`) evaluates the decorated spec independently of seqgen, with the same
+concrete torch modules as differential.py's oracle (`differential.bind`): the trunk node by node,
+a merge as `torch.cat` / `+` / `*` of its branches (a shared branch re-runs the modules of the
+branch it names), each head from its point. A point is invalid when anything raises, in eval or
+train mode, or a size is 0. `check_point` compares, at one value point: `__init__`'s refusals,
+the generated test module's `input_shape(s)`, `expected_output_shape(s)` (train and eval: a
+train-only head only in training), `expected_param_count`, `expected_shapes` (a trunk without
+merges), the model's parameter count, and the forward's outputs: each NamedTuple field's shape
+in both modes, `None` for a train-only head in eval mode, and, after copying the generated
+model's weights into the oracle's modules (both list them in the order forward first runs
+them), every output's values in eval mode (`wrong_value`).
+
+Adding an op (a merge kind, a head form, an input kind) is: a field or a `kind` here, its line
+in `text()`, its evaluation in `GraphRun`, and its draw in `decorate`.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import differential as D
+
+# ================================================================== the IR
+
+
+@dataclass
+class InputIR:
+    name: str
+    dims: list[D.InputDim]
+    dtype: str = "float"
+
+
+@dataclass
+class BranchIR:
+    layers: list[D.LayerIR]  # empty for a shared branch
+    name: str | None = None
+    source: str | None = None  # `from=NAME`: an input
+    shares: str | None = None  # `shares=B`: the branch whose modules it runs
+
+
+@dataclass
+class MergeIR:
+    kind: str  # concat | add | multiply
+    branches: list[BranchIR]
+    dim: int | None = None  # concat's dim
+
+
+@dataclass
+class HeadIR:
+    name: str
+    layers: list[D.LayerIR]
+    point: str | None = None  # `from=POINT`
+    train_only: bool = False
+
+
+Node = D.LayerIR | MergeIR
+
+
+@dataclass
+class GraphSpec:
+    """A spec with heads and/or several inputs; duck-types differential.SpecIR where shared."""
+
+    model: str
+    params: list[D.Param]
+    inputs: list[InputIR]
+    trunk: list[Node]
+    labels: dict[int, str] = field(default_factory=dict)  # trunk index -> `name=`
+    heads: list[HeadIR] = field(default_factory=list)
+
+    # ---------------------------------------------------------- what SpecIR offers too
+    @property
+    def layers(self) -> list[D.LayerIR]:
+        """Every layer, in the order `text()` writes them."""
+        out: list[D.LayerIR] = []
+        for node in self.trunk:
+            if isinstance(node, MergeIR):
+                for b in node.branches:
+                    out += b.layers
+            else:
+                out.append(node)
+        for h in self.heads:
+            out += h.layers
+        return out
+
+    @property
+    def dtype(self) -> str:
+        return self.inputs[0].dtype
+
+    def dims(self) -> list[D.InputDim]:
+        return [d for i in self.inputs for d in i.dims if d.sample is not None]
+
+    def used_names(self) -> set[str]:
+        used: set[str] = set()
+        for i in self.inputs:
+            for d in i.dims:
+                if d.sample is None:
+                    used |= D.names_in(d.expr)
+        for layer in self.layers:
+            for v in layer.pos:
+                used |= D.names_in(v)
+            for _, v in layer.kw:
+                used |= D.names_in(v)
+        return used
+
+    def declared_params(self) -> list[D.Param]:
+        used = self.used_names()
+        return [p for p in self.params if p.name in used]
+
+    def defaults(self) -> dict[str, Any]:
+        env = {p.name: p.default for p in self.declared_params()}
+        for d in self.dims():
+            env[d.expr.name] = d.sample  # type: ignore[union-attr]
+        return env
+
+    def text(self) -> str:
+        params = self.declared_params()
+        head = f"model {self.model}"
+        if params:
+            head += "(" + ", ".join(f"{p.name}={p.default!r}" for p in params) + ")"
+        lines = [head]
+        for inp in self.inputs:
+            entries = [
+                f"{d.expr.name}={d.sample}" if d.sample is not None else D.show(d.expr)  # type: ignore[union-attr]
+                for d in inp.dims
+            ]
+            shape = "(" + ", ".join(entries) + ("," if len(entries) == 1 else "") + ")"
+            name = f" {inp.name}" if len(self.inputs) > 1 else ""
+            lines.append(f"input{name} {shape}" + (" dtype=long" if inp.dtype == "long" else ""))
+        for i, node in enumerate(self.trunk):
+            label = f" name={self.labels[i]}" if i in self.labels else ""
+            if isinstance(node, D.LayerIR):
+                lines.append(D.layer_line(node) + label)
+                continue
+            dim = f" dim={node.dim}" if node.dim is not None else ""
+            lines.append(f"{node.kind}{dim}{label}:")
+            for b in node.branches:
+                opts = "".join(
+                    f" {k}={v}"
+                    for k, v in (("name", b.name), ("from", b.source), ("shares", b.shares))
+                    if v is not None
+                )
+                lines.append(f"    branch{opts}:")
+                lines += [f"        {D.layer_line(layer)}" for layer in b.layers]
+        for h in self.heads:
+            opts = (f" from={h.point}" if h.point else "") + (
+                " train_only=True" if h.train_only else ""
+            )
+            lines.append(f"head {h.name}{opts}:")
+            lines += [f"    {D.layer_line(layer)}" for layer in h.layers]
+        return "\n".join(lines) + "\n"
+
+    def families(self) -> list[str]:
+        fams = {D.family(layer.name) for layer in self.layers}
+        fams |= {f"merge-{n.kind}" for n in self.trunk if isinstance(n, MergeIR)}
+        if self.heads:
+            fams.add("head")
+        return sorted(fams)
+
+    def shrink_candidates(self) -> list[GraphSpec]:
+        """Smaller variants: fewer heads, layers and branches' layers; simpler values."""
+        out: list[GraphSpec] = []
+        for k in reversed(range(len(self.heads))):
+            if len(self.heads) > 1:
+                g = copy.deepcopy(self)
+                del g.heads[k]
+                out.append(g)
+            for j in reversed(range(len(self.heads[k].layers))):
+                if len(self.heads[k].layers) > 1:
+                    g = copy.deepcopy(self)
+                    del g.heads[k].layers[j]
+                    out.append(g)
+        for i in reversed(range(len(self.trunk))):
+            node = self.trunk[i]
+            if isinstance(node, MergeIR):
+                for b, branch in enumerate(node.branches):
+                    for j in reversed(range(len(branch.layers))):
+                        if len(branch.layers) > 1:
+                            g = copy.deepcopy(self)
+                            del g.trunk[i].branches[b].layers[j]  # type: ignore[union-attr]
+                            out.append(g)
+            elif i not in self.labels and len(self.trunk) > 1:
+                g = copy.deepcopy(self)
+                del g.trunk[i]
+                g.labels = {(k - 1 if k > i else k): v for k, v in self.labels.items()}
+                out.append(g)
+        env = self.defaults()
+        for layer_index, layer in enumerate(self.layers):
+            for j, v in enumerate(layer.pos):
+                for simpler in D._simpler_values(v, env) if D.names_in(v) else []:
+                    g = copy.deepcopy(self)
+                    g.layers[layer_index].pos[j] = simpler
+                    out.append(g)
+        return out
+
+
+# ================================================================== the oracle
+
+
+def _sizes(inp: InputIR, env: dict[str, Any]) -> tuple[int, ...]:
+    return (2,) + tuple(D.ev(d.expr, env) for d in inp.dims)
+
+
+class Invalid(Exception):
+    """The spec is invalid at this point (the message says where)."""
+
+
+class TooLarge(Exception):
+    """A size or a weight count past the fuzzer's limits: the point is skipped."""
+
+
+class GraphRun:
+    """The spec's modules built concretely at one point, and their forward (see the docstring)."""
+
+    def __init__(self, g: GraphSpec, env: dict[str, Any], device: str = "cpu") -> None:
+        self.g, self.env, self.device = g, env, device
+        self.built: dict[int, Any] = {}  # id(LayerIR) -> module
+        self.order: list[Any] = []  # modules in the order forward first runs them
+        self.node_shapes: list[tuple[int, ...]] = []
+
+    def inputs(self, seed: int = 0) -> dict[str, Any]:
+        import torch
+
+        out = {}
+        gen = torch.Generator().manual_seed(seed)
+        for inp in self.g.inputs:
+            try:
+                shape = _sizes(inp, self.env)
+            except Exception as e:
+                raise Invalid(f"input {inp.name}: {type(e).__name__}: {e}") from None
+            if any(type(s) is not int or s < 1 for s in shape):
+                raise Invalid(f"input {inp.name} size {shape} < 1")
+            if D._numel(shape) > D.MAX_ACT:
+                raise TooLarge(f"input {inp.name}")
+            if self.device == "meta":
+                dtype = torch.long if inp.dtype == "long" else torch.float
+                out[inp.name] = torch.empty(shape, device="meta", dtype=dtype)
+            elif inp.dtype == "long":
+                first = self.g.trunk[0]
+                high = D.ev(first.pos[0], self.env) if isinstance(first, D.LayerIR) else 2
+                out[inp.name] = torch.randint(0, max(int(high), 1), shape, generator=gen)
+            else:
+                out[inp.name] = torch.randn(shape, generator=gen)
+        return out
+
+    def _module(self, layer: D.LayerIR, shape: tuple[int, ...]) -> Any:
+        import torch
+
+        if id(layer) in self.built:
+            return self.built[id(layer)]
+        cls, kwargs = D.bind(layer, self.env, shape)
+        if self.device == "meta":
+            with torch.device("meta"):
+                m = cls(**kwargs)
+        else:
+            m = cls(**kwargs)
+        count = sum(p.numel() for p in m.parameters())
+        if count > D.MAX_WEIGHTS:
+            raise TooLarge(f"{layer.name} weights {count}")
+        self.built[id(layer)] = m
+        self.order.append(m)
+        return m
+
+    def stack(self, layers: list[D.LayerIR], x: Any, where: str) -> Any:
+        import torch
+
+        for i, layer in enumerate(layers):
+            try:
+                m = self._module(layer, tuple(x.shape))
+                m.train(self.training)
+                x = m(x)
+            except (TooLarge, Invalid):
+                raise
+            except Exception as e:
+                raise Invalid(
+                    f"{where} layer {i} {layer.name}: {type(e).__name__}: {D._short(str(e))}"
+                ) from None
+            if not isinstance(x, torch.Tensor):
+                raise Invalid(f"{where} layer {i} {layer.name}: not a tensor")
+            if D._numel(tuple(x.shape)) > D.MAX_ACT:
+                raise TooLarge(f"{where} layer {i} output {tuple(x.shape)}")
+            if 0 in x.shape:
+                raise Invalid(f"{where} layer {i} {layer.name}: size 0 in {tuple(x.shape)}")
+        return x
+
+    def merge(self, node: MergeIR, x: Any, inputs: dict[str, Any], where: str) -> Any:
+        import torch
+
+        by_name = {b.name: b for b in node.branches if b.name}
+        outs = []
+        for k, b in enumerate(node.branches):
+            src = inputs[b.source] if b.source else x
+            layers = by_name[b.shares].layers if b.shares else b.layers
+            outs.append(self.stack(layers, src, f"{where} branch {b.name or k}"))
+        try:
+            if node.kind == "concat":
+                y = torch.cat(outs, dim=node.dim if node.dim is not None else 1)
+            elif node.kind == "add":
+                y = outs[0]
+                for o in outs[1:]:
+                    y = y + o
+            elif node.kind == "multiply":
+                y = outs[0]
+                for o in outs[1:]:
+                    y = y * o
+            else:
+                raise AssertionError(node.kind)
+        except Exception as e:
+            raise Invalid(f"{where} {node.kind}: {type(e).__name__}: {D._short(str(e))}") from None
+        if 0 in y.shape:
+            raise Invalid(f"{where}: size 0 in {tuple(y.shape)}")
+        if D._numel(tuple(y.shape)) > D.MAX_ACT:
+            raise TooLarge(f"{where} output")
+        return y
+
+    def forward(self, inputs: dict[str, Any], training: bool) -> dict[str, Any]:
+        """Every output by head name ("" for a model without heads); raises Invalid/TooLarge."""
+        import torch
+
+        self.training = training
+        x = inputs[self.g.inputs[0].name]
+        at: dict[str, Any] = {}
+        self.node_shapes = []
+        self.node_outputs: list[Any] = []
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i, node in enumerate(self.g.trunk):
+                where = f"trunk node {i}"
+                if isinstance(node, MergeIR):
+                    x = self.merge(node, x, inputs, where)
+                else:
+                    x = self.stack([node], x, where)
+                self.node_shapes.append(tuple(int(s) for s in x.shape))
+                self.node_outputs.append(x)
+                if i in self.g.labels:
+                    at[self.g.labels[i]] = x
+            if not self.g.heads:
+                return {"": x}
+            out = {}
+            for h in self.g.heads:
+                src = at[h.point] if h.point else x
+                out[h.name] = self.stack(h.layers, src, f"head {h.name}")
+            return out
+
+    def total(self) -> int:
+        return sum(p.numel() for m in self.order for p in m.parameters())
+
+
+@dataclass
+class GraphResult:
+    valid: bool
+    reason: str = ""
+    too_large: bool = False
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # every output, eval mode
+    node_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    total: int = 0
+    run: GraphRun | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+def graph_oracle(g: GraphSpec, env: dict[str, Any], device: str = "cpu") -> GraphResult:
+    """The spec evaluated at one full assignment: eval mode, then train mode (validity only)."""
+    import torch
+
+    run = GraphRun(g, env, device)
+    try:
+        inputs = run.inputs()
+        torch.manual_seed(0)
+        out = run.forward(inputs, training=False)
+        res = GraphResult(
+            True,
+            input_shapes={k: tuple(v.shape) for k, v in inputs.items()},
+            shapes={k: tuple(int(s) for s in v.shape) for k, v in out.items()},
+            node_shapes=list(run.node_shapes),
+            total=run.total(),
+            run=run,
+            inputs=inputs,
+        )
+        if device != "meta":
+            train = run.forward(inputs, training=True)
+            for k, v in train.items():
+                if tuple(v.shape) != res.shapes[k]:
+                    raise Invalid(f"train shape of {k or 'the output'} differs from eval's")
+    except TooLarge as e:
+        return GraphResult(False, str(e), too_large=True)
+    except Invalid as e:
+        return GraphResult(False, str(e))
+    return res
+
+
+def valid_at_defaults(g: GraphSpec) -> bool:
+    return graph_oracle(g, g.defaults()).valid
+
+
+# ================================================================== comparing at a point
+
+
+def check_point(
+    g: GraphSpec, gen: D.Generated, point: dict[str, Any]
+) -> tuple[str, list[D.Finding]]:
+    """differential.check_point for a GraphSpec (see the module docstring)."""
+    import torch
+
+    env = {**g.defaults(), **point}
+    init_kw = {k: v for k, v in env.items() if k in gen.init_names}
+    int_kw = {k: v for k, v in env.items() if k in gen.shape_names}
+    if graph_oracle(g, env, device="meta").too_large:
+        return "skipped", []
+    res = graph_oracle(g, env)
+    if res.too_large:
+        return "skipped", []
+    defaults = g.defaults()
+    changed = [k for k, v in point.items() if v != defaults.get(k)]
+    at_pinned = bool(changed) and all(D.pinned(g, k) for k in changed)  # type: ignore[arg-type]
+    findings: list[D.Finding] = []
+
+    def add(kind: str, fam: str, detail: str) -> None:
+        findings.append(D.Finding(kind, dict(point), fam, None, detail, at_pinned))
+
+    fam = "head" if g.heads else "inputs"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with torch.device("meta"):
+                meta_model = gen.model_cls(**init_kw)
+        except ValueError as e:
+            if res.valid and at_pinned:
+                return "pinned_reject", []
+            if res.valid:
+                add("false_reject", fam, f"__init__ raised ValueError: {D._short(str(e), 200)}")
+            return "checked", findings
+        except D._Timeout:
+            raise
+        except Exception as e:
+            add("crash", fam, f"__init__ raised {type(e).__name__}: {D._short(str(e), 200)}")
+            return "checked", findings
+        if gen.input_rules:
+            from seqgen.check.other_values import accepts
+
+            if not accepts(gen.input_rules, env):
+                if res.valid:
+                    add("false_reject", "input", "the documented input rules refuse a valid input")
+                return "checked", findings
+        if not res.valid:
+            add("false_accept", fam, f"oracle: {res.reason}")
+            return "checked", findings
+        helpers(g, gen, res, int_kw, add)
+        count = sum(p.numel() for p in meta_model.parameters())
+        if count != res.total:
+            add("wrong_count", fam, f"model parameters {count} != oracle {res.total}")
+            return "checked", findings
+        if count > D.MAX_WEIGHTS * 4:
+            return "checked", findings
+        forward(g, gen, res, init_kw, add)
+    return "checked", D._dedupe(findings)
+
+
+def helpers(g: GraphSpec, gen: D.Generated, res: GraphResult, kw: dict[str, Any], add: Any) -> None:
+    """The generated test module's helpers against the oracle."""
+    t = gen.test_mod
+
+    def call(name: str, *args: Any, **more: Any) -> Any:
+        try:
+            return getattr(t, name)(*args, **kw, **more)
+        except Exception as e:
+            add("wrong_shape", "helpers", f"{name} raised {type(e).__name__}: {D._short(str(e))}")
+            return None
+
+    if len(g.inputs) > 1:
+        got = call("input_shapes", 2)
+        want = res.input_shapes
+    else:
+        got = call("input_shape", 2)
+        want = res.input_shapes[g.inputs[0].name]
+    if got is not None and _tuples(got) != want:
+        add("wrong_shape", "input", f"input shapes {got} != oracle {want}")
+    if g.heads:
+        for training in (False, True):
+            got = call("expected_output_shapes", 2, training=training)
+            want = {h.name: res.shapes[h.name] for h in g.heads if training or not h.train_only}
+            if got is not None and _tuples(got) != want:
+                mode = "train" if training else "eval"
+                add("wrong_shape", "head", f"expected_output_shapes ({mode}) {got} != {want}")
+    else:
+        got = call("expected_output_shape", 2)
+        if got is not None and tuple(got) != res.shapes[""]:
+            add("wrong_shape", "inputs", f"expected_output_shape {got} != {res.shapes['']}")
+    if hasattr(t, "expected_shapes") and not any(isinstance(n, MergeIR) for n in g.trunk):
+        got = call("expected_shapes", 2)
+        if got is not None and _tuples(got) != res.node_shapes:
+            add("wrong_shape", "trunk", f"expected_shapes {got} != oracle {res.node_shapes}")
+    got = call("expected_param_count")
+    if got is not None and got != res.total:
+        add("wrong_count", "helpers", f"expected_param_count {got} != oracle {res.total}")
+
+
+def _tuples(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: tuple(s) for k, s in v.items()}
+    if isinstance(v, list):
+        return [tuple(s) for s in v]
+    return tuple(v)
+
+
+def forward(
+    g: GraphSpec, gen: D.Generated, res: GraphResult, init_kw: dict[str, Any], add: Any
+) -> None:
+    """The generated model for real: outputs' shapes in both modes, values in eval mode."""
+    import torch
+
+    assert res.run is not None
+    try:
+        torch.manual_seed(0)
+        model = gen.model_cls(**init_kw)
+    except Exception as e:
+        add("crash", "model", f"cpu __init__ raised {type(e).__name__}: {D._short(str(e))}")
+        return
+    args = dict(res.inputs) if len(g.inputs) > 1 else {"x": res.inputs[g.inputs[0].name]}
+    names = [h.name for h in g.heads] or [""]
+    train_only = {h.name for h in g.heads if h.train_only}
+    with torch.no_grad():
+        for training in (True, False):
+            try:
+                out = model.train(training)(*args.values())
+            except Exception as e:
+                add(
+                    "wrong_shape",
+                    "model",
+                    f"generated forward ({'train' if training else 'eval'}) raised "
+                    f"{type(e).__name__}: {D._short(str(e), 160)}",
+                )
+                return
+            fields = out._asdict() if g.heads else {"": out}
+            if list(fields) != names:
+                add("wrong_shape", "head", f"output fields {list(fields)} != heads {names}")
+                return
+            for name, value in fields.items():
+                if not training and name in train_only:
+                    if value is not None:
+                        add("wrong_shape", "head", f"train-only head {name} is not None in eval")
+                    continue
+                if value is None or tuple(value.shape) != res.shapes[name]:
+                    got = None if value is None else tuple(value.shape)
+                    add("wrong_shape", "head" if name else "inputs", f"output {name} {got}")
+        # the values: the generated model's weights into the oracle's modules, in forward order
+        theirs = list(model.state_dict().values())
+        mine = [
+            (m, k, v)
+            for m in res.run.order
+            for k, v in m.state_dict().items()
+            if not _fixed_table(m, k)
+        ]
+        if [tuple(v.shape) for v in theirs] != [tuple(v.shape) for _, _, v in mine]:
+            add("wrong_value", "weights", "the generated weights do not line up with the oracle's")
+            return
+        loads: dict[int, dict[str, Any]] = {}
+        for (m, k, _), value in zip(mine, theirs, strict=True):
+            loads.setdefault(id(m), {})[k] = value
+        for m in res.run.order:
+            if _fixed_table(m, "table"):
+                m.table = _sinusoids(*m.table.shape)
+            m.load_state_dict(loads.get(id(m), {}), strict=not _fixed_table(m, "table"))
+        want = res.run.forward(res.inputs, training=False)
+        got = model.eval()(*args.values())
+        fields = got._asdict() if g.heads else {"": got}
+        for name in names:
+            if name in train_only:
+                continue
+            a, b = fields[name], want[name]
+            if a.dtype != b.dtype or not torch.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True):
+                err = (a.double() - b.double()).abs().max().item()
+                add(
+                    "wrong_value",
+                    "head" if name else "inputs",
+                    f"output {name}: max |diff| {err:.3g}",
+                )
+
+
+def _fixed_table(m: Any, key: str) -> bool:
+    """pos_encoding's table: fixed, so no weight (sequence_oracle draws it at random)."""
+    return isinstance(m, D.SQ._Add) and key == "table" and m.length is None
+
+
+def _sinusoids(length: int, e: int) -> Any:
+    """The README's pos_encoding: column 2i sin(pos / 10000^(2i/E)), column 2i + 1 its cos."""
+    import math
+
+    import torch
+
+    table = torch.zeros(length, e)
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    for c in range(e):
+        angle = pos[:, 0] / math.pow(10000.0, (c - c % 2) / e)
+        table[:, c] = torch.sin(angle) if c % 2 == 0 else torch.cos(angle)
+    return table
+
+
+# ================================================================== the generator
+
+HEAD_NAMES = ["y", "logits", "aux", "box", "score", "emb"]
+
+
+def _draw_stack(
+    gen: D.Gen, x: Any, n: int, keep: Any = lambda y: True
+) -> tuple[list[D.LayerIR], Any]:
+    """Up to n layers drawn as Gen draws a trunk, each keeping keep(output) true."""
+    r = gen.rng
+    layers: list[D.LayerIR] = []
+    gen.exprs = [None] * x.dim()
+    if not x.dtype.is_floating_point:
+        return layers, x
+    for _ in range(n):
+        for _attempt in range(12):
+            cands = gen.candidates(tuple(x.shape))
+            fam = r.choices([c for c, _ in cands], [w for _, w in cands])[0]
+            saved = (list(gen.params), Counter(gen.counter))
+            try:
+                new = gen.draw_layer(fam, tuple(x.shape))
+            except Exception:
+                gen.params, gen.counter = saved
+                continue
+            ok, y = gen.try_layers(new, x)
+            if ok and keep(y):
+                layers += new
+                x = y
+                gen.exprs = [None] * x.dim()
+                break
+            gen.params, gen.counter = saved
+    return layers, x
+
+
+def _outputs(g: GraphSpec) -> list[Any] | None:
+    """The first input and every trunk node's output at the defaults (None: invalid there)."""
+    res = graph_oracle(g, g.defaults())
+    if not res.valid or res.run is None:
+        return None
+    return [res.inputs[g.inputs[0].name], *res.run.node_outputs]
+
+
+def _fit(gen: D.Gen, z: Any, target: tuple[int, ...], kind: str) -> list[D.LayerIR] | None:
+    """Layers that take z's shape to one the merge combines with `target` (None: cannot)."""
+    r = gen.rng
+    rank = len(target)
+    if rank == 2:
+        out: list[D.LayerIR] = [D.LayerIR("flatten")] if z.dim() > 2 else []
+        width = target[1] if kind != "concat" else r.randint(2, 12)
+        if kind != "concat" and r.random() < 0.15:
+            width = 1  # broadcast
+        out.append(gen.layer("linear", {"out_features": gen.num(width, "hid", 1.2)}))
+        return out
+    if z.dim() != rank or tuple(z.shape[2:]) != target[2:] or rank > 5:
+        return None
+    if kind == "concat" or z.shape[1] == target[1]:
+        return []
+    conv = f"conv{rank - 2}d"
+    return [gen.layer(conv, {"out_channels": D.Lit(target[1]), "kernel_size": D.Lit(1)})]
+
+
+def _new_input(gen: D.Gen, g: GraphSpec, name: str, like: Any, same: bool) -> InputIR:
+    """An input of `like`'s shape (same=True: the first input's own dims) or a random one."""
+    if same and like is not None:  # the first input's dims, its named sizes read, not declared
+        return InputIR(name, [D.InputDim(d.expr) for d in g.inputs[0].dims])
+    if like is not None:
+        return InputIR(name, [D.InputDim(D.Lit(int(s))) for s in like.shape[1:]])
+    saved = gen.dims
+    gen.dims = []
+    gen.make_input()
+    taken = {d.expr.name for i in g.inputs for d in i.dims if d.sample is not None}  # type: ignore[union-attr]
+    dims = []
+    for d in gen.dims:
+        if d.sample is not None and d.expr.name in taken:  # type: ignore[union-attr]
+            d = D.InputDim(D.Var(f"{d.expr.name}{len(g.inputs) + 1}"), d.sample)  # type: ignore[union-attr]
+        dims.append(d)
+    gen.dims = saved + [d for d in dims if d.sample is not None]
+    return InputIR(name, dims)
+
+
+def add_merge(gen: D.Gen, g: GraphSpec) -> bool:
+    """Insert a merge that reads a new input somewhere in the trunk (see the docstring)."""
+    import torch
+
+    r = gen.rng
+    xs = _outputs(g)
+    if xs is None:
+        return False
+    name = f"in{len(g.inputs) + 1}" if r.random() < 0.7 else r.choice(["meta", "extra", "side"])
+    if any(i.name == name for i in g.inputs):
+        name = f"in{len(g.inputs) + 1}"
+    for _ in range(6):
+        saved = copy.deepcopy((g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims))
+        siamese = r.random() < 0.25
+        # a siamese branch over the first input's own dims builds its layers alike at every
+        # value; elsewhere its input's literal dims may not (seqgen then refuses the spec)
+        j = 0 if siamese and r.random() < 0.7 else r.randint(0, len(g.trunk))
+        x = xs[j]
+        if x.dtype != torch.float32:
+            continue
+        kind = r.choice(["concat", "add", "multiply"])
+        main, y0 = _draw_stack(gen, x, r.choice([0, 1, 1, 2]), keep=lambda y: y.dim() >= 2)
+        if siamese:
+            new = _new_input(gen, g, name, x, same=j == 0)
+            main = main or [D.LayerIR("identity")]
+            branches = [
+                BranchIR(main, name="a"),
+                BranchIR([], name="b", source=name, shares="a"),
+            ]
+        else:
+            use_like = y0.dim() > 2 or r.random() < 0.3
+            new = _new_input(
+                gen, g, name, x if use_like else None, same=j == 0 and r.random() < 0.5
+            )
+            env = {**gen.env(), **{d.expr.name: d.sample for d in new.dims if d.sample}}  # type: ignore[union-attr]
+            try:
+                z = torch.randn((2,) + tuple(D.ev(d.expr, env) for d in new.dims))
+            except Exception:
+                (g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims) = saved
+                continue
+            same_rank = y0.dim() > 2
+            side, z2 = _draw_stack(
+                gen,
+                z,
+                r.choice([0, 1, 2]),
+                keep=(lambda y: y.dim() == y0.dim() and y.shape[2:] == y0.shape[2:])
+                if same_rank
+                else (lambda y: True),
+            )
+            tail = _fit(gen, z2, tuple(y0.shape), kind)
+            if tail is None:
+                (g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims) = saved
+                continue
+            side += tail
+            b_main = BranchIR(main or [D.LayerIR("identity")])
+            b_side = BranchIR(side or [D.LayerIR("identity")], source=name)
+            if r.random() < 0.5:
+                b_main.name, b_side.name = "main", name
+            branches = [b_main, b_side] if r.random() < 0.8 else [b_side, b_main]
+        merge = MergeIR(kind, branches, dim=1 if kind == "concat" else None)
+        g.trunk.insert(j, merge)
+        g.labels = {(k + 1 if k >= j else k): v for k, v in g.labels.items()}
+        g.inputs.append(new)
+        g.params = gen.params
+        if r.random() < 0.3:
+            g.labels[j] = f"m{len(g.inputs)}"
+        if _outputs(g) is not None:
+            return True
+        (g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims) = saved
+        g.params = gen.params
+    return False
+
+
+def add_heads(gen: D.Gen, g: GraphSpec) -> bool:
+    """One to three heads, some from a named trunk point, some train-only."""
+    r = gen.rng
+    xs = _outputs(g)
+    if xs is None or not g.trunk:
+        return False
+    names = r.sample(HEAD_NAMES, r.randint(1, 3))
+    for k, name in enumerate(names):
+        point = None
+        if len(g.trunk) > 1 and r.random() < 0.55:
+            i = r.randrange(len(g.trunk) - 1)
+            point = g.labels.setdefault(i, f"p{i + 1}")
+            x = xs[i + 1]
+        else:
+            x = xs[-1]
+        layers, y = _draw_stack(gen, x, r.choice([0, 1, 1, 2, 3]))
+        if r.random() < 0.5 and y.dim() >= 2 and y.dtype.is_floating_point:
+            tail = [] if y.dim() == 2 else [D.LayerIR("flatten")]
+            tail.append(gen.layer("linear", {"out_features": gen.num(r.randint(2, 12), "hid")}))
+            ok, _ = gen.try_layers(tail, y)
+            if ok:
+                layers += tail
+        train_only = r.random() < 0.3 and (k > 0 or r.random() < 0.2)
+        g.heads.append(HeadIR(name, layers or [D.LayerIR("identity")], point, train_only))
+    g.params = gen.params
+    return _outputs(g) is not None
+
+
+def decorate(gen: D.Gen, spec: D.SpecIR, rng: random.Random) -> D.SpecIR | GraphSpec:
+    """Sometimes the flat spec with heads and/or another input (see the module docstring)."""
+    roll = rng.random()
+    if roll >= 0.4 or not spec.layers:
+        return spec
+    gen.rng = rng
+    g = GraphSpec(
+        spec.model,
+        gen.params,
+        [InputIR("x", list(spec.input), spec.dtype)],
+        list(spec.layers),
+    )
+    merged = roll < 0.2 and add_merge(gen, g)
+    if merged and rng.random() < 0.5:
+        merged = add_merge(gen, g) or merged
+    if (not merged or rng.random() < 0.4) and not add_heads(gen, g):
+        g.heads = []
+    if len(g.inputs) == 1 and not g.heads:
+        return spec
+    g.params = gen.params
+    g.labels = {k: v for k, v in g.labels.items() if k < len(g.trunk) - 1}
+    used_points = {h.point for h in g.heads}
+    g.labels = {
+        k: v
+        for k, v in g.labels.items()
+        if v in used_points or isinstance(g.trunk[k], MergeIR) or rng.random() < 0.3
+    }
+    if len(g.inputs) > 1:
+        g.inputs[0].name = rng.choice(["x0", "image", "main", "first"])
+    return g
