@@ -36,6 +36,12 @@ How it works
    mismatches and layers invalid at the defaults are kept on purpose. Sizes are kept small
    (activations and weights <= 1e5 elements at the defaults). Nothing is ever eval'd: spec text
    is only printed from the IR or read back by this module's own small parser (`parse_spec`).
+   Heads and several inputs (issue #19) come from fuzz/graphs.py: about 4 specs in 10 are the
+   flat spec drawn as above (the same text as before for the same seed and index) given heads
+   (`head NAME:`, `from=POINT`, `train_only=True`) and/or a top-level merge reading another
+   input (`branch from=NAME:`, `shares=`), from a random stream of their own; such a spec is a
+   `graphs.GraphSpec`, checked by `graphs.check_point` (its docstring says what it compares,
+   values after a weight copy included: `wrong_value`).
 2. **Oracle** (`oracle(spec, env)`), independent of seqgen: for a full assignment of every
    parameter and named dim it evaluates the IR, infers in_channels / in_features / num_features /
    num_channels (dim 1) and in_features / normalized_shape (last dim) from the running shape,
@@ -464,62 +470,83 @@ def _strip_comment(line: str) -> str:
     return "".join(out).rstrip()
 
 
-def parse_spec(text: str) -> SpecIR:
-    """Spec text (the subset this fuzzer writes: no `repeat`) -> SpecIR."""
+def parse_spec(text: str) -> Any:
+    """Spec text (the subset this fuzzer writes: no `repeat`) -> SpecIR, or a GraphSpec
+    (fuzz/graphs.py) for a spec with heads, merges or several inputs."""
+    lines = [_strip_comment(raw) for raw in text.splitlines()]
+    lines = [line for line in lines if line.strip()]
+    if sum(line.startswith("input") for line in lines) > 1 or any(
+        line.startswith(("head ", " ")) or line.endswith(":") for line in lines
+    ):
+        import graphs
+
+        return graphs.parse_graph(lines)
     model, params, inputs, layers, dtype = "Model", [], None, [], "float"
-    for raw in text.splitlines():
-        line = _strip_comment(raw)
-        if not line.strip():
-            continue
+    for line in lines:
         word = line.split()[0]
         rest = line.strip()[len(word) :]
         if word == "model":
-            m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*", rest)
-            if not m:
-                raise CaseSyntaxError(f"bad model line {line!r}")
-            model = m.group(1)
-            for item in filter(None, (s.strip() for s in (m.group(2) or "").split(","))):
-                name, value = (s.strip() for s in item.split("=", 1))
-                v = _P(_tokens(value)).expr()
-                if not isinstance(v, Lit):
-                    raise CaseSyntaxError(f"bad default {item!r}")
-                params.append(Param(name, v.value))
+            model, params = parse_model_line(line)
         elif word == "input":
-            rest = rest.strip()
-            if re.search(r"\sdtype=long$", rest):
-                dtype, rest = "long", rest[: rest.rindex("dtype=")].strip()
-            if re.fullmatch(r"\d+(x\d+)*", rest):
-                inputs = [InputDim(Lit(int(d))) for d in rest.split("x")]
-                continue
-            p = _P(_tokens(rest))
-            if not p.at("("):
-                raise CaseSyntaxError(f"bad input line {line!r}")
-            p.next()
-            inputs = []
-            while not p.at(")"):
-                if p.peek()[0] == "name" and p.peek(1)[1] == "=":
-                    name = p.next()[1]
-                    p.next()
-                    inputs.append(InputDim(Var(name), int(p.next()[1])))
-                else:
-                    inputs.append(InputDim(p.expr()))
-                if p.at(","):
-                    p.next()
+            inputs, dtype = parse_input_shape(rest)
         else:
-            p = _P(_tokens(line))
-            name = p.next()[1]
-            layer = LayerIR(name)
-            while p.peek()[0] != "end":
-                if p.peek()[0] == "name" and p.peek(1)[1] == "=" and p.peek(1)[0] == "op":
-                    key = p.next()[1]
-                    p.next()
-                    layer.kw.append((key, p.expr(top=True)))
-                else:
-                    layer.pos.append(p.expr(top=True))
-            layers.append(layer)
+            layers.append(parse_layer(line))
     if inputs is None:
         raise CaseSyntaxError("no input line")
     return SpecIR(model, params, inputs, layers, dtype)
+
+
+def parse_model_line(line: str) -> tuple[str, list[Param]]:
+    """`model NAME(a=1, ...)` -> the name and the parameters."""
+    m = re.fullmatch(r"\s*model\s+([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*", line)
+    if not m:
+        raise CaseSyntaxError(f"bad model line {line!r}")
+    params = []
+    for item in filter(None, (s.strip() for s in (m.group(2) or "").split(","))):
+        name, value = (s.strip() for s in item.split("=", 1))
+        v = _P(_tokens(value)).expr()
+        if not isinstance(v, Lit):
+            raise CaseSyntaxError(f"bad default {item!r}")
+        params.append(Param(name, v.value))
+    return m.group(1), params
+
+
+def parse_input_shape(rest: str) -> tuple[list[InputDim], str]:
+    """An input line's shape (and `dtype=long`) -> its dims and dtype."""
+    rest, dtype = rest.strip(), "float"
+    if re.search(r"\sdtype=long$", rest):
+        dtype, rest = "long", rest[: rest.rindex("dtype=")].strip()
+    if re.fullmatch(r"\d+(x\d+)*", rest):
+        return [InputDim(Lit(int(d))) for d in rest.split("x")], dtype
+    p = _P(_tokens(rest))
+    if not p.at("("):
+        raise CaseSyntaxError(f"bad input shape {rest!r}")
+    p.next()
+    inputs = []
+    while not p.at(")"):
+        if p.peek()[0] == "name" and p.peek(1)[1] == "=":
+            name = p.next()[1]
+            p.next()
+            inputs.append(InputDim(Var(name), int(p.next()[1])))
+        else:
+            inputs.append(InputDim(p.expr()))
+        if p.at(","):
+            p.next()
+    return inputs, dtype
+
+
+def parse_layer(line: str) -> LayerIR:
+    """A layer line -> LayerIR."""
+    p = _P(_tokens(line))
+    layer = LayerIR(p.next()[1])
+    while p.peek()[0] != "end":
+        if p.peek()[0] == "name" and p.peek(1)[1] == "=" and p.peek(1)[0] == "op":
+            key = p.next()[1]
+            p.next()
+            layer.kw.append((key, p.expr(top=True)))
+        else:
+            layer.pos.append(p.expr(top=True))
+    return layer
 
 
 # ================================================================== torch side (the oracle)
@@ -1724,7 +1751,9 @@ def check_point(
                         f"expected_shapes has {len(expected)} layers, oracle {len(res.shapes)}",
                     )
         try:
-            want_count = gen.test_mod.expected_param_count(**int_kw)
+            want_count = gen.test_mod.expected_param_count(
+                **kwargs_for(gen.test_mod.expected_param_count, env)
+            )
             if want_count != res.total:
                 add("wrong_count", None, f"expected_param_count {want_count} != oracle {res.total}")
         except Exception as e:
@@ -1791,6 +1820,12 @@ def check_point(
                     )
                     break
     return "checked", _dedupe(findings)
+
+
+def kwargs_for(fn: Any, env: dict[str, Any]) -> dict[str, Any]:
+    """The values of `env` that a generated helper takes (a bool parameter that decides a
+    count is an argument of expected_param_count, but not of input_shape)."""
+    return {k: v for k, v in env.items() if k in inspect.signature(fn).parameters}
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -2341,7 +2376,8 @@ class Totals:
             f"{self.specs} specs, {self.points} value points, {self.refused} refused, "
             f"{self.refused_but_works} refused_but_works, {k['false_accept']} false accepts, "
             f"{k['false_reject']} false rejects, {k['wrong_shape']} wrong shapes, "
-            f"{k['wrong_count']} wrong counts, {k['crash']} crashes"
+            f"{k['wrong_count']} wrong counts, {k['crash']} crashes, "
+            f"{k['wrong_value']} wrong values"
         )
 
     def report(self) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -210,6 +211,77 @@ class GraphSpec:
                     g.layers[layer_index].pos[j] = simpler
                     out.append(g)
         return out
+
+
+# ================================================================== reading it back
+
+MERGE_KINDS = ("concat", "add", "multiply")
+
+
+def _options(words: list[str]) -> dict[str, str]:
+    out = {}
+    for w in words:
+        key, _, value = w.partition("=")
+        if not value:
+            raise D.CaseSyntaxError(f"expected KEY=VALUE, found {w!r}")
+        out[key] = value
+    return out
+
+
+def parse_graph(lines: list[str]) -> GraphSpec:
+    """The lines (comments and blank lines gone) of a spec `GraphSpec.text()` writes."""
+    model, params, inputs = "Model", [], []
+    trunk: list[Node] = []
+    labels: dict[int, str] = {}
+    heads: list[HeadIR] = []
+    stack: list[D.LayerIR] | None = None  # where indented layer lines go
+    merge: MergeIR | None = None
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        words = line.split()
+        if indent == 0:
+            stack, merge = None, None
+        if words[0] == "model":
+            model, params = D.parse_model_line(line)
+        elif words[0] == "input":
+            named = len(words) > 2 and re.fullmatch(r"[A-Za-z_]\w*", words[1]) is not None
+            rest = line.strip()[len("input") :]
+            if named:
+                rest = rest.strip()[len(words[1]) :]
+            dims, dtype = D.parse_input_shape(rest)
+            inputs.append(InputIR(words[1] if named else "x", dims, dtype))
+        elif words[0] == "head" and indent == 0:
+            opts = _options([w.rstrip(":") for w in words[2:]])
+            name = words[1].rstrip(":")
+            heads.append(HeadIR(name, [], opts.get("from"), opts.get("train_only") == "True"))
+            stack = heads[-1].layers
+        elif indent == 0 and line.endswith(":") and words[0].rstrip(":") in MERGE_KINDS:
+            opts = _options([w.rstrip(":") for w in words[1:]])
+            dim = int(opts["dim"]) if "dim" in opts else None
+            merge = MergeIR(words[0].rstrip(":"), [], dim)
+            if "name" in opts:
+                labels[len(trunk)] = opts["name"]
+            trunk.append(merge)
+        elif words[0] in ("branch", "branch:") and merge is not None:
+            opts = _options([w.rstrip(":") for w in words[1:]])
+            merge.branches.append(
+                BranchIR([], opts.get("name"), opts.get("from"), opts.get("shares"))
+            )
+            stack = merge.branches[-1].layers
+        elif indent == 0:
+            layer = D.parse_layer(line)
+            names = [v for k, v in layer.kw if k == "name"]
+            if names:
+                layer.kw = [(k, v) for k, v in layer.kw if k != "name"]
+                labels[len(trunk)] = names[0].name  # type: ignore[union-attr]
+            trunk.append(layer)
+        elif stack is not None:
+            stack.append(D.parse_layer(line))
+        else:
+            raise D.CaseSyntaxError(f"cannot read {line!r}")
+    if not inputs:
+        raise D.CaseSyntaxError("no input line")
+    return GraphSpec(model, params, inputs, trunk, labels, heads)
 
 
 # ================================================================== the oracle
@@ -422,7 +494,6 @@ def check_point(
 
     env = {**g.defaults(), **point}
     init_kw = {k: v for k, v in env.items() if k in gen.init_names}
-    int_kw = {k: v for k, v in env.items() if k in gen.shape_names}
     if graph_oracle(g, env, device="meta").too_large:
         return "skipped", []
     res = graph_oracle(g, env)
@@ -463,7 +534,7 @@ def check_point(
         if not res.valid:
             add("false_accept", fam, f"oracle: {res.reason}")
             return "checked", findings
-        helpers(g, gen, res, int_kw, add)
+        helpers(g, gen, res, env, add)
         count = sum(p.numel() for p in meta_model.parameters())
         if count != res.total:
             add("wrong_count", fam, f"model parameters {count} != oracle {res.total}")
@@ -474,13 +545,16 @@ def check_point(
     return "checked", D._dedupe(findings)
 
 
-def helpers(g: GraphSpec, gen: D.Generated, res: GraphResult, kw: dict[str, Any], add: Any) -> None:
+def helpers(
+    g: GraphSpec, gen: D.Generated, res: GraphResult, env: dict[str, Any], add: Any
+) -> None:
     """The generated test module's helpers against the oracle."""
     t = gen.test_mod
 
     def call(name: str, *args: Any, **more: Any) -> Any:
         try:
-            return getattr(t, name)(*args, **kw, **more)
+            fn = getattr(t, name)
+            return fn(*args, **D.kwargs_for(fn, env), **more)
         except Exception as e:
             add("wrong_shape", "helpers", f"{name} raised {type(e).__name__}: {D._short(str(e))}")
             return None
