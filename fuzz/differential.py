@@ -514,8 +514,9 @@ def parse_model_line(line: str) -> tuple[str, list[Param]]:
 def parse_input_shape(rest: str) -> tuple[list[InputDim], str]:
     """An input line's shape (and `dtype=long`) -> its dims and dtype."""
     rest, dtype = rest.strip(), "float"
-    if re.search(r"\sdtype=long$", rest):
-        dtype, rest = "long", rest[: rest.rindex("dtype=")].strip()
+    m = re.search(r"\sdtype=(long|bool)$", rest)
+    if m:
+        dtype, rest = m.group(1), rest[: m.start()].strip()
     if re.fullmatch(r"\d+(x\d+)*", rest):
         return [InputDim(Lit(int(d))) for d in rest.split("x")], dtype
     p = _P(_tokens(rest))

@@ -145,7 +145,8 @@ class GraphSpec:
             ]
             shape = "(" + ", ".join(entries) + ("," if len(entries) == 1 else "") + ")"
             name = f" {inp.name}" if len(self.inputs) > 1 else ""
-            lines.append(f"input{name} {shape}" + (" dtype=long" if inp.dtype == "long" else ""))
+            dtype = f" dtype={inp.dtype}" if inp.dtype != "float" else ""
+            lines.append(f"input{name} {shape}{dtype}")
         for i, node in enumerate(self.trunk):
             label = f" name={self.labels[i]}" if i in self.labels else ""
             if isinstance(node, D.LayerIR):
@@ -165,6 +166,9 @@ class GraphSpec:
             opts = (f" from={h.point}" if h.point else "") + (
                 " train_only=True" if h.train_only else ""
             )
+            if not h.layers:  # contract 2: a head without a stack returns what it reads
+                lines.append(f"head {h.name}{opts}")
+                continue
             lines.append(f"head {h.name}{opts}:")
             lines += [f"    {D.layer_line(layer)}" for layer in h.layers]
         return "\n".join(lines) + "\n"
@@ -299,6 +303,62 @@ class TooLarge(Exception):
     """A size or a weight count past the fuzzer's limits: the point is skipped."""
 
 
+def _combine(node: MergeIR, outs: list[Any], training: bool) -> Any:
+    """A merge's output from its branches' (raises where torch or seqgen's rule refuses)."""
+    import torch
+
+    if node.kind == "concat":
+        return torch.cat(outs, dim=node.dim if node.dim is not None else 1)
+    if node.kind in ("add", "multiply"):
+        y = outs[0]
+        for o in outs[1:]:
+            y = y + o if node.kind == "add" else y * o
+        return y
+    if node.kind == "bmm":  # contract 4: exactly two rank-3 branches, inner sizes equal
+        if len(outs) != 2 or outs[0].dim() != 3 or outs[1].dim() != 3:
+            raise ValueError("seqgen rule: bmm takes two rank-3 branches")
+        return torch.bmm(outs[0], outs[1])
+    if node.kind == "reparameterize":  # contract 3: (mu, logvar) of equal shapes
+        mu, logvar = outs
+        if mu.shape != logvar.shape:
+            raise ValueError("seqgen rule: reparameterize's branches have equal shapes")
+        if not training:
+            return mu
+        std = torch.exp(0.5 * logvar)
+        return mu + torch.randn_like(std) * std
+    raise AssertionError(node.kind)
+
+
+# arguments naming another input (contract 6), and how the oracle passes it to the layer
+READERS = ("lengths", "key_padding_mask")
+
+
+class _Packed:
+    """A recurrent layer run on a sequence packed by its lengths (contract 6): take=all pads
+    back to the input's length, take=last is each sequence's own last step, take=hidden the
+    last layer's final state (each sequence's own last step too)."""
+
+    def __init__(self, take: Any) -> None:
+        self.take = take  # differential's sequence_oracle._Take: its rnn and its take
+
+    def __call__(self, x: Any, lengths: Any) -> Any:
+        import torch
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        rnn, take = self.take.rnn, self.take.take
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = rnn(packed)
+        if take in ("all", "last"):
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            if take == "all":
+                return out
+            return out[torch.arange(x.shape[0]), lengths - 1]
+        h = state[0] if isinstance(state, tuple) else state
+        dirs = 2 if rnn.bidirectional else 1
+        last = h.view(rnn.num_layers, dirs, x.shape[0], -1)[-1]
+        return last.permute(1, 0, 2).reshape(x.shape[0], -1)
+
+
 class GraphRun:
     """The spec's modules built concretely at one point, and their forward (see the docstring)."""
 
@@ -307,12 +367,17 @@ class GraphRun:
         self.built: dict[int, Any] = {}  # id(LayerIR) -> module
         self.order: list[Any] = []  # modules in the order forward first runs them
         self.node_shapes: list[tuple[int, ...]] = []
+        self.node_outputs: list[Any] = []
+        self.at: dict[str, Any] = {}  # every point's output: `name=`, MERGE.BRANCH
+        self.inputs_now: dict[str, Any] = {}
 
     def inputs(self, seed: int = 0) -> dict[str, Any]:
+        """A tensor per input; a `lengths=` input's values come when its layer first runs."""
         import torch
 
         out = {}
-        gen = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        read_by = {v.name: k for layer in self.g.layers for k, v in layer.kw if k in READERS}  # type: ignore[union-attr]
         for inp in self.g.inputs:
             try:
                 shape = _sizes(inp, self.env)
@@ -322,23 +387,44 @@ class GraphRun:
                 raise Invalid(f"input {inp.name} size {shape} < 1")
             if D._numel(shape) > D.MAX_ACT:
                 raise TooLarge(f"input {inp.name}")
+            dtype = {"long": torch.long, "bool": torch.bool}.get(inp.dtype, torch.float)
             if self.device == "meta":
-                dtype = torch.long if inp.dtype == "long" else torch.float
                 out[inp.name] = torch.empty(shape, device="meta", dtype=dtype)
+            elif read_by.get(inp.name) == "lengths":
+                continue  # see _reader
+            elif inp.dtype == "bool":  # a padding mask: True pads; never a whole row
+                mask = torch.rand(shape, generator=self.generator) < 0.3
+                mask[:, 0] = False
+                out[inp.name] = mask
             elif inp.dtype == "long":
                 first = self.g.trunk[0]
                 high = D.ev(first.pos[0], self.env) if isinstance(first, D.LayerIR) else 2
-                out[inp.name] = torch.randint(0, max(int(high), 1), shape, generator=gen)
+                out[inp.name] = torch.randint(0, max(int(high), 1), shape, generator=self.generator)
             else:
-                out[inp.name] = torch.randn(shape, generator=gen)
+                out[inp.name] = torch.randn(shape, generator=self.generator)
         return out
+
+    def _reader(self, key: str, name: str, x: Any) -> Any:
+        """The input a layer reads by `key=name`, made now for lengths (1 to x's length)."""
+        import torch
+
+        if name not in self.inputs_now:
+            if self.device == "meta":
+                self.inputs_now[name] = torch.empty((x.shape[0],), device="meta", dtype=torch.long)
+            else:
+                self.inputs_now[name] = torch.randint(
+                    1, x.shape[1] + 1, (x.shape[0],), generator=self.generator
+                )
+                self.inputs_now[name][0] = x.shape[1]  # the longest is the padded length
+        return self.inputs_now[name]
 
     def _module(self, layer: D.LayerIR, shape: tuple[int, ...]) -> Any:
         import torch
 
         if id(layer) in self.built:
             return self.built[id(layer)]
-        cls, kwargs = D.bind(layer, self.env, shape)
+        plain = D.LayerIR(layer.name, layer.pos, [(k, v) for k, v in layer.kw if k not in READERS])
+        cls, kwargs = D.bind(plain, self.env, shape)
         if self.device == "meta":
             with torch.device("meta"):
                 m = cls(**kwargs)
@@ -351,6 +437,16 @@ class GraphRun:
         self.order.append(m)
         return m
 
+    def _call(self, layer: D.LayerIR, m: Any, x: Any) -> Any:
+        reads = {k: self._reader(k, v.name, x) for k, v in layer.kw if k in READERS}  # type: ignore[union-attr]
+        if "lengths" in reads:
+            if reads["lengths"].shape != (x.shape[0],):
+                raise ValueError("lengths is not (N,)")
+            return _Packed(m)(x, reads["lengths"])
+        if "key_padding_mask" in reads:
+            return m(x, src_key_padding_mask=reads["key_padding_mask"])
+        return m(x)
+
     def stack(self, layers: list[D.LayerIR], x: Any, where: str) -> Any:
         import torch
 
@@ -358,7 +454,7 @@ class GraphRun:
             try:
                 m = self._module(layer, tuple(x.shape))
                 m.train(self.training)
-                x = m(x)
+                x = self._call(layer, m, x)
             except (TooLarge, Invalid):
                 raise
             except Exception as e:
@@ -373,28 +469,17 @@ class GraphRun:
                 raise Invalid(f"{where} layer {i} {layer.name}: size 0 in {tuple(x.shape)}")
         return x
 
-    def merge(self, node: MergeIR, x: Any, inputs: dict[str, Any], where: str) -> Any:
-        import torch
-
+    def merge(self, node: MergeIR, x: Any, label: str | None, where: str) -> Any:
         by_name = {b.name: b for b in node.branches if b.name}
         outs = []
         for k, b in enumerate(node.branches):
-            src = inputs[b.source] if b.source else x
+            src = self.inputs_now[b.source] if b.source else x
             layers = by_name[b.shares].layers if b.shares else b.layers
             outs.append(self.stack(layers, src, f"{where} branch {b.name or k}"))
+            if label and b.name:
+                self.at[f"{label}.{b.name}"] = outs[-1]
         try:
-            if node.kind == "concat":
-                y = torch.cat(outs, dim=node.dim if node.dim is not None else 1)
-            elif node.kind == "add":
-                y = outs[0]
-                for o in outs[1:]:
-                    y = y + o
-            elif node.kind == "multiply":
-                y = outs[0]
-                for o in outs[1:]:
-                    y = y * o
-            else:
-                raise AssertionError(node.kind)
+            y = _combine(node, outs, self.training)
         except Exception as e:
             raise Invalid(f"{where} {node.kind}: {type(e).__name__}: {D._short(str(e))}") from None
         if 0 in y.shape:
@@ -404,31 +489,33 @@ class GraphRun:
         return y
 
     def forward(self, inputs: dict[str, Any], training: bool) -> dict[str, Any]:
-        """Every output by head name ("" for a model without heads); raises Invalid/TooLarge."""
+        """Every output by head name ("" for a model without heads); raises Invalid/TooLarge.
+        `inputs` gains the values of a `lengths=` input on the first call."""
         import torch
 
         self.training = training
+        self.inputs_now = inputs
         x = inputs[self.g.inputs[0].name]
-        at: dict[str, Any] = {}
+        self.at = {}
         self.node_shapes = []
-        self.node_outputs: list[Any] = []
+        self.node_outputs = []
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for i, node in enumerate(self.g.trunk):
                 where = f"trunk node {i}"
                 if isinstance(node, MergeIR):
-                    x = self.merge(node, x, inputs, where)
+                    x = self.merge(node, x, self.g.labels.get(i), where)
                 else:
                     x = self.stack([node], x, where)
                 self.node_shapes.append(tuple(int(s) for s in x.shape))
                 self.node_outputs.append(x)
                 if i in self.g.labels:
-                    at[self.g.labels[i]] = x
+                    self.at[self.g.labels[i]] = x
             if not self.g.heads:
                 return {"": x}
             out = {}
             for h in self.g.heads:
-                src = at[h.point] if h.point else x
+                src = self.at[h.point] if h.point else x
                 out[h.name] = self.stack(h.layers, src, f"head {h.name}")
             return out
 
@@ -574,11 +661,11 @@ def helpers(
             if got is not None and _tuples(got) != want:
                 mode = "train" if training else "eval"
                 add("wrong_shape", "head", f"expected_output_shapes ({mode}) {got} != {want}")
-    else:
+    elif hasattr(t, "expected_output_shape"):  # several inputs
         got = call("expected_output_shape", 2)
         if got is not None and tuple(got) != res.shapes[""]:
             add("wrong_shape", "inputs", f"expected_output_shape {got} != {res.shapes['']}")
-    if hasattr(t, "expected_shapes") and not any(isinstance(n, MergeIR) for n in g.trunk):
+    if hasattr(t, "expected_shapes"):  # one input: a shape per top-level trunk node
         got = call("expected_shapes", 2)
         if got is not None and _tuples(got) != res.node_shapes:
             add("wrong_shape", "trunk", f"expected_shapes {got} != oracle {res.node_shapes}")
@@ -614,7 +701,7 @@ def forward(
     with torch.no_grad():
         for training in (True, False):
             try:
-                out = model.train(training)(*args.values())
+                out = model.train(training)(**args)
             except Exception as e:
                 add(
                     "wrong_shape",
@@ -654,7 +741,7 @@ def forward(
                 m.table = _sinusoids(*m.table.shape)
             m.load_state_dict(loads.get(id(m), {}), strict=not _fixed_table(m, "table"))
         want = res.run.forward(res.inputs, training=False)
-        got = model.eval()(*args.values())
+        got = model.eval()(**args)
         fields = got._asdict() if g.heads else {"": got}
         for name in names:
             if name in train_only:
@@ -737,7 +824,7 @@ def _fit(gen: D.Gen, z: Any, target: tuple[int, ...], kind: str) -> list[D.Layer
     if rank == 2:
         out: list[D.LayerIR] = [D.LayerIR("flatten")] if z.dim() > 2 else []
         width = target[1] if kind != "concat" else r.randint(2, 12)
-        if kind != "concat" and r.random() < 0.15:
+        if kind in ("add", "multiply") and r.random() < 0.15:
             width = 1  # broadcast
         out.append(gen.layer("linear", {"out_features": gen.num(width, "hid", 1.2)}))
         return out
@@ -768,8 +855,145 @@ def _new_input(gen: D.Gen, g: GraphSpec, name: str, like: Any, same: bool) -> In
     return InputIR(name, dims)
 
 
+# What `decorate` draws beyond heads and `concat:`/`add:`/`multiply:` over inputs: one entry per
+# op of issue #19 (/work/briefs/contracts19.md); True once seqgen on main has it. The oracle
+# (`_combine`, `READERS`, `GraphRun.at`) knows each one either way.
+DRAW = {
+    "branch_points": False,  # head NAME from=MERGE.BRANCH (contract 1)
+    "stackless_heads": False,  # head NAME [from=POINT], no stack (contract 2)
+    "reparameterize": False,  # contract 3
+    "bmm": False,  # contract 4
+    "add_identity": False,  # contract 5 (in bmm's matrices)
+    "lengths": False,  # lstm/gru/rnn ... lengths=NAME (contract 6)
+    "key_padding_mask": False,  # transformerencoderlayer ... key_padding_mask=NAME (contract 6)
+}
+
+Drawn = tuple[MergeIR, InputIR | None] | None  # a merge, and the new input it reads
+
+
+def _restore(gen: D.Gen, g: GraphSpec, saved: Any) -> None:
+    g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims = copy.deepcopy(saved)
+    g.params = gen.params
+
+
+def _draw_combine(gen: D.Gen, g: GraphSpec, x: Any, j: int, name: str, kind: str) -> Drawn:
+    """concat/add/multiply: a branch from x, one from a new input (or siamese: shares=)."""
+    import torch
+
+    r = gen.rng
+    main, y0 = _draw_stack(gen, x, r.choice([0, 1, 1, 2]), keep=lambda y: y.dim() >= 2)
+    if r.random() < 0.25:  # siamese: the same modules on an input of x's shape
+        new = _new_input(gen, g, name, x, same=j == 0)
+        branches = [
+            BranchIR(main or [D.LayerIR("identity")], name="a"),
+            BranchIR([], name="b", source=name, shares="a"),
+        ]
+        return MergeIR(kind, branches, dim=1 if kind == "concat" else None), new
+    use_like = y0.dim() > 2 or r.random() < 0.3
+    new = _new_input(gen, g, name, x if use_like else None, same=j == 0 and r.random() < 0.5)
+    try:
+        z = torch.randn((2,) + tuple(D.ev(d.expr, gen.env()) for d in new.dims))
+    except Exception:
+        return None
+    same_rank = y0.dim() > 2
+    side, z2 = _draw_stack(
+        gen,
+        z,
+        r.choice([0, 1, 2]),
+        keep=(lambda y: y.dim() == y0.dim() and y.shape[2:] == y0.shape[2:])
+        if same_rank
+        else (lambda y: True),
+    )
+    tail = _fit(gen, z2, tuple(y0.shape), kind)
+    if tail is None:
+        return None
+    b_main = BranchIR(main or [D.LayerIR("identity")])
+    b_side = BranchIR(side + tail or [D.LayerIR("identity")], source=name)
+    if r.random() < 0.5:
+        b_main.name, b_side.name = "main", name
+    branches = [b_main, b_side] if r.random() < 0.8 else [b_side, b_main]
+    return MergeIR(kind, branches, dim=1 if kind == "concat" else None), new
+
+
+def _draw_reparameterize(gen: D.Gen, g: GraphSpec, x: Any, j: int, name: str) -> Drawn:
+    """reparameterize: mu and logvar branches from x, of equal shapes."""
+    r = gen.rng
+    mu, y0 = _draw_stack(gen, x, r.choice([0, 1, 2]), keep=lambda y: y.dim() >= 2)
+    if y0.dim() == 2 and r.random() < 0.6:
+        mu.append(gen.layer("linear", {"out_features": gen.num(r.randint(2, 8), "hid")}))
+        ok, y0 = gen.try_layers(mu[-1:], y0)
+        if not ok:
+            return None
+    keep = lambda y: y.dim() == y0.dim() and y.shape[2:] == y0.shape[2:]  # noqa: E731
+    logvar, z = _draw_stack(
+        gen, x, r.choice([0, 1]), keep=keep if y0.dim() > 2 else (lambda y: True)
+    )
+    tail = _fit(gen, z, tuple(y0.shape), "same")
+    if tail is None:
+        return None
+    branches = [
+        BranchIR(mu or [D.LayerIR("identity")], name="mu"),
+        BranchIR(logvar + tail or [D.LayerIR("identity")], name="logvar"),
+    ]
+    return MergeIR("reparameterize", branches), None
+
+
+def _draw_bmm(gen: D.Gen, g: GraphSpec, x: Any, j: int, name: str) -> Drawn:
+    """bmm: rows (N, n, m) from x, matrices (N, m, p) from x or a new input: a stack, then
+    `linear m` + `transpose 1 2`, or PointNet's `amax 2`, `linear m * m`, `unflatten 1 (m, m)`,
+    `add_identity`."""
+    import torch
+
+    r = gen.rng
+    if x.dim() != 3:
+        return None
+    three = lambda y: y.dim() == 3  # noqa: E731
+    rows, a = _draw_stack(gen, x, r.choice([0, 1, 2]), keep=three)
+    m = int(a.shape[2])
+    new = None
+    src = x
+    if r.random() < 0.3:
+        new = _new_input(gen, g, name, None, same=False)
+        try:
+            src = torch.randn((2,) + tuple(D.ev(d.expr, gen.env()) for d in new.dims))
+        except Exception:
+            return None
+    body, b = _draw_stack(gen, src, r.choice([0, 1, 2]), keep=lambda y: y.dim() >= 2)
+    size = gen.num(m, "hid", 0.7)
+    if DRAW["add_identity"] and b.dim() == 3 and r.random() < 0.5:
+        tail = [
+            D.LayerIR("amax", [D.Lit(2)]),
+            gen.layer("linear", {"out_features": D.Bin("*", size, size)}),
+            D.LayerIR("unflatten", [D.Lit(1), D.Tup((size, size))]),
+            D.LayerIR("add_identity"),
+        ]
+    elif b.dim() == 3:
+        tail = [
+            gen.layer("linear", {"out_features": size}),
+            D.LayerIR("transpose", [D.Lit(1), D.Lit(2)]),
+        ]
+    else:
+        return None
+    branches = [
+        BranchIR(rows or [D.LayerIR("identity")], name="rows" if r.random() < 0.5 else None),
+        BranchIR(body + tail, source=new.name if new else None),
+    ]
+    if branches[0].name:
+        branches[1].name = "matrix"
+    return MergeIR("bmm", branches), new
+
+
+MERGE_DRAWS: dict[str, Any] = {
+    "concat": lambda gen, g, x, j, name: _draw_combine(gen, g, x, j, name, "concat"),
+    "add": lambda gen, g, x, j, name: _draw_combine(gen, g, x, j, name, "add"),
+    "multiply": lambda gen, g, x, j, name: _draw_combine(gen, g, x, j, name, "multiply"),
+    "reparameterize": _draw_reparameterize,
+    "bmm": _draw_bmm,
+}
+
+
 def add_merge(gen: D.Gen, g: GraphSpec) -> bool:
-    """Insert a merge that reads a new input somewhere in the trunk (see the docstring)."""
+    """Insert a top-level merge somewhere in the trunk; most read a new input."""
     import torch
 
     r = gen.rng
@@ -779,92 +1003,125 @@ def add_merge(gen: D.Gen, g: GraphSpec) -> bool:
     name = f"in{len(g.inputs) + 1}" if r.random() < 0.7 else r.choice(["meta", "extra", "side"])
     if any(i.name == name for i in g.inputs):
         name = f"in{len(g.inputs) + 1}"
+    kinds = ["concat", "add", "multiply"] + [k for k in ("reparameterize", "bmm") if DRAW[k]]
     for _ in range(6):
         saved = copy.deepcopy((g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims))
-        siamese = r.random() < 0.25
+        kind = r.choice(kinds)
         # a siamese branch over the first input's own dims builds its layers alike at every
         # value; elsewhere its input's literal dims may not (seqgen then refuses the spec)
-        j = 0 if siamese and r.random() < 0.7 else r.randint(0, len(g.trunk))
+        j = 0 if r.random() < 0.2 else r.randint(0, len(g.trunk))
         x = xs[j]
         if x.dtype != torch.float32:
             continue
-        kind = r.choice(["concat", "add", "multiply"])
-        main, y0 = _draw_stack(gen, x, r.choice([0, 1, 1, 2]), keep=lambda y: y.dim() >= 2)
-        if siamese:
-            new = _new_input(gen, g, name, x, same=j == 0)
-            main = main or [D.LayerIR("identity")]
-            branches = [
-                BranchIR(main, name="a"),
-                BranchIR([], name="b", source=name, shares="a"),
-            ]
-        else:
-            use_like = y0.dim() > 2 or r.random() < 0.3
-            new = _new_input(
-                gen, g, name, x if use_like else None, same=j == 0 and r.random() < 0.5
-            )
-            env = {**gen.env(), **{d.expr.name: d.sample for d in new.dims if d.sample}}  # type: ignore[union-attr]
-            try:
-                z = torch.randn((2,) + tuple(D.ev(d.expr, env) for d in new.dims))
-            except Exception:
-                (g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims) = saved
-                continue
-            same_rank = y0.dim() > 2
-            side, z2 = _draw_stack(
-                gen,
-                z,
-                r.choice([0, 1, 2]),
-                keep=(lambda y: y.dim() == y0.dim() and y.shape[2:] == y0.shape[2:])
-                if same_rank
-                else (lambda y: True),
-            )
-            tail = _fit(gen, z2, tuple(y0.shape), kind)
-            if tail is None:
-                (g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims) = saved
-                continue
-            side += tail
-            b_main = BranchIR(main or [D.LayerIR("identity")])
-            b_side = BranchIR(side or [D.LayerIR("identity")], source=name)
-            if r.random() < 0.5:
-                b_main.name, b_side.name = "main", name
-            branches = [b_main, b_side] if r.random() < 0.8 else [b_side, b_main]
-        merge = MergeIR(kind, branches, dim=1 if kind == "concat" else None)
+        drawn = MERGE_DRAWS[kind](gen, g, x, j, name)
+        if drawn is None:
+            _restore(gen, g, saved)
+            continue
+        merge, new = drawn
         g.trunk.insert(j, merge)
         g.labels = {(k + 1 if k >= j else k): v for k, v in g.labels.items()}
-        g.inputs.append(new)
+        if new is not None:
+            g.inputs.append(new)
         g.params = gen.params
-        if r.random() < 0.3:
-            g.labels[j] = f"m{len(g.inputs)}"
+        if r.random() < (0.7 if DRAW["branch_points"] else 0.3):
+            g.labels[j] = (
+                "z" if kind == "reparameterize" and "z" not in g.labels.values() else f"m{j + 1}"
+            )
         if _outputs(g) is not None:
             return True
-        (g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims) = saved
-        g.params = gen.params
+        _restore(gen, g, saved)
     return False
 
 
+def add_reader(gen: D.Gen, g: GraphSpec) -> bool:
+    """Insert a layer that reads another input (contract 6) where the trunk is (N, L, E): at its
+    start, or after a token spec's embedding; its input's length is the first input's dim."""
+    import torch
+
+    r = gen.rng
+    xs = _outputs(g)
+    if xs is None:
+        return False
+    kinds = [k for k in ("lengths", "key_padding_mask") if DRAW[k]]
+    j = 1 if g.inputs[0].dtype == "long" else 0
+    if not kinds or len(xs) <= j or xs[j].dim() != 3 or xs[j].dtype != torch.float32:
+        return False
+    x = xs[j]
+    length = g.inputs[0].dims[0]
+    saved = copy.deepcopy((g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims))
+    kind = r.choice(kinds)
+    name = "lengths" if kind == "lengths" else "mask"
+    e = int(x.shape[2])
+    if kind == "lengths":
+        take = r.choice(["all", "all", "last", "hidden"]) if j == len(g.trunk) else "all"
+        kw: list[tuple[str, D.Expr]] = [("take", D.Lit(take)), ("lengths", D.Var(name))]
+        layer = D.LayerIR(r.choice(["lstm", "gru", "rnn"]), [D.Lit(e)], kw)
+        new = InputIR(name, [], "long")
+    else:
+        nhead = r.choice([h for h in (1, 2, 4) if e % h == 0])
+        kw = [("dim_feedforward", gen.num(r.randint(2, 16), "hid")), ("dropout", D.Lit(0.0))]
+        kw.append(("key_padding_mask", D.Var(name)))
+        layer = D.LayerIR("transformerencoderlayer", [D.Lit(nhead)], kw)
+        new = InputIR(name, [D.InputDim(length.expr)], "bool")
+    g.trunk.insert(j, layer)
+    g.labels = {(k + 1 if k >= j else k): v for k, v in g.labels.items()}
+    g.inputs.append(new)
+    g.params = gen.params
+    if _outputs(g) is not None:
+        return True
+    _restore(gen, g, saved)
+    return False
+
+
+def _points(g: GraphSpec) -> dict[str, Any]:
+    """Every point a head may read, with its output at the defaults: a trunk node's `name=`
+    (not the last node's), and with DRAW["branch_points"] a named merge's named branch."""
+    res = graph_oracle(g, g.defaults())
+    if not res.valid or res.run is None:
+        return {}
+    last = g.labels.get(len(g.trunk) - 1)
+    return {
+        k: v for k, v in res.run.at.items() if k != last and ("." not in k or DRAW["branch_points"])
+    }
+
+
 def add_heads(gen: D.Gen, g: GraphSpec) -> bool:
-    """One to three heads, some from a named trunk point, some train-only."""
+    """One to three heads, some from a named trunk point or branch, some train-only."""
     r = gen.rng
     xs = _outputs(g)
     if xs is None or not g.trunk:
         return False
+    if DRAW["branch_points"]:  # name a merge and its branches, so that heads may read them
+        for i, node in enumerate(g.trunk):
+            if isinstance(node, MergeIR) and r.random() < 0.5:
+                g.labels.setdefault(i, f"m{i + 1}")
+                for k, b in enumerate(node.branches):
+                    b.name = b.name or f"b{k + 1}"
     names = r.sample(HEAD_NAMES, r.randint(1, 3))
     for k, name in enumerate(names):
         point = None
         if len(g.trunk) > 1 and r.random() < 0.55:
             i = r.randrange(len(g.trunk) - 1)
-            point = g.labels.setdefault(i, f"p{i + 1}")
-            x = xs[i + 1]
+            g.labels.setdefault(i, f"p{i + 1}")
+        points = _points(g)
+        if points and r.random() < 0.55:
+            point = r.choice(sorted(points))
+            x = points[point]
         else:
             x = xs[-1]
-        layers, y = _draw_stack(gen, x, r.choice([0, 1, 1, 2, 3]))
-        if r.random() < 0.5 and y.dim() >= 2 and y.dtype.is_floating_point:
-            tail = [] if y.dim() == 2 else [D.LayerIR("flatten")]
-            tail.append(gen.layer("linear", {"out_features": gen.num(r.randint(2, 12), "hid")}))
-            ok, _ = gen.try_layers(tail, y)
-            if ok:
-                layers += tail
+        if DRAW["stackless_heads"] and r.random() < 0.25:
+            layers: list[D.LayerIR] = []
+        else:
+            layers, y = _draw_stack(gen, x, r.choice([0, 1, 1, 2, 3]))
+            if r.random() < 0.5 and y.dim() >= 2 and y.dtype.is_floating_point:
+                tail = [] if y.dim() == 2 else [D.LayerIR("flatten")]
+                tail.append(gen.layer("linear", {"out_features": gen.num(r.randint(2, 12), "hid")}))
+                ok, _ = gen.try_layers(tail, y)
+                if ok:
+                    layers += tail
+            layers = layers or [D.LayerIR("identity")]
         train_only = r.random() < 0.3 and (k > 0 or r.random() < 0.2)
-        g.heads.append(HeadIR(name, layers or [D.LayerIR("identity")], point, train_only))
+        g.heads.append(HeadIR(name, layers, point, train_only))
     g.params = gen.params
     return _outputs(g) is not None
 
@@ -884,17 +1141,21 @@ def decorate(gen: D.Gen, spec: D.SpecIR, rng: random.Random) -> D.SpecIR | Graph
     merged = roll < 0.2 and add_merge(gen, g)
     if merged and rng.random() < 0.5:
         merged = add_merge(gen, g) or merged
+    if roll < 0.2 and rng.random() < 0.3:
+        merged = add_reader(gen, g) or merged
     if (not merged or rng.random() < 0.4) and not add_heads(gen, g):
         g.heads = []
-    if len(g.inputs) == 1 and not g.heads:
+    if len(g.inputs) == 1 and not g.heads and not any(isinstance(n, MergeIR) for n in g.trunk):
         return spec
     g.params = gen.params
-    g.labels = {k: v for k, v in g.labels.items() if k < len(g.trunk) - 1}
-    used_points = {h.point for h in g.heads}
+    # a name a head reads stays; so does a merge's (it names its modules); others sometimes
+    read = {h.point.split(".")[0] for h in g.heads if h.point}
     g.labels = {
         k: v
         for k, v in g.labels.items()
-        if v in used_points or isinstance(g.trunk[k], MergeIR) or rng.random() < 0.3
+        if v in read
+        or isinstance(g.trunk[k], MergeIR)
+        or (k < len(g.trunk) - 1 and rng.random() < 0.3)
     }
     if len(g.inputs) > 1:
         g.inputs[0].name = rng.choice(["x0", "image", "main", "first"])
