@@ -219,7 +219,7 @@ class GraphSpec:
 
 # ================================================================== reading it back
 
-MERGE_KINDS = ("concat", "add", "multiply")
+MERGE_KINDS = ("concat", "add", "multiply", "reparameterize", "bmm")
 
 
 def _options(words: list[str]) -> dict[str, str]:
@@ -821,6 +821,8 @@ def _fit(gen: D.Gen, z: Any, target: tuple[int, ...], kind: str) -> list[D.Layer
     """Layers that take z's shape to one the merge combines with `target` (None: cannot)."""
     r = gen.rng
     rank = len(target)
+    if rank < 2:
+        return None
     if rank == 2:
         out: list[D.LayerIR] = [D.LayerIR("flatten")] if z.dim() > 2 else []
         width = target[1] if kind != "concat" else r.randint(2, 12)
