@@ -1,4 +1,5 @@
-"""Heads that read a named branch of a named top-level merge: `head mu from=z.mu:`.
+"""Heads that read a named branch of a named top-level merge (`head mu from=z.mu:`), and heads
+without a stack (`head mu from=z.mu`: what the point gives, returned as is).
 
 The parser's located errors (with "did you mean"), the traced shapes (a branch's, not the
 merge's), the generated forward (the merge split into one nn.Sequential per branch, each
@@ -250,7 +251,102 @@ def test_summary_and_diagram_show_where_a_head_reads() -> None:
     assert ("Tanh()", "Identity()") in edges  # head logvar reads branch logvar's last layer
 
 
+STACKLESS = """\
+model Bare(latent=4)
+input 8
+
+linear 16 name=mid
+relu
+add name=z:
+    branch name=mu:
+        linear latent
+    branch name=logvar:
+        linear latent
+linear 16
+head out
+head early from=mid train_only=True
+head mu from=z.mu
+head logvar from=z.logvar:
+    relu
+"""
+
+
+def test_a_head_without_colon_has_no_stack() -> None:
+    spec = parse(STACKLESS)
+    assert [(h.name, len(h.layers)) for h in spec.heads] == [
+        ("out", 0),
+        ("early", 0),
+        ("mu", 0),
+        ("logvar", 1),
+    ]
+    traced = trace(spec)
+    assert [[d.code for d in h.out_shape] for h in traced.heads] == [
+        ["N", "16"],
+        ["N", "16"],
+        ["N", "latent"],
+        ["N", "latent"],
+    ]
+    assert "head mu (from z.mu)" in render_summary(traced)
+    diagram = build(traced)
+    boxes = {b.id: b for b in all_boxes(diagram)}
+    fed = [
+        (boxes[e.source].label, boxes[e.target].shape)
+        for e in all_edges(diagram)
+        if boxes[e.target].label == "returned as is"
+    ]
+    assert fed == [
+        ("Linear(latent, 16)", "(N, 16)"),
+        ("Linear(8, 16)", "(N, 16)"),
+        ("Linear(16, latent)", "(N, latent)"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        ("head a from=stem\n    linear 2\n", "expected ':' after `head a`", None),
+        ("head a:\n", "needs an indented stack", "has no ':' (`head a`)"),
+        ("head a from=stem train_only=True:\n", "needs an indented stack", "has no ':'"),
+    ],
+)
+def test_a_colon_and_a_stack_go_together(text: str, message: str, hint: str | None) -> None:
+    with pytest.raises(SeqgenError) as info:
+        parse("input 3x8x8\nconv2d 4 k=1 name=stem\nrelu\n" + text)
+    d = info.value.diagnostic
+    assert message in d.message and d.location is not None and d.location.line == 4
+    assert hint is None or hint in (d.hint or "")
+
+
+def test_a_stackless_head_returns_its_points_output(tmp_path: Path) -> None:
+    files, module = _generate(tmp_path, STACKLESS, "bare")
+    source = files[0].read_text()
+    assert "out=features," in source and "mu=z_mu," in source
+    assert "early=mid if self.training else None," in source
+    assert "lv=" not in source and "logvar=self.logvar(z_logvar)" in source
+    torch.manual_seed(0)
+    model = module.Bare(latent=3)
+    assert [name for name, _ in model.named_children()] == [
+        "mid",
+        "trunk_0",
+        "z_mu",
+        "z_logvar",
+        "trunk",
+        "logvar",
+    ]
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        out = model.train()(x)
+        mid = model.mid(x)
+        inner = model.trunk_0(mid)
+        mu, logvar = model.z_mu(inner), model.z_logvar(inner)
+        assert torch.equal(out.early, mid) and torch.equal(out.mu, mu)
+        assert torch.equal(out.logvar, torch.relu(logvar))
+        assert torch.equal(out.out, model.trunk(mu + logvar))
+        assert model.eval()(x).early is None
+
+
 @pytest.mark.slow
-def test_generated_tests_pass(tmp_path: Path) -> None:
-    files, _ = _generate(tmp_path, SPEC, "two_tests")
+@pytest.mark.parametrize("text", [SPEC, STACKLESS], ids=["branches", "stackless"])
+def test_generated_tests_pass(tmp_path: Path, text: str) -> None:
+    files, _ = _generate(tmp_path, text, "gen_tests")
     run_generated_tests(*[f for f in files if f.name.startswith("test_")])

@@ -104,7 +104,10 @@ def _trunk_and_heads(
     heads = []
     for head in traced.heads:
         entry = exits[traced.head_start(head), traced.head_branch(head)]
-        frame = Group(ctx.ids.group(), head_label(head), tuple(_stack(head.layers, ctx)), "head")
+        body = tuple(_stack(head.layers, ctx)) or (  # a head without a stack: what it reads
+            Box(ctx.ids.box(), "returned as is", ctx.scope.shape(head.out_shape), "layer"),
+        )
+        frame = Group(ctx.ids.group(), head_label(head), body, "head")
         heads.append(Head(entry or start.id, frame))
     return tuple(flow), tuple(heads)
 

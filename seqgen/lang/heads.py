@@ -2,7 +2,9 @@
 
 After the trunk (the model's top-level stack), each head is an indented stack of its own that
 reads the trunk's output, or the output of the trunk node named POINT (`conv2d 64 k=3
-name=mid`). The parser calls `head_section`; it calls back the parser's `stack` for the body.
+name=mid`), or of the branch BRANCH of the merge named MERGE (`from=MERGE.BRANCH`). A head
+without ':' and stack returns what it reads as is. The parser calls `head_section`; it calls
+back the parser's `stack` for the body.
 """
 
 from __future__ import annotations
@@ -159,6 +161,8 @@ def head_section(
                     "train_only= takes True or False", location=value.loc, hint="write True"
                 )
             train_only = value.value
+    if line.peek().kind == "end" and end == i + 1:  # `head mu from=z.mu`: returned as is
+        return HeadSpec(name, (), loc, point, point_loc, train_only, branch)
     line.expect(":", f"':' after `head {name}`")
     line.expect_end(f"`head {name}:`")
     if end == i + 1:
@@ -166,7 +170,7 @@ def head_section(
             f"head {name!r} needs an indented stack after it",
             keyword.col,
             4,
-            hint="a head that returns its input as is is `identity`",
+            hint=f"a head that returns its point's output as is has no ':' (`head {name}`)",
         )
     body = parser.stack(items, i + 1, end, StackContext(False, 1, None, ()))
     return HeadSpec(name, tuple(body), loc, point, point_loc, train_only, branch)

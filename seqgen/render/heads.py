@@ -107,9 +107,11 @@ def with_heads(
     `locals_at[i, j]` the one that holds branch j's of the merge at i (`from=z.mu`)."""
     fields = []
     for head in traced.heads:
-        modules.append(_sequential(head.name, head.layers, head.input_shape))
         local = locals_at[traced.head_start(head), traced.head_branch(head)]
-        call = f"self.{head.name}({local})"
+        call = local  # a head without a stack returns what it reads as is
+        if head.layers:
+            modules.append(_sequential(head.name, head.layers, head.input_shape))
+            call = f"self.{head.name}({local})"
         if head.train_only:
             call += " if self.training else None"
         fields.append(f"{head.name}={call}")
