@@ -72,7 +72,7 @@ def rows(traced: TracedModel) -> list[Row]:
 
 def head_label(head: TracedHead) -> str:
     """`head aux (from mid, train only)`: a head's row in the tables."""
-    notes = ([f"from {head.point}"] if head.point else []) + (
+    notes = ([f"from {head.source}"] if head.source else []) + (
         ["train only"] if head.train_only else []
     )
     return f"head {head.name}" + (f" ({', '.join(notes)})" if notes else "")

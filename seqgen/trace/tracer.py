@@ -79,6 +79,9 @@ class Tracer:
         self.outputs: list[tuple[torch.Tensor, list[DimInfo]]] = []
         self.inputs: dict[str, tuple[torch.Tensor, list[DimInfo]]] = {}  # several, by name
         self.points = {h.point for h in scope.spec.heads if h.point is not None}
+        # each branch's output of the last merge traced, and of each top-level merge, by index
+        self.branches: list[tuple[torch.Tensor, list[DimInfo]]] = []
+        self.branch_outputs: dict[int, list[tuple[torch.Tensor, list[DimInfo]]]] = {}
 
     def input_dims(self, shape: Sequence[Expr] | None = None) -> list[DimInfo]:
         """The dims of the model's (first) input, or of the input of that `shape`."""
@@ -128,7 +131,9 @@ class Tracer:
             self.scope.shared_input = reads_first_input(spec)
             try:
                 steps = self.stack(spec.layers, x, dims).steps
-                heads = trace_heads(self, spec.heads, spec.layers, self.outputs)
+                heads = trace_heads(
+                    self, spec.heads, spec.layers, self.outputs, self.branch_outputs
+                )
             except TraceError as e:
                 raise_all(errors if any(e is found for found in errors) else [*errors, e])
                 raise
@@ -183,6 +188,8 @@ class Tracer:
             steps.append(result.step)
             if index is None:
                 self.outputs.append((x, dims))
+                if isinstance(node, MergeSpec):  # a head may read a branch (`from=z.mu`)
+                    self.branch_outputs[i] = self.branches
                 if node_key(node) in self.points:  # a head reads it too: no in-place change
                     self.scope.previous, self.scope.shared_input = None, True
         return StackResult(x, dims, steps)
@@ -236,6 +243,7 @@ class Tracer:
     ) -> NodeResult:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
         outs: list[tuple[list[DimInfo], list[Step]]] = []
+        branches = []
         failed: TraceError | None = None
         for branch, (bx, bdims) in zip(merge.branches, branch_inputs(merge, x, dims, self.inputs)):
             self.scope.previous, self.scope.shared_input = None, True
@@ -245,8 +253,10 @@ class Tracer:
                 failed = failed or err
                 continue
             outs.append((out.dims, out.steps))
+            branches.append((out.x, out.dims))
         if failed is not None:
             raise failed
+        self.branches = branches
         self.scope.previous, self.scope.shared_input = (
             None,
             False,
