@@ -133,6 +133,9 @@ class LayerSpec:
     key: str | None = None  # `name=stem`: the module's key in the nn.Sequential (default: index)
     call_syntax: bool = False  # written as a Python call, `Linear(784, 10)`: refused, with a hint
     use: UseSpec | None = None  # the `use` line that declares the class this line names
+    # `lstm 64 lengths=lengths`: the keywords whose value names another input of the model,
+    # which the layer reads beside its input (taken out of `kwargs`; the trace checks the kind)
+    reads: tuple[Keyword, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def shape_text(dims: tuple[Dim, ...], sizes: bool = False) -> str:
             return f"{d.code} [{d.value}]"
         return d.shown
 
-    return "(" + ", ".join(one(d) for d in dims) + ")"
+    return "(" + ", ".join(one(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def rows(traced: TracedModel) -> list[Row]:

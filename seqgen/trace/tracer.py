@@ -32,12 +32,15 @@ from seqgen.ir import (
 )
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
+from seqgen.layers.kind import Op
 from seqgen.layers.preflight import without_written_size
+from seqgen.layers.registry import kind_for
 from seqgen.trace import symbolic as S
 from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive
 from seqgen.trace.counts import flag_of
 from seqgen.trace.heads import trace_heads
+from seqgen.trace.input_reads import Role, with_reads
 from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
 from seqgen.trace.inputs_multi import (
     branch_inputs,
@@ -78,6 +81,7 @@ class Tracer:
         # the output of each node of the top-level stack, for the heads that branch from it
         self.outputs: list[tuple[torch.Tensor, list[DimInfo]]] = []
         self.inputs: dict[str, tuple[torch.Tensor, list[DimInfo]]] = {}  # several, by name
+        self.roles: dict[str, Role] = {}  # the inputs that layers read by a keyword (lengths=)
         self.points = {h.point for h in scope.spec.heads if h.point is not None}
         # each branch's output of the last merge traced, and of each top-level merge, by index
         self.branches: list[tuple[torch.Tensor, list[DimInfo]]] = []
@@ -168,7 +172,7 @@ class Tracer:
             free_dims=free_dims(spec, [*traced, *(n for h in heads for n in h.traced.layers)]),
             blocks=tuple(sorted(blocks, key=lambda b: spec.blocks.index(b.spec))),
             heads=tuple(h.traced for h in heads),
-            inputs=traced_inputs(self.scope, spec, self.inputs),
+            inputs=traced_inputs(self.scope, spec, self.inputs, self.roles),
         )
 
     # ---------------------------------------------------------------- nodes
@@ -223,6 +227,8 @@ class Tracer:
                 self.scope.warnings.append(warning)
             if traced.class_name not in PASS_THROUGH:
                 self.scope.shared_input = False
+            if node.reads and isinstance(op := kind_for(node), Op):  # `lengths=NAME`
+                return with_reads(op, node, dims, result, self.inputs, self.roles)
             return result
         if isinstance(node, RepeatSpec):
             return self.repeat(index, node, x, dims)
