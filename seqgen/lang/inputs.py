@@ -183,8 +183,8 @@ def input_errors(
         SpecSyntaxError(
             f"input {i.name!r} is not read by any layer",
             location=i.loc,
-            hint=f"read it in a merge: `branch from={i.name}:` under `concat:`, `add:` or "
-            "`multiply:`",
+            hint=f"read it in a merge: `branch from={i.name}:` under `concat:`, `add:`, "
+            "`multiply:` or `bmm:`",
         )
         for i in extra
         if i.name not in read
