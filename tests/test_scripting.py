@@ -65,6 +65,7 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
     "Amax": (lambda h: h.Amax(2), (2, 3, 4)),
     "Select": (lambda h: h.Select(1, -1), (2, 3, 4)),
     "Scale": (lambda h: h.Scale(0.5), (2, 3)),
+    "AddIdentity": (lambda h: h.AddIdentity(), (2, 3, 3)),
     "ClsToken": (lambda h: h.ClsToken(4), (2, 3, 4)),
     "PosEmbedding": (lambda h: h.PosEmbedding(3, 4), (2, 3, 4)),
     "PosEncoding": (lambda h: h.PosEncoding(5, max_len=10), (2, 3, 5)),

@@ -1,9 +1,12 @@
-"""`bmm:`: a merge of two branches multiplied as batches of matrices, a (N, n, m) by b (N, m, p).
+"""The ops of a learned transform (PointNet's): `bmm:` and `add_identity` after `unflatten`.
 
-The runtime class `Bmm` against torch.bmm itself, the parser's and the tracer's located errors,
+`bmm:` is a merge of two branches multiplied as batches of matrices, a (N, n, m) by b (N, m, p):
+the runtime class `Bmm` against torch.bmm itself, the parser's and the tracer's located errors,
 the symbolic check of the inner sizes in `__init__`, the mult-adds (N * n * m * p), and a
 generated model against a hand-written torch module with the same weights at several parameter
 values and point counts, where torch.bmm refuses exactly what `__init__` refuses.
+`add_identity` after `linear k * k` and `unflatten 1 (k, k)` (k a parameter) against
+`.view(-1, k, k) + torch.eye(k)` (its rule against torch: tests/test_seqrules.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from conftest import run_generated_tests
 from torch import nn
 
 from seqgen.api import generate, options_for
@@ -144,7 +148,7 @@ def test_bmm_takes_exactly_two_branches(body: str, message: str) -> None:
     with pytest.raises(SeqgenError) as info:
         parse(f"input (3, 4)\nbmm:\n{body}")
     rendered = info.value.render()
-    assert message in rendered and "<spec>:2:1" in rendered
+    assert message in rendered and "<spec>:2:1:" in rendered
     assert "(N, n, m), by branch 2, (N, m, p)" in rendered
 
 
@@ -176,7 +180,7 @@ def test_a_bmm_that_cannot_multiply_is_a_located_error(text: str, message: str) 
         trace(parse(text))
     rendered = info.value.render()
     assert message in rendered, rendered
-    assert "<spec>:3:1" in rendered
+    assert "<spec>:3:1:" in rendered
 
 
 def test_the_inner_sizes_are_checked_in_init_where_they_are_symbolic(
@@ -236,3 +240,72 @@ def test_init_refuses_exactly_what_torch_bmm_refuses(generated: ModuleType, c: i
         _HandWritten(c, 4, k)(torch.randn(2, c, 6))
     with pytest.raises(ValueError, match="c must equal k"):
         generated.Tf(c=c, w=4, k=k)
+
+
+# ------------------------------------------------------------------------------ add_identity
+
+IDENTITY = """\
+model Stn(k=3, w=4)
+input (k, n=10)
+conv1d w 1
+amax 2
+linear k * k
+unflatten 1 (k, k)
+add_identity
+"""
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModuleType]:
+    out = tmp_path_factory.mktemp("add_identity")
+    return out, _generate(out, IDENTITY, "stn")
+
+
+@pytest.mark.parametrize(("k", "w", "n"), [(3, 4, 10), (1, 1, 1), (5, 2, 7), (64, 3, 4)])
+def test_add_identity_after_unflatten_is_view_plus_eye(
+    identity: tuple[Path, ModuleType], k: int, w: int, n: int
+) -> None:
+    torch.manual_seed(k * w)
+    model = identity[1].Stn(k=k, w=w).eval()
+    conv, linear = nn.Conv1d(k, w, 1), nn.Linear(w, k * k)
+    weights = list(model.state_dict().values())
+    conv.load_state_dict(dict(zip(conv.state_dict(), weights[:2], strict=True)))
+    linear.load_state_dict(dict(zip(linear.state_dict(), weights[2:], strict=True)))
+    x = torch.randn(3, k, n)
+    with torch.no_grad():
+        got = model(x)
+        want = linear(conv(x).amax(2)).view(-1, k, k) + torch.eye(k)
+    assert got.shape == (3, k, k)
+    torch.testing.assert_close(got, want)
+
+
+def test_add_identity_of_unequal_parameters_is_checked_in_init(tmp_path: Path) -> None:
+    text = "model M(a=3, b=3)\ninput (9,)\nlinear a * b\nunflatten 1 (a, b)\nadd_identity\n"
+    module = _generate(tmp_path, text, "unequal")
+    assert module.M(a=4, b=4)(torch.randn(2, 9)).shape == (2, 4, 4)
+    with pytest.raises(ValueError, match=r"a must equal b \(AddIdentity: the last two dims"):
+        module.M(a=4, b=3)
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "where"),
+    [
+        ("linear 9\nadd_identity\n", "got a rank-2 input; `unflatten 1 (K, K)` turns", "4:1"),
+        (
+            "linear 6\nunflatten 1 (2, 3)\nadd_identity\n",
+            "the last two dims (2 and 3) must be equal",
+            "5:1",
+        ),
+        ("linear 9\nadd_identity 1\n", "add_identity takes 0 positional argument(s)", "4:14"),
+    ],
+)
+def test_add_identity_misuse_is_a_located_error(body: str, message: str, where: str) -> None:
+    with pytest.raises(SeqgenError) as info:
+        trace(parse(f"model M\ninput (9,)\n{body}"))
+    rendered = info.value.render()
+    assert message in rendered and f"<spec>:{where}:" in rendered, rendered
+
+
+def test_generated_tests_of_a_symbolic_transform_pass(identity: tuple[Path, ModuleType]) -> None:
+    out, _ = identity
+    run_generated_tests(out / "test_stn.py")
