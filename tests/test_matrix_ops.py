@@ -20,6 +20,7 @@ import pytest
 import torch
 from conftest import run_generated_tests
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from seqgen.api import generate, options_for
 from seqgen.errors import SeqgenError
@@ -204,6 +205,11 @@ def test_mult_adds_count_n_m_p_per_sample() -> None:
     assert branches == (3 * 8 + 8) * 12 + (8 + 1) * 9  # conv1d c->w per point, linear w->k*c
     assert merge.macs.value == branches + 12 * 3 * 3
     assert "c * c * n" in merge.macs.code
+    # what torch's flop counter counts for the product itself (flops / 2, per sample)
+    a, b = torch.randn(2, 12, 3), torch.randn(2, 3, 3)
+    with FlopCounterMode(display=False) as counter:
+        Bmm(_Given(a), _Given(b))(torch.empty(0))
+    assert counter.get_total_flops() // 2 // 2 == merge.macs.value - branches
     summary = render_summary(traced, batch=2)
     total = 2 * (merge.macs.value + (3 + 1) * 5 * 12)  # and the last conv1d c->5
     assert re.search(rf"^mult-adds \(batch 2\) +{total:,}$", summary, flags=re.MULTILINE)
