@@ -26,7 +26,12 @@ from seqgen.ir import (
 )
 from seqgen.report.rows import head_label
 
-_SIGN = {"residual": " (+)", "add": " (+)", "multiply": " (*)"}  # how branches combine
+_SIGN = {
+    "residual": " (+)",
+    "add": " (+)",
+    "multiply": " (*)",
+    "bmm": " (@)",
+}  # how branches combine
 
 
 @dataclass

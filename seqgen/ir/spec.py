@@ -150,19 +150,29 @@ class RepeatSpec:
 
 # The merge kinds of the language, and the runtime class (seqgen/runtime/merges.py) that each
 # becomes in generated code: the parser's keywords, the renderer and the self-check read this.
-MERGE_CLASSES = {"residual": "Residual", "concat": "Concat", "add": "Add", "multiply": "Multiply"}
+MERGE_CLASSES = {
+    "residual": "Residual",
+    "concat": "Concat",
+    "add": "Add",
+    "multiply": "Multiply",
+    "bmm": "Bmm",
+}
+# The merges that take an exact number of `branch:` stacks (the others take two or more), with
+# what the branches are, for the parser's error.
+MERGE_ARITY = {"bmm": (2, "bmm multiplies branch 1, (N, n, m), by branch 2, (N, m, p)")}
 
 
 @dataclass(frozen=True)
 class MergeSpec:
-    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:` or `multiply:`.
+    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:`, `multiply:` or
+    `bmm:` (exactly two branches, multiplied as batches of matrices).
 
     Each branch is a stack of nodes that reads the merge's input. A residual has its body as the
     first branch and its shortcut, when written, as the second; without one the input itself is
     added.
     """
 
-    kind: str  # residual | concat | add | multiply
+    kind: str  # residual | concat | add | multiply | bmm
     branches: tuple[tuple[Node, ...], ...]
     loc: Location
     dim: Expr | None = None  # concat's dim, when written

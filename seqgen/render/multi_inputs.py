@@ -135,6 +135,8 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
             calls.append(call)
         if node.spec.kind == "concat":
             assign(index, f"torch.cat([{', '.join(calls)}], dim={node.dim})")
+        elif node.spec.kind == "bmm":
+            assign(index, f"torch.bmm({', '.join(calls)})")
         else:
             assign(index, _OPERATORS[node.spec.kind].join(calls))
     attributes = [m["attribute"] for m in modules] + [h.name for h in traced.heads]

@@ -59,6 +59,7 @@ from seqgen.trace.merge_shapes import (
     concat_dim,
     meant_shape,
     merge_hint,
+    merge_macs,
 )
 from seqgen.trace.scope import (
     MAX_SIZE,
@@ -317,7 +318,7 @@ class Tracer:
         owned = own_steps(merge, [sts for _, sts in outs])  # a shared branch owns no weights
         params = sum((st.params_expr for st in owned), sympy.Integer(0))
         train = sum((st.trainable_expr for st in owned), sympy.Integer(0))
-        macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
+        macs = sum((st.macs_expr for st in steps), merge_macs(merge.kind, shapes))
         self.scope.check_sizes(out_dims, index, site, merge.loc, dims)
         traced = TracedMerge(
             index=index,
