@@ -93,8 +93,37 @@ def helpers(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     return module
 
 
+# helpers whose forward reads another input beside x: (build, x's shape, the other input)
+READING_CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...], torch.Tensor]]
+READING_CASES = {
+    f"PackedRecurrentOutput {take} {rnn.__name__}{' bidirectional' * bi}": (
+        lambda h, rnn=rnn, take=take, bi=bi: h.PackedRecurrentOutput(
+            rnn(4, 5, num_layers=2, batch_first=True, bidirectional=bi), take
+        ),
+        (3, 6, 4),
+        torch.tensor([6, 2, 4]),
+    )
+    for rnn in (nn.LSTM, nn.GRU, nn.RNN)
+    for take in ("all", "last", "hidden")
+    for bi in (False, True)
+}
+
+
 def test_every_helper_has_a_case() -> None:
-    assert {name.split(" ")[0] for name in CASES} == set(helper_classes())
+    cases = [*CASES, *READING_CASES]
+    assert {name.split(" ")[0] for name in cases} == set(helper_classes())
+
+
+@pytest.mark.parametrize("case", list(READING_CASES))
+def test_reading_helper_scripts_and_agrees(helpers: ModuleType, case: str) -> None:
+    """A helper that reads another input (lengths) scripts, and agrees with its eager self."""
+    build, shape, other = READING_CASES[case]
+    torch.default_generator.manual_seed(0)
+    module = build(helpers).eval()
+    scripted = torch.jit.script(module)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        assert torch.equal(scripted(x, other), module(x, other))
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqgen.check.realize import Memo, run_node, runs_short
+from seqgen.check.realize import Memo, head_input, run_node, runs_short
 from seqgen.errors import InternalError, SeqgenError, TraceError
 from seqgen.ir import (
     SAMPLE_BATCH,
@@ -32,6 +32,7 @@ from seqgen.ir import (
     node_values,
     walk,
 )
+from seqgen.layers.input_reads import TORCH_DTYPES
 from seqgen.layers.registry import kind_for
 from seqgen.layers.torch_nn import first_line
 from seqgen.safe_eval import evaluate_source
@@ -218,14 +219,16 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
         inputs = {  # several inputs: each by name, for the merges that read them
             i.name: torch.zeros(
                 tuple(evaluate_source(d.code, values) for d in i.shape),
-                dtype=torch.int64 if i.dtype == "long" else torch.float32,
+                dtype=TORCH_DTYPES[i.dtype],
             )
             for i in traced.inputs
         }
         outputs: list[torch.Tensor] = []  # of each trunk node, for the heads
+        first = x
         for stack, start in [(traced.layers, None), *((h.layers, h) for h in traced.heads)]:
-            if start is not None:  # a head reads the trunk's output, or its point's
-                x = outputs[traced.head_start(start)]
+            if start is not None:  # a head reads the trunk's output, its point's or a branch's
+                with torch.no_grad():
+                    x = head_input(traced, start, outputs, first, inputs, env, blocks)
             for layer in stack:
                 try:
                     with torch.no_grad():

@@ -18,6 +18,7 @@ from seqgen.ir import (
     LayerSpec,
     TracedBlock,
     TracedBlockUse,
+    TracedHead,
     TracedLayer,
     TracedMerge,
     TracedModel,
@@ -25,6 +26,7 @@ from seqgen.ir import (
 )
 from seqgen.lang.names import input_names
 from seqgen.layers import weight_norm
+from seqgen.layers.input_reads import TORCH_DTYPES, call_reading, sample_for
 from seqgen.layers.kind import Op, evaluate
 from seqgen.layers.registry import TorchModule, UserModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import (
@@ -137,16 +139,19 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
     with torch.no_grad(), torch.device(dev):
         x = torch.randint(0, 2, shape) if spec.input_dtype == "long" else torch.randn(shape)
         inputs = {  # several inputs: each by name, for the merges that read them
-            i.name: torch.randint(0, 2, sizes) if i.dtype == "long" else torch.randn(sizes)
+            i.name: torch.randn(sizes)
+            if i.dtype == "float"
+            else torch.randint(0, 2, sizes, dtype=TORCH_DTYPES[i.dtype])
             for i in traced.inputs
             for sizes in [[SAMPLE_BATCH, *(d.value for d in i.shape[1:])]]
         }
         blocks = {b.class_name: b for b in traced.blocks}
         outputs: list[torch.Tensor] = []  # of each trunk node, for the heads
+        first = x
         stacks = [(traced.layers, None), *((h.layers, h) for h in traced.heads)]
         for layer, start in ((layer, start) for nodes, start in stacks for layer in nodes):
             if start is not None and layer is start.layers[0]:  # a head reads its point's output
-                x = outputs[traced.head_start(start)]
+                x = head_input(traced, start, outputs, first, inputs, values.env, blocks)
             try:
                 _, x = run_node(layer, values.env, x, blocks, inputs=inputs)
             except Exception as e:
@@ -165,6 +170,29 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
                 outputs.append(x)
 
 
+def head_input(
+    traced: TracedModel,
+    head: TracedHead,
+    outputs: Sequence[torch.Tensor],
+    first: torch.Tensor,
+    inputs: Mapping[str, torch.Tensor],
+    env: Mapping[str, Any],
+    blocks: Mapping[str, TracedBlock],
+) -> torch.Tensor:
+    """What a head reads, given each trunk node's output: its point's output, or for
+    `from=z.mu` the output of that branch, run again from the merge's input (`first`: the
+    model's first input)."""
+    at, j = traced.head_start(head), traced.head_branch(head)
+    merge = traced.layers[at]
+    if j is None or not isinstance(merge, TracedMerge):
+        return outputs[at]
+    source = merge.spec.branch_from[j] if merge.spec.branch_from else None
+    x = inputs[source] if source is not None else outputs[at - 1] if at else first
+    for node in merge.branches[j]:
+        _, x = run_node(node, env, x, blocks, inputs=inputs)
+    return x
+
+
 Visit = Callable[[TracedNode, Mapping[str, Any], torch.Tensor, list[nn.Module]], None]
 
 
@@ -179,10 +207,13 @@ def run_real(
         case Op():
             nodes = kind.bind(layer.spec)
             nodes.pop(kind.inferred or "", None)  # the input's size: build() reads it from x
-            module = kind.build(evaluate(nodes, values), tuple(x.shape)).eval()
+            reads = [kw.name for kw in layer.spec.reads]  # `lengths=NAME`: packs by them
+            module = kind.build_reading(evaluate(nodes, values), tuple(x.shape), reads).eval()
             if shapes_only or x.device.type == "meta":
                 return [module], kind.run_for_shape(module, x)
-            return [module], module(x)
+            # each input it reads: a valid sample made for x (varied lengths, a padding mask)
+            tensors = {k: sample_for(kind.reads[k], x) for k in reads}
+            return [module], call_reading(kind.reads, module, x, tensors)
         case TorchModule(cls=cls, layer=plain) | UserModule(cls=cls, layer=plain):
             module = real_module(cls, bind(cls, plain), values, tuple(x.shape), not shapes_only)
         case WeightNormed(inner=TorchModule(cls=cls, layer=plain), value=norm):

@@ -96,16 +96,23 @@ def _trunk_and_heads(
     point), and each head as a frame fed from its point's box."""
     ends = sorted({traced.head_start(h) for h in traced.heads} - {len(traced.layers) - 1})
     flow: list[Item] = [start]
-    exits: dict[int, str | None] = {}
+    exits: dict[tuple[int, int | None], str | None] = {}  # (node, branch): its last box
     first = 0
     for end in [*ends, len(traced.layers) - 1]:
         flow += _stack(traced.layers[first : end + 1], ctx)
-        exits[end] = edges(tuple(flow))[1]
+        exits[end, None] = edges(tuple(flow))[1]
+        if isinstance(fork := flow[-1], Fork):  # a head may read one of its branches
+            entry = edges(tuple(flow[:-1]))[1]
+            for j, branch in enumerate(fork.branches):
+                exits[end, j] = edges(branch, entry)[1]
         first = end + 1
     heads = []
     for head in traced.heads:
-        entry = exits[traced.head_start(head)]
-        frame = Group(ctx.ids.group(), head_label(head), tuple(_stack(head.layers, ctx)), "head")
+        entry = exits[traced.head_start(head), traced.head_branch(head)]
+        body = tuple(_stack(head.layers, ctx)) or (  # a head without a stack: what it reads
+            Box(ctx.ids.box(), "returned as is", ctx.scope.shape(head.out_shape), "layer"),
+        )
+        frame = Group(ctx.ids.group(), head_label(head), body, "head")
         heads.append(Head(entry or start.id, frame))
     return tuple(flow), tuple(heads)
 
@@ -245,9 +252,12 @@ def _node(node: TracedNode, ctx: _Context, label: str | None = None) -> Item:
         body = tuple(_stack(node.body, ctx))
         return Group(group, f"x {scope.text(node.repeat)}", body, "repeat")
     if isinstance(node, TracedLayer):
-        return Box(
+        # `lstm H lengths=NAME`: the layer joins the stream and a box of each input it reads
+        read = tuple((box,) for _, name in node.reads for box in _input_box(name, ctx))
+        box = Box(
             ctx.ids.box(), label or _call(node.call, scope), scope.shape(node.out_shape), "layer"
         )
+        return Fork(((), *read), box) if read else box
     if isinstance(node, TracedMerge):
         sources = node.spec.branch_from or (None,) * len(node.branches)
         branches = tuple(

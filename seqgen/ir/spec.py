@@ -133,6 +133,9 @@ class LayerSpec:
     key: str | None = None  # `name=stem`: the module's key in the nn.Sequential (default: index)
     call_syntax: bool = False  # written as a Python call, `Linear(784, 10)`: refused, with a hint
     use: UseSpec | None = None  # the `use` line that declares the class this line names
+    # `lstm 64 lengths=lengths`: the keywords whose value names another input of the model,
+    # which the layer reads beside its input (taken out of `kwargs`; the trace checks the kind)
+    reads: tuple[Keyword, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,15 @@ class HeadSpec:
     point: str | None = None  # `from=POINT`: the name of a top-level trunk node
     point_loc: Location | None = None
     train_only: bool = False  # returned in training mode only, None in eval mode
+    # `from=MERGE.BRANCH`: the named branch of the merge `point` whose output the head reads
+    branch: str | None = None
+
+    @property
+    def source(self) -> str | None:
+        """What `from=` names, as written: `mid`, `z.mu`; None: the trunk's end."""
+        if self.point is None:
+            return None
+        return self.point if self.branch is None else f"{self.point}.{self.branch}"
 
 
 @dataclass(frozen=True)
@@ -299,6 +311,16 @@ def point_index(layers: Sequence[Node], name: str) -> int | None:
     """The index of the top-level node called `name` among `layers` (a head's `from=` point),
     if any: a layer, a block use or a merge with `name=`."""
     return next((i for i, node in enumerate(layers) if node_key(node) == name), None)
+
+
+def branch_index(layers: Sequence[Node], head: HeadSpec) -> int | None:
+    """For a head that reads a merge's branch (`from=z.mu`), the index of that branch in the
+    top-level merge `z` among `layers`; None for any other head."""
+    at = None if head.branch is None or head.point is None else point_index(layers, head.point)
+    node = None if at is None else layers[at]
+    if not isinstance(node, MergeSpec):
+        return None
+    return next((j for j, key in enumerate(node.branch_keys) if key == head.branch), None)
 
 
 @dataclass(frozen=True)

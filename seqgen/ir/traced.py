@@ -16,6 +16,7 @@ from seqgen.ir.spec import (
     MergeSpec,
     ModelSpec,
     Param,
+    branch_index,
     point_index,
 )
 
@@ -75,6 +76,9 @@ class TracedLayer:
     # its output is a sequence (N, L, E) (an embedding, rnn, transformer layer, permute, ...):
     # the layer kind says so (layers/kind.py `Op.sequence`)
     sequence: bool = False
+    # the other inputs it reads in forward (`lengths=NAME`): (forward's keyword for it, or ""
+    # for the second positional argument; the input's name)
+    reads: tuple[tuple[str, str], ...] = ()
 
     @property
     def line(self) -> int:
@@ -233,6 +237,11 @@ class TracedHead:
         return self.spec.point
 
     @property
+    def source(self) -> str | None:
+        """What its `from=` names: `mid`, or a merge's branch `z.mu`; None: the trunk's end."""
+        return self.spec.source
+
+    @property
     def train_only(self) -> bool:
         return self.spec.train_only
 
@@ -244,6 +253,10 @@ class TracedInput:
     name: str
     shape: tuple[Dim, ...]
     dtype: str = "float"
+    # read by a layer's keyword: what a valid sample is ("lengths", "padding_mask"; see
+    # layers/input_reads.py), and the input and dim whose size is that sequence's length
+    role: str = ""
+    length_of: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -280,6 +293,27 @@ class TracedModel:
         """The index of the trunk node whose output `head` reads (the last, without `from=`)."""
         at = None if head.point is None else point_index(self.spec.layers, head.point)
         return len(self.layers) - 1 if at is None else at
+
+    def head_branch(self, head: TracedHead) -> int | None:
+        """For a head that reads a merge's branch (`from=z.mu`), the branch's index in the
+        merge at `head_start(head)`; None when it reads a node's output."""
+        return branch_index(self.spec.layers, head.spec)
+
+    def head_node(self, head: TracedHead) -> TracedNode:
+        """The node whose output `head` reads: a trunk node, or a branch's last (`from=z.mu`)."""
+        node = self.layers[self.head_start(head)]
+        j = self.head_branch(head)
+        return node.branches[j][-1] if isinstance(node, TracedMerge) and j is not None else node
+
+    def split_merges(self) -> frozenset[int]:
+        """The top-level merges that forward writes as plain statements, each branch its own
+        nn.Sequential: those that read a model input, and those a head reads a branch of."""
+        read = {self.head_start(h) for h in self.heads if h.spec.branch is not None}
+        return frozenset(
+            i
+            for i, node in enumerate(self.layers)
+            if isinstance(node, TracedMerge) and (node.spec.branch_from or i in read)
+        )
 
     def shape_of(self, name: str) -> tuple[Dim, ...]:
         """The shape of the named input `name` (several inputs)."""

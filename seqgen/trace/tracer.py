@@ -32,12 +32,15 @@ from seqgen.ir import (
 )
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
+from seqgen.layers.kind import Op
 from seqgen.layers.preflight import without_written_size
+from seqgen.layers.registry import kind_for
 from seqgen.trace import symbolic as S
 from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive
 from seqgen.trace.counts import flag_of
 from seqgen.trace.heads import trace_heads
+from seqgen.trace.input_reads import Role, with_reads
 from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
 from seqgen.trace.inputs_multi import (
     branch_inputs,
@@ -79,7 +82,11 @@ class Tracer:
         # the output of each node of the top-level stack, for the heads that branch from it
         self.outputs: list[tuple[torch.Tensor, list[DimInfo]]] = []
         self.inputs: dict[str, tuple[torch.Tensor, list[DimInfo]]] = {}  # several, by name
+        self.roles: dict[str, Role] = {}  # the inputs that layers read by a keyword (lengths=)
         self.points = {h.point for h in scope.spec.heads if h.point is not None}
+        # each branch's output of the last merge traced, and of each top-level merge, by index
+        self.branches: list[tuple[torch.Tensor, list[DimInfo]]] = []
+        self.branch_outputs: dict[int, list[tuple[torch.Tensor, list[DimInfo]]]] = {}
 
     def input_dims(self, shape: Sequence[Expr] | None = None) -> list[DimInfo]:
         """The dims of the model's (first) input, or of the input of that `shape`."""
@@ -129,7 +136,9 @@ class Tracer:
             self.scope.shared_input = reads_first_input(spec)
             try:
                 steps = self.stack(spec.layers, x, dims).steps
-                heads = trace_heads(self, spec.heads, spec.layers, self.outputs)
+                heads = trace_heads(
+                    self, spec.heads, spec.layers, self.outputs, self.branch_outputs
+                )
             except TraceError as e:
                 raise_all(errors if any(e is found for found in errors) else [*errors, e])
                 raise
@@ -164,7 +173,7 @@ class Tracer:
             free_dims=free_dims(spec, [*traced, *(n for h in heads for n in h.traced.layers)]),
             blocks=tuple(sorted(blocks, key=lambda b: spec.blocks.index(b.spec))),
             heads=tuple(h.traced for h in heads),
-            inputs=traced_inputs(self.scope, spec, self.inputs),
+            inputs=traced_inputs(self.scope, spec, self.inputs, self.roles),
         )
 
     # ---------------------------------------------------------------- nodes
@@ -184,6 +193,8 @@ class Tracer:
             steps.append(result.step)
             if index is None:
                 self.outputs.append((x, dims))
+                if isinstance(node, MergeSpec):  # a head may read a branch (`from=z.mu`)
+                    self.branch_outputs[i] = self.branches
                 if node_key(node) in self.points:  # a head reads it too: no in-place change
                     self.scope.previous, self.scope.shared_input = None, True
         return StackResult(x, dims, steps)
@@ -217,6 +228,8 @@ class Tracer:
                 self.scope.warnings.append(warning)
             if traced.class_name not in PASS_THROUGH:
                 self.scope.shared_input = False
+            if node.reads and isinstance(op := kind_for(node), Op):  # `lengths=NAME`
+                return with_reads(op, node, dims, result, self.inputs, self.roles)
             return result
         if isinstance(node, RepeatSpec):
             return self.repeat(index, node, x, dims)
@@ -237,6 +250,7 @@ class Tracer:
     ) -> NodeResult:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
         outs: list[tuple[list[DimInfo], list[Step]]] = []
+        branches = []
         failed: TraceError | None = None
         for branch, (bx, bdims) in zip(merge.branches, branch_inputs(merge, x, dims, self.inputs)):
             self.scope.previous, self.scope.shared_input = None, True
@@ -246,8 +260,10 @@ class Tracer:
                 failed = failed or err
                 continue
             outs.append((out.dims, out.steps))
+            branches.append((out.x, out.dims))
         if failed is not None:
             raise failed
+        self.branches = branches
         self.scope.previous, self.scope.shared_input = (
             None,
             False,
