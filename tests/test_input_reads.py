@@ -95,6 +95,12 @@ def test_an_empty_shape_and_bool_are_inputs_after_the_first() -> None:
             4,
         ),
         (
+            "input t (5, 4)\ninput lengths () dtype=long\nlstm 4 take=all lengths=lengths\n"
+            "linear lengths\n",
+            "'lengths' is an input of the model, not a parameter",
+            4,
+        ),
+        (
             "input t (5, 4)\ninput lengths () dtype=long\nlstm 4 take=all lengths=lenghts\n",
             "did you mean input 'lengths'?",
             3,
