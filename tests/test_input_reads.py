@@ -25,6 +25,7 @@ from seqgen.ir import TracedLayer
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
 from seqgen.report.table import shape_table
+from seqgen.runtime.sequence import PackedRecurrentOutput, RecurrentOutput
 from seqgen.trace.model import trace
 
 PACKED = """\
@@ -240,3 +241,30 @@ def test_generated_tests_build_valid_samples_and_mark_export(tmp_path: Path) -> 
 def test_generated_tests_pass(tmp_path: Path, text: str) -> None:
     files, _ = _generate(tmp_path, text, "run_" + text.split()[1].split("(")[0].lower())
     run_generated_tests(files[1])
+
+
+# ------------------------------------------------------------------------------ runtime
+
+
+@pytest.mark.parametrize("rnn", [torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("take", ["all", "last", "hidden"])
+def test_packed_output_is_each_sequence_run_alone(
+    rnn: type[torch.nn.RNNBase], bidirectional: bool, take: str
+) -> None:
+    """PackedRecurrentOutput row by row: the layer run on that row's real steps alone (`all`
+    padded with zeros to L), whatever the padded steps hold."""
+    torch.default_generator.manual_seed(0)
+    layer = rnn(3, 5, num_layers=2, batch_first=True, bidirectional=bidirectional)
+    module = PackedRecurrentOutput(layer, take)
+    x, lengths = torch.randn(4, 6, 3), torch.tensor([6, 2, 4, 1])
+    with torch.no_grad():
+        out = module(x, lengths)
+        garbage = x.clone()
+        garbage[1, 2:], garbage[3, 1:] = 1e3, -7.0
+        torch.testing.assert_close(module(garbage, lengths), out)
+        for row, n in enumerate(lengths.tolist()):
+            alone = RecurrentOutput(layer, take)(x[row : row + 1, :n])[0]
+            if take == "all":
+                alone = torch.cat([alone, alone.new_zeros(6 - n, alone.shape[-1])])
+            torch.testing.assert_close(out[row], alone)
