@@ -11,12 +11,15 @@ with hand-written references after a weight copy.
 from __future__ import annotations
 
 import importlib.util
+import os
+import random
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 from conftest import run_generated_tests
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqgen.api import generate, options_for
 from seqgen.check.realize import verify_on_device
@@ -268,3 +271,63 @@ def test_packed_output_is_each_sequence_run_alone(
             if take == "all":
                 alone = torch.cat([alone, alone.new_zeros(6 - n, alone.shape[-1])])
             torch.testing.assert_close(out[row], alone)
+
+
+# ------------------------------------------------------------------------------ differential
+
+
+def _random_packed_case(seed: int) -> tuple[str, dict[str, object]]:
+    """A random spec with a packed recurrent layer, and what it is."""
+    rng = random.Random(seed)
+    case: dict[str, object] = {
+        "kind": rng.choice(["lstm", "gru", "rnn"]),
+        "hidden": rng.randint(1, 9),
+        "layers": rng.randint(1, 3),
+        "bidirectional": rng.random() < 0.5,
+        "take": rng.choice(["all", "last", "hidden"]),
+        "seq": rng.randint(1, 8),
+        "features": rng.randint(1, 6),
+    }
+    text = (
+        f"model R(hidden={case['hidden']})\ninput steps (seq={case['seq']}, {case['features']})\n"
+        f"input lengths () dtype=long\n{case['kind']} hidden num_layers={case['layers']} "
+        f"bidirectional={case['bidirectional']} take={case['take']} lengths=lengths\n"
+    )
+    return text, case
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(int(os.environ.get("SEQGEN_FUZZ_SPECS", "4"))))
+def test_random_packed_layers_equal_torch(tmp_path: Path, seed: int) -> None:
+    """A random packed rnn/gru/lstm against torch's own packing, after a weight copy, at a
+    random batch of lengths (and another hidden size than the default)."""
+    text, case = _random_packed_case(seed)
+    _, module = _generate(tmp_path, text, f"random_{seed}")
+    hidden = int(str(case["hidden"])) + 2
+    model = module.R(hidden=hidden).eval()
+    rnn_class = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[str(case["kind"])]
+    bidirectional = bool(case["bidirectional"])
+    rnn = rnn_class(
+        int(str(case["features"])),
+        hidden,
+        num_layers=int(str(case["layers"])),
+        batch_first=True,
+        bidirectional=bidirectional,
+    )
+    model.load_state_dict(dict(zip(model.state_dict(), rnn.state_dict().values(), strict=True)))
+    seq = int(str(case["seq"]))
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, seq + 1, (5,), generator=gen)
+    x = torch.randn(5, seq, int(str(case["features"])), generator=gen)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    with torch.no_grad():
+        out, state = rnn(packed)
+        padded, _ = pad_packed_sequence(out, batch_first=True, total_length=seq)
+        h_n = state[0] if isinstance(state, tuple) else state
+        dirs = 2 if bidirectional else 1
+        want = {
+            "all": padded,
+            "last": padded[torch.arange(5), lengths - 1],
+            "hidden": torch.cat(list(h_n[-dirs:]), dim=-1),
+        }[str(case["take"])]
+        torch.testing.assert_close(model(x, lengths), want)
