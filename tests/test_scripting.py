@@ -33,6 +33,11 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
         lambda h: h.Multiply({"x": nn.Identity(), "gate": nn.Sigmoid()}),
         (2, 4),
     ),
+    "Bmm": (lambda h: h.Bmm(nn.Unflatten(1, (2, 3)), nn.Unflatten(1, (3, 2))), (2, 6)),
+    "Bmm by name": (
+        lambda h: h.Bmm({"a": nn.Unflatten(1, (3, 2)), "b": nn.Unflatten(1, (2, 3))}),
+        (4, 6),
+    ),
     "RecurrentOutput all": (
         lambda h: h.RecurrentOutput(nn.LSTM(4, 5, batch_first=True), "all"),
         (2, 3, 4),
@@ -60,6 +65,7 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
     "Amax": (lambda h: h.Amax(2), (2, 3, 4)),
     "Select": (lambda h: h.Select(1, -1), (2, 3, 4)),
     "Scale": (lambda h: h.Scale(0.5), (2, 3)),
+    "AddIdentity": (lambda h: h.AddIdentity(), (2, 3, 3)),
     "ClsToken": (lambda h: h.ClsToken(4), (2, 3, 4)),
     "PosEmbedding": (lambda h: h.PosEmbedding(3, 4), (2, 3, 4)),
     "PosEncoding": (lambda h: h.PosEncoding(5, max_len=10), (2, 3, 5)),
@@ -145,6 +151,15 @@ def test_helper_scripts_and_agrees(helpers: ModuleType, case: str) -> None:
         (
             lambda h: h.Add(nn.Linear(4, 3), nn.Identity()),
             "Add: branch outputs (2, 3), (2, 4) for input (2, 4) do not broadcast",
+        ),
+        (
+            lambda h: h.Bmm(nn.Unflatten(1, (2, 2)), nn.Unflatten(1, (4, 1))),
+            "Bmm: branch outputs (2, 2, 2), (2, 4, 1) for input (2, 4) must be (N, n, m) and "
+            "(N, m, p)",
+        ),
+        (
+            lambda h: h.Bmm(nn.Identity(), nn.Unflatten(1, (4, 1))),
+            "Bmm: branch outputs (2, 4), (2, 4, 1) for input (2, 4) must both have rank 3",
         ),
     ],
 )

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqgen.check.realize import Memo, run_node, runs_short
+from seqgen.check.realize import Memo, head_input, run_node, runs_short
 from seqgen.errors import InternalError, SeqgenError, TraceError
 from seqgen.ir import (
     SAMPLE_BATCH,
@@ -224,9 +224,11 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
             for i in traced.inputs
         }
         outputs: list[torch.Tensor] = []  # of each trunk node, for the heads
+        first = x
         for stack, start in [(traced.layers, None), *((h.layers, h) for h in traced.heads)]:
-            if start is not None:  # a head reads the trunk's output, or its point's
-                x = outputs[traced.head_start(start)]
+            if start is not None:  # a head reads the trunk's output, its point's or a branch's
+                with torch.no_grad():
+                    x = head_input(traced, start, outputs, first, inputs, env, blocks)
             for layer in stack:
                 try:
                     with torch.no_grad():

@@ -18,6 +18,7 @@ from seqgen.ir import (
     LayerSpec,
     TracedBlock,
     TracedBlockUse,
+    TracedHead,
     TracedLayer,
     TracedMerge,
     TracedModel,
@@ -146,10 +147,11 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
         }
         blocks = {b.class_name: b for b in traced.blocks}
         outputs: list[torch.Tensor] = []  # of each trunk node, for the heads
+        first = x
         stacks = [(traced.layers, None), *((h.layers, h) for h in traced.heads)]
         for layer, start in ((layer, start) for nodes, start in stacks for layer in nodes):
             if start is not None and layer is start.layers[0]:  # a head reads its point's output
-                x = outputs[traced.head_start(start)]
+                x = head_input(traced, start, outputs, first, inputs, values.env, blocks)
             try:
                 _, x = run_node(layer, values.env, x, blocks, inputs=inputs)
             except Exception as e:
@@ -166,6 +168,29 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
                 )
             if start is None:
                 outputs.append(x)
+
+
+def head_input(
+    traced: TracedModel,
+    head: TracedHead,
+    outputs: Sequence[torch.Tensor],
+    first: torch.Tensor,
+    inputs: Mapping[str, torch.Tensor],
+    env: Mapping[str, Any],
+    blocks: Mapping[str, TracedBlock],
+) -> torch.Tensor:
+    """What a head reads, given each trunk node's output: its point's output, or for
+    `from=z.mu` the output of that branch, run again from the merge's input (`first`: the
+    model's first input)."""
+    at, j = traced.head_start(head), traced.head_branch(head)
+    merge = traced.layers[at]
+    if j is None or not isinstance(merge, TracedMerge):
+        return outputs[at]
+    source = merge.spec.branch_from[j] if merge.spec.branch_from else None
+    x = inputs[source] if source is not None else outputs[at - 1] if at else first
+    for node in merge.branches[j]:
+        _, x = run_node(node, env, x, blocks, inputs=inputs)
+    return x
 
 
 Visit = Callable[[TracedNode, Mapping[str, Any], torch.Tensor, list[nn.Module]], None]

@@ -26,7 +26,12 @@ from seqgen.ir import (
 )
 from seqgen.report.rows import head_label
 
-_SIGN = {"residual": " (+)", "add": " (+)", "multiply": " (*)"}  # how branches combine
+_SIGN = {
+    "residual": " (+)",
+    "add": " (+)",
+    "multiply": " (*)",
+    "bmm": " (@)",
+}  # how branches combine
 
 
 @dataclass
@@ -91,16 +96,23 @@ def _trunk_and_heads(
     point), and each head as a frame fed from its point's box."""
     ends = sorted({traced.head_start(h) for h in traced.heads} - {len(traced.layers) - 1})
     flow: list[Item] = [start]
-    exits: dict[int, str | None] = {}
+    exits: dict[tuple[int, int | None], str | None] = {}  # (node, branch): its last box
     first = 0
     for end in [*ends, len(traced.layers) - 1]:
         flow += _stack(traced.layers[first : end + 1], ctx)
-        exits[end] = edges(tuple(flow))[1]
+        exits[end, None] = edges(tuple(flow))[1]
+        if isinstance(fork := flow[-1], Fork):  # a head may read one of its branches
+            entry = edges(tuple(flow[:-1]))[1]
+            for j, branch in enumerate(fork.branches):
+                exits[end, j] = edges(branch, entry)[1]
         first = end + 1
     heads = []
     for head in traced.heads:
-        entry = exits[traced.head_start(head)]
-        frame = Group(ctx.ids.group(), head_label(head), tuple(_stack(head.layers, ctx)), "head")
+        entry = exits[traced.head_start(head), traced.head_branch(head)]
+        body = tuple(_stack(head.layers, ctx)) or (  # a head without a stack: what it reads
+            Box(ctx.ids.box(), "returned as is", ctx.scope.shape(head.out_shape), "layer"),
+        )
+        frame = Group(ctx.ids.group(), head_label(head), body, "head")
         heads.append(Head(entry or start.id, frame))
     return tuple(flow), tuple(heads)
 

@@ -8,6 +8,7 @@ spec.py holds the parser's output, traced.py the tracer's; both are re-exported 
 from __future__ import annotations
 
 from seqgen.ir.spec import (
+    MERGE_ARITY,
     MERGE_CLASSES,
     BinOp,
     BlockDef,
@@ -30,6 +31,7 @@ from seqgen.ir.spec import (
     Str,
     TupleExpr,
     UseSpec,
+    branch_index,
     children,
     expr_names,
     flat_layers,
@@ -61,6 +63,7 @@ from seqgen.ir.traced import (
 
 __all__ = [
     "BATCH",
+    "MERGE_ARITY",
     "MERGE_CLASSES",
     "SAMPLE_BATCH",
     "BinOp",
@@ -96,6 +99,7 @@ __all__ = [
     "TracedNode",
     "TupleExpr",
     "UseSpec",
+    "branch_index",
     "called_names",
     "children",
     "expr_names",

@@ -150,19 +150,29 @@ class RepeatSpec:
 
 # The merge kinds of the language, and the runtime class (seqgen/runtime/merges.py) that each
 # becomes in generated code: the parser's keywords, the renderer and the self-check read this.
-MERGE_CLASSES = {"residual": "Residual", "concat": "Concat", "add": "Add", "multiply": "Multiply"}
+MERGE_CLASSES = {
+    "residual": "Residual",
+    "concat": "Concat",
+    "add": "Add",
+    "multiply": "Multiply",
+    "bmm": "Bmm",
+}
+# The merges that take an exact number of `branch:` stacks (the others take two or more), with
+# what the branches are, for the parser's error.
+MERGE_ARITY = {"bmm": (2, "bmm multiplies branch 1, (N, n, m), by branch 2, (N, m, p)")}
 
 
 @dataclass(frozen=True)
 class MergeSpec:
-    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:` or `multiply:`.
+    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:`, `multiply:` or
+    `bmm:` (exactly two branches, multiplied as batches of matrices).
 
     Each branch is a stack of nodes that reads the merge's input. A residual has its body as the
     first branch and its shortcut, when written, as the second; without one the input itself is
     added.
     """
 
-    kind: str  # residual | concat | add | multiply
+    kind: str  # residual | concat | add | multiply | bmm
     branches: tuple[tuple[Node, ...], ...]
     loc: Location
     dim: Expr | None = None  # concat's dim, when written
@@ -276,6 +286,15 @@ class HeadSpec:
     point: str | None = None  # `from=POINT`: the name of a top-level trunk node
     point_loc: Location | None = None
     train_only: bool = False  # returned in training mode only, None in eval mode
+    # `from=MERGE.BRANCH`: the named branch of the merge `point` whose output the head reads
+    branch: str | None = None
+
+    @property
+    def source(self) -> str | None:
+        """What `from=` names, as written: `mid`, `z.mu`; None: the trunk's end."""
+        if self.point is None:
+            return None
+        return self.point if self.branch is None else f"{self.point}.{self.branch}"
 
 
 @dataclass(frozen=True)
@@ -292,6 +311,16 @@ def point_index(layers: Sequence[Node], name: str) -> int | None:
     """The index of the top-level node called `name` among `layers` (a head's `from=` point),
     if any: a layer, a block use or a merge with `name=`."""
     return next((i for i, node in enumerate(layers) if node_key(node) == name), None)
+
+
+def branch_index(layers: Sequence[Node], head: HeadSpec) -> int | None:
+    """For a head that reads a merge's branch (`from=z.mu`), the index of that branch in the
+    top-level merge `z` among `layers`; None for any other head."""
+    at = None if head.branch is None or head.point is None else point_index(layers, head.point)
+    node = None if at is None else layers[at]
+    if not isinstance(node, MergeSpec):
+        return None
+    return next((j for j, key in enumerate(node.branch_keys) if key == head.branch), None)
 
 
 @dataclass(frozen=True)

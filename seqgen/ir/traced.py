@@ -16,6 +16,7 @@ from seqgen.ir.spec import (
     MergeSpec,
     ModelSpec,
     Param,
+    branch_index,
     point_index,
 )
 
@@ -236,6 +237,11 @@ class TracedHead:
         return self.spec.point
 
     @property
+    def source(self) -> str | None:
+        """What its `from=` names: `mid`, or a merge's branch `z.mu`; None: the trunk's end."""
+        return self.spec.source
+
+    @property
     def train_only(self) -> bool:
         return self.spec.train_only
 
@@ -287,6 +293,27 @@ class TracedModel:
         """The index of the trunk node whose output `head` reads (the last, without `from=`)."""
         at = None if head.point is None else point_index(self.spec.layers, head.point)
         return len(self.layers) - 1 if at is None else at
+
+    def head_branch(self, head: TracedHead) -> int | None:
+        """For a head that reads a merge's branch (`from=z.mu`), the branch's index in the
+        merge at `head_start(head)`; None when it reads a node's output."""
+        return branch_index(self.spec.layers, head.spec)
+
+    def head_node(self, head: TracedHead) -> TracedNode:
+        """The node whose output `head` reads: a trunk node, or a branch's last (`from=z.mu`)."""
+        node = self.layers[self.head_start(head)]
+        j = self.head_branch(head)
+        return node.branches[j][-1] if isinstance(node, TracedMerge) and j is not None else node
+
+    def split_merges(self) -> frozenset[int]:
+        """The top-level merges that forward writes as plain statements, each branch its own
+        nn.Sequential: those that read a model input, and those a head reads a branch of."""
+        read = {self.head_start(h) for h in self.heads if h.spec.branch is not None}
+        return frozenset(
+            i
+            for i, node in enumerate(self.layers)
+            if isinstance(node, TracedMerge) and (node.spec.branch_from or i in read)
+        )
 
     def shape_of(self, name: str) -> tuple[Dim, ...]:
         """The shape of the named input `name` (several inputs)."""

@@ -2,15 +2,18 @@
 
 After the trunk (the model's top-level stack), each head is an indented stack of its own that
 reads the trunk's output, or the output of the trunk node named POINT (`conv2d 64 k=3
-name=mid`). The parser calls `head_section`; it calls back the parser's `stack` for the body.
+name=mid`), or of the branch BRANCH of the merge named MERGE (`from=MERGE.BRANCH`). A head
+without ':' and stack returns what it reads as is. The parser calls `head_section`; it calls
+back the parser's `stack` for the body.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection, Sequence
 
 from seqgen.errors import Location, SpecSyntaxError
-from seqgen.ir import Const, HeadSpec, Node, Param, node_key, point_index, walk
+from seqgen.ir import Const, HeadSpec, MergeSpec, Node, Param, node_key, point_index, walk
 from seqgen.lang.compound import Parser, StackContext, is_header
 from seqgen.lang.lexer import Line
 from seqgen.lang.names import check_identifier
@@ -121,6 +124,7 @@ def head_section(
     if any(h.point == name for h in heads):
         raise SpecSyntaxError(f"head name {name!r} is a `from=` point's name", location=loc)
     point, point_loc, train_only = None, None, False
+    branch: str | None = None
     seen: set[str] = set()
     while not line.at(":") and line.peek().kind != "end":
         key = line.next()
@@ -143,7 +147,13 @@ def head_section(
                     "`from=` names a trunk layer: `from=POINT`, where the layer has `name=POINT`",
                     location=point_loc,
                 )
-            point = _point(ptok.text, point_loc, parser, trunk, heads, name)
+            if line.at("."):  # `from=MERGE.BRANCH`
+                line.next()
+                btok = line.next()
+                branch_loc = line.loc(btok.col, len(btok.text) or 1)
+                point_loc = line.loc(ptok.col, btok.col + len(btok.text) - ptok.col)
+                branch = _branch(ptok.text, btok.text, branch_loc, point_loc, trunk)
+            point = _point(ptok.text, point_loc, parser, trunk, heads, name, branch is not None)
         else:
             value = parse_value(line)
             if not isinstance(value, Const) or not isinstance(value.value, bool):
@@ -151,6 +161,8 @@ def head_section(
                     "train_only= takes True or False", location=value.loc, hint="write True"
                 )
             train_only = value.value
+    if line.peek().kind == "end" and end == i + 1:  # `head mu from=z.mu`: returned as is
+        return HeadSpec(name, (), loc, point, point_loc, train_only, branch)
     line.expect(":", f"':' after `head {name}`")
     line.expect_end(f"`head {name}:`")
     if end == i + 1:
@@ -158,10 +170,10 @@ def head_section(
             f"head {name!r} needs an indented stack after it",
             keyword.col,
             4,
-            hint="a head that returns its input as is is `identity`",
+            hint=f"a head that returns its point's output as is has no ':' (`head {name}`)",
         )
     body = parser.stack(items, i + 1, end, StackContext(False, 1, None, ()))
-    return HeadSpec(name, tuple(body), loc, point, point_loc, train_only)
+    return HeadSpec(name, tuple(body), loc, point, point_loc, train_only, branch)
 
 
 def _point(
@@ -171,26 +183,78 @@ def _point(
     trunk: Sequence[Node],
     heads: Sequence[HeadSpec],
     head: str,
+    branch: bool = False,
 ) -> str:
-    """A `from=` point: the name of a top-level trunk node, usable as an attribute name."""
+    """A `from=` point: the name of a top-level trunk node, usable as an attribute name (for
+    `from=MERGE.BRANCH`, `branch`, the merge's name, already checked by `_branch`)."""
     index = point_index(trunk, text)
     if index is None:
         raise SpecSyntaxError(
             f"`from={text}`: no top-level trunk layer is named {text!r}",
             location=loc,
-            hint=f"add `name={text}` to the trunk layer the head reads",
+            hint=_did_you_mean(text, _names(trunk))
+            or f"add `name={text}` to the trunk layer the head reads",
         )
     check_identifier(text, "a head's `from=` point", loc)
     _not_taken(text, "a head's `from=` point", loc, parser)
     if any(h.name == text for h in heads) or text == head:
         raise SpecSyntaxError(f"point {text!r} is also a head's name", location=loc)
-    if index == len(trunk) - 1:
+    if index == len(trunk) - 1 and not branch:
         raise SpecSyntaxError(
             f"`from={text}`: {text!r} is the trunk's last layer, where every head starts",
             location=loc,
             hint="drop `from=`",
         )
     return text
+
+
+def _branch(
+    merge: str, text: str, loc: Location, point_loc: Location, trunk: Sequence[Node]
+) -> str:
+    """The BRANCH of `from=MERGE.BRANCH`: a named branch of the top-level merge named MERGE."""
+    index = point_index(trunk, merge)
+    if index is None:
+        raise SpecSyntaxError(
+            f"`from={merge}.{text}`: no top-level merge is named {merge!r}",
+            location=point_loc,
+            hint=_did_you_mean(merge, _names(trunk, merges=True))
+            or f"add `name={merge}` to the merge whose branch the head reads",
+        )
+    node = trunk[index]
+    if not isinstance(node, MergeSpec) or node.kind == "residual":
+        what = "a residual" if isinstance(node, MergeSpec) else "no merge"
+        raise SpecSyntaxError(
+            f"`from={merge}.{text}`: {merge!r} is {what}: a head reads a branch of a "
+            "`concat:`, `add:`, ... with named branches",
+            location=point_loc,
+            hint=f"drop `.{text}` to read {merge!r}'s output",
+        )
+    names = [k for k in node.branch_keys if k is not None]
+    if text not in names:
+        hint = _did_you_mean(text, names) or (
+            f"name the branch the head reads: `branch name={text}:` in {merge!r}"
+            + (f" (its named branches: {', '.join(names)})" if names else "")
+        )
+        raise SpecSyntaxError(
+            f"`from={merge}.{text}`: merge {merge!r} has no branch named {text!r}",
+            location=loc,
+            hint=hint,
+        )
+    return text
+
+
+def _names(trunk: Sequence[Node], merges: bool = False) -> list[str]:
+    """The names of the trunk's top-level nodes (only its merges' with `merges`)."""
+    return [
+        key
+        for node in trunk
+        if (key := node_key(node)) is not None and (not merges or isinstance(node, MergeSpec))
+    ]
+
+
+def _did_you_mean(text: str, names: Sequence[str]) -> str | None:
+    close = difflib.get_close_matches(text, sorted(names), n=1)
+    return f"did you mean {close[0]!r}?" if close else None
 
 
 def _not_taken(name: str, what: str, loc: Location, parser: Parser) -> None:

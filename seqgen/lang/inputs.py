@@ -263,8 +263,9 @@ def input_errors(
         SpecSyntaxError(
             f"input {i.name!r} is not read by any layer",
             location=i.loc,
-            hint=f"read it in a merge (`branch from={i.name}:` under `concat:`, `add:` or "
-            f"`multiply:`) or by a layer's keyword (`lstm 64 take=hidden lengths={i.name}`)",
+            hint=f"read it in a merge (`branch from={i.name}:` under `concat:`, `add:`, "
+            f"`multiply:` or `bmm:`) or by a layer's keyword "
+            f"(`lstm 64 take=hidden lengths={i.name}`)",
         )
         for i in extra
         if i.name not in read

@@ -41,6 +41,17 @@ class Token:
     space_before: bool
 
 
+def _dotted_point(tokens: list[Token], text: str, pos: int, space: bool) -> bool:
+    """Whether the '.' at `pos` joins `from=MERGE.BRANCH` (a head reading a merge's branch):
+    right after `from=NAME`, right before a name. Anywhere else a '.' is an error."""
+    if len(tokens) < 3 or space or pos + 1 >= len(text):
+        return False
+    key, equals, name = tokens[-3:]
+    return (key.kind, key.text, equals.text, name.kind) == ("name", "from", "=", "name") and (
+        text[pos + 1].isalpha() or text[pos + 1] == "_"
+    )
+
+
 class Line:
     """Tokens of one spec line, with a cursor."""
 
@@ -76,6 +87,10 @@ class Line:
             pos = prefix.end(1)
         while pos < len(self.text):
             m = _TOKEN.match(self.text, pos)
+            if m is None and _dotted_point(tokens, self.text, pos, space):
+                tokens.append(Token("op", ".", pos + 1, False))  # `from=z.mu`: a merge's branch
+                pos += 1
+                continue
             if m is None:
                 ch = self.text[pos]
                 hint = None

@@ -75,7 +75,13 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
         ]
         summary = "\n    ".join(lines + rules + [""])
     helpers = used_helpers(traced)
-    plain = inputs_model(traced) if traced.inputs else heads_model(traced) if traced.heads else None
+    plain = (
+        inputs_model(traced)
+        if traced.split_merges()
+        else heads_model(traced)
+        if traced.heads
+        else None
+    )
     model = {
         "class_name": spec.class_name,
         "docstring": summary,

@@ -38,7 +38,7 @@ def head_shape_text(head: TracedHead) -> str:
 
 def _segments(traced: TracedModel) -> list[tuple[str, str, int, int]]:
     """The trunk's segments: (attribute, local, first node, end), split after each point."""
-    ends = sorted({traced.head_start(h) for h in traced.heads if h.point is not None})
+    ends = sorted({traced.head_start(h) for h in traced.heads if h.point and not h.spec.branch})
     bounds = [*(e + 1 for e in ends), len(traced.layers)]
     names = [_point_name(traced, e) for e in ends] + [TRUNK]
     locals_ = names[:-1] + [FEATURES]
@@ -62,7 +62,11 @@ def keyed(traced: TracedModel) -> list[bool]:
 
 
 def _point_name(traced: TracedModel, index: int) -> str:
-    return next(h.point for h in traced.heads if h.point and traced.head_start(h) == index)
+    return next(
+        h.point
+        for h in traced.heads
+        if h.point and not h.spec.branch and traced.head_start(h) == index
+    )
 
 
 def _sequential(
@@ -81,7 +85,7 @@ def _sequential(
 def heads_model(traced: TracedModel) -> dict[str, Any]:
     """The parts of the model class that heads change: its submodules and forward's statements."""
     modules = []
-    locals_at: dict[int, str] = {}
+    locals_at: dict[tuple[int, int | None], str] = {}
     statements = []
     source = "x"
     for attribute, local, start, stop in _segments(traced):
@@ -89,7 +93,7 @@ def heads_model(traced: TracedModel) -> dict[str, Any]:
         shape = traced.layers[start - 1].out_shape if start else traced.input_shape
         modules.append(_sequential(attribute, nodes, shape))
         statements.append(f"{local}: torch.Tensor = self.{attribute}({source})")
-        locals_at[stop - 1] = source = local
+        locals_at[stop - 1, None] = source = local
     return with_heads(traced, modules, statements, locals_at)
 
 
@@ -97,14 +101,18 @@ def with_heads(
     traced: TracedModel,
     modules: list[dict[str, Any]],
     statements: list[str],
-    locals_at: dict[int, str],
+    locals_at: dict[tuple[int, int | None], str],
 ) -> dict[str, Any]:
     """The model's parts once the trunk's are written: each head's nn.Sequential, the return
-    of the output class; `locals_at[i]` is the local that holds trunk node i's output."""
+    of the output class; `locals_at[i, None]` is the local that holds trunk node i's output,
+    `locals_at[i, j]` the one that holds branch j's of the merge at i (`from=z.mu`)."""
     fields = []
     for head in traced.heads:
-        modules.append(_sequential(head.name, head.layers, head.input_shape))
-        call = f"self.{head.name}({locals_at[traced.head_start(head)]})"
+        local = locals_at[traced.head_start(head), traced.head_branch(head)]
+        call = local  # a head without a stack returns what it reads as is
+        if head.layers:
+            modules.append(_sequential(head.name, head.layers, head.input_shape))
+            call = f"self.{head.name}({local})"
         if head.train_only:
             call += " if self.training else None"
         fields.append(f"{head.name}={call}")
@@ -136,13 +144,18 @@ def heads_tests(traced: TracedModel, shape_params: str) -> dict[str, object]:
     for head in traced.heads:
         dims = [_BATCH.sub("batch", d.code) for d in head.out_shape]
         shape = f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
-        note = f"head {head.name}" + (f", from {head.spec.point}" if head.spec.point else "")
+        note = f"head {head.name}" + (f", from {head.source}" if head.source else "")
         rows.append({"name": repr(head.name), "shape": shape, "comment": note})
     train_only = [repr(h.name) for h in traced.heads if h.train_only]
     names, points = other_points(traced)
     return {
         "output": output_class(traced),
-        "layers_of": segments[0] if len(segments) == 1 else f"[*{', *'.join(segments)}]",
+        # a trunk cut at a merge's branches is no chain of layers: outputs are tested, not layers
+        "layers_of": None
+        if traced.split_merges()
+        else segments[0]
+        if len(segments) == 1
+        else f"[*{', *'.join(segments)}]",
         "rows": rows,
         "train_only": f"({train_only[0]},)"
         if len(train_only) == 1

@@ -14,12 +14,14 @@ from seqgen.runtime import helper_classes, helper_names
 def used_helpers(traced: TracedModel) -> list[str]:
     """The helper modules the generated file defines: those its merges use, in a fixed order."""
     stacks = [*traced.stacks, *(b.layers for b in traced.blocks)]
+    # a merge that reads a model input, or whose branch a head reads, is plain statements in
+    # forward (multi_inputs.py)
+    split = [traced.layers[i] for i in traced.split_merges()]
     used = {
         n.class_name
         for nodes in stacks
         for n in walk_traced(nodes)
-        # a merge that reads a model input is plain statements in forward (multi_inputs.py)
-        if isinstance(n, TracedMerge) and not n.spec.branch_from
+        if isinstance(n, TracedMerge) and not any(n is m for m in split)
     }
     used |= {
         h

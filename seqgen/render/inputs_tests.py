@@ -104,10 +104,8 @@ def _export(traced: TracedModel, export: dict[str, Any]) -> dict[str, Any]:
     named = []
     per_input: dict[str, list[str]] = {i.name: ["0: batch"] for i in traced.inputs}
     for dim in export["dims"][1:]:
-        name = re.sub(r"_div_\d+$", "", dim["args"].split('"')[1])
-        named.append(
-            {"name": name, "factor": dim["factor"], "args": dim["args"], "notes": dim["notes"]}
-        )
+        name = dim["name"]
+        named.append({"name": name, "call": dim["call"], "notes": dim["notes"]})
         for where, index in [(dim["input"], dim["index"]), *dim["also"]]:
             per_input[where].append(f"{index}: {name}")
     return {

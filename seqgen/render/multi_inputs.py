@@ -30,14 +30,6 @@ STREAM = "x"  # the local that carries the trunk's tensor (lang/inputs.py reserv
 _OPERATORS = {"add": " + ", "multiply": " * "}
 
 
-def reads_inputs(node: TracedNode) -> bool:
-    """Whether a trunk node reads another model input: a merge with a `branch from=`, or a
-    layer with a keyword that names one (`lstm 64 lengths=lengths`)."""
-    if isinstance(node, TracedLayer):
-        return bool(node.reads)
-    return isinstance(node, TracedMerge) and bool(node.spec.branch_from)
-
-
 def _reader(attribute: str, node: TracedLayer) -> Any:
     """The submodule of a layer that reads another input: itself, not in an nn.Sequential."""
     comment = shape_text(node.out_shape)
@@ -50,16 +42,25 @@ def _sequential(attribute: str, nodes: tuple[TracedNode, ...], shape: tuple[Dim,
 
 
 def inputs_model(traced: TracedModel) -> dict[str, Any]:
-    """The submodules of a model with named inputs and its forward's statements (with heads,
-    the trunk is also cut after each head's point, as render/heads.py cuts it)."""
+    """The submodules of a model with named inputs, or with a head that reads a merge's branch
+    (`from=z.mu`), and its forward's statements (with heads, the trunk is also cut after each
+    head's point, as render/heads.py cuts it)."""
     modules: list[dict[str, Any]] = []
     statements: list[str] = []
     shapes = {i.name: i.shape for i in traced.inputs}
-    points = {traced.head_start(h): h.spec.point for h in traced.heads if h.spec.point}
+    points = {
+        traced.head_start(h): h.spec.point
+        for h in traced.heads
+        if h.spec.point and h.spec.branch is None
+    }
+    read = {traced.head_start(h) for h in traced.heads if h.spec.branch is not None}
+    split = traced.split_merges()
     last = len(traced.layers) - 1
-    source, shape = traced.inputs[0].name, traced.inputs[0].shape
-    declared: set[str] = set()
-    locals_at: dict[int, str] = {}
+    source, shape = STREAM, traced.input_shape
+    if traced.inputs:
+        source, shape = traced.inputs[0].name, traced.inputs[0].shape
+    declared = {source}  # forward's argument: not annotated again
+    locals_at: dict[tuple[int, int | None], str] = {}
     segment: list[TracedNode] = []
     counts = {"trunk": 0, "merge": 0}
     readers = Counter(
@@ -79,7 +80,7 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
         typed = local if local in declared else f"{local}: torch.Tensor"
         declared.add(local)
         statements.append(f"{typed} = {value}")
-        locals_at[index] = source = local
+        locals_at[index, None] = source = local
         shape = traced.layers[index].out_shape
 
     def flush(index: int) -> None:
@@ -106,7 +107,7 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
             args = [source, *(f"{key}={name}" if key else name for key, name in node.reads)]
             assign(index, f"self.{attribute}({', '.join(args)})")
             continue
-        if not isinstance(node, TracedMerge) or not reads_inputs(node):
+        if not isinstance(node, TracedMerge) or index not in split:
             segment.append(node)
             if index in points or index == last:
                 flush(index)
@@ -116,7 +117,8 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
         counts["merge"] += 1
         calls = []
         shares = node.spec.branch_shares or (None,) * len(node.branches)
-        for j, (branch, src) in enumerate(zip(node.branches, node.spec.branch_from, strict=True)):
+        sources = node.spec.branch_from or (None,) * len(node.branches)
+        for j, (branch, src) in enumerate(zip(node.branches, sources, strict=True)):
             key = node.spec.branch_keys[j] if node.spec.branch_keys else None
             attribute = f"{name}_{key if key is not None else j}"
             if shares[j] is not None:  # runs the modules of the branch it shares (siamese)
@@ -125,19 +127,34 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
                 modules.append(
                     _sequential(attribute, branch, shape if src is None else shapes[src])
                 )
-            calls.append(f"self.{attribute}({source if src is None else src})")
+            call = f"self.{attribute}({source if src is None else src})"
+            if index in read:  # a head reads a branch of this merge: each branch a local
+                local = f"{name}_{key if key is not None else j}"
+                statements.append(f"{local}: torch.Tensor = {call}")
+                locals_at[index, j] = call = local
+            calls.append(call)
         if node.spec.kind == "concat":
             assign(index, f"torch.cat([{', '.join(calls)}], dim={node.dim})")
+        elif node.spec.kind == "bmm":
+            assign(index, f"torch.bmm({', '.join(calls)})")
         else:
             assign(index, _OPERATORS[node.spec.kind].join(calls))
     attributes = [m["attribute"] for m in modules] + [h.name for h in traced.heads]
     if len(set(attributes)) != len(attributes) or set(attributes) & set(shapes):
-        first = next(n for n in traced.layers if reads_inputs(n))
+        first = traced.layers[min(split)]
         raise RenderError(
             f"two submodules of {traced.spec.class_name} would share a name among "
             f"{', '.join(attributes)}",
             location=first.spec.loc,
             hint="rename a merge or a branch that reads an input (name=)",
+        )
+    branch_locals = {v for k, v in locals_at.items() if k[1] is not None}
+    clash = branch_locals & {*points.values(), STREAM, FEATURES, *shapes}
+    if clash:
+        raise RenderError(
+            f"a branch's output and another local of forward would both be {min(clash)!r}",
+            location=traced.layers[min(split)].spec.loc,
+            hint="rename the merge or its branch (name=)",
         )
     if traced.heads:
         return with_heads(traced, modules, statements, locals_at)
@@ -146,13 +163,14 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
 
 
 def module_stacks(traced: TracedModel) -> list[tuple[TracedNode, ...]]:
-    """The stacks the model's nn.Sequentials hold: with named inputs, a merge that reads one
-    is no module, its branches are (its `name=` keys nothing)."""
-    if not traced.inputs:
+    """The stacks the model's nn.Sequentials hold: a merge that reads a named input, or whose
+    branch a head reads, is no module, its branches are (its `name=` keys nothing)."""
+    split = traced.split_merges()
+    if not split:
         return list(traced.stacks)
-    out: list[tuple[TracedNode, ...]] = [tuple(n for n in traced.layers if not reads_inputs(n))]
-    for node in traced.layers:
-        if isinstance(node, TracedMerge) and reads_inputs(node):
+    out = [tuple(n for i, n in enumerate(traced.layers) if i not in split)]
+    for i, node in enumerate(traced.layers):
+        if isinstance(node, TracedMerge) and i in split:
             out += node.branches
     return out + [h.layers for h in traced.heads]
 

@@ -117,10 +117,7 @@ def _stacks(traced: TracedModel) -> Iterator[Stack]:
     stack where one is known (before a merge or a loop; None for the model and a block body)."""
     todo: list[Stack] = [
         (traced.input_shape, traced.layers, not traced.heads, None),  # with heads, theirs end
-        *(
-            (h.input_shape, h.layers, True, traced.layers[traced.head_start(h)])
-            for h in traced.heads
-        ),
+        *((h.input_shape, h.layers, True, traced.head_node(h)) for h in traced.heads),
         *((b.input_shape, b.layers, False, None) for b in traced.blocks),
     ]
     while todo:

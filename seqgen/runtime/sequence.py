@@ -232,6 +232,26 @@ class Scale(nn.Module):
         return f"value={self.value}"
 
 
+class AddIdentity(nn.Module):
+    """Adds the identity matrix to each square matrix in the last two dims: `x + torch.eye(K)`
+    for x (N, ..., K, K), in x's dtype and on its device (PointNet's learned transforms start
+    at the identity)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[-1]
+        if x.dim() < 3 or x.shape[-2] != k:
+            raise ValueError(
+                f"AddIdentity needs square matrices (N, ..., K, K), got {list(x.shape)}"
+            )
+        return x + torch.eye(k, dtype=x.dtype, device=x.device)
+
+    def extra_repr(self) -> str:
+        return ""
+
+
 class ClsToken(nn.Module):
     """Prepends a learned (1, 1, E) token to every sequence: (N, L, E) -> (N, L + 1, E)."""
 

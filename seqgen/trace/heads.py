@@ -1,17 +1,18 @@
 """Tracing a model's heads (`head NAME [from=POINT]:`): each head's stack is traced from the
-trunk's output, or from its point's, in the model's own scope, as a merge's branch is traced
-from the merge's input. Their conditions join the model's, so `__init__` checks them too."""
+trunk's output, or from its point's (or a branch's of the merge it names: `from=z.mu`), in the
+model's own scope, as a merge's branch is traced from the merge's input. Their conditions join
+the model's, so `__init__` checks them too."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sympy
 
 from seqgen.errors import InternalError, TraceError
-from seqgen.ir import HeadSpec, Node, TracedHead, point_index
+from seqgen.ir import HeadSpec, Node, TracedHead, branch_index, point_index
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step
 
 
@@ -41,8 +42,10 @@ def trace_heads(
     heads: Sequence[HeadSpec],
     trunk: Sequence[Node],
     outputs: Sequence[tuple[Any, list[DimInfo]]],
+    branches: Mapping[int, Sequence[tuple[Any, list[DimInfo]]]],
 ) -> list[HeadResult]:
-    """Trace every head from its point's output (`outputs[i]`: the trunk's node i's output).
+    """Trace every head from its point's output (`outputs[i]`: the trunk's node i's output;
+    `branches[i][j]`: branch j's of the top-level merge i, for `from=MERGE.BRANCH`).
     Each head's errors are recorded and the next head is traced, so one run reports them all."""
     scope = tracer.scope
     results: list[HeadResult] = []
@@ -52,7 +55,8 @@ def trace_heads(
         at = len(trunk) - 1 if head.point is None else point_index(trunk, head.point)
         if at is None or at >= len(outputs):
             raise InternalError(f"head {head.name!r}: point {head.point!r} was not resolved")
-        x, dims = outputs[at]
+        j = branch_index(trunk, head)
+        x, dims = outputs[at] if j is None else branches[at][j]
         in_dims = dims
         # the trunk's output is read by the other heads too: no in-place layer may change it
         scope.previous, scope.shared_input = None, True

@@ -59,6 +59,7 @@ from seqgen.trace.merge_shapes import (
     concat_dim,
     meant_shape,
     merge_hint,
+    merge_macs,
 )
 from seqgen.trace.scope import (
     MAX_SIZE,
@@ -83,6 +84,9 @@ class Tracer:
         self.inputs: dict[str, tuple[torch.Tensor, list[DimInfo]]] = {}  # several, by name
         self.roles: dict[str, Role] = {}  # the inputs that layers read by a keyword (lengths=)
         self.points = {h.point for h in scope.spec.heads if h.point is not None}
+        # each branch's output of the last merge traced, and of each top-level merge, by index
+        self.branches: list[tuple[torch.Tensor, list[DimInfo]]] = []
+        self.branch_outputs: dict[int, list[tuple[torch.Tensor, list[DimInfo]]]] = {}
 
     def input_dims(self, shape: Sequence[Expr] | None = None) -> list[DimInfo]:
         """The dims of the model's (first) input, or of the input of that `shape`."""
@@ -132,7 +136,9 @@ class Tracer:
             self.scope.shared_input = reads_first_input(spec)
             try:
                 steps = self.stack(spec.layers, x, dims).steps
-                heads = trace_heads(self, spec.heads, spec.layers, self.outputs)
+                heads = trace_heads(
+                    self, spec.heads, spec.layers, self.outputs, self.branch_outputs
+                )
             except TraceError as e:
                 raise_all(errors if any(e is found for found in errors) else [*errors, e])
                 raise
@@ -187,6 +193,8 @@ class Tracer:
             steps.append(result.step)
             if index is None:
                 self.outputs.append((x, dims))
+                if isinstance(node, MergeSpec):  # a head may read a branch (`from=z.mu`)
+                    self.branch_outputs[i] = self.branches
                 if node_key(node) in self.points:  # a head reads it too: no in-place change
                     self.scope.previous, self.scope.shared_input = None, True
         return StackResult(x, dims, steps)
@@ -242,6 +250,7 @@ class Tracer:
     ) -> NodeResult:
         """Trace each branch from the merge's input, then combine their shapes exactly."""
         outs: list[tuple[list[DimInfo], list[Step]]] = []
+        branches = []
         failed: TraceError | None = None
         for branch, (bx, bdims) in zip(merge.branches, branch_inputs(merge, x, dims, self.inputs)):
             self.scope.previous, self.scope.shared_input = None, True
@@ -251,8 +260,10 @@ class Tracer:
                 failed = failed or err
                 continue
             outs.append((out.dims, out.steps))
+            branches.append((out.x, out.dims))
         if failed is not None:
             raise failed
+        self.branches = branches
         self.scope.previous, self.scope.shared_input = (
             None,
             False,
@@ -307,7 +318,7 @@ class Tracer:
         owned = own_steps(merge, [sts for _, sts in outs])  # a shared branch owns no weights
         params = sum((st.params_expr for st in owned), sympy.Integer(0))
         train = sum((st.trainable_expr for st in owned), sympy.Integer(0))
-        macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
+        macs = sum((st.macs_expr for st in steps), merge_macs(merge.kind, shapes))
         self.scope.check_sizes(out_dims, index, site, merge.loc, dims)
         traced = TracedMerge(
             index=index,

@@ -1,0 +1,352 @@
+"""Heads that read a named branch of a named top-level merge (`head mu from=z.mu:`), and heads
+without a stack (`head mu from=z.mu`: what the point gives, returned as is).
+
+The parser's located errors (with "did you mean"), the traced shapes (a branch's, not the
+merge's), the generated forward (the merge split into one nn.Sequential per branch, each
+branch's output a local the head reads) against a hand-written torch module with the same
+weights at two parameter values, with and without a second input, and the summary, check and
+diagram rows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
+
+import pytest
+import torch
+from conftest import run_generated_tests
+from torch import nn
+
+from seqgen.api import generate, options_for
+from seqgen.diagram import build
+from seqgen.diagram.graph import all_boxes, all_edges
+from seqgen.errors import SeqgenError
+from seqgen.lang.parser import parse
+from seqgen.project.write import write_files
+from seqgen.report.summary import render_summary
+from seqgen.trace.model import trace
+
+SPEC = """\
+model Two(latent=4, hidden=16)
+input 8
+
+linear hidden
+relu
+concat name=z:
+    branch name=mu:
+        linear latent
+    branch name=logvar:
+        linear latent
+        tanh
+linear hidden
+head out:
+    linear 3
+head mu from=z.mu:
+    relu
+head logvar from=z.logvar:
+    identity
+"""
+
+
+def _generate(tmp_path: Path, text: str, name: str) -> tuple[list[Path], ModuleType]:
+    spec = tmp_path / f"{name}.seq"
+    spec.write_text(text)
+    result = generate(str(spec), options_for(str(spec), str(tmp_path)))
+    write_files(list(result.files))
+    module_spec = importlib.util.spec_from_file_location(f"branches_{name}", result.files[0].path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return [Path(f.path) for f in result.files], module
+
+
+def test_parser_reads_a_merges_branch_as_the_point() -> None:
+    spec = parse(SPEC)
+    assert [(h.name, h.point, h.branch, h.source) for h in spec.heads] == [
+        ("out", None, None, None),
+        ("mu", "z", "mu", "z.mu"),
+        ("logvar", "z", "logvar", "z.logvar"),
+    ]
+    loc = spec.heads[1].point_loc
+    assert loc is not None and (loc.col, loc.width) == (14, 4)  # `z.mu`, underlined whole
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message", "col", "hint"),
+    [
+        (
+            "from=z.mu:",
+            "from=z.mux:",
+            "`from=z.mux`: merge 'z' has no branch named 'mux'",
+            16,
+            "did you mean 'mu'?",
+        ),
+        (
+            "from=z.mu:",
+            "from=zz.mu:",
+            "`from=zz.mu`: no top-level merge is named 'zz'",
+            14,
+            "did you mean 'z'?",
+        ),
+        (
+            "from=z.mu:",
+            "from=q.mu:",
+            "`from=q.mu`: no top-level merge is named 'q'",
+            14,
+            "add `name=q` to the merge",
+        ),
+        (
+            "from=z.mu:",
+            "from=first.mu:",
+            "'first' is no merge: a head reads a branch of a `concat:`",
+            14,
+            "drop `.mu`",
+        ),
+        (
+            "from=z.mu:",
+            "from=zz:",
+            "`from=zz`: no top-level trunk layer is named 'zz'",
+            14,
+            "did you mean 'z'?",
+        ),
+        (
+            "    branch name=mu:\n",
+            "    branch:\n",
+            "`from=z.mu`: merge 'z' has no branch named 'mu'",
+            16,
+            "name the branch the head reads: `branch name=mu:` in 'z'",
+        ),
+    ],
+)
+def test_a_bad_branch_point_is_a_located_error(
+    old: str, new: str, message: str, col: int, hint: str
+) -> None:
+    text = SPEC.replace("linear hidden\nrelu\n", "linear hidden name=first\nrelu\n", 1)
+    text = text.replace(old, new, 1)
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    d = info.value.diagnostic
+    assert message in d.message and d.location is not None
+    lines = text.splitlines()
+    line = next(i for i, t in enumerate(lines, start=1) if t.startswith("head mu "))
+    assert (d.location.line, d.location.col) == (line, col)
+    assert hint in (d.hint or "")
+
+
+def test_a_residuals_branches_cannot_be_read() -> None:
+    text = "input 8\nresidual name=r:\n    linear 8\nlinear 4\nhead h from=r.body:\n    relu\n"
+    with pytest.raises(SeqgenError, match="'r' is a residual: a head reads a branch"):
+        parse(text)
+
+
+def test_a_dot_elsewhere_is_still_an_error() -> None:
+    with pytest.raises(SeqgenError, match="unexpected character '.'"):
+        parse("input 8\nlinear 4 name=a.b\n")
+    with pytest.raises(SeqgenError, match="unexpected character '.'"):
+        parse("input 8\nlinear 4 name=z\nhead h from= z .mu:\n    relu\n")
+
+
+def test_a_head_is_traced_from_its_branchs_output() -> None:
+    traced = trace(parse(SPEC))
+    shapes = {h.name: [d.code for d in h.input_shape] for h in traced.heads}
+    # the merge gives (N, 2 * latent); its branches (N, latent)
+    assert [d.code for d in traced.layers[2].out_shape] == ["N", "2 * latent"]
+    assert shapes == {"out": ["N", "hidden"], "mu": ["N", "latent"], "logvar": ["N", "latent"]}
+
+
+class _TwoOut(NamedTuple):
+    out: torch.Tensor
+    mu: torch.Tensor
+    logvar: torch.Tensor
+
+
+class _Two(nn.Module):
+    """SPEC written by hand, as an expert would."""
+
+    def __init__(self, latent: int, hidden: int) -> None:
+        super().__init__()
+        self.trunk_0 = nn.Sequential(nn.Linear(8, hidden), nn.ReLU())
+        self.z_mu = nn.Sequential(nn.Linear(hidden, latent))
+        self.z_logvar = nn.Sequential(nn.Linear(hidden, latent), nn.Tanh())
+        self.trunk = nn.Sequential(nn.Linear(2 * latent, hidden))
+        self.out = nn.Sequential(nn.Linear(hidden, 3))
+        self.mu = nn.Sequential(nn.ReLU())
+        self.logvar = nn.Sequential(nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> _TwoOut:
+        x = self.trunk_0(x)
+        mu, logvar = self.z_mu(x), self.z_logvar(x)
+        features = self.trunk(torch.cat([mu, logvar], dim=1))
+        return _TwoOut(self.out(features), self.mu(mu), self.logvar(logvar))
+
+
+@pytest.mark.parametrize(("latent", "hidden"), [(4, 16), (3, 7)])
+def test_generated_model_equals_a_hand_written_one(
+    tmp_path: Path, latent: int, hidden: int
+) -> None:
+    files, module = _generate(tmp_path, SPEC, f"two_{latent}_{hidden}")
+    source = files[0].read_text()
+    for line in (
+        "x = self.trunk_0(x)",
+        "z_mu: torch.Tensor = self.z_mu(x)",
+        "z_logvar: torch.Tensor = self.z_logvar(x)",
+        "x = torch.cat([z_mu, z_logvar], dim=1)",
+        "features: torch.Tensor = self.trunk(x)",
+    ):
+        assert f"        {line}\n" in source, line
+    assert "class Concat" not in source  # the merge is a statement, not a module
+    torch.manual_seed(0)
+    generated = module.Two(latent=latent, hidden=hidden)
+    reference = _Two(latent, hidden)
+    assert list(generated.state_dict()) == list(reference.state_dict())
+    reference.load_state_dict(generated.state_dict())
+    x = torch.randn(5, 8)
+    got, want = generated(x), reference(x)
+    assert got._fields == want._fields
+    for name, ours, theirs in zip(got._fields, got, want, strict=True):
+        assert ours.shape == theirs.shape and torch.equal(ours, theirs), name
+
+
+INPUTS = """\
+model Meta(latent=4)
+input image 8
+input meta 3
+
+linear 16
+add name=z:
+    branch name=mu:
+        linear latent
+    branch name=side from=meta:
+        linear latent
+head out:
+    linear 2
+head side from=z.side:
+    identity
+"""
+
+
+def test_a_branch_that_reads_another_input_can_be_a_heads_point(tmp_path: Path) -> None:
+    files, module = _generate(tmp_path, INPUTS, "meta")
+    source = files[0].read_text()
+    assert "z_side: torch.Tensor = self.z_side(meta)" in source
+    torch.manual_seed(0)
+    model = module.Meta(latent=5).eval()
+    image, meta = torch.randn(2, 8), torch.randn(2, 3)
+    out = model(image=image, meta=meta)
+    assert torch.equal(out.side, model.z_side(meta))
+    assert tuple(out.out.shape) == (2, 2)
+
+
+def test_summary_and_diagram_show_where_a_head_reads() -> None:
+    traced = trace(parse(SPEC))
+    text = render_summary(traced)
+    assert "head mu (from z.mu)" in text and "head logvar (from z.logvar)" in text
+    diagram = build(traced)
+    boxes = {b.id: b.label for b in all_boxes(diagram)}
+    edges = {(boxes[e.source], boxes[e.target]) for e in all_edges(diagram)}
+    assert ("Linear(hidden, latent)", "ReLU()") in edges  # head mu reads branch mu's Linear
+    assert ("Tanh()", "Identity()") in edges  # head logvar reads branch logvar's last layer
+
+
+STACKLESS = """\
+model Bare(latent=4)
+input 8
+
+linear 16 name=mid
+relu
+add name=z:
+    branch name=mu:
+        linear latent
+    branch name=logvar:
+        linear latent
+linear 16
+head out
+head early from=mid train_only=True
+head mu from=z.mu
+head logvar from=z.logvar:
+    relu
+"""
+
+
+def test_a_head_without_colon_has_no_stack() -> None:
+    spec = parse(STACKLESS)
+    assert [(h.name, len(h.layers)) for h in spec.heads] == [
+        ("out", 0),
+        ("early", 0),
+        ("mu", 0),
+        ("logvar", 1),
+    ]
+    traced = trace(spec)
+    assert [[d.code for d in h.out_shape] for h in traced.heads] == [
+        ["N", "16"],
+        ["N", "16"],
+        ["N", "latent"],
+        ["N", "latent"],
+    ]
+    assert "head mu (from z.mu)" in render_summary(traced)
+    diagram = build(traced)
+    boxes = {b.id: b for b in all_boxes(diagram)}
+    fed = [
+        (boxes[e.source].label, boxes[e.target].shape)
+        for e in all_edges(diagram)
+        if boxes[e.target].label == "returned as is"
+    ]
+    assert fed == [
+        ("Linear(latent, 16)", "(N, 16)"),
+        ("Linear(8, 16)", "(N, 16)"),
+        ("Linear(16, latent)", "(N, latent)"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        ("head a from=stem\n    linear 2\n", "expected ':' after `head a`", None),
+        ("head a:\n", "needs an indented stack", "has no ':' (`head a`)"),
+        ("head a from=stem train_only=True:\n", "needs an indented stack", "has no ':'"),
+    ],
+)
+def test_a_colon_and_a_stack_go_together(text: str, message: str, hint: str | None) -> None:
+    with pytest.raises(SeqgenError) as info:
+        parse("input 3x8x8\nconv2d 4 k=1 name=stem\nrelu\n" + text)
+    d = info.value.diagnostic
+    assert message in d.message and d.location is not None and d.location.line == 4
+    assert hint is None or hint in (d.hint or "")
+
+
+def test_a_stackless_head_returns_its_points_output(tmp_path: Path) -> None:
+    files, module = _generate(tmp_path, STACKLESS, "bare")
+    source = files[0].read_text()
+    assert "out=features," in source and "mu=z_mu," in source
+    assert "early=mid if self.training else None," in source
+    assert "lv=" not in source and "logvar=self.logvar(z_logvar)" in source
+    torch.manual_seed(0)
+    model = module.Bare(latent=3)
+    assert [name for name, _ in model.named_children()] == [
+        "mid",
+        "trunk_0",
+        "z_mu",
+        "z_logvar",
+        "trunk",
+        "logvar",
+    ]
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        out = model.train()(x)
+        mid = model.mid(x)
+        inner = model.trunk_0(mid)
+        mu, logvar = model.z_mu(inner), model.z_logvar(inner)
+        assert torch.equal(out.early, mid) and torch.equal(out.mu, mu)
+        assert torch.equal(out.logvar, torch.relu(logvar))
+        assert torch.equal(out.out, model.trunk(mu + logvar))
+        assert model.eval()(x).early is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", [SPEC, STACKLESS], ids=["branches", "stackless"])
+def test_generated_tests_pass(tmp_path: Path, text: str) -> None:
+    files, _ = _generate(tmp_path, text, "gen_tests")
+    run_generated_tests(*[f for f in files if f.name.startswith("test_")])
