@@ -61,14 +61,7 @@ from seqgen.trace.merge_shapes import (
     merge_hint,
     merge_macs,
 )
-from seqgen.trace.scope import (
-    MAX_SIZE,
-    DimInfo,
-    NodeResult,
-    Scope,
-    StackResult,
-    Step,
-)
+from seqgen.trace.scope import MAX_SIZE, DimInfo, NodeResult, Scope, StackResult, Step
 from seqgen.trace.torch_errors import shape_text
 from seqgen.trace.wording import Site, merge_reason
 
