@@ -858,16 +858,16 @@ def _new_input(gen: D.Gen, g: GraphSpec, name: str, like: Any, same: bool) -> In
 
 
 # What `decorate` draws beyond heads and `concat:`/`add:`/`multiply:` over inputs: one entry per
-# op of issue #19 (/work/briefs/contracts19.md); True once seqgen on main has it. The oracle
-# (`_combine`, `READERS`, `GraphRun.at`) knows each one either way.
+# op of issue #19, True once seqgen has it (the oracle, `_combine`, `READERS`, `GraphRun.at`,
+# knows each one either way).
 DRAW = {
-    "branch_points": False,  # head NAME from=MERGE.BRANCH (contract 1)
-    "stackless_heads": False,  # head NAME [from=POINT], no stack (contract 2)
+    "branch_points": True,  # head NAME from=MERGE.BRANCH (contract 1)
+    "stackless_heads": True,  # head NAME [from=POINT], no stack (contract 2)
     "reparameterize": False,  # contract 3
-    "bmm": False,  # contract 4
-    "add_identity": False,  # contract 5 (in bmm's matrices)
-    "lengths": False,  # lstm/gru/rnn ... lengths=NAME (contract 6)
-    "key_padding_mask": False,  # transformerencoderlayer ... key_padding_mask=NAME (contract 6)
+    "bmm": True,  # contract 4
+    "add_identity": True,  # contract 5 (in bmm's matrices)
+    "lengths": True,  # lstm/gru/rnn ... lengths=NAME (contract 6)
+    "key_padding_mask": True,  # transformerencoderlayer ... key_padding_mask=NAME (contract 6)
 }
 
 Drawn = tuple[MergeIR, InputIR | None] | None  # a merge, and the new input it reads
@@ -940,18 +940,46 @@ def _draw_reparameterize(gen: D.Gen, g: GraphSpec, x: Any, j: int, name: str) ->
     return MergeIR("reparameterize", branches), None
 
 
+def _matrices(gen: D.Gen, b: Any, m: int) -> list[D.LayerIR] | None:
+    """Layers from b's shape to (N, m, p): `linear m` + `transpose 1 2` on (N, q, r), or a
+    learned matrix, PointNet's `[amax 2,] linear m * m, unflatten 1 (m, m), add_identity`
+    (`linear m * p, unflatten 1 (m, p)` without add_identity)."""
+    r = gen.rng
+    size = gen.num(m, "hid", 0.7)
+    if b.dim() == 3 and r.random() < 0.5:
+        return [
+            gen.layer("linear", {"out_features": size}),
+            D.LayerIR("transpose", [D.Lit(1), D.Lit(2)]),
+        ]
+    if b.dim() not in (2, 3):
+        return None
+    head = [D.LayerIR("amax", [D.Lit(2)])] if b.dim() == 3 else []
+    if DRAW["add_identity"] and r.random() < 0.7:
+        return head + [
+            gen.layer("linear", {"out_features": D.Bin("*", size, size)}),
+            D.LayerIR("unflatten", [D.Lit(1), D.Tup((size, size))]),
+            D.LayerIR("add_identity"),
+        ]
+    p = D.Lit(r.randint(1, 4))
+    return head + [
+        gen.layer("linear", {"out_features": D.Bin("*", size, p)}),
+        D.LayerIR("unflatten", [D.Lit(1), D.Tup((size, p))]),
+    ]
+
+
 def _draw_bmm(gen: D.Gen, g: GraphSpec, x: Any, j: int, name: str) -> Drawn:
-    """bmm: rows (N, n, m) from x, matrices (N, m, p) from x or a new input: a stack, then
-    `linear m` + `transpose 1 2`, or PointNet's `amax 2`, `linear m * m`, `unflatten 1 (m, m)`,
-    `add_identity`."""
+    """bmm: rows (N, n, m) from x (rank 3, or rank 2 made (N, 1, F) by `unsqueeze 1`), times
+    matrices (N, m, p) from x or a new input (`_matrices`)."""
     import torch
 
     r = gen.rng
-    if x.dim() != 3:
+    if x.dim() == 2:
+        rows: list[D.LayerIR] = [D.LayerIR("unsqueeze", [D.Lit(1)])]
+        a = x.unsqueeze(1)
+    elif x.dim() == 3:
+        rows, a = _draw_stack(gen, x, r.choice([0, 1, 2]), keep=lambda y: y.dim() == 3)
+    else:
         return None
-    three = lambda y: y.dim() == 3  # noqa: E731
-    rows, a = _draw_stack(gen, x, r.choice([0, 1, 2]), keep=three)
-    m = int(a.shape[2])
     new = None
     src = x
     if r.random() < 0.3:
@@ -960,21 +988,9 @@ def _draw_bmm(gen: D.Gen, g: GraphSpec, x: Any, j: int, name: str) -> Drawn:
             src = torch.randn((2,) + tuple(D.ev(d.expr, gen.env()) for d in new.dims))
         except Exception:
             return None
-    body, b = _draw_stack(gen, src, r.choice([0, 1, 2]), keep=lambda y: y.dim() >= 2)
-    size = gen.num(m, "hid", 0.7)
-    if DRAW["add_identity"] and b.dim() == 3 and r.random() < 0.5:
-        tail = [
-            D.LayerIR("amax", [D.Lit(2)]),
-            gen.layer("linear", {"out_features": D.Bin("*", size, size)}),
-            D.LayerIR("unflatten", [D.Lit(1), D.Tup((size, size))]),
-            D.LayerIR("add_identity"),
-        ]
-    elif b.dim() == 3:
-        tail = [
-            gen.layer("linear", {"out_features": size}),
-            D.LayerIR("transpose", [D.Lit(1), D.Lit(2)]),
-        ]
-    else:
+    body, b = _draw_stack(gen, src, r.choice([0, 1, 2]), keep=lambda y: y.dim() in (2, 3))
+    tail = _matrices(gen, b, int(a.shape[2]))
+    if tail is None:
         return None
     branches = [
         BranchIR(rows or [D.LayerIR("identity")], name="rows" if r.random() < 0.5 else None),
@@ -1009,9 +1025,15 @@ def add_merge(gen: D.Gen, g: GraphSpec) -> bool:
     for _ in range(6):
         saved = copy.deepcopy((g.trunk, g.labels, g.inputs, gen.params, gen.counter, gen.dims))
         kind = r.choice(kinds)
-        # a siamese branch over the first input's own dims builds its layers alike at every
-        # value; elsewhere its input's literal dims may not (seqgen then refuses the spec)
-        j = 0 if r.random() < 0.2 else r.randint(0, len(g.trunk))
+        # at the trunk's start (a siamese branch over the first input's own dims builds its
+        # layers alike at every value), its end (nothing after it to break), or anywhere
+        roll = r.random()
+        j = 0 if roll < 0.2 else len(g.trunk) if roll < 0.5 else r.randint(0, len(g.trunk))
+        if kind == "bmm":  # rank 3 (rank 2 at the end) wherever there is one
+            at = [
+                k for k, y in enumerate(xs) if y.dim() == 3 or (y.dim() == 2 and k == len(xs) - 1)
+            ]
+            j = r.choice(at) if at else j
         x = xs[j]
         if x.dtype != torch.float32:
             continue
@@ -1111,8 +1133,15 @@ def add_heads(gen: D.Gen, g: GraphSpec) -> bool:
             x = points[point]
         else:
             x = xs[-1]
-        if DRAW["stackless_heads"] and r.random() < 0.25:
+        if DRAW["stackless_heads"] and r.random() < 0.2:
             layers: list[D.LayerIR] = []
+        elif DRAW["add_identity"] and x.dim() == 2 and r.random() < 0.2:  # a learned transform
+            size = gen.num(r.randint(2, 4), "hid", 0.7)
+            layers = [
+                gen.layer("linear", {"out_features": D.Bin("*", size, size)}),
+                D.LayerIR("unflatten", [D.Lit(1), D.Tup((size, size))]),
+                D.LayerIR("add_identity"),
+            ]
         else:
             layers, y = _draw_stack(gen, x, r.choice([0, 1, 1, 2, 3]))
             if r.random() < 0.5 and y.dim() >= 2 and y.dtype.is_floating_point:
@@ -1143,7 +1172,7 @@ def decorate(gen: D.Gen, spec: D.SpecIR, rng: random.Random) -> D.SpecIR | Graph
     merged = roll < 0.2 and add_merge(gen, g)
     if merged and rng.random() < 0.5:
         merged = add_merge(gen, g) or merged
-    if roll < 0.2 and rng.random() < 0.3:
+    if rng.random() < 0.3:
         merged = add_reader(gen, g) or merged
     if (not merged or rng.random() < 0.4) and not add_heads(gen, g):
         g.heads = []

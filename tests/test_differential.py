@@ -77,28 +77,54 @@ def test_generator_is_deterministic_and_specs_read_back() -> None:
         assert again.defaults() == spec.defaults()
 
 
+def _features(spec: object) -> set[str]:
+    """What a drawn spec exercises of issue 19 (heads, inputs, the ops of contracts19)."""
+    import graphs as G
+
+    if not isinstance(spec, G.GraphSpec):
+        return set()
+    text = spec.text()
+    merges = [n for n in spec.trunk if isinstance(n, G.MergeIR)]
+    found = {m.kind for m in merges}
+    found |= {k for k in ("add_identity", "lengths=", "key_padding_mask=") if k in text}
+    checks = {
+        "heads": bool(spec.heads),
+        "from": any(h.point for h in spec.heads),
+        "from=MERGE.BRANCH": any(h.point and "." in h.point for h in spec.heads),
+        "stackless": any(not h.layers for h in spec.heads),
+        "train_only": any(h.train_only for h in spec.heads),
+        "inputs": len(spec.inputs) > 1,
+        "shares": any(b.shares for m in merges for b in m.branches),
+    }
+    return found | {k for k, v in checks.items() if v}
+
+
 def test_some_specs_have_heads_and_several_inputs_over_an_unchanged_trunk() -> None:
     """fuzz/graphs.py decorates some flat specs; every other index draws the flat spec as before,
     and a decorated one keeps the flat spec's layers as its trunk's top-level layers."""
     import graphs as G
 
-    seen: set[str] = set()
-    for i in range(60):
+    decorated = 0
+    for i in range(20):
         spec = D.generate_spec(CI_SEED, i)
         flat = D.Gen(random.Random(f"seqgen-differential:{CI_SEED}:{i}")).spec()
         if not isinstance(spec, G.GraphSpec):
             assert spec.text() == flat.text()
             continue
+        decorated += 1
         trunk = [D.layer_line(n) for n in spec.trunk if isinstance(n, D.LayerIR)]
-        assert trunk == [D.layer_line(layer) for layer in flat.layers]
-        seen |= {"heads"} if spec.heads else set()
-        seen |= {"from"} if any(h.point for h in spec.heads) else set()
-        seen |= {"train_only"} if any(h.train_only for h in spec.heads) else set()
-        seen |= {"inputs"} if len(spec.inputs) > 1 else set()
-        merges = [n for n in spec.trunk if isinstance(n, G.MergeIR)]
-        seen |= {m.kind for m in merges}
-        seen |= {"shares"} if any(b.shares for m in merges for b in m.branches) else set()
-    want = {"heads", "from", "train_only", "inputs", "concat", "add", "multiply", "shares"}
+        flat_lines = [D.layer_line(layer) for layer in flat.layers]
+        assert [line for line in trunk if line in flat_lines] == flat_lines
+    assert 3 <= decorated <= 14
+
+
+@pytest.mark.slow
+def test_the_draw_covers_heads_inputs_and_the_new_ops() -> None:
+    seen: set[str] = set()
+    for i in range(120):
+        seen |= _features(D.generate_spec(CI_SEED, i))
+    want = {"heads", "from", "from=MERGE.BRANCH", "stackless", "train_only", "inputs", "shares"}
+    want |= {"concat", "add", "multiply", "bmm", "add_identity", "lengths=", "key_padding_mask="}
     assert want <= seen, want - seen
 
 
