@@ -1885,6 +1885,10 @@ def sample_points(spec: SpecIR, gen: Generated, rng: random.Random, limit: int) 
             if v not in seen and v != d:
                 seen.append(v)
         per[name] = seen
+    if hasattr(spec, "inputs"):  # heads or several inputs (graphs.py): forward checks the inputs
+        for d in spec.dims():
+            v = d.sample
+            per[d.expr.name] = [x for x in (v - 1, v + 1, 1, 2 * v, v + 5) if x != v and x >= 1]
     points: list[dict] = [dict(defaults)]
     for name, vals in per.items():
         for v in vals:

@@ -619,7 +619,8 @@ def check_point(
                     add("false_reject", "input", "the documented input rules refuse a valid input")
                 return "checked", findings
         if not res.valid:
-            add("false_accept", fam, f"oracle: {res.reason}")
+            if not _forward_refuses(g, gen, env, init_kw):
+                add("false_accept", fam, f"oracle: {res.reason}")
             return "checked", findings
         helpers(g, gen, res, env, add)
         count = sum(p.numel() for p in meta_model.parameters())
@@ -630,6 +631,31 @@ def check_point(
             return "checked", findings
         forward(g, gen, res, init_kw, add)
     return "checked", D._dedupe(findings)
+
+
+def _forward_refuses(g: GraphSpec, gen: D.Generated, env: dict[str, Any], init_kw: Any) -> bool:
+    """Whether the generated forward refuses, with a ValueError, inputs of the point's sizes
+    (its checks of the inputs' named sizes, which __init__ cannot see)."""
+    import torch
+
+    try:
+        run = GraphRun(g, env)
+        inputs = run.inputs()
+        for layer in g.layers:  # a lengths= input: any valid lengths
+            for key, v in layer.kw:
+                if key == "lengths" and v.name not in inputs:  # type: ignore[union-attr]
+                    inputs[v.name] = torch.ones(2, dtype=torch.long)  # type: ignore[union-attr]
+    except (Invalid, TooLarge):
+        return True  # sizes no input can have (< 1), or too large to try
+    args = inputs if len(g.inputs) > 1 else {"x": inputs[g.inputs[0].name]}
+    try:
+        with torch.no_grad():
+            gen.model_cls(**init_kw).eval()(**args)
+    except ValueError:
+        return True
+    except Exception:
+        return False
+    return False
 
 
 def helpers(
@@ -704,7 +730,7 @@ def forward(
                 out = model.train(training)(**args)
             except Exception as e:
                 add(
-                    "wrong_shape",
+                    "false_reject" if isinstance(e, ValueError) else "wrong_shape",
                     "model",
                     f"generated forward ({'train' if training else 'eval'}) raised "
                     f"{type(e).__name__}: {D._short(str(e), 160)}",
