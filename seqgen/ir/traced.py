@@ -315,6 +315,12 @@ class TracedModel:
             if isinstance(node, TracedMerge) and (node.spec.branch_from or i in read)
         )
 
+    def split_points(self) -> frozenset[int]:
+        """Where forward cuts the trunk into plain statements: the split merges, and the layers
+        that read another input (`lstm H lengths=NAME`: a submodule called with it)."""
+        reading = (i for i, n in enumerate(self.layers) if isinstance(n, TracedLayer) and n.reads)
+        return self.split_merges() | frozenset(reading)
+
     def shape_of(self, name: str) -> tuple[Dim, ...]:
         """The shape of the named input `name` (several inputs)."""
         return next(i.shape for i in self.inputs if i.name == name)
