@@ -150,10 +150,9 @@ def heads_tests(traced: TracedModel, shape_params: str) -> dict[str, object]:
     names, points = other_points(traced)
     return {
         "output": output_class(traced),
-        # a trunk cut at a merge's branches, or at a layer that reads another input, is no
-        # chain of layers: outputs are tested, not layers
+        # a trunk cut at a merge's branches is no chain of layers: outputs are tested, not layers
         "layers_of": None
-        if traced.split_points()
+        if traced.plain_forward()
         else segments[0]
         if len(segments) == 1
         else f"[*{', *'.join(segments)}]",

@@ -257,10 +257,7 @@ class Tracer:
         if failed is not None:
             raise failed
         self.branches = branches
-        self.scope.previous, self.scope.shared_input = (
-            None,
-            False,
-        )  # a merge's output is a new tensor
+        self.scope.previous, self.scope.shared_input = None, False  # its output: a new tensor
         shapes = [[d.expr for d in bd] for bd, _ in outs]
         if merge.kind == "residual":
             labels = ["the body", "the shortcut"] if len(outs) == 2 else ["the body", "the input"]
