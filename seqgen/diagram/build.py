@@ -26,7 +26,8 @@ from seqgen.ir import (
 )
 from seqgen.report.rows import head_label
 
-_SIGN = {"residual": " (+)", "add": " (+)", "multiply": " (*)"}  # how branches combine
+# how branches combine (a reparameterize: mu + eps * std in training)
+_SIGN = {"residual": " (+)", "add": " (+)", "multiply": " (*)", "reparameterize": ""}
 
 
 @dataclass

@@ -147,19 +147,26 @@ class RepeatSpec:
 
 # The merge kinds of the language, and the runtime class (seqgen/runtime/merges.py) that each
 # becomes in generated code: the parser's keywords, the renderer and the self-check read this.
-MERGE_CLASSES = {"residual": "Residual", "concat": "Concat", "add": "Add", "multiply": "Multiply"}
+MERGE_CLASSES = {
+    "residual": "Residual",
+    "concat": "Concat",
+    "add": "Add",
+    "multiply": "Multiply",
+    "reparameterize": "Reparameterize",
+}
 
 
 @dataclass(frozen=True)
 class MergeSpec:
-    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:` or `multiply:`.
+    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:`, `multiply:` or
+    `reparameterize:`.
 
     Each branch is a stack of nodes that reads the merge's input. A residual has its body as the
     first branch and its shortcut, when written, as the second; without one the input itself is
-    added.
+    added. A reparameterize has exactly two: the mean, then the log-variance.
     """
 
-    kind: str  # residual | concat | add | multiply
+    kind: str  # residual | concat | add | multiply | reparameterize
     branches: tuple[tuple[Node, ...], ...]
     loc: Location
     dim: Expr | None = None  # concat's dim, when written

@@ -173,6 +173,14 @@ def merge(
                 hint="a single stack needs no merge: write its layers directly",
             )
         )
+    elif kind == "reparameterize" and len(branches) > 2:
+        parser.errors.append(
+            SpecSyntaxError(
+                f"`reparameterize:` takes exactly two `branch:` stacks, found {len(branches)}",
+                location=loc,
+                hint="the mean's branch first, then the log-variance's",
+            )
+        )
     named = tuple(branch_keys) if any(k is not None for k in branch_keys) else ()
     read = tuple(sources) if any(s is not None for s in sources) else ()
     made = MergeSpec(kind, tuple(branches), loc, dim, key, named, read)

@@ -278,8 +278,8 @@ class _Parser:
                     raise line.error(
                         "`shortcut:` must come right after a `residual:` block, at its indentation"
                         if word == "shortcut"
-                        else "`branch:` only appears directly inside `concat:`, `add:` or "
-                        "`multiply:`",
+                        else "`branch:` only appears directly inside `concat:`, `add:`, "
+                        "`multiply:` or `reparameterize:`",
                         head.col,
                         len(word),
                         hint="indent it under the merge it belongs to"

@@ -111,10 +111,7 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
                 statements.append(f"{local}: torch.Tensor = {call}")
                 locals_at[index, j] = call = local
             calls.append(call)
-        if node.spec.kind == "concat":
-            assign(index, f"torch.cat([{', '.join(calls)}], dim={node.dim})")
-        else:
-            assign(index, _OPERATORS[node.spec.kind].join(calls))
+        assign(index, _combined(node, calls))
     attributes = [m["attribute"] for m in modules] + [h.name for h in traced.heads]
     if len(set(attributes)) != len(attributes) or set(attributes) & set(shapes):
         first = traced.layers[min(split)]
@@ -136,6 +133,20 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
         return with_heads(traced, modules, statements, locals_at)
     statements.append(f"return {source}")
     return {"modules": modules, "statements": statements}
+
+
+def _combined(node: TracedMerge, calls: list[str]) -> str:
+    """A split merge's output from its branches' (`calls`): an operator, `torch.cat`, or for a
+    reparameterize the sample its helper class draws (randn_like(mu) draws what randn_like(std)
+    does: the same shape, dtype and device)."""
+    if node.spec.kind == "concat":
+        return f"torch.cat([{', '.join(calls)}], dim={node.dim})"
+    if node.spec.kind == "reparameterize":
+        mu, logvar = calls
+        return (
+            f"{mu} + torch.randn_like({mu}) * torch.exp(0.5 * {logvar}) if self.training else {mu}"
+        )
+    return _OPERATORS[node.spec.kind].join(calls)
 
 
 def module_stacks(traced: TracedModel) -> list[tuple[TracedNode, ...]]:
