@@ -21,6 +21,7 @@ from conftest import run_generated_tests
 from torch import nn
 
 from seqgen.api import generate, options_for
+from seqgen.check.realize import verify_on_device
 from seqgen.diagram import build
 from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
@@ -155,6 +156,15 @@ def test_a_head_is_traced_from_its_branchs_output() -> None:
     # the merge gives (N, 2 * latent); its branches (N, latent)
     assert [d.code for d in traced.layers[2].out_shape] == ["N", "2 * latent"]
     assert shapes == {"out": ["N", "hidden"], "mu": ["N", "latent"], "logvar": ["N", "latent"]}
+
+
+def test_check_runs_each_head_from_its_branch() -> None:
+    """`seqgen check --device cpu` builds the model for real and runs each head from what it
+    reads (the branch run again from the merge's input): a head fed the merge's (N, 2 * latent)
+    output instead would give a shape the trace does not say. (trace() itself already ran
+    the same at other parameter values.)"""
+    verify_on_device(trace(parse(SPEC)), "cpu")
+    verify_on_device(trace(parse(INPUTS)), "cpu")
 
 
 class _TwoOut(NamedTuple):
