@@ -468,8 +468,19 @@ TREE_LAYERS = [
     "conv1d {c} k=3",
     "dropout 0.1",
     "groupnorm 2",
+    "add_identity",
+    "unflatten 1 ({c}, 2)",
+    "transpose 1 2",
 ]
-MERGE_WORDS = ["residual:", "concat:", "concat dim=2:", "concat dim=0:", "add:", "multiply:"]
+MERGE_WORDS = [
+    "residual:",
+    "concat:",
+    "concat dim=2:",
+    "concat dim=0:",
+    "add:",
+    "multiply:",
+    "bmm:",
+]
 
 
 IMAGE_LAYERS = [
@@ -487,8 +498,22 @@ IMAGE_LAYERS = [
     "upsample scale_factor=2",
     "conv2d {c} k=3 s=2 p=1",
     "dropout 0.1",
+    "add_identity",  # on (N, C, h, w): needs h == w, a rule on the input where they are named
 ]
 CLEAN_MERGES = ["residual:", "concat:", "concat dim=2:", "add:", "multiply:"]
+# A bmm on an image that keeps it one: its pixels as rows (N, H * W, C) times a matrix the
+# image gives (N, C, c), back to an image (N, c, H * W, 1).
+CLEAN_BMM = [
+    "bmm:",
+    "    branch:",
+    "        flatten 2",
+    "        transpose 1 2",
+    "    branch:",
+    "        flatten 2",
+    "        adaptiveavgpool1d {c}",
+    "transpose 1 2",
+    "unsqueeze 3",
+]
 
 
 @st.composite
@@ -511,6 +536,9 @@ def tree_nodes(
             )
         elif kind == 4 and blocks:
             lines.append(indent + f"{draw(st.sampled_from(blocks))} {draw(st.sampled_from(sizes))}")
+        elif kind == 5 and clean and draw(st.booleans()):
+            c = draw(st.sampled_from(sizes))
+            lines += [indent + line.format(c=c) for line in CLEAN_BMM]
         else:
             word = draw(st.sampled_from(CLEAN_MERGES if clean else MERGE_WORDS))
             lines.append(indent + word)

@@ -57,9 +57,8 @@ def generated(built: tuple[list[Path], ModuleType]) -> ModuleType:
 def any_size(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     """The same spec with free input sizes, `input (3, h=224, w=224)`: it takes any h, w from
     15 up, as torchvision does, so the weight-copied comparison runs fast at 15x15. (The
-    committed spec keeps 3x224x224: with free sizes, the generated
-    test_exports_with_dynamic_dims fails, as torch.export guards on the parity of the
-    ceil_mode max pools' inputs; see the report for issue 19.)"""
+    committed spec keeps torchvision's 3x224x224; tests/test_export_dims.py checks the generated
+    export test of a ceil_mode model with free sizes.)"""
     text = SPEC.read_text(encoding="utf-8")
     assert "\ninput 3x224x224\n" in text
     text = text.replace("\ninput 3x224x224\n", "\ninput (3, h=224, w=224)\n")

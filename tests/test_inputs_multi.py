@@ -558,7 +558,12 @@ def test_device_check_feeds_each_input() -> None:
 
 def test_tables_mark_a_branch_that_reads_an_input() -> None:
     rows = [r.label for r in rows_of(trace(parse(SPEC)))]
-    assert rows[rows.index("Concat(2 branches, dim=1)") + 2] == "branch from meta"
+    fuse = rows.index("fuse: Concat(2 branches, dim=1)")
+    assert rows[fuse + 1 : fuse + 5] == [
+        "branch image",
+        "nn.Identity()",
+        "branch meta from meta",
+    ] + ["nn.Linear(n_meta, hidden)"]
     shared = rows_of(trace(parse(SIAMESE)))
     row = next(r for r in shared if r.label == "branch from right, shares left")
     assert (row.params, row.sizes) == (0, (4,)) and row.macs == (5 + 1) * 6 + (6 + 1) * 4

@@ -15,6 +15,7 @@ from seqgen.errors import SeqgenError
 from seqgen.ir import BlockUse, MergeSpec, Num
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
+from seqgen.report.rows import rows
 
 SPEC = "model Net(n=10)\ninput 3x8x8\nconv2d 16 k=3 name=stem\nrelu\nflatten\nlinear n name=head\n"
 
@@ -262,3 +263,22 @@ def test_names_beside_a_repeat_depth_loop_are_fine() -> None:
     # the loop is one entry (an nn.Sequential of its passes): the keys after it are fixed
     spec = parse("model M(d=2)\ninput 4\nlinear 4 name=a\nrepeat d:\n  linear 4\n", "t.seq")
     assert spec.layers[0].key == "a"  # type: ignore[union-attr]
+
+
+def test_tables_label_named_nodes_and_branches() -> None:
+    """`seqgen check`/`summary` rows: a named node reads `NAME: call`, a named branch has a
+    `branch NAME` row above its layers, and unnamed ones are as before."""
+
+    text = (
+        "model T\ninput 3x8x8\nconv2d 4 3 p=1 name=stem\nrelu\nconcat dim=1 name=fuse:\n"
+        "    branch name=left:\n        identity\n    branch:\n        conv2d 2 1\n"
+    )
+    labels = [r.label for r in rows(trace_spec(parse(text)))]
+    assert labels == [
+        "stem: nn.Conv2d(3, 4, 3, padding=1)",
+        "nn.ReLU()",
+        "fuse: Concat(2 branches, dim=1)",
+        "branch left",
+        "nn.Identity()",
+        "nn.Conv2d(4, 2, 1)",
+    ]

@@ -81,6 +81,29 @@ def test_the_blocks_snippet_is_generated_code(tmp_path: Path) -> None:
     assert missing_runs(readme_block("resnetish_py"), model.text) == []
 
 
+def test_the_bmm_snippet_is_generated_code_and_multiplies_the_points(tmp_path: Path) -> None:
+    spec = tmp_path / "transform.seq"
+    spec.write_text(readme_block("bmm_seq"), encoding="utf-8")
+    model = generate(str(spec), options_for(str(spec))).files[0]
+    assert missing_runs(readme_block("bmm_py"), model.text) == []
+    (tmp_path / "transform.py").write_text(model.text, encoding="utf-8")
+    with isolated_imports(tmp_path, first_on_path=tmp_path):
+        from transform import Transform
+
+        for k, n_pts in ((3, 1024), (5, 7)):
+            torch.manual_seed(k)
+            net = Transform(k=k).eval()
+            x = torch.randn(2, k, n_pts)
+            matrix = net.model.stn.branches.matrix
+            with torch.no_grad():
+                conv, linear = matrix[0], matrix[3]
+                by_hand = linear(conv(x).relu().amax(2)).view(2, k, k) + torch.eye(k)
+                moved = torch.bmm(x.transpose(1, 2), by_hand).transpose(1, 2)
+                torch.testing.assert_close(net(x), net.model[2](moved))
+        with pytest.raises(ValueError, match="k must be at least 1"):
+            Transform(k=0)
+
+
 def test_check_example_is_in_the_committed_model() -> None:
     committed = (EXAMPLES / "resnet_block.py").read_text(encoding="utf-8")
     assert readme_block("check") in committed

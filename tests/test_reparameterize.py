@@ -93,9 +93,9 @@ class _Reference(nn.Module):
     [
         (
             "    branch:\n        linear 4\n" * 3,
-            "`reparameterize:` takes exactly two `branch:` stacks, found 3",
+            "`reparameterize:` takes exactly 2 `branch:` stacks, found 3",
         ),
-        ("    branch:\n        linear 4\n", "`reparameterize:` needs two or more"),
+        ("    branch:\n        linear 4\n", "`reparameterize:` takes exactly 2 `branch:` stacks"),
     ],
 )
 def test_it_takes_exactly_two_branches(body: str, message: str) -> None:

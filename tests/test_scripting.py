@@ -33,6 +33,11 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
         lambda h: h.Multiply({"x": nn.Identity(), "gate": nn.Sigmoid()}),
         (2, 4),
     ),
+    "Bmm": (lambda h: h.Bmm(nn.Unflatten(1, (2, 3)), nn.Unflatten(1, (3, 2))), (2, 6)),
+    "Bmm by name": (
+        lambda h: h.Bmm({"a": nn.Unflatten(1, (3, 2)), "b": nn.Unflatten(1, (2, 3))}),
+        (4, 6),
+    ),
     "Reparameterize": (lambda h: h.Reparameterize(nn.Linear(4, 3), nn.Linear(4, 3)), (2, 4)),
     "Reparameterize by name": (
         lambda h: h.Reparameterize({"mu": nn.Linear(4, 3), "logvar": nn.Linear(4, 3)}),
@@ -65,6 +70,7 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
     "Amax": (lambda h: h.Amax(2), (2, 3, 4)),
     "Select": (lambda h: h.Select(1, -1), (2, 3, 4)),
     "Scale": (lambda h: h.Scale(0.5), (2, 3)),
+    "AddIdentity": (lambda h: h.AddIdentity(), (2, 3, 3)),
     "ClsToken": (lambda h: h.ClsToken(4), (2, 3, 4)),
     "PosEmbedding": (lambda h: h.PosEmbedding(3, 4), (2, 3, 4)),
     "PosEncoding": (lambda h: h.PosEncoding(5, max_len=10), (2, 3, 5)),
@@ -92,8 +98,37 @@ def helpers(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     return module
 
 
+# helpers whose forward reads another input beside x: (build, x's shape, the other input)
+READING_CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...], torch.Tensor]]
+READING_CASES = {
+    f"PackedRecurrentOutput {take} {rnn.__name__}{' bidirectional' * bi}": (
+        lambda h, rnn=rnn, take=take, bi=bi: h.PackedRecurrentOutput(
+            rnn(4, 5, num_layers=2, batch_first=True, bidirectional=bi), take
+        ),
+        (3, 6, 4),
+        torch.tensor([6, 2, 4]),
+    )
+    for rnn in (nn.LSTM, nn.GRU, nn.RNN)
+    for take in ("all", "last", "hidden")
+    for bi in (False, True)
+}
+
+
 def test_every_helper_has_a_case() -> None:
-    assert {name.split(" ")[0] for name in CASES} == set(helper_classes())
+    cases = [*CASES, *READING_CASES]
+    assert {name.split(" ")[0] for name in cases} == set(helper_classes())
+
+
+@pytest.mark.parametrize("case", list(READING_CASES))
+def test_reading_helper_scripts_and_agrees(helpers: ModuleType, case: str) -> None:
+    """A helper that reads another input (lengths) scripts, and agrees with its eager self."""
+    build, shape, other = READING_CASES[case]
+    torch.default_generator.manual_seed(0)
+    module = build(helpers).eval()
+    scripted = torch.jit.script(module)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        assert torch.equal(scripted(x, other), module(x, other))
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -121,6 +156,15 @@ def test_helper_scripts_and_agrees(helpers: ModuleType, case: str) -> None:
         (
             lambda h: h.Add(nn.Linear(4, 3), nn.Identity()),
             "Add: branch outputs (2, 3), (2, 4) for input (2, 4) do not broadcast",
+        ),
+        (
+            lambda h: h.Bmm(nn.Unflatten(1, (2, 2)), nn.Unflatten(1, (4, 1))),
+            "Bmm: branch outputs (2, 2, 2), (2, 4, 1) for input (2, 4) must be (N, n, m) and "
+            "(N, m, p)",
+        ),
+        (
+            lambda h: h.Bmm(nn.Identity(), nn.Unflatten(1, (4, 1))),
+            "Bmm: branch outputs (2, 4), (2, 4, 1) for input (2, 4) must both have rank 3",
         ),
         (
             lambda h: h.Reparameterize(nn.Linear(4, 3), nn.Linear(4, 2)),

@@ -29,6 +29,7 @@ from seqgen.layers.formulas import NeedsLiteral, Outcome, RankError, RuleError
 from seqgen.layers.ops.embedding import embedding, embedding_params
 from seqgen.layers.ops.recurrent import RECURRENT_KINDS, TAKES, recurrent, recurrent_params
 from seqgen.layers.ops.tensor_ops import (
+    add_identity,
     permute,
     reduce,
     scale,
@@ -252,6 +253,47 @@ def test_scale_keeps_the_shape() -> None:
     for bad in ("2", True, None):
         with pytest.raises(RuleError):
             scale(bad, (2, 7))
+
+
+def test_add_identity_rule_matches_torch() -> None:
+    """Against `x + torch.eye(K)` with K the last dim: where the rule accepts, torch gives that
+    shape and adds 1 on each matrix's diagonal; seqgen refuses a rank below 3 (torch would add
+    the identity across the batch) and non-square matrices (torch broadcasts a (N, 1, K) into
+    K rows, or refuses)."""
+    rng = random.Random("add_identity")
+    accepted = refused = 0
+    for _ in range(300):
+        sym = _Symbols(rng)
+        rank = rng.randint(1, 5)
+        values = (rng.choice((2, 3)), *(rng.choice((1, 2, 3, 3)) for _ in range(rank - 1)))
+        if rank >= 3 and rng.random() < 0.5:  # square more often than by chance
+            values = (*values[:-1], values[-2])
+        sizes = tuple(sym("d", v) for v in values)
+        want, outcome = _judge(partial(add_identity, sizes), sym.point)
+        x = torch.randn(values)
+        got = _run(lambda x=x: x + torch.eye(x.shape[-1]))
+        if want is not None:
+            accepted += 1
+            assert outcome is not None and got is not None and tuple(got.shape) == want
+            assert torch.equal(seq.AddIdentity()(x), got)
+            assert torch.allclose(got - x, torch.eye(want[-1]).expand(want), atol=1e-6)
+        else:
+            refused += 1
+            assert rank < 3 or values[-2] != values[-1], values
+    assert accepted > 40 and refused > 40, (accepted, refused)
+
+
+def test_add_identity_of_symbolic_sizes_is_a_check_and_of_literals_an_error() -> None:
+    session = S.Session()
+    a, b = (session.symbol(name, 3, size=False) for name in "ab")
+    (check,) = add_identity((2, a, b)).checks
+    assert S.evaluate(check.condition, {S.expr_of(a): 4, S.expr_of(b): 4})
+    assert not S.evaluate(check.condition, {S.expr_of(a): 4, S.expr_of(b): 3})
+    assert add_identity((2, 5, a, a)) == Outcome((2, 5, a, a), ())
+    with pytest.raises(RuleError, match=r"last two dims \(2 and 3\) must be equal"):
+        add_identity((2, 2, 3))
+    with pytest.raises(RuleError, match="`unflatten 1 \\(K, K\\)`"):
+        add_identity((2, 9))
 
 
 # ------------------------------------------------------------------------------- layers
@@ -668,6 +710,7 @@ SAMPLES: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {
     "Amax": ((1,), (2, 5, 4)),
     "Select": ((1, -2), (2, 5, 4)),
     "Scale": ((0.5,), (2, 5, 4)),
+    "AddIdentity": ((), (2, 3, 4, 4)),
     "ClsToken": ((4,), (2, 5, 4)),
     "PosEmbedding": ((5, 4), (2, 5, 4)),
     "PosEncoding": ((5, 7), (2, 5, 5)),

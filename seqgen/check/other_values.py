@@ -32,6 +32,7 @@ from seqgen.ir import (
     node_values,
     walk,
 )
+from seqgen.layers.input_reads import TORCH_DTYPES
 from seqgen.layers.registry import kind_for
 from seqgen.layers.torch_nn import first_line
 from seqgen.safe_eval import evaluate_source
@@ -218,7 +219,7 @@ def _compare(traced: TracedModel, point: dict[str, int]) -> bool:
         inputs = {  # several inputs: each by name, for the merges that read them
             i.name: torch.zeros(
                 tuple(evaluate_source(d.code, values) for d in i.shape),
-                dtype=torch.int64 if i.dtype == "long" else torch.float32,
+                dtype=TORCH_DTYPES[i.dtype],
             )
             for i in traced.inputs
         }

@@ -26,6 +26,7 @@ from seqgen.ir import (
 )
 from seqgen.lang.names import input_names
 from seqgen.layers import weight_norm
+from seqgen.layers.input_reads import TORCH_DTYPES, call_reading, sample_for
 from seqgen.layers.kind import Op, evaluate
 from seqgen.layers.registry import TorchModule, UserModule, WeightNormed, kind_for
 from seqgen.layers.torch_nn import (
@@ -138,7 +139,9 @@ def verify_on_device(traced: TracedModel, device: str) -> None:
     with torch.no_grad(), torch.device(dev):
         x = torch.randint(0, 2, shape) if spec.input_dtype == "long" else torch.randn(shape)
         inputs = {  # several inputs: each by name, for the merges that read them
-            i.name: torch.randint(0, 2, sizes) if i.dtype == "long" else torch.randn(sizes)
+            i.name: torch.randn(sizes)
+            if i.dtype == "float"
+            else torch.randint(0, 2, sizes, dtype=TORCH_DTYPES[i.dtype])
             for i in traced.inputs
             for sizes in [[SAMPLE_BATCH, *(d.value for d in i.shape[1:])]]
         }
@@ -204,10 +207,13 @@ def run_real(
         case Op():
             nodes = kind.bind(layer.spec)
             nodes.pop(kind.inferred or "", None)  # the input's size: build() reads it from x
-            module = kind.build(evaluate(nodes, values), tuple(x.shape)).eval()
+            reads = [kw.name for kw in layer.spec.reads]  # `lengths=NAME`: packs by them
+            module = kind.build_reading(evaluate(nodes, values), tuple(x.shape), reads).eval()
             if shapes_only or x.device.type == "meta":
                 return [module], kind.run_for_shape(module, x)
-            return [module], module(x)
+            # each input it reads: a valid sample made for x (varied lengths, a padding mask)
+            tensors = {k: sample_for(kind.reads[k], x) for k in reads}
+            return [module], call_reading(kind.reads, module, x, tensors)
         case TorchModule(cls=cls, layer=plain) | UserModule(cls=cls, layer=plain):
             module = real_module(cls, bind(cls, plain), values, tuple(x.shape), not shapes_only)
         case WeightNormed(inner=TorchModule(cls=cls, layer=plain), value=norm):

@@ -26,8 +26,13 @@ from seqgen.ir import (
 )
 from seqgen.report.rows import head_label
 
-# how branches combine (a reparameterize: mu + eps * std in training)
-_SIGN = {"residual": " (+)", "add": " (+)", "multiply": " (*)", "reparameterize": ""}
+_SIGN = {
+    "residual": " (+)",
+    "add": " (+)",
+    "multiply": " (*)",
+    "bmm": " (@)",
+    "reparameterize": "",  # mu + eps * std in training, mu in eval
+}  # how branches combine
 
 
 @dataclass
@@ -248,9 +253,12 @@ def _node(node: TracedNode, ctx: _Context, label: str | None = None) -> Item:
         body = tuple(_stack(node.body, ctx))
         return Group(group, f"x {scope.text(node.repeat)}", body, "repeat")
     if isinstance(node, TracedLayer):
-        return Box(
+        # `lstm H lengths=NAME`: the layer joins the stream and a box of each input it reads
+        read = tuple((box,) for _, name in node.reads for box in _input_box(name, ctx))
+        box = Box(
             ctx.ids.box(), label or _call(node.call, scope), scope.shape(node.out_shape), "layer"
         )
+        return Fork(((), *read), box) if read else box
     if isinstance(node, TracedMerge):
         sources = node.spec.branch_from or (None,) * len(node.branches)
         branches = tuple(

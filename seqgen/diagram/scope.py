@@ -49,7 +49,7 @@ class Scope:
 
     def shape(self, dims: Sequence[Dim]) -> str:
         """`(N, 16, 32, 32)`."""
-        return "(" + ", ".join(self.dim(d) for d in dims) + ")"
+        return "(" + ", ".join(self.dim(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
     def _substitute(self, tree: ast.expr) -> ast.expr:
         return _resolve(copy.deepcopy(tree), self.names)

@@ -8,6 +8,7 @@ spec.py holds the parser's output, traced.py the tracer's; both are re-exported 
 from __future__ import annotations
 
 from seqgen.ir.spec import (
+    MERGE_ARITY,
     MERGE_CLASSES,
     BinOp,
     BlockDef,
@@ -62,6 +63,7 @@ from seqgen.ir.traced import (
 
 __all__ = [
     "BATCH",
+    "MERGE_ARITY",
     "MERGE_CLASSES",
     "SAMPLE_BATCH",
     "BinOp",

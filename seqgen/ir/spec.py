@@ -133,6 +133,9 @@ class LayerSpec:
     key: str | None = None  # `name=stem`: the module's key in the nn.Sequential (default: index)
     call_syntax: bool = False  # written as a Python call, `Linear(784, 10)`: refused, with a hint
     use: UseSpec | None = None  # the `use` line that declares the class this line names
+    # `lstm 64 lengths=lengths`: the keywords whose value names another input of the model,
+    # which the layer reads beside its input (taken out of `kwargs`; the trace checks the kind)
+    reads: tuple[Keyword, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,21 +155,28 @@ MERGE_CLASSES = {
     "concat": "Concat",
     "add": "Add",
     "multiply": "Multiply",
+    "bmm": "Bmm",
     "reparameterize": "Reparameterize",
+}
+# The merges that take an exact number of `branch:` stacks (the others take two or more), with
+# what the branches are, for the parser's error.
+MERGE_ARITY = {
+    "bmm": (2, "bmm multiplies branch 1, (N, n, m), by branch 2, (N, m, p)"),
+    "reparameterize": (2, "the mean's branch first, then the log-variance's"),
 }
 
 
 @dataclass(frozen=True)
 class MergeSpec:
     """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:`, `multiply:` or
-    `reparameterize:`.
+    `bmm:` (exactly two branches, multiplied as batches of matrices) or `reparameterize:`.
 
     Each branch is a stack of nodes that reads the merge's input. A residual has its body as the
     first branch and its shortcut, when written, as the second; without one the input itself is
     added. A reparameterize has exactly two: the mean, then the log-variance.
     """
 
-    kind: str  # residual | concat | add | multiply | reparameterize
+    kind: str  # residual | concat | add | multiply | bmm | reparameterize
     branches: tuple[tuple[Node, ...], ...]
     loc: Location
     dim: Expr | None = None  # concat's dim, when written

@@ -76,6 +76,9 @@ class TracedLayer:
     # its output is a sequence (N, L, E) (an embedding, rnn, transformer layer, permute, ...):
     # the layer kind says so (layers/kind.py `Op.sequence`)
     sequence: bool = False
+    # the other inputs it reads in forward (`lengths=NAME`): (forward's keyword for it, or ""
+    # for the second positional argument; the input's name)
+    reads: tuple[tuple[str, str], ...] = ()
 
     @property
     def line(self) -> int:
@@ -250,6 +253,10 @@ class TracedInput:
     name: str
     shape: tuple[Dim, ...]
     dtype: str = "float"
+    # read by a layer's keyword: what a valid sample is ("lengths", "padding_mask"; see
+    # layers/input_reads.py), and the input and dim whose size is that sequence's length
+    role: str = ""
+    length_of: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)

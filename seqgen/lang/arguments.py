@@ -19,7 +19,13 @@ PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 # parameter names
 BARE_WORDS = {"take": ("all", "last", "hidden")}
 # `input ... dtype=X`: the spellings seqgen reads, and the dtype each means
-INPUT_DTYPES = {"long": "long", "int64": "long", "float": "float", "float32": "float"}
+INPUT_DTYPES = {
+    "long": "long",
+    "int64": "long",
+    "float": "float",
+    "float32": "float",
+    "bool": "bool",
+}
 
 
 # -- layer lines
@@ -238,9 +244,10 @@ def _literal(line: Line, pname: str) -> int | float | bool | str:
 
 
 # -- `input SHAPE [dtype=D]`
-def parse_dims(line: Line) -> tuple[tuple[Expr, ...], list[Param]]:
+def parse_dims(line: Line, empty: bool = False) -> tuple[tuple[Expr, ...], list[Param]]:
     """A shape (`3x32x32`, `(3, 32, 32)`, `(1, seq_len=28)`): its dims, and the parameters its
-    named dims declare."""
+    named dims declare. With `empty`, `()` is one too: a sample of one number, (N,) with the
+    batch (an input beside the trunk's, e.g. each sequence's length)."""
     rest = line.text[line.peek().col - 1 : line.tokens[-1].col - 1].split("#", 1)[0].strip()
     start = line.peek()
     if _SHAPE_X.fullmatch(rest):
@@ -296,17 +303,18 @@ def parse_dims(line: Line) -> tuple[tuple[Expr, ...], list[Param]]:
         line.separator(open_tok)
     line.next()
     line.expect_end("the shape")
-    if not dims:
+    if not dims and not empty:
         raise line.error(
             "the input shape is empty",
             open_tok.col,
-            hint="give one sample's shape, batch excluded, e.g. `(10,)`",
+            hint="give one sample's shape, batch excluded, e.g. `(10,)`; an input after the "
+            "first may be `()`, one number per sample (e.g. each sequence's length)",
         )
     return tuple(dims), new
 
 
 def dtype_option(line: Line) -> str:
-    """A trailing `dtype=long` (or int64, float, float32) on the input line, taken off it."""
+    """A trailing `dtype=long` (or int64, float, float32, bool) on the input line, taken off it."""
     toks = line.tokens
     if len(toks) < 4 or toks[-4].text != "dtype" or toks[-3].text != "=":
         return "float"
@@ -317,8 +325,8 @@ def dtype_option(line: Line) -> str:
             f"unknown input dtype {value.text!r}",
             value.col,
             len(value.text),
-            hint="write dtype=long for integer token ids (an embedding's input); "
-            "the default is float",
+            hint="write dtype=long for integer token ids (an embedding's input) or lengths, "
+            "dtype=bool for a padding mask; the default is float",
         )
     line.tokens = [*toks[:-4], Token("end", "", toks[-4].col, True)]
     return dtype

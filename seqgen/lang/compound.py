@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from seqgen.errors import SeqgenError, SpecSyntaxError
-from seqgen.ir import BlockDef, Expr, MergeSpec, Name, Node, Param, RepeatSpec, walk
+from seqgen.ir import MERGE_ARITY, BlockDef, Expr, MergeSpec, Name, Node, Param, RepeatSpec, walk
 from seqgen.lang.arguments import parse_params
 from seqgen.lang.inputs import shared_branches
 from seqgen.lang.lexer import MAX_NESTING, Line, Token
@@ -165,20 +165,21 @@ def merge(
         sources.append(source)
         shares.append(share)
         j = bend
-    if len(branches) < 2 and not strays:
+    count, what = MERGE_ARITY.get(kind, (0, ""))
+    if count and len(branches) != count and not strays:
+        parser.errors.append(
+            SpecSyntaxError(
+                f"`{kind}:` takes exactly {count} `branch:` stacks, found {len(branches)}",
+                location=loc,
+                hint=what,
+            )
+        )
+    elif len(branches) < 2 and not strays:
         parser.errors.append(
             SpecSyntaxError(
                 f"`{kind}:` needs two or more `branch:` stacks, found {len(branches)}",
                 location=loc,
                 hint="a single stack needs no merge: write its layers directly",
-            )
-        )
-    elif kind == "reparameterize" and len(branches) > 2:
-        parser.errors.append(
-            SpecSyntaxError(
-                f"`reparameterize:` takes exactly two `branch:` stacks, found {len(branches)}",
-                location=loc,
-                hint="the mean's branch first, then the log-variance's",
             )
         )
     named = tuple(branch_keys) if any(k is not None for k in branch_keys) else ()

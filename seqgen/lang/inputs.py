@@ -9,12 +9,25 @@ has no stack: it runs branch B's modules on input NAME (siamese towers). The unn
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 from seqgen.errors import Location, SeqgenError, SpecSyntaxError
-from seqgen.ir import BlockDef, Expr, HeadSpec, InputSpec, MergeSpec, Node, Param, walk
+from seqgen.ir import (
+    BlockDef,
+    Expr,
+    HeadSpec,
+    InputSpec,
+    LayerSpec,
+    MergeSpec,
+    Name,
+    Node,
+    Param,
+    expr_names,
+    walk,
+)
 from seqgen.lang.arguments import dtype_option, parse_dims
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import check_identifier
@@ -54,7 +67,15 @@ def read_input(state: InputsState, line: Line, head: Token) -> list[Param]:
         first = None if state.input_name is None else state.input_name[0]
         another_input(first, state.extra_inputs, named, line, head)
     dtype = dtype_option(line)
-    dims, new = parse_dims(line)
+    if dtype == "bool" and state.input is None:
+        raise line.error(
+            "the first input cannot be dtype=bool: the trunk starts from it",
+            head.col,
+            5,
+            hint="a bool input is a mask that a layer reads (`key_padding_mask=NAME`): "
+            "declare it after the trunk's input",
+        )
+    dims, new = parse_dims(line, empty=state.input is not None)
     if state.input is not None and named is not None:
         state.extra_inputs.append(InputSpec(named[0], dims, named[1], dtype))
     else:
@@ -62,6 +83,45 @@ def read_input(state: InputsState, line: Line, head: Token) -> list[Param]:
         state.input, state.input_loc = dims, line.loc(head.col, 5)
         state.input_name = named
     return new
+
+
+def layer_reads(state: InputsState, layer: LayerSpec, top: bool) -> LayerSpec:
+    """`lstm 64 take=hidden lengths=lengths`: a keyword whose value is the name of an input
+    declared above reads that input; it moves from the layer's `kwargs` to its `reads` (the
+    trace checks that the kind takes it). Only a layer of the trunk's top level reads one: the
+    generated forward passes the input to it there."""
+    names = {i.name for i in state.extra_inputs}
+    if state.input_name is not None:
+        names.add(state.input_name[0])
+    reads = tuple(k for k in layer.kwargs if isinstance(k.value, Name) and k.value.id in names)
+    params = {p.name for p in state.params}
+    for kw in layer.kwargs:  # `lengths=lenght`: a misspelt input, not a missing parameter
+        close = difflib.get_close_matches(getattr(kw.value, "id", ""), sorted(names), n=1)
+        if isinstance(kw.value, Name) and kw.value.id not in names | params and close:
+            raise SpecSyntaxError(
+                f"`{kw.written}={kw.value.id}`: the model has no parameter or input named "
+                f"{kw.value.id!r}",
+                location=kw.value.loc,
+                hint=f"did you mean input {close[0]!r}?",
+            )
+    if not reads:
+        return layer
+    if not top:
+        read, name = reads[0], next(expr_names(reads[0].value)).id
+        raise SpecSyntaxError(
+            f"`{read.written}={name}` reads input {name!r} (a layer that reads "
+            "another input is only supported at the trunk's top level, not inside a block, a "
+            "repeat, a head or a merge)",
+            location=read.loc,
+            hint="move the layer to the top level of the model",
+        )
+    kwargs = tuple(k for k in layer.kwargs if k not in reads)
+    return replace(layer, kwargs=kwargs, reads=reads)
+
+
+def reads_of(layer: LayerSpec) -> list[Name]:
+    """The inputs a layer reads by its keywords (`lengths=lengths`), as written."""
+    return [n for k in layer.reads for n in expr_names(k.value)]
 
 
 def inputs_fields(state: InputsState) -> dict[str, Any]:
@@ -144,15 +204,17 @@ def input_errors(
     params: Sequence[Param],
     class_name: str,
 ) -> list[SpecSyntaxError]:
-    """What only the whole spec shows: every `from=` names an input and sits in a top-level
-    trunk merge, every input after the first is read, and no name is used twice."""
+    """What only the whole spec shows: every `from=` names an input (not a mask) and sits in a
+    top-level trunk merge, every input after the first is read (by a merge's branch or a
+    layer's keyword), and no name is used twice."""
     names = [i.name for i in inputs]
     extra = inputs[1:]
     errors: list[SpecSyntaxError] = []
     top = {id(n) for n in layers}
     nested = [*walk(layers), *(n for h in heads for n in walk(h.layers))]
     nested += [n for b in blocks for n in walk(b.body)]
-    read: set[str] = set()
+    bools = {i.name for i in inputs if i.dtype == "bool"}
+    read = {n.id for node in layers if isinstance(node, LayerSpec) for n in reads_of(node)}
     for node in nested:
         if not isinstance(node, MergeSpec) or not node.branch_from:
             continue
@@ -166,6 +228,15 @@ def input_errors(
                         "level (not inside a block, a repeat, a head or another merge)",
                         location=node.loc,
                         hint="move the merge to the top level of the model",
+                    )
+                )
+            elif source in bools:
+                errors.append(
+                    SpecSyntaxError(
+                        f"`from={source}`: input {source!r} is dtype=bool, a mask that a layer "
+                        "reads by a keyword, not a branch's input",
+                        location=node.loc,
+                        hint=f"e.g. `transformerencoderlayer 4 key_padding_mask={source}`",
                     )
                 )
             elif source not in names:
@@ -183,8 +254,9 @@ def input_errors(
         SpecSyntaxError(
             f"input {i.name!r} is not read by any layer",
             location=i.loc,
-            hint=f"read it in a merge: `branch from={i.name}:` under `concat:`, `add:` or "
-            "`multiply:`",
+            hint=f"read it in a merge (`branch from={i.name}:` under `concat:`, `add:`, "
+            f"`multiply:` or `bmm:`) or by a layer's keyword "
+            f"(`lstm 64 take=hidden lengths={i.name}`)",
         )
         for i in extra
         if i.name not in read

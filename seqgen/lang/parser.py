@@ -30,7 +30,7 @@ from seqgen.lang.arguments import bind_use, parse_dims, parse_layer, parse_param
 from seqgen.lang.compound import StackContext, block_def, body_end, is_header, merge, repeat
 from seqgen.lang.heads import head_keys, head_section, heads_name_errors, is_head_header
 from seqgen.lang.hints import misindent_hint
-from seqgen.lang.inputs import inputs_fields, read_input, spec_input_errors
+from seqgen.lang.inputs import inputs_fields, layer_reads, read_input, spec_input_errors
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import MERGES, camel_case, check_identifier, check_keys, check_names
 from seqgen.lang.uses import is_use_line, parse_use, use_clashes
@@ -279,7 +279,7 @@ class _Parser:
                         "`shortcut:` must come right after a `residual:` block, at its indentation"
                         if word == "shortcut"
                         else "`branch:` only appears directly inside `concat:`, `add:`, "
-                        "`multiply:` or `reparameterize:`",
+                        "`multiply:`, `bmm:` or `reparameterize:`",
                         head.col,
                         len(word),
                         hint="indent it under the merge it belongs to"
@@ -339,7 +339,7 @@ class _Parser:
                     hint="define a block above its first use",
                 )
             use = self.uses.get(layer.name.lower())
-            return layer if use is None else replace(layer, use=use)
+            return replace(layer, use=use) if use else layer_reads(self, layer, scope.top)
         if layer.call_syntax:
             raise SpecSyntaxError(
                 f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`", location=layer.loc

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -32,6 +32,7 @@ from seqgen.ir import Const, Expr, LayerSpec
 from seqgen.lang.hints import layer_text, whole_line
 from seqgen.lang.values import expr_source
 from seqgen.layers.formulas import Count, Outcome, Size
+from seqgen.layers.input_reads import InputRead
 from seqgen.layers.torch_nn import Values
 from seqgen.runtime import sequence as runtime
 
@@ -63,6 +64,7 @@ class CallSite:
     source: Mapping[str, Any]  # argument name -> source text (a tuple of them for var args)
     nodes: Mapping[str, Any]  # argument name -> spec value
     dims: Sequence[str]  # the input's dims as generated code writes them, batch first
+    reads: Collection[str] = ()  # the keywords that name an input the layer reads (lengths)
 
     def kwargs(self, skip: Sequence[str] = ()) -> list[str]:
         """`name=source` for every written argument not in `skip`, in the order written."""
@@ -88,6 +90,8 @@ class Op(ABC):
     inferred: ClassVar[str | None] = None  # the size it reads from the last input dim
     reads_token_ids: ClassVar[bool] = False  # may take an integer (dtype=long) input
     sequence: ClassVar[bool] = False  # its output is a sequence (N, L, E): lint W002 stays quiet
+    # keywords whose value names another input the layer reads in forward (`lengths=NAME`)
+    reads: ClassVar[Mapping[str, InputRead]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -159,9 +163,8 @@ class Op(ABC):
         """`lstm 8 16 take=last`: the line without its first value, the size seqgen infers."""
         if not (self.inferred and len(layer.args) == len(self.positional) + 1):
             return None
-        return whole_line(
-            layer.loc, layer_text(layer.name, layer.args[1:], layer.kwargs, layer.key)
-        )
+        kwargs = (*layer.kwargs, *layer.reads)
+        return whole_line(layer.loc, layer_text(layer.name, layer.args[1:], kwargs, layer.key))
 
     def _extra_positional_hint(self, layer: LayerSpec) -> str:
         fixed = self._without_inferred(layer)
@@ -191,6 +194,18 @@ class Op(ABC):
         keywords as written."""
         positional = [site.source[p] for p in self.positional if p in site.source]
         return f"{self.helper}({', '.join([*positional, *site.kwargs(self.positional)])})"
+
+    def helpers(self, reads: Collection[str]) -> tuple[str, ...]:
+        """The runtime helper classes its generated code needs, given the keywords that read
+        another input."""
+        return (self.helper,) if self.helper else ()
+
+    def build_reading(
+        self, v: Mapping[str, Any], in_shape: tuple[int, ...], reads: Collection[str]
+    ) -> nn.Module:
+        """`build`, for a line whose keywords `reads` name other inputs the layer reads (its
+        forward then takes them); most kinds build the same module either way."""
+        return self.build(v, in_shape)
 
     def build(self, v: Mapping[str, Any], in_shape: tuple[int, ...]) -> nn.Module:
         """The layer for real from concrete values (on the current default device)."""

@@ -50,6 +50,11 @@ def close_op_name(name: str) -> str | None:
     return close[0] if close else None
 
 
+def input_readers() -> str:
+    """The keywords that read another input, for a hint: `lstm's lengths=, ...`."""
+    return ", ".join(f"{op.name}'s {k}=" for op in OPS.values() for k in op.reads)
+
+
 def sequence_classes() -> frozenset[str]:
     """The class names (as traced layers carry them) after which a tensor is a sequence."""
     return frozenset(op.title for op in OPS.values() if op.sequence)

@@ -78,6 +78,7 @@ def _sequential(
         "attribute": attribute,
         "named": named(nodes),
         "layers": layer_items(nodes, input_shape),
+        "single": None,  # not a layer alone (render/multi_inputs.py)
     }
 
 

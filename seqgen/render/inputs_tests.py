@@ -52,7 +52,13 @@ def inputs_test_context(
     tokens = False
     for inp in traced.inputs:
         shape = _tuple([_BATCH.sub("batch", d.code) for d in inp.shape])
-        if inp.dtype == "long":
+        if inp.role == "lengths" and inp.length_of is not None:  # of a sequence of that input
+            source, dim = inp.length_of
+            batch, length = f"shapes[{inp.name!r}][0]", f"shapes[{source!r}][{dim}]"
+            sample = f"sample_lengths({batch}, {length}, device)"
+        elif inp.role == "padding_mask":
+            sample = f"sample_padding_mask(shapes[{inp.name!r}], device)"
+        elif inp.dtype == "long":
             tokens = True
             high = _token_high(traced, inp.name)
             sample = f"torch.randint(0, {high}, shapes[{inp.name!r}], device=device)"
@@ -69,7 +75,16 @@ def inputs_test_context(
     names, points = other_points(traced)
     out = traced.out_shape
     other_args = ", ".join(f"{n}={n}" for n in names)
+    roles = {i.role for i in traced.inputs}
+    doc = "One sample tensor per input: floats, or token ids below the embedding's size."
+    if roles - {""}:  # black leaves a docstring's lines as they are: two lines
+        doc = (
+            "One sample tensor per input: floats, token ids below the embedding's size, or\n"
+            "    what a layer that reads the input accepts (lengths, a padding mask)."
+        )
     return {
+        "samples": {"lengths": "lengths" in roles, "padding_mask": "padding_mask" in roles},
+        "sample_doc": doc,
         "inputs": rows,
         "wrong_sizes": wrong,
         "input_names": repr([i.name for i in traced.inputs]),
@@ -89,10 +104,8 @@ def _export(traced: TracedModel, export: dict[str, Any]) -> dict[str, Any]:
     named = []
     per_input: dict[str, list[str]] = {i.name: ["0: batch"] for i in traced.inputs}
     for dim in export["dims"][1:]:
-        name = re.sub(r"_div_\d+$", "", dim["args"].split('"')[1])
-        named.append(
-            {"name": name, "factor": dim["factor"], "args": dim["args"], "notes": dim["notes"]}
-        )
+        name = dim["name"]
+        named.append({"name": name, "call": dim["call"], "notes": dim["notes"]})
         for where, index in [(dim["input"], dim["index"]), *dim["also"]]:
             per_input[where].append(f"{index}: {name}")
     return {

@@ -29,7 +29,7 @@ MERGE_NOTE = "`),  # (N, ...)` is the output shape of the merge that ends there.
 
 def shape_text(dims: tuple[Dim, ...]) -> str:
     """`(N, 16, seq_len - 2)`: a traced shape as comments and docstrings show it."""
-    return "(" + ", ".join(d.shown for d in dims) + ")"
+    return "(" + ", ".join(d.shown for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def layer_items(nodes: tuple[TracedNode, ...], input_shape: tuple[Dim, ...]) -> list[Item]:

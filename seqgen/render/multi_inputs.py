@@ -1,10 +1,13 @@
 """How a model with several inputs is written: named submodules and a `forward` of plain
 statements, one argument per input.
 
-The trunk is split at each top-level merge that has a `branch from=INPUT:`: the layers between
-two such merges are one nn.Sequential (`self.trunk_0`, `self.trunk_1`, ...; none where no layer
-sits between), and each branch of such a merge is an nn.Sequential of its own named
-`<merge>_<branch>` (the merge's `name=` or `merge_<k>`, the branch's `name=` or its index).
+The trunk is split at each top-level merge that has a `branch from=INPUT:` and at each layer
+that reads another input by a keyword (`lstm 64 lengths=lengths`): the layers between two such
+nodes are one nn.Sequential (`self.trunk_0`, `self.trunk_1`, ...; none where no layer sits
+between), each branch of such a merge is an nn.Sequential of its own named `<merge>_<branch>`
+(the merge's `name=` or `merge_<k>`, the branch's `name=` or its index), and such a layer is a
+submodule of its own (its `name=`, else its kind, `lstm`, with its index when the kind repeats:
+`x = self.lstm(x, lengths)`).
 forward then reads like a hand-written one:
 
     x: torch.Tensor = self.trunk_0(image)
@@ -15,10 +18,11 @@ forward then reads like a hand-written one:
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from seqgen.errors import RenderError
-from seqgen.ir import Dim, TracedMerge, TracedModel, TracedNode
+from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedModel, TracedNode
 from seqgen.render.heads import FEATURES, TRUNK, with_heads
 from seqgen.render.layers import layer_items, named, shape_text
 
@@ -26,8 +30,15 @@ STREAM = "x"  # the local that carries the trunk's tensor (lang/inputs.py reserv
 _OPERATORS = {"add": " + ", "multiply": " * "}
 
 
+def _reader(attribute: str, node: TracedLayer) -> Any:
+    """The submodule of a layer that reads another input: itself, not in an nn.Sequential."""
+    comment = shape_text(node.out_shape)
+    return {"attribute": attribute, "single": node.call, "comment": comment, "layers": []}
+
+
 def _sequential(attribute: str, nodes: tuple[TracedNode, ...], shape: tuple[Dim, ...]) -> Any:
-    return {"attribute": attribute, "named": named(nodes), "layers": layer_items(nodes, shape)}
+    layers = layer_items(nodes, shape)
+    return {"attribute": attribute, "named": named(nodes), "layers": layers, "single": None}
 
 
 def inputs_model(traced: TracedModel) -> dict[str, Any]:
@@ -52,6 +63,9 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
     locals_at: dict[tuple[int, int | None], str] = {}
     segment: list[TracedNode] = []
     counts = {"trunk": 0, "merge": 0}
+    readers = Counter(
+        n.spec.name.lower() for n in traced.layers if isinstance(n, TracedLayer) and n.reads
+    )
 
     def local_at(index: int) -> str:
         """Where node `index`'s output goes: its point's name, `features` at the trunk's end
@@ -85,6 +99,14 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
         assign(index, f"self.{attribute}({source})")
 
     for index, node in enumerate(traced.layers):
+        if isinstance(node, TracedLayer) and node.reads:  # `x = self.lstm(x, lengths)`
+            flush(index - 1)
+            kind = node.spec.name.lower()
+            attribute = node.spec.key or f"{kind}_{index}" if readers[kind] > 1 else kind
+            modules.append(_reader(attribute, node))
+            args = [source, *(f"{key}={name}" if key else name for key, name in node.reads)]
+            assign(index, f"self.{attribute}({', '.join(args)})")
+            continue
         if not isinstance(node, TracedMerge) or index not in split:
             segment.append(node)
             if index in points or index == last:
@@ -136,11 +158,13 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
 
 
 def _combined(node: TracedMerge, calls: list[str]) -> str:
-    """A split merge's output from its branches' (`calls`): an operator, `torch.cat`, or for a
-    reparameterize the sample its helper class draws (randn_like(mu) draws what randn_like(std)
-    does: the same shape, dtype and device)."""
+    """A split merge's output from its branches' (`calls`): an operator, `torch.cat`,
+    `torch.bmm`, or for a reparameterize the sample its helper class draws (randn_like(mu)
+    draws what randn_like(std) does: the same shape, dtype and device)."""
     if node.spec.kind == "concat":
         return f"torch.cat([{', '.join(calls)}], dim={node.dim})"
+    if node.spec.kind == "bmm":
+        return f"torch.bmm({', '.join(calls)})"
     if node.spec.kind == "reparameterize":
         mu, logvar = calls
         return (

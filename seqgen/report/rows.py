@@ -51,7 +51,7 @@ def shape_text(dims: tuple[Dim, ...], sizes: bool = False) -> str:
             return f"{d.code} [{d.value}]"
         return d.shown
 
-    return "(" + ", ".join(one(d) for d in dims) + ")"
+    return "(" + ", ".join(one(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def rows(traced: TracedModel) -> list[Row]:
@@ -115,10 +115,11 @@ def _walk(
         else:
             kept = math.prod(sizes) if leaf and params else 0
         hidden = node.hidden_params if isinstance(node, TracedLayer) else None
+        key = getattr(node.spec, "key", None)  # `name=enc1`: the row says `enc1: DoubleConv(...)`
         yield Row(
             depth,
             node.line,
-            node.call,
+            f"{key}: {node.call}" if key else node.call,
             shape,
             sizes,
             params,
@@ -131,9 +132,12 @@ def _walk(
         if isinstance(node, TracedMerge):
             sources = node.spec.branch_from or (None,) * len(node.branches)
             shares = node.spec.branch_shares or (None,) * len(node.branches)
-            for branch, source, share in zip(node.branches, sources, shares, strict=True):
-                if source is not None:  # a branch that reads another input says which
-                    yield _from_row(node, branch, source, share, depth + 1, at)
+            keys = node.spec.branch_keys or (None,) * len(node.branches)
+            for branch, source, share, name in zip(
+                node.branches, sources, shares, keys, strict=True
+            ):
+                if source is not None or name is not None:  # `branch NAME from INPUT` row
+                    yield _branch_row(node, branch, name, source, share, depth + 1, at)
                 if share is None:  # a shared branch's layers are listed once, under their own
                     yield from _walk(branch, env, depth + 1, blocks, nested)
         elif isinstance(node, TracedBlockUse):
@@ -155,17 +159,20 @@ def _walk(
                 yield from _walk(node.body, env, depth + 1, blocks, nested)
 
 
-def _from_row(
+def _branch_row(
     merge: TracedMerge,
     branch: Sequence[TracedNode],
-    source: str,
+    name: str | None,
+    source: str | None,
     share: str | None,
     depth: int,
     at: Mapping[str, float],
 ) -> Row:
-    """`branch from meta` (or `branch from right, shares left`): no module of its own; a shared
-    branch's row carries its output shape and its multiply-adds (it runs again)."""
-    label = f"branch from {source}" + (f", shares {share}" if share else "")
+    """`branch down` (its `name=`), `branch meta from meta` or `branch right from right, shares
+    left` above a branch's layers: no module of its own; a shared branch's row carries its
+    output shape and its multiply-adds (it runs again)."""
+    label = " ".join(["branch", *([name] if name else []), *([f"from {source}"] if source else [])])
+    label += f", shares {share}" if share else ""
     out = branch[-1].out_shape if branch and share else ()
     return Row(
         depth,

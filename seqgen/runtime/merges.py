@@ -153,6 +153,49 @@ class Multiply(nn.Module):
         return product
 
 
+class Bmm(nn.Module):
+    """Runs both branches on the same input and multiplies their outputs as batches of
+    matrices, `torch.bmm(a, b)`: a (N, n, m) by b (N, m, p) gives (N, n, p) (PointNet applies a
+    learned transform to its own input so). The branches are two modules, or one dict that keys
+    them by name: `Bmm({"points": Transpose(1, 2), "transform": stn})`.
+    """
+
+    def __init__(self, *branches: nn.Module | dict[str, nn.Module]) -> None:
+        super().__init__()
+        named: dict[str, nn.Module] = {}  # keys "0", "1" as an nn.ModuleList's
+        for i, branch in enumerate(branches):
+            if isinstance(branch, dict):
+                named.update(branch)
+            else:
+                named[str(i)] = branch
+        if len(named) != 2:
+            raise ValueError(f"Bmm multiplies two branches, got {len(named)}")
+        self.branches = nn.ModuleDict(named)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches.values()]
+        a, b = outs[0], outs[1]
+        if a.dim() != 3 or b.dim() != 3:
+            raise ValueError(
+                f"Bmm: branch outputs {self._shape(list(a.shape))}, "
+                f"{self._shape(list(b.shape))} for input {self._shape(list(x.shape))} "
+                "must both have rank 3"
+            )
+        if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+            raise ValueError(
+                f"Bmm: branch outputs {self._shape(list(a.shape))}, "
+                f"{self._shape(list(b.shape))} for input {self._shape(list(x.shape))} "
+                "must be (N, n, m) and (N, m, p)"
+            )
+        return torch.bmm(a, b)
+
+    @staticmethod
+    def _shape(shape: list[int]) -> str:
+        """`(2, 3)`: a shape as Python shows a tuple (TorchScript has no tuple())."""
+        one = "," if len(shape) == 1 else ""
+        return "(" + ", ".join([str(size) for size in shape]) + one + ")"
+
+
 class Reparameterize(nn.Module):
     """The reparameterisation trick of a VAE (Kingma and Welling, 2013): its two branches give
     the mean and the log-variance of equal shapes; in training mode it returns

@@ -54,6 +54,53 @@ class RecurrentOutput(nn.Module):
         return f"take={self.take!r}"
 
 
+class PackedRecurrentOutput(nn.Module):
+    """Runs a batch-first nn.RNN, nn.LSTM or nn.GRU on a padded batch packed by each sequence's
+    length, so that no padded step reaches it, and keeps one tensor of its output.
+
+    lengths: (N,) integers in [1, L] on any device (packing reads them on the CPU); the padded
+    steps of x may hold anything. take="all": the output sequence padded back to L with zeros,
+    (N, L, H * dirs); "last": each sequence's output at its own last step, lengths - 1,
+    (N, H * dirs); "hidden": the final hidden state of the last layer, directions
+    concatenated (forward first), each taken at its sequence's own length, (N, H * dirs).
+    """
+
+    TAKES = ("all", "last", "hidden")
+
+    def __init__(self, rnn: nn.RNNBase, take: str) -> None:
+        super().__init__()
+        if take not in self.TAKES:
+            raise ValueError(
+                f"take must be one of 'all', 'last', 'hidden', got {take!r}"
+            )
+        if not rnn.batch_first:
+            raise ValueError("the recurrent layer must be built with batch_first=True")
+        self.rnn = rnn
+        self.take = take
+        self.directions = 2 if rnn.bidirectional else 1
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        result = self.rnn(packed)
+        if self.take == "hidden":
+            # h_n is (num_layers * dirs, N, H) in the batch's own order
+            state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = result[1]
+            h_n = state[0] if isinstance(state, tuple) else state
+            return torch.cat(torch.unbind(h_n[-self.directions :]), dim=-1)
+        output, _ = nn.utils.rnn.pad_packed_sequence(
+            result[0], batch_first=True, total_length=x.shape[1]
+        )
+        if self.take == "all":
+            return output
+        rows = torch.arange(output.shape[0], device=output.device)
+        return output[rows, lengths.to(output.device) - 1]
+
+    def extra_repr(self) -> str:
+        return f"take={self.take!r}"
+
+
 class Permute(nn.Module):
     """Reorders the dimensions: `x.permute(*dims)`."""
 
@@ -183,6 +230,26 @@ class Scale(nn.Module):
 
     def extra_repr(self) -> str:
         return f"value={self.value}"
+
+
+class AddIdentity(nn.Module):
+    """Adds the identity matrix to each square matrix in the last two dims: `x + torch.eye(K)`
+    for x (N, ..., K, K), in x's dtype and on its device (PointNet's learned transforms start
+    at the identity)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[-1]
+        if x.dim() < 3 or x.shape[-2] != k:
+            raise ValueError(
+                f"AddIdentity needs square matrices (N, ..., K, K), got {list(x.shape)}"
+            )
+        return x + torch.eye(k, dtype=x.dtype, device=x.device)
+
+    def extra_repr(self) -> str:
+        return ""
 
 
 class ClsToken(nn.Module):

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import torch
-
 from seqgen.errors import InternalError, TraceError
 from seqgen.ir import MergeSpec, ModelSpec, TracedInput
+from seqgen.layers.input_reads import TORCH_DTYPES
+from seqgen.trace.input_reads import Role
 from seqgen.trace.scope import DimInfo, Scope, Step
 
 Traced = tuple[Any, list[DimInfo]]  # a fake tensor and its dims
@@ -24,7 +24,7 @@ def model_inputs(
         return {}
     out = {spec.input_name: first}
     for inp, dims in zip(spec.extra_inputs, extra, strict=True):
-        dtype = torch.int64 if inp.dtype == "long" else torch.float32
+        dtype = TORCH_DTYPES[inp.dtype]
         out[inp.name] = (scope.session.tensor(scope.symbolic_sizes(dims), dtype), dims)
     return out
 
@@ -44,13 +44,19 @@ def branch_inputs(
 
 
 def traced_inputs(
-    scope: Scope, spec: ModelSpec, inputs: Mapping[str, Traced]
+    scope: Scope, spec: ModelSpec, inputs: Mapping[str, Traced], roles: Mapping[str, Role]
 ) -> tuple[TracedInput, ...]:
-    """The named inputs for the renderer, in the spec's order, with their shapes as Dims."""
-    return tuple(
-        TracedInput(i.name, tuple(scope.dim(d) for d in inputs[i.name][1]), i.dtype)
-        for i in spec.inputs
-    )
+    """The named inputs for the renderer, in the spec's order, with their shapes as Dims (and
+    what a valid sample is, for an input a layer reads by a keyword)."""
+    out = []
+    for i in spec.inputs:
+        shape = tuple(scope.dim(d) for d in inputs[i.name][1])
+        role = roles.get(i.name)
+        if role is None:
+            out.append(TracedInput(i.name, shape, i.dtype))
+        else:
+            out.append(TracedInput(i.name, shape, i.dtype, role.role, role.length_of))
+    return tuple(out)
 
 
 def reads_first_input(spec: ModelSpec) -> bool:

@@ -32,6 +32,7 @@ from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import Arguments, arguments, construct, construct_concrete
 from seqgen.trace.counts import apply_flagged, counts_for_flags, flag_of, macs_of
 from seqgen.trace.float_scale import stands_for_scale, with_scales
+from seqgen.trace.input_reads import read_keywords
 from seqgen.trace.op import trace_op
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
 from seqgen.trace.torch_errors import (
@@ -74,6 +75,7 @@ def trace_layer(
     kind = kind_for(layer)
     if isinstance(kind, Op):
         return trace_op(scope, kind, index, layer, x, dims)
+    read_keywords(None, layer, {})  # no torch.nn class reads another input
     if x.dtype != torch.float32 and not layer.name.lower().startswith(("dropout", "identity")):
         raise TraceError(
             f"{layer.name} gets integer token ids (the input has dtype=long); only "

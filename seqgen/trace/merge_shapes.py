@@ -3,9 +3,10 @@
 Each branch reads the merge's input. A residual needs equal shapes (torch would broadcast
 `body(x) + x`, but a residual that changes its input's shape is a bug), `concat` equal shapes
 except along its dim (whose size is the sum), `add:` and `multiply:` shapes that broadcast as
-torch broadcasts them, `reparameterize:` equal shapes (the mean's and the log-variance's). A
-size that agrees only for some parameter values becomes a condition, checked in `__init__` like
-any other; a size that disagrees at the defaults is an error that names every branch's shape.
+torch broadcasts them, `bmm:` a (N, n, m) and a (N, m, p), giving (N, n, p), `reparameterize:`
+equal shapes (the mean's and the log-variance's). A size that agrees only for some parameter
+values becomes a condition, checked in `__init__` like any other; a size that disagrees at the
+defaults is an error that names every branch's shape.
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ def combine(
     labels: Sequence[str],
 ) -> Merged:
     """The shape a merge of `kind` gives for branch outputs `shapes` (labelled for messages)."""
+    if kind == "bmm":
+        return _bmm(shapes, value, show, labels)
     ranks = {len(s) for s in shapes}
     if kind != "multiply" and len(ranks) > 1:  # add: the batch would meet another dim
         raise MergeMismatch(f"{kind}: {_listing(shapes, show, labels)}: the ranks differ")
@@ -129,11 +132,67 @@ def meant_shape(kind: str, shapes: Sequence[Shape], dim: int | None) -> tuple[sy
     """The shape to continue a trace with after a merge whose branches disagree: the first
     branch's (a residual's body), with a concat's dim summed over the branches of its rank."""
     first = tuple(shapes[0])
+    if kind == "bmm" and len(shapes) == 2 and len(first) == len(shapes[1]) == 3:
+        return (first[0], first[1], shapes[1][2])
     if kind != "concat":
         return first
     at = (dim or 1) % len(first)
     same_rank = [s for s in shapes if len(s) == len(first)]
     return (*first[:at], sympy.Add(*(s[at] for s in same_rank)), *first[at + 1 :])
+
+
+def merge_macs(kind: str, shapes: Sequence[Shape]) -> sympy.Expr:
+    """The mult-adds a merge computes itself for one sample, beside its branches': `n * m * p`
+    for a bmm of (N, n, m) by (N, m, p) (torchinfo counts a Linear's `in * out` per row so),
+    none for the others (torchinfo counts no elementwise op)."""
+    if kind == "bmm" and len(shapes) == 2 and len(shapes[0]) == 3:
+        return sympy.Mul(*shapes[0][1:], shapes[1][-1])
+    return sympy.Integer(0)
+
+
+def _bmm(
+    shapes: Sequence[Shape],
+    value: Callable[[sympy.Expr], int],
+    show: Callable[[Sequence[sympy.Expr]], str],
+    labels: Sequence[str],
+) -> Merged:
+    """torch.bmm's rule: two rank-3 tensors, a (N, n, m) and b (N, m, p), give (N, n, p); the
+    inner sizes m must agree (a condition where they agree only for some parameter values)."""
+    if len(shapes) != 2:
+        raise MergeMismatch(f"bmm: {_listing(shapes, show, labels)}; bmm takes two branches")
+    a, b = shapes
+    if len(a) != 3 or len(b) != 3:
+        raise MergeMismatch(
+            f"bmm: {_listing(shapes, show, labels)}; bmm needs two rank-3 tensors, "
+            "(N, n, m) and (N, m, p)",
+            "e.g. `unflatten 1 (3, 3)` makes (N, 9) a batch of 3x3 matrices",
+        )
+    conditions: list[tuple[sympy.Basic, str]] = []
+    what = f"{labels[0]}'s dim 2 and {labels[1]}'s dim 1 must agree (bmm's inner size)"
+    left, right = (b[1], a[2]) if a[2].is_number else (a[2], b[1])  # `c != 3`, not `3 != c`
+    if not _agree(left, right, value, what, conditions):
+        raise MergeMismatch(
+            f"bmm: {_listing(shapes, show, labels)}; bmm's inner sizes must agree: "
+            f"{labels[0]} ends with {_size_text(a[2], show, value)}, {labels[1]} starts with "
+            f"{_size_text(b[1], show, value)} (after the batch)",
+            "bmm multiplies (N, n, m) by (N, m, p): `transpose 1 2` turns a branch's (N, m, n) "
+            "into (N, n, m)",
+            (a[2], b[1]),
+        )
+    return Merged((a[0], a[1], b[2]), tuple(conditions))
+
+
+def _size_text(
+    size: sympy.Expr,
+    show: Callable[[Sequence[sympy.Expr]], str],
+    value: Callable[[sympy.Expr], int],
+) -> str:
+    """One size as `show` writes it in a shape, with its value at the defaults where it has a
+    name: `64`, `m=3`, `c * c (9 here)`."""
+    text = show((size,)).removeprefix("(").removesuffix(")").removesuffix(",")
+    if size.is_number or not text.isidentifier():
+        return text if size.is_number else f"{text} ({value(size)} here)"
+    return f"{text}={value(size)}"
 
 
 def _listing(

@@ -24,6 +24,7 @@ from seqgen.layers.formulas import NeedsLiteral, RankError, RuleError
 from seqgen.layers.kind import CallSite, Nodes, Op, OpResult, evaluate
 from seqgen.layers.torch_nn import first_line
 from seqgen.trace import symbolic as S
+from seqgen.trace.input_reads import read_keywords
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step, confirm_shape
 from seqgen.trace.torch_errors import shape_text
 from seqgen.trace.wording import Site
@@ -34,6 +35,7 @@ def trace_op(
 ) -> NodeResult:
     """Trace one op line: bind, check the rule's conditions, confirm with torch, write the call."""
     nodes = _check_inferred(scope, op, op.bind(layer), dims)
+    reads = read_keywords(op, layer, nodes)  # `lengths=NAME`: another input it reads
     if x.dtype != torch.float32 and not op.reads_token_ids:
         raise TraceError(
             f"{op.name} gets integer token ids (the input has dtype=long); only an "
@@ -64,7 +66,7 @@ def trace_op(
     with S.real_tensors(), device or torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's dropout-with-one-layer note is lint W012
         try:
-            module = op.build(evaluate(nodes, scope.concrete), hint_shape).eval()
+            module = op.build_reading(evaluate(nodes, scope.concrete), hint_shape, reads).eval()
             sample = torch.zeros if device is not None else torch.empty  # real: valid ids
             y = op.run_for_shape(module, sample(hint_shape, dtype=x.dtype))
         except Exception as e:
@@ -72,7 +74,7 @@ def trace_op(
                 f"torch rejects {op.title} here: {first_line(e)}", location=layer.loc
             ) from e
     confirm_shape(want, y.shape, op.name, layer.loc)
-    call = op.call(CallSite(_sources(nodes), nodes, [d.code for d in dims]))
+    call = op.call(CallSite(_sources(nodes), nodes, [d.code for d in dims], reads))
     traced = TracedLayer(
         # the whole call as its one "argument": what reads the names a call uses sees them all
         index=index,
@@ -85,7 +87,7 @@ def trace_op(
         trainable_params=scope.as_dim(count),
         macs=scope.as_dim(macs),
         code=call,
-        helpers=(op.helper,) if op.helper else (),
+        helpers=op.helpers(reads),
         activations=_optional(scope, result.activations),
         hidden_params=_optional(scope, result.hidden_params),
         sequence=op.sequence,

@@ -83,7 +83,8 @@ def expected_rank(cls: type[nn.Module]) -> int | None:
 
 
 def shape_text(dims: Sequence[SizedDim]) -> str:
-    return "(" + ", ".join(str(int(d.expr)) if d.expr.is_number else d.code for d in dims) + ")"
+    sizes = [str(int(d.expr)) if d.expr.is_number else d.code for d in dims]
+    return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
 
 
 def rank_error(

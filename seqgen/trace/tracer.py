@@ -32,12 +32,15 @@ from seqgen.ir import (
 )
 from seqgen.lang.values import expr_source
 from seqgen.layers.arg_checks import huge_layer_warning
+from seqgen.layers.kind import Op
 from seqgen.layers.preflight import without_written_size
+from seqgen.layers.registry import kind_for
 from seqgen.trace import symbolic as S
 from seqgen.trace.blocks import bind_use, conditions_at_use, trace_block
 from seqgen.trace.constraints import Condition, derive
 from seqgen.trace.counts import flag_of
 from seqgen.trace.heads import trace_heads
+from seqgen.trace.input_reads import Role, with_reads
 from seqgen.trace.inputs import free_dims, input_dtype, test_sizes, unused_parameters
 from seqgen.trace.inputs_multi import (
     branch_inputs,
@@ -56,6 +59,7 @@ from seqgen.trace.merge_shapes import (
     concat_dim,
     meant_shape,
     merge_hint,
+    merge_macs,
 )
 from seqgen.trace.scope import (
     MAX_SIZE,
@@ -78,6 +82,7 @@ class Tracer:
         # the output of each node of the top-level stack, for the heads that branch from it
         self.outputs: list[tuple[torch.Tensor, list[DimInfo]]] = []
         self.inputs: dict[str, tuple[torch.Tensor, list[DimInfo]]] = {}  # several, by name
+        self.roles: dict[str, Role] = {}  # the inputs that layers read by a keyword (lengths=)
         self.points = {h.point for h in scope.spec.heads if h.point is not None}
         # each branch's output of the last merge traced, and of each top-level merge, by index
         self.branches: list[tuple[torch.Tensor, list[DimInfo]]] = []
@@ -131,9 +136,7 @@ class Tracer:
             self.scope.shared_input = reads_first_input(spec)
             try:
                 steps = self.stack(spec.layers, x, dims).steps
-                heads = trace_heads(
-                    self, spec.heads, spec.layers, self.outputs, self.branch_outputs
-                )
+                heads = trace_heads(self, spec.heads, spec.layers)
             except TraceError as e:
                 raise_all(errors if any(e is found for found in errors) else [*errors, e])
                 raise
@@ -168,7 +171,7 @@ class Tracer:
             free_dims=free_dims(spec, [*traced, *(n for h in heads for n in h.traced.layers)]),
             blocks=tuple(sorted(blocks, key=lambda b: spec.blocks.index(b.spec))),
             heads=tuple(h.traced for h in heads),
-            inputs=traced_inputs(self.scope, spec, self.inputs),
+            inputs=traced_inputs(self.scope, spec, self.inputs, self.roles),
         )
 
     # ---------------------------------------------------------------- nodes
@@ -223,6 +226,8 @@ class Tracer:
                 self.scope.warnings.append(warning)
             if traced.class_name not in PASS_THROUGH:
                 self.scope.shared_input = False
+            if node.reads and isinstance(op := kind_for(node), Op):  # `lengths=NAME`
+                return with_reads(op, node, dims, result, self.inputs, self.roles)
             return result
         if isinstance(node, RepeatSpec):
             return self.repeat(index, node, x, dims)
@@ -257,10 +262,8 @@ class Tracer:
         if failed is not None:
             raise failed
         self.branches = branches
-        self.scope.previous, self.scope.shared_input = (
-            None,
-            False,
-        )  # a merge's output is a new tensor
+        # a merge's output is a new tensor
+        self.scope.previous, self.scope.shared_input = None, False
         shapes = [[d.expr for d in bd] for bd, _ in outs]
         if merge.kind == "residual":
             labels = ["the body", "the shortcut"] if len(outs) == 2 else ["the body", "the input"]
@@ -311,7 +314,7 @@ class Tracer:
         owned = own_steps(merge, [sts for _, sts in outs])  # a shared branch owns no weights
         params = sum((st.params_expr for st in owned), sympy.Integer(0))
         train = sum((st.trainable_expr for st in owned), sympy.Integer(0))
-        macs = sum((st.macs_expr for st in steps), sympy.Integer(0))
+        macs = sum((st.macs_expr for st in steps), merge_macs(merge.kind, shapes))
         self.scope.check_sizes(out_dims, index, site, merge.loc, dims)
         traced = TracedMerge(
             index=index,

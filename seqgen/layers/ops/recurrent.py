@@ -3,8 +3,8 @@ output flows on (RecurrentOutput in the generated code)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, ClassVar
 
 import sympy
 import torch
@@ -26,6 +26,7 @@ from seqgen.layers.formulas import (
     probability,
     require_rank,
 )
+from seqgen.layers.input_reads import LENGTHS, InputRead
 from seqgen.layers.kind import (
     SEQ3,
     CallSite,
@@ -157,6 +158,7 @@ _RECURRENT_KW: tuple[str, ...] = (
     "bidirectional",
     "take",
     "input_size",
+    "lengths",
 )
 
 
@@ -171,6 +173,8 @@ class Recurrent(Op):
     shape_hint = SEQ3
     inferred = "input_size"
     sequence = True
+    # `lengths=NAME`: packed by an (N,) input of each sequence's length (PackedRecurrentOutput)
+    reads: ClassVar[Mapping[str, InputRead]] = {"lengths": LENGTHS}
 
     @property
     def usage(self) -> str:  # type: ignore[override]
@@ -210,6 +214,10 @@ class Recurrent(Op):
         return OpResult(out, n, length * sympy.sympify(n), length * width)
 
     def run_for_shape(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(module, runtime.PackedRecurrentOutput):
+            # packed at full lengths, it gives the shapes of the unpacked layer (packing needs
+            # lengths on the CPU, which a `meta` run has not)
+            module = runtime.RecurrentOutput(module.rnn, take=module.take)
         length = x.shape[1]
         if length <= CONFIRM_LENGTH:
             return super().run_for_shape(module, x)
@@ -219,9 +227,20 @@ class Recurrent(Op):
         y = super().run_for_shape(module, x[:, :CONFIRM_LENGTH])
         return y.new_empty((y.shape[0], length, y.shape[2])) if y.dim() == 3 else y
 
+    def helpers(self, reads: Collection[str]) -> tuple[str, ...]:
+        return ("PackedRecurrentOutput",) if "lengths" in reads else ("RecurrentOutput",)
+
     def call(self, site: CallSite) -> str:
         inner = batch_first_call(self.torch_class or "", "hidden_size", site, ("take",))
-        return f"RecurrentOutput({inner}, take={site.nodes['take'].value!r})"
+        return f"{self.helpers(site.reads)[0]}({inner}, take={site.nodes['take'].value!r})"
+
+    def build_reading(
+        self, v: Mapping[str, Any], in_shape: tuple[int, ...], reads: Collection[str]
+    ) -> nn.Module:
+        built = self.build(v, in_shape)
+        if "lengths" not in reads or not isinstance(built, runtime.RecurrentOutput):
+            return built
+        return runtime.PackedRecurrentOutput(built.rnn, take=built.take)
 
     def build(self, v: Mapping[str, Any], in_shape: tuple[int, ...]) -> nn.Module:
         v = dict(v)

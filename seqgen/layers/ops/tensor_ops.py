@@ -1,5 +1,6 @@
 """seqgen's tensor ops: `permute`, `transpose`, `unsqueeze`, `squeeze`, `mean`, `sum`, `amax`,
-`select`, `scale`, each a small module of seqgen/runtime/sequence.py in the generated code.
+`select`, `scale`, `add_identity`, each a small module of seqgen/runtime/sequence.py in the
+generated code.
 
 seqgen keeps the batch: an op that would move, reduce, select, squeeze or insert before the
 batch dim 0 is a RuleError, even where torch would run it. Dims are numbered as torch numbers
@@ -129,6 +130,24 @@ def scale(value: Any, shape: Sequence[Size]) -> Outcome:
     return Outcome(tuple(shape), ())
 
 
+def add_identity(shape: Sequence[Size]) -> Outcome:
+    """`x + torch.eye(K)` on (N, ..., K, K): the last two dims must be equal (a Check when
+    either is symbolic)."""
+    if len(shape) < 3:
+        raise RuleError(
+            "it adds an identity matrix to the last two dims, which needs (N, ..., K, K), got "
+            f"a rank-{len(shape)} input; `unflatten 1 (K, K)` turns (N, K * K) into (N, K, K)"
+        )
+    checks = Checks()
+    checks.need(
+        sympy.Eq(as_expr(shape[-2]), as_expr(shape[-1])),
+        "the last two dims ({} and {}) must be equal, square matrices for the identity",
+        shape[-2],
+        shape[-1],
+    )
+    return Outcome(tuple(shape), tuple(checks.items))
+
+
 class TensorOp(Op):
     """An op that reshapes or reduces: no parameters; accepts token ids where it only moves them."""
 
@@ -236,3 +255,12 @@ class Scale(Op):
 
     def rule(self, v: Mapping[str, Any], shape: Sequence[Size], dtype: torch.dtype) -> OpResult:
         return OpResult(scale(v["value"], shape))
+
+
+class AddIdentity(Op):
+    name = "add_identity"
+    helper = "AddIdentity"
+    usage = "e.g. `add_identity` after `unflatten 1 (3, 3)`"
+
+    def rule(self, v: Mapping[str, Any], shape: Sequence[Size], dtype: torch.dtype) -> OpResult:
+        return OpResult(add_identity(shape))  # no parameters; an elementwise add: no mult-adds

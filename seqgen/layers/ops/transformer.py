@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import sympy
 import torch
@@ -23,6 +23,7 @@ from seqgen.layers.formulas import (
     probability,
     require_rank,
 )
+from seqgen.layers.input_reads import PADDING_MASK, InputRead
 from seqgen.layers.kind import (
     SEQ3,
     CallSite,
@@ -120,6 +121,7 @@ class TransformerEncoderLayer(Op):
         "norm_first",
         "bias",
         "d_model",
+        "key_padding_mask",
     )
     required = ("nhead",)
     torch_class = "TransformerEncoderLayer"
@@ -128,6 +130,8 @@ class TransformerEncoderLayer(Op):
     usage = "e.g. `transformerencoderlayer nhead=8 dim_feedforward=2048`"
     inferred = "d_model"
     sequence = True
+    # `key_padding_mask=NAME`: an (N, L) bool input, True at padded steps (src_key_padding_mask)
+    reads: ClassVar[Mapping[str, InputRead]] = {"key_padding_mask": PADDING_MASK}
 
     def check_bound(self, layer: LayerSpec, args: Nodes) -> None:
         batch_first_only(self.name, args)

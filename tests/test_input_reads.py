@@ -1,0 +1,236 @@
+"""Layers that read another input beside their own: `lstm/gru/rnn H ... lengths=NAME` packs by
+an (N,) lengths input, `transformerencoderlayer ... key_padding_mask=NAME` masks by an (N, L)
+bool input; inputs of shape `()` and `dtype=bool`.
+
+The parser's and the trace's located errors, the generated forward (the trunk split at such a
+layer), the generated tests (valid lengths and masks, export marked xfail for packing), and the
+device check on the packed path. tests/test_packed_reference.py compares the generated models
+with hand-written references after a weight copy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from conftest import run_generated_tests
+
+from seqgen.api import generate, options_for
+from seqgen.check.realize import verify_on_device
+from seqgen.errors import SeqgenError
+from seqgen.ir import TracedLayer
+from seqgen.lang.parser import parse
+from seqgen.project.write import write_files
+from seqgen.report.table import shape_table
+from seqgen.trace.model import trace
+
+PACKED = """\
+model Packed(vocab=50, hidden=6, num_classes=3)
+input tokens (seq_len=7,) dtype=long
+input lengths () dtype=long
+
+embedding vocab 5 padding_idx=0
+lstm hidden take=hidden lengths=lengths
+linear num_classes
+"""
+
+MASKED = """\
+model Masked(dim=8, num_classes=3)
+input tokens (seq=6,) dtype=long
+input mask (seq,) dtype=bool
+
+embedding 20 dim
+transformerencoderlayer 2 dim_feedforward=16 dropout=0.0 key_padding_mask=mask
+mean 1
+linear num_classes
+"""
+
+
+def _generate(tmp_path: Path, text: str, name: str) -> tuple[list[Path], ModuleType]:
+    spec = tmp_path / f"{name}.seq"
+    spec.write_text(text)
+    result = generate(str(spec), options_for(str(spec), str(tmp_path)))
+    write_files(list(result.files))
+    module_spec = importlib.util.spec_from_file_location(f"reads_{name}", result.files[0].path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return [Path(f.path) for f in result.files], module
+
+
+# ------------------------------------------------------------------------------ parser
+
+
+def test_an_empty_shape_and_bool_are_inputs_after_the_first() -> None:
+    spec = parse(PACKED)
+    assert [(i.name, i.shape, i.dtype) for i in spec.inputs][1] == ("lengths", (), "long")
+    lstm = spec.layers[1]
+    assert [(k.name, getattr(k.value, "id", None)) for k in getattr(lstm, "reads", ())] == [
+        ("lengths", "lengths")
+    ]
+    assert [k.name for k in getattr(lstm, "kwargs", ())] == ["take"]
+    assert parse(MASKED).inputs[1].dtype == "bool"
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line"),
+    [
+        ("input ()\nlinear 2\n", "the input shape is empty", 1),
+        ("input (4,) dtype=bool\nlinear 2\n", "the first input cannot be dtype=bool", 1),
+        ("input a (4,)\ninput m (4,) dtype=int8\nlinear 2\n", "unknown input dtype 'int8'", 2),
+        (
+            "input a (4,)\ninput m (4,) dtype=bool\nadd:\n    branch:\n        relu\n"
+            "    branch from=m:\n        relu\n",
+            "input 'm' is dtype=bool, a mask",
+            3,
+        ),
+        ("input a (4,)\ninput b ()\nlinear 2\n", "lengths=b", 2),  # the hint: read it so
+        (
+            "input t (5, 4)\ninput lengths () dtype=long\nresidual:\n"
+            "    lstm 4 take=all lengths=lengths\n",
+            "only supported at the trunk's top level",
+            4,
+        ),
+        (
+            "input t (5, 4)\ninput lengths () dtype=long\nlstm 4 take=all lengths=lenghts\n",
+            "did you mean input 'lengths'?",
+            3,
+        ),
+    ],
+)
+def test_misuse_is_a_located_syntax_error(text: str, message: str, line: int) -> None:
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    rendered = info.value.render()
+    assert message in rendered
+    assert f"<spec>:{line}:" in rendered
+
+
+# ------------------------------------------------------------------------------ trace
+
+
+@pytest.mark.parametrize(
+    ("lines", "message", "line"),
+    [
+        (
+            "input lengths () dtype=long\nlinear 4 bias=lengths\n",
+            "linear's bias= cannot take input 'lengths'",
+            4,
+        ),
+        (
+            "input lengths () dtype=long\ngru 4 take=all lengths=n\nlstm 4 take=all "
+            "lengths=lengths\n",
+            "gru's lengths= names an input of the model, (N,), dtype=long; n is not an input",
+            4,
+        ),
+        (
+            "input lengths ()\nlstm 4 take=all lengths=lengths\n",
+            "input 'lengths' must be dtype=long, it is float32",
+            4,
+        ),
+        (
+            "input lengths (2,) dtype=long\ngru 4 take=last lengths=lengths\n",
+            "input 'lengths' holds one length per sequence, shape (N,); it is (N, 2)",
+            4,
+        ),
+        (
+            "input lengths () dtype=long\ntranspose 1 2\nconv1d 4 3\ntranspose 1 2\n"
+            "lstm 4 take=all lengths=lengths\n",
+            "has length seq - 2, which is no input's size",
+            7,
+        ),
+        (
+            "input mask (seq,) dtype=long\ntransformerencoderlayer 2 key_padding_mask=mask\n",
+            "input 'mask' must be dtype=bool, it is int64",
+            4,
+        ),
+        (
+            "input mask (7,) dtype=bool\ntransformerencoderlayer 2 key_padding_mask=mask\n",
+            "the mask must be (N, seq), one flag per step",
+            4,
+        ),
+    ],
+)
+def test_a_wrong_read_is_a_located_error(lines: str, message: str, line: int) -> None:
+    text = f"model M(n=4)\ninput t (seq=5, 4)\n{lines}"
+    with pytest.raises(SeqgenError) as info:
+        trace(parse(text))
+    rendered = info.value.render()
+    assert message in rendered
+    assert f"<spec>:{line}:" in rendered
+
+
+def test_the_trace_records_what_each_layer_reads() -> None:
+    traced = trace(parse(PACKED))
+    lstm = traced.layers[1]
+    assert isinstance(lstm, TracedLayer)
+    assert lstm.reads == (("", "lengths"),)
+    assert lstm.call.startswith("PackedRecurrentOutput(nn.LSTM(5, hidden, batch_first=True)")
+    assert lstm.helpers == ("PackedRecurrentOutput",)
+    assert [(i.name, i.role, i.length_of) for i in traced.inputs] == [
+        ("tokens", "", None),
+        ("lengths", "lengths", ("tokens", 1)),
+    ]
+    masked = trace(parse(MASKED))
+    encoder = masked.layers[1]
+    assert isinstance(encoder, TracedLayer)
+    assert encoder.reads == (("src_key_padding_mask", "mask"),)
+    assert masked.inputs[1].role == "padding_mask"
+    table = shape_table(traced)
+    assert "input lengths" in table and "(N,)" in table
+
+
+def test_the_device_check_runs_the_packed_path() -> None:
+    for text in (PACKED, MASKED, PACKED.replace("take=hidden", "take=all").replace("linear", "#")):
+        verify_on_device(trace(parse(text)), "cpu")
+
+
+# ------------------------------------------------------------------------------ generated
+
+
+def test_forward_splits_the_trunk_at_a_reading_layer(tmp_path: Path) -> None:
+    files, module = _generate(tmp_path, PACKED, "packed")
+    source = files[0].read_text()
+    assert "        x: torch.Tensor = self.trunk_0(tokens)\n" in source
+    assert "        x = self.lstm(x, lengths)\n        x = self.trunk_1(x)\n" in source
+    assert "        # (N, hidden)\n        self.lstm = PackedRecurrentOutput(" in source
+    model = module.Packed().eval()
+    tokens = torch.randint(1, 50, (3, 7))
+    lengths = torch.tensor([7, 2, 4])
+    garbage = tokens.clone()
+    garbage[1, 2:] = 49
+    garbage[2, 4:] = 3
+    with torch.no_grad():
+        out = model(tokens, lengths)
+        assert torch.allclose(model(garbage, lengths), out)  # packing ignores the padding
+        assert not torch.allclose(model(tokens, torch.tensor([7, 7, 7])), out)
+    with pytest.raises(ValueError, match="expected a 1-d input lengths"):
+        model(tokens, lengths[:, None])
+    files, module = _generate(tmp_path, MASKED, "masked")
+    assert "x = self.transformerencoderlayer(x, src_key_padding_mask=mask)" in (
+        files[0].read_text()
+    )
+
+
+def test_generated_tests_build_valid_samples_and_mark_export(tmp_path: Path) -> None:
+    files, _ = _generate(tmp_path, PACKED, "packed_tests")
+    test = files[1].read_text()
+    assert '"lengths": sample_lengths(shapes["lengths"][0], shapes["tokens"][1], device)' in test
+    assert '@pytest.mark.xfail(\n    reason="torch.export cannot trace pack_padded_sequence' in (
+        test
+    )
+    assert "strict=True" in test
+    files, _ = _generate(tmp_path, MASKED, "masked_tests")
+    test = files[1].read_text()
+    assert '"mask": sample_padding_mask(shapes["mask"], device),' in test
+    assert '"mask": {0: batch, 1: seq},' in test and "xfail" not in test
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", [PACKED, MASKED])
+def test_generated_tests_pass(tmp_path: Path, text: str) -> None:
+    files, _ = _generate(tmp_path, text, "run_" + text.split()[1].split("(")[0].lower())
+    run_generated_tests(files[1])
