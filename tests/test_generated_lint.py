@@ -22,13 +22,14 @@ import pytest
 from conftest import EXAMPLES, ROOT
 from golden_cases import LAYOUTS, PACKAGES, cases
 
+from seqgen.ir import MERGE_CLASSES
 from seqgen.render.imports import member_order
 
 # README "Typed, lint-clean output": ruff's default rules (0.17's, with RUF100) plus these; and
 # the classic default set plus the same, which holds on any ruff
 RUFF_RULES = "E4,E7,E9,F,I,B,UP"
 RUFF_SELECTIONS = (["--extend-select", RUFF_RULES], ["--select", RUFF_RULES])
-MERGES = {"Residual", "Concat", "Add", "Multiply"}  # their shape comment follows their `)`
+MERGES = set(MERGE_CLASSES.values())  # their shape comment follows their `)`
 
 
 def _stage(root: Path) -> dict[str, list[str]]:

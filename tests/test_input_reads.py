@@ -11,12 +11,15 @@ with hand-written references after a weight copy.
 from __future__ import annotations
 
 import importlib.util
+import os
+import random
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 from conftest import run_generated_tests
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqgen.api import generate, options_for
 from seqgen.check.realize import verify_on_device
@@ -25,6 +28,7 @@ from seqgen.ir import TracedLayer
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
 from seqgen.report.table import shape_table
+from seqgen.runtime.sequence import PackedRecurrentOutput, RecurrentOutput
 from seqgen.trace.model import trace
 
 PACKED = """\
@@ -92,6 +96,12 @@ def test_an_empty_shape_and_bool_are_inputs_after_the_first() -> None:
             "input t (5, 4)\ninput lengths () dtype=long\nresidual:\n"
             "    lstm 4 take=all lengths=lengths\n",
             "only supported at the trunk's top level",
+            4,
+        ),
+        (
+            "input t (5, 4)\ninput lengths () dtype=long\nlstm 4 take=all lengths=lengths\n"
+            "linear lengths\n",
+            "'lengths' is an input of the model, not a parameter",
             4,
         ),
         (
@@ -234,3 +244,90 @@ def test_generated_tests_build_valid_samples_and_mark_export(tmp_path: Path) -> 
 def test_generated_tests_pass(tmp_path: Path, text: str) -> None:
     files, _ = _generate(tmp_path, text, "run_" + text.split()[1].split("(")[0].lower())
     run_generated_tests(files[1])
+
+
+# ------------------------------------------------------------------------------ runtime
+
+
+@pytest.mark.parametrize("rnn", [torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("take", ["all", "last", "hidden"])
+def test_packed_output_is_each_sequence_run_alone(
+    rnn: type[torch.nn.RNNBase], bidirectional: bool, take: str
+) -> None:
+    """PackedRecurrentOutput row by row: the layer run on that row's real steps alone (`all`
+    padded with zeros to L), whatever the padded steps hold."""
+    torch.default_generator.manual_seed(0)
+    layer = rnn(3, 5, num_layers=2, batch_first=True, bidirectional=bidirectional)
+    module = PackedRecurrentOutput(layer, take)
+    x, lengths = torch.randn(4, 6, 3), torch.tensor([6, 2, 4, 1])
+    with torch.no_grad():
+        out = module(x, lengths)
+        garbage = x.clone()
+        garbage[1, 2:], garbage[3, 1:] = 1e3, -7.0
+        torch.testing.assert_close(module(garbage, lengths), out)
+        for row, n in enumerate(lengths.tolist()):
+            alone = RecurrentOutput(layer, take)(x[row : row + 1, :n])[0]
+            if take == "all":
+                alone = torch.cat([alone, alone.new_zeros(6 - n, alone.shape[-1])])
+            torch.testing.assert_close(out[row], alone)
+
+
+# ------------------------------------------------------------------------------ differential
+
+
+def _random_packed_case(seed: int) -> tuple[str, dict[str, object]]:
+    """A random spec with a packed recurrent layer, and what it is."""
+    rng = random.Random(seed)
+    case: dict[str, object] = {
+        "kind": rng.choice(["lstm", "gru", "rnn"]),
+        "hidden": rng.randint(1, 9),
+        "layers": rng.randint(1, 3),
+        "bidirectional": rng.random() < 0.5,
+        "take": rng.choice(["all", "last", "hidden"]),
+        "seq": rng.randint(1, 8),
+        "features": rng.randint(1, 6),
+    }
+    text = (
+        f"model R(hidden={case['hidden']})\ninput steps (seq={case['seq']}, {case['features']})\n"
+        f"input lengths () dtype=long\n{case['kind']} hidden num_layers={case['layers']} "
+        f"bidirectional={case['bidirectional']} take={case['take']} lengths=lengths\n"
+    )
+    return text, case
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(int(os.environ.get("SEQGEN_FUZZ_SPECS", "4"))))
+def test_random_packed_layers_equal_torch(tmp_path: Path, seed: int) -> None:
+    """A random packed rnn/gru/lstm against torch's own packing, after a weight copy, at a
+    random batch of lengths (and another hidden size than the default)."""
+    text, case = _random_packed_case(seed)
+    _, module = _generate(tmp_path, text, f"random_{seed}")
+    hidden = int(str(case["hidden"])) + 2
+    model = module.R(hidden=hidden).eval()
+    rnn_class = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[str(case["kind"])]
+    bidirectional = bool(case["bidirectional"])
+    rnn = rnn_class(
+        int(str(case["features"])),
+        hidden,
+        num_layers=int(str(case["layers"])),
+        batch_first=True,
+        bidirectional=bidirectional,
+    )
+    model.load_state_dict(dict(zip(model.state_dict(), rnn.state_dict().values(), strict=True)))
+    seq = int(str(case["seq"]))
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, seq + 1, (5,), generator=gen)
+    x = torch.randn(5, seq, int(str(case["features"])), generator=gen)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    with torch.no_grad():
+        out, state = rnn(packed)
+        padded, _ = pad_packed_sequence(out, batch_first=True, total_length=seq)
+        h_n = state[0] if isinstance(state, tuple) else state
+        dirs = 2 if bidirectional else 1
+        want = {
+            "all": padded,
+            "last": padded[torch.arange(5), lengths - 1],
+            "hidden": torch.cat(list(h_n[-dirs:]), dim=-1),
+        }[str(case["take"])]
+        torch.testing.assert_close(model(x, lengths), want)

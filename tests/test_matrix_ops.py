@@ -23,6 +23,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from seqgen.api import generate, options_for
+from seqgen.diagram import build
+from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
 from seqgen.ir import TracedMerge
 from seqgen.lang.parser import parse
@@ -213,6 +215,15 @@ def test_mult_adds_count_n_m_p_per_sample() -> None:
     summary = render_summary(traced, batch=2)
     total = 2 * (merge.macs.value + (3 + 1) * 5 * 12)  # and the last conv1d c->5
     assert re.search(rf"^mult-adds \(batch 2\) +{total:,}$", summary, flags=re.MULTILINE)
+
+
+def test_diagram_joins_both_branches_in_a_bmm_box() -> None:
+    diagram = build(trace(parse(SPEC)))
+    boxes = {b.label: b.id for b in all_boxes(diagram)}
+    assert "Bmm (@)" in boxes
+    into = [e.source for e in all_edges(diagram) if e.target == boxes["Bmm (@)"]]
+    labels = {b.id: b.label for b in all_boxes(diagram)}
+    assert sorted(labels[i] for i in into) == ["Transpose(1, 2)", "Unflatten(1, (k, c))"]
 
 
 # ------------------------------------------------------------------------------ generated model

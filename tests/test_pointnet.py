@@ -1,20 +1,22 @@
-"""PointNet's classifier written as specs (issue 19's third reference): `bmm:` and `add_identity`.
+"""PointNet's classifier written as specs (issue 19's third reference): `bmm:`, `add_identity`,
+and heads that read a merge's branch.
 
 tests/architectures/heads/pointnet_cls.seq is fxia22/pointnet.pytorch's
 `PointNetCls(k, feature_transform=False)` and pointnet_cls_ft.seq the same with
 `feature_transform=True`, compared with the hand-written reference in
 tests/architectures/pointnet.py: the same parameter count (1,614,129 at k=40 without the feature
-transform, as the issue states, and 3,471,473 with it; at other k too), the same output shape,
-and, with the reference's weights copied in, the same log-probs in eval mode and in training mode
+transform, as the issue states, and 3,471,473 with it; at other k too), the same output shapes,
+and, with the reference's weights copied in, the same outputs in eval mode and in training mode
 (batch statistics, and dropout 0.3 under the same seed), at k=40 and k=10 and at several point
 counts (`n_pts` is a free named size of the input).
 
-How the outputs correspond: the reference returns `(log_softmax(x, dim=1), trans, trans_feat)`.
-Each spec's model returns the first, the log-probs, as one tensor: `trans` (the input
-transform, the `trans` branch of the `bmm name=stn:` merge) and `trans_feat` (the feature
-transform, branch `trans` of `bmm name=fstn:`) are computed inside the model but not returned,
-which needs a head that reads a merge's branch; the reference's `trans_feat` is None without the
-feature transform, and that spec has no such transform at all.
+How the outputs correspond: the reference returns the tuple `(log_softmax(x, dim=1), trans,
+trans_feat)`; the generated model a NamedTuple whose fields are the spec's heads, in order:
+`log_probs` (the classifier on the global feature), `trans` (`head trans from=stn.trans`: the
+input transform, the `trans` branch of the `bmm name=stn:` merge that applies it to the points)
+and, in pointnet_cls_ft.seq only, `trans_feat` (`from=fstn.trans`, the feature transform). The
+reference's `trans_feat` is None without the feature transform: that spec has no such transform,
+so no such head, and its NamedTuple has the two fields `log_probs` and `trans`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tests.architectures.pointnet import PointNetCls
 HEADS = Path(__file__).resolve().parent / "architectures" / "heads"
 SPECS = {False: HEADS / "pointnet_cls.seq", True: HEADS / "pointnet_cls_ft.seq"}
 CLASSES = {False: "PointNetCls", True: "PointNetClsFT"}
+HEADS_OF = {False: ("log_probs", "trans"), True: ("log_probs", "trans", "trans_feat")}
 # the layers that hold weights or running statistics, which a weight copy pairs one to one
 WEIGHTED = (nn.Conv1d, nn.Linear, nn.BatchNorm1d)
 
@@ -142,64 +145,76 @@ def test_parameter_count_equals_the_references(
 
 @pytest.mark.parametrize("ft", [False, True])
 @pytest.mark.parametrize("n_pts", [1, 7, 300])
-def test_output_shape_is_the_references(
+def test_output_shapes_are_the_references(
     built: dict[bool, tuple[list[Path], ModuleType]], ft: bool, n_pts: int
 ) -> None:
     torch.manual_seed(0)
     x = torch.randn(3, 3, n_pts)
     with torch.no_grad():
-        log_probs, trans, trans_feat = PointNetCls(k=10, feature_transform=ft).eval()(x)
-        got = _model(built, ft, 10).eval()(x)
-    assert isinstance(got, torch.Tensor) and got.shape == log_probs.shape == (3, 10)
-    assert trans.shape == (3, 3, 3)
-    assert (trans_feat is None) if not ft else (trans_feat.shape == (3, 64, 64))
+        theirs = PointNetCls(k=10, feature_transform=ft).eval()(x)
+        ours = _model(built, ft, 10).eval()(x)
+    assert ours._fields == HEADS_OF[ft]
+    assert [tuple(t.shape) for t in ours] == [tuple(t.shape) for t in theirs if t is not None]
+    assert [tuple(t.shape) for t in ours] == [(3, 10), (3, 3, 3), (3, 64, 64)][: len(ours)]
+    assert (theirs[2] is None) is (not ft)
 
 
 @pytest.mark.parametrize("ft", [False, True])
 @pytest.mark.parametrize(
     ("k", "n_pts"), [(40, 1), (40, 64), (10, 7), pytest.param(40, 2500, marks=pytest.mark.slow)]
 )
-def test_same_log_probs_as_the_reference_with_its_weights(
+def test_same_outputs_as_the_reference_with_its_weights(
     built: dict[bool, tuple[list[Path], ModuleType]], ft: bool, k: int, n_pts: int
 ) -> None:
     reference, model = _pair(built, ft, k)
     x = torch.randn(4, 3, n_pts)
     with torch.no_grad():
-        expected, _, _ = reference.eval()(x)
+        expected = [t for t in reference.eval()(x) if t is not None]
         got = model.eval()(x)
-        torch.testing.assert_close(got, expected)
+        assert len(got) == len(expected) == len(HEADS_OF[ft])
+        for name, ours, theirs in zip(HEADS_OF[ft], got, expected, strict=True):
+            torch.testing.assert_close(ours, theirs, msg=name)
         # training mode: BatchNorm on the batch's statistics, dropout 0.3 drawing the same mask
         # under the same seed (both call one nn.Dropout, at the same point of the forward)
         torch.manual_seed(1)
-        expected_train, _, _ = reference.train()(x)
+        expected_train = [t for t in reference.train()(x) if t is not None]
         torch.manual_seed(1)
         got_train = model.train()(x)
-    torch.testing.assert_close(got_train, expected_train)
-    assert not torch.allclose(got_train, got, atol=1e-3)  # dropout and batch statistics did act
-    assert torch.allclose(got.exp().sum(dim=1), torch.ones(4))  # log-probs
+    for name, ours, theirs in zip(HEADS_OF[ft], got_train, expected_train, strict=True):
+        torch.testing.assert_close(ours, theirs, msg=name)
+    # dropout and batch statistics did act; the outputs are log-probs
+    assert not torch.allclose(got_train.log_probs, got.log_probs, atol=1e-3)
+    assert torch.allclose(got.log_probs.exp().sum(dim=1), torch.ones(4))
 
 
-def test_the_transforms_are_bmm_merges_over_the_points(
+def test_the_transforms_are_applied_to_the_points_by_bmm(
     built: dict[bool, tuple[list[Path], ModuleType]],
 ) -> None:
-    """The generated stn (and fstn) apply `trans` to the points, as the reference's PointNetfeat
-    does: its `trans` equals the generated merge's `trans` branch, weights copied."""
-    reference, model = _pair(built, True, 40)
+    """forward multiplies the points by the transforms it returns, as PointNetfeat does: the
+    generated model's submodules run by hand reproduce its log-probs."""
+    _, model = _pair(built, True, 40)
+    model.eval()
     x = torch.randn(2, 3, 9)
     with torch.no_grad():
-        _, trans, trans_feat = reference.eval()(x)
-        stn = model.eval().model.stn
-        assert torch.allclose(stn.branches.trans(x), trans, atol=1e-6)
-        points = model.model[:5](x)  # stn, transpose, conv1d 64, batchnorm1d, relu
-        fstn = model.model.fstn
-        assert torch.allclose(fstn.branches.trans(points), trans_feat, atol=1e-6)
-        assert torch.allclose(fstn(points), torch.bmm(points.transpose(1, 2), trans_feat))
+        out = model(x)
+        assert torch.equal(model.stn_trans(x), out.trans)
+        points = model.trunk_0(torch.bmm(x.transpose(1, 2), out.trans))  # conv1d 64, bn, relu
+        assert torch.equal(model.fstn_trans(points), out.trans_feat)
+        features = model.trunk(torch.bmm(points.transpose(1, 2), out.trans_feat))
+        torch.testing.assert_close(model.log_probs(features), out.log_probs)
+        # the transforms start at the identity: zero their last linear and they are eye(k)
+        for stn, size in ((model.stn_trans, 3), (model.fstn_trans, 64)):
+            last = [m for m in stn.modules() if isinstance(m, nn.Linear)][-1]
+            last.weight.zero_()
+            last.bias.zero_()
+            assert torch.equal(stn(x if size == 3 else points), torch.eye(size).expand(2, -1, -1))
 
 
 def test_the_number_of_points_is_free_but_at_least_one(
     built: dict[bool, tuple[list[Path], ModuleType]],
 ) -> None:
     model = _model(built, False, 40).eval()
+    assert model(torch.randn(2, 3, 1)).log_probs.shape == (2, 40)
     with pytest.raises(ValueError, match=r"n_pts \(dim 2\) must be at least 1"):
         model(torch.randn(2, 3, 0))
     with pytest.raises(ValueError, match="input dim 1 must be 3"):

@@ -134,6 +134,16 @@ def test_the_two_input_example_is_the_committed_spec() -> None:
     assert readme_block("two_input_seq") == committed
 
 
+def test_the_packed_example_is_the_committed_spec() -> None:
+    committed = (EXAMPLES / "text_lstm_packed.seq").read_text(encoding="utf-8")
+    assert readme_block("text_lstm_packed_seq") == committed
+
+
+def test_the_packed_snippet_is_generated_code() -> None:
+    generated = (EXAMPLES / "text_lstm_packed.py").read_text(encoding="utf-8")
+    assert missing_runs(readme_block("text_lstm_packed_forward"), generated) == []
+
+
 def test_the_two_input_snippet_is_generated_code() -> None:
     generated = (EXAMPLES / "two_input.py").read_text(encoding="utf-8")
     assert missing_runs(readme_block("two_input_forward"), generated) == []

@@ -235,3 +235,18 @@ def test_a_generated_model_scripts(
     x = torch.randint(0, 100, shape) if tokens else torch.randn(shape)
     with torch.no_grad():
         assert torch.allclose(torch.jit.script(model)(x), model(x), atol=1e-6)
+
+
+def test_a_generated_model_that_packs_scripts() -> None:
+    """text_lstm_packed reads a lengths input beside its tokens: scripted, it agrees."""
+    path = Path(__file__).resolve().parent.parent / "generated_examples" / "text_lstm_packed.py"
+    spec = importlib.util.spec_from_file_location("scripted_text_lstm_packed", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    torch.default_generator.manual_seed(0)
+    model: nn.Module = module.PackedTextRNN(vocab=100).eval()
+    tokens, lengths = torch.randint(1, 100, (3, 9)), torch.tensor([9, 2, 5])
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.script(model)(tokens, lengths), model(tokens, lengths))

@@ -714,6 +714,14 @@ SAMPLES: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {
     "ClsToken": ((4,), (2, 5, 4)),
     "PosEmbedding": ((5, 4), (2, 5, 4)),
     "PosEncoding": ((5, 7), (2, 5, 5)),
+    "PackedRecurrentOutput": (
+        (nn.LSTM(4, 3, batch_first=True, bidirectional=True), "last"),
+        (3, 5, 4),
+    ),
+}
+# what a class's forward reads beside x (a layer that reads another input: lengths)
+OTHER_INPUTS: dict[str, tuple[torch.Tensor, ...]] = {
+    "PackedRecurrentOutput": (torch.tensor([5, 2, 3]),),
 }
 
 
@@ -744,9 +752,10 @@ def test_runtime_class_source_runs_standalone(name: str) -> None:
     assert all(a.annotation is not None for a in init.args.args[1:] + init.args.kwonlyargs)
     assert init.args.vararg is None or init.args.vararg.annotation is not None
     forward = methods["forward"]
+    others = OTHER_INPUTS.get(name, ())
     assert [ast.unparse(a.annotation) for a in forward.args.args[1:] if a.annotation] == [
         "torch.Tensor"
-    ] and ast.unparse(forward.returns) == "torch.Tensor"  # type: ignore[arg-type]
+    ] * (1 + len(others)) and ast.unparse(forward.returns) == "torch.Tensor"  # type: ignore[arg-type]
     namespace: dict[str, Any] = {"math": math, "torch": torch, "nn": nn, "__name__": "generated"}
     exec(compile(text, f"<{name}>", "exec"), namespace)
     args, shape = SAMPLES[name]
@@ -756,5 +765,5 @@ def test_runtime_class_source_runs_standalone(name: str) -> None:
     original = getattr(seq, name)(*args)
     copied.load_state_dict(original.state_dict())
     x = torch.randn(shape)
-    assert torch.equal(copied(x), original(x))
+    assert torch.equal(copied(x, *others), original(x, *others))
     assert repr(copied) == repr(original)

@@ -315,6 +315,18 @@ class TracedModel:
             if isinstance(node, TracedMerge) and (node.spec.branch_from or i in read)
         )
 
+    def reading_layers(self) -> frozenset[int]:
+        """The top-level layers that read another model input (`lstm 64 lengths=lengths`):
+        forward calls each with that input, so the trunk is cut there as at a split merge."""
+        return frozenset(
+            i for i, n in enumerate(self.layers) if isinstance(n, TracedLayer) and n.reads
+        )
+
+    def plain_forward(self) -> bool:
+        """Whether forward is plain statements over cut segments (render/multi_inputs.py)
+        rather than one nn.Sequential per output: a split merge or a reading layer."""
+        return bool(self.split_merges() or self.reading_layers())
+
     def shape_of(self, name: str) -> tuple[Dim, ...]:
         """The shape of the named input `name` (several inputs)."""
         return next(i.shape for i in self.inputs if i.name == name)

@@ -104,6 +104,15 @@ def layer_reads(state: InputsState, layer: LayerSpec, top: bool) -> LayerSpec:
                 location=kw.value.loc,
                 hint=f"did you mean input {close[0]!r}?",
             )
+    for value in (*layer.args, *(k.value for k in layer.kwargs if k not in reads)):
+        for ref in expr_names(value):  # `linear lengths`: a tensor where a number goes
+            if ref.id in names:
+                raise SpecSyntaxError(
+                    f"{ref.id!r} is an input of the model, not a parameter",
+                    location=ref.loc,
+                    hint="a layer reads another input by a keyword that takes one, e.g. "
+                    f"`lstm 64 take=hidden lengths={ref.id}`",
+                )
     if not reads:
         return layer
     if not top:

@@ -77,7 +77,7 @@ def model_context(traced: TracedModel) -> dict[str, Any]:
     helpers = used_helpers(traced)
     plain = (
         inputs_model(traced)
-        if traced.split_merges()
+        if traced.plain_forward()
         else heads_model(traced)
         if traced.heads
         else None

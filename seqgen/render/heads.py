@@ -152,7 +152,7 @@ def heads_tests(traced: TracedModel, shape_params: str) -> dict[str, object]:
         "output": output_class(traced),
         # a trunk cut at a merge's branches is no chain of layers: outputs are tested, not layers
         "layers_of": None
-        if traced.split_merges()
+        if traced.plain_forward()
         else segments[0]
         if len(segments) == 1
         else f"[*{', *'.join(segments)}]",

@@ -136,7 +136,7 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
         assign(index, _combined(node, calls))
     attributes = [m["attribute"] for m in modules] + [h.name for h in traced.heads]
     if len(set(attributes)) != len(attributes) or set(attributes) & set(shapes):
-        first = traced.layers[min(split)]
+        first = traced.layers[min(split | traced.reading_layers())]
         raise RenderError(
             f"two submodules of {traced.spec.class_name} would share a name among "
             f"{', '.join(attributes)}",
@@ -148,7 +148,7 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
     if clash:
         raise RenderError(
             f"a branch's output and another local of forward would both be {min(clash)!r}",
-            location=traced.layers[min(split)].spec.loc,
+            location=traced.layers[min(split | traced.reading_layers())].spec.loc,
             hint="rename the merge or its branch (name=)",
         )
     if traced.heads:
@@ -176,10 +176,11 @@ def _combined(node: TracedMerge, calls: list[str]) -> str:
 def module_stacks(traced: TracedModel) -> list[tuple[TracedNode, ...]]:
     """The stacks the model's nn.Sequentials hold: a merge that reads a named input, or whose
     branch a head reads, is no module, its branches are (its `name=` keys nothing)."""
-    split = traced.split_merges()
-    if not split:
+    split, readers = traced.split_merges(), traced.reading_layers()
+    if not split and not readers:
         return list(traced.stacks)
-    out = [tuple(n for i, n in enumerate(traced.layers) if i not in split)]
+    # a layer that reads an input is a submodule of its own, in no nn.Sequential
+    out = [tuple(n for i, n in enumerate(traced.layers) if i not in split | readers)]
     for i, node in enumerate(traced.layers):
         if isinstance(node, TracedMerge) and i in split:
             out += node.branches

@@ -61,14 +61,7 @@ from seqgen.trace.merge_shapes import (
     merge_hint,
     merge_macs,
 )
-from seqgen.trace.scope import (
-    MAX_SIZE,
-    DimInfo,
-    NodeResult,
-    Scope,
-    StackResult,
-    Step,
-)
+from seqgen.trace.scope import MAX_SIZE, DimInfo, NodeResult, Scope, StackResult, Step
 from seqgen.trace.torch_errors import shape_text
 from seqgen.trace.wording import Site, merge_reason
 
@@ -262,8 +255,7 @@ class Tracer:
         if failed is not None:
             raise failed
         self.branches = branches
-        # a merge's output is a new tensor
-        self.scope.previous, self.scope.shared_input = None, False
+        self.scope.previous, self.scope.shared_input = None, False  # its output: a new tensor
         shapes = [[d.expr for d in bd] for bd, _ in outs]
         if merge.kind == "residual":
             labels = ["the body", "the shortcut"] if len(outs) == 2 else ["the body", "the input"]
