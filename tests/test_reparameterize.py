@@ -207,3 +207,25 @@ def test_an_in_place_layer_after_it_cannot_change_a_heads_mean() -> None:
     text = HEADS.replace("linear hidden\nhead out", "relu inplace=True\nlinear hidden\nhead out")
     with pytest.raises(SeqgenError, match="inplace=True here overwrites"):
         trace(parse(text))
+
+
+def test_with_a_branch_that_reads_another_input_each_branch_runs_once(tmp_path: Path) -> None:
+    text = (
+        "model Noisy(latent=4)\ninput image 8\ninput noise 4\n\nlinear 16\nreparameterize:\n"
+        "    branch:\n        linear latent\n    branch from=noise:\n        linear latent\n"
+        "linear 3\n"
+    )
+    source, module = _generate(tmp_path, text, "noisy")
+    assert source.count("self.merge_0_0(x)") == source.count("self.merge_0_1(noise)") == 1
+    torch.manual_seed(0)
+    model = module.Noisy(latent=5)
+    image, noise = torch.randn(3, 8), torch.randn(3, 4)
+    with torch.no_grad():
+        mu = model.merge_0_0(model.trunk_0(image))
+        logvar = model.merge_0_1(noise)
+        assert torch.equal(model.eval()(image=image, noise=noise), model.trunk_1(mu))
+        torch.manual_seed(4)
+        got = model.train()(image=image, noise=noise)
+        torch.manual_seed(4)
+        std = torch.exp(0.5 * logvar)
+        assert torch.equal(got, model.trunk_1(mu + torch.randn_like(std) * std))

@@ -128,7 +128,9 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
                     _sequential(attribute, branch, shape if src is None else shapes[src])
                 )
             call = f"self.{attribute}({source if src is None else src})"
-            if index in read:  # a head reads a branch of this merge: each branch a local
+            # a head reads a branch of this merge, or the merge reads an output twice (mu):
+            # each branch's output a local
+            if index in read or node.spec.kind == "reparameterize":
                 local = f"{name}_{key if key is not None else j}"
                 statements.append(f"{local}: torch.Tensor = {call}")
                 locals_at[index, j] = call = local
