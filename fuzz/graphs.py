@@ -766,20 +766,28 @@ def forward(
             if _fixed_table(m, "table"):
                 m.table = _sinusoids(*m.table.shape)
             m.load_state_dict(loads.get(id(m), {}), strict=not _fixed_table(m, "table"))
-        want = res.run.forward(res.inputs, training=False)
-        got = model.eval()(**args)
-        fields = got._asdict() if g.heads else {"": got}
-        for name in names:
-            if name in train_only:
-                continue
-            a, b = fields[name], want[name]
-            if a.dtype != b.dtype or not torch.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True):
-                err = (a.double() - b.double()).abs().max().item()
-                add(
-                    "wrong_value",
-                    "head" if name else "inputs",
-                    f"output {name}: max |diff| {err:.3g}",
-                )
+        # eval mode; then train mode from the same random state (dropout, reparameterize's
+        # noise: forward draws them in the oracle's order), train-only heads included
+        for training in (False, True):
+            torch.manual_seed(1234)
+            want = res.run.forward(res.inputs, training=training)
+            torch.manual_seed(1234)
+            got = model.train(training)(**args)
+            fields = got._asdict() if g.heads else {"": got}
+            for name in names:
+                if name in train_only and not training:
+                    continue
+                a, b = fields[name], want[name]
+                if a.dtype != b.dtype or not torch.allclose(
+                    a, b, rtol=1e-4, atol=1e-5, equal_nan=True
+                ):
+                    err = (a.double() - b.double()).abs().max().item()
+                    mode = "train" if training else "eval"
+                    add(
+                        "wrong_value",
+                        "head" if name else "inputs",
+                        f"output {name or 'x'} ({mode}): max |diff| {err:.3g}",
+                    )
 
 
 def _fixed_table(m: Any, key: str) -> bool:
@@ -889,7 +897,7 @@ def _new_input(gen: D.Gen, g: GraphSpec, name: str, like: Any, same: bool) -> In
 DRAW = {
     "branch_points": True,  # head NAME from=MERGE.BRANCH (contract 1)
     "stackless_heads": True,  # head NAME [from=POINT], no stack (contract 2)
-    "reparameterize": False,  # contract 3
+    "reparameterize": True,  # contract 3
     "bmm": True,  # contract 4
     "add_identity": True,  # contract 5 (in bmm's matrices)
     "lengths": True,  # lstm/gru/rnn ... lengths=NAME (contract 6)

@@ -124,7 +124,8 @@ def test_the_draw_covers_heads_inputs_and_the_new_ops() -> None:
     for i in range(120):
         seen |= _features(D.generate_spec(CI_SEED, i))
     want = {"heads", "from", "from=MERGE.BRANCH", "stackless", "train_only", "inputs", "shares"}
-    want |= {"concat", "add", "multiply", "bmm", "add_identity", "lengths=", "key_padding_mask="}
+    want |= {"concat", "add", "multiply", "bmm", "reparameterize", "add_identity"}
+    want |= {"lengths=", "key_padding_mask="}
     assert want <= seen, want - seen
 
 
