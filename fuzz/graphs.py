@@ -3,29 +3,37 @@
 A flat spec drawn by `differential.Gen` is sometimes *decorated* (`decorate`), from a random
 stream of its own so that the flat specs of a seed stay what they were:
 
-- **several inputs**: a top-level `concat dim=1:` / `add:` / `multiply:` is inserted somewhere in
-  the trunk, one branch reading the merge's input and one reading a new `input NAME SHAPE` with
-  `branch from=NAME:` (its stack drawn by the same `Gen`, then fitted to the other branch's
-  shape), or a siamese `branch from=NAME shares=B:` over an input of the merge input's shape;
-  a later input reuses the first input's named sizes where its shape is the same;
-- **heads**: `head NAME:` / `head NAME from=POINT:` (POINT a `name=` on a top-level trunk node,
-  a layer or a merge), `train_only=True`, each head's stack drawn by `Gen` from its point's
-  shape.
+- **merges** (`add_merge`, one `MERGE_DRAWS` entry per kind) at the trunk's start, its end or
+  anywhere: `concat dim=1:` / `add:` / `multiply:` with one branch reading the merge's input
+  and one a new `input NAME SHAPE` (`branch from=NAME:`, its stack drawn by the same `Gen`, then
+  fitted to the other branch's shape), or a siamese `branch from=NAME shares=B:` over an input
+  of the merge input's shape (the first input's own dims at the trunk's start); `bmm:` (rows
+  times matrices: `linear m` + `transpose 1 2`, or PointNet's `linear m * m`, `unflatten 1 (m,
+  m)`, `add_identity`), from the trunk or a new input; `reparameterize:` (mu, logvar);
+- **layers that read an input** (`add_reader`): `lstm/gru/rnn ... lengths=NAME` and
+  `transformerencoderlayer ... key_padding_mask=NAME` where the trunk is (N, L, E);
+- **heads** (`add_heads`): `head NAME:` / `from=POINT` (a `name=` on a top-level trunk node, or
+  a merge's named branch, `from=z.mu`), `train_only=True`, without a stack, a learned
+  transform (`add_identity`), or a stack drawn by `Gen` from the point's shape.
+
+`DRAW` switches each op of issue 19 on (each was drawn once it reached main).
 
 The oracle (`GraphRun`) evaluates the decorated spec independently of seqgen, with the same
 concrete torch modules as differential.py's oracle (`differential.bind`): the trunk node by node,
-a merge as `torch.cat` / `+` / `*` of its branches (a shared branch re-runs the modules of the
-branch it names), each head from its point. A point is invalid when anything raises, in eval or
-train mode, or a size is 0. `check_point` compares, at one value point: `__init__`'s refusals,
-the generated test module's `input_shape(s)`, `expected_output_shape(s)` (train and eval: a
-train-only head only in training), `expected_param_count`, `expected_shapes` (a trunk without
-merges), the model's parameter count, and the forward's outputs: each NamedTuple field's shape
-in both modes, `None` for a train-only head in eval mode, and, after copying the generated
-model's weights into the oracle's modules (both list them in the order forward first runs
-them), every output's values in eval mode (`wrong_value`).
+a merge by `_combine` (a shared branch re-runs the modules of the branch it names), a reader by
+`pack_padded_sequence` or `src_key_padding_mask`, each head from its point. A point is invalid
+when anything raises, in eval or train mode, or a size is 0. Points vary the constructor's
+arguments and the inputs' named sizes. `check_point` compares, at one point: `__init__`'s
+refusals (and forward's, of inputs whose named sizes disagree), the generated test module's
+`input_shape(s)`, `expected_output_shape(s)` (train and eval: a train-only head only in
+training), `expected_param_count`, `expected_shapes` (one input), the model's parameter count,
+and the forward's outputs: each NamedTuple field's shape in both modes, `None` for a train-only
+head in eval mode, and, after copying the generated model's weights into the oracle's modules
+(both list them in the order forward first runs them), every output's values in eval mode and,
+from the same random state, in train mode (`wrong_value`).
 
 Adding an op (a merge kind, a head form, an input kind) is: a field or a `kind` here, its line
-in `text()`, its evaluation in `GraphRun`, and its draw in `decorate`.
+in `text()` (and `parse_graph`), its evaluation in `GraphRun`/`_combine`, and its draw.
 """
 
 from __future__ import annotations
