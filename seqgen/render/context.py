@@ -242,6 +242,10 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
             if name in free
             else f"{spec.class_name}({name}={name})",
             "refused": name not in free,
+            # token ids below the embedding's size at this size, where the size sets it
+            "sample_args": f", {name}={name}"
+            if traced.spec.input_dtype == "long" and name not in free
+            else "",
         }
         for name, sizes, below in traced.dim_sizes
     ]
