@@ -15,6 +15,7 @@ import click
 from seqgen import __version__
 from seqgen.cli.importing import import_command
 from seqgen.cli.new import new_one
+from seqgen.cli.program import Program
 from seqgen.errors import Exit, InternalError, OutputConflict, SeqgenError, TorchVersionError
 from seqgen.lang.starters import KINDS
 from seqgen.project.discover import expand_specs
@@ -69,7 +70,7 @@ def _each(
     return total, code
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Program, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="seqgen")
 def main() -> None:
     """Generate shape-checked PyTorch nn.Sequential models, and their tests, from a layer spec.
