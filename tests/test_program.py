@@ -86,3 +86,40 @@ def test_the_program_keeps_its_statuses_and_output(tmp_path: Path) -> None:
     assert (tmp_path / "m.py").is_file()
     assert missing.returncode == 1 and "no such file" in missing.stderr
     assert usage.returncode == 2 and "No such option" in usage.stderr
+
+
+def test_the_collector_is_paused_for_the_first_spec_only(tmp_path: Path) -> None:
+    """Run as the program, the first spec is generated with the cyclic garbage collector
+    paused, and the collector runs again (over what the first spec left, frozen) after it."""
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.seq").write_text("input 4\nlinear 2\n")
+    code = """\
+import gc, sys
+import seqgen.api as api
+generate = api.generate
+def watched(*args, **kwargs):
+    print("collector", gc.isenabled(), gc.get_freeze_count() > 0)
+    return generate(*args, **kwargs)
+api.generate = watched
+sys.argv[:] = ["seqgen", "new", "-q", "a.seq", "b.seq"]
+from seqgen.cli import main
+main()
+"""
+    out = python(code, cwd=tmp_path)
+    assert out.returncode == 0, out
+    assert [line for line in out.stdout.splitlines() if line.startswith("collector")] == [
+        "collector False False",
+        "collector True True",
+    ]
+
+
+def test_a_collector_paused_by_the_host_stays_paused() -> None:
+    code = """\
+import gc
+from seqgen.cli.program import pause_gc, spec_done
+pause_gc(); paused = not gc.isenabled(); spec_done()
+print(paused, gc.isenabled())
+gc.disable(); pause_gc(); spec_done()
+print(gc.isenabled())
+"""
+    assert python(code).stdout.split() == ["True", "True", "False"]
