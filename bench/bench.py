@@ -506,8 +506,15 @@ def machine() -> str:
 
 # -- --profile: the cost of each stage of `seqgen new cnn.seq`, imports first.
 PROFILE_CHILD = textwrap.dedent("""\
-    import resource, sys, time
+    import gc, resource, sys, time
     rows, last = [], [time.perf_counter(), 0.0]
+    collecting = [0.0, 0.0]  # when the current collection started, the total so far
+    def on_gc(phase, info):
+        if phase == "start":
+            collecting[0] = time.perf_counter()
+        else:
+            collecting[1] += time.perf_counter() - collecting[0]
+    gc.callbacks.append(on_gc)
     def rss_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RSS_UNIT / 2**20
     def mark(label):
@@ -536,6 +543,7 @@ PROFILE_CHILD = textwrap.dedent("""\
     mark("the same again in the same process (2nd call)")
     dynamo = "torch._dynamo" in sys.modules
     mark(f"(torch._dynamo {'was' if dynamo else 'was not'} imported: a ShapeEnv or meta kernels)")
+    rows.append(("(of the above: cyclic GC; the `seqgen` program pauses it)", collecting[1], 0.0))
     for label, secs, mb in rows:
         print(f"@stage\\t{secs:.4f}\\t{mb:.1f}\\t{label}")
 """)
