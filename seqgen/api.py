@@ -125,7 +125,9 @@ def generate(
     source = str(Path(spec_path).resolve())  # which spec owns the files (never written)
     templates = templates_fingerprint(templates_root(options.templates_dir))
     trace_key = cache.key(spec_path, text, options.input_override)
-    render_key = cache.render_key(trace_key, templates, options.rendering_inputs())
+    render_key = cache.render_key(
+        trace_key, templates, str(options.templates_dir), options.rendering_inputs()
+    )
     # a spec with `use` lines is traced every time (its classes may change): so is it rendered
     cached = not traced.spec.uses
     bodies = cache.load_bodies(render_key) if cached else None

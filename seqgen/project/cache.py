@@ -88,9 +88,9 @@ def store(cache_key: str, traced: ir.TracedModel) -> None:
 
 def render_key(trace_key: str, *parts: str) -> str:
     """The cache key of one rendering's bodies: the trace's key, and what else the bodies
-    depend on (the templates, `Options.rendering_inputs`, black's version). Not the headers'
-    spec key or layout: the headers are written after, so a rendering cached for one output
-    folder serves another."""
+    depend on (the templates and their folder, `Options.rendering_inputs`, black's version).
+    Not the headers' spec key or layout: the headers are written after, so a rendering cached
+    for one output folder serves another."""
     with contextlib.suppress(metadata.PackageNotFoundError):
         parts = (*parts, metadata.version("black"))
     return hashlib.sha256("\0".join(("bodies", trace_key, *parts)).encode()).hexdigest()[:32]
