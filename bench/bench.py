@@ -233,6 +233,12 @@ def build_cases(tmp: Path) -> tuple[list[Case], dict[str, bool | None]]:
     cases = [
         Case("torch", '`python -c "import torch"`', (py, "-c", "import torch"), "baseline"),
         Case(
+            "torch_bare",
+            "the same, ended by `os._exit(0)` (no interpreter teardown)",
+            (py, "-c", "import os, torch; os._exit(0)"),
+            "reference (the `seqgen` program skips the teardown)",
+        ),
+        Case(
             "cnn",
             "`seqgen new cnn.seq`",
             (*seqgen, "new", str(CNN_SPEC), "-o", out),
@@ -388,6 +394,9 @@ def judge(case: Case, res: Results, torch_checks: dict[str, bool | None]) -> str
     if case.key == "cnn":
         r = res.ratio(case.key, "torch")
         return verdict(r <= 1.5, f"{r:.2f}x") if r is not None else "-"
+    if case.key == "torch_bare":
+        r = res.ratio("cnn", case.key)
+        return f"`new cnn.seq` {r:.2f}x this" if r is not None else "-"
     if case.key == "cnn_cached":
         r = res.ratio(case.key, "torch")
         return verdict(r <= 0.2, f"{r:.2f}x") if r is not None else "-"
