@@ -71,6 +71,7 @@ def test_run_as_the_program_it_skips_the_teardown_only() -> None:
     assert not run_as_program()  # pytest
 
 
+@pytest.mark.slow  # a trace in a fresh interpreter
 def test_the_program_keeps_its_statuses_and_output(tmp_path: Path) -> None:
     """`python -m seqgen` (a pipe, not a terminal): output flushed, the same exit codes."""
     spec = tmp_path / "m.seq"
@@ -88,6 +89,7 @@ def test_the_program_keeps_its_statuses_and_output(tmp_path: Path) -> None:
     assert usage.returncode == 2 and "No such option" in usage.stderr
 
 
+@pytest.mark.slow  # two traces in a fresh interpreter
 def test_the_collector_is_paused_for_the_first_spec_only(tmp_path: Path) -> None:
     """Run as the program, the first spec is generated with the cyclic garbage collector
     paused, and the collector runs again (over what the first spec left, frozen) after it."""
