@@ -339,7 +339,11 @@ class _Parser:
                     hint="define a block above its first use",
                 )
             use = self.uses.get(layer.name.lower())
-            return replace(layer, use=use) if use else layer_reads(self, layer, scope.top)
+            return (
+                replace(layer, use=use)
+                if use
+                else layer_reads(self, layer, scope.top or scope.loop)
+            )
         if layer.call_syntax:
             raise SpecSyntaxError(
                 f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`", location=layer.loc

@@ -110,7 +110,8 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
             example.append(f"{name}={max(start, 2 * step)}")
     what = "the batch and the free input sizes" if len(dims) > 1 else "the batch"
     packs = any(
-        isinstance(n, TracedLayer) and n.reads and n.class_name in RECURRENT for n in traced.layers
+        isinstance(n, TracedLayer) and n.reads and n.class_name in RECURRENT
+        for n in walk_traced(traced.layers)
     )
     return {
         # a model that packs sequences cannot export (yet): the test says so, strictly
