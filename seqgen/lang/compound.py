@@ -26,7 +26,7 @@ class StackContext:
     depth: int
     block: str | None  # the block being defined, if any
     params: tuple[Param, ...]  # the block's parameters (the model's are read from the parser)
-    loop: bool = False  # the body of a `repeat` at the trunk's top level: a layer may read inputs
+    reads: bool = False  # a layer may read inputs: the top level, or a `repeat` body there
 
 
 def body_end(items: list[tuple[int, Line]], i: int, stop: int, ind: int) -> int:
@@ -328,7 +328,7 @@ def repeat(
         )
     if scope.depth >= MAX_NESTING:
         raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep", head.col, 6)
-    inner = replace(scope, top=False, depth=scope.depth + 1, loop=scope.top or scope.loop)
+    inner = replace(scope, top=False, depth=scope.depth + 1)  # `reads` as where it is
     body = parser.stack(items, i + 1, end, inner)
     if isinstance(count, Name):  # a loop in the generated model
         nested = next((b for b in walk(body) if isinstance(b, RepeatSpec)), None)
