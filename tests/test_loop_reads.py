@@ -7,6 +7,7 @@ a weight copy; the generated loop (an nn.ModuleList, a plain `for` in forward), 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -17,6 +18,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqgen.check.realize import verify_on_device
+from seqgen.diagram import draw
 from seqgen.errors import SeqgenError
 from seqgen.lang.parser import parse
 from seqgen.report.rows import rows
@@ -248,6 +250,12 @@ def test_check_rows_and_counts_follow_the_loop() -> None:
     assert sum(r.params for r in table if r.depth == 0) == _count(reference)
     for text in (BERT.replace("POOL", "mean 1"), PACKED, SEVERAL):
         verify_on_device(trace(parse(text)), "cpu")
+    mermaid = draw(traced)  # the mask's box joins the layer inside the loop's frame
+    frame = mermaid.split('subgraph g0["x depth"]')[1].split("end")[0]
+    mask = re.search(r'(n\d+)\(\["input mask<br/>\(N, seq\)"\]\)', frame)
+    layer = re.search(r'(n\d+)\["TransformerEncoderLayer\(dim, heads', frame)
+    assert mask is not None and layer is not None
+    assert f"{mask[1]} --> {layer[1]}" in mermaid
 
 
 @pytest.mark.parametrize(
@@ -269,6 +277,22 @@ def test_deeper_than_a_top_level_loop_is_refused(body: str, line: int) -> None:
     rendered = info.value.render()
     assert "only supported at the trunk's top level or in a `repeat` there" in rendered
     assert f"<spec>:{line}:" in rendered
+
+
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        ("input mask (7,) dtype=bool", "the mask must be (N, seq)"),
+        ("input mask (seq,)", "input 'mask' must be dtype=bool, it is float32"),
+    ],
+)
+def test_the_trace_checks_what_a_loop_reads(read: str, message: str) -> None:
+    text = BERT.replace("POOL", "select 1 0").replace("input mask (seq,) dtype=bool", read)
+    with pytest.raises(SeqgenError) as info:
+        trace(parse(text))
+    rendered = info.value.render()
+    assert message in rendered
+    assert "<spec>:9:" in rendered  # the keyword, in the loop's body
 
 
 def test_a_literal_repeat_unrolls_into_top_level_readers(tmp_path: Path) -> None:
