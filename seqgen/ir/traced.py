@@ -56,7 +56,9 @@ class TracedLayer:
     out_shape: tuple[Dim, ...]
     params: Dim  # parameter count as an expression of the model's parameters
     trainable_params: Dim
-    macs: Dim  # multiply-accumulates for one sample: torchinfo's count (a transformer: matmuls)
+    # multiply-accumulates for one sample: torchinfo's count (a transformer: its matmuls; a class
+    # of the user's own: FlopCounterMode's flops / 2)
+    macs: Dim
     body: tuple[TracedNode, ...] = ()  # the nodes of a `repeat depth:` block
     repeat: str | None = None  # its count: the int parameter's name
     # the nodes of its first pass, when that pass changes the shape: written apart, and `body`
@@ -79,6 +81,9 @@ class TracedLayer:
     # the other inputs it reads in forward (`lengths=NAME`): (forward's keyword for it, or ""
     # for the second positional argument; the input's name)
     reads: tuple[tuple[str, str], ...] = ()
+    # a class of the user's own whose mult-adds (FlopCounterMode's) hold at the sample values
+    # only: it was traced there (W015), or its symbolic count is no expression seqgen can write
+    macs_at_sample: bool = False
 
     @property
     def line(self) -> int:
@@ -87,6 +92,8 @@ class TracedLayer:
     @property
     def call(self) -> str:
         """`nn.Conv2d(3, 16, kernel_size=3)` as it appears in generated code."""
+        if self.repeat is not None and any(getattr(b, "reads", ()) for b in self.body):
+            return self._list_call()  # a loop that reads another input: an nn.ModuleList
         if self.repeat is not None:
             inner = ", ".join(b.call for b in self.body)
             if not self.first:
@@ -100,6 +107,18 @@ class TracedLayer:
             return self.code
         parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
         return f"nn.{self.class_name}({', '.join(parts)})"
+
+    def _list_call(self) -> str:
+        """`nn.ModuleList([... for _ in range(depth)])`, as render/layers.py writes it."""
+
+        def one(nodes: tuple[TracedNode, ...]) -> str:
+            calls = [b.call for b in nodes]
+            return calls[0] if len(calls) == 1 else f"nn.ModuleList([{', '.join(calls)}])"
+
+        if not self.first:
+            return f"nn.ModuleList([{one(self.body)} for _ in range({self.repeat})])"
+        rest = f"*[{one(self.body)} for _ in range({self.repeat} - 1)]"
+        return f"nn.ModuleList([{one(self.first)}, {rest}])"
 
 
 @dataclass(frozen=True)
@@ -316,10 +335,13 @@ class TracedModel:
         )
 
     def reading_layers(self) -> frozenset[int]:
-        """The top-level layers that read another model input (`lstm 64 lengths=lengths`):
+        """The top-level layers (and loops of them) that read another input (`lengths=NAME`):
         forward calls each with that input, so the trunk is cut there as at a split merge."""
         return frozenset(
-            i for i, n in enumerate(self.layers) if isinstance(n, TracedLayer) and n.reads
+            i
+            for i, n in enumerate(self.layers)
+            if isinstance(n, TracedLayer)
+            and (n.reads or any(getattr(b, "reads", ()) for b in n.body))
         )
 
     def plain_forward(self) -> bool:

@@ -26,6 +26,7 @@ class StackContext:
     depth: int
     block: str | None  # the block being defined, if any
     params: tuple[Param, ...]  # the block's parameters (the model's are read from the parser)
+    reads: bool = False  # a layer may read inputs: the top level, or a `repeat` body there
 
 
 def body_end(items: list[tuple[int, Line]], i: int, stop: int, ind: int) -> int:
@@ -327,16 +328,15 @@ def repeat(
         )
     if scope.depth >= MAX_NESTING:
         raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep", head.col, 6)
-    body = parser.stack(
-        items, i + 1, end, StackContext(False, scope.depth + 1, scope.block, scope.params)
-    )
+    inner = replace(scope, top=False, depth=scope.depth + 1)  # `reads` as where it is
+    body = parser.stack(items, i + 1, end, inner)
     if isinstance(count, Name):  # a loop in the generated model
-        inner = next((b for b in walk(body) if isinstance(b, RepeatSpec)), None)
-        if inner is not None:
+        nested = next((b for b in walk(body) if isinstance(b, RepeatSpec)), None)
+        if nested is not None:
             parser.errors.append(
                 SpecSyntaxError(
                     "a `repeat` with a parameter count cannot hold another one",
-                    location=inner.loc,
+                    location=nested.loc,
                     hint="give one of them a literal count",
                 )
             )
