@@ -273,9 +273,25 @@ def _not_taken(name: str, what: str, loc: Location, parser: Parser) -> None:
         )
 
 
-def head_keys(heads: Sequence[HeadSpec]) -> list[SpecSyntaxError]:
-    """`name=` keys the trunk's nodes only: a head is a plain nn.Sequential."""
-    return [
+def head_keys(heads: Sequence[HeadSpec], trunk: Sequence[Node]) -> list[SpecSyntaxError]:
+    """`name=` keys the trunk's nodes only: a head is a plain nn.Sequential. And when every head
+    reads a `from=` point, the trunk's layers after the last one feed no output: no gradient
+    would reach them, and the model would carry their weights for nothing."""
+    read = [point_index(trunk, h.point) for h in heads if h.point is not None]
+    unread: list[SpecSyntaxError] = []
+    if heads and len(read) == len(heads) and None not in read:
+        last = max(i for i in read if i is not None)
+        if last < len(trunk) - 1:
+            unread.append(
+                SpecSyntaxError(
+                    "this and the trunk's later lines feed no output: every head reads an "
+                    "earlier point (from=)",
+                    location=trunk[last + 1].loc,
+                    hint="add a head that reads the trunk's end (`head NAME:` without from=), "
+                    "or remove these lines",
+                )
+            )
+    return unread + [
         SpecSyntaxError(
             "name= is only supported in the trunk, not inside a head",
             location=node.loc,
