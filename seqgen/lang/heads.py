@@ -243,7 +243,7 @@ def _path(
                 f"`from={full}`: {merge!r} is {what}: a head reads a branch of a "
                 "`concat:`, `add:`, ... with named branches",
                 location=at,
-                hint=f"stop the path at {merge!r} to read its output",
+                hint=f"drop `.{'.'.join(t for t, _ in path[k + 1 :])}` to read {merge!r}'s output",
             )
         names = [key for key in node.branch_keys if key is not None]
         if text not in names:
@@ -279,8 +279,8 @@ def _node(
     what = "merge" if merges else "layer"
     deeper = any(node_key(n) == text for n in walk(stack))
     hint = (
-        f"{text!r} is inside a `repeat` or a residual there: a head reads a node of a branch's "
-        "own stack (name the merge or layer around it)"
+        f"{text!r} is deeper there, in a residual or an unnamed merge: the path names each "
+        "merge and branch on the way (`from=MERGE.BRANCH.NODE`)"
         if deeper
         else _did_you_mean(text, _names(stack, merges))
         or f"add `name={text}` to the {what} the head reads (not inside a block or a `repeat`)"
