@@ -21,8 +21,11 @@ from conftest import generated_module, run_generated_tests
 from torch import nn
 
 from seqgen.check.realize import verify_on_device
+from seqgen.diagram import build
+from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
 from seqgen.lang.parser import parse
+from seqgen.report.summary import render_summary
 from seqgen.trace.model import trace
 from tests.architectures.fpn import BackboneWithFPN
 
@@ -142,6 +145,17 @@ def test_trace_check_and_summary_see_each_point() -> None:
     }
     assert [h.source for h in traced.heads] == [None, "td3.down.td4", "td3.down.td4.down.lat5"]
     verify_on_device(traced, "cpu")  # each head run again from what it reads
+    text = render_summary(traced)
+    assert "head p4 (from td3.down.td4)" in text and "(from td3.down.td4.down.lat5)" in text
+    diagram = build(traced)
+    boxes = {b.id: b for b in all_boxes(diagram)}
+    edges = {(boxes[e.source].label, boxes[e.target].shape) for e in all_edges(diagram)}
+    head = "Conv2d(out, out, kernel_size=3, padding=1)"
+    # each head's 3x3 conv is fed from the box it reads: P5's lateral, P4's and P3's sums
+    assert ("Conv2d(8 * width, out, kernel_size=1)", "(N, out, 4, 4)") in edges
+    assert ("Add (+)", "(N, out, 8, 8)") in edges and ("Add (+)", "(N, out, 16, 16)") in edges
+    fed = [boxes[e.source].label for e in all_edges(diagram) if boxes[e.target].label == head]
+    assert fed == ["Add (+)", "Add (+)", "Conv2d(8 * width, out, kernel_size=1)"]
 
 
 NESTED = """\
@@ -171,25 +185,30 @@ head g from=a.down.b.right.deep:
 @pytest.mark.parametrize(
     ("old", "new", "message", "hint"),
     [
-        ("a.down.b.left", "a.down.bb.left", "branch 'down' of 'a' has no merge named 'bb'", "did you mean 'b'?"),
-        ("a.down.b.left", "a.down.b.lefty", "merge 'b' has no branch named 'lefty'", "did you mean 'left'?"),
-        ("a.down.b.left", "a.dow.b.left", "merge 'a' has no branch named 'dow'", "did you mean 'down'?"),
-        ("a.down.b.left", "a.down.mid.left", "'mid' is no merge", "drop `.left`"),
-        ("a.down.b.right.deep", "a.down.b.right.dep", "branch 'right' of 'b' has no layer named 'dep'", "did you mean 'deep'?"),
-        ("a.down.b.left", "a.down.b.left.x", "branch 'left' of 'b' has no layer named 'x'", "add `name=x`"),
+        ("b.left", "bb.left", "branch 'down' of 'a' has no merge named 'bb'", "did you mean 'b'?"),
+        ("b.left", "b.lefty", "merge 'b' has no branch named 'lefty'", "did you mean 'left'?"),
+        ("a.down.b", "a.dow.b", "merge 'a' has no branch named 'dow'", "did you mean 'down'?"),
+        ("b.left", "mid.left", "'mid' is no merge", "drop `.left`"),
+        (
+            "right.deep",
+            "right.dep",
+            "'right' of 'b' has no layer named 'dep'",
+            "did you mean 'deep'?",
+        ),
+        ("b.left", "b.left.x", "branch 'left' of 'b' has no layer named 'x'", "add `name=x`"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_path_is_a_located_error(old: str, new: str, message: str, hint: str) -> None:
-    text = NESTED.replace(old, new)
+    text = NESTED.replace(old, new, 1)
+    path = next(t for t in text.splitlines() if new in t).split("from=")[1].rstrip(":")
     with pytest.raises(SeqgenError) as info:
         parse(text)
     d = info.value.diagnostic
     assert message in d.message and d.location is not None, d.message
     assert hint in (d.hint or ""), d.hint
     line = text.splitlines()[d.location.line - 1]
-    assert line.startswith("head ") and line.index(new) < d.location.col <= line.index(new) + len(
-        new
-    )
+    assert line.startswith("head ")
+    assert line.index(path) < d.location.col <= line.index(path) + len(path)
 
 
 @pytest.mark.parametrize(
