@@ -18,6 +18,7 @@ from types import ModuleType
 import pytest
 import torch
 from conftest import generated_module, run_generated_tests
+from test_readme import missing_runs, readme_block
 from torch import nn
 
 from seqgen.check.realize import verify_on_device
@@ -125,6 +126,14 @@ def test_same_outputs_as_the_reference_with_its_weights(
         assert torch.allclose(a, b, atol=1e-6), name
     # not equal by accident: another model's P4 differs
     assert not torch.allclose(model(x).p4, BackboneWithFPN(width, out)(x)[1])
+
+
+def test_readme_shows_the_spec_and_its_forward(
+    built: dict[str, tuple[list[Path], ModuleType]],
+) -> None:
+    assert readme_block("fpn_seq") == SPEC.read_text(encoding="utf-8")
+    generated = built["32x32"][0][0].read_text(encoding="utf-8")
+    assert missing_runs(readme_block("fpn_forward"), generated) == []
 
 
 def test_the_generated_model_scripts(built: dict[str, tuple[list[Path], ModuleType]]) -> None:
