@@ -279,3 +279,32 @@ def test_nested_heads_equal_their_plain_paths(tmp_path: Path) -> None:
 def test_generated_tests_pass(built: dict[str, tuple[list[Path], ModuleType]]) -> None:
     for files, _ in built.values():
         run_generated_tests(*[f for f in files if f.name.startswith("test_")])
+
+
+def test_a_path_into_a_shared_branch_is_refused() -> None:
+    """A shared branch (siamese) runs the other branch's modules: reading inside it would
+    write modules of its own, so the path must go through the branch that holds them."""
+    text = (
+        "input left 8\ninput right 8\nadd name=t:\n    branch name=left:\n"
+        "        linear 8 name=deep\n        relu\n    branch name=right from=right shares=left:\n"
+        "head h from=t.right.deep:\n    linear 2\n"
+    )
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    d = info.value.diagnostic
+    assert "branch 'right' of 't' runs the modules of branch 'left'" in d.message
+    assert d.hint == "did you mean `from=t.left.deep`?"
+    assert d.location is not None and (d.location.line, d.location.col) == (8, 15)
+    parse(text.replace("t.right.deep", "t.left.deep"))
+
+
+def test_an_in_place_layer_after_an_inner_point_is_refused() -> None:
+    """The head reads `deep`'s output: a `relu inplace=True` after it would overwrite it."""
+    text = (
+        "input 8\nlinear 8\nadd name=a:\n    branch name=l:\n        linear 8\n"
+        "    branch name=r:\n        linear 8 name=deep\n        relu inplace=True\n"
+        "head h from=a.r.deep:\n    linear 2\n"
+    )
+    with pytest.raises(SeqgenError, match="inplace=True here overwrites"):
+        trace(parse(text))
+    trace(parse(text.replace("a.r.deep", "a.r")))  # reading the branch's end is fine

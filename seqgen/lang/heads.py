@@ -256,7 +256,17 @@ def _path(
                 location=loc,
                 hint=hint,
             )
-        stack = node.branches[node.branch_keys.index(text)]
+        j = node.branch_keys.index(text)
+        shared = node.branch_shares[j] if node.branch_shares else None
+        if shared is not None and k + 2 < len(path):  # its stack is the other branch's modules
+            fixed = [t for t, _ in path[: k + 1]] + [shared] + [t for t, _ in path[k + 2 :]]
+            raise SpecSyntaxError(
+                f"`from={full}`: branch {text!r} of {merge!r} runs the modules of branch "
+                f"{shared!r}: a head reads inside the branch that holds them",
+                location=loc,
+                hint=f"did you mean `from={'.'.join(fixed)}`?",
+            )
+        stack = node.branches[j]
         where = f"branch {text!r} of {merge!r}"
     if len(path) % 2 == 1:  # it ends at a node of the last branch
         _node(full, *path[-1], stack, where)
