@@ -7,7 +7,8 @@ nodes are one nn.Sequential (`self.trunk_0`, `self.trunk_1`, ...; none where no 
 between), each branch of such a merge is an nn.Sequential of its own named `<merge>_<branch>`
 (the merge's `name=` or `merge_<k>`, the branch's `name=` or its index), and such a layer is a
 submodule of its own (its `name=`, else its kind, `lstm`, with its index when the kind repeats:
-`x = self.lstm(x, lengths)`). A `repeat depth:` loop whose body reads an input is an
+`x = self.lstm(x, lengths)`). A branch that a head reads inside (`from=p3.down.p4`) is cut
+further, recursively, by render/nested.py. A `repeat depth:` loop whose body reads an input is an
 nn.ModuleList, `self.layers`, and a `for` in forward (`for layer in self.layers: x = layer(x,
 src_key_padding_mask=mask)`). forward then reads like a hand-written one:
 

@@ -1,5 +1,6 @@
 """Tracing a model's heads (`head NAME [from=POINT]:`): each head's stack is traced from the
-trunk's output, or from its point's (or a branch's of the merge it names: `from=z.mu`), in the
+trunk's output, or from its point's (or a branch's of the merge it names: `from=z.mu`, or a
+node's inside that branch, traced with it: `from=p3.down.p4`), in the
 model's own scope, as a merge's branch is traced from the merge's input. Their conditions join
 the model's, so `__init__` checks them too."""
 
