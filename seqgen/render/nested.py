@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from seqgen.errors import InternalError
 from seqgen.ir import Dim, TracedMerge, TracedModel, TracedNode, head_route
 from seqgen.render.layers import layer_items, named
 
@@ -120,7 +121,7 @@ def write_branch(
         else:
             end, merge = piece, nodes[piece]
             if not isinstance(merge, TracedMerge):
-                raise TypeError(f"node {piece} of {base} is no merge")  # lang refuses it
+                raise InternalError(f"node {piece} of {base} is no merge")  # lang refuses it
             out.merges.append(merge)
             before = nodes[end - 1].out_shape if end else shape
             calls = []
