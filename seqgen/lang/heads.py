@@ -2,7 +2,8 @@
 
 After the trunk (the model's top-level stack), each head is an indented stack of its own that
 reads the trunk's output, or the output of the trunk node named POINT (`conv2d 64 k=3
-name=mid`), or of the branch BRANCH of the merge named MERGE (`from=MERGE.BRANCH`). A head
+name=mid`), or of the branch BRANCH of the merge named MERGE (`from=MERGE.BRANCH`), or of a
+node or branch further in (`from=p3.down.p4`: node p4 of that branch). A head
 without ':' and stack returns what it reads as is. The parser calls `head_section`; it calls
 back the parser's `stack` for the body.
 """
@@ -125,6 +126,7 @@ def head_section(
         raise SpecSyntaxError(f"head name {name!r} is a `from=` point's name", location=loc)
     point, point_loc, train_only = None, None, False
     branch: str | None = None
+    inner: tuple[str, ...] = ()
     seen: set[str] = set()
     while not line.at(":") and line.peek().kind != "end":
         key = line.next()
@@ -147,12 +149,26 @@ def head_section(
                     "`from=` names a trunk layer: `from=POINT`, where the layer has `name=POINT`",
                     location=point_loc,
                 )
-            if line.at("."):  # `from=MERGE.BRANCH`
+            path = [(ptok.text, point_loc)]
+            while line.at("."):  # `from=MERGE.BRANCH`, `from=p3.down.p4`, ...
                 line.next()
                 btok = line.next()
-                branch_loc = line.loc(btok.col, len(btok.text) or 1)
+                if btok.kind != "name":
+                    raise line.error(
+                        f"expected a name after '.' in `from=`, found {btok.text or 'nothing'!r}",
+                        btok.col,
+                        len(btok.text) or 1,
+                        hint="e.g. `from=z.mu` or `from=p3.down.p4`",
+                    )
+                path.append((btok.text, line.loc(btok.col, len(btok.text) or 1)))
                 point_loc = line.loc(ptok.col, btok.col + len(btok.text) - ptok.col)
-                branch = _branch(ptok.text, btok.text, branch_loc, point_loc, trunk)
+            if len(path) > 1:
+                branch, inner = _path(path, point_loc, trunk)
+                for text, at in path[2::2]:
+                    check_identifier(text, "a head's `from=` point", at)
+                    _not_taken(text, "a head's `from=` point", at, parser)
+                    if any(h.name == text for h in heads) or text == name:
+                        raise SpecSyntaxError(f"point {text!r} is also a head's name", location=at)
             point = _point(ptok.text, point_loc, parser, trunk, heads, name, branch is not None)
         else:
             value = parse_value(line)
@@ -162,7 +178,7 @@ def head_section(
                 )
             train_only = value.value
     if line.peek().kind == "end" and end == i + 1:  # `head mu from=z.mu`: returned as is
-        return HeadSpec(name, (), loc, point, point_loc, train_only, branch)
+        return HeadSpec(name, (), loc, point, point_loc, train_only, branch, inner)
     line.expect(":", f"':' after `head {name}`")
     line.expect_end(f"`head {name}:`")
     if end == i + 1:
@@ -173,7 +189,7 @@ def head_section(
             hint=f"a head that returns its point's output as is has no ':' (`head {name}`)",
         )
     body = parser.stack(items, i + 1, end, StackContext(False, 1, None, ()))
-    return HeadSpec(name, tuple(body), loc, point, point_loc, train_only, branch)
+    return HeadSpec(name, tuple(body), loc, point, point_loc, train_only, branch, inner)
 
 
 def _point(
@@ -186,7 +202,7 @@ def _point(
     branch: bool = False,
 ) -> str:
     """A `from=` point: the name of a top-level trunk node, usable as an attribute name (for
-    `from=MERGE.BRANCH`, `branch`, the merge's name, already checked by `_branch`)."""
+    `from=MERGE.BRANCH`, `branch`, the merge's name, already checked by `_path`)."""
     index = point_index(trunk, text)
     if index is None:
         raise SpecSyntaxError(
@@ -208,39 +224,79 @@ def _point(
     return text
 
 
-def _branch(
-    merge: str, text: str, loc: Location, point_loc: Location, trunk: Sequence[Node]
-) -> str:
-    """The BRANCH of `from=MERGE.BRANCH`: a named branch of the top-level merge named MERGE."""
-    index = point_index(trunk, merge)
-    if index is None:
-        raise SpecSyntaxError(
-            f"`from={merge}.{text}`: no top-level merge is named {merge!r}",
-            location=point_loc,
-            hint=_did_you_mean(merge, _names(trunk, merges=True))
-            or f"add `name={merge}` to the merge whose branch the head reads",
-        )
-    node = trunk[index]
-    if not isinstance(node, MergeSpec) or node.kind == "residual":
-        what = "a residual" if isinstance(node, MergeSpec) else "no merge"
-        raise SpecSyntaxError(
-            f"`from={merge}.{text}`: {merge!r} is {what}: a head reads a branch of a "
-            "`concat:`, `add:`, ... with named branches",
-            location=point_loc,
-            hint=f"drop `.{text}` to read {merge!r}'s output",
-        )
-    names = [k for k in node.branch_keys if k is not None]
-    if text not in names:
-        hint = _did_you_mean(text, names) or (
-            f"name the branch the head reads: `branch name={text}:` in {merge!r}"
-            + (f" (its named branches: {', '.join(names)})" if names else "")
-        )
-        raise SpecSyntaxError(
-            f"`from={merge}.{text}`: merge {merge!r} has no branch named {text!r}",
-            location=loc,
-            hint=hint,
-        )
-    return text
+def _path(
+    path: Sequence[tuple[str, Location]], point_loc: Location, trunk: Sequence[Node]
+) -> tuple[str, tuple[str, ...]]:
+    """`from=MERGE.BRANCH[.NODE[.BRANCH]...]`, checked a step at a time: each MERGE a merge with
+    named branches, each NODE a node of the branch before it (not inside a `repeat`, a residual
+    or a block). Returns the top-level merge's BRANCH and the rest of the path."""
+    full = ".".join(text for text, _ in path)
+    stack: Sequence[Node] = trunk
+    where = None  # the trunk's top level; then "branch 'down' of 'p4'"
+    for k in range(0, len(path) - 1, 2):
+        (merge, merge_loc), (text, loc) = path[k], path[k + 1]
+        at = point_loc if k == 0 else merge_loc
+        node = _node(full, merge, at, stack, where, merges=True)
+        if not isinstance(node, MergeSpec) or node.kind == "residual":
+            what = "a residual" if isinstance(node, MergeSpec) else "no merge"
+            raise SpecSyntaxError(
+                f"`from={full}`: {merge!r} is {what}: a head reads a branch of a "
+                "`concat:`, `add:`, ... with named branches",
+                location=at,
+                hint=f"drop `.{'.'.join(t for t, _ in path[k + 1 :])}` to read {merge!r}'s output",
+            )
+        names = [key for key in node.branch_keys if key is not None]
+        if text not in names:
+            hint = _did_you_mean(text, names) or (
+                f"name the branch the head reads: `branch name={text}:` in {merge!r}"
+                + (f" (its named branches: {', '.join(names)})" if names else "")
+            )
+            raise SpecSyntaxError(
+                f"`from={full}`: merge {merge!r} has no branch named {text!r}",
+                location=loc,
+                hint=hint,
+            )
+        j = node.branch_keys.index(text)
+        shared = node.branch_shares[j] if node.branch_shares else None
+        if shared is not None and k + 2 < len(path):  # its stack is the other branch's modules
+            fixed = [t for t, _ in path[: k + 1]] + [shared] + [t for t, _ in path[k + 2 :]]
+            raise SpecSyntaxError(
+                f"`from={full}`: branch {text!r} of {merge!r} runs the modules of branch "
+                f"{shared!r}: a head reads inside the branch that holds them",
+                location=loc,
+                hint=f"did you mean `from={'.'.join(fixed)}`?",
+            )
+        stack = node.branches[j]
+        where = f"branch {text!r} of {merge!r}"
+    if len(path) % 2 == 1:  # it ends at a node of the last branch
+        _node(full, *path[-1], stack, where)
+    return path[1][0], tuple(text for text, _ in path[2:])
+
+
+def _node(
+    full: str,
+    text: str,
+    loc: Location,
+    stack: Sequence[Node],
+    where: str | None,
+    merges: bool = False,
+) -> Node:
+    """The node named `text` among `stack`'s own nodes, or a located error: what is close, or
+    why a name further in cannot be read."""
+    index = point_index(stack, text)
+    if index is not None:
+        return stack[index]
+    what = "merge" if merges else "layer"
+    deeper = any(node_key(n) == text for n in walk(stack))
+    hint = (
+        f"{text!r} is deeper there, in a residual or an unnamed merge: the path names each "
+        "merge and branch on the way (`from=MERGE.BRANCH.NODE`)"
+        if deeper
+        else _did_you_mean(text, _names(stack, merges))
+        or f"add `name={text}` to the {what} the head reads (not inside a block or a `repeat`)"
+    )
+    missing = f"no top-level {what} is named" if where is None else f"{where} has no {what} named"
+    raise SpecSyntaxError(f"`from={full}`: {missing} {text!r}", location=loc, hint=hint)
 
 
 def _names(trunk: Sequence[Node], merges: bool = False) -> list[str]:
