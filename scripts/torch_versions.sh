@@ -24,7 +24,7 @@
 # restored after each version and on exit. Exits 1 if any version fails.
 set -uo pipefail
 
-DEFAULT_VERSIONS=(2.8.0 2.9.1 2.10.0 2.11.0 2.12.1 2.13.0 2.14.1 2.15.0)
+DEFAULT_VERSIONS=(2.9.1 2.10.0 2.11.0 2.12.1 2.13.0 2.14.1 2.15.0)
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo" || exit 2

@@ -13,7 +13,7 @@ from importlib import metadata
 
 from seqgen.errors import TorchVersionError
 
-MIN_TORCH = (2, 8)
+MIN_TORCH = (2, 9)  # 2.8's torch.fx cannot import DenseNet (README: Supported torch versions)
 MAX_TORCH = (2, 15)  # the newest minor verified; pyproject.toml pins torch below the next one
 ALLOW_NEWER = "SEQGEN_ALLOW_NEWER_TORCH"
 

@@ -19,6 +19,7 @@ import tokenize
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import EXAMPLES, ROOT
 from golden_cases import LAYOUTS, PACKAGES, cases
 
@@ -101,6 +102,11 @@ def test_generated_code_passes_mypy_strict(staged: tuple[Path, dict[str, list[st
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 10),
+    reason="torch 2.9's own nn.Module.__init__ is unannotated: pyright strict calls every "
+    "super().__init__() partially unknown (README: Supported torch versions)",
+)
 def test_generated_code_passes_pyright_strict(staged: tuple[Path, dict[str, list[str]]]) -> None:
     root, search = staged
     config = {

@@ -14,6 +14,11 @@ from seqgen.safe_eval import NotArithmetic, evaluate_source
 # The batch the export traces at: torch.export specialises a dim whose example size is 0 or 1.
 EXPORT_BATCH = 2
 # recurrent layers: torch.export specialises their sequence length
+# The oldest torch whose torch.export the generated export test is verified on: before it,
+# torch.export adds guards it then cannot prove (ceil_mode pooling's parity, int32 index
+# bounds), or fails inside itself (a transformer layer's padding mask), on models other
+# versions export (README "Supported torch versions"); the test is skipped there, saying why.
+EXPORT_MIN_TORCH = (2, 13)
 # the warning torch.export gives on torch's own recurrent layers, as a pytest filter
 FLAT_WEIGHTS = "ignore:The tensor attributes .*_flat_weights:UserWarning"
 RECURRENT = frozenset({"RNN", "LSTM", "GRU"})
@@ -132,6 +137,11 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
     return {
         # a model that packs sequences cannot export (yet): the test says so, strictly
         "xfail": repr(PACKING_REASON) if packs else None,
+        "min_torch": repr(EXPORT_MIN_TORCH),
+        "min_reason": repr(
+            f"torch.export before torch {EXPORT_MIN_TORCH[0]}.{EXPORT_MIN_TORCH[1]} adds guards"
+            " it cannot prove"
+        ),
         # torch.export warns that nn.RNN/LSTM/GRU assign their own _flat_weights: torch's code,
         # harmless to the exported program; filtered so that `-W error` runs stay green
         "filters": [repr(FLAT_WEIGHTS)] if recurrent else [],
