@@ -53,6 +53,21 @@ linear num_classes
 """
 
 
+# two id towers scored by their product: the trunk starts from the first input's ids
+TOWERS = """\
+multiply name=towers:
+    branch name=user:
+        embedding 50 4
+    branch name=item from=item:
+        embedding 30 4
+concat:
+    branch:
+        identity
+    branch:
+        linear 2
+"""
+
+
 def _generate(tmp_path: Path, text: str, name: str) -> tuple[list[Path], ModuleType]:
     spec = tmp_path / f"{name}.seq"
     spec.write_text(text)
@@ -77,6 +92,42 @@ def test_an_empty_shape_and_bool_are_inputs_after_the_first() -> None:
     ]
     assert [k.name for k in getattr(lstm, "kwargs", ())] == ["take"]
     assert parse(MASKED).inputs[1].dtype == "bool"
+
+
+def test_a_first_input_of_ids_may_be_empty() -> None:
+    """`input user () dtype=long` first: one id per sample, (N,), which an embedding maps to
+    (N, dim) (NeuMF, two-tower recommenders); a float `()` first is still refused."""
+    spec = parse("model M\ninput user () dtype=long\ninput item () dtype=long\n" + TOWERS)
+    assert [(i.name, i.shape, i.dtype) for i in spec.inputs] == [
+        ("user", (), "long"),
+        ("item", (), "long"),
+    ]
+    one = parse("input () dtype=long\nembedding 10 4\n")
+    assert (one.input_shape, one.input_dtype) == ((), "long")
+
+
+def test_a_model_on_first_input_ids_embeds_them(tmp_path: Path) -> None:
+    text = "model Ids\ninput user () dtype=long\ninput item () dtype=long\n" + TOWERS
+    _, module = _generate(tmp_path, text, "ids")
+    model = module.Ids().eval()
+    user, item = torch.tensor([3, 49, 0]), torch.tensor([29, 1, 7])
+    towers = model.towers_user(user) * model.towers_item(item)
+    assert towers.shape == (3, 4)
+    expected = torch.cat([towers, model.trunk_0[0].branches["1"](towers)], dim=1)
+    torch.testing.assert_close(model(user, item), expected)
+    with pytest.raises(ValueError, match=r"expected a 1-d input user \(N,\), got \[3, 1\]"):
+        model(user[:, None], item)
+
+
+def test_a_bad_first_input_is_one_error_not_a_cascade() -> None:
+    """A first `input` line that fails still counts as the first: the lines after it are read as
+    further inputs, not refused as the first again (or as unnamed seconds)."""
+    with pytest.raises(SeqgenError) as info:
+        parse("model M\ninput user ()\ninput item () dtype=long\n" + TOWERS)
+    rendered = info.value.render()
+    assert rendered.count("error:") == 1, rendered
+    assert "<spec>:2:" in rendered and "the input shape is empty" in rendered
+    assert "an input of `dtype=long`" in rendered
 
 
 @pytest.mark.parametrize(

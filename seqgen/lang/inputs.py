@@ -75,7 +75,12 @@ def read_input(state: InputsState, line: Line, head: Token) -> list[Param]:
             hint="a bool input is a mask that a layer reads (`key_padding_mask=NAME`): "
             "declare it after the trunk's input",
         )
-    dims, new = parse_dims(line, empty=state.input is not None)
+    try:  # `()`: one number per sample, (N,); ids the trunk embeds, or lengths beside it
+        dims, new = parse_dims(line, empty=state.input is not None or dtype == "long")
+    except SpecSyntaxError:
+        if state.input is None:  # a bad first input is still the first: no cascade below
+            state.input, state.input_loc, state.input_name = (), line.loc(head.col, 5), named
+        raise
     if state.input is not None and named is not None:
         state.extra_inputs.append(InputSpec(named[0], dims, named[1], dtype))
     else:
