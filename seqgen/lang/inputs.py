@@ -10,7 +10,7 @@ has no stack: it runs branch B's modules on input NAME (siamese towers). The unn
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -57,6 +57,7 @@ class InputsState(Protocol):
     heads: list[HeadSpec]
     blocks: dict[str, BlockDef]
     params: list[Param]
+    loose_names: set[str]  # names that lines with errors seem to declare or read
 
 
 def read_input(state: InputsState, line: Line, head: Token) -> list[Param]:
@@ -150,7 +151,9 @@ def spec_input_errors(
     """input_errors for the parser's inputs, once the whole spec is read."""
     inputs = named_inputs(state.input_name, state.input, state.input_dtype, state.extra_inputs)
     blocks = list(state.blocks.values())
-    return input_errors(inputs, layers, state.heads, blocks, state.params, class_name)
+    return input_errors(
+        inputs, layers, state.heads, blocks, state.params, class_name, state.loose_names
+    )
 
 
 def input_name(line: Line) -> tuple[str, Location] | None:
@@ -217,10 +220,12 @@ def input_errors(
     blocks: Sequence[BlockDef],
     params: Sequence[Param],
     class_name: str,
+    loose: Collection[str] = (),
 ) -> list[SpecSyntaxError]:
     """What only the whole spec shows: every `from=` names an input (not a mask) and sits in a
     top-level trunk merge, every input after the first is read (by a merge's branch or a
-    layer's keyword), and no name is used twice."""
+    layer's keyword, or in `loose`, on a line that had an error of its own), and no name is
+    used twice."""
     names = [i.name for i in inputs]
     extra = inputs[1:]
     errors: list[SpecSyntaxError] = []
@@ -273,7 +278,7 @@ def input_errors(
             f"(`lstm 64 take=hidden lengths={i.name}`)",
         )
         for i in extra
-        if i.name not in read
+        if i.name not in read and i.name not in loose
     ]
     if inputs:
         errors += [
