@@ -64,6 +64,7 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
     "Sum": (lambda h: h.Sum(1), (2, 3, 4)),
     "Amax": (lambda h: h.Amax(2), (2, 3, 4)),
     "Select": (lambda h: h.Select(1, -1), (2, 3, 4)),
+    "Narrow": (lambda h: h.Narrow(2, 1, 2), (2, 3, 4)),
     "Scale": (lambda h: h.Scale(0.5), (2, 3)),
     "AddIdentity": (lambda h: h.AddIdentity(), (2, 3, 3)),
     "ClsToken": (lambda h: h.ClsToken(4), (2, 3, 4)),

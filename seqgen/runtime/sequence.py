@@ -218,6 +218,22 @@ class Select(nn.Module):
         return f"dim={self.dim}, index={self.index}"
 
 
+class Narrow(nn.Module):
+    """`length` entries from `start` along a dimension: `x.narrow(dim, start, length)`."""
+
+    def __init__(self, dim: int, start: int, length: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.start = start
+        self.length = length
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.narrow(self.dim, self.start, self.length)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, start={self.start}, length={self.length}"
+
+
 class Scale(nn.Module):
     """Multiplies by a constant: `x * value`."""
 
