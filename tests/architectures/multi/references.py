@@ -295,3 +295,34 @@ class ActorCritic(nn.Module):
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.main(inputs / 255.0)
         return self.critic_linear(x), self.dist_linear(x)
+
+
+class MMoE(nn.Module):
+    """Multi-gate mixture of experts: shared expert MLPs, per task a softmax gate on the input
+    and a tower on the gate-weighted sum of the experts' outputs; returns one output per task.
+    A task's gate and tower are registered together (a ModuleDict per task)."""
+
+    def __init__(
+        self, n_features: int = 32, d: int = 16, h: int = 8, experts: int = 3, tasks: int = 2
+    ) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(
+            nn.Sequential(nn.Linear(n_features, d), nn.ReLU()) for _ in range(experts)
+        )
+        self.tasks = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "gate": nn.Linear(n_features, experts),
+                    "tower": nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, 1)),
+                }
+            )
+            for _ in range(tasks)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        expert_out = torch.stack([e(x) for e in self.experts], dim=1)  # (N, experts, d)
+        outs = []
+        for task in self.tasks:
+            gate = torch.softmax(task["gate"](x), dim=1)  # (N, experts)
+            outs.append(task["tower"]((gate.unsqueeze(2) * expert_out).sum(1)))
+        return tuple(outs)
