@@ -14,7 +14,7 @@ from seqgen.errors import InternalError, SeqgenError, SpecReadError, WriteError,
 from seqgen.ir import GeneratedFile, ModelSpec, TracedModel
 from seqgen.ir.spec import Num
 from seqgen.lang.parser import parse_partial, read_spec
-from seqgen.lang.uses import allow_errors, allowed_modules, allowing
+from seqgen.lang.uses import allow_errors, allowed_modules, allowing, is_use_line
 from seqgen.project import cache
 from seqgen.project.config import allowed_imports
 from seqgen.project.header import is_current, spec_key, templates_fingerprint
@@ -156,11 +156,16 @@ def diagram(
 def is_up_to_date(spec_path: str, options: Options) -> bool:
     """True when both outputs exist, untouched, and were made from this spec, version and templates.
 
-    Reads headers only: no torch import, no trace.
+    Reads headers only: no torch import, no trace. Never for a spec with `use` lines: what the
+    outputs say of a class of the user's (its shapes, its parameter count) depends on its code,
+    which no header records, so such a spec is traced every time and its files rewritten only
+    where they differ.
     """
     try:
         text = read_spec(spec_path)
     except SpecReadError:  # not up to date: `generate` reports the error
+        return False
+    if any(map(is_use_line, text.splitlines())):  # its class may change while the spec does not
         return False
     want_spec = spec_key(text, options)
     want_templates = templates_fingerprint(templates_root(options.templates_dir))

@@ -161,7 +161,14 @@ def test_pytorch_habits_on_real_lines_get_fixes_that_check(spec: Path) -> None:
     assert errors_of(text) == []
     tried = 0
     for n, line in enumerate(lines):
-        if not line.strip() or line.split()[0] in ("model", "input", "block", "repeat", "#"):
+        if not line.strip() or line.split()[0] in (
+            "model",
+            "input",
+            "block",
+            "repeat",
+            "head",
+            "#",
+        ):
             continue
         for bad in habits(line):
             broken = "\n".join([*lines[:n], bad, *lines[n + 1 :]]) + "\n"

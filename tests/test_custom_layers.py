@@ -340,3 +340,34 @@ def test_summary_says_how_each_class_was_traced(project: tuple[Path, str]) -> No
         f"{name}:DataDependent: traced at the sample values (W015)",
         f"{name}:SqueezeExcite: traced symbolically",
     ]
+
+
+def test_a_changed_class_is_no_longer_up_to_date(tmp_path: Path) -> None:
+    """No header records a class's code, so a spec with `use` lines is traced on every run:
+    after the class changes (here its parameter count), `new --check` reports the outputs stale
+    and `new` rewrites them; unchanged, `new` rewrites nothing."""
+    name = f"widen_{tmp_path.name.replace('-', '_')}"
+    module = tmp_path / f"{name}.py"
+    source = (
+        "import torch\nfrom torch import nn\n\n\nclass Widen(nn.Module):\n"
+        "    def __init__(self, dim: int) -> None:\n        super().__init__()\n"
+        "        self.fc = nn.Linear(dim, dim * {k})\n\n"
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        return self.fc(x)\n"
+    )
+    module.write_text(source.format(k=2))
+    _spec(tmp_path, f"use {name}:Widen infers dim=-1\ninput 4\nwiden\n", allow=name)
+    try:
+        first = seqgen_cli("new", "net.seq", cwd=tmp_path)
+        assert first.returncode == 0 and "wrote" in first.stdout, first.stderr
+        again = seqgen_cli("new", "net.seq", cwd=tmp_path)
+        assert again.returncode == 0 and "wrote" not in again.stdout
+        assert "not traced" not in again.stdout  # traced, and found the same
+        assert seqgen_cli("new", "--check", "net.seq", cwd=tmp_path).returncode == 0
+        module.write_text(source.format(k=3) + "\n# widened\n")
+        sys.modules.pop(name, None)  # a new process would import it afresh
+        assert seqgen_cli("new", "--check", "net.seq", cwd=tmp_path).returncode == 1
+        changed = seqgen_cli("new", "net.seq", cwd=tmp_path)
+        assert changed.returncode == 0 and "wrote" in changed.stdout, changed.stderr
+        assert "PARAM_COUNT = 60\n" in (tmp_path / "test_net.py").read_text()  # 4 * 12 + 12
+    finally:
+        sys.modules.pop(name, None)

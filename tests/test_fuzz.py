@@ -480,6 +480,7 @@ MERGE_WORDS = [
     "add:",
     "multiply:",
     "bmm:",
+    "reparameterize:",
 ]
 
 
@@ -500,7 +501,7 @@ IMAGE_LAYERS = [
     "dropout 0.1",
     "add_identity",  # on (N, C, h, w): needs h == w, a rule on the input where they are named
 ]
-CLEAN_MERGES = ["residual:", "concat:", "concat dim=2:", "add:", "multiply:"]
+CLEAN_MERGES = ["residual:", "concat:", "concat dim=2:", "add:", "multiply:", "reparameterize:"]
 # A bmm on an image that keeps it one: its pixels as rows (N, H * W, C) times a matrix the
 # image gives (N, C, c), back to an image (N, c, H * W, 1).
 CLEAN_BMM = [
@@ -513,6 +514,15 @@ CLEAN_BMM = [
     "        adaptiveavgpool1d {c}",
     "transpose 1 2",
     "unsqueeze 3",
+]
+# A reparameterize whose mean and log-variance agree (random branches seldom do).
+CLEAN_REPARAMETERIZE = [
+    "reparameterize:",
+    "    branch:",
+    "        conv2d {c} k=1",
+    "    branch:",
+    "        conv2d {c} k=3 p=1",
+    "        tanh",
 ]
 
 
@@ -538,7 +548,8 @@ def tree_nodes(
             lines.append(indent + f"{draw(st.sampled_from(blocks))} {draw(st.sampled_from(sizes))}")
         elif kind == 5 and clean and draw(st.booleans()):
             c = draw(st.sampled_from(sizes))
-            lines += [indent + line.format(c=c) for line in CLEAN_BMM]
+            template = draw(st.sampled_from([CLEAN_BMM, CLEAN_REPARAMETERIZE]))
+            lines += [indent + line.format(c=c) for line in template]
         else:
             word = draw(st.sampled_from(CLEAN_MERGES if clean else MERGE_WORDS))
             lines.append(indent + word)

@@ -5,12 +5,15 @@ The parser's located errors (with "did you mean"), the traced shapes (a branch's
 merge's), the generated forward (the merge split into one nn.Sequential per branch, each
 branch's output a local the head reads) against a hand-written torch module with the same
 weights at two parameter values, with and without a second input, and the summary, check and
-diagram rows.
+diagram rows; (slow) random specs against their single-output models (`SEQGEN_FUZZ_SPECS`
+sizes the draw).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import random
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -21,6 +24,7 @@ from conftest import run_generated_tests
 from torch import nn
 
 from seqgen.api import generate, options_for
+from seqgen.check.realize import verify_on_device
 from seqgen.diagram import build
 from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
@@ -155,6 +159,15 @@ def test_a_head_is_traced_from_its_branchs_output() -> None:
     # the merge gives (N, 2 * latent); its branches (N, latent)
     assert [d.code for d in traced.layers[2].out_shape] == ["N", "2 * latent"]
     assert shapes == {"out": ["N", "hidden"], "mu": ["N", "latent"], "logvar": ["N", "latent"]}
+
+
+def test_check_runs_each_head_from_its_branch() -> None:
+    """`seqgen check --device cpu` builds the model for real and runs each head from what it
+    reads (the branch run again from the merge's input): a head fed the merge's (N, 2 * latent)
+    output instead would give a shape the trace does not say. (trace() itself already ran
+    the same at other parameter values.)"""
+    verify_on_device(trace(parse(SPEC)), "cpu")
+    verify_on_device(trace(parse(INPUTS)), "cpu")
 
 
 class _TwoOut(NamedTuple):
@@ -350,3 +363,84 @@ def test_a_stackless_head_returns_its_points_output(tmp_path: Path) -> None:
 def test_generated_tests_pass(tmp_path: Path, text: str) -> None:
     files, _ = _generate(tmp_path, text, "gen_tests")
     run_generated_tests(*[f for f in files if f.name.startswith("test_")])
+
+
+# ------------------------------------------------------------------ random specs, plain models
+
+BRANCH_MENU = [["linear c"], ["linear 6", "relu", "linear c"], ["linear c", "tanh"]]
+HEAD_LINES = [[], ["relu"], ["linear n"]]
+FUZZ_SPECS = int(os.environ.get("SEQGEN_FUZZ_SPECS", "4"))
+
+
+Head = tuple[str, int | None, list[str]]
+Case = tuple[list[str], str, list[list[str]], list[str], list[Head]]
+
+
+def _random_branch_case(seed: int) -> Case:
+    """(trunk before the merge, merge kind, its branches, trunk after it, heads): each head
+    (name, branch index or None for the trunk's end, lines; no lines: no stack)."""
+    rng = random.Random(seed)
+    before = rng.choice([[], ["linear 8", "relu"], ["linear c"]])
+    kind = rng.choice(["concat", "add", "multiply", "reparameterize"])
+    count = 2 if kind == "reparameterize" else rng.randint(2, 3)
+    branches = [rng.choice(BRANCH_MENU) for _ in range(count)]
+    after = rng.choice([[], ["linear 5"], ["relu", "linear n"]])
+    heads: list[Head] = [
+        (f"h{i}", rng.choice([None, *range(count)]), rng.choice(HEAD_LINES)) for i in range(3)
+    ]
+    return before, kind, branches, after, heads
+
+
+def _branch_spec(case: Case) -> str:
+    before, kind, branches, after, heads = case
+    out = ["model M(c=4, n=3)", "input 12", *before, f"{kind} name=z:"]
+    for j, lines in enumerate(branches):
+        out += [f"    branch name=b{j}:", *(f"        {line}" for line in lines)]
+    out += after
+    for name, at, lines in heads:
+        source = "" if at is None else f" from=z.b{at}"
+        out += [f"head {name}{source}" + (":" if lines else ""), *(f"    {x}" for x in lines)]
+    return "\n".join(out) + "\n"
+
+
+def _branch_plain(case: Case, head: int) -> str:
+    """The single-output spec that computes head `head`: the trunk up to the merge, the
+    branch's layers, the head's (from the trunk's end: the whole trunk, then the head's)."""
+    before, kind, branches, after, heads = case
+    _, at, lines = heads[head]
+    spec = _branch_spec((before, kind, branches, after, [])).splitlines()
+    if at is not None:
+        spec = ["model M(c=4, n=3)", "input 12", *before, *branches[at]]
+    return "\n".join([*spec, *lines]) + "\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(FUZZ_SPECS))
+def test_branch_heads_equal_their_plain_models(tmp_path: Path, seed: int) -> None:
+    """Each head of a random spec (any merge kind, heads from branches or the trunk's end, with
+    or without a stack) computes what its single-output spec computes, with the same weights,
+    in eval mode, at the defaults and at other values."""
+    case = _random_branch_case(seed)
+    _, module = _generate(tmp_path, _branch_spec(case), f"fuzz_{seed}")
+    plains = [
+        _generate(tmp_path, _branch_plain(case, i), f"fuzz_{seed}_{i}")[1]
+        for i in range(len(case[4]))
+    ]
+    rng = random.Random(seed)
+    for values in [{}, {"c": rng.randint(1, 6), "n": rng.randint(1, 6)}]:
+        torch.manual_seed(seed)
+        model = module.M(**values).eval()
+        state = model.state_dict()
+        x = torch.randn(3, 12)
+        out = model(x)
+        for i, ((name, at, _), plain) in enumerate(zip(case[4], plains, strict=True)):
+            ref = plain.M(**values).eval()
+            trunk_keys = [k for k in state if k.startswith(("trunk_0.", "z_", "trunk."))]
+            mine = [k for k in trunk_keys if at is None or k.startswith(("trunk_0.", f"z_b{at}."))]
+            mine += [k for k in state if k.startswith(f"{name}.")]
+            theirs = ref.state_dict()
+            assert [tuple(state[k].shape) for k in mine] == [
+                tuple(v.shape) for v in theirs.values()
+            ], (i, _branch_plain(case, i))
+            ref.load_state_dict({t: state[k] for t, k in zip(theirs, mine, strict=True)})
+            torch.testing.assert_close(getattr(out, name), ref(x))

@@ -119,6 +119,16 @@ def test_the_heads_snippet_is_generated_code() -> None:
     assert missing_runs(readme_block("heads_forward"), generated) == []
 
 
+def test_the_vae_example_is_the_committed_spec() -> None:
+    committed = (EXAMPLES / "vae.seq").read_text(encoding="utf-8")
+    assert readme_block("vae_seq") == committed
+
+
+def test_the_vae_snippet_is_generated_code() -> None:
+    generated = (EXAMPLES / "vae.py").read_text(encoding="utf-8")
+    assert missing_runs(readme_block("vae_forward"), generated) == []
+
+
 def test_the_two_input_example_is_the_committed_spec() -> None:
     committed = (EXAMPLES / "two_input.seq").read_text(encoding="utf-8")
     assert readme_block("two_input_seq") == committed

@@ -38,6 +38,11 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
         lambda h: h.Bmm({"a": nn.Unflatten(1, (3, 2)), "b": nn.Unflatten(1, (2, 3))}),
         (4, 6),
     ),
+    "Reparameterize": (lambda h: h.Reparameterize(nn.Linear(4, 3), nn.Linear(4, 3)), (2, 4)),
+    "Reparameterize by name": (
+        lambda h: h.Reparameterize({"mu": nn.Linear(4, 3), "logvar": nn.Linear(4, 3)}),
+        (2, 4),
+    ),
     "RecurrentOutput all": (
         lambda h: h.RecurrentOutput(nn.LSTM(4, 5, batch_first=True), "all"),
         (2, 3, 4),
@@ -162,6 +167,11 @@ def test_helper_scripts_and_agrees(helpers: ModuleType, case: str) -> None:
             lambda h: h.Bmm(nn.Identity(), nn.Unflatten(1, (4, 1))),
             "Bmm: branch outputs (2, 4), (2, 4, 1) for input (2, 4) must both have rank 3",
         ),
+        (
+            lambda h: h.Reparameterize(nn.Linear(4, 3), nn.Linear(4, 2)),
+            "Reparameterize: the mean (2, 3) and the log-variance (2, 2) for input (2, 4) "
+            "differ in shape",
+        ),
     ],
 )
 def test_scripted_merges_raise_the_eager_message(
@@ -175,6 +185,30 @@ def test_scripted_merges_raise_the_eager_message(
     with pytest.raises(torch.jit.Error) as scripted:
         torch.jit.script(module)(torch.randn(2, 4))
     assert str(scripted.value).splitlines()[-1] == f"builtins.ValueError: {message}"
+
+
+def test_reparameterize_samples_in_training_and_returns_the_mean_in_eval(
+    helpers: ModuleType,
+) -> None:
+    """Scripted and eager draw the same noise from the same seed; eval mode gives mu itself."""
+    torch.manual_seed(0)
+    mu, logvar = nn.Linear(4, 3), nn.Linear(4, 3)
+    module = helpers.Reparameterize(mu, logvar).train()
+    scripted = torch.jit.script(module)
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        eager_out = module(x)
+        torch.manual_seed(1)
+        scripted_out = scripted(x)
+        torch.manual_seed(1)
+        std = torch.exp(0.5 * logvar(x))
+        expected = mu(x) + torch.randn_like(std) * std
+        assert torch.equal(eager_out, expected) and torch.equal(scripted_out, expected)
+        assert not torch.equal(module(x), expected)  # another draw
+        assert torch.equal(module.eval()(x), mu(x))
+    with pytest.raises(ValueError, match="takes two branches"):
+        helpers.Reparameterize(mu, logvar, nn.Identity())
 
 
 # bundled examples whose models hold helpers: (module, class, input shape, token input)

@@ -31,6 +31,7 @@ _SIGN = {
     "add": " (+)",
     "multiply": " (*)",
     "bmm": " (@)",
+    "reparameterize": "",  # mu + eps * std in training, mu in eval
 }  # how branches combine
 
 

@@ -6,7 +6,7 @@ characters dropped, so no text from a spec can end a string.
 
 from __future__ import annotations
 
-from seqgen.diagram.graph import Box, Diagram, Fork, Group, Stack, all_edges
+from seqgen.diagram.graph import INDENT, Box, Diagram, Group, all_edges, declare
 
 _SHAPES = {
     "input": 'shape=box, style="rounded,filled", fillcolor="#e8f0fe"',
@@ -14,7 +14,6 @@ _SHAPES = {
     "block": 'shape=box, style=filled, fillcolor="#fff4e5", peripheries=2',
     "merge": 'shape=hexagon, style=filled, fillcolor="#e6f4ea"',
 }
-INDENT = "    "
 
 
 def quote(*lines: str) -> str:
@@ -36,32 +35,18 @@ def dot(diagram: Diagram) -> str:
         f'{INDENT}graph [fontname="monospace", fontsize=10];',
     ]
     for stack in diagram.stacks:
-        _declare(stack, 1, lines)
+        lines += declare(stack, 1, _box, _cluster)
     lines += [f"{INDENT}{e.source} -> {e.target};" for e in all_edges(diagram)]
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _declare(stack: Stack, depth: int, lines: list[str]) -> None:
-    pad = INDENT * depth
-    for item in stack:
-        if isinstance(item, Box):
-            lines.append(pad + _box(item))
-        elif isinstance(item, Fork):
-            for branch in item.branches:
-                _declare(branch, depth, lines)
-            lines.append(pad + _box(item.join))
-        else:
-            _cluster(item, depth, lines)
-
-
-def _cluster(group: Group, depth: int, lines: list[str]) -> None:
-    pad = INDENT * depth
+def _cluster(group: Group) -> tuple[list[str], list[str]]:
     style = "dashed" if group.kind == "repeat" else "rounded"
-    lines.append(f"{pad}subgraph cluster_{group.id} {{")
-    lines.append(f"{pad}{INDENT}label={quote(group.title)}; style={style};")
-    _declare(group.body, depth + 1, lines)
-    lines.append(f"{pad}}}")
+    return [
+        f"subgraph cluster_{group.id} {{",
+        f"{INDENT}label={quote(group.title)}; style={style};",
+    ], ["}"]
 
 
 def _box(box: Box) -> str:

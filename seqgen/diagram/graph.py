@@ -7,7 +7,7 @@ an expanded block use, a `repeat`). Every writer reads this one model, so the fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -126,3 +126,30 @@ def all_edges(diagram: Diagram) -> list[Edge]:
     """Every edge of the diagram, in drawing order."""
     pairs = zip(diagram.stacks, diagram.entries, strict=True)
     return [e for stack, entry in pairs for e in edges(stack, entry)[0]]
+
+
+INDENT = "    "
+
+
+def declare(
+    stack: Stack,
+    depth: int,
+    box: Callable[[Box], str],
+    group: Callable[[Group], tuple[list[str], list[str]]],
+) -> Iterator[str]:
+    """The lines that declare a stack's boxes, for a text format (Mermaid, dot): each box as
+    `box` writes it, a fork's branches before its join, and a group's body between the lines
+    `group` opens and closes it with, indented one level deeper."""
+    pad = INDENT * depth
+    for item in stack:
+        if isinstance(item, Box):
+            yield pad + box(item)
+        elif isinstance(item, Fork):
+            for branch in item.branches:
+                yield from declare(branch, depth, box, group)
+            yield pad + box(item.join)
+        else:
+            opening, closing = group(item)
+            yield from (pad + line for line in opening)
+            yield from declare(item.body, depth + 1, box, group)
+            yield from (pad + line for line in closing)

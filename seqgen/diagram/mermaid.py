@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from seqgen.diagram.graph import Box, Diagram, Fork, Group, Stack, all_edges
+from seqgen.diagram.graph import INDENT, Box, Diagram, Group, all_edges, declare
 
 _SAFE = re.compile(r"[A-Za-z0-9 _.,=:+\-*/()\[\]']")
 _SHAPES = {
@@ -18,7 +18,6 @@ _SHAPES = {
     "block": ('[["', '"]]'),
     "merge": ('{{"', '"}}'),
 }
-INDENT = "    "
 _PLAIN_NAME = re.compile(r"[\w.+-]+")
 
 
@@ -31,29 +30,13 @@ def mermaid(diagram: Diagram) -> str:
     """The diagram as a Mermaid flowchart, top to bottom."""
     lines = ["flowchart TD"]
     for stack in diagram.stacks:
-        _declare(stack, 1, lines)
+        lines += declare(stack, 1, _box, _group)
     lines += [f"{INDENT}{e.source} --> {e.target}" for e in all_edges(diagram)]
     return "\n".join(lines) + "\n"
 
 
-def _declare(stack: Stack, depth: int, lines: list[str]) -> None:
-    pad = INDENT * depth
-    for item in stack:
-        if isinstance(item, Box):
-            lines.append(pad + _box(item))
-        elif isinstance(item, Fork):
-            for branch in item.branches:
-                _declare(branch, depth, lines)
-            lines.append(pad + _box(item.join))
-        else:
-            _group(item, depth, lines)
-
-
-def _group(group: Group, depth: int, lines: list[str]) -> None:
-    pad = INDENT * depth
-    lines.append(f'{pad}subgraph {group.id}["{escape(group.title)}"]')
-    _declare(group.body, depth + 1, lines)
-    lines.append(f"{pad}end")
+def _group(group: Group) -> tuple[list[str], list[str]]:
+    return [f'subgraph {group.id}["{escape(group.title)}"]'], ["end"]
 
 
 def _box(box: Box) -> str:

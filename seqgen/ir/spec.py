@@ -156,23 +156,27 @@ MERGE_CLASSES = {
     "add": "Add",
     "multiply": "Multiply",
     "bmm": "Bmm",
+    "reparameterize": "Reparameterize",
 }
 # The merges that take an exact number of `branch:` stacks (the others take two or more), with
 # what the branches are, for the parser's error.
-MERGE_ARITY = {"bmm": (2, "bmm multiplies branch 1, (N, n, m), by branch 2, (N, m, p)")}
+MERGE_ARITY = {
+    "bmm": (2, "bmm multiplies branch 1, (N, n, m), by branch 2, (N, m, p)"),
+    "reparameterize": (2, "the mean's branch first, then the log-variance's"),
+}
 
 
 @dataclass(frozen=True)
 class MergeSpec:
     """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:`, `multiply:` or
-    `bmm:` (exactly two branches, multiplied as batches of matrices).
+    `bmm:` (exactly two branches, multiplied as batches of matrices) or `reparameterize:`.
 
     Each branch is a stack of nodes that reads the merge's input. A residual has its body as the
     first branch and its shortcut, when written, as the second; without one the input itself is
-    added.
+    added. A reparameterize has exactly two: the mean, then the log-variance.
     """
 
-    kind: str  # residual | concat | add | multiply | bmm
+    kind: str  # residual | concat | add | multiply | bmm | reparameterize
     branches: tuple[tuple[Node, ...], ...]
     loc: Location
     dim: Expr | None = None  # concat's dim, when written

@@ -102,7 +102,10 @@ def layer_reads(state: InputsState, layer: LayerSpec, top: bool) -> LayerSpec:
     reads = tuple(k for k in layer.kwargs if isinstance(k.value, Name) and k.value.id in names)
     params = {p.name for p in state.params}
     for kw in layer.kwargs:  # `lengths=lenght`: a misspelt input, not a missing parameter
-        close = difflib.get_close_matches(getattr(kw.value, "id", ""), sorted(names), n=1)
+        written = getattr(kw.value, "id", "")
+        close = difflib.get_close_matches(written, sorted(names), n=1)
+        if difflib.get_close_matches(written, sorted(params), n=1):
+            continue  # rather a misspelt parameter: check_names says so
         if isinstance(kw.value, Name) and kw.value.id not in names | params and close:
             raise SpecSyntaxError(
                 f"`{kw.written}={kw.value.id}`: the model has no parameter or input named "

@@ -128,17 +128,14 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
                     _sequential(attribute, branch, shape if src is None else shapes[src])
                 )
             call = f"self.{attribute}({source if src is None else src})"
-            if index in read:  # a head reads a branch of this merge: each branch a local
+            # a head reads a branch of this merge, or the merge reads an output twice (mu):
+            # each branch's output a local
+            if index in read or node.spec.kind == "reparameterize":
                 local = f"{name}_{key if key is not None else j}"
                 statements.append(f"{local}: torch.Tensor = {call}")
                 locals_at[index, j] = call = local
             calls.append(call)
-        if node.spec.kind == "concat":
-            assign(index, f"torch.cat([{', '.join(calls)}], dim={node.dim})")
-        elif node.spec.kind == "bmm":
-            assign(index, f"torch.bmm({', '.join(calls)})")
-        else:
-            assign(index, _OPERATORS[node.spec.kind].join(calls))
+        assign(index, _combined(node, calls))
     attributes = [m["attribute"] for m in modules] + [h.name for h in traced.heads]
     if len(set(attributes)) != len(attributes) or set(attributes) & set(shapes):
         first = traced.layers[min(split | traced.reading_layers())]
@@ -160,6 +157,22 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
         return with_heads(traced, modules, statements, locals_at)
     statements.append(f"return {source}")
     return {"modules": modules, "statements": statements}
+
+
+def _combined(node: TracedMerge, calls: list[str]) -> str:
+    """A split merge's output from its branches' (`calls`): an operator, `torch.cat`,
+    `torch.bmm`, or for a reparameterize the sample its helper class draws (randn_like(mu)
+    draws what randn_like(std) does: the same shape, dtype and device)."""
+    if node.spec.kind == "concat":
+        return f"torch.cat([{', '.join(calls)}], dim={node.dim})"
+    if node.spec.kind == "bmm":
+        return f"torch.bmm({', '.join(calls)})"
+    if node.spec.kind == "reparameterize":
+        mu, logvar = calls
+        return (
+            f"{mu} + torch.randn_like({mu}) * torch.exp(0.5 * {logvar}) if self.training else {mu}"
+        )
+    return _OPERATORS[node.spec.kind].join(calls)
 
 
 def module_stacks(traced: TracedModel) -> list[tuple[TracedNode, ...]]:

@@ -194,3 +194,45 @@ class Bmm(nn.Module):
         """`(2, 3)`: a shape as Python shows a tuple (TorchScript has no tuple())."""
         one = "," if len(shape) == 1 else ""
         return "(" + ", ".join([str(size) for size in shape]) + one + ")"
+
+
+class Reparameterize(nn.Module):
+    """The reparameterisation trick of a VAE (Kingma and Welling, 2013): its two branches give
+    the mean and the log-variance of equal shapes; in training mode it returns
+    `mu + randn_like(std) * std` with `std = exp(0.5 * logvar)`, in eval mode `mu`. The
+    branches are modules, or one dict that keys them by name:
+    `Reparameterize({"mu": mu, "logvar": logvar})`."""
+
+    def __init__(self, *branches: nn.Module | dict[str, nn.Module]) -> None:
+        super().__init__()
+        named: dict[str, nn.Module] = {}  # keys "0", "1" as an nn.ModuleList's
+        for i, branch in enumerate(branches):
+            if isinstance(branch, dict):
+                named.update(branch)
+            else:
+                named[str(i)] = branch
+        if len(named) != 2:
+            raise ValueError(
+                f"Reparameterize takes two branches (the mean, the log-variance), got {len(named)}"
+            )
+        self.branches = nn.ModuleDict(named)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches.values()]
+        mu, logvar = outs[0], outs[1]
+        if mu.shape != logvar.shape:
+            raise ValueError(
+                f"Reparameterize: the mean {self._shape(list(mu.shape))} and the log-variance "
+                f"{self._shape(list(logvar.shape))} for input {self._shape(list(x.shape))} "
+                "differ in shape"
+            )
+        if not self.training:
+            return mu
+        std = torch.exp(0.5 * logvar)
+        return mu + torch.randn_like(std) * std
+
+    @staticmethod
+    def _shape(shape: list[int]) -> str:
+        """`(2, 3)`: a shape as Python shows a tuple (TorchScript has no tuple())."""
+        one = "," if len(shape) == 1 else ""
+        return "(" + ", ".join([str(size) for size in shape]) + one + ")"

@@ -5,7 +5,7 @@ the model's, so `__init__` checks them too."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,9 +17,13 @@ from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step
 
 
 class NodeTracer(Protocol):
-    """What tracing a head needs of the tracer: its scope, and one node with its recovery."""
+    """What tracing a head needs of the tracer: its scope, what the trunk's nodes gave
+    (`outputs[i]`: node i's output; `branch_outputs[i][j]`: branch j's of the top-level merge
+    i, for `from=MERGE.BRANCH`), and one node with its recovery."""
 
     scope: Scope
+    outputs: list[tuple[Any, list[DimInfo]]]
+    branch_outputs: dict[int, list[tuple[Any, list[DimInfo]]]]
 
     def node(self, index: int, node: Node, x: Any, dims: list[DimInfo]) -> NodeResult: ...
 
@@ -41,13 +45,10 @@ def trace_heads(
     tracer: NodeTracer,
     heads: Sequence[HeadSpec],
     trunk: Sequence[Node],
-    outputs: Sequence[tuple[Any, list[DimInfo]]],
-    branches: Mapping[int, Sequence[tuple[Any, list[DimInfo]]]],
 ) -> list[HeadResult]:
-    """Trace every head from its point's output (`outputs[i]`: the trunk's node i's output;
-    `branches[i][j]`: branch j's of the top-level merge i, for `from=MERGE.BRANCH`).
-    Each head's errors are recorded and the next head is traced, so one run reports them all."""
-    scope = tracer.scope
+    """Trace every head from its point's output (or its branch's). Each head's errors are
+    recorded and the next head is traced, so one run reports them all."""
+    scope, outputs, branches = tracer.scope, tracer.outputs, tracer.branch_outputs
     results: list[HeadResult] = []
     failed: TraceError | None = None
     index = len(trunk)  # head nodes are numbered after the trunk's (the order of conditions)

@@ -3,9 +3,10 @@
 Each branch reads the merge's input. A residual needs equal shapes (torch would broadcast
 `body(x) + x`, but a residual that changes its input's shape is a bug), `concat` equal shapes
 except along its dim (whose size is the sum), `add:` and `multiply:` shapes that broadcast as
-torch broadcasts them, `bmm:` a (N, n, m) and a (N, m, p), giving (N, n, p). A size that
-agrees only for some parameter values becomes a condition, checked in `__init__` like any other;
-a size that disagrees at the defaults is an error that names every branch's shape.
+torch broadcasts them, `bmm:` a (N, n, m) and a (N, m, p), giving (N, n, p), `reparameterize:`
+equal shapes (the mean's and the log-variance's). A size that agrees only for some parameter
+values becomes a condition, checked in `__init__` like any other; a size that disagrees at the
+defaults is an error that names every branch's shape.
 """
 
 from __future__ import annotations
@@ -234,8 +235,9 @@ def _equal(
                 hint = None
                 if kind == "residual":
                     hint = _shortcut_hint(shapes, value)
+                need = "adding needs" if kind == "residual" else "the two must have"
                 raise MergeMismatch(
-                    f"{kind}: {_listing(shapes, show, labels)}; adding needs equal shapes",
+                    f"{kind}: {_listing(shapes, show, labels)}; {need} equal shapes",
                     hint,
                     (a, b),
                 )

@@ -129,9 +129,7 @@ class Tracer:
             self.scope.shared_input = reads_first_input(spec)
             try:
                 steps = self.stack(spec.layers, x, dims).steps
-                heads = trace_heads(
-                    self, spec.heads, spec.layers, self.outputs, self.branch_outputs
-                )
+                heads = trace_heads(self, spec.heads, spec.layers)
             except TraceError as e:
                 raise_all(errors if any(e is found for found in errors) else [*errors, e])
                 raise

@@ -35,6 +35,7 @@ _MERGES = {
     "multiply": "multiply's branches must broadcast",
     "concat": "concat's branches must agree outside its dim",
     "bmm": "bmm multiplies (N, n, m) by (N, m, p)",
+    "reparameterize": "reparameterize's mean and log-variance must have equal shapes",
 }
 
 
