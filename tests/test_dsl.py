@@ -190,7 +190,7 @@ linear 1
 @pytest.mark.parametrize(
     ("text", "message", "hint"),
     [
-        (SIAMESE_L1, "'subtract' does not open an indented block", "`bmm:`, `repeat N:`"),
+        (SIAMESE_L1, "'subtract' does not open an indented block", "`repeat N:`, `branch:`"),
         (SIAMESE_L1.replace("subtract", "concatenate"), "'concatenate'", "did you mean `concat:`"),
         (
             "input 4x8x8\nblock B(c):\n    conv2d c k=1\nB 4:\n    relu\n",
