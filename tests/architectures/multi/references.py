@@ -326,3 +326,89 @@ class MMoE(nn.Module):
             gate = torch.softmax(task["gate"](x), dim=1)  # (N, experts)
             outs.append(task["tower"]((gate.unsqueeze(2) * expert_out).sum(1)))
         return tuple(outs)
+
+
+class CVAE(nn.Module):
+    """pytorch/examples' VAE MLP conditioned on a one-hot label c: returns (recon, mu, logvar)."""
+
+    def __init__(self, h: int = 400, z_dim: int = 20, n_classes: int = 10) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784 + n_classes, h)
+        self.fc21 = nn.Linear(h, z_dim)
+        self.fc22 = nn.Linear(h, z_dim)
+        self.fc3 = nn.Linear(z_dim + n_classes, h)
+        self.fc4 = nn.Linear(h, 784)
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h1 = torch.relu(self.fc1(torch.cat([x, c], dim=1)))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return mu
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn_like(std)
+        return mu + eps * std
+
+    def decode(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc4(torch.relu(self.fc3(torch.cat([z, c], dim=1)))))
+
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x.view(-1, 784), c)
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z, c), mu, logvar
+
+
+class CGANGenerator(nn.Module):
+    """eriklindernoren/PyTorch-GAN's cgan.py Generator (img_shape (1, 28, 28))."""
+
+    def __init__(self, n_classes: int = 10, latent_dim: int = 100) -> None:
+        super().__init__()
+        self.img_shape = (1, 28, 28)
+        self.label_emb = nn.Embedding(n_classes, n_classes)
+
+        def block(in_feat: int, out_feat: int, normalize: bool = True) -> list[nn.Module]:
+            layers: list[nn.Module] = [nn.Linear(in_feat, out_feat)]
+            if normalize:
+                layers.append(nn.BatchNorm1d(out_feat, 0.8))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            return layers
+
+        self.model = nn.Sequential(
+            *block(latent_dim + n_classes, 128, normalize=False),
+            *block(128, 256),
+            *block(256, 512),
+            *block(512, 1024),
+            nn.Linear(1024, 28 * 28),
+            nn.Tanh(),
+        )
+
+    def forward(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        gen_input = torch.cat((self.label_emb(labels), noise), -1)
+        img = self.model(gen_input)
+        return img.view(img.size(0), *self.img_shape)
+
+
+class CGANDiscriminator(nn.Module):
+    """eriklindernoren/PyTorch-GAN's cgan.py Discriminator (img_shape (1, 28, 28))."""
+
+    def __init__(self, n_classes: int = 10) -> None:
+        super().__init__()
+        self.label_embedding = nn.Embedding(n_classes, n_classes)
+        self.model = nn.Sequential(
+            nn.Linear(n_classes + 28 * 28, 512),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(512, 512),
+            nn.Dropout(0.4),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(512, 512),
+            nn.Dropout(0.4),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(512, 1),
+        )
+
+    def forward(self, img: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        d_in = torch.cat((img.view(img.size(0), -1), self.label_embedding(labels)), -1)
+        return self.model(d_in)
