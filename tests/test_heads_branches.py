@@ -140,6 +140,21 @@ def test_a_bad_branch_point_is_a_located_error(
     assert hint in (d.hint or "")
 
 
+def test_a_point_inside_a_merge_says_so() -> None:
+    """FPN's P4 is named inside the merge that builds P3: the error said "no top-level trunk
+    layer is named 'p4'" and hinted `name=p4`, which the spec already has."""
+    text = (
+        "input 8\nadd name=outer:\n    branch:\n        linear 8 name=inner\n    branch:\n"
+        "        identity\nlinear 4\nhead h from=inner:\n    relu\n"
+    )
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    d = info.value.diagnostic
+    assert d.message.startswith("`from=inner`: 'inner' (line 4) is inside a merge: a head reads")
+    assert d.location is not None and (d.location.line, d.location.col) == (8, 13)
+    assert "cannot be read by a head yet" in (d.hint or "") and "name=inner" not in (d.hint or "")
+
+
 def test_a_residuals_branches_cannot_be_read() -> None:
     text = "input 8\nresidual name=r:\n    linear 8\nlinear 4\nhead h from=r.body:\n    relu\n"
     with pytest.raises(SeqgenError, match="'r' is a residual: a head reads a branch"):

@@ -119,6 +119,18 @@ def test_a_model_on_first_input_ids_embeds_them(tmp_path: Path) -> None:
         model(user[:, None], item)
 
 
+def test_a_mask_read_inside_a_repeat_is_one_error() -> None:
+    """The layer's own error, not also "input 'mask' is not read by any layer"; the hint says
+    how to write the repeat out."""
+    text = MASKED.replace("transformerencoderlayer", "repeat 2:\n    transformerencoderlayer", 1)
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    rendered = info.value.render()
+    assert rendered.count("error:") == 1, rendered
+    assert "only supported at the trunk's top level" in rendered
+    assert "write its N layers out, one line each" in rendered
+
+
 def test_a_bad_first_input_is_one_error_not_a_cascade() -> None:
     """A first `input` line that fails still counts as the first: the lines after it are read as
     further inputs, not refused as the first again (or as unnamed seconds)."""

@@ -188,6 +188,15 @@ def _point(
     """A `from=` point: the name of a top-level trunk node, usable as an attribute name (for
     `from=MERGE.BRANCH`, `branch`, the merge's name, already checked by `_branch`)."""
     index = point_index(trunk, text)
+    inner = next((n for n in walk(trunk) if node_key(n) == text), None)
+    if index is None and inner is not None:  # FPN's P4 inside the merge that builds P3
+        raise SpecSyntaxError(
+            f"`from={text}`: {text!r} (line {inner.loc.line}) is inside a merge: a head reads a "
+            "top-level trunk node, or a named branch of a top-level merge (`from=MERGE.BRANCH`)",
+            location=loc,
+            hint="a point inside a merge cannot be read by a head yet; name a top-level node "
+            "instead",
+        )
     if index is None:
         raise SpecSyntaxError(
             f"`from={text}`: no top-level trunk layer is named {text!r}",

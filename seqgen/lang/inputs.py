@@ -126,12 +126,14 @@ def layer_reads(state: InputsState, layer: LayerSpec, top: bool) -> LayerSpec:
         return layer
     if not top:
         read, name = reads[0], next(expr_names(reads[0].value)).id
+        state.loose_names.add(name)  # read, though not here: not also "input is not read"
         raise SpecSyntaxError(
             f"`{read.written}={name}` reads input {name!r} (a layer that reads "
             "another input is only supported at the trunk's top level, not inside a block, a "
             "repeat, a head or a merge)",
             location=read.loc,
-            hint="move the layer to the top level of the model",
+            hint="move the layer to the top level of the model (a `repeat N:` of it: write its "
+            "N layers out, one line each)",
         )
     kwargs = tuple(k for k in layer.kwargs if k not in reads)
     return replace(layer, kwargs=kwargs, reads=reads)
