@@ -1,6 +1,6 @@
 """A corpus of real multi-input / multi-output architectures, written from the README alone.
 
-Results (issue 19's "hidden set": 16 real architectures, written from the README alone):
+Results (issue 19's "hidden set": 17 real architectures, written from the README alone):
 
     architecture (spec in tests/architectures/multi/)      result
     NeuMF, guoyang9/NCF (neumf.seq)                        workaround (1)
@@ -18,6 +18,7 @@ Results (issue 19's "hidden set": 16 real architectures, written from the README
     conditional VAE, label into encoder and decoder        exact (9)
     cGAN generator, PyTorch-GAN (noise + label id)         exact (10)
     cGAN discriminator, PyTorch-GAN (image + label id)     exact (10)
+    FPN top-down with an output per level (P3, P4, P5)     cannot be written (11)
     Koch siamese, L1 distance head                         cannot be written (7)
 
 (1) Only a top-level merge reads another input, so the four embeddings are concatenated,
@@ -45,6 +46,11 @@ Results (issue 19's "hidden set": 16 real architectures, written from the README
 (10) `input labels () dtype=long` embedded in a `from=labels` branch; BatchNorm1d(out, 0.8)
     is `batchnorm1d eps=0.8` (W003 warns of the linear's bias before it, kept as the reference
     has it).
+(11) The top-down pathway nests (P4 = lateral(C4) + up(P5) inside the merge that builds P3,
+    as U-Net's skips nest), and a head reads only a top-level node or a top-level merge's
+    branch: P3 is writable, P4 and P5 are not. The error said "no top-level trunk layer is
+    named 'p4'" with the hint to add `name=p4`, which the spec had; now it says the point is
+    inside a merge.
 
 Each spec in tests/architectures/multi/ is generated with seqgen's API and compared with the
 hand-written reference in tests/architectures/multi/references.py: the same parameter count, the
@@ -70,7 +76,9 @@ from torch import nn
 
 from seqgen.api import generate, options_for
 from seqgen.errors import SeqgenError
+from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
+from seqgen.trace.model import trace
 from tests.architectures.multi import references
 
 MULTI = Path(__file__).resolve().parent / "architectures" / "multi"
@@ -377,3 +385,40 @@ def test_a_siamese_l1_distance_cannot_be_written_yet(tmp_path: Path) -> None:
     )
     with pytest.raises(SeqgenError, match="PairwiseDistance takes two tensors"):
         generate(str(spec), options_for(str(spec), str(tmp_path)))
+
+
+FPN = """\
+# an FPN's top-down pathway: P5, P4 = lateral(C4) + up(P5), P3 = lateral(C3) + up(P4)
+model FPN(c=32)
+input 3x64x64
+conv2d 32 k=3 s=2 p=1
+relu name=c3
+add name=p3:
+    branch name=lateral:
+        conv2d c k=1
+    branch name=top:
+        conv2d 64 k=3 s=2 p=1
+        relu
+        add name=p4:
+            branch name=lateral:
+                conv2d c k=1
+            branch name=top:
+                conv2d 64 k=3 s=2 p=1
+                conv2d c k=1 name=p5
+                upsample scale_factor=2
+        upsample scale_factor=2
+head out3:
+    conv2d c k=3 p=1
+head out4 from=p4:
+    conv2d c k=3 p=1
+"""
+
+
+def test_fpn_levels_inside_the_top_down_merges_cannot_be_heads_yet() -> None:
+    with pytest.raises(SeqgenError) as info:
+        parse(FPN)
+    rendered = info.value.render()
+    assert rendered.count("error:") == 1, rendered
+    assert "`from=p4`: 'p4' (line 12) is inside a merge" in rendered
+    model = trace(parse(FPN.split("head out4")[0]))  # P3 alone is fine
+    assert [d.code for d in model.layers[-1].out_shape] == ["N", "c", "32", "32"]
