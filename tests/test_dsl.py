@@ -173,11 +173,11 @@ def test_unreadable_files(tmp_path) -> None:
         read_and_parse(tmp_path / "missing.seq")
 
 
-SIAMESE_L1 = """\
+UNKNOWN_MERGE = """\
 model SiameseL1(dim=64)
 input left 1x28x28
 input right 1x28x28
-subtract name=towers:
+minus name=towers:
     branch name=left:
         conv2d 8 k=3 p=1
         flatten
@@ -190,8 +190,8 @@ linear 1
 @pytest.mark.parametrize(
     ("text", "message", "hint"),
     [
-        (SIAMESE_L1, "'subtract' does not open an indented block", "`repeat N:`, `branch:`"),
-        (SIAMESE_L1.replace("subtract", "concatenate"), "'concatenate'", "did you mean `concat:`"),
+        (UNKNOWN_MERGE, "'minus' does not open an indented block", "`repeat N:`, `branch:`"),
+        (UNKNOWN_MERGE.replace("minus", "concatenate"), "'concatenate'", "did you mean `concat:`"),
         (
             "input 4x8x8\nblock B(c):\n    conv2d c k=1\nB 4:\n    relu\n",
             "'B' does not open",
@@ -202,7 +202,8 @@ linear 1
 def test_an_unknown_header_is_one_error_and_its_body_is_skipped(
     text: str, message: str, hint: str
 ) -> None:
-    """A line ending with ':' whose word opens nothing was "expected a value, found ':'", then
+    """A line ending with ':' whose word opens nothing (`minus:`) was "expected a value, found
+    ':'", then
     "unexpected indentation" on every line of its body and, with `from=` in the body, "input
     'right' is not read": now one error at the word, with the merges that exist."""
     with pytest.raises(SeqgenError) as info:

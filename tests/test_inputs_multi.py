@@ -394,7 +394,12 @@ def test_generated_tests_of_heads_with_several_inputs_pass(tmp_path: Path) -> No
 # the merge does. Same sizes, counts, refusals, and outputs after copying weights.
 
 STACK_MENU = ["linear c", "relu", "linear 6", "layernorm", "dropout 0.1", "linear c bias=False"]
-MERGES = {"concat dim=1": torch.cat, "add": torch.add, "multiply": torch.mul}
+MERGES = {
+    "concat dim=1": torch.cat,
+    "add": torch.add,
+    "multiply": torch.mul,
+    "subtract": torch.sub,
+}
 
 
 def _random_inputs_case(seed: int) -> tuple[str, list[str], list[str], list[str]]:

@@ -751,6 +751,7 @@ SAMPLES: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {
     "Sum": ((-1,), (2, 5, 4)),
     "Amax": ((1,), (2, 5, 4)),
     "Select": ((1, -2), (2, 5, 4)),
+    "Abs": ((), (2, 3)),
     "Narrow": ((-1, 1, 2), (2, 5, 4)),
     "Scale": ((0.5,), (2, 5, 4)),
     "AddIdentity": ((), (2, 3, 4, 4)),

@@ -30,6 +30,7 @@ _SIGN = {
     "residual": " (+)",
     "add": " (+)",
     "multiply": " (*)",
+    "subtract": " (-)",
     "bmm": " (@)",
     "reparameterize": "",  # mu + eps * std in training, mu in eval
 }  # how branches combine

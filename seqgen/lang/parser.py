@@ -279,7 +279,7 @@ class _Parser:
                         "`shortcut:` must come right after a `residual:` block, at its indentation"
                         if word == "shortcut"
                         else "`branch:` only appears directly inside `concat:`, `add:`, "
-                        "`multiply:`, `bmm:` or `reparameterize:`",
+                        "`multiply:`, `subtract:`, `bmm:` or `reparameterize:`",
                         head.col,
                         len(word),
                         hint="indent it under the merge it belongs to"

@@ -27,7 +27,7 @@ from seqgen.render.heads import FEATURES, TRUNK, with_heads
 from seqgen.render.layers import layer_items, named, shape_text
 
 STREAM = "x"  # the local that carries the trunk's tensor (lang/inputs.py reserves it)
-_OPERATORS = {"add": " + ", "multiply": " * "}
+_OPERATORS = {"add": " + ", "multiply": " * ", "subtract": " - "}
 
 
 def _reader(attribute: str, node: TracedLayer) -> Any:

@@ -234,6 +234,19 @@ class Narrow(nn.Module):
         return f"dim={self.dim}, start={self.start}, length={self.length}"
 
 
+class Abs(nn.Module):
+    """The absolute value, elementwise: `x.abs()` (an L1 distance after a `Subtract`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs()
+
+    def extra_repr(self) -> str:
+        return ""
+
+
 class Scale(nn.Module):
     """Multiplies by a constant: `x * value`."""
 

@@ -33,6 +33,7 @@ _MERGES = {
     "shortcut": "a residual adds its shortcut's output",
     "add": "add's branches must broadcast",
     "multiply": "multiply's branches must broadcast",
+    "subtract": "subtract's branches must broadcast",
     "concat": "concat's branches must agree outside its dim",
     "bmm": "bmm multiplies (N, n, m) by (N, m, p)",
     "reparameterize": "reparameterize's mean and log-variance must have equal shapes",

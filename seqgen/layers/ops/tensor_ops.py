@@ -1,6 +1,6 @@
 """seqgen's tensor ops: `permute`, `transpose`, `unsqueeze`, `squeeze`, `mean`, `sum`, `amax`,
-`select`, `narrow`, `scale`, `add_identity`, each a small module of seqgen/runtime/sequence.py
-in the generated code.
+`select`, `narrow`, `scale`, `abs`, `add_identity`, each a small module of
+seqgen/runtime/sequence.py in the generated code.
 
 seqgen keeps the batch: an op that would move, reduce, select, squeeze or insert before the
 batch dim 0 is a RuleError, even where torch would run it. Dims are numbered as torch numbers
@@ -288,6 +288,15 @@ class Scale(Op):
 
     def rule(self, v: Mapping[str, Any], shape: Sequence[Size], dtype: torch.dtype) -> OpResult:
         return OpResult(scale(v["value"], shape))
+
+
+class Abs(Op):
+    name = "abs"
+    helper = "Abs"
+    usage = "e.g. `abs` after a `subtract:` (an L1 distance)"
+
+    def rule(self, v: Mapping[str, Any], shape: Sequence[Size], dtype: torch.dtype) -> OpResult:
+        return OpResult(Outcome(tuple(shape), ()))  # elementwise: no parameters, no mult-adds
 
 
 class AddIdentity(Op):
