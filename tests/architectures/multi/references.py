@@ -412,3 +412,29 @@ class CGANDiscriminator(nn.Module):
     def forward(self, img: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         d_in = torch.cat((img.view(img.size(0), -1), self.label_embedding(labels)), -1)
         return self.model(d_in)
+
+
+class SiameseL1(nn.Module):
+    """fangpin/siamese-pytorch's Siamese (Koch et al., 2015): |f(x1) - f(x2)| -> one logit."""
+
+    def __init__(self, hidden: int = 4096) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, 64, 10), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 7), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(128, 128, 4), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(128, 256, 4), nn.ReLU(),
+        )  # fmt: skip
+        self.liner = nn.Sequential(nn.Linear(9216, hidden), nn.Sigmoid())
+        self.out = nn.Linear(hidden, 1)
+
+    def forward_one(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        x = x.view(x.size()[0], -1)
+        return self.liner(x)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        out1 = self.forward_one(x1)
+        out2 = self.forward_one(x2)
+        dis = torch.abs(out1 - out2)
+        return self.out(dis)
