@@ -146,12 +146,19 @@ def progress(text: str) -> None:
         print(f"\r{text:<40}", end="" if text else "\r", file=sys.stderr, flush=True)
 
 
+def child_environment() -> dict[str, str]:
+    """The environment of every timed command: this one, less PYTHONDONTWRITEBYTECODE, so the
+    warm-up leaves `__pycache__` behind as it does for a user (with it set, every run compiled
+    seqgen's ~100 modules from source: 0.03-0.04 s of `compile` under cProfile)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def measure(argv: tuple[str, ...], log: Path, cached: bool = False) -> tuple[Sample, str]:
     """Run argv as a fresh child; its wall time, peak RSS, and output when it failed.
 
     Without `cached`, seqgen's trace cache is off (SEQGEN_NO_CACHE), so every run traces.
     """
-    env = dict(os.environ, SEQGEN_CACHE_DIR=str(log.parent / "trace-cache"))
+    env = dict(child_environment(), SEQGEN_CACHE_DIR=str(log.parent / "trace-cache"))
     if not cached:
         env["SEQGEN_NO_CACHE"] = "1"
     with open(log, "wb") as out:
@@ -232,6 +239,12 @@ def build_cases(tmp: Path) -> tuple[list[Case], dict[str, bool | None]]:
     no_torch = "no torch import"
     cases = [
         Case("torch", '`python -c "import torch"`', (py, "-c", "import torch"), "baseline"),
+        Case(
+            "torch_bare",
+            "the same, ended by `os._exit(0)` (no interpreter teardown)",
+            (py, "-c", "import os, torch; os._exit(0)"),
+            "reference (the `seqgen` program skips the teardown)",
+        ),
         Case(
             "cnn",
             "`seqgen new cnn.seq`",
@@ -388,6 +401,9 @@ def judge(case: Case, res: Results, torch_checks: dict[str, bool | None]) -> str
     if case.key == "cnn":
         r = res.ratio(case.key, "torch")
         return verdict(r <= 1.5, f"{r:.2f}x") if r is not None else "-"
+    if case.key == "torch_bare":
+        r = res.ratio("cnn", case.key)
+        return f"`new cnn.seq` {r:.2f}x this" if r is not None else "-"
     if case.key == "cnn_cached":
         r = res.ratio(case.key, "torch")
         return verdict(r <= 0.2, f"{r:.2f}x") if r is not None else "-"
@@ -506,8 +522,15 @@ def machine() -> str:
 
 # -- --profile: the cost of each stage of `seqgen new cnn.seq`, imports first.
 PROFILE_CHILD = textwrap.dedent("""\
-    import resource, sys, time
+    import gc, resource, sys, time
     rows, last = [], [time.perf_counter(), 0.0]
+    collecting = [0.0, 0.0]  # when the current collection started, the total so far
+    def on_gc(phase, info):
+        if phase == "start":
+            collecting[0] = time.perf_counter()
+        else:
+            collecting[1] += time.perf_counter() - collecting[0]
+    gc.callbacks.append(on_gc)
     def rss_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RSS_UNIT / 2**20
     def mark(label):
@@ -536,6 +559,7 @@ PROFILE_CHILD = textwrap.dedent("""\
     mark("the same again in the same process (2nd call)")
     dynamo = "torch._dynamo" in sys.modules
     mark(f"(torch._dynamo {'was' if dynamo else 'was not'} imported: a ShapeEnv or meta kernels)")
+    rows.append(("(of the above: cyclic GC; the `seqgen` program pauses it)", collecting[1], 0.0))
     for label, secs, mb in rows:
         print(f"@stage\\t{secs:.4f}\\t{mb:.1f}\\t{label}")
 """)
@@ -556,7 +580,7 @@ def profile(rounds: int, tmp: Path, markdown: bool) -> str:
             capture_output=True,
             text=True,
             check=True,
-            env=dict(os.environ, SEQGEN_NO_CACHE="1"),  # every call traces
+            env=dict(child_environment(), SEQGEN_NO_CACHE="1"),  # every call traces
         )
         for line in done.stdout.splitlines():
             if not line.startswith("@stage\t"):

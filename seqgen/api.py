@@ -17,7 +17,12 @@ from seqgen.lang.parser import parse_partial, read_spec
 from seqgen.lang.uses import allow_errors, allowed_modules, allowing, is_use_line
 from seqgen.project import cache
 from seqgen.project.config import allowed_imports
-from seqgen.project.header import is_current, spec_key, templates_fingerprint
+from seqgen.project.header import (
+    generated_files,
+    is_current,
+    spec_key,
+    templates_fingerprint,
+)
 from seqgen.project.options import Options, options_for, output_paths, recorded_options
 from seqgen.project.templates import templates_root
 
@@ -118,20 +123,23 @@ def generate(
     """Parse, trace and render one spec (writes nothing)."""
     text, traced = traced_spec(spec_path, options.input_override, device, allow_imports)
     source = str(Path(spec_path).resolve())  # which spec owns the files (never written)
-    spec_hash = spec_key(text, options)
     templates = templates_fingerprint(templates_root(options.templates_dir))
     trace_key = cache.key(spec_path, text, options.input_override)
-    render_key = cache.render_key(trace_key, spec_hash, templates, repr(options))
+    render_key = cache.render_key(
+        trace_key, templates, str(options.templates_dir), options.rendering_inputs()
+    )
     # a spec with `use` lines is traced every time (its classes may change): so is it rendered
     cached = not traced.spec.uses
-    rendered = cache.load_files(render_key) if cached else None
-    if rendered is None:
-        from seqgen.render import render  # jinja2 and black: only when something is rendered
+    bodies = cache.load_bodies(render_key) if cached else None
+    if bodies is None:
+        from seqgen.render import render_bodies  # jinja2 and black: only when rendering
 
-        rendered = tuple(render(traced, options, spec_hash))
+        bodies = render_bodies(traced, options)
         if cached:
-            cache.store_files(render_key, rendered)
-    return Generated(traced, tuple(replace(f, source=source) for f in rendered))
+            cache.store_bodies(render_key, bodies)
+    # the headers (layout, spec key) are never cached: one rendering serves every layout
+    files = generated_files(bodies, options, spec_key(text, options), templates)
+    return Generated(traced, tuple(replace(f, source=source) for f in files))
 
 
 def diagram(

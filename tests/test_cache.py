@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_SPECS, seqgen_cli
+from conftest import EXAMPLE_SPECS, EXAMPLES, seqgen_cli
 
 from seqgen import errors, ir
-from seqgen.api import load, trace_spec, traced_spec
+from seqgen.api import load, options_for, trace_spec, traced_spec
 from seqgen.project import cache
 
 NO_TORCH = (
@@ -159,3 +159,44 @@ def test_a_cached_run_renders_nothing_again(tmp_path: Path) -> None:
     *_, exit_line, torch_line, engines = again.stdout.splitlines()
     assert (exit_line, torch_line, engines) == ("exit 0", "NO-TORCH", ""), again.stdout
     assert {p.name: p.read_text() for p in tmp_path.glob("*.py")} == first
+    # into a new folder: the cached bodies serve it too, under that folder's own headers, and
+    # the files are those an uncached run writes there
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", script, "new", "-q", "m.seq", "-o", "other"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    *_, exit_line, torch_line, engines = elsewhere.stdout.splitlines()
+    assert (exit_line, torch_line, engines) == ("exit 0", "NO-TORCH", ""), elsewhere.stdout
+    cached = {p.name: p.read_text() for p in (tmp_path / "other").glob("*.py")}
+    assert cached.keys() == first.keys() and cached != first  # the headers name the folder
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQGEN_NO_CACHE", "1")
+        assert (
+            seqgen_cli("new", "-q", "--force", "m.seq", "-o", "other", cwd=tmp_path).returncode == 0
+        )
+    assert {p.name: p.read_text() for p in (tmp_path / "other").glob("*.py")} == cached
+
+
+@pytest.mark.parametrize(
+    "spec_path", [EXAMPLES / "cnn.seq", EXAMPLES / "two_input.seq"], ids=lambda p: p.stem
+)
+def test_bodies_depend_on_the_rendering_inputs_only(spec_path: Path, tmp_path: Path) -> None:
+    """The rendering cache's key leaves out the layout and the headers' spec key: options that
+    agree on `Options.rendering_inputs` must render the same bodies, and options that do not
+    (the test in another folder imports the model differently) must not share a key."""
+    from seqgen.render import render_bodies
+
+    _, traced = traced_spec(str(spec_path))
+    here = options_for(str(spec_path), str(tmp_path / "a"))
+    # another folder, another test name, another --input recorded: the same import of the model
+    there = dataclasses.replace(
+        options_for(str(spec_path), str(tmp_path / "b" / "c"), input_override="x"),
+        test_stem="test_other",
+    )
+    assert here.layout != there.layout and here.rendering_inputs() == there.rendering_inputs()
+    assert render_bodies(traced, here) == render_bodies(traced, there)
+    apart = options_for(str(spec_path), str(tmp_path / "a"), str(tmp_path / "tests"))
+    assert apart.rendering_inputs() != here.rendering_inputs()
+    assert render_bodies(traced, apart)[1] != render_bodies(traced, here)[1]

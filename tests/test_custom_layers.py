@@ -337,8 +337,8 @@ def test_summary_says_how_each_class_was_traced(project: tuple[Path, str]) -> No
     out = seqgen_cli("summary", "--allow-import", name, "net.seq", cwd=folder)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-2:] == [
-        f"{name}:DataDependent: traced at the sample values (W015)",
-        f"{name}:SqueezeExcite: traced symbolically",
+        f"{name}:DataDependent: traced at the sample values (W015), mult-adds at the sample",
+        f"{name}:SqueezeExcite: traced symbolically, mult-adds exact",
     ]
 
 

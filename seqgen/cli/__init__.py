@@ -15,6 +15,7 @@ import click
 from seqgen import __version__
 from seqgen.cli.importing import import_command
 from seqgen.cli.new import new_one
+from seqgen.cli.program import Program, spec_done
 from seqgen.errors import Exit, InternalError, OutputConflict, SeqgenError, TorchVersionError
 from seqgen.lang.starters import KINDS
 from seqgen.project.discover import expand_specs
@@ -66,10 +67,12 @@ def _each(
             code = max(code, _report(e))
             if isinstance(e, TorchVersionError):
                 sys.exit(code)  # say it once
+        finally:
+            spec_done()  # the garbage collector, paused for the first spec, runs again
     return total, code
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Program, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="seqgen")
 def main() -> None:
     """Generate shape-checked PyTorch nn.Sequential models, and their tests, from a layer spec.

@@ -56,7 +56,9 @@ class TracedLayer:
     out_shape: tuple[Dim, ...]
     params: Dim  # parameter count as an expression of the model's parameters
     trainable_params: Dim
-    macs: Dim  # multiply-accumulates for one sample: torchinfo's count (a transformer: matmuls)
+    # multiply-accumulates for one sample: torchinfo's count (a transformer: its matmuls; a class
+    # of the user's own: FlopCounterMode's flops / 2)
+    macs: Dim
     body: tuple[TracedNode, ...] = ()  # the nodes of a `repeat depth:` block
     repeat: str | None = None  # its count: the int parameter's name
     # the nodes of its first pass, when that pass changes the shape: written apart, and `body`
@@ -79,6 +81,9 @@ class TracedLayer:
     # the other inputs it reads in forward (`lengths=NAME`): (forward's keyword for it, or ""
     # for the second positional argument; the input's name)
     reads: tuple[tuple[str, str], ...] = ()
+    # a class of the user's own whose mult-adds (FlopCounterMode's) hold at the sample values
+    # only: it was traced there (W015), or its symbolic count is no expression seqgen can write
+    macs_at_sample: bool = False
 
     @property
     def line(self) -> int:

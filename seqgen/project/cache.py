@@ -87,25 +87,27 @@ def store(cache_key: str, traced: ir.TracedModel) -> None:
 
 
 def render_key(trace_key: str, *parts: str) -> str:
-    """The cache key of one rendering: the trace's key, and what else the files depend on
-    (the header's spec key, the templates, the options, black's version)."""
+    """The cache key of one rendering's bodies: the trace's key, and what else the bodies
+    depend on (the templates and their folder, `Options.rendering_inputs`, black's version).
+    Not the headers' spec key or layout: the headers are written after, so a rendering cached
+    for one output folder serves another."""
     with contextlib.suppress(metadata.PackageNotFoundError):
         parts = (*parts, metadata.version("black"))
-    return hashlib.sha256("\0".join(("render", trace_key, *parts)).encode()).hexdigest()[:32]
+    return hashlib.sha256("\0".join(("bodies", trace_key, *parts)).encode()).hexdigest()[:32]
 
 
-def load_files(cache_key: str) -> tuple[ir.GeneratedFile, ...] | None:
-    """The files a rendering gave, or None: a cached run writes them again without importing
-    jinja2 or black."""
-    files = _load(cache_key)
-    if isinstance(files, tuple) and all(isinstance(f, ir.GeneratedFile) for f in files):
-        return files
+def load_bodies(cache_key: str) -> tuple[str, str] | None:
+    """The bodies a rendering gave (model module, test file), or None: a cached run writes
+    its files again without importing jinja2 or black."""
+    bodies = _load(cache_key)
+    if isinstance(bodies, tuple) and len(bodies) == 2 and all(isinstance(b, str) for b in bodies):
+        return bodies[0], bodies[1]
     return None
 
 
-def store_files(cache_key: str, files: tuple[ir.GeneratedFile, ...]) -> None:
-    """Keep a rendering's files (as `store` keeps a trace)."""
-    _store(cache_key, files, "rendering")
+def store_bodies(cache_key: str, bodies: tuple[str, str]) -> None:
+    """Keep a rendering's bodies (as `store` keeps a trace)."""
+    _store(cache_key, bodies, "rendering")
 
 
 def _load(cache_key: str) -> Any:

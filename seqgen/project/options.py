@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from seqgen.project.config import load_config
 from seqgen.project.layout import Layout, Recorded, package_of, relative
@@ -55,6 +55,21 @@ class Options:
     def model_import(self) -> str:
         """The module the test imports: `mypkg.models.cnn`, or `cnn` for loose files."""
         return ".".join((*self.package, self.module_stem))
+
+    @property
+    def model_dir_from_tests(self) -> tuple[str, ...] | None:
+        """For loose files, the model's folder relative to the test's, as path parts (the test
+        puts it on sys.path; () when they share a folder); None for a model in a package."""
+        if self.package:
+            return None
+        rel = PurePosixPath(Path(os.path.relpath(self.out_dir, self.tests_dir)).as_posix())
+        return tuple(part for part in rel.parts if part != ".")
+
+    def rendering_inputs(self) -> str:
+        """Everything about the outputs' places that reaches the rendered bodies (the test's
+        import of the model), and nothing else: two layouts that agree on it render the same
+        bodies, so a rendering cached for one serves the other (only the headers differ)."""
+        return repr((self.model_import, self.model_dir_from_tests))
 
 
 def module_stem(spec_path: str) -> str:

@@ -6,19 +6,17 @@ environment.py finds the templates, and budget.py decides whether the tests may 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jinja2
 
 from seqgen.errors import RenderError
 from seqgen.ir import GeneratedFile, TracedModel
-from seqgen.project.header import templates_fingerprint, with_header
+from seqgen.project.header import generated_files, templates_fingerprint
 from seqgen.project.options import Options
 from seqgen.project.templates import templates_root
 from seqgen.render.context import model_context, test_context
 from seqgen.render.environment import environment
 
-__all__ = ["format_source", "render"]
+__all__ = ["format_source", "render", "render_bodies"]
 
 
 def format_source(source: str) -> str:
@@ -33,17 +31,16 @@ def format_source(source: str) -> str:
         raise RenderError(f"generated code does not parse: {e}") from e
 
 
-def render(traced: TracedModel, options: Options, spec_hash: str) -> list[GeneratedFile]:
-    """Render and format the model module and its test file; `spec_hash` goes in the header."""
+def render_bodies(traced: TracedModel, options: Options) -> tuple[str, str]:
+    """The formatted bodies of the model module and its test file, headers aside. Of the
+    options they read only the templates and `Options.rendering_inputs` (the rendering cache's
+    key relies on that)."""
     env = environment(options.templates_dir)
-    templates_hash = templates_fingerprint(templates_root(options.templates_dir))
-    files = []
-    for template, directory, name, context in (
-        ("model.py.jinja", options.out_dir, f"{options.module_stem}.py", model_context(traced)),
+    bodies = []
+    for template, context in (
+        ("model.py.jinja", model_context(traced)),
         (
             "test_model_inputs.py.jinja" if traced.inputs else "test_model.py.jinja",
-            options.tests_dir,
-            f"{options.test_stem}.py",
             test_context(traced, options),
         ),
     ):
@@ -51,7 +48,12 @@ def render(traced: TracedModel, options: Options, spec_hash: str) -> list[Genera
             source = env.get_template(template).render(header=[], **context)
         except jinja2.TemplateError as e:
             raise RenderError(f"template {template} failed: {e}") from e
-        body = format_source(source)
-        text = with_header(body, options.layout, spec_hash, templates_hash)
-        files.append(GeneratedFile(str(Path(directory) / name), text))
-    return files
+        bodies.append(format_source(source))
+    model, test = bodies
+    return model, test
+
+
+def render(traced: TracedModel, options: Options, spec_hash: str) -> list[GeneratedFile]:
+    """Render and format the model module and its test file; `spec_hash` goes in the header."""
+    templates_hash = templates_fingerprint(templates_root(options.templates_dir))
+    return generated_files(render_bodies(traced, options), options, spec_hash, templates_hash)

@@ -1,6 +1,7 @@
 """`seqgen summary`: per-layer shapes, parameters and multiply-accumulates, counted as torchinfo
-counts them (but a transformer layer's mult-adds: its matmuls, README "seqgen summary"),
-computed from the symbolic trace (nothing is allocated). No torch here."""
+counts them (but a transformer layer's mult-adds, its matmuls, and a class of the user's own,
+FlopCounterMode's: README "seqgen summary"), computed from the symbolic trace (nothing is
+allocated). No torch here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from seqgen.ir import Dim, TracedModel, flat_layers
+from seqgen.ir import Dim, TracedLayer, TracedModel, flat_layers, walk_traced
 from seqgen.report.lint import TRACED_CONCRETELY
 from seqgen.report.rows import rows, shape_text
 from seqgen.report.table import table
@@ -23,7 +24,9 @@ class Totals:
     batch: int
     params: int
     trainable: int
-    macs: int  # torchinfo's "Total mult-adds", plus the transformer layers' attention matmuls
+    # torchinfo's "Total mult-adds", plus the transformer layers' attention matmuls, and the
+    # user's own classes counted by FlopCounterMode
+    macs: int
     input_bytes: int
     forward_backward_bytes: int  # torchinfo's "Forward/backward pass size"
     param_bytes: int
@@ -165,8 +168,9 @@ def render_summary(traced: TracedModel, fmt: str = "table", batch: int = 1) -> s
 
 
 def own_classes(traced: TracedModel) -> list[tuple[str, str]]:
-    """Each class of the user's own (`use`) that a layer line uses, and how it was traced:
-    "symbolically", or "at the sample values" (warning W015)."""
+    """Each class of the user's own (`use`) that a layer line uses, how it was traced
+    ("symbolically", or "at the sample values" with warning W015), and whether its mult-adds
+    (FlopCounterMode's) are exact or hold at the sample values only."""
     spec = traced.spec
     sample = {
         w.location.line for w in traced.warnings if w.code == TRACED_CONCRETELY and w.location
@@ -176,7 +180,17 @@ def own_classes(traced: TracedModel) -> list[tuple[str, str]]:
         for layer in flat_layers(nodes):
             if layer.use is not None:
                 lines.setdefault(layer.use.import_path, set()).add(layer.loc.line)
+    counted_at_sample = {
+        node.spec.use.import_path
+        for stack in (*traced.stacks, *(b.layers for b in traced.blocks))
+        for node in walk_traced(stack)
+        if isinstance(node, TracedLayer) and node.spec.use is not None and node.macs_at_sample
+    }
     return [
-        (path, "at the sample values (W015)" if at & sample else "symbolically")
+        (
+            path,
+            ("at the sample values (W015)" if at & sample else "symbolically")
+            + (", mult-adds at the sample" if path in counted_at_sample else ", mult-adds exact"),
+        )
         for path, at in sorted(lines.items())
     ]

@@ -42,6 +42,7 @@ from seqgen.trace.torch_errors import (
     rank_error,
 )
 from seqgen.trace.user import trace_user_layer
+from seqgen.trace.user_macs import Run
 from seqgen.trace.wording import Site
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
@@ -89,8 +90,7 @@ def trace_layer(
         case TorchModule():
             return trace_torch_layer(scope, index, kind, x, dims)
         case UserModule():
-            symbolic = lambda: trace_torch_layer(scope, index, kind.as_torch, x, dims)  # noqa: E731
-            return trace_user_layer(scope, index, kind, x, dims, symbolic)
+            return trace_user_layer(scope, index, kind, x, dims, _trace_torch_layer)
 
 
 def _trace_weight_norm(
@@ -140,11 +140,11 @@ def trace_torch_layer(
     """Trace one torch.nn layer: its output, its conditions, and how the generated code
     builds it."""
     with located_warnings(kind.layer, scope.warnings):
-        return _trace_torch_layer(scope, index, kind, x, dims)
+        return _trace_torch_layer(scope, index, kind, x, dims, nn.Module.__call__)
 
 
 def _trace_torch_layer(
-    scope: Scope, index: int, kind: TorchModule, x: torch.Tensor, dims: list[DimInfo]
+    scope: Scope, index: int, kind: TorchModule, x: torch.Tensor, dims: list[DimInfo], run: Run
 ) -> NodeResult:
     cls, layer = kind.cls, kind.layer
     before = scope.session.specialized()
@@ -160,7 +160,7 @@ def _trace_torch_layer(
         scope.session.require_shape_env(f"{cls.__name__} has no size rule")
         module = construct(scope, cls, layer, args)
         try:
-            y = module(x)
+            y = run(module, x)
         except Exception as e:  # torch's own error, rewritten into words about the spec
             raise layer_failure(layer, cls, dims, e) from e
         if not isinstance(y, torch.Tensor):

@@ -1,7 +1,8 @@
 """Tracing a class of the user's own (`use mypkg.layers:Gate`): like a torch.nn class, on fake
 tensors with symbolic sizes, and where torch cannot trace it so, concretely at the sample values
 (warning W015 says so: its shape and count then hold at those values, which the self-check at
-other values tests)."""
+other values tests). Its mult-adds are what torch's FlopCounterMode counts while it runs
+(user_macs.py)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,19 @@ from torch import nn
 from seqgen.check.realize import real_module
 from seqgen.errors import Diagnostic, SeqgenError, TraceError
 from seqgen.ir import TracedLayer
-from seqgen.layers.registry import UserModule
+from seqgen.layers.registry import TorchModule, UserModule
 from seqgen.layers.torch_nn import bind, first_line
 from seqgen.report.lint import TRACED_CONCRETELY
 from seqgen.trace import symbolic as S
 from seqgen.trace.arguments import arguments
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step
 from seqgen.trace.symbolic_state import checkpoint
+from seqgen.trace.torch_errors import located_warnings
+from seqgen.trace.user_macs import FlopCount, Macs, Run, sample_macs, symbolic_macs
 
 _INITIALISERS = ("reset_parameters", "_reset_parameters")
+# how the trace traces a torch.nn class without a size rule, running it as `run(module, x)`
+TraceTorch = Callable[[Scope, int, TorchModule, torch.Tensor, list[DimInfo], Run], NodeResult]
 
 
 @contextlib.contextmanager
@@ -59,18 +64,22 @@ def trace_user_layer(
     kind: UserModule,
     x: torch.Tensor,
     dims: list[DimInfo],
-    symbolic: Callable[[], NodeResult],
+    trace: TraceTorch,
 ) -> NodeResult:
-    """A user's class traced as `symbolic` traces a torch.nn class; where the class itself
-    fails on fake tensors (torch's or its own exception) or fixes a size to its sample value,
-    traced again at the sample values, with what the first try decided undone."""
+    """A user's class traced as `trace` traces a torch.nn class, its run counted by
+    FlopCounterMode; where the class itself fails on fake tensors (torch's or its own
+    exception) or fixes a size to its sample value, traced again at the sample values, with
+    what the first try decided undone."""
     if not isinstance(scope.session, S.Session):  # no size rule: torch's ShapeEnv traces it
         raise S.NeedsShapeEnv(f"{kind.use.import_path} is a class of the user's own")
     restore = checkpoint(scope.session)
     before = scope.session.specialized()
+    counter = FlopCount()
     try:
-        with torch_layers_uninitialised():
-            result = symbolic()
+        with torch_layers_uninitialised(), located_warnings(kind.layer, scope.warnings):
+            result = trace(scope, index, kind.as_torch, x, dims, counter.run)
+        # None: a class named like a torch.nn class that has a size rule, counted by the rule
+        macs = None if counter.flops is None else symbolic_macs(scope, counter.flops)
     except TraceError as e:
         fixed = sorted(scope.session.specialized().keys() - before.keys())
         cause = e.__cause__
@@ -79,18 +88,22 @@ def trace_user_layer(
         restore()
         why = f"{type(cause).__name__}: {first_line(cause)}" if cause and not fixed else ""
         why = why or f"its code fixes {', '.join(fixed)} to the sample value"
-        result = _trace_concretely(scope, index, kind, x, dims, why)
-    return _with_own_call(result, kind)
+        result, macs = _trace_concretely(scope, index, kind, x, dims, why)
+    return _with_own_call(result, kind, macs)
 
 
-def _with_own_call(result: NodeResult, kind: UserModule) -> NodeResult:
-    """The traced layer, called by its class's own name (imported), not as `nn.NAME`."""
-    traced = result.step.traced
+def _with_own_call(result: NodeResult, kind: UserModule, macs: Macs | None) -> NodeResult:
+    """The traced layer, called by its class's own name (imported), not as `nn.NAME`, with
+    the mult-adds FlopCounterMode counted."""
+    traced, step = result.step.traced, result.step
     if not isinstance(traced, TracedLayer):  # pragma: no cover - one class is one layer
         raise TypeError(traced)
     parts = [*traced.call_args, *(f"{k}={v}" for k, v in traced.call_kwargs)]
-    code = f"{kind.cls.__name__}({', '.join(parts)})"
-    return replace(result, step=replace(result.step, traced=replace(traced, code=code)))
+    traced = replace(traced, code=f"{kind.cls.__name__}({', '.join(parts)})")
+    if macs is not None:
+        traced = replace(traced, macs=macs.dim, macs_at_sample=macs.at_sample)
+        step = replace(step, macs_expr=macs.expr)
+    return replace(result, step=replace(step, traced=traced))
 
 
 def _trace_concretely(
@@ -100,8 +113,9 @@ def _trace_concretely(
     x: torch.Tensor,
     dims: list[DimInfo],
     why: str,
-) -> NodeResult:
-    """Build the class at the sample values and run it on a real tensor of the sample shape."""
+) -> tuple[NodeResult, Macs]:
+    """Build the class at the sample values and run it on a real tensor of the sample shape
+    (its mult-adds counted there)."""
     cls, layer = kind.cls, kind.layer
     args = arguments(scope, cls, layer, x, dims)
     sample = tuple(scope.value(d.expr) for d in dims)
@@ -117,7 +131,8 @@ def _trace_concretely(
     with S.real_tensors():
         try:
             module = real_module(cls, bind(cls, layer), scope.concrete, sample).eval()
-            y = module(torch.zeros(sample))
+            counter = FlopCount()
+            y = counter.run(module, torch.zeros(sample))
         except Exception as e:  # the user's code failed: what failed, where, and whose
             raise TraceError(
                 f"{kind.use.import_path} cannot be traced: {type(e).__name__}: {first_line(e)}",
@@ -160,7 +175,8 @@ def _trace_concretely(
         out_shape=tuple(scope.dim(d) for d in out_dims),
         params=scope.as_dim(params),
         trainable_params=scope.as_dim(trainable),
-        macs=scope.as_dim(zero),
+        macs=scope.as_dim(zero),  # replaced by the count (_with_own_call)
     )
     y_fake = scope.session.tensor(scope.symbolic_sizes(out_dims))
-    return NodeResult(y_fake, out_dims, Step(traced, params, trainable, zero))
+    macs = sample_macs(scope, int(counter.flops), sample[0])
+    return NodeResult(y_fake, out_dims, Step(traced, params, trainable, zero)), macs
