@@ -1,7 +1,7 @@
 """A corpus of real multi-input / multi-output architectures, written from the README alone.
 
-Results (issue 19's "hidden set": 17 real architectures, written from the README alone): 12
-exact (the two-tower model only after the first-input fix), 3 with a workaround, 1 exact
+Results (issue 19's "hidden set": 18 real architectures, written from the README alone): 12
+exact (the two-tower model only after the first-input fix), 4 with a workaround, 1 exact
 after adding `subtract:` and `abs`, 1 that cannot be written.
 
     architecture (spec in tests/architectures/multi/)      result
@@ -21,7 +21,8 @@ after adding `subtract:` and `abs`, 1 that cannot be written.
     conditional VAE, label into encoder and decoder        exact (9)
     cGAN generator, PyTorch-GAN (noise + label id)         exact (10)
     cGAN discriminator, PyTorch-GAN (image + label id)     exact (10)
-    FPN top-down with an output per level (P3, P4, P5)     cannot be written (11)
+    DeepFM, rixwew/pytorch-fm (deepfm.seq)                 workaround (11)
+    FPN top-down with an output per level (P3, P4, P5)     cannot be written (12)
 
 (1) Only a top-level merge reads another input, so the four embeddings are concatenated,
     (N, 10f), and taken apart with `narrow` (added here; before it, an `unflatten` and ten
@@ -50,7 +51,14 @@ after adding `subtract:` and `abs`, 1 that cannot be written.
 (10) `input labels () dtype=long` embedded in a `from=labels` branch; BatchNorm1d(out, 0.8)
     is `batchnorm1d eps=0.8` (W003 warns of the linear's bias before it, kept as the reference
     has it).
-(11) The top-down pathway nests (P4 = lateral(C4) + up(P5) inside the merge that builds P3,
+(11) The FM's pairwise term is `subtract:` of (sum, then `multiply:` of two `identity`
+    branches: the square) and (square, then sum), then `sum 1 keepdim=True`, `scale 0.5`;
+    FeaturesLinear's lone bias is a class of pytorch-fm's own (`use fm_layers:Bias`). Its
+    per-field offsets (x + offsets, on the ids) cannot be: a class of the user's own is traced
+    on floats only ("offsets gets integer token ids ...; only an embedding looks them up", now
+    naming the class), so the caller offsets the ids. The reference registers its bias before
+    its embedding (a module's own parameters come first): the copy swaps those two.
+(12) The top-down pathway nests (P4 = lateral(C4) + up(P5) inside the merge that builds P3,
     as U-Net's skips nest), and a head reads only a top-level node or a top-level merge's
     branch: P3 is writable, P4 and P5 are not. The error said "no top-level trunk layer is
     named 'p4'" with the hint to add `name=p4`, which the spec had; now it says the point is
@@ -118,6 +126,9 @@ class Case:
     heads: tuple[str, ...] = ()  # the NamedTuple's fields; () for a single tensor
     defaults: dict[str, int] = field(default_factory=dict)  # the reference's sizes seqgen infers
     other: dict[str, Any] = field(default_factory=dict)
+    ours: Callable[[torch.Tensor], torch.Tensor] | None = None  # the generated model's input
+    swap: tuple[str, str] | None = None  # two reference tensors the model registers swapped
+    allow: tuple[str, ...] = ()  # modules of the user's own the spec imports
 
 
 CASES = {
@@ -228,6 +239,15 @@ CASES = {
         lambda n, a: (torch.rand(n, 1, 105, 105), torch.rand(n, 1, 105, 105)),
         other={"hidden": 64},
     ),
+    "deepfm": Case(
+        "deepfm.seq",
+        references.DeepFM,
+        lambda n, a: (torch.stack([_ids(k, n) for k in (10, 20, 30)], dim=1),),
+        other={"embed_dim": 4, "hidden": 8},
+        ours=lambda x: x + torch.tensor([0, 10, 30]),  # the offsets the reference adds itself
+        swap=("linear.bias", "linear.fc.weight"),  # a module's own parameters come first
+        allow=("fm_layers",),
+    ),
     "actor_critic": Case(
         "actor_critic.seq",
         references.ActorCritic,
@@ -238,10 +258,14 @@ CASES = {
 }
 
 
-def _build(out: Path, spec_path: Path) -> tuple[type[nn.Module], list[Path]]:
+def _build(
+    out: Path, spec_path: Path, allow: tuple[str, ...] = ()
+) -> tuple[type[nn.Module], list[Path]]:
     spec = out / spec_path.name
     spec.write_text(spec_path.read_text(encoding="utf-8"), encoding="utf-8")
-    result = generate(str(spec), options_for(str(spec), str(out)))
+    for own in allow:  # a module of the user's own, beside the spec
+        (out / f"{own}.py").write_text((spec_path.parent / f"{own}.py").read_text())
+    result = generate(str(spec), options_for(str(spec), str(out)), allow_imports=allow)
     write_files(list(result.files))
     module_spec = importlib.util.spec_from_file_location(f"gen_{spec.stem}", result.files[0].path)
     assert module_spec is not None and module_spec.loader is not None
@@ -254,7 +278,7 @@ def _build(out: Path, spec_path: Path) -> tuple[type[nn.Module], list[Path]]:
 @pytest.fixture(scope="module", params=sorted(CASES))
 def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     c = CASES[request.param]
-    return c, *_build(tmp_path_factory.mktemp(request.param), MULTI / c.spec)
+    return c, *_build(tmp_path_factory.mktemp(request.param), MULTI / c.spec, c.allow)
 
 
 @pytest.fixture
@@ -283,10 +307,17 @@ def _vary(reference: nn.Module) -> None:
                 t.uniform_(-0.2, 0.2)
 
 
-def _copy_in_order(reference: nn.Module, model: nn.Module) -> None:
+def _copy_in_order(
+    reference: nn.Module, model: nn.Module, swap: tuple[str, str] | None = None
+) -> None:
     """The reference's state_dict into the model's, in order, each shape checked. A learned
     position table is (L, E) in an nn.Embedding and (1, L, E) in seqgen's PosEmbedding."""
     theirs, ours = reference.state_dict(), model.state_dict()
+    if swap is not None:  # two neighbours the model registers the other way round
+        keys = list(theirs)
+        i, j = keys.index(swap[0]), keys.index(swap[1])
+        keys[i], keys[j] = keys[j], keys[i]
+        theirs = {k: theirs[k] for k in keys}
     assert len(theirs) == len(ours), (list(theirs), list(ours))
     copied = {}
     for (tk, tv), (ok, ov) in zip(theirs.items(), ours.items(), strict=True):
@@ -307,7 +338,7 @@ def _pair(case: Any, values: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
     reference = c.reference(**values)
     _vary(reference)
     model = cls(**values)
-    _copy_in_order(reference, model)
+    _copy_in_order(reference, model, c.swap)
     return reference, model
 
 
@@ -340,7 +371,7 @@ def test_same_outputs_as_the_reference_with_its_weights(case: Any, other: bool) 
             torch.manual_seed(2)
             expected = _outputs(reference(*inputs))
             torch.manual_seed(2)
-            got = model(*inputs)
+            got = model(*(inputs if c.ours is None else map(c.ours, inputs)))
         if c.heads:
             assert got._fields == c.heads
         got = _outputs(got)
@@ -394,3 +425,24 @@ def test_fpn_levels_inside_the_top_down_merges_cannot_be_heads_yet() -> None:
     assert "`from=p4`: 'p4' (line 12) is inside a merge" in rendered
     model = trace(parse(FPN.split("head out4")[0]))  # P3 alone is fine
     assert [d.code for d in model.layers[-1].out_shape] == ["N", "c", "32", "32"]
+
+
+def test_deepfms_offsets_class_cannot_take_token_ids_yet(tmp_path: Path) -> None:
+    """pytorch-fm adds each field's offset to the ids in a module of its own; seqgen traces a
+    class of the user's own on float tensors only, so deepfm.seq takes the ids offset already.
+    The refusal names the class and says so."""
+    spec = tmp_path / "deepfm.seq"
+    spec.write_text(
+        (MULTI / "deepfm.seq")
+        .read_text()
+        .replace("use fm_layers:Bias as bias\n", "use fm_layers:Bias as bias\n"
+                 "use fm_layers:FeaturesOffsets as offsets\n")
+        .replace("\nadd name=logit:", "\noffsets (10, 20, 30)\nadd name=logit:")
+    )  # fmt: skip
+    (tmp_path / "fm_layers.py").write_text((MULTI / "fm_layers.py").read_text())
+    with pytest.raises(SeqgenError) as info:
+        generate(str(spec), options_for(str(spec), str(tmp_path)), allow_imports=["fm_layers"])
+    rendered = info.value.render()
+    assert rendered.count("error:") == 1, rendered
+    assert "offsets gets integer token ids" in rendered
+    assert "(a class of your own, fm_layers:FeaturesOffsets, takes floats only)" in rendered

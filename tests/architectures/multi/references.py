@@ -438,3 +438,50 @@ class SiameseL1(nn.Module):
         out2 = self.forward_one(x2)
         dis = torch.abs(out1 - out2)
         return self.out(dis)
+
+
+class _FeaturesLinear(nn.Module):
+    """pytorch-fm's FeaturesLinear: sum over the fields of a 1-wide embedding, plus a bias."""
+
+    def __init__(self, field_dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.fc = nn.Embedding(sum(field_dims), 1)
+        self.bias = nn.Parameter(torch.zeros((1,)))
+        self.offsets = torch.tensor([0, *torch.tensor(field_dims).cumsum(0)[:-1].tolist()])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.offsets.unsqueeze(0)
+        return torch.sum(self.fc(x), dim=1) + self.bias
+
+
+class DeepFM(nn.Module):
+    """rixwew/pytorch-fm's DeepFactorizationMachineModel(field_dims=(10, 20, 30), embed_dim,
+    mlp_dims=(hidden, hidden), dropout=p). Takes each field's raw id; adds the offsets itself."""
+
+    def __init__(self, embed_dim: int = 16, hidden: int = 64, p: float = 0.2) -> None:
+        super().__init__()
+        field_dims = (10, 20, 30)
+        self.linear = _FeaturesLinear(field_dims)
+        self.embedding = nn.Embedding(sum(field_dims), embed_dim)  # FeaturesEmbedding's
+        self.offsets = self.linear.offsets
+        self.embed_output_dim = len(field_dims) * embed_dim
+        layers: list[nn.Module] = []
+        width = self.embed_output_dim
+        for _ in range(2):
+            layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(p)]
+            width = hidden
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    @staticmethod
+    def fm(x: torch.Tensor) -> torch.Tensor:
+        """FactorizationMachine(reduce_sum=True)."""
+        square_of_sum = torch.sum(x, dim=1) ** 2
+        sum_of_square = torch.sum(x**2, dim=1)
+        ix = torch.sum(square_of_sum - sum_of_square, dim=1, keepdim=True)
+        return 0.5 * ix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embed_x = self.embedding(x + self.offsets.unsqueeze(0))
+        x = self.linear(x) + self.fm(embed_x) + self.mlp(embed_x.view(-1, self.embed_output_dim))
+        return torch.sigmoid(x.squeeze(1))
