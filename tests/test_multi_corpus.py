@@ -1,8 +1,8 @@
 """A corpus of real multi-input / multi-output architectures, written from the README alone.
 
-Results (issue 19's "hidden set": 18 real architectures, written from the README alone): 12
-exact (the two-tower model only after the first-input fix), 4 with a workaround, 1 exact
-after adding `subtract:` and `abs`, 1 that cannot be written.
+Results (issue 19's "hidden set": 19 real architectures, written from the README alone): 12
+exact (the two-tower model only after the first-input fix), 4 with a workaround, 2 exact
+with `subtract:` (and `abs`), added here, 1 that cannot be written.
 
     architecture (spec in tests/architectures/multi/)      result
     NeuMF, guoyang9/NCF (neumf.seq)                        workaround (1)
@@ -18,6 +18,7 @@ after adding `subtract:` and `abs`, 1 that cannot be written.
     A2C/PPO actor-critic (value, policy logits)            exact (`scale` for `x / 255.0`)
     Koch siamese, L1 distance head (siamese_l1.seq)        exact after a fix (7)
     MMoE: 3 experts, 2 gated task towers (mmoe.seq)        workaround (8)
+    Dueling DQN, Q = V + (A - mean A) (dueling_dqn.seq)    exact (with `subtract:`)
     conditional VAE, label into encoder and decoder        exact (9)
     cGAN generator, PyTorch-GAN (noise + label id)         exact (10)
     cGAN discriminator, PyTorch-GAN (image + label id)     exact (10)
@@ -247,6 +248,12 @@ CASES = {
         ours=lambda x: x + torch.tensor([0, 10, 30]),  # the offsets the reference adds itself
         swap=("linear.bias", "linear.fc.weight"),  # a module's own parameters come first
         allow=("fm_layers",),
+    ),
+    "dueling_dqn": Case(
+        "dueling_dqn.seq",
+        references.DuelingDQN,
+        lambda n, a: (torch.rand(n, 4, 84, 84),),
+        other={"num_actions": 3},
     ),
     "actor_critic": Case(
         "actor_critic.seq",
