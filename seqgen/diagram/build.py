@@ -178,8 +178,9 @@ def _same(a: TracedNode, b: TracedNode) -> bool:
         return True
     if isinstance(a, TracedBlockUse) and isinstance(b, TracedBlockUse):
         return a.spec.name == b.spec.name and _written(a, Scope()) == _written(b, Scope())
-    if isinstance(a, TracedLayer) and isinstance(b, TracedLayer):
-        return a.repeat is None and a.call == b.call and a.out_shape == b.out_shape
+    if isinstance(a, TracedLayer) and isinstance(b, TracedLayer):  # one reading an input: its own
+        same = a.repeat is None and not a.reads and not b.reads and a.call == b.call
+        return same and a.out_shape == b.out_shape
     return False
 
 
