@@ -76,6 +76,7 @@ models calling their dropouts in the same order), at the defaults and at other p
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +88,11 @@ import torch
 from conftest import run_generated_tests
 from torch import nn
 
-from seqgen.api import generate, options_for
+from seqgen.api import diagram, generate, options_for, traced_spec
 from seqgen.errors import SeqgenError
 from seqgen.lang.parser import parse
 from seqgen.project.write import write_files
+from seqgen.report.summary import render_summary
 from seqgen.trace.model import trace
 from tests.architectures.multi import references
 
@@ -390,6 +392,24 @@ def test_same_outputs_as_the_reference_with_its_weights(case: Any, other: bool) 
             assert ours is not None
             assert ours.shape == theirs.shape, (i, training)
             torch.testing.assert_close(ours, theirs, msg=f"output {i}, training={training}")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_summary_and_diagram_show_every_input_and_head(name: str) -> None:
+    """`seqgen summary` counts the reference's parameters, with a row per input and per head;
+    `seqgen diagram` draws every format (it crashed on the two masked encoder layers)."""
+    c = CASES[name]
+    path = str(MULTI / c.spec)
+    _, traced = traced_spec(path, allow_imports=c.allow)
+    summary = render_summary(traced)
+    total = f"{_count(c.reference()):,}"
+    assert re.search(rf"^total params +{re.escape(total)}( |$)", summary, re.M), summary[-600:]
+    for head in c.heads:
+        assert f"head {head}" in summary
+    for source in [i.name for i in traced.inputs]:
+        assert f"{source}" in summary.splitlines()[0]
+    for fmt in ("mermaid", "dot", "svg"):
+        assert diagram(path, fmt, allow_imports=c.allow)
 
 
 @pytest.mark.slow
