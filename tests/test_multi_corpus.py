@@ -1,6 +1,6 @@
 """A corpus of real multi-input / multi-output architectures, written from the README alone.
 
-Results (issue 19's "hidden set": 19 real architectures, written from the README alone): 12
+Results (issue 19's "hidden set": 20 real architectures, written from the README alone): 13
 exact (the two-tower model only after the first-input fix), 4 with a workaround, 2 exact
 with `subtract:` (and `abs`), added here, 1 that cannot be written.
 
@@ -12,6 +12,7 @@ with `subtract:` (and `abs`), added here, 1 that cannot be written.
     deep supervision, train-only side outputs              exact
     RetinaNet cls + box heads, torchvision's reshape       exact (4)
     tiny BERT classifier with a padding mask               workaround (5)
+    JointBERT-style intent + per-token slot heads, mask    exact (6)
     packed LSTM + a metadata input (3 inputs)              exact
     image + text late fusion                               exact
     conv autoencoder returning (recon, code)               exact (6)
@@ -34,8 +35,8 @@ with `subtract:` (and `abs`), added here, 1 that cannot be written.
 (4) `unflatten 1 (anchors, num_classes)`, `permute 0 3 4 1 2`, `flatten 1 3`: (N, H*W*A, K).
 (5) The two encoder layers are written out: a layer that reads an input (`key_padding_mask=`)
     cannot sit in `repeat`. A learned position table is seqgen's (1, L, E) `pos_embedding`.
-(6) `head code` (no stack) returns the trunk's output; a parameter called `code` is refused
-    beside it, clearly.
+(6) `head code` (no stack) returns the trunk's output. A parameter cannot share a head's name
+    (`code`, JointBERT's `slots`): refused clearly, renamed `code_dim`, `n_slots`.
 (7) It could not be written: no merge subtracted (an `add:` cannot negate a shared branch),
     there was no `abs`, and torch's PairwiseDistance is refused ("takes two tensors").
     `subtract:` (two branches, broadcasting as `add:`) and `abs` are added here; the attempt
@@ -184,6 +185,14 @@ CASES = {
         lambda n, a: (_ids(a["vocab"], n, 32), _padding_mask(n, 32)),
         defaults={"vocab": 1000},
         other={"vocab": 1000, "dim": 32, "heads": 2, "ff": 64, "num_classes": 3},
+    ),
+    "joint_intent_slot": Case(
+        "joint_intent_slot.seq",
+        references.JointIntentSlot,
+        lambda n, a: (_ids(a["vocab"], n, 24), _padding_mask(n, 24)),
+        heads=("intent", "slots"),
+        defaults={"vocab": 1000},
+        other={"vocab": 50, "dim": 16, "heads": 2, "ff": 32, "n_intents": 3, "n_slots": 5},
     ),
     "lstm_meta": Case(
         "lstm_meta.seq",

@@ -505,3 +505,29 @@ class DuelingDQN(nn.Module):
         x = self.features(x)
         advantage = self.advantage(x)
         return self.value(x) + advantage - advantage.mean(1, keepdim=True)
+
+
+class JointIntentSlot(nn.Module):
+    """JointBERT's heads (intent from [CLS], a slot label per token) on a one-layer encoder;
+    returns (intent_logits, slot_logits)."""
+
+    def __init__(
+        self, vocab: int = 1000, dim: int = 64, heads: int = 4, ff: int = 128,
+        n_intents: int = 7, n_slots: int = 12, seq_len: int = 24,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab, dim, padding_idx=0)
+        self.position_embeddings = nn.Embedding(seq_len, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(0.1)
+        self.encoder = nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.1, batch_first=True)
+        self.intent_classifier = nn.Sequential(nn.Dropout(0.1), nn.Linear(dim, n_intents))
+        self.slot_classifier = nn.Sequential(nn.Dropout(0.1), nn.Linear(dim, n_slots))
+
+    def forward(
+        self, tokens: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.word_embeddings(tokens) + self.position_embeddings(positions)
+        x = self.encoder(self.dropout(self.norm(x)), src_key_padding_mask=mask)
+        return self.intent_classifier(x[:, 0]), self.slot_classifier(x)
