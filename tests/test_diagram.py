@@ -293,6 +293,12 @@ def test_layers_that_read_an_input_are_never_collapsed(write_spec) -> None:
         + "transformerencoderlayer 2 dim_feedforward=16 key_padding_mask=mask\n" * 2
         + "mean 1\nrelu\nrelu\n"
     )
+    looped = spec.replace(  # a literal repeat is unrolled: the same spec line, twice
+        "transformerencoderlayer 2 dim_feedforward=16 key_padding_mask=mask\n" * 2,
+        "repeat 2:\n    transformerencoderlayer 2 dim_feedforward=16 key_padding_mask=mask\n",
+    )
+    assert looped != spec
+    assert draw(traced(write_spec, looped)) == draw(traced(write_spec, spec))
     nodes, edges, groups = mermaid_graph(draw(traced(write_spec, spec)))
     assert not groups
     labels = [label.split("<br/>")[0] for label in nodes.values()]

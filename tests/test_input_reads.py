@@ -119,16 +119,40 @@ def test_a_model_on_first_input_ids_embeds_them(tmp_path: Path) -> None:
         model(user[:, None], item)
 
 
-def test_a_mask_read_inside_a_repeat_is_one_error() -> None:
-    """The layer's own error, not also "input 'mask' is not read by any layer"; the hint says
-    how to write the repeat out."""
-    text = MASKED.replace("transformerencoderlayer", "repeat 2:\n    transformerencoderlayer", 1)
+def test_a_mask_read_inside_a_loop_is_one_error() -> None:
+    """In a `repeat` with a parameter count (a loop in the generated model): the layer's own
+    error, not also "input 'mask' is not read by any layer"; the hint says what works."""
+    text = MASKED.replace("model Masked(dim=8,", "model Masked(depth=2, dim=8,").replace(
+        "transformerencoderlayer", "repeat depth:\n    transformerencoderlayer", 1
+    )
     with pytest.raises(SeqgenError) as info:
         parse(text)
     rendered = info.value.render()
     assert rendered.count("error:") == 1, rendered
-    assert "only supported at the trunk's top level" in rendered
-    assert "write its N layers out, one line each" in rendered
+    assert "only supported at the trunk's top level, or in a literal `repeat N:`" in rendered
+    assert "give the repeat a literal count, `repeat 2:`" in rendered
+
+
+def test_a_literal_repeat_of_masked_layers_is_unrolled_at_the_top_level(tmp_path: Path) -> None:
+    """`repeat 2:` at the top level is unrolled there: each encoder layer reads the mask, as
+    the two written out do (a BERT's encoder), with the same weights in the same order."""
+    layer = "transformerencoderlayer 2 dim_feedforward=16 dropout=0.0 key_padding_mask=mask\n"
+    looped = MASKED.replace(layer, "repeat 2:\n    " + layer + "    relu\n")
+    written = MASKED.replace(layer, (layer + "relu\n") * 2)
+    assert looped != MASKED and written != MASKED
+    reads = [getattr(n, "reads", ()) != () for n in parse(looped).layers]
+    assert reads == [False, True, False, True, False, False, False]
+    _, module = _generate(tmp_path, looped, "looped")
+    _, reference = _generate(tmp_path, written, "written")
+    for dim in (8, 4):
+        model, twin = module.Masked(dim=dim).eval(), reference.Masked(dim=dim).eval()
+        twin.load_state_dict(model.state_dict())
+        tokens = torch.randint(0, 20, (3, 6))
+        mask = torch.tensor([[False] * 6, [False] * 4 + [True] * 2, [False] + [True] * 5])
+        with torch.no_grad():
+            out = model(tokens, mask)
+            torch.testing.assert_close(out, twin(tokens, mask))
+            assert not torch.allclose(out, model(tokens, torch.zeros_like(mask)))
 
 
 def test_a_bad_first_input_is_one_error_not_a_cascade() -> None:

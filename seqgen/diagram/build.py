@@ -174,13 +174,14 @@ def _same(a: TracedNode, b: TracedNode) -> bool:
     written arguments, or the same layer call with the same output."""
     if type(a) is not type(b):
         return False
+    if isinstance(a, TracedLayer) and isinstance(b, TracedLayer) and (a.reads or b.reads):
+        return False  # a layer that reads an input is a join of it: drawn on its own
     if a.spec == b.spec:  # locations included: a literal `repeat` unrolled
         return True
     if isinstance(a, TracedBlockUse) and isinstance(b, TracedBlockUse):
         return a.spec.name == b.spec.name and _written(a, Scope()) == _written(b, Scope())
-    if isinstance(a, TracedLayer) and isinstance(b, TracedLayer):  # one reading an input: its own
-        same = a.repeat is None and not a.reads and not b.reads and a.call == b.call
-        return same and a.out_shape == b.out_shape
+    if isinstance(a, TracedLayer) and isinstance(b, TracedLayer):
+        return a.repeat is None and a.call == b.call and a.out_shape == b.out_shape
     return False
 
 

@@ -26,6 +26,7 @@ class StackContext:
     depth: int
     block: str | None  # the block being defined, if any
     params: tuple[Param, ...]  # the block's parameters (the model's are read from the parser)
+    unrolled: bool = False  # in a literal `repeat` at the top level: its layers land there
 
 
 def body_end(items: list[tuple[int, Line]], i: int, stop: int, ind: int) -> int:
@@ -310,8 +311,7 @@ def repeat(
     layers: list[Node],
     scope: StackContext,
 ) -> int:
-    """Unroll the `repeat N:` block at items[i] into `layers` (or, with an int parameter as
-    its count, add it as a RepeatSpec); return the index after it."""
+    """Unroll `repeat N:` at items[i] into `layers` (a RepeatSpec for a parameter N): next i."""
     end = body_end(items, i, stop, ind)
     try:
         count = _repeat_header(parser, line, scope)
@@ -327,9 +327,9 @@ def repeat(
         )
     if scope.depth >= MAX_NESTING:
         raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep", head.col, 6)
-    body = parser.stack(
-        items, i + 1, end, StackContext(False, scope.depth + 1, scope.block, scope.params)
-    )
+    top = (scope.top or scope.unrolled) and isinstance(count, int)  # a layer may read inputs
+    context = StackContext(False, scope.depth + 1, scope.block, scope.params, top)
+    body = parser.stack(items, i + 1, end, context)
     if isinstance(count, Name):  # a loop in the generated model
         inner = next((b for b in walk(body) if isinstance(b, RepeatSpec)), None)
         if inner is not None:

@@ -129,11 +129,11 @@ def layer_reads(state: InputsState, layer: LayerSpec, top: bool) -> LayerSpec:
         state.loose_names.add(name)  # read, though not here: not also "input is not read"
         raise SpecSyntaxError(
             f"`{read.written}={name}` reads input {name!r} (a layer that reads "
-            "another input is only supported at the trunk's top level, not inside a block, a "
-            "repeat, a head or a merge)",
+            "another input is only supported at the trunk's top level, or in a literal "
+            "`repeat N:` there, not inside a block, a loop, a head or a merge)",
             location=read.loc,
-            hint="move the layer to the top level of the model (a `repeat N:` of it: write its "
-            "N layers out, one line each)",
+            hint="move the layer to the top level of the model (a `repeat` of it: give the "
+            "repeat a literal count, `repeat 2:`)",
         )
     kwargs = tuple(k for k in layer.kwargs if k not in reads)
     return replace(layer, kwargs=kwargs, reads=reads)

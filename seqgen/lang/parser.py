@@ -87,8 +87,7 @@ def parse_partial(
 
 
 class _Parser:
-    """Parses line by line; an error in one line is recorded and the next line is parsed, so a
-    spec's independent errors are reported together."""
+    """Parses line by line, recording a line's error and going on: all errors together."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -340,7 +339,8 @@ class _Parser:
                     hint="define a block above its first use",
                 )
             use = self.uses.get(layer.name.lower())
-            return replace(layer, use=use) if use else layer_reads(self, layer, scope.top)
+            reads = scope.top or scope.unrolled  # the trunk's top level, once unrolled
+            return replace(layer, use=use) if use else layer_reads(self, layer, reads)
         if layer.call_syntax:
             raise SpecSyntaxError(
                 f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`", location=layer.loc
