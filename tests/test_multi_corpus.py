@@ -1,8 +1,9 @@
 """A corpus of real multi-input / multi-output architectures, written from the README alone.
 
 Results (issue 19's "hidden set": 20 real architectures, written from the README alone): 13
-exact (the two-tower model only after the first-input fix), 4 with a workaround, 2 exact
-with `subtract:` (and `abs`), added here, 1 that cannot be written.
+exact (the two-tower model only after the first-input fix), 3 with a workaround, 3 exact
+after a fix made here (`subtract:` and `abs`; a masked layer in `repeat`), 1 that cannot be
+written.
 
     architecture (spec in tests/architectures/multi/)      result
     NeuMF, guoyang9/NCF (neumf.seq)                        workaround (1)
@@ -11,7 +12,7 @@ with `subtract:` (and `abs`), added here, 1 that cannot be written.
     multi-task face CNN: age/gender/race heads             exact
     deep supervision, train-only side outputs              exact
     RetinaNet cls + box heads, torchvision's reshape       exact (4)
-    tiny BERT classifier with a padding mask               workaround (5)
+    tiny BERT classifier with a padding mask               exact after a fix (5)
     JointBERT-style intent + per-token slot heads, mask    exact (6)
     packed LSTM + a metadata input (3 inputs)              exact
     image + text late fusion                               exact
@@ -33,8 +34,9 @@ with `subtract:` (and `abs`), added here, 1 that cannot be written.
 (2) The wide linear reads `dense` again: a `from=dense` branch of a later top-level `add:`.
 (3) `multiply:` then `sum 1`; `head user_emb from=towers.user`; needed the first-input fix.
 (4) `unflatten 1 (anchors, num_classes)`, `permute 0 3 4 1 2`, `flatten 1 3`: (N, H*W*A, K).
-(5) The two encoder layers are written out: a layer that reads an input (`key_padding_mask=`)
-    cannot sit in `repeat`. A learned position table is seqgen's (1, L, E) `pos_embedding`.
+(5) A layer that reads an input (`key_padding_mask=`) could not sit in a `repeat`, so the two
+    encoder layers had to be written out; a literal `repeat 2:` at the top level now works
+    (it is unrolled there). A learned position table is seqgen's (1, L, E) `pos_embedding`.
 (6) `head code` (no stack) returns the trunk's output. A parameter cannot share a head's name
     (`code`, JointBERT's `slots`): refused clearly, renamed `code_dim`, `n_slots`.
 (7) It could not be written: no merge subtracted (an `add:` cannot negate a shared branch),
