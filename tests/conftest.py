@@ -9,6 +9,7 @@ under `ci`, a sixth of it (at least 3) under `dev`.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -16,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hypothesis import settings
@@ -184,3 +186,23 @@ def run_generated_tests(*paths: Path, cwd: Path | None = None) -> PytestRun:
         run.exit_code = int(pytest.main([*args, *map(str, paths)], plugins=[run]))
     assert run.exit_code == 0 and not run.failures, "\n\n".join(run.failures)[-6000:]
     return run
+
+
+def generated_module(
+    folder: Path, text: str, name: str, prefix: str
+) -> tuple[list[Path], ModuleType]:
+    """Write spec `text` as `folder/NAME.seq`, generate it there with seqgen's API, and import
+    the generated model as module `PREFIX_NAME` (a name no other test file uses): the written
+    files (model, then tests) and the module."""
+    from seqgen.api import generate, options_for
+    from seqgen.project.write import write_files
+
+    spec = folder / f"{name}.seq"
+    spec.write_text(text)
+    result = generate(str(spec), options_for(str(spec), str(folder)))
+    write_files(list(result.files))
+    module_spec = importlib.util.spec_from_file_location(f"{prefix}_{name}", result.files[0].path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return [Path(f.path) for f in result.files], module

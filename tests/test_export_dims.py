@@ -6,6 +6,9 @@ program runs at the test's small and large sizes (GoogLeNet with free sizes hit 
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from conftest import run_generated_tests
 
 from seqgen.api import generate, options_for
 from seqgen.project.write import write_files
+from seqgen.render.export import FLAT_WEIGHTS
 
 CEIL = """\
 model CeilNet(num_classes=10)
@@ -55,3 +59,32 @@ def test_without_ceil_mode_sizes_stay_named(tmp_path: Path, pool: str) -> None:
     source, _ = _generate(tmp_path, text)
     assert '2: torch.export.Dim("h", min=' in source
     assert "DYNAMIC" not in source
+
+
+def test_recurrent_export_tests_filter_torchs_flat_weights_warning(tmp_path: Path) -> None:
+    """torch.export warns that nn.LSTM assigns its own `_flat_weights` (torch's code, harmless):
+    the generated export test filters exactly that warning, so `pytest -W error` stays green.
+    Runs the generated test with the mark's filter as pytest would apply it: no warning left."""
+    text = "model R(hidden=8)\ninput (seq=6, 4)\nlstm hidden take=last\nlinear 2\n"
+    spec = tmp_path / "rec_net.seq"
+    spec.write_text(text, encoding="utf-8")
+    result = generate(str(spec), options_for(str(spec), str(tmp_path)))
+    write_files(list(result.files))
+    test = tmp_path / "test_rec_net.py"
+    assert f'@pytest.mark.filterwarnings("{FLAT_WEIGHTS}")' in test.read_text(encoding="utf-8")
+    action, message, category = FLAT_WEIGHTS.split(":")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module_spec = importlib.util.spec_from_file_location("test_rec_net", test)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            warnings.filterwarnings(action, message, UserWarning)  # type: ignore[arg-type]
+            module.test_exports_with_dynamic_dims()
+        assert category == "UserWarning"
+        assert not [w for w in seen if issubclass(w.category, UserWarning)], seen
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("rec_net", None)

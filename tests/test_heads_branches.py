@@ -11,7 +11,6 @@ sizes the draw).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 from pathlib import Path
@@ -20,16 +19,14 @@ from typing import NamedTuple
 
 import pytest
 import torch
-from conftest import run_generated_tests
+from conftest import generated_module, run_generated_tests
 from torch import nn
 
-from seqgen.api import generate, options_for
 from seqgen.check.realize import verify_on_device
 from seqgen.diagram import build
 from seqgen.diagram.graph import all_boxes, all_edges
 from seqgen.errors import SeqgenError
 from seqgen.lang.parser import parse
-from seqgen.project.write import write_files
 from seqgen.report.summary import render_summary
 from seqgen.trace.model import trace
 
@@ -56,15 +53,7 @@ head logvar from=z.logvar:
 
 
 def _generate(tmp_path: Path, text: str, name: str) -> tuple[list[Path], ModuleType]:
-    spec = tmp_path / f"{name}.seq"
-    spec.write_text(text)
-    result = generate(str(spec), options_for(str(spec), str(tmp_path)))
-    write_files(list(result.files))
-    module_spec = importlib.util.spec_from_file_location(f"branches_{name}", result.files[0].path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return [Path(f.path) for f in result.files], module
+    return generated_module(tmp_path, text, name, "branches")
 
 
 def test_parser_reads_a_merges_branch_as_the_point() -> None:

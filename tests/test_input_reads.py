@@ -10,7 +10,6 @@ with hand-written references after a weight copy.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 from pathlib import Path
@@ -18,15 +17,13 @@ from types import ModuleType
 
 import pytest
 import torch
-from conftest import run_generated_tests
+from conftest import generated_module, run_generated_tests
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqgen.api import generate, options_for
 from seqgen.check.realize import verify_on_device
 from seqgen.errors import SeqgenError
 from seqgen.ir import TracedLayer
 from seqgen.lang.parser import parse
-from seqgen.project.write import write_files
 from seqgen.report.table import shape_table
 from seqgen.runtime.sequence import PackedRecurrentOutput, RecurrentOutput
 from seqgen.trace.model import trace
@@ -69,15 +66,7 @@ concat:
 
 
 def _generate(tmp_path: Path, text: str, name: str) -> tuple[list[Path], ModuleType]:
-    spec = tmp_path / f"{name}.seq"
-    spec.write_text(text)
-    result = generate(str(spec), options_for(str(spec), str(tmp_path)))
-    write_files(list(result.files))
-    module_spec = importlib.util.spec_from_file_location(f"reads_{name}", result.files[0].path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return [Path(f.path) for f in result.files], module
+    return generated_module(tmp_path, text, name, "reads")
 
 
 # ------------------------------------------------------------------------------ parser
