@@ -9,33 +9,24 @@ reads another input, shared weights), against torch by hand at other parameter v
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+from conftest import generated_module
 from torch import nn
 
-from seqgen.api import generate, options_for
 from seqgen.errors import SeqgenError
 from seqgen.lang.parser import parse
-from seqgen.project.write import write_files
 from seqgen.runtime.merges import Subtract
 from seqgen.runtime.sequence import Abs
 from seqgen.trace.model import trace
 
 
 def _generate(tmp_path: Path, text: str, name: str) -> tuple[str, ModuleType]:
-    spec = tmp_path / f"{name}.seq"
-    spec.write_text(text)
-    result = generate(str(spec), options_for(str(spec), str(tmp_path)))
-    write_files(list(result.files))
-    module_spec = importlib.util.spec_from_file_location(f"sub_{name}", result.files[0].path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return result.files[0].text, module
+    files, module = generated_module(tmp_path, text, name, "subtract")
+    return files[0].read_text(), module
 
 
 def test_runtime_subtract_and_abs_are_torchs() -> None:
