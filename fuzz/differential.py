@@ -36,6 +36,12 @@ How it works
    mismatches and layers invalid at the defaults are kept on purpose. Sizes are kept small
    (activations and weights <= 1e5 elements at the defaults). Nothing is ever eval'd: spec text
    is only printed from the IR or read back by this module's own small parser (`parse_spec`).
+   Heads and several inputs (issue #19) come from fuzz/graphs.py: about 4 specs in 10 are the
+   flat spec drawn as above (the same text as before for the same seed and index) given heads
+   (`head NAME:`, `from=POINT`, `train_only=True`) and/or a top-level merge reading another
+   input (`branch from=NAME:`, `shares=`), from a random stream of their own; such a spec is a
+   `graphs.GraphSpec`, checked by `graphs.check_point` (its docstring says what it compares,
+   values after a weight copy included: `wrong_value`).
 2. **Oracle** (`oracle(spec, env)`), independent of seqgen: for a full assignment of every
    parameter and named dim it evaluates the IR, infers in_channels / in_features / num_features /
    num_channels (dim 1) and in_features / normalized_shape (last dim) from the running shape,
@@ -128,6 +134,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import sequence_oracle as SQ  # noqa: E402
 
+# fuzz/graphs.py (heads, several inputs) imports this module by name: run as a script, this
+# module must be that one (not a second copy with its own classes)
+sys.modules.setdefault("differential", sys.modules[__name__])
+
 DISCREPANCIES = (
     "false_accept",
     "false_reject",
@@ -135,6 +145,7 @@ DISCREPANCIES = (
     "wrong_count",
     "crash",
     "generated_test_fail",
+    "wrong_value",  # heads / several inputs (fuzz/graphs.py): outputs after a weight copy
 )
 MAX_ACT = 1_000_000  # per activation, batch 2, at a value point
 MAX_WEIGHTS = 1_000_000
@@ -323,14 +334,14 @@ class SpecIR:
             + ")"
             + (" dtype=long" if self.dtype == "long" else ""),
         ]
-        for layer in self.layers:
-            parts = (
-                [layer.name]
-                + [show(v) for v in layer.pos]
-                + [f"{k}={show(v)}" for k, v in layer.kw]
-            )
-            lines.append(" ".join(parts))
+        lines += [layer_line(layer) for layer in self.layers]
         return "\n".join(lines) + "\n"
+
+
+def layer_line(layer: LayerIR) -> str:
+    """A layer's spec text."""
+    parts = [layer.name] + [show(v) for v in layer.pos] + [f"{k}={show(v)}" for k, v in layer.kw]
+    return " ".join(parts)
 
 
 def pinned(spec: SpecIR, name: str) -> bool:
@@ -459,62 +470,84 @@ def _strip_comment(line: str) -> str:
     return "".join(out).rstrip()
 
 
-def parse_spec(text: str) -> SpecIR:
-    """Spec text (the subset this fuzzer writes: no `repeat`) -> SpecIR."""
+def parse_spec(text: str) -> Any:
+    """Spec text (the subset this fuzzer writes: no `repeat`) -> SpecIR, or a GraphSpec
+    (fuzz/graphs.py) for a spec with heads, merges or several inputs."""
+    lines = [_strip_comment(raw) for raw in text.splitlines()]
+    lines = [line for line in lines if line.strip()]
+    if sum(line.startswith("input") for line in lines) > 1 or any(
+        line.startswith(("head ", " ")) or line.endswith(":") for line in lines
+    ):
+        import graphs
+
+        return graphs.parse_graph(lines)
     model, params, inputs, layers, dtype = "Model", [], None, [], "float"
-    for raw in text.splitlines():
-        line = _strip_comment(raw)
-        if not line.strip():
-            continue
+    for line in lines:
         word = line.split()[0]
         rest = line.strip()[len(word) :]
         if word == "model":
-            m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*", rest)
-            if not m:
-                raise CaseSyntaxError(f"bad model line {line!r}")
-            model = m.group(1)
-            for item in filter(None, (s.strip() for s in (m.group(2) or "").split(","))):
-                name, value = (s.strip() for s in item.split("=", 1))
-                v = _P(_tokens(value)).expr()
-                if not isinstance(v, Lit):
-                    raise CaseSyntaxError(f"bad default {item!r}")
-                params.append(Param(name, v.value))
+            model, params = parse_model_line(line)
         elif word == "input":
-            rest = rest.strip()
-            if re.search(r"\sdtype=long$", rest):
-                dtype, rest = "long", rest[: rest.rindex("dtype=")].strip()
-            if re.fullmatch(r"\d+(x\d+)*", rest):
-                inputs = [InputDim(Lit(int(d))) for d in rest.split("x")]
-                continue
-            p = _P(_tokens(rest))
-            if not p.at("("):
-                raise CaseSyntaxError(f"bad input line {line!r}")
-            p.next()
-            inputs = []
-            while not p.at(")"):
-                if p.peek()[0] == "name" and p.peek(1)[1] == "=":
-                    name = p.next()[1]
-                    p.next()
-                    inputs.append(InputDim(Var(name), int(p.next()[1])))
-                else:
-                    inputs.append(InputDim(p.expr()))
-                if p.at(","):
-                    p.next()
+            inputs, dtype = parse_input_shape(rest)
         else:
-            p = _P(_tokens(line))
-            name = p.next()[1]
-            layer = LayerIR(name)
-            while p.peek()[0] != "end":
-                if p.peek()[0] == "name" and p.peek(1)[1] == "=" and p.peek(1)[0] == "op":
-                    key = p.next()[1]
-                    p.next()
-                    layer.kw.append((key, p.expr(top=True)))
-                else:
-                    layer.pos.append(p.expr(top=True))
-            layers.append(layer)
+            layers.append(parse_layer(line))
     if inputs is None:
         raise CaseSyntaxError("no input line")
     return SpecIR(model, params, inputs, layers, dtype)
+
+
+def parse_model_line(line: str) -> tuple[str, list[Param]]:
+    """`model NAME(a=1, ...)` -> the name and the parameters."""
+    m = re.fullmatch(r"\s*model\s+([A-Za-z_]\w*)\s*(?:\((.*)\))?\s*", line)
+    if not m:
+        raise CaseSyntaxError(f"bad model line {line!r}")
+    params = []
+    for item in filter(None, (s.strip() for s in (m.group(2) or "").split(","))):
+        name, value = (s.strip() for s in item.split("=", 1))
+        v = _P(_tokens(value)).expr()
+        if not isinstance(v, Lit):
+            raise CaseSyntaxError(f"bad default {item!r}")
+        params.append(Param(name, v.value))
+    return m.group(1), params
+
+
+def parse_input_shape(rest: str) -> tuple[list[InputDim], str]:
+    """An input line's shape (and `dtype=long`) -> its dims and dtype."""
+    rest, dtype = rest.strip(), "float"
+    m = re.search(r"\sdtype=(long|bool)$", rest)
+    if m:
+        dtype, rest = m.group(1), rest[: m.start()].strip()
+    if re.fullmatch(r"\d+(x\d+)*", rest):
+        return [InputDim(Lit(int(d))) for d in rest.split("x")], dtype
+    p = _P(_tokens(rest))
+    if not p.at("("):
+        raise CaseSyntaxError(f"bad input shape {rest!r}")
+    p.next()
+    inputs = []
+    while not p.at(")"):
+        if p.peek()[0] == "name" and p.peek(1)[1] == "=":
+            name = p.next()[1]
+            p.next()
+            inputs.append(InputDim(Var(name), int(p.next()[1])))
+        else:
+            inputs.append(InputDim(p.expr()))
+        if p.at(","):
+            p.next()
+    return inputs, dtype
+
+
+def parse_layer(line: str) -> LayerIR:
+    """A layer line -> LayerIR."""
+    p = _P(_tokens(line))
+    layer = LayerIR(p.next()[1])
+    while p.peek()[0] != "end":
+        if p.peek()[0] == "name" and p.peek(1)[1] == "=" and p.peek(1)[0] == "op":
+            key = p.next()[1]
+            p.next()
+            layer.kw.append((key, p.expr(top=True)))
+        else:
+            layer.pos.append(p.expr(top=True))
+    return layer
 
 
 # ================================================================== torch side (the oracle)
@@ -1375,14 +1408,21 @@ def _subst(e: Expr, name: str, by: Expr) -> Expr:
     return e
 
 
-def generate_spec(seed: int, index: int) -> SpecIR:
-    """The index-th spec of a seed: deterministic, independent of the other indices."""
+def generate_spec(seed: int, index: int) -> Any:
+    """The index-th spec of a seed: deterministic, independent of the other indices.
+
+    A flat SpecIR, or (fuzz/graphs.py, from a random stream of its own so that the flat specs
+    stay those of earlier versions) that spec with heads and/or several inputs, a GraphSpec.
+    """
+    import graphs
+
     rng = random.Random(f"seqgen-differential:{seed}:{index}")
     for _ in range(20):
-        spec = Gen(rng).spec()
+        gen = Gen(rng)
+        spec = gen.spec()
         if spec.layers:
-            return spec
-    return spec
+            break
+    return graphs.decorate(gen, spec, random.Random(f"seqgen-differential-graph:{seed}:{index}"))
 
 
 # ================================================================== running seqgen
@@ -1490,7 +1530,8 @@ def run_seqgen(text: str, workdir: Path, stem: str) -> Generated:
         return Generated("crash", f"importing generated code raised {type(e).__name__}: {e}")
     added = tuple(p for p in sys.path if p not in before)
     init_names = tuple(inspect.signature(cls.__init__).parameters)[1:]
-    shape_names = tuple(inspect.signature(test_mod.input_shape).parameters)[1:]
+    shapes = getattr(test_mod, "input_shape", None) or test_mod.input_shapes  # several inputs
+    shape_names = tuple(inspect.signature(shapes).parameters)[1:]
     return Generated(
         "ok",
         model_cls=cls,
@@ -1711,7 +1752,9 @@ def check_point(
                         f"expected_shapes has {len(expected)} layers, oracle {len(res.shapes)}",
                     )
         try:
-            want_count = gen.test_mod.expected_param_count(**int_kw)
+            want_count = gen.test_mod.expected_param_count(
+                **kwargs_for(gen.test_mod.expected_param_count, env)
+            )
             if want_count != res.total:
                 add("wrong_count", None, f"expected_param_count {want_count} != oracle {res.total}")
         except Exception as e:
@@ -1780,6 +1823,12 @@ def check_point(
     return "checked", _dedupe(findings)
 
 
+def kwargs_for(fn: Any, env: dict[str, Any]) -> dict[str, Any]:
+    """The values of `env` that a generated helper takes (a bool parameter that decides a
+    count is an argument of expected_param_count, but not of input_shape)."""
+    return {k: v for k, v in env.items() if k in inspect.signature(fn).parameters}
+
+
 def _dedupe(findings: list[Finding]) -> list[Finding]:
     """One finding per kind at a point (the most specific: one naming a layer first)."""
     best: dict[str, Finding] = {}
@@ -1836,6 +1885,10 @@ def sample_points(spec: SpecIR, gen: Generated, rng: random.Random, limit: int) 
             if v not in seen and v != d:
                 seen.append(v)
         per[name] = seen
+    if hasattr(spec, "inputs"):  # heads or several inputs (graphs.py): forward checks the inputs
+        for d in spec.dims():
+            v = d.sample
+            per[d.expr.name] = [x for x in (v - 1, v + 1, 1, 2 * v, v + 5) if x != v and x >= 1]
     points: list[dict] = [dict(defaults)]
     for name, vals in per.items():
         for v in vals:
@@ -1900,10 +1953,19 @@ def check_spec(
     keep: bool = False,
 ) -> SpecOutcome:
     """Run seqgen on a spec and compare it with the oracle (see the module docstring)."""
+    import graphs
+
     t0 = time.perf_counter()
     text = spec.text()
+    graph = isinstance(spec, graphs.GraphSpec)
     out = SpecOutcome(
-        index, text, "ok", spec=spec, families=sorted({family(layer.name) for layer in spec.layers})
+        index,
+        text,
+        "ok",
+        spec=spec,
+        families=spec.families()
+        if graph
+        else sorted({family(layer.name) for layer in spec.layers}),
     )
     rng = rng or random.Random(f"points:{text}")
     own_dir = workdir is None
@@ -1918,7 +1980,9 @@ def check_spec(
             out.status = "refused"
             out.message = gen.message
             try:
-                out.refused_but_works = oracle(spec, spec.defaults()).valid
+                out.refused_but_works = (
+                    graphs.valid_at_defaults(spec) if graph else oracle(spec, spec.defaults()).valid
+                )
             except Exception:
                 out.refused_but_works = False
             return out
@@ -1942,14 +2006,17 @@ def check_spec(
             pts = [spec.defaults()]
         tp = time.perf_counter()
         try:
-            ref = oracle(spec, spec.defaults())
+            ref = None if graph else oracle(spec, spec.defaults())
         except Exception:
             ref = None
         for pt in pts:
             pt = {k: v for k, v in pt.items() if k in spec.defaults()}
             try:
                 with _alarm(point_timeout):
-                    outcome, findings = check_point(spec, gen, pt, ref)
+                    if graph:
+                        outcome, findings = graphs.check_point(spec, gen, pt)
+                    else:
+                        outcome, findings = check_point(spec, gen, pt, ref)
             except _Timeout:
                 out.timeouts += 1
                 continue
@@ -2088,6 +2155,8 @@ def _simpler_values(v: Expr, env: dict[str, Any]) -> list[Expr]:
 
 def shrink_candidates(spec: SpecIR) -> list[SpecIR]:
     """Smaller variants of a spec, roughly most-reducing first."""
+    if hasattr(spec, "shrink_candidates"):  # a GraphSpec (fuzz/graphs.py)
+        return spec.shrink_candidates()
     cands: list[SpecIR] = []
     for i in reversed(range(len(spec.layers))):
         s = copy.deepcopy(spec)
@@ -2312,7 +2381,8 @@ class Totals:
             f"{self.specs} specs, {self.points} value points, {self.refused} refused, "
             f"{self.refused_but_works} refused_but_works, {k['false_accept']} false accepts, "
             f"{k['false_reject']} false rejects, {k['wrong_shape']} wrong shapes, "
-            f"{k['wrong_count']} wrong counts, {k['crash']} crashes"
+            f"{k['wrong_count']} wrong counts, {k['crash']} crashes, "
+            f"{k['wrong_value']} wrong values"
         )
 
     def report(self) -> str:

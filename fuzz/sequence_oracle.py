@@ -21,6 +21,8 @@ RECURRENT = ("rnn", "lstm", "gru")
 OPS = ("permute", "transpose", "unsqueeze", "squeeze", "mean", "sum", "amax", "select", "scale")
 POSITIONS = ("cls_token", "pos_embedding", "pos_encoding")
 NAMES = frozenset({*RECURRENT, *OPS, *POSITIONS, "embedding", "transformerencoderlayer"})
+# issue 19's ops, drawn by fuzz/graphs.py only (so the flat specs of a seed stay the same)
+NAMES |= {"add_identity"}
 
 
 class _Take(nn.Module):
@@ -73,6 +75,12 @@ class _Add(nn.Module):
         return x + (self.table if self.length is not None else self.table[: x.shape[1]])
 
 
+def _add_identity(x: torch.Tensor) -> torch.Tensor:
+    if x.dim() < 3 or x.shape[-1] != x.shape[-2]:
+        raise ValueError("seqgen rule: add_identity needs (N, ..., K, K)")
+    return x + torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+
+
 def _squeeze(d: int) -> Callable[[torch.Tensor], torch.Tensor]:
     def fn(x: torch.Tensor) -> torch.Tensor:
         if x.shape[d] != 1:
@@ -117,6 +125,7 @@ def build(name: str, pos: list[Any], kw: dict[str, Any], shape: tuple[int, ...])
         "amax": lambda: lambda x: x.amax(a[0], keepdim=kw.get("keepdim", False)),
         "select": lambda: lambda x: x.select(a[0], a[1]),
         "scale": lambda: lambda x: x * a[0],
+        "add_identity": lambda: _add_identity,
     }
     return _Fn(fns[name]())
 

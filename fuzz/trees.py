@@ -2,11 +2,13 @@
 """Differential fuzzing of spec language v2 (blocks and merges) against torch.
 
 Draws random tree specs (tests/test_fuzz.py's `tree_specs`: blocks, residuals, concat/add/
-multiply, nested, sizes often symbolic), and for each one that seqgen generates, imports the
-generated module, builds it at the defaults and at parameter values the generated `__init__`
-accepts, runs a real forward, and compares every top-level node's output shape and parameter
-count with the expressions seqgen wrote. Refusals are counted, not judged: there is no
-independent torch oracle for trees here (fuzz/differential.py has one for flat stacks).
+multiply/bmm, nested, sizes often symbolic, sometimes heads and a second input), and for each
+one that seqgen generates, imports the generated module, builds it at the defaults and at
+parameter values the generated `__init__` accepts, runs a real forward, and compares every
+top-level node's output shape and parameter count with the expressions seqgen wrote (with
+heads or several inputs: each output's shape in eval and train mode, and the total count).
+Refusals are counted, not judged: there is no independent torch oracle for trees here
+(fuzz/differential.py has one for flat stacks, and fuzz/graphs.py for heads and inputs).
 
     python fuzz/trees.py --examples 300 --seed 1
 """
@@ -20,6 +22,7 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -76,6 +79,10 @@ def check(text: str, workdir: Path, rng: random.Random) -> str:
         if not accepts(input_rules, point):  # an input the class docstring rules out
             continue
         values = {**point, "N": 2}
+        if traced.heads or traced.inputs:
+            check_outputs(model, traced, values, point)
+            checked += 1
+            continue
         x = torch.randn([evaluate_source(d.code, values) for d in traced.input_shape])
         with torch.no_grad():
             for layer, node in zip(model.model, traced.layers):
@@ -98,6 +105,35 @@ def check(text: str, workdir: Path, rng: random.Random) -> str:
                 )
         checked += 1
     return f"checked {checked} points"
+
+
+def check_outputs(model: Any, traced: Any, values: dict[str, int], point: dict) -> None:
+    """A model with heads or several inputs: each output's shape in eval and train mode (a
+    train-only head None in eval), and the parameter count, against what seqgen wrote."""
+    shapes = [(i.name, i.shape) for i in traced.inputs] or [("x", traced.input_shape)]
+    inputs = {
+        name: torch.randn([evaluate_source(d.code, values) for d in shape])
+        for name, shape in shapes
+    }
+    heads = [(h.name, h.out_shape, h.spec.train_only) for h in traced.heads]
+    with torch.no_grad():
+        for training in (False, True):
+            out = model.train(training)(**inputs)
+            fields = out._asdict() if heads else {"": out}
+            for name, shape, train_only in heads or [("", traced.out_shape, False)]:
+                got = fields[name]
+                if train_only and not training:
+                    assert got is None, f"at {point}: train-only head {name} is not None in eval"
+                    continue
+                want = tuple(evaluate_source(d.code, values) for d in shape)
+                assert tuple(got.shape) == want, (
+                    f"at {point}, {'train' if training else 'eval'}: output {name or 'x'} is "
+                    f"{tuple(got.shape)}, seqgen wrote {want}"
+                )
+    got = sum(p.numel() for p in model.parameters())
+    assert got == evaluate_source(traced.total_params.code, values), (
+        f"at {point}: {got} parameters, seqgen wrote {traced.total_params.code}"
+    )
 
 
 def main() -> int:

@@ -77,6 +77,121 @@ def test_generator_is_deterministic_and_specs_read_back() -> None:
         assert again.defaults() == spec.defaults()
 
 
+def _features(spec: object) -> set[str]:
+    """What a drawn spec exercises of issue 19 (heads, inputs, the ops of contracts19)."""
+    import graphs as G
+
+    if not isinstance(spec, G.GraphSpec):
+        return set()
+    text = spec.text()
+    merges = [n for n in spec.trunk if isinstance(n, G.MergeIR)]
+    found = {m.kind for m in merges}
+    found |= {k for k in ("add_identity", "lengths=", "key_padding_mask=") if k in text}
+    checks = {
+        "heads": bool(spec.heads),
+        "from": any(h.point for h in spec.heads),
+        "from=MERGE.BRANCH": any(h.point and "." in h.point for h in spec.heads),
+        "stackless": any(not h.layers for h in spec.heads),
+        "train_only": any(h.train_only for h in spec.heads),
+        "inputs": len(spec.inputs) > 1,
+        "shares": any(b.shares for m in merges for b in m.branches),
+    }
+    return found | {k for k, v in checks.items() if v}
+
+
+def test_some_specs_have_heads_and_several_inputs_over_an_unchanged_trunk() -> None:
+    """fuzz/graphs.py decorates some flat specs; every other index draws the flat spec as before,
+    and a decorated one keeps the flat spec's layers as its trunk's top-level layers."""
+    import graphs as G
+
+    decorated = 0
+    for i in range(20):
+        spec = D.generate_spec(CI_SEED, i)
+        flat = D.Gen(random.Random(f"seqgen-differential:{CI_SEED}:{i}")).spec()
+        if not isinstance(spec, G.GraphSpec):
+            assert spec.text() == flat.text()
+            continue
+        decorated += 1
+        trunk = [D.layer_line(n) for n in spec.trunk if isinstance(n, D.LayerIR)]
+        flat_lines = [D.layer_line(layer) for layer in flat.layers]
+        assert [line for line in trunk if line in flat_lines] == flat_lines
+    assert 3 <= decorated <= 14
+
+
+@pytest.mark.slow
+def test_the_draw_covers_heads_inputs_and_the_new_ops() -> None:
+    seen: set[str] = set()
+    for i in range(120):
+        seen |= _features(D.generate_spec(CI_SEED, i))
+    want = {"heads", "from", "from=MERGE.BRANCH", "stackless", "train_only", "inputs", "shares"}
+    want |= {"concat", "add", "multiply", "bmm", "reparameterize", "add_identity"}
+    want |= {"lengths=", "key_padding_mask="}
+    assert want <= seen, want - seen
+
+
+GRAPH_CASE = """\
+model M(c=4, n=3)
+input image (3, h=10, w=10)
+input other (3, h, w)
+input meta (5,)
+concat dim=1 name=pair:
+    branch name=a:
+        conv2d c k=3 p=1
+    branch name=b from=other shares=a:
+relu name=mid
+adaptiveavgpool2d 1
+flatten
+add:
+    branch:
+        linear n
+    branch from=meta:
+        linear 1
+head y:
+    linear 2
+head aux from=mid train_only=True:
+    flatten
+    linear n
+"""
+
+
+def test_graph_oracle_and_checks() -> None:
+    import graphs as G
+
+    spec = D.parse_spec(GRAPH_CASE)
+    assert isinstance(spec, G.GraphSpec) and spec.text() == GRAPH_CASE
+    res = G.graph_oracle(spec, {"c": 4, "n": 3, "h": 10, "w": 10})
+    assert res.valid, res.reason
+    assert res.shapes == {"y": (2, 2), "aux": (2, 3)}
+    assert res.input_shapes == {"image": (2, 3, 10, 10), "other": (2, 3, 10, 10), "meta": (2, 5)}
+    # the shared conv 3->4 counted once, linear 8->3, 5->1, 3->2, 800->3
+    assert res.total == 112 + 27 + 6 + 8 + 2403
+    assert not G.graph_oracle(spec, {"c": 4, "n": 0, "h": 10, "w": 10}).valid
+    assert not G.graph_oracle(spec, {"c": 4, "n": 3, "h": 0, "w": 10}).valid
+    outcome = D.check_case("# point: c=3\n# point: n=1, h=7\n" + GRAPH_CASE)
+    assert outcome.status == "ok" and outcome.points == 3, outcome.message
+    assert not outcome.findings, _explain(outcome)
+
+
+def test_graph_checks_can_fail() -> None:
+    """A wrong oracle (one parameter too many, outputs off by 1e-3) is caught."""
+    import graphs as G
+
+    spec = D.parse_spec(GRAPH_CASE)
+    total, forward = G.GraphRun.total, G.GraphRun.forward
+    try:
+        G.GraphRun.total = lambda self: total(self) + 1  # type: ignore[method-assign]
+        kinds = {f.kind for f in D.check_spec(spec, points=[spec.defaults()]).findings}
+        assert kinds == {"wrong_count"}
+        G.GraphRun.total = total  # type: ignore[method-assign]
+        G.GraphRun.forward = lambda self, inputs, training: {  # type: ignore[method-assign]
+            k: v + 1e-3 for k, v in forward(self, inputs, training).items()
+        }
+        kinds = {f.kind for f in D.check_spec(spec, points=[spec.defaults()]).findings}
+        assert kinds == {"wrong_value"}
+    finally:
+        G.GraphRun.total, G.GraphRun.forward = total, forward  # type: ignore[method-assign]
+
+
 def test_printed_expressions_keep_their_meaning() -> None:
     rng = random.Random(3)
     names = {"a": 7, "b": 3}

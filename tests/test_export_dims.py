@@ -88,3 +88,26 @@ def test_recurrent_export_tests_filter_torchs_flat_weights_warning(tmp_path: Pat
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("rec_net", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "note"),
+    [
+        # unflatten's literal sizes fix the free size wd (found by fuzz/differential.py --pytest,
+        # seed 105 spec 1)
+        ("input (4, wd=37)\nunflatten 2 (1, 37)\nflatten\nlinear 3\n", "wd == 37"),
+        # a constructor argument's size fixes the free t: t == 2 * (l // 3) (seed 103 spec 5)
+        ("input (2, l=8, wd=7, t=4)\nunflatten -1 (l // 3, 2)\nflatten\nlinear 8\n", "t == 2"),
+        # a merge with an input of literal sizes fixes wd (seed 104 spec 7)
+        (
+            "input image (1, wd=20)\ninput side (1, 20)\nconcat dim=1:\n    branch:\n"
+            "        identity\n    branch from=side:\n        identity\nmean 2\nlinear 2\n",
+            "wd == 20",
+        ),
+    ],
+)
+def test_a_free_size_a_rule_fixes_exports_static(tmp_path: Path, text: str, note: str) -> None:
+    source, test = _generate(tmp_path, "model Net\n" + text)
+    assert "static, the built model fixes it (" + note in source
+    run = run_generated_tests(test)
+    assert run.exit_code == 0

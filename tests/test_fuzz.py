@@ -583,7 +583,40 @@ def tree_specs(draw: st.DrawFn, clean: bool = False) -> str:
         sizes = ["out", "in_channels", "2", "out * 2"] if "out" in params else ["4", "in_channels"]
         lines += draw(tree_nodes(1, "    ", sizes, list(blocks), clean))
         blocks.append(name if "out" in params else f"{name} #")
-    lines += draw(tree_nodes(0, "", ["c", "4", "8", "c * 2", "n"], blocks, clean))
+    sizes = ["c", "4", "8", "c * 2", "n"]
+    trunk = draw(tree_nodes(0, "", sizes, blocks, clean))
+    if draw(st.integers(0, 4)) == 0:  # a second input, read by a top-level merge first
+        first = lines[1].removeprefix("input ")
+        lines[1] = f"input image {first}"
+        lines.insert(
+            2, "input side " + draw(st.sampled_from([first.replace("=16", ""), "3x16x16"]))
+        )
+        merge = [draw(st.sampled_from(["add:", "concat:", "multiply:"])), "    branch:"]
+        merge += draw(tree_nodes(2, "        ", sizes, blocks, clean))
+        if draw(st.booleans()):
+            merge[1] = "    branch name=a:"
+            merge.append("    branch from=side shares=a:")
+        else:
+            merge.append("    branch from=side:")
+            merge += draw(tree_nodes(2, "        ", sizes, blocks, clean))
+        trunk = merge + trunk
+    lines += trunk
+    if draw(st.integers(0, 2)) == 0:  # heads, from the end or from a named top-level node
+        tops = [i for i, line in enumerate(trunk[:-1]) if not line.startswith(" ")]
+        tops = [i for i in tops if any(not t.startswith(" ") for t in trunk[i + 1 :])]
+        point = draw(st.sampled_from(tops)) if tops and draw(st.booleans()) else None
+        if point is not None:
+            at = len(lines) - len(trunk) + point
+            line = lines[at]
+            lines[at] = line[:-1] + " name=mid:" if line.endswith(":") else line + " name=mid"
+        for k in range(draw(st.integers(1, 2))):
+            options = " from=mid" if point is not None and draw(st.booleans()) else ""
+            options += " train_only=True" if k and draw(st.booleans()) else ""
+            if draw(st.integers(0, 3)) == 0:
+                lines.append(f"head y{k}{options}")  # no stack: what it reads, as is
+            else:
+                lines.append(f"head y{k}{options}:")
+                lines += draw(tree_nodes(1, "    ", sizes, blocks, clean))
     return "\n".join(lines)
 
 

@@ -259,6 +259,19 @@ def test_generated_tests_pass(tmp_path: Path) -> None:
     run_generated_tests(files[1])
 
 
+def test_a_head_that_no_weight_reaches_passes_the_backward_test(tmp_path: Path) -> None:
+    # `raw` returns the input's own (padded) values: no grad_fn, so the generated backward test
+    # must leave it out (it raised "element 1 of tensors does not require grad"; found by
+    # fuzz/differential.py --pytest, seed 107 spec 5, a head reading a parameter-free branch)
+    text = (
+        "model M\ninput (4,)\nconstantpad1d 1 0.0 name=p\nlinear 3\n"
+        "head y:\n    relu\nhead raw from=p\n"
+    )
+    files, _ = _generate(tmp_path, text, "no_grad_head")
+    assert "if t is not None and t.requires_grad]" in files[1].read_text()
+    run_generated_tests(files[1])
+
+
 # ------------------------------------------------------------------------------ report
 
 

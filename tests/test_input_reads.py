@@ -108,18 +108,14 @@ def test_a_model_on_first_input_ids_embeds_them(tmp_path: Path) -> None:
         model(user[:, None], item)
 
 
-def test_a_mask_read_inside_a_loop_is_one_error() -> None:
-    """In a `repeat` with a parameter count (a loop in the generated model): the layer's own
-    error, not also "input 'mask' is not read by any layer"; the hint says what works."""
-    text = MASKED.replace("model Masked(dim=8,", "model Masked(depth=2, dim=8,").replace(
-        "transformerencoderlayer", "repeat depth:\n    transformerencoderlayer", 1
-    )
+def test_a_mask_read_inside_a_merge_is_one_error() -> None:
+    """The layer's own error, not also "input 'mask' is not read by any layer"."""
+    text = MASKED.replace("transformerencoderlayer", "residual:\n    transformerencoderlayer", 1)
     with pytest.raises(SeqgenError) as info:
         parse(text)
     rendered = info.value.render()
     assert rendered.count("error:") == 1, rendered
-    assert "only supported at the trunk's top level, or in a literal `repeat N:`" in rendered
-    assert "give the repeat a literal count, `repeat 2:`" in rendered
+    assert "only supported at the trunk's top level or in a `repeat` there" in rendered
 
 
 def test_a_literal_repeat_of_masked_layers_is_unrolled_at_the_top_level(tmp_path: Path) -> None:

@@ -529,6 +529,32 @@ def test_shared_layers_must_be_built_alike_for_both_inputs() -> None:
     assert "<spec>:5:" in rendered
 
 
+def test_shared_layers_built_from_equal_constant_sizes_are_alike(tmp_path: Path) -> None:
+    # the branch reads a flattened (N, 2 * 3), its twin an input (N, 6): the same BatchNorm1d(6)
+    # (found by fuzz/differential.py, seed 17; refused before as "nn.BatchNorm1d(6) where 'a'
+    # has nn.BatchNorm1d(2 * 3)")
+    text = (
+        "model M\ninput first (1, 10, 15)\ninput in2 (6,)\nmaxpool2d 2\nmaxpool2d 3 ceil_mode=True"
+        "\nflatten\nmultiply:\n    branch name=a:\n        batchnorm1d\n"
+        "    branch name=b from=in2 shares=a:\nlinear 7\n"
+    )
+    files, module = _generate(tmp_path, text, "folded")
+    assert "self.merge_0_a(x) * self.merge_0_a(in2)" in files[0].read_text()
+    model = module.M().eval()
+    state = model.state_dict()
+    norm, head = nn.BatchNorm1d(6).eval(), nn.Linear(6, 7)
+    norm.load_state_dict(
+        {k.removeprefix("merge_0_a.0."): v for k, v in state.items() if "merge" in k}
+    )
+    head.load_state_dict(
+        {k.removeprefix("trunk_1.0."): v for k, v in state.items() if "trunk_1" in k}
+    )
+    first, other = torch.randn(3, 1, 10, 15), torch.randn(3, 6)
+    x = nn.functional.max_pool2d(nn.functional.max_pool2d(first, 2), 3, ceil_mode=True)
+    torch.testing.assert_close(model(first, other), head(norm(x.flatten(1)) * norm(other)))
+    assert sum(p.numel() for p in model.parameters()) == 12 + 7 * 6 + 7
+
+
 def test_submodule_names_that_collide_are_an_error(tmp_path: Path) -> None:
     text = (
         "input a 4\ninput b 4\nlinear 4\nadd name=trunk:\n    branch:\n        relu\n"

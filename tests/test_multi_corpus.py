@@ -35,8 +35,9 @@ written.
 (3) `multiply:` then `sum 1`; `head user_emb from=towers.user`; needed the first-input fix.
 (4) `unflatten 1 (anchors, num_classes)`, `permute 0 3 4 1 2`, `flatten 1 3`: (N, H*W*A, K).
 (5) A layer that reads an input (`key_padding_mask=`) could not sit in a `repeat`, so the two
-    encoder layers had to be written out; a literal `repeat 2:` at the top level now works
-    (it is unrolled there). A learned position table is seqgen's (1, L, E) `pos_embedding`.
+    encoder layers had to be written out; a `repeat` at the top level now takes it (a literal
+    one is unrolled there, as here; a `repeat depth:` loop passes the mask on every pass).
+    A learned position table is seqgen's (1, L, E) `pos_embedding`.
 (6) `head code` (no stack) returns the trunk's output. A parameter cannot share a head's name
     (`code`, JointBERT's `slots`): refused clearly, renamed `code_dim`, `n_slots`.
 (7) It could not be written: no merge subtracted (an `add:` cannot negate a shared branch),

@@ -171,6 +171,17 @@ def test_batchnorm_with_batch_statistics_is_tested_above_batch_one(tmp_path: Pat
     run_generated_tests(tmp_path / "test_bn.py")
 
 
+def test_groupnorm_without_spatial_size_is_tested_above_batch_one(tmp_path: Path) -> None:
+    # (1, 3) in 3 groups is one value per group, which torch refuses in any mode (found by
+    # fuzz/differential.py --pytest, seed 20240601 spec 5); with a spatial size batch 1 stays
+    _generate(tmp_path, "input (8,)\nlinear 3\ngroupnorm 3\nlinear 2\n", "gn.seq")
+    text = (tmp_path / "test_gn.py").read_text(encoding="utf-8")
+    assert '@pytest.mark.parametrize("batch", [2, 3])' in text
+    run_generated_tests(tmp_path / "test_gn.py")
+    _generate(tmp_path, "input (3, 5)\ngroupnorm 3\nflatten\nlinear 2\n", "gn2.seq")
+    assert '"batch", [1, 3]' in (tmp_path / "test_gn2.py").read_text(encoding="utf-8")
+
+
 FLAGS = """\
 model Net(c=4, b: bool = True, a: bool = False)
 input (3, 9, 9)

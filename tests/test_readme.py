@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXAMPLES, ROOT, isolated_imports
+from conftest import EXAMPLES, ROOT, generated_module, isolated_imports
 from torch import nn
 
 from seqgen.api import generate, options_for
@@ -147,3 +147,9 @@ def test_the_packed_snippet_is_generated_code() -> None:
 def test_the_two_input_snippet_is_generated_code() -> None:
     generated = (EXAMPLES / "two_input.py").read_text(encoding="utf-8")
     assert missing_runs(readme_block("two_input_forward"), generated) == []
+
+
+def test_the_loop_reads_snippet_is_generated_code(tmp_path: Path) -> None:
+    """The BERT-style loop over a masked encoder layer, as README shows its generated code."""
+    files, _ = generated_module(tmp_path, readme_block("loop_reads_seq"), "bert", "readme")
+    assert missing_runs(readme_block("loop_reads_forward"), files[0].read_text()) == []

@@ -508,3 +508,17 @@ def test_recurrent_layers_never_step_through_a_long_sample(
     assert lengths and max(lengths) <= CONFIRM_LENGTH
     want = (2, 1000, 8) if take == "all" else (2, 8)
     assert tuple(d.value for d in traced.layers[1].out_shape) == want
+
+
+def test_token_ids_follow_an_embedding_size_set_by_a_named_size(tmp_path: Path) -> None:
+    # `embedding h + 1 6`: the vocabulary follows the input's length, so test_h_sizes samples
+    # ids below h + 1 at each h (it sampled below the default's 11, an IndexError at h=1;
+    # found by fuzz/differential.py --pytest, seed 103 spec 6)
+    from conftest import run_generated_tests
+
+    _generate(
+        "model M\ninput (h=10,) dtype=long\nembedding h + 1 6\nflatten\nlinear 3\n", tmp_path, "v"
+    )
+    text = (tmp_path / "test_v.py").read_text(encoding="utf-8")
+    assert "x = sample_input(input_shape(2, h=h), h=h)" in text
+    run_generated_tests(tmp_path / "test_v.py")

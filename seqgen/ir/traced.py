@@ -92,6 +92,8 @@ class TracedLayer:
     @property
     def call(self) -> str:
         """`nn.Conv2d(3, 16, kernel_size=3)` as it appears in generated code."""
+        if self.repeat is not None and any(getattr(b, "reads", ()) for b in self.body):
+            return self._list_call()  # a loop that reads another input: an nn.ModuleList
         if self.repeat is not None:
             inner = ", ".join(b.call for b in self.body)
             if not self.first:
@@ -105,6 +107,18 @@ class TracedLayer:
             return self.code
         parts = [*self.call_args, *(f"{k}={v}" for k, v in self.call_kwargs)]
         return f"nn.{self.class_name}({', '.join(parts)})"
+
+    def _list_call(self) -> str:
+        """`nn.ModuleList([... for _ in range(depth)])`, as render/layers.py writes it."""
+
+        def one(nodes: tuple[TracedNode, ...]) -> str:
+            calls = [b.call for b in nodes]
+            return calls[0] if len(calls) == 1 else f"nn.ModuleList([{', '.join(calls)}])"
+
+        if not self.first:
+            return f"nn.ModuleList([{one(self.body)} for _ in range({self.repeat})])"
+        rest = f"*[{one(self.body)} for _ in range({self.repeat} - 1)]"
+        return f"nn.ModuleList([{one(self.first)}, {rest}])"
 
 
 @dataclass(frozen=True)
@@ -321,10 +335,13 @@ class TracedModel:
         )
 
     def reading_layers(self) -> frozenset[int]:
-        """The top-level layers that read another model input (`lstm 64 lengths=lengths`):
+        """The top-level layers (and loops of them) that read another input (`lengths=NAME`):
         forward calls each with that input, so the trunk is cut there as at a split merge."""
         return frozenset(
-            i for i, n in enumerate(self.layers) if isinstance(n, TracedLayer) and n.reads
+            i
+            for i, n in enumerate(self.layers)
+            if isinstance(n, TracedLayer)
+            and (n.reads or any(getattr(b, "reads", ()) for b in n.body))
         )
 
     def plain_forward(self) -> bool:

@@ -26,7 +26,7 @@ class StackContext:
     depth: int
     block: str | None  # the block being defined, if any
     params: tuple[Param, ...]  # the block's parameters (the model's are read from the parser)
-    unrolled: bool = False  # in a literal `repeat` at the top level: its layers land there
+    reads: bool = False  # a layer may read inputs: the top level, or a `repeat` body there
 
 
 def body_end(items: list[tuple[int, Line]], i: int, stop: int, ind: int) -> int:
@@ -311,7 +311,8 @@ def repeat(
     layers: list[Node],
     scope: StackContext,
 ) -> int:
-    """Unroll `repeat N:` at items[i] into `layers` (a RepeatSpec for a parameter N): next i."""
+    """Unroll the `repeat N:` block at items[i] into `layers` (or, with an int parameter as
+    its count, add it as a RepeatSpec); return the index after it."""
     end = body_end(items, i, stop, ind)
     try:
         count = _repeat_header(parser, line, scope)
@@ -327,16 +328,15 @@ def repeat(
         )
     if scope.depth >= MAX_NESTING:
         raise line.error(f"`repeat` blocks are nested more than {MAX_NESTING} deep", head.col, 6)
-    top = (scope.top or scope.unrolled) and isinstance(count, int)  # a layer may read inputs
-    context = StackContext(False, scope.depth + 1, scope.block, scope.params, top)
-    body = parser.stack(items, i + 1, end, context)
+    inner = replace(scope, top=False, depth=scope.depth + 1)  # `reads` as where it is
+    body = parser.stack(items, i + 1, end, inner)
     if isinstance(count, Name):  # a loop in the generated model
-        inner = next((b for b in walk(body) if isinstance(b, RepeatSpec)), None)
-        if inner is not None:
+        nested = next((b for b in walk(body) if isinstance(b, RepeatSpec)), None)
+        if nested is not None:
             parser.errors.append(
                 SpecSyntaxError(
                     "a `repeat` with a parameter count cannot hold another one",
-                    location=inner.loc,
+                    location=nested.loc,
                     hint="give one of them a literal count",
                 )
             )

@@ -25,6 +25,7 @@ from seqgen.ir import (
     Name,
     Node,
     Param,
+    RepeatSpec,
     expr_names,
     walk,
 )
@@ -94,8 +95,8 @@ def read_input(state: InputsState, line: Line, head: Token) -> list[Param]:
 def layer_reads(state: InputsState, layer: LayerSpec, top: bool) -> LayerSpec:
     """`lstm 64 take=hidden lengths=lengths`: a keyword whose value is the name of an input
     declared above reads that input; it moves from the layer's `kwargs` to its `reads` (the
-    trace checks that the kind takes it). Only a layer of the trunk's top level reads one: the
-    generated forward passes the input to it there."""
+    trace checks that the kind takes it). Only a layer of the trunk's top level, or of the body
+    of a `repeat` there, reads one: the generated forward passes the input to it there."""
     names = {i.name for i in state.extra_inputs}
     if state.input_name is not None:
         names.add(state.input_name[0])
@@ -129,11 +130,10 @@ def layer_reads(state: InputsState, layer: LayerSpec, top: bool) -> LayerSpec:
         state.loose_names.add(name)  # read, though not here: not also "input is not read"
         raise SpecSyntaxError(
             f"`{read.written}={name}` reads input {name!r} (a layer that reads "
-            "another input is only supported at the trunk's top level, or in a literal "
-            "`repeat N:` there, not inside a block, a loop, a head or a merge)",
+            "another input is only supported at the trunk's top level or in a `repeat` there, "
+            "not inside a block, a head or a merge)",
             location=read.loc,
-            hint="move the layer to the top level of the model (a `repeat` of it: give the "
-            "repeat a literal count, `repeat 2:`)",
+            hint="move the layer to the top level of the model",
         )
     kwargs = tuple(k for k in layer.kwargs if k not in reads)
     return replace(layer, kwargs=kwargs, reads=reads)
@@ -238,7 +238,10 @@ def input_errors(
     nested = [*walk(layers), *(n for h in heads for n in walk(h.layers))]
     nested += [n for b in blocks for n in walk(b.body)]
     bools = {i.name for i in inputs if i.dtype == "bool"}
-    read = {n.id for node in layers if isinstance(node, LayerSpec) for n in reads_of(node)}
+    looped = [n for node in layers if isinstance(node, RepeatSpec) for n in node.layers]
+    read = {
+        n.id for node in [*layers, *looped] if isinstance(node, LayerSpec) for n in reads_of(node)
+    }
     for node in nested:
         if not isinstance(node, MergeSpec) or not node.branch_from:
             continue

@@ -154,7 +154,7 @@ class _Parser:
             tokens = line.tokens
             if tokens[0].text == "block" and tokens[1].kind == "name":
                 self.block_lines.setdefault(tokens[1].text, line.lineno)
-        layers = self.stack(items, 0, len(items), StackContext(True, 0, None, ()))
+        layers = self.stack(items, 0, len(items), StackContext(True, 0, None, (), reads=True))
         if input_override is not None:
             try:
                 dims, new = parse_shape(input_override)
@@ -339,8 +339,7 @@ class _Parser:
                     hint="define a block above its first use",
                 )
             use = self.uses.get(layer.name.lower())
-            reads = scope.top or scope.unrolled  # the trunk's top level, once unrolled
-            return replace(layer, use=use) if use else layer_reads(self, layer, reads)
+            return replace(layer, use=use) if use else layer_reads(self, layer, scope.reads)
         if layer.call_syntax:
             raise SpecSyntaxError(
                 f"a block is used like a layer: `{layer.name} ARG... KEY=VALUE`", location=layer.loc

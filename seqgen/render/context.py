@@ -163,15 +163,19 @@ def _unbroken(dims: tuple[Dim, ...]) -> str:
 
 def _sample_batches(traced: TracedModel) -> list[int]:
     """Batch 1 and SAMPLE_BATCH (3), or 2 and 3 when a BatchNorm uses batch statistics in eval
-    mode too (track_running_stats=False needs more than one value per channel)."""
+    mode too (track_running_stats=False needs more than one value per channel), or a GroupNorm
+    has no spatial size (torch refuses one value per group, as (1, C) with C groups has)."""
     return _batches([*traced.stacks, *(b.layers for b in traced.blocks)])
 
 
 def _batches(stacks: list[tuple[TracedNode, ...]]) -> list[int]:
     def batch_stats(layer: TracedNode) -> bool:
+        if not isinstance(layer, TracedLayer):
+            return False
+        if layer.class_name == "GroupNorm":
+            return all(d.value == 1 for d in layer.out_shape[2:])
         return (
-            isinstance(layer, TracedLayer)
-            and layer.class_name.startswith("BatchNorm")
+            layer.class_name.startswith("BatchNorm")
             and dict(layer.call_kwargs).get("track_running_stats") == "False"
         )
 
@@ -237,6 +241,10 @@ def test_context(traced: TracedModel, options: Options) -> dict[str, Any]:
             if name in free
             else f"{spec.class_name}({name}={name})",
             "refused": name not in free,
+            # token ids below the embedding's size at this size, where the size sets it
+            "sample_args": f", {name}={name}"
+            if traced.spec.input_dtype == "long" and name not in free
+            else "",
         }
         for name, sizes, below in traced.dim_sizes
     ]

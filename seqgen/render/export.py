@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from seqgen.ir import Dim, TracedLayer, TracedModel, walk_traced
+from seqgen.ir import Constraint, Dim, TracedLayer, TracedModel, walk_traced
 from seqgen.render.budget import SAMPLE_BATCH
 from seqgen.safe_eval import NotArithmetic, evaluate_source
 
@@ -28,6 +28,18 @@ SEARCH_LIMIT = 1 << 24
 _DIM = "torch.export.Dim({})"
 # why a free size of a model with ceil_mode pooling is Dim.DYNAMIC rather than a named Dim
 _CEIL_NOTE = "DYNAMIC: torch.export cannot prove ceil_mode pooling's (true) guard"
+
+
+def _pins(c: Constraint, name: str, free: set[str]) -> bool:
+    """Whether a rule fixes the free dim `name` once the model is built: an equality (not a
+    divisibility) whose other names are constructor arguments (`wd == 37` after `unflatten 2
+    (1, 37)`, `t == 2 * (l // 3)`); torch.export then specialises it."""
+    return (
+        name in c.names
+        and " == " in c.condition
+        and re.fullmatch(r".+ % .+ == 0", c.condition) is None
+        and not (set(c.names) - {name}) & free
+    )
 
 
 def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
@@ -64,6 +76,10 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
             continue
         if recurrent:
             static.append(f"{name}: static, torch.export specialises a recurrent layer's length")
+            continue
+        pin = next((c for c in traced.constraints if _pins(c, name, free)), None)
+        if pin is not None:
+            static.append(f"{name}: static, the built model fixes it ({pin.condition})")
             continue
         rules = [c for c in traced.constraints if c.names == (name,)]
         low = max([c.minimum for c in rules if c.minimum is not None], default=1)
@@ -110,7 +126,8 @@ def export_context(traced: TracedModel, batches: list[int]) -> dict[str, Any]:
             example.append(f"{name}={max(start, 2 * step)}")
     what = "the batch and the free input sizes" if len(dims) > 1 else "the batch"
     packs = any(
-        isinstance(n, TracedLayer) and n.reads and n.class_name in RECURRENT for n in traced.layers
+        isinstance(n, TracedLayer) and n.reads and n.class_name in RECURRENT
+        for n in walk_traced(traced.layers)
     )
     return {
         # a model that packs sequences cannot export (yet): the test says so, strictly

@@ -79,6 +79,7 @@ def _sequential(
         "named": named(nodes),
         "layers": layer_items(nodes, input_shape),
         "single": None,  # not a layer alone (render/multi_inputs.py)
+        "list": None,  # nor a loop that reads another input
     }
 
 

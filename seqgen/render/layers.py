@@ -173,3 +173,27 @@ def _stack(nodes: tuple[TracedNode, ...], shown: str) -> tuple[Item, str]:
     if named(nodes):
         return _holder("nn.Sequential(OrderedDict([", children, None, close="]))"), shown
     return _holder("nn.Sequential(", children, None), shown
+
+
+def loop_list_item(node: TracedLayer, input_shape: tuple[Dim, ...]) -> Item:
+    """The argument of the nn.ModuleList that a `repeat depth:` loop whose body reads another
+    input becomes, one entry per pass: a pass of one layer is that layer, of several an
+    nn.ModuleList of them; a first pass that
+    changes the shape is written apart, so pass k is still entry k."""
+    shown = shape_text(input_shape)
+    first: Item | None = None
+    if node.first:
+        first, shown = _pass(node.first, shown, "", "")
+    count = f"{node.repeat} - 1" if node.first else str(node.repeat)
+    body, shown = _pass(node.body, shown, "*[" if node.first else "[", f" for _ in range({count})]")
+    return body if first is None else _holder("[", [first, body], None, close="]")
+
+
+def _pass(nodes: tuple[TracedNode, ...], shown: str, open_: str, close: str) -> tuple[Item, str]:
+    if len(nodes) == 1:
+        item, shown = _item(nodes[0], shown)
+        if item["children"] is None:
+            return {**item, "code": open_ + item["code"] + close}, shown
+        return {**item, "open": open_ + item["open"], "close": item["close"] + close}, shown
+    children, shown = _items(nodes, shown)  # no `name=` inside a repeat: a list of them
+    return _holder(f"{open_}nn.ModuleList([", children, None, close="])" + close), shown

@@ -7,8 +7,9 @@ nodes are one nn.Sequential (`self.trunk_0`, `self.trunk_1`, ...; none where no 
 between), each branch of such a merge is an nn.Sequential of its own named `<merge>_<branch>`
 (the merge's `name=` or `merge_<k>`, the branch's `name=` or its index), and such a layer is a
 submodule of its own (its `name=`, else its kind, `lstm`, with its index when the kind repeats:
-`x = self.lstm(x, lengths)`).
-forward then reads like a hand-written one:
+`x = self.lstm(x, lengths)`). A `repeat depth:` loop whose body reads an input is an
+nn.ModuleList, `self.layers`, and a `for` in forward (`for layer in self.layers: x = layer(x,
+src_key_padding_mask=mask)`). forward then reads like a hand-written one:
 
     x: torch.Tensor = self.trunk_0(image)
     x = torch.cat([self.fuse_image(x), self.fuse_meta(meta)], dim=1)
@@ -24,7 +25,7 @@ from typing import Any
 from seqgen.errors import RenderError
 from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedModel, TracedNode
 from seqgen.render.heads import FEATURES, TRUNK, with_heads
-from seqgen.render.layers import layer_items, named, shape_text
+from seqgen.render.layers import layer_items, loop_list_item, named, shape_text
 
 STREAM = "x"  # the local that carries the trunk's tensor (lang/inputs.py reserves it)
 _OPERATORS = {"add": " + ", "multiply": " * ", "subtract": " - "}
@@ -33,12 +34,59 @@ _OPERATORS = {"add": " + ", "multiply": " * ", "subtract": " - "}
 def _reader(attribute: str, node: TracedLayer) -> Any:
     """The submodule of a layer that reads another input: itself, not in an nn.Sequential."""
     comment = shape_text(node.out_shape)
-    return {"attribute": attribute, "single": node.call, "comment": comment, "layers": []}
+    return {
+        "attribute": attribute,
+        "single": node.call,
+        "comment": comment,
+        "layers": [],
+        "list": None,
+    }
+
+
+def _arguments(node: TracedNode, source: str) -> str:
+    """A call's arguments: its input, and each input it reads (`x, src_key_padding_mask=mask`)."""
+    reads = node.reads if isinstance(node, TracedLayer) else ()
+    return ", ".join([source, *(f"{key}={name}" if key else name for key, name in reads)])
+
+
+def _loop_attribute(index: int, loops: int) -> str:
+    """A loop's nn.ModuleList: `layers` (`layers_K`, K its index, beside others)."""
+    return "layers" if loops == 1 else f"layers_{index}"
+
+
+def _loop_module(attribute: str, node: TracedLayer, shape: tuple[Dim, ...]) -> Any:
+    """A `repeat depth:` loop whose body reads another input: an nn.ModuleList, one entry per
+    pass (render/layers.py `loop_list_item`)."""
+    item = loop_list_item(node, shape)
+    return {"attribute": attribute, "list": item, "single": None, "layers": [item]}
+
+
+def _loop_statements(attribute: str, node: TracedLayer, local: str, taken: set[str]) -> list[str]:
+    """forward's loop over the passes: each pass one call, or a statement per layer of its
+    nn.ModuleList (TorchScript refines no isinstance check on a module: an ignore instead)."""
+    each = "layer" if len(node.body) == 1 else "block"
+    while each in taken:
+        each += "_"
+    if len(node.body) == 1:
+        call = f"{each}({_arguments(node.body[0], local)})"
+        return [f"for {each} in self.{attribute}:", f"    {local} = {call}"]
+    lines = [f"for {each} in self.{attribute}:"]
+    for i, inner in enumerate(node.body):  # ModuleList iterates as nn.Module: untyped [i]
+        lines.append(
+            f"    {local} = {each}[{i}]({_arguments(inner, local)})  # type: ignore[index]"
+        )
+    return lines
 
 
 def _sequential(attribute: str, nodes: tuple[TracedNode, ...], shape: tuple[Dim, ...]) -> Any:
     layers = layer_items(nodes, shape)
-    return {"attribute": attribute, "named": named(nodes), "layers": layers, "single": None}
+    return {
+        "attribute": attribute,
+        "named": named(nodes),
+        "layers": layers,
+        "single": None,
+        "list": None,
+    }
 
 
 def inputs_model(traced: TracedModel) -> dict[str, Any]:
@@ -66,6 +114,7 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
     readers = Counter(
         n.spec.name.lower() for n in traced.layers if isinstance(n, TracedLayer) and n.reads
     )
+    loops = {i for i in traced.reading_layers() if getattr(traced.layers[i], "repeat", None)}
 
     def local_at(index: int) -> str:
         """Where node `index`'s output goes: its point's name, `features` at the trunk's end
@@ -99,13 +148,24 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
         assign(index, f"self.{attribute}({source})")
 
     for index, node in enumerate(traced.layers):
+        if isinstance(node, TracedLayer) and node.repeat is not None and index in loops:
+            flush(index - 1)  # `for layer in self.layers: x = layer(x, mask)`
+            attribute = _loop_attribute(index, len(loops))
+            modules.append(_loop_module(attribute, node, shape))
+            local = local_at(index)
+            if source != local:
+                assign(index, source)
+            declared.add(local)
+            statements.extend(_loop_statements(attribute, node, local, {*shapes, *points.values()}))
+            locals_at[index, None] = source = local
+            shape = node.out_shape
+            continue
         if isinstance(node, TracedLayer) and node.reads:  # `x = self.lstm(x, lengths)`
             flush(index - 1)
             kind = node.spec.name.lower()
             attribute = node.spec.key or f"{kind}_{index}" if readers[kind] > 1 else kind
             modules.append(_reader(attribute, node))
-            args = [source, *(f"{key}={name}" if key else name for key, name in node.reads)]
-            assign(index, f"self.{attribute}({', '.join(args)})")
+            assign(index, f"self.{attribute}({_arguments(node, source)})")
             continue
         if not isinstance(node, TracedMerge) or index not in split:
             segment.append(node)
@@ -183,6 +243,8 @@ def module_stacks(traced: TracedModel) -> list[tuple[TracedNode, ...]]:
         return list(traced.stacks)
     # a layer that reads an input is a submodule of its own, in no nn.Sequential
     out = [tuple(n for i, n in enumerate(traced.layers) if i not in split | readers)]
+    loops = [n for i, n in enumerate(traced.layers) if i in readers and isinstance(n, TracedLayer)]
+    out += [s for n in loops for s in (n.first, n.body)]
     for i, node in enumerate(traced.layers):
         if isinstance(node, TracedMerge) and i in split:
             out += node.branches

@@ -4,12 +4,14 @@ input. The shapes then combine by the merge's exact rules, as any branches do.""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from seqgen.errors import InternalError, TraceError
 from seqgen.ir import MergeSpec, ModelSpec, TracedInput
 from seqgen.layers.input_reads import TORCH_DTYPES
+from seqgen.safe_eval import evaluate_source
 from seqgen.trace.input_reads import Role
 from seqgen.trace.scope import DimInfo, Scope, Step
 
@@ -79,8 +81,10 @@ def own_steps(merge: MergeSpec, branches: Sequence[Sequence[Step]]) -> list[Step
             continue
         mine = [st.traced.call for st in steps]
         theirs = [st.traced.call for st in branches[keys.index(share)]]
-        if mine != theirs:
-            diff = next((a, b) for a, b in zip(mine, theirs, strict=True) if a != b)
+        if [_folded(c) for c in mine] != [_folded(c) for c in theirs]:
+            diff = next(
+                (a, b) for a, b in zip(mine, theirs, strict=True) if _folded(a) != _folded(b)
+            )
             raise TraceError(
                 f"branch {j + 1} shares the layers of branch {share!r}, but its input would "
                 f"build them otherwise: {diff[0]} where {share!r} has {diff[1]}",
@@ -88,3 +92,28 @@ def own_steps(merge: MergeSpec, branches: Sequence[Sequence[Step]]) -> list[Step
                 hint="shared layers need inputs of the same sizes",
             )
     return out
+
+
+class _FoldConstants(ast.NodeTransformer):
+    """`2 * 3` -> `6`: arithmetic on int literals only."""
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        if all(
+            isinstance(side, ast.Constant) and type(side.value) is int
+            for side in (node.left, node.right)
+        ):
+            try:
+                return ast.Constant(evaluate_source(ast.unparse(node), {}))
+            except Exception:
+                return node
+        return node
+
+
+def _folded(call: str) -> str:
+    """A constructor call with its constant arithmetic done: a shared branch's `nn.BatchNorm1d(6)`
+    is its branch's `nn.BatchNorm1d(2 * 3)` (a flattened size printed as a product)."""
+    try:
+        return ast.unparse(_FoldConstants().visit(ast.parse(call, mode="eval")))
+    except SyntaxError:
+        return call
