@@ -2,8 +2,8 @@
 
 Results (issue 19's "hidden set": 20 real architectures, written from the README alone): 13
 exact (the two-tower model only after the first-input fix), 3 with a workaround, 3 exact
-after a fix made here (`subtract:` and `abs`; a masked layer in `repeat`), 1 that cannot be
-written.
+after a fix (`subtract:` and `abs`, made here; a masked layer in `repeat`, on main meanwhile),
+1 that cannot be written.
 
     architecture (spec in tests/architectures/multi/)      result
     NeuMF, guoyang9/NCF (neumf.seq)                        workaround (1)
