@@ -1170,7 +1170,10 @@ def add_heads(gen: D.Gen, g: GraphSpec) -> bool:
             i = r.randrange(len(g.trunk) - 1)
             g.labels.setdefault(i, f"p{i + 1}")
         points = _points(g)
-        if points and r.random() < 0.55:
+        # a spec whose every head reads an earlier point is refused (its later trunk lines
+        # would feed no output): the last head reads the trunk's end unless one already does
+        last_open = k == len(names) - 1 and all(h.point for h in g.heads)
+        if points and not last_open and r.random() < 0.55:
             point = r.choice(sorted(points))
             x = points[point]
         else:

@@ -139,9 +139,18 @@ def test_a_point_inside_a_merge_says_so() -> None:
     with pytest.raises(SeqgenError) as info:
         parse(text)
     d = info.value.diagnostic
-    assert d.message.startswith("`from=inner`: 'inner' (line 4) is inside a merge: a head reads")
+    assert d.message.startswith("`from=inner`: 'inner' (line 4) is inside a merge: a head reads it")
     assert d.location is not None and (d.location.line, d.location.col) == (8, 13)
-    assert "cannot be read by a head yet" in (d.hint or "") and "name=inner" not in (d.hint or "")
+    assert "name the merges and branches around it" in (d.hint or "")  # its branch is unnamed
+    named = text.replace(
+        "    branch:\n        linear 8 name=inner",
+        "    branch name=b:\n        linear 8 name=inner",
+    )
+    with pytest.raises(SeqgenError) as named_info:
+        parse(named)
+    assert named_info.value.diagnostic.hint == "did you mean `from=outer.b.inner`?"
+    fixed = named.replace("from=inner:", "from=outer.b.inner:") + "head out\n"
+    assert [h.point for h in parse(fixed).heads] == ["outer", None]  # the path it spells works
 
 
 def test_a_residuals_branches_cannot_be_read() -> None:

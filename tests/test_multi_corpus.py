@@ -3,7 +3,7 @@
 Results (issue 19's "hidden set": 20 real architectures, written from the README alone): 13
 exact (the two-tower model only after the first-input fix), 3 with a workaround, 3 exact
 after a fix (`subtract:` and `abs`, made here; a masked layer in `repeat`, on main meanwhile),
-1 that cannot be written.
+1 that could not be written (FPN's inner levels; main reads them by a path now).
 
     architecture (spec in tests/architectures/multi/)      result
     NeuMF, guoyang9/NCF (neumf.seq)                        workaround (1)
@@ -25,7 +25,7 @@ after a fix (`subtract:` and `abs`, made here; a masked layer in `repeat`, on ma
     cGAN generator, PyTorch-GAN (noise + label id)         exact (10)
     cGAN discriminator, PyTorch-GAN (image + label id)     exact (10)
     DeepFM, rixwew/pytorch-fm (deepfm.seq)                 workaround (11)
-    FPN top-down with an output per level (P3, P4, P5)     cannot be written (12)
+    FPN top-down with an output per level (P3, P4, P5)     cannot (12); on main now
 
 (1) Only a top-level merge reads another input, so the four embeddings are concatenated,
     (N, 10f), and taken apart with `narrow` (added here; before it, an `unflatten` and ten
@@ -64,10 +64,11 @@ after a fix (`subtract:` and `abs`, made here; a masked layer in `repeat`, on ma
     naming the class), so the caller offsets the ids. The reference registers its bias before
     its embedding (a module's own parameters come first): the copy swaps those two.
 (12) The top-down pathway nests (P4 = lateral(C4) + up(P5) inside the merge that builds P3,
-    as U-Net's skips nest), and a head reads only a top-level node or a top-level merge's
-    branch: P3 is writable, P4 and P5 are not. The error said "no top-level trunk layer is
-    named 'p4'" with the hint to add `name=p4`, which the spec had; now it says the point is
-    inside a merge.
+    as U-Net's skips nest), and a head read only a top-level node or a top-level merge's
+    branch. Main has since added paths (`from=p3.top.p4`; h-nested's tests/architectures/
+    heads/fpn.seq against torchvision's FeaturePyramidNetwork). The bare name's error said
+    "no top-level trunk layer is named 'p4'", hinting `name=p4`, which the spec had; it now
+    says the point is inside a merge and spells its path.
 
 Each spec in tests/architectures/multi/ is generated with seqgen's API and compared with the
 hand-written reference in tests/architectures/multi/references.py: the same parameter count, the
@@ -456,32 +457,18 @@ head out4 from=p4:
 """
 
 
-def test_fpn_levels_inside_the_top_down_merges_cannot_be_heads_yet() -> None:
+def test_fpn_levels_are_read_by_their_paths_and_a_bare_name_says_which() -> None:
+    """The corpus's FPN first read P4 by its bare name, which said "no top-level trunk layer is
+    named 'p4'" and hinted `name=p4`, which the spec had. Main now reads points inside merges
+    by a path; the bare name's error gives that path, and the path traces."""
     with pytest.raises(SeqgenError) as info:
         parse(FPN)
     rendered = info.value.render()
     assert rendered.count("error:") == 1, rendered
     assert "`from=p4`: 'p4' (line 12) is inside a merge" in rendered
-    model = trace(parse(FPN.split("head out4")[0]))  # P3 alone is fine
-    assert [d.code for d in model.layers[-1].out_shape] == ["N", "c", "32", "32"]
-
-
-def test_deepfms_offsets_class_cannot_take_token_ids_yet(tmp_path: Path) -> None:
-    """pytorch-fm adds each field's offset to the ids in a module of its own; seqgen traces a
-    class of the user's own on float tensors only, so deepfm.seq takes the ids offset already.
-    The refusal names the class and says so."""
-    spec = tmp_path / "deepfm.seq"
-    spec.write_text(
-        (MULTI / "deepfm.seq")
-        .read_text()
-        .replace("use fm_layers:Bias as bias\n", "use fm_layers:Bias as bias\n"
-                 "use fm_layers:FeaturesOffsets as offsets\n")
-        .replace("\nadd name=logit:", "\noffsets (10, 20, 30)\nadd name=logit:")
-    )  # fmt: skip
-    (tmp_path / "fm_layers.py").write_text((MULTI / "fm_layers.py").read_text())
-    with pytest.raises(SeqgenError) as info:
-        generate(str(spec), options_for(str(spec), str(tmp_path)), allow_imports=["fm_layers"])
-    rendered = info.value.render()
-    assert rendered.count("error:") == 1, rendered
-    assert "offsets gets integer token ids" in rendered
-    assert "(a class of your own, fm_layers:FeaturesOffsets, takes floats only)" in rendered
+    assert "did you mean `from=p3.top.p4`?" in rendered
+    model = trace(parse(FPN.replace("from=p4:", "from=p3.top.p4:")))
+    assert [[d.code for d in h.out_shape] for h in model.heads] == [
+        ["N", "c", "32", "32"],
+        ["N", "c", "16", "16"],
+    ]

@@ -23,6 +23,7 @@ from seqgen.ir import (
     TracedMerge,
     TracedModel,
     TracedNode,
+    head_route,
 )
 from seqgen.lang.names import input_names
 from seqgen.layers import weight_norm
@@ -188,7 +189,15 @@ def head_input(
         return outputs[at]
     source = merge.spec.branch_from[j] if merge.spec.branch_from else None
     x = inputs[source] if source is not None else outputs[at - 1] if at else first
-    for node in merge.branches[j]:
+    nodes: Sequence[TracedNode] = merge.branches[j]
+    for i, k in head_route(traced.spec.layers, head.spec)[1:]:  # `from=p3.down.p4`
+        for node in nodes[:i]:
+            _, x = run_node(node, env, x, blocks, inputs=inputs)
+        inner = nodes[i]
+        if k is None or not isinstance(inner, TracedMerge):
+            return run_node(inner, env, x, blocks, inputs=inputs)[1]
+        nodes = inner.branches[k]
+    for node in nodes:
         _, x = run_node(node, env, x, blocks, inputs=inputs)
     return x
 

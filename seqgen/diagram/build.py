@@ -61,6 +61,7 @@ class _Context:
     ids: _Ids
     scope: Scope = field(default_factory=Scope)
     inputs: Mapping[str, tuple[Dim, ...]] = field(default_factory=dict)  # several, by name
+    boxes: dict[int, str] = field(default_factory=dict)  # id(node) -> its box (or merge's join)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def _trunk_and_heads(
     heads = []
     for head in traced.heads:
         entry = exits[traced.head_start(head), traced.head_branch(head)]
+        if head.spec.inner:  # `from=p3.down.p4`: the box of the node it reads
+            entry = ctx.boxes.get(id(traced.head_node(head)), entry)
         body = tuple(_stack(head.layers, ctx)) or (  # a head without a stack: what it reads
             Box(ctx.ids.box(), "returned as is", ctx.scope.shape(head.out_shape), "layer"),
         )
@@ -209,7 +212,10 @@ def _unit(unit: tuple[TracedNode, ...], ctx: _Context) -> Item:
     around the last of them."""
     node = unit[-1]
     if len(unit) == 1:
-        return _node(node, ctx)
+        item = _node(node, ctx)
+        if isinstance(item, Box | Fork):  # where a head inside a branch reads (`p3.down.p4`)
+            ctx.boxes[id(node)] = item.id if isinstance(item, Box) else item.join.id
+        return item
     if _alike(unit, ctx):
         label = None
         if isinstance(node, TracedBlockUse) and any(m.call != node.call for m in unit):

@@ -159,8 +159,7 @@ MERGE_CLASSES = {
     "reparameterize": "Reparameterize",
     "subtract": "Subtract",
 }
-# The merges that take an exact number of `branch:` stacks (the others take two or more), with
-# what the branches are, for the parser's error.
+# The merges that take exactly N `branch:` stacks (others two or more), for the parser's error.
 MERGE_ARITY = {
     "bmm": (2, "bmm multiplies branch 1, (N, n, m), by branch 2, (N, m, p)"),
     "reparameterize": (2, "the mean's branch first, then the log-variance's"),
@@ -170,13 +169,11 @@ MERGE_ARITY = {
 
 @dataclass(frozen=True)
 class MergeSpec:
-    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:`, `multiply:`,
-    `subtract:` (exactly two branches, the first minus the second), `bmm:` (exactly two
-    branches, multiplied as batches of matrices) or `reparameterize:`.
+    """A merge (`kind`: the MERGE_CLASSES key; MERGE_ARITY says which take exactly two).
 
     Each branch is a stack of nodes that reads the merge's input. A residual has its body as the
     first branch and its shortcut, when written, as the second; without one the input itself is
-    added. A reparameterize has exactly two: the mean, then the log-variance.
+    added. A reparameterize has the mean, then the log-variance; a subtract a minus b.
     """
 
     kind: str  # residual | concat | add | multiply | subtract | bmm | reparameterize
@@ -295,13 +292,15 @@ class HeadSpec:
     train_only: bool = False  # returned in training mode only, None in eval mode
     # `from=MERGE.BRANCH`: the named branch of the merge `point` whose output the head reads
     branch: str | None = None
+    # `from=p3.down.p4`: the rest of the path in that branch (a node's name, a branch's, ...)
+    inner: tuple[str, ...] = ()
 
     @property
     def source(self) -> str | None:
-        """What `from=` names, as written: `mid`, `z.mu`; None: the trunk's end."""
+        """What `from=` names, as written: `mid`, `z.mu`, `p3.down.p4`; None: the trunk's end."""
         if self.point is None:
             return None
-        return self.point if self.branch is None else f"{self.point}.{self.branch}"
+        return ".".join([self.point, *([self.branch] if self.branch else []), *self.inner])
 
 
 @dataclass(frozen=True)
@@ -320,14 +319,35 @@ def point_index(layers: Sequence[Node], name: str) -> int | None:
     return next((i for i, node in enumerate(layers) if node_key(node) == name), None)
 
 
+def head_route(layers: Sequence[Node], head: HeadSpec) -> tuple[tuple[int, int | None], ...]:
+    """Where a head reads, a step per stack from the top: (node index, branch index in that
+    merge or None: the node's output). `from=p3.down.p4`: ((i, j), (k, None)); () without
+    `from=`. It stops at a name that does not resolve (lang/heads.py refuses those)."""
+    names = [] if head.source is None else head.source.split(".")
+    route: list[tuple[int, int | None]] = []
+    stack = layers
+    for k in range(0, len(names), 2):
+        i = point_index(stack, names[k])
+        if i is None:
+            break
+        node = stack[i]
+        if k + 1 == len(names) or not isinstance(node, MergeSpec):
+            route.append((i, None))
+            break
+        keys = node.branch_keys
+        j = keys.index(names[k + 1]) if names[k + 1] in keys else None
+        route.append((i, j))
+        if j is None:
+            break
+        stack = node.branches[j]
+    return tuple(route)
+
+
 def branch_index(layers: Sequence[Node], head: HeadSpec) -> int | None:
-    """For a head that reads a merge's branch (`from=z.mu`), the index of that branch in the
-    top-level merge `z` among `layers`; None for any other head."""
-    at = None if head.branch is None or head.point is None else point_index(layers, head.point)
-    node = None if at is None else layers[at]
-    if not isinstance(node, MergeSpec):
-        return None
-    return next((j for j, key in enumerate(node.branch_keys) if key == head.branch), None)
+    """For a head that reads a merge's branch (`from=z.mu`, `from=p3.down.p4`), that branch's
+    index in the top-level merge among `layers`; None for any other head."""
+    route = head_route(layers, head)
+    return route[0][1] if route and head.branch is not None else None
 
 
 @dataclass(frozen=True)

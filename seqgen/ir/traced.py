@@ -17,6 +17,7 @@ from seqgen.ir.spec import (
     ModelSpec,
     Param,
     branch_index,
+    head_route,
     point_index,
 )
 
@@ -28,11 +29,8 @@ SAMPLE_BATCH = 2
 
 @dataclass(frozen=True)
 class Dim:
-    """One dimension of a traced shape.
-
-    `code` is a Python expression over the model's parameters (the batch is `N`), as written in
-    generated code; `value` is its size at the sample input and default parameters.
-    """
+    """One dimension of a traced shape: `code`, a Python expression over the model's
+    parameters (the batch is `N`); `value`, its size at the sample input and defaults."""
 
     code: str
     value: int
@@ -72,17 +70,14 @@ class TracedLayer:
     # per sample, the output elements torchinfo keeps for the backward pass, when they are not
     # this layer's own output (a layer with child modules: the leaves' outputs); None: as usual
     activations: Dim | None = None
-    # parameters torchinfo's "params size" leaves out: those of modules that have children (a
-    # transformer layer's attention, a weight_norm'd layer); None: none
+    # parameters torchinfo's "params size" leaves out (of modules with children); None: none
     hidden_params: Dim | None = None
-    # its output is a sequence (N, L, E) (an embedding, rnn, transformer layer, permute, ...):
-    # the layer kind says so (layers/kind.py `Op.sequence`)
+    # its output is a sequence (N, L, E): the layer kind says so (layers/kind.py `Op.sequence`)
     sequence: bool = False
-    # the other inputs it reads in forward (`lengths=NAME`): (forward's keyword for it, or ""
-    # for the second positional argument; the input's name)
+    # the inputs it reads in forward (`lengths=NAME`): (its keyword, "": 2nd positional; name)
     reads: tuple[tuple[str, str], ...] = ()
-    # a class of the user's own whose mult-adds (FlopCounterMode's) hold at the sample values
-    # only: it was traced there (W015), or its symbolic count is no expression seqgen can write
+    # a class of the user's own whose mult-adds hold at the sample values only (W015, or no
+    # symbolic expression)
     macs_at_sample: bool = False
 
     @property
@@ -309,24 +304,30 @@ class TracedModel:
         return tuple(p for p in self.spec.params if p.name not in self.free_dims)
 
     def head_start(self, head: TracedHead) -> int:
-        """The index of the trunk node whose output `head` reads (the last, without `from=`)."""
+        """The index of the trunk node `head` reads from (in): the last, without `from=`."""
         at = None if head.point is None else point_index(self.spec.layers, head.point)
         return len(self.layers) - 1 if at is None else at
 
     def head_branch(self, head: TracedHead) -> int | None:
-        """For a head that reads a merge's branch (`from=z.mu`), the branch's index in the
-        merge at `head_start(head)`; None when it reads a node's output."""
+        """The index of the branch of the merge at `head_start(head)` it reads in (`z.mu`)."""
         return branch_index(self.spec.layers, head.spec)
 
     def head_node(self, head: TracedHead) -> TracedNode:
-        """The node whose output `head` reads: a trunk node, or a branch's last (`from=z.mu`)."""
-        node = self.layers[self.head_start(head)]
-        j = self.head_branch(head)
-        return node.branches[j][-1] if isinstance(node, TracedMerge) and j is not None else node
+        """The node whose output `head` reads: a trunk node, a branch's last (`from=z.mu`), or
+        one inside a branch (`from=p3.down.p4`)."""
+        route = head_route(self.spec.layers, head.spec) or ((len(self.layers) - 1, None),)
+        stack: Sequence[TracedNode] = self.layers
+        node = stack[route[0][0]]
+        for i, j in route:
+            node = stack[i]
+            if j is not None and isinstance(node, TracedMerge):
+                stack = node.branches[j]
+                node = stack[-1]
+        return node
 
     def split_merges(self) -> frozenset[int]:
-        """The top-level merges that forward writes as plain statements, each branch its own
-        nn.Sequential: those that read a model input, and those a head reads a branch of."""
+        """The top-level merges forward writes as statements: those that read an input, those
+        a head reads in."""
         read = {self.head_start(h) for h in self.heads if h.spec.branch is not None}
         return frozenset(
             i
@@ -335,8 +336,7 @@ class TracedModel:
         )
 
     def reading_layers(self) -> frozenset[int]:
-        """The top-level layers (and loops of them) that read another input (`lengths=NAME`):
-        forward calls each with that input, so the trunk is cut there as at a split merge."""
+        """The top-level layers (and loops) that read another input (`lengths=NAME`)."""
         return frozenset(
             i
             for i, n in enumerate(self.layers)
@@ -345,8 +345,7 @@ class TracedModel:
         )
 
     def plain_forward(self) -> bool:
-        """Whether forward is plain statements over cut segments (render/multi_inputs.py)
-        rather than one nn.Sequential per output: a split merge or a reading layer."""
+        """Whether forward is plain statements (render/multi_inputs.py), not nn.Sequentials."""
         return bool(self.split_merges() or self.reading_layers())
 
     def shape_of(self, name: str) -> tuple[Dim, ...]:

@@ -2,7 +2,8 @@
 
 After the trunk (the model's top-level stack), each head is an indented stack of its own that
 reads the trunk's output, or the output of the trunk node named POINT (`conv2d 64 k=3
-name=mid`), or of the branch BRANCH of the merge named MERGE (`from=MERGE.BRANCH`). A head
+name=mid`), or of the branch BRANCH of the merge named MERGE (`from=MERGE.BRANCH`), or of a
+node or branch further in (`from=p3.down.p4`: node p4 of that branch). A head
 without ':' and stack returns what it reads as is. The parser calls `head_section`; it calls
 back the parser's `stack` for the body.
 """
@@ -125,6 +126,7 @@ def head_section(
         raise SpecSyntaxError(f"head name {name!r} is a `from=` point's name", location=loc)
     point, point_loc, train_only = None, None, False
     branch: str | None = None
+    inner: tuple[str, ...] = ()
     seen: set[str] = set()
     while not line.at(":") and line.peek().kind != "end":
         key = line.next()
@@ -147,12 +149,26 @@ def head_section(
                     "`from=` names a trunk layer: `from=POINT`, where the layer has `name=POINT`",
                     location=point_loc,
                 )
-            if line.at("."):  # `from=MERGE.BRANCH`
+            path = [(ptok.text, point_loc)]
+            while line.at("."):  # `from=MERGE.BRANCH`, `from=p3.down.p4`, ...
                 line.next()
                 btok = line.next()
-                branch_loc = line.loc(btok.col, len(btok.text) or 1)
+                if btok.kind != "name":
+                    raise line.error(
+                        f"expected a name after '.' in `from=`, found {btok.text or 'nothing'!r}",
+                        btok.col,
+                        len(btok.text) or 1,
+                        hint="e.g. `from=z.mu` or `from=p3.down.p4`",
+                    )
+                path.append((btok.text, line.loc(btok.col, len(btok.text) or 1)))
                 point_loc = line.loc(ptok.col, btok.col + len(btok.text) - ptok.col)
-                branch = _branch(ptok.text, btok.text, branch_loc, point_loc, trunk)
+            if len(path) > 1:
+                branch, inner = _path(path, point_loc, trunk)
+                for text, at in path[2::2]:
+                    check_identifier(text, "a head's `from=` point", at)
+                    _not_taken(text, "a head's `from=` point", at, parser)
+                    if any(h.name == text for h in heads) or text == name:
+                        raise SpecSyntaxError(f"point {text!r} is also a head's name", location=at)
             point = _point(ptok.text, point_loc, parser, trunk, heads, name, branch is not None)
         else:
             value = parse_value(line)
@@ -162,7 +178,7 @@ def head_section(
                 )
             train_only = value.value
     if line.peek().kind == "end" and end == i + 1:  # `head mu from=z.mu`: returned as is
-        return HeadSpec(name, (), loc, point, point_loc, train_only, branch)
+        return HeadSpec(name, (), loc, point, point_loc, train_only, branch, inner)
     line.expect(":", f"':' after `head {name}`")
     line.expect_end(f"`head {name}:`")
     if end == i + 1:
@@ -173,7 +189,7 @@ def head_section(
             hint=f"a head that returns its point's output as is has no ':' (`head {name}`)",
         )
     body = parser.stack(items, i + 1, end, StackContext(False, 1, None, ()))
-    return HeadSpec(name, tuple(body), loc, point, point_loc, train_only, branch)
+    return HeadSpec(name, tuple(body), loc, point, point_loc, train_only, branch, inner)
 
 
 def _point(
@@ -186,16 +202,18 @@ def _point(
     branch: bool = False,
 ) -> str:
     """A `from=` point: the name of a top-level trunk node, usable as an attribute name (for
-    `from=MERGE.BRANCH`, `branch`, the merge's name, already checked by `_branch`)."""
+    `from=MERGE.BRANCH`, `branch`, the merge's name, already checked by `_path`)."""
     index = point_index(trunk, text)
     inner = next((n for n in walk(trunk) if node_key(n) == text), None)
     if index is None and inner is not None:  # FPN's P4 inside the merge that builds P3
+        path = _path_to(trunk, text)
         raise SpecSyntaxError(
-            f"`from={text}`: {text!r} (line {inner.loc.line}) is inside a merge: a head reads a "
-            "top-level trunk node, or a named branch of a top-level merge (`from=MERGE.BRANCH`)",
+            f"`from={text}`: {text!r} (line {inner.loc.line}) is inside a merge: a head reads it "
+            "by its path, the merges and named branches that hold it",
             location=loc,
-            hint="a point inside a merge cannot be read by a head yet; name a top-level node "
-            "instead",
+            hint=f"did you mean `from={path}`?"
+            if path
+            else f"name the merges and branches around it, then `from=MERGE.BRANCH....{text}`",
         )
     if index is None:
         raise SpecSyntaxError(
@@ -217,39 +235,94 @@ def _point(
     return text
 
 
-def _branch(
-    merge: str, text: str, loc: Location, point_loc: Location, trunk: Sequence[Node]
-) -> str:
-    """The BRANCH of `from=MERGE.BRANCH`: a named branch of the top-level merge named MERGE."""
-    index = point_index(trunk, merge)
-    if index is None:
-        raise SpecSyntaxError(
-            f"`from={merge}.{text}`: no top-level merge is named {merge!r}",
-            location=point_loc,
-            hint=_did_you_mean(merge, _names(trunk, merges=True))
-            or f"add `name={merge}` to the merge whose branch the head reads",
-        )
-    node = trunk[index]
-    if not isinstance(node, MergeSpec) or node.kind == "residual":
-        what = "a residual" if isinstance(node, MergeSpec) else "no merge"
-        raise SpecSyntaxError(
-            f"`from={merge}.{text}`: {merge!r} is {what}: a head reads a branch of a "
-            "`concat:`, `add:`, ... with named branches",
-            location=point_loc,
-            hint=f"drop `.{text}` to read {merge!r}'s output",
-        )
-    names = [k for k in node.branch_keys if k is not None]
-    if text not in names:
-        hint = _did_you_mean(text, names) or (
-            f"name the branch the head reads: `branch name={text}:` in {merge!r}"
-            + (f" (its named branches: {', '.join(names)})" if names else "")
-        )
-        raise SpecSyntaxError(
-            f"`from={merge}.{text}`: merge {merge!r} has no branch named {text!r}",
-            location=loc,
-            hint=hint,
-        )
-    return text
+def _path_to(stack: Sequence[Node], text: str) -> str | None:
+    """`td3.down.td4` for a node named `td4` inside branch `down` of merge `td3`: the path a
+    head reads it by (None where a merge or branch on the way has no name)."""
+    for node in stack:
+        if node_key(node) == text:
+            return text
+        if not isinstance(node, MergeSpec) or node.key is None or node.kind == "residual":
+            continue
+        for key, branch in zip(node.branch_keys, node.branches, strict=False):
+            rest = _path_to(branch, text) if key is not None else None
+            if rest is not None:
+                return f"{node.key}.{key}.{rest}"
+    return None
+
+
+def _path(
+    path: Sequence[tuple[str, Location]], point_loc: Location, trunk: Sequence[Node]
+) -> tuple[str, tuple[str, ...]]:
+    """`from=MERGE.BRANCH[.NODE[.BRANCH]...]`, checked a step at a time: each MERGE a merge with
+    named branches, each NODE a node of the branch before it (not inside a `repeat`, a residual
+    or a block). Returns the top-level merge's BRANCH and the rest of the path."""
+    full = ".".join(text for text, _ in path)
+    stack: Sequence[Node] = trunk
+    where = None  # the trunk's top level; then "branch 'down' of 'p4'"
+    for k in range(0, len(path) - 1, 2):
+        (merge, merge_loc), (text, loc) = path[k], path[k + 1]
+        at = point_loc if k == 0 else merge_loc
+        node = _node(full, merge, at, stack, where, merges=True)
+        if not isinstance(node, MergeSpec) or node.kind == "residual":
+            what = "a residual" if isinstance(node, MergeSpec) else "no merge"
+            raise SpecSyntaxError(
+                f"`from={full}`: {merge!r} is {what}: a head reads a branch of a "
+                "`concat:`, `add:`, ... with named branches",
+                location=at,
+                hint=f"drop `.{'.'.join(t for t, _ in path[k + 1 :])}` to read {merge!r}'s output",
+            )
+        names = [key for key in node.branch_keys if key is not None]
+        if text not in names:
+            hint = _did_you_mean(text, names) or (
+                f"name the branch the head reads: `branch name={text}:` in {merge!r}"
+                + (f" (its named branches: {', '.join(names)})" if names else "")
+            )
+            raise SpecSyntaxError(
+                f"`from={full}`: merge {merge!r} has no branch named {text!r}",
+                location=loc,
+                hint=hint,
+            )
+        j = node.branch_keys.index(text)
+        shared = node.branch_shares[j] if node.branch_shares else None
+        if shared is not None and k + 2 < len(path):  # its stack is the other branch's modules
+            fixed = [t for t, _ in path[: k + 1]] + [shared] + [t for t, _ in path[k + 2 :]]
+            raise SpecSyntaxError(
+                f"`from={full}`: branch {text!r} of {merge!r} runs the modules of branch "
+                f"{shared!r}: a head reads inside the branch that holds them",
+                location=loc,
+                hint=f"did you mean `from={'.'.join(fixed)}`?",
+            )
+        stack = node.branches[j]
+        where = f"branch {text!r} of {merge!r}"
+    if len(path) % 2 == 1:  # it ends at a node of the last branch
+        _node(full, *path[-1], stack, where)
+    return path[1][0], tuple(text for text, _ in path[2:])
+
+
+def _node(
+    full: str,
+    text: str,
+    loc: Location,
+    stack: Sequence[Node],
+    where: str | None,
+    merges: bool = False,
+) -> Node:
+    """The node named `text` among `stack`'s own nodes, or a located error: what is close, or
+    why a name further in cannot be read."""
+    index = point_index(stack, text)
+    if index is not None:
+        return stack[index]
+    what = "merge" if merges else "layer"
+    deeper = any(node_key(n) == text for n in walk(stack))
+    hint = (
+        f"{text!r} is deeper there, in a residual or an unnamed merge: the path names each "
+        "merge and branch on the way (`from=MERGE.BRANCH.NODE`)"
+        if deeper
+        else _did_you_mean(text, _names(stack, merges))
+        or f"add `name={text}` to the {what} the head reads (not inside a block or a `repeat`)"
+    )
+    missing = f"no top-level {what} is named" if where is None else f"{where} has no {what} named"
+    raise SpecSyntaxError(f"`from={full}`: {missing} {text!r}", location=loc, hint=hint)
 
 
 def _names(trunk: Sequence[Node], merges: bool = False) -> list[str]:
@@ -282,9 +355,25 @@ def _not_taken(name: str, what: str, loc: Location, parser: Parser) -> None:
         )
 
 
-def head_keys(heads: Sequence[HeadSpec]) -> list[SpecSyntaxError]:
-    """`name=` keys the trunk's nodes only: a head is a plain nn.Sequential."""
-    return [
+def head_keys(heads: Sequence[HeadSpec], trunk: Sequence[Node]) -> list[SpecSyntaxError]:
+    """`name=` keys the trunk's nodes only: a head is a plain nn.Sequential. And when every head
+    reads a `from=` point, the trunk's layers after the last one feed no output: no gradient
+    would reach them, and the model would carry their weights for nothing."""
+    read = [point_index(trunk, h.point) for h in heads if h.point is not None]
+    unread: list[SpecSyntaxError] = []
+    if heads and len(read) == len(heads) and None not in read:
+        last = max(i for i in read if i is not None)
+        if last < len(trunk) - 1:
+            unread.append(
+                SpecSyntaxError(
+                    "this and the trunk's later lines feed no output: every head reads an "
+                    "earlier point (from=)",
+                    location=trunk[last + 1].loc,
+                    hint="add a head that reads the trunk's end (`head NAME:` without from=), "
+                    "or remove these lines",
+                )
+            )
+    return unread + [
         SpecSyntaxError(
             "name= is only supported in the trunk, not inside a head",
             location=node.loc,

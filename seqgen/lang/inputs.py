@@ -301,6 +301,7 @@ def input_errors(
         ]
     taken = {p.name for p in params} | {class_name} | {b.name for b in blocks}
     taken |= {h.name for h in heads} | {h.point for h in heads if h.point is not None}
+    taken |= {p for h in heads for p in h.inner[::2]}
     errors += [
         SpecSyntaxError(
             f"input name {i.name!r} is also a parameter, block, head, point or the model's name",

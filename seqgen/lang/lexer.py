@@ -42,11 +42,15 @@ class Token:
 
 
 def _dotted_point(tokens: list[Token], text: str, pos: int, space: bool) -> bool:
-    """Whether the '.' at `pos` joins `from=MERGE.BRANCH` (a head reading a merge's branch):
-    right after `from=NAME`, right before a name. Anywhere else a '.' is an error."""
-    if len(tokens) < 3 or space or pos + 1 >= len(text):
+    """Whether the '.' at `pos` joins `from=MERGE.BRANCH` (a head reading a merge's branch, or
+    further in: `from=p3.down.p4`): right after `from=NAME[.NAME]...`, right before a name.
+    Anywhere else a '.' is an error."""
+    end = len(tokens)
+    while end >= 5 and tokens[end - 2].text == "." and tokens[end - 3].kind == "name":
+        end -= 2  # `from=p3.down`: back over `.down`
+    if end < 3 or space or pos + 1 >= len(text):
         return False
-    key, equals, name = tokens[-3:]
+    key, equals, name = tokens[end - 3 : end]
     return (key.kind, key.text, equals.text, name.kind) == ("name", "from", "=", "name") and (
         text[pos + 1].isalpha() or text[pos + 1] == "_"
     )

@@ -186,7 +186,7 @@ class _Parser:
             self.errors += check_names(block.body, block, model, self.class_name)
         for head in self.heads:
             self.errors += check_names(head.layers, None, model, self.class_name)
-        self.errors += check_keys(layers, self.blocks.values()) + head_keys(self.heads)
+        self.errors += check_keys(layers, self.blocks.values()) + head_keys(self.heads, layers)
         try:
             class_name = self.class_name or check_identifier(
                 camel_case(Path(self.path).stem), "class name", Location(self.path, 1, 1, "")

@@ -103,13 +103,17 @@ def with_heads(
     modules: list[dict[str, Any]],
     statements: list[str],
     locals_at: dict[tuple[int, int | None], str],
+    found: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The model's parts once the trunk's are written: each head's nn.Sequential, the return
     of the output class; `locals_at[i, None]` is the local that holds trunk node i's output,
-    `locals_at[i, j]` the one that holds branch j's of the merge at i (`from=z.mu`)."""
+    `locals_at[i, j]` the one that holds branch j's of the merge at i (`from=z.mu`), `found`
+    the one a head reads further in, by its `from=` (`p3.down.p4`)."""
     fields = []
     for head in traced.heads:
         local = locals_at[traced.head_start(head), traced.head_branch(head)]
+        if head.spec.inner and found is not None:
+            local = found[str(head.source)]
         call = local  # a head without a stack returns what it reads as is
         if head.layers:
             modules.append(_sequential(head.name, head.layers, head.input_shape))

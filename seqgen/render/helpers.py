@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from seqgen.ir import TracedLayer, TracedMerge, TracedModel, walk_traced
+from seqgen.render.nested import nested_parts
 from seqgen.runtime import helper_classes, helper_names
 
 
@@ -16,7 +17,7 @@ def used_helpers(traced: TracedModel) -> list[str]:
     stacks = [*traced.stacks, *(b.layers for b in traced.blocks)]
     # a merge that reads a model input, or whose branch a head reads, is plain statements in
     # forward (multi_inputs.py)
-    split = [traced.layers[i] for i in traced.split_merges()]
+    split = [traced.layers[i] for i in traced.split_merges()] + nested_parts(traced).merges
     used = {
         n.class_name
         for nodes in stacks

@@ -7,7 +7,8 @@ nodes are one nn.Sequential (`self.trunk_0`, `self.trunk_1`, ...; none where no 
 between), each branch of such a merge is an nn.Sequential of its own named `<merge>_<branch>`
 (the merge's `name=` or `merge_<k>`, the branch's `name=` or its index), and such a layer is a
 submodule of its own (its `name=`, else its kind, `lstm`, with its index when the kind repeats:
-`x = self.lstm(x, lengths)`). A `repeat depth:` loop whose body reads an input is an
+`x = self.lstm(x, lengths)`). A branch that a head reads inside (`from=p3.down.p4`) is cut
+further, recursively, by render/nested.py. A `repeat depth:` loop whose body reads an input is an
 nn.ModuleList, `self.layers`, and a `for` in forward (`for layer in self.layers: x = layer(x,
 src_key_padding_mask=mask)`). forward then reads like a hand-written one:
 
@@ -26,9 +27,9 @@ from seqgen.errors import RenderError
 from seqgen.ir import Dim, TracedLayer, TracedMerge, TracedModel, TracedNode
 from seqgen.render.heads import FEATURES, TRUNK, with_heads
 from seqgen.render.layers import layer_items, loop_list_item, named, shape_text
+from seqgen.render.nested import Out, combined, deeper_reads, nested_parts, write_branch
 
 STREAM = "x"  # the local that carries the trunk's tensor (lang/inputs.py reserves it)
-_OPERATORS = {"add": " + ", "multiply": " * ", "subtract": " - "}
 
 
 def _reader(attribute: str, node: TracedLayer) -> Any:
@@ -111,6 +112,8 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
     locals_at: dict[tuple[int, int | None], str] = {}
     segment: list[TracedNode] = []
     counts = {"trunk": 0, "merge": 0}
+    deeper = deeper_reads(traced)
+    out = Out(modules, statements, declared)
     readers = Counter(
         n.spec.name.lower() for n in traced.layers if isinstance(n, TracedLayer) and n.reads
     )
@@ -181,6 +184,12 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
         for j, (branch, src) in enumerate(zip(node.branches, sources, strict=True)):
             key = node.spec.branch_keys[j] if node.spec.branch_keys else None
             attribute = f"{name}_{key if key is not None else j}"
+            if (index, j) in deeper:  # a head reads inside it: statements (render/nested.py)
+                src_local = source if src is None else src
+                local = write_branch(out, branch, src_local, shape, attribute, deeper[index, j])
+                locals_at[index, j] = local
+                calls.append(local)
+                continue
             if shares[j] is not None:  # runs the modules of the branch it shares (siamese)
                 attribute = f"{name}_{shares[j]}"
             else:
@@ -195,7 +204,7 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
                 statements.append(f"{local}: torch.Tensor = {call}")
                 locals_at[index, j] = call = local
             calls.append(call)
-        assign(index, _combined(node, calls))
+        assign(index, combined(node, calls))
     attributes = [m["attribute"] for m in modules] + [h.name for h in traced.heads]
     if len(set(attributes)) != len(attributes) or set(attributes) & set(shapes):
         first = traced.layers[min(split | traced.reading_layers())]
@@ -205,7 +214,7 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
             location=first.spec.loc,
             hint="rename a merge or a branch that reads an input (name=)",
         )
-    branch_locals = {v for k, v in locals_at.items() if k[1] is not None}
+    branch_locals = {v for k, v in locals_at.items() if k[1] is not None} | set(out.found.values())
     clash = branch_locals & {*points.values(), STREAM, FEATURES, *shapes}
     if clash:
         raise RenderError(
@@ -214,25 +223,9 @@ def inputs_model(traced: TracedModel) -> dict[str, Any]:
             hint="rename the merge or its branch (name=)",
         )
     if traced.heads:
-        return with_heads(traced, modules, statements, locals_at)
+        return with_heads(traced, modules, statements, locals_at, out.found)
     statements.append(f"return {source}")
     return {"modules": modules, "statements": statements}
-
-
-def _combined(node: TracedMerge, calls: list[str]) -> str:
-    """A split merge's output from its branches' (`calls`): an operator, `torch.cat`,
-    `torch.bmm`, or for a reparameterize the sample its helper class draws (randn_like(mu)
-    draws what randn_like(std) does: the same shape, dtype and device)."""
-    if node.spec.kind == "concat":
-        return f"torch.cat([{', '.join(calls)}], dim={node.dim})"
-    if node.spec.kind == "bmm":
-        return f"torch.bmm({', '.join(calls)})"
-    if node.spec.kind == "reparameterize":
-        mu, logvar = calls
-        return (
-            f"{mu} + torch.randn_like({mu}) * torch.exp(0.5 * {logvar}) if self.training else {mu}"
-        )
-    return _OPERATORS[node.spec.kind].join(calls)
 
 
 def module_stacks(traced: TracedModel) -> list[tuple[TracedNode, ...]]:
@@ -245,10 +238,11 @@ def module_stacks(traced: TracedModel) -> list[tuple[TracedNode, ...]]:
     out = [tuple(n for i, n in enumerate(traced.layers) if i not in split | readers)]
     loops = [n for i, n in enumerate(traced.layers) if i in readers and isinstance(n, TracedLayer)]
     out += [s for n in loops for s in (n.first, n.body)]
+    deeper = deeper_reads(traced)
     for i, node in enumerate(traced.layers):
         if isinstance(node, TracedMerge) and i in split:
-            out += node.branches
-    return out + [h.layers for h in traced.heads]
+            out += [b for j, b in enumerate(node.branches) if (i, j) not in deeper]
+    return out + nested_parts(traced).stacks + [h.layers for h in traced.heads]
 
 
 def forward_arguments(traced: TracedModel) -> str:

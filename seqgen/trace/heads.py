@@ -1,5 +1,6 @@
 """Tracing a model's heads (`head NAME [from=POINT]:`): each head's stack is traced from the
-trunk's output, or from its point's (or a branch's of the merge it names: `from=z.mu`), in the
+trunk's output, or from its point's (or a branch's of the merge it names: `from=z.mu`, or a
+node's inside that branch, traced with it: `from=p3.down.p4`), in the
 model's own scope, as a merge's branch is traced from the merge's input. Their conditions join
 the model's, so `__init__` checks them too."""
 
@@ -12,7 +13,15 @@ from typing import Any, Protocol
 import sympy
 
 from seqgen.errors import InternalError, TraceError
-from seqgen.ir import HeadSpec, Node, TracedHead, branch_index, point_index
+from seqgen.ir import (
+    HeadSpec,
+    MergeSpec,
+    Node,
+    TracedHead,
+    branch_index,
+    head_route,
+    point_index,
+)
 from seqgen.trace.scope import DimInfo, NodeResult, Scope, Step
 
 
@@ -24,6 +33,7 @@ class NodeTracer(Protocol):
     scope: Scope
     outputs: list[tuple[Any, list[DimInfo]]]
     branch_outputs: dict[int, list[tuple[Any, list[DimInfo]]]]
+    inner: dict[int, Any]  # inside merges, by id(node): (its output, its branches' if a merge)
 
     def node(self, index: int, node: Node, x: Any, dims: list[DimInfo]) -> NodeResult: ...
 
@@ -39,6 +49,31 @@ class HeadResult:
     traced: TracedHead
     params: sympy.Expr
     trainable: sympy.Expr
+
+
+def _inner(
+    traced: dict[int, Any], trunk: Sequence[Node], head: HeadSpec
+) -> tuple[Any, list[DimInfo]] | None:
+    """What `from=p3.down.p4` (or `p3.down.p4.down`) reads, from the nodes traced in merges;
+    None where that was not traced (an error there, already recorded)."""
+    route = head_route(trunk, head)
+    top, j = trunk[route[0][0]], route[0][1]
+    if not isinstance(top, MergeSpec) or j is None:
+        return None
+    stack = top.branches[j]
+    for k, (i, j) in enumerate(route[1:], 2):
+        node = stack[i]
+        if id(node) not in traced:
+            return None
+        output, branches = traced[id(node)]
+        if j is None:
+            return output  # type: ignore[no-any-return]
+        if not isinstance(node, MergeSpec) or j >= len(branches):
+            return None
+        if k == len(route):
+            return branches[j]  # type: ignore[no-any-return]
+        stack = node.branches[j]
+    return None
 
 
 def trace_heads(
@@ -58,6 +93,12 @@ def trace_heads(
             raise InternalError(f"head {head.name!r}: point {head.point!r} was not resolved")
         j = branch_index(trunk, head)
         x, dims = outputs[at] if j is None else branches[at][j]
+        if head.inner:  # `from=p3.down.p4`: a node (or a branch's end) inside that branch
+            found = _inner(tracer.inner, trunk, head)
+            if found is None:  # not traced: an error inside the merge, already recorded
+                failed = failed or TraceError(f"head {head.name!r}: `from=` was not traced")
+                continue
+            x, dims = found
         in_dims = dims
         # the trunk's output is read by the other heads too: no in-place layer may change it
         scope.previous, scope.shared_input = None, True

@@ -10,6 +10,7 @@ scope.py holds what a stack's tracing shares, layertrace.py one layer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sympy
 import torch
@@ -77,9 +78,12 @@ class Tracer:
         self.inputs: dict[str, tuple[torch.Tensor, list[DimInfo]]] = {}  # several, by name
         self.roles: dict[str, Role] = {}  # the inputs that layers read by a keyword (lengths=)
         self.points = {h.point for h in scope.spec.heads if h.point is not None}
+        self.points |= {h.inner[-1] for h in scope.spec.heads if len(h.inner) % 2}
         # each branch's output of the last merge traced, and of each top-level merge, by index
         self.branches: list[tuple[torch.Tensor, list[DimInfo]]] = []
         self.branch_outputs: dict[int, list[tuple[torch.Tensor, list[DimInfo]]]] = {}
+        # inside merges, by id(node): each node's output, each merge's branches' (`p3.down.p4`)
+        self.inner: dict[int, Any] = {}
 
     def input_dims(self, shape: Sequence[Expr] | None = None) -> list[DimInfo]:
         """The dims of the model's (first) input, or of the input of that `shape`."""
@@ -186,8 +190,10 @@ class Tracer:
                 self.outputs.append((x, dims))
                 if isinstance(node, MergeSpec):  # a head may read a branch (`from=z.mu`)
                     self.branch_outputs[i] = self.branches
-                if node_key(node) in self.points:  # a head reads it too: no in-place change
-                    self.scope.previous, self.scope.shared_input = None, True
+            else:
+                self.inner[id(node)] = (x, dims), self.branches
+            if node_key(node) in self.points:  # a head reads it too: no in-place change
+                self.scope.previous, self.scope.shared_input = None, True
         return StackResult(x, dims, steps)
 
     def recover(
