@@ -242,6 +242,33 @@ def test_concat_sums_symbolic_channels() -> None:
     assert [d.code for d in merge.out_shape] == ["N", "a + b + 3", "h", "w"]
 
 
+@pytest.mark.parametrize(
+    ("sample", "dim", "flatten", "joined"),
+    [((3, 8), -1, "flatten", 1), ((3, 8), 1, "flatten", 1), ((5, 3, 8), -1, "flatten 2", 2)],
+)
+def test_concat_dim_counts_in_the_branch_outputs_rank(
+    tmp_path: Path, sample: tuple[int, ...], dim: int, flatten: str, joined: int
+) -> None:
+    """Branches that change the rank (flatten) are joined at `dim` of their outputs, not of the
+    merge's input: `concat dim=-1:` of two flattened (N, 3, 8) branches is dim 1 (it was written
+    `dim=2`, -1 of the rank-3 input, and `check` called it a seqgen bug at c=9)."""
+    shape = ", ".join(map(str, sample))
+    text = (
+        f"model M(c=4)\ninput ({shape})\nconcat dim={dim}:\n    branch:\n        {flatten}\n"
+        f"    branch:\n        {flatten}\n        linear c\nlinear 2\n"
+    )
+    result, module = _generate(tmp_path, text, f"cat_{len(sample)}_{dim + 1}")
+    (merge,) = [n for n in result.traced.layers if isinstance(n, TracedMerge)]
+    assert merge.dim == joined
+    assert f"dim={joined},\n" in result.files[0].text
+    x = torch.randn(2, *sample)
+    for c in (4, 9):
+        model = module.M(c=c).eval()
+        concat, head = model.model
+        expected = head(torch.cat([b(x) for b in concat.branches.values()], dim=dim))
+        torch.testing.assert_close(model(x), expected)
+
+
 def test_residual_that_needs_equal_channels_becomes_an_init_check(tmp_path: Path) -> None:
     text = "model M(c=8)\ninput 8x8x8\nresidual:\n    conv2d c k=3 p=1\n    relu\n"
     result, module = _generate(tmp_path, text)

@@ -283,6 +283,41 @@ def test_runs_of_repeated_layers_are_collapsed(write_spec) -> None:
     ]
 
 
+def test_layers_that_read_an_input_are_never_collapsed(write_spec) -> None:
+    """Two alike encoder layers that read a padding mask (a BERT's, written out): each is its
+    own box joined by a box of the mask. Collapsing them into one `x 2` box crashed (an
+    AssertionError with a traceback: the layer is a join, not a box)."""
+    spec = (
+        "model D(dim=8)\ninput tokens (seq=6,) dtype=long\ninput mask (seq,) dtype=bool\n"
+        "embedding 20 dim\n"
+        + "transformerencoderlayer 2 dim_feedforward=16 key_padding_mask=mask\n" * 2
+        + "mean 1\nrelu\nrelu\n"
+    )
+    looped = spec.replace(  # a literal repeat is unrolled: the same spec line, twice
+        "transformerencoderlayer 2 dim_feedforward=16 key_padding_mask=mask\n" * 2,
+        "repeat 2:\n    transformerencoderlayer 2 dim_feedforward=16 key_padding_mask=mask\n",
+    )
+    assert looped != spec
+    assert draw(traced(write_spec, looped)) == draw(traced(write_spec, spec))
+    nodes, edges, groups = mermaid_graph(draw(traced(write_spec, spec)))
+    assert not groups
+    labels = [label.split("<br/>")[0] for label in nodes.values()]
+    layer = "TransformerEncoderLayer(dim, 2, dim_feedforward=16, batch_first=True)"
+    assert labels == [
+        "input tokens",
+        "Embedding(20, dim)",
+        "input mask",
+        layer,
+        "input mask",
+        layer,
+        "Mean(1)",
+        "ReLU() x 2",  # other layers still collapse
+    ]
+    masks = [n for n, label in nodes.items() if label.startswith("input mask")]
+    layers = [n for n, label in nodes.items() if label.startswith("TransformerEncoderLayer")]
+    assert {(m, t) for m, t in zip(masks, layers, strict=True)} <= set(edges)
+
+
 def test_runs_of_uses_of_different_lengths_stay_apart(write_spec) -> None:
     """DenseNet's shape: uses that differ in their input sizes collapse, and
     `D x 2, T, D x 3, T` is not a repetition of `D x 2, T`."""

@@ -171,3 +171,44 @@ def test_unreadable_files(tmp_path) -> None:
     assert "latin.seq:2" in str(info.value)
     with pytest.raises(SpecReadError, match="no such file"):
         read_and_parse(tmp_path / "missing.seq")
+
+
+UNKNOWN_MERGE = """\
+model SiameseL1(dim=64)
+input left 1x28x28
+input right 1x28x28
+minus name=towers:
+    branch name=left:
+        conv2d 8 k=3 p=1
+        flatten
+        linear dim
+    branch name=right from=right shares=left:
+linear 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "hint"),
+    [
+        (UNKNOWN_MERGE, "'minus' does not open an indented block", "`repeat N:`, `branch:`"),
+        (UNKNOWN_MERGE.replace("minus", "concatenate"), "'concatenate'", "did you mean `concat:`"),
+        (
+            "input 4x8x8\nblock B(c):\n    conv2d c k=1\nB 4:\n    relu\n",
+            "'B' does not open",
+            "`B` is a block: use it on a line of its own, without the ':'",
+        ),
+    ],
+)
+def test_an_unknown_header_is_one_error_and_its_body_is_skipped(
+    text: str, message: str, hint: str
+) -> None:
+    """A line ending with ':' whose word opens nothing (`minus:`) was "expected a value, found
+    ':'", then
+    "unexpected indentation" on every line of its body and, with `from=` in the body, "input
+    'right' is not read": now one error at the word, with the merges that exist."""
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    rendered = info.value.render()
+    assert rendered.count("error:") == 1, rendered
+    assert message in rendered and hint in rendered
+    assert "unexpected indentation" not in rendered and "is not read" not in rendered

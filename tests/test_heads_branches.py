@@ -129,6 +129,30 @@ def test_a_bad_branch_point_is_a_located_error(
     assert hint in (d.hint or "")
 
 
+def test_a_point_inside_a_merge_says_so() -> None:
+    """FPN's P4 is named inside the merge that builds P3: the error said "no top-level trunk
+    layer is named 'p4'" and hinted `name=p4`, which the spec already has."""
+    text = (
+        "input 8\nadd name=outer:\n    branch:\n        linear 8 name=inner\n    branch:\n"
+        "        identity\nlinear 4\nhead h from=inner:\n    relu\n"
+    )
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    d = info.value.diagnostic
+    assert d.message.startswith("`from=inner`: 'inner' (line 4) is inside a merge: a head reads it")
+    assert d.location is not None and (d.location.line, d.location.col) == (8, 13)
+    assert "name the merges and branches around it" in (d.hint or "")  # its branch is unnamed
+    named = text.replace(
+        "    branch:\n        linear 8 name=inner",
+        "    branch name=b:\n        linear 8 name=inner",
+    )
+    with pytest.raises(SeqgenError) as named_info:
+        parse(named)
+    assert named_info.value.diagnostic.hint == "did you mean `from=outer.b.inner`?"
+    fixed = named.replace("from=inner:", "from=outer.b.inner:") + "head out\n"
+    assert [h.point for h in parse(fixed).heads] == ["outer", None]  # the path it spells works
+
+
 def test_a_residuals_branches_cannot_be_read() -> None:
     text = "input 8\nresidual name=r:\n    linear 8\nlinear 4\nhead h from=r.body:\n    relu\n"
     with pytest.raises(SeqgenError, match="'r' is a residual: a head reads a branch"):

@@ -50,6 +50,21 @@ linear num_classes
 """
 
 
+# two id towers scored by their product: the trunk starts from the first input's ids
+TOWERS = """\
+multiply name=towers:
+    branch name=user:
+        embedding 50 4
+    branch name=item from=item:
+        embedding 30 4
+concat:
+    branch:
+        identity
+    branch:
+        linear 2
+"""
+
+
 def _generate(tmp_path: Path, text: str, name: str) -> tuple[list[Path], ModuleType]:
     return generated_module(tmp_path, text, name, "reads")
 
@@ -66,6 +81,74 @@ def test_an_empty_shape_and_bool_are_inputs_after_the_first() -> None:
     ]
     assert [k.name for k in getattr(lstm, "kwargs", ())] == ["take"]
     assert parse(MASKED).inputs[1].dtype == "bool"
+
+
+def test_a_first_input_of_ids_may_be_empty() -> None:
+    """`input user () dtype=long` first: one id per sample, (N,), which an embedding maps to
+    (N, dim) (NeuMF, two-tower recommenders); a float `()` first is still refused."""
+    spec = parse("model M\ninput user () dtype=long\ninput item () dtype=long\n" + TOWERS)
+    assert [(i.name, i.shape, i.dtype) for i in spec.inputs] == [
+        ("user", (), "long"),
+        ("item", (), "long"),
+    ]
+    one = parse("input () dtype=long\nembedding 10 4\n")
+    assert (one.input_shape, one.input_dtype) == ((), "long")
+
+
+def test_a_model_on_first_input_ids_embeds_them(tmp_path: Path) -> None:
+    text = "model Ids\ninput user () dtype=long\ninput item () dtype=long\n" + TOWERS
+    _, module = _generate(tmp_path, text, "ids")
+    model = module.Ids().eval()
+    user, item = torch.tensor([3, 49, 0]), torch.tensor([29, 1, 7])
+    towers = model.towers_user(user) * model.towers_item(item)
+    assert towers.shape == (3, 4)
+    expected = torch.cat([towers, model.trunk_0[0].branches["1"](towers)], dim=1)
+    torch.testing.assert_close(model(user, item), expected)
+    with pytest.raises(ValueError, match=r"expected a 1-d input user \(N,\), got \[3, 1\]"):
+        model(user[:, None], item)
+
+
+def test_a_mask_read_inside_a_merge_is_one_error() -> None:
+    """The layer's own error, not also "input 'mask' is not read by any layer"."""
+    text = MASKED.replace("transformerencoderlayer", "residual:\n    transformerencoderlayer", 1)
+    with pytest.raises(SeqgenError) as info:
+        parse(text)
+    rendered = info.value.render()
+    assert rendered.count("error:") == 1, rendered
+    assert "only supported at the trunk's top level or in a `repeat` there" in rendered
+
+
+def test_a_literal_repeat_of_masked_layers_is_unrolled_at_the_top_level(tmp_path: Path) -> None:
+    """`repeat 2:` at the top level is unrolled there: each encoder layer reads the mask, as
+    the two written out do (a BERT's encoder), with the same weights in the same order."""
+    layer = "transformerencoderlayer 2 dim_feedforward=16 dropout=0.0 key_padding_mask=mask\n"
+    looped = MASKED.replace(layer, "repeat 2:\n    " + layer + "    relu\n")
+    written = MASKED.replace(layer, (layer + "relu\n") * 2)
+    assert looped != MASKED and written != MASKED
+    reads = [getattr(n, "reads", ()) != () for n in parse(looped).layers]
+    assert reads == [False, True, False, True, False, False, False]
+    _, module = _generate(tmp_path, looped, "looped")
+    _, reference = _generate(tmp_path, written, "written")
+    for dim in (8, 4):
+        model, twin = module.Masked(dim=dim).eval(), reference.Masked(dim=dim).eval()
+        twin.load_state_dict(model.state_dict())
+        tokens = torch.randint(0, 20, (3, 6))
+        mask = torch.tensor([[False] * 6, [False] * 4 + [True] * 2, [False] + [True] * 5])
+        with torch.no_grad():
+            out = model(tokens, mask)
+            torch.testing.assert_close(out, twin(tokens, mask))
+            assert not torch.allclose(out, model(tokens, torch.zeros_like(mask)))
+
+
+def test_a_bad_first_input_is_one_error_not_a_cascade() -> None:
+    """A first `input` line that fails still counts as the first: the lines after it are read as
+    further inputs, not refused as the first again (or as unnamed seconds)."""
+    with pytest.raises(SeqgenError) as info:
+        parse("model M\ninput user ()\ninput item () dtype=long\n" + TOWERS)
+    rendered = info.value.render()
+    assert rendered.count("error:") == 1, rendered
+    assert "<spec>:2:" in rendered and "the input shape is empty" in rendered
+    assert "an input of `dtype=long`" in rendered
 
 
 @pytest.mark.parametrize(

@@ -383,7 +383,12 @@ def test_generated_tests_of_heads_with_several_inputs_pass(tmp_path: Path) -> No
 # the merge does. Same sizes, counts, refusals, and outputs after copying weights.
 
 STACK_MENU = ["linear c", "relu", "linear 6", "layernorm", "dropout 0.1", "linear c bias=False"]
-MERGES = {"concat dim=1": torch.cat, "add": torch.add, "multiply": torch.mul}
+MERGES = {
+    "concat dim=1": torch.cat,
+    "add": torch.add,
+    "multiply": torch.mul,
+    "subtract": torch.sub,
+}
 
 
 def _random_inputs_case(seed: int) -> tuple[str, list[str], list[str], list[str]]:
@@ -606,3 +611,23 @@ def test_lint_reads_a_from_branch_at_its_own_input() -> None:
     )
     # the branch's linear reads b's (N, 5), not the conv's (N, 4, 8, 8): no W002
     assert [d.code for d in lint(trace(parse(text)))] == []
+
+
+def test_a_literal_repeat_of_a_merge_that_reads_an_input_is_unrolled(tmp_path: Path) -> None:
+    """`repeat 2:` at the top level is unrolled there: each pass's merge reads input b with its
+    own branch modules, as the two merges written out do."""
+    merge = "add:\n    branch:\n        linear 5\n    branch from=b:\n        linear w\n"
+    head = "model M(w=5)\ninput a (5,)\ninput b (5,)\nlinear 5\n"
+    looped = head + "repeat 2:\n" + "".join(f"    {line}\n" for line in merge.splitlines())
+    _, module = _generate(tmp_path, looped + "linear 2\n", "looped")
+    _, twin_module = _generate(tmp_path, head + merge * 2 + "linear 2\n", "written")
+    model, twin = module.M(), twin_module.M()
+    twin.load_state_dict(model.state_dict())
+    a, b = torch.randn(3, 5), torch.randn(3, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(model(a, b), twin(a, b))
+        x = model.trunk_0(a)
+        x = model.merge_0_0(x) + model.merge_0_1(b)
+        x = model.merge_1_0(x) + model.merge_1_1(b)
+        torch.testing.assert_close(model(a, b), model.trunk_1(x))
+    assert not torch.equal(model.merge_0_1[0].weight, model.merge_1_1[0].weight)

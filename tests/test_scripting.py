@@ -29,6 +29,7 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
     "Add broadcasting": (lambda h: h.Add(nn.Identity(), nn.Linear(4, 1), nn.Flatten(0)), (1, 4)),
     "Add by name": (lambda h: h.Add({"a": nn.Linear(4, 4), "b": nn.Identity()}), (2, 4)),
     "Multiply": (lambda h: h.Multiply(nn.Identity(), nn.Sigmoid()), (2, 4)),
+    "Subtract": (lambda h: h.Subtract(nn.Identity(), nn.Sigmoid()), (2, 4)),
     "Multiply by name": (
         lambda h: h.Multiply({"x": nn.Identity(), "gate": nn.Sigmoid()}),
         (2, 4),
@@ -69,7 +70,9 @@ CASES: dict[str, tuple[Callable[[ModuleType], nn.Module], tuple[int, ...]]] = {
     "Sum": (lambda h: h.Sum(1), (2, 3, 4)),
     "Amax": (lambda h: h.Amax(2), (2, 3, 4)),
     "Select": (lambda h: h.Select(1, -1), (2, 3, 4)),
+    "Narrow": (lambda h: h.Narrow(2, 1, 2), (2, 3, 4)),
     "Scale": (lambda h: h.Scale(0.5), (2, 3)),
+    "Abs": (lambda h: h.Abs(), (2, 3)),
     "AddIdentity": (lambda h: h.AddIdentity(), (2, 3, 3)),
     "ClsToken": (lambda h: h.ClsToken(4), (2, 3, 4)),
     "PosEmbedding": (lambda h: h.PosEmbedding(3, 4), (2, 3, 4)),

@@ -30,6 +30,7 @@ from seqgen.layers.ops.embedding import embedding, embedding_params
 from seqgen.layers.ops.recurrent import RECURRENT_KINDS, TAKES, recurrent, recurrent_params
 from seqgen.layers.ops.tensor_ops import (
     add_identity,
+    narrow,
     permute,
     reduce,
     scale,
@@ -171,6 +172,19 @@ def _op_case(
             partial(reduce, dim, sizes, keepdim=keepdim),
             partial(getattr(torch, op), dim=dim, keepdim=keepdim),
         )
+    if op == "narrow":
+        d = _random_dim(rng, rank) if rng.random() < 0.2 else rng.randint(1, rank) % rank
+        start = sym("start", rng.choice((0, 0, 0, 1, 2, -1)))
+        length = sym("length", rng.choice((1, 1, 1, 2, 3, 0)))
+        return (
+            partial(narrow, d, start, length, sizes),
+            partial(
+                torch.narrow,
+                dim=d,
+                start=_value(start, sym.point),
+                length=_value(length, sym.point),
+            ),
+        )
     assert op == "select"
     d = _random_dim(rng, rank)
     index = sym("index", rng.randint(-5, 4))
@@ -180,7 +194,7 @@ def _op_case(
     )
 
 
-OPS = ["permute", "transpose", "unsqueeze", "squeeze", "mean", "sum", "amax", "select"]
+OPS = ["permute", "transpose", "unsqueeze", "squeeze", "mean", "sum", "amax", "select", "narrow"]
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -201,12 +215,40 @@ def test_tensor_op_rule_matches_torch(op: str) -> None:
         else:
             refused += 1
             silent_noop = op == "squeeze" and got is not None and got.shape == x.shape
-            assert got is None or not _keeps_batch(got, values[0]) or silent_noop, (
+            # narrow: seqgen refuses a negative start (torch counts it from the end), an empty
+            # slice, and a whole-batch slice (dim 0) that torch takes
+            stricter = op == "narrow" and got is not None and (0 in got.shape or got.equal(x))
+            stricter |= op == "narrow" and _negative_start(rule, sym.point)
+            assert got is None or not _keeps_batch(got, values[0]) or silent_noop or stricter, (
                 op,
                 values,
                 None if got is None else got.shape,
             )
     assert accepted > 40 and refused > 20, (accepted, refused)
+
+
+def _negative_start(rule: Callable[[], Outcome], point: Point) -> bool:
+    start = rule.args[1]  # type: ignore[attr-defined]  # partial(narrow, dim, start, ...)
+    return _value(start, point) < 0
+
+
+def test_narrow_of_symbolic_sizes_is_checked_and_of_literals_an_error() -> None:
+    session = S.Session()
+    a, c = (session.symbol(name, 4, size=False) for name in "ac")
+    outcome = narrow(-1, a, 3, (2, 5, c))
+    assert outcome.shape == (2, 5, 3)
+    point = {S.expr_of(a): 1, S.expr_of(c): 4}
+    assert all(S.evaluate(check.condition, point) for check in outcome.checks)
+    point[S.expr_of(a)] = 2  # 2 + 3 > 4
+    assert not all(S.evaluate(check.condition, point) for check in outcome.checks)
+    with pytest.raises(
+        RuleError, match=r"start \+ length \(6 \+ 3\) must be at most the size \(8\)"
+    ):
+        narrow(1, 6, 3, (2, 8))
+    with pytest.raises(RuleError, match="narrow would slice dim 0, the batch"):
+        narrow(0, 0, 1, (2, 8))
+    with pytest.raises(RuleError, match=r"start \(-1\) must be at least 0"):
+        narrow(1, -1, 1, (2, 8))
 
 
 def test_select_past_a_symbolic_length_is_a_check() -> None:
@@ -709,6 +751,8 @@ SAMPLES: dict[str, tuple[tuple[Any, ...], tuple[int, ...]]] = {
     "Sum": ((-1,), (2, 5, 4)),
     "Amax": ((1,), (2, 5, 4)),
     "Select": ((1, -2), (2, 5, 4)),
+    "Abs": ((), (2, 3)),
+    "Narrow": ((-1, 1, 2), (2, 5, 4)),
     "Scale": ((0.5,), (2, 5, 4)),
     "AddIdentity": ((), (2, 3, 4, 4)),
     "ClsToken": ((4,), (2, 5, 4)),

@@ -297,6 +297,27 @@ def test_select_past_a_symbolic_length_is_an_init_check(tmp_path: Path) -> None:
     assert any(c.symbol == "seq_len" and c.minimum == 6 for c in model.constraints)
 
 
+def test_narrow_splits_a_concatenation_and_init_checks_its_bounds(tmp_path: Path) -> None:
+    """`narrow 1 START LENGTH` picks a slice of the input (parameters as start and length): the
+    generated model equals x.narrow by hand, and __init__ refuses a slice past the input."""
+    text = (
+        "model Split(a=3, b=5)\ninput (10,)\nconcat:\n    branch:\n        narrow 1 0 a\n"
+        "        linear 4\n    branch:\n        narrow -1 a b\n"
+    )
+    module = _generate(text, tmp_path, "split")
+    x = torch.randn(2, 10)
+    for a, b in ((3, 5), (1, 9), (6, 2)):
+        model = module.Split(a=a, b=b)
+        linear = model.model[0].branches["0"][1]
+        torch.testing.assert_close(
+            model(x), torch.cat([linear(x.narrow(1, 0, a)), x.narrow(-1, a, b)], dim=1)
+        )
+    with pytest.raises(ValueError, match=r"a \+ b must be at most 10 .*got a=6, b=5"):
+        module.Split(a=6, b=5)
+    with pytest.raises(ValueError, match="b must be at least 1"):
+        module.Split(a=1, b=0)
+
+
 def test_pos_encoding_past_max_len_is_refused_for_a_symbolic_length() -> None:
     text = "model M(e=4)\ninput (seq_len=10, e)\npos_encoding max_len=32\n"
     model = trace_spec(parse(text, "t.seq"))

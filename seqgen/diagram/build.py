@@ -30,6 +30,7 @@ _SIGN = {
     "residual": " (+)",
     "add": " (+)",
     "multiply": " (*)",
+    "subtract": " (-)",
     "bmm": " (@)",
     "reparameterize": "",  # mu + eps * std in training, mu in eval
 }  # how branches combine
@@ -176,6 +177,8 @@ def _same(a: TracedNode, b: TracedNode) -> bool:
     written arguments, or the same layer call with the same output."""
     if type(a) is not type(b):
         return False
+    if isinstance(a, TracedLayer) and isinstance(b, TracedLayer) and (a.reads or b.reads):
+        return False  # a layer that reads an input is a join of it: drawn on its own
     if a.spec == b.spec:  # locations included: a literal `repeat` unrolled
         return True
     if isinstance(a, TracedBlockUse) and isinstance(b, TracedBlockUse):

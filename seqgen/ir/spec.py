@@ -157,26 +157,26 @@ MERGE_CLASSES = {
     "multiply": "Multiply",
     "bmm": "Bmm",
     "reparameterize": "Reparameterize",
+    "subtract": "Subtract",
 }
-# The merges that take an exact number of `branch:` stacks (the others take two or more), with
-# what the branches are, for the parser's error.
+# The merges that take exactly N `branch:` stacks (others two or more), for the parser's error.
 MERGE_ARITY = {
     "bmm": (2, "bmm multiplies branch 1, (N, n, m), by branch 2, (N, m, p)"),
     "reparameterize": (2, "the mean's branch first, then the log-variance's"),
+    "subtract": (2, "it gives branch 1 minus branch 2"),
 }
 
 
 @dataclass(frozen=True)
 class MergeSpec:
-    """`residual:` (with an optional `shortcut:`), `concat [dim=D]:`, `add:`, `multiply:` or
-    `bmm:` (exactly two branches, multiplied as batches of matrices) or `reparameterize:`.
+    """A merge (`kind`: the MERGE_CLASSES key; MERGE_ARITY says which take exactly two).
 
     Each branch is a stack of nodes that reads the merge's input. A residual has its body as the
     first branch and its shortcut, when written, as the second; without one the input itself is
-    added. A reparameterize has exactly two: the mean, then the log-variance.
+    added. A reparameterize has the mean, then the log-variance; a subtract a minus b.
     """
 
-    kind: str  # residual | concat | add | multiply | bmm | reparameterize
+    kind: str  # residual | concat | add | multiply | subtract | bmm | reparameterize
     branches: tuple[tuple[Node, ...], ...]
     loc: Location
     dim: Expr | None = None  # concat's dim, when written

@@ -307,8 +307,9 @@ def parse_dims(line: Line, empty: bool = False) -> tuple[tuple[Expr, ...], list[
         raise line.error(
             "the input shape is empty",
             open_tok.col,
-            hint="give one sample's shape, batch excluded, e.g. `(10,)`; an input after the "
-            "first may be `()`, one number per sample (e.g. each sequence's length)",
+            hint="give one sample's shape, batch excluded, e.g. `(10,)`; `()` is one number "
+            "per sample, for an input of `dtype=long` (an id to embed, each sequence's length) "
+            "or an input after the first",
         )
     return tuple(dims), new
 

@@ -204,6 +204,17 @@ def _point(
     """A `from=` point: the name of a top-level trunk node, usable as an attribute name (for
     `from=MERGE.BRANCH`, `branch`, the merge's name, already checked by `_path`)."""
     index = point_index(trunk, text)
+    inner = next((n for n in walk(trunk) if node_key(n) == text), None)
+    if index is None and inner is not None:  # FPN's P4 inside the merge that builds P3
+        path = _path_to(trunk, text)
+        raise SpecSyntaxError(
+            f"`from={text}`: {text!r} (line {inner.loc.line}) is inside a merge: a head reads it "
+            "by its path, the merges and named branches that hold it",
+            location=loc,
+            hint=f"did you mean `from={path}`?"
+            if path
+            else f"name the merges and branches around it, then `from=MERGE.BRANCH....{text}`",
+        )
     if index is None:
         raise SpecSyntaxError(
             f"`from={text}`: no top-level trunk layer is named {text!r}",
@@ -222,6 +233,21 @@ def _point(
             hint="drop `from=`",
         )
     return text
+
+
+def _path_to(stack: Sequence[Node], text: str) -> str | None:
+    """`td3.down.td4` for a node named `td4` inside branch `down` of merge `td3`: the path a
+    head reads it by (None where a merge or branch on the way has no name)."""
+    for node in stack:
+        if node_key(node) == text:
+            return text
+        if not isinstance(node, MergeSpec) or node.key is None or node.kind == "residual":
+            continue
+        for key, branch in zip(node.branch_keys, node.branches, strict=False):
+            rest = _path_to(branch, text) if key is not None else None
+            if rest is not None:
+                return f"{node.key}.{key}.{rest}"
+    return None
 
 
 def _path(

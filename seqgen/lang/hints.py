@@ -6,12 +6,13 @@ the numbers involved and a hint can spell out a corrected spec line.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Container, Mapping, Sequence
 
-from seqgen.errors import Location
-from seqgen.ir import Expr, Keyword, LayerSpec
+from seqgen.errors import Location, SpecSyntaxError
+from seqgen.ir import MERGE_CLASSES, Expr, Keyword, LayerSpec
 from seqgen.lang.lexer import Line
 from seqgen.lang.values import expr_source
 
@@ -205,3 +206,35 @@ def rejection(
             hint = f"groups must divide {which}"
         return text, hint
     return None
+
+
+def unknown_header(
+    line: Line, blocks: Container[str], body: Sequence[tuple[int, Line]], loose: set[str]
+) -> SpecSyntaxError:
+    """A line that ends with ':' but starts with no word that opens an indented block
+    (`subtract name=d:`): one error for it, its body skipped (no "unexpected indentation" per
+    line below). The inputs its body's `from=` reads go to `loose`, so that an input read only
+    there is not also reported unread."""
+    loose |= {
+        b.text for _, ln in body for a, e, b in zip(ln.tokens, ln.tokens[1:], ln.tokens[2:])
+        if a.text == "from" and e.text == "=" and b.kind == "name"
+    }  # fmt: skip
+    head = line.peek()
+    word = head.text if head.kind == "name" else ""
+    openers = [*(f"{m}:" for m in MERGE_CLASSES), "repeat N:", "branch:", "block NAME:"]
+    close = difflib.get_close_matches(word.lower(), list(MERGE_CLASSES), n=1)
+    if word in blocks:
+        hint = f"`{word}` is a block: use it on a line of its own, without the ':'"
+    elif close:
+        hint = f"did you mean `{close[0]}:`?"
+    else:
+        hint = f"a line ending with ':' opens {', '.join(f'`{o}`' for o in openers)} or "
+        hint += "`head NAME:`; a layer's line does not end with ':'"
+    what = f"{word!r} does not open" if word else "this line does not open"
+    return line.error(
+        f"{what} an indented block: it is not a merge (seqgen's are "
+        f"{', '.join(MERGE_CLASSES)}), `repeat`, `branch`, `block` or `head`",
+        head.col,
+        len(head.text) or 1,
+        hint=hint,
+    )

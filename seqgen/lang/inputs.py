@@ -10,7 +10,7 @@ has no stack: it runs branch B's modules on input NAME (siamese towers). The unn
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -58,6 +58,7 @@ class InputsState(Protocol):
     heads: list[HeadSpec]
     blocks: dict[str, BlockDef]
     params: list[Param]
+    loose_names: set[str]  # names that lines with errors seem to declare or read
 
 
 def read_input(state: InputsState, line: Line, head: Token) -> list[Param]:
@@ -76,7 +77,12 @@ def read_input(state: InputsState, line: Line, head: Token) -> list[Param]:
             hint="a bool input is a mask that a layer reads (`key_padding_mask=NAME`): "
             "declare it after the trunk's input",
         )
-    dims, new = parse_dims(line, empty=state.input is not None)
+    try:  # `()`: one number per sample, (N,); ids the trunk embeds, or lengths beside it
+        dims, new = parse_dims(line, empty=state.input is not None or dtype == "long")
+    except SpecSyntaxError:
+        if state.input is None:  # a bad first input is still the first: no cascade below
+            state.input, state.input_loc, state.input_name = (), line.loc(head.col, 5), named
+        raise
     if state.input is not None and named is not None:
         state.extra_inputs.append(InputSpec(named[0], dims, named[1], dtype))
     else:
@@ -121,6 +127,7 @@ def layer_reads(state: InputsState, layer: LayerSpec, top: bool) -> LayerSpec:
         return layer
     if not top:
         read, name = reads[0], next(expr_names(reads[0].value)).id
+        state.loose_names.add(name)  # read, though not here: not also "input is not read"
         raise SpecSyntaxError(
             f"`{read.written}={name}` reads input {name!r} (a layer that reads "
             "another input is only supported at the trunk's top level or in a `repeat` there, "
@@ -149,7 +156,9 @@ def spec_input_errors(
     """input_errors for the parser's inputs, once the whole spec is read."""
     inputs = named_inputs(state.input_name, state.input, state.input_dtype, state.extra_inputs)
     blocks = list(state.blocks.values())
-    return input_errors(inputs, layers, state.heads, blocks, state.params, class_name)
+    return input_errors(
+        inputs, layers, state.heads, blocks, state.params, class_name, state.loose_names
+    )
 
 
 def input_name(line: Line) -> tuple[str, Location] | None:
@@ -216,10 +225,12 @@ def input_errors(
     blocks: Sequence[BlockDef],
     params: Sequence[Param],
     class_name: str,
+    loose: Collection[str] = (),
 ) -> list[SpecSyntaxError]:
     """What only the whole spec shows: every `from=` names an input (not a mask) and sits in a
     top-level trunk merge, every input after the first is read (by a merge's branch or a
-    layer's keyword), and no name is used twice."""
+    layer's keyword, or in `loose`, on a line that had an error of its own), and no name is
+    used twice."""
     names = [i.name for i in inputs]
     extra = inputs[1:]
     errors: list[SpecSyntaxError] = []
@@ -275,7 +286,7 @@ def input_errors(
             f"(`lstm 64 take=hidden lengths={i.name}`)",
         )
         for i in extra
-        if i.name not in read
+        if i.name not in read and i.name not in loose
     ]
     if inputs:
         errors += [

@@ -29,7 +29,7 @@ from seqgen.ir import (
 from seqgen.lang.arguments import bind_use, parse_dims, parse_layer, parse_params
 from seqgen.lang.compound import StackContext, block_def, body_end, is_header, merge, repeat
 from seqgen.lang.heads import head_keys, head_section, heads_name_errors, is_head_header
-from seqgen.lang.hints import misindent_hint
+from seqgen.lang.hints import misindent_hint, unknown_header
 from seqgen.lang.inputs import inputs_fields, layer_reads, read_input, spec_input_errors
 from seqgen.lang.lexer import Line, Token
 from seqgen.lang.names import MERGES, camel_case, check_identifier, check_keys, check_names
@@ -87,8 +87,7 @@ def parse_partial(
 
 
 class _Parser:
-    """Parses line by line; an error in one line is recorded and the next line is parsed, so a
-    spec's independent errors are reported together."""
+    """Parses line by line, recording a line's error and going on: all errors together."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -279,7 +278,7 @@ class _Parser:
                         "`shortcut:` must come right after a `residual:` block, at its indentation"
                         if word == "shortcut"
                         else "`branch:` only appears directly inside `concat:`, `add:`, "
-                        "`multiply:`, `bmm:` or `reparameterize:`",
+                        "`multiply:`, `subtract:`, `bmm:` or `reparameterize:`",
                         head.col,
                         len(word),
                         hint="indent it under the merge it belongs to"
@@ -299,9 +298,7 @@ class _Parser:
                         )
                     line.next()
                     try:
-                        self.model_line(line, head) if word == "model" else self.input_line(
-                            line, head
-                        )
+                        (self.model_line if word == "model" else self.input_line)(line, head)
                     except SpecSyntaxError:
                         self.header_failed = True
                         self.loose_names |= {
@@ -310,6 +307,9 @@ class _Parser:
                             if t.kind == "name" and after.text in ("=", ":")
                         }
                         raise
+                elif is_header(line):  # `subtract:`: no word that opens a block; body skipped
+                    nxt = end
+                    raise unknown_header(line, self.blocks, items[i + 1 : end], self.loose_names)
                 else:
                     node = self.layer_or_use(line, scope)
                     if node is not None:
@@ -388,7 +388,6 @@ class _Parser:
             )
         self.params.append(param)
 
-    # -- `input SHAPE`
     def input_line(self, line: Line, head: Token) -> None:
         self._declare_input_params(read_input(self, line, head), replace=False)  # lang/inputs
 

@@ -30,7 +30,7 @@ from seqgen.render.layers import layer_items, named
 
 # a head's route inside a branch (lang's `from=` path as (node, branch) indices) and its source
 Reads = list[tuple[tuple[tuple[int, int | None], ...], str]]
-_OPERATORS = {"add": " + ", "multiply": " * "}
+_OPERATORS = {"add": " + ", "multiply": " * ", "subtract": " - "}
 
 
 @dataclass

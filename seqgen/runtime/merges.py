@@ -153,6 +153,29 @@ class Multiply(nn.Module):
         return product
 
 
+class Subtract(nn.Module):
+    """Runs both branches on the same input and subtracts the second's output from the
+    first's, broadcasting as torch does (a siamese network's `h1 - h2`, before an `abs`); the
+    branches are two modules, or one dict that keys them by name: `Subtract({"a": a, "b": b})`.
+    """
+
+    def __init__(self, *branches: nn.Module | dict[str, nn.Module]) -> None:
+        super().__init__()
+        named: dict[str, nn.Module] = {}  # keys "0", "1" as an nn.ModuleList's
+        for i, branch in enumerate(branches):
+            if isinstance(branch, dict):
+                named.update(branch)
+            else:
+                named[str(i)] = branch
+        if len(named) != 2:
+            raise ValueError(f"Subtract takes two branches, got {len(named)}")
+        self.branches = nn.ModuleDict(named)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches.values()]
+        return outs[0] - outs[1]
+
+
 class Bmm(nn.Module):
     """Runs both branches on the same input and multiplies their outputs as batches of
     matrices, `torch.bmm(a, b)`: a (N, n, m) by b (N, m, p) gives (N, n, p) (PointNet applies a

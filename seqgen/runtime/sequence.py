@@ -218,6 +218,35 @@ class Select(nn.Module):
         return f"dim={self.dim}, index={self.index}"
 
 
+class Narrow(nn.Module):
+    """`length` entries from `start` along a dimension: `x.narrow(dim, start, length)`."""
+
+    def __init__(self, dim: int, start: int, length: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.start = start
+        self.length = length
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.narrow(self.dim, self.start, self.length)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, start={self.start}, length={self.length}"
+
+
+class Abs(nn.Module):
+    """The absolute value, elementwise: `x.abs()` (an L1 distance after a `Subtract`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs()
+
+    def extra_repr(self) -> str:
+        return ""
+
+
 class Scale(nn.Module):
     """Multiplies by a constant: `x * value`."""
 

@@ -43,7 +43,7 @@ from seqgen.trace.torch_errors import (
 )
 from seqgen.trace.user import trace_user_layer
 from seqgen.trace.user_macs import Run
-from seqgen.trace.wording import Site
+from seqgen.trace.wording import Site, token_ids_refused
 
 # Layers that may hand their input on as is (eval-mode dropout, views): an in-place layer after
 # them still writes into the stack's input.
@@ -78,12 +78,8 @@ def trace_layer(
         return trace_op(scope, kind, index, layer, x, dims)
     read_keywords(None, layer, {})  # no torch.nn class reads another input
     if x.dtype != torch.float32 and not layer.name.lower().startswith(("dropout", "identity")):
-        raise TraceError(
-            f"{layer.name} gets integer token ids (the input has dtype=long); only "
-            "an embedding looks them up",
-            location=layer.loc,
-            hint="start with `embedding VOCAB DIM`, or drop dtype=long from `input`",
-        )
+        own = kind.use.import_path if isinstance(kind, UserModule) else None
+        raise token_ids_refused(layer.name, layer.loc, own)
     match kind:
         case WeightNormed():
             return _trace_weight_norm(scope, index, layer, kind, x, dims)

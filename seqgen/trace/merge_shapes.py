@@ -123,7 +123,7 @@ def combine(
         raise MergeMismatch(f"{kind}: {_listing(shapes, show, labels)}: the ranks differ")
     if kind == "concat":
         return _concat(shapes, dim or 1, value, show, labels)
-    if kind in ("add", "multiply"):
+    if kind in ("add", "multiply", "subtract"):
         return _broadcast(kind, shapes, value, show, labels)
     return _equal(kind, shapes, value, show, labels)
 

@@ -269,7 +269,8 @@ class Tracer:
                 shapes.append([d.expr for d in dims])
         else:
             labels = [f"branch {i}" for i in range(1, len(outs) + 1)]
-        dim = concat_dim(merge, len(dims), self.scope.concrete)
+        rank = len(shapes[0])  # the branches' outputs', which concat joins (not the merge input's)
+        dim = concat_dim(merge, rank, self.scope.concrete)
         try:
             merged = combine(
                 merge.kind,
@@ -322,7 +323,7 @@ class Tracer:
             params=self.scope.as_dim(params),
             trainable_params=self.scope.as_dim(train),
             macs=self.scope.as_dim(macs),
-            dim=(dim % len(dims)) if merge.kind == "concat" else None,
+            dim=(dim % rank) if merge.kind == "concat" else None,
         )
         y = self.scope.session.tensor(self.scope.symbolic_sizes(out_dims))
         return NodeResult(y, out_dims, Step(traced, params, train, macs))

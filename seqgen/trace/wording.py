@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from seqgen.errors import Location, TraceError
 from seqgen.lang.canonical import line_text
 from seqgen.trace import symbolic as S
 
@@ -33,6 +34,7 @@ _MERGES = {
     "shortcut": "a residual adds its shortcut's output",
     "add": "add's branches must broadcast",
     "multiply": "multiply's branches must broadcast",
+    "subtract": "subtract's branches must broadcast",
     "concat": "concat's branches must agree outside its dim",
     "bmm": "bmm multiplies (N, n, m) by (N, m, p)",
     "reparameterize": "reparameterize's mean and log-variance must have equal shapes",
@@ -140,3 +142,18 @@ def merge_reason(kind: str, branches: int) -> str:
 def in_block(block: str, text: str) -> str:
     """A block's reason, seen from where the block is used."""
     return f"in {block}, {text}" if text else ""
+
+
+def token_ids_refused(name: str, loc: Location, own: str | None) -> TraceError:
+    """A layer other than an embedding on integer token ids; `own`: the import path of a class
+    of the user's own, which seqgen traces on float tensors only as yet."""
+    why = f" (a class of your own, {own}, takes floats only)" if own else ""
+    hint = "start with `embedding VOCAB DIM`, or drop dtype=long from `input`"
+    if own:
+        hint += " (ids that need your class's work before the embedding: do that before forward)"
+    return TraceError(
+        f"{name} gets integer token ids (the input has dtype=long); only an embedding looks "
+        f"them up{why}",
+        location=loc,
+        hint=hint,
+    )

@@ -1,6 +1,6 @@
 """seqgen's tensor ops: `permute`, `transpose`, `unsqueeze`, `squeeze`, `mean`, `sum`, `amax`,
-`select`, `scale`, `add_identity`, each a small module of seqgen/runtime/sequence.py in the
-generated code.
+`select`, `narrow`, `scale`, `abs`, `add_identity`, each a small module of
+seqgen/runtime/sequence.py in the generated code.
 
 seqgen keeps the batch: an op that would move, reduce, select, squeeze or insert before the
 batch dim 0 is a RuleError, even where torch would run it. Dims are numbered as torch numbers
@@ -119,6 +119,28 @@ def select(dim: Any, index: Size, shape: Sequence[Size]) -> Outcome:
             size,
         )
     return Outcome((*shape[:d], *shape[d + 1 :]), tuple(checks.items))
+
+
+def narrow(dim: Any, start: Size, length: Size, shape: Sequence[Size]) -> Outcome:
+    """`x.narrow(dim, start, length)`: `length` entries from `start` along a dim that is not
+    the batch. start >= 0 (stricter than torch, which counts a negative one from the end),
+    length >= 1, start + length within the size: Checks where any is symbolic."""
+    d = dim_index(dim, len(shape))
+    not_batch(d, "narrow would slice")
+    for what, value in (("start", start), ("length", length)):
+        if not is_int(value):
+            raise RuleError(f"narrow's {what} must be a whole number, got {value!r}")
+    checks = Checks()
+    checks.need(sympy.Ge(as_expr(start), 0), "narrow's start ({}) must be at least 0", start)
+    checks.need(sympy.Ge(as_expr(length), 1), "narrow's length ({}) must be at least 1", length)
+    checks.need(
+        sympy.Le(as_expr(start) + as_expr(length), as_expr(shape[d])),
+        "narrow's start + length ({} + {}) must be at most the size ({}) of dim " + str(dim),
+        start,
+        length,
+        shape[d],
+    )
+    return Outcome((*shape[:d], length, *shape[d + 1 :]), tuple(checks.items))
 
 
 def scale(value: Any, shape: Sequence[Size]) -> Outcome:
@@ -246,6 +268,17 @@ class Select(TensorOp):
         return OpResult(select(v["dim"], v["index"], shape))
 
 
+class Narrow(TensorOp):
+    name = "narrow"
+    positional = ("dim", "start", "length")
+    required = ("dim", "start", "length")
+    helper = "Narrow"
+    usage = "e.g. `narrow 1 0 8` (dim, start, length)"
+
+    def rule(self, v: Mapping[str, Any], shape: Sequence[Size], dtype: torch.dtype) -> OpResult:
+        return OpResult(narrow(v["dim"], v["start"], v["length"], shape))
+
+
 class Scale(Op):
     name = "scale"
     positional = ("value",)
@@ -255,6 +288,15 @@ class Scale(Op):
 
     def rule(self, v: Mapping[str, Any], shape: Sequence[Size], dtype: torch.dtype) -> OpResult:
         return OpResult(scale(v["value"], shape))
+
+
+class Abs(Op):
+    name = "abs"
+    helper = "Abs"
+    usage = "e.g. `abs` after a `subtract:` (an L1 distance)"
+
+    def rule(self, v: Mapping[str, Any], shape: Sequence[Size], dtype: torch.dtype) -> OpResult:
+        return OpResult(Outcome(tuple(shape), ()))  # elementwise: no parameters, no mult-adds
 
 
 class AddIdentity(Op):
