@@ -401,6 +401,8 @@ def _random_branch_case(seed: int) -> Case:
     heads: list[Head] = [
         (f"h{i}", rng.choice([None, *range(count)]), rng.choice(HEAD_LINES)) for i in range(3)
     ]
+    if after and all(at is not None for _, at, _ in heads):  # else `after` would feed nothing,
+        heads[-1] = (heads[-1][0], None, heads[-1][2])  # a spec error (lang/heads.py)
     return before, kind, branches, after, heads
 
 
