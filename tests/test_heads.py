@@ -349,6 +349,8 @@ def _random_case(seed: int) -> tuple[str, list[tuple[str, int | None, list[str]]
     for i in range(rng.randint(1, 3)):
         at = point if rng.random() < 0.5 else None
         heads.append((f"h{i}", at, rng.choice(HEAD_MENU)))
+    if all(at is not None for _, at, _ in heads):  # the point is never the trunk's last line:
+        heads[-1] = (heads[-1][0], None, heads[-1][2])  # one head must read the trunk's end
     return "\n".join(trunk), heads, len(trunk)
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_generated_tests, seqgen_cli
+from conftest import generated_tests_per_file, run_generated_tests, seqgen_cli
 
 from seqgen.ir import GeneratedFile
 from seqgen.project import header
@@ -57,7 +57,7 @@ def test_two_packages_with_the_same_stem_are_both_tested(project: Path) -> None:
     assert out.returncode == 0, out.stderr
     test_a = (project / "pkg_a" / "test_cnn.py").read_text()
     assert "from pkg_a.cnn import CNN\n" in test_a and "sys.path" not in test_a
-    assert run_generated_tests(project).passed == 12  # 6 per model, none shadowed
+    assert run_generated_tests(project).passed == 2 * generated_tests_per_file(6)  # none shadowed
 
 
 def test_a_shared_tests_dir_names_tests_after_the_package(project: Path) -> None:
@@ -67,7 +67,9 @@ def test_a_shared_tests_dir_names_tests_after_the_package(project: Path) -> None
         "test_pkg_a_cnn.py",
         "test_pkg_b_cnn.py",
     ]
-    assert run_generated_tests(project / "tests", cwd=project).passed == 12
+    assert run_generated_tests(
+        project / "tests", cwd=project
+    ).passed == 2 * generated_tests_per_file(6)
 
 
 def test_loose_files_still_put_their_folder_on_sys_path(tmp_path: Path) -> None:
@@ -76,7 +78,7 @@ def test_loose_files_still_put_their_folder_on_sys_path(tmp_path: Path) -> None:
     text = (tmp_path / "t" / "test_m.py").read_text()
     assert 'sys.path.insert(0, str(Path(__file__).resolve().parent / ".."))' in text
     assert "\nfrom m import M\n" in text
-    assert run_generated_tests(tmp_path / "t", cwd=tmp_path).passed == 6
+    assert run_generated_tests(tmp_path / "t", cwd=tmp_path).passed == generated_tests_per_file(6)
 
 
 def test_outputs_on_one_path_are_a_usage_error_before_anything_is_written(project: Path) -> None:
