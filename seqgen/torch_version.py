@@ -30,6 +30,13 @@ def _minor(version: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def installed_minor() -> tuple[int, int] | None:
+    """The installed torch's (major, minor), read from package metadata (no torch import);
+    None when torch is not installed. Tests that hold only from some torch on ask it."""
+    found = _installed_torch()
+    return _minor(found) if found is not None else None
+
+
 def _text(minor: tuple[int, int]) -> str:
     return f"{minor[0]}.{minor[1]}"
 

@@ -212,9 +212,8 @@ def generated_tests_per_file(count: int) -> int:
     """How many of a generated test file's `count` tests pass on this torch (CUDA's skipped):
     one fewer before torch 2.13, which skips the export test (seqgen/render/export.py
     EXPORT_MIN_TORCH; README "Supported torch versions")."""
-    import torch
-
     from seqgen.render.export import EXPORT_MIN_TORCH
+    from seqgen.torch_version import installed_minor
 
-    minor = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
-    return count if minor >= EXPORT_MIN_TORCH else count - 1
+    minor = installed_minor()
+    return count if minor is not None and minor >= EXPORT_MIN_TORCH else count - 1

@@ -19,12 +19,12 @@ import tokenize
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import EXAMPLES, ROOT
 from golden_cases import LAYOUTS, PACKAGES, cases
 
 from seqgen.ir import MERGE_CLASSES
 from seqgen.render.imports import member_order
+from seqgen.torch_version import installed_minor
 
 # README "Typed, lint-clean output": ruff's default rules (0.17's, with RUF100) plus these; and
 # the classic default set plus the same, which holds on any ruff
@@ -103,7 +103,7 @@ def test_generated_code_passes_mypy_strict(staged: tuple[Path, dict[str, list[st
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < (2, 10),
+    (installed_minor() or (0, 0)) < (2, 10),
     reason="torch 2.9's own nn.Module.__init__ is unannotated: pyright strict calls every "
     "super().__init__() partially unknown (README: Supported torch versions)",
 )
